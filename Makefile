@@ -1,0 +1,46 @@
+# seqlens: `make app` serves the dashboard, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: app test test-fast chromium sample-data bench clean-venv
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+app: $(VENV)/.runtime
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+# Debian's chromium drives the browser tests and kaleido's figure export (never a downloaded browser).
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "installing Debian chromium for browser tests and figure export"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	fi
+	@test -x $(CHROMIUM) || { echo "chromium is still missing at $(CHROMIUM)"; exit 1; }
+
+test: $(VENV)/.dev chromium
+	$(PY) -m pytest
+
+# Everything except the browser tests (marked slow).
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "not slow"
+
+sample-data: $(VENV)/.runtime
+	$(PY) cli.py make-samples --out-dir sample_data/datasets
+
+bench: $(VENV)/.runtime
+	$(PY) cli.py bench
+
+clean-venv:
+	rm -rf $(VENV)

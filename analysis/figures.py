@@ -1,0 +1,48 @@
+"""Plotly figures with one publication template. Figures draw results; they never compute analyses."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+# Okabe-Ito: distinguishable under the common colour-vision deficiencies.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+pio.templates["seqlens"] = go.layout.Template(
+    layout=go.Layout(
+        font=dict(family="DejaVu Sans, Arial, sans-serif", size=14, color="#222"),
+        title=dict(font=dict(size=17), x=0.0, xanchor="left"),
+        colorway=PALETTE,
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        xaxis=dict(showline=True, linecolor="#444", ticks="outside", gridcolor="#e6e6e6", zeroline=False),
+        yaxis=dict(showline=True, linecolor="#444", ticks="outside", gridcolor="#e6e6e6", zeroline=False),
+        margin=dict(l=70, r=30, t=60, b=60),
+        legend=dict(bgcolor="rgba(255,255,255,0.8)"),
+    )
+)
+TEMPLATE = "seqlens"
+
+
+def returns_histogram(returns: np.ndarray, title: str, bins: int = 30) -> go.Figure:
+    """Distribution of episode returns: return conditioning is only learnable where this is spread."""
+    returns = np.asarray(returns, dtype=float)
+    fig = go.Figure(go.Histogram(x=returns, nbinsx=bins, marker=dict(color=PALETTE[0], line=dict(color="white", width=1)),
+                                 hovertemplate="return %{x}<br>%{y} episodes<extra></extra>"))
+    fig.add_vline(x=float(returns.mean()), line=dict(color=PALETTE[3], dash="dash"),
+                  annotation_text=f"mean {returns.mean():.4g}", annotation_position="top")
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="episode return", yaxis_title="episodes",
+                      bargap=0.02, height=340, showlegend=False)
+    return fig
+
+
+def episode_timeline(rewards: np.ndarray, returns_to_go: np.ndarray, title: str) -> go.Figure:
+    """Reward per step and return-to-go over one episode."""
+    t = np.arange(len(rewards))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=t, y=returns_to_go, name="return-to-go", line=dict(color=PALETTE[0], width=2)))
+    fig.add_trace(go.Bar(x=t, y=rewards, name="reward", marker_color=PALETTE[1], yaxis="y2", opacity=0.7))
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title="return-to-go",
+                      yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False),
+                      height=340, legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    return fig

@@ -1,0 +1,31 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trajectories import Dataset  # noqa: E402
+
+
+@pytest.fixture
+def tiny_discrete() -> Dataset:
+    """Three hand-made episodes (lengths 3, 4, 2) with known returns 6, 4, -1."""
+    obs = np.arange(18, dtype=np.float32).reshape(9, 2) / 4
+    actions = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1])
+    rewards = np.array([1, 2, 3, 1, 1, 1, 1, -2, 1], dtype=np.float32)
+    terminated = np.array([0, 0, 1, 0, 0, 0, 0, 0, 1], bool)
+    truncated = np.array([0, 0, 0, 0, 0, 0, 1, 0, 0], bool)
+    return Dataset(obs, actions, rewards, terminated, truncated, np.array([0, 3, 7]),
+                   obs_names=["x", "v"], env_id="CartPole-v1", source="tiny")
+
+
+@pytest.fixture
+def tiny_continuous() -> Dataset:
+    rng = np.random.default_rng(7)
+    n = 12
+    return Dataset(rng.normal(size=(n, 3)).astype(np.float32), rng.uniform(-2, 2, size=(n, 2)).astype(np.float32),
+                   rng.normal(size=n).astype(np.float32), np.zeros(n, bool), np.eye(1, n, 4, dtype=bool)[0] | np.eye(1, n, 11, dtype=bool)[0],
+                   np.array([0, 5]), env_id="Pendulum-v1", source="tiny-cont")

@@ -1,0 +1,387 @@
+"""Long-format tables, one row per step: parquet, CSV, JSON.
+
+Columns are detected, not assumed (see names.py): an episode id, a step index, per-feature columns
+(obs_0.., observation_x..) or one list column, action or action_0.., reward, and done flags.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .dataset import Dataset, starts_from_flags
+from .errors import DatasetError
+from .names import ACT_PREFIXES, ALIASES, OBS_PREFIXES, first_present, jsonable
+
+META_KEY = b"seqlens"
+BATCH_ROWS = 1 << 18  # parquet is filled batch by batch, so peak memory stays near the output size
+
+
+@dataclass
+class _Plan:
+    """Which file columns feed which Dataset field."""
+
+    reward: str
+    obs: list[str]
+    act: list[str]
+    obs_names: list[str]
+    act_names: list[str]
+    obs_is_list: bool = False
+    act_is_list: bool = False
+    episode: str | None = None
+    step: str | None = None
+    terminated: str | None = None
+    truncated: str | None = None
+    ignored: list[str] = field(default_factory=list)
+
+
+def _feature_columns(names: list[str], prefixes) -> tuple[list[str], list[str]]:
+    """Per-feature columns for one of the prefixes: obs_0, obs.x, obs[2] -> (columns, feature names)."""
+    alt = "|".join(prefixes)
+    bracket, sep = re.compile(rf"^({alt})\[(\d+)\]$", re.I), re.compile(rf"^({alt})[_.](.+)$", re.I)
+    found = []
+    for col in names:
+        m = bracket.match(col) or sep.match(col)
+        if m:
+            found.append((col, m.group(2)))
+    if not found:
+        return [], []
+    if all(s.isdigit() for _, s in found):  # numbered features: numeric order, names as in the file
+        found.sort(key=lambda cs: int(cs[1]))
+        return [c for c, _ in found], [c for c, _ in found]
+    return [c for c, _ in found], [s for _, s in found]
+
+
+def _plan(names: list[str], is_list, source: str) -> _Plan:
+    lower = {c.lower(): c for c in names}
+
+    def pick(field_: str):
+        key = first_present(lower, ALIASES[field_])
+        return lower[key] if key else None
+
+    reward = pick("rewards")
+    if reward is None:
+        raise DatasetError(f"{source} has no reward column (expected one of {', '.join(ALIASES['rewards'])}; columns are: {', '.join(names[:20])}).")
+    obs, obs_names = _feature_columns(names, OBS_PREFIXES)
+    obs_is_list = False
+    if not obs:
+        single = first_present(lower, OBS_PREFIXES)
+        if single is None:
+            raise DatasetError(f"{source} has no observation columns (expected obs_0, obs_1, ... or observation_0, ... or one list column named obs/observation/state; columns are: {', '.join(names[:20])}).")
+        obs, obs_is_list = [lower[single]], is_list(lower[single])
+        obs_names = [] if obs_is_list else [lower[single]]
+    act, act_names = _feature_columns(names, ACT_PREFIXES)
+    act_is_list = False
+    if not act:
+        single = first_present(lower, ACT_PREFIXES)
+        if single is None:
+            raise DatasetError(f"{source} has no action column (expected action, or action_0, action_1, ...; columns are: {', '.join(names[:20])}).")
+        act, act_is_list = [lower[single]], is_list(lower[single])
+        act_names = [] if act_is_list else [lower[single]]
+    plan = _Plan(reward, obs, act, obs_names, act_names, obs_is_list, act_is_list,
+                 pick("episode"), pick("step"), pick("terminated"), pick("truncated"))
+    used = set(obs) | set(act) | {plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated}
+    plan.ignored = [c for c in names if c not in used]
+    return plan
+
+
+def _row(i: int, csv: bool) -> str:
+    return f"row {i + 1}" + (f" (line {i + 2} counting the header)" if csv else "")
+
+
+class _Builder:
+    """Fills preallocated output arrays from column batches, checking every value as it goes."""
+
+    def __init__(self, plan: _Plan, n: int, source: str, csv: bool, act_discrete: bool):
+        self.p, self.n, self.source, self.csv = plan, n, source, csv
+        self.obs = None if plan.obs_is_list else np.empty((n, len(plan.obs)), np.float32)
+        self.act_discrete = act_discrete
+        if act_discrete:
+            self.act = np.empty(n, np.int64)
+        else:
+            self.act = None if plan.act_is_list else np.empty((n, len(plan.act)), np.float32)
+        self.rew = np.empty(n, np.float32)
+        self.term = np.zeros(n, bool)
+        self.trunc = np.zeros(n, bool)
+        self.ep = None
+        self.step = np.empty(n, np.float64) if plan.step else None
+        self.ep_parts = []
+
+    def _numeric(self, values: np.ndarray, col: str, offset: int) -> np.ndarray:
+        if values.dtype == object or values.dtype.kind in "USO":
+            conv = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
+            bad = np.isnan(conv) & ~pd.isna(pd.Series(values)).to_numpy()
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DatasetError(f"{col} is not a number ({str(values[i])[:40]!r}) at {_row(offset + i, self.csv)} of {self.source}.")
+            values = conv
+        if values.dtype.kind == "f":
+            ok = np.isfinite(values)
+            if values.ndim > 1:
+                ok = ok.all(axis=1)
+            if not ok.all():
+                i = int(np.argmax(~ok))
+                bad = values[i]
+                what = "a missing value (NaN)" if np.isnan(bad).any() else "inf"
+                raise DatasetError(f"{col} has {what} at {_row(offset + i, self.csv)} of {self.source}.")
+        return values
+
+    def _flags(self, values: np.ndarray, col: str, offset: int) -> np.ndarray:
+        if values.dtype == bool:
+            return values
+        if values.dtype == object or values.dtype.kind in "US":
+            mapped = pd.Series(values).astype(str).str.strip().str.lower().map(
+                {"true": 1, "false": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0})
+            values = mapped.to_numpy(np.float64)
+        values = self._numeric(values, col, offset)
+        bad = ~np.isin(values, (0, 1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DatasetError(f"{col} must be true/false or 0/1, got {values[i]!r} at {_row(offset + i, self.csv)} of {self.source}.")
+        return values.astype(bool)
+
+    def _list(self, values, col: str, offset: int) -> np.ndarray:
+        rows = [json.loads(v) if isinstance(v, str) else v for v in values]
+        widths = {np.size(r) for r in rows}
+        if len(widths) > 1:
+            first = np.size(rows[0])
+            i = next(k for k, r in enumerate(rows) if np.size(r) != first)
+            raise DatasetError(f"{col} has {np.size(rows[i])} values at {_row(offset + i, self.csv)} but {first} at {_row(offset, self.csv)} of {self.source} (ragged observation widths).")
+        return self._numeric(np.asarray(rows, dtype=np.float64).reshape(len(rows), -1), col, offset)
+
+    def add(self, offset: int, get) -> None:
+        p = self.p
+        s = slice(offset, offset + len(get(p.reward)))
+        if p.obs_is_list:
+            block = get(p.obs[0], as_list=True)
+            block = block if isinstance(block, np.ndarray) and block.dtype != object else self._list(get(p.obs[0]), p.obs[0], offset)
+            block = self._numeric(block, p.obs[0], offset)
+            if self.obs is None:
+                self.obs = np.empty((self.n, block.shape[1]), np.float32)
+            elif block.shape[1] != self.obs.shape[1]:
+                raise DatasetError(f"{p.obs[0]} has {block.shape[1]} values per row from {_row(offset, self.csv)} but {self.obs.shape[1]} before, in {self.source} (ragged observation widths).")
+            self.obs[s] = block
+        else:
+            for j, col in enumerate(p.obs):
+                self.obs[s, j] = self._numeric(get(col), col, offset)
+        if self.act_discrete:
+            self.act[s] = get(p.act[0])
+        elif p.act_is_list:
+            block = get(p.act[0], as_list=True)
+            block = block if isinstance(block, np.ndarray) and block.dtype != object else self._list(get(p.act[0]), p.act[0], offset)
+            block = self._numeric(block, p.act[0], offset)
+            if self.act is None:
+                self.act = np.empty((self.n, block.shape[1]), np.float32)
+            self.act[s] = block
+        else:
+            for j, col in enumerate(p.act):
+                self.act[s, j] = self._numeric(get(col), col, offset)
+        self.rew[s] = self._numeric(get(p.reward), p.reward, offset)
+        if p.terminated:
+            self.term[s] = self._flags(get(p.terminated), p.terminated, offset)
+        if p.truncated:
+            self.trunc[s] = self._flags(get(p.truncated), p.truncated, offset)
+        if p.step:
+            self.step[s] = self._numeric(get(p.step), p.step, offset)
+        if p.episode:
+            ep = get(p.episode)
+            if pd.isna(pd.Series(ep)).any():
+                i = int(np.argmax(pd.isna(pd.Series(ep)).to_numpy()))
+                raise DatasetError(f"{p.episode} is missing at {_row(offset + i, self.csv)} of {self.source}.")
+            self.ep_parts.append(ep)
+
+    def finish(self, meta: dict, fmt: str) -> Dataset:
+        p, n = self.p, self.n
+        obs_names = meta.get("obs_names") or p.obs_names or None
+        act_names = meta.get("act_names") or p.act_names or None
+        if self.act_discrete:
+            act_names = act_names or ["action"]
+        arrays = [self.obs, self.act, self.rew, self.term, self.trunc]
+        ids = []
+        if p.episode:
+            try:  # episodes in id order (numbers or strings); fall back to order of first appearance
+                codes, uniques = pd.factorize(np.concatenate(self.ep_parts), sort=True)
+            except TypeError:
+                codes, uniques = pd.factorize(np.concatenate(self.ep_parts), sort=False)
+            ids = [u.item() if hasattr(u, "item") else u for u in uniques]
+            order = np.lexsort((self.step, codes)) if p.step else np.argsort(codes, kind="stable")
+            if not np.array_equal(order, np.arange(n)):  # grouping rows by episode costs one copy
+                arrays = [a[order] for a in arrays]
+                codes = codes[order]
+                if self.step is not None:
+                    self.step = self.step[order]
+            if self.step is not None:
+                dup = (codes[1:] == codes[:-1]) & (self.step[1:] == self.step[:-1])
+                if dup.any():
+                    i = int(np.argmax(dup))
+                    raise DatasetError(f"{self.source}: episode {codes[i]} has step {self.step[i]:g} twice.")
+            starts = np.flatnonzero(np.diff(codes)) + 1
+            starts = np.concatenate([[0], starts]).astype(np.int64)
+        elif p.terminated or p.truncated:
+            starts = starts_from_flags(self.term, self.trunc)
+        else:
+            starts = np.zeros(1, np.int64)
+        info = dict(meta.get("metadata") or {})
+        info["format"] = fmt
+        if p.episode and ids != list(range(len(ids))):
+            info["episode_ids"] = ids  # the file's own ids, for display
+        if p.ignored:
+            info["ignored_columns"] = p.ignored
+        return Dataset(*arrays, starts, obs_names if obs_names and len(obs_names) == arrays[0].shape[1] else None,
+                       act_names if act_names and (self.act_discrete or len(act_names) == arrays[1].shape[1]) else None,
+                       meta.get("n_actions"), meta.get("env_id"), self.source, info)
+
+
+# ---- readers -----------------------------------------------------------------------------------
+
+def read_parquet(path: Path, name: str) -> Dataset:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DatasetError(f"{name} is not a readable parquet file ({str(e).splitlines()[0]}).") from None
+    schema = pf.schema_arrow
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise DatasetError(f"{name} has no rows.")
+    types = {f.name: f.type for f in schema}
+    plan = _plan(schema.names, lambda c: pa.types.is_list(types[c]) or pa.types.is_fixed_size_list(types[c])
+                 or pa.types.is_large_list(types[c]), name)
+    discrete = not plan.act_is_list and len(plan.act) == 1 and (pa.types.is_integer(types[plan.act[0]]) or pa.types.is_boolean(types[plan.act[0]]))
+    meta = {}
+    if schema.metadata and META_KEY in schema.metadata:
+        meta = json.loads(schema.metadata[META_KEY])
+    builder = _Builder(plan, n, name, csv=False, act_discrete=discrete)
+    wanted = [c for c in dict.fromkeys(plan.obs + plan.act + [plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated]) if c]
+    offset = 0
+    try:
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+            cols = {c: batch.column(c) for c in wanted}
+
+            def get(col, as_list=False):
+                arr = cols[col]
+                if arr.null_count:
+                    i = int(np.argmax(arr.is_null().to_numpy(zero_copy_only=False)))
+                    raise DatasetError(f"{col} has a missing value at {_row(offset + i, False)} of {name}.")
+                if as_list:
+                    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+                    if len(lengths) and (lengths != lengths[0]).any():
+                        i = int(np.argmax(lengths != lengths[0]))
+                        raise DatasetError(f"{col} has {lengths[i]} values at {_row(offset + i, False)} but {lengths[0]} at {_row(offset, False)} of {name} (ragged observation widths).")
+                    width = int(lengths[0]) if len(lengths) else 0
+                    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), width)
+                return arr.to_numpy(zero_copy_only=False)
+
+            builder.add(offset, get)
+            offset += batch.num_rows
+    except (pa.ArrowException, OSError) as e:
+        raise DatasetError(f"{name} is a damaged parquet file ({str(e).splitlines()[0]}).") from None
+    return builder.finish(meta, "parquet")
+
+
+def _read_frame(df: pd.DataFrame, name: str, fmt: str) -> Dataset:
+    if len(df) == 0:
+        raise DatasetError(f"{name} has no rows.")
+    df.columns = [str(c).strip() for c in df.columns]
+    sample = df.iloc[0]
+    plan = _plan(list(df.columns), lambda c: isinstance(sample[c], (list, tuple, np.ndarray)) or
+                 (isinstance(sample[c], str) and sample[c].strip().startswith("[")), name)
+    discrete = (not plan.act_is_list and len(plan.act) == 1 and
+                (pd.api.types.is_integer_dtype(df[plan.act[0]]) or pd.api.types.is_bool_dtype(df[plan.act[0]])))
+    builder = _Builder(plan, len(df), name, csv=fmt == "csv", act_discrete=discrete)
+    builder.add(0, lambda col, as_list=False: df[col].to_numpy())
+    return builder.finish({}, fmt)
+
+
+def read_csv(path: Path, name: str) -> Dataset:
+    try:
+        df = pd.read_csv(path, sep=None if path.suffix.lower() == ".tsv" else ",", engine="c" if path.suffix.lower() != ".tsv" else "python")
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{name} has no header or rows.") from None
+    except pd.errors.ParserError as e:
+        msg = str(e).strip().splitlines()[0]
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            raise DatasetError(f"{name}: line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)} (ragged rows).") from None
+        raise DatasetError(f"{name} is not a well-formed CSV file ({msg}).") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{name} is not a text CSV file (it has bytes that are not UTF-8).") from None
+    return _read_frame(df, name, "csv")
+
+
+def read_json(path: Path, name: str) -> Dataset:
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DatasetError(f"{name} is not a text JSON file (it has bytes that are not UTF-8).") from None
+    try:
+        data = json.loads(text)
+        lines = None
+    except json.JSONDecodeError as e:
+        try:  # JSON lines: one object per line
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError:
+            raise DatasetError(f"{name} is not valid JSON ({e.msg} at line {e.lineno}).") from None
+        data = None
+    if lines is not None:
+        records = lines
+    elif isinstance(data, list):
+        records = data
+    elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+        if len({len(v) for v in data.values()}) > 1:
+            raise DatasetError(f"{name}: the column lists have different lengths ({', '.join(f'{k}: {len(v)}' for k, v in data.items())}).")
+        records = None
+        df = pd.DataFrame(data)
+    else:
+        raise DatasetError(f"{name} must hold a list of step records (one object per step) or an object of equal-length columns.")
+    if records is not None:
+        if not all(isinstance(r, dict) for r in records):
+            raise DatasetError(f"{name} must hold one JSON object per step, e.g. {{\"episode\": 0, \"obs_0\": 0.1, \"action\": 1, \"reward\": 1.0}}.")
+        df = pd.DataFrame.from_records(records)
+    return _read_frame(df, name, "json")
+
+
+# ---- writers -----------------------------------------------------------------------------------
+
+def _columns(ds: Dataset) -> dict[str, np.ndarray]:
+    def names(prefix, given, dim):
+        default = [f"{prefix}_{i}" for i in range(dim)]
+        return default if given in (None, default) else [f"{prefix}_{g}" for g in given]
+
+    cols = {"episode": ds.episode_index, "step": ds.timesteps}
+    for j, c in enumerate(names("obs", ds.obs_names, ds.obs_dim)):
+        cols[c] = ds.observations[:, j]
+    if ds.discrete:
+        cols["action"] = ds.actions
+    else:
+        for j, c in enumerate(names("action", ds.act_names, ds.act_dim)):
+            cols[c] = ds.actions[:, j]
+    cols.update(reward=ds.rewards, terminated=ds.terminated, truncated=ds.truncated)
+    if len(set(cols)) != len(cols):
+        raise DatasetError(f"{ds.source}: feature names give duplicate column names.")
+    return cols
+
+
+def _meta(ds: Dataset) -> str:
+    return json.dumps({"obs_names": ds.obs_names, "act_names": ds.act_names, "n_actions": ds.n_actions,
+                       "env_id": ds.env_id, "metadata": ds.metadata}, default=jsonable)
+
+
+def write_parquet(ds: Dataset, path: Path) -> None:
+    table = pa.table(_columns(ds))
+    table = table.replace_schema_metadata({META_KEY: _meta(ds).encode()})
+    pq.write_table(table, path, compression="zstd")
+
+
+def write_csv(ds: Dataset, path: Path) -> None:
+    pd.DataFrame(_columns(ds)).to_csv(path, index=False, float_format="%.9g")
+
+
+def write_json(ds: Dataset, path: Path) -> None:
+    pd.DataFrame(_columns(ds)).to_json(path, orient="records", double_precision=15)

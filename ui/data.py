@@ -1,0 +1,52 @@
+"""Cached dataset loading and the session's dataset selection (shipped or uploaded)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from trajectories import Dataset, DatasetError, load_dataset
+from trajectories.samples import sample_datasets
+
+UPLOAD_LIMIT_MB = 200  # same as server.maxUploadSize in .streamlit/config.toml
+UPLOAD_TYPES = ["npz", "parquet", "csv", "json", "jsonl", "hdf5", "h5", "zip"]
+
+
+@st.cache_resource(show_spinner="Loading dataset…")
+def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a regenerated file reloads
+    return load_dataset(path)
+
+
+def shipped() -> dict[str, Dataset]:
+    return {name: load_sample(str(p), p.stat().st_mtime) for name, p in sample_datasets().items()}
+
+
+def uploaded() -> dict[str, Dataset]:
+    """This session's uploads (per browser session: other sessions never see them)."""
+    return st.session_state.setdefault("uploaded_datasets", {})
+
+
+def all_datasets() -> dict[str, Dataset]:
+    return {**shipped(), **{f"upload: {k}": v for k, v in uploaded().items()}}
+
+
+def read_upload(file) -> Dataset:
+    """Parse an uploaded file; raises DatasetError with one sentence on any problem."""
+    if file.size > UPLOAD_LIMIT_MB * 2**20:
+        raise DatasetError(f"{file.name} is {file.size / 2**20:.0f} MB; uploads are limited to {UPLOAD_LIMIT_MB} MB.")
+    suffix = Path(file.name).suffix.lower()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(file.getvalue())
+        return load_dataset(path, display_name=file.name)
+
+
+def current_dataset_name() -> str | None:
+    names = list(all_datasets())
+    chosen = st.session_state.get("dataset")
+    if chosen not in names:
+        chosen = st.query_params.get("dataset")
+    if chosen not in names:
+        chosen = names[0] if names else None
+    return chosen
