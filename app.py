@@ -25,7 +25,7 @@ with st.sidebar:
             st.error(str(e))  # the previous selection stays as it was
         else:
             uploaded()[upload.name] = ds
-            st.session_state["dataset"] = f"upload: {upload.name}"
+            st.session_state["dataset"] = st.session_state["dataset_select"] = f"upload: {upload.name}"
             st.session_state["last_upload_id"] = upload.file_id
             st.success(f"Loaded {upload.name}: {ds.n_episodes} episodes, {ds.n_transitions} steps.")
 
@@ -46,7 +46,9 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
              column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("return min", "return mean", "return max")})
 
 names = list(datasets)
-chosen = st.selectbox("Selected dataset", names, index=names.index(current_dataset_name()), key="dataset_select")
+if st.session_state.get("dataset_select") not in names:
+    st.session_state["dataset_select"] = current_dataset_name()
+chosen = st.selectbox("Selected dataset", names, key="dataset_select")
 st.session_state["dataset"] = chosen
 st.query_params["dataset"] = chosen
 ds = datasets[chosen]
@@ -59,6 +61,6 @@ cols[2].metric("Return min", f"{s['return_min']:.4g}")
 cols[3].metric("Return mean", f"{s['return_mean']:.4g}")
 cols[4].metric("Return max", f"{s['return_max']:.4g}")
 st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {chosen} ({s['n_episodes']} episodes)"),
-                width="stretch", key="returns_hist")
+                width="stretch", key="returns_hist", theme=None)  # theme=None: the same look as exports
 st.caption(f"Observations: {', '.join(ds.obs_names)}. Actions: {', '.join(ds.act_names)}. "
            "Return conditioning is only learnable when returns are spread from low to near-optimal.")

@@ -93,6 +93,25 @@ def cmd_make_data(args) -> dict:
     return result
 
 
+def cmd_make_samples(args) -> dict:
+    """Regenerate every shipped dataset (deterministic by seed): what `make sample-data` runs."""
+    from envs.behaviour import SAMPLE_DATASETS, collect
+    from trajectories import save_dataset
+
+    out_dir = Path(args.out_dir)
+    written = []
+    for alias, (env_id, episodes, seed) in SAMPLE_DATASETS.items():
+        ds = collect(env_id, episodes, seed=seed, progress=not args.json)
+        path = out_dir / f"{alias}.npz"
+        save_dataset(ds, path)
+        written.append({"name": alias, "path": str(path), "bytes": path.stat().st_size, "n_episodes": ds.n_episodes,
+                        "n_transitions": ds.n_transitions, "return_min": float(ds.episode_returns.min()),
+                        "return_max": float(ds.episode_returns.max())})
+        if not args.json:
+            print(f"wrote {path}: {ds.n_episodes} episodes, {ds.n_transitions} steps, {path.stat().st_size / 1e6:.2f} MB")
+    return {"datasets": written}
+
+
 def cmd_bench(args) -> dict:
     from bench import run_all
 
@@ -120,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_make_data)
+
+    s = sub.add_parser("make-samples", help="regenerate the shipped sample datasets")
+    s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "datasets"))
+    s.set_defaults(func=cmd_make_samples)
 
     s = sub.add_parser("bench", help="benchmarks: each fast path against its naive twin")
     s.add_argument("--only", help="run only benchmarks whose name contains this")

@@ -17,17 +17,16 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
     if len(arrays) < 3:
         raise DatasetError(f"{name}: observations, actions and rewards must be arrays, not groups.")
     n = len(arrays["rewards"])
-    flags = {}
-    for key in ("terminals", "timeouts"):
-        flags[key] = f[key][()] if key in f else np.zeros(n, bool)
-    if "terminals" not in f and "timeouts" not in f:
+    flags = {key: f[key][()] for key in ("terminals", "timeouts") if key in f}
+    if not flags:
         raise DatasetError(f"{name}: D4RL file has neither terminals nor timeouts, so episodes cannot be split.")
     lengths = {k: len(v) for k, v in {**arrays, **flags}.items()}
     if len(set(lengths.values())) > 1:
         raise DatasetError(f"{name}: arrays have mismatched lengths ({', '.join(f'{k}: {v}' for k, v in lengths.items())}).")
     if n == 0:
         raise DatasetError(f"{name} has no steps.")
-    term, trunc = flags["terminals"].reshape(-1), flags["timeouts"].reshape(-1)
+    term = flags.get("terminals", np.zeros(n, bool)).reshape(-1)
+    trunc = flags.get("timeouts", np.zeros(n, bool)).reshape(-1)
     try:
         starts = starts_from_flags(term.astype(bool), trunc.astype(bool))
     except ValueError:

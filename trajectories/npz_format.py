@@ -15,12 +15,16 @@ META_KEY = "seqlens_meta"
 
 
 def read_npz(path: Path, name: str) -> Dataset:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise DatasetError(f"{name} holds a single .npy array, not a .npz archive of named arrays (observations, actions, rewards, ...).")
+    if not magic.startswith(b"PK"):  # np.load would otherwise try to unpickle it
+        raise DatasetError(f"{name} is not a valid .npz archive (expected a numpy zip of named arrays).")
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise DatasetError(f"{name} is not a valid .npz archive (expected a numpy zip of arrays): {_first_line(e)}.") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DatasetError(f"{name} holds a single array, not a .npz archive of named arrays.")
     with archive:
         keys = {k.lower(): k for k in archive.files}
 

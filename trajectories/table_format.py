@@ -21,7 +21,6 @@ from .errors import DatasetError
 from .names import ACT_PREFIXES, ALIASES, OBS_PREFIXES, first_present, jsonable
 
 META_KEY = b"seqlens"
-BATCH_ROWS = 1 << 18  # parquet is filled batch by batch, so peak memory stays near the output size
 
 
 @dataclass
@@ -97,7 +96,7 @@ def _row(i: int, csv: bool) -> str:
 
 
 class _Builder:
-    """Fills preallocated output arrays from column batches, checking every value as it goes."""
+    """Fills preallocated output arrays column by column, checking every value as it goes."""
 
     def __init__(self, plan: _Plan, n: int, source: str, csv: bool, act_discrete: bool):
         self.p, self.n, self.source, self.csv = plan, n, source, csv
@@ -144,7 +143,7 @@ class _Builder:
         bad = ~np.isin(values, (0, 1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise DatasetError(f"{col} must be true/false or 0/1, got {values[i]!r} at {_row(offset + i, self.csv)} of {self.source}.")
+            raise DatasetError(f"{col} must be true/false or 0/1, got {float(values[i]):g} at {_row(offset + i, self.csv)} of {self.source}.")
         return values.astype(bool)
 
     def _list(self, values, col: str, offset: int) -> np.ndarray:
@@ -158,7 +157,8 @@ class _Builder:
 
     def add(self, offset: int, get) -> None:
         p = self.p
-        s = slice(offset, offset + len(get(p.reward)))
+        rewards = self._numeric(get(p.reward), p.reward, offset)
+        s = slice(offset, offset + len(rewards))
         if p.obs_is_list:
             block = get(p.obs[0], as_list=True)
             block = block if isinstance(block, np.ndarray) and block.dtype != object else self._list(get(p.obs[0]), p.obs[0], offset)
@@ -183,7 +183,7 @@ class _Builder:
         else:
             for j, col in enumerate(p.act):
                 self.act[s, j] = self._numeric(get(col), col, offset)
-        self.rew[s] = self._numeric(get(p.reward), p.reward, offset)
+        self.rew[s] = rewards
         if p.terminated:
             self.term[s] = self._flags(get(p.terminated), p.terminated, offset)
         if p.truncated:
@@ -206,22 +206,26 @@ class _Builder:
         arrays = [self.obs, self.act, self.rew, self.term, self.trunc]
         ids = []
         if p.episode:
+            episode_ids = self.ep_parts[0] if len(self.ep_parts) == 1 else np.concatenate(self.ep_parts)
+            self.ep_parts = []
             try:  # episodes in id order (numbers or strings); fall back to order of first appearance
-                codes, uniques = pd.factorize(np.concatenate(self.ep_parts), sort=True)
+                codes, uniques = pd.factorize(episode_ids, sort=True)
             except TypeError:
-                codes, uniques = pd.factorize(np.concatenate(self.ep_parts), sort=False)
+                codes, uniques = pd.factorize(episode_ids, sort=False)
+            del episode_ids
             ids = [u.item() if hasattr(u, "item") else u for u in uniques]
-            order = np.lexsort((self.step, codes)) if p.step else np.argsort(codes, kind="stable")
-            if not np.array_equal(order, np.arange(n)):  # grouping rows by episode costs one copy
+            if not _grouped(codes, self.step):  # grouping rows by episode costs one copy of everything
+                order = np.lexsort((self.step, codes)) if p.step else np.argsort(codes, kind="stable")
                 arrays = [a[order] for a in arrays]
                 codes = codes[order]
                 if self.step is not None:
                     self.step = self.step[order]
+                del order
             if self.step is not None:
                 dup = (codes[1:] == codes[:-1]) & (self.step[1:] == self.step[:-1])
                 if dup.any():
                     i = int(np.argmax(dup))
-                    raise DatasetError(f"{self.source}: episode {codes[i]} has step {self.step[i]:g} twice.")
+                    raise DatasetError(f"{self.source}: episode {ids[codes[i]]} has step {self.step[i]:g} twice.")
             starts = np.flatnonzero(np.diff(codes)) + 1
             starts = np.concatenate([[0], starts]).astype(np.int64)
         elif p.terminated or p.truncated:
@@ -239,11 +243,24 @@ class _Builder:
                        meta.get("n_actions"), meta.get("env_id"), self.source, info)
 
 
+def _grouped(codes: np.ndarray, step: np.ndarray | None) -> bool:
+    """Rows already in episode order (and step order within each episode)?"""
+    same = codes[1:] == codes[:-1]
+    if not (same | (codes[1:] > codes[:-1])).all():
+        return False
+    return step is None or bool((step[1:] > step[:-1])[same].all())
+
+
+def _bare_action(plan: _Plan) -> bool:
+    """Discrete actions are one bare integer column (`action`); action_0.. columns are vector components."""
+    return not plan.act_is_list and len(plan.act) == 1 and plan.act[0].lower() in ACT_PREFIXES
+
+
 # ---- readers -----------------------------------------------------------------------------------
 
 def read_parquet(path: Path, name: str) -> Dataset:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering holds whole row groups of raw pages
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"{name} is not a readable parquet file ({str(e).splitlines()[0]}).") from None
     schema = pf.schema_arrow
@@ -253,33 +270,28 @@ def read_parquet(path: Path, name: str) -> Dataset:
     types = {f.name: f.type for f in schema}
     plan = _plan(schema.names, lambda c: pa.types.is_list(types[c]) or pa.types.is_fixed_size_list(types[c])
                  or pa.types.is_large_list(types[c]), name)
-    discrete = not plan.act_is_list and len(plan.act) == 1 and (pa.types.is_integer(types[plan.act[0]]) or pa.types.is_boolean(types[plan.act[0]]))
+    discrete = _bare_action(plan) and (pa.types.is_integer(types[plan.act[0]]) or pa.types.is_boolean(types[plan.act[0]]))
     meta = {}
     if schema.metadata and META_KEY in schema.metadata:
         meta = json.loads(schema.metadata[META_KEY])
     builder = _Builder(plan, n, name, csv=False, act_discrete=discrete)
-    wanted = [c for c in dict.fromkeys(plan.obs + plan.act + [plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated]) if c]
-    offset = 0
+
+    def get(col, as_list=False):
+        # One column at a time: peak memory stays near the output arrays (a whole-table read doubles it).
+        arr = pf.read(columns=[col], use_threads=False).column(0).combine_chunks()
+        if arr.null_count:
+            i = int(np.argmax(arr.is_null().to_numpy(zero_copy_only=False)))
+            raise DatasetError(f"{col} has a missing value at {_row(i, False)} of {name}.")
+        if as_list:
+            lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+            if (lengths != lengths[0]).any():
+                i = int(np.argmax(lengths != lengths[0]))
+                raise DatasetError(f"{col} has {lengths[i]} values at {_row(i, False)} but {lengths[0]} at row 1 of {name} (ragged observation widths).")
+            return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), int(lengths[0]))
+        return arr.to_numpy(zero_copy_only=False)
+
     try:
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
-            cols = {c: batch.column(c) for c in wanted}
-
-            def get(col, as_list=False):
-                arr = cols[col]
-                if arr.null_count:
-                    i = int(np.argmax(arr.is_null().to_numpy(zero_copy_only=False)))
-                    raise DatasetError(f"{col} has a missing value at {_row(offset + i, False)} of {name}.")
-                if as_list:
-                    lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-                    if len(lengths) and (lengths != lengths[0]).any():
-                        i = int(np.argmax(lengths != lengths[0]))
-                        raise DatasetError(f"{col} has {lengths[i]} values at {_row(offset + i, False)} but {lengths[0]} at {_row(offset, False)} of {name} (ragged observation widths).")
-                    width = int(lengths[0]) if len(lengths) else 0
-                    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), width)
-                return arr.to_numpy(zero_copy_only=False)
-
-            builder.add(offset, get)
-            offset += batch.num_rows
+        builder.add(0, get)
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"{name} is a damaged parquet file ({str(e).splitlines()[0]}).") from None
     return builder.finish(meta, "parquet")
@@ -292,8 +304,7 @@ def _read_frame(df: pd.DataFrame, name: str, fmt: str) -> Dataset:
     sample = df.iloc[0]
     plan = _plan(list(df.columns), lambda c: isinstance(sample[c], (list, tuple, np.ndarray)) or
                  (isinstance(sample[c], str) and sample[c].strip().startswith("[")), name)
-    discrete = (not plan.act_is_list and len(plan.act) == 1 and
-                (pd.api.types.is_integer_dtype(df[plan.act[0]]) or pd.api.types.is_bool_dtype(df[plan.act[0]])))
+    discrete = _bare_action(plan) and (pd.api.types.is_integer_dtype(df[plan.act[0]]) or pd.api.types.is_bool_dtype(df[plan.act[0]]))
     builder = _Builder(plan, len(df), name, csv=fmt == "csv", act_discrete=discrete)
     builder.add(0, lambda col, as_list=False: df[col].to_numpy())
     return builder.finish({}, fmt)
@@ -384,4 +395,9 @@ def write_csv(ds: Dataset, path: Path) -> None:
 
 
 def write_json(ds: Dataset, path: Path) -> None:
-    pd.DataFrame(_columns(ds)).to_json(path, orient="records", double_precision=15)
+    """Records, one object per step. tolist() gives exact Python floats, and json writes the shortest
+    repr that reads back to the same value (pandas' to_json rounds to a fixed number of decimals)."""
+    cols = _columns(ds)
+    names, values = list(cols), [c.tolist() for c in cols.values()]
+    with open(path, "w") as f:
+        json.dump([dict(zip(names, row)) for row in zip(*values)], f, separators=(",", ":"))

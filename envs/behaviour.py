@@ -1,0 +1,156 @@
+"""Scripted behaviour policies with a per-episode quality knob, and `collect()` to make Datasets.
+
+Return-conditioned models only show conditioning on data whose returns span low to near-optimal
+with many episodes everywhere in between, so each knob's distribution below was tuned for a spread
+histogram (each fifth of the [min, max] return range holds >= ~10% of episodes).
+Policies read the true simulator state (`env.unwrapped`), so a masked variant gets the same good
+controller while the dataset records only what the masked observation shows.
+"""
+from __future__ import annotations
+
+import sys
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from trajectories.dataset import Dataset
+
+from . import ACT_NAMES, ACTION_LABELS, OBS_NAMES, resolve_env_id
+from .key_to_door import MOVES
+
+# Weak cart-position gains: at epsilon=0 it holds 500 steps (1000/1000 seeds), while noise makes the
+# cart drift out slowly, so return falls smoothly with epsilon instead of by a lucky/unlucky streak.
+CARTPOLE_GAINS = np.array([0.05, 0.1, 1.0, 1.0])  # push right when gains . (x, x_dot, theta, theta_dot) > 0
+CARTPOLE_EPSILON = (0.25, 0.5)  # below 0.25 this controller shrugs the noise off (all 500s)
+PENDULUM_EPSILON = (0.0, 0.65)  # from 0.6 on it mostly stays near the bottom (~ -1600 to -1900)
+KEYDOOR_RANDOM_MOVE = 0.3
+
+SAMPLE_DATASETS = {  # alias: (env id, episodes, seed); ~55-60k steps each, every one < 2 MB compressed
+    "cartpole": ("CartPole-v1", 220, 0),
+    "pendulum": ("Pendulum-v1", 300, 0),
+    # same seeds as the full envs: identical trajectories, only the recorded observation differs
+    "masked-cartpole": ("seqlens/MaskedCartPole-v1", 220, 0),
+    "masked-pendulum": ("seqlens/MaskedPendulum-v1", 300, 0),
+    "keydoor": ("seqlens/KeyToDoor-v0", 3000, 0),
+}
+
+
+class CartPoleBehaviour:
+    """Linear state-feedback controller; with probability epsilon (per episode) a uniform random action."""
+
+    name = "cartpole-linear-epsilon"
+
+    def knobs(self, rng) -> dict:
+        return {"epsilon": float(rng.uniform(*CARTPOLE_EPSILON))}
+
+    def act(self, env, knobs, rng):
+        if rng.random() < knobs["epsilon"]:
+            return int(rng.integers(2))
+        return int(CARTPOLE_GAINS @ env.unwrapped.state > 0)
+
+
+def pendulum_torque(state) -> float:
+    """Energy-pumping swing-up, PD stabilisation near the top (mean return ~ -150 from random starts)."""
+    theta, theta_dot = state
+    theta = (theta + np.pi) % (2 * np.pi) - np.pi  # 0 = upright
+    if abs(theta) < 0.6:  # within reach of the 2 Nm torque limit: hold it up
+        u = -(10.0 * theta + 2.0 * theta_dot)
+    else:  # theta'' = 15 sin(theta) + 3u, so E = theta_dot^2/2 + 15 cos(theta) is 15 upright at rest
+        energy = 0.5 * theta_dot ** 2 + 15.0 * np.cos(theta)
+        u = 10.0 * (15.0 - energy) * (1.0 if theta_dot >= 0 else -1.0)
+    return float(np.clip(u, -2.0, 2.0))
+
+
+class PendulumBehaviour:
+    """The swing-up controller; with probability epsilon (per episode) the torque is reversed.
+
+    Reversed torques (mistakes) rather than uniform random ones: at high noise they keep the pendulum
+    down consistently, so both ends of the return range are well populated (uniform random torques
+    left the lowest and highest fifths at ~5-7% of episodes).
+    """
+
+    name = "pendulum-swingup-reversal"
+
+    def knobs(self, rng) -> dict:
+        return {"epsilon": float(rng.uniform(*PENDULUM_EPSILON))}
+
+    def act(self, env, knobs, rng):
+        u = pendulum_torque(env.unwrapped.state)
+        if rng.random() < knobs["epsilon"]:
+            u = -u
+        return np.array([u], dtype=np.float32)
+
+
+class KeyDoorBehaviour:
+    """Seek-or-avoid: per episode, independently head for or away from the key (phase 1) and the door
+    (phase 3), each 50/50, with 30% random moves; random in the distractor room."""
+
+    name = "keydoor-seek-or-avoid"
+
+    def knobs(self, rng) -> dict:
+        return {"seek_key": bool(rng.random() < 0.5), "seek_door": bool(rng.random() < 0.5)}
+
+    def act(self, env, knobs, rng):
+        e = env.unwrapped
+        if e.phase == 1 or (e.phase == 0 and e.has_key) or rng.random() < KEYDOOR_RANDOM_MOVE:
+            return int(rng.integers(4))
+        target, seek = (e.key, knobs["seek_key"]) if e.phase == 0 else (e.door, knobs["seek_door"])
+        here = np.abs(e.agent - target).sum()
+        after = np.abs(np.clip(e.agent + MOVES, 0, e.size - 1) - target).sum(axis=1)
+        good = np.flatnonzero(after < here) if seek else np.flatnonzero(after > here)
+        if len(good) == 0:  # cornered while avoiding: at least do not get closer
+            good = np.flatnonzero(after >= here)
+        return int(rng.choice(good))
+
+
+BEHAVIOURS = {
+    "CartPole-v1": CartPoleBehaviour,
+    "seqlens/MaskedCartPole-v1": CartPoleBehaviour,
+    "Pendulum-v1": PendulumBehaviour,
+    "seqlens/MaskedPendulum-v1": PendulumBehaviour,
+    "seqlens/KeyToDoor-v0": KeyDoorBehaviour,
+}
+
+
+def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> Dataset:
+    """Roll out the env's scripted behaviour policy for `n_episodes`; deterministic given `seed`.
+
+    One random stream drives env resets, knobs and actions in episode order, so a longer collection
+    with the same seed starts with exactly the episodes of a shorter one.
+    """
+    env_id = resolve_env_id(env)
+    if int(n_episodes) < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
+    behaviour = BEHAVIOURS[env_id]()
+    rng = np.random.default_rng(seed)
+    sim = gym.make(env_id)
+    obs, acts, rews, terms, truncs, starts = [], [], [], [], [], []
+    knob_log: dict[str, list] = {}
+    key_taken = []
+    for _ in tqdm(range(int(n_episodes)), desc=f"collect {env_id}", unit="ep", file=sys.stderr, disable=not progress):
+        knobs = behaviour.knobs(rng)
+        for k, v in knobs.items():
+            knob_log.setdefault(k, []).append(v)
+        starts.append(len(rews))
+        o, info = sim.reset(seed=int(rng.integers(2 ** 31)))
+        done = False
+        while not done:
+            a = behaviour.act(sim, knobs, rng)
+            o_next, r, terminated, truncated, info = sim.step(a)
+            obs.append(o); acts.append(a); rews.append(r); terms.append(terminated); truncs.append(truncated)
+            o, done = o_next, terminated or truncated
+        if "has_key" in info:
+            key_taken.append(bool(info["has_key"]))
+    sim.close()
+    metadata = {"policy": behaviour.name, "policy_doc": " ".join((behaviour.__doc__ or "").split()), "seed": seed, **knob_log}
+    if key_taken:
+        metadata["key_taken"] = key_taken  # hidden state, kept for analyses of memory
+    if env_id in ACTION_LABELS:
+        metadata["action_labels"] = ACTION_LABELS[env_id]
+    actions = np.asarray(acts, dtype=np.int64) if env_id in ACTION_LABELS else np.asarray(acts, dtype=np.float32)
+    return Dataset(np.asarray(obs, dtype=np.float32), actions, np.asarray(rews, dtype=np.float32),
+                   np.asarray(terms, dtype=bool), np.asarray(truncs, dtype=bool), np.asarray(starts, dtype=np.int64),
+                   obs_names=list(OBS_NAMES[env_id]), act_names=list(ACT_NAMES[env_id]),
+                   n_actions=sim.action_space.n if env_id in ACTION_LABELS else None,
+                   env_id=env_id, source=f"collect({env_id!r}, {n_episodes}, seed={seed})", metadata=metadata)
