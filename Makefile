@@ -36,8 +36,12 @@ test: $(VENV)/.dev chromium
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -m "not slow"
 
-sample-data: $(VENV)/.runtime
+# Regenerates sample_data/datasets (byte-identical by seed) and the README's return histograms.
+sample-data: $(VENV)/.runtime chromium
 	$(PY) cli.py make-samples --out-dir sample_data/datasets
+	for f in sample_data/datasets/*.npz; do \
+		$(PY) cli.py inspect $$f --histogram docs/images/returns_$$(basename $$f .npz).png > /dev/null || exit 1; \
+	done
 
 bench: $(VENV)/.runtime
 	$(PY) cli.py bench

@@ -37,6 +37,15 @@ def cmd_inspect(args) -> dict:
             print(f"  {key:<{width}}  {val:.4g}" if isinstance(val, float) else f"  {key:<{width}}  {val}")
         print(f"  {'observations':<{width}}  {', '.join(ds.obs_names)}")
         print(_text_histogram(ds.episode_returns))
+    if args.histogram:
+        from analysis.export import write_figure
+        from analysis.figures import returns_histogram
+
+        title = f"Episode returns — {Path(args.path).stem} ({ds.n_episodes} episodes, {ds.env_id or 'unknown env'})"
+        try:
+            out["histogram"] = str(write_figure(returns_histogram(ds.episode_returns, title), args.histogram))
+        except ValueError as e:
+            raise UserError(str(e)) from None
     return out
 
 
@@ -125,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("inspect", help="summarise a dataset file or directory")
     s.add_argument("path")
+    s.add_argument("--histogram", metavar="FIG", help="also write the returns histogram (.png, .svg, .pdf or .html)")
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("convert", help="convert a dataset between formats (by file extension)")

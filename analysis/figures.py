@@ -11,7 +11,7 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 pio.templates["seqlens"] = go.layout.Template(
     layout=go.Layout(
         font=dict(family="DejaVu Sans, Arial, sans-serif", size=14, color="#222"),
-        title=dict(font=dict(size=17), x=0.0, xanchor="left"),
+        title=dict(font=dict(size=17), x=0.0, xanchor="left", xref="paper"),
         colorway=PALETTE,
         paper_bgcolor="white",
         plot_bgcolor="white",
@@ -45,4 +45,23 @@ def episode_timeline(rewards: np.ndarray, returns_to_go: np.ndarray, title: str)
     fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title="return-to-go",
                       yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False),
                       height=340, legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    return fig
+
+
+def episode_signals(values: np.ndarray, names: list[str], title: str, y_title: str, discrete_labels: list[str] | None = None) -> go.Figure:
+    """One line per feature over an episode (observations or actions); discrete actions as steps."""
+    values = np.asarray(values)
+    values = values.reshape(len(values), -1)
+    t = np.arange(len(values))
+    fig = go.Figure()
+    for j, name in enumerate(names):
+        fig.add_trace(go.Scatter(x=t, y=values[:, j], name=name, mode="lines",
+                                 line=dict(color=PALETTE[j % len(PALETTE)], width=2,
+                                           shape="hv" if discrete_labels is not None else "linear")))
+    # a few features fit in a row above the plot; more go in a column at the right
+    legend = dict(orientation="h", y=1.12, x=1, xanchor="right") if len(names) <= 4 else dict(orientation="v")
+    fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title=y_title, height=340,
+                      legend=legend, showlegend=len(names) > 1)
+    if discrete_labels is not None:
+        fig.update_yaxes(tickmode="array", tickvals=list(range(len(discrete_labels))), ticktext=discrete_labels)
     return fig

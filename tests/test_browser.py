@@ -85,3 +85,16 @@ def test_upload_csv_through_the_widget(server, browser, tmp_path):
     assert page.locator("[data-testid='stException']").count() == 0
     page.screenshot(path=str(ARTIFACTS / "home_upload.png"), full_page=True)
     page.close()
+
+
+def test_dataset_page_draws_episode_charts(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{server}/Dataset?dataset=keydoor")
+    page.get_by_role("heading", name="Dataset").first.wait_for(timeout=30_000)
+    page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=30_000)
+    assert page.get_by_text("seqlens/KeyToDoor-v0").count() >= 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "dataset_page.png"), full_page=True)
+    page.close()

@@ -1,0 +1,55 @@
+"""The shipped datasets: small, regenerable byte for byte by seed, and spread from low to high returns."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envs.behaviour import SAMPLE_DATASETS, collect
+from trajectories import load_dataset
+from trajectories.samples import SAMPLE_DIR, sample_datasets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_environment_has_a_small_dataset():
+    shipped = sample_datasets()
+    assert set(shipped) == set(SAMPLE_DATASETS) == {"cartpole", "pendulum", "masked-cartpole", "masked-pendulum", "keydoor"}
+    for path in shipped.values():
+        assert path.stat().st_size < 2_000_000, path
+    assert sum(p.stat().st_size for p in (ROOT / "sample_data").rglob("*") if p.is_file()) < 25_000_000
+
+
+@pytest.mark.parametrize("alias", list(SAMPLE_DATASETS))
+def test_regenerates_exactly_from_its_seed(alias):
+    env_id, episodes, seed = SAMPLE_DATASETS[alias]
+    shipped = load_dataset(SAMPLE_DIR / f"{alias}.npz")
+    assert collect(env_id, episodes, seed=seed, progress=False).equals(shipped)
+    assert shipped.env_id == env_id
+
+
+@pytest.mark.parametrize("alias", ["cartpole", "pendulum", "masked-cartpole", "masked-pendulum"])
+def test_returns_spread_over_the_whole_range(alias):
+    # return conditioning is only learnable when every range of returns has many episodes
+    returns = load_dataset(SAMPLE_DIR / f"{alias}.npz").episode_returns
+    counts, _ = np.histogram(returns, bins=5)
+    assert (counts >= 0.08 * len(returns)).all(), counts
+
+
+def test_key_to_door_successes_are_a_minority_but_plentiful():
+    ds = load_dataset(SAMPLE_DIR / "keydoor.npz")
+    success = ds.episode_returns.mean()
+    assert 0.15 < success < 0.40
+    assert set(np.unique(ds.episode_returns)) == {0.0, 1.0}
+
+
+def test_make_data_cli(tmp_path):
+    out = tmp_path / "k.parquet"
+    res = subprocess.run([sys.executable, "cli.py", "make-data", "--env", "keydoor", "--episodes", "30", "--out", str(out),
+                          "--seed", "5", "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["n_episodes"] == 30 and info["env_id"] == "seqlens/KeyToDoor-v0"
+    assert load_dataset(out).equals(collect("keydoor", 30, seed=5, progress=False))
