@@ -58,6 +58,18 @@ def _feature_columns(names: list[str], prefixes) -> tuple[list[str], list[str]]:
     return [c for c, _ in found], [s for _, s in found]
 
 
+def _field_columns(names, lower, prefixes, is_list, missing: str) -> tuple[list[str], list[str], bool]:
+    """Per-feature columns (obs_0, ...) or else one column named by a prefix, scalar or list."""
+    cols, feature_names = _feature_columns(names, prefixes)
+    if cols:
+        return cols, feature_names, False
+    single = first_present(lower, prefixes)
+    if single is None:
+        raise DatasetError(missing)
+    col = lower[single]
+    return [col], [] if is_list(col) else [col], is_list(col)
+
+
 def _plan(names: list[str], is_list, source: str) -> _Plan:
     lower = {c.lower(): c for c in names}
 
@@ -68,22 +80,9 @@ def _plan(names: list[str], is_list, source: str) -> _Plan:
     reward = pick("rewards")
     if reward is None:
         raise DatasetError(f"{source} has no reward column (expected one of {', '.join(ALIASES['rewards'])}; columns are: {', '.join(names[:20])}).")
-    obs, obs_names = _feature_columns(names, OBS_PREFIXES)
-    obs_is_list = False
-    if not obs:
-        single = first_present(lower, OBS_PREFIXES)
-        if single is None:
-            raise DatasetError(f"{source} has no observation columns (expected obs_0, obs_1, ... or observation_0, ... or one list column named obs/observation/state; columns are: {', '.join(names[:20])}).")
-        obs, obs_is_list = [lower[single]], is_list(lower[single])
-        obs_names = [] if obs_is_list else [lower[single]]
-    act, act_names = _feature_columns(names, ACT_PREFIXES)
-    act_is_list = False
-    if not act:
-        single = first_present(lower, ACT_PREFIXES)
-        if single is None:
-            raise DatasetError(f"{source} has no action column (expected action, or action_0, action_1, ...; columns are: {', '.join(names[:20])}).")
-        act, act_is_list = [lower[single]], is_list(lower[single])
-        act_names = [] if act_is_list else [lower[single]]
+    listed = ', '.join(names[:20])
+    obs, obs_names, obs_is_list = _field_columns(names, lower, OBS_PREFIXES, is_list, f"{source} has no observation columns (expected obs_0, obs_1, ... or observation_0, ... or one list column named obs/observation/state; columns are: {listed}).")
+    act, act_names, act_is_list = _field_columns(names, lower, ACT_PREFIXES, is_list, f"{source} has no action column (expected action, or action_0, action_1, ...; columns are: {listed}).")
     plan = _Plan(reward, obs, act, obs_names, act_names, obs_is_list, act_is_list,
                  pick("episode"), pick("step"), pick("terminated"), pick("truncated"))
     used = set(obs) | set(act) | {plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated}
@@ -96,30 +95,25 @@ def _row(i: int, csv: bool) -> str:
 
 
 class _Builder:
-    """Fills preallocated output arrays column by column, checking every value as it goes."""
+    """Builds the Dataset arrays column by column, checking every value as it goes."""
 
     def __init__(self, plan: _Plan, n: int, source: str, csv: bool, act_discrete: bool):
         self.p, self.n, self.source, self.csv = plan, n, source, csv
-        self.obs = None if plan.obs_is_list else np.empty((n, len(plan.obs)), np.float32)
+        self.obs = self.act = None
         self.act_discrete = act_discrete
-        if act_discrete:
-            self.act = np.empty(n, np.int64)
-        else:
-            self.act = None if plan.act_is_list else np.empty((n, len(plan.act)), np.float32)
         self.rew = np.empty(n, np.float32)
         self.term = np.zeros(n, bool)
         self.trunc = np.zeros(n, bool)
-        self.ep = None
         self.step = np.empty(n, np.float64) if plan.step else None
-        self.ep_parts = []
+        self.episode_ids = None
 
-    def _numeric(self, values: np.ndarray, col: str, offset: int) -> np.ndarray:
+    def _numeric(self, values: np.ndarray, col: str) -> np.ndarray:
         if values.dtype == object or values.dtype.kind in "USO":
             conv = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
             bad = np.isnan(conv) & ~pd.isna(pd.Series(values)).to_numpy()
             if bad.any():
                 i = int(np.argmax(bad))
-                raise DatasetError(f"{col} is not a number ({str(values[i])[:40]!r}) at {_row(offset + i, self.csv)} of {self.source}.")
+                raise DatasetError(f"{col} is not a number ({str(values[i])[:40]!r}) at {_row(i, self.csv)} of {self.source}.")
             values = conv
         if values.dtype.kind == "f":
             ok = np.isfinite(values)
@@ -129,73 +123,61 @@ class _Builder:
                 i = int(np.argmax(~ok))
                 bad = values[i]
                 what = "a missing value (NaN)" if np.isnan(bad).any() else "inf"
-                raise DatasetError(f"{col} has {what} at {_row(offset + i, self.csv)} of {self.source}.")
+                raise DatasetError(f"{col} has {what} at {_row(i, self.csv)} of {self.source}.")
         return values
 
-    def _flags(self, values: np.ndarray, col: str, offset: int) -> np.ndarray:
+    def _flags(self, values: np.ndarray, col: str) -> np.ndarray:
         if values.dtype == bool:
             return values
         if values.dtype == object or values.dtype.kind in "US":
             mapped = pd.Series(values).astype(str).str.strip().str.lower().map(
                 {"true": 1, "false": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0})
             values = mapped.to_numpy(np.float64)
-        values = self._numeric(values, col, offset)
+        values = self._numeric(values, col)
         bad = ~np.isin(values, (0, 1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise DatasetError(f"{col} must be true/false or 0/1, got {float(values[i]):g} at {_row(offset + i, self.csv)} of {self.source}.")
+            raise DatasetError(f"{col} must be true/false or 0/1, got {float(values[i]):g} at {_row(i, self.csv)} of {self.source}.")
         return values.astype(bool)
 
-    def _list(self, values, col: str, offset: int) -> np.ndarray:
+    def _list(self, values, col: str) -> np.ndarray:
         rows = [json.loads(v) if isinstance(v, str) else v for v in values]
         widths = {np.size(r) for r in rows}
         if len(widths) > 1:
             first = np.size(rows[0])
             i = next(k for k, r in enumerate(rows) if np.size(r) != first)
-            raise DatasetError(f"{col} has {np.size(rows[i])} values at {_row(offset + i, self.csv)} but {first} at {_row(offset, self.csv)} of {self.source} (ragged observation widths).")
-        return self._numeric(np.asarray(rows, dtype=np.float64).reshape(len(rows), -1), col, offset)
+            raise DatasetError(f"{col} has {np.size(rows[i])} values at {_row(i, self.csv)} but {first} at {_row(0, self.csv)} of {self.source} (ragged observation widths).")
+        return self._numeric(np.asarray(rows, dtype=np.float64).reshape(len(rows), -1), col)
 
-    def add(self, offset: int, get) -> None:
+    def _matrix(self, get, cols: list[str], is_list: bool) -> np.ndarray:
+        """[rows, features] float32 from per-feature columns or one list column."""
+        if is_list:
+            block = get(cols[0], as_list=True)
+            if not isinstance(block, np.ndarray) or block.dtype == object:
+                block = self._list(get(cols[0]), cols[0])
+            return self._numeric(block, cols[0]).astype(np.float32, copy=False)
+        out = np.empty((self.n, len(cols)), np.float32)
+        for j, col in enumerate(cols):
+            out[:, j] = self._numeric(get(col), col)
+        return out
+
+    def fill(self, get) -> None:
         p = self.p
-        rewards = self._numeric(get(p.reward), p.reward, offset)
-        s = slice(offset, offset + len(rewards))
-        if p.obs_is_list:
-            block = get(p.obs[0], as_list=True)
-            block = block if isinstance(block, np.ndarray) and block.dtype != object else self._list(get(p.obs[0]), p.obs[0], offset)
-            block = self._numeric(block, p.obs[0], offset)
-            if self.obs is None:
-                self.obs = np.empty((self.n, block.shape[1]), np.float32)
-            elif block.shape[1] != self.obs.shape[1]:
-                raise DatasetError(f"{p.obs[0]} has {block.shape[1]} values per row from {_row(offset, self.csv)} but {self.obs.shape[1]} before, in {self.source} (ragged observation widths).")
-            self.obs[s] = block
-        else:
-            for j, col in enumerate(p.obs):
-                self.obs[s, j] = self._numeric(get(col), col, offset)
-        if self.act_discrete:
-            self.act[s] = get(p.act[0])
-        elif p.act_is_list:
-            block = get(p.act[0], as_list=True)
-            block = block if isinstance(block, np.ndarray) and block.dtype != object else self._list(get(p.act[0]), p.act[0], offset)
-            block = self._numeric(block, p.act[0], offset)
-            if self.act is None:
-                self.act = np.empty((self.n, block.shape[1]), np.float32)
-            self.act[s] = block
-        else:
-            for j, col in enumerate(p.act):
-                self.act[s, j] = self._numeric(get(col), col, offset)
-        self.rew[s] = rewards
+        self.rew[:] = self._numeric(get(p.reward), p.reward)
+        self.obs = self._matrix(get, p.obs, p.obs_is_list)
+        self.act = get(p.act[0]).astype(np.int64) if self.act_discrete else self._matrix(get, p.act, p.act_is_list)
         if p.terminated:
-            self.term[s] = self._flags(get(p.terminated), p.terminated, offset)
+            self.term[:] = self._flags(get(p.terminated), p.terminated)
         if p.truncated:
-            self.trunc[s] = self._flags(get(p.truncated), p.truncated, offset)
+            self.trunc[:] = self._flags(get(p.truncated), p.truncated)
         if p.step:
-            self.step[s] = self._numeric(get(p.step), p.step, offset)
+            self.step[:] = self._numeric(get(p.step), p.step)
         if p.episode:
             ep = get(p.episode)
             if pd.isna(pd.Series(ep)).any():
                 i = int(np.argmax(pd.isna(pd.Series(ep)).to_numpy()))
-                raise DatasetError(f"{p.episode} is missing at {_row(offset + i, self.csv)} of {self.source}.")
-            self.ep_parts.append(ep)
+                raise DatasetError(f"{p.episode} is missing at {_row(i, self.csv)} of {self.source}.")
+            self.episode_ids = ep
 
     def finish(self, meta: dict, fmt: str) -> Dataset:
         p, n = self.p, self.n
@@ -206,8 +188,7 @@ class _Builder:
         arrays = [self.obs, self.act, self.rew, self.term, self.trunc]
         ids = []
         if p.episode:
-            episode_ids = self.ep_parts[0] if len(self.ep_parts) == 1 else np.concatenate(self.ep_parts)
-            self.ep_parts = []
+            episode_ids, self.episode_ids = self.episode_ids, None
             try:  # episodes in id order (numbers or strings); fall back to order of first appearance
                 codes, uniques = pd.factorize(episode_ids, sort=True)
             except TypeError:
@@ -291,7 +272,7 @@ def read_parquet(path: Path, name: str) -> Dataset:
         return arr.to_numpy(zero_copy_only=False)
 
     try:
-        builder.add(0, get)
+        builder.fill(get)
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"{name} is a damaged parquet file ({str(e).splitlines()[0]}).") from None
     return builder.finish(meta, "parquet")
@@ -306,7 +287,7 @@ def _read_frame(df: pd.DataFrame, name: str, fmt: str) -> Dataset:
                  (isinstance(sample[c], str) and sample[c].strip().startswith("[")), name)
     discrete = _bare_action(plan) and (pd.api.types.is_integer_dtype(df[plan.act[0]]) or pd.api.types.is_bool_dtype(df[plan.act[0]]))
     builder = _Builder(plan, len(df), name, csv=fmt == "csv", act_discrete=discrete)
-    builder.add(0, lambda col, as_list=False: df[col].to_numpy())
+    builder.fill(lambda col, as_list=False: df[col].to_numpy())
     return builder.finish({}, fmt)
 
 
