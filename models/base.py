@@ -1,0 +1,119 @@
+"""The one Agent interface every model implements, and its config (what a checkpoint stores).
+
+Data flow: Dataset -> windows (models/windows.py) -> Agent.loss for training; Agent.start_rollout for
+acting in (vector) environments; model-specific forward()s for analyses.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class AgentConfig:
+    """Everything needed to rebuild and use an agent. Saved as config.json beside model.safetensors."""
+
+    kind: str                       # "dt" | "tt" | "mlp" | "gru" | "dynamics"
+    obs_dim: int
+    act_dim: int                    # action vector size; 1 for discrete actions
+    discrete: bool
+    n_actions: int | None = None    # discrete only
+    context_length: int = 1         # K: steps of history the model sees (TT: transitions)
+    max_ep_len: int = 1000          # timestep embedding size; later timesteps are clipped (with a warning)
+    rtg_scale: float = 1.0          # returns-to-go are divided by this, in training and evaluation alike
+    state_mean: list[float] | None = None
+    state_std: list[float] | None = None
+    action_low: list[float] | None = None   # continuous only: the env's action bounds
+    action_high: list[float] | None = None
+    env_id: str | None = None
+    hparams: dict = field(default_factory=dict)       # model-specific sizes (hidden, layers, heads, bins, ...)
+    dataset: dict = field(default_factory=dict)       # name, fingerprint, n_episodes, return range of the training data
+    training: dict = field(default_factory=dict)      # steps, seed, final losses, seconds
+    evaluation: dict = field(default_factory=dict)    # {"results": [...]} as printed by `cli.py evaluate --json`
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AgentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+class Rollout(Protocol):
+    """A batch of B environments acted in together, one episode each, all starting at t = 0."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """obs [B, obs_dim] (raw, unnormalised) -> actions [B] int64 (discrete) or [B, act_dim] float32."""
+
+    def observe(self, rewards: np.ndarray) -> None:
+        """The rewards [B] the last actions earned (DT lowers its return-to-go by them)."""
+
+
+class Agent(nn.Module):
+    """Base class: normalisation from the config, the interface the trainer and evaluator use."""
+
+    def __init__(self, config: AgentConfig):
+        super().__init__()
+        self.config = config
+        mean = np.asarray(config.state_mean if config.state_mean is not None else np.zeros(config.obs_dim), np.float32)
+        std = np.asarray(config.state_std if config.state_std is not None else np.ones(config.obs_dim), np.float32)
+        # buffers, not parameters: saved with the weights, never trained
+        self.register_buffer("state_mean", torch.from_numpy(mean), persistent=False)
+        self.register_buffer("state_std", torch.from_numpy(np.maximum(std, 1e-6)), persistent=False)
+
+    # ---- facts -----------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def obs_dim(self) -> int:
+        return self.config.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.config.act_dim
+
+    @property
+    def discrete(self) -> bool:
+        return self.config.discrete
+
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.state_mean) / self.state_std
+
+    def card(self) -> dict:
+        """What the dashboard's agent card shows (subclasses add model-specific lines)."""
+        c = self.config
+        return {"kind": c.kind, "obs_dim": c.obs_dim, "act_dim": c.act_dim, "discrete": c.discrete,
+                "n_actions": c.n_actions, "context_length": c.context_length, "n_params": self.n_params,
+                "env_id": c.env_id, "dataset": c.dataset.get("name"), "evaluation": c.evaluation.get("results")}
+
+    # ---- to implement ----------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a batch from `sample_batch`, plus named floats for the progress bar."""
+        raise NotImplementedError
+
+    def sample_batch(self, data, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """A training batch drawn from a models.windows.TrainingData (see DESIGN.md on drawing episodes)."""
+        raise NotImplementedError
+
+    def start_rollout(self, n_envs: int, target_returns: np.ndarray | None = None, sample: bool = True,
+                      seed: int = 0) -> Rollout:
+        """A Rollout for n_envs environments. target_returns [n_envs] in raw return units (DT only)."""
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""Model windows: the Dataset cut into fixed-length, left-padded context windows.
+
+Training draws episodes uniformly, then ends the window at a uniformly drawn step of that episode
+(left-padded near the start): drawn by length, short low-return episodes are under 1% of windows and a
+return-conditioned model never learns to ask for a low return (DESIGN.md). Analyses use
+`episode_windows`: every window of one episode at once, for one batched forward pass.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from trajectories import Dataset
+
+
+@dataclass
+class TrainingData:
+    """A Dataset prepared once for fast window gathering: normalised observations, scaled returns-to-go."""
+
+    dataset: Dataset
+    obs: np.ndarray          # [N, obs_dim] float32, normalised with the agent's state mean/std
+    actions: np.ndarray      # [N] int64 or [N, act_dim] float32
+    rewards: np.ndarray      # [N] float32 (raw)
+    rtg: np.ndarray          # [N] float32, returns-to-go divided by rtg_scale
+    timesteps: np.ndarray    # [N] int64, clipped to max_ep_len - 1
+    starts: np.ndarray       # [E] first step of each episode
+    ends: np.ndarray         # [E] one past the last step
+
+    @classmethod
+    def build(cls, ds: Dataset, state_mean, state_std, rtg_scale: float, max_ep_len: int) -> "TrainingData":
+        mean = np.asarray(state_mean, np.float32)
+        std = np.maximum(np.asarray(state_std, np.float32), 1e-6)
+        return cls(ds, (ds.observations - mean) / std, ds.actions, ds.rewards,
+                   (ds.returns_to_go / rtg_scale).astype(np.float32), clip_timesteps(ds.timesteps, max_ep_len),
+                   ds.episode_starts, ds.episode_ends)
+
+
+def clip_timesteps(timesteps: np.ndarray, max_ep_len: int, warn: bool = True) -> np.ndarray:
+    """Timesteps beyond the embedding table are clipped to its last row, never an index error."""
+    timesteps = np.asarray(timesteps, np.int64)
+    if warn and timesteps.size and timesteps.max() >= max_ep_len:
+        warnings.warn(f"timestep {int(timesteps.max())} is beyond the model's max_ep_len {max_ep_len}; "
+                      f"clipping to {max_ep_len - 1}.", stacklevel=2)
+    return np.minimum(timesteps, max_ep_len - 1)
+
+
+def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndarray, K: int) -> dict[str, np.ndarray]:
+    """Windows of K steps ending (inclusive) at absolute step `last_steps[i]` of episode `episodes[i]`.
+
+    Returns arrays [B, K, ...]: obs, actions, rewards, rtg, timesteps, and mask (1 = real step, 0 = left
+    padding). Padded positions hold zeros (timestep 0).
+    """
+    starts = data.starts[episodes]
+    idx = last_steps[:, None] - np.arange(K - 1, -1, -1)[None, :]          # [B, K]
+    mask = idx >= starts[:, None]
+    idx = np.where(mask, idx, starts[:, None])
+    out = {"obs": data.obs[idx], "actions": data.actions[idx], "rewards": data.rewards[idx], "rtg": data.rtg[idx],
+           "timesteps": data.timesteps[idx], "mask": mask}
+    for key in ("obs", "actions", "rewards", "rtg", "timesteps"):
+        arr = out[key]
+        out[key] = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 2)), arr, 0).astype(arr.dtype)
+    return out
+
+
+def sample_windows(data: TrainingData, batch_size: int, K: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Episodes drawn uniformly, then the window's last step uniformly within the episode."""
+    episodes = rng.integers(0, len(data.starts), size=batch_size)
+    lengths = data.ends[episodes] - data.starts[episodes]
+    last = data.starts[episodes] + (rng.random(batch_size) * lengths).astype(np.int64)
+    return gather_windows(data, episodes, last, K)
+
+
+def episode_windows(data: TrainingData, episode: int, K: int) -> dict[str, np.ndarray]:
+    """Every window of an episode (one per step, [T, K, ...]) for a single batched forward pass."""
+    steps = np.arange(data.starts[episode], data.ends[episode])
+    return gather_windows(data, np.full(len(steps), episode), steps, K)
