@@ -1,4 +1,4 @@
-"""seqlens command line: inspect, convert, make-data, bench.
+"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, bench.
 
 Every command takes --json where it prints results; errors are one line on stderr and exit code 2.
 """
@@ -23,6 +23,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_inspect(args) -> dict:
+    from models.errors import is_agent_path
+
+    if is_agent_path(args.path):
+        return _inspect_agent(args)
     from trajectories import load_dataset
 
     ds = load_dataset(args.path)
@@ -47,6 +51,117 @@ def cmd_inspect(args) -> dict:
         except ValueError as e:
             raise UserError(str(e)) from None
     return out
+
+
+def _inspect_agent(args) -> dict:
+    from models import load_agent
+
+    agent = load_agent(args.path)
+    card = agent.card()
+    if not args.json:
+        print(f"{args.path}  (agent)")
+        for key, val in card.items():
+            if key != "evaluation":
+                print(f"  {key:<16} {val}")
+        for r in card.get("evaluation") or []:
+            target = "—" if r["target_return"] is None else f"{r['target_return']:g}"
+            print(f"  target {target:>8}: return {r['mean_return']:.1f}  95% CI [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['episodes']} episodes)")
+    return {"format": "agent", **card}
+
+
+def _parse_hparams(items) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--hparam expects key=value, got '{item}'.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args) -> dict:
+    import torch
+
+    from models import save_agent
+    from models.train import train
+    from trajectories import load_dataset
+
+    torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UserError(f"{out} already exists and is not empty; pass --force to overwrite it.")
+    eval_fn = None
+    if args.eval_every:
+        from models.evaluate import evaluate
+
+        targets = _parse_targets(args.eval_targets) if args.eval_targets else None
+
+        def eval_fn(agent, step):
+            res = evaluate(agent, targets if args.model == "dt" else None, episodes=args.eval_episodes, progress=False)
+            return ", ".join(_result_line(r) for r in res)
+    try:
+        agent = train(args.model, ds, steps=args.steps, seed=args.seed, context_length=args.context,
+                      batch_size=args.batch_size, lr=args.lr, hparams=_parse_hparams(args.hparam),
+                      eval_every=args.eval_every if args.model not in ("dynamics",) else 0, eval_fn=eval_fn,
+                      progress=not args.json, dataset_name=Path(args.data).name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    save_agent(agent, out)
+    result = {"agent": str(out), "kind": args.model, "n_params": agent.n_params, **agent.config.training}
+    if not args.json:
+        print(f"wrote {out}: {args.model}, {agent.n_params:,} parameters, final loss {result['final_loss']:.4f} "
+              f"in {result['seconds']:.0f} s")
+    return result
+
+
+def _result_line(r: dict) -> str:
+    target = "" if r["target_return"] is None else f"target {r['target_return']:g} -> "
+    return f"{target}{r['mean_return']:.1f}"
+
+
+def _parse_targets(text: str) -> list[float]:
+    try:
+        return [float(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--target-returns expects comma-separated numbers, e.g. 100,300,500; got '{text}'.") from None
+
+
+def cmd_evaluate(args) -> dict:
+    import warnings
+
+    import torch
+
+    from models import load_agent, save_agent
+    from models.evaluate import evaluate
+
+    torch.set_num_threads(args.threads)
+    agent = load_agent(args.agent)
+    targets = _parse_targets(args.target_returns) if args.target_returns else None
+    if targets and agent.kind != "dt":
+        print(f"note: a {agent.kind} agent is not return-conditioned; --target-returns is ignored.", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = evaluate(agent, targets, episodes=args.episodes, seed=args.seed, sample=not args.argmax,
+                               progress=not args.json)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    warned = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    for w in warned:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.save:
+        agent.config.evaluation = {"results": results, "seed": args.seed, "decoding": "argmax" if args.argmax else "sample"}
+        save_agent(agent, args.agent)
+    if not args.json:
+        for r in results:
+            target = "—" if r["target_return"] is None else f"{r['target_return']:g}"
+            print(f"target {target:>8}: return {r['mean_return']:8.1f} ± {r['std_return']:.1f}  "
+                  f"95% CI [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['episodes']} episodes)")
+    return {"agent": str(args.agent), "kind": agent.kind, "results": results, "warnings": warned}
 
 
 def _text_histogram(values, bins: int = 10, width: int = 40) -> str:
@@ -150,6 +265,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_make_data)
 
+    s = sub.add_parser("train", help="train an agent on a dataset")
+    s.add_argument("--model", required=True, choices=["dt", "tt", "mlp", "gru", "dynamics"])
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--context", type=int, help="context length K (steps; TT: transitions)")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model size etc., e.g. hidden=64 (repeatable)")
+    s.add_argument("--eval-every", type=int, default=0, help="evaluate in the environment every N steps")
+    s.add_argument("--eval-episodes", type=int, default=8)
+    s.add_argument("--eval-targets", help="DT target returns for periodic evaluation, e.g. 100,500")
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="run an agent in its environment (one batched vector env)")
+    s.add_argument("--agent", required=True)
+    s.add_argument("--target-returns", help="comma-separated target returns (Decision Transformer)")
+    s.add_argument("--episodes", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--argmax", action="store_true", help="greedy actions instead of sampling (discrete)")
+    s.add_argument("--save", action="store_true", help="store the results in the agent's config.json")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_evaluate)
+
     s = sub.add_parser("make-samples", help="regenerate the shipped sample datasets")
     s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "datasets"))
     s.set_defaults(func=cmd_make_samples)
@@ -165,12 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from models.errors import AgentError
     from trajectories.errors import DatasetError
 
     try:
         args = build_parser().parse_args(argv)
         result = args.func(args)
-    except (UserError, DatasetError) as e:
+    except (UserError, DatasetError, AgentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,215 @@
+"""The references the sequence models are measured against.
+
+- MLPPolicy: behaviour cloning on the current observation only (the Markov, K = 1 reference).
+- GRUPolicy: a recurrent policy over the whole history (DRQN-style; the reference for POMDPs).
+- DynamicsModel: a one-step MLP model s_t, a_t -> s_{t+1}, r_t (the single-step reference for
+  predicted rollouts; rolled forward open-loop its error compounds).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Agent, AgentConfig
+from .windows import TrainingData, sample_windows
+
+
+def _mlp(d_in: int, d_out: int, hidden: int, layers: int, dropout: float = 0.0) -> nn.Sequential:
+    mods, d = [], d_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        d = hidden
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
+
+
+class _ActionHead:
+    """Shared action decoding for the policies: logits -> sampled/argmax ints, or tanh -> env bounds."""
+
+    def _setup_actions(self, config: AgentConfig) -> int:
+        if config.discrete:
+            return int(config.n_actions)
+        low = np.asarray(config.action_low if config.action_low is not None else -np.ones(config.act_dim), np.float32)
+        high = np.asarray(config.action_high if config.action_high is not None else np.ones(config.act_dim), np.float32)
+        self.register_buffer("act_low", torch.from_numpy(low), persistent=False)
+        self.register_buffer("act_high", torch.from_numpy(high), persistent=False)
+        return config.act_dim
+
+    def _to_unit(self, actions: torch.Tensor) -> torch.Tensor:  # env bounds -> [-1, 1], the tanh range
+        return (2 * (actions - self.act_low) / (self.act_high - self.act_low) - 1).clamp(-1, 1)
+
+    def _from_unit(self, unit: torch.Tensor) -> torch.Tensor:
+        return self.act_low + (unit + 1) * 0.5 * (self.act_high - self.act_low)
+
+    def _action_loss(self, out: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), actions.reshape(-1).long(), reduction="none")
+        else:
+            loss = ((torch.tanh(out) - self._to_unit(actions)) ** 2).mean(-1).reshape(-1)
+        mask = mask.reshape(-1).float()
+        return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+    def _decode(self, out: torch.Tensor, sample: bool, gen: torch.Generator) -> np.ndarray:
+        if self.discrete:
+            if sample:
+                return torch.multinomial(F.softmax(out, -1), 1, generator=gen)[:, 0].numpy()
+            return out.argmax(-1).numpy()
+        return self._from_unit(torch.tanh(out)).numpy().astype(np.float32)
+
+
+class MLPPolicy(_ActionHead, Agent):
+    """pi(a_t | o_t): no memory at all."""
+
+    def __init__(self, config: AgentConfig):
+        super().__init__(config)
+        h = config.hparams
+        out = self._setup_actions(config)
+        self.net = _mlp(config.obs_dim, out, h.get("hidden", 128), h.get("n_layer", 2), h.get("dropout", 0.1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalised observations [..., obs_dim] -> logits or pre-tanh actions."""
+        return self.net(obs)
+
+    def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
+        w = sample_windows(data, batch_size, 1, rng)
+        return {"obs": torch.from_numpy(w["obs"][:, 0]), "actions": torch.from_numpy(w["actions"][:, 0])}
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        loss = self._action_loss(self(batch["obs"]), batch["actions"], torch.ones(len(batch["obs"])))
+        return loss, {"action_loss": loss.item()}
+
+    def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0):
+        return _MLPRollout(self, sample, seed)
+
+
+class _MLPRollout:
+    def __init__(self, agent: MLPPolicy, sample: bool, seed: int):
+        self.agent, self.sample = agent, sample
+        self.gen = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))
+        return self.agent._decode(self.agent(obs), self.sample, self.gen)
+
+    def observe(self, rewards: np.ndarray) -> None:
+        pass
+
+
+class GRUPolicy(_ActionHead, Agent):
+    """pi(a_t | o_1..t, a_1..t-1) through a GRU carried over the whole episode.
+
+    Trained on whole episodes from their first step, so the hidden state it learns from is the one it
+    acts with (no burn-in mismatch). Episodes are drawn uniformly, as for the other models.
+    """
+
+    def __init__(self, config: AgentConfig):
+        super().__init__(config)
+        h = config.hparams
+        out = self._setup_actions(config)
+        hidden = h.get("hidden", 64)
+        self.act_in = config.n_actions if config.discrete else config.act_dim
+        self.inp = nn.Linear(config.obs_dim + self.act_in, hidden)
+        self.gru = nn.GRU(hidden, hidden, num_layers=h.get("n_layer", 1), batch_first=True)
+        self.head = nn.Linear(hidden, out)
+
+    def _prev_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """The action before each step (zeros at t = 0), one-hot for discrete."""
+        a = F.one_hot(actions.long(), self.act_in).float() if self.discrete else self._to_unit(actions)
+        return torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], dim=1)
+
+    def forward(self, obs: torch.Tensor, prev_actions: torch.Tensor, hidden: torch.Tensor | None = None):
+        """obs [B, T, obs_dim] normalised, prev_actions [B, T, act_in] -> (outputs [B, T, out], hidden)."""
+        x, hidden = self.gru(torch.relu(self.inp(torch.cat([obs, prev_actions], -1))), hidden)
+        return self.head(x), hidden
+
+    def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
+        episodes = rng.integers(0, len(data.starts), size=batch_size)
+        T = int(min((data.ends[episodes] - data.starts[episodes]).max(), self.config.hparams.get("max_train_len", 500)))
+        idx = data.starts[episodes][:, None] + np.arange(T)[None, :]
+        mask = idx < data.ends[episodes][:, None]
+        idx = np.where(mask, idx, data.starts[episodes][:, None])
+        return {"obs": torch.from_numpy(data.obs[idx]), "actions": torch.from_numpy(data.actions[idx]),
+                "mask": torch.from_numpy(mask)}
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        out, _ = self(batch["obs"], self._prev_actions(batch["actions"]))
+        loss = self._action_loss(out, batch["actions"], batch["mask"])
+        return loss, {"action_loss": loss.item()}
+
+    def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0):
+        return _GRURollout(self, n_envs, sample, seed)
+
+
+class _GRURollout:
+    def __init__(self, agent: GRUPolicy, n_envs: int, sample: bool, seed: int):
+        self.agent, self.sample = agent, sample
+        self.gen = torch.Generator().manual_seed(seed)
+        self.hidden = None
+        self.prev = torch.zeros(n_envs, 1, agent.act_in)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))[:, None]
+        out, self.hidden = self.agent(obs, self.prev, self.hidden)
+        actions = self.agent._decode(out[:, 0], self.sample, self.gen)
+        a = torch.as_tensor(actions)
+        self.prev = (F.one_hot(a.long(), self.agent.act_in).float() if self.agent.discrete else self.agent._to_unit(a))[:, None]
+        return actions
+
+    def observe(self, rewards: np.ndarray) -> None:
+        pass
+
+
+class DynamicsModel(_ActionHead, Agent):
+    """s_t, a_t -> s_{t+1}, r_t, predicting the normalised change of state (residual) and the reward."""
+
+    def __init__(self, config: AgentConfig):
+        super().__init__(config)
+        h = config.hparams
+        self.act_in = config.n_actions if config.discrete else config.act_dim
+        if not config.discrete:
+            self._setup_actions(config)
+        self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h.get("hidden", 200), h.get("n_layer", 3))
+        self.register_buffer("reward_scale", torch.tensor(float(h.get("reward_scale", 1.0))), persistent=False)
+
+    def _action_input(self, actions: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(actions.long(), self.act_in).float() if self.discrete else self._to_unit(actions)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised obs [..., obs_dim], raw actions -> (normalised next obs, reward)."""
+        out = self.net(torch.cat([obs, self._action_input(actions)], -1))
+        return obs + out[..., :-1], out[..., -1] * self.reward_scale
+
+    def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
+        # transitions t -> t+1 inside an episode (the last step's next observation is not in the data)
+        episodes = rng.integers(0, len(data.starts), size=batch_size * 2)
+        lengths = data.ends[episodes] - data.starts[episodes]
+        episodes, lengths = episodes[lengths > 1][:batch_size], lengths[lengths > 1][:batch_size]
+        t = data.starts[episodes] + (rng.random(len(episodes)) * (lengths - 1)).astype(np.int64)
+        return {"obs": torch.from_numpy(data.obs[t]), "actions": torch.from_numpy(data.actions[t]),
+                "next_obs": torch.from_numpy(data.obs[t + 1]), "rewards": torch.from_numpy(data.rewards[t])}
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        next_obs, reward = self(batch["obs"], batch["actions"])
+        state_loss = F.mse_loss(next_obs, batch["next_obs"])
+        reward_loss = F.mse_loss(reward / self.reward_scale, batch["rewards"] / self.reward_scale)
+        return state_loss + reward_loss, {"state_loss": state_loss.item(), "reward_loss": reward_loss.item()}
+
+    @torch.no_grad()
+    def rollout_open_loop(self, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From raw obs0 [obs_dim] and H logged actions, the predicted raw observations [H, obs_dim] after each
+        action and the rewards [H]: each prediction is fed back in, so errors compound."""
+        obs = self.normalize(torch.as_tensor(obs0, dtype=torch.float32))
+        states, rewards = [], []
+        for a in torch.as_tensor(np.asarray(actions)):
+            obs, r = self(obs[None], a[None])
+            obs = obs[0]
+            states.append(obs * self.state_std + self.state_mean)
+            rewards.append(float(r[0]))
+        return torch.stack(states).numpy(), np.asarray(rewards, np.float32)
+
+    def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0):
+        raise ValueError("a dynamics model predicts states, it does not act; evaluate a policy instead.")

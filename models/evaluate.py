@@ -1,0 +1,106 @@
+"""Evaluation in the environment: every episode of every target return in one batched vector env,
+with bootstrap 95% confidence intervals of the mean return."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+import envs  # noqa: F401 - registers seqlens' environments
+from trajectories import Dataset
+
+from .base import Agent
+from .errors import AgentError
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float(values.mean()), float(values.mean())
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def check_targets(agent: Agent, targets) -> list[str]:
+    """Warnings for targets far outside the returns the agent was trained on."""
+    d = agent.config.dataset
+    if not targets or "return_min" not in d:
+        return []
+    lo, hi = d["return_min"], d["return_max"]
+    span = max(hi - lo, 1e-6)
+    out = []
+    for t in targets:
+        if t > hi + 0.25 * span or t < lo - 0.25 * span:
+            out.append(f"target return {t:g} is far outside the training data's returns ({lo:g} .. {hi:g}); "
+                       "expect the agent to behave as for the nearest return it has seen.")
+    return out
+
+
+def check_dataset(agent: Agent, ds: Dataset) -> None:
+    """A dataset the agent cannot read gets one sentence, not a shape error deep in torch."""
+    name = ds.source
+    if ds.obs_dim != agent.obs_dim:
+        raise AgentError(f"{name} has {ds.obs_dim} observation features but the {agent.kind} agent expects {agent.obs_dim}"
+                         f"{f' (it was trained on {agent.config.env_id})' if agent.config.env_id else ''}.")
+    if ds.discrete != agent.discrete:
+        kinds = {True: "discrete", False: "continuous"}
+        raise AgentError(f"{name} has {kinds[ds.discrete]} actions but the {agent.kind} agent takes {kinds[agent.discrete]} actions.")
+    if ds.discrete and ds.n_actions > agent.config.n_actions:
+        raise AgentError(f"{name} uses {ds.n_actions} discrete actions but the agent knows {agent.config.n_actions}.")
+    if not ds.discrete and ds.act_dim != agent.act_dim:
+        raise AgentError(f"{name} has {ds.act_dim}-d actions but the agent acts in {agent.act_dim} dimensions.")
+
+
+def run_episodes(agent: Agent, n_envs: int, target_returns: np.ndarray | None, seed: int = 0, sample: bool = True,
+                 progress: bool = True, env_id: str | None = None) -> np.ndarray:
+    """Returns [n_envs] of one episode per env, all envs stepped together in one vector env."""
+    env_id = env_id or agent.config.env_id
+    if not env_id:
+        raise AgentError("the agent does not name an environment (env_id); pass one to evaluate it.")
+    vec = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
+    try:
+        obs, _ = vec.reset(seed=seed)
+        rollout = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed)
+        returns = np.zeros(n_envs)
+        done = np.zeros(n_envs, bool)
+        limit = vec.spec.max_episode_steps if vec.spec and vec.spec.max_episode_steps else agent.config.max_ep_len
+        bar = tqdm(total=n_envs, desc=f"evaluate {agent.kind} on {env_id}", unit="ep", file=sys.stderr, disable=not progress)
+        for _ in range(int(limit)):
+            actions = rollout.act(obs)
+            obs, rewards, term, trunc, _ = vec.step(actions)
+            rollout.observe(rewards)
+            returns += np.where(done, 0.0, rewards)  # envs past their episode end are autoreset: ignored
+            newly = (term | trunc) & ~done
+            done |= newly
+            bar.update(int(newly.sum()))
+            if done.all():
+                break
+        bar.close()
+        return returns
+    finally:
+        vec.close()
+
+
+def evaluate(agent: Agent, target_returns=None, episodes: int = 10, seed: int = 0, sample: bool = True,
+             progress: bool = True) -> list[dict]:
+    """results: [{target_return, mean_return, std_return, ci_low, ci_high, episodes, returns}] per target."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}.")
+    targets = list(target_returns) if target_returns is not None and agent.kind == "dt" else [None]
+    for msg in check_targets(agent, [t for t in targets if t is not None]):
+        warnings.warn(msg, stacklevel=2)
+    per_env = np.repeat(np.asarray([t if t is not None else np.nan for t in targets], float), episodes)
+    returns = run_episodes(agent, len(per_env), per_env if targets[0] is not None else None, seed, sample, progress)
+    results = []
+    for i, t in enumerate(targets):
+        r = returns[i * episodes:(i + 1) * episodes]
+        lo, hi = bootstrap_ci(r, seed=seed)
+        results.append({"target_return": t, "mean_return": float(r.mean()), "std_return": float(r.std()),
+                        "ci_low": lo, "ci_high": hi, "episodes": episodes, "returns": r.round(4).tolist()})
+    return results

@@ -1,0 +1,110 @@
+"""One training loop for every agent kind: AdamW, warm-up + cosine decay, gradient clipping, a progress
+bar with the loss and steps/s, periodic evaluation, deterministic by seed."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import envs  # noqa: F401 - registers seqlens' environments
+from trajectories import Dataset
+
+from .base import Agent, AgentConfig
+from .checkpoint import agent_class
+from .windows import TrainingData
+
+DEFAULTS = {  # per kind: context length, batch size, learning rate
+    "dt": dict(context_length=20, batch_size=64, lr=1e-3),
+    "tt": dict(context_length=10, batch_size=32, lr=6e-4),
+    "mlp": dict(context_length=1, batch_size=256, lr=1e-3),
+    "gru": dict(context_length=1, batch_size=16, lr=2e-3),
+    "dynamics": dict(context_length=1, batch_size=256, lr=1e-3),
+}
+
+
+def make_config(kind: str, ds: Dataset, context_length: int | None = None, hparams: dict | None = None,
+                rtg_scale: float | None = None, dataset_name: str | None = None) -> AgentConfig:
+    """Dims, normalisation, RTG scale, episode length and action bounds, all read off the data (and the env)."""
+    if kind not in DEFAULTS:
+        raise ValueError(f"unknown model '{kind}' (expected one of {', '.join(DEFAULTS)}).")
+    returns = ds.episode_returns
+    max_ep_len = int(ds.episode_lengths.max())
+    low = high = None
+    if ds.env_id:
+        try:
+            spec = gym.spec(ds.env_id)
+            max_ep_len = max(max_ep_len, int(spec.max_episode_steps or 0))
+            space = gym.make(ds.env_id).action_space
+            if isinstance(space, gym.spaces.Box):
+                low, high = space.low.astype(float).tolist(), space.high.astype(float).tolist()
+        except gym.error.Error:
+            pass  # an env gymnasium does not know: bounds from the data
+    if not ds.discrete and low is None:
+        low, high = ds.actions.min(0).astype(float).tolist(), ds.actions.max(0).astype(float).tolist()
+    std = ds.observations.std(0)
+    # One scale for training and evaluation: returns-to-go of order 1 (DT: 1000 for MuJoCo, 500 for CartPole).
+    scale = rtg_scale or float(max(np.abs(returns).max(), 1e-6))
+    return AgentConfig(
+        kind=kind, obs_dim=ds.obs_dim, act_dim=ds.act_dim, discrete=ds.discrete, n_actions=ds.n_actions,
+        context_length=int(context_length or DEFAULTS[kind]["context_length"]), max_ep_len=max_ep_len,
+        rtg_scale=scale, state_mean=ds.observations.mean(0).astype(float).tolist(),
+        state_std=np.where(std > 1e-6, std, 1.0).astype(float).tolist(), action_low=low, action_high=high,
+        env_id=ds.env_id, hparams=dict(hparams or {}),
+        dataset={"name": dataset_name or ds.source, "fingerprint": ds.fingerprint(), "n_episodes": ds.n_episodes,
+                 "n_transitions": ds.n_transitions, "return_min": float(returns.min()),
+                 "return_median": float(np.median(returns)), "return_max": float(returns.max())})
+
+
+def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_length: int | None = None,
+          batch_size: int | None = None, lr: float | None = None, hparams: dict | None = None,
+          eval_every: int = 0, eval_fn=None, progress: bool = True, dataset_name: str | None = None,
+          rtg_scale: float | None = None) -> Agent:
+    """Train an agent of `kind` on `ds`. eval_fn(agent, step) -> str runs every eval_every steps."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}.")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    config = make_config(kind, ds, context_length, hparams, rtg_scale, dataset_name)
+    cls = agent_class(kind)
+    agent = cls.for_dataset(config, ds) if hasattr(cls, "for_dataset") else cls(config)
+    data = TrainingData.build(ds, config.state_mean, config.state_std, config.rtg_scale, config.max_ep_len)
+    batch_size = batch_size or DEFAULTS[kind]["batch_size"]
+    lr = lr or DEFAULTS[kind]["lr"]
+    decay = [p for n, p in agent.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in agent.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    warmup = max(1, min(500, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    agent.train()
+    t0 = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"train {kind}", file=sys.stderr, disable=not progress, unit="step")
+    ema, evals = None, []
+    for step in bar:
+        loss, metrics = agent.loss(agent.sample_batch(data, batch_size, rng))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.25 if kind == "dt" else 1.0)
+        opt.step()
+        sched.step()
+        value = loss.item()
+        ema = value if ema is None else 0.98 * ema + 0.02 * value
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{ema:.4f}", steps_per_s=f"{(step + 1) / (time.perf_counter() - t0):.1f}")
+        if eval_fn and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            agent.eval()
+            msg = eval_fn(agent, step + 1)
+            agent.train()
+            evals.append({"step": step + 1, "result": msg})
+            if progress:
+                tqdm.write(f"step {step + 1}: {msg}", file=sys.stderr)
+    agent.eval()
+    config.training = {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "final_loss": ema,
+                       "final_metrics": metrics, "seconds": round(time.perf_counter() - t0, 1),
+                       "torch_threads": torch.get_num_threads(), "periodic_evaluation": evals}
+    return agent
