@@ -236,6 +236,45 @@ def cmd_make_samples(args) -> dict:
     return {"datasets": written}
 
 
+def cmd_make_agents(args) -> dict:
+    """Train, evaluate and save the shipped agents (what `make sample-agents` runs), then their README table."""
+    import torch
+
+    from models import save_agent
+    from models.evaluate import evaluate
+    from models.recipes import SAMPLE_AGENTS
+    from models.train import train
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    torch.set_num_threads(args.threads)
+    out_dir = Path(args.out_dir)
+    names = [n for n in SAMPLE_AGENTS if not args.only or n in args.only.split(",")]
+    if not names:
+        raise UserError(f"no shipped agent matches --only {args.only}; expected some of {', '.join(SAMPLE_AGENTS)}.")
+    done = []
+    for name in names:
+        r = SAMPLE_AGENTS[name]
+        ds = load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
+        agent = train(r["kind"], ds, steps=r["steps"], seed=args.seed, context_length=r.get("context"),
+                      hparams=r.get("hparams"), progress=not args.json, dataset_name=f"{r['data']}.npz")
+        if r["kind"] != "dynamics":
+            results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
+            agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}
+        path = save_agent(agent, out_dir / name)
+        size = sum(p.stat().st_size for p in path.iterdir())
+        done.append({"name": name, "kind": r["kind"], "data": r["data"], "n_params": agent.n_params, "bytes": size,
+                     "train_seconds": agent.config.training["seconds"], "evaluation": agent.config.evaluation.get("results")})
+        if not args.json:
+            print(f"{name}: {agent.n_params:,} params, {size / 1e6:.2f} MB, trained in {agent.config.training['seconds']:.0f} s",
+                  file=sys.stderr)
+    from models.report import agents_table
+
+    (out_dir / "README.md").write_text("# Shipped agents\n\nRegenerate with `make sample-agents`; evaluated by "
+                                       "`cli.py evaluate` (actions sampled, seeds 1000+).\n\n" + agents_table(out_dir))
+    return {"agents": done}
+
+
 def cmd_bench(args) -> dict:
     from bench import run_all
 
@@ -295,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("make-samples", help="regenerate the shipped sample datasets")
     s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "datasets"))
     s.set_defaults(func=cmd_make_samples)
+
+    s = sub.add_parser("make-agents", help="train and evaluate the shipped sample agents")
+    s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "agents"))
+    s.add_argument("--only", help="comma-separated agent names")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_make_agents)
 
     s = sub.add_parser("bench", help="benchmarks: each fast path against its naive twin")
     s.add_argument("--only", help="run only benchmarks whose name contains this")
