@@ -7,7 +7,7 @@ PORT ?= 8501
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: app test test-fast chromium sample-data bench clean-venv
+.PHONY: app test test-fast chromium sample-data sample-agents bench clean-venv
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ sample-data: $(VENV)/.runtime chromium
 	for f in sample_data/datasets/*.npz; do \
 		$(PY) cli.py inspect $$f --histogram docs/images/returns_$$(basename $$f .npz).png > /dev/null || exit 1; \
 	done
+
+# Trains, evaluates and saves the 12 shipped agents (each < 10 min on 2 cores) and their README table.
+sample-agents: $(VENV)/.runtime
+	$(PY) cli.py make-agents --out-dir sample_data/agents
 
 bench: $(VENV)/.runtime
 	$(PY) cli.py bench

@@ -1,0 +1,472 @@
+"""Decision Transformer (Chen et al. 2021, arXiv 2106.01345) in one file, nanoGPT style.
+
+Each step t is three tokens (R_t, s_t, a_t): return-to-go, state, action, each with its own linear
+embedding plus a learned *absolute* timestep embedding, then a GPT-2 stack. The action is predicted from
+the s_t token; return_preds / state_preds come from the a_t token (as in HF's DecisionTransformerModel);
+value_preds come from the s_t token of sequences whose returns-to-go are hidden (see `forward`).
+
+Parameter names follow HF's DecisionTransformerModel so an HF checkpoint is a mapping (models/hf_import.py):
+embed_timestep, embed_return, embed_state, embed_action, embed_ln, encoder.h.{i}.{ln_1, attn.c_attn,
+attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj}, encoder.ln_f, predict_state, predict_action, predict_return.
+(HF's Conv1D stores weights [in, out]; ours are nn.Linear [out, in].)
+
+Attention is banded causal: a token sees only tokens of its own and the K-1 previous steps
+(K = context_length). On windows of <= K steps that is plain causal attention (what HF computes); over
+longer sequences it makes a sliding KV cache of the last K steps exact: the cache *is* the model's
+semantics, not an approximation of it (DESIGN.md). Training uses windows of n_layer*K steps, so the
+band (not the window edge) is what limits the context the model learns with, as in rollouts.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import deque
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Agent, AgentConfig
+from .windows import TrainingData, clip_timesteps, sample_windows
+
+# ---- hyperparameters (config.hparams overrides any of these) -------------------------------------------
+DEFAULTS = {
+    "hidden": 64,
+    "n_layer": 3,
+    "n_head": 1,
+    "n_inner": None,            # MLP width; None -> 4 * hidden
+    "dropout": 0.1,
+    "activation": "gelu_new",
+    "layer_norm_eps": 1e-5,     # blocks and ln_f (embed_ln is always 1e-5, as in HF)
+    "rtg_dropout": 0.25,        # fraction of training sequences whose RTG tokens are hidden (value head)
+    "action_weight": 1.0,
+    "return_weight": 1.0,
+    "value_weight": 1.0,
+    # steps per training window; None -> K. n_layer * K (the banded receptive field) trains every cached
+    # key on its full band as the cached rollout uses it, at ~5x the cost per step on CPU.
+    "train_window": None,
+    "action_tanh": True,        # continuous actions only
+    # HF-compatibility switches (models/hf_import.py sets them; native models keep the defaults)
+    "banded": True,             # False: plain causal attention over the whole input (HF semantics)
+    "hf_wpe": False,            # True: add HF's wpe[0] to every token (HF passes position_ids = 0)
+    "scale_attn_weights": True,
+    "scale_attn_by_inverse_layer_idx": False,
+    "hf_import": None,          # where an imported model came from (its value head is untrained)
+}
+
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_new": lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0)))),
+    "gelu_fast": lambda x: 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+}
+
+
+@dataclass
+class DTOutput:
+    """What `forward` returns. Tensors are [B, L, ...]; attentions / hidden_states only when asked for."""
+
+    action_preds: torch.Tensor                     # [B, L, n_actions] logits (discrete) or [B, L, act_dim]
+    return_preds: torch.Tensor                     # [B, L, 1] R_{t+1} (scaled) from the a_t token
+    state_preds: torch.Tensor                      # [B, L, obs_dim] s_{t+1} from the a_t token (untrained, as in HF)
+    value_preds: torch.Tensor                      # [B, L, 1] R_t (scaled) from s_t; meaningful with rtg_known=False
+    attentions: tuple[torch.Tensor, ...] | None = None      # per layer [B, heads, 3L, 3L], tokens R, s, a per step
+    hidden_states: tuple[torch.Tensor, ...] | None = None   # per layer block output [B, 3L, hidden]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return getattr(self, key)
+
+
+# ---- the transformer ------------------------------------------------------------------------------------
+class SelfAttention(nn.Module):
+    def __init__(self, hidden: int, n_head: int, dropout: float, scale: float):
+        super().__init__()
+        self.n_head, self.hidden, self.scale = n_head, hidden, scale
+        self.c_attn = nn.Linear(hidden, 3 * hidden)
+        self.c_proj = nn.Linear(hidden, hidden)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x, allowed, past=None):
+        """x [B, T, C]; allowed [B|1, 1, T, T_past + T] bool; past (k, v) [B, H, T_past, hd] or None."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.hidden, dim=2)
+        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        att = (q @ k.transpose(-2, -1)) * self.scale
+        att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        y = self.attn_dropout(att) @ v
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y)), att, (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden: int, inner: int, dropout: float, activation: str):
+        super().__init__()
+        self.c_fc = nn.Linear(hidden, inner)
+        self.c_proj = nn.Linear(inner, hidden)
+        self.act = _ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, hp: dict, layer_idx: int):
+        super().__init__()
+        hidden, n_head = hp["hidden"], hp["n_head"]
+        scale = (hidden // n_head) ** -0.5 if hp["scale_attn_weights"] else 1.0
+        if hp["scale_attn_by_inverse_layer_idx"]:
+            scale /= layer_idx + 1
+        self.ln_1 = nn.LayerNorm(hidden, eps=hp["layer_norm_eps"])
+        self.attn = SelfAttention(hidden, n_head, hp["dropout"], scale)
+        self.ln_2 = nn.LayerNorm(hidden, eps=hp["layer_norm_eps"])
+        self.mlp = MLP(hidden, hp["n_inner"], hp["dropout"], hp["activation"])
+
+    def forward(self, x, allowed, past=None):
+        a, att, kv = self.attn(self.ln_1(x), allowed, past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), att, kv
+
+
+def _allowed(q_pos, k_pos, band: int | None, k_valid=None):
+    """Which keys each query may attend to: [B|1, 1, Tq, Tk] bool.
+
+    q_pos / k_pos are token positions 3*step + (0 R, 1 s, 2 a). Causal, within the last `band` steps
+    (None: no band), only valid (unpadded) keys; and every token always sees itself, so a fully
+    masked query row (left padding) still has one key and never turns into NaN.
+    """
+    qp, kp = q_pos[:, None], k_pos[None, :]
+    ok = kp <= qp
+    if band is not None:
+        ok = ok & (kp // 3 > qp // 3 - band)
+    ok = ok[None]
+    if k_valid is not None:
+        ok = ok & k_valid[:, None, :]
+    return (ok | (kp == qp)[None])[:, None]
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was)
+
+
+class DecisionTransformer(Agent):
+    """Return-conditioned sequence model. forward() is HF's signature; see DTOutput for what it returns."""
+
+    def __init__(self, config: AgentConfig):
+        if config.kind != "dt":
+            raise ValueError(f"DecisionTransformer needs a config of kind 'dt', got '{config.kind}'.")
+        unknown = sorted(set(config.hparams) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown Decision Transformer hparams: {', '.join(unknown)} "
+                             f"(known: {', '.join(DEFAULTS)}).")
+        hp = {**DEFAULTS, **config.hparams}
+        hp["n_inner"] = hp["n_inner"] or 4 * hp["hidden"]
+        hp["train_window"] = hp["train_window"] or config.context_length
+        if hp["hidden"] % hp["n_head"]:
+            raise ValueError(f"hidden size {hp['hidden']} must be divisible by n_head {hp['n_head']}.")
+        if hp["activation"] not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation '{hp['activation']}' (known: {', '.join(_ACTIVATIONS)}).")
+        if config.discrete and not config.n_actions:
+            raise ValueError("a discrete-action Decision Transformer needs config.n_actions.")
+        if not config.rtg_scale > 0:
+            raise ValueError(f"rtg_scale must be positive, got {config.rtg_scale}.")
+        if config.context_length < 1:
+            raise ValueError(f"context_length must be at least 1, got {config.context_length}.")
+        super().__init__(replace(config, hparams=hp))
+        self.hp = hp
+        H = hp["hidden"]
+        c = self.config
+        self.action_in = c.n_actions if c.discrete else c.act_dim   # one-hot width or action vector size
+        low = np.asarray(c.action_low if c.action_low is not None else -np.ones(c.act_dim), np.float32)
+        high = np.asarray(c.action_high if c.action_high is not None else np.ones(c.act_dim), np.float32)
+        self.register_buffer("action_low", torch.from_numpy(low), persistent=False)
+        self.register_buffer("action_high", torch.from_numpy(high), persistent=False)
+
+        self.embed_timestep = nn.Embedding(c.max_ep_len, H)
+        self.embed_return = nn.Linear(1, H)
+        self.embed_state = nn.Linear(c.obs_dim, H)
+        self.embed_action = nn.Linear(self.action_in, H)
+        self.embed_ln = nn.LayerNorm(H)
+        # Value head: with R_t as an input, predicting the return is a copy. A Key-to-Door analysis looks for
+        # memory (was the key taken in phase 1?), which only shows in a prediction that must infer the return
+        # from the history. So some training sequences get this learned "unknown return" embedding in
+        # place of every R token, and predict_value learns R_t (scaled) from them alone.
+        self.return_unknown = nn.Parameter(torch.zeros(H))
+        if hp["hf_wpe"]:
+            self.wpe = nn.Parameter(torch.zeros(H))
+        self.drop = nn.Dropout(hp["dropout"])
+        self.encoder = nn.ModuleDict({"h": nn.ModuleList([Block(hp, i) for i in range(hp["n_layer"])]),
+                                      "ln_f": nn.LayerNorm(H, eps=hp["layer_norm_eps"])})
+        self.predict_state = nn.Linear(H, c.obs_dim)
+        self.predict_action = nn.Linear(H, self.action_in)
+        self.predict_return = nn.Linear(H, 1)
+        self.predict_value = nn.Linear(H, 1)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():   # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * hp["n_layer"]))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    @property
+    def band(self) -> int | None:
+        return self.config.context_length if self.hp["banded"] else None
+
+    def card(self) -> dict:
+        hp = self.hp
+        attention = f"banded causal, last {self.context_length} steps" if hp["banded"] else "causal (HF)"
+        return {**super().card(), "hidden": hp["hidden"], "layers": hp["n_layer"], "heads": hp["n_head"],
+                "attention": attention, "rtg_scale": self.config.rtg_scale, "max_ep_len": self.config.max_ep_len,
+                "hf_import": hp["hf_import"]}
+
+    # ---- embedding ---------------------------------------------------------------------------------------
+    def _timesteps(self, timesteps: torch.Tensor) -> torch.Tensor:
+        if timesteps.numel() and int(timesteps.max()) >= self.config.max_ep_len:
+            clipped = clip_timesteps(timesteps.detach().cpu().numpy(), self.config.max_ep_len)  # warns
+            timesteps = torch.as_tensor(clipped, device=timesteps.device)
+        return timesteps.clamp(min=0)
+
+    def _finish_tokens(self, tok: torch.Tensor) -> torch.Tensor:
+        tok = self.embed_ln(tok)
+        if self.hp["hf_wpe"]:
+            tok = tok + self.wpe
+        return self.drop(tok)
+
+    def _embed_return(self, returns_to_go, rtg_known):
+        r = self.embed_return(returns_to_go)
+        if rtg_known is True:
+            return r
+        known = torch.as_tensor(rtg_known, dtype=torch.bool, device=r.device).reshape(-1, *([1] * (r.dim() - 1)))
+        return torch.where(known, r, self.return_unknown)
+
+    def action_inputs(self, actions) -> torch.Tensor:
+        """Dataset actions -> what embed_action takes: one-hot (discrete) or mapped into [-1, 1] by the bounds."""
+        actions = torch.as_tensor(np.asarray(actions) if not torch.is_tensor(actions) else actions,
+                                  device=self.action_low.device)
+        if self.discrete:
+            return F.one_hot(actions.long().clamp(0, self.action_in - 1), self.action_in).float()
+        a = 2 * (actions.float() - self.action_low) / (self.action_high - self.action_low) - 1
+        return a.clamp(-1, 1)
+
+    def env_actions(self, action_preds: torch.Tensor) -> torch.Tensor:
+        """Continuous model outputs in [-1, 1] -> env actions in [action_low, action_high]."""
+        return self.action_low + (action_preds.clamp(-1, 1) + 1) / 2 * (self.action_high - self.action_low)
+
+    # ---- forward -----------------------------------------------------------------------------------------
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None,
+                output_attentions: bool = False, output_hidden_states: bool = False, rtg_known=True) -> DTOutput:
+        """states [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in [-1, 1]];
+        returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
+        rtg_known: True, False or a [B] bool tensor — sequences marked False see `return_unknown` in
+        place of every R token (use value_preds of those)."""
+        B, L = states.shape[:2]
+        t = self.embed_timestep(self._timesteps(timesteps.long()))
+        tokens = torch.stack([self._embed_return(returns_to_go, rtg_known) + t, self.embed_state(states) + t,
+                              self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)
+        x = self._finish_tokens(tokens)
+        pos = torch.arange(3 * L, device=x.device)
+        valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
+        allowed = _allowed(pos, pos, self.band, valid)
+        attns, hiddens = [], []
+        for block in self.encoder["h"]:
+            x, att, _ = block(x, allowed)
+            attns.append(att)
+            hiddens.append(x)
+        x = self.encoder["ln_f"](x).reshape(B, L, 3, -1)
+        return DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
+                        state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
+                        attentions=tuple(attns) if output_attentions else None,
+                        hidden_states=tuple(hiddens) if output_hidden_states else None)
+
+    def _action_head(self, x_state):
+        a = self.predict_action(x_state)
+        return torch.tanh(a) if (not self.discrete and self.hp["action_tanh"]) else a
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def window_inputs(self, w: dict) -> dict[str, torch.Tensor]:
+        """A models.windows.gather_windows dict -> forward() keyword arguments (tensors on the model's device)."""
+        dev = self.action_low.device
+        return {"states": torch.as_tensor(w["obs"], device=dev, dtype=torch.float32),
+                "actions": self.action_inputs(w["actions"]),
+                "returns_to_go": torch.as_tensor(w["rtg"], device=dev, dtype=torch.float32)[..., None],
+                "timesteps": torch.as_tensor(w["timesteps"], device=dev, dtype=torch.long),
+                "attention_mask": torch.as_tensor(w["mask"], device=dev, dtype=torch.long)}
+
+    def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        w = sample_windows(data, batch_size, self.hp["train_window"], rng)
+        batch = self.window_inputs(w)
+        dev = batch["states"].device
+        batch["action_targets"] = torch.as_tensor(w["actions"], device=dev)
+        # R_{t+1} = R_t - r_t / scale: what return_preds (from the a_t token) predicts
+        batch["next_returns"] = batch["returns_to_go"][..., 0] - torch.as_tensor(
+            w["rewards"], device=dev, dtype=torch.float32) / self.config.rtg_scale
+        batch["rtg_known"] = torch.as_tensor(rng.random(batch_size) >= self.hp["rtg_dropout"], device=dev)
+        return batch
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Action loss on every real step; return loss on RTG-known sequences; value loss on RTG-hidden ones."""
+        known = batch.get("rtg_known")
+        if known is None:
+            known = torch.ones(batch["states"].shape[0], dtype=torch.bool, device=batch["states"].device)
+        out = self(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                   batch["attention_mask"], rtg_known=known)
+        real = batch["attention_mask"].bool()
+        metrics = {}
+        if self.discrete:
+            logits = out.action_preds[real]
+            targets = batch["action_targets"][real].long()
+            action_loss = F.cross_entropy(logits, targets)
+            metrics["action_acc"] = float((logits.argmax(-1) == targets).float().mean())
+        else:
+            action_loss = F.mse_loss(out.action_preds[real], self.action_inputs(batch["action_targets"])[real])
+
+        def masked_mse(pred, target, rows):
+            m = real & rows[:, None]
+            return F.mse_loss(pred[..., 0][m], target[m]) if m.any() else pred.sum() * 0.0
+
+        return_loss = masked_mse(out.return_preds, batch["next_returns"], known)
+        value_loss = masked_mse(out.value_preds, batch["returns_to_go"][..., 0], ~known)
+        hp = self.hp
+        total = hp["action_weight"] * action_loss + hp["return_weight"] * return_loss + hp["value_weight"] * value_loss
+        metrics.update(loss=float(total.detach()), action_loss=float(action_loss.detach()), return_loss=float(return_loss.detach()),
+                       value_loss=float(value_loss.detach()))
+        return total, metrics
+
+    # ---- rollouts ----------------------------------------------------------------------------------------
+    def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0,
+                      use_cache: bool = True) -> "DTRollout":
+        """Batched rollout, all envs at the same t. Discrete actions are sampled from the softmax (seeded
+        generator; sample=False: argmax); continuous ones are the tanh output scaled to the action bounds.
+        use_cache=False is the exact naive twin (recomputes the receptive field every step); both give the
+        same actions from the same random draws."""
+        if target_returns is None:
+            raise ValueError("a Decision Transformer rollout needs target_returns (raw return units, one per env).")
+        return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache)
+
+
+class DTRollout:
+    """Acts in n_envs environments at once. Native (banded) models keep a sliding KV cache of the last K
+    steps per layer, exact by design. HF imports (plain causal, their own semantics = the last K steps)
+    cache while t < K and recompute the last-K window after that. The twin (use_cache=False) recomputes
+    the last n_layer*K steps (the receptive field) with the banded mask, or the last K for HF imports."""
+
+    def __init__(self, model: DecisionTransformer, n_envs: int, target_returns, sample: bool, seed: int,
+                 use_cache: bool):
+        self.m, self.B, self.sample, self.use_cache = model, n_envs, sample, use_cache
+        dev = model.action_low.device
+        target = np.broadcast_to(np.asarray(target_returns, np.float32), (n_envs,))
+        self.rtg = torch.as_tensor(target / model.config.rtg_scale, device=dev, dtype=torch.float32).clone()
+        self.gen = torch.Generator(device=dev).manual_seed(seed)
+        self.t = 0
+        self.prev_action = None          # model-space action of the last step [B, action_in]
+        K = model.context_length
+        self.window = model.hp["n_layer"] * K if model.hp["banded"] else K
+        self.history = deque(maxlen=self.window)   # (state, rtg, timestep) per step, for recomputes
+        self.actions = deque(maxlen=self.window)
+        self.cache = None                # per layer (k, v) [B, H, T, hd]
+        self.cache_pos = None            # token positions of the cached keys [T]
+        self.warned = False
+
+    def _timestep(self, t: int) -> int:
+        max_ep_len = self.m.config.max_ep_len
+        if t >= max_ep_len and not self.warned:
+            self.warned = True
+            clip_timesteps(np.array([t]), max_ep_len)   # the warning
+        return min(t, max_ep_len - 1)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        m = self.m
+        with _eval_mode(m):
+            dev = m.action_low.device
+            s = m.normalize(torch.as_tensor(np.asarray(obs), device=dev, dtype=torch.float32).reshape(self.B, -1))
+            ts = self._timestep(self.t)
+            self.history.append((s, self.rtg.clone(), ts))
+            if self.prev_action is not None:
+                self.actions.append(self.prev_action)
+            if self.use_cache and (m.hp["banded"] or self.t < m.context_length):
+                pred = self._step_cached(s, ts)
+            else:
+                pred = self._recompute()
+            action, model_action = self._choose(pred)
+            self.prev_action = model_action
+            self.t += 1
+            return action
+
+    def observe(self, rewards: np.ndarray) -> None:
+        r = torch.as_tensor(np.asarray(rewards, np.float32).reshape(self.B), device=self.rtg.device)
+        self.rtg = self.rtg - r / self.m.config.rtg_scale
+
+    def _choose(self, pred: torch.Tensor):
+        m = self.m
+        if m.discrete:
+            probs = pred.float().softmax(-1)
+            u = torch.rand(self.B, generator=self.gen, device=probs.device)   # drawn either way: same stream
+            if self.sample:   # inverse CDF on one uniform per env
+                a = (probs.cumsum(-1) < u[:, None] * probs.sum(-1, keepdim=True)).sum(-1).clamp(max=m.action_in - 1)
+            else:
+                a = probs.argmax(-1)
+            return a.cpu().numpy().astype(np.int64), F.one_hot(a, m.action_in).float()
+        y = pred.clamp(-1, 1)
+        return m.env_actions(y).cpu().numpy().astype(np.float32), y
+
+    def _recompute(self) -> torch.Tensor:
+        """Forward over the last `window` steps (all envs share t, so no padding); the current action is a
+        zero placeholder, which the s_t prediction never sees (causal)."""
+        m = self.m
+        states = torch.stack([h[0] for h in self.history], 1)
+        rtg = torch.stack([h[1] for h in self.history], 1)[..., None]
+        ts = torch.tensor([h[2] for h in self.history], device=states.device).expand(self.B, -1)
+        acts = list(self.actions)[-(len(self.history) - 1):] if len(self.history) > 1 else []
+        acts = torch.stack(acts + [torch.zeros(self.B, m.action_in, device=states.device)], 1)
+        return m(states, acts, rtg, ts).action_preds[:, -1]
+
+    def _step_cached(self, s: torch.Tensor, ts: int) -> torch.Tensor:
+        """Feed only the new tokens (a_{t-1}, R_t, s_t) through the layers against the cached keys/values."""
+        m, t = self.m, self.t
+        dev = s.device
+        tok_r = m._embed_return(self.rtg[:, None], True) + m.embed_timestep.weight[ts]
+        tok_s = m.embed_state(s) + m.embed_timestep.weight[ts]
+        new, pos = [tok_r, tok_s], [3 * t, 3 * t + 1]
+        if self.prev_action is not None:
+            t_prev = self._timestep(t - 1)
+            new.insert(0, m.embed_action(self.prev_action) + m.embed_timestep.weight[t_prev])
+            pos.insert(0, 3 * (t - 1) + 2)
+        x = m._finish_tokens(torch.stack(new, 1))
+        q_pos = torch.tensor(pos, device=dev)
+        k_pos = q_pos if self.cache_pos is None else torch.cat([self.cache_pos, q_pos])
+        allowed = _allowed(q_pos, k_pos, m.band)
+        new_cache = []
+        for i, block in enumerate(m.encoder["h"]):
+            x, _, kv = block(x, allowed, None if self.cache is None else self.cache[i])
+            new_cache.append(kv)
+        # keep the keys the next step's queries can see: steps >= t - K + 1 (all of them for HF imports)
+        keep = k_pos // 3 > t - m.context_length if m.hp["banded"] else torch.ones_like(k_pos, dtype=torch.bool)
+        if not bool(keep.all()):
+            first = int(torch.argmax(keep.int()))
+            new_cache = [(k[:, :, first:], v[:, :, first:]) for k, v in new_cache]
+            k_pos = k_pos[first:]
+        self.cache, self.cache_pos = new_cache, k_pos
+        return m._action_head(m.encoder["ln_f"](x[:, -1]))
