@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "agents"))
     s.add_argument("--only", help="comma-separated agent names")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=1, help="torch threads (1: small models gain nothing from more)")
     s.set_defaults(func=cmd_make_agents)
 
     s = sub.add_parser("bench", help="benchmarks: each fast path against its naive twin")

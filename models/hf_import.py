@@ -131,4 +131,8 @@ def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: floa
     untrained = {"return_unknown", "predict_value.weight", "predict_value.bias"}
     if set(missing) - untrained:
         raise ValueError(f"{path}: no HF tensor maps to {sorted(set(missing) - untrained)}.")
+    with torch.no_grad():  # heads HF lacks start at zero, so an import is deterministic
+        for name, p in model.named_parameters():
+            if name in untrained:
+                p.zero_()
     return model.eval()

@@ -104,6 +104,7 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
             if progress:
                 tqdm.write(f"step {step + 1}: {msg}", file=sys.stderr)
     agent.eval()
+    config = agent.config  # the model may complete the config (hparam defaults)
     config.training = {"steps": steps, "seed": seed, "n_params": agent.n_params, "batch_size": batch_size, "lr": lr, "final_loss": ema,
                        "final_metrics": metrics, "seconds": round(time.perf_counter() - t0, 1),
                        "torch_threads": torch.get_num_threads(), "periodic_evaluation": evals}

@@ -2,6 +2,7 @@
 known answer, timestep clipping, padding without NaN, and a value head that never sees the return-to-go."""
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -335,3 +336,25 @@ def test_config_round_trip_rebuilds_the_same_model():
     assert model.config.hparams["train_window"] == 4  # default: K steps
     with pytest.raises(ValueError, match="unknown Decision Transformer hparams: hiden"):
         DecisionTransformer(AgentConfig(kind="dt", obs_dim=2, act_dim=1, discrete=True, n_actions=2, hparams={"hiden": 8}))
+
+
+def test_load_agent_reads_hf_dirs_and_zips(hf_pair, tmp_path):
+    import shutil
+    import zipfile
+
+    from models import AgentError, load_agent
+
+    _, path, _ = hf_pair
+    agent = load_agent(path, context_length=5, rtg_scale=500.0)
+    assert agent.kind == "dt" and agent.context_length == 5 and agent.config.rtg_scale == 500.0
+    with zipfile.ZipFile(tmp_path / "hf.zip", "w") as zf:
+        for p in Path(path).iterdir():
+            zf.write(p, f"hf/{p.name}")
+    zipped = load_agent(tmp_path / "hf.zip", context_length=5, rtg_scale=500.0)
+    assert all(torch.equal(a, b) for a, b in zip(agent.state_dict().values(), zipped.state_dict().values()))
+    pickled = tmp_path / "pickled"
+    shutil.copytree(path, pickled)
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(AgentError, match="pytorch_model.bin"):
+        load_agent(pickled)
