@@ -257,7 +257,8 @@ def cmd_make_agents(args) -> dict:
         r = SAMPLE_AGENTS[name]
         ds = load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
         agent = train(r["kind"], ds, steps=r["steps"], seed=args.seed, context_length=r.get("context"),
-                      hparams=r.get("hparams"), progress=not args.json, dataset_name=f"{r['data']}.npz")
+                      batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"), progress=not args.json,
+                      dataset_name=f"{r['data']}.npz")
         if r["kind"] != "dynamics":
             results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
             agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}

@@ -11,7 +11,7 @@ def test_bench_json_schema_and_same_results():
     res = subprocess.run([sys.executable, "cli.py", "bench", "--quick", "--json"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     benches = json.loads(res.stdout)["benchmarks"]
-    assert {b["name"] for b in benches} == {"read_npz_1m", "read_parquet_1m", "read_d4rl_hdf5_1m", "kv_cache_rollout"}
+    assert {b["name"] for b in benches} == {"read_npz_1m", "read_parquet_1m", "read_d4rl_hdf5_1m", "kv_cache_rollout", "tt_beam_kv_cache"}
     for b in benches:
         assert {"name", "baseline_s", "ours_s", "ratio", "same_results"} <= set(b)
         assert b["same_results"] is True
