@@ -6,7 +6,8 @@ the training data's returns, so the README table shows return conditioning, not 
 from __future__ import annotations
 
 DT_SMALL = {"hidden": 64, "n_layer": 3, "n_head": 1}
-TT_SMALL = {"hidden": 64, "n_layer": 3, "n_head": 4, "n_bins": 100}
+# planning horizon 10 of a 12-transition context: horizon 5 planned too short to swing the pendulum up
+TT_SMALL = {"hidden": 64, "n_layer": 3, "n_head": 4, "n_bins": 100, "horizon": 10}
 
 SAMPLE_AGENTS = {
     "cartpole-dt": dict(kind="dt", data="cartpole", context=20, steps=4000, hparams=DT_SMALL,
@@ -19,10 +20,10 @@ SAMPLE_AGENTS = {
     "masked-cartpole-gru": dict(kind="gru", data="masked-cartpole", steps=800, episodes=16),
     "pendulum-dt": dict(kind="dt", data="pendulum", context=20, steps=4000, hparams=DT_SMALL,
                         targets=[-1500, -1000, -600, -300, -150], episodes=16),
-    "pendulum-tt": dict(kind="tt", data="pendulum", context=8, steps=3500, hparams=TT_SMALL, batch_size=64, lr=1e-3,
+    "pendulum-tt": dict(kind="tt", data="pendulum", context=12, steps=3000, hparams=TT_SMALL, batch_size=64, lr=1e-3,
                         episodes=4),
     "pendulum-dynamics": dict(kind="dynamics", data="pendulum", steps=5000),
-    "masked-pendulum-tt": dict(kind="tt", data="masked-pendulum", context=8, steps=3500, hparams=TT_SMALL, batch_size=64,
+    "masked-pendulum-tt": dict(kind="tt", data="masked-pendulum", context=12, steps=3000, hparams=TT_SMALL, batch_size=64,
                                lr=1e-3, episodes=4),
     "masked-pendulum-dynamics": dict(kind="dynamics", data="masked-pendulum", steps=5000),
     "keydoor-dt": dict(kind="dt", data="keydoor", context=25, steps=3000, hparams=DT_SMALL, targets=[0, 1], episodes=100),

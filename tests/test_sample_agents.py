@@ -64,3 +64,21 @@ def test_key_to_door_dt_remembers_the_key():
 def test_pendulum_tt_beats_the_datasets_median():
     cfg = json.loads((AGENTS / "pendulum-tt" / "config.json").read_text())
     assert cfg["evaluation"]["results"][0]["mean_return"] > cfg["dataset"]["return_median"]
+
+
+def test_cli_warns_for_targets_far_outside_the_data():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "cli.py", "evaluate", "--agent", str(AGENTS / "keydoor-dt"), "--target-returns", "50",
+                          "--episodes", "2", "--json"], cwd=root, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "warning: target return 50 is far outside the training data's returns (0 .. 1)" in res.stderr
+    assert json.loads(res.stdout)["warnings"]
+
+
+def test_agent_card_shows_tt_horizon_cap():
+    card = load_agent(AGENTS / "pendulum-tt").card()
+    assert card["tokens_per_transition"] == 3 + 1 + 2
+    assert card["horizon_cap"] == card["context_length"]
