@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-every", type=int, default=0, help="evaluate in the environment every N steps")
     s.add_argument("--eval-episodes", type=int, default=8)
     s.add_argument("--eval-targets", help="DT target returns for periodic evaluation, e.g. 100,500")
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=1, help="torch threads (small models on a shared 2-core machine: 1)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_train)
 
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--argmax", action="store_true", help="greedy actions instead of sampling (discrete)")
     s.add_argument("--save", action="store_true", help="store the results in the agent's config.json")
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=1, help="torch threads (rollouts are many tiny steps: 1)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("make-samples", help="regenerate the shipped sample datasets")

@@ -9,6 +9,13 @@ sys.path.insert(0, str(ROOT))
 
 from trajectories import Dataset  # noqa: E402
 
+try:  # tiny models on 2 shared cores: a second OpenMP thread mostly waits for the first (30x slower seen)
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+
 
 @pytest.fixture
 def tiny_discrete() -> Dataset:
