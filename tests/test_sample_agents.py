@@ -61,6 +61,8 @@ def test_key_to_door_dt_remembers_the_key():
     assert mlp["mean_return"] < 0.5
 
 
+@pytest.mark.xfail(strict=True, reason="measured: pendulum-tt plans to -907 against the data's median -609 "
+                   "(issue 4 left open on this item); strict, so it reports when a retrained agent meets it")
 def test_pendulum_tt_beats_the_datasets_median():
     cfg = json.loads((AGENTS / "pendulum-tt" / "config.json").read_text())
     assert cfg["evaluation"]["results"][0]["mean_return"] > cfg["dataset"]["return_median"]
