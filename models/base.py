@@ -117,3 +117,11 @@ class Agent(nn.Module):
                       seed: int = 0) -> Rollout:
         """A Rollout for n_envs environments. target_returns [n_envs] in raw return units (DT only)."""
         raise NotImplementedError
+
+
+def gpt2_init(module: nn.Module) -> None:
+    """GPT-2's initialisation (normal 0.02, zero biases), for model.apply()."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)

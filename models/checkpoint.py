@@ -13,6 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from trajectories.safe_zip import safe_members
+
 from .base import Agent, AgentConfig
 from .errors import PICKLE_SUFFIXES, AgentError
 
@@ -132,13 +134,7 @@ def _extract_zip(path: Path, dest: Path, name: str) -> Path:
     except (zipfile.BadZipFile, OSError) as e:
         raise AgentError(f"{name} is not a valid zip file ({e}).") from None
     with zf:
-        members = zf.infolist()
-        for m in members:
-            p = PurePosixPath(m.filename)
-            if p.is_absolute() or ".." in p.parts or "\\" in m.filename:
-                raise AgentError(f"{name} contains a path outside its folder ({m.filename}); refusing to read it.")
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise AgentError(f"{name} would unpack to more than 1 GiB; refusing to read it.")
+        members = safe_members(zf, name, MAX_ZIP_BYTES, AgentError)
         configs = sorted((m.filename for m in members if PurePosixPath(m.filename).name == "config.json"), key=len)
         if not configs:
             raise AgentError(f"{name} holds no config.json (expected a zipped agent directory).")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Agent, AgentConfig
+from .base import Agent, AgentConfig, gpt2_init
 from .windows import TrainingData, clip_timesteps, sample_windows
 
 # ---- hyperparameters (config.hparams overrides any of these) -------------------------------------------
@@ -219,17 +219,10 @@ class DecisionTransformer(Agent):
         self.predict_action = nn.Linear(H, self.action_in)
         self.predict_return = nn.Linear(H, 1)
         self.predict_value = nn.Linear(H, 1)
-        self.apply(self._init_weights)
+        self.apply(gpt2_init)
         for name, p in self.named_parameters():   # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * hp["n_layer"]))
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
 
     @property
     def band(self) -> int | None:

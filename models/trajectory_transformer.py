@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Agent, AgentConfig
+from .base import Agent, AgentConfig, gpt2_init
 from .discretizer import QuantileDiscretizer
 
 DEFAULTS = dict(
@@ -181,19 +181,12 @@ class TrajectoryTransformer(Agent):
         # one head per dimension (the reference's EinLinear): N bins + stop
         self.head_w = nn.Parameter(torch.randn(self.D, C, self.N + 1) * 0.02)
         self.head_b = nn.Parameter(torch.zeros(self.D, self.N + 1))
-        self.apply(self._init_weights)
+        self.apply(gpt2_init)
         self.register_buffer("centres", torch.tensor(self.discretizer.centres, dtype=torch.float32), persistent=False)
         self.register_buffer("seen_bins", torch.tensor(self.discretizer.counts > 0), persistent=False)
         w = [1.0] * config.obs_dim + [float(hp["action_weight"])] * config.act_dim + [float(hp["reward_weight"]), float(hp["value_weight"])]
         self.register_buffer("dim_weights", torch.tensor(w), persistent=False)
         self._tokens_cache = None
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
 
     @classmethod
     def for_dataset(cls, config: AgentConfig, dataset) -> "TrajectoryTransformer":

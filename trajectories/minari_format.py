@@ -11,7 +11,7 @@ import io
 import json
 import tempfile
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -20,6 +20,7 @@ import pyarrow.dataset as pads
 
 from .dataset import Dataset
 from .errors import DatasetError
+from .safe_zip import safe_members
 
 MAX_ZIP_BYTES = 2 << 30  # refuse zips that would unpack to more than 2 GiB
 
@@ -188,24 +189,13 @@ def read_hdf5(path_or_file, name: str, meta: dict | None = None) -> Dataset:
         raise DatasetError(f"{name} is a damaged HDF5 file ({str(e).splitlines()[0]}).") from None
 
 
-def _safe_members(zf: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
-    members = zf.infolist()
-    for m in members:
-        p = PurePosixPath(m.filename)
-        if p.is_absolute() or ".." in p.parts or "\\" in m.filename:
-            raise DatasetError(f"{name} contains a path outside its folder ({m.filename}); refusing to read it.")
-    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-        raise DatasetError(f"{name} would unpack to more than {MAX_ZIP_BYTES >> 30} GiB; refusing to read it.")
-    return members
-
-
 def read_minari_zip(path: Path, name: str) -> Dataset:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise DatasetError(f"{name} is not a valid zip file ({e}).") from None
     with zf:
-        members = _safe_members(zf, name)
+        members = safe_members(zf, name, MAX_ZIP_BYTES, DatasetError)
         h5 = [m for m in members if m.filename.endswith("main_data.hdf5")]
         metas = {m.filename.rsplit("/", 1)[0]: m for m in members if m.filename.endswith("metadata.json")}
         try:
