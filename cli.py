@@ -241,7 +241,7 @@ def cmd_make_agents(args) -> dict:
     import torch
 
     from models import save_agent
-    from models.evaluate import evaluate
+    from models.evaluate import evaluate, prediction_error
     from models.recipes import SAMPLE_AGENTS
     from models.train import train
     from trajectories import load_dataset
@@ -262,6 +262,8 @@ def cmd_make_agents(args) -> dict:
         if r["kind"] != "dynamics":
             results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
             agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}
+        else:
+            agent.config.evaluation = {"prediction_error": prediction_error(agent, ds, seed=1000 + args.seed)}
         path = save_agent(agent, out_dir / name)
         size = sum(p.stat().st_size for p in path.iterdir())
         done.append({"name": name, "kind": r["kind"], "data": r["data"], "n_params": agent.n_params, "bytes": size,

@@ -104,3 +104,21 @@ def evaluate(agent: Agent, target_returns=None, episodes: int = 10, seed: int = 
         results.append({"target_return": t, "mean_return": float(r.mean()), "std_return": float(r.std()),
                         "ci_low": lo, "ci_high": hi, "episodes": episodes, "returns": r.round(4).tolist()})
     return results
+
+
+def prediction_error(model, ds: Dataset, horizon: int = 10, n_starts: int = 64, seed: int = 0) -> dict:
+    """Open-loop error of a one-step dynamics model: from a logged state, feed the logged actions and its own
+    predictions back for `horizon` steps; mean L2 to the logged observations at each horizon (raw units)."""
+    check_dataset(model, ds)
+    rng = np.random.default_rng(seed)
+    long_enough = np.flatnonzero(ds.episode_lengths > horizon)
+    if not len(long_enough):
+        raise AgentError(f"{ds.source} has no episode longer than {horizon} steps.")
+    errors = []
+    for e in rng.choice(long_enough, size=n_starts):
+        ep = ds.episode(int(e))
+        t = int(rng.integers(0, len(ep) - horizon))
+        pred, _ = model.rollout_open_loop(ep.observations[t], ep.actions[t:t + horizon])
+        errors.append(np.linalg.norm(pred - ep.observations[t + 1:t + 1 + horizon], axis=-1))
+    mean = np.mean(errors, axis=0)
+    return {"horizon": list(range(1, horizon + 1)), "mean_l2": mean.round(5).tolist(), "n_starts": n_starts, "seed": seed}

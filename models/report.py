@@ -8,9 +8,12 @@ import numpy as np
 from safetensors import safe_open
 
 
-def _fmt_results(results: list[dict] | None) -> str:
+def _fmt_results(results: list[dict] | None, pred: dict | None = None) -> str:
+    if pred:
+        err = dict(zip(pred["horizon"], pred["mean_l2"]))
+        return f"open-loop state error (mean L2) {err[1]:.3g} at 1 step, {err[max(err)]:.3g} at {max(err)} steps"
     if not results:
-        return "— (a model of the dynamics, evaluated by prediction error)"
+        return "—"
     parts = []
     for r in results:
         ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
@@ -33,5 +36,5 @@ def agents_table(directory) -> str:
             n_params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
         episodes = results[0]["episodes"] if results else "—"
         rows.append(f"| `{d.name}` | {cfg['kind']} | {cfg['dataset'].get('name')} | {cfg['context_length']} | {n_params:,} | "
-                    f"{size:.2f} MB | {cfg['training'].get('seconds', '')} | {_fmt_results(results)} | {episodes} |")
+                    f"{size:.2f} MB | {cfg['training'].get('seconds', '')} | {_fmt_results(results, cfg.get("evaluation", {}).get("prediction_error"))} | {episodes} |")
     return "\n".join(rows) + "\n"
