@@ -32,9 +32,10 @@ def agents_table(directory) -> str:
         cfg = json.loads(cfg_path.read_text())
         size = sum(p.stat().st_size for p in d.iterdir()) / 1e6
         results = cfg.get("evaluation", {}).get("results")
+        pred = cfg.get("evaluation", {}).get("prediction_error")
         with safe_open(d / "model.safetensors", framework="np") as f:
             n_params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
         episodes = results[0]["episodes"] if results else "—"
         rows.append(f"| `{d.name}` | {cfg['kind']} | {cfg['dataset'].get('name')} | {cfg['context_length']} | {n_params:,} | "
-                    f"{size:.2f} MB | {cfg['training'].get('seconds', '')} | {_fmt_results(results, cfg.get("evaluation", {}).get("prediction_error"))} | {episodes} |")
+                    f"{size:.2f} MB | {cfg['training'].get('seconds', '')} | {_fmt_results(results, pred)} | {episodes} |")
     return "\n".join(rows) + "\n"
