@@ -105,6 +105,11 @@ def test_dynamics_model_learns_linear_dynamics():
     pred, rewards = model.rollout_open_loop(np.array([0.5], np.float32), np.full((5, 1), 1.0, np.float32))
     np.testing.assert_allclose(pred[:, 0], 0.5 + 0.1 * np.arange(1, 6), atol=0.03)
     assert rewards[0] == pytest.approx(-0.5, abs=0.05)
+    from models.evaluate import prediction_error
+
+    err = prediction_error(model, ds, horizon=5, n_starts=20)
+    assert err["horizon"] == [1, 2, 3, 4, 5] and max(err["mean_l2"]) < 0.05
+    assert err["mean_l2"][0] <= err["mean_l2"][-1] + 1e-3  # errors do not shrink when fed back
 
 
 @pytest.mark.parametrize("kind", ["mlp", "gru", "dynamics"])
