@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.figures import returns_histogram
+from models.report import agent_rows
 from trajectories import DatasetError
 from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, all_datasets, current_dataset_name, read_upload, uploaded
 
@@ -64,3 +65,14 @@ st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {cho
                 width="stretch", key="returns_hist", theme=None)  # theme=None: the same look as exports
 st.caption(f"Observations: {', '.join(ds.obs_names)}. Actions: {', '.join(ds.act_names)}. "
            "Return conditioning is only learnable when returns are spread from low to near-optimal.")
+
+st.subheader("Shipped agents")
+st.caption("Decision Transformers, Trajectory Transformers and their Markov / recurrent baselines, trained on the "
+           "datasets above by `make sample-agents`; evaluation as stored in each agent's config.json.")
+agents = agent_rows()
+if agents:
+    st.dataframe(pd.DataFrame(agents).drop(columns=["size_mb"]), hide_index=True, width="stretch", key="agents_table",
+                 height=35 * (len(agents) + 1) + 3,
+                 column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
+else:
+    st.info("No shipped agents found: run `make sample-agents`.")

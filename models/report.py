@@ -1,4 +1,5 @@
-"""The shipped agents' table (Markdown), read from their config.json files: what `make sample-agents` writes."""
+"""The shipped agents' facts, read from their config.json files without building a model: the README
+table `make sample-agents` writes and the home page's agent list."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
 
 
 def _fmt_results(results: list[dict] | None, pred: dict | None = None) -> str:
@@ -22,20 +25,31 @@ def _fmt_results(results: list[dict] | None, pred: dict | None = None) -> str:
     return "; ".join(parts)
 
 
-def agents_table(directory) -> str:
-    rows = ["| agent | kind | data | K | params | size | train s | achieved return (target → mean [95% CI]) | episodes |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for d in sorted(Path(directory).iterdir()):
+def agent_rows(directory=AGENT_DIR) -> list[dict]:
+    """One dict per agent directory: name, kind, env, data, K, params, size, training seconds, evaluation."""
+    rows = []
+    for d in sorted(Path(directory).iterdir()) if Path(directory).is_dir() else []:
         cfg_path = d / "config.json"
-        if not cfg_path.is_file():
+        if not cfg_path.is_file() or not (d / "model.safetensors").is_file():
             continue
         cfg = json.loads(cfg_path.read_text())
-        size = sum(p.stat().st_size for p in d.iterdir()) / 1e6
-        results = cfg.get("evaluation", {}).get("results")
-        pred = cfg.get("evaluation", {}).get("prediction_error")
+        evaluation = cfg.get("evaluation", {})
+        results = evaluation.get("results")
         with safe_open(d / "model.safetensors", framework="np") as f:
             n_params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
-        episodes = results[0]["episodes"] if results else "—"
-        rows.append(f"| `{d.name}` | {cfg['kind']} | {cfg['dataset'].get('name')} | {cfg['context_length']} | {n_params:,} | "
-                    f"{size:.2f} MB | {cfg['training'].get('seconds', '')} | {_fmt_results(results, pred)} | {episodes} |")
-    return "\n".join(rows) + "\n"
+        rows.append({"agent": d.name, "kind": cfg["kind"], "environment": cfg.get("env_id") or "—",
+                     "data": cfg.get("dataset", {}).get("name"), "K": cfg["context_length"], "params": n_params,
+                     "size_mb": sum(p.stat().st_size for p in d.iterdir()) / 1e6,
+                     "train_s": cfg.get("training", {}).get("seconds", ""),
+                     "evaluation": _fmt_results(results, evaluation.get("prediction_error")),
+                     "episodes": results[0]["episodes"] if results else "—"})
+    return rows
+
+
+def agents_table(directory=AGENT_DIR) -> str:
+    lines = ["| agent | kind | data | K | params | size | train s | achieved return (target → mean [95% CI]) | episodes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in agent_rows(directory):
+        lines.append(f"| `{r['agent']}` | {r['kind']} | {r['data']} | {r['K']} | {r['params']:,} | {r['size_mb']:.2f} MB | "
+                     f"{r['train_s']} | {r['evaluation']} | {r['episodes']} |")
+    return "\n".join(lines) + "\n"

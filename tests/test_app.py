@@ -72,3 +72,12 @@ def test_bad_upload_is_one_sentence_and_keeps_selection(app):
     assert [e.value for e in app.error] == ["obs_0 has a missing value (NaN) at row 2 (line 3 counting the header) of broken.csv."]
     assert app.session_state["dataset"] == names[2]
     assert "upload: broken.csv" not in list(_table(app)["dataset"])
+
+
+def test_home_lists_the_shipped_agents(app):
+    from models.recipes import SAMPLE_AGENTS
+
+    agents = app.dataframe[1].value.set_index("agent")
+    assert set(agents.index) == set(SAMPLE_AGENTS)
+    assert agents.loc["cartpole-dt", "kind"] == "dt" and agents.loc["cartpole-dt", "K"] == 20
+    assert "500 → " in agents.loc["cartpole-dt", "evaluation"]

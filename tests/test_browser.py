@@ -60,12 +60,13 @@ def browser():
 
 def test_home_page_renders_table_and_histogram(server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page = browser.new_page(viewport={"width": 1400, "height": 1750})
     page.goto(server)
     page.get_by_role("heading", name="seqlens").wait_for(timeout=30_000)
     page.locator(".js-plotly-plot .bars path").first.wait_for(timeout=30_000)
     assert page.locator(".js-plotly-plot .bars path").count() > 5  # the histogram really drew bars
     assert page.get_by_text("Episode returns").count() >= 1
+    page.get_by_text("Shipped agents").wait_for(timeout=30_000)
     assert page.locator("[data-testid='stException']").count() == 0
     page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
     page.close()
