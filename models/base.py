@@ -68,6 +68,11 @@ class Agent(nn.Module):
         # buffers, not parameters: saved with the weights, never trained
         self.register_buffer("state_mean", torch.from_numpy(mean), persistent=False)
         self.register_buffer("state_std", torch.from_numpy(np.maximum(std, 1e-6)), persistent=False)
+        # continuous action bounds (default +-1); models act in [-1, 1] and map to the env's box
+        low = np.asarray(config.action_low if config.action_low is not None else -np.ones(config.act_dim), np.float32)
+        high = np.asarray(config.action_high if config.action_high is not None else np.ones(config.act_dim), np.float32)
+        self.register_buffer("action_low", torch.from_numpy(low), persistent=False)
+        self.register_buffer("action_high", torch.from_numpy(high), persistent=False)
 
     # ---- facts -----------------------------------------------------------------------------------
     @property
@@ -96,6 +101,14 @@ class Agent(nn.Module):
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.state_mean) / self.state_std
+
+    def actions_to_unit(self, actions: torch.Tensor) -> torch.Tensor:
+        """Env actions in [action_low, action_high] -> [-1, 1] (the tanh range models predict in)."""
+        return (2 * (actions.float() - self.action_low) / (self.action_high - self.action_low) - 1).clamp(-1, 1)
+
+    def unit_to_actions(self, unit: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] -> env actions in [action_low, action_high]."""
+        return self.action_low + (unit.clamp(-1, 1) + 1) / 2 * (self.action_high - self.action_low)
 
     def card(self) -> dict:
         """What the dashboard's agent card shows (subclasses add model-specific lines)."""

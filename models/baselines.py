@@ -29,25 +29,14 @@ class _ActionHead:
     """Shared action decoding for the policies: logits -> sampled/argmax ints, or tanh -> env bounds."""
 
     def _setup_actions(self, config: AgentConfig) -> int:
-        if config.discrete:
-            return int(config.n_actions)
-        low = np.asarray(config.action_low if config.action_low is not None else -np.ones(config.act_dim), np.float32)
-        high = np.asarray(config.action_high if config.action_high is not None else np.ones(config.act_dim), np.float32)
-        self.register_buffer("act_low", torch.from_numpy(low), persistent=False)
-        self.register_buffer("act_high", torch.from_numpy(high), persistent=False)
-        return config.act_dim
-
-    def _to_unit(self, actions: torch.Tensor) -> torch.Tensor:  # env bounds -> [-1, 1], the tanh range
-        return (2 * (actions - self.act_low) / (self.act_high - self.act_low) - 1).clamp(-1, 1)
-
-    def _from_unit(self, unit: torch.Tensor) -> torch.Tensor:
-        return self.act_low + (unit + 1) * 0.5 * (self.act_high - self.act_low)
+        """Output width: logits for discrete actions, the action vector (pre-tanh) for continuous ones."""
+        return int(config.n_actions) if config.discrete else config.act_dim
 
     def _action_loss(self, out: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.discrete:
             loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), actions.reshape(-1).long(), reduction="none")
         else:
-            loss = ((torch.tanh(out) - self._to_unit(actions)) ** 2).mean(-1).reshape(-1)
+            loss = ((torch.tanh(out) - self.actions_to_unit(actions)) ** 2).mean(-1).reshape(-1)
         mask = mask.reshape(-1).float()
         return (loss * mask).sum() / mask.sum().clamp(min=1)
 
@@ -56,7 +45,7 @@ class _ActionHead:
             if sample:
                 return torch.multinomial(F.softmax(out, -1), 1, generator=gen)[:, 0].numpy()
             return out.argmax(-1).numpy()
-        return self._from_unit(torch.tanh(out)).numpy().astype(np.float32)
+        return self.unit_to_actions(torch.tanh(out)).numpy().astype(np.float32)
 
 
 class MLPPolicy(_ActionHead, Agent):
@@ -117,7 +106,7 @@ class GRUPolicy(_ActionHead, Agent):
 
     def _prev_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """The action before each step (zeros at t = 0), one-hot for discrete."""
-        a = F.one_hot(actions.long(), self.act_in).float() if self.discrete else self._to_unit(actions)
+        a = F.one_hot(actions.long(), self.act_in).float() if self.discrete else self.actions_to_unit(actions)
         return torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], dim=1)
 
     def forward(self, obs: torch.Tensor, prev_actions: torch.Tensor, hidden: torch.Tensor | None = None):
@@ -156,7 +145,7 @@ class _GRURollout:
         out, self.hidden = self.agent(obs, self.prev, self.hidden)
         actions = self.agent._decode(out[:, 0], self.sample, self.gen)
         a = torch.as_tensor(actions)
-        self.prev = (F.one_hot(a.long(), self.agent.act_in).float() if self.agent.discrete else self.agent._to_unit(a))[:, None]
+        self.prev = (F.one_hot(a.long(), self.agent.act_in).float() if self.agent.discrete else self.agent.actions_to_unit(a))[:, None]
         return actions
 
     def observe(self, rewards: np.ndarray) -> None:
@@ -170,13 +159,11 @@ class DynamicsModel(_ActionHead, Agent):
         super().__init__(config)
         h = config.hparams
         self.act_in = config.n_actions if config.discrete else config.act_dim
-        if not config.discrete:
-            self._setup_actions(config)
         self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h.get("hidden", 200), h.get("n_layer", 3))
         self.register_buffer("reward_scale", torch.tensor(float(h.get("reward_scale", 1.0))), persistent=False)
 
     def _action_input(self, actions: torch.Tensor) -> torch.Tensor:
-        return F.one_hot(actions.long(), self.act_in).float() if self.discrete else self._to_unit(actions)
+        return F.one_hot(actions.long(), self.act_in).float() if self.discrete else self.actions_to_unit(actions)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised obs [..., obs_dim], raw actions -> (normalised next obs, reward)."""

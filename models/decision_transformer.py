@@ -195,10 +195,6 @@ class DecisionTransformer(Agent):
         H = hp["hidden"]
         c = self.config
         self.action_in = c.n_actions if c.discrete else c.act_dim   # one-hot width or action vector size
-        low = np.asarray(c.action_low if c.action_low is not None else -np.ones(c.act_dim), np.float32)
-        high = np.asarray(c.action_high if c.action_high is not None else np.ones(c.act_dim), np.float32)
-        self.register_buffer("action_low", torch.from_numpy(low), persistent=False)
-        self.register_buffer("action_high", torch.from_numpy(high), persistent=False)
 
         self.embed_timestep = nn.Embedding(c.max_ep_len, H)
         self.embed_return = nn.Linear(1, H)
@@ -261,12 +257,11 @@ class DecisionTransformer(Agent):
                                   device=self.action_low.device)
         if self.discrete:
             return F.one_hot(actions.long().clamp(0, self.action_in - 1), self.action_in).float()
-        a = 2 * (actions.float() - self.action_low) / (self.action_high - self.action_low) - 1
-        return a.clamp(-1, 1)
+        return self.actions_to_unit(actions)
 
     def env_actions(self, action_preds: torch.Tensor) -> torch.Tensor:
         """Continuous model outputs in [-1, 1] -> env actions in [action_low, action_high]."""
-        return self.action_low + (action_preds.clamp(-1, 1) + 1) / 2 * (self.action_high - self.action_low)
+        return self.unit_to_actions(action_preds)
 
     # ---- forward -----------------------------------------------------------------------------------------
     def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None,
