@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from trajectories.safe_zip import safe_members
+from trajectories.safe_zip import open_checked
 
 from .base import Agent, AgentConfig
 from .errors import PICKLE_SUFFIXES, AgentError
@@ -129,12 +129,8 @@ def _check_state(agent: Agent, state: dict, name: str) -> None:
 
 
 def _extract_zip(path: Path, dest: Path, name: str) -> Path:
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise AgentError(f"{name} is not a valid zip file ({e}).") from None
+    zf, members = open_checked(path, name, MAX_ZIP_BYTES, AgentError)
     with zf:
-        members = safe_members(zf, name, MAX_ZIP_BYTES, AgentError)
         configs = sorted((m.filename for m in members if PurePosixPath(m.filename).name == "config.json"), key=len)
         if not configs:
             raise AgentError(f"{name} holds no config.json (expected a zipped agent directory).")

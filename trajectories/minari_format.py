@@ -20,7 +20,7 @@ import pyarrow.dataset as pads
 
 from .dataset import Dataset
 from .errors import DatasetError
-from .safe_zip import safe_members
+from .safe_zip import open_checked
 
 MAX_ZIP_BYTES = 2 << 30  # refuse zips that would unpack to more than 2 GiB
 
@@ -190,12 +190,8 @@ def read_hdf5(path_or_file, name: str, meta: dict | None = None) -> Dataset:
 
 
 def read_minari_zip(path: Path, name: str) -> Dataset:
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DatasetError(f"{name} is not a valid zip file ({e}).") from None
+    zf, members = open_checked(path, name, MAX_ZIP_BYTES, DatasetError)
     with zf:
-        members = safe_members(zf, name, MAX_ZIP_BYTES, DatasetError)
         h5 = [m for m in members if m.filename.endswith("main_data.hdf5")]
         metas = {m.filename.rsplit("/", 1)[0]: m for m in members if m.filename.endswith("metadata.json")}
         try:
