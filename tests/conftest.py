@@ -36,3 +36,16 @@ def tiny_continuous() -> Dataset:
     return Dataset(rng.normal(size=(n, 3)).astype(np.float32), rng.uniform(-2, 2, size=(n, 2)).astype(np.float32),
                    rng.normal(size=n).astype(np.float32), np.zeros(n, bool), np.eye(1, n, 4, dtype=bool)[0] | np.eye(1, n, 11, dtype=bool)[0],
                    np.array([0, 5]), env_id="Pendulum-v1", source="tiny-cont")
+
+
+def fit(model, data, steps: int, rng, batch_size: int = 32, lr: float = 3e-3) -> list[dict]:
+    """A bare AdamW loop over model.sample_batch / model.loss; returns each step's metrics."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        loss, metrics = model.loss(model.sample_batch(data, batch_size, rng))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(metrics)
+    return history

@@ -12,6 +12,7 @@ from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
 from models.hf_import import load_hf_decision_transformer
 from models.windows import TrainingData, gather_windows
+from conftest import fit
 from trajectories import Dataset
 
 
@@ -212,15 +213,9 @@ def test_learns_a_known_mapping():
     torch.manual_seed(0)
     model = DecisionTransformer(cfg)
     data = TrainingData.build(ds, np.zeros(2), np.ones(2), cfg.rtg_scale, cfg.max_ep_len)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(300):
-        loss, metrics = model.loss(model.sample_batch(data, 32, rng))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(metrics["loss"])
-        assert set(metrics) >= {"loss", "action_loss", "return_loss", "value_loss", "action_acc"}
+    history = fit(model, data, 300, rng)
+    losses = [m["loss"] for m in history]
+    assert all(set(m) >= {"loss", "action_loss", "return_loss", "value_loss", "action_acc"} for m in history)
     assert np.mean(losses[-20:]) < 0.1 * np.mean(losses[:20])
 
     # the known answers: argmax actions follow obs[0] > 0 in a rollout; the value head gives 12 - t
@@ -253,12 +248,7 @@ def test_continuous_actions_learn_in_env_bounds():
     torch.manual_seed(0)
     model = DecisionTransformer(cfg)
     data = TrainingData.build(ds, np.zeros(2), np.ones(2), cfg.rtg_scale, cfg.max_ep_len)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss, _ = model.loss(model.sample_batch(data, 32, rng))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, data, 150, rng)
     ro = model.start_rollout(16, np.full(16, 5.0))
     o = np.random.default_rng(1).normal(size=(16, 2)).astype(np.float32)
     a = ro.act(o)

@@ -10,6 +10,7 @@ import torch
 from models.base import AgentConfig
 from models.discretizer import QuantileDiscretizer
 from models.trajectory_transformer import TrajectoryTransformer, discounted_values
+from conftest import fit
 from models.windows import TrainingData
 from trajectories import Dataset, load_dataset
 
@@ -99,12 +100,7 @@ def trained():
     ds = ramp_dataset()
     m = make_model(ds, discount=0.5)
     data, rng = training_data(ds), np.random.default_rng(0)
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    for _ in range(400):
-        loss, _ = m.loss(m.sample_batch(data, 32, rng))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(m, data, 400, rng)
     return m, ds
 
 
