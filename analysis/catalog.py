@@ -1,0 +1,62 @@
+"""Every exportable figure by name: `cli.py export --figure NAME`, the pages' bundles and the report share it.
+
+An entry is a function (agent, dataset, **params) -> Figured: it runs its analysis and draws its figure,
+and carries the data behind the figure (CSV export) and the parameters that remake it (bundle manifest).
+Analysis modules register their entries with `@register`; `figures()` imports them all.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+
+# analysis modules that register figures (each imported once, on first use)
+MODULES = ["analysis.dataset_figures"]
+
+
+@dataclass
+class Figured:
+    """A figure with the data behind it and what made it."""
+
+    name: str
+    figure: go.Figure
+    data: pd.DataFrame
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Entry:
+    name: str
+    description: str
+    needs_agent: bool
+    make: Callable[..., Figured]
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, description: str, needs_agent: bool = True):
+    """Decorator: make(agent, dataset, **params) -> Figured. Params need defaults (the CLI passes none)."""
+    def wrap(fn):
+        _REGISTRY[name] = Entry(name, description, needs_agent, fn)
+        return fn
+    return wrap
+
+
+def figures() -> dict[str, Entry]:
+    for mod in MODULES:
+        importlib.import_module(mod)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def make(name: str, agent=None, dataset=None, **params) -> Figured:
+    entries = figures()
+    if name not in entries:
+        raise KeyError(f"unknown figure '{name}'; known figures: {', '.join(entries)}.")
+    entry = entries[name]
+    if entry.needs_agent and agent is None:
+        raise ValueError(f"figure '{name}' needs an agent (--agent).")
+    return entry.make(agent, dataset, **params)

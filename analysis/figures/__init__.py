@@ -1,0 +1,4 @@
+"""Plotly figures with one publication template (style.py). Figures draw results; they never compute
+analyses. One module per analysis; everything public is re-exported here."""
+from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS  # noqa: F401
+from .dataset import episode_signals, episode_timeline, returns_histogram  # noqa: F401
