@@ -345,14 +345,15 @@ class DecisionTransformer(Agent):
 
     # ---- rollouts ----------------------------------------------------------------------------------------
     def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0,
-                      use_cache: bool = True) -> "DTRollout":
+                      use_cache: bool = True, uniforms: np.ndarray | None = None) -> "DTRollout":
         """Batched rollout, all envs at the same t. Discrete actions are sampled from the softmax (seeded
         generator; sample=False: argmax); continuous ones are the tanh output scaled to the action bounds.
         use_cache=False is the exact naive twin (recomputes the receptive field every step); both give the
-        same actions from the same random draws."""
+        same actions from the same random draws. uniforms [n_envs, T] replaces the generator: env i's
+        draw at step t is uniforms[i, t], so an episode samples alike whatever batch it runs in."""
         if target_returns is None:
             raise ValueError("a Decision Transformer rollout needs target_returns (raw return units, one per env).")
-        return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache)
+        return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache, uniforms=uniforms)
 
 
 class DTRollout:
@@ -362,8 +363,11 @@ class DTRollout:
     the last n_layer*K steps (the receptive field) with the banded mask, or the last K for HF imports."""
 
     def __init__(self, model: DecisionTransformer, n_envs: int, target_returns, sample: bool, seed: int,
-                 use_cache: bool):
+                 use_cache: bool, uniforms: np.ndarray | None = None):
         self.m, self.B, self.sample, self.use_cache = model, n_envs, sample, use_cache
+        if uniforms is not None and np.shape(uniforms)[0] != n_envs:
+            raise ValueError(f"uniforms needs one row per env ({n_envs}), got {np.shape(uniforms)[0]}.")
+        self.uniforms = None if uniforms is None else torch.as_tensor(np.asarray(uniforms, np.float32))
         dev = model.action_low.device
         target = np.broadcast_to(np.asarray(target_returns, np.float32), (n_envs,))
         self.rtg = torch.as_tensor(target / model.config.rtg_scale, device=dev, dtype=torch.float32).clone()
@@ -411,7 +415,10 @@ class DTRollout:
         m = self.m
         if m.discrete:
             probs = pred.float().softmax(-1)
-            u = torch.rand(self.B, generator=self.gen, device=probs.device)   # drawn either way: same stream
+            if self.uniforms is not None:
+                u = self.uniforms[:, min(self.t, self.uniforms.shape[1] - 1)].to(probs.device)
+            else:
+                u = torch.rand(self.B, generator=self.gen, device=probs.device)   # drawn either way: same stream
             if self.sample:   # inverse CDF on one uniform per env
                 a = (probs.cumsum(-1) < u[:, None] * probs.sum(-1, keepdim=True)).sum(-1).clamp(max=m.action_in - 1)
             else:
