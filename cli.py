@@ -1,4 +1,4 @@
-"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, bench.
+"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, export, bench.
 
 Every command takes --json where it prints results; errors are one line on stderr and exit code 2.
 """
@@ -278,6 +278,86 @@ def cmd_make_agents(args) -> dict:
     return {"agents": done}
 
 
+def _parse_params(items) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param expects KEY=VALUE, got '{item}'.")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+def _default_data(agent):
+    """An agent trained on a shipped dataset gets that dataset when --data is left out."""
+    name = agent.config.dataset.get("name")
+    path = ROOT / "sample_data" / "datasets" / f"{name}.npz"
+    return path if name and path.exists() else None
+
+
+def cmd_export(args) -> dict:
+    import inspect
+
+    import torch
+
+    from analysis import catalog
+
+    torch.set_num_threads(args.threads)
+    entries = catalog.figures()
+    if args.list:
+        if not args.json:
+            for e in entries.values():
+                print(f"  {e.name:<24} {'agent + data' if e.needs_agent else 'data'}  {e.description}")
+        return {"figures": [{"name": e.name, "description": e.description, "needs_agent": e.needs_agent} for e in entries.values()]}
+    if not args.figure or not args.out:
+        raise UserError("export needs --figure NAME and --out FILE (or --list to see the figures).")
+    if args.figure not in entries:
+        raise UserError(f"unknown figure '{args.figure}'; known figures: {', '.join(entries)}.")
+    entry = entries[args.figure]
+    params = _parse_params(args.param)
+    accepted = [p for p in inspect.signature(entry.make).parameters if p not in ("agent", "dataset")]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise UserError(f"figure '{args.figure}' takes {', '.join(accepted) or 'no parameters'}; not {', '.join(unknown)}.")
+    from analysis.export import FORMATS, bundle, write_figure
+    from models import load_agent
+    from trajectories import load_dataset
+
+    agent = load_agent(args.agent) if args.agent else None
+    if entry.needs_agent and agent is None:
+        raise UserError(f"figure '{args.figure}' needs an agent (--agent DIR).")
+    data_path = args.data or (_default_data(agent) if agent is not None else None)
+    if data_path is None:
+        raise UserError(f"figure '{args.figure}' needs a dataset (--data PATH).")
+    dataset = load_dataset(data_path)
+    if agent is not None:
+        from models.evaluate import check_dataset
+
+        check_dataset(agent, dataset)
+    out = Path(args.out)
+    fmt = (args.format or out.suffix.lstrip(".")).lower()
+    if fmt != "zip" and fmt not in FORMATS:
+        raise UserError(f"cannot export as '{fmt or '(none)'}'; expected one of {', '.join(FORMATS)} or zip (a bundle).")
+    try:
+        figured = catalog.make(args.figure, agent, dataset, **params)
+    except (ValueError, IndexError) as e:
+        raise UserError(f"figure '{args.figure}': {e}") from None
+    if fmt == "zip":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(bundle([figured], agent=agent, dataset=dataset, agent_path=args.agent, data_path=data_path,
+                               page="cli"))
+    else:
+        write_figure(figured.figure, out.with_suffix(f".{fmt}") if out.suffix.lstrip(".").lower() != fmt else out,
+                     data=figured.data)
+    if not args.json:
+        print(f"wrote {out} ({args.figure}, {fmt})")
+    return {"figure": args.figure, "format": fmt, "out": str(out), "params": figured.params,
+            "agent": str(args.agent) if args.agent else None, "data": str(data_path), "rows": int(len(figured.data))}
+
+
 def cmd_bench(args) -> dict:
     from bench import run_all
 
@@ -344,6 +424,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=1, help="torch threads (1: small models gain nothing from more)")
     s.set_defaults(func=cmd_make_agents)
+
+    s = sub.add_parser("export", help="make one figure headless (png, svg, pdf, html, csv, or a zip bundle)")
+    s.add_argument("--figure", help="figure name (see --list)")
+    s.add_argument("--agent", help="agent checkpoint directory or zip")
+    s.add_argument("--data", help="dataset (default: the shipped dataset the agent was trained on)")
+    s.add_argument("--format", help="png, svg, pdf, html, csv or zip (default: from --out)")
+    s.add_argument("--out", help="output file")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="figure parameter, e.g. episode=3 (repeatable)")
+    s.add_argument("--list", action="store_true", help="list the figures and exit")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("bench", help="benchmarks: each fast path against its naive twin")
     s.add_argument("--only", help="run only benchmarks whose name contains this")

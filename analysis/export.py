@@ -1,21 +1,173 @@
-"""Figure export by file suffix: PNG, SVG, PDF through kaleido (Debian's Chromium), HTML standalone."""
+"""Figure export: PNG, SVG, PDF through kaleido (Debian's Chromium), standalone HTML, and the CSV of the
+data behind a figure; batches through one persistent kaleido server; zip bundles with a manifest that
+says how to remake every figure.
+
+kaleido 1.x starts a Chromium per `write_image` unless a sync server is running: `export_session()`
+keeps one alive for a batch (bench export_batch measures the difference).
+"""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import platform
+import shlex
+import zipfile
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 import plotly.graph_objects as go
+import plotly.io as pio
+import warnings
 
-FORMATS = (".png", ".svg", ".pdf", ".html")
+# plotly passes its plotly.js path as kopts on every call; a running server already has it
+warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+FORMATS = IMAGE_FORMATS + ("html", "csv")
+MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
+        "csv": "text/csv", "zip": "application/zip"}
+DEFAULT_WIDTH, DEFAULT_SCALE = 900, 2.0
 
 
-def write_figure(fig: go.Figure, path, width: int = 900, height: int | None = None, scale: float = 2.0) -> Path:
+def _size(fig: go.Figure, width: int | None, height: int | None) -> tuple[int, int]:
+    return int(width or fig.layout.width or DEFAULT_WIDTH), int(height or fig.layout.height or 450)
+
+
+def _check_format(fmt: str) -> str:
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"cannot export a figure as '{fmt or '(none)'}'; expected one of {', '.join(FORMATS)}.")
+    return fmt
+
+
+def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, height: int | None = None,
+                 scale: float = DEFAULT_SCALE, data=None) -> bytes:
+    """One figure in one format, as bytes (what a download button serves). csv needs `data` (a DataFrame)."""
+    fmt = _check_format(fmt)
+    if fmt == "html":
+        return pio.to_html(fig, include_plotlyjs=True, full_html=True).encode()
+    if fmt == "csv":
+        if data is None:
+            raise ValueError("a CSV export needs the data behind the figure.")
+        return data.to_csv(index=False).encode()
+    w, h = _size(fig, width, height)
+    return pio.to_image(fig, format=fmt, width=w, height=h, scale=scale)
+
+
+def write_figure(fig: go.Figure, path, width: int | None = None, height: int | None = None,
+                 scale: float = DEFAULT_SCALE, data=None) -> Path:
+    """Write by file suffix: .png .svg .pdf .html (.csv with `data`)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(f"cannot export a figure to '{suffix or '(none)'}'; expected one of {', '.join(FORMATS)}.")
+    fmt = _check_format(path.suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".html":
-        fig.write_html(path, include_plotlyjs=True, full_html=True)
-    else:
-        fig.write_image(path, width=width, height=height or fig.layout.height or 450, scale=scale)
+    path.write_bytes(figure_bytes(fig, fmt, width, height, scale, data))
     return path
+
+
+_SERVER_OWNER = False
+
+
+@contextlib.contextmanager
+def export_session():
+    """One Chromium (kaleido sync server) for every image exported inside the block."""
+    import kaleido
+
+    global _SERVER_OWNER
+    started = False
+    if not _SERVER_OWNER:
+        kaleido.start_sync_server(silence_warnings=True)
+        started = _SERVER_OWNER = True
+    try:
+        yield
+    finally:
+        if started:
+            kaleido.stop_sync_server(silence_warnings=True)
+            _SERVER_OWNER = False
+
+
+def keep_server_alive() -> None:
+    """For a long-lived process (the dashboard): start the kaleido server once and leave it running."""
+    import kaleido
+
+    global _SERVER_OWNER
+    if not _SERVER_OWNER:
+        kaleido.start_sync_server(silence_warnings=True)
+        _SERVER_OWNER = True
+
+
+def write_figures(figures: dict[str, go.Figure], out_dir, formats=("png",), scale: float = DEFAULT_SCALE) -> list[Path]:
+    """Many figures through one kaleido server: out_dir/NAME.FORMAT for each."""
+    out_dir = Path(out_dir)
+    paths = []
+    with export_session():
+        for name, fig in figures.items():
+            for fmt in formats:
+                paths.append(write_figure(fig, out_dir / f"{name}.{_check_format(fmt)}", scale=scale))
+    return paths
+
+
+# ---- bundles -------------------------------------------------------------------------------------------
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    out = {"seqlens": _commit(), "python": platform.python_version()}
+    for pkg in ("numpy", "torch", "plotly", "kaleido", "pandas", "captum", "umap-learn", "streamlit"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def remake_command(name: str, params: dict, agent_path=None, data_path=None, fmt: str = "svg") -> str:
+    """The `cli.py export` line that remakes a figure."""
+    parts = ["python", "cli.py", "export", "--figure", name]
+    if agent_path:
+        parts += ["--agent", str(agent_path)]
+    if data_path:
+        parts += ["--data", str(data_path)]
+    for k, v in params.items():
+        parts += ["--param", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    parts += ["--format", fmt, "--out", f"{name}.{fmt}"]
+    return shlex.join(parts)
+
+
+def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path=None, page: str | None = None) -> dict:
+    """What made a bundle: agent, dataset, each figure's parameters and remake command, versions."""
+    m = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "page": page, "versions": versions()}
+    if agent is not None:
+        c = agent.config
+        m["agent"] = {"path": str(agent_path) if agent_path else None, "kind": c.kind, "env_id": c.env_id,
+                      "context_length": c.context_length, "trained_on": c.dataset.get("name"),
+                      "trained_on_fingerprint": c.dataset.get("fingerprint"), "n_params": agent.n_params}
+    if dataset is not None:
+        m["dataset"] = {"path": str(data_path) if data_path else None, "source": dataset.source,
+                        "fingerprint": dataset.fingerprint(), "n_episodes": dataset.n_episodes,
+                        "n_transitions": dataset.n_transitions}
+    m["figures"] = [{"name": f.name, "params": f.params, "remake": remake_command(f.name, f.params, agent_path, data_path)}
+                    for f in figured]
+    return m
+
+
+def bundle(figured: list, formats=FORMATS, agent=None, dataset=None, agent_path=None, data_path=None,
+           page: str | None = None) -> bytes:
+    """A zip: every figure in every format (NAME.png, NAME.svg, ..., NAME.csv) and manifest.json."""
+    formats = [_check_format(f) for f in formats]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z, export_session():
+        for f in figured:
+            for fmt in formats:
+                z.writestr(f"{f.name}.{fmt}", figure_bytes(f.figure, fmt, data=f.data))
+        z.writestr("manifest.json", json.dumps(manifest(figured, agent, dataset, agent_path, data_path, page), indent=2, default=str))
+    return buf.getvalue()

@@ -1,0 +1,58 @@
+"""Export of 10 figures to PNG.
+
+Ours: analysis.export.write_figures, every image through one persistent kaleido server (one Chromium).
+Naive twin: plotly's `write_image` per figure with no server running, which starts and stops a Chromium
+for every call. Same figures, same size and scale: the PNGs must be identical in pixel size (bytes can
+differ by embedded metadata, so the check is the decoded image shape and a pixel comparison).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _figures(n: int) -> dict:
+    from analysis.figures import episode_timeline, returns_histogram
+
+    rng = np.random.default_rng(0)
+    figs = {}
+    for i in range(n):
+        if i % 2:
+            figs[f"hist{i}"] = returns_histogram(rng.normal(200, 80, 300), f"Episode returns, sample {i}")
+        else:
+            r = rng.random(120)
+            figs[f"timeline{i}"] = episode_timeline(r, np.cumsum(r[::-1])[::-1], f"Episode {i}")
+    return figs
+
+
+def _pixels(path: Path) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"))
+
+
+def _bench(quick: bool) -> dict:
+    from analysis.export import DEFAULT_SCALE, write_figures
+
+    n = 3 if quick else 10
+    figs = _figures(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_dir, naive_dir = Path(tmp, "ours"), Path(tmp, "naive")
+        naive_dir.mkdir()
+        t0 = time.perf_counter()
+        ours = write_figures(figs, ours_dir, ("png",))
+        t1 = time.perf_counter()
+        for name, fig in figs.items():
+            fig.write_image(naive_dir / f"{name}.png", width=900, height=fig.layout.height or 450, scale=DEFAULT_SCALE)
+        t2 = time.perf_counter()
+        same = all(np.array_equal(_pixels(p), _pixels(naive_dir / p.name)) for p in ours)
+    return {"baseline_s": round(t2 - t1, 3), "ours_s": round(t1 - t0, 3), "ratio": round((t2 - t1) / (t1 - t0), 2),
+            "same_results": bool(same), "figures": n}
+
+
+BENCHMARKS = {"export_batch": _bench}

@@ -1,0 +1,44 @@
+"""Return-to-go sweep: 8 targets x 16 CartPole episodes with the shipped cartpole-dt.
+
+Ours: analysis.sweeps.rtg_sweep, all 128 episodes in one batched vector env with the KV-cached rollout.
+Naive twin: rtg_sweep_naive, one episode at a time in its own env, the model's whole receptive field
+recomputed every step. Env i is seeded seed + i in both and draws its action samples from its own
+stream, so the episodes (returns, actions) must be identical.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = [25, 50, 100, 200, 300, 400, 450, 500]
+EPISODES = 16
+
+
+def _bench(quick: bool) -> dict:
+    import torch
+
+    from analysis.sweeps import rtg_sweep, rtg_sweep_naive
+    from models import load_agent
+
+    targets, episodes = ([25, 100], 2) if quick else (TARGETS, EPISODES)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
+        t0 = time.perf_counter()
+        ours = rtg_sweep(agent, targets, episodes, seed=0)
+        t1 = time.perf_counter()
+        naive = rtg_sweep_naive(agent, targets, episodes, seed=0)
+        t2 = time.perf_counter()
+    finally:
+        torch.set_num_threads(threads)
+    same = bool(np.array_equal(ours.returns, naive.returns) and np.array_equal(ours.actions, naive.actions))
+    return {"baseline_s": round(t2 - t1, 3), "ours_s": round(t1 - t0, 3), "ratio": round((t2 - t1) / (t1 - t0), 2),
+            "same_results": same, "episodes": len(targets) * episodes, "steps": int(ours.lengths.sum()),
+            "mean_return_by_target": [round(float(x), 1) for x in ours.returns.mean(1)]}
+
+
+BENCHMARKS = {"rtg_sweep": _bench}
