@@ -1,10 +1,15 @@
-"""seqlens home: the datasets on hand (shipped or uploaded), with their summaries."""
+"""seqlens home: choose an agent and a dataset (shipped or uploaded); their cards; links to the analyses."""
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from analysis.figures import returns_histogram
+from models.errors import AgentError
 from models.report import agent_rows
 from trajectories import DatasetError
+from ui.agents import (AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, agent_names, current_agent_name, get_agent,
+                       read_agent_upload, uploaded_agents)
 from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, all_datasets, current_dataset_name, read_upload, uploaded
 
 st.set_page_config(page_title="seqlens", layout="wide")
@@ -12,67 +17,113 @@ st.set_page_config(page_title="seqlens", layout="wide")
 st.title("seqlens")
 st.markdown(
     "Look inside sequence-model RL agents — Decision Transformer, Trajectory Transformer and the Markov and "
-    "recurrent baselines they are measured against — on offline datasets. Pick a dataset below, or upload your own "
-    "trajectories; the pages in the sidebar analyse whatever is selected here."
+    "recurrent baselines they are measured against — on offline datasets. Choose an agent and a dataset here "
+    "(or upload your own); the pages in the sidebar analyse the pair: **Attention**, **Return conditioning**, "
+    "**Credit assignment**, **Predicted vs real**, **Embeddings**, **Context & memory**. Every figure downloads "
+    "as PNG, SVG, PDF, HTML and CSV."
 )
 
-with st.sidebar:
-    upload = st.file_uploader(f"Upload trajectories ({', '.join(UPLOAD_TYPES)}; up to {UPLOAD_LIMIT_MB} MB)",
-                              type=UPLOAD_TYPES, key="upload_dataset")
-    if upload is not None and upload.file_id != st.session_state.get("last_upload_id"):
+
+def _upload(key: str, label: str, types, reader, store: dict, select_key: str, error_types):
+    """One uploader: a good file is added and selected; a bad one gets one sentence and changes nothing."""
+    file = st.file_uploader(label, type=types, key=key)
+    if file is not None and file.file_id != st.session_state.get(f"{key}_last"):
+        st.session_state[f"{key}_last"] = file.file_id
         try:
-            ds = read_upload(upload)
-        except DatasetError as e:
-            st.error(str(e))  # the previous selection stays as it was
+            obj = reader(file)
+        except error_types as e:
+            st.session_state[f"{key}_error"] = str(e)
         else:
-            uploaded()[upload.name] = ds
-            st.session_state["dataset"] = st.session_state["dataset_select"] = f"upload: {upload.name}"
-            st.session_state["last_upload_id"] = upload.file_id
-            st.success(f"Loaded {upload.name}: {ds.n_episodes} episodes, {ds.n_transitions} steps.")
+            store[file.name] = obj
+            st.session_state[select_key] = st.session_state[f"{select_key}_select"] = f"upload: {file.name}"
+            st.session_state.pop(f"{key}_error", None)
+            st.session_state[f"{key}_ok"] = file.name
+    if st.session_state.get(f"{key}_error"):
+        st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
+    elif st.session_state.get(f"{key}_ok"):
+        st.success(f"Loaded {st.session_state[f'{key}_ok']}.")
+
+
+with st.sidebar:
+    _upload("upload_dataset", f"Upload trajectories ({', '.join(UPLOAD_TYPES)}; up to {UPLOAD_LIMIT_MB} MB)",
+            UPLOAD_TYPES, read_upload, uploaded(), "dataset", (DatasetError,))
+    _upload("upload_agent", f"Upload an agent (zip of a seqlens checkpoint or a Hugging Face save_pretrained "
+            f"directory; up to {AGENT_UPLOAD_LIMIT_MB} MB)", AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents(),
+            "agent", (AgentError,))
 
 datasets = all_datasets()
-if not datasets:
-    st.warning("No datasets found: run `make sample-data` to generate the shipped ones, or upload a file.")
+names = agent_names()
+if not datasets or not names:
+    st.warning("Nothing to analyse yet: run `make sample-data` and `make sample-agents`, or upload files in the sidebar.")
     st.stop()
 
-rows = []
-for name, ds in datasets.items():
+
+def _choose(label: str, options: list[str], key: str, current: str, help: str):
+    if st.session_state.get(f"{key}_select") not in options:
+        st.session_state[f"{key}_select"] = current
+    chosen = st.selectbox(label, options, key=f"{key}_select", help=help)
+    st.session_state[key] = chosen
+    st.query_params[key] = chosen   # the URL reproduces the choice
+    return chosen
+
+
+left, right = st.columns(2)
+with left:
+    agent_name = _choose("Agent", names, "agent", current_agent_name(), "Shipped agents, then this session's uploads.")
+    agent = get_agent(agent_name)
+    card = agent.card()
+    st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
+                f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
+                f"context K = {card['context_length']} · {card['n_params']:,} parameters")
+    facts = {k: v for k, v in card.items() if k not in ("evaluation", "kind", "obs_dim", "act_dim", "discrete", "n_actions",
+                                                        "context_length", "n_params") and v is not None}
+    st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True,
+                 width="stretch", key="agent_card")
+    if card.get("evaluation"):
+        ev = pd.DataFrame(card["evaluation"]).drop(columns=["returns"], errors="ignore")
+        st.caption("Evaluation stored with the agent (return per target, 95% bootstrap CI):")
+        st.dataframe(ev, hide_index=True, width="stretch", key="agent_eval")
+with right:
+    dataset_name = _choose("Dataset", list(datasets), "dataset", current_dataset_name(), "Shipped datasets, then this session's uploads.")
+    ds = datasets[dataset_name]
     s = ds.summary()
-    rows.append({"dataset": name, "environment": s["env_id"] or "—", "episodes": s["n_episodes"],
-                 "steps": s["n_transitions"], "obs dim": s["obs_dim"],
-                 "actions": f"{s['n_actions']} discrete" if s["discrete"] else f"{s['act_dim']}-d continuous",
-                 "return min": s["return_min"], "return mean": s["return_mean"], "return max": s["return_max"]})
-st.subheader("Datasets")
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-             column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("return min", "return mean", "return max")})
+    cols = st.columns(4)
+    cols[0].metric("Episodes", f"{s['n_episodes']:,}")
+    cols[1].metric("Steps", f"{s['n_transitions']:,}")
+    cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
+    cols[3].metric("Return range", f"{s['return_min']:.4g} .. {s['return_max']:.4g}")
+    st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
+                    width="stretch", key="returns_hist", theme=None)   # theme=None: the same look as exports
+    st.caption(f"{ds.env_id or 'unknown environment'} · observations: {', '.join(ds.obs_names)} · "
+               f"actions: {', '.join(ds.act_names)}")
 
-names = list(datasets)
-if st.session_state.get("dataset_select") not in names:
-    st.session_state["dataset_select"] = current_dataset_name()
-chosen = st.selectbox("Selected dataset", names, key="dataset_select")
-st.session_state["dataset"] = chosen
-st.query_params["dataset"] = chosen
-ds = datasets[chosen]
-s = ds.summary()
+from models.evaluate import check_dataset  # noqa: E402
 
-cols = st.columns(5)
-cols[0].metric("Episodes", f"{s['n_episodes']:,}")
-cols[1].metric("Steps", f"{s['n_transitions']:,}")
-cols[2].metric("Return min", f"{s['return_min']:.4g}")
-cols[3].metric("Return mean", f"{s['return_mean']:.4g}")
-cols[4].metric("Return max", f"{s['return_max']:.4g}")
-st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {chosen} ({s['n_episodes']} episodes)"),
-                width="stretch", key="returns_hist", theme=None)  # theme=None: the same look as exports
-st.caption(f"Observations: {', '.join(ds.obs_names)}. Actions: {', '.join(ds.act_names)}. "
-           "Return conditioning is only learnable when returns are spread from low to near-optimal.")
-
-st.subheader("Shipped agents")
-st.caption("Decision Transformers, Trajectory Transformers and their Markov / recurrent baselines, trained on the "
-           "datasets above by `make sample-agents`; evaluation as stored in each agent's config.json.")
-agents = agent_rows()
-if agents:
-    st.dataframe(pd.DataFrame(agents).drop(columns=["size_mb"]), hide_index=True, width="stretch", key="agents_table",
-                 height=35 * (len(agents) + 1) + 3,
-                 column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
+try:
+    check_dataset(agent, ds)
+except AgentError as e:
+    st.warning(f"{e} The analysis pages need a matching pair: pick another agent or dataset.")
 else:
-    st.info("No shipped agents found: run `make sample-agents`.")
+    trained_on = agent.config.dataset.get("name")
+    same = trained_on is None or Path(trained_on).stem == Path(dataset_name).stem
+    note = "" if same else f" (it was trained on {trained_on})"
+    st.success(f"**{agent_name}** can read **{dataset_name}**{note}. Open an analysis page in the sidebar.")
+
+with st.expander("All datasets"):
+    rows = []
+    for name, d in datasets.items():
+        sm = d.summary()
+        rows.append({"dataset": name, "environment": sm["env_id"] or "—", "episodes": sm["n_episodes"],
+                     "steps": sm["n_transitions"], "obs dim": sm["obs_dim"],
+                     "actions": f"{sm['n_actions']} discrete" if sm["discrete"] else f"{sm['act_dim']}-d continuous",
+                     "return min": sm["return_min"], "return mean": sm["return_mean"], "return max": sm["return_max"]})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="datasets_table",
+                 column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("return min", "return mean", "return max")})
+
+with st.expander("All shipped agents", expanded=True):
+    st.caption("Trained on the shipped datasets by `make sample-agents`; evaluation as stored in each agent's config.json.")
+    rows = agent_rows()
+    if rows:
+        st.dataframe(pd.DataFrame(rows).drop(columns=["size_mb"]), hide_index=True, width="stretch", key="agents_table",
+                     height=35 * (len(rows) + 1) + 3,
+                     column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})

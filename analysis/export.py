@@ -12,6 +12,7 @@ import io
 import json
 import platform
 import shlex
+import warnings
 import zipfile
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,10 +20,6 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
-import warnings
-
-# plotly passes its plotly.js path as kopts on every call; a running server already has it
-warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 FORMATS = IMAGE_FORMATS + ("html", "csv")
@@ -53,7 +50,9 @@ def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, height: int
             raise ValueError("a CSV export needs the data behind the figure.")
         return data.to_csv(index=False).encode()
     w, h = _size(fig, width, height)
-    return pio.to_image(fig, format=fmt, width=w, height=h, scale=scale)
+    with warnings.catch_warnings():   # plotly passes its plotly.js path on every call; a running server has it
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
+        return pio.to_image(fig, format=fmt, width=w, height=h, scale=scale)
 
 
 def write_figure(fig: go.Figure, path, width: int | None = None, height: int | None = None,

@@ -8,7 +8,7 @@ episode with its returns-to-go shifted and see how the predicted actions move.
 """
 from __future__ import annotations
 
-import sys
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,7 +16,6 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 import envs  # noqa: F401 - registers seqlens' environments
 from models.errors import AgentError
@@ -301,9 +300,23 @@ def default_targets(agent, n: int = 6) -> list[float]:
     return [round(float(v), 1) for v in np.linspace(d["return_min"], d["return_max"], n)]
 
 
+_SWEEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def cached_sweep(agent, targets, episodes: int = 8, seed: int = 0, progress=None) -> Sweep:
+    """rtg_sweep memoised per agent object (a page draws three figures from one sweep; the last 8 kept)."""
+    key = (tuple(float(t) for t in targets), int(episodes), int(seed))
+    per_agent = _SWEEPS.setdefault(agent, {})
+    if key not in per_agent:
+        if len(per_agent) >= 8:
+            per_agent.pop(next(iter(per_agent)))
+        per_agent[key] = rtg_sweep(agent, list(key[0]), key[1], key[2], progress=progress)
+    return per_agent[key]
+
+
 def _sweep(agent, targets, episodes, seed):
     targets = default_targets(agent) if targets is None else [float(t) for t in targets]
-    return rtg_sweep(agent, targets, int(episodes), int(seed)), {"targets": targets, "episodes": int(episodes), "seed": int(seed)}
+    return cached_sweep(agent, targets, episodes, seed), {"targets": targets, "episodes": int(episodes), "seed": int(seed)}
 
 
 def _range(agent):

@@ -18,8 +18,13 @@ def app():
     return at
 
 
+def _frame(at, first_column: str) -> pd.DataFrame:
+    """The page's table whose first column is `first_column` (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if d.value.columns[0] == first_column)
+
+
 def _table(at) -> pd.DataFrame:
-    return at.dataframe[0].value
+    return _frame(at, "dataset")
 
 
 def test_home_lists_every_shipped_dataset(app):
@@ -60,7 +65,7 @@ def test_upload_csv_becomes_the_selection(app):
     assert app.session_state["dataset"] == "upload: mine.csv"
     table = _table(app).set_index("dataset")
     assert table.loc["upload: mine.csv", "episodes"] == 2 and table.loc["upload: mine.csv", "steps"] == 8
-    assert app.metric[3].value == "4"  # mean return
+    assert app.metric[2].value == "4"  # mean return
 
 
 def test_bad_upload_is_one_sentence_and_keeps_selection(app):
@@ -77,7 +82,7 @@ def test_bad_upload_is_one_sentence_and_keeps_selection(app):
 def test_home_lists_the_shipped_agents(app):
     from models.recipes import SAMPLE_AGENTS
 
-    agents = app.dataframe[1].value.set_index("agent")
+    agents = _frame(app, "agent").set_index("agent")
     assert set(agents.index) == set(SAMPLE_AGENTS)
     assert agents.loc["cartpole-dt", "kind"] == "dt" and agents.loc["cartpole-dt", "K"] == 20
     assert "500 → " in agents.loc["cartpole-dt", "evaluation"]

@@ -61,3 +61,45 @@ def test_usage_errors_are_one_line():
         res = cli(*args)
         assert res.returncode == 2, args
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+# ---- export -------------------------------------------------------------------------------------------
+CARTPOLE = ROOT / "sample_data" / "datasets" / "cartpole.npz"
+CARTPOLE_DT = ROOT / "sample_data" / "agents" / "cartpole-dt"
+
+
+def test_export_lists_every_figure():
+    res = cli("export", "--list", "--json")
+    assert res.returncode == 0, res.stderr
+    names = {f["name"] for f in json.loads(res.stdout)["figures"]}
+    assert {"returns_histogram", "attention_map", "attention_episode", "rtg_sweep_returns", "rtg_shift_replay",
+            "tt_attention"} <= names
+
+
+def test_export_headless_svg_with_params_and_default_dataset(tmp_path):
+    out = tmp_path / "att.svg"
+    res = cli("export", "--agent", CARTPOLE_DT, "--figure", "attention_episode", "--param", "episode=3", "--format", "svg",
+              "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["data"].endswith("cartpole.npz") and got["params"]["episode"] == 3      # the agent's own dataset
+    assert out.read_bytes().lstrip().startswith(b"<svg")
+    csv = tmp_path / "att.csv"
+    assert cli("export", "--agent", CARTPOLE_DT, "--data", CARTPOLE, "--figure", "attention_steps_back", "--out", csv).returncode == 0
+    assert csv.read_text().splitlines()[0] == "layer,head,steps_back,share"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--figure", "nope", "--out", "x.png"], "unknown figure 'nope'"),
+    (["--figure", "attention_map", "--data", str(CARTPOLE), "--out", "x.png"], "needs an agent"),
+    (["--figure", "returns_histogram", "--data", str(CARTPOLE), "--param", "colour=red", "--out", "x.png"], "takes bins; not colour"),
+    (["--figure", "returns_histogram", "--data", str(CARTPOLE), "--out", "x.gif"], "expected one of png"),
+    (["--figure", "returns_histogram", "--out", "x.png"], "needs a dataset"),
+    (["--figure", "attention_map", "--agent", str(CARTPOLE_DT), "--data", str(ROOT / "sample_data/datasets/pendulum.npz"),
+      "--out", "x.png"], "observation features but the dt agent expects 4"),
+    (["--figure", "tt_attention", "--agent", str(CARTPOLE_DT), "--out", "x.png"], "needs a Trajectory Transformer"),
+])
+def test_export_errors_are_one_sentence(args, message, tmp_path):
+    res = cli("export", *args)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr, res.stderr

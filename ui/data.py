@@ -50,3 +50,9 @@ def current_dataset_name() -> str | None:
     if chosen not in names:
         chosen = names[0] if names else None
     return chosen
+
+
+def dataset_path(name: str) -> str | None:
+    """Where a shipped dataset lives (for bundle manifests); uploads have no path to remake from."""
+    p = sample_datasets().get(name)
+    return str(p.relative_to(Path(__file__).resolve().parent.parent)) if p is not None else None

@@ -1,0 +1,76 @@
+"""Return conditioning: ask a Decision Transformer for different returns and see what it does."""
+import numpy as np
+import streamlit as st
+
+from analysis.sweeps import cached_sweep, default_shifts, default_targets
+from ui import exports
+from ui.page import figure, start
+
+sel = start("Return conditioning", "A Decision Transformer is told the return it should achieve. If it learned "
+            "what returns mean, asking for more gets more — up to the best returns in its training data. This page "
+            "runs the agent in its environment for a range of targets (all episodes in one batched run), and replays "
+            "logged episodes with the return-to-go shifted, which needs no environment and works on uploads.",
+            kinds=("dt",))
+agent, ds = sel.agent, sel.dataset
+collected = []
+MAX_RUNS = 256   # targets x episodes: bounds the work one click can start
+
+st.subheader("Achieved vs target return")
+env_ok = bool(agent.config.env_id)
+if not env_ok:
+    st.info("This agent names no environment, so only the offline replay below is available.")
+else:
+    d = agent.config.dataset
+    lo, hi = (d.get("return_min", 0.0), d.get("return_max", 100.0))
+    c1, c2, c3 = st.columns([2, 1, 1])
+    text = c1.text_input("Target returns (comma-separated)", ", ".join(f"{t:g}" for t in default_targets(agent)),
+                         key="sweep_targets", help=f"The training data's returns span {lo:g} .. {hi:g}.")
+    episodes = c2.number_input("Episodes per target", 1, 64, 8, key="sweep_episodes")
+    seed = c3.number_input("Seed", 0, 10_000, 0, key="sweep_seed")
+    try:
+        targets = [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
+        if not targets:
+            raise ValueError
+    except ValueError:
+        st.error("Targets must be numbers separated by commas, e.g. 100, 300, 500.")
+        st.stop()
+    if len(targets) * episodes > MAX_RUNS:
+        st.error(f"{len(targets)} targets × {episodes} episodes is {len(targets) * episodes} runs; the page runs at most "
+                 f"{MAX_RUNS} at once (use `cli.py evaluate` for more).")
+        st.stop()
+    bar = st.progress(0.0, text="Running all episodes in one batched vector env…")
+    cached_sweep(agent, targets, int(episodes), int(seed), progress=lambda f: bar.progress(f, text=f"{f:.0%} of episodes finished"))
+    bar.empty()
+    params = dict(targets=targets, episodes=int(episodes), seed=int(seed))
+    exports.show(figure(sel, "rtg_sweep_returns", **params), "sweep_returns", collected)
+    left, right = st.columns(2)
+    with left:
+        exports.show(figure(sel, "rtg_sweep_actions", **params), "sweep_actions", collected)
+    with right:
+        exports.show(figure(sel, "rtg_sweep_attention", **params), "sweep_attention", collected)
+
+st.subheader("Offline what-if: the logged episode with its return-to-go shifted")
+st.markdown("Every return-to-go token of a logged episode is shifted by the same amount; the lines show the "
+            "model's action (or the probability of the logged action) at each step. Lines that fan out mean the "
+            "agent's behaviour depends on the return it is asked for.")
+
+
+above = tuple(collected)
+
+
+@st.fragment
+def replay():
+    collected = list(above)   # a fragment rerun starts from the figures drawn above it
+    c1, c2 = st.columns([1, 3])
+    episode = c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="shift_episode")
+    shifts = c2.multiselect("Shifts of the return-to-go", sorted(set(default_shifts(agent) + [0.0])),
+                            default=default_shifts(agent), key="shift_values")
+    if shifts:
+        exports.show(figure(sel, "rtg_shift_replay", episode=int(episode), shifts=sorted(float(s) for s in shifts)),
+                     "shift_replay", collected)
+    else:
+        st.info("Choose at least one shift.")
+    exports.bundle_button(collected, "Return conditioning", agent, ds, **sel.paths)
+
+
+replay()

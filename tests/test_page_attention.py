@@ -1,0 +1,95 @@
+"""AppTest: the Attention and Return conditioning pages render with shipped agents, their widgets change the
+figures, they refuse agents they cannot analyse with one sentence, and every figure has its five downloads."""
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+
+
+def page(name: str, agent: str, dataset: str, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    at.session_state["agent"] = agent
+    at.session_state["dataset"] = dataset
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def arr(v) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly's typed array {dtype, bdata[, shape]}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(x) for x in str(v["shape"]).split(",")]) if "shape" in v else a
+    return np.asarray(v)
+
+
+def titles(at) -> list[str]:
+    return [c["layout"]["title"]["text"] for c in charts(at)]
+
+
+def downloads(at) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def test_attention_page_dt_views_and_step_slider():
+    at = page("2_Attention.py", "cartpole-dt", "cartpole", att_episode=3)
+    t = titles(at)
+    assert t[0].startswith("Where the action token looks over episode 3")
+    assert any(x.startswith("Attention, layer 3 (heads averaged) — episode 3, step 25") for x in t)
+    assert downloads(at).count("PNG") == 5 and downloads(at).count("CSV") == 5
+    assert any(label.startswith("Download all 5 figures") for label in downloads(at))
+    before = charts(at)[3]
+    at.slider(key="att_step").set_value(40).run()
+    assert not at.exception
+    after = charts(at)[3]
+    assert after["layout"]["title"]["text"].endswith("step 40") and not np.array_equal(arr(after["data"][0]["z"]), arr(before["data"][0]["z"]))
+
+
+def test_attention_page_tt_view():
+    at = page("2_Attention.py", "pendulum-tt", "pendulum")
+    assert titles(at)[0].startswith("Trajectory Transformer attention, layer 1")
+    at.selectbox(key="tt_layer").select(2).run()
+    assert titles(at)[0].startswith("Trajectory Transformer attention, layer 3") and not at.exception
+
+
+def test_attention_page_refuses_an_mlp_in_one_sentence():
+    at = page("2_Attention.py", "cartpole-mlp", "cartpole")
+    assert [i.value for i in at.info][0].startswith("This page needs a Decision Transformer or a Trajectory Transformer")
+    assert not at.get("plotly_chart")
+
+
+def test_mismatched_dataset_is_one_error_sentence():
+    at = page("2_Attention.py", "cartpole-dt", "pendulum")
+    assert len(at.error) == 1 and "observation features but the dt agent expects 4" in at.error[0].value
+
+
+def test_return_conditioning_page_sweep_and_offline_replay():
+    at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=1, sweep_targets="25, 500")
+    t = titles(at)
+    assert t[0].startswith("Return conditioning: achieved vs target return (CartPole-v1, 1 episodes")
+    sweep = charts(at)[0]
+    means = next(d for d in sweep["data"] if d.get("name") == "mean")
+    assert arr(means["x"]).tolist() == [25.0, 500.0]
+    assert any(x.startswith("Episode 0 replayed with its return-to-go shifted") for x in t)
+    at.number_input(key="shift_episode").set_value(5).run()
+    assert not at.exception
+    assert any(x.startswith("Episode 5 replayed") for x in titles(at))
+
+
+def test_return_conditioning_bad_targets_and_bounds():
+    at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=1, sweep_targets="lots")
+    assert [e.value for e in at.error] == ["Targets must be numbers separated by commas, e.g. 100, 300, 500."]
+    at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=64, sweep_targets="1,2,3,4,5")
+    assert "runs at most 256 at once" in at.error[0].value
+    at = page("3_Return_conditioning.py", "pendulum-tt", "pendulum")
+    assert "needs a Decision Transformer" in at.info[0].value

@@ -1,0 +1,78 @@
+"""Cached agent loading and the session's agent selection (shipped or uploaded), like ui/data.py for datasets."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from models.errors import AgentError
+from models.report import AGENT_DIR
+
+AGENT_UPLOAD_TYPES = ["zip", "pt", "pth", "pkl", "bin"]   # pickles are accepted only to be refused with a reason
+AGENT_UPLOAD_LIMIT_MB = 50
+DEFAULT_AGENT = "cartpole-dt"
+
+
+@st.cache_resource(show_spinner="Loading agent…")
+def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agent reloads
+    import torch
+
+    from models import load_agent
+
+    torch.set_num_threads(1)   # small models, many small ops: threads only contend
+    return load_agent(path).eval()
+
+
+def shipped_paths() -> dict[str, Path]:
+    if not AGENT_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(AGENT_DIR.iterdir()) if (d / "config.json").is_file()}
+
+
+def uploaded_agents() -> dict:
+    """This session's uploaded agents (never shared between browser sessions)."""
+    return st.session_state.setdefault("uploaded_agents", {})
+
+
+def agent_names() -> list[str]:
+    return list(shipped_paths()) + [f"upload: {k}" for k in uploaded_agents()]
+
+
+def get_agent(name: str):
+    if name.startswith("upload: "):
+        return uploaded_agents()[name[len("upload: "):]]
+    path = shipped_paths()[name]
+    return load_shipped(str(path), (path / "model.safetensors").stat().st_mtime)
+
+
+def agent_path(name: str) -> str | None:
+    """Where a shipped agent lives (for bundle manifests); uploads have no path to remake from."""
+    p = shipped_paths().get(name)
+    return str(p.relative_to(AGENT_DIR.parent.parent)) if p is not None else None
+
+
+def read_agent_upload(file):
+    """Parse an uploaded agent (a zip of a checkpoint or HF save_pretrained directory); AgentError on any problem."""
+    from models import load_agent
+
+    if file.size > AGENT_UPLOAD_LIMIT_MB * 2**20:
+        raise AgentError(f"{file.name} is {file.size / 2**20:.0f} MB; agent uploads are limited to {AGENT_UPLOAD_LIMIT_MB} MB.")
+    suffix = Path(file.name).suffix.lower()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"agent{suffix}"
+        path.write_bytes(file.getvalue())
+        try:
+            return load_agent(path).eval()
+        except AgentError as e:
+            raise AgentError(str(e).replace(str(path), file.name)) from None
+
+
+def current_agent_name() -> str | None:
+    names = agent_names()
+    chosen = st.session_state.get("agent")
+    if chosen not in names:
+        chosen = st.query_params.get("agent")
+    if chosen not in names:
+        chosen = DEFAULT_AGENT if DEFAULT_AGENT in names else (names[0] if names else None)
+    return chosen

@@ -1,0 +1,37 @@
+"""A figure on a page with its export buttons (PNG, SVG, PDF, HTML, CSV), and the page's bundle (zip).
+Files are made only when a button is clicked (deferred data), through one kaleido server per process."""
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis.catalog import Figured
+from analysis.export import FORMATS, MIME, bundle, figure_bytes, keep_server_alive
+
+
+def _bytes(f: Figured, fmt: str) -> bytes:
+    if fmt in ("png", "svg", "pdf"):
+        keep_server_alive()
+    return figure_bytes(f.figure, fmt, data=f.data)
+
+
+def show(f: Figured, key: str, collected: list | None = None) -> None:
+    """The figure, then a row of download buttons; `collected` gathers the page's figures for its bundle."""
+    st.plotly_chart(f.figure, width="stretch", theme=None, key=f"{key}_chart")
+    cols = st.columns(len(FORMATS) + 1, gap="small")
+    cols[0].caption("Download")
+    for col, fmt in zip(cols[1:], FORMATS):
+        col.download_button(fmt.upper(), data=lambda fmt=fmt: _bytes(f, fmt), file_name=f"{f.name}.{fmt}",
+                            mime=MIME[fmt], key=f"{key}_{fmt}", on_click="ignore", width="stretch")
+    if collected is not None:
+        collected.append(f)
+
+
+def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path=None, data_path=None) -> None:
+    if not figured:
+        return
+    def make() -> bytes:
+        keep_server_alive()
+        return bundle(figured, agent=agent, dataset=dataset, agent_path=agent_path, data_path=data_path, page=page)
+    st.download_button(f"Download all {len(figured)} figures of this page (zip: PNG, SVG, PDF, HTML, CSV + manifest)",
+                       data=make, file_name=f"seqlens-{page.lower().replace(' ', '-')}.zip", mime=MIME["zip"],
+                       key=f"bundle_{page}", on_click="ignore", type="primary")
