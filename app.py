@@ -6,25 +6,15 @@ import streamlit as st
 
 from analysis.figures import returns_histogram
 from models.errors import AgentError
+from models.evaluate import check_dataset
 from models.report import agent_rows
 from trajectories import DatasetError
 from ui.agents import (AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, agent_names, current_agent_name, get_agent,
                        read_agent_upload, uploaded_agents)
 from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, all_datasets, current_dataset_name, read_upload, uploaded
 
-st.set_page_config(page_title="seqlens", layout="wide")
 
-st.title("seqlens")
-st.markdown(
-    "Look inside sequence-model RL agents — Decision Transformer, Trajectory Transformer and the Markov and "
-    "recurrent baselines they are measured against — on offline datasets. Choose an agent and a dataset here "
-    "(or upload your own); the pages in the sidebar analyse the pair: **Attention**, **Return conditioning**, "
-    "**Credit assignment**, **Predicted vs real**, **Embeddings**, **Context & memory**. Every figure downloads "
-    "as PNG, SVG, PDF, HTML and CSV."
-)
-
-
-def _upload(key: str, label: str, types, reader, store: dict, select_key: str, error_types):
+def _upload(key: str, label: str, types, reader, store: dict, select_key: str, error_types, describe):
     """One uploader: a good file is added and selected; a bad one gets one sentence and changes nothing."""
     file = st.file_uploader(label, type=types, key=key)
     if file is not None and file.file_id != st.session_state.get(f"{key}_last"):
@@ -37,25 +27,11 @@ def _upload(key: str, label: str, types, reader, store: dict, select_key: str, e
             store[file.name] = obj
             st.session_state[select_key] = st.session_state[f"{select_key}_select"] = f"upload: {file.name}"
             st.session_state.pop(f"{key}_error", None)
-            st.session_state[f"{key}_ok"] = file.name
+            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}."
     if st.session_state.get(f"{key}_error"):
         st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
     elif st.session_state.get(f"{key}_ok"):
-        st.success(f"Loaded {st.session_state[f'{key}_ok']}.")
-
-
-with st.sidebar:
-    _upload("upload_dataset", f"Upload trajectories ({', '.join(UPLOAD_TYPES)}; up to {UPLOAD_LIMIT_MB} MB)",
-            UPLOAD_TYPES, read_upload, uploaded(), "dataset", (DatasetError,))
-    _upload("upload_agent", f"Upload an agent (zip of a seqlens checkpoint or a Hugging Face save_pretrained "
-            f"directory; up to {AGENT_UPLOAD_LIMIT_MB} MB)", AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents(),
-            "agent", (AgentError,))
-
-datasets = all_datasets()
-names = agent_names()
-if not datasets or not names:
-    st.warning("Nothing to analyse yet: run `make sample-data` and `make sample-agents`, or upload files in the sidebar.")
-    st.stop()
+        st.success(st.session_state[f"{key}_ok"])
 
 
 def _choose(label: str, options: list[str], key: str, current: str, help: str):
@@ -67,63 +43,97 @@ def _choose(label: str, options: list[str], key: str, current: str, help: str):
     return chosen
 
 
-left, right = st.columns(2)
-with left:
-    agent_name = _choose("Agent", names, "agent", current_agent_name(), "Shipped agents, then this session's uploads.")
-    agent = get_agent(agent_name)
-    card = agent.card()
-    st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
-                f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
-                f"context K = {card['context_length']} · {card['n_params']:,} parameters")
-    facts = {k: v for k, v in card.items() if k not in ("evaluation", "kind", "obs_dim", "act_dim", "discrete", "n_actions",
-                                                        "context_length", "n_params") and v is not None}
-    st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True,
-                 width="stretch", key="agent_card")
-    if card.get("evaluation"):
-        ev = pd.DataFrame(card["evaluation"]).drop(columns=["returns"], errors="ignore")
-        st.caption("Evaluation stored with the agent (return per target, 95% bootstrap CI):")
-        st.dataframe(ev, hide_index=True, width="stretch", key="agent_eval")
-with right:
-    dataset_name = _choose("Dataset", list(datasets), "dataset", current_dataset_name(), "Shipped datasets, then this session's uploads.")
-    ds = datasets[dataset_name]
-    s = ds.summary()
-    cols = st.columns(4)
-    cols[0].metric("Episodes", f"{s['n_episodes']:,}")
-    cols[1].metric("Steps", f"{s['n_transitions']:,}")
-    cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
-    cols[3].metric("Return range", f"{s['return_min']:.4g} .. {s['return_max']:.4g}")
-    st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
-                    width="stretch", key="returns_hist", theme=None)   # theme=None: the same look as exports
-    st.caption(f"{ds.env_id or 'unknown environment'} · observations: {', '.join(ds.obs_names)} · "
-               f"actions: {', '.join(ds.act_names)}")
+def home():
+    st.title("seqlens")
+    st.markdown(
+        "Look inside sequence-model RL agents — Decision Transformer, Trajectory Transformer and the Markov and "
+        "recurrent baselines they are measured against — on offline datasets. Choose an agent and a dataset here "
+        "(or upload your own); the pages in the sidebar analyse the pair: **Attention**, **Return conditioning**, "
+        "**Credit assignment**, **Predicted vs real**, **Embeddings**, **Context & memory**. Every figure downloads "
+        "as PNG, SVG, PDF, HTML and CSV."
+    )
 
-from models.evaluate import check_dataset  # noqa: E402
+    with st.sidebar:
+        _upload("upload_dataset", f"Upload trajectories ({', '.join(UPLOAD_TYPES)}; up to {UPLOAD_LIMIT_MB} MB)",
+                UPLOAD_TYPES, read_upload, uploaded(), "dataset", (DatasetError,),
+                lambda d: f"{d.n_episodes} episodes, {d.n_transitions} steps")
+        _upload("upload_agent", f"Upload an agent (zip of a seqlens checkpoint or a Hugging Face save_pretrained "
+                f"directory; up to {AGENT_UPLOAD_LIMIT_MB} MB)", AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents(),
+                "agent", (AgentError,), lambda a: f"a {a.kind} agent, K = {a.context_length}")
 
-try:
-    check_dataset(agent, ds)
-except AgentError as e:
-    st.warning(f"{e} The analysis pages need a matching pair: pick another agent or dataset.")
-else:
-    trained_on = agent.config.dataset.get("name")
-    same = trained_on is None or Path(trained_on).stem == Path(dataset_name).stem
-    note = "" if same else f" (it was trained on {trained_on})"
-    st.success(f"**{agent_name}** can read **{dataset_name}**{note}. Open an analysis page in the sidebar.")
+    datasets = all_datasets()
+    names = agent_names()
+    if not datasets or not names:
+        st.warning("Nothing to analyse yet: run `make sample-data` and `make sample-agents`, or upload files in the sidebar.")
+        return
 
-with st.expander("All datasets"):
-    rows = []
-    for name, d in datasets.items():
-        sm = d.summary()
-        rows.append({"dataset": name, "environment": sm["env_id"] or "—", "episodes": sm["n_episodes"],
-                     "steps": sm["n_transitions"], "obs dim": sm["obs_dim"],
-                     "actions": f"{sm['n_actions']} discrete" if sm["discrete"] else f"{sm['act_dim']}-d continuous",
-                     "return min": sm["return_min"], "return mean": sm["return_mean"], "return max": sm["return_max"]})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="datasets_table",
-                 column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("return min", "return mean", "return max")})
+    left, right = st.columns(2)
+    with left:
+        agent_name = _choose("Agent", names, "agent", current_agent_name(), "Shipped agents, then this session's uploads.")
+        agent = get_agent(agent_name)
+        card = agent.card()
+        st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
+                    f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
+                    f"context K = {card['context_length']} · {card['n_params']:,} parameters")
+        facts = {k: v for k, v in card.items() if k not in ("evaluation", "kind", "obs_dim", "act_dim", "discrete", "n_actions",
+                                                            "context_length", "n_params") and v is not None}
+        st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True,
+                     width="stretch", key="agent_card")
+        if card.get("evaluation"):
+            ev = pd.DataFrame(card["evaluation"]).drop(columns=["returns", "std_return"], errors="ignore")
+            st.caption("Evaluation stored with the agent (mean return per target, 95% bootstrap CI):")
+            st.dataframe(ev, hide_index=True, width="stretch", key="agent_eval",
+                         column_config={c: st.column_config.NumberColumn(format="%.4g") for c in ev.columns if c != "episodes"})
+    with right:
+        dataset_name = _choose("Dataset", list(datasets), "dataset", current_dataset_name(), "Shipped datasets, then this session's uploads.")
+        ds = datasets[dataset_name]
+        s = ds.summary()
+        cols = st.columns(4)
+        cols[0].metric("Episodes", f"{s['n_episodes']:,}", help=f"{s['n_transitions']:,} steps")
+        cols[1].metric("Return min", f"{s['return_min']:.4g}")
+        cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
+        cols[3].metric("Return max", f"{s['return_max']:.4g}")
+        st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
+                        width="stretch", key="returns_hist", theme=None)   # theme=None: the same look as exports
+        st.caption(f"{ds.env_id or 'unknown environment'} · {s['n_transitions']:,} steps · observations: {', '.join(ds.obs_names)} · "
+                   f"actions: {', '.join(ds.act_names)}")
 
-with st.expander("All shipped agents", expanded=True):
-    st.caption("Trained on the shipped datasets by `make sample-agents`; evaluation as stored in each agent's config.json.")
-    rows = agent_rows()
-    if rows:
-        st.dataframe(pd.DataFrame(rows).drop(columns=["size_mb"]), hide_index=True, width="stretch", key="agents_table",
-                     height=35 * (len(rows) + 1) + 3,
-                     column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
+    try:
+        check_dataset(agent, ds)
+    except AgentError as e:
+        st.warning(f"{e} The analysis pages need a matching pair: pick another agent or dataset.")
+    else:
+        trained_on = agent.config.dataset.get("name")
+        same = trained_on is None or Path(trained_on).stem == Path(dataset_name).stem
+        note = "" if same else f" (it was trained on {trained_on})"
+        st.success(f"**{agent_name}** can read **{dataset_name}**{note}. Open an analysis page in the sidebar.")
+
+    with st.expander("All datasets"):
+        rows = []
+        for name, d in datasets.items():
+            sm = d.summary()
+            rows.append({"dataset": name, "environment": sm["env_id"] or "—", "episodes": sm["n_episodes"],
+                         "steps": sm["n_transitions"], "obs dim": sm["obs_dim"],
+                         "actions": f"{sm['n_actions']} discrete" if sm["discrete"] else f"{sm['act_dim']}-d continuous",
+                         "return min": sm["return_min"], "return mean": sm["return_mean"], "return max": sm["return_max"]})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="datasets_table",
+                     column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("return min", "return mean", "return max")})
+
+    with st.expander("All shipped agents", expanded=True):
+        st.caption("Trained on the shipped datasets by `make sample-agents`; evaluation as stored in each agent's config.json.")
+        rows = agent_rows()
+        if rows:
+            st.dataframe(pd.DataFrame(rows).drop(columns=["size_mb"]), hide_index=True, width="stretch", key="agents_table",
+                         height=35 * (len(rows) + 1) + 3,
+                         column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
+
+
+PAGES = [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True)] + [
+    st.Page(f"pages/{f}", title=t, icon=i, url_path=u) for f, t, i, u in [
+        ("1_Dataset.py", "Dataset", ":material/table_rows:", "Dataset"),
+        ("2_Attention.py", "Attention", ":material/visibility:", "Attention"),
+        ("3_Return_conditioning.py", "Return conditioning", ":material/tune:", "Return_conditioning"),
+    ]]
+
+st.set_page_config(page_title="seqlens", layout="wide")
+st.navigation(PAGES).run()

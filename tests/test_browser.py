@@ -80,7 +80,7 @@ def test_upload_csv_through_the_widget(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(server)
     page.get_by_role("heading", name="seqlens").wait_for(timeout=30_000)
-    page.locator("input[type=file]").set_input_files(str(path))
+    page.locator("input[type=file]").first.set_input_files(str(path))   # the trajectories uploader
     page.get_by_text("Loaded browser_upload.csv: 3 episodes, 15 steps.").wait_for(timeout=30_000)
     page.locator("[data-testid='stMetricValue']").filter(has_text="10").first.wait_for(timeout=30_000)  # mean return
     assert page.locator("[data-testid='stException']").count() == 0
