@@ -86,3 +86,68 @@ def test_home_lists_the_shipped_agents(app):
     assert set(agents.index) == set(SAMPLE_AGENTS)
     assert agents.loc["cartpole-dt", "kind"] == "dt" and agents.loc["cartpole-dt", "K"] == 20
     assert "500 → " in agents.loc["cartpole-dt", "evaluation"]
+
+
+# ---- agents: choice, card, uploads ----------------------------------------------------------------------
+def _zip_dir(src: Path) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in src.iterdir():
+            z.write(f, f"{src.name}/{f.name}")
+    return buf.getvalue()
+
+
+AGENTS = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
+
+
+def test_choosing_an_agent_shows_its_card_and_goes_in_the_url(app):
+    assert app.session_state["agent"] == "cartpole-dt"
+    app.selectbox(key="agent_select").select("pendulum-tt").run()
+    assert not app.exception
+    assert app.session_state["agent"] == "pendulum-tt"
+    assert app.query_params["agent"] in ("pendulum-tt", ["pendulum-tt"])
+    card = _frame(app, "").set_index("")["value"]
+    assert card["horizon_cap"] == "12" and card["n_bins"] == "100"
+    # cartpole data does not fit a pendulum agent: one sentence, no exception
+    assert any("observation features but the tt agent expects 3" in w.value for w in app.warning)
+
+
+def test_url_reproduces_the_choice():
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at.query_params["agent"] = "keydoor-dt"
+    at.query_params["dataset"] = "keydoor"
+    at.run()
+    assert not at.exception
+    assert at.session_state["agent"] == "keydoor-dt" and at.session_state["dataset"] == "keydoor"
+    assert any("keydoor-dt" in s.value and "can read" in s.value for s in at.success)
+
+
+def test_upload_agent_zip_becomes_the_selection(app):
+    app.file_uploader(key="upload_agent").upload("my-mlp.zip", _zip_dir(AGENTS / "cartpole-mlp"), "application/zip").run()
+    assert not app.exception and not app.error
+    assert app.session_state["agent"] == "upload: my-mlp.zip"
+    assert any(s.value == "Loaded my-mlp.zip: a mlp agent, K = 1." for s in app.success)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("agent.pt", b"\x80\x04junk", "agent.pt is a pickle-based checkpoint (.pt); seqlens never unpickles files"),
+    ("broken.zip", b"PK\x03\x04garbage", "broken.zip is not a valid zip file"),
+    ("evil.zip", None, "evil.zip contains a path outside its folder (../evil/config.json)"),
+])
+def test_bad_agent_upload_is_one_sentence_and_keeps_selection(app, name, data, message):
+    import io
+    import zipfile
+
+    if data is None:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("../evil/config.json", "{}")
+        data = buf.getvalue()
+    app.selectbox(key="agent_select").select("keydoor-dt").run()
+    app.file_uploader(key="upload_agent").upload(name, data, "application/octet-stream").run()
+    assert not app.exception
+    assert len(app.error) == 1 and app.error[0].value.startswith(message), app.error[0].value
+    assert app.session_state["agent"] == "keydoor-dt"

@@ -58,9 +58,8 @@ def read_agent_upload(file):
 
     if file.size > AGENT_UPLOAD_LIMIT_MB * 2**20:
         raise AgentError(f"{file.name} is {file.size / 2**20:.0f} MB; agent uploads are limited to {AGENT_UPLOAD_LIMIT_MB} MB.")
-    suffix = Path(file.name).suffix.lower()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"agent{suffix}"
+        path = Path(tmp) / (Path(file.name).name or "agent.zip")   # the user's name, so messages name their file
         path.write_bytes(file.getvalue())
         try:
             return load_agent(path).eval()
