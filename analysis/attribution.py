@@ -266,7 +266,7 @@ class _Raw:
 
 
 def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: str, method: str,
-                     baseline: Baseline, action_index=None, modalities=MODALITIES, n_steps: int = 64,
+                     baseline: Baseline, action_index=None, modalities=MODALITIES, n_steps: int = 32,
                      max_n_steps: int = 1024, delta_tol: float = 0.01, internal_batch_size: int = 1024,
                      perturbations_per_eval: int = 64) -> _Raw:
     """Attribute `target` at the last position of B windows to their inputs.
@@ -370,7 +370,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---- agents and logged episodes ----------------------------------------------------------------------------------
 def _model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
-    """(model, inputs, modalities, feature_names) for windows ending at absolute dataset steps."""
+    """(model, inputs, modalities, feature_names, mask, action_names) for windows ending at absolute dataset steps."""
     episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
     ds = data.dataset
     if agent.discrete:
@@ -382,19 +382,19 @@ def _model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
     names = {"return-to-go": ["return-to-go"], "state": list(ds.obs_names), "action": act_names}
     if agent.kind == "dt":
         w = gather_windows(data, episodes, abs_steps, agent.context_length)
-        return agent, agent.window_inputs(w), MODALITIES, names, w["mask"]
+        return agent, agent.window_inputs(w), MODALITIES, names, w["mask"], names["action"]
     if agent.kind == "mlp":
         w = gather_windows(data, episodes, abs_steps, 1)
         B = len(abs_steps)
         inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32),
                   "actions": torch.zeros(B, 1, 0), "returns_to_go": torch.zeros(B, 1, 1),
                   "timesteps": torch.as_tensor(w["timesteps"]), "attention_mask": torch.ones(B, 1, dtype=torch.long)}
-        return _Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"]
+        return _Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
     raise ValueError(f"attribution supports Decision Transformer ('dt') and MLP ('mlp') agents, not '{agent.kind}'.")
 
 
 def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: str = "ig", action_dim: int = 0,
-                    randomized: bool = True, seed: int = 0, n_steps: int = 64, data: TrainingData | None = None,
+                    randomized: bool = True, seed: int = 0, n_steps: int = 32, data: TrainingData | None = None,
                     baseline: Baseline | None = None, **kwargs) -> list[Attribution]:
     """Attribution of `target` at each absolute dataset step in `abs_steps` (one batched computation).
 
@@ -410,17 +410,17 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     abs_steps = np.atleast_1d(np.asarray(abs_steps, np.int64))
     if abs_steps.size == 0 or abs_steps.min() < 0 or abs_steps.max() >= len(data.obs):
         raise ValueError(f"steps must lie in 0..{len(data.obs) - 1} (dataset steps).")
-    model, inputs, modalities, names, mask = _model_inputs(agent, data, abs_steps)
+    model, inputs, modalities, names, mask, act_names = _model_inputs(agent, data, abs_steps)
     if target == "action" and agent.discrete:
         index = torch.as_tensor(np.asarray(data.actions)[abs_steps], dtype=torch.long)
         label = "logit of the logged action"
     elif target == "action":
         if not 0 <= action_dim < agent.act_dim:
             raise ValueError(f"action_dim must lie in 0..{agent.act_dim - 1}, got {action_dim}.")
-        index, label = action_dim, f"action dimension {names['action'][action_dim] if 'action' in names else action_dim}"
+        index, label = action_dim, f"action dimension {act_names[action_dim]}"
     else:
         index = None
-        label = {"return": "return prediction R̂(t+1) (a_t token)",
+        label = {"return": "return prediction for t+1 (a_t token)",
                  "value": "value prediction (return-to-go hidden)"}[target]
     raw = attribute_inputs(model, inputs, target, method, baseline, index, modalities, n_steps=n_steps, **kwargs)
     rnd = None
@@ -437,7 +437,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         this_label = label
         if target == "action" and agent.discrete:
             a = int(index[b])
-            this_label = f"{label} ({names['action'][a] if 'action' in names else a})"
+            this_label = f"{label} ({act_names[a]})"
         tm = raw.map(b, ADDITIVE[method])
         rm = rnd.map(b, ADDITIVE[method]) if rnd is not None else None
         rho = map_spearman(tm, rm, mask[b]) if rm is not None else float("nan")
@@ -475,6 +475,7 @@ class KeyDoorSteps:
     key_step: int | None      # the step whose action walks onto the key (s_{key_step+1} is the first without it)
     phase3_step: int | None   # the first step in the door room
     has_key: bool
+    phase2_step: int | None = None   # the first step in the distractor room (phase 1 ends the step before)
 
 
 def is_key_to_door(dataset) -> bool:
@@ -493,13 +494,20 @@ def key_door_steps(observations: np.ndarray, actions: np.ndarray) -> KeyDoorStep
     if obs.ndim != 2 or obs.shape[1] != len(OBS_NAMES):
         raise ValueError(f"Key-to-Door observations have {len(OBS_NAMES)} features ({', '.join(OBS_NAMES)}), "
                          f"got shape {obs.shape}.")
-    phase1, phase3 = obs[:, 2] > 0.5, obs[:, 4] > 0.5
+    phase1, phase2, phase3 = obs[:, 2] > 0.5, obs[:, 3] > 0.5, obs[:, 4] > 0.5
     key_visible = obs[:, 5] >= 0
     after = obs[:, 0:2] + MOVES[np.clip(acts, 0, len(MOVES) - 1)]
     picks = np.flatnonzero(phase1 & key_visible & (after == obs[:, 5:7]).all(1))
     key_step = int(picks[0]) if len(picks) else None
-    p3 = np.flatnonzero(phase3)
-    return KeyDoorSteps(key_step, int(p3[0]) if len(p3) else None, key_step is not None)
+    p2, p3 = np.flatnonzero(phase2), np.flatnonzero(phase3)
+    return KeyDoorSteps(key_step, int(p3[0]) if len(p3) else None, key_step is not None, int(p2[0]) if len(p2) else None)
+
+
+def _span_share(res: Attribution, first: int, stop: int | None, randomized: bool) -> float:
+    """Mean share over uniform of episode steps first..stop-1 (NaN when empty)."""
+    if stop is None or first >= stop:
+        return float("nan")
+    return float(np.mean([res.share_over_uniform(s, randomized=randomized) for s in range(first, stop)]))
 
 
 @dataclass
@@ -513,13 +521,17 @@ class KeyDoorCredit:
     explained_step: np.ndarray     # [E]
     share: np.ndarray              # [E] share of |attribution| on the key step over uniform (trained)
     randomized_share: np.ndarray   # [E] the same on the randomized model
+    share_after: np.ndarray        # [E] per-step share over uniform of the phase-1 steps after the pickup (key gone
+                                   #     from the observation), NaN when the key was taken on phase 1's last step
+    randomized_share_after: np.ndarray
     spearman: np.ndarray           # [E] rank correlation trained vs randomized maps
     delta: np.ndarray              # [E] IG convergence delta (NaN for other methods)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"episode": self.episodes, "key_step": self.key_step, "explained_step": self.explained_step,
                              "target": self.target, "method": self.method, "share_over_uniform": self.share,
-                             "randomized_share_over_uniform": self.randomized_share, "spearman": self.spearman,
+                             "randomized_share_over_uniform": self.randomized_share, "share_after_key": self.share_after,
+                             "randomized_share_after_key": self.randomized_share_after, "spearman": self.spearman,
                              "ig_delta": self.delta})
 
 
@@ -528,6 +540,8 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
     """Share over uniform of |attribution| on the key step (context without the current step), explained
     at the first phase-3 step (`at="phase3"`) or the episode's last step (`at="last"`). Only episodes where
     the key was picked up and phase 3 was reached (within the agent's context of the key) are used."""
+    if at not in ("phase3", "last"):
+        raise ValueError(f"at must be 'phase3' or 'last', got '{at}'.")
     if not is_key_to_door(dataset):
         raise ValueError("key_door_credit needs a Key-to-Door dataset (9 features: agent, phase one-hot, key, door).")
     episodes = range(dataset.n_episodes) if episodes is None else episodes
@@ -541,7 +555,7 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
         explained = kd.phase3_step if at == "phase3" else len(ep) - 1
         if explained - kd.key_step >= K or explained <= kd.key_step:
             continue
-        chosen.append((int(e), kd.key_step, explained))
+        chosen.append((int(e), kd.key_step, explained, kd.phase2_step))
         if len(chosen) >= max_episodes:
             break
     if not chosen:
@@ -550,12 +564,14 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
     res = []
     for i in range(0, len(chosen), batch):
         part = chosen[i:i + batch]
-        res += attribute_steps(agent, dataset, [int(dataset.episode_starts[e]) + s for e, _, s in part], target,
+        res += attribute_steps(agent, dataset, [int(dataset.episode_starts[e]) + s for e, _, s, _ in part], target,
                                method, data=data, **kwargs)
-    share = np.array([r.share_over_uniform(k) for r, (_, k, _) in zip(res, chosen)])
-    rshare = np.array([r.share_over_uniform(k, randomized=True) if r.randomized else np.nan for r, (_, k, _) in zip(res, chosen)])
+    share = np.array([r.share_over_uniform(k) for r, (_, k, _, _) in zip(res, chosen)])
+    rshare = np.array([r.share_over_uniform(k, randomized=True) if r.randomized else np.nan for r, (_, k, _, _) in zip(res, chosen)])
+    after = np.array([_span_share(r, k + 1, p2, False) for r, (_, k, _, p2) in zip(res, chosen)])
+    rafter = np.array([_span_share(r, k + 1, p2, True) if r.randomized else np.nan for r, (_, k, _, p2) in zip(res, chosen)])
     return KeyDoorCredit(target, method, np.array([c[0] for c in chosen]), np.array([c[1] for c in chosen]),
-                         np.array([c[2] for c in chosen]), share, rshare, np.array([r.spearman for r in res]),
+                         np.array([c[2] for c in chosen]), share, rshare, after, rafter, np.array([r.spearman for r in res]),
                          np.array([np.nan if r.trained.delta is None else r.trained.delta for r in res]))
 
 
@@ -596,5 +612,6 @@ def make_attribution_keydoor(agent, dataset, method: str = "ig", at: str = "phas
 
     frames = {t: key_door_credit(agent, dataset, target=t, method=method, at=at, max_episodes=int(max_episodes),
                                  seed=int(seed)).to_frame() for t in TARGETS}
-    return Figured("attribution_keydoor", key_door_credit_bars(frames), pd.concat(list(frames.values()), ignore_index=True),
+    where = "the first phase-3 step" if at == "phase3" else "the episode's last step"
+    return Figured("attribution_keydoor", key_door_credit_bars(frames, explained_at=where), pd.concat(list(frames.values()), ignore_index=True),
                    {"method": method, "at": at, "max_episodes": int(max_episodes), "seed": int(seed)})

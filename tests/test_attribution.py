@@ -141,7 +141,7 @@ def test_key_door_steps_on_a_generated_episode():
         kd = A.key_door_steps(np.array(observations), np.array(actions))
         assert kd.key_step == picked
         assert kd.has_key == (picked is not None)
-        assert kd.phase3_step == 15                    # 7 key steps + 8 distractor steps
+        assert kd.phase3_step == 15 and kd.phase2_step == 7    # 7 key steps + 8 distractor steps
         found += picked is not None
     assert found >= 3
     with pytest.raises(ValueError, match="9 features"):
@@ -207,6 +207,7 @@ def test_key_door_credit_and_catalog(keydoor):
     df = credit.to_frame()
     assert len(df) == 4 and (df.key_step < df.explained_step).all()
     assert np.isfinite(df.share_over_uniform).all() and np.isfinite(df.randomized_share_over_uniform).all()
+    assert {"share_after_key", "randomized_share_after_key", "ig_delta"} <= set(df.columns)
 
     from analysis import catalog
 

@@ -20,9 +20,8 @@ def _title(res, what: str) -> str:
                    f"{res.trained.output - res.trained.baseline_output:.3g} ({res.n_steps} steps)")
     elif res.method == "ablation":
         sub.append("output change when a whole step is replaced by the baseline")
-    if res.baseline and res.method != "saliency":
-        sub.append(f"baseline: {res.baseline}")
-    return f"{method} — {what}, {res.target_label}<br><sup>" + " · ".join(sub) + "</sup>"
+    base = f"<br>baseline: {res.baseline}" if res.baseline and res.method != "saliency" else ""
+    return f"{method} — {what}, {res.target_label}<br><sup>" + " · ".join(sub) + base + "</sup>"
 
 
 def _rho_title(res) -> str:
@@ -56,7 +55,7 @@ def _markers(fig, res, rows: list[int], cols: list[int], annotate_row: int = 1) 
                                font=dict(size=11, color=colour), row=annotate_row, col=c)
 
 
-def _lift_column_titles(fig, px: int = 32) -> None:
+def _lift_column_titles(fig, px: int = 28) -> None:
     for a in fig.layout.annotations:
         if a.text and (a.text == "trained agent" or a.text.startswith("randomized")):
             a.yshift = px
@@ -108,7 +107,7 @@ def attribution_timesteps(res, title: str | None = None) -> go.Figure:
                       coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=zmax or 1,
                                      colorbar=dict(title=dict(text="% of |attr.|", side="right"), len=0.45, y=1.0,
                                                    yanchor="top", thickness=14)),
-                      height=690, width=1150 if ncol == 2 else 720, margin=dict(t=165, l=130, b=120), bargap=0.15)
+                      height=720, width=1150 if ncol == 2 else 720, margin=dict(t=195, l=130, b=120), bargap=0.15)
     fig.add_annotation(x=0, y=-0.21, xref="paper", yref="paper", showarrow=False, xanchor="left",
                        font=dict(size=12, color="#555"),
                        text="middle: share of |attribution| per step (red: the explained step; dashed: uniform share "
@@ -144,11 +143,11 @@ def attribution_features(res, title: str | None = None) -> go.Figure:
                       coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0,
                                      colorbar=dict(title=dict(text="attribution / max |attr.|", side="right"), thickness=14)),
                       height=max(380, 170 + 24 * len(ylabels)), width=1150 if ncol == 2 else 720,
-                      margin=dict(t=165, l=170))
+                      margin=dict(t=195, l=170))
     return fig
 
 
-def key_door_credit_bars(frames: dict, title: str | None = None) -> go.Figure:
+def key_door_credit_bars(frames: dict, title: str | None = None, explained_at: str = "the first phase-3 step") -> go.Figure:
     """Share over uniform of |attribution| on the key-pickup step, per target, trained vs randomized
     (mean and 95% interval over episodes). frames: target -> KeyDoorCredit.to_frame()."""
     fig = go.Figure()
@@ -162,14 +161,17 @@ def key_door_credit_bars(frames: dict, title: str | None = None) -> go.Figure:
             means.append(v.mean() if len(v) else np.nan)
             errs.append(1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
         fig.add_trace(go.Bar(x=targets, y=means, name=name, marker_color=colour,
-                             error_y=dict(type="data", array=errs, color="#333", thickness=1.2)))
-    fig.add_hline(y=1.0, line=dict(color="#444", dash="dash", width=1), annotation_text="uniform",
-                  annotation_position="top right")
+                             error_y=dict(type="data", array=errs, color="#333", thickness=1.2),
+                             hovertemplate="%{x}: %{y:.2f} × uniform<extra>" + name + "</extra>"))
+    fig.add_hline(y=1.0, line=dict(color="#444", dash="dash", width=1))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="uniform share",
+                             line=dict(color="#444", dash="dash", width=1)))
     n = min(len(f) for f in frames.values()) if frames else 0
     any_frame = next(iter(frames.values()))
     method = _METHOD_NAMES.get(str(any_frame["method"].iloc[0]), "") if len(any_frame) else ""
-    fig.update_layout(template=TEMPLATE, barmode="group", height=420, width=700,
-                      title=title or f"Key-to-Door: credit on the key-pickup step ({method}, {n} episodes)",
-                      xaxis_title="explained output", yaxis_title="share of |attribution| / uniform share",
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    sub = f"{method}, explained at {explained_at}; mean and 95% CI over {n} episodes (current step excluded)"
+    fig.update_layout(template=TEMPLATE, barmode="group", height=460, width=780,
+                      title=title or f"Key-to-Door: credit on the key-pickup step<br><sup>{sub}</sup>",
+                      xaxis_title="explained output", yaxis_title="share of |attribution| / uniform",
+                      margin=dict(t=130), legend=dict(orientation="h", y=1.0, x=1.0, xanchor="right", yanchor="bottom"))
     return fig
