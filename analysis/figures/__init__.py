@@ -3,3 +3,6 @@ analyses. One module per analysis; everything public is re-exported here."""
 from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS  # noqa: F401
 from .dataset import episode_signals, episode_timeline, returns_histogram  # noqa: F401
 from .attribution import attribution_features, attribution_timesteps, key_door_credit_bars  # noqa: F401
+from .predictions import error_vs_horizon, prediction_traces  # noqa: F401
+from .embeddings import embedding_scatter  # noqa: F401
+from .context import context_accuracy_figure, context_returns_figure  # noqa: F401

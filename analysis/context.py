@@ -1,0 +1,391 @@
+"""Context ablation: does a Decision Transformer use its history? Truncate what it sees to the last K'
+steps at inference and measure (a) the return it earns in the environment and (b) how well it predicts
+the logged actions, beside separately trained agents (a K = 1 DT, a GRU, a Markov MLP).
+
+The truncation is an attention mask: the window holds the agent's receptive field (n_layer * K steps for
+a native banded DT, what its cached rollout computes; K for an HF import), and keys older than K' steps
+are masked out, exactly as a left-padded window of K' steps (timesteps stay absolute). K' = receptive
+field reproduces the agent's own rollout action for action (tests/test_context.py).
+
+(a) runs every K' x episode in one batched vector env: episode j starts from reset seed `seed + j` and
+draws its discrete actions from the same uniforms whatever K' it runs with (common random numbers), so
+differences between K' come from the context, not the luck of the draw. Reference agents are evaluated
+with models.evaluate.evaluate on the same seeds.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from models.errors import AgentError
+from models.evaluate import bootstrap_ci, check_dataset
+
+from .catalog import Figured, register
+from .inputs import receptive_field, step_windows, training_data
+
+SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
+
+
+@dataclass
+class Reference:
+    """A separately trained agent measured alongside (a horizontal line on the figures)."""
+
+    name: str
+    kind: str
+    context: int | None          # steps of history it was trained with (GRU: None = the whole episode)
+    mean: float
+    ci_low: float
+    ci_high: float
+    values: np.ndarray = field(repr=False, default=None)
+
+
+@dataclass
+class ContextReturns:
+    """Return in the environment vs the context K' a DT sees at inference."""
+
+    agent: str
+    contexts: np.ndarray          # [C]
+    returns: np.ndarray           # [C, episodes]
+    mean: np.ndarray              # [C]
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    target_return: float | None
+    trained_context: int
+    receptive_field: int
+    episodes: int
+    seed: int
+    references: list[Reference] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{"model": self.agent, "context": int(k), "mean_return": m, "ci_low": lo, "ci_high": hi,
+                 "episodes": self.episodes, "target_return": self.target_return, "reference": False}
+                for k, m, lo, hi in zip(self.contexts, self.mean, self.ci_low, self.ci_high)]
+        rows += [{"model": r.name, "context": r.context, "mean_return": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                  "episodes": len(r.values), "target_return": self.target_return if r.kind == "dt" else None,
+                  "reference": True} for r in self.references]
+        return pd.DataFrame(rows)
+
+
+@dataclass
+class ContextAccuracy:
+    """Action prediction on logged data vs the context K' (discrete: accuracy; continuous: MSE in [-1, 1])."""
+
+    agent: str
+    metric: str                   # "accuracy" | "mse"
+    contexts: np.ndarray          # [C]
+    value: np.ndarray             # [C]
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    trained_context: int
+    receptive_field: int
+    n_steps: int
+    seed: int
+    references: list[Reference] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{"model": self.agent, "context": int(k), self.metric: v, "ci_low": lo, "ci_high": hi,
+                 "n_steps": self.n_steps, "reference": False}
+                for k, v, lo, hi in zip(self.contexts, self.value, self.ci_low, self.ci_high)]
+        rows += [{"model": r.name, "context": r.context, self.metric: r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                  "n_steps": self.n_steps, "reference": True} for r in self.references]
+        return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------
+def _check_dt(agent) -> None:
+    if agent.kind != "dt":
+        raise AgentError(f"context ablation truncates a Decision Transformer's history; got a {agent.kind} agent.")
+
+
+def default_contexts(agent) -> list[int]:
+    """1, 2, 4, 8, ... up to the receptive field, plus the trained K and the receptive field itself."""
+    rf = receptive_field(agent)
+    ks = {1, agent.context_length, rf}
+    k = 2
+    while k < rf:
+        ks.add(k)
+        k *= 2
+    return sorted(ks)
+
+
+def _check_contexts(agent, contexts) -> np.ndarray:
+    ks = np.asarray(sorted(set(int(k) for k in (contexts if contexts is not None else default_contexts(agent)))), np.int64)
+    if not len(ks) or ks.min() < 1:
+        raise ValueError("contexts must be at least 1 step.")
+    return ks
+
+
+def _agent_name(agent, name: str | None = None) -> str:
+    return name or f"{agent.kind.upper()} (K={agent.context_length})"
+
+
+def _default_target(agent) -> float:
+    d = agent.config.dataset
+    if "return_max" not in d:
+        raise AgentError("the agent's config has no training return range; pass target_return.")
+    return float(d["return_max"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# (a) return vs context in the environment
+# ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, uniforms: np.ndarray | None = None,
+                      sample: bool = True, env_id: str | None = None, record_actions: bool = False,
+                      progress=None):
+    """One batched vector-env rollout of a DT whose env i sees only its last contexts_per_env[i] steps.
+
+    env_seeds [n] reset seeds; target_returns [n] (raw units); uniforms [n, T] the discrete draws (as
+    DTRollout's `uniforms`). Returns the episode returns [n] (and the actions [T, n] if record_actions)."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers seqlens' environments
+
+    _check_dt(agent)
+    env_id = env_id or agent.config.env_id
+    if not env_id:
+        raise AgentError("the agent does not name an environment (env_id).")
+    ks = torch.as_tensor(np.asarray(contexts_per_env, np.int64))
+    n = len(ks)
+    W = int(min(int(ks.max()), receptive_field(agent)))
+    m = agent
+    dev = m.action_low.device
+    vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    was = m.training
+    m.eval()
+    try:
+        obs, _ = vec.reset(seed=[int(s) for s in env_seeds])
+        limit = int(vec.spec.max_episode_steps if vec.spec and vec.spec.max_episode_steps else m.config.max_ep_len)
+        if uniforms is None:
+            uniforms = np.random.default_rng(0).random((n, limit), dtype=np.float32)
+        u_all = torch.as_tensor(np.asarray(uniforms, np.float32))
+        rtg = torch.as_tensor(np.broadcast_to(np.asarray(target_returns, np.float32), (n,)) / m.config.rtg_scale)
+        states = torch.zeros(n, 0, m.obs_dim)
+        rtgs = torch.zeros(n, 0, 1)
+        acts = torch.zeros(n, 0, m.action_in)
+        tss = torch.zeros(0, dtype=torch.long)
+        returns = np.zeros(n)
+        done = np.zeros(n, bool)
+        log = []
+        for t in range(limit):
+            s = m.normalize(torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(n, -1))
+            states = torch.cat([states, s[:, None]], 1)[:, -W:]
+            rtgs = torch.cat([rtgs, rtg[:, None, None]], 1)[:, -W:]
+            acts = torch.cat([acts, torch.zeros(n, 1, m.action_in)], 1)[:, -W:]
+            tss = torch.cat([tss, torch.tensor([min(t, m.config.max_ep_len - 1)])])[-W:]
+            L = states.shape[1]
+            alive = torch.as_tensor(np.flatnonzero(~done))
+            # key l of the window is visible to env i when it is among its last K_i steps
+            mask = (torch.arange(L)[None, :] >= (L - ks[alive])[:, None]).long()
+            out = m(states[alive], acts[alive], rtgs[alive], tss.expand(len(alive), -1), mask)
+            pred = out.action_preds[:, -1]
+            if m.discrete:
+                probs = pred.float().softmax(-1)
+                if sample:
+                    u = u_all[alive, min(t, u_all.shape[1] - 1)]
+                    a = (probs.cumsum(-1) < u[:, None] * probs.sum(-1, keepdim=True)).sum(-1).clamp(max=m.action_in - 1)
+                else:
+                    a = probs.argmax(-1)
+                model_a = F.one_hot(a, m.action_in).float()
+                env_a = np.zeros(n, np.int64)
+                env_a[alive.numpy()] = a.numpy()
+            else:
+                model_a = pred.clamp(-1, 1)
+                env_a = np.zeros((n, m.act_dim), np.float32)
+                env_a[alive.numpy()] = m.env_actions(model_a).numpy()
+            acts[alive, -1] = model_a
+            if record_actions:
+                log.append(env_a.copy())
+            obs, rewards, term, trunc, _ = vec.step(env_a)
+            rtg = rtg - torch.as_tensor(np.asarray(rewards, np.float32)) / m.config.rtg_scale
+            returns += np.where(done, 0.0, rewards)
+            done |= np.asarray(term | trunc)
+            if progress is not None:
+                progress(float(done.mean()), f"step {t + 1}: {int(done.sum())}/{n} episodes done")
+            if done.all():
+                break
+    finally:
+        m.train(was)
+        vec.close()
+    return (returns, np.stack(log)) if record_actions else returns
+
+
+def evaluate_reference(agent, name: str, episodes: int, seed: int, target_return: float | None) -> Reference:
+    """Mean return (bootstrap 95% CI) of a separately trained agent on the same reset seeds."""
+    from models.evaluate import evaluate
+
+    res = evaluate(agent, [target_return] if agent.kind == "dt" else None, episodes=episodes, seed=seed, progress=False)[0]
+    ctx = None if agent.kind == "gru" else agent.context_length
+    return Reference(name, agent.kind, ctx, res["mean_return"], res["ci_low"], res["ci_high"], np.asarray(res["returns"]))
+
+
+def context_returns(agent, contexts=None, episodes: int = 8, target_return: float | None = None, seed: int = 0,
+                    references: dict | None = None, sample: bool = True, progress=None,
+                    name: str | None = None) -> ContextReturns:
+    """Mean return (bootstrap 95% CI over episodes) for each context K' in one batched rollout, plus
+    `references` {name: agent} evaluated on the same seeds."""
+    _check_dt(agent)
+    ks = _check_contexts(agent, contexts)
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}.")
+    target = _default_target(agent) if target_return is None else float(target_return)
+    per_env_k = np.repeat(ks, episodes)
+    ep_of_env = np.tile(np.arange(episodes), len(ks))
+    T = int(agent.config.max_ep_len) + 1
+    u = np.random.default_rng(seed).random((episodes, T), dtype=np.float32)[ep_of_env]   # same draws per episode
+    returns = truncated_rollout(agent, per_env_k, seed + ep_of_env, np.full(len(per_env_k), target), u, sample,
+                                progress=progress).reshape(len(ks), episodes)
+    cis = np.array([bootstrap_ci(r, seed=seed) for r in returns])
+    refs = [evaluate_reference(a, ref_name, episodes, seed, target) for ref_name, a in (references or {}).items()]
+    return ContextReturns(_agent_name(agent, name), ks, returns, returns.mean(1), cis[:, 0], cis[:, 1], target,
+                          agent.context_length, receptive_field(agent), episodes, seed, refs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# (b) action prediction vs context on logged data
+# ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 1024) -> torch.Tensor:
+    """The agent's action output at absolute dataset steps: logits [n, n_actions] (discrete) or actions in
+    [-1, 1] [n, act_dim]. DT: windows of `context` steps (default: its receptive field); GRU: from the
+    episode's first step; MLP: the current observation."""
+    was = agent.training
+    agent.eval()
+    try:
+        data = training_data(agent, dataset)
+        if agent.kind == "dt":
+            ctx = int(context or receptive_field(agent))
+            out = [agent(**step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
+                   for i in range(0, len(steps), batch_size)]
+            return torch.cat(out)
+        if agent.kind == "mlp":
+            out = agent(torch.from_numpy(data.obs[steps]))
+        elif agent.kind == "gru":
+            ep_of = np.searchsorted(data.starts, steps, side="right") - 1
+            out = torch.zeros(len(steps), agent.head.out_features)
+            for e in np.unique(ep_of):
+                idx = np.arange(data.starts[e], data.ends[e])
+                y, _ = agent(torch.from_numpy(data.obs[idx])[None],
+                             agent._prev_actions(torch.as_tensor(data.actions[idx])[None]))
+                rows = np.flatnonzero(ep_of == e)
+                out[rows] = y[0, steps[rows] - data.starts[e]]
+        else:
+            raise AgentError(f"a {agent.kind} agent does not predict actions.")
+        return out if agent.discrete else torch.tanh(out)
+    finally:
+        agent.train(was)
+
+
+def _scores(agent, dataset, steps, outputs: torch.Tensor) -> np.ndarray:
+    """Per step: 1/0 correct (discrete, argmax) or squared error averaged over dims (continuous, [-1, 1])."""
+    if agent.discrete:
+        return (outputs.argmax(-1).numpy() == dataset.actions[steps]).astype(np.float64)
+    target = agent.actions_to_unit(torch.as_tensor(dataset.actions[steps]).reshape(len(steps), -1))
+    return ((outputs - target) ** 2).mean(-1).double().numpy()
+
+
+def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: int = 0,
+                     references: dict | None = None, name: str | None = None) -> ContextAccuracy:
+    """Action prediction on `n_steps` logged steps (drawn uniformly, seeded) for each context K' (windows
+    truncated to K' with analysis.inputs.step_windows), with bootstrap 95% CIs over steps; `references`
+    {name: agent} scored on the same steps."""
+    _check_dt(agent)
+    check_dataset(agent, dataset)
+    ks = _check_contexts(agent, contexts)
+    n = dataset.n_transitions
+    steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
+    vals, cis = [], []
+    for k in ks:
+        s = _scores(agent, dataset, steps, policy_outputs(agent, dataset, steps, int(k)))
+        vals.append(s.mean())
+        cis.append(bootstrap_ci(s, seed=seed))
+    refs = []
+    for ref_name, ref in (references or {}).items():
+        check_dataset(ref, dataset)
+        s = _scores(ref, dataset, steps, policy_outputs(ref, dataset, steps))
+        lo, hi = bootstrap_ci(s, seed=seed)
+        ctx = None if ref.kind == "gru" else ref.context_length
+        refs.append(Reference(ref_name, ref.kind, ctx, float(s.mean()), lo, hi, s))
+    cis = np.array(cis)
+    return ContextAccuracy(_agent_name(agent, name), "accuracy" if agent.discrete else "mse", ks, np.array(vals),
+                           cis[:, 0], cis[:, 1], agent.context_length, receptive_field(agent), len(steps), seed, refs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# references: shipped agents of the same environment, and a Markov MLP
+# ---------------------------------------------------------------------------------------------------
+def shipped_references(agent, exclude: str | None = None, root: Path = SHIPPED_AGENTS) -> dict:
+    """Shipped agents that act in the same environment with the same observations (read from config.json
+    first, so only those are loaded), except dynamics models and the agent itself."""
+    from models import load_agent
+
+    out = {}
+    if not root.is_dir():
+        return out
+    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        try:
+            c = json.loads((d / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if c.get("env_id") != agent.config.env_id or c.get("obs_dim") != agent.obs_dim or c.get("kind") in ("dynamics", "tt"):
+            continue
+        if d.name == exclude:
+            continue
+        ref = load_agent(d)
+        if ref.state_dict().keys() == agent.state_dict().keys() and all(
+                torch.equal(a, b) for a, b in zip(ref.state_dict().values(), agent.state_dict().values())):
+            continue   # the agent under study itself
+        out[d.name] = ref
+    return out
+
+
+def train_mlp_reference(dataset, steps: int = 2000, seed: int = 0):
+    """A Markov reference (pi(a_t | o_t), K = 1) trained on the dataset when none is shipped (~5 s)."""
+    from models.train import train
+
+    return train("mlp", dataset, steps=steps, seed=seed, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# catalog
+# ---------------------------------------------------------------------------------------------------
+def _references(agent, dataset, mlp_steps: int) -> dict:
+    refs = shipped_references(agent)
+    if mlp_steps > 0 and dataset is not None and not any(r.kind == "mlp" for r in refs.values()):
+        refs[f"MLP (trained here, {mlp_steps} steps)"] = train_mlp_reference(dataset, mlp_steps)
+    return refs
+
+
+@register("context_returns", "return in the environment vs the context a Decision Transformer sees (runs the env)")
+def make_context_returns(agent, dataset, episodes: int = 4, target_return: float = float("nan"), seed: int = 0,
+                         references: bool = True, mlp_steps: int = 1000) -> Figured:
+    from .figures import context_returns_figure
+
+    target = None if target_return is None or np.isnan(target_return) else float(target_return)
+    refs = _references(agent, dataset, mlp_steps) if references else {}
+    res = context_returns(agent, episodes=episodes, target_return=target, seed=seed, references=refs)
+    fig = context_returns_figure(res, f"Return vs context — {res.agent}")
+    return Figured("context_returns", fig, res.to_frame(),
+                   {"episodes": int(episodes), "target_return": res.target_return, "seed": int(seed),
+                    "references": bool(references), "mlp_steps": int(mlp_steps)})
+
+
+@register("context_accuracy", "action prediction on the dataset vs the context a Decision Transformer sees")
+def make_context_accuracy(agent, dataset, n_steps: int = 4000, seed: int = 0, references: bool = True,
+                          mlp_steps: int = 1000) -> Figured:
+    from .figures import context_accuracy_figure
+
+    refs = _references(agent, dataset, mlp_steps) if references else {}
+    refs = {k: v for k, v in refs.items() if v.discrete == agent.discrete}
+    res = context_accuracy(agent, dataset, n_steps=n_steps, seed=seed, references=refs)
+    fig = context_accuracy_figure(res, f"Action prediction vs context — {res.agent}, {dataset.source}")
+    return Figured("context_accuracy", fig, res.to_frame(),
+                   {"n_steps": int(n_steps), "seed": int(seed), "references": bool(references), "mlp_steps": int(mlp_steps)})

@@ -1,0 +1,294 @@
+"""Predicted vs real: a model's open-loop predictions of a logged episode against what really happened.
+
+- Trajectory Transformer: `predict_trajectory` from a logged start with the logged actions teacher-forced;
+  next observations and rewards decoded from argmax bins (batched over many start steps at once). Its
+  error cannot go below the quantization floor decode(encode(s)) (agent.hp["obs_quantization_floor"]),
+  which every result carries.
+- Dynamics model (s_t, a_t -> s_{t+1}, r_t): rolled forward on its own predictions, so errors compound.
+- Decision Transformer: return_preds (from the a_t token) predicts R_{t+1}; the implied reward is
+  R_t - R_{t+1}. One step ahead only. Its state_preds head is untrained (as in HF) and is never shown as
+  a prediction.
+
+`error_by_horizon` is the number behind "which model predicts the future better": mean L2 between
+predicted and logged observations (raw units) at each horizon, with bootstrap 95% CIs over start steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.errors import AgentError
+from models.evaluate import bootstrap_ci, check_dataset
+
+from .catalog import Figured, register
+
+DT_STATE_NOTE = ("The Decision Transformer's state_preds head is untrained (as in Hugging Face's model): it is "
+                 "not a prediction and is not shown. Its return head predicts R_{t+1}, one step ahead.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class PredictedVsReal:
+    """One logged episode with a model's predictions beside it (NaN where the model predicts nothing)."""
+
+    agent_kind: str
+    episode: int
+    start: int | None              # step the open-loop prediction starts from (None: one step ahead everywhere)
+    horizon: int                   # steps predicted from `start` (1 for the DT's one-step return prediction)
+    features: list[str]            # one per column of real / predicted
+    steps: np.ndarray              # [T] step within the episode
+    real: np.ndarray               # [T, F] logged values
+    predicted: np.ndarray          # [T, F] predicted values (NaN where not predicted)
+    obs_quantization_floor: float | None = None
+    note: str = ""
+
+    @property
+    def error(self) -> np.ndarray:
+        """[T, F] predicted - real (NaN where not predicted)."""
+        return self.predicted - self.real
+
+    def to_frame(self) -> pd.DataFrame:
+        T, F = self.real.shape
+        return pd.DataFrame({
+            "episode": self.episode, "step": np.repeat(self.steps, F), "feature": np.tile(self.features, T),
+            "real": self.real.reshape(-1), "predicted": self.predicted.reshape(-1),
+            "in_horizon": np.repeat(np.isfinite(self.predicted).any(axis=1), F),
+        })
+
+
+@dataclass
+class HorizonError:
+    """Open-loop observation error by horizon, averaged over random logged start steps."""
+
+    model: str                     # a label (agent name or kind)
+    kind: str
+    horizons: np.ndarray           # [H] 1..H
+    mean_l2: np.ndarray            # [H] mean L2 (raw observation units)
+    ci_low: np.ndarray             # [H] bootstrap 95% CI of the mean
+    ci_high: np.ndarray
+    reward_mae: np.ndarray         # [H] mean |predicted - logged reward| at each step of the horizon
+    errors: np.ndarray = field(repr=False, default=None)   # [n_starts, H] L2 per start
+    starts: np.ndarray = field(repr=False, default=None)   # [n_starts] absolute dataset steps
+    n_starts: int = 0
+    seed: int = 0
+    context: int = 0               # logged transitions before each start the model saw (TT)
+    obs_quantization_floor: float | None = None   # TT only: decode(encode(s)) error, the floor of mean_l2
+
+    def at(self, h: int) -> float:
+        return float(self.mean_l2[h - 1])
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"model": self.model, "kind": self.kind, "horizon": self.horizons,
+                             "mean_l2": self.mean_l2, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                             "reward_mae": self.reward_mae, "n_starts": self.n_starts,
+                             "obs_quantization_floor": self.obs_quantization_floor})
+
+
+# ---------------------------------------------------------------------------------------------------
+# batched open-loop predictions
+# ---------------------------------------------------------------------------------------------------
+def _actions(dataset, idx: np.ndarray) -> np.ndarray:
+    """Logged actions at absolute steps idx [...] -> [..., act_dim] float64 (discrete: the index)."""
+    a = dataset.actions[idx]
+    return a.reshape(*idx.shape, -1).astype(np.float64)
+
+
+@torch.no_grad()
+def dynamics_rollout(model, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched `DynamicsModel.rollout_open_loop`: raw obs0 [B, obs_dim], logged actions [B, H(, act_dim)]
+    -> predicted raw observations [B, H, obs_dim] after each action and rewards [B, H]."""
+    was = model.training
+    model.eval()
+    try:
+        obs = model.normalize(torch.as_tensor(np.asarray(obs0), dtype=torch.float32))
+        acts = torch.as_tensor(np.asarray(actions))
+        states, rewards = [], []
+        for h in range(acts.shape[1]):
+            obs, r = model(obs, acts[:, h])
+            states.append(obs * model.state_std + model.state_mean)
+            rewards.append(r)
+        return torch.stack(states, 1).numpy().astype(np.float64), torch.stack(rewards, 1).numpy().astype(np.float64)
+    finally:
+        model.train(was)
+
+
+def tt_rollout(agent, dataset, starts: np.ndarray, horizon: int, context: int, tokens: np.ndarray | None = None):
+    """TT open-loop predictions from absolute steps `starts` (each with >= `context` logged transitions
+    before it in its episode): [B, H, obs_dim] observations, [B, H] rewards. tokens: the dataset's
+    transitions encoded once (agent.encode_transitions), reused across calls."""
+    if tokens is None:
+        tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards)
+    o, D = agent.obs_dim, agent.D
+    starts = np.asarray(starts, np.int64)
+    past = tokens[starts[:, None] - np.arange(context, 0, -1)[None, :]].reshape(len(starts), context * D)
+    ctx = np.concatenate([past, tokens[starts, :o]], axis=1)
+    acts = _actions(dataset, starts[:, None] + np.arange(horizon)[None, :])
+    pred = agent.predict_trajectory(ctx, acts)
+    return pred.observations, pred.rewards
+
+
+def _kind(agent) -> str:
+    return getattr(agent, "kind", None) or agent.config.kind
+
+
+def _check_predictor(agent) -> str:
+    kind = _kind(agent)
+    if kind not in ("tt", "dynamics"):
+        hint = " (its return head predicts one step ahead: see predicted_vs_real)" if kind == "dt" else ""
+        raise AgentError(f"open-loop state predictions need a Trajectory Transformer or a dynamics model; "
+                         f"a {kind} agent predicts no future states{hint}.")
+    return kind
+
+
+def default_context(agent, horizon: int) -> int:
+    """Logged transitions a TT sees before a start: as when it plans, its window of K transitions holds
+    the context and the whole horizon (K - H), so nothing is cropped and the KV cache stays exact;
+    0 when H >= K (the oldest transitions are then cropped as the prediction grows) or for a one-step model."""
+    return max(agent.context_length - int(horizon), 0) if _kind(agent) == "tt" else 0
+
+
+def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, seed: int = 0,
+                     context: int | None = None, name: str | None = None, batch_size: int = 256) -> HorizonError:
+    """Mean L2 (raw obs units) between open-loop predictions and the logged observations at each horizon
+    1..`horizons`, from `n_starts` start steps drawn uniformly (seeded) among those with `context`
+    logged transitions before them and `horizons` after. Works for TT and dynamics agents."""
+    kind = _check_predictor(agent)
+    check_dataset(agent, dataset)
+    H = int(horizons)
+    if H < 1:
+        raise ValueError(f"horizons must be at least 1, got {horizons}.")
+    ctx = default_context(agent, H) if context is None else int(context)
+    if kind == "tt":
+        ctx = min(ctx, max(agent.context_length - 1, 0))
+    pos = dataset.timesteps
+    remaining = np.repeat(dataset.episode_ends, dataset.episode_lengths) - np.arange(dataset.n_transitions) - 1
+    valid = np.flatnonzero((pos >= ctx) & (remaining >= H))
+    if not len(valid):
+        raise AgentError(f"{dataset.source} has no step with {ctx} steps before it and {H} after it; "
+                         "ask for a shorter horizon or context.")
+    rng = np.random.default_rng(seed)
+    starts = np.sort(rng.choice(valid, size=min(int(n_starts), len(valid)), replace=False))
+    future = starts[:, None] + np.arange(1, H + 1)[None, :]
+    tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards) if kind == "tt" else None
+    obs_pred, rew_pred = [], []
+    for i in range(0, len(starts), batch_size):
+        s = starts[i:i + batch_size]
+        if kind == "tt":
+            o, r = tt_rollout(agent, dataset, s, H, ctx, tokens)
+        else:
+            o, r = dynamics_rollout(agent, dataset.observations[s], dataset.actions[s[:, None] + np.arange(H)[None, :]])
+        obs_pred.append(o)
+        rew_pred.append(r)
+    obs_pred, rew_pred = np.concatenate(obs_pred), np.concatenate(rew_pred)
+    errors = np.linalg.norm(obs_pred - dataset.observations[future].astype(np.float64), axis=-1)   # [B, H]
+    reward_err = np.abs(rew_pred - dataset.rewards[future - 1].astype(np.float64))
+    cis = np.array([bootstrap_ci(errors[:, h], seed=seed) for h in range(H)])
+    floor = agent.hp.get("obs_quantization_floor") if kind == "tt" else None
+    return HorizonError(model=name or _label(agent),
+                        kind=kind, horizons=np.arange(1, H + 1), mean_l2=errors.mean(0), ci_low=cis[:, 0],
+                        ci_high=cis[:, 1], reward_mae=reward_err.mean(0), errors=errors, starts=starts,
+                        n_starts=len(starts), seed=seed, context=ctx,
+                        obs_quantization_floor=None if floor is None else float(floor))
+
+
+# ---------------------------------------------------------------------------------------------------
+# one episode, predicted beside real
+# ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.ndarray]:
+    """A DT's one-step return prediction at every step of an episode: predicted R_{t+1} and the implied
+    reward R_t - R_{t+1} (raw units), from windows of the agent's context ending at each step."""
+    from .inputs import episode_steps, step_windows, training_data
+
+    data = training_data(agent, dataset)
+    steps = episode_steps(data, int(episode))
+    was = agent.training
+    agent.eval()
+    try:
+        preds = []
+        for i in range(0, len(steps), 512):
+            out = agent(**step_windows(agent, data, steps[i:i + 512]))
+            preds.append(out.return_preds[:, -1, 0].double().numpy() * agent.config.rtg_scale)
+    finally:
+        agent.train(was)
+    next_return = np.concatenate(preds)
+    return next_return, dataset.returns_to_go[steps].astype(np.float64) - next_return
+
+
+def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None, horizon: int = 20,
+                      context: int | None = None) -> PredictedVsReal:
+    """Per-feature predicted vs logged values over one episode.
+
+    TT / dynamics: observations and rewards predicted open-loop for `horizon` steps from step `start`
+    (default: the first step with `context` logged transitions before it; see default_context),
+    logged actions fed in.
+    DT: predicted R_{t+1} and the implied reward at every step (one step ahead)."""
+    check_dataset(agent, dataset)
+    kind = _kind(agent)
+    ep = dataset.episode(int(episode))
+    T = len(ep)
+    steps = np.arange(T)
+    if kind == "dt":
+        next_return, implied = dt_return_predictions(agent, dataset, episode)
+        real_next = np.append(ep.returns_to_go[1:], 0.0).astype(np.float64)
+        real = np.stack([real_next, ep.rewards.astype(np.float64)], 1)
+        return PredictedVsReal("dt", int(episode), None, 1, ["return-to-go R(t+1)", "reward"], steps, real,
+                               np.stack([next_return, implied], 1), None, DT_STATE_NOTE)
+    _check_predictor(agent)
+    ctx = default_context(agent, horizon) if context is None else int(context)
+    if kind == "tt":
+        ctx = min(ctx, agent.context_length - 1)
+    start = ctx if start is None else int(start)
+    if T < 2:
+        raise AgentError(f"episode {episode} has a single step: nothing to predict.")
+    start = min(max(start, 0), T - 2)
+    ctx = min(ctx, start)
+    H = max(1, min(int(horizon), T - 1 - start))
+    s = int(dataset.episode_starts[int(episode)]) + start
+    if kind == "tt":
+        obs, rew = tt_rollout(agent, dataset, np.array([s]), H, ctx)
+    else:
+        obs, rew = dynamics_rollout(agent, dataset.observations[[s]], dataset.actions[s:s + H][None])
+    names = list(dataset.obs_names) + ["reward"]
+    real = np.concatenate([ep.observations, ep.rewards[:, None]], 1).astype(np.float64)
+    pred = np.full_like(real, np.nan)
+    pred[start + 1:start + 1 + H, :-1] = obs[0]       # observation after each action
+    pred[start:start + H, -1] = rew[0]                # reward of each action
+    pred[start, :-1] = real[start, :-1]               # the prediction starts from the logged state
+    floor = agent.hp.get("obs_quantization_floor") if kind == "tt" else None
+    note = ("Open loop: the logged actions are fed in, the model's own predicted states are fed back"
+            + (" (TT: argmax bins; quantization floor %.3g mean L2)." % floor if floor is not None else "."))
+    return PredictedVsReal(kind, int(episode), start, H, names, steps, real, pred,
+                           None if floor is None else float(floor), note)
+
+
+# ---------------------------------------------------------------------------------------------------
+# catalog entries
+# ---------------------------------------------------------------------------------------------------
+def _label(agent) -> str:
+    return f"{_kind(agent).upper()} ({agent.config.dataset.get('name') or agent.config.env_id or 'agent'})"
+
+
+@register("predicted_vs_real", "a model's predicted states and rewards beside the logged episode")
+def make_predicted_vs_real(agent, dataset, episode: int = 0, start: int = -1, horizon: int = 20) -> Figured:
+    from .figures import prediction_traces
+
+    res = predicted_vs_real(agent, dataset, episode, None if start is None or start < 0 else start, horizon)
+    fig = prediction_traces(res, f"Predicted vs real — {_label(agent)}, episode {res.episode}")
+    return Figured("predicted_vs_real", fig, res.to_frame(),
+                   {"episode": int(episode), "start": res.start if res.start is not None else -1, "horizon": int(horizon)})
+
+
+@register("prediction_error", "open-loop state prediction error by horizon, with bootstrap CIs and the TT floor")
+def make_prediction_error(agent, dataset, horizons: int = 20, n_starts: int = 256, seed: int = 0) -> Figured:
+    from .figures import error_vs_horizon
+
+    res = error_by_horizon(agent, dataset, horizons, n_starts, seed, name=_label(agent))
+    fig = error_vs_horizon([res], f"Open-loop prediction error — {dataset.source}")
+    return Figured("prediction_error", fig, res.to_frame(),
+                   {"horizons": int(horizons), "n_starts": int(n_starts), "seed": int(seed)})
