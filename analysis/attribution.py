@@ -78,6 +78,10 @@ class AttributionMap:
             return np.stack([np.abs(self.features[m]).sum(1) if m in self.features else np.zeros(L) for m in MODALITIES], 1)
         return np.abs(self.tokens)
 
+    def per_feature(self, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """|attribution| per input feature summed over the window's (real) steps: modality -> [n_features]."""
+        return {m: np.abs(a if mask is None else a[mask]).sum(0) for m, a in self.features.items()}
+
     def flat(self, mask: np.ndarray) -> np.ndarray:
         """Every feature's attribution at real positions, in a fixed order (for rank correlations)."""
         return np.concatenate([a[mask].ravel() for a in self.features.values()])
@@ -136,6 +140,18 @@ class Attribution:
         df = pd.DataFrame(rows)
         df.attrs.update(method=self.method, target=self.target, spearman=self.spearman, delta=self.trained.delta)
         return df
+
+    def features_frame(self) -> pd.DataFrame:
+        """One row per input feature: |attribution| summed over the window and its share, trained and randomized."""
+        out = {"modality": [m for m in self.feature_names for _ in self.feature_names[m]],
+               "feature": [n for m in self.feature_names for n in self.feature_names[m]]}
+        for prefix, m in (("", self.trained), ("randomized_", self.randomized)):
+            if m is None:
+                continue
+            v = np.concatenate([m.per_feature(self.mask)[k] for k in self.feature_names])
+            out[f"{prefix}abs_attribution"] = v
+            out[f"{prefix}share"] = v / v.sum() if v.sum() > 0 else np.full(len(v), np.nan)
+        return pd.DataFrame(out)
 
     def steps_frame(self) -> pd.DataFrame:
         """One row per real timestep: per-token and per-step |attribution| and shares, trained and randomized."""
@@ -209,6 +225,25 @@ class _Markov(nn.Module):
         if not self.mlp.discrete:
             out = torch.tanh(out)
         return SimpleNamespace(action_preds=out)
+
+
+class _Recurrent(nn.Module):
+    """The GRU baseline behind the DT forward signature: the window is the episode so far; the action
+    input at position i is a_i, which the GRU reads (as its previous action) at step i + 1."""
+
+    def __init__(self, gru):
+        super().__init__()
+        self.gru = gru
+
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
+        prev = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
+        out, _ = self.gru(states, prev)
+        if not self.gru.discrete:
+            out = torch.tanh(out)
+        return SimpleNamespace(action_preds=out)
+
+
+_WRAP = {"mlp": _Markov, "gru": _Recurrent}
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -390,7 +425,21 @@ def _model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
                   "actions": torch.zeros(B, 1, 0), "returns_to_go": torch.zeros(B, 1, 1),
                   "timesteps": torch.as_tensor(w["timesteps"]), "attention_mask": torch.ones(B, 1, dtype=torch.long)}
         return _Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
-    raise ValueError(f"attribution supports Decision Transformer ('dt') and MLP ('mlp') agents, not '{agent.kind}'.")
+    if agent.kind == "gru":   # the whole episode so far (one window at a time: prefixes differ in length)
+        if len(abs_steps) != 1:
+            raise ValueError("GRU attribution takes one step at a time.")
+        K = int(abs_steps[0] - data.starts[episodes[0]] + 1)
+        w = gather_windows(data, episodes, abs_steps, K)
+        acts = torch.as_tensor(w["actions"])
+        acts = (torch.nn.functional.one_hot(acts.long(), int(agent.config.n_actions)).float() if agent.discrete
+                else agent.actions_to_unit(acts))
+        inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32), "actions": acts,
+                  "returns_to_go": torch.zeros(1, K, 1), "timesteps": torch.as_tensor(w["timesteps"]),
+                  "attention_mask": torch.ones(1, K, dtype=torch.long)}
+        return (_Recurrent(agent), inputs, ("state", "action"), {"state": names["state"], "action": names["action"]},
+                w["mask"], names["action"])
+    raise ValueError(f"attribution supports Decision Transformer ('dt'), MLP ('mlp') and GRU ('gru') agents, "
+                     f"not '{agent.kind}'.")
 
 
 def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: str = "ig", action_dim: int = 0,
@@ -403,13 +452,17 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         raise ValueError(f"unknown target '{target}' (known: {', '.join(TARGETS)}).")
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)}).")
-    if agent.kind == "mlp" and target != "action":
-        raise ValueError(f"the MLP baseline predicts only actions; target '{target}' needs a Decision Transformer.")
+    if agent.kind in _WRAP and target != "action":
+        raise ValueError(f"the {agent.kind.upper()} baseline predicts only actions; target '{target}' needs a "
+                         f"Decision Transformer.")
     data = data if data is not None else training_data(agent, dataset)
     baseline = baseline or dataset_baseline(agent, data)
     abs_steps = np.atleast_1d(np.asarray(abs_steps, np.int64))
     if abs_steps.size == 0 or abs_steps.min() < 0 or abs_steps.max() >= len(data.obs):
         raise ValueError(f"steps must lie in 0..{len(data.obs) - 1} (dataset steps).")
+    if agent.kind == "gru" and len(abs_steps) > 1:
+        return [r for s in abs_steps for r in attribute_steps(agent, dataset, [s], target, method, action_dim, randomized,
+                                                              seed, n_steps, data, baseline, **kwargs)]
     model, inputs, modalities, names, mask, act_names = _model_inputs(agent, data, abs_steps)
     if target == "action" and agent.discrete:
         index = torch.as_tensor(np.asarray(data.actions)[abs_steps], dtype=torch.long)
@@ -422,11 +475,12 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         index = None
         label = {"return": "return prediction for t+1 (a_t token)",
                  "value": "value prediction (return-to-go hidden)"}[target]
+    base_text = baseline.description if "return-to-go" in modalities else baseline.description.split(", mean return")[0]
     raw = attribute_inputs(model, inputs, target, method, baseline, index, modalities, n_steps=n_steps, **kwargs)
     rnd = None
     if randomized:
         rmodel = randomized_copy(agent, seed)
-        rmodel = _Markov(rmodel) if agent.kind == "mlp" else rmodel
+        rmodel = _WRAP[agent.kind](rmodel) if agent.kind in _WRAP else rmodel
         rnd = attribute_inputs(rmodel, inputs, target, method, baseline, index, modalities, n_steps=n_steps, **kwargs)
     episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
     results = []
@@ -449,7 +503,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
             kd = key_door_steps(data.dataset.observations[start:end], np.asarray(data.dataset.actions)[start:end])
             markers = {k: v for k, v in (("key picked up", kd.key_step), ("phase 3", kd.phase3_step)) if v is not None}
         results.append(Attribution(method, target, this_label, int(e), int(s - start), wsteps, names, tm, rm, rho, rho_s,
-                                   rewards, rtg, raw.n_steps, baseline.description, markers))
+                                   rewards, rtg, raw.n_steps, base_text, markers))
     return results
 
 

@@ -182,6 +182,10 @@ def test_keydoor_dt_smoke(keydoor, target, method):
     assert "agent_row" in set(df.feature)
     steps = res.steps_frame()
     assert len(steps) == T and steps.step_share.sum() == pytest.approx(1.0)
+    feats = res.features_frame()
+    assert len(feats) == 14 and feats.share.sum() == pytest.approx(1.0)
+    if method != "ablation":   # additive maps: the per-feature and per-step totals are the same |attribution|
+        assert feats.abs_attribution.sum() == pytest.approx(steps.step_total.sum(), rel=1e-5)
 
 
 def test_keydoor_mlp_and_bad_input(keydoor):
@@ -199,6 +203,22 @@ def test_keydoor_mlp_and_bad_input(keydoor):
         A.attribute_step(agent, ds, target="reward")
     with pytest.raises(ValueError, match="step must lie"):
         A.attribute_step(agent, ds, episode=1, step=99)
+
+
+def test_gru_history_attribution():
+    import models
+    from trajectories import load_dataset
+
+    gru = models.load_agent(ROOT / "sample_data/agents/masked-cartpole-gru")
+    ds = load_dataset(ROOT / "sample_data/datasets/masked-cartpole.npz")
+    res = A.attribute_steps(gru, ds, [5, 12], "action", "ig")
+    assert [r.step for r in res] == [5, 12]
+    for r, T in zip(res, (6, 13)):                  # the window is the whole episode so far
+        assert list(r.window_steps) == list(range(T))
+        assert r.trained.features["state"].shape == (T, 2) and r.trained.features["action"].shape == (T, 2)
+        assert np.all(r.trained.features["action"][-1] == 0)     # a_t is read only after step t
+        assert abs(r.trained.delta) <= 0.01 * max(abs(r.trained.output - r.trained.baseline_output), 0.01)
+        assert np.isfinite(r.spearman)
 
 
 def test_key_door_credit_and_catalog(keydoor):

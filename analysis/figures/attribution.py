@@ -83,8 +83,11 @@ def attribution_timesteps(res, title: str | None = None) -> go.Figure:
         zmax = max(zmax, float(tokens[-1].max()))
     labels = ["return (hidden)" if m == "return-to-go" and res.target == "value" else _TOKEN_LABELS[m] for m in present]
     n_ctx = max(int(mask.sum()) - 1, 1)
+    gap = 1 if len(x) <= 60 else 0
+    # the reward timeline runs a little past the explained step (a sparse final reward is in view)
+    x_end = min(len(res.rewards) - 1, res.step + max(5, len(x) // 4))
     for c, (tok, per) in enumerate(zip(tokens, steps), start=1):
-        fig.add_trace(go.Heatmap(x=x, y=labels, z=tok.T, coloraxis="coloraxis", xgap=1, ygap=1,
+        fig.add_trace(go.Heatmap(x=x, y=labels, z=tok.T, coloraxis="coloraxis", xgap=gap, ygap=1,
                                  hovertemplate="step %{x}<br>%{y}<br>%{z:.1f}% of |attribution|<extra></extra>"),
                       row=1, col=c)
         colours = [PALETTE[3] if s == res.step else PALETTE[0] for s in x]
@@ -93,14 +96,14 @@ def attribution_timesteps(res, title: str | None = None) -> go.Figure:
         ctx_share = per[:-1].sum() / n_ctx if len(per) > 1 else None
         if ctx_share:
             fig.add_hline(y=ctx_share, line=dict(color="#666", dash="dash", width=1), row=2, col=c)
-        t_all = np.arange(len(res.rewards))
-        fig.add_trace(go.Bar(x=t_all, y=res.rewards, marker_color=PALETTE[1], showlegend=False,
+        t_all = np.arange(x.min(), x_end + 1)
+        fig.add_trace(go.Bar(x=t_all, y=res.rewards[t_all], marker_color=PALETTE[1], showlegend=False,
                              hovertemplate="step %{x}<br>reward %{y:.3g}<extra></extra>"), row=3, col=c)
         fig.update_yaxes(title_text="% of |attr.|" if c == 1 else None, row=2, col=c)
         fig.update_yaxes(title_text="reward" if c == 1 else None, row=3, col=c)
         fig.update_xaxes(title_text="episode step", row=3, col=c)
         fig.update_yaxes(showticklabels=c == 1, autorange="reversed", row=1, col=c)
-        fig.update_xaxes(range=[x.min() - 0.5, len(res.rewards) - 0.5], row=3, col=c)
+        fig.update_xaxes(range=[x.min() - 0.5, x_end + 0.5], row=3, col=c)
     _markers(fig, res, rows=[1, 2, 3], cols=list(range(1, ncol + 1)))
     _lift_column_titles(fig)
     fig.update_layout(template=TEMPLATE, title=title or _title(res, "share of |attribution| per token and step"),
@@ -132,7 +135,7 @@ def attribution_features(res, title: str | None = None) -> go.Figure:
         z = np.concatenate([m.features[k][mask] for k in _TOKEN_LABELS if k in res.feature_names], axis=1).T
         peak = np.abs(z).max()
         z = z / peak if peak > 0 else z
-        fig.add_trace(go.Heatmap(x=x, y=ylabels, z=z, coloraxis="coloraxis", xgap=1, ygap=1,
+        fig.add_trace(go.Heatmap(x=x, y=ylabels, z=z, coloraxis="coloraxis", xgap=1 if len(x) <= 60 else 0, ygap=1,
                                  hovertemplate="step %{x}<br>%{y}<br>%{z:.2f} of max<extra></extra>"), row=1, col=c)
         fig.update_xaxes(title_text="episode step", row=1, col=c)
     fig.update_yaxes(autorange="reversed")
