@@ -20,6 +20,10 @@ Baseline (what "absent" means for IG and ablation), in the model's input space: 
 frequencies for one-hot discrete actions, the mean [-1, 1] action for continuous ones) and the mean
 return-to-go of the dataset's steps (scaled). Left padding keeps its own values (no credit). An all-zero
 input is not neutral here: a zero one-hot is no action at all and a zero return-to-go is a real request.
+Measured on keydoor-dt (32 episodes, explained at step 15, 32 Gauss-Legendre steps), max |delta| / |f(x) -
+f(baseline)|: action logit 0.7% with this baseline vs 3.2% with an all-zero raw input; value 0.4% vs 0.3%;
+return 0.02% vs 0.06%. With the zero input the return prediction hardly moves (median |f(x) - f(b)| 0.002:
+most episodes there do ask for R = 0), so there is little to attribute. 8 steps gave deltas up to 400%.
 
 Every map comes with a model-randomisation sanity check (Adebayo et al. 2018): the same map on a copy of
 the model re-initialised (seeded, GPT-2 style) and the Spearman rank correlation of the two maps'
