@@ -474,7 +474,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     elif target == "action":
         if not 0 <= action_dim < agent.act_dim:
             raise ValueError(f"action_dim must lie in 0..{agent.act_dim - 1}, got {action_dim}.")
-        index, label = action_dim, f"action dimension {act_names[action_dim]}"
+        index, label = action_dim, f"action dimension '{act_names[action_dim]}'"
     else:
         index = None
         label = {"return": "return prediction for t+1 (a_t token)",

@@ -144,8 +144,8 @@ def attribution_features(res, title: str | None = None) -> go.Figure:
     fig.update_yaxes(tickfont=dict(size=12), row=1, col=1)
     fig.update_layout(template=TEMPLATE, title=title or _title(res, "signed attribution per feature"),
                       coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0,
-                                     colorbar=dict(title=dict(text="attribution / max |attr.|", side="right"), thickness=14)),
-                      height=max(380, 170 + 24 * len(ylabels)), width=1150 if ncol == 2 else 720,
+                                     colorbar=dict(title=dict(text="attr. / max |attr.|", side="right"), thickness=14)),
+                      height=max(460, 230 + 26 * len(ylabels)), width=1150 if ncol == 2 else 720,
                       margin=dict(t=195, l=170))
     return fig
 
