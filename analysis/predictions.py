@@ -146,10 +146,16 @@ def _check_predictor(agent) -> str:
 
 
 def default_context(agent, horizon: int) -> int:
-    """Logged transitions a TT sees before a start: as when it plans, its window of K transitions holds
-    the context and the whole horizon (K - H), so nothing is cropped and the KV cache stays exact;
-    0 when H >= K (the oldest transitions are then cropped as the prediction grows) or for a one-step model."""
-    return max(agent.context_length - int(horizon), 0) if _kind(agent) == "tt" else 0
+    """Logged transitions a TT sees before a start. As when it plans, its window of K transitions holds the
+    context and the whole horizon (K - H), so nothing is cropped and the KV cache stays exact; but never
+    less than the context it plans with (K - its planning horizon): with H >= K the oldest transitions are
+    cropped as the prediction grows, and a partially observed task (masked velocities) needs some history
+    at the start. 0 for a one-step model."""
+    if _kind(agent) != "tt":
+        return 0
+    K = agent.context_length
+    planning = K - min(int(agent.hp.get("horizon", K)), K)
+    return max(K - int(horizon), min(planning, K - 1), 0)
 
 
 def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, seed: int = 0,

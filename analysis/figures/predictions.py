@@ -77,10 +77,13 @@ def error_vs_horizon(results, title: str) -> go.Figure:
                                      name=f"{r.model}: quantization floor", legendgroup=r.model,
                                      line=dict(color=c, width=1.5, dash="dot"),
                                      hovertemplate=f"quantization floor {r.obs_quantization_floor:.3g}<extra></extra>"))
-    n = ", ".join(f"{r.n_starts}" for r in results[:1])
-    fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>mean L2 to the logged observation "
-                                                         f"(raw units), {n} random starts, 95% bootstrap CI</sup>"),
-                      xaxis_title="horizon (steps predicted open loop)", yaxis_title="mean L2 error", height=420,
-                      legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top"))
+    n = results[0].n_starts if results else 0
+    ctx = "; ".join(f"{r.model} sees {r.context} logged transitions before each start" for r in results
+                    if r.kind == "tt")
+    sub = f"mean L2 to the logged observation (raw units), {n} random starts, 95% bootstrap CI"
+    fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}" + (f"<br>{ctx}" if ctx else "") + "</sup>"),
+                      xaxis_title="horizon (steps predicted open loop)", yaxis_title="mean L2 error", height=480,
+                      legend=dict(orientation="h", x=0, y=-0.27, xanchor="left", yanchor="top"),
+                      margin=dict(b=140, t=95 if ctx else 75))
     fig.update_yaxes(rangemode="tozero")
     return fig
