@@ -226,6 +226,34 @@ def dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.
     return next_return, dataset.returns_to_go[steps].astype(np.float64) - next_return
 
 
+@torch.no_grad()
+def return_prediction_error(agent, dataset, n_steps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """A DT's one-step return head over the dataset: mean |error| of the predicted R_{t+1} (raw units),
+    which is also the error of the implied reward R_t - R_{t+1} since R_t is given, on `n_steps` steps
+    drawn uniformly (seeded), with a bootstrap 95% CI, beside the mean |reward| for scale."""
+    from .inputs import step_windows, training_data
+
+    if _kind(agent) != "dt":
+        raise AgentError(f"the return head is a Decision Transformer's; got a {_kind(agent)} agent.")
+    data = training_data(agent, dataset)
+    n = dataset.n_transitions
+    steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
+    was = agent.training
+    agent.eval()
+    try:
+        pred = np.concatenate([agent(**step_windows(agent, data, steps[i:i + 512])).return_preds[:, -1, 0].double().numpy()
+                               for i in range(0, len(steps), 512)]) * agent.config.rtg_scale
+    finally:
+        agent.train(was)
+    rtg = dataset.returns_to_go[steps].astype(np.float64)
+    reward = dataset.rewards[steps].astype(np.float64)
+    err = np.abs(pred - (rtg - reward))      # = |implied reward - logged reward|, as R_t is known exactly
+    lo, hi = bootstrap_ci(err, seed=seed)
+    return pd.DataFrame([{"quantity": "R(t+1) = implied reward", "mean_abs_error": float(err.mean()), "ci_low": lo,
+                          "ci_high": hi, "mean_abs_reward": float(np.abs(reward).mean()),
+                          "error_over_reward": float(err.mean() / max(np.abs(reward).mean(), 1e-12)), "n_steps": len(steps)}])
+
+
 def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None, horizon: int = 20,
                       context: int | None = None) -> PredictedVsReal:
     """Per-feature predicted vs logged values over one episode.

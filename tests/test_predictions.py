@@ -8,7 +8,7 @@ import torch
 
 from analysis import catalog
 from analysis.predictions import (HorizonError, dynamics_rollout, error_by_horizon, predicted_vs_real,
-                                  tt_rollout)
+                                  return_prediction_error, tt_rollout)
 from models import load_agent
 from models.base import AgentConfig
 from models.baselines import DynamicsModel
@@ -121,6 +121,10 @@ def test_dt_one_step_return_prediction():
     # implied reward = R_t - predicted R_{t+1}
     assert np.allclose(res.predicted[:, 1], ep.returns_to_go - res.predicted[:, 0], atol=1e-3)
     assert "untrained" in res.note
+    summary = return_prediction_error(dt, ds, n_steps=300)
+    row = summary.iloc[0]
+    assert row["ci_low"] <= row["mean_abs_error"] <= row["ci_high"] and row["n_steps"] == 300
+    assert row["error_over_reward"] == pytest.approx(row["mean_abs_error"] / row["mean_abs_reward"])
     with pytest.raises(AgentError, match="predicts no future states"):
         error_by_horizon(dt, ds, horizons=3)
 

@@ -40,6 +40,6 @@ def embedding_scatter(res, colour_by: str, title: str, action_names: list[str] |
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"), xaxis_title=xt, yaxis_title=yt,
                       height=520, legend=legend)
     if res.method == "umap":
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(showticklabels=False)
+        fig.update_xaxes(showticklabels=False, ticks="")   # UMAP axes have no units
+        fig.update_yaxes(showticklabels=False, ticks="")
     return fig
