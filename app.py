@@ -133,6 +133,7 @@ PAGES = [st.Page(home, title="Home", icon=":material/home:", url_path="home", de
         ("1_Dataset.py", "Dataset", ":material/table_rows:", "Dataset"),
         ("2_Attention.py", "Attention", ":material/visibility:", "Attention"),
         ("3_Return_conditioning.py", "Return conditioning", ":material/tune:", "Return_conditioning"),
+        ("4_Credit_assignment.py", "Credit assignment", ":material/account_tree:", "Credit_assignment"),
     ]]
 
 st.set_page_config(page_title="seqlens", layout="wide")
