@@ -106,11 +106,12 @@ def _check_dt(agent) -> None:
 
 
 def default_contexts(agent) -> list[int]:
-    """1, 2, 4, 8, ... up to the receptive field, plus the trained K and the receptive field itself."""
-    rf = receptive_field(agent)
-    ks = {1, agent.context_length, rf}
+    """1, 2, 4, 8, ... up to the receptive field, plus the trained K and the receptive field itself
+    (capped at the longest episode, max_ep_len: more history than that does not exist)."""
+    cap = max(1, min(receptive_field(agent), int(agent.config.max_ep_len)))
+    ks = {1, min(agent.context_length, cap), cap}
     k = 2
-    while k < rf:
+    while k < cap:
         ks.add(k)
         k *= 2
     return sorted(ks)
