@@ -133,11 +133,37 @@ def _dt_hidden(agent, dataset, steps, progress, batch_size):
     data = training_data(agent, dataset)
     out = []
     for i in range(0, len(steps), batch_size):
-        o = agent(**step_windows(agent, data, steps[i:i + batch_size]), output_hidden_states=True)
-        h = o.hidden_states[-1]                                  # [B, 3L, hidden]
-        out.append(h[:, 3 * (h.shape[1] // 3 - 1) + 1].numpy())   # the last step's state token
+        out.append(_dt_last_state_hidden(agent, step_windows(agent, data, steps[i:i + batch_size])).numpy())
         _report(progress, (i + batch_size) / len(steps), "hidden states (Decision Transformer)")
     return np.concatenate(out) if out else np.zeros((0, agent.hp["hidden"]), np.float32)
+
+
+def _dt_last_state_hidden(agent, inputs: dict) -> torch.Tensor:
+    """forward(**inputs, output_hidden_states=True).hidden_states[-1][:, s_t of the last step], computed
+    without the work nothing reads: the last step's action token (the state token never sees it) and
+    the last block's attention and MLP for every other token (a third of the cost).
+    tests/test_embeddings.py checks it equals the full forward."""
+    from models.decision_transformer import _allowed
+
+    states, actions, rtg = inputs["states"], inputs["actions"], inputs["returns_to_go"]
+    B, L = states.shape[:2]
+    t = agent.embed_timestep(agent._timesteps(inputs["timesteps"].long()))
+    tokens = torch.stack([agent._embed_return(rtg, True) + t, agent.embed_state(states) + t,
+                          agent.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)[:, :-1]
+    x = agent._finish_tokens(tokens)
+    T = x.shape[1]
+    pos = torch.arange(T)
+    valid = inputs["attention_mask"].bool().repeat_interleave(3, dim=1)[:, :T]
+    blocks = agent.encoder["h"]
+    allowed = _allowed(pos, pos, agent.band, valid)
+    for block in blocks[:-1]:
+        x, _, _ = block(x, allowed)
+    last = blocks[-1]
+    C, H = x.shape[-1], last.attn.n_head
+    _, k, v = last.attn.c_attn(last.ln_1(x[:, :-1])).split(C, dim=2)
+    past = tuple(z.view(B, T - 1, H, C // H).transpose(1, 2) for z in (k, v))
+    y, _, _ = last(x[:, -1:], _allowed(pos[-1:], pos, agent.band, valid), past)
+    return y[:, 0]
 
 
 def _tt_hidden(agent, dataset, steps, progress, batch_size):
