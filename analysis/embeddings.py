@@ -318,20 +318,9 @@ def agent_fingerprint(agent) -> str:
 
 
 def _fingerprints(agent, dataset) -> tuple[str, str]:
-    """Agent and dataset fingerprints, memoised on the objects (hashing weights costs ~ms per call)."""
-    a = getattr(agent, "_seqlens_fingerprint", None)
-    if a is None:
-        a = agent_fingerprint(agent)
-        try:
-            object.__setattr__(agent, "_seqlens_fingerprint", a)
-        except Exception:  # noqa: BLE001 - an object that refuses attributes is hashed every time
-            pass
-    d = dataset.metadata.get("_seqlens_fingerprint") if isinstance(dataset.metadata, dict) else None
-    if d is None:
-        d = dataset.fingerprint()
-        if isinstance(dataset.metadata, dict):
-            dataset.metadata["_seqlens_fingerprint"] = d
-    return a, d
+    """Agent and dataset fingerprints, hashed on every call (a few ms): a memo on the objects would go
+    stale when weights change in place or travel with copies (deepcopy, Dataset.select)."""
+    return agent_fingerprint(agent), dataset.fingerprint()
 
 
 class LRU:
