@@ -294,8 +294,8 @@ def _parse_params(items) -> dict:
 def _default_data(agent):
     """An agent trained on a shipped dataset gets that dataset when --data is left out."""
     name = agent.config.dataset.get("name")
-    path = ROOT / "sample_data" / "datasets" / f"{name}.npz"
-    return path if name and path.exists() else None
+    path = ROOT / "sample_data" / "datasets" / f"{Path(name).stem}.npz" if name else None
+    return path if path is not None and path.exists() else None
 
 
 def cmd_export(args) -> dict:
