@@ -134,6 +134,9 @@ PAGES = [st.Page(home, title="Home", icon=":material/home:", url_path="home", de
         ("2_Attention.py", "Attention", ":material/visibility:", "Attention"),
         ("3_Return_conditioning.py", "Return conditioning", ":material/tune:", "Return_conditioning"),
         ("4_Credit_assignment.py", "Credit assignment", ":material/account_tree:", "Credit_assignment"),
+        ("5_Predicted_vs_real.py", "Predicted vs real", ":material/compare_arrows:", "Predicted_vs_real"),
+        ("6_Embeddings.py", "Embeddings", ":material/scatter_plot:", "Embeddings"),
+        ("7_Context_and_memory.py", "Context & memory", ":material/memory:", "Context_and_memory"),
     ]]
 
 st.set_page_config(page_title="seqlens", layout="wide")

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 # analysis modules that register figures (each imported once, on first use)
-MODULES = ["analysis.dataset_figures", "analysis.attention", "analysis.sweeps", "analysis.predictions", "analysis.embeddings", "analysis.context", "analysis.attribution"]
+MODULES = ["analysis.dataset_figures", "analysis.attention", "analysis.sweeps", "analysis.predictions", "analysis.embeddings", "analysis.context", "analysis.attribution", "analysis.comparisons"]
 
 
 @dataclass

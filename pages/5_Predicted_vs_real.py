@@ -1,0 +1,47 @@
+"""Predicted vs real: the model's imagined future beside what really happened, and error by horizon."""
+import json
+
+import streamlit as st
+
+from models.report import agent_rows
+from ui import exports
+from ui.page import figure, start
+
+sel = start("Predicted vs real", "A model that plans imagines the future. Feed it the logged actions from a "
+            "chosen step and compare what it predicts with what the episode really did: per feature (predicted "
+            "dashed), and as error by how far ahead it looks. A one-step dynamics model fed its own predictions "
+            "compounds its errors; a sequence model conditions on the whole history. A Trajectory Transformer's "
+            "error cannot go below its quantization floor (dotted).", kinds=("tt", "dynamics", "dt"))
+agent, ds = sel.agent, sel.dataset
+collected = []
+
+
+@st.fragment
+def traces():
+    collected = []
+    c1, c2, c3 = st.columns([1, 3, 1])
+    episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="pvr_episode"))
+    length = int(ds.episode_lengths[episode])
+    horizon = int(c3.number_input("Horizon (steps)", 1, 50, min(20, max(1, length - 1)), key="pvr_horizon"))
+    start_step = c2.slider("Start step", 0, max(length - 2, 0), min(length // 3, max(length - 2, 0)), key="pvr_start") \
+        if length > 2 else 0
+    exports.show(figure(sel, "predicted_vs_real", episode=episode, start=int(start_step), horizon=horizon), "pvr", collected)
+    st.session_state["pvr_figs"] = collected
+
+
+traces()
+
+if agent.kind in ("tt", "dynamics"):
+    st.subheader("Error by horizon")
+    same_env = [r["agent"] for r in agent_rows() if r["kind"] in ("tt", "dynamics") and r["agent"] != sel.agent_name
+                and r["environment"] == (agent.config.env_id or "—")]
+    others = st.multiselect("Compare with shipped predictors", same_env, default=same_env[:1], key="pvr_others",
+                            help="Other agents trained on the same environment: a one-step dynamics model against a "
+                                 "Trajectory Transformer shows compounding error against memory.")
+    n_starts = st.select_slider("Start steps averaged", [64, 128, 256, 512], 256, key="pvr_starts")
+    with st.spinner("Predicting from every start…"):
+        f = figure(sel, "prediction_error_compare", others=others, n_starts=int(n_starts), label=sel.agent_name)
+    exports.show(f, "pvr_error", collected)
+    table = f.data[f.data["horizon"].isin([1, 5, 10, 20])].pivot(index="model", columns="horizon", values="mean_l2")
+    st.dataframe(table.rename(columns=lambda h: f"H={h}"), key="pvr_table")
+exports.bundle_button(st.session_state.get("pvr_figs", []) + collected, "Predicted vs real", agent, ds, **sel.paths)

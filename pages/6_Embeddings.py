@@ -1,0 +1,27 @@
+"""Embeddings: the agent's hidden states over a whole dataset, in two dimensions."""
+import streamlit as st
+
+from analysis.embeddings import COLOUR_BY, MAX_POINTS, embed
+from ui import exports
+from ui.page import figure, start
+
+sel = start("Embeddings", "Every step of the dataset passes through the model; its hidden state (for a Decision "
+            "Transformer, the last layer at the state token that predicts the action) is projected to two "
+            "dimensions. Colour by return-to-go, timestep, action or the episode's return to see what the model "
+            "organises its memory around. PCA is instant; UMAP shows local structure and takes up to a minute "
+            "the first time (results are cached).", kinds=("dt", "tt", "mlp", "gru"))
+agent, ds = sel.agent, sel.dataset
+LABELS = {"rtg": "return-to-go", "timestep": "timestep", "action": "action", "episode_return": "episode return"}
+
+c1, c2, c3 = st.columns(3)
+method = c1.radio("Projection", ["pca", "umap"], format_func=str.upper, horizontal=True, key="emb_method")
+points = c2.select_slider("Points (sampled steps)", [2_000, 5_000, 10_000, MAX_POINTS],
+                          min(MAX_POINTS, 10_000 if ds.n_transitions > 10_000 else 2_000), key="emb_points")
+colour = c3.selectbox("Colour by", COLOUR_BY, format_func=LABELS.get, key="emb_colour")
+
+bar = st.progress(0.0, text="Hidden states…")
+embed(agent, ds, method, int(points), 0, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+bar.empty()
+collected = []
+exports.show(figure(sel, "embedding", method=method, colour_by=colour, max_points=int(points)), "embedding", collected)
+exports.bundle_button(collected, "Embeddings", agent, ds, **sel.paths)

@@ -1,0 +1,31 @@
+"""Context & memory: does a longer context beat the Markov assumption (K = 1)?"""
+import streamlit as st
+
+from ui import exports
+from ui.page import figure, start
+
+sel = start("Context & memory", "The seeds' question: is a sequence model's gain memory of the past, or "
+            "architecture? Truncate the Decision Transformer's history to K steps and measure how well it predicts "
+            "the logged actions (instant) and how much return it earns in the environment (a batched run), beside "
+            "separately trained agents: an MLP that sees only the current observation, a GRU over the whole "
+            "history, and DTs trained with other K. On velocity-masked tasks, K = 1 cannot know the velocities.",
+            kinds=("dt",))
+agent, ds = sel.agent, sel.dataset
+collected = []
+
+with st.spinner("Action predictions for every context length (and the reference agents)…"):
+    exports.show(figure(sel, "context_accuracy", n_steps=1000), "ctx_accuracy", collected)
+
+st.subheader("Return in the environment")
+if not agent.config.env_id:
+    st.info("This agent names no environment; only the accuracy on data is available.")
+else:
+    c1, c2 = st.columns(2)
+    episodes = c1.slider("Episodes per context length", 2, 16, 4, key="ctx_episodes")
+    run = c2.button("Run in the environment", key="ctx_run", type="primary")
+    if run or st.session_state.get("ctx_done") == episodes:
+        with st.spinner("Every context length × episode in one batched rollout, then the reference agents…"):
+            f = figure(sel, "context_returns", episodes=int(episodes))
+        st.session_state["ctx_done"] = episodes
+        exports.show(f, "ctx_returns", collected)
+exports.bundle_button(collected, "Context and memory", agent, ds, **sel.paths)

@@ -1,0 +1,37 @@
+"""AppTest: Predicted vs real, Embeddings and Context & memory render with shipped agents, their widgets
+change the figures, and agents they cannot analyse get one sentence."""
+from test_page_attention import arr, charts, downloads, page, titles
+
+
+def test_predicted_vs_real_tt_against_the_dynamics_model():
+    at = page("5_Predicted_vs_real.py", "masked-pendulum-tt", "masked-pendulum", pvr_starts=64)
+    t = titles(at)
+    assert t[0].startswith("Predicted vs real") and t[1].startswith("Open-loop prediction error vs horizon")
+    models = {d.get("name") for d in charts(at)[1]["data"]}
+    assert any("masked-pendulum-dynamics" in str(m) for m in models)
+    before = charts(at)[0]
+    at.slider(key="pvr_start").set_value(50).run()
+    assert not at.exception and charts(at)[0] != before
+    assert any(label.startswith("Download all 2 figures") for label in downloads(at))
+
+
+def test_predicted_vs_real_dt_shows_its_return_head_only():
+    at = page("5_Predicted_vs_real.py", "pendulum-dt", "pendulum")
+    assert len(charts(at)) == 1 and not at.exception
+
+
+def test_embeddings_pca_and_colour():
+    at = page("6_Embeddings.py", "cartpole-dt", "cartpole", emb_points=2000)
+    fig = charts(at)[0]
+    assert "PCA" in fig["layout"]["title"]["text"]
+    x = arr(fig["data"][0]["x"])
+    assert len(x) == 2000
+    at.selectbox(key="emb_colour").select("timestep").run()
+    assert not at.exception and charts(at)[0] != fig
+
+
+def test_context_page_accuracy_and_refusal():
+    at = page("7_Context_and_memory.py", "masked-cartpole-dt-k20", "masked-cartpole")
+    assert titles(at)[0].startswith("Action prediction vs context")
+    at = page("7_Context_and_memory.py", "cartpole-mlp", "cartpole")
+    assert "needs a Decision Transformer" in at.info[0].value
