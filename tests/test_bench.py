@@ -11,7 +11,8 @@ def test_bench_json_schema_and_same_results():
     res = subprocess.run([sys.executable, "cli.py", "bench", "--quick", "--json"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     benches = json.loads(res.stdout)["benchmarks"]
-    assert {b["name"] for b in benches} == {"read_npz_1m", "read_parquet_1m", "read_d4rl_hdf5_1m", "kv_cache_rollout", "tt_beam_kv_cache"}
+    assert {b["name"] for b in benches} == {"read_npz_1m", "read_parquet_1m", "read_d4rl_hdf5_1m", "kv_cache_rollout", "tt_beam_kv_cache",
+                                            "rtg_sweep", "attention_dataset", "export_batch", "umap_20k"}
     for b in benches:
         assert {"name", "baseline_s", "ours_s", "ratio", "same_results"} <= set(b)
         assert b["same_results"] is True
