@@ -16,7 +16,8 @@ LABELS = {"rtg": "return-to-go", "timestep": "timestep", "action": "action", "ep
 c1, c2, c3 = st.columns(3)
 method = c1.radio("Projection", ["pca", "umap"], format_func=str.upper, horizontal=True, key="emb_method")
 points = c2.select_slider("Points (sampled steps)", [2_000, 5_000, 10_000, MAX_POINTS],
-                          min(MAX_POINTS, 10_000 if ds.n_transitions > 10_000 else 2_000), key="emb_points")
+                          2_000, key="emb_points",
+                          help="More points take longer the first time (hidden states of every sampled step); results are cached.")
 colour = c3.selectbox("Colour by", COLOUR_BY, format_func=LABELS.get, key="emb_colour")
 
 bar = st.progress(0.0, text="Hidden states…")

@@ -14,7 +14,7 @@ agent, ds = sel.agent, sel.dataset
 collected = []
 
 with st.spinner("Action predictions for every context length (and the reference agents)…"):
-    exports.show(figure(sel, "context_accuracy", n_steps=1000), "ctx_accuracy", collected)
+    exports.show(figure(sel, "context_accuracy", n_steps=500), "ctx_accuracy", collected)
 
 st.subheader("Return in the environment")
 if not agent.config.env_id:

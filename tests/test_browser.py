@@ -45,7 +45,11 @@ def server():
         pytest.fail(f"streamlit did not start: {proc.stdout.read().decode()[-2000:]}")
     yield url
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:   # kaleido's Chromium can outlive a polite stop
+        proc.kill()
+        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +103,78 @@ def test_dataset_page_draws_episode_charts(server, browser):
     assert page.locator("[data-testid='stException']").count() == 0
     page.screenshot(path=str(ARTIFACTS / "dataset_page.png"), full_page=True)
     page.close()
+
+
+PAGES = [  # url path, agent, dataset, a text the page shows once its analysis is drawn
+    ("Attention", "cartpole-dt", "cartpole", "Where the action token looks"),
+    ("Return_conditioning", "cartpole-dt", "cartpole", "Return conditioning: achieved vs target return"),
+    ("Credit_assignment", "keydoor-dt", "keydoor", "randomized"),
+    ("Predicted_vs_real", "masked-pendulum-tt", "masked-pendulum", "Open-loop prediction error"),
+    ("Embeddings", "cartpole-dt", "cartpole", "hidden states (PCA)"),
+    ("Context_and_memory", "masked-cartpole-dt-k20", "masked-cartpole", "Action prediction vs context"),
+]
+
+
+@pytest.mark.parametrize("path, agent, dataset, text", PAGES, ids=[p[0] for p in PAGES])
+def test_every_analysis_page_draws_its_figures(server, browser, path, agent, dataset, text):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{server}/{path}?agent={agent}&dataset={dataset}")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    page.get_by_text(text).first.wait_for(timeout=180_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1", timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text(agent, exact=False).count() >= 1                 # the URL chose the agent
+    page.wait_for_timeout(500)                                               # let plotly finish its transitions
+    page.screenshot(path=str(ARTIFACTS / f"page_{path.lower()}.png"), full_page=True)
+    page.close()
+
+
+def test_download_an_exported_png(server, browser, tmp_path):
+    import io
+
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{server}/Attention?agent=cartpole-dt&dataset=cartpole")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="PNG", exact=True).first.click()
+    path = tmp_path / "figure.png"
+    info.value.save_as(path)
+    assert info.value.suggested_filename == "attention_episode.png"
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    img = Image.open(io.BytesIO(data))
+    assert img.width >= 1800 and img.height >= 800                          # 900 px wide at scale 2
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_two_sessions_do_not_see_each_others_uploads(server, browser, tmp_path):
+    rows = [{"episode": e, "step": t, "obs_0": float(t), "action": 0, "reward": 1.0, "done": t == 2}
+            for e in range(2) for t in range(3)]
+    path = tmp_path / "private_upload.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    first, second = browser.new_context(), browser.new_context()
+    a, b = first.new_page(), second.new_page()
+    for p in (a, b):
+        p.goto(server)
+        p.get_by_role("heading", name="seqlens").wait_for(timeout=30_000)
+    a.locator("input[type=file]").first.set_input_files(str(path))
+    a.get_by_text("Loaded private_upload.csv").wait_for(timeout=30_000)
+    b.reload()
+    b.get_by_role("heading", name="seqlens").wait_for(timeout=30_000)
+
+    def dataset_options(p) -> list[str]:
+        p.locator("[data-testid='stSelectbox']").nth(1).click()
+        p.get_by_role("option").first.wait_for(timeout=30_000)
+        opts = p.get_by_role("option").all_inner_texts()
+        p.keyboard.press("Escape")
+        return opts
+
+    assert "upload: private_upload.csv" in dataset_options(a)
+    others = dataset_options(b)
+    assert "masked-pendulum" in others and not any("private_upload" in o for o in others)
+    first.close()
+    second.close()

@@ -45,14 +45,14 @@ def test_attention_page_dt_views_and_step_slider():
     at = page("2_Attention.py", "cartpole-dt", "cartpole", att_episode=3)
     t = titles(at)
     assert t[0].startswith("Where the action token looks over episode 3")
-    assert any(x.startswith("Attention, layer 3 (heads averaged) — episode 3, step 25") for x in t)
+    assert "Attention, layer 3 (heads averaged)<br><sup>episode 3, step 25</sup>" in t
     assert downloads(at).count("PNG") == 5 and downloads(at).count("CSV") == 5
     assert any(label.startswith("Download all 5 figures") for label in downloads(at))
     before = charts(at)[3]
     at.slider(key="att_step").set_value(40).run()
     assert not at.exception
     after = charts(at)[3]
-    assert after["layout"]["title"]["text"].endswith("step 40") and not np.array_equal(arr(after["data"][0]["z"]), arr(before["data"][0]["z"]))
+    assert after["layout"]["title"]["text"].endswith("step 40</sup>") and not np.array_equal(arr(after["data"][0]["z"]), arr(before["data"][0]["z"]))
 
 
 def test_attention_page_tt_view():

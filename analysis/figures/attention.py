@@ -10,6 +10,12 @@ from .style import PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
 _TYPES = list(TOKEN_COLOURS)
 
 
+def _title(main: str, where: str) -> str:
+    """The figure's claim on the first line, where it was measured (episode, step) as a subtitle."""
+    where = where.strip().lstrip("—").strip()
+    return f"{main}<br><sup>{where}</sup>" if where else main
+
+
 def _head_label(head) -> str:
     return "heads averaged" if head is None else f"head {head}"
 
@@ -28,7 +34,7 @@ def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, lay
         [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title="weight"),
         hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, height=620,
-                      title=f"Attention, layer {layer + 1} ({_head_label(head)}){title_suffix}",
+                      title=_title(f"Attention, layer {layer + 1} ({_head_label(head)})", title_suffix),
                       xaxis_title="key token (attended to): R, s, a of each step", yaxis_title="query token")
     axis = dict(tickmode="array", tickvals=ticks, ticktext=text, showgrid=False)
     fig.update_yaxes(autorange="reversed", **axis)
@@ -43,7 +49,7 @@ def attention_by_type(shares: np.ndarray, title_suffix: str = "") -> go.Figure:
     fig = go.Figure([go.Bar(x=layers, y=s[:, k], name=name, marker_color=TOKEN_COLOURS[name],
                             hovertemplate=f"{name}<br>%{{x}}: %{{y:.1%}}<extra></extra>") for k, name in enumerate(_TYPES)])
     fig.update_layout(template=TEMPLATE, barmode="group", height=360, yaxis_tickformat=".0%",
-                      title=f"Where the action token looks, by token type{title_suffix}",
+                      title=_title("Where the action token looks, by token type", title_suffix),
                       yaxis_title="share of attention", xaxis_title="",
                       legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
     return fig
@@ -55,7 +61,7 @@ def attention_by_steps_back(by_step: np.ndarray, title_suffix: str = "") -> go.F
     fig = go.Figure([go.Scatter(x=np.arange(s.shape[1]), y=s[i], mode="lines+markers", name=f"layer {i + 1}",
                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2)) for i in range(len(s))])
     fig.update_layout(template=TEMPLATE, height=360, yaxis_tickformat=".0%",
-                      title=f"How far back the action token looks{title_suffix}",
+                      title=_title("How far back the action token looks", title_suffix),
                       xaxis_title="steps back (0 = current step)", yaxis_title="share of attention",
                       legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
     return fig
@@ -70,7 +76,7 @@ def rollout_bars(row: np.ndarray, labels: list[str], token_type: np.ndarray, val
         sel = [i for i in keep if token_type[i] == k]
         fig.add_trace(go.Bar(x=[labels[i] for i in sel], y=row[sel], name=name, marker_color=TOKEN_COLOURS[name]))
     fig.update_layout(template=TEMPLATE, height=360, yaxis_tickformat=".0%", barmode="overlay",
-                      title=f"Attention rollout across layers: the action token's effective attention{title_suffix}",
+                      title=_title("Attention rollout across layers: the action token's effective attention", title_suffix),
                       xaxis_title="token", yaxis_title="rolled-out attention",
                       xaxis=dict(categoryorder="array", categoryarray=[labels[i] for i in keep], tickangle=-60,
                                  title_standoff=4), margin=dict(b=110),
