@@ -8,30 +8,10 @@ from analysis.figures import returns_histogram
 from models.errors import AgentError
 from models.evaluate import check_dataset
 from models.report import agent_rows
-from trajectories import DatasetError
-from ui.agents import (AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, agent_names, current_agent_name, get_agent,
-                       read_agent_upload, uploaded_agents)
-from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, all_datasets, current_dataset_name, read_upload, uploaded
-
-
-def _upload(key: str, label: str, types, reader, store: dict, select_key: str, error_types, describe):
-    """One uploader: a good file is added and selected; a bad one gets one sentence and changes nothing."""
-    file = st.file_uploader(label, type=types, key=key)
-    if file is not None and file.file_id != st.session_state.get(f"{key}_last"):
-        st.session_state[f"{key}_last"] = file.file_id
-        try:
-            obj = reader(file)
-        except error_types as e:
-            st.session_state[f"{key}_error"] = str(e)
-        else:
-            store[file.name] = obj
-            st.session_state[select_key] = st.session_state[f"{select_key}_select"] = f"upload: {file.name}"
-            st.session_state.pop(f"{key}_error", None)
-            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}."
-    if st.session_state.get(f"{key}_error"):
-        st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
-    elif st.session_state.get(f"{key}_ok"):
-        st.success(st.session_state[f"{key}_ok"])
+from ui.agents import agent_names, current_agent_name, get_agent
+from ui.data import all_datasets, current_dataset_name
+from ui.nav import sidebar
+from ui.uploads import agent_uploader, dataset_uploader
 
 
 def _choose(label: str, options: list[str], key: str, current: str, help: str):
@@ -54,12 +34,8 @@ def home():
     )
 
     with st.sidebar:
-        _upload("upload_dataset", f"Upload trajectories ({', '.join(UPLOAD_TYPES)}; up to {UPLOAD_LIMIT_MB} MB)",
-                UPLOAD_TYPES, read_upload, uploaded(), "dataset", (DatasetError,),
-                lambda d: f"{d.n_episodes} episodes, {d.n_transitions} steps")
-        _upload("upload_agent", f"Upload an agent (zip of a seqlens checkpoint or a Hugging Face save_pretrained "
-                f"directory; up to {AGENT_UPLOAD_LIMIT_MB} MB)", AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents(),
-                "agent", (AgentError,), lambda a: f"a {a.kind} agent, K = {a.context_length}")
+        dataset_uploader()
+        agent_uploader()
 
     datasets = all_datasets()
     names = agent_names()
@@ -128,16 +104,6 @@ def home():
                          column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
 
 
-PAGES = [st.Page(home, title="Home", icon=":material/home:", url_path="home", default=True)] + [
-    st.Page(f"pages/{f}", title=t, icon=i, url_path=u) for f, t, i, u in [
-        ("1_Dataset.py", "Dataset", ":material/table_rows:", "Dataset"),
-        ("2_Attention.py", "Attention", ":material/visibility:", "Attention"),
-        ("3_Return_conditioning.py", "Return conditioning", ":material/tune:", "Return_conditioning"),
-        ("4_Credit_assignment.py", "Credit assignment", ":material/account_tree:", "Credit_assignment"),
-        ("5_Predicted_vs_real.py", "Predicted vs real", ":material/compare_arrows:", "Predicted_vs_real"),
-        ("6_Embeddings.py", "Embeddings", ":material/scatter_plot:", "Embeddings"),
-        ("7_Context_and_memory.py", "Context & memory", ":material/memory:", "Context_and_memory"),
-    ]]
-
 st.set_page_config(page_title="seqlens", layout="wide")
-st.navigation(PAGES).run()
+sidebar()
+home()

@@ -3,8 +3,13 @@ import streamlit as st
 
 from analysis.figures import episode_signals, episode_timeline, returns_histogram
 from ui.data import all_datasets, current_dataset_name
+from ui.nav import sidebar
+from ui.uploads import dataset_uploader
 
 st.set_page_config(page_title="seqlens · Dataset", layout="wide")
+sidebar()
+with st.sidebar:
+    dataset_uploader()
 st.title("Dataset")
 st.markdown("Walk through the episodes of the selected dataset: what the agent saw, what it did, the reward it "
             "got at each step and the return-to-go a Decision Transformer would be conditioned on.")
@@ -16,7 +21,7 @@ if name is None:
     st.stop()
 ds = datasets[name]
 st.caption(f"**{name}** — {ds.env_id or 'unknown environment'}, {ds.n_episodes:,} episodes, {ds.n_transitions:,} steps. "
-           "Change the dataset on the home page.")
+           "Change the dataset on the home page, or upload one in the sidebar.")
 
 order = st.radio("Pick episodes by", ["index", "return rank (best first)"], horizontal=True, key="episode_order")
 pos = st.slider("Episode", 0, ds.n_episodes - 1, 0, key="episode_index") if ds.n_episodes > 1 else 0

@@ -12,6 +12,7 @@ from analysis import catalog
 from models.errors import AgentError
 from ui.agents import agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
+from ui.nav import sidebar
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Selection:
 
 def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selection:
     st.set_page_config(page_title=f"seqlens · {title}", layout="wide")
+    sidebar()
     st.title(title)
     st.markdown(intro)
     agent_name, dataset_name = current_agent_name(), current_dataset_name()

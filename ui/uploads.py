@@ -1,0 +1,42 @@
+"""The upload widgets (home page and Dataset page): a good file is added to this session and selected; a bad
+one gets one sentence and changes nothing that was loaded."""
+from __future__ import annotations
+
+import streamlit as st
+
+from models.errors import AgentError
+from trajectories import DatasetError
+from ui.agents import AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents
+from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, read_upload, uploaded
+
+
+def upload_widget(key: str, label: str, types, reader, store: dict, select_key: str, error_types, describe):
+    """One uploader: a good file is added and selected; a bad one gets one sentence and changes nothing."""
+    file = st.file_uploader(label, type=types, key=key)
+    if file is not None and file.file_id != st.session_state.get(f"{key}_last"):
+        st.session_state[f"{key}_last"] = file.file_id
+        try:
+            obj = reader(file)
+        except error_types as e:
+            st.session_state[f"{key}_error"] = str(e)
+        else:
+            store[file.name] = obj
+            st.session_state[select_key] = st.session_state[f"{select_key}_select"] = f"upload: {file.name}"
+            st.session_state.pop(f"{key}_error", None)
+            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}."
+    if st.session_state.get(f"{key}_error"):
+        st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
+    elif st.session_state.get(f"{key}_ok"):
+        st.success(st.session_state[f"{key}_ok"])
+
+
+def dataset_uploader() -> None:
+    upload_widget("upload_dataset", f"Upload trajectories ({', '.join(UPLOAD_TYPES)}; up to {UPLOAD_LIMIT_MB} MB)",
+                  UPLOAD_TYPES, read_upload, uploaded(), "dataset", (DatasetError,),
+                  lambda d: f"{d.n_episodes} episodes, {d.n_transitions} steps")
+
+
+def agent_uploader() -> None:
+    upload_widget("upload_agent", f"Upload an agent (zip of a seqlens checkpoint or a Hugging Face save_pretrained "
+                  f"directory; up to {AGENT_UPLOAD_LIMIT_MB} MB)", AGENT_UPLOAD_TYPES, read_agent_upload,
+                  uploaded_agents(), "agent", (AgentError,), lambda a: f"a {a.kind} agent, K = {a.context_length}")
