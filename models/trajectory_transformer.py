@@ -15,10 +15,21 @@ observation, for `horizon` transitions. Decoding choices (hparams, overridable p
   action_cdf       drop the least likely action bins holding this share of the probability (reference
                    cdf_act = 0.6, i.e. nucleus sampling with top-p 0.4); 0 keeps every bin (default: when
                    one bin holds over 40% of the mass, as a clipped torque can, 0.6 keeps only that bin
-                   and the search never tries another action).
+                   and the search never tries another action). A partial nucleus (pendulum-tt: 0.3) keeps
+                   the search on actions the data took in similar states: where the data's action is a
+                   function of the state (Pendulum near the top), the model barely reads the action and
+                   its predictions for other actions are wrong (and optimistic).
   obs_decoding     "argmax" (reference k_obs = 1) or "sample".
   value_decoding   how a predicted reward / value scores a beam: "mean" = expected value over the bins
-                   (reference), "argmax" = the most likely bin's centre (DESIGN: predicts better).
+                   (reference), "argmax" = the most likely bin's centre (DESIGN: predicts better),
+                   "quantile" = the value's upper quantile `value_quantile` (rewards keep the mean).
+                   Behaviour data that mixes policies (Pendulum: a per-episode torque-reversal rate the
+                   model cannot see) gives a bimodal value: near the top "held" (~0) or "falls" (-100
+                   and below). Its mean scores a state by how often the data's WORSE policies fall from
+                   it and ranked the stabilising torques below doing nothing; the upper quantile is the
+                   value of the better behaviours seen from that state (cf. IQL's expectile), which a
+                   planner that replans every step can follow.
+  value_quantile   the quantile for value_decoding "quantile" (default 0.9).
 The reward and value tokens appended to a beam are always the argmax bins (reference k_rew = 1).
 Stop tokens (after a terminated episode) are trained on but never proposed: plans do not end early.
 
@@ -47,9 +58,10 @@ DEFAULTS = dict(
     beam_width=32, horizon=5, n_expand=2,
     action_proposal=None,     # None: "model", or "uniform" when action_weight == 0
     action_cdf=0.0,           # reference 0.6; see the module docstring
-    obs_decoding="argmax", value_decoding="mean",
+    obs_decoding="argmax", value_decoding="mean", value_quantile=0.9,
 )
-PLAN_OPTIONS = ("beam_width", "horizon", "n_expand", "discount", "action_proposal", "action_cdf", "obs_decoding", "value_decoding")
+PLAN_OPTIONS = ("beam_width", "horizon", "n_expand", "discount", "action_proposal", "action_cdf", "obs_decoding", "value_decoding",
+                "value_quantile")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -335,12 +347,18 @@ class TrajectoryTransformer(Agent):
             lg = lg.masked_fill(~self.seen_bins[dim], float("-inf"))
         return lg.softmax(dim=-1)
 
-    def _expect(self, probs: torch.Tensor, dim: int, how: str) -> torch.Tensor:
+    def _expect(self, probs: torch.Tensor, dim: int, how: str, quantile: float = 0.9) -> torch.Tensor:
         if how == "mean":
             return probs @ self.centres[dim]
         if how == "argmax":
             return self.centres[dim][probs.argmax(dim=-1)]
-        raise ValueError(f"value_decoding must be 'mean' or 'argmax', got {how!r}")
+        if how == "quantile":
+            # the first bin whose cumulative probability reaches q (centres ascend with the bin)
+            if not 0.0 < float(quantile) <= 1.0:
+                raise ValueError(f"value_quantile must be in (0, 1], got {quantile!r}")
+            below = (probs.cumsum(dim=-1) < float(quantile) * probs.sum(dim=-1, keepdim=True) - 1e-6).sum(dim=-1)
+            return self.centres[dim][below.clamp_max(self.N - 1)]
+        raise ValueError(f"value_decoding must be 'mean', 'argmax' or 'quantile', got {how!r}")
 
     @staticmethod
     def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -394,7 +412,7 @@ class TrajectoryTransformer(Agent):
     def plan(self, observations, actions=None, rewards=None, *, seed: int = 0, use_cache: bool = True, **options) -> Plan:
         """Beam-search plan from a raw history: observations [t+1, obs_dim] (the last is the current one),
         actions [t, act_dim] and rewards [t] before it. Options: beam_width, horizon, n_expand, discount,
-        action_proposal, action_cdf, obs_decoding, value_decoding (defaults from hparams)."""
+        action_proposal, action_cdf, obs_decoding, value_decoding, value_quantile (defaults from hparams)."""
         opts = self._plan_options(**options)
         prefix = self.context_tokens(observations, actions, rewards, self.context_length - opts["horizon"])
         return self.plan_tokens(prefix[None], generator=torch.Generator().manual_seed(seed), use_cache=use_cache, **opts)[0]
@@ -430,8 +448,8 @@ class TrajectoryTransformer(Agent):
                 dec.append(p_r.argmax(dim=-1) + (o + a) * N)
                 p_v = self._bin_probs(dec.logits, o + a + 1)
                 dec.append(p_v.argmax(dim=-1) + (o + a + 1) * N, need_logits=t < H - 1)
-                r_t = self._expect(p_r, o + a, opts["value_decoding"])
-                v_t = self._expect(p_v, o + a + 1, opts["value_decoding"])
+                r_t = self._expect(p_r, o + a, "mean" if opts["value_decoding"] == "quantile" else opts["value_decoding"])
+                v_t = self._expect(p_v, o + a + 1, opts["value_decoding"], opts["value_quantile"])
                 scores = (rewards[:, :t] * disc[:t]).sum(dim=1) + disc[t] * v_t
                 rewards[:, t] = r_t
                 order = scores.view(E, X * W).sort(dim=1, descending=True, stable=True).indices[:, :W]

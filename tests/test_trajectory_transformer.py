@@ -152,7 +152,7 @@ def test_kv_cache_equals_full_forward():
 
 
 @pytest.mark.parametrize("options", [{}, {"obs_decoding": "sample", "value_decoding": "argmax", "action_cdf": None},
-                                     {"action_proposal": "uniform"}])
+                                     {"action_proposal": "uniform"}, {"value_decoding": "quantile", "value_quantile": 0.75}])
 def test_beam_search_same_plans_with_and_without_cache(options):
     ds = ramp_dataset()
     m = make_model(ds, K=6)
@@ -173,6 +173,29 @@ def test_action_cdf_filter():
     probs = torch.tensor([[0.2, 0.5, 0.3]])
     keep = lambda cdf: (TrajectoryTransformer._filter_cdf(probs, cdf) > 0).int().tolist()   # noqa: E731
     assert keep(0.6) == [[0, 1, 0]] and keep(0.3) == [[0, 1, 1]] and keep(0.0) == [[1, 1, 1]] and keep(1.0) == [[0, 1, 0]]
+
+
+def test_value_decodings_known_answers():
+    """A bimodal value ("held" near 0 w.p. 0.7, "falls" at -100 w.p. 0.3): the mean is -30.9, the upper
+    quantiles pick the held mode, the lower ones the fall; rewards keep the mean under "quantile"."""
+    m = make_model(ramp_dataset(), K=4)
+    dim = m.D - 1
+    centres = m.centres[dim]
+    probs = torch.zeros(2, m.N)
+    probs[:, 0], probs[:, -1] = 0.3, 0.7            # bins at the lowest and the highest value
+    probs[1] *= 2.0                                  # unnormalised rows give the same quantiles
+    lo, hi = float(centres[0]), float(centres[-1])
+    assert m._expect(probs[:1], dim, "mean").item() == pytest.approx(0.3 * lo + 0.7 * hi, rel=1e-5)
+    assert m._expect(probs, dim, "argmax").tolist() == [hi, hi]
+    assert m._expect(probs, dim, "quantile", 0.9).tolist() == [hi, hi]
+    assert m._expect(probs, dim, "quantile", 0.3).tolist() == [lo, lo]        # P(V <= lo) = 0.3 reaches 0.3
+    assert m._expect(probs, dim, "quantile", 0.31).tolist() == [hi, hi]
+    assert m._expect(probs, dim, "quantile", 1.0).tolist() == [hi, hi]
+    with pytest.raises(ValueError, match="value_quantile"):
+        m._expect(probs, dim, "quantile", 0.0)
+    with pytest.raises(ValueError, match="quantile"):
+        m._expect(probs, dim, "median")
+    assert m.plan(ramp_dataset().observations[:1], horizon=2, beam_width=2, value_decoding="quantile").tokens.shape == (2, m.D)
 
 
 def test_plan_checks_its_horizon_and_options():
