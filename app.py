@@ -99,7 +99,8 @@ def home():
         st.caption("Trained on the shipped datasets by `make sample-agents`; evaluation as stored in each agent's config.json.")
         rows = agent_rows()
         if rows:
-            st.dataframe(pd.DataFrame(rows).drop(columns=["size_mb"]), hide_index=True, width="stretch", key="agents_table",
+            table = pd.DataFrame(rows).drop(columns=["size_mb"]).astype({"episodes": str})   # "—" for models not run
+            st.dataframe(table, hide_index=True, width="stretch", key="agents_table",
                          height=35 * (len(rows) + 1) + 3,
                          column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
 

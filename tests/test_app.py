@@ -151,3 +151,47 @@ def test_bad_agent_upload_is_one_sentence_and_keeps_selection(app, name, data, m
     assert not app.exception
     assert len(app.error) == 1 and app.error[0].value.startswith(message), app.error[0].value
     assert app.session_state["agent"] == "keydoor-dt"
+
+
+def _npz_bytes() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, observations=np.zeros((6, 2), np.float32), actions=np.zeros(6, np.int64), rewards=np.ones(6, np.float32),
+             terminals=np.array([0, 0, 1, 0, 0, 1], bool))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("garbage.json", b"hello", "garbage.json"),
+    ("corrupt.npz", b"PK\x03\x04 this is not a zip", "corrupt.npz"),
+    ("truncated.npz", _npz_bytes()[:200], "truncated.npz"),
+    ("truncated.parquet", b"PAR1\x00\x00", "truncated.parquet"),
+    ("evil.zip", None, "evil.zip contains a path outside its folder"),
+])
+def test_bad_dataset_uploads_are_one_sentence(app, name, data, message):
+    import io
+    import zipfile
+
+    if data is None:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("../escape/main_data.hdf5", b"x")
+        data = buf.getvalue()
+    names = list(sample_datasets())
+    app.selectbox(key="dataset_select").select(names[3]).run()
+    app.file_uploader(key="upload_dataset").upload(name, data, "application/octet-stream").run()
+    assert not app.exception
+    assert len(app.error) == 1 and message in app.error[0].value, app.error[0].value
+    assert app.error[0].value.count(".") >= 1 and "\n" not in app.error[0].value          # one sentence
+    assert app.session_state["dataset"] == names[3]
+
+
+def test_oversized_upload_is_refused_before_reading(app, monkeypatch):
+    import ui.data
+
+    monkeypatch.setattr(ui.data, "UPLOAD_LIMIT_MB", 0.001)
+    app.file_uploader(key="upload_dataset").upload("big.csv", _csv_bytes() * 20, "text/csv").run()
+    assert not app.exception
+    assert "uploads are limited to" in app.error[0].value
+    assert app.session_state["dataset"] != "upload: big.csv"
