@@ -69,12 +69,13 @@ def _inspect_agent(args) -> dict:
     return {"format": "agent", **card}
 
 
-def _parse_hparams(items) -> dict:
+def _parse_pairs(items, flag: str) -> dict:
+    """Repeated KEY=VALUE options; values are JSON where they parse (numbers, lists, null), else strings."""
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--hparam expects key=value, got '{item}'.")
+        if not sep or not key:
+            raise UserError(f"{flag} expects KEY=VALUE, got '{item}'.")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -105,7 +106,7 @@ def cmd_train(args) -> dict:
             return ", ".join(_result_line(r) for r in res)
     try:
         agent = train(args.model, ds, steps=args.steps, seed=args.seed, context_length=args.context,
-                      batch_size=args.batch_size, lr=args.lr, hparams=_parse_hparams(args.hparam),
+                      batch_size=args.batch_size, lr=args.lr, hparams=_parse_pairs(args.hparam, "--hparam"),
                       eval_every=args.eval_every if args.model not in ("dynamics",) else 0, eval_fn=eval_fn,
                       progress=not args.json, dataset_name=Path(args.data).name)
     except ValueError as e:
@@ -278,19 +279,6 @@ def cmd_make_agents(args) -> dict:
     return {"agents": done}
 
 
-def _parse_params(items) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--param expects KEY=VALUE, got '{item}'.")
-        try:
-            out[key] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key] = val
-    return out
-
-
 def _default_data(agent):
     """An agent trained on a shipped dataset gets that dataset when --data is left out."""
     name = agent.config.dataset.get("name")
@@ -317,7 +305,7 @@ def cmd_export(args) -> dict:
     if args.figure not in entries:
         raise UserError(f"unknown figure '{args.figure}'; known figures: {', '.join(entries)}.")
     entry = entries[args.figure]
-    params = _parse_params(args.param)
+    params = _parse_pairs(args.param, "--param")
     accepted = [p for p in inspect.signature(entry.make).parameters if p not in ("agent", "dataset")]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
