@@ -32,6 +32,8 @@ not the model.
 """
 from __future__ import annotations
 
+import weakref
+
 import contextlib
 import copy
 from dataclasses import dataclass, field
@@ -637,6 +639,20 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
 from .catalog import Figured, register  # noqa: E402
 
 
+_MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _attribution(agent, dataset, episode, step, target, method, seed):
+    """attribute_step memoised per agent object: a page's two views of one step share one computation."""
+    key = (dataset.fingerprint(), int(episode), step, target, method, int(seed))
+    memo = _MEMO.setdefault(agent, {})
+    if key not in memo:
+        if len(memo) >= 16:
+            memo.pop(next(iter(memo)))
+        memo[key] = attribute_step(agent, dataset, int(episode), step, target, method, seed=int(seed))
+    return memo[key]
+
+
 def _params(episode, step, target, method, seed, res) -> dict:
     return {"episode": int(episode), "step": res.step, "target": target, "method": method, "seed": int(seed)}
 
@@ -647,7 +663,7 @@ def make_attribution_timesteps(agent, dataset, episode: int = 0, step: int | Non
                                method: str = "ig", seed: int = 0) -> Figured:
     from .figures import attribution_timesteps
 
-    res = attribute_step(agent, dataset, int(episode), step, target, method, seed=int(seed))
+    res = _attribution(agent, dataset, episode, step, target, method, seed)
     return Figured("attribution_timesteps", attribution_timesteps(res), res.steps_frame(),
                    _params(episode, step, target, method, seed, res))
 
@@ -657,7 +673,7 @@ def make_attribution_features(agent, dataset, episode: int = 0, step: int | None
                               method: str = "ig", seed: int = 0) -> Figured:
     from .figures import attribution_features
 
-    res = attribute_step(agent, dataset, int(episode), step, target, method, seed=int(seed))
+    res = _attribution(agent, dataset, episode, step, target, method, seed)
     return Figured("attribution_features", attribution_features(res), res.to_frame(),
                    _params(episode, step, target, method, seed, res))
 

@@ -254,7 +254,7 @@ def context_returns(agent, contexts=None, episodes: int = 8, target_return: floa
 # (b) action prediction vs context on logged data
 # ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 256) -> torch.Tensor:
+def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 64) -> torch.Tensor:
     """The agent's action output at absolute dataset steps: logits [n, n_actions] (discrete) or actions in
     [-1, 1] [n, act_dim]. DT: windows of `context` steps (default: its receptive field); GRU: from the
     episode's first step; MLP: the current observation."""
