@@ -32,10 +32,9 @@ not the model.
 """
 from __future__ import annotations
 
-import weakref
-
 import contextlib
 import copy
+import weakref
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
