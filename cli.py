@@ -1,4 +1,4 @@
-"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, export, bench.
+"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, export, reproduce, bench.
 
 Every command takes --json where it prints results; errors are one line on stderr and exit code 2.
 """
@@ -346,6 +346,67 @@ def cmd_export(args) -> dict:
             "agent": str(args.agent) if args.agent else None, "data": str(data_path), "rows": int(len(figured.data))}
 
 
+def _train_recipe(name: str, seed: int, progress: bool):
+    """One shipped agent's recipe (models/recipes.py), trained with another seed."""
+    from models.recipes import SAMPLE_AGENTS
+    from models.train import train
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    r = SAMPLE_AGENTS[name]
+    return train(r["kind"], load_dataset(SAMPLE_DIR / f"{r['data']}.npz"), steps=r["steps"], seed=seed,
+                 context_length=r.get("context"), batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
+                 progress=progress, dataset_name=f"{r['data']}.npz")
+
+
+def cmd_reproduce(args) -> dict:
+    import time
+
+    import torch
+
+    from analysis.report import write_report
+    from analysis.reproduce import run_all
+    from models import load_agent
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    torch.set_num_threads(args.threads)
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    data = {}
+
+    def dataset(name):
+        if name not in data:
+            data[name] = load_dataset(SAMPLE_DIR / f"{name}.npz")
+        return data[name]
+
+    t0 = time.perf_counter()
+    runs = []
+    for seed in range(args.seeds if args.retrain else 1):
+        if args.retrain:
+            log(f"seed {seed}: retraining the agents the findings use (recipes of `make sample-agents`)")
+            trained = {}
+
+            def load(name, seed=seed, trained=trained):
+                if name not in trained:
+                    trained[name] = _train_recipe(name, seed, progress=not args.json)
+                return trained[name]
+        else:
+            def load(name):
+                return load_agent(ROOT / "sample_data" / "agents" / name)
+        runs.append(run_all(load, dataset, seed=seed if args.retrain else args.seed, quick=args.quick, log=log))
+    meta = {"agents": f"agents retrained with seeds 0..{args.seeds - 1}" if args.retrain else "the shipped agents",
+            "seconds": round(time.perf_counter() - t0, 1), "quick": args.quick}
+    paths = write_report(runs[0], Path(args.out), runs if len(runs) > 1 else None, meta)
+    if not args.json:
+        for f in runs[0]:
+            print(f"{f.id:<20} {'reproduced' if f.reproduced else 'NOT reproduced'}: {f.measured}")
+        print(f"report: {paths['report_md']} and {paths['report_html']} ({meta['seconds']:.0f} s)")
+    return {"findings": [f.to_json() for f in runs[0]], "per_seed": [[f.to_json() for f in r] for r in runs] if len(runs) > 1 else None,
+            **paths, "seconds": meta["seconds"]}
+
+
 def cmd_bench(args) -> dict:
     from bench import run_all
 
@@ -423,6 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true", help="list the figures and exit")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("reproduce", help="the papers' findings on the shipped agents, as a report (md + html + figures)")
+    s.add_argument("--out", default="report", help="report directory (default: report)")
+    s.add_argument("--retrain", action="store_true", help="retrain the agents from their recipes instead of loading them")
+    s.add_argument("--seeds", type=int, default=1, help="with --retrain: seeds 0..N-1 (about an hour of training each)")
+    s.add_argument("--seed", type=int, default=0, help="evaluation seed for the shipped agents")
+    s.add_argument("--quick", action="store_true", help="few episodes (a smoke run; numbers are noisy)")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_reproduce)
 
     s = sub.add_parser("bench", help="benchmarks: each fast path against its naive twin")
     s.add_argument("--only", help="run only benchmarks whose name contains this")
