@@ -24,7 +24,7 @@ def write_report(findings: list, out_dir, per_seed: list[list] | None = None, me
         payload["per_seed"] = [[f.to_json() for f in run] for run in per_seed]
     (out / "findings.json").write_text(json.dumps(payload, indent=2, default=float))
 
-    md = ["# seqlens reproduces the papers' findings", "",
+    md = ["# The papers' findings, measured with seqlens", "",
           f"Made by `python cli.py reproduce` on {meta['created']} (seqlens {meta['versions'].get('seqlens')}, "
           f"{meta.get('agents', 'shipped agents')}). Every number is a mean with its 95% bootstrap confidence interval; "
           "every figure is exported by the dashboard's own code (PNG and SVG in `figures/`). A finding that does not "
