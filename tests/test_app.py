@@ -132,20 +132,23 @@ def test_upload_agent_zip_becomes_the_selection(app):
     assert any(s.value == "Loaded my-mlp.zip: a mlp agent, K = 1." for s in app.success)
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("agent.pt", b"\x80\x04junk", "agent.pt is a pickle-based checkpoint (.pt); seqlens never unpickles files"),
-    ("broken.zip", b"PK\x03\x04garbage", "broken.zip is not a valid zip file"),
-    ("evil.zip", None, "evil.zip contains a path outside its folder (../evil/config.json)"),
-])
-def test_bad_agent_upload_is_one_sentence_and_keeps_selection(app, name, data, message):
+def _escaping_zip(member: str) -> bytes:
+    """A zip whose one member would land outside the folder it is unpacked into."""
     import io
     import zipfile
 
-    if data is None:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            z.writestr("../evil/config.json", "{}")
-        data = buf.getvalue()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(member, b"{}")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("agent.pt", b"\x80\x04junk", "agent.pt is a pickle-based checkpoint (.pt); seqlens never unpickles files"),
+    ("broken.zip", b"PK\x03\x04garbage", "broken.zip is not a valid zip file"),
+    ("evil.zip", _escaping_zip("../evil/config.json"), "evil.zip contains a path outside its folder (../evil/config.json)"),
+])
+def test_bad_agent_upload_is_one_sentence_and_keeps_selection(app, name, data, message):
     app.selectbox(key="agent_select").select("keydoor-dt").run()
     app.file_uploader(key="upload_agent").upload(name, data, "application/octet-stream").run()
     assert not app.exception
@@ -167,17 +170,9 @@ def _npz_bytes() -> bytes:
     ("corrupt.npz", b"PK\x03\x04 this is not a zip", "corrupt.npz"),
     ("truncated.npz", _npz_bytes()[:200], "truncated.npz"),
     ("truncated.parquet", b"PAR1\x00\x00", "truncated.parquet"),
-    ("evil.zip", None, "evil.zip contains a path outside its folder"),
+    ("evil.zip", _escaping_zip("../escape/main_data.hdf5"), "evil.zip contains a path outside its folder"),
 ])
 def test_bad_dataset_uploads_are_one_sentence(app, name, data, message):
-    import io
-    import zipfile
-
-    if data is None:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            z.writestr("../escape/main_data.hdf5", b"x")
-        data = buf.getvalue()
     names = list(sample_datasets())
     app.selectbox(key="dataset_select").select(names[3]).run()
     app.file_uploader(key="upload_dataset").upload(name, data, "application/octet-stream").run()
