@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analysis import catalog
-
 from models.errors import AgentError
 from ui.agents import agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
@@ -21,11 +20,10 @@ class Selection:
     agent: object
     dataset_name: str
     dataset: object
+    key: str = ""   # cache key of the pair: the agent object (uploads are per session) and the data's content
 
-    @property
-    def key(self) -> str:
-        """Cache key of the pair: uploads are per session, so their names carry the session's file ids."""
-        return f"{self.agent_name}|{self.dataset_name}|{id(self.agent)}|{self.dataset.fingerprint()}"
+    def __post_init__(self):
+        self.key = self.key or f"{self.agent_name}|{self.dataset_name}|{id(self.agent)}|{self.dataset.fingerprint()}"
 
     @property
     def paths(self) -> dict:
