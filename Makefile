@@ -18,7 +18,9 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
+# PNG, SVG and PDF export render in Chromium; without it (no apt-get) the app still serves, exporting HTML and CSV.
 app: $(VENV)/.runtime
+	@$(MAKE) --no-print-directory chromium || echo "warning: chromium missing: figures export as HTML and CSV only"
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 # Debian's chromium drives the browser tests and kaleido's figure export (never a downloaded browser).
