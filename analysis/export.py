@@ -52,7 +52,14 @@ def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, height: int
     w, h = _size(fig, width, height)
     with warnings.catch_warnings():   # plotly passes its plotly.js path on every call; a running server has it
         warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
-        return pio.to_image(fig, format=fmt, width=w, height=h, scale=scale)
+        try:
+            return pio.to_image(fig, format=fmt, width=w, height=h, scale=scale)
+        except RuntimeError as e:
+            if "chrome" not in str(e).lower():
+                raise
+            # plotly's advice would download a browser; seqlens uses Debian's
+            raise RuntimeError(f"{fmt.upper()} export needs Debian's chromium (run `make chromium`); "
+                               "HTML and CSV export work without it.") from None
 
 
 def write_figure(fig: go.Figure, path, width: int | None = None, height: int | None = None,
