@@ -237,6 +237,21 @@ def cmd_make_samples(args) -> dict:
     return {"datasets": written}
 
 
+def _train_recipe(name: str, seed: int, progress: bool, ds=None):
+    """One shipped agent's recipe (models/recipes.py) trained with `seed`: `make sample-agents` and
+    `reproduce --retrain` both train through here."""
+    from models.recipes import SAMPLE_AGENTS
+    from models.train import train
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    r = SAMPLE_AGENTS[name]
+    ds = ds if ds is not None else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
+    return train(r["kind"], ds, steps=r["steps"], seed=seed, context_length=r.get("context"),
+                 batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
+                 progress=progress, dataset_name=f"{r['data']}.npz")
+
+
 def cmd_make_agents(args) -> dict:
     """Train, evaluate and save the shipped agents (what `make sample-agents` runs), then their README table."""
     import torch
@@ -244,7 +259,6 @@ def cmd_make_agents(args) -> dict:
     from models import save_agent
     from models.evaluate import evaluate, prediction_error
     from models.recipes import SAMPLE_AGENTS
-    from models.train import train
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
 
@@ -257,9 +271,7 @@ def cmd_make_agents(args) -> dict:
     for name in names:
         r = SAMPLE_AGENTS[name]
         ds = load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
-        agent = train(r["kind"], ds, steps=r["steps"], seed=args.seed, context_length=r.get("context"),
-                      batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"), progress=not args.json,
-                      dataset_name=f"{r['data']}.npz")
+        agent = _train_recipe(name, args.seed, progress=not args.json, ds=ds)
         if r["kind"] != "dynamics":
             results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
             agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}
@@ -344,19 +356,6 @@ def cmd_export(args) -> dict:
         print(f"wrote {out} ({args.figure}, {fmt})")
     return {"figure": args.figure, "format": fmt, "out": str(out), "params": figured.params,
             "agent": str(args.agent) if args.agent else None, "data": str(data_path), "rows": int(len(figured.data))}
-
-
-def _train_recipe(name: str, seed: int, progress: bool):
-    """One shipped agent's recipe (models/recipes.py), trained with another seed."""
-    from models.recipes import SAMPLE_AGENTS
-    from models.train import train
-    from trajectories import load_dataset
-    from trajectories.samples import SAMPLE_DIR
-
-    r = SAMPLE_AGENTS[name]
-    return train(r["kind"], load_dataset(SAMPLE_DIR / f"{r['data']}.npz"), steps=r["steps"], seed=seed,
-                 context_length=r.get("context"), batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
-                 progress=progress, dataset_name=f"{r['data']}.npz")
 
 
 def cmd_reproduce(args) -> dict:
