@@ -8,10 +8,12 @@ Not a test: a timing on a shared machine is a measurement, not a pass/fail.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -39,6 +41,38 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def streamlit_server(start_timeout: float = 60):
+    """`streamlit run app.py` on a free local port until the block ends: yields (url, process).
+    The browser tests share it."""
+    port = _port()
+    log = tempfile.TemporaryFile()   # a file, not a pipe: an unread pipe would stall the server once full
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + start_timeout
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"streamlit did not start: {log.read().decode()[-2000:]}") from None
+                time.sleep(0.5)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:   # kaleido's Chromium can outlive a polite stop
+            proc.kill()
+            proc.wait(timeout=20)
+        log.close()
+
+
 def _rss_mb(pid: int, field: str = "VmHWM") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field):
@@ -61,18 +95,8 @@ def _idle(page, n_figures: int, timeout: float = 180_000) -> None:
 def run() -> dict:
     from playwright.sync_api import sync_playwright
 
-    port = _port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     rows = []
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with streamlit_server(start_timeout=120) as (url, proc):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
@@ -104,12 +128,6 @@ def run() -> dict:
                              "peak_rss_after_first_visit_mb": peaks[path or "Home"]})
             browser.close()
         memory, now = _rss_mb(proc.pid), _rss_mb(proc.pid, "VmRSS")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     return {"pages": rows, "server_peak_rss_mb": round(memory, 1), "server_rss_after_mb": round(now, 1)}
 
 
