@@ -254,14 +254,15 @@ def context_returns(agent, contexts=None, episodes: int = 8, target_return: floa
 # (b) action prediction vs context on logged data
 # ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 64) -> torch.Tensor:
+def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 64,
+                   data=None) -> torch.Tensor:
     """The agent's action output at absolute dataset steps: logits [n, n_actions] (discrete) or actions in
     [-1, 1] [n, act_dim]. DT: windows of `context` steps (default: its receptive field); GRU: from the
     episode's first step; MLP: the current observation."""
     was = agent.training
     agent.eval()
     try:
-        data = training_data(agent, dataset)
+        data = data if data is not None else training_data(agent, dataset)   # normalised once per agent, not per K
         if agent.kind == "dt":
             ctx = int(context or receptive_field(agent))
             out = [agent(**step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
@@ -304,8 +305,9 @@ def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: i
     n = dataset.n_transitions
     steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
     vals, cis = [], []
+    data = training_data(agent, dataset)
     for k in ks:
-        s = _scores(agent, dataset, steps, policy_outputs(agent, dataset, steps, int(k)))
+        s = _scores(agent, dataset, steps, policy_outputs(agent, dataset, steps, int(k), data=data))
         vals.append(s.mean())
         cis.append(bootstrap_ci(s, seed=seed))
     refs = []
