@@ -8,6 +8,7 @@ from analysis.figures import returns_histogram
 from models.errors import AgentError
 from models.evaluate import check_dataset
 from models.report import agent_rows
+from ui import charts
 from ui.agents import agent_names, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name
 from ui.nav import sidebar
@@ -69,8 +70,8 @@ def home():
         cols[1].metric("Return min", f"{s['return_min']:.4g}")
         cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
         cols[3].metric("Return max", f"{s['return_max']:.4g}")
-        st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
-                        width="stretch", key="returns_hist", theme=None)   # theme=None: the same look as exports
+        charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
+                      "returns_hist")
         st.caption(f"{ds.env_id or 'unknown environment'} · {s['n_transitions']:,} steps · observations: {', '.join(ds.obs_names)} · "
                    f"actions: {', '.join(ds.act_names)}")
 

@@ -125,10 +125,15 @@ def _result_line(r: dict) -> str:
 
 
 def _parse_targets(text: str) -> list[float]:
+    import math
+
     try:
-        return [float(t) for t in str(text).split(",") if t.strip()]
+        targets = [float(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise UserError(f"--target-returns expects comma-separated numbers, e.g. 100,300,500; got '{text}'.") from None
+        targets = None
+    if not targets or not all(math.isfinite(t) for t in targets):
+        raise UserError(f"--target-returns expects comma-separated finite numbers, e.g. 100,300,500; got '{text}'.")
+    return targets
 
 
 def cmd_evaluate(args) -> dict:

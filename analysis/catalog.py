@@ -7,6 +7,7 @@ Analysis modules register their entries with `@register`; `figures()` imports th
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -59,4 +60,14 @@ def make(name: str, agent=None, dataset=None, **params) -> Figured:
     entry = entries[name]
     if entry.needs_agent and agent is None:
         raise ValueError(f"figure '{name}' needs an agent (--agent).")
+    for key, value in params.items():
+        _check_finite(key, value)
     return entry.make(agent, dataset, **params)
+
+
+def _check_finite(key: str, value) -> None:
+    """NaN or inf in a parameter (a target return, a shift) is a sentence here, not a traceback later."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"parameter {key} must be a finite number, got {v}.")

@@ -9,7 +9,8 @@ Which hidden state stands for a step:
 
 Colour by return-to-go, timestep, action or episode return. Results are cached in process (LRU) and on
 disk (`$SEQLENS_CACHE/embeddings`, default ~/.cache/seqlens/embeddings), keyed by a hash of the agent's
-weights, the dataset's fingerprint and the parameters. Numba (UMAP) compiles into
+weights, the dataset's fingerprint and the parameters; the disk cache is pruned to
+`limits().embedding_cache_bytes` (least recently used first). Numba (UMAP) compiles into
 `$SEQLENS_CACHE/numba` unless NUMBA_CACHE_DIR is already set, so only the first UMAP pays the JIT.
 """
 from __future__ import annotations
@@ -28,8 +29,10 @@ import torch
 
 from models.errors import AgentError
 from models.evaluate import check_dataset
+from trajectories.limits import limits
 
 from .catalog import Figured, register
+from .identity import agent_key, dataset_key
 
 
 def cache_root() -> Path:
@@ -42,6 +45,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
 METHODS = ("pca", "umap")
 COLOUR_BY = ("rtg", "timestep", "action", "episode_return")
 MAX_POINTS = 20_000
+MIN_POINTS = 3   # PCA to 2-D needs more points than components
 Progress = Callable[[float, str], None]
 
 
@@ -170,25 +174,18 @@ def _tt_hidden(agent, dataset, steps, progress, batch_size):
     tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards)
     o, D = agent.obs_dim, agent.D
     p_all = np.minimum(dataset.timesteps[steps], agent.context_length - 1)
-    captured = []
-    handle = agent.ln_f.register_forward_hook(lambda mod, inp, out: captured.append(out[:, -1]))
     out = np.zeros((len(steps), agent.ln_f.normalized_shape[0]), np.float32)
     done = 0
-    try:
-        for p in np.unique(p_all):                    # same-length contexts batch together
-            rows = np.flatnonzero(p_all == p)
-            for i in range(0, len(rows), batch_size):
-                r = rows[i:i + batch_size]
-                s = steps[r]
-                past = tokens[s[:, None] - np.arange(p, 0, -1)[None, :]].reshape(len(s), p * D)
-                ctx = torch.from_numpy(np.concatenate([past, tokens[s, :o]], axis=1))
-                captured.clear()
-                agent(ctx)
-                out[r] = captured[0].numpy()
-                done += len(r)
-                _report(progress, done / len(steps), "hidden states (Trajectory Transformer)")
-    finally:
-        handle.remove()
+    for p in np.unique(p_all):                    # same-length contexts batch together
+        rows = np.flatnonzero(p_all == p)
+        for i in range(0, len(rows), batch_size):
+            r = rows[i:i + batch_size]
+            s = steps[r]
+            past = tokens[s[:, None] - np.arange(p, 0, -1)[None, :]].reshape(len(s), p * D)
+            ctx = torch.from_numpy(np.concatenate([past, tokens[s, :o]], axis=1))
+            out[r] = agent.final_hidden(ctx)[:, -1].numpy()
+            done += len(r)
+            _report(progress, done / len(steps), "hidden states (Trajectory Transformer)")
     return out
 
 
@@ -307,20 +304,28 @@ def sample_steps(dataset, max_points: int | None = MAX_POINTS, seed: int = 0) ->
     return np.sort(np.random.default_rng(seed).choice(n, size=int(max_points), replace=False))
 
 
-def agent_fingerprint(agent) -> str:
-    """Hash of the agent's kind, config and weights (a retrained agent gets a new key)."""
-    h = hashlib.sha256(agent.kind.encode())
-    h.update(json.dumps(agent.config.to_dict(), sort_keys=True, default=str).encode())
-    for name, t in sorted(agent.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _fingerprints(agent, dataset) -> tuple[str, str]:
-    """Agent and dataset fingerprints, hashed on every call (a few ms): a memo on the objects would go
-    stale when weights change in place or travel with copies (deepcopy, Dataset.select)."""
-    return agent_fingerprint(agent), dataset.fingerprint()
+    """Content keys (analysis/identity.py): stamped once at load, else hashed on every call (a few ms),
+    so weights changed in place or copies (deepcopy, Dataset.select) never hit a stale entry."""
+    return agent_key(agent), dataset_key(dataset)
+
+
+def prune_disk_cache(directory: Path, max_bytes: int | None = None) -> int:
+    """Keep the on-disk cache under max_bytes (limits().embedding_cache_bytes): the least recently used
+    files go first (a hit touches its file). Returns the bytes removed."""
+    max_bytes = limits().embedding_cache_bytes if max_bytes is None else max_bytes
+    try:
+        files = [(f.stat().st_mtime, f.stat().st_size, f) for f in Path(directory).glob("*.npz")]
+    except OSError:
+        return 0
+    total, removed = sum(size for _, size, _ in files), 0
+    for _, size, f in sorted(files, key=lambda x: x[0]):
+        if total <= max_bytes:
+            break
+        f.unlink(missing_ok=True)
+        total -= size
+        removed += size
+    return removed
 
 
 class LRU:
@@ -365,6 +370,10 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got '{method}'.")
     check_dataset(agent, dataset)
+    need = MIN_POINTS if method == "pca" else max(MIN_POINTS, int(n_neighbors) + 1)
+    if dataset.n_transitions < need:
+        raise ValueError(f"{dataset.source} has {dataset.n_transitions} step{'s' if dataset.n_transitions != 1 else ''}; "
+                         f"a {method.upper()} embedding needs at least {need}.")
     a_fp, d_fp = _fingerprints(agent, dataset)
     params = {"method": method, "max_points": int(max_points or 0), "seed": int(seed)}
     if method == "umap":
@@ -380,6 +389,7 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
         if path.exists():
             try:
                 res = Embedding.load(path)
+                os.utime(path)   # least recently used goes first when the cache is pruned
                 _RESULTS.put(key, res)
                 _report(progress, 1.0, "cached on disk")
                 return res
@@ -409,6 +419,7 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
         _RESULTS.put(key, res)
         try:
             res.save(path)
+            prune_disk_cache(disk)
         except OSError:
             pass   # a read-only home: the in-process cache still works
     _report(progress, 1.0, "done")

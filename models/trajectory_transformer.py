@@ -233,6 +233,16 @@ class TrajectoryTransformer(Agent):
     def forward(self, tokens: torch.Tensor, output_attentions: bool = False, past_key_values=None,
                 use_cache: bool = False) -> TTOutput:
         """tokens [B, T] whose first token is obs dim 0 of a transition (counting the cached ones)."""
+        h, past_len, attentions, presents = self._trunk(tokens, past_key_values)
+        return TTOutput(self._heads(h, past_len), tuple(attentions) if output_attentions else None,
+                        tuple(presents) if use_cache else None)
+
+    def final_hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final layer norm's output [B, T, C] (what the heads read), without touching the module:
+        analyses call this instead of hooking ln_f, so a shared agent is never mutated."""
+        return self._trunk(tokens, None)[0]
+
+    def _trunk(self, tokens: torch.Tensor, past_key_values):
         B, T = tokens.shape
         past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         if past_len + T > self.block_size:
@@ -247,8 +257,7 @@ class TrajectoryTransformer(Agent):
             x, present, att = block(x, None if past_key_values is None else past_key_values[i])
             presents.append(present)
             attentions.append(att)
-        return TTOutput(self._heads(self.ln_f(x), past_len), tuple(attentions) if output_attentions else None,
-                        tuple(presents) if use_cache else None)
+        return self.ln_f(x), past_len, attentions, presents
 
     def _heads(self, h: torch.Tensor, past_len: int) -> torch.Tensor:
         """Per-dimension output heads: position p scores the bins of dimension (p + 1) % D."""

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analysis.figures import episode_signals, episode_timeline, returns_histogram
+from ui import charts
 from ui.data import all_datasets, current_dataset_name
 from ui.nav import sidebar
 from ui.uploads import dataset_uploader
@@ -36,12 +37,8 @@ cols[3].metric("Ends", "terminated" if ep.terminated[-1] else "truncated" if ep.
 labels = ds.metadata.get("action_labels") if ds.discrete else None
 if ds.discrete and not labels:
     labels = [str(a) for a in range(ds.n_actions)]
-st.plotly_chart(episode_signals(ep.observations, ds.obs_names, f"Observations — episode {index}", "value"),
-                width="stretch", theme=None, key="obs_chart")
-st.plotly_chart(episode_signals(ep.actions, ds.act_names, f"Actions — episode {index}", "action", labels),
-                width="stretch", theme=None, key="act_chart")
-st.plotly_chart(episode_timeline(ep.rewards, ep.returns_to_go, f"Reward and return-to-go — episode {index}"),
-                width="stretch", theme=None, key="rtg_chart")
+charts.plotly(episode_signals(ep.observations, ds.obs_names, f"Observations — episode {index}", "value"), "obs_chart")
+charts.plotly(episode_signals(ep.actions, ds.act_names, f"Actions — episode {index}", "action", labels), "act_chart")
+charts.plotly(episode_timeline(ep.rewards, ep.returns_to_go, f"Reward and return-to-go — episode {index}"), "rtg_chart")
 with st.expander("All episode returns"):
-    st.plotly_chart(returns_histogram(ds.episode_returns, f"Episode returns — {name}"), width="stretch", theme=None,
-                    key="dataset_hist")
+    charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {name}"), "dataset_hist")

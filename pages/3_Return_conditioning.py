@@ -29,10 +29,10 @@ else:
     seed = c3.number_input("Seed", 0, 10_000, 0, key="sweep_seed")
     try:
         targets = [float(t) for t in text.replace(";", ",").split(",") if t.strip()]
-        if not targets:
+        if not targets or not np.isfinite(targets).all():
             raise ValueError
     except ValueError:
-        st.error("Targets must be numbers separated by commas, e.g. 100, 300, 500.")
+        st.error("Targets must be finite numbers separated by commas, e.g. 100, 300, 500.")
         st.stop()
     if len(targets) * episodes > MAX_RUNS:
         st.error(f"{len(targets)} targets × {episodes} episodes is {len(targets) * episodes} runs; the page runs at most "

@@ -21,7 +21,12 @@ points = c2.select_slider("Points (sampled steps)", [2_000, 5_000, 10_000, MAX_P
 colour = c3.selectbox("Colour by", COLOUR_BY, format_func=LABELS.get, key="emb_colour")
 
 bar = st.progress(0.0, text="Hidden states…")
-embed(agent, ds, method, int(points), 0, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+try:
+    embed(agent, ds, method, int(points), 0, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+except ValueError as e:   # e.g. too few steps to project
+    bar.empty()
+    st.error(str(e))
+    st.stop()
 bar.empty()
 collected = []
 exports.show(figure(sel, "embedding", method=method, colour_by=colour, max_points=int(points)), "embedding", collected)

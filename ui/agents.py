@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.identity import stamp_agent
 from models.errors import AgentError
 from models.report import AGENT_DIR
 
@@ -21,7 +22,7 @@ def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agen
     from models import load_agent
 
     torch.set_num_threads(1)   # small models, many small ops: threads only contend
-    return load_agent(path).eval()
+    return stamp_agent(load_agent(path).eval())
 
 
 def shipped_paths() -> dict[str, Path]:
@@ -62,7 +63,7 @@ def read_agent_upload(file):
         path = Path(tmp) / (Path(file.name).name or "agent.zip")   # the user's name, so messages name their file
         path.write_bytes(file.getvalue())
         try:
-            return load_agent(path).eval()
+            return stamp_agent(load_agent(path).eval())
         except AgentError as e:
             raise AgentError(str(e).replace(str(path), file.name)) from None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.identity import stamp_dataset
 from trajectories import Dataset, DatasetError, load_dataset
 from trajectories.samples import sample_datasets
 
@@ -15,7 +16,7 @@ UPLOAD_TYPES = ["npz", "parquet", "csv", "json", "jsonl", "hdf5", "h5", "zip"]
 
 @st.cache_resource(show_spinner="Loading dataset…")
 def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a regenerated file reloads
-    return load_dataset(path)
+    return stamp_dataset(load_dataset(path))
 
 
 def shipped() -> dict[str, Dataset]:
@@ -39,7 +40,7 @@ def read_upload(file) -> Dataset:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(file.getvalue())
-        return load_dataset(path, display_name=file.name)
+        return stamp_dataset(load_dataset(path, display_name=file.name))
 
 
 def current_dataset_name() -> str | None:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from analysis.catalog import Figured
 from analysis.export import FORMATS, MIME, bundle, figure_bytes, keep_server_alive
+from ui import charts
 
 
 def _bytes(f: Figured, fmt: str) -> bytes:
@@ -16,7 +17,7 @@ def _bytes(f: Figured, fmt: str) -> bytes:
 
 def show(f: Figured, key: str, collected: list | None = None) -> None:
     """The figure, then a row of download buttons; `collected` gathers the page's figures for its bundle."""
-    st.plotly_chart(f.figure, width="stretch", theme=None, key=f"{key}_chart")
+    charts.plotly(f.figure, f"{key}_chart")
     cols = st.columns(len(FORMATS) + 1, gap="small")
     cols[0].caption("Download")
     for col, fmt in zip(cols[1:], FORMATS):

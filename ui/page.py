@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
+import weakref
 from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from analysis import catalog
+from analysis.identity import agent_key, dataset_key
+from trajectories.limits import limits
+from ui.figure_cache import SHARED, FigureCache
 from models.errors import AgentError
 from ui.agents import agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
@@ -20,10 +27,16 @@ class Selection:
     agent: object
     dataset_name: str
     dataset: object
-    key: str = ""   # cache key of the pair: the agent object (uploads are per session) and the data's content
+    key: str = ""   # cache key of the pair: content keys (never id(): freed ids are reused) and the names shown
 
     def __post_init__(self):
-        self.key = self.key or f"{self.agent_name}|{self.dataset_name}|{id(self.agent)}|{self.dataset.fingerprint()}"
+        self.key = self.key or "|".join([self.agent_name, agent_key(self.agent), self.dataset_name,
+                                         dataset_key(self.dataset), self.dataset.source])
+
+    @property
+    def private(self) -> bool:
+        """Does the pair include this session's upload (its figures leave the cache with the session)?"""
+        return self.agent_name.startswith("upload: ") or self.dataset_name.startswith("upload: ")
 
     @property
     def paths(self) -> dict:
@@ -58,12 +71,40 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     return Selection(agent_name, agent, dataset_name, ds)
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
-def _make(key: str, name: str, params: str, _agent, _dataset) -> catalog.Figured:
-    return catalog.make(name, _agent, _dataset, **json.loads(params))
+FIGURES = FigureCache(lambda: limits().figure_cache_bytes)
+
+
+class _SessionOwner:
+    """Lives in one session's state: when the session ends and its state is freed, its figures go."""
+
+    def __init__(self, session_id: str):
+        self.id = session_id
+        weakref.finalize(self, FIGURES.release, session_id)
+
+
+def _owner() -> str:
+    token = st.session_state.get("_figure_owner")
+    if token is None:
+        ctx = get_script_run_ctx()
+        token = st.session_state["_figure_owner"] = _SessionOwner(ctx.session_id if ctx else uuid.uuid4().hex)
+    return token.id
+
+
+def _alive(session_id: str) -> bool:
+    if not Runtime.exists():   # AppTest: sessions end by dropping their state (see _SessionOwner)
+        return True
+    return Runtime.instance().is_active_session(session_id)
 
 
 def figure(sel: Selection, name: str, **params) -> catalog.Figured:
-    """A catalog figure for the selection, cached per (agent, dataset, figure, parameters): the same code
-    as `cli.py export`, so a page's figure and its headless export are one and the same."""
-    return _make(sel.key, name, json.dumps(params, sort_keys=True), sel.agent, sel.dataset)
+    """A catalog figure for the selection, cached per (content of agent and dataset, figure, parameters): the
+    same code as `cli.py export`, so a page's figure and its headless export are one and the same."""
+    key = f"{sel.key}|{name}|{json.dumps(params, sort_keys=True)}"
+    owner = _owner() if sel.private else SHARED
+    hit = FIGURES.get(key, owner)
+    if hit is not None:
+        return hit
+    made = catalog.make(name, sel.agent, sel.dataset, **params)
+    FIGURES.purge(_alive)
+    FIGURES.put(key, made, owner)
+    return made

@@ -6,6 +6,7 @@ import streamlit as st
 
 from models.errors import AgentError
 from trajectories import DatasetError
+from trajectories.limits import human_bytes, limits
 from ui.agents import AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents
 from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, read_upload, uploaded
 
@@ -23,11 +24,34 @@ def upload_widget(key: str, label: str, types, reader, store: dict, select_key: 
             store[file.name] = obj
             st.session_state[select_key] = st.session_state[f"{select_key}_select"] = f"upload: {file.name}"
             st.session_state.pop(f"{key}_error", None)
-            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}."
+            dropped = keep_within_limits(store, file.name, obj)
+            note = f" Removed the oldest upload{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)}) to stay within " \
+                   f"this session's limit of {limits().session_uploads} uploads and {human_bytes(limits().session_upload_bytes)}." if dropped else ""
+            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}.{note}"
     if st.session_state.get(f"{key}_error"):
         st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
     elif st.session_state.get(f"{key}_ok"):
         st.success(st.session_state[f"{key}_ok"])
+
+
+def upload_bytes(obj) -> int:
+    """Memory an upload holds: a Dataset's arrays or an agent's tensors."""
+    if hasattr(obj, "state_dict"):
+        return sum(t.numel() * t.element_size() for t in obj.state_dict().values())
+    return sum(getattr(obj, k).nbytes for k in ("observations", "actions", "rewards", "terminated", "truncated"))
+
+
+def keep_within_limits(store: dict, name: str, obj) -> list[str]:
+    """Record this upload; drop this session's oldest uploads (datasets and agents alike) past the limits.
+    Returns the names dropped (never the one just added)."""
+    order = st.session_state.setdefault("upload_order", [])   # (store, name, bytes), oldest first
+    order[:] = [o for o in order if not (o[0] is store and o[1] == name)] + [(store, name, upload_bytes(obj))]
+    lim, dropped = limits(), []
+    while len(order) > 1 and (len(order) > lim.session_uploads or sum(o[2] for o in order) > lim.session_upload_bytes):
+        old_store, old_name, _ = order.pop(0)
+        old_store.pop(old_name, None)
+        dropped.append(old_name)
+    return dropped
 
 
 def dataset_uploader() -> None:
