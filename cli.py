@@ -412,6 +412,10 @@ def cmd_reproduce(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
+    if args.hostile:
+        from bench.hostile import run_hostile
+
+        return {"hostile": run_hostile(verbose=not args.json)}
     from bench import run_all
 
     results = run_all(only=args.only, quick=args.quick, verbose=not args.json)
@@ -501,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks: each fast path against its naive twin")
     s.add_argument("--only", help="run only benchmarks whose name contains this")
     s.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
+    s.add_argument("--hostile", action="store_true", help="time and peak memory of refusing each hostile file (SECURITY.md)")
     s.set_defaults(func=cmd_bench)
 
     for sp in sub.choices.values():
