@@ -58,6 +58,9 @@ def _inspect_agent(args) -> dict:
 
     agent = load_agent(args.path)
     card = agent.card()
+    notes = list(getattr(agent, "notes", None) or [])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if not args.json:
         print(f"{args.path}  (agent)")
         for key, val in card.items():
@@ -66,7 +69,7 @@ def _inspect_agent(args) -> dict:
         for r in card.get("evaluation") or []:
             target = "—" if r["target_return"] is None else f"{r['target_return']:g}"
             print(f"  target {target:>8}: return {r['mean_return']:.1f}  95% CI [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['episodes']} episodes)")
-    return {"format": "agent", **card}
+    return {"format": "agent", **card, "notes": notes}
 
 
 def _parse_pairs(items, flag: str) -> dict:

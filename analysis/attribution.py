@@ -636,6 +636,7 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
 
 # ---- catalog entries ---------------------------------------------------------------------------------------------
 from .catalog import Figured, register  # noqa: E402
+from .identity import dataset_key  # noqa: E402
 
 
 _MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -643,7 +644,7 @@ _MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _attribution(agent, dataset, episode, step, target, method, seed):
     """attribute_step memoised per agent object: a page's two views of one step share one computation."""
-    key = (dataset.fingerprint(), int(episode), step, target, method, int(seed))
+    key = (dataset_key(dataset), int(episode), step, target, method, int(seed))
     memo = _MEMO.setdefault(agent, {})
     if key not in memo:
         if len(memo) >= 16:

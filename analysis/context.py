@@ -146,7 +146,6 @@ def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, unifor
 
     env_seeds [n] reset seeds; target_returns [n] (raw units); uniforms [n, T] the discrete draws (as
     DTRollout's `uniforms`). Returns the episode returns [n] (and the actions [T, n] if record_actions)."""
-    import gymnasium as gym
 
     import envs  # noqa: F401 - registers seqlens' environments
 
@@ -159,7 +158,7 @@ def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, unifor
     W = int(min(int(ks.max()), receptive_field(agent)))
     m = agent
     dev = m.action_low.device
-    vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    vec = envs.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     was = m.training
     m.eval()
     try:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-import envs  # noqa: F401 - registers seqlens' environments
+import envs  # registers seqlens' environments; envs.make_vec / check_env_id are the only way to an env
 from models.errors import AgentError
 from models.windows import TrainingData, gather_windows
 
@@ -102,7 +102,7 @@ def _uniforms(n_envs: int, steps: int, seed: int) -> np.ndarray:
 
 
 def _limit(env_id: str, agent) -> int:
-    spec = gym.spec(env_id)
+    spec = gym.spec(envs.check_env_id(env_id))
     return int(spec.max_episode_steps or agent.config.max_ep_len)
 
 
@@ -123,7 +123,7 @@ def rtg_sweep(agent, targets, episodes: int = 16, seed: int = 0, env_id: str | N
     targets = np.asarray(list(targets), float)
     n = len(targets) * episodes
     steps = _limit(env_id, agent)
-    vec = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    vec = envs.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     try:
         obs, _ = vec.reset(seed=seed)    # env i is seeded seed + i
         ro = agent.start_rollout(n, np.repeat(targets, episodes), sample=sample, seed=seed, use_cache=use_cache,
@@ -155,7 +155,7 @@ def rtg_sweep_naive(agent, targets, episodes: int = 16, seed: int = 0, env_id: s
     u = _uniforms(n, steps, seed)
     rec = None
     for i in range(n):
-        env = gym.make(env_id)
+        env = envs.make(env_id)
         obs, _ = env.reset(seed=seed + i)
         ro = agent.start_rollout(1, np.array([targets[i // episodes]]), sample=sample, seed=seed, use_cache=False,
                                  uniforms=u[i:i + 1])

@@ -2,9 +2,14 @@
 
 Importing this package registers them with gymnasium (once; importing again is a no-op), so
 `gymnasium.make("seqlens/KeyToDoor-v0")` and `make_vec(...)` work anywhere after `import envs`.
+
+Environment ids may come from strangers (an uploaded agent's config.json, a dataset's metadata), and
+gymnasium imports the module of an id written "module:Env". So seqlens makes environments only through
+`envs.make` / `envs.make_vec`, which accept registered ids without a module part and refuse the rest.
 """
 from __future__ import annotations
 
+import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
 from .key_to_door import ACTION_LABELS as _KEYDOOR_ACTIONS
@@ -65,4 +70,55 @@ def resolve_env_id(name_or_id: str) -> str:
     raise ValueError(f"Unknown environment {name_or_id!r}; expected one of: {valid}.")
 
 
-__all__ = ["ENV_ALIASES", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "resolve_env_id"]
+class EnvIdError(ValueError, gym.error.Error):
+    """An environment id seqlens will not hand to gymnasium; `str(err)` is one sentence."""
+
+
+def check_env_id(env_id) -> str:
+    """env_id itself if it is a registered gymnasium id without a module part, else EnvIdError.
+
+    Never imports anything: "module:Env" ids (which make gymnasium import `module`) are refused, and an
+    id must already be in gymnasium's registry (seqlens' own ids are, once this package is imported).
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise EnvIdError(f"environment id {str(env_id)[:60]!r} is not a gymnasium environment id (expected a string such as 'CartPole-v1').")
+    shown = env_id if len(env_id) <= 80 else env_id[:77] + "..."
+    if ":" in env_id:
+        raise EnvIdError(f"environment id {shown!r} names a module to import ({shown.split(':')[0]!r}); seqlens makes only "
+                         "registered environments, written without a module part (such as 'CartPole-v1').")
+    if env_id not in registry:
+        raise EnvIdError(f"environment id {shown!r} is not registered with gymnasium here; seqlens makes only registered "
+                         "environments (such as 'CartPole-v1' or 'seqlens/KeyToDoor-v0').")
+    return env_id
+
+
+def make(env_id, **kwargs):
+    """gymnasium.make for a checked id (see check_env_id); the only way seqlens makes one environment."""
+    return gym.make(check_env_id(env_id), **kwargs)
+
+
+def make_vec(env_id, num_envs: int = 1, **kwargs):
+    """gymnasium.make_vec for a checked id (see check_env_id)."""
+    return gym.make_vec(check_env_id(env_id), num_envs=num_envs, **kwargs)
+
+
+def env_spaces(env_id) -> tuple[gym.Space, gym.Space]:
+    """(observation_space, action_space) of a checked id, from one environment made and closed again.
+
+    EnvIdError for an id seqlens refuses; any other exception means the environment cannot be made here
+    (a missing dependency such as mujoco), which callers may treat as "unavailable" rather than fatal.
+    """
+    check_env_id(env_id)
+    if env_id not in _SPACES:
+        env = gym.make(env_id)
+        try:
+            _SPACES[env_id] = (env.observation_space, env.action_space)
+        finally:
+            env.close()
+    return _SPACES[env_id]
+
+
+_SPACES: dict[str, tuple] = {}
+
+__all__ = ["ENV_ALIASES", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
+           "make", "make_vec", "resolve_env_id"]

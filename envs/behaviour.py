@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sys
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 from trajectories.dataset import Dataset
 
-from . import ACT_NAMES, ACTION_LABELS, OBS_NAMES, resolve_env_id
+from . import ACT_NAMES, ACTION_LABELS, OBS_NAMES, make, resolve_env_id
 from .key_to_door import MOVES
 
 # Weak cart-position gains: at epsilon=0 it holds 500 steps (1000/1000 seeds), while noise makes the
@@ -124,7 +123,7 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
     behaviour = BEHAVIOURS[env_id]()
     rng = np.random.default_rng(seed)
-    sim = gym.make(env_id)
+    sim = make(env_id)
     obs, acts, rews, terms, truncs, starts = [], [], [], [], [], []
     knob_log: dict[str, list] = {}
     key_taken = []

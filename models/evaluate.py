@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import warnings
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
@@ -63,7 +62,7 @@ def run_episodes(agent: Agent, n_envs: int, target_returns: np.ndarray | None, s
     env_id = env_id or agent.config.env_id
     if not env_id:
         raise AgentError("the agent does not name an environment (env_id); pass one to evaluate it.")
-    vec = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
+    vec = envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
     try:
         obs, _ = vec.reset(seed=seed)
         rollout = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed)

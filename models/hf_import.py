@@ -19,63 +19,99 @@ statistics, or the agent sees raw observations.
 """
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 import torch
 
 from .base import AgentConfig
-from .decision_transformer import _ACTIVATIONS, DecisionTransformer
+from .config_check import MAX_CONTEXT, check_hf_config
+from .decision_transformer import DecisionTransformer
+from .errors import AgentError
+from .safetensors_header import read_header
 
 _PREFIXES = ("", "decision_transformer.")
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def _weight_files(path: Path, name: str) -> list[Path]:
+    """The safetensors files of an HF directory: model.safetensors, or the shards its index names."""
+    from .checkpoint import _read_json, shard_names
 
     single, index = path / "model.safetensors", path / "model.safetensors.index.json"
-    if single.exists():
-        return load_file(str(single))
-    if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        out = {}
-        for f in files:
-            out.update(load_file(str(path / f)))
-        return out
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        shards = shard_names(_read_json(index, f"{name}: model.safetensors.index.json"), f"{name}: model.safetensors.index.json")
+        for s in shards:
+            if not (path / s).is_file():
+                raise AgentError(f"{name}: model.safetensors.index.json names the shard {s}, which is not beside it.")
+        return [path / s for s in shards]
     if (path / "pytorch_model.bin").exists():
-        raise ValueError(f"{path} holds pytorch_model.bin, a pickle; seqlens reads only model.safetensors. "
+        raise AgentError(f"{name} holds pytorch_model.bin, a pickle; seqlens reads only model.safetensors. "
                          "Convert it once with transformers: DecisionTransformerModel.from_pretrained(dir)"
                          ".save_pretrained(dir) writes model.safetensors.")
-    raise ValueError(f"{path} has no model.safetensors (expected a DecisionTransformerModel.save_pretrained directory).")
+    raise AgentError(f"{name} has no model.safetensors (expected a DecisionTransformerModel.save_pretrained directory).")
+
+
+def _meta_tensors(files: list[Path], name: str) -> dict[str, torch.Tensor]:
+    """Meta tensors (no memory) of the shapes the safetensors headers declare, checked before any read."""
+    out = {}
+    for f in files:
+        for key, info in read_header(f, f"{name}: {f.name}").items():
+            if key in out:
+                raise AgentError(f"{name}: tensor '{key[:60]}' appears in more than one weights file.")
+            out[key] = torch.empty(info.shape, device="meta")
+    return out
+
+
+def _read_tensors(files: list[Path], name: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in files:
+        try:
+            out.update(load_file(str(f)))
+        except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
+            raise AgentError(f"{name}: {f.name} is not a readable safetensors file ({' '.join(str(e).split())[:160]}).") from None
+    return out
 
 
 def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: float = 1000.0,
-                                 max_ep_len: int | None = None) -> DecisionTransformer:
+                                 max_ep_len: int | None = None, name: str | None = None) -> DecisionTransformer:
     """An HF DecisionTransformerModel directory -> DecisionTransformer (continuous actions, eval mode).
 
     max_ep_len: None keeps HF's timestep table; a smaller value keeps its first rows (later steps clip).
+    name: how messages call the checkpoint (default: the path). Every failure is an AgentError (a
+    ValueError) with one sentence. The config is checked field by field, the weights' headers against a
+    meta-device model (no memory) and only then are the model built and the tensors read.
     """
+    from .checkpoint import _read_json, build_meta
+
     path = Path(path)
+    name = name or str(path)
     cfg_file = path / "config.json"
     if not cfg_file.exists():
-        raise ValueError(f"{path} has no config.json (expected a DecisionTransformerModel.save_pretrained directory).")
-    hf = json.loads(cfg_file.read_text())
+        raise AgentError(f"{name} has no config.json (expected a DecisionTransformerModel.save_pretrained directory).")
+    hf = _read_json(cfg_file, f"{name}: config.json")
+    if not isinstance(hf, dict):
+        raise AgentError(f"{name}: config.json must hold a JSON object.")
     if hf.get("model_type") != "decision_transformer":
-        raise ValueError(f"{cfg_file} has model_type '{hf.get('model_type')}', expected 'decision_transformer'.")
-    for key in ("state_dim", "act_dim", "hidden_size", "n_layer", "n_head", "max_ep_len"):
-        if key not in hf:
-            raise ValueError(f"{cfg_file} lacks '{key}', which a Decision Transformer config must give.")
+        raise AgentError(f"{name}: config.json has model_type '{str(hf.get('model_type'))[:40]}', expected 'decision_transformer'.")
+    check_hf_config(hf, f"{name}: config.json")
     act = hf.get("activation_function", "relu")
-    if act not in _ACTIVATIONS:
-        raise ValueError(f"{cfg_file}: activation_function '{act}' is not supported (supported: {', '.join(_ACTIVATIONS)}).")
-    hf_len = int(hf["max_ep_len"])
+    hf_len = hf["max_ep_len"]
     if max_ep_len is not None and not 1 <= max_ep_len <= hf_len:
-        raise ValueError(f"max_ep_len {max_ep_len} must be between 1 and the model's timestep table size {hf_len}.")
-    hidden = int(hf["hidden_size"])
+        raise AgentError(f"max_ep_len {max_ep_len} must be between 1 and the model's timestep table size {hf_len}.")
+    if not (isinstance(context_length, int) and 1 <= context_length <= MAX_CONTEXT):
+        raise AgentError(f"context_length must be an integer between 1 and {MAX_CONTEXT}, got {context_length!r}.")
+    if not (isinstance(rtg_scale, (int, float)) and math.isfinite(rtg_scale) and rtg_scale > 0):
+        raise AgentError(f"rtg_scale must be a positive finite number, got {rtg_scale!r}.")
+    hidden = hf["hidden_size"]
     config = AgentConfig(
-        kind="dt", obs_dim=int(hf["state_dim"]), act_dim=int(hf["act_dim"]), discrete=False,
+        kind="dt", obs_dim=hf["state_dim"], act_dim=hf["act_dim"], discrete=False,
         context_length=int(context_length), max_ep_len=int(max_ep_len or hf_len), rtg_scale=float(rtg_scale),
-        hparams={"hidden": hidden, "n_layer": int(hf["n_layer"]), "n_head": int(hf["n_head"]),
+        hparams={"hidden": hidden, "n_layer": hf["n_layer"], "n_head": hf["n_head"],
                  "n_inner": hf.get("n_inner") or 4 * hidden, "dropout": float(hf.get("resid_pdrop", 0.1)),
                  "activation": act, "layer_norm_eps": float(hf.get("layer_norm_epsilon", 1e-5)),
                  "action_tanh": bool(hf.get("action_tanh", True)), "banded": False, "hf_wpe": True,
@@ -84,35 +120,61 @@ def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: floa
                  "hf_import": str(path)})
     # reorder_and_upcast_attn only changes where the scale is applied and the dtype of the softmax: the same
     # numbers in float32, so it needs no switch here.
-    model = DecisionTransformer(config)
-    tensors = _read_tensors(path)
-    prefix = next((p for p in _PREFIXES if f"{p}embed_state.weight" in tensors), "")
+    files = _weight_files(path, name)
+    # the whole mapping runs once on meta tensors (shapes from the headers) against a meta-built model
+    meta = build_meta(config, name, cls=DecisionTransformer)
+    _map_state(_meta_tensors(files, name), meta, config, name)
+    try:
+        model = DecisionTransformer(config)
+    except Exception as e:  # noqa: BLE001 - checked above; any failure still gets one sentence
+        raise AgentError(f"{name}: config.json cannot build a 'dt' model ({' '.join(str(e).split())[:160]}).") from None
+    state = _map_state(_read_tensors(files, name), model, config, name)
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():  # heads HF lacks start at zero, so an import is deterministic
+        for pname, p in model.named_parameters():
+            if pname in _UNTRAINED:
+                p.zero_()
+    return model.eval()
 
+
+_UNTRAINED = {"return_unknown", "predict_value.weight", "predict_value.bias"}
+
+
+def _map_state(tensors: dict[str, torch.Tensor], model: DecisionTransformer, config: AgentConfig,
+               name: str) -> dict[str, torch.Tensor]:
+    """HF tensors -> our parameter names, every shape checked against the model config.json implies.
+    Runs on meta tensors (header shapes) and meta models as well as on real ones."""
+    hidden = config.hparams["hidden"]
+    prefix = next((p for p in _PREFIXES if f"{p}embed_state.weight" in tensors), "")
     own = dict(model.named_parameters())
     state = {}
 
-    def put(name: str, hf_name: str | None = None, transpose: bool = False, rows=None) -> None:
-        """Copy HF tensor hf_name into our parameter name, checking the shape against config.json."""
-        key = prefix + (hf_name or name)
+    def put(pname: str, hf_name: str | None = None, transpose: bool = False, rows=None) -> None:
+        """Copy HF tensor hf_name into our parameter pname, checking the shape against config.json."""
+        key = prefix + (hf_name or pname)
         if key not in tensors:
-            raise ValueError(f"{path}: the weights lack tensor '{key}' (is this a DecisionTransformerModel checkpoint?).")
-        t = tensors[key].float()
-        t = t.t() if transpose and t.dim() == 2 else t
-        t = t[rows] if rows is not None and t.dim() == 2 else t
-        want = tuple(own[name].shape)
-        if tuple(t.shape) != want:
+            raise AgentError(f"{name}: the weights lack tensor '{key}' (is this a DecisionTransformerModel checkpoint?).")
+        t = tensors[key]
+        if t.dim() == 2 and rows is not None and (t.shape[0] < 1 if rows == 0 else t.shape[0] < rows.stop):
+            t = None   # too few rows to take: a shape error below, not an IndexError
+        else:
+            t = t.float()
+            t = t.t() if transpose and t.dim() == 2 else t
+            t = t[rows] if rows is not None and t.dim() == 2 else t
+        want = tuple(own[pname].shape)
+        if t is None or tuple(t.shape) != want:
             if rows is None:
                 implied = str(want[::-1] if transpose else want)
             else:   # embed_timestep keeps its first max_ep_len rows, wpe its row 0
                 implied = f"({want[0]} or more, {hidden})" if len(want) == 2 else f"(n_positions, {hidden})"
-            raise ValueError(f"{path}: tensor '{key}' has shape {tuple(tensors[key].shape)}, but config.json "
+            raise AgentError(f"{name}: tensor '{key}' has shape {tuple(tensors[key].shape)}, but config.json "
                              f"(state_dim {config.obs_dim}, act_dim {config.act_dim}, hidden_size {hidden}, "
                              f"max_ep_len {config.max_ep_len}) implies {implied}.")
-        state[name] = t
+        state[pname] = t
 
-    for name in ("embed_return", "embed_state", "embed_action", "embed_ln", "predict_state", "predict_return",
-                 "encoder.ln_f"):
-        put(f"{name}.weight"), put(f"{name}.bias")
+    for mod in ("embed_return", "embed_state", "embed_action", "embed_ln", "predict_state", "predict_return",
+                "encoder.ln_f"):
+        put(f"{mod}.weight"), put(f"{mod}.bias")
     put("embed_timestep.weight", rows=slice(0, config.max_ep_len))
     head = "predict_action.0" if prefix + "predict_action.0.weight" in tensors else "predict_action"
     put("predict_action.weight", f"{head}.weight"), put("predict_action.bias", f"{head}.bias")
@@ -125,14 +187,9 @@ def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: floa
             put(h + lin + ".weight", transpose=True), put(h + lin + ".bias")   # Conv1D stores [in, out]
     extra = sorted(k for k in tensors if k.startswith(prefix + f"encoder.h.{config.hparams['n_layer']}."))
     if extra:
-        raise ValueError(f"{path}: the weights have more layers than config.json's n_layer "
-                         f"{config.hparams['n_layer']} (found '{extra[0]}').")
-    missing = model.load_state_dict(state, strict=False).missing_keys
-    untrained = {"return_unknown", "predict_value.weight", "predict_value.bias"}
-    if set(missing) - untrained:
-        raise ValueError(f"{path}: no HF tensor maps to {sorted(set(missing) - untrained)}.")
-    with torch.no_grad():  # heads HF lacks start at zero, so an import is deterministic
-        for name, p in model.named_parameters():
-            if name in untrained:
-                p.zero_()
-    return model.eval()
+        raise AgentError(f"{name}: the weights have more layers than config.json's n_layer "
+                         f"{config.hparams['n_layer']} (found '{extra[0][:60]}').")
+    missing = set(own) - set(state) - _UNTRAINED
+    if missing:
+        raise AgentError(f"{name}: no HF tensor maps to {sorted(missing)[:3]}.")
+    return state

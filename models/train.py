@@ -37,9 +37,9 @@ def make_config(kind: str, ds: Dataset, context_length: int | None = None, hpara
     low = high = None
     if ds.env_id:
         try:
-            spec = gym.spec(ds.env_id)
+            spec = gym.spec(envs.check_env_id(ds.env_id))
             max_ep_len = max(max_ep_len, int(spec.max_episode_steps or 0))
-            space = gym.make(ds.env_id).action_space
+            space = envs.make(ds.env_id).action_space
             if isinstance(space, gym.spaces.Box):
                 low, high = space.low.astype(float).tolist(), space.high.astype(float).tolist()
         except gym.error.Error:

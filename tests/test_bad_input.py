@@ -105,7 +105,7 @@ CASES = {
     "npz missing rewards": (lambda p, t: _npz(p / "m.npz", observations=np.zeros((5, 2)), actions=np.zeros(5)), "m.npz has no rewards array"),
     "npz ragged obs": (lambda p, t: _npz(p / "r.npz", observations=np.zeros((5, 2, 2)), actions=np.zeros(5), rewards=np.zeros(5)),
                        "r.npz: observations must be a 2-D array"),
-    "npz object array": (_pickled_npz, "obj.npz: array 'observations' could not be read without pickle"),
+    "npz object array": (_pickled_npz, "obj.npz: array 'observations' holds Python objects, which could only be read with pickle"),
     "npz nan obs": (lambda p, t: _npz(p / "n.npz", observations=np.array([[0.0], [np.nan]]), actions=[0, 1], rewards=[0, 1]),
                     "n.npz: observations has NaN at row 1"),
     "minari zero-step episode": (_zero_step_minari, "main_data.hdf5: episode_1 has zero steps"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import gc
 import io
-import json
 import sys
 import threading
 import zipfile
@@ -90,10 +89,16 @@ def test_every_hostile_upload_is_one_sentence_and_the_session_keeps_its_choice(k
     options = at.selectbox(key=f"{select}_select").options
     at.selectbox(key=f"{select}_select").select(options[1]).run()
     before = at.session_state[select]
+    from bench.hostile_agents import ACCEPTED
+
     for h in files:
         path = Path(h["path"])
         at.file_uploader(key=key).upload(path.name, path.read_bytes(), "application/octet-stream").run()
         assert not at.exception, (h["name"], at.exception)
+        if h["name"] in ACCEPTED:   # loads, saying what it ignored; nothing of the extra member is unpacked
+            assert not at.error and any(h["expect"] in s.value.lower() for s in at.success), (h["name"], at.success)
+            at.selectbox(key=f"{select}_select").select(before).run()
+            continue
         errors = [e.value for e in at.error]
         assert len(errors) == 1, (h["name"], errors)
         assert "\n" not in errors[0] and h["expect"] in errors[0].lower(), (h["name"], errors[0])

@@ -5,22 +5,27 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from .budget import Budget
 from .dataset import Dataset, starts_from_flags
 from .errors import DatasetError
+from .hdf5_safety import read_array, read_attr_str
 
 
 def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
+    """The caller has run hdf5_safety.check_self_contained on `f`."""
     missing = [k for k in ("observations", "actions", "rewards") if k not in f]
     if missing:
         raise DatasetError(f"{name}: D4RL file has no {', '.join(missing)} (expected observations, actions, rewards, terminals, timeouts).")
-    arrays = {k: f[k][()] for k in ("observations", "actions", "rewards") if isinstance(f[k], h5py.Dataset)}
-    if len(arrays) < 3:
-        raise DatasetError(f"{name}: observations, actions and rewards must be arrays, not groups.")
-    n = len(arrays["rewards"])
-    flags = {key: f[key][()] for key in ("terminals", "timeouts") if key in f}
-    if not flags:
+    keys = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k in f]
+    if not all(isinstance(f[k], h5py.Dataset) for k in keys):
+        raise DatasetError(f"{name}: observations, actions, rewards, terminals and timeouts must be arrays, not groups.")
+    if "terminals" not in f and "timeouts" not in f:
         raise DatasetError(f"{name}: D4RL file has neither terminals nor timeouts, so episodes cannot be split.")
-    lengths = {k: len(v) for k, v in {**arrays, **flags}.items()}
+    budget = Budget(name)  # read_array checks each declared size before reading
+    arrays = {k: read_array(f[k], budget) for k in ("observations", "actions", "rewards")}
+    flags = {k: read_array(f[k], budget) for k in ("terminals", "timeouts") if k in f}
+    n = len(arrays["rewards"]) if arrays["rewards"].ndim else 0
+    lengths = {k: len(v) if v.ndim else 0 for k, v in {**arrays, **flags}.items()}
     if len(set(lengths.values())) > 1:
         raise DatasetError(f"{name}: arrays have mismatched lengths ({', '.join(f'{k}: {v}' for k, v in lengths.items())}).")
     if n == 0:
@@ -31,9 +36,8 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         starts = starts_from_flags(term.astype(bool), trunc.astype(bool))
     except ValueError:
         raise DatasetError(f"{name}: terminals and timeouts must be 0/1 flags.") from None
-    env_id = f.attrs.get("env_id")
     return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
-                   env_id=str(env_id) if env_id is not None else None, source=name, metadata={"format": "d4rl-hdf5"})
+                   env_id=read_attr_str(f, "env_id"), source=name, metadata={"format": "d4rl-hdf5"})
 
 
 def write_d4rl(ds: Dataset, path) -> None:

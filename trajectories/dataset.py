@@ -6,12 +6,17 @@ are slices (views, no copies), and returns-to-go are computed once on first use.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from .budget import check_rows, check_width, over_limit
 from .errors import DatasetError
+from .limits import limits
+
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,11 @@ class Dataset:
         for key, arr in fields.items():
             if len(arr) != n:
                 raise DatasetError(f"{name}: {key} has {len(arr)} rows but observations has {n}; every per-step array must have one row per step.")
-        if not np.issubdtype(obs.dtype, np.number):
-            raise DatasetError(f"{name}: observations must be numeric, got dtype {obs.dtype}.")
-        self.observations = obs if obs.dtype == np.float32 else obs.astype(np.float32)
+        if not np.issubdtype(obs.dtype, np.number) or np.iscomplexobj(obs):
+            raise DatasetError(f"{name}: observations must be real numbers, got dtype {obs.dtype}.")
+        check_rows(name, n)
+        check_width(name, obs.shape[1], "observation")
+        self.observations = _to_float32(obs, "observations", name)
         self.actions = _normalise_actions(acts, name)
         self.rewards = _as_dtype(self.rewards, np.float32, "rewards", name)
         self.terminated = _as_flags(self.terminated, "terminated", name)
@@ -83,7 +90,7 @@ class Dataset:
             _check_finite(self.actions, "actions", name)
         _check_finite(self.rewards, "rewards", name)
 
-        starts = np.asarray(self.episode_starts, dtype=np.int64).reshape(-1)
+        starts = whole_numbers(self.episode_starts, "episode_starts", name)
         if len(starts) == 0 or starts[0] != 0:
             raise DatasetError(f"{name}: episode_starts must begin with 0 (the first episode starts at step 0).")
         gaps = np.diff(np.append(starts, n))
@@ -93,16 +100,18 @@ class Dataset:
         self.episode_starts = starts
 
         if self.discrete:
-            if (self.actions < 0).any():
-                row = int(np.argmax(self.actions < 0))
-                raise DatasetError(f"{name}: discrete action is negative ({self.actions[row]}) at row {row}.")
-            inferred = int(self.actions.max()) + 1
-            if self.n_actions is None:
-                self.n_actions = inferred
-            elif inferred > self.n_actions:
-                raise DatasetError(f"{name}: action {inferred - 1} is out of range for {self.n_actions} discrete actions.")
+            self.n_actions = _discrete_count(self.actions, self.n_actions, name)
         else:
+            check_width(name, self.act_dim, "action")
+            if self.n_actions is not None:
+                check_n_actions(self.n_actions, name)
             self.n_actions = None
+        self.obs_names = _names(self.obs_names, "obs_names", name)
+        self.act_names = _names(self.act_names, "act_names", name)
+        if self.env_id is not None and not isinstance(self.env_id, str):
+            raise DatasetError(f"{name}: env_id must be a string, got {type(self.env_id).__name__}.")
+        if not isinstance(self.metadata, dict):
+            raise DatasetError(f"{name}: metadata must be a JSON object (a dict), got {type(self.metadata).__name__}.")
         if self.obs_names is not None and len(self.obs_names) != self.obs_dim:
             raise DatasetError(f"{name}: {len(self.obs_names)} observation names given for obs_dim {self.obs_dim}.")
         self.obs_names = list(self.obs_names) if self.obs_names is not None else [f"obs_{i}" for i in range(self.obs_dim)]
@@ -237,6 +246,107 @@ def starts_from_ids(episode_ids: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], change]).astype(np.int64)
 
 
+def whole_numbers(values, key: str, name: str) -> np.ndarray:
+    """A 1-D int64 array from integers, or from floats that are all whole (2.5, NaN or 1e300 are refused, not cast)."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        if len(arr):
+            raise DatasetError(f"{name}: {key} must be whole numbers, got dtype {arr.dtype}.")
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr) > 2.0 ** 62)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DatasetError(f"{name}: {key} must be whole numbers, got {arr[i]:g} at index {i}.")
+    if arr.dtype == np.uint64 and len(arr) and arr.max() > np.iinfo(np.int64).max:
+        raise DatasetError(f"{name}: {key} has a value beyond int64 at index {int(np.argmax(arr))}.")
+    return arr.astype(np.int64)
+
+
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false", type(None): "null"}
+
+
+def check_meta(meta, name: str, where: str) -> dict:
+    """The optional fields seqlens stores beside the arrays (npz seqlens_meta, parquet schema
+    metadata), type-checked so a wrong type gets a sentence instead of failing later."""
+    def kind(v):
+        return JSON_TYPES.get(type(v), type(v).__name__)
+
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{name}: {where} must be a JSON object, got {kind(meta)}.")
+    for key in ("obs_names", "act_names"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+            shown = json.dumps(value, default=str)[:40] if isinstance(value, list) else kind(value)
+            raise DatasetError(f"{name}: {where} has {key} that is not a list of strings (got {shown}).")
+    if not isinstance(meta.get("env_id"), (str, type(None))):
+        raise DatasetError(f"{name}: {where} has env_id that is not a string or null (got {kind(meta['env_id'])}).")
+    if not isinstance(meta.get("metadata"), (dict, type(None))):
+        raise DatasetError(f"{name}: {where} has metadata that is not an object (got {kind(meta['metadata'])}).")
+    if meta.get("n_actions") is not None:
+        check_n_actions(meta["n_actions"], name, f"n_actions in {where}")
+    return meta
+
+
+def check_n_actions(value, name: str, where: str = "n_actions") -> int:
+    """A discrete action count from a caller or a file's metadata: a whole number in 1..limits().actions."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise DatasetError(f"{name}: {where} must be a whole number of discrete actions, got {str(value)[:40]!r}.")
+    if value < 1:
+        raise DatasetError(f"{name}: {where} must be at least 1, got {int(value)}.")
+    if value > limits().actions:
+        raise over_limit(name, f"{int(value):,} discrete actions", "actions", "discrete actions")
+    return int(value)
+
+
+def _discrete_count(actions: np.ndarray, declared, name: str) -> int:
+    """n_actions from the caller or max(action) + 1, bounded before any per-action list is built."""
+    if (actions < 0).any():
+        row = int(np.argmax(actions < 0))
+        raise DatasetError(f"{name}: discrete action is negative ({actions[row]}) at row {row}.")
+    row = int(np.argmax(actions))
+    top = int(actions[row])
+    if top >= limits().actions:
+        raise over_limit(name, f"discrete action {top:,} at row {row}", "actions", "discrete actions")
+    if declared is None:
+        return top + 1
+    declared = check_n_actions(declared, name)
+    if top >= declared:
+        raise DatasetError(f"{name}: action {top} is out of range for {declared} discrete actions.")
+    return declared
+
+
+def _names(names, key: str, name: str) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes, dict)) or not hasattr(names, "__len__"):
+        raise DatasetError(f"{name}: {key} must be a list of strings, got {type(names).__name__}.")
+    if len(names) > limits().features:
+        raise over_limit(name, f"{len(names):,} {key}", "features", "features per step")
+    names = list(names)
+    bad = [x for x in names if not isinstance(x, str)][:1]
+    if bad:
+        bad = bad[0]
+        raise DatasetError(f"{name}: {key} must be a list of strings, got {type(bad).__name__} {str(bad)[:40]!r}.")
+    return names
+
+
+def _to_float32(arr: np.ndarray, key: str, name: str) -> np.ndarray:
+    """Cast to float32, refusing finite values beyond its range (a cast would turn them into inf with a warning)."""
+    if arr.dtype == np.float32:
+        return arr
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            big = np.abs(arr) > F32_MAX
+        if big.any():
+            flat = big.reshape(len(arr), -1).any(axis=1)
+            row = int(np.argmax(flat))
+            value = arr[row][big[row]].flat[0] if arr.ndim > 1 else arr[row]
+            raise DatasetError(f"{name}: {key} has {float(value):g} at row {row}, beyond the float32 range (about ±3.4e38).")
+    return arr.astype(np.float32)
+
+
 def _normalise_actions(acts: np.ndarray, name: str) -> np.ndarray:
     if acts.ndim == 2 and acts.shape[1] == 1 and np.issubdtype(acts.dtype, np.integer):
         acts = acts[:, 0]
@@ -244,13 +354,13 @@ def _normalise_actions(acts: np.ndarray, name: str) -> np.ndarray:
         return acts if acts.dtype == np.int64 else acts.astype(np.int64)
     if acts.ndim == 1 and acts.dtype == np.bool_:
         return acts.astype(np.int64)
-    if not np.issubdtype(acts.dtype, np.number):
-        raise DatasetError(f"{name}: actions must be numeric, got dtype {acts.dtype}.")
+    if not np.issubdtype(acts.dtype, np.number) or np.iscomplexobj(acts):
+        raise DatasetError(f"{name}: actions must be real numbers, got dtype {acts.dtype}.")
     if acts.ndim == 1:
         acts = acts.reshape(-1, 1)
     if acts.ndim != 2:
         raise DatasetError(f"{name}: actions must be [steps] integers or [steps, act_dim] floats, got shape {acts.shape}.")
-    return acts if acts.dtype == np.float32 else acts.astype(np.float32)
+    return _to_float32(acts, "actions", name)
 
 
 def _as_dtype(arr, dtype, key: str, name: str) -> np.ndarray:
@@ -259,8 +369,10 @@ def _as_dtype(arr, dtype, key: str, name: str) -> np.ndarray:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise DatasetError(f"{name}: {key} must be one value per step, got shape {arr.shape}.")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise DatasetError(f"{name}: {key} must be numeric, got dtype {arr.dtype}.")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+        raise DatasetError(f"{name}: {key} must be real numbers, got dtype {arr.dtype}.")
+    if dtype == np.float32:
+        return _to_float32(arr, key, name)
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 

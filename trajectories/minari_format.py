@@ -18,8 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from .dataset import Dataset
+from .budget import Budget, check_rows
+from .dataset import Dataset, check_n_actions
 from .errors import DatasetError
+from .hdf5_safety import check_self_contained, read_array
+from .limits import human_bytes, limits
 from .safe_zip import open_checked
 
 MAX_ZIP_BYTES = 2 << 30  # refuse zips that would unpack to more than 2 GiB
@@ -30,17 +33,16 @@ def _episode_sort_key(name: str) -> tuple:
     return (0, int(tail)) if tail.isdigit() else (1, name)
 
 
-def _flatten_h5(node, prefix: str, n_rows: int, source: str) -> tuple[list[np.ndarray], list[str]]:
+def _flatten_h5(node, prefix: str, n_rows: int, budget: Budget) -> tuple[list[np.ndarray], list[str]]:
     if isinstance(node, h5py.Dataset):
-        arr = node[()]
-        if arr.ndim == 0 or arr.shape[0] != n_rows:
-            raise DatasetError(f"{source}: {node.name} has {arr.shape[0] if arr.ndim else 0} rows, expected {n_rows}.")
-        arr = arr.reshape(n_rows, -1)
+        if node.ndim == 0 or node.shape[0] != n_rows:
+            raise DatasetError(f"{budget.name}: {node.name} has {node.shape[0] if node.ndim else 0} rows, expected {n_rows}.")
+        arr = read_array(node, budget).reshape(n_rows, -1)
         names = [prefix] if arr.shape[1] == 1 and prefix else [f"{prefix}[{i}]" if prefix else f"obs_{i}" for i in range(arr.shape[1])]
         return [arr], names
     arrays, names = [], []
     for key in node.keys():  # h5py lists keys sorted, which is gymnasium's Dict order
-        a, n = _flatten_h5(node[key], f"{prefix}/{key}" if prefix else key, n_rows, source)
+        a, n = _flatten_h5(node[key], f"{prefix}/{key}" if prefix else key, n_rows, budget)
         arrays += a
         names += n
     return arrays, names
@@ -54,6 +56,8 @@ def _rows(node) -> int:
 
 
 def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
+    """The caller has run hdf5_safety.check_self_contained on `f`."""
+    budget = Budget(name)
     groups = sorted((k for k in f.keys() if k.startswith("episode_")), key=_episode_sort_key)
     if not groups:
         raise DatasetError(f"{name} has no episode_N groups, so it is not a Minari dataset.")
@@ -63,13 +67,16 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
         missing = [k for k in ("observations", "actions", "rewards", "terminations", "truncations") if k not in ep]
         if missing:
             raise DatasetError(f"{name}: {g} has no {', '.join(missing)} (a Minari episode needs observations, actions, rewards, terminations, truncations).")
-        t = ep["rewards"].shape[0]
+        if not all(isinstance(ep[k], h5py.Dataset) for k in ("rewards", "terminations", "truncations")):
+            raise DatasetError(f"{name}: {g} has a group where rewards, terminations or truncations should be arrays.")
+        t = ep["rewards"].shape[0] if ep["rewards"].ndim else 0
         if t == 0:
             raise DatasetError(f"{name}: {g} has zero steps.")
         obs_rows = _rows(ep["observations"])
         if obs_rows not in (t, t + 1):
             raise DatasetError(f"{name}: {g} has {obs_rows} observations for {t} steps (expected {t + 1}).")
-        arrays, names = _flatten_h5(ep["observations"], "", obs_rows, name)
+        check_rows(name, sum(lengths) + t)
+        arrays, names = _flatten_h5(ep["observations"], "", obs_rows, budget)
         if isinstance(ep["observations"], h5py.Dataset):
             names = None
         if obs_names is None:
@@ -77,9 +84,9 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
         if not isinstance(ep["actions"], h5py.Dataset):
             raise DatasetError(f"{name}: {g} has dict actions, which seqlens does not support (expected a Box or Discrete action space).")
         obs_parts.append(np.concatenate(arrays, axis=1)[:t])
-        act_parts.append(ep["actions"][()])
+        act_parts.append(read_array(ep["actions"], budget))
         for out, key in ((rew, "rewards"), (term, "terminations"), (trunc, "truncations")):
-            a = ep[key][()]
+            a = read_array(ep[key], budget)
             if len(a) != t:
                 raise DatasetError(f"{name}: {g} has {len(a)} {key} for {t} rewards; every per-step array must have one row per step.")
             out.append(a)
@@ -89,7 +96,7 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
         raise DatasetError(f"{name}: episodes have different observation widths ({sorted(widths)}).")
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     acts = np.concatenate(act_parts)
-    return Dataset(np.concatenate(obs_parts).astype(np.float32, copy=False), acts, np.concatenate(rew),
+    return Dataset(np.concatenate(obs_parts), acts, np.concatenate(rew),
                    np.concatenate(term), np.concatenate(trunc), starts, obs_names, None,
                    meta.get("n_actions"), meta.get("env_id"), name, {"format": "minari", **meta.get("extra", {})})
 
@@ -110,14 +117,43 @@ def _flatten_arrow(col: pa.Array, prefix: str) -> tuple[list[np.ndarray], list[s
     return [arr], [f"{prefix}[{i}]" for i in range(arr.shape[1])] if prefix else [f"obs_{i}" for i in range(arr.shape[1])]
 
 
+def _arrow_row_bytes(t: pa.DataType) -> int:
+    """Decoded bytes per row of a column type; variable-length lists count as one 8-byte slot."""
+    if pa.types.is_struct(t):
+        return sum(_arrow_row_bytes(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_fixed_size_list(t):
+        return t.list_size * _arrow_row_bytes(t.value_type)
+    try:
+        return max(1, t.bit_width // 8)
+    except ValueError:
+        return 8
+
+
+def _read_episode(d: Path, name: str, budget: Budget, steps_so_far: int) -> pa.Table:
+    """One episode folder, its row count and declared size checked before the table is decoded."""
+    try:
+        dataset = pads.dataset(str(d), format="arrow", ignore_prefixes=["_", ".", "metadata.json"])
+        rows = dataset.count_rows()  # IPC footers only: no record batch is decoded
+        check_rows(name, steps_so_far + rows)
+        declared = rows * sum(_arrow_row_bytes(f.type) for f in dataset.schema)
+        budget.spend(declared, f"{rows:,} steps in episode {d.name}")
+        table = dataset.to_table()
+        if table.nbytes > declared:  # variable-length lists: only now is their size known
+            budget.spend(table.nbytes - declared, f"variable-length columns in episode {d.name}")
+    except (pa.ArrowException, OSError) as e:
+        raise DatasetError(f"{name}: episode {d.name} is not readable Arrow data ({str(e).splitlines()[0]}).") from None
+    for col in ("observations", "actions", "rewards", "terminations", "truncations"):
+        if col not in table.column_names:
+            raise DatasetError(f"{name}: episode {d.name} has no {col} column (a Minari episode needs observations, actions, rewards, terminations, truncations).")
+    return table
+
+
 def read_minari_arrow(data_dir: Path, name: str, meta: dict) -> Dataset:
     episode_dirs = sorted((p for p in data_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     obs_parts, act_parts, rew, term, trunc, lengths, obs_names = [], [], [], [], [], [], None
+    budget = Budget(name)
     for d in episode_dirs:
-        try:
-            table = pads.dataset(str(d), format="arrow", ignore_prefixes=["_", ".", "metadata.json"]).to_table()
-        except (pa.ArrowException, OSError) as e:
-            raise DatasetError(f"{name}: episode {d.name} is not readable Arrow data ({str(e).splitlines()[0]}).") from None
+        table = _read_episode(d, name, budget, sum(lengths))
         t = table.num_rows - 1  # arrow rows hold T+1 observations; the other columns are padded by one
         if t <= 0:
             raise DatasetError(f"{name}: episode {d.name} has zero steps.")
@@ -135,30 +171,49 @@ def read_minari_arrow(data_dir: Path, name: str, meta: dict) -> Dataset:
     if not lengths:
         raise DatasetError(f"{name}: the Minari arrow dataset has no episodes.")
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return Dataset(np.concatenate(obs_parts).astype(np.float32, copy=False), np.concatenate(act_parts), np.concatenate(rew),
+    return Dataset(np.concatenate(obs_parts), np.concatenate(act_parts), np.concatenate(rew),
                    np.concatenate(term), np.concatenate(trunc), starts, obs_names, None,
                    meta.get("n_actions"), meta.get("env_id"), name, {"format": "minari", **meta.get("extra", {})})
 
 
-def parse_metadata(text: str | bytes | None) -> dict:
-    """env id, discrete action count and dataset id from Minari's metadata.json (all optional)."""
+def parse_metadata(text: str | bytes | None, name: str = "metadata.json") -> dict:
+    """env id, discrete action count and dataset id from Minari's metadata.json (all optional; a
+    malformed file is ignored, but a Discrete action count must be a whole number within the limit)."""
     if not text:
         return {}
+    _check_json_size(len(text), name)
     try:
         raw = json.loads(text)
         spec = json.loads(raw["env_spec"]) if isinstance(raw.get("env_spec"), str) else raw.get("env_spec") or {}
         action_space = json.loads(raw["action_space"]) if isinstance(raw.get("action_space"), str) else raw.get("action_space") or {}
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return {}
-    out = {"env_id": spec.get("id"), "extra": {"dataset_id": raw.get("dataset_id")}}
+    if not isinstance(raw, dict) or not isinstance(spec, dict) or not isinstance(action_space, dict):
+        return {}
+    env_id = spec.get("id")
+    dataset_id = raw.get("dataset_id")
+    out = {"env_id": env_id if isinstance(env_id, str) else None,
+           "extra": {"dataset_id": dataset_id if isinstance(dataset_id, str) else None}}
     if action_space.get("type") == "Discrete":
-        out["n_actions"] = int(action_space.get("n"))
+        out["n_actions"] = check_n_actions(action_space.get("n"), name, "metadata.json action_space n")
     return out
+
+
+def _read_json_file(path: Path, name: str) -> str | None:
+    if not path.is_file():
+        return None
+    _check_json_size(path.stat().st_size, name)
+    return path.read_text(errors="replace")
+
+
+def _check_json_size(size: int, name: str) -> None:
+    if size > limits().json_bytes:
+        raise DatasetError(f"{name}: metadata.json is {human_bytes(size)}; the limit is {human_bytes(limits().json_bytes)} of JSON (SEQLENS_MAX_JSON_BYTES).")
 
 
 def read_minari_dir(path: Path, name: str) -> Dataset:
     data = path / "data" if (path / "data").is_dir() else path
-    meta = parse_metadata((data / "metadata.json").read_text() if (data / "metadata.json").is_file() else None)
+    meta = parse_metadata(_read_json_file(data / "metadata.json", name), name)
     h5 = data / "main_data.hdf5"
     if h5.is_file():
         return read_hdf5(h5, name, meta)
@@ -177,10 +232,10 @@ def read_hdf5(path_or_file, name: str, meta: dict | None = None) -> Dataset:
         raise DatasetError(f"{name} is not a readable HDF5 file (truncated or corrupt: {str(e).splitlines()[0]}).") from None
     try:
         with f:
+            check_self_contained(f, name)  # before any data is read: no links, external or virtual data
             if any(k.startswith("episode_") for k in f.keys()):
                 if meta is None and isinstance(path_or_file, (str, Path)):
-                    sidecar = Path(path_or_file).with_name("metadata.json")
-                    meta = parse_metadata(sidecar.read_text() if sidecar.is_file() else None)
+                    meta = parse_metadata(_read_json_file(Path(path_or_file).with_name("metadata.json"), name), name)
                 return read_minari_h5(f, name, meta or {})
             if "observations" in f:
                 return read_d4rl_h5(f, name)
@@ -190,20 +245,36 @@ def read_hdf5(path_or_file, name: str, meta: dict | None = None) -> Dataset:
 
 
 def read_minari_zip(path: Path, name: str) -> Dataset:
+    """Only the members a Minari dataset needs are read, their declared sizes checked first."""
     zf, members = open_checked(path, name, MAX_ZIP_BYTES, DatasetError)
     with zf:
         h5 = [m for m in members if m.filename.endswith("main_data.hdf5")]
-        metas = {m.filename.rsplit("/", 1)[0]: m for m in members if m.filename.endswith("metadata.json")}
+        metas = {m.filename.rsplit("/", 1)[0] if "/" in m.filename else "": m for m in members if m.filename.endswith("metadata.json")}
         try:
             if h5:
                 folder = h5[0].filename.rsplit("/", 1)[0] if "/" in h5[0].filename else ""
-                meta = parse_metadata(zf.read(metas[folder]) if folder in metas else None)
+                _spend_members(name, [h5[0]] + ([metas[folder]] if folder in metas else []))
+                meta = parse_metadata(zf.read(metas[folder]) if folder in metas else None, name)
                 return read_hdf5(io.BytesIO(zf.read(h5[0])), name, meta)
-            if any(m.filename.endswith(".arrow") for m in members):
+            arrows = [m for m in members if m.filename.endswith(".arrow")]
+            if arrows:
+                data_dir = arrows[0].filename.rsplit("/", 2)[0] if arrows[0].filename.count("/") >= 2 else ""
+                prefix = f"{data_dir}/" if data_dir else ""
+                wanted = [m for m in arrows if m.filename.startswith(prefix)]
+                wanted += [metas[data_dir]] if data_dir in metas else []
+                _spend_members(name, wanted)
                 with tempfile.TemporaryDirectory() as tmp:
-                    zf.extractall(tmp, members)
-                    data = next(p.parent.parent for p in Path(tmp).rglob("*.arrow"))
-                    return read_minari_dir(data, name)
+                    for m in wanted:
+                        zf.extract(m, tmp)
+                    return read_minari_dir(Path(tmp) / data_dir, name)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
             raise DatasetError(f"{name} is a damaged zip file ({str(e).splitlines()[0]}).") from None
     raise DatasetError(f"{name} does not hold a Minari dataset (expected data/main_data.hdf5 or arrow episode folders inside the zip).")
+
+
+def _spend_members(name: str, members: list[zipfile.ZipInfo]) -> None:
+    budget = Budget(name)
+    for m in members:
+        if m.filename.endswith(".json"):
+            _check_json_size(m.file_size, name)
+        budget.spend(m.file_size, f"{m.filename}" if len(members) == 1 else f"{len(members):,} members to unpack")

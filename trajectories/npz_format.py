@@ -1,17 +1,30 @@
-"""NumPy .npz archives: seqlens' own layout, plus the common key spellings other tools write."""
+"""NumPy .npz archives: seqlens' own layout, plus the common key spellings other tools write.
+
+Nothing is decoded before every array it will read has been checked from its .npy header: the
+declared shape and dtype (no pickled objects, no complex numbers), the member's declared size
+(a member shorter than its header says is truncated) and the total against limits(). np.load
+would allocate the declared shape before reading a byte, so it is not used.
+"""
 from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset, starts_from_flags, starts_from_ids
+from .budget import Budget, check_rows
+from .dataset import Dataset, check_meta, starts_from_flags, starts_from_ids, whole_numbers
 from .errors import DatasetError
+from .limits import human_bytes, limits
 from .names import ALIASES, first_present, jsonable
+from .safe_zip import check_count, check_entry_count
 
 META_KEY = "seqlens_meta"
+PER_STEP = ("observations", "actions", "rewards", "terminated", "truncated", "episode")
+BROKEN = (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error)  # what a damaged member raises
+MAX_HEADER = 10_000  # numpy's own default bound on a .npy header
 
 
 def read_npz(path: Path, name: str) -> Dataset:
@@ -19,52 +32,146 @@ def read_npz(path: Path, name: str) -> Dataset:
         magic = f.read(6)
     if magic == b"\x93NUMPY":
         raise DatasetError(f"{name} holds a single .npy array, not a .npz archive of named arrays (observations, actions, rewards, ...).")
-    if not magic.startswith(b"PK"):  # np.load would otherwise try to unpickle it
+    if not magic.startswith(b"PK"):
         raise DatasetError(f"{name} is not a valid .npz archive (expected a numpy zip of named arrays).")
+    check_entry_count(path, name, DatasetError)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise DatasetError(f"{name} is not a valid .npz archive (expected a numpy zip of arrays): {_first_line(e)}.") from None
-    with archive:
-        keys = {k.lower(): k for k in archive.files}
+    with zf:
+        members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+        check_count(len(zf.infolist()), name, DatasetError)
+        plan = _plan(members, name)
+        headers = {field: _header(zf, members[key], key, name) for field, key in plan.items()}
+        _check_declared(headers, plan, name)
+        arrays = {field: _read(zf, members[plan[field]], plan[field], name) for field in plan}
+    return _dataset(arrays, name)
 
-        def get(field: str, required: bool = True):
-            key = first_present(keys, ALIASES[field])
-            if key is None:
-                if required:
-                    raise DatasetError(f"{name} has no {field} array (expected one of {', '.join(ALIASES[field])}; found {', '.join(archive.files) or 'nothing'}).")
-                return None
-            try:
-                return archive[keys[key]]
-            except ValueError as e:  # object arrays need pickle, which we refuse
-                raise DatasetError(f"{name}: array '{keys[key]}' could not be read without pickle ({_first_line(e)}); store plain numeric arrays.") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
-                raise DatasetError(f"{name}: array '{keys[key]}' is corrupt ({_first_line(e)}).") from None
 
-        obs, acts, rews = get("observations"), get("actions"), get("rewards")
-        n = len(rews)
-        term = get("terminated", required=False)
-        trunc = get("truncated", required=False)
-        term = np.zeros(n, bool) if term is None else term
-        trunc = np.zeros(n, bool) if trunc is None else trunc
-        starts = get("episode_starts", required=False)
-        if starts is None:
-            ids = get("episode", required=False)
-            lengths = get("episode_lengths", required=False)
-            if ids is not None:
-                starts = starts_from_ids(ids) if len(ids) else ids
-            elif lengths is not None:
-                starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
+def _plan(members: dict, name: str) -> dict[str, str]:
+    """Dataset field -> archive key, for the arrays that will be read (only the first episode layout found)."""
+    keys = {k.lower(): k for k in members}
+    plan = {}
+    for field in ("observations", "actions", "rewards", "terminated", "truncated", "episode_starts", "episode", "episode_lengths"):
+        if field in ("episode", "episode_lengths") and any(f in plan for f in ("episode_starts", "episode")):
+            continue
+        key = first_present(keys, ALIASES[field])
+        if key is not None:
+            plan[field] = keys[key]
+        elif field in ("observations", "actions", "rewards"):
+            raise DatasetError(f"{name} has no {field} array (expected one of {', '.join(ALIASES[field])}; found {', '.join(members) or 'nothing'}).")
+    if META_KEY in members:
+        plan["meta"] = META_KEY
+    return plan
+
+
+def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> tuple:
+    """(shape, dtype) from the member's .npy header, checked against its declared size."""
+    try:
+        with zf.open(info) as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fp, max_header_size=MAX_HEADER)
+            elif version in ((2, 0), (3, 0)):  # 3.0 only differs for non-latin-1 field names (refused below)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fp, max_header_size=MAX_HEADER)
             else:
-                starts = starts_from_flags(term, trunc) if n else np.zeros(0, np.int64)
-        meta = {}
-        if META_KEY in archive.files:
-            try:
-                meta = json.loads(str(archive[META_KEY]))
-            except (ValueError, TypeError):
-                raise DatasetError(f"{name}: the {META_KEY} entry is not valid JSON.") from None
-    return Dataset(obs, acts, rews, term, trunc, starts, meta.get("obs_names"), meta.get("act_names"),
-                   meta.get("n_actions"), meta.get("env_id"), name, meta.get("metadata", {}))
+                raise ValueError(f"unknown .npy version {version}")
+            header_bytes = fp.tell()
+    except BROKEN as e:
+        raise DatasetError(f"{name}: array '{key}' is not a readable .npy member ({_first_line(e)}).") from None
+    if dtype.hasobject:
+        raise DatasetError(f"{name}: array '{key}' holds Python objects, which could only be read with pickle; store plain numeric arrays.")
+    if dtype.kind == "c":
+        raise DatasetError(f"{name}: array '{key}' holds complex numbers ({dtype}); store real numbers.")
+    if dtype.kind not in "biufUS" or dtype.fields is not None:
+        raise DatasetError(f"{name}: array '{key}' has dtype {dtype}, expected numbers, booleans or strings.")
+    data_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if info.file_size < header_bytes + data_bytes:
+        raise DatasetError(f"{name}: array '{key}' is truncated or corrupt (its header declares {data_bytes:,} bytes of data but the member holds {max(0, info.file_size - header_bytes):,}).")
+    return shape, dtype
+
+
+def _check_declared(headers: dict, plan: dict, name: str) -> None:
+    budget = Budget(name)
+    for field, (shape, dtype) in headers.items():
+        if field in PER_STEP and shape:
+            check_rows(name, shape[0], plan[field])
+        budget.spend_array(shape, dtype.itemsize, plan[field])
+    if "meta" in headers:
+        shape, dtype = headers["meta"]
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if size > limits().json_bytes:
+            raise DatasetError(f"{name}: the {META_KEY} entry is {human_bytes(size)}; the limit is {human_bytes(limits().json_bytes)} of JSON (SEQLENS_MAX_JSON_BYTES).")
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> np.ndarray:
+    try:
+        with zf.open(info) as fp:
+            return np.lib.format.read_array(fp, allow_pickle=False, max_header_size=MAX_HEADER)
+    except BROKEN as e:
+        raise DatasetError(f"{name}: array '{key}' is truncated or corrupt ({_first_line(e)}).") from None
+
+
+def _dataset(arrays: dict, name: str) -> Dataset:
+    for field in ("observations", "actions", "rewards"):
+        if arrays[field].ndim == 0:
+            raise DatasetError(f"{name}: {field} is a single value, expected one row per step.")
+    n = len(arrays["rewards"])
+    term = arrays.get("terminated", np.zeros(n, bool))
+    trunc = arrays.get("truncated", np.zeros(n, bool))
+    if "episode_starts" in arrays:
+        starts = arrays["episode_starts"]
+    elif "episode" in arrays:
+        starts = _starts_from_grouped_ids(arrays["episode"], n, name)
+    elif "episode_lengths" in arrays:
+        starts = _starts_from_lengths(arrays["episode_lengths"], n, name)
+    else:
+        starts = starts_from_flags(term, trunc) if n and np.ndim(term) and np.ndim(trunc) else np.zeros(0, np.int64)
+    meta = _parse_meta(arrays["meta"], name) if "meta" in arrays else {}
+    return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
+                   meta.get("obs_names"), meta.get("act_names"), meta.get("n_actions"), meta.get("env_id"),
+                   name, meta.get("metadata") or {})
+
+
+def _starts_from_grouped_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
+    """Episode starts from per-step ids. Rows must already be grouped by episode: an id that comes
+    back after another episode is refused (regrouping would silently reorder the user's steps)."""
+    ids = ids.reshape(len(ids), -1)[:, 0] if ids.ndim == 2 and ids.shape[1] == 1 else ids
+    if ids.ndim != 1 or len(ids) != n:
+        raise DatasetError(f"{name}: the episode id array has shape {ids.shape}, expected one id per step ({n}).")
+    if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+        raise DatasetError(f"{name}: the episode id is NaN or inf at row {int(np.argmax(~np.isfinite(ids)))}.")
+    if n == 0:
+        return np.zeros(0, np.int64)
+    starts = starts_from_ids(ids)
+    firsts = ids[starts]
+    order = np.argsort(firsts, kind="stable")
+    repeat = firsts[order][1:] == firsts[order][:-1]
+    if repeat.any():
+        again = int(order[1:][repeat].min())  # the earliest episode that reuses an id
+        raise DatasetError(f"{name}: rows must be grouped by episode, but episode {firsts[again]} appears again at row {int(starts[again])} after other episodes.")
+    return starts
+
+
+def _starts_from_lengths(lengths: np.ndarray, n: int, name: str) -> np.ndarray:
+    lengths = whole_numbers(lengths, "episode_lengths", name)
+    if (lengths < 1).any():
+        i = int(np.argmax(lengths < 1))
+        raise DatasetError(f"{name}: episode_lengths must be positive, got {lengths[i]} at index {i}.")
+    if lengths.sum() != n:
+        raise DatasetError(f"{name}: episode_lengths sum to {int(lengths.sum()):,} but there are {n:,} steps.")
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+
+
+def _parse_meta(arr: np.ndarray, name: str) -> dict:
+    if arr.dtype.kind not in "US" or arr.size != 1:
+        raise DatasetError(f"{name}: the {META_KEY} entry must be one JSON string, got an array of shape {arr.shape} and dtype {arr.dtype}.")
+    try:
+        meta = json.loads(arr.reshape(-1)[0])
+    except (ValueError, TypeError, RecursionError):
+        raise DatasetError(f"{name}: the {META_KEY} entry is not valid JSON.") from None
+    return check_meta(meta, name, f"the {META_KEY} entry")
 
 
 def write_npz(ds: Dataset, path: Path, compress: bool = True) -> None:

@@ -1,13 +1,37 @@
 """Zip members checked before anything is read or extracted: no path may leave the archive's folder,
+the entry count is bounded (read from the end record, before zipfile builds one object per entry),
 and the total unpacked size is bounded (a zip bomb is refused, not unpacked)."""
 from __future__ import annotations
 
 import zipfile
 from pathlib import PurePosixPath
 
+from .limits import ENV, limits
+
+
+def check_entry_count(path, name: str, error: type[Exception]) -> None:
+    """Refuse a zip whose end-of-central-directory record declares more entries than the limit."""
+    try:
+        if hasattr(path, "seek"):
+            endrec = zipfile._EndRecData(path)  # the stdlib's own parser of the end record
+        else:
+            with open(path, "rb") as fp:
+                endrec = zipfile._EndRecData(fp)
+    except (OSError, AttributeError):
+        return  # zipfile reports an unreadable zip in its own words
+    if endrec is not None:
+        check_count(endrec[zipfile._ECD_ENTRIES_TOTAL], name, error)
+
+
+def check_count(count: int, name: str, error: type[Exception]) -> None:
+    cap = limits().zip_entries
+    if count > cap:
+        raise error(f"{name} declares {count:,} zip entries; the limit is {cap:,} entries per zip ({ENV['zip_entries']}).")
+
 
 def safe_members(zf: zipfile.ZipFile, name: str, max_bytes: int, error: type[Exception]) -> list[zipfile.ZipInfo]:
     members = zf.infolist()
+    check_count(len(members), name, error)  # the end record may understate the count
     for m in members:
         p = PurePosixPath(m.filename)
         if p.is_absolute() or ".." in p.parts or "\\" in m.filename:
@@ -19,6 +43,7 @@ def safe_members(zf: zipfile.ZipFile, name: str, max_bytes: int, error: type[Exc
 
 def open_checked(path, name: str, max_bytes: int, error: type[Exception]) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
     """Open a zip and check its members; the caller closes it (use it in a with-block)."""
+    check_entry_count(path, name, error)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:

@@ -16,11 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .dataset import Dataset, starts_from_flags
+from .budget import Budget, check_rows
+from .dataset import F32_MAX, Dataset, check_meta, starts_from_flags
 from .errors import DatasetError
+from .limits import ENV, human_bytes, limits
 from .names import ACT_PREFIXES, ALIASES, OBS_PREFIXES, first_present, jsonable
 
 META_KEY = b"seqlens"
+FLAG_WORDS = {"true": 1, "false": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0}
 
 
 @dataclass
@@ -107,7 +110,16 @@ class _Builder:
         self.step = np.empty(n, np.float64) if plan.step else None
         self.episode_ids = None
 
-    def _numeric(self, values: np.ndarray, col: str) -> np.ndarray:
+    def _numeric(self, values, col: str, f32: bool = True) -> np.ndarray:
+        """Numbers from a column, every value checked: parsable, finite and (for f32) within float32's range."""
+        if isinstance(values, pd.Categorical):  # dictionary-encoded strings: parse each distinct value once
+            cats = np.asarray(values.categories, dtype=object)
+            conv = pd.to_numeric(pd.Series(cats), errors="coerce").to_numpy(np.float64)
+            bad = np.isnan(conv)[values.codes]
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise DatasetError(f"{col} is not a number ({str(cats[values.codes[i]])[:40]!r}) at {_row(i, self.csv)} of {self.source}.")
+            values = conv[values.codes]
         if values.dtype == object or values.dtype.kind in "USO":
             conv = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
             bad = np.isnan(conv) & ~pd.isna(pd.Series(values)).to_numpy()
@@ -124,14 +136,22 @@ class _Builder:
                 bad = values[i]
                 what = "a missing value (NaN)" if np.isnan(bad).any() else "inf"
                 raise DatasetError(f"{col} has {what} at {_row(i, self.csv)} of {self.source}.")
+            if f32 and values.dtype.itemsize > 4:  # checked first: a cast would print an overflow warning
+                big = np.abs(values) > F32_MAX
+                if big.any():
+                    i = int(np.argmax(big.reshape(len(values), -1).any(axis=1)))
+                    v = float(np.asarray(values[i]).reshape(-1)[np.argmax(np.asarray(big[i]).reshape(-1))])
+                    raise DatasetError(f"{col} is {v:g} at {_row(i, self.csv)} of {self.source}, beyond the float32 range (about ±3.4e38).")
         return values
 
-    def _flags(self, values: np.ndarray, col: str) -> np.ndarray:
+    def _flags(self, values, col: str) -> np.ndarray:
+        if isinstance(values, pd.Categorical):  # map each distinct string once, then index by code
+            words = pd.Series(values.categories.astype(str)).str.strip().str.lower().map(FLAG_WORDS)
+            values = words.to_numpy(np.float64)[values.codes]
         if values.dtype == bool:
             return values
         if values.dtype == object or values.dtype.kind in "US":
-            mapped = pd.Series(values).astype(str).str.strip().str.lower().map(
-                {"true": 1, "false": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0})
+            mapped = pd.Series(values).astype(str).str.strip().str.lower().map(FLAG_WORDS)
             values = mapped.to_numpy(np.float64)
         values = self._numeric(values, col)
         bad = ~np.isin(values, (0, 1))
@@ -171,9 +191,11 @@ class _Builder:
         if p.truncated:
             self.trunc[:] = self._flags(get(p.truncated), p.truncated)
         if p.step:
-            self.step[:] = self._numeric(get(p.step), p.step)
+            self.step[:] = self._numeric(get(p.step), p.step, f32=False)
         if p.episode:
             ep = get(p.episode)
+            if isinstance(ep, pd.Categorical):  # object array sharing the distinct id strings, no copies
+                ep = np.asarray(ep)
             if pd.isna(pd.Series(ep)).any():
                 i = int(np.argmax(pd.isna(pd.Series(ep)).to_numpy()))
                 raise DatasetError(f"{p.episode} is missing at {_row(i, self.csv)} of {self.source}.")
@@ -248,18 +270,26 @@ def read_parquet(path: Path, name: str) -> Dataset:
     n = pf.metadata.num_rows
     if n == 0:
         raise DatasetError(f"{name} has no rows.")
+    check_rows(name, n)
     types = {f.name: f.type for f in schema}
     plan = _plan(schema.names, lambda c: pa.types.is_list(types[c]) or pa.types.is_fixed_size_list(types[c])
                  or pa.types.is_large_list(types[c]), name)
+    used = [c for c in schema.names if c in set(plan.obs) | set(plan.act) | {plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated}]
+    budget = Budget(name)
+    _check_parquet_sizes(pf.metadata, used, types, budget)
+    strings = [c for c in used if _is_text(types[c])]
+    if strings:  # kept dictionary-encoded: a tiny dictionary page must not expand to one string per row
+        pf = pq.ParquetFile(path, pre_buffer=False, metadata=pf.metadata, read_dictionary=strings)
     discrete = _bare_action(plan) and (pa.types.is_integer(types[plan.act[0]]) or pa.types.is_boolean(types[plan.act[0]]))
-    meta = {}
-    if schema.metadata and META_KEY in schema.metadata:
-        meta = json.loads(schema.metadata[META_KEY])
+    meta = _parquet_meta(schema.metadata, name)
     builder = _Builder(plan, n, name, csv=False, act_discrete=discrete)
 
     def get(col, as_list=False):
         # One column at a time: peak memory stays near the output arrays (a whole-table read doubles it).
-        arr = pf.read(columns=[col], use_threads=False).column(0).combine_chunks()
+        chunked = pf.read(columns=[col], use_threads=False).column(0)
+        if pa.types.is_dictionary(chunked.type):
+            return _categorical(chunked, col, budget)
+        arr = chunked.combine_chunks()
         if arr.null_count:
             i = int(np.argmax(arr.is_null().to_numpy(zero_copy_only=False)))
             raise DatasetError(f"{col} has a missing value at {_row(i, False)} of {name}.")
@@ -278,6 +308,72 @@ def read_parquet(path: Path, name: str) -> Dataset:
     return builder.finish(meta, "parquet")
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _value_bytes(t: pa.DataType) -> int:
+    """Decoded bytes per stored value: the fixed width of numbers, 8 for anything else (a string's slot)."""
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    try:
+        return max(1, t.bit_width // 8)
+    except ValueError:
+        return 8
+
+
+def _check_parquet_sizes(md: pq.FileMetaData, used: list[str], types: dict, budget: Budget) -> None:
+    """Each used column's declared size, from the footer (values x width, and uncompressed page bytes,
+    which include any dictionary page), checked before a page is decompressed."""
+    leaves, start = {}, 0  # parquet stores each top-level column's leaves contiguously, in schema order
+    for field, t in types.items():
+        leaves[field] = range(start, start + _leaf_count(t))
+        start += len(leaves[field])
+    for col in used:
+        values = uncompressed = 0
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            for j in leaves[col]:
+                chunk = rg.column(j)
+                values += chunk.num_values
+                uncompressed += chunk.total_uncompressed_size
+        budget.spend(max(values * _value_bytes(types[col]), uncompressed), f"{md.num_rows:,} steps of {col}")
+
+
+def _leaf_count(t: pa.DataType) -> int:
+    if pa.types.is_struct(t):
+        return sum(_leaf_count(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _leaf_count(t.value_type)
+    if pa.types.is_map(t):
+        return _leaf_count(t.key_type) + _leaf_count(t.item_type)
+    return 1
+
+
+def _categorical(chunked: pa.ChunkedArray, col: str, budget: Budget) -> pd.Categorical:
+    """A dictionary-encoded column as a pandas Categorical (codes + the distinct values, no per-row strings)."""
+    dictionary_bytes = sum(c.dictionary.nbytes for c in chunked.chunks)
+    budget.spend(dictionary_bytes, f"a {human_bytes(dictionary_bytes)} dictionary of distinct {col} values")
+    cat = chunked.to_pandas().array
+    if (cat.codes < 0).any():
+        i = int(np.argmax(cat.codes < 0))
+        raise DatasetError(f"{col} has a missing value at {_row(i, False)} of {budget.name}.")
+    return cat
+
+
+def _parquet_meta(metadata: dict | None, name: str) -> dict:
+    if not metadata or META_KEY not in metadata:
+        return {}
+    raw = metadata[META_KEY]
+    if len(raw) > limits().json_bytes:
+        raise DatasetError(f"{name}: its seqlens metadata is {human_bytes(len(raw))} of JSON; the limit is {human_bytes(limits().json_bytes)} ({ENV['json_bytes']}).")
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise DatasetError(f"{name}: its seqlens schema metadata is not valid JSON.") from None
+    return check_meta(meta, name, "its seqlens schema metadata")
+
+
 def _read_frame(df: pd.DataFrame, name: str, fmt: str) -> Dataset:
     if len(df) == 0:
         raise DatasetError(f"{name} has no rows.")
@@ -291,7 +387,22 @@ def _read_frame(df: pd.DataFrame, name: str, fmt: str) -> Dataset:
     return builder.finish({}, fmt)
 
 
+def _check_csv_size(path: Path, name: str, sep: bytes) -> None:
+    """Rows x columns x 8 bytes, from newlines counted in 4 MiB chunks, checked before pandas parses."""
+    rows, last = 0, b"\n"
+    with open(path, "rb") as f:
+        header = f.readline(1 << 20)
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            rows += chunk.count(b"\n")
+            last = chunk[-1:]
+    rows += last != b"\n"  # a last line without a newline
+    cols = header.count(sep) + 1
+    check_rows(name, rows)
+    Budget(name).spend(rows * cols * 8, f"{rows:,} rows of {cols:,} columns")
+
+
 def read_csv(path: Path, name: str) -> Dataset:
+    _check_csv_size(path, name, b"\t" if path.suffix.lower() == ".tsv" else b",")
     try:
         df = pd.read_csv(path, sep=None if path.suffix.lower() == ".tsv" else ",", engine="c" if path.suffix.lower() != ".tsv" else "python")
     except pd.errors.EmptyDataError:
@@ -308,6 +419,9 @@ def read_csv(path: Path, name: str) -> Dataset:
 
 
 def read_json(path: Path, name: str) -> Dataset:
+    size, cap = path.stat().st_size, limits().json_bytes
+    if size > cap:
+        raise DatasetError(f"{name} is {human_bytes(size)} of JSON, which decodes to about 10 times that in Python objects; the limit is {human_bytes(cap)} ({ENV['json_bytes']}), so convert it to parquet or npz.")
     try:
         text = path.read_text()
     except UnicodeDecodeError:
@@ -315,10 +429,12 @@ def read_json(path: Path, name: str) -> Dataset:
     try:
         data = json.loads(text)
         lines = None
+    except RecursionError:
+        raise DatasetError(f"{name} nests JSON too deeply to read (expected step records or columns).") from None
     except json.JSONDecodeError as e:
         try:  # JSON lines: one object per line
             lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise DatasetError(f"{name} is not valid JSON ({e.msg} at line {e.lineno}).") from None
         data = None
     if lines is not None:

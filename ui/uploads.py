@@ -2,6 +2,8 @@
 one gets one sentence and changes nothing that was loaded."""
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from models.errors import AgentError
@@ -9,6 +11,8 @@ from trajectories import DatasetError
 from trajectories.limits import human_bytes, limits
 from ui.agents import AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents
 from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, read_upload, uploaded
+
+log = logging.getLogger("seqlens.uploads")
 
 
 def upload_widget(key: str, label: str, types, reader, store: dict, select_key: str, error_types, describe):
@@ -20,6 +24,10 @@ def upload_widget(key: str, label: str, types, reader, store: dict, select_key: 
             obj = reader(file)
         except error_types as e:
             st.session_state[f"{key}_error"] = str(e)
+        except Exception as e:  # noqa: BLE001 - a reader bug must still be a sentence, never a traceback page
+            log.exception("upload %s could not be read", file.name)
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            st.session_state[f"{key}_error"] = f"{file.name} could not be read ({type(e).__name__}: {detail})."
         else:
             store[file.name] = obj
             st.session_state[select_key] = st.session_state[f"{select_key}_select"] = f"upload: {file.name}"
@@ -27,7 +35,8 @@ def upload_widget(key: str, label: str, types, reader, store: dict, select_key: 
             dropped = keep_within_limits(store, file.name, obj)
             note = f" Removed the oldest upload{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)}) to stay within " \
                    f"this session's limit of {limits().session_uploads} uploads and {human_bytes(limits().session_upload_bytes)}." if dropped else ""
-            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}.{note}"
+            notes = " ".join(getattr(obj, "notes", None) or [])   # e.g. an environment this server cannot make
+            st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}.{note}{' ' + notes if notes else ''}"
     if st.session_state.get(f"{key}_error"):
         st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
     elif st.session_state.get(f"{key}_ok"):

@@ -1,0 +1,182 @@
+"""Hostile uploads (bench/hostile_data.py): each is refused with one sentence that says what was expected,
+before anything large is allocated, and nothing from another file on the server ever shows up."""
+import io
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.hostile_data import SECRET, hostile_dataset_files
+from trajectories import Dataset, DatasetError, load_dataset, save_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+with tempfile.TemporaryDirectory() as _tmp:
+    NAMES = [f["name"] for f in hostile_dataset_files(_tmp)]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    return {f["name"]: f for f in hostile_dataset_files(tmp_path_factory.mktemp("hostile"))}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_refused_with_one_sentence(name, hostile):
+    case = hostile[name]
+    with pytest.raises(DatasetError) as err:
+        load_dataset(case["path"])
+    msg = str(err.value)
+    assert case["expect"] in msg.lower(), msg
+    assert "\n" not in msg and msg.endswith(".") and case["path"].name in msg
+    if case["secret"]:
+        assert case["secret"].decode() not in msg
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_inspect_one_line_exit_2(name, hostile):
+    case = hostile[name]
+    res = subprocess.run([sys.executable, "cli.py", "inspect", str(case["path"])], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and case["expect"] in lines[0].lower(), res.stderr
+    both = res.stdout + res.stderr
+    assert "Traceback" not in both and "Warning" not in both
+    assert SECRET.decode() not in both
+
+
+def test_secret_is_really_reachable_by_plain_h5py(hostile):
+    """The files are truly hostile: h5py alone follows them to the secret."""
+    with h5py.File(hostile["hdf5_external_storage"]["path"]) as f:
+        assert f["observations"][()].tobytes() == SECRET
+
+
+def test_limits_follow_the_environment(tmp_path, monkeypatch, tiny_discrete):
+    save_dataset(tiny_discrete, tmp_path / "d.npz")
+    monkeypatch.setenv("SEQLENS_MAX_DECODE_BYTES", "100")
+    with pytest.raises(DatasetError, match=r"d.npz declares .*SEQLENS_MAX_DECODE_BYTES\)\.$"):
+        load_dataset(tmp_path / "d.npz")
+    monkeypatch.setenv("SEQLENS_MAX_DECODE_BYTES", "100000")
+    monkeypatch.setenv("SEQLENS_MAX_TRANSITIONS", "5")
+    for ext in (".npz", ".parquet", ".csv", ".hdf5"):
+        save_dataset(tiny_discrete, tmp_path / f"d{ext}")
+        with pytest.raises(DatasetError, match="SEQLENS_MAX_TRANSITIONS"):
+            load_dataset(tmp_path / f"d{ext}")
+    monkeypatch.setenv("SEQLENS_MAX_TRANSITIONS", "100")
+    monkeypatch.setenv("SEQLENS_MAX_ACTIONS", "1")
+    with pytest.raises(DatasetError, match="SEQLENS_MAX_ACTIONS"):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_parquet_dictionary_strings_stay_encoded(tmp_path, monkeypatch):
+    """Long repeated strings in an id column and a flag column: read per distinct value, not per row."""
+    n, long_id = 200_000, "episode-" + "x" * 10_000
+    table = pa.table({"episode": pa.array([long_id] * n).dictionary_encode(), "obs_0": np.arange(n, dtype=np.float32),
+                      "action": np.zeros(n, np.int64), "reward": np.ones(n, np.float32),
+                      "done": pa.array(["false"] * (n - 1) + ["true"]).dictionary_encode()})
+    pq.write_table(table, tmp_path / "long_ids.parquet")  # 2 GB of strings if decoded row by row
+    ds = load_dataset(tmp_path / "long_ids.parquet")
+    assert ds.n_episodes == 1 and ds.metadata["episode_ids"] == [long_id] and ds.terminated[-1]
+    monkeypatch.setenv("SEQLENS_MAX_DECODE_BYTES", str(2_000_000))
+    with pytest.raises(DatasetError, match="SEQLENS_MAX_DECODE_BYTES"):
+        load_dataset(tmp_path / "long_ids.parquet")
+
+
+def test_honest_too_many_npz_entries(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQLENS_MAX_ZIP_ENTRIES", "4")
+    np.savez(tmp_path / "e.npz", observations=np.zeros((2, 1)), actions=[0, 1], rewards=[0, 1], a=1, b=2)
+    with pytest.raises(DatasetError, match="declares 5 zip entries; the limit is 4 entries per zip"):
+        load_dataset(tmp_path / "e.npz")
+
+
+def test_hard_link_cycle_and_shared_groups_are_fine(tmp_path):
+    path = tmp_path / "cycle.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = np.arange(6, dtype=np.float32).reshape(3, 2)
+        f["actions"] = np.array([0, 1, 0])
+        f["rewards"] = np.ones(3, np.float32)
+        f["terminals"] = np.array([0, 0, 1], bool)
+        g = f.create_group("extra")
+        g["loop"] = g  # a hard-link cycle
+        f["alias"] = f["observations"]  # a second hard link to a dataset
+    ds = load_dataset(path)
+    np.testing.assert_array_equal(ds.observations, np.arange(6).reshape(3, 2))
+
+
+@pytest.mark.parametrize("meta, fragment", [('"x"', "must be a JSON object, got a string"),
+                                            ('{"metadata": [1]}', "metadata that is not an object"),
+                                            ('{"env_id": 5}', "env_id that is not a string or null"),
+                                            ('{"n_actions": true}', "whole number"),
+                                            ('{"n_actions": 0}', "at least 1")])
+def test_npz_meta_types(meta, fragment, tmp_path):
+    np.savez(tmp_path / "m.npz", observations=np.zeros((2, 1)), actions=[0, 1], rewards=[0, 1], seqlens_meta=np.array(meta))
+    with pytest.raises(DatasetError, match=fragment):
+        load_dataset(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("lengths, fragment", [([2, 3], "sum to 5 but there are 6 steps"), ([0, 6], "must be positive"),
+                                               ([np.nan, 6], "whole numbers")])
+def test_npz_episode_lengths(lengths, fragment, tmp_path):
+    np.savez(tmp_path / "l.npz", observations=np.zeros((6, 1)), actions=np.zeros(6, int), rewards=np.ones(6), episode_lengths=lengths)
+    with pytest.raises(DatasetError, match=fragment):
+        load_dataset(tmp_path / "l.npz")
+
+
+def test_npz_float64_beyond_float32(tmp_path):
+    np.savez(tmp_path / "b.npz", observations=np.array([[0.0], [1e300]]), actions=[0, 1], rewards=[0, 1])
+    with pytest.raises(DatasetError, match=r"observations has 1e\+300 at row 1, beyond the float32 range"):
+        load_dataset(tmp_path / "b.npz")
+
+
+def test_dataset_refuses_bad_n_actions():
+    args = (np.zeros((2, 1)), np.array([0, 1]), np.zeros(2), np.zeros(2), np.zeros(2), [0])
+    for bad, fragment in ((2.5, "whole number"), ("3", "whole number"), (True, "whole number"), (0, "at least 1"),
+                          (10**12, "SEQLENS_MAX_ACTIONS")):
+        with pytest.raises(DatasetError, match=fragment):
+            Dataset(*args, n_actions=bad)
+    assert Dataset(*args, n_actions=np.int64(3)).n_actions == 3
+
+
+# ---- legitimate files still read exactly ---------------------------------------------------------
+
+def test_legit_npz_with_grouped_episode_ids(tmp_path):
+    np.savez(tmp_path / "g.npz", observations=np.arange(6, dtype=np.float32).reshape(6, 1), actions=[0, 1, 1, 0, 1, 0],
+             rewards=np.arange(6, dtype=np.float32), episode=np.array(["b", "b", "a", "a", "a", "c"]))
+    ds = load_dataset(tmp_path / "g.npz")
+    np.testing.assert_array_equal(ds.episode_starts, [0, 2, 5])
+    np.testing.assert_array_equal(ds.episode_returns, [1, 9, 5])
+
+
+def test_legit_parquet_with_string_episode_ids(tmp_path):
+    df = pd.DataFrame({"episode": ["run-b", "run-a", "run-b", "run-a"], "step": [0, 0, 1, 1], "obs_0": [1.0, 2.0, 3.0, 4.0],
+                       "action": [0, 1, 1, 0], "reward": [1.0, 2.0, 3.0, 4.0], "done": ["false", "false", "true", "true"]})
+    df.to_parquet(tmp_path / "s.parquet")
+    ds = load_dataset(tmp_path / "s.parquet")
+    assert ds.metadata["episode_ids"] == ["run-a", "run-b"]
+    np.testing.assert_array_equal(ds.observations[:, 0], [2, 4, 1, 3])
+    np.testing.assert_array_equal(ds.terminated, [False, True, False, True])
+
+
+def test_legit_minari_hdf5_zip(tmp_path):
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for i, t in enumerate((3, 2)):
+            ep = f.create_group(f"episode_{i}")
+            ep["observations"] = np.arange((t + 1) * 2, dtype=np.float32).reshape(t + 1, 2) + 10 * i
+            ep["actions"] = np.arange(t) % 2
+            ep["rewards"] = np.ones(t, np.float32) * (i + 1)
+            ep["terminations"] = np.eye(1, t, t - 1, dtype=bool)[0]
+            ep["truncations"] = np.zeros(t, bool)
+    with zipfile.ZipFile(tmp_path / "m.zip", "w") as zf:
+        zf.writestr("ds/data/main_data.hdf5", buf.getvalue())
+        zf.writestr("ds/data/metadata.json", '{"env_spec": "{\\"id\\": \\"CartPole-v1\\"}", "action_space": "{\\"type\\": \\"Discrete\\", \\"n\\": 2}"}')
+    ds = load_dataset(tmp_path / "m.zip")
+    assert ds.env_id == "CartPole-v1" and ds.n_actions == 2
+    np.testing.assert_array_equal(ds.episode_returns, [3, 4])
+    np.testing.assert_array_equal(ds.observations[3], [10, 11])

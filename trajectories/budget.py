@@ -1,0 +1,46 @@
+"""Declared sizes checked against limits() before anything is allocated (see limits.py).
+
+A reader makes one Budget per file and spends the declared size of every array it is about to
+decode; the first that would go over raises a DatasetError naming the limit and its variable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DatasetError
+from .limits import ENV, human_bytes, limits
+
+
+def over_limit(name: str, declared: str, key: str, unit: str) -> DatasetError:
+    """'x.npz declares 9 GiB of ...; the limit is 1 GiB per file (SEQLENS_MAX_DECODE_BYTES).'"""
+    value = getattr(limits(), key)
+    shown = human_bytes(value) if key.endswith("bytes") else f"{value:,}"
+    return DatasetError(f"{name} declares {declared}; the limit is {shown} {unit} ({ENV[key]}).")
+
+
+def check_rows(name: str, rows: int, what: str = "") -> None:
+    if rows > limits().transitions:
+        raise over_limit(name, f"{rows:,} steps{' of ' + what if what else ''}", "transitions", "steps per dataset")
+
+
+def check_width(name: str, width: int, what: str) -> None:
+    if width > limits().features:
+        raise over_limit(name, f"{width:,} {what} features", "features", "features per step")
+
+
+class Budget:
+    """Decoded bytes one file may still produce."""
+
+    def __init__(self, name: str):
+        self.name, self.limit, self.used = name, limits().decode_bytes, 0
+
+    def spend(self, nbytes: int, what: str) -> None:
+        """Count `nbytes` about to be decoded for `what` ('300,000,000 steps of observations')."""
+        self.used += int(nbytes)
+        if self.used > self.limit:
+            total = "" if self.used == nbytes else f", {human_bytes(self.used)} for the file so far"
+            raise over_limit(self.name, f"{what} ({human_bytes(nbytes)} decoded{total})", "decode_bytes", "per file")
+
+    def spend_array(self, shape: tuple, itemsize: int, what: str) -> None:
+        rows = f"{shape[0]:,} steps of {what}" if len(shape) else what
+        self.spend(int(np.prod(shape, dtype=object)) * itemsize, rows)
