@@ -418,7 +418,7 @@ def cmd_bench(args) -> dict:
     if args.hostile:
         from bench.hostile import run_hostile
 
-        return {"hostile": run_hostile(verbose=not args.json)}
+        return {"hostile": run_hostile(verbose=not args.json, quick=args.quick)}
     from bench import run_all
 
     results = run_all(only=args.only, quick=args.quick, verbose=not args.json)

@@ -2,12 +2,15 @@
 
 Files come from bench/hostile_data.py and bench/hostile_agents.py (made by hand, as the tests use them).
 Each is refused once to warm imports, then timed; memory is tracemalloc's peak (numpy and Python
-allocations; a file that got past the size checks would show its decoded size here) and the growth of the
-process's peak RSS, which also sees torch's and HDF5's allocations.
+allocations; a file that got past the size checks would show its decoded size here) and, in a fresh
+process per file, the growth of peak RSS from after the imports to after the refusal (which also sees
+torch's, Arrow's and HDF5's own allocations).
 """
 from __future__ import annotations
 
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -38,7 +41,27 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_hostile(verbose: bool = True) -> list[dict]:
+_FRESH = """
+import sys
+from bench.hostile import _refuse, _rss_mb
+import models, models.checkpoint, trajectories, h5py, pyarrow.parquet, pandas   # imports are not the refusal's
+before = _rss_mb()
+_refuse(sys.argv[1], sys.argv[2])
+print(round(_rss_mb() - before, 1))
+"""
+
+
+def _rss_growth_mb(kind: str, path: Path) -> float:
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", _FRESH, kind, str(path)], cwd=root, capture_output=True, text=True)
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return float("nan")
+
+
+def run_hostile(verbose: bool = True, quick: bool = False) -> list[dict]:
+    """quick: skip the fresh process per file (RSS growth is then None)."""
     from bench.hostile_agents import hostile_agent_files
     from bench.hostile_data import hostile_dataset_files
 
@@ -48,7 +71,6 @@ def run_hostile(verbose: bool = True) -> list[dict]:
                 [("agent", h) for h in hostile_agent_files(Path(tmp) / "agents")]
         for kind, h in files:
             _refuse(kind, h["path"])   # warm: imports and first-call costs are not the refusal's
-            rss0 = _rss_mb()
             tracemalloc.start()
             t0 = time.perf_counter()
             sentence = _refuse(kind, h["path"])
@@ -56,12 +78,12 @@ def run_hostile(verbose: bool = True) -> list[dict]:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             res = {"name": h["name"], "kind": kind, "file_bytes": _size(Path(h["path"])), "seconds": round(seconds, 4),
-                   "peak_mb": round(peak / 2**20, 2), "rss_growth_mb": round(_rss_mb() - rss0, 1),
+                   "peak_mb": round(peak / 2**20, 2), "rss_growth_mb": None if quick else _rss_growth_mb(kind, Path(h["path"])),
                    "refused": bool(sentence), "sentence": sentence}
             results.append(res)
             if verbose:
                 print(f"{kind:<5} {h['name']:<30} {res['file_bytes']:>9,} B  {seconds * 1000:7.1f} ms  "
-                      f"peak {res['peak_mb']:6.2f} MB  rss +{res['rss_growth_mb']:.0f} MB  {sentence[:90]}", flush=True)
+                      f"peak {res['peak_mb']:6.2f} MB  rss +{res['rss_growth_mb']} MB  {sentence[:90]}", flush=True)
     return results
 
 

@@ -17,3 +17,18 @@ def test_bench_json_schema_and_same_results():
         assert {"name", "baseline_s", "ours_s", "ratio", "same_results"} <= set(b)
         assert b["same_results"] is True
         assert b["ours_s"] > 0 and b["baseline_s"] > 0
+
+
+def test_bench_hostile_refuses_every_hostile_file_and_reports_its_cost():
+    from bench.hostile_agents import ACCEPTED
+
+    res = subprocess.run([sys.executable, "cli.py", "bench", "--hostile", "--quick", "--json"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["hostile"]
+    assert len(rows) >= 30 and {r["kind"] for r in rows} == {"data", "agent"}
+    for r in rows:
+        assert {"name", "kind", "file_bytes", "seconds", "peak_mb", "rss_growth_mb", "refused", "sentence"} <= set(r)
+        assert r["refused"] == (r["name"] not in ACCEPTED), r
+        assert r["peak_mb"] < 64, r   # nothing near a declared size was allocated (bombs declare >= 1 GiB)
+        assert "\n" not in r["sentence"]
