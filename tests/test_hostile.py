@@ -104,10 +104,13 @@ def test_every_hostile_upload_is_one_sentence_and_the_session_keeps_its_choice(k
         assert "\n" not in errors[0] and h["expect"] in errors[0].lower(), (h["name"], errors[0])
         assert at.session_state[select] == before, h["name"]
         assert f"upload: {path.name}" not in at.selectbox(key=f"{select}_select").options
-        if h.get("secret"):
+        if h.get("secret"):   # neither as text on the page nor as the raw bytes of any array the session holds
             text = _texts(at)
             for needle in (h["secret"], h["secret"][:12]):
                 assert needle.decode(errors="ignore") not in text, h["name"]
+            for ds in at.session_state["uploaded_datasets"].values() if "uploaded_datasets" in at.session_state else []:
+                raw = b"".join(getattr(ds, k).tobytes() for k in ("observations", "actions", "rewards"))
+                assert h["secret"][:8] not in raw, h["name"]
 
 
 # ---- item 5: caches keyed on content, not on id() -------------------------------------------------------------
@@ -249,8 +252,10 @@ def test_a_session_that_ends_takes_its_upload_figures_with_it():
     assert not any("upload: mine.csv" in k for k in page.FIGURES._entries)
 
 
-def test_session_upload_cap_drops_the_oldest_with_a_note(monkeypatch):
-    monkeypatch.setenv("SEQLENS_SESSION_UPLOADS", "2")
+@pytest.mark.parametrize("var,value", [("SEQLENS_SESSION_UPLOADS", "2"),
+                                       ("SEQLENS_SESSION_UPLOAD_BYTES", "120")])   # each upload holds 54 bytes
+def test_session_upload_cap_drops_the_oldest_with_a_note(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
     at = _app()
     csv = "episode,obs_0,action,reward\n0,0.1,0,1\n0,0.2,1,1\n1,0.3,0,1\n"
     for i in range(3):

@@ -88,7 +88,7 @@ def test_return_conditioning_page_sweep_and_offline_replay():
 
 def test_return_conditioning_bad_targets_and_bounds():
     at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=1, sweep_targets="lots")
-    assert [e.value for e in at.error] == ["Targets must be numbers separated by commas, e.g. 100, 300, 500."]
+    assert [e.value for e in at.error] == ["Targets must be finite numbers separated by commas, e.g. 100, 300, 500."]
     at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=64, sweep_targets="1,2,3,4,5")
     assert "runs at most 256 at once" in at.error[0].value
     at = page("3_Return_conditioning.py", "pendulum-tt", "pendulum")
