@@ -4,11 +4,9 @@ import streamlit as st
 from analysis.figures import episode_signals, episode_timeline, returns_histogram
 from ui import charts
 from ui.data import all_datasets, current_dataset_name
-from ui.nav import sidebar
 from ui.uploads import dataset_uploader
 
 st.set_page_config(page_title="seqlens · Dataset", layout="wide")
-sidebar()
 with st.sidebar:
     dataset_uploader()
 st.title("Dataset")

@@ -213,10 +213,10 @@ def test_two_threads_on_one_agent_equal_serial_results(name, data):
 
 # ---- item 9: bounded caches ---------------------------------------------------------------------------------------
 def test_figure_cache_is_bounded_by_bytes_and_forgets_ended_sessions():
-    from ui.figure_cache import SHARED, FigureCache
+    from analysis.cache import SHARED, ResultCache
 
     limit = [10_000]
-    cache = FigureCache(lambda: limit[0])
+    cache = ResultCache(lambda: limit[0])
     blob = np.zeros(1000)   # ~8 KB pickled
     cache.put("shared", blob, SHARED)
     cache.put("a", blob, "session-a")
@@ -236,20 +236,20 @@ def test_figure_cache_is_bounded_by_bytes_and_forgets_ended_sessions():
 
 
 def test_a_session_that_ends_takes_its_upload_figures_with_it():
-    from ui import page
+    from analysis.cache import CACHE
 
-    page.FIGURES.clear()
+    CACHE.clear()
     at = _app()
     rows = [{"episode": e, "step": t, "obs_0": t * 0.1, "obs_1": 0.2, "obs_2": -t * 0.1, "obs_3": 0.0, "action": t % 2,
              "reward": 1.0} for e in range(3) for t in range(30)]
     at.file_uploader(key="upload_dataset").upload("mine.csv", pd.DataFrame(rows).to_csv(index=False).encode(), "text/csv").run()
     at.switch_page("pages/2_Attention.py").run()
     assert not at.exception, at.exception
-    private = [k for k in page.FIGURES._entries if "upload: mine.csv" in k]
+    private = [k for k in CACHE.keys() if "mine.csv" in k]
     assert private
     del at
     gc.collect()
-    assert not any("upload: mine.csv" in k for k in page.FIGURES._entries)
+    assert not any("mine.csv" in k for k in CACHE.keys())
 
 
 @pytest.mark.parametrize("var,value", [("SEQLENS_SESSION_UPLOADS", "2"),

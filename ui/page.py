@@ -12,13 +12,11 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from analysis import catalog
+from analysis.cache import CACHE, SHARED, cached, context
 from analysis.identity import agent_key, dataset_key
-from trajectories.limits import limits
-from ui.figure_cache import SHARED, FigureCache
 from models.errors import AgentError
 from ui.agents import agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
-from ui.nav import sidebar
 
 
 @dataclass
@@ -45,7 +43,6 @@ class Selection:
 
 def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selection:
     st.set_page_config(page_title=f"seqlens · {title}", layout="wide")
-    sidebar()
     st.title(title)
     st.markdown(intro)
     agent_name, dataset_name = current_agent_name(), current_dataset_name()
@@ -71,22 +68,19 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     return Selection(agent_name, agent, dataset_name, ds)
 
 
-FIGURES = FigureCache(lambda: limits().figure_cache_bytes)
-
-
 class _SessionOwner:
-    """Lives in one session's state: when the session ends and its state is freed, its figures go."""
+    """Lives in one session's state: when the session ends and its state is freed, what it owns goes."""
 
     def __init__(self, session_id: str):
         self.id = session_id
-        weakref.finalize(self, FIGURES.release, session_id)
+        weakref.finalize(self, CACHE.release, session_id)
 
 
 def _owner() -> str:
-    token = st.session_state.get("_figure_owner")
+    token = st.session_state.get("_cache_owner")
     if token is None:
         ctx = get_script_run_ctx()
-        token = st.session_state["_figure_owner"] = _SessionOwner(ctx.session_id if ctx else uuid.uuid4().hex)
+        token = st.session_state["_cache_owner"] = _SessionOwner(ctx.session_id if ctx else uuid.uuid4().hex)
     return token.id
 
 
@@ -96,15 +90,13 @@ def _alive(session_id: str) -> bool:
     return Runtime.instance().is_active_session(session_id)
 
 
-def figure(sel: Selection, name: str, **params) -> catalog.Figured:
-    """A catalog figure for the selection, cached per (content of agent and dataset, figure, parameters): the
-    same code as `cli.py export`, so a page's figure and its headless export are one and the same."""
-    key = f"{sel.key}|{name}|{json.dumps(params, sort_keys=True)}"
+def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figured:
+    """A catalog figure for the selection from the one cache (analysis/cache.py): keyed on the content of
+    agent and dataset, the names shown and the parameters; the same code as `cli.py export`. progress(f, msg)
+    sees the work the figure causes (nothing when it is cached)."""
     owner = _owner() if sel.private else SHARED
-    hit = FIGURES.get(key, owner)
-    if hit is not None:
-        return hit
-    made = catalog.make(name, sel.agent, sel.dataset, **params)
-    FIGURES.purge(_alive)
-    FIGURES.put(key, made, owner)
+    with context(progress, owner):
+        made = cached(f"figure:{name}", lambda: catalog.make(name, sel.agent, sel.dataset, **params), sel.agent,
+                      sel.dataset, names=[sel.agent_name, sel.dataset_name], **params)
+    CACHE.purge(_alive)
     return made

@@ -1,0 +1,141 @@
+"""The one cache under every analysis and figure: keyed on content, bounded by bytes, shared by sessions.
+
+- **Keys** are content: `analysis.identity.agent_key` / `dataset_key` (stamped once at load), the
+  computation's name and its parameters as JSON. Never `id()`, never the object itself.
+- **Values** are stored pickled (in memory, made by this process, never read from a file): every
+  caller gets its own copy, so no session can change what another reads, and the byte bound is exact.
+- **Owners**: a value computed for a session's upload belongs to that session (`owner` in
+  `context`); `release(owner)` when the session ends drops what only it owned. Shipped pairs are SHARED
+  and stay until the byte bound evicts them (least recently used first).
+- **Progress** travels with the call, not beside it: `with context(progress=cb): ...` and any
+  computation inside calls `report(fraction, message)`; a cache hit reports 1.0 at once. So a page
+  asks for a figure once and sees the work it causes; it never pre-runs an analysis to drive a bar.
+
+No streamlit import: ui/page.py wires sessions and progress bars to it.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import pickle
+import threading
+from collections import OrderedDict
+from typing import Callable
+
+from trajectories.limits import limits
+
+from .identity import agent_key, dataset_key
+
+SHARED = None   # owner of what shipped agents and datasets make
+Progress = Callable[[float, str], None]
+
+_progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("seqlens_progress", default=None)
+_owner: contextvars.ContextVar[object] = contextvars.ContextVar("seqlens_owner", default=SHARED)
+
+
+class ResultCache:
+    def __init__(self, max_bytes: Callable[[], int]):
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[bytes, set]] = OrderedDict()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def get(self, key: str, owner=SHARED):
+        """A fresh copy of the cached value, or None; the caller becomes an owner too."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            self._entries.move_to_end(key)
+            hit[1].add(owner)
+            blob = hit[0]
+        return pickle.loads(blob)
+
+    def put(self, key: str, value, owner=SHARED) -> None:
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        limit = self._max_bytes()
+        if len(blob) > limit:
+            return   # larger than the whole cache: recomputed when asked again
+        with self._lock:
+            old = self._entries.pop(key, None)
+            owners = {owner} | (old[1] if old else set())
+            if old:
+                self.nbytes -= len(old[0])
+            self._entries[key] = (blob, owners)
+            self.nbytes += len(blob)
+            while self.nbytes > limit:
+                _, (evicted, _) = self._entries.popitem(last=False)
+                self.nbytes -= len(evicted)
+
+    def release(self, owner) -> int:
+        """A session ended: it owns nothing any more; values nobody else owns go. Returns how many."""
+        return self.purge(lambda o: o != owner)
+
+    def purge(self, alive: Callable[[object], bool]) -> int:
+        """Forget owners that are not alive (SHARED always is); drop entries left with none."""
+        with self._lock:
+            dead = []
+            for key, (_, owners) in self._entries.items():
+                owners.difference_update({o for o in owners if o is not SHARED and not alive(o)})
+                if not owners:
+                    dead.append(key)
+            for key in dead:
+                self.nbytes -= len(self._entries.pop(key)[0])
+        return len(dead)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+
+CACHE = ResultCache(lambda: limits().figure_cache_bytes)
+
+
+@contextlib.contextmanager
+def context(progress: Progress | None = None, owner=SHARED):
+    """Progress reporting and cache ownership for everything computed inside (per thread / task)."""
+    p, o = _progress.set(progress), _owner.set(owner)
+    try:
+        yield
+    finally:
+        _progress.reset(p)
+        _owner.reset(o)
+
+
+def report(fraction: float, message: str = "") -> None:
+    """Tell whoever asked (a page's progress bar) how far the current computation is."""
+    cb = _progress.get()
+    if cb is not None:
+        cb(float(min(max(fraction, 0.0), 1.0)), message)
+
+
+def key(name: str, agent=None, dataset=None, **params) -> str:
+    parts = [name, agent_key(agent) if agent is not None else "-", dataset_key(dataset) if dataset is not None else "-",
+             getattr(dataset, "source", "-"), json.dumps(params, sort_keys=True, default=str)]
+    return "|".join(parts)
+
+
+def cached(name: str, compute: Callable[[], object], agent=None, dataset=None, use_cache: bool = True, **params):
+    """compute() once per (name, agent content, dataset content, params); later calls get a copy."""
+    if not use_cache:
+        return compute()
+    k = key(name, agent, dataset, **params)
+    owner = _owner.get()
+    hit = CACHE.get(k, owner)
+    if hit is not None:
+        report(1.0, "cached")
+        return hit
+    value = compute()
+    CACHE.put(k, value, owner)
+    return value

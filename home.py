@@ -1,0 +1,108 @@
+"""seqlens home page: choose an agent and a dataset (shipped or uploaded); their cards; links to the analyses."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from analysis.figures import returns_histogram
+from models.errors import AgentError
+from models.evaluate import check_dataset
+from models.report import agent_rows
+from ui import charts
+from ui.agents import agent_names, current_agent_name, get_agent
+from ui.data import all_datasets, current_dataset_name
+from ui.uploads import agent_uploader, dataset_uploader
+
+
+def _choose(label: str, options: list[str], key: str, current: str, help: str):
+    if st.session_state.get(f"{key}_select") not in options:
+        st.session_state[f"{key}_select"] = current
+    chosen = st.selectbox(label, options, key=f"{key}_select", help=help)
+    st.session_state[key] = chosen
+    st.query_params[key] = chosen   # the URL reproduces the choice
+    return chosen
+
+
+def home():
+    st.title("seqlens")
+    st.markdown(
+        "Look inside sequence-model RL agents — Decision Transformer, Trajectory Transformer and the Markov and "
+        "recurrent baselines they are measured against — on offline datasets. Choose an agent and a dataset here "
+        "(or upload your own); the pages in the sidebar analyse the pair: **Attention**, **Return conditioning**, "
+        "**Credit assignment**, **Predicted vs real**, **Embeddings**, **Context & memory**. Every figure downloads "
+        "as PNG, SVG, PDF, HTML and CSV."
+    )
+
+    with st.sidebar:
+        dataset_uploader()
+        agent_uploader()
+
+    datasets = all_datasets()
+    names = agent_names()
+    if not datasets or not names:
+        st.warning("Nothing to analyse yet: run `make sample-data` and `make sample-agents`, or upload files in the sidebar.")
+        return
+
+    left, right = st.columns(2)
+    with left:
+        agent_name = _choose("Agent", names, "agent", current_agent_name(), "Shipped agents, then this session's uploads.")
+        agent = get_agent(agent_name)
+        card = agent.card()
+        st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
+                    f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
+                    f"context K = {card['context_length']} · {card['n_params']:,} parameters")
+        facts = {k: v for k, v in card.items() if k not in ("evaluation", "kind", "obs_dim", "act_dim", "discrete", "n_actions",
+                                                            "context_length", "n_params") and v is not None}
+        st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True,
+                     width="stretch", key="agent_card")
+        if card.get("evaluation"):
+            ev = pd.DataFrame(card["evaluation"]).drop(columns=["returns", "std_return"], errors="ignore")
+            st.caption("Evaluation stored with the agent (mean return per target, 95% bootstrap CI):")
+            st.dataframe(ev, hide_index=True, width="stretch", key="agent_eval",
+                         column_config={c: st.column_config.NumberColumn(format="%.4g") for c in ev.columns if c != "episodes"})
+    with right:
+        dataset_name = _choose("Dataset", list(datasets), "dataset", current_dataset_name(), "Shipped datasets, then this session's uploads.")
+        ds = datasets[dataset_name]
+        s = ds.summary()
+        cols = st.columns(4)
+        cols[0].metric("Episodes", f"{s['n_episodes']:,}", help=f"{s['n_transitions']:,} steps")
+        cols[1].metric("Return min", f"{s['return_min']:.4g}")
+        cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
+        cols[3].metric("Return max", f"{s['return_max']:.4g}")
+        charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
+                      "returns_hist")
+        st.caption(f"{ds.env_id or 'unknown environment'} · {s['n_transitions']:,} steps · observations: {', '.join(ds.obs_names)} · "
+                   f"actions: {', '.join(ds.act_names)}")
+
+    try:
+        check_dataset(agent, ds)
+    except AgentError as e:
+        st.warning(f"{e} The analysis pages need a matching pair: pick another agent or dataset.")
+    else:
+        trained_on = agent.config.dataset.get("name")
+        same = trained_on is None or Path(trained_on).stem == Path(dataset_name).stem
+        note = "" if same else f" (it was trained on {trained_on})"
+        st.success(f"**{agent_name}** can read **{dataset_name}**{note}. Open an analysis page in the sidebar.")
+
+    with st.expander("All datasets"):
+        rows = []
+        for name, d in datasets.items():
+            sm = d.summary()
+            rows.append({"dataset": name, "environment": sm["env_id"] or "—", "episodes": sm["n_episodes"],
+                         "steps": sm["n_transitions"], "obs dim": sm["obs_dim"],
+                         "actions": f"{sm['n_actions']} discrete" if sm["discrete"] else f"{sm['act_dim']}-d continuous",
+                         "return min": sm["return_min"], "return mean": sm["return_mean"], "return max": sm["return_max"]})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="datasets_table",
+                     column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("return min", "return mean", "return max")})
+
+    with st.expander("All shipped agents", expanded=True):
+        st.caption("Trained on the shipped datasets by `make sample-agents`; evaluation as stored in each agent's config.json.")
+        rows = agent_rows()
+        if rows:
+            table = pd.DataFrame(rows).drop(columns=["size_mb"]).astype({"episodes": str})   # "—" for models not run
+            st.dataframe(table, hide_index=True, width="stretch", key="agents_table",
+                         height=35 * (len(rows) + 1) + 3,
+                         column_config={"evaluation": st.column_config.TextColumn("evaluation (target → mean [95% CI])", width="large")})
+
+
+home()
