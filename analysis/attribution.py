@@ -29,14 +29,16 @@ Every map comes with a model-randomisation sanity check (Adebayo et al. 2018): t
 the model re-initialised (seeded, GPT-2 style) and the Spearman rank correlation of the two maps'
 |attribution| over the real (unpadded) inputs. A map that survives randomisation explains the input,
 not the model.
+
+Layout: this module is the core (results, baseline, captum methods, attribute_steps / attribute_step);
+analysis/attribution_adapters.py puts the MLP and GRU behind the DT's signature; analysis/attribution_markers.py
+names landmark steps (Key-to-Door); analysis/keydoor_credit.py measures credit on the key step.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-import weakref
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -46,11 +48,14 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from models.base import gpt2_init
-from models.windows import TrainingData, gather_windows
+from models.windows import TrainingData
 
+from .attribution_adapters import MODALITIES, WRAP, model_inputs
+from .attribution_markers import episode_markers
+from .attribution_markers import KeyDoorSteps, is_key_to_door, key_door_steps  # noqa: F401 - re-exported (pages, tests)
 from .inputs import training_data
 
-MODALITIES = ("return-to-go", "state", "action")   # token order of a DT step (figures.TOKEN_COLOURS keys)
+# MODALITIES (attribution_adapters): a DT step's token order R, s, a
 _INPUT_NAME = {"return-to-go": "returns_to_go", "state": "states", "action": "actions"}
 TARGETS = {"action": "action_preds", "return": "return_preds", "value": "value_preds"}
 METHODS = {"ig": "integrated gradients", "saliency": "saliency |∂f/∂x|", "ablation": "ablation (replace by baseline)"}
@@ -218,39 +223,6 @@ def dataset_baseline(agent, data: TrainingData) -> Baseline:
     return Baseline(rtg, states, np.asarray(actions, np.float32), desc)
 
 
-class _Markov(nn.Module):
-    """The MLP baseline behind the DT forward signature: it sees only the last state of the window."""
-
-    def __init__(self, mlp):
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
-        out = self.mlp(states)
-        if not self.mlp.discrete:
-            out = torch.tanh(out)
-        return SimpleNamespace(action_preds=out)
-
-
-class _Recurrent(nn.Module):
-    """The GRU baseline behind the DT forward signature: the window is the episode so far; the action
-    input at position i is a_i, which the GRU reads (as its previous action) at step i + 1."""
-
-    def __init__(self, gru):
-        super().__init__()
-        self.gru = gru
-
-    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
-        prev = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
-        out, _ = self.gru(states, prev)
-        if not self.gru.discrete:
-            out = torch.tanh(out)
-        return SimpleNamespace(action_preds=out)
-
-
-_WRAP = {"mlp": _Markov, "gru": _Recurrent}
-
-
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     """A copy of `model` with every weight re-initialised (seeded): GPT-2 init for Linear / Embedding
     (models.base.gpt2_init), LayerNorm to identity, other parameters (DT's return_unknown) to zero.
@@ -408,45 +380,6 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-# ---- agents and logged episodes ----------------------------------------------------------------------------------
-def _model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
-    """(model, inputs, modalities, feature_names, mask, action_names) for windows ending at absolute dataset steps."""
-    episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
-    ds = data.dataset
-    if agent.discrete:
-        labels = list(getattr(ds, "metadata", {}).get("action_labels") or [])
-        n = int(agent.config.n_actions)
-        act_names = labels if len(labels) == n else [f"action {i}" for i in range(n)]
-    else:
-        act_names = list(ds.act_names or [f"action_{i}" for i in range(agent.act_dim)])
-    names = {"return-to-go": ["return-to-go"], "state": list(ds.obs_names), "action": act_names}
-    if agent.kind == "dt":
-        w = gather_windows(data, episodes, abs_steps, agent.context_length)
-        return agent, agent.window_inputs(w), MODALITIES, names, w["mask"], names["action"]
-    if agent.kind == "mlp":
-        w = gather_windows(data, episodes, abs_steps, 1)
-        B = len(abs_steps)
-        inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32),
-                  "actions": torch.zeros(B, 1, 0), "returns_to_go": torch.zeros(B, 1, 1),
-                  "timesteps": torch.as_tensor(w["timesteps"]), "attention_mask": torch.ones(B, 1, dtype=torch.long)}
-        return _Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
-    if agent.kind == "gru":   # the whole episode so far (one window at a time: prefixes differ in length)
-        if len(abs_steps) != 1:
-            raise ValueError("GRU attribution takes one step at a time.")
-        K = int(abs_steps[0] - data.starts[episodes[0]] + 1)
-        w = gather_windows(data, episodes, abs_steps, K)
-        acts = torch.as_tensor(w["actions"])
-        acts = (torch.nn.functional.one_hot(acts.long(), int(agent.config.n_actions)).float() if agent.discrete
-                else agent.actions_to_unit(acts))
-        inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32), "actions": acts,
-                  "returns_to_go": torch.zeros(1, K, 1), "timesteps": torch.as_tensor(w["timesteps"]),
-                  "attention_mask": torch.ones(1, K, dtype=torch.long)}
-        return (_Recurrent(agent), inputs, ("state", "action"), {"state": names["state"], "action": names["action"]},
-                w["mask"], names["action"])
-    raise ValueError(f"attribution supports Decision Transformer ('dt'), MLP ('mlp') and GRU ('gru') agents, "
-                     f"not '{agent.kind}'.")
-
-
 def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: str = "ig", action_dim: int = 0,
                     randomized: bool = True, seed: int = 0, n_steps: int = 32, data: TrainingData | None = None,
                     baseline: Baseline | None = None, **kwargs) -> list[Attribution]:
@@ -457,7 +390,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         raise ValueError(f"unknown target '{target}' (known: {', '.join(TARGETS)}).")
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)}).")
-    if agent.kind in _WRAP and target != "action":
+    if agent.has("action") and not agent.has(target):
         raise ValueError(f"the {agent.kind.upper()} baseline predicts only actions; target '{target}' needs a "
                          f"Decision Transformer.")
     data = data if data is not None else training_data(agent, dataset)
@@ -465,10 +398,10 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     abs_steps = np.atleast_1d(np.asarray(abs_steps, np.int64))
     if abs_steps.size == 0 or abs_steps.min() < 0 or abs_steps.max() >= len(data.obs):
         raise ValueError(f"steps must lie in 0..{len(data.obs) - 1} (dataset steps).")
-    if agent.kind == "gru" and len(abs_steps) > 1:
+    if agent.has("recurrent") and len(abs_steps) > 1:   # prefixes of different lengths: one at a time
         return [r for s in abs_steps for r in attribute_steps(agent, dataset, [s], target, method, action_dim, randomized,
                                                               seed, n_steps, data, baseline, **kwargs)]
-    model, inputs, modalities, names, mask, act_names = _model_inputs(agent, data, abs_steps)
+    model, inputs, modalities, names, mask, act_names = model_inputs(agent, data, abs_steps)
     if target == "action" and agent.discrete:
         index = torch.as_tensor(np.asarray(data.actions)[abs_steps], dtype=torch.long)
         label = "logit of the logged action"
@@ -485,7 +418,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     rnd = None
     if randomized:
         rmodel = randomized_copy(agent, seed)
-        rmodel = _WRAP[agent.kind](rmodel) if agent.kind in _WRAP else rmodel
+        rmodel = WRAP[agent.kind](rmodel) if agent.kind in WRAP else rmodel
         rnd = attribute_inputs(rmodel, inputs, target, method, baseline, index, modalities, n_steps=n_steps, **kwargs)
     episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
     results = []
@@ -503,10 +436,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         rho_s = _spearman(tm.per_step()[mask[b]], rm.per_step()[mask[b]]) if rm is not None else float("nan")
         rewards = np.asarray(data.rewards[start:end], float)
         rtg = np.asarray(data.dataset.returns_to_go[start:end], float)
-        markers = {}
-        if is_key_to_door(data.dataset):
-            kd = key_door_steps(data.dataset.observations[start:end], np.asarray(data.dataset.actions)[start:end])
-            markers = {k: v for k, v in (("key picked up", kd.key_step), ("phase 3", kd.phase3_step)) if v is not None}
+        markers = episode_markers(data.dataset, start, end)
         results.append(Attribution(method, target, this_label, int(e), int(s - start), wsteps, names, tm, rm, rho, rho_s,
                                    rewards, rtg, raw.n_steps, base_text, markers))
     return results
@@ -524,168 +454,3 @@ def attribute_step(agent, dataset, episode: int = 0, step: int | None = None, ta
     if not 0 <= step < length:
         raise ValueError(f"step must lie in 0..{length - 1} for episode {episode} (length {length}), got {step}.")
     return attribute_steps(agent, dataset, [int(starts[episode]) + step], target, method, **kwargs)[0]
-
-
-# ---- Key-to-Door -------------------------------------------------------------------------------------------------
-@dataclass
-class KeyDoorSteps:
-    """Landmarks of one Key-to-Door episode (episode steps)."""
-
-    key_step: int | None      # the step whose action walks onto the key (s_{key_step+1} is the first without it)
-    phase3_step: int | None   # the first step in the door room
-    has_key: bool
-    phase2_step: int | None = None   # the first step in the distractor room (phase 1 ends the step before)
-
-
-def is_key_to_door(dataset) -> bool:
-    from envs.key_to_door import OBS_NAMES
-
-    return "KeyToDoor" in str(getattr(dataset, "env_id", "") or "") or list(getattr(dataset, "obs_names", []) or []) == OBS_NAMES
-
-
-def key_door_steps(observations: np.ndarray, actions: np.ndarray) -> KeyDoorSteps:
-    """Find the key pickup and the first phase-3 step in one Key-to-Door episode (raw observations [T, 9]:
-    agent row/col, phase one-hot, key row/col (-1 once taken or outside phase 1), door row/col)."""
-    from envs.key_to_door import MOVES, OBS_NAMES
-
-    obs = np.asarray(observations, float)
-    acts = np.asarray(actions).reshape(-1).astype(np.int64)
-    if obs.ndim != 2 or obs.shape[1] != len(OBS_NAMES):
-        raise ValueError(f"Key-to-Door observations have {len(OBS_NAMES)} features ({', '.join(OBS_NAMES)}), "
-                         f"got shape {obs.shape}.")
-    phase1, phase2, phase3 = obs[:, 2] > 0.5, obs[:, 3] > 0.5, obs[:, 4] > 0.5
-    key_visible = obs[:, 5] >= 0
-    after = obs[:, 0:2] + MOVES[np.clip(acts, 0, len(MOVES) - 1)]
-    picks = np.flatnonzero(phase1 & key_visible & (after == obs[:, 5:7]).all(1))
-    key_step = int(picks[0]) if len(picks) else None
-    p2, p3 = np.flatnonzero(phase2), np.flatnonzero(phase3)
-    return KeyDoorSteps(key_step, int(p3[0]) if len(p3) else None, key_step is not None, int(p2[0]) if len(p2) else None)
-
-
-def _span_share(res: Attribution, first: int, stop: int | None, randomized: bool) -> float:
-    """Mean share over uniform of episode steps first..stop-1 (NaN when empty)."""
-    if stop is None or first >= stop:
-        return float("nan")
-    return float(np.mean([res.share_over_uniform(s, randomized=randomized) for s in range(first, stop)]))
-
-
-@dataclass
-class KeyDoorCredit:
-    """Credit on the key-pickup step, at one explained step per episode, for the trained and randomized model."""
-
-    target: str
-    method: str
-    episodes: np.ndarray           # [E]
-    key_step: np.ndarray           # [E]
-    explained_step: np.ndarray     # [E]
-    share: np.ndarray              # [E] share of |attribution| on the key step over uniform (trained)
-    randomized_share: np.ndarray   # [E] the same on the randomized model
-    share_after: np.ndarray        # [E] per-step share over uniform of the phase-1 steps after the pickup (key gone
-                                   #     from the observation), NaN when the key was taken on phase 1's last step
-    randomized_share_after: np.ndarray
-    spearman: np.ndarray           # [E] rank correlation trained vs randomized maps
-    delta: np.ndarray              # [E] IG convergence delta (NaN for other methods)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"episode": self.episodes, "key_step": self.key_step, "explained_step": self.explained_step,
-                             "target": self.target, "method": self.method, "share_over_uniform": self.share,
-                             "randomized_share_over_uniform": self.randomized_share, "share_after_key": self.share_after,
-                             "randomized_share_after_key": self.randomized_share_after, "spearman": self.spearman,
-                             "ig_delta": self.delta})
-
-
-def key_door_credit(agent, dataset, episodes=None, target: str = "value", method: str = "ig", at: str = "phase3",
-                    max_episodes: int = 32, batch: int = 16, **kwargs) -> KeyDoorCredit:
-    """Share over uniform of |attribution| on the key step (context without the current step), explained
-    at the first phase-3 step (`at="phase3"`) or the episode's last step (`at="last"`). Only episodes where
-    the key was picked up and phase 3 was reached (within the agent's context of the key) are used."""
-    if at not in ("phase3", "last"):
-        raise ValueError(f"at must be 'phase3' or 'last', got '{at}'.")
-    if not is_key_to_door(dataset):
-        raise ValueError("key_door_credit needs a Key-to-Door dataset (9 features: agent, phase one-hot, key, door).")
-    episodes = range(dataset.n_episodes) if episodes is None else episodes
-    K = agent.context_length
-    chosen = []
-    for e in episodes:
-        ep = dataset.episode(int(e))
-        kd = key_door_steps(ep.observations, ep.actions)
-        if kd.key_step is None or kd.phase3_step is None:
-            continue
-        explained = kd.phase3_step if at == "phase3" else len(ep) - 1
-        if explained - kd.key_step >= K or explained <= kd.key_step:
-            continue
-        chosen.append((int(e), kd.key_step, explained, kd.phase2_step))
-        if len(chosen) >= max_episodes:
-            break
-    if not chosen:
-        raise ValueError("no episode picked up the key and reached phase 3 within the agent's context.")
-    data = training_data(agent, dataset)
-    res = []
-    for i in range(0, len(chosen), batch):
-        part = chosen[i:i + batch]
-        res += attribute_steps(agent, dataset, [int(dataset.episode_starts[e]) + s for e, _, s, _ in part], target,
-                               method, data=data, **kwargs)
-    share = np.array([r.share_over_uniform(k) for r, (_, k, _, _) in zip(res, chosen)])
-    rshare = np.array([r.share_over_uniform(k, randomized=True) if r.randomized else np.nan for r, (_, k, _, _) in zip(res, chosen)])
-    after = np.array([_span_share(r, k + 1, p2, False) for r, (_, k, _, p2) in zip(res, chosen)])
-    rafter = np.array([_span_share(r, k + 1, p2, True) if r.randomized else np.nan for r, (_, k, _, p2) in zip(res, chosen)])
-    return KeyDoorCredit(target, method, np.array([c[0] for c in chosen]), np.array([c[1] for c in chosen]),
-                         np.array([c[2] for c in chosen]), share, rshare, after, rafter, np.array([r.spearman for r in res]),
-                         np.array([np.nan if r.trained.delta is None else r.trained.delta for r in res]))
-
-
-# ---- catalog entries ---------------------------------------------------------------------------------------------
-from .catalog import Figured, register  # noqa: E402
-from .identity import dataset_key  # noqa: E402
-
-
-_MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _attribution(agent, dataset, episode, step, target, method, seed):
-    """attribute_step memoised per agent object: a page's two views of one step share one computation."""
-    key = (dataset_key(dataset), int(episode), step, target, method, int(seed))
-    memo = _MEMO.setdefault(agent, {})
-    if key not in memo:
-        if len(memo) >= 16:
-            memo.pop(next(iter(memo)))
-        memo[key] = attribute_step(agent, dataset, int(episode), step, target, method, seed=int(seed))
-    return memo[key]
-
-
-def _params(episode, step, target, method, seed, res) -> dict:
-    return {"episode": int(episode), "step": res.step, "target": target, "method": method, "seed": int(seed)}
-
-
-@register("attribution_timesteps", "credit per timestep and token (R, s, a) for one DT output at one step, "
-          "beside a randomized model, with the reward timeline")
-def make_attribution_timesteps(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
-                               method: str = "ig", seed: int = 0) -> Figured:
-    from .figures import attribution_timesteps
-
-    res = _attribution(agent, dataset, episode, step, target, method, seed)
-    return Figured("attribution_timesteps", attribution_timesteps(res), res.steps_frame(),
-                   _params(episode, step, target, method, seed, res))
-
-
-@register("attribution_features", "signed credit per input feature and step for one DT output, beside a randomized model")
-def make_attribution_features(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
-                              method: str = "ig", seed: int = 0) -> Figured:
-    from .figures import attribution_features
-
-    res = _attribution(agent, dataset, episode, step, target, method, seed)
-    return Figured("attribution_features", attribution_features(res), res.to_frame(),
-                   _params(episode, step, target, method, seed, res))
-
-
-@register("attribution_keydoor", "Key-to-Door: credit on the key-pickup step over uniform, action vs return vs "
-          "value prediction, trained vs randomized model")
-def make_attribution_keydoor(agent, dataset, method: str = "ig", at: str = "phase3", max_episodes: int = 16,
-                             seed: int = 0) -> Figured:
-    from .figures import key_door_credit_bars
-
-    frames = {t: key_door_credit(agent, dataset, target=t, method=method, at=at, max_episodes=int(max_episodes),
-                                 seed=int(seed)).to_frame() for t in TARGETS}
-    where = "the first phase-3 step" if at == "phase3" else "the episode's last step"
-    return Figured("attribution_keydoor", key_door_credit_bars(frames, explained_at=where), pd.concat(list(frames.values()), ignore_index=True),
-                   {"method": method, "at": at, "max_episodes": int(max_episodes), "seed": int(seed)})

@@ -2,7 +2,8 @@
 
 An entry is a function (agent, dataset, **params) -> Figured: it runs its analysis and draws its figure,
 and carries the data behind the figure (CSV export) and the parameters that remake it (bundle manifest).
-Analysis modules register their entries with `@register`; `figures()` imports them all.
+The entries live in analysis/entries/ (one module per topic; the analysis modules themselves only compute and
+return results) and register with `@register`; `figures()` imports them all.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Callable
 import pandas as pd
 import plotly.graph_objects as go
 
-# analysis modules that register figures (each imported once, on first use)
-MODULES = ["analysis.dataset_figures", "analysis.attention", "analysis.sweeps", "analysis.predictions", "analysis.embeddings", "analysis.context", "analysis.attribution", "analysis.comparisons"]
+# the entries package (analysis/entries/, one module per topic), each imported once, on first use
+MODULES = ["analysis.entries.dataset", "analysis.entries.attention", "analysis.entries.sweeps", "analysis.entries.predictions",
+           "analysis.entries.embeddings", "analysis.entries.context", "analysis.entries.attribution", "analysis.entries.comparisons"]
 
 
 @dataclass

@@ -7,9 +7,10 @@ a native banded DT, what its cached rollout computes; K for an HF import), and k
 are masked out, exactly as a left-padded window of K' steps (timesteps stay absolute). K' = receptive
 field reproduces the agent's own rollout action for action (tests/test_context.py).
 
-(a) runs every K' x episode in one batched vector env: episode j starts from reset seed `seed + j` and
-draws its discrete actions from the same uniforms whatever K' it runs with (common random numbers), so
-differences between K' come from the context, not the luck of the draw. Reference agents are evaluated
+(a) runs every K' x episode in one batched vector env (models/rollout.py; the DT rollout's `context`
+argument does the masking): episode j starts from reset seed `seed + j` and draws its discrete actions
+from the same uniforms whatever K' it runs with (common random numbers), so differences between K' come
+from the context, not the luck of the draw. Reference agents are evaluated
 with models.evaluate.evaluate on the same seeds.
 """
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from models.errors import AgentError
-from models.evaluate import bootstrap_ci, check_dataset
+from models.evaluate import check_dataset
+from models.rollout import episode_limit, run_episodes
 
-from .catalog import Figured, register
+from .cache import report
+from .stats import bootstrap_ci
 from .inputs import receptive_field, step_windows, training_data
 
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
@@ -128,6 +130,15 @@ def _agent_name(agent, name: str | None = None) -> str:
     return name or f"{agent.kind.upper()} (K={agent.context_length})"
 
 
+def _progress(progress):
+    """The caller's progress(fraction, message) and the page's (analysis.cache.report), both."""
+    def both(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(fraction, message)
+        report(fraction, message)
+    return both
+
+
 def _default_target(agent) -> float:
     d = agent.config.dataset
     if "return_max" not in d:
@@ -138,84 +149,27 @@ def _default_target(agent) -> float:
 # ---------------------------------------------------------------------------------------------------
 # (a) return vs context in the environment
 # ---------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, uniforms: np.ndarray | None = None,
                       sample: bool = True, env_id: str | None = None, record_actions: bool = False,
                       progress=None):
-    """One batched vector-env rollout of a DT whose env i sees only its last contexts_per_env[i] steps.
+    """One batched vector-env rollout of a DT whose env i sees only its last contexts_per_env[i] steps
+    (models.rollout.run_episodes with the DT rollout's `context`).
 
     env_seeds [n] reset seeds; target_returns [n] (raw units); uniforms [n, T] the discrete draws (as
-    DTRollout's `uniforms`). Returns the episode returns [n] (and the actions [T, n] if record_actions)."""
-
-    import envs  # noqa: F401 - registers seqlens' environments
-
+    DTRollout's `uniforms`). Returns the episode returns [n] (and the actions [T, n] if record_actions,
+    zeros for an env past its episode's end)."""
     _check_dt(agent)
     env_id = env_id or agent.config.env_id
     if not env_id:
         raise AgentError("the agent does not name an environment (env_id).")
-    ks = torch.as_tensor(np.asarray(contexts_per_env, np.int64))
+    ks = np.asarray(contexts_per_env, np.int64)
     n = len(ks)
-    W = int(min(int(ks.max()), receptive_field(agent)))
-    m = agent
-    dev = m.action_low.device
-    vec = envs.make_vec(env_id, num_envs=n, vectorization_mode="sync")
-    was = m.training
-    m.eval()
-    try:
-        obs, _ = vec.reset(seed=[int(s) for s in env_seeds])
-        limit = int(vec.spec.max_episode_steps if vec.spec and vec.spec.max_episode_steps else m.config.max_ep_len)
-        if uniforms is None:
-            uniforms = np.random.default_rng(0).random((n, limit), dtype=np.float32)
-        u_all = torch.as_tensor(np.asarray(uniforms, np.float32))
-        rtg = torch.as_tensor(np.broadcast_to(np.asarray(target_returns, np.float32), (n,)) / m.config.rtg_scale)
-        states = torch.zeros(n, 0, m.obs_dim)
-        rtgs = torch.zeros(n, 0, 1)
-        acts = torch.zeros(n, 0, m.action_in)
-        tss = torch.zeros(0, dtype=torch.long)
-        returns = np.zeros(n)
-        done = np.zeros(n, bool)
-        log = []
-        for t in range(limit):
-            s = m.normalize(torch.as_tensor(np.asarray(obs), dtype=torch.float32).reshape(n, -1))
-            states = torch.cat([states, s[:, None]], 1)[:, -W:]
-            rtgs = torch.cat([rtgs, rtg[:, None, None]], 1)[:, -W:]
-            acts = torch.cat([acts, torch.zeros(n, 1, m.action_in)], 1)[:, -W:]
-            tss = torch.cat([tss, torch.tensor([min(t, m.config.max_ep_len - 1)])])[-W:]
-            L = states.shape[1]
-            alive = torch.as_tensor(np.flatnonzero(~done))
-            # key l of the window is visible to env i when it is among its last K_i steps
-            mask = (torch.arange(L)[None, :] >= (L - ks[alive])[:, None]).long()
-            out = m(states[alive], acts[alive], rtgs[alive], tss.expand(len(alive), -1), mask)
-            pred = out.action_preds[:, -1]
-            if m.discrete:
-                probs = pred.float().softmax(-1)
-                if sample:
-                    u = u_all[alive, min(t, u_all.shape[1] - 1)]
-                    a = (probs.cumsum(-1) < u[:, None] * probs.sum(-1, keepdim=True)).sum(-1).clamp(max=m.action_in - 1)
-                else:
-                    a = probs.argmax(-1)
-                model_a = F.one_hot(a, m.action_in).float()
-                env_a = np.zeros(n, np.int64)
-                env_a[alive.numpy()] = a.numpy()
-            else:
-                model_a = pred.clamp(-1, 1)
-                env_a = np.zeros((n, m.act_dim), np.float32)
-                env_a[alive.numpy()] = m.env_actions(model_a).numpy()
-            acts[alive, -1] = model_a
-            if record_actions:
-                log.append(env_a.copy())
-            obs, rewards, term, trunc, _ = vec.step(env_a)
-            rtg = rtg - torch.as_tensor(np.asarray(rewards, np.float32)) / m.config.rtg_scale
-            returns += np.where(done, 0.0, rewards)
-            done |= np.asarray(term | trunc)
-            if progress is not None:
-                progress(float(done.mean()), f"step {t + 1}: {int(done.sum())}/{n} episodes done")
-            if done.all():
-                break
-    finally:
-        m.train(was)
-        vec.close()
-    return (returns, np.stack(log)) if record_actions else returns
+    if uniforms is None:
+        uniforms = np.random.default_rng(0).random((n, episode_limit(env_id, agent)), dtype=np.float32)
+    ep = run_episodes(agent, n, np.broadcast_to(np.asarray(target_returns, float), (n,)), env_seeds=env_seeds,
+                      env_id=env_id, sample=sample, uniforms=uniforms, context=ks,
+                      record=("actions",) if record_actions else (), progress=_progress(progress))
+    return (ep.returns, np.moveaxis(ep.actions, 0, 1)) if record_actions else ep.returns
 
 
 def evaluate_reference(agent, name: str, episodes: int, seed: int, target_return: float | None) -> Reference:
@@ -275,7 +229,7 @@ def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None
             for e in np.unique(ep_of):
                 idx = np.arange(data.starts[e], data.ends[e])
                 y, _ = agent(torch.from_numpy(data.obs[idx])[None],
-                             agent._prev_actions(torch.as_tensor(data.actions[idx])[None]))
+                             agent.prev_actions(torch.as_tensor(data.actions[idx])[None]))
                 rows = np.flatnonzero(ep_of == e)
                 out[rows] = y[0, steps[rows] - data.starts[e]]
         else:
@@ -354,40 +308,3 @@ def train_mlp_reference(dataset, steps: int = 2000, seed: int = 0):
     from models.train import train
 
     return train("mlp", dataset, steps=steps, seed=seed, progress=False)
-
-
-# ---------------------------------------------------------------------------------------------------
-# catalog
-# ---------------------------------------------------------------------------------------------------
-def _references(agent, dataset, mlp_steps: int) -> dict:
-    refs = shipped_references(agent)
-    if mlp_steps > 0 and dataset is not None and not any(r.kind == "mlp" for r in refs.values()):
-        refs[f"MLP (trained here, {mlp_steps} steps)"] = train_mlp_reference(dataset, mlp_steps)
-    return refs
-
-
-@register("context_returns", "return in the environment vs the context a Decision Transformer sees (runs the env)")
-def make_context_returns(agent, dataset, episodes: int = 4, target_return: float = float("nan"), seed: int = 0,
-                         references: bool = True, mlp_steps: int = 1000) -> Figured:
-    from .figures import context_returns_figure
-
-    target = None if target_return is None or np.isnan(target_return) else float(target_return)
-    refs = _references(agent, dataset, mlp_steps) if references else {}
-    res = context_returns(agent, episodes=episodes, target_return=target, seed=seed, references=refs)
-    fig = context_returns_figure(res, f"Return vs context — {res.agent}")
-    return Figured("context_returns", fig, res.to_frame(),
-                   {"episodes": int(episodes), "target_return": res.target_return, "seed": int(seed),
-                    "references": bool(references), "mlp_steps": int(mlp_steps)})
-
-
-@register("context_accuracy", "action prediction on the dataset vs the context a Decision Transformer sees")
-def make_context_accuracy(agent, dataset, n_steps: int = 4000, seed: int = 0, references: bool = True,
-                          mlp_steps: int = 1000) -> Figured:
-    from .figures import context_accuracy_figure
-
-    refs = _references(agent, dataset, mlp_steps) if references else {}
-    refs = {k: v for k, v in refs.items() if v.discrete == agent.discrete}
-    res = context_accuracy(agent, dataset, n_steps=n_steps, seed=seed, references=refs)
-    fig = context_accuracy_figure(res, f"Action prediction vs context — {res.agent}, {dataset.source}")
-    return Figured("context_accuracy", fig, res.to_frame(),
-                   {"n_steps": int(n_steps), "seed": int(seed), "references": bool(references), "mlp_steps": int(mlp_steps)})

@@ -1,11 +1,14 @@
 """Embeddings: an agent's hidden states over a dataset, projected to 2-D (PCA, instant; or UMAP).
 
-Which hidden state stands for a step:
-- Decision Transformer: the last block's output at the step's state token s_t (the token the action is
-  read from), from the window of the agent's K steps ending at t (forward(output_hidden_states=True)).
+Which hidden state stands for a step (named activations, models/activations.py):
+- Decision Transformer: the last block's output `blocks.{n_layer-1}.resid_post` at the step's state
+  token s_t (the token the action is read from), from the window of the agent's K steps ending at t
+  (run_with_cache(..., last_state_only=True), which skips the work that token does not read).
 - Trajectory Transformer: the final (ln_f) hidden at the transition's last observation token, from
-  up to K - 1 logged transitions before it (the state the model predicts the action from).
-- MLP / dynamics model: the penultimate layer; GRU: the recurrent state after the step.
+  up to K - 1 logged transitions before it (the state the model predicts the action from;
+  `TrajectoryTransformer.final_hidden` = `ln_final.out`).
+- MLP / dynamics model: the last hidden layer (`hidden.{n_layer-1}`); GRU: the recurrent state after the
+  step (`gru.hidden`).
 
 Colour by return-to-go, timestep, action or episode return. Results are cached in process (LRU) and on
 disk (`$SEQLENS_CACHE/embeddings`, default ~/.cache/seqlens/embeddings), keyed by a hash of the agent's
@@ -18,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,7 +33,7 @@ from models.errors import AgentError
 from models.evaluate import check_dataset
 from trajectories.limits import limits
 
-from .catalog import Figured, register
+from .cache import CACHE, cached, report
 from .identity import agent_key, dataset_key
 
 
@@ -100,8 +102,11 @@ class Embedding:
 # hidden states
 # ---------------------------------------------------------------------------------------------------
 def _report(progress: Progress | None, frac: float, msg: str) -> None:
+    """To the caller's progress and to whoever asked through analysis.cache.context (a page's bar)."""
+    frac = float(min(max(frac, 0.0), 1.0))
     if progress is not None:
-        progress(float(min(max(frac, 0.0), 1.0)), msg)
+        progress(frac, msg)
+    report(frac, msg)
 
 
 @torch.no_grad()
@@ -114,16 +119,17 @@ def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None =
     was = agent.training
     agent.eval()
     try:
-        if kind == "dt":
+        if kind == "dt":      # the model families define a step's hidden state differently (module docstring)
             return _dt_hidden(agent, dataset, steps, progress, batch_size)
         if kind == "tt":
             return _tt_hidden(agent, dataset, steps, progress, batch_size // 4)
-        if kind == "gru":
+        if agent.has("recurrent"):
             return _gru_hidden(agent, dataset, steps, progress)
-        if kind in ("mlp", "dynamics"):
+        layers = [n for n in agent.activation_names() if n.startswith("hidden.")]
+        if layers:            # feed-forward: the MLP policy on s_t, the dynamics model on (s_t, a_t)
             obs = agent.normalize(torch.from_numpy(dataset.observations[steps]))
-            x = obs if kind == "mlp" else torch.cat([obs, agent._action_input(torch.as_tensor(dataset.actions[steps]))], -1)
-            out = agent.net[:-1](x).numpy()
+            inputs = (obs, torch.as_tensor(dataset.actions[steps])) if agent.has("dynamics") else obs
+            out = agent.run_with_cache(inputs, names=[layers[-1]])[1][layers[-1]].numpy()
             _report(progress, 1.0, "hidden states")
             return out
         raise AgentError(f"no hidden states defined for a {kind} agent.")
@@ -135,46 +141,22 @@ def _dt_hidden(agent, dataset, steps, progress, batch_size):
     from .inputs import step_windows, training_data
 
     data = training_data(agent, dataset)
+    name = [n for n in agent.activation_names() if n.endswith(".resid_post")][-1]   # the last block's output
     out = []
     for i in range(0, len(steps), batch_size):
-        out.append(_dt_last_state_hidden(agent, step_windows(agent, data, steps[i:i + batch_size])).numpy())
+        inputs = step_windows(agent, data, steps[i:i + batch_size])
+        # only the last step's s_t token is read: the model skips the rest of the last block's work
+        _, cache = agent.run_with_cache(inputs, names=[name], last_state_only=True)
+        out.append(cache[name][:, 0].numpy())
         _report(progress, (i + batch_size) / len(steps), "hidden states (Decision Transformer)")
     return np.concatenate(out) if out else np.zeros((0, agent.hp["hidden"]), np.float32)
-
-
-def _dt_last_state_hidden(agent, inputs: dict) -> torch.Tensor:
-    """forward(**inputs, output_hidden_states=True).hidden_states[-1][:, s_t of the last step], computed
-    without the work nothing reads: the last step's action token (the state token never sees it) and
-    the last block's attention and MLP for every other token (a third of the cost).
-    tests/test_embeddings.py checks it equals the full forward."""
-    from models.decision_transformer import _allowed
-
-    states, actions, rtg = inputs["states"], inputs["actions"], inputs["returns_to_go"]
-    B, L = states.shape[:2]
-    t = agent.embed_timestep(agent._timesteps(inputs["timesteps"].long()))
-    tokens = torch.stack([agent._embed_return(rtg, True) + t, agent.embed_state(states) + t,
-                          agent.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)[:, :-1]
-    x = agent._finish_tokens(tokens)
-    T = x.shape[1]
-    pos = torch.arange(T)
-    valid = inputs["attention_mask"].bool().repeat_interleave(3, dim=1)[:, :T]
-    blocks = agent.encoder["h"]
-    allowed = _allowed(pos, pos, agent.band, valid)
-    for block in blocks[:-1]:
-        x, _, _ = block(x, allowed)
-    last = blocks[-1]
-    C, H = x.shape[-1], last.attn.n_head
-    _, k, v = last.attn.c_attn(last.ln_1(x[:, :-1])).split(C, dim=2)
-    past = tuple(z.view(B, T - 1, H, C // H).transpose(1, 2) for z in (k, v))
-    y, _, _ = last(x[:, -1:], _allowed(pos[-1:], pos, agent.band, valid), past)
-    return y[:, 0]
 
 
 def _tt_hidden(agent, dataset, steps, progress, batch_size):
     tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards)
     o, D = agent.obs_dim, agent.D
     p_all = np.minimum(dataset.timesteps[steps], agent.context_length - 1)
-    out = np.zeros((len(steps), agent.ln_f.normalized_shape[0]), np.float32)
+    out = None
     done = 0
     for p in np.unique(p_all):                    # same-length contexts batch together
         rows = np.flatnonzero(p_all == p)
@@ -183,21 +165,22 @@ def _tt_hidden(agent, dataset, steps, progress, batch_size):
             s = steps[r]
             past = tokens[s[:, None] - np.arange(p, 0, -1)[None, :]].reshape(len(s), p * D)
             ctx = torch.from_numpy(np.concatenate([past, tokens[s, :o]], axis=1))
-            out[r] = agent.final_hidden(ctx)[:, -1].numpy()
+            h = agent.final_hidden(ctx)[:, -1].numpy()
+            if out is None:
+                out = np.zeros((len(steps), h.shape[1]), np.float32)
+            out[r] = h
             done += len(r)
             _report(progress, done / len(steps), "hidden states (Trajectory Transformer)")
-    return out
+    return out if out is not None else np.zeros((0, int(agent.hp["hidden"])), np.float32)
 
 
 def _gru_hidden(agent, dataset, steps, progress):
-    import torch.nn.functional as F
-
     from .inputs import training_data
 
     data = training_data(agent, dataset)
     ep_of = np.searchsorted(data.starts, steps, side="right") - 1
     episodes = np.unique(ep_of)
-    out = np.zeros((len(steps), agent.gru.hidden_size), np.float32)
+    out = None
     for i in range(0, len(episodes), 64):
         eps = episodes[i:i + 64]
         T = int((data.ends[eps] - data.starts[eps]).max())
@@ -205,12 +188,14 @@ def _gru_hidden(agent, dataset, steps, progress):
         idx = np.minimum(idx, data.ends[eps][:, None] - 1)     # past the end: repeats (never read)
         obs = torch.from_numpy(data.obs[idx])
         acts = torch.as_tensor(data.actions[idx])
-        x, _ = agent.gru(F.relu(agent.inp(torch.cat([obs, agent._prev_actions(acts)], -1))))
+        x = agent.run_with_cache((obs, agent.prev_actions(acts)), names=["gru.hidden"])[1]["gru.hidden"]
+        if out is None:
+            out = np.zeros((len(steps), x.shape[-1]), np.float32)
         for j, e in enumerate(eps):
             rows = np.flatnonzero(ep_of == e)
             out[rows] = x[j, steps[rows] - data.starts[e]].numpy()
         _report(progress, (i + 64) / len(episodes), "hidden states (GRU)")
-    return out
+    return out if out is not None else np.zeros((0, int(agent.config.hparams.get("hidden", 64))), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -328,35 +313,9 @@ def prune_disk_cache(directory: Path, max_bytes: int | None = None) -> int:
     return removed
 
 
-class LRU:
-    """A small in-process least-recently-used cache."""
-
-    def __init__(self, maxsize: int = 8):
-        self.maxsize, self.data = maxsize, OrderedDict()
-
-    def get(self, key):
-        if key in self.data:
-            self.data.move_to_end(key)
-            return self.data[key]
-        return None
-
-    def put(self, key, value) -> None:
-        self.data[key] = value
-        self.data.move_to_end(key)
-        while len(self.data) > self.maxsize:
-            self.data.popitem(last=False)
-
-    def clear(self) -> None:
-        self.data.clear()
-
-
-_HIDDEN = LRU(4)       # hidden states: switching PCA <-> UMAP does not recompute them
-_RESULTS = LRU(16)     # projections
-
-
 def clear_caches() -> None:
-    _HIDDEN.clear()
-    _RESULTS.clear()
+    """Forget what is cached in this process (the disk cache stays)."""
+    CACHE.clear()
 
 
 def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POINTS, seed: int = 0,
@@ -365,7 +324,7 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
     """Hidden states of (up to `max_points` sampled) dataset steps, projected to 2-D with `method`.
 
     progress(fraction, message) is called as work advances. cache=False recomputes (and stores nothing).
-    A cached result is returned as the same object (in process) or read from disk."""
+    A cached result is a copy from the one cache (analysis/cache.py) or read from disk."""
     method = method.lower()
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got '{method}'.")
@@ -380,30 +339,37 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
         params.update(n_neighbors=int(n_neighbors), min_dist=float(min_dist))
     key = hashlib.sha256(json.dumps([a_fp, d_fp, params], sort_keys=True).encode()).hexdigest()[:20]
     disk = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
-    path = disk / f"{key}.npz"
-    if cache:
-        hit = _RESULTS.get(key)
-        if hit is not None:
-            _report(progress, 1.0, "cached")
-            return hit
-        if path.exists():
+
+    def from_disk_or_compute() -> Embedding:
+        path = disk / f"{key}.npz"
+        if cache and path.exists():
             try:
                 res = Embedding.load(path)
                 os.utime(path)   # least recently used goes first when the cache is pruned
-                _RESULTS.put(key, res)
                 _report(progress, 1.0, "cached on disk")
                 return res
             except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
                 path.unlink(missing_ok=True)
-
-    steps = sample_steps(dataset, max_points, seed)
-    h_key = (a_fp, d_fp, int(max_points or 0), int(seed))
-    hidden = _HIDDEN.get(h_key) if cache else None
-    if hidden is None:
-        hidden = hidden_states(agent, dataset, steps, None if progress is None else
-                               (lambda f, m: progress(0.6 * f if method == "umap" else 0.9 * f, m)))
+        res = _project(agent, dataset, method, max_points, seed, n_neighbors, min_dist, params, key, progress, cache)
         if cache:
-            _HIDDEN.put(h_key, hidden)
+            try:
+                res.save(path)
+                prune_disk_cache(disk)
+            except OSError:
+                pass   # a read-only home: the in-process cache still works
+        return res
+
+    res = cached("embedding", from_disk_or_compute, agent, dataset, use_cache=cache, **params)
+    if cache:
+        _report(progress, 1.0, "done")
+    return res
+
+
+def _project(agent, dataset, method, max_points, seed, n_neighbors, min_dist, params, key, progress, cache) -> Embedding:
+    steps = sample_steps(dataset, max_points, seed)
+    hidden = cached("hidden_states", lambda: hidden_states(
+        agent, dataset, steps, None if progress is None else (lambda f, m: progress(0.6 * f if method == "umap" else 0.9 * f, m))),
+        agent, dataset, use_cache=cache, max_points=int(max_points or 0), seed=int(seed))
     _report(progress, 0.6 if method == "umap" else 0.9, f"projecting {len(steps)} points ({method.upper()})")
     if method == "pca":
         coords, ev = pca_2d(hidden)
@@ -411,31 +377,7 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
         coords, ev = umap_2d(hidden, seed, n_neighbors, min_dist), []
     ep = dataset.episode_index[steps]
     acts = dataset.actions[steps]
-    res = Embedding(coords, steps, ep, dataset.timesteps[steps], dataset.returns_to_go[steps].astype(np.float32),
-                    acts if dataset.discrete else acts.reshape(len(steps), -1)[:, 0],
-                    dataset.episode_returns[ep].astype(np.float32), method, agent.kind, int(hidden.shape[1]),
-                    bool(dataset.discrete), ev, params, key)
-    if cache:
-        _RESULTS.put(key, res)
-        try:
-            res.save(path)
-            prune_disk_cache(disk)
-        except OSError:
-            pass   # a read-only home: the in-process cache still works
-    _report(progress, 1.0, "done")
-    return res
-
-
-# ---------------------------------------------------------------------------------------------------
-# catalog
-# ---------------------------------------------------------------------------------------------------
-@register("embedding", "hidden states of every dataset step in 2-D (PCA or UMAP), coloured by RTG, timestep, action or return")
-def make_embedding(agent, dataset, method: str = "pca", colour_by: str = "rtg", max_points: int = MAX_POINTS,
-                   seed: int = 0) -> Figured:
-    from .figures import embedding_scatter
-
-    res = embed(agent, dataset, method, max_points, seed)
-    title = f"{agent.kind.upper()} hidden states ({method.upper()}) — {dataset.source}"
-    fig = embedding_scatter(res, colour_by, title)
-    return Figured("embedding", fig, res.to_frame(), {"method": method, "colour_by": colour_by,
-                                                      "max_points": int(max_points), "seed": int(seed)})
+    return Embedding(coords, steps, ep, dataset.timesteps[steps], dataset.returns_to_go[steps].astype(np.float32),
+                     acts if dataset.discrete else acts.reshape(len(steps), -1)[:, 0],
+                     dataset.episode_returns[ep].astype(np.float32), method, agent.kind, int(hidden.shape[1]),
+                     bool(dataset.discrete), ev, params, key)

@@ -38,9 +38,9 @@ def step_windows(agent, data: TrainingData, steps: np.ndarray, context: int | No
 def receptive_field(agent) -> int:
     """Steps of history a DT's action at t depends on while acting. A native (banded) DT sees K steps per
     layer, and each key was itself computed from K steps before it: n_layer * K in all (what its cached
-    rollout computes). An HF import attends to its last K steps only."""
-    hp = getattr(agent, "hp", {})
-    return hp["n_layer"] * agent.context_length if hp.get("banded") else agent.context_length
+    rollout computes). An HF import attends to its last K steps only (DecisionTransformer.receptive_field);
+    other agents: their context length."""
+    return int(getattr(agent, "receptive_field", agent.context_length))
 
 
 def episode_steps(data: TrainingData, episode: int) -> np.ndarray:

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from models.errors import AgentError
-from models.evaluate import bootstrap_ci, check_dataset
+from models.evaluate import check_dataset
 
-from .catalog import Figured, register
+from .stats import bootstrap_ci
 
 DT_STATE_NOTE = ("The Decision Transformer's state_preds head is untrained (as in Hugging Face's model): it is "
                  "not a prediction and is not shown. Its return head predicts R_{t+1}, one step ahead.")
@@ -136,10 +136,15 @@ def _kind(agent) -> str:
     return getattr(agent, "kind", None) or agent.config.kind
 
 
+def model_label(agent) -> str:
+    """How figures name a predictor: its kind and the data it was trained on."""
+    return f"{_kind(agent).upper()} ({agent.config.dataset.get('name') or agent.config.env_id or 'agent'})"
+
+
 def _check_predictor(agent) -> str:
     kind = _kind(agent)
-    if kind not in ("tt", "dynamics"):
-        hint = " (its return head predicts one step ahead: see predicted_vs_real)" if kind == "dt" else ""
+    if not agent.has("dynamics"):
+        hint = " (its return head predicts one step ahead: see predicted_vs_real)" if agent.has("return") else ""
         raise AgentError(f"open-loop state predictions need a Trajectory Transformer or a dynamics model; "
                          f"a {kind} agent predicts no future states{hint}.")
     return kind
@@ -151,7 +156,7 @@ def default_context(agent, horizon: int) -> int:
     less than the context it plans with (K - its planning horizon): with H >= K the oldest transitions are
     cropped as the prediction grows, and a partially observed task (masked velocities) needs some history
     at the start. 0 for a one-step model."""
-    if _kind(agent) != "tt":
+    if not agent.has("planning"):
         return 0
     K = agent.context_length
     planning = K - min(int(agent.hp.get("horizon", K)), K)
@@ -168,8 +173,9 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     H = int(horizons)
     if H < 1:
         raise ValueError(f"horizons must be at least 1, got {horizons}.")
+    tokens_model = agent.has("tokens")       # TT: predict_trajectory over tokens; else one-step forward()
     ctx = default_context(agent, H) if context is None else int(context)
-    if kind == "tt":
+    if tokens_model:
         ctx = min(ctx, max(agent.context_length - 1, 0))
     pos = dataset.timesteps
     remaining = np.repeat(dataset.episode_ends, dataset.episode_lengths) - np.arange(dataset.n_transitions) - 1
@@ -180,11 +186,11 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     rng = np.random.default_rng(seed)
     starts = np.sort(rng.choice(valid, size=min(int(n_starts), len(valid)), replace=False))
     future = starts[:, None] + np.arange(1, H + 1)[None, :]
-    tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards) if kind == "tt" else None
+    tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards) if tokens_model else None
     obs_pred, rew_pred = [], []
     for i in range(0, len(starts), batch_size):
         s = starts[i:i + batch_size]
-        if kind == "tt":
+        if tokens_model:
             o, r = tt_rollout(agent, dataset, s, H, ctx, tokens)
         else:
             o, r = dynamics_rollout(agent, dataset.observations[s], dataset.actions[s[:, None] + np.arange(H)[None, :]])
@@ -194,8 +200,8 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     errors = np.linalg.norm(obs_pred - dataset.observations[future].astype(np.float64), axis=-1)   # [B, H]
     reward_err = np.abs(rew_pred - dataset.rewards[future - 1].astype(np.float64))
     cis = np.array([bootstrap_ci(errors[:, h], seed=seed) for h in range(H)])
-    floor = agent.hp.get("obs_quantization_floor") if kind == "tt" else None
-    return HorizonError(model=name or _label(agent),
+    floor = agent.hp.get("obs_quantization_floor") if tokens_model else None
+    return HorizonError(model=name or model_label(agent),
                         kind=kind, horizons=np.arange(1, H + 1), mean_l2=errors.mean(0), ci_low=cis[:, 0],
                         ci_high=cis[:, 1], reward_mae=reward_err.mean(0), errors=errors, starts=starts,
                         n_starts=len(starts), seed=seed, context=ctx,
@@ -233,7 +239,7 @@ def return_prediction_error(agent, dataset, n_steps: int = 2000, seed: int = 0) 
     drawn uniformly (seeded), with a bootstrap 95% CI, beside the mean |reward| for scale."""
     from .inputs import step_windows, training_data
 
-    if _kind(agent) != "dt":
+    if not agent.has("return"):
         raise AgentError(f"the return head is a Decision Transformer's; got a {_kind(agent)} agent.")
     data = training_data(agent, dataset)
     n = dataset.n_transitions
@@ -267,15 +273,16 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
     ep = dataset.episode(int(episode))
     T = len(ep)
     steps = np.arange(T)
-    if kind == "dt":
+    if agent.has("return"):       # one step ahead: predicted R_{t+1} and the implied reward
         next_return, implied = dt_return_predictions(agent, dataset, episode)
         real_next = np.append(ep.returns_to_go[1:], 0.0).astype(np.float64)
         real = np.stack([real_next, ep.rewards.astype(np.float64)], 1)
-        return PredictedVsReal("dt", int(episode), None, 1, ["return-to-go R(t+1)", "reward"], steps, real,
+        return PredictedVsReal(kind, int(episode), None, 1, ["return-to-go R(t+1)", "reward"], steps, real,
                                np.stack([next_return, implied], 1), None, DT_STATE_NOTE)
     _check_predictor(agent)
+    tokens_model = agent.has("tokens")
     ctx = default_context(agent, horizon) if context is None else int(context)
-    if kind == "tt":
+    if tokens_model:
         ctx = min(ctx, agent.context_length - 1)
     start = ctx if start is None else int(start)
     if T < 2:
@@ -284,7 +291,7 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
     ctx = min(ctx, start)
     H = max(1, min(int(horizon), T - 1 - start))
     s = int(dataset.episode_starts[int(episode)]) + start
-    if kind == "tt":
+    if tokens_model:
         obs, rew = tt_rollout(agent, dataset, np.array([s]), H, ctx)
     else:
         obs, rew = dynamics_rollout(agent, dataset.observations[[s]], dataset.actions[s:s + H][None])
@@ -294,35 +301,8 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
     pred[start + 1:start + 1 + H, :-1] = obs[0]       # observation after each action
     pred[start:start + H, -1] = rew[0]                # reward of each action
     pred[start, :-1] = real[start, :-1]               # the prediction starts from the logged state
-    floor = agent.hp.get("obs_quantization_floor") if kind == "tt" else None
+    floor = agent.hp.get("obs_quantization_floor") if tokens_model else None
     note = ("Open loop: the logged actions are fed in, the model's own predicted states are fed back"
             + (" (TT: argmax bins; quantization floor %.3g mean L2)." % floor if floor is not None else "."))
     return PredictedVsReal(kind, int(episode), start, H, names, steps, real, pred,
                            None if floor is None else float(floor), note)
-
-
-# ---------------------------------------------------------------------------------------------------
-# catalog entries
-# ---------------------------------------------------------------------------------------------------
-def _label(agent) -> str:
-    return f"{_kind(agent).upper()} ({agent.config.dataset.get('name') or agent.config.env_id or 'agent'})"
-
-
-@register("predicted_vs_real", "a model's predicted states and rewards beside the logged episode")
-def make_predicted_vs_real(agent, dataset, episode: int = 0, start: int = -1, horizon: int = 20) -> Figured:
-    from .figures import prediction_traces
-
-    res = predicted_vs_real(agent, dataset, episode, None if start is None or start < 0 else start, horizon)
-    fig = prediction_traces(res, f"Predicted vs real — {_label(agent)}, episode {res.episode}")
-    return Figured("predicted_vs_real", fig, res.to_frame(),
-                   {"episode": int(episode), "start": res.start if res.start is not None else -1, "horizon": int(horizon)})
-
-
-@register("prediction_error", "open-loop state prediction error by horizon, with bootstrap CIs and the TT floor")
-def make_prediction_error(agent, dataset, horizons: int = 20, n_starts: int = 256, seed: int = 0) -> Figured:
-    from .figures import error_vs_horizon
-
-    res = error_by_horizon(agent, dataset, horizons, n_starts, seed, name=_label(agent))
-    fig = error_vs_horizon([res], f"Open-loop prediction error — {dataset.source}")
-    return Figured("prediction_error", fig, res.to_frame(),
-                   {"horizons": int(horizons), "n_starts": int(n_starts), "seed": int(seed)})

@@ -13,11 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from scipy.stats import spearmanr
 
-from models.evaluate import bootstrap_ci, evaluate
+from models.evaluate import evaluate
 
 from . import figures as F
-
-N_BOOT = 2000
+from .stats import N_BOOT, mean_ci, ratio_ci, rowwise_bootstrap_ci
 
 
 # ---- metrics --------------------------------------------------------------------------------------------
@@ -31,35 +30,10 @@ def spearman_in_range(targets, achieved, lo: float, hi: float) -> float:
 
 
 def spearman_ci(targets, returns: np.ndarray, lo: float, hi: float, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap over episodes (resampled within each target) of spearman_in_range. returns [T, E]."""
-    rng = np.random.default_rng(seed)
-    T, E = returns.shape
-    stats = []
-    for _ in range(N_BOOT // 4):
-        idx = rng.integers(0, E, size=(T, E))
-        means = np.take_along_axis(returns, idx, 1).mean(1)
-        rho = spearman_in_range(targets, means, lo, hi)
-        stats.append(0.0 if np.isnan(rho) else rho)   # ties everywhere: no ordering
-    q = np.quantile(stats, [0.025, 0.975])
-    return float(q[0]), float(q[1])
-
-
-def ratio_ci(a, b, seed: int = 0) -> tuple[float, float, float]:
-    """mean(a) / mean(b) with a percentile bootstrap interval (a and b resampled independently)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    ra = a[rng.integers(0, len(a), (N_BOOT, len(a)))].mean(1)
-    rb = b[rng.integers(0, len(b), (N_BOOT, len(b)))].mean(1)
-    r = ra / np.where(rb == 0, np.nan, rb)
-    lo, hi = np.nanquantile(r, [0.025, 0.975])
-    return float(a.mean() / b.mean()) if b.mean() else float("nan"), float(lo), float(hi)
-
-
-def mean_ci(x, seed: int = 0) -> dict:
-    x = np.asarray(x, float)
-    x = x[np.isfinite(x)]
-    lo, hi = bootstrap_ci(x, seed=seed)
-    return {"mean": float(x.mean()), "ci_low": lo, "ci_high": hi, "n": int(len(x))}
+    """Bootstrap over episodes (resampled within each target) of spearman_in_range. returns [T, E].
+    Ties everywhere give no ordering: such a resample counts as 0."""
+    return rowwise_bootstrap_ci(returns, lambda r: spearman_in_range(targets, r.mean(1), lo, hi),
+                                n_boot=N_BOOT // 4, seed=seed, nan_as=0.0)
 
 
 @dataclass
@@ -143,7 +117,7 @@ def context_pomdp(agents: dict, episodes: int = 16, seed: int = 0, target: float
 
 # ---- 3. Key-to-Door ---------------------------------------------------------------------------------------
 def key_to_door(dt, mlp, dataset, episodes: int = 100, credit_episodes: int = 32, seed: int = 0) -> Finding:
-    from .attribution import key_door_credit
+    from .keydoor_credit import key_door_credit
 
     dt_s = mean_ci(_returns(dt, episodes, seed, 1.0) > 0.5, seed)
     mlp_s = mean_ci(_returns(mlp, episodes, seed, 1.0) > 0.5, seed)

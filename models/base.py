@@ -6,11 +6,30 @@ acting in (vector) environments; model-specific forward()s for analyses.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+from .activations import ActivationRun, Intervention
+
+# What `Agent.has(capability)` answers; each agent class lists the ones it has in `capabilities`.
+CAPABILITIES = {
+    "action": "predicts the action of a step from one forward pass (an action head: DT, MLP, GRU)",
+    "return": "predicts the next return-to-go, R_{t+1} (DT's return head, read from the a_t token)",
+    "value": "predicts a value from the history (DT's value head with the return hidden; TT's value tokens)",
+    "state": "predicts the next state from one forward pass (DT's state head, untrained as in HF; TT; dynamics)",
+    "attention": "has attention maps (forward(output_attentions=True) and blocks.*.attn.pattern)",
+    "kv_cache": "acts or decodes with a key/value cache",
+    "planning": "acts by searching over imagined futures (TT's beam search)",
+    "dynamics": "predicts future states open-loop from logged actions (TT's predict_trajectory, "
+                "DynamicsModel.rollout_open_loop)",
+    "tokens": "works on discretised tokens (TT: encode_transitions, tokenize)",
+    "return_conditioned": "is asked for a return-to-go (DT)",
+    "recurrent": "carries a recurrent state over the whole episode (GRU)",
+    "acts": "can act in an environment (start_rollout)",
+}
 
 
 @dataclass
@@ -58,7 +77,10 @@ class Rollout(Protocol):
 
 
 class Agent(nn.Module):
-    """Base class: normalisation from the config, the interface the trainer and evaluator use."""
+    """Base class: normalisation from the config, the interface the trainer and evaluator use, and the
+    interface analyses use: `has(capability)`, `activation_names()`, `run_with_cache(...)`."""
+
+    capabilities: frozenset = frozenset()    # subclasses: the CAPABILITIES keys they have
 
     def __init__(self, config: AgentConfig):
         super().__init__()
@@ -116,6 +138,35 @@ class Agent(nn.Module):
         return {"kind": c.kind, "obs_dim": c.obs_dim, "act_dim": c.act_dim, "discrete": c.discrete,
                 "n_actions": c.n_actions, "context_length": c.context_length, "n_params": self.n_params,
                 "env_id": c.env_id, "dataset": c.dataset.get("name"), "evaluation": c.evaluation.get("results")}
+
+    def has(self, capability: str) -> bool:
+        """Does this agent have `capability` (a key of models.base.CAPABILITIES)? Analyses branch on this,
+        not on `kind`, wherever a capability is meant."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r} (known: {', '.join(CAPABILITIES)}).")
+        return capability in self.capabilities
+
+    # ---- named activations (models/activations.py) ---------------------------------------------------
+    def activation_names(self) -> list[str]:
+        """Every activation name of this agent, in the order the forward computes them (see the class
+        docstring for what each is and its shape)."""
+        raise NotImplementedError
+
+    def run_with_cache(self, inputs, names=None, interventions: Mapping[str, Intervention] | None = None):
+        """Run the normal forward on `inputs` (a dict of forward keyword arguments, a tuple of positional
+        ones, or one tensor) -> (outputs, cache): cache maps each requested name (exact or `*` glob; None:
+        all) to its tensor. interventions {name or glob: fn}: fn(tensor) -> tensor of the same shape
+        replaces that activation for this call only (no hooks, no module state: thread-safe). Grad mode
+        and train/eval mode are the caller's."""
+        run = ActivationRun(self.activation_names(), names, interventions, what=f"{self.kind} agent")
+        return self._call(inputs, activations=run), run.cache
+
+    def _call(self, inputs, **kw):
+        if isinstance(inputs, Mapping):
+            return self(**inputs, **kw)
+        if isinstance(inputs, (tuple, list)):
+            return self(*inputs, **kw)
+        return self(inputs, **kw)
 
     # ---- to implement ----------------------------------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

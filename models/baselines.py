@@ -7,12 +7,16 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import ActivationRun
 from .base import Agent, AgentConfig
+from .hparams import resolve
 from .windows import TrainingData, sample_windows
 
 
@@ -23,6 +27,24 @@ def _mlp(d_in: int, d_out: int, hidden: int, layers: int, dropout: float = 0.0) 
         d = hidden
     mods.append(nn.Linear(d, d_out))
     return nn.Sequential(*mods)
+
+
+def _mlp_names(net: nn.Sequential) -> list[str]:
+    return [f"hidden.{i}" for i in range(sum(isinstance(m, nn.ReLU) for m in net))] + ["head.out"]
+
+
+def _run_mlp(net: nn.Sequential, x: torch.Tensor, run: ActivationRun | None) -> torch.Tensor:
+    """net(x); with a run, module by module (the same ops in the same order), recording `hidden.{i}` after
+    each ReLU and `head.out` after the last Linear."""
+    if run is None:
+        return net(x)
+    i = 0
+    for m in net:
+        x = m(x)
+        if isinstance(m, nn.ReLU):
+            x = run(f"hidden.{i}", x)
+            i += 1
+    return run("head.out", x)
 
 
 class _ActionHead:
@@ -49,17 +71,29 @@ class _ActionHead:
 
 
 class MLPPolicy(_ActionHead, Agent):
-    """pi(a_t | o_t): no memory at all."""
+    """pi(a_t | o_t): no memory at all.
+
+    Named activations (`run_with_cache(obs)`, models/activations.py), for observations [..., obs_dim]:
+      hidden.{i}   [..., hidden]  hidden layer i after its ReLU (i = 0..n_layer-1; dropout, if training, after)
+      head.out     [..., n_actions | act_dim]  the output layer: logits, or actions before tanh
+    """
+
+    capabilities = frozenset({"action", "acts"})
 
     def __init__(self, config: AgentConfig):
+        config = replace(config, hparams=resolve("mlp", config.hparams))   # every default into config.json
         super().__init__(config)
         h = config.hparams
         out = self._setup_actions(config)
-        self.net = _mlp(config.obs_dim, out, h.get("hidden", 128), h.get("n_layer", 2), h.get("dropout", 0.1))
+        self.net = _mlp(config.obs_dim, out, h["hidden"], h["n_layer"], h["dropout"])
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Normalised observations [..., obs_dim] -> logits or pre-tanh actions."""
-        return self.net(obs)
+    def forward(self, obs: torch.Tensor, activations: ActivationRun | None = None) -> torch.Tensor:
+        """Normalised observations [..., obs_dim] -> logits or pre-tanh actions. activations: the per-call
+        record/intervene run of `run_with_cache` (None: the plain forward)."""
+        return _run_mlp(self.net, obs, activations)
+
+    def activation_names(self) -> list[str]:
+        return _mlp_names(self.net)
 
     def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
         w = sample_windows(data, batch_size, 1, rng)
@@ -92,31 +126,53 @@ class GRUPolicy(_ActionHead, Agent):
 
     Trained on whole episodes from their first step, so the hidden state it learns from is the one it
     acts with (no burn-in mismatch). Episodes are drawn uniformly, as for the other models.
+
+    Named activations (`run_with_cache((obs, prev_actions[, hidden]))`, models/activations.py), B sequences
+    of T steps:
+      gru.input    [B, T, hidden]  relu(inp([obs, prev_action])): what the GRU reads at each step
+      gru.hidden   [B, T, hidden]  the (top layer's) recurrent state after each step (nn.GRU's output
+                   sequence). An intervention on it changes what the head reads at those steps, not the
+                   later steps' recurrence (which runs inside nn.GRU); to carry a change forward, pass
+                   the changed state as `hidden` to a call on the following steps.
+      head.out     [B, T, n_actions | act_dim]  logits, or actions before tanh
     """
 
+    capabilities = frozenset({"action", "recurrent", "acts"})
+
     def __init__(self, config: AgentConfig):
+        config = replace(config, hparams=resolve("gru", config.hparams))
         super().__init__(config)
         h = config.hparams
         out = self._setup_actions(config)
-        hidden = h.get("hidden", 64)
+        hidden = h["hidden"]
         self.act_in = config.n_actions if config.discrete else config.act_dim
         self.inp = nn.Linear(config.obs_dim + self.act_in, hidden)
-        self.gru = nn.GRU(hidden, hidden, num_layers=h.get("n_layer", 1), batch_first=True)
+        self.gru = nn.GRU(hidden, hidden, num_layers=h["n_layer"], batch_first=True)
         self.head = nn.Linear(hidden, out)
 
-    def _prev_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """The action before each step (zeros at t = 0), one-hot for discrete."""
+    def prev_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Logged actions [B, T] (discrete) or [B, T, act_dim] -> the forward's prev_actions [B, T, act_in]:
+        the action before each step (zeros at t = 0), one-hot for discrete, in [-1, 1] for continuous."""
         a = F.one_hot(actions.long(), self.act_in).float() if self.discrete else self.actions_to_unit(actions)
         return torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], dim=1)
 
-    def forward(self, obs: torch.Tensor, prev_actions: torch.Tensor, hidden: torch.Tensor | None = None):
-        """obs [B, T, obs_dim] normalised, prev_actions [B, T, act_in] -> (outputs [B, T, out], hidden)."""
-        x, hidden = self.gru(torch.relu(self.inp(torch.cat([obs, prev_actions], -1))), hidden)
-        return self.head(x), hidden
+    def forward(self, obs: torch.Tensor, prev_actions: torch.Tensor, hidden: torch.Tensor | None = None,
+                activations: ActivationRun | None = None):
+        """obs [B, T, obs_dim] normalised, prev_actions [B, T, act_in] -> (outputs [B, T, out], hidden).
+        activations: the per-call record/intervene run of `run_with_cache` (None: the plain forward)."""
+        run = activations
+        if run is None:
+            x, hidden = self.gru(torch.relu(self.inp(torch.cat([obs, prev_actions], -1))), hidden)
+            return self.head(x), hidden
+        x, hidden = self.gru(run("gru.input", torch.relu(self.inp(torch.cat([obs, prev_actions], -1)))), hidden)
+        return run("head.out", self.head(run("gru.hidden", x))), hidden
+
+    def activation_names(self) -> list[str]:
+        return ["gru.input", "gru.hidden", "head.out"]
 
     def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
         episodes = rng.integers(0, len(data.starts), size=batch_size)
-        T = int(min((data.ends[episodes] - data.starts[episodes]).max(), self.config.hparams.get("max_train_len", 500)))
+        T = int(min((data.ends[episodes] - data.starts[episodes]).max(), self.config.hparams["max_train_len"]))
         idx = data.starts[episodes][:, None] + np.arange(T)[None, :]
         mask = idx < data.ends[episodes][:, None]
         idx = np.where(mask, idx, data.starts[episodes][:, None])
@@ -124,7 +180,7 @@ class GRUPolicy(_ActionHead, Agent):
                 "mask": torch.from_numpy(mask)}
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        out, _ = self(batch["obs"], self._prev_actions(batch["actions"]))
+        out, _ = self(batch["obs"], self.prev_actions(batch["actions"]))
         loss = self._action_loss(out, batch["actions"], batch["mask"])
         return loss, {"action_loss": loss.item()}
 
@@ -153,22 +209,37 @@ class _GRURollout:
 
 
 class DynamicsModel(_ActionHead, Agent):
-    """s_t, a_t -> s_{t+1}, r_t, predicting the normalised change of state (residual) and the reward."""
+    """s_t, a_t -> s_{t+1}, r_t, predicting the normalised change of state (residual) and the reward.
+
+    Named activations (`run_with_cache((obs, actions))`, models/activations.py), for inputs [..., ...]:
+      hidden.{i}   [..., hidden]  hidden layer i after its ReLU (i = 0..n_layer-1)
+      head.out     [..., obs_dim + 1]  the output layer: the normalised change of state, then the reward
+                   before reward_scale
+    """
+
+    capabilities = frozenset({"dynamics", "state"})
 
     def __init__(self, config: AgentConfig):
+        config = replace(config, hparams=resolve("dynamics", config.hparams))
         super().__init__(config)
         h = config.hparams
         self.act_in = config.n_actions if config.discrete else config.act_dim
-        self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h.get("hidden", 200), h.get("n_layer", 3))
-        self.register_buffer("reward_scale", torch.tensor(float(h.get("reward_scale", 1.0))), persistent=False)
+        self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h["hidden"], h["n_layer"])
+        self.register_buffer("reward_scale", torch.tensor(float(h["reward_scale"])), persistent=False)
 
-    def _action_input(self, actions: torch.Tensor) -> torch.Tensor:
+    def action_input(self, actions: torch.Tensor) -> torch.Tensor:
+        """Raw actions -> what the network reads: one-hot (discrete) or mapped into [-1, 1] by the bounds."""
         return F.one_hot(actions.long(), self.act_in).float() if self.discrete else self.actions_to_unit(actions)
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised obs [..., obs_dim], raw actions -> (normalised next obs, reward)."""
-        out = self.net(torch.cat([obs, self._action_input(actions)], -1))
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor,
+                activations: ActivationRun | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised obs [..., obs_dim], raw actions -> (normalised next obs, reward). activations: the
+        per-call record/intervene run of `run_with_cache` (None: the plain forward)."""
+        out = _run_mlp(self.net, torch.cat([obs, self.action_input(actions)], -1), activations)
         return obs + out[..., :-1], out[..., -1] * self.reward_scale
+
+    def activation_names(self) -> list[str]:
+        return _mlp_names(self.net)
 
     def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
         # transitions t -> t+1 inside an episode (the last step's next observation is not in the data)

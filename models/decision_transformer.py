@@ -28,33 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import ActivationRun, head_outputs, layer_norm
 from .base import Agent, AgentConfig, gpt2_init
+from .hparams import defaults, resolve
 from .windows import TrainingData, clip_timesteps, sample_windows
 
 # ---- hyperparameters (config.hparams overrides any of these) -------------------------------------------
-DEFAULTS = {
-    "hidden": 64,
-    "n_layer": 3,
-    "n_head": 1,
-    "n_inner": None,            # MLP width; None -> 4 * hidden
-    "dropout": 0.1,
-    "activation": "gelu_new",
-    "layer_norm_eps": 1e-5,     # blocks and ln_f (embed_ln is always 1e-5, as in HF)
-    "rtg_dropout": 0.25,        # fraction of training sequences whose RTG tokens are hidden (value head)
-    "action_weight": 1.0,
-    "return_weight": 1.0,
-    "value_weight": 1.0,
-    # steps per training window; None -> K. n_layer * K (the banded receptive field) trains every cached
-    # key on its full band as the cached rollout uses it, at ~5x the cost per step on CPU.
-    "train_window": None,
-    "action_tanh": True,        # continuous actions only
-    # HF-compatibility switches (models/hf_import.py sets them; native models keep the defaults)
-    "banded": True,             # False: plain causal attention over the whole input (HF semantics)
-    "hf_wpe": False,            # True: add HF's wpe[0] to every token (HF passes position_ids = 0)
-    "scale_attn_weights": True,
-    "scale_attn_by_inverse_layer_idx": False,
-    "hf_import": None,          # where an imported model came from (its value head is untrained)
-}
+DEFAULTS = defaults("dt")   # models/hparams.py: DTHparams holds every default, with what each means
 
 _ACTIVATIONS = {
     "relu": F.relu,
@@ -95,8 +75,9 @@ class SelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(dropout)
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x, allowed, past=None):
-        """x [B, T, C]; allowed [B|1, 1, T, T_past + T] bool; past (k, v) [B, H, T_past, hd] or None."""
+    def forward(self, x, allowed, past=None, run: ActivationRun | None = None, name: str = ""):
+        """x [B, T, C]; allowed [B|1, 1, T, T_past + T] bool; past (k, v) [B, H, T_past, hd] or None;
+        run/name: the per-call activation run and this layer's name prefix ("blocks.{i}.attn.")."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.hidden, dim=2)
         q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
@@ -104,9 +85,14 @@ class SelfAttention(nn.Module):
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         att = (q @ k.transpose(-2, -1)) * self.scale
         att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        if run is not None:
+            att = run(name + "pattern", att)
         y = self.attn_dropout(att) @ v
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return self.resid_dropout(self.c_proj(y)), att, (k, v)
+        z = y.transpose(1, 2)
+        out = self.c_proj(z.reshape(B, T, C))
+        if run is not None and run.wants(name + "head_out"):
+            out = head_outputs(run, name + "head_out", z, self.c_proj, out)
+        return self.resid_dropout(out), att, (k, v)
 
 
 class MLP(nn.Module):
@@ -117,8 +103,11 @@ class MLP(nn.Module):
         self.act = _ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+    def forward(self, x, run: ActivationRun | None = None, name: str = ""):
+        h = self.act(self.c_fc(x))
+        if run is not None:
+            h = run(name + "hidden", h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -128,15 +117,25 @@ class Block(nn.Module):
         scale = (hidden // n_head) ** -0.5 if hp["scale_attn_weights"] else 1.0
         if hp["scale_attn_by_inverse_layer_idx"]:
             scale /= layer_idx + 1
+        self.prefix = f"blocks.{layer_idx}."
         self.ln_1 = nn.LayerNorm(hidden, eps=hp["layer_norm_eps"])
         self.attn = SelfAttention(hidden, n_head, hp["dropout"], scale)
         self.ln_2 = nn.LayerNorm(hidden, eps=hp["layer_norm_eps"])
         self.mlp = MLP(hidden, hp["n_inner"], hp["dropout"], hp["activation"])
 
-    def forward(self, x, allowed, past=None):
-        a, att, kv = self.attn(self.ln_1(x), allowed, past)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), att, kv
+    def forward(self, x, allowed, past=None, run: ActivationRun | None = None, record_pre: bool = True):
+        if run is None:
+            a, att, kv = self.attn(self.ln_1(x), allowed, past)
+            x = x + a
+            return x + self.mlp(self.ln_2(x)), att, kv
+        p = self.prefix
+        if record_pre:
+            x = run(p + "resid_pre", x)
+        a, att, kv = self.attn(self.ln_1(x), allowed, past, run, p + "attn.")
+        a = run(p + "attn.out", a)
+        x = run(p + "resid_mid", x + a)
+        m = run(p + "mlp.out", self.mlp(self.ln_2(x), run, p + "mlp."))
+        return run(p + "resid_post", x + m), att, kv
 
 
 def _allowed(q_pos, k_pos, band: int | None, k_valid=None):
@@ -168,16 +167,41 @@ def _eval_mode(module: nn.Module):
 
 
 class DecisionTransformer(Agent):
-    """Return-conditioned sequence model. forward() is HF's signature; see DTOutput for what it returns."""
+    """Return-conditioned sequence model. forward() is HF's signature; see DTOutput for what it returns.
+
+    Named activations (`run_with_cache`, models/activations.py). B windows of L steps, T = 3L tokens in
+    the order R_t, s_t, a_t per step; H = hidden, h = heads, hd = H / h, i = block 0..n_layer-1:
+      embed.R, embed.s, embed.a   [B, L, H]   each token's embedding plus its timestep embedding (before
+                                              embed_ln; embed.R is `return_unknown` + t where the RTG is hidden)
+      blocks.{i}.resid_pre        [B, T, H]   the residual stream into block i (block 0: embed_ln of the
+                                              interleaved tokens, + wpe for HF imports, after dropout)
+      blocks.{i}.attn.pattern     [B, h, T, T_keys]  attention weights after the softmax (rows: queries)
+      blocks.{i}.attn.head_out    [B, T, h, H]  head k's contribution to the residual stream after the output
+                                              projection: z_k @ c_proj.weight[:, k*hd:(k+1)*hd].T, z_k the head's
+                                              attention-weighted values; no bias, so
+                                              sum over heads + attn.c_proj.bias == attn.out (eval mode).
+                                              Computed only when requested or intervened on.
+      blocks.{i}.attn.out         [B, T, H]   the attention block's output (c_proj incl. bias, after dropout)
+      blocks.{i}.resid_mid        [B, T, H]   resid_pre + attn.out
+      blocks.{i}.mlp.hidden       [B, T, n_inner]  the MLP's activations (after the nonlinearity)
+      blocks.{i}.mlp.out          [B, T, H]   the MLP block's output (after dropout)
+      blocks.{i}.resid_post       [B, T, H]   resid_mid + mlp.out (= hidden_states[i] of forward)
+      ln_final.scale              [B, T, 1]   the final layer norm's per-token 1 / sqrt(var + eps)
+      ln_final.out                [B, T, H]   (resid_post - mean) * scale * ln_f.weight + ln_f.bias
+      head.action                 [B, L, n_actions | act_dim]  action_preds (from s_t; tanh applied if continuous)
+      head.return                 [B, L, 1]   return_preds (from a_t)
+      head.state                  [B, L, obs_dim]  state_preds (from a_t; untrained, as in HF)
+      head.value                  [B, L, 1]   value_preds (from s_t)
+    run_with_cache(..., last_state_only=True) computes only what the last step's s_t token needs (see there).
+    """
+
+    capabilities = frozenset({"action", "return", "value", "state", "attention", "kv_cache", "return_conditioned",
+                              "acts"})
 
     def __init__(self, config: AgentConfig):
         if config.kind != "dt":
             raise ValueError(f"DecisionTransformer needs a config of kind 'dt', got '{config.kind}'.")
-        unknown = sorted(set(config.hparams) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown Decision Transformer hparams: {', '.join(unknown)} "
-                             f"(known: {', '.join(DEFAULTS)}).")
-        hp = {**DEFAULTS, **config.hparams}
+        hp = resolve("dt", config.hparams)
         hp["n_inner"] = hp["n_inner"] or 4 * hp["hidden"]
         hp["train_window"] = hp["train_window"] or config.context_length
         if hp["hidden"] % hp["n_head"]:
@@ -222,7 +246,24 @@ class DecisionTransformer(Agent):
 
     @property
     def band(self) -> int | None:
+        """Steps a token attends back over (K), or None for plain causal attention (HF imports)."""
         return self.config.context_length if self.hp["banded"] else None
+
+    @property
+    def n_layer(self) -> int:
+        return int(self.hp["n_layer"])
+
+    @property
+    def n_head(self) -> int:
+        return int(self.hp["n_head"])
+
+    @property
+    def receptive_field(self) -> int:
+        """Steps of history the action at t depends on while acting: a banded DT sees K steps per layer and
+        each key was itself computed from K steps before it (n_layer * K, what its cached rollout
+        computes); an HF import attends to its last K steps only."""
+        K = self.config.context_length
+        return self.n_layer * K if self.hp["banded"] else K
 
     def card(self) -> dict:
         hp = self.hp
@@ -265,29 +306,103 @@ class DecisionTransformer(Agent):
 
     # ---- forward -----------------------------------------------------------------------------------------
     def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None,
-                output_attentions: bool = False, output_hidden_states: bool = False, rtg_known=True) -> DTOutput:
+                output_attentions: bool = False, output_hidden_states: bool = False, rtg_known=True,
+                activations: ActivationRun | None = None) -> DTOutput:
         """states [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in [-1, 1]];
         returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
         rtg_known: True, False or a [B] bool tensor — sequences marked False see `return_unknown` in
-        place of every R token (use value_preds of those)."""
+        place of every R token (use value_preds of those). activations: the per-call record/intervene
+        run of `run_with_cache` (None: the plain forward)."""
+        run = activations
         B, L = states.shape[:2]
-        t = self.embed_timestep(self._timesteps(timesteps.long()))
-        tokens = torch.stack([self._embed_return(returns_to_go, rtg_known) + t, self.embed_state(states) + t,
-                              self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)
-        x = self._finish_tokens(tokens)
+        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run))
         pos = torch.arange(3 * L, device=x.device)
         valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
         allowed = _allowed(pos, pos, self.band, valid)
         attns, hiddens = [], []
         for block in self.encoder["h"]:
-            x, att, _ = block(x, allowed)
+            x, att, _ = block(x, allowed, run=run)
             attns.append(att)
             hiddens.append(x)
-        x = self.encoder["ln_f"](x).reshape(B, L, 3, -1)
-        return DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
-                        state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
-                        attentions=tuple(attns) if output_attentions else None,
-                        hidden_states=tuple(hiddens) if output_hidden_states else None)
+        x = layer_norm(self.encoder["ln_f"], x, run, "ln_final.").reshape(B, L, 3, -1)
+        out = DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
+                       state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
+                       attentions=tuple(attns) if output_attentions else None,
+                       hidden_states=tuple(hiddens) if output_hidden_states else None)
+        if run is not None:
+            out.action_preds = run("head.action", out.action_preds)
+            out.return_preds = run("head.return", out.return_preds)
+            out.state_preds = run("head.state", out.state_preds)
+            out.value_preds = run("head.value", out.value_preds)
+        return out
+
+    def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run) -> torch.Tensor:
+        """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep included."""
+        B, L = states.shape[:2]
+        t = self.embed_timestep(self._timesteps(timesteps.long()))
+        if run is None:
+            return torch.stack([self._embed_return(returns_to_go, rtg_known) + t, self.embed_state(states) + t,
+                                self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)
+        r = run("embed.R", self._embed_return(returns_to_go, rtg_known) + t)
+        s = run("embed.s", self.embed_state(states) + t)
+        a = run("embed.a", self.embed_action(actions) + t)
+        return torch.stack([r, s, a], dim=2).reshape(B, 3 * L, -1)
+
+    # ---- named activations ---------------------------------------------------------------------------
+    def activation_names(self) -> list[str]:
+        names = ["embed.R", "embed.s", "embed.a"]
+        for i in range(self.n_layer):
+            p = f"blocks.{i}."
+            names += [p + n for n in ("resid_pre", "attn.pattern", "attn.head_out", "attn.out", "resid_mid",
+                                      "mlp.hidden", "mlp.out", "resid_post")]
+        return names + ["ln_final.scale", "ln_final.out", "head.action", "head.return", "head.state", "head.value"]
+
+    def run_with_cache(self, inputs, names=None, interventions=None, last_state_only: bool = False):
+        """See Agent.run_with_cache; inputs: forward() keyword arguments (e.g. window_inputs' dict).
+
+        last_state_only=True computes only what the last step's s_t token needs (the token the action is
+        read from), skipping the last step's a_t token and the last block's attention and MLP for every
+        other token (a third of the work of a 3-layer model). Embeddings (embed.*) are [B, L, H] as usual;
+        the blocks before the last and the last block's resid_pre hold the 3L - 1 tokens up to that s_t
+        ([B, 3L - 1, ...]); from the last block's attention on, every activation is that one token's
+        ([B, 1, ...]; attn.pattern [B, h, 1, 3L - 1]); outputs are a DTOutput with action_preds and
+        value_preds [B, 1, ...] and return_preds / state_preds None (they read a_t). Interventions apply
+        as in the full forward, restricted to what that token reads."""
+        if not last_state_only:
+            return super().run_with_cache(inputs, names, interventions)
+        run = ActivationRun(self.activation_names(), names, interventions, what="dt agent")
+        skip = {"head.return", "head.state"} & (run.keep | set(run.interventions))
+        if skip:
+            raise ValueError(f"{', '.join(sorted(skip))} read the a_t token, which last_state_only=True does not compute.")
+        return self._last_state(run=run, **inputs), run.cache
+
+    def _last_state(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True,
+                    run: ActivationRun | None = None) -> DTOutput:
+        B, L = states.shape[:2]
+        # every token up to the last s_t: the last a_t comes after it, and s_t never sees it
+        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run)[:, :-1])
+        T = 3 * L - 1
+        pos = torch.arange(T, device=x.device)
+        valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)[:, :T]
+        blocks = self.encoder["h"]
+        allowed = _allowed(pos, pos, self.band, valid)
+        for block in blocks[:-1]:
+            x, _, _ = block(x, allowed, run=run)
+        last = blocks[-1]
+        if run is not None:
+            x = run(last.prefix + "resid_pre", x)
+        # the last block: keys / values of the tokens before s_t, then s_t as the one query
+        C, H = x.shape[-1], last.attn.n_head
+        _, k, v = last.attn.c_attn(last.ln_1(x[:, :-1])).split(C, dim=2)
+        past = tuple(z.view(B, T - 1, H, C // H).transpose(1, 2) for z in (k, v))
+        y, _, _ = last(x[:, -1:], _allowed(pos[-1:], pos, self.band, valid), past, run=run, record_pre=False)
+        y = layer_norm(self.encoder["ln_f"], y, run, "ln_final.")
+        out = DTOutput(action_preds=self._action_head(y), return_preds=None, state_preds=None,
+                       value_preds=self.predict_value(y))
+        if run is not None:
+            out.action_preds = run("head.action", out.action_preds)
+            out.value_preds = run("head.value", out.value_preds)
+        return out
 
     def _action_head(self, x_state):
         a = self.predict_action(x_state)
@@ -345,15 +460,22 @@ class DecisionTransformer(Agent):
 
     # ---- rollouts ----------------------------------------------------------------------------------------
     def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0,
-                      use_cache: bool = True, uniforms: np.ndarray | None = None) -> "DTRollout":
+                      use_cache: bool = True, uniforms: np.ndarray | None = None, context=None,
+                      record_attention: bool = False) -> "DTRollout":
         """Batched rollout, all envs at the same t. Discrete actions are sampled from the softmax (seeded
         generator; sample=False: argmax); continuous ones are the tanh output scaled to the action bounds.
         use_cache=False is the exact naive twin (recomputes the receptive field every step); both give the
         same actions from the same random draws. uniforms [n_envs, T] replaces the generator: env i's
-        draw at step t is uniforms[i, t], so an episode samples alike whatever batch it runs in."""
+        draw at step t is uniforms[i, t], so an episode samples alike whatever batch it runs in.
+        context: an int or [n_envs] ints K' >= 1, the steps of history env i's action may see: keys older
+        than its last K' steps are masked out, exactly a left-padded window of K' steps with absolute
+        timesteps (recomputed every step, no cache; K' >= the receptive field = the model's own rollout).
+        record_attention: after each act(), `attention` [n_envs, n_layer, n_head, K, 3] holds the action
+        (s_t) token's attention over the last K steps (oldest first) x (R, s, a) tokens."""
         if target_returns is None:
             raise ValueError("a Decision Transformer rollout needs target_returns (raw return units, one per env).")
-        return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache, uniforms=uniforms)
+        return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache, uniforms=uniforms,
+                         context=context, record_attention=record_attention)
 
 
 class DTRollout:
@@ -363,7 +485,7 @@ class DTRollout:
     the last n_layer*K steps (the receptive field) with the banded mask, or the last K for HF imports."""
 
     def __init__(self, model: DecisionTransformer, n_envs: int, target_returns, sample: bool, seed: int,
-                 use_cache: bool, uniforms: np.ndarray | None = None):
+                 use_cache: bool, uniforms: np.ndarray | None = None, context=None, record_attention: bool = False):
         self.m, self.B, self.sample, self.use_cache = model, n_envs, sample, use_cache
         if uniforms is not None and np.shape(uniforms)[0] != n_envs:
             raise ValueError(f"uniforms needs one row per env ({n_envs}), got {np.shape(uniforms)[0]}.")
@@ -381,6 +503,20 @@ class DTRollout:
         self.cache = None                # per layer (k, v) [B, H, T, hd]
         self.cache_pos = None            # token positions of the cached keys [T]
         self.warned = False
+        self.context = None              # per-env K' [B] (None: the model's own receptive field)
+        if context is not None:
+            ks = np.broadcast_to(np.asarray(context, np.int64), (n_envs,))
+            if ks.min() < 1:
+                raise ValueError(f"context must be at least 1 step, got {int(ks.min())}.")
+            self.context = torch.as_tensor(ks.copy(), device=dev)
+        self.live = None                 # [B] bool: envs still acting (skip_done); None = all
+        self.record_attention = record_attention
+        self.attention = None            # [B, n_layer, n_head, K, 3] after act() when record_attention
+
+    def skip_done(self, done: np.ndarray) -> None:
+        """Envs whose episodes ended: their later actions are ignored, so the context-limited path stops
+        computing them (the other paths keep the batch whole, their cache is per batch)."""
+        self.live = torch.as_tensor(~np.asarray(done, bool).reshape(self.B))
 
     def _timestep(self, t: int) -> int:
         max_ep_len = self.m.config.max_ep_len
@@ -398,7 +534,9 @@ class DTRollout:
             self.history.append((s, self.rtg.clone(), ts))
             if self.prev_action is not None:
                 self.actions.append(self.prev_action)
-            if self.use_cache and (m.hp["banded"] or self.t < m.context_length):
+            if self.context is not None:
+                pred = self._recompute(self.context)
+            elif self.use_cache and (m.hp["banded"] or self.t < m.context_length):
                 pred = self._step_cached(s, ts)
             else:
                 pred = self._recompute()
@@ -427,16 +565,40 @@ class DTRollout:
         y = pred.clamp(-1, 1)
         return m.env_actions(y).cpu().numpy().astype(np.float32), y
 
-    def _recompute(self) -> torch.Tensor:
+    def _recompute(self, ks: torch.Tensor | None = None) -> torch.Tensor:
         """Forward over the last `window` steps (all envs share t, so no padding); the current action is a
-        zero placeholder, which the s_t prediction never sees (causal)."""
+        zero placeholder, which the s_t prediction never sees (causal). ks [B]: env i sees only its last
+        ks[i] steps (the window shrinks to the largest; only live envs are computed)."""
         m = self.m
-        states = torch.stack([h[0] for h in self.history], 1)
-        rtg = torch.stack([h[1] for h in self.history], 1)[..., None]
-        ts = torch.tensor([h[2] for h in self.history], device=states.device).expand(self.B, -1)
-        acts = list(self.actions)[-(len(self.history) - 1):] if len(self.history) > 1 else []
+        history = list(self.history) if ks is None else list(self.history)[-min(int(ks.max()), self.window):]
+        L = len(history)
+        states = torch.stack([h[0] for h in history], 1)
+        rtg = torch.stack([h[1] for h in history], 1)[..., None]
+        ts = torch.tensor([h[2] for h in history], device=states.device).expand(self.B, -1)
+        acts = list(self.actions)[-(L - 1):] if L > 1 else []
         acts = torch.stack(acts + [torch.zeros(self.B, m.action_in, device=states.device)], 1)
-        return m(states, acts, rtg, ts).action_preds[:, -1]
+        if ks is None:
+            out = m(states, acts, rtg, ts, output_attentions=self.record_attention)
+            self._keep_attention(out.attentions, None, L)
+            return out.action_preds[:, -1]
+        rows = torch.arange(self.B) if self.live is None else torch.as_tensor(np.flatnonzero(self.live.numpy()))
+        mask = (torch.arange(L, device=states.device)[None, :] >= (L - ks[rows])[:, None]).long()
+        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, output_attentions=self.record_attention)
+        pred = torch.zeros(self.B, *out.action_preds.shape[2:], device=states.device)
+        pred[rows] = out.action_preds[:, -1]
+        self._keep_attention(out.attentions, rows, L)
+        return pred
+
+    def _keep_attention(self, attentions, rows, L: int) -> None:
+        """The s_t query's row of each layer's attention [B, H, 3L, 3L] -> [B, n_layer, H, K, 3]."""
+        if not self.record_attention:
+            return
+        K, A = self.m.context_length, min(L, self.m.context_length)
+        q = 3 * (L - 1) + 1
+        att = torch.stack([a[:, :, q, 3 * (L - A):] for a in attentions], 1)   # [b, n_layer, H, 3A]
+        out = torch.zeros(self.B, att.shape[1], att.shape[2], K, 3, device=att.device)
+        out[rows if rows is not None else slice(None), :, :, K - A:] = att.reshape(*att.shape[:3], A, 3)
+        self.attention = out.cpu().numpy()
 
     def _step_cached(self, s: torch.Tensor, ts: int) -> torch.Tensor:
         """Feed only the new tokens (a_{t-1}, R_t, s_t) through the layers against the cached keys/values."""
@@ -453,10 +615,19 @@ class DTRollout:
         q_pos = torch.tensor(pos, device=dev)
         k_pos = q_pos if self.cache_pos is None else torch.cat([self.cache_pos, q_pos])
         allowed = _allowed(q_pos, k_pos, m.band)
-        new_cache = []
+        new_cache, atts = [], []
         for i, block in enumerate(m.encoder["h"]):
-            x, _, kv = block(x, allowed, None if self.cache is None else self.cache[i])
+            x, att, kv = block(x, allowed, None if self.cache is None else self.cache[i])
             new_cache.append(kv)
+            if self.record_attention:
+                atts.append(att[:, :, -1])
+        if self.record_attention:   # the s_t query over keys k_pos -> (steps back, token type)
+            K = m.context_length
+            slot = K - 1 - (t - k_pos // 3)
+            seen = slot >= 0
+            out = torch.zeros(self.B, len(atts), atts[0].shape[1], K, 3, device=dev)
+            out[:, :, :, slot[seen], (k_pos % 3)[seen]] = torch.stack(atts, 1)[..., seen]
+            self.attention = out.cpu().numpy()
         # keep the keys the next step's queries can see: steps >= t - K + 1 (all of them for HF imports)
         keep = k_pos // 3 > t - m.context_length if m.hp["banded"] else torch.ones_like(k_pos, dtype=torch.bool)
         if not bool(keep.all()):

@@ -1,5 +1,5 @@
-"""Evaluation in the environment: every episode of every target return in one batched vector env,
-with bootstrap 95% confidence intervals of the mean return."""
+"""Evaluation in the environment: every episode of every target return in one batched vector env
+(models/rollout.py), with bootstrap 95% confidence intervals of the mean return (analysis/stats.py)."""
 from __future__ import annotations
 
 import sys
@@ -11,19 +11,17 @@ from tqdm import tqdm
 import envs  # noqa: F401 - registers seqlens' environments
 from trajectories import Dataset
 
+from . import rollout
 from .base import Agent
 from .errors import AgentError
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float(values.mean()), float(values.mean())
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (analysis.stats.bootstrap_ci, the one implementation;
+    imported here, lazily, because models/ does not import analysis/ at module level)."""
+    from analysis.stats import bootstrap_ci as ci
+
+    return ci(values, n_boot=n_boot, level=level, seed=seed)
 
 
 def check_targets(agent: Agent, targets) -> list[str]:
@@ -56,34 +54,30 @@ def check_dataset(agent: Agent, ds: Dataset) -> None:
         raise AgentError(f"{name} has {ds.act_dim}-d actions but the agent acts in {agent.act_dim} dimensions.")
 
 
+def _bar(total: int, desc: str, show: bool):
+    """A tqdm bar on stderr driven by the rollout engine's progress(fraction, message)."""
+    bar = tqdm(total=total, desc=desc, unit="ep", file=sys.stderr, disable=not show)
+
+    def progress(fraction: float, message: str = "") -> None:
+        done = round(fraction * total)
+        if done > bar.n:
+            bar.update(done - bar.n)
+    return bar, progress
+
+
 def run_episodes(agent: Agent, n_envs: int, target_returns: np.ndarray | None, seed: int = 0, sample: bool = True,
                  progress: bool = True, env_id: str | None = None) -> np.ndarray:
-    """Returns [n_envs] of one episode per env, all envs stepped together in one vector env."""
+    """Returns [n_envs] of one episode per env, all envs stepped together in one vector env
+    (models.rollout.run_episodes, with a progress bar)."""
     env_id = env_id or agent.config.env_id
     if not env_id:
         raise AgentError("the agent does not name an environment (env_id); pass one to evaluate it.")
-    vec = envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
+    bar, report = _bar(n_envs, f"evaluate {agent.kind} on {env_id}", progress)
     try:
-        obs, _ = vec.reset(seed=seed)
-        rollout = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed)
-        returns = np.zeros(n_envs)
-        done = np.zeros(n_envs, bool)
-        limit = vec.spec.max_episode_steps if vec.spec and vec.spec.max_episode_steps else agent.config.max_ep_len
-        bar = tqdm(total=n_envs, desc=f"evaluate {agent.kind} on {env_id}", unit="ep", file=sys.stderr, disable=not progress)
-        for _ in range(int(limit)):
-            actions = rollout.act(obs)
-            obs, rewards, term, trunc, _ = vec.step(actions)
-            rollout.observe(rewards)
-            returns += np.where(done, 0.0, rewards)  # envs past their episode end are autoreset: ignored
-            newly = (term | trunc) & ~done
-            done |= newly
-            bar.update(int(newly.sum()))
-            if done.all():
-                break
-        bar.close()
-        return returns
+        return rollout.run_episodes(agent, n_envs, target_returns, seed=seed, sample=sample, env_id=env_id,
+                                    progress=report).returns
     finally:
-        vec.close()
+        bar.close()
 
 
 def evaluate(agent: Agent, target_returns=None, episodes: int = 10, seed: int = 0, sample: bool = True,

@@ -16,15 +16,10 @@ from trajectories import Dataset
 
 from .base import Agent, AgentConfig
 from .checkpoint import agent_class
+from .hparams import TRAIN_DEFAULTS, resolve
 from .windows import TrainingData
 
-DEFAULTS = {  # per kind: context length, batch size, learning rate
-    "dt": dict(context_length=20, batch_size=64, lr=1e-3),
-    "tt": dict(context_length=10, batch_size=32, lr=6e-4),
-    "mlp": dict(context_length=1, batch_size=256, lr=1e-3),
-    "gru": dict(context_length=1, batch_size=16, lr=2e-3),
-    "dynamics": dict(context_length=1, batch_size=256, lr=1e-3),
-}
+DEFAULTS = TRAIN_DEFAULTS   # models/hparams.py: TrainConfig per kind (context length, batch size, lr, ...)
 
 
 def make_config(kind: str, ds: Dataset, context_length: int | None = None, hparams: dict | None = None,
@@ -51,10 +46,10 @@ def make_config(kind: str, ds: Dataset, context_length: int | None = None, hpara
     scale = rtg_scale or float(max(np.abs(returns).max(), 1e-6))
     return AgentConfig(
         kind=kind, obs_dim=ds.obs_dim, act_dim=ds.act_dim, discrete=ds.discrete, n_actions=ds.n_actions,
-        context_length=int(context_length or DEFAULTS[kind]["context_length"]), max_ep_len=max_ep_len,
+        context_length=int(context_length or DEFAULTS[kind].context_length), max_ep_len=max_ep_len,
         rtg_scale=scale, state_mean=ds.observations.mean(0).astype(float).tolist(),
         state_std=np.where(std > 1e-6, std, 1.0).astype(float).tolist(), action_low=low, action_high=high,
-        env_id=ds.env_id, hparams=dict(hparams or {}),
+        env_id=ds.env_id, hparams=resolve(kind, hparams),
         dataset={"name": dataset_name or ds.source, "fingerprint": ds.fingerprint(), "n_episodes": ds.n_episodes,
                  "n_transitions": ds.n_transitions, "return_min": float(returns.min()),
                  "return_median": float(np.median(returns)), "return_max": float(returns.max())})
@@ -73,12 +68,13 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
     cls = agent_class(kind)
     agent = cls.for_dataset(config, ds) if hasattr(cls, "for_dataset") else cls(config)
     data = TrainingData.build(ds, config.state_mean, config.state_std, config.rtg_scale, config.max_ep_len)
-    batch_size = batch_size or DEFAULTS[kind]["batch_size"]
-    lr = lr or DEFAULTS[kind]["lr"]
+    run = DEFAULTS[kind]
+    batch_size = batch_size or run.batch_size
+    lr = lr or run.lr
     decay = [p for n, p in agent.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in agent.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    warmup = max(1, min(500, steps // 10))
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": run.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    warmup = max(1, min(run.warmup_max, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     agent.train()
@@ -89,7 +85,7 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
         loss, metrics = agent.loss(agent.sample_batch(data, batch_size, rng))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.25 if kind == "dt" else 1.0)
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), run.grad_clip)
         opt.step()
         sched.step()
         value = loss.item()

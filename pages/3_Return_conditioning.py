@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from analysis.sweeps import cached_sweep, default_shifts, default_targets
+from analysis.sweeps import default_shifts, default_targets
 from ui import exports
 from ui.page import figure, start
 
@@ -39,10 +39,11 @@ else:
                  f"{MAX_RUNS} at once (use `cli.py evaluate` for more).")
         st.stop()
     bar = st.progress(0.0, text="Running all episodes in one batched vector env…")
-    cached_sweep(agent, targets, int(episodes), int(seed), progress=lambda f: bar.progress(f, text=f"{f:.0%} of episodes finished"))
-    bar.empty()
     params = dict(targets=targets, episodes=int(episodes), seed=int(seed))
-    exports.show(figure(sel, "rtg_sweep_returns", **params), "sweep_returns", collected)
+    returns = figure(sel, "rtg_sweep_returns", progress=lambda f, m: bar.progress(f, text=m or f"{f:.0%} of episodes finished"),
+                     **params)   # the sweep runs here, once; the two figures below reuse it from the cache
+    bar.empty()
+    exports.show(returns, "sweep_returns", collected)
     left, right = st.columns(2)
     with left:
         exports.show(figure(sel, "rtg_sweep_actions", **params), "sweep_actions", collected)

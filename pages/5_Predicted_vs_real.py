@@ -1,5 +1,4 @@
 """Predicted vs real: the model's imagined future beside what really happened, and error by horizon."""
-import json
 
 import streamlit as st
 

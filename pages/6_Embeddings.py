@@ -1,7 +1,7 @@
 """Embeddings: the agent's hidden states over a whole dataset, in two dimensions."""
 import streamlit as st
 
-from analysis.embeddings import COLOUR_BY, MAX_POINTS, embed
+from analysis.embeddings import COLOUR_BY, MAX_POINTS
 from ui import exports
 from ui.page import figure, start
 
@@ -21,13 +21,14 @@ points = c2.select_slider("Points (sampled steps)", [2_000, 5_000, 10_000, MAX_P
 colour = c3.selectbox("Colour by", COLOUR_BY, format_func=LABELS.get, key="emb_colour")
 
 bar = st.progress(0.0, text="Hidden states…")
-try:
-    embed(agent, ds, method, int(points), 0, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+try:   # the embedding is computed (once, then cached) inside the figure call, which drives the bar
+    made = figure(sel, "embedding", progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m),
+                  method=method, colour_by=colour, max_points=int(points))
 except ValueError as e:   # e.g. too few steps to project
     bar.empty()
     st.error(str(e))
     st.stop()
 bar.empty()
 collected = []
-exports.show(figure(sel, "embedding", method=method, colour_by=colour, max_points=int(points)), "embedding", collected)
+exports.show(made, "embedding", collected)
 exports.bundle_button(collected, "Embeddings", agent, ds, **sel.paths)

@@ -24,8 +24,9 @@ else:
     episodes = c1.slider("Episodes per context length", 2, 16, 4, key="ctx_episodes")
     run = c2.button("Run in the environment", key="ctx_run", type="primary")
     if run or st.session_state.get("ctx_done") == episodes:
-        with st.spinner("Every context length × episode in one batched rollout, then the reference agents…"):
-            f = figure(sel, "context_returns", episodes=int(episodes))
+        bar = st.progress(0.0, text="Every context length × episode in one batched rollout, then the reference agents…")
+        f = figure(sel, "context_returns", progress=lambda frac, msg: bar.progress(frac, text=msg), episodes=int(episodes))
+        bar.empty()
         st.session_state["ctx_done"] = episodes
         exports.show(f, "ctx_returns", collected)
 exports.bundle_button(collected, "Context and memory", agent, ds, **sel.paths)

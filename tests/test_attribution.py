@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from analysis import attribution as A
+from analysis import keydoor_credit as KD
+from analysis.entries import attribution as AE
 
 ROOT = Path(__file__).resolve().parent.parent
 L, OBS, NA = 6, 4, 3
@@ -223,7 +225,7 @@ def test_gru_history_attribution():
 
 def test_key_door_credit_and_catalog(keydoor):
     agent, ds = keydoor
-    credit = A.key_door_credit(agent, ds, target="value", method="saliency", max_episodes=4)
+    credit = KD.key_door_credit(agent, ds, target="value", method="saliency", max_episodes=4)
     df = credit.to_frame()
     assert len(df) == 4 and (df.key_step < df.explained_step).all()
     assert np.isfinite(df.share_over_uniform).all() and np.isfinite(df.randomized_share_over_uniform).all()
@@ -232,9 +234,9 @@ def test_key_door_credit_and_catalog(keydoor):
     from analysis import catalog
 
     assert {"attribution_timesteps", "attribution_features", "attribution_keydoor"} <= set(catalog._REGISTRY)
-    fig = A.make_attribution_timesteps(agent, ds, episode=1, target="return", method="saliency")
+    fig = AE.make_attribution_timesteps(agent, ds, episode=1, target="return", method="saliency")
     assert fig.params == {"episode": 1, "step": 17, "target": "return", "method": "saliency", "seed": 0}
     assert len(fig.data) == 18 and "randomized_step_total" in fig.data
     assert "Spearman" in " ".join(a.text for a in fig.figure.layout.annotations)
-    feats = A.make_attribution_features(agent, ds, episode=1, step=15, target="value")
+    feats = AE.make_attribution_features(agent, ds, episode=1, step=15, target="value")
     assert len(feats.data) == 16 * 14 and len(feats.figure.data) == 2

@@ -17,6 +17,8 @@ from models import load_agent
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer, DTOutput
 from models.errors import AgentError
+from models.evaluate import evaluate
+from models.rollout import run_episodes
 from trajectories import Dataset, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +124,17 @@ def test_context_returns_smoke_and_catalog(masked_cartpole):
                           references={"mlp-like": load_agent(AGENTS / "masked-cartpole-gru")})
     assert isinstance(res, ContextReturns) and res.returns.shape == (2, 2) and res.receptive_field == 3
     assert (res.returns >= 8).all() and np.allclose(res.mean, res.returns.mean(1))
+    # K' = 3 is the receptive field: the agent's own (cached) rollout on the same seeds and draws
+    u = np.random.default_rng(5).random((2, k1.config.max_ep_len + 1), dtype=np.float32)
+    own = run_episodes(k1, 2, np.full(2, 300.0), env_seeds=[5, 6], uniforms=u)
+    assert res.returns[1].tolist() == own.returns.tolist() == [20.0, 15.0]
+    # a K = 1 model sees one step whatever K' allows: K' = 1 changes nothing
+    assert np.array_equal(res.returns[0], res.returns[1])
+    assert res.ci_low.tolist() == [15.0, 15.0] and res.ci_high.tolist() == [20.0, 20.0]
+    gru = evaluate(load_agent(AGENTS / "masked-cartpole-gru"), None, episodes=2, seed=5, progress=False)[0]
+    ref = res.references[0]
+    assert ref.values.tolist() == gru["returns"] and (ref.mean, ref.ci_low, ref.ci_high) == (
+        gru["mean_return"], gru["ci_low"], gru["ci_high"])
     frame = res.to_frame()
     assert len(frame) == 3 and frame["reference"].sum() == 1
     f = catalog.make("context_accuracy", k1, masked_cartpole, n_steps=100, references=False)

@@ -324,7 +324,7 @@ def test_config_round_trip_rebuilds_the_same_model():
         torch.testing.assert_close(twin(s, a, R, t).action_preds, model(s, a, R, t).action_preds)
     assert model.card()["hidden"] == 32 and model.card()["layers"] == 3 and model.card()["heads"] == 2
     assert model.config.hparams["train_window"] == 4  # default: K steps
-    with pytest.raises(ValueError, match="unknown Decision Transformer hparams: hiden"):
+    with pytest.raises(ValueError, match="unknown dt hyperparameter hiden"):
         DecisionTransformer(AgentConfig(kind="dt", obs_dim=2, act_dim=1, discrete=True, n_actions=2, hparams={"hiden": 8}))
 
 

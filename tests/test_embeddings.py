@@ -56,7 +56,7 @@ def test_cache_hit_returns_same_object_without_recomputing(monkeypatch, tmp_path
     a = E.embed(agent, fake_data, "pca", max_points=150, seed=3, cache_dir=tmp_path, progress=lambda f, m: seen.append(f))
     assert calls == [150] and seen[-1] == 1.0 and a.coords.shape == (150, 2)
     b = E.embed(agent, fake_data, "pca", max_points=150, seed=3, cache_dir=tmp_path)
-    assert b is a and calls == [150]                          # in-process hit: the same object
+    assert b is not a and calls == [150] and np.array_equal(b.coords, a.coords)   # in-process hit: a copy
     E.clear_caches()
     c = E.embed(agent, fake_data, "pca", max_points=150, seed=3, cache_dir=tmp_path)
     assert calls == [150] and c is not a                      # disk hit: no recompute, equal values
@@ -99,16 +99,72 @@ def test_hidden_states_smoke(name, data):
     assert res.agent_kind == agent.kind and res.hidden_dim > 1
 
 
-def test_gru_hidden_matches_a_step_by_step_rollout():
+def test_gru_hidden_is_the_gru_cell_run_by_hand():
+    """The recurrent state after each step, from the GRU equations on the agent's own weights (one step at
+    a time, h_0 = 0), not from the module's forward."""
     gru = load_agent(AGENTS / "masked-cartpole-gru")
     ds = load_dataset(DATA / "masked-cartpole.npz")
     ep = ds.episode(2)
     s0 = int(ds.episode_starts[2])
     h = E.hidden_states(gru, ds, np.array([s0, s0 + 5]))
-    with torch.no_grad():
-        obs = gru.normalize(torch.from_numpy(ep.observations[:6]))[None]
-        x, _ = gru.gru(torch.relu(gru.inp(torch.cat([obs, gru._prev_actions(torch.as_tensor(ep.actions[:6])[None])], -1))))
-    assert np.allclose(h, x[0, [0, 5]].numpy(), atol=1e-5)
+    g = gru.gru
+    assert g.num_layers == 1
+    w_ih, w_hh = g.weight_ih_l0.detach().double().numpy(), g.weight_hh_l0.detach().double().numpy()
+    b_ih, b_hh = g.bias_ih_l0.detach().double().numpy(), g.bias_hh_l0.detach().double().numpy()
+    W, b = gru.inp.weight.detach().double().numpy(), gru.inp.bias.detach().double().numpy()
+    mean, std = np.asarray(gru.config.state_mean), np.maximum(np.asarray(gru.config.state_std), 1e-6)
+    sig = lambda z: 1 / (1 + np.exp(-z))   # noqa: E731
+    H = g.hidden_size
+    state, states = np.zeros(H), []
+    for t in range(6):
+        prev = np.zeros(gru.config.n_actions)
+        if t:
+            prev[int(ep.actions[t - 1])] = 1.0                    # one-hot previous action (zeros at t = 0)
+        x = np.maximum(W @ np.concatenate([(ep.observations[t] - mean) / std, prev]) + b, 0)
+        gi, gh = w_ih @ x + b_ih, w_hh @ state + b_hh
+        r, z = sig(gi[:H] + gh[:H]), sig(gi[H:2 * H] + gh[H:2 * H])
+        n = np.tanh(gi[2 * H:] + r * gh[2 * H:])
+        state = (1 - z) * n + z * state
+        states.append(state)
+    np.testing.assert_allclose(h, np.stack(states)[[0, 5]], atol=1e-5)
+    assert np.abs(h[1]).max() > 0.05                              # a non-trivial state
+
+
+@pytest.mark.parametrize("name,data", [("cartpole-mlp", "cartpole"), ("pendulum-dynamics", "pendulum")])
+def test_feedforward_hidden_is_the_last_hidden_layer_by_hand(name, data):
+    """MLP policy: relu layers on the normalised observation; dynamics model: on [obs, action in [-1, 1]]."""
+    agent = load_agent(AGENTS / name)
+    ds = load_dataset(DATA / f"{data}.npz")
+    steps = np.array([3, 40])
+    h = E.hidden_states(agent, ds, steps)
+    mean, std = np.asarray(agent.config.state_mean), np.maximum(np.asarray(agent.config.state_std), 1e-6)
+    x = (ds.observations[steps].astype(np.float64) - mean) / std
+    if agent.kind == "dynamics":
+        lo, hi = np.asarray(agent.config.action_low), np.asarray(agent.config.action_high)
+        a = ds.actions[steps].reshape(len(steps), -1).astype(np.float64)
+        x = np.concatenate([x, np.clip(2 * (a - lo) / (hi - lo) - 1, -1, 1)], 1)
+    linears = [m for m in agent.net if isinstance(m, torch.nn.Linear)]
+    for lin in linears[:-1]:
+        x = np.maximum(x @ lin.weight.detach().double().numpy().T + lin.bias.detach().double().numpy(), 0)
+    assert h.shape == (2, linears[-1].in_features)
+    np.testing.assert_allclose(h, x, atol=1e-4, rtol=1e-5)
+
+
+def test_tt_hidden_is_the_final_layer_norm_at_the_last_observation_token():
+    """From the raw history through the model's own context builder, not the analysis's token slicing."""
+    tt = load_agent(AGENTS / "pendulum-tt")
+    ds = load_dataset(DATA / "pendulum.npz")
+    s0 = int(ds.episode_starts[1])
+    steps = np.array([s0, s0 + 2, s0 + 30])
+    h = E.hidden_states(tt, ds, steps)
+    K = tt.context_length
+    for row, s in zip(h, steps):
+        t = s - s0
+        ctx = tt.context_tokens(ds.observations[s0:s + 1], ds.actions[s0:s], ds.rewards[s0:s], K - 1)
+        assert len(ctx) == min(t, K - 1) * tt.D + tt.obs_dim
+        with torch.no_grad():
+            _, cache = tt.eval().run_with_cache(torch.as_tensor(ctx)[None], ["ln_final.out"])
+        np.testing.assert_allclose(row, cache["ln_final.out"][0, -1].numpy(), atol=1e-5)
 
 
 def test_umap_small_separates_clusters_and_catalog_figure(monkeypatch, tmp_path):

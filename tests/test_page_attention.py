@@ -33,6 +33,31 @@ def arr(v) -> np.ndarray:
     return np.asarray(v)
 
 
+def same_as_catalog(chart: dict, name: str, agent: str, dataset: str, **params) -> bool:
+    """Every numeric x / y / z array of the page's chart equals the figure `cli.py export` makes (the catalog)."""
+    from analysis import catalog
+    from models import load_agent
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    root = Path(__file__).resolve().parent.parent
+    made = catalog.make(name, load_agent(root / "sample_data/agents" / agent), load_dataset(sample_datasets()[dataset]),
+                        **params)
+    want = json.loads(made.figure.to_json())["data"]
+    if len(want) != len(chart["data"]):
+        return False
+    for got_trace, want_trace in zip(chart["data"], want):
+        for key in ("x", "y", "z"):
+            if key in want_trace:
+                a, b = arr(got_trace.get(key)), arr(want_trace[key])
+                if a.dtype.kind in "fiu" and b.dtype.kind in "fiu":
+                    if a.shape != b.shape or not np.allclose(a.astype(float), b.astype(float), equal_nan=True):
+                        return False
+                elif a.tolist() != b.tolist():
+                    return False
+    return True
+
+
 def titles(at) -> list[str]:
     return [c["layout"]["title"]["text"] for c in charts(at)]
 

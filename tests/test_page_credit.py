@@ -1,6 +1,6 @@
 """AppTest: the Credit assignment page on shipped agents: both maps with the randomized check, widgets that
 change them, the Key-to-Door run, the MLP baseline, and a refusal for agents it cannot attribute."""
-from test_page_attention import arr, charts, downloads, page, titles
+from test_page_attention import charts, downloads, page, same_as_catalog, titles
 
 
 def test_credit_page_dt_on_keydoor():
@@ -8,10 +8,13 @@ def test_credit_page_dt_on_keydoor():
     t = titles(at)
     assert len(t) == 2 and downloads(at).count("SVG") == 2
     assert "randomized" in str(charts(at)[0]).lower()
-    before = charts(at)[0]
+    step = at.slider(key="attr_step").value
+    assert same_as_catalog(charts(at)[0], "attribution_timesteps", "keydoor-dt", "keydoor", episode=1, step=step,
+                           target="action", method="ig")
     at.selectbox(key="attr_target").select("value").run()
     assert not at.exception
-    assert charts(at)[0] != before
+    assert same_as_catalog(charts(at)[0], "attribution_timesteps", "keydoor-dt", "keydoor", episode=1, step=step,
+                           target="value", method="ig")
     at.slider(key="kd_episodes").set_value(4).run()
     at.button(key="kd_run").click().run()
     assert not at.exception

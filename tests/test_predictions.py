@@ -29,7 +29,7 @@ class LinearDynamics(DynamicsModel):
         self.bias = bias
 
     def forward(self, obs, actions):
-        a = self._action_input(actions)[..., 0]
+        a = self.action_input(actions)[..., 0]
         x, v = obs[..., 0], obs[..., 1]
         nxt = torch.stack([0.9 * x + 0.1 * v + self.bias, 0.95 * v + 0.2 * a], -1)
         return nxt, -(x * x + v * v)

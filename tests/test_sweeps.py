@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from analysis.inputs import receptive_field, step_windows, training_data
 from analysis.sweeps import interval_estimates, iqm, rtg_shift_replay, rtg_sweep, rtg_sweep_naive, sweep_attention
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
@@ -94,6 +95,19 @@ def test_batched_sweep_equals_one_episode_at_a_time_on_a_real_dt():
     naive = rtg_sweep_naive(dt, [20, 200], episodes=2, seed=3)
     assert np.array_equal(fast.returns, naive.returns) and np.array_equal(fast.actions, naive.actions)
     assert (fast.lengths > 5).any()
+    # the recording is the episode: the recorded actions, stepped in a fresh env reset with seed 3 + i,
+    # give back the recorded observations, rewards and lengths
+    for i, (obs, acts, n) in enumerate(zip(fast.observations.reshape(4, *fast.observations.shape[2:]),
+                                           fast.actions.reshape(4, -1), fast.lengths.ravel())):
+        env = gym.make("CartPole-v1")
+        o, _ = env.reset(seed=3 + i)
+        for t in range(n):
+            assert np.array_equal(o, obs[t]), (i, t)
+            o, r, term, trunc, _ = env.step(int(acts[t]))
+            assert r == fast.rewards.reshape(4, -1)[i, t]
+            assert (term or trunc) == (t == n - 1)
+        env.close()
+    assert fast.returns.ravel().tolist() == fast.lengths.ravel().astype(float).tolist()   # CartPole pays 1 per step
     shares = sweep_attention(dt, fast)
     np.testing.assert_allclose(shares.groupby("target_return")["share"].sum(), 1.0, atol=1e-5)
 
@@ -105,6 +119,15 @@ def test_shift_replay_known_answers():
     assert r.predictions.shape == (3, 14, 2)
     np.testing.assert_allclose(r.predictions.sum(-1), 1.0, atol=1e-5)
     assert np.abs(r.predictions[0] - r.predictions[2]).max() > 1e-3   # the return token matters to this model
+    # each shift's predictions are the model's action probabilities from its receptive-field window at each
+    # step with every R token shifted (analysis.inputs.step_windows), computed here one window per step
+    data = training_data(m, ds)
+    steps = np.arange(data.starts[2], data.ends[2])
+    with torch.no_grad():
+        for k, shift in enumerate([-50, 0, 50]):
+            w = step_windows(m, data, steps, context=receptive_field(m), rtg_shift=shift)
+            np.testing.assert_allclose(r.predictions[k], m(**w).action_preds[:, -1].softmax(-1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(r.returns_to_go, ds.returns_to_go[steps], rtol=1e-5)
     with torch.no_grad():
         m.embed_return.weight.zero_()                                 # ... and now it cannot
     r = rtg_shift_replay(m, ds, episode=2, shifts=[-50, 0, 50])

@@ -2,7 +2,6 @@
 (checked to fit each other; a mismatch is one sentence, and the page stops)."""
 from __future__ import annotations
 
-import json
 import uuid
 import weakref
 from dataclasses import dataclass

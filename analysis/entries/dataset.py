@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .catalog import Figured, register
-from .figures import episode_timeline, returns_histogram
+from analysis.catalog import Figured, register
+from analysis.figures import episode_timeline, returns_histogram
 
 
 @register("returns_histogram", "distribution of episode returns in the dataset", needs_agent=False)

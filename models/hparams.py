@@ -1,0 +1,127 @@
+"""Every default in one place: one dataclass per model family and one for training.
+
+`resolve(kind, hparams)` fills a checkpoint's `hparams` with every default, so config.json says exactly what
+the model was built with (a checkpoint that omits a key still loads: the default below applies). Models
+read their sizes from the resolved dict; nothing else holds a default.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class DTHparams:
+    hidden: int = 64
+    n_layer: int = 3
+    n_head: int = 1
+    n_inner: int | None = None            # MLP width; None -> 4 * hidden
+    dropout: float = 0.1
+    activation: str = "gelu_new"
+    layer_norm_eps: float = 1e-5          # blocks and ln_f (embed_ln is always 1e-5, as in HF)
+    rtg_dropout: float = 0.25             # share of training sequences whose RTG tokens are hidden (value head)
+    action_weight: float = 1.0
+    return_weight: float = 1.0
+    value_weight: float = 1.0
+    # steps per training window; None -> K. n_layer * K (the banded receptive field) trains every cached key on
+    # its full band as the cached rollout uses it, at ~5x the cost per step on CPU.
+    train_window: int | None = None
+    action_tanh: bool = True              # continuous actions only
+    # HF-compatibility switches (models/hf_import.py sets them; native models keep the defaults)
+    banded: bool = True                   # False: plain causal attention over the whole input (HF semantics)
+    hf_wpe: bool = False                  # True: add HF's wpe[0] to every token (HF passes position_ids = 0)
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    hf_import: str | None = None          # where an imported model came from (its value head is untrained)
+
+
+@dataclass
+class TTHparams:
+    n_bins: int = 100
+    hidden: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    dropout: float = 0.1
+    discount: float = 0.99
+    action_weight: float = 1.0            # 0 leaves action tokens out of the loss (DESIGN: better predictions)
+    reward_weight: float = 1.0
+    value_weight: float = 1.0
+    beam_width: int = 32
+    horizon: int = 5
+    n_expand: int = 2
+    action_proposal: str | None = None    # None: "model", or "uniform" when action_weight == 0
+    action_cdf: float = 0.0               # nucleus proposals (reference 0.6); see trajectory_transformer.py
+    obs_decoding: str = "argmax"
+    value_decoding: str = "mean"
+    value_quantile: float = 0.9
+
+
+@dataclass
+class MLPHparams:
+    hidden: int = 128
+    n_layer: int = 2
+    dropout: float = 0.1
+
+
+@dataclass
+class GRUHparams:
+    hidden: int = 64
+    n_layer: int = 1
+    max_train_len: int = 500              # longest training sequence (steps) per episode
+
+
+@dataclass
+class DynamicsHparams:
+    hidden: int = 200
+    n_layer: int = 3
+    reward_scale: float = 1.0
+
+
+# Fitted from the data when a model is built (TrajectoryTransformer.for_dataset), not chosen: they pass
+# through resolve() when present and get no default.
+FITTED = {"tt": ("discretizer", "obs_quantization_floor")}
+
+HPARAMS = {"dt": DTHparams, "tt": TTHparams, "mlp": MLPHparams, "gru": GRUHparams, "dynamics": DynamicsHparams}
+
+
+@dataclass
+class TrainConfig:
+    """One training run (models/train.py); the per-kind defaults are TRAIN_DEFAULTS."""
+
+    steps: int = 2000
+    seed: int = 0
+    context_length: int = 1
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_max: int = 500                 # warm-up steps: min(warmup_max, steps // 10)
+    grad_clip: float = 1.0
+
+
+TRAIN_DEFAULTS = {
+    "dt": TrainConfig(context_length=20, batch_size=64, lr=1e-3, grad_clip=0.25),
+    "tt": TrainConfig(context_length=10, batch_size=32, lr=6e-4),
+    "mlp": TrainConfig(context_length=1, batch_size=256, lr=1e-3),
+    "gru": TrainConfig(context_length=1, batch_size=16, lr=2e-3),
+    "dynamics": TrainConfig(context_length=1, batch_size=256, lr=1e-3),
+}
+
+
+def defaults(kind: str) -> dict:
+    if kind not in HPARAMS:
+        raise ValueError(f"unknown model '{kind}' (expected one of {', '.join(HPARAMS)}).")
+    return asdict(HPARAMS[kind]())
+
+
+def resolve(kind: str, hparams: dict | None) -> dict:
+    """Every hyperparameter of `kind`: the given ones over the defaults. Unknown keys are a ValueError
+    (a typo would otherwise train with the default silently)."""
+    cls = HPARAMS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown model '{kind}' (expected one of {', '.join(HPARAMS)}).")
+    hparams = dict(hparams or {})
+    known = {f.name for f in fields(cls)} | set(FITTED.get(kind, ()))
+    unknown = sorted(set(hparams) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind} hyperparameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))}).")
+    return {**asdict(cls()), **hparams}

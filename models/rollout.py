@@ -1,0 +1,197 @@
+"""The one rollout engine: agents acting in a batched vector environment, one episode per env.
+
+Every episode seqlens runs (evaluation, return sweeps, the context ablation, the naive twins of the
+benchmarks) goes through `run_episodes`:
+
+- the environment is made with `envs.make_vec` (ids checked there), env i reset with seed
+  `seed + i` (or `env_seeds[i]`), all envs stepped together; an env whose episode ended is autoreset
+  by gymnasium and ignored from then on (its rewards, actions and observations are not counted);
+- the agent acts through its own `start_rollout` (KV-cached where the model allows);
+- `uniforms` [n, T] give env i its own stream of action draws (a Decision Transformer's discrete
+  sample at step t is `uniforms[i, t]`), so an episode is the same whatever batch it runs in:
+  `episode_uniforms` makes the per-episode streams;
+- `context` limits the history a Decision Transformer's action may see, per env (K' steps);
+- `record` keeps observations, actions, rewards and the action token's attention per step;
+- `progress(fraction, message)` is called after every step (fraction = episodes finished).
+
+`episode_limit` is the one place the step limit of an episode is read. models/ never imports analysis/.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+import envs  # registers seqlens' environments; envs.make_vec / check_env_id are the only way to an env
+
+from .errors import AgentError
+
+Progress = Callable[[float, str], None]
+RECORDABLE = ("observations", "actions", "rewards", "attention")
+
+
+def episode_limit(env_id: str, agent=None) -> int:
+    """Steps an episode may last: the environment's registered time limit, else the agent's max_ep_len."""
+    spec = gym.spec(envs.check_env_id(env_id))
+    if spec.max_episode_steps:
+        return int(spec.max_episode_steps)
+    if agent is None:
+        raise AgentError(f"{env_id} has no time limit; pass an agent (its max_ep_len bounds the episode).")
+    return int(agent.config.max_ep_len)
+
+
+def episode_uniforms(n_envs: int, steps: int, seed: int) -> np.ndarray:
+    """[n_envs, steps] float32 action draws; row i depends on (seed, i) only, so episode i draws alike
+    whether it runs in a batch or alone."""
+    return np.stack([np.random.default_rng([seed, i]).random(steps) for i in range(n_envs)]).astype(np.float32)
+
+
+@dataclass
+class Episodes:
+    """One episode per env. Recorded arrays run to S = the longest episode (zeros past each end)."""
+
+    returns: np.ndarray                    # [n] float64, rewards summed until the episode ended
+    lengths: np.ndarray                    # [n] steps, the ending step included
+    env_id: str
+    observations: np.ndarray | None = None  # [n, S, obs_dim] float32, the observation each action answered
+    actions: np.ndarray | None = None       # [n, S] int64 or [n, S, act_dim] float32
+    rewards: np.ndarray | None = None       # [n, S] float32
+    attention: np.ndarray | None = None     # [n, S, n_layer, n_head, K, 3] the action token's attention
+                                            # over the last K steps (oldest first) x (R, s, a) tokens
+
+    @property
+    def n(self) -> int:
+        return len(self.returns)
+
+    def concat(self, other: "Episodes") -> "Episodes":
+        """Episodes of both runs, this one's first (recorded arrays padded to the longer S)."""
+        S = max(self._steps(), other._steps())
+
+        def cat(a, b):
+            if a is None or b is None:
+                return None
+            return np.concatenate([_pad(a, S), _pad(b, S)])
+        return Episodes(np.concatenate([self.returns, other.returns]), np.concatenate([self.lengths, other.lengths]),
+                        self.env_id, *(cat(getattr(self, k), getattr(other, k)) for k in RECORDABLE))
+
+    def _steps(self) -> int:
+        return int(self.lengths.max()) if len(self.lengths) else 0
+
+
+def _pad(a: np.ndarray, S: int) -> np.ndarray:
+    if a.shape[1] >= S:
+        return a[:, :S]
+    return np.concatenate([a, np.zeros((a.shape[0], S - a.shape[1], *a.shape[2:]), a.dtype)], 1)
+
+
+class _Recorder:
+    """Per-step arrays of n envs until each one's first episode ends (autoreset steps ignored)."""
+
+    def __init__(self, what, n: int, steps: int, obs_dim: int, agent):
+        self.what = set(what)
+        self.arrays = {}
+        if "observations" in self.what:
+            self.arrays["observations"] = np.zeros((n, steps, obs_dim), np.float32)
+        if "actions" in self.what:
+            self.arrays["actions"] = (np.zeros((n, steps), np.int64) if agent.discrete
+                                      else np.zeros((n, steps, agent.act_dim), np.float32))
+        if "rewards" in self.what:
+            self.arrays["rewards"] = np.zeros((n, steps), np.float32)
+        self.attention = [] if "attention" in self.what else None
+
+    def add(self, t: int, live: np.ndarray, obs, actions, rewards, attention) -> None:
+        a = self.arrays
+        if "observations" in a:
+            a["observations"][live, t] = np.asarray(obs)[live]
+        if "actions" in a:
+            a["actions"][live, t] = np.asarray(actions)[live]
+        if "rewards" in a:
+            a["rewards"][live, t] = np.asarray(rewards)[live]
+        if self.attention is not None:
+            att = np.asarray(attention, np.float32).copy()
+            att[~live] = 0
+            self.attention.append(att)
+
+    def finish(self, S: int) -> dict:
+        out = {k: v[:, :S] for k, v in self.arrays.items()}
+        if self.attention is not None:
+            out["attention"] = np.stack(self.attention, 1)[:, :S]
+        return out
+
+
+def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_seeds=None, env_id: str | None = None,
+                 sample: bool = True, uniforms: np.ndarray | None = None, use_cache: bool = True, context=None,
+                 record=(), progress: Progress | None = None, limit: int | None = None) -> Episodes:
+    """One episode in each of n_envs environments, stepped together in one vector env.
+
+    target_returns [n_envs] raw return units (Decision Transformers only; None for other agents).
+    env_seeds [n_envs] reset seeds (default seed + i); `seed` also seeds the agent's own generator.
+    uniforms [n_envs, T]: env i's action draws (see episode_uniforms); None: the agent's seeded generator.
+    use_cache=False: the agent's naive twin (recompute every step). context: an int or [n_envs] ints,
+    the steps of history a Decision Transformer's action may see (None: all it would see).
+    record: any of "observations", "actions", "rewards", "attention" (Decision Transformers).
+    limit: steps at most (default episode_limit(env_id, agent))."""
+    env_id = env_id or agent.config.env_id
+    if not env_id:
+        raise AgentError("the agent does not name an environment (env_id); pass one to run it.")
+    unknown = set(record) - set(RECORDABLE)
+    if unknown:
+        raise ValueError(f"cannot record {', '.join(sorted(unknown))} (known: {', '.join(RECORDABLE)}).")
+    steps = int(limit or episode_limit(env_id, agent))
+    options = {}
+    if uniforms is not None:
+        options["uniforms"] = uniforms
+    if not use_cache:
+        options["use_cache"] = False
+    if context is not None:
+        options["context"] = context
+    if "attention" in record:
+        if agent.kind != "dt":
+            raise AgentError(f"recording attention needs a Decision Transformer; this agent is a {agent.kind}.")
+        options["record_attention"] = True
+    vec = envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
+    try:
+        obs, _ = vec.reset(seed=seed if env_seeds is None else [int(s) for s in env_seeds])
+        ro = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed, **options)
+        skip_done = getattr(ro, "skip_done", None)
+        rec = _Recorder(record, n_envs, steps, int(np.prod(obs.shape[1:])), agent) if record else None
+        returns = np.zeros(n_envs)
+        lengths = np.zeros(n_envs, np.int64)
+        done = np.zeros(n_envs, bool)
+        for t in range(steps):
+            actions = ro.act(obs)
+            nxt, rewards, term, trunc, _ = vec.step(actions)
+            ro.observe(rewards)
+            live = ~done
+            if rec is not None:
+                rec.add(t, live, obs.reshape(n_envs, -1), actions, rewards, getattr(ro, "attention", None))
+            returns += np.where(done, 0.0, rewards)   # envs past their episode end are autoreset: ignored
+            lengths[live] = t + 1
+            done |= np.asarray(term | trunc, bool)
+            obs = nxt
+            if progress is not None:
+                progress(float(done.mean()), f"step {t + 1}: {int(done.sum())}/{n_envs} episodes finished")
+            if done.all():
+                break
+            if skip_done is not None:
+                skip_done(done)
+    finally:
+        vec.close()
+    S = int(lengths.max()) if n_envs else 0
+    return Episodes(returns, lengths, env_id, **(rec.finish(S) if rec is not None else {}))
+
+
+def run_one_at_a_time(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_seeds=None, **kwargs) -> Episodes:
+    """run_episodes for each env alone (a vector env of one), concatenated: what a batched run must equal
+    when every env has its own random stream (`uniforms`). The naive twin of the benchmarks."""
+    seeds = [seed + i for i in range(n_envs)] if env_seeds is None else [int(s) for s in env_seeds]
+    targets = None if target_returns is None else np.broadcast_to(np.asarray(target_returns, float), (n_envs,))
+    per_env = {k: kwargs.pop(k) for k in ("uniforms", "context") if kwargs.get(k) is not None and np.ndim(kwargs[k])}
+    out = None
+    for i in range(n_envs):
+        one = run_episodes(agent, 1, None if targets is None else targets[i:i + 1], seed=seed, env_seeds=[seeds[i]],
+                           **{k: v[i:i + 1] for k, v in per_env.items()}, **kwargs)
+        out = one if out is None else out.concat(one)
+    return out
