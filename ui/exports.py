@@ -33,6 +33,7 @@ def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path
     def make() -> bytes:
         keep_server_alive()
         return bundle(figured, agent=agent, dataset=dataset, agent_path=agent_path, data_path=data_path, page=page)
-    st.download_button(f"Download all {len(figured)} figures of this page (zip: PNG, SVG, PDF, HTML, CSV + manifest)",
+    st.download_button((f"Download all {len(figured)} figures of this page" if len(figured) > 1 else "Download this page's figure")
+                       + " (zip: PNG, SVG, PDF, HTML, CSV + manifest)",
                        data=make, file_name=f"seqlens-{page.lower().replace(' ', '-')}.zip", mime=MIME["zip"],
                        key=f"bundle_{page}", on_click="ignore", type="primary")
