@@ -12,6 +12,7 @@ import math
 from trajectories.limits import ENV, limits
 
 from .errors import AgentError
+from .hparams import FITTED, defaults
 
 KINDS = ("dt", "tt", "mlp", "gru", "dynamics")
 # Sizes no limit in trajectories/limits.py bounds directly: a loop of this many layers, or a window of
@@ -152,16 +153,24 @@ def check_agent_config(raw: dict, where: str) -> None:
         c.dict_(raw.get(key, {}), key)
     _check_evaluation(c, raw.get("evaluation", {}))
     hp = raw.get("hparams", {})
+    known = set(defaults(kind)) | set(FITTED.get(kind, ()))
+    unknown = sorted(set(hp) - known)
+    if unknown:
+        c.fail(f"has unknown {kind} hparams ({', '.join(k[:40] for k in unknown[:3])})")
+    hp = {**defaults(kind), **hp}   # models/hparams.py: the one place defaults live
     if kind == "dt":
         _check_dt_hparams(c, hp, context)
     elif kind == "tt":
         _check_tt_hparams(c, hp, obs_dim + act_dim + 2)
     else:
-        c.integer(hp.get("hidden", 1), "hparams.hidden", limit="agent_params")
-        c.integer(hp.get("n_layer", 1), "hparams.n_layer", lo=1 if kind == "gru" else 0, hi=MAX_LAYERS)
-        c.number(hp.get("dropout", 0.0), "hparams.dropout", lo=0, hi=1)
-        c.integer(hp.get("max_train_len", 1), "hparams.max_train_len", hi=MAX_CONTEXT * 10)
-        c.number(hp.get("reward_scale", 1.0), "hparams.reward_scale", positive=True)
+        c.integer(hp["hidden"], "hparams.hidden", limit="agent_params")
+        c.integer(hp["n_layer"], "hparams.n_layer", lo=1 if kind == "gru" else 0, hi=MAX_LAYERS)
+        if "dropout" in hp:
+            c.number(hp["dropout"], "hparams.dropout", lo=0, hi=1)
+        if "max_train_len" in hp:
+            c.integer(hp["max_train_len"], "hparams.max_train_len", hi=MAX_CONTEXT * 10)
+        if "reward_scale" in hp:
+            c.number(hp["reward_scale"], "hparams.reward_scale", positive=True)
 
 
 def _check_evaluation(c: ConfigChecker, evaluation: dict) -> None:
@@ -179,51 +188,47 @@ def _check_evaluation(c: ConfigChecker, evaluation: dict) -> None:
         c.integer(r.get("episodes"), "evaluation.results[].episodes", lo=0)
 
 
-def _check_transformer_sizes(c: ConfigChecker, hp: dict, hidden_default: int, heads_default: int,
-                             layers_default: int) -> int:
-    hidden = c.integer(hp.get("hidden", hidden_default), "hparams.hidden", limit="agent_params")
-    n_head = c.integer(hp.get("n_head", heads_default), "hparams.n_head", hi=hidden)
+def _check_transformer_sizes(c: ConfigChecker, hp: dict) -> int:
+    hidden = c.integer(hp["hidden"], "hparams.hidden", limit="agent_params")
+    n_head = c.integer(hp["n_head"], "hparams.n_head", hi=hidden)
     if hidden % n_head:
         c.fail(f"field 'hparams.hidden' ({hidden}) must be divisible by 'hparams.n_head' ({n_head})")
-    c.integer(hp.get("n_layer", layers_default), "hparams.n_layer", hi=MAX_LAYERS)
-    c.number(hp.get("dropout", 0.1), "hparams.dropout", lo=0, hi=1)
+    c.integer(hp["n_layer"], "hparams.n_layer", hi=MAX_LAYERS)
+    c.number(hp["dropout"], "hparams.dropout", lo=0, hi=1)
     return hidden
 
 
 def _check_dt_hparams(c: ConfigChecker, hp: dict, context: int) -> None:
-    from .decision_transformer import _ACTIVATIONS, DEFAULTS
+    """hp: the config's hparams over the defaults (unknown keys already refused)."""
+    from .decision_transformer import _ACTIVATIONS
 
-    unknown = sorted(set(hp) - set(DEFAULTS))
-    if unknown:
-        c.fail(f"has unknown Decision Transformer hparams ({', '.join(k[:40] for k in unknown[:3])})")
-    _check_transformer_sizes(c, hp, DEFAULTS["hidden"], DEFAULTS["n_head"], DEFAULTS["n_layer"])
-    c.integer(hp.get("n_inner"), "hparams.n_inner", limit="agent_params", optional=True)
-    c.string(hp.get("activation", DEFAULTS["activation"]), "hparams.activation", choices=list(_ACTIVATIONS))
-    c.number(hp.get("layer_norm_eps", 1e-5), "hparams.layer_norm_eps", positive=True)
-    c.number(hp.get("rtg_dropout", 0.0), "hparams.rtg_dropout", lo=0, hi=1)
+    _check_transformer_sizes(c, hp)
+    c.integer(hp["n_inner"], "hparams.n_inner", limit="agent_params", optional=True)
+    c.string(hp["activation"], "hparams.activation", choices=list(_ACTIVATIONS))
+    c.number(hp["layer_norm_eps"], "hparams.layer_norm_eps", positive=True)
+    c.number(hp["rtg_dropout"], "hparams.rtg_dropout", lo=0, hi=1)
     for key in ("action_weight", "return_weight", "value_weight"):
-        c.number(hp.get(key, 1.0), f"hparams.{key}")
-    c.integer(hp.get("train_window"), "hparams.train_window", hi=MAX_CONTEXT * MAX_LAYERS, optional=True)
+        c.number(hp[key], f"hparams.{key}")
+    c.integer(hp["train_window"], "hparams.train_window", hi=MAX_CONTEXT * MAX_LAYERS, optional=True)
     for key in ("action_tanh", "banded", "hf_wpe", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
-        c.boolean(hp.get(key, False), f"hparams.{key}")
-    c.string(hp.get("hf_import"), "hparams.hf_import", optional=True)
+        c.boolean(hp[key], f"hparams.{key}")
+    c.string(hp["hf_import"], "hparams.hf_import", optional=True)
 
 
 def _check_tt_hparams(c: ConfigChecker, hp: dict, dims: int) -> None:
-    from .trajectory_transformer import DEFAULTS
-
-    _check_transformer_sizes(c, hp, DEFAULTS["hidden"], DEFAULTS["n_head"], DEFAULTS["n_layer"])
-    n_bins = c.integer(hp.get("n_bins", DEFAULTS["n_bins"]), "hparams.n_bins", lo=2, hi=MAX_BINS)
-    c.number(hp.get("discount", 0.99), "hparams.discount", lo=0, hi=1)
+    """hp: the config's hparams over the defaults (unknown keys already refused)."""
+    _check_transformer_sizes(c, hp)
+    n_bins = c.integer(hp["n_bins"], "hparams.n_bins", lo=2, hi=MAX_BINS)
+    c.number(hp["discount"], "hparams.discount", lo=0, hi=1)
     for key in ("action_weight", "reward_weight", "value_weight"):
-        c.number(hp.get(key, 1.0), f"hparams.{key}")
+        c.number(hp[key], f"hparams.{key}")
     for key in ("beam_width", "horizon", "n_expand"):
-        c.integer(hp.get(key, 1), f"hparams.{key}", hi=MAX_CONTEXT)
-    c.string(hp.get("action_proposal"), "hparams.action_proposal", choices=("model", "uniform", "argmax"), optional=True)
-    c.number(hp.get("action_cdf", 0.0), "hparams.action_cdf", lo=0, hi=1)
-    c.string(hp.get("obs_decoding", "argmax"), "hparams.obs_decoding", choices=("argmax", "sample"))
-    c.string(hp.get("value_decoding", "mean"), "hparams.value_decoding", choices=("mean", "argmax", "quantile"))
-    c.number(hp.get("value_quantile", 0.9), "hparams.value_quantile", lo=0, hi=1)
+        c.integer(hp[key], f"hparams.{key}", hi=MAX_CONTEXT)
+    c.string(hp["action_proposal"], "hparams.action_proposal", choices=("model", "uniform", "argmax"), optional=True)
+    c.number(hp["action_cdf"], "hparams.action_cdf", lo=0, hi=1)
+    c.string(hp["obs_decoding"], "hparams.obs_decoding", choices=("argmax", "sample"))
+    c.string(hp["value_decoding"], "hparams.value_decoding", choices=("mean", "argmax", "quantile"))
+    c.number(hp["value_quantile"], "hparams.value_quantile", lo=0, hi=1)
     c.number(hp.get("obs_quantization_floor"), "hparams.obs_quantization_floor", optional=True)
     if "discretizer" not in hp:
         c.fail("lacks 'hparams.discretizer', which a TT agent config gives")
