@@ -214,9 +214,9 @@ def cmd_make_data(args) -> dict:
         raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
     try:
         resolve_env_id(args.env)
-    except ValueError as e:
+        ds = collect(args.env, args.episodes, seed=args.seed, progress=not args.json)
+    except ValueError as e:   # an unknown environment, or one without a scripted behaviour policy
         raise UserError(str(e)) from None
-    ds = collect(args.env, args.episodes, seed=args.seed, progress=not args.json)
     save_dataset(ds, out)
     result = {"output": str(out), "env_id": ds.env_id, **{k: v for k, v in ds.summary().items() if k != "env_id"}}
     if not args.json:

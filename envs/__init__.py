@@ -12,6 +12,8 @@ from __future__ import annotations
 import gymnasium as gym
 from gymnasium.envs.registration import register, registry
 
+from trajectories.names import MUJOCO_TASKS, dataset_env_id
+
 from .key_to_door import ACTION_LABELS as _KEYDOOR_ACTIONS
 from .key_to_door import OBS_NAMES as _KEYDOOR_OBS
 
@@ -60,12 +62,15 @@ for _env_id, _kwargs in _REGISTRATIONS.items():
 
 
 def resolve_env_id(name_or_id: str) -> str:
-    """The gymnasium id for an alias ("keydoor") or an id ("seqlens/KeyToDoor-v0")."""
+    """The gymnasium id for an alias ("keydoor"), an id ("seqlens/KeyToDoor-v0") or a D4RL / Minari dataset
+    name ("hopper-medium-v2" -> "Hopper-v5")."""
     key = str(name_or_id).strip()
     if key.lower() in ENV_ALIASES:
         return ENV_ALIASES[key.lower()]
     if key in OBS_NAMES:
         return key
+    if dataset_env_id(key):
+        return dataset_env_id(key)
     valid = ", ".join(f"{alias} ({env_id})" for alias, env_id in ENV_ALIASES.items())
     raise ValueError(f"Unknown environment {name_or_id!r}; expected one of: {valid}.")
 
@@ -120,5 +125,5 @@ def env_spaces(env_id) -> tuple[gym.Space, gym.Space]:
 
 _SPACES: dict[str, tuple] = {}
 
-__all__ = ["ENV_ALIASES", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
+__all__ = ["ENV_ALIASES", "MUJOCO_TASKS", "dataset_env_id", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
            "make", "make_vec", "resolve_env_id"]

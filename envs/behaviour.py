@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from trajectories.dataset import Dataset
 
-from . import ACT_NAMES, ACTION_LABELS, OBS_NAMES, make, resolve_env_id
+from . import ACT_NAMES, ACTION_LABELS, ENV_ALIASES, OBS_NAMES, make, resolve_env_id
 from .key_to_door import MOVES
 
 # Weak cart-position gains: at epsilon=0 it holds 500 steps (1000/1000 seeds), while noise makes the
@@ -121,6 +121,9 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
     env_id = resolve_env_id(env)
     if int(n_episodes) < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
+    if env_id not in BEHAVIOURS:
+        raise ValueError(f"no scripted behaviour policy for {env_id} (make-data knows: "
+                         f"{', '.join(a for a, e in ENV_ALIASES.items() if e in BEHAVIOURS)}).")
     behaviour = BEHAVIOURS[env_id]()
     rng = np.random.default_rng(seed)
     sim = make(env_id)

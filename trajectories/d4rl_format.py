@@ -2,6 +2,8 @@
 terminals | timeouts (the step after a done flag starts a new episode)."""
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import h5py
 import numpy as np
 
@@ -9,6 +11,7 @@ from .budget import Budget
 from .dataset import Dataset, starts_from_flags
 from .errors import DatasetError
 from .hdf5_safety import read_array, read_attr_str
+from .names import dataset_env_id
 
 
 def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
@@ -37,7 +40,15 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
     except ValueError:
         raise DatasetError(f"{name}: terminals and timeouts must be 0/1 flags.") from None
     return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
-                   env_id=read_attr_str(f, "env_id"), source=name, metadata={"format": "d4rl-hdf5"})
+                   env_id=_env_id(read_attr_str(f, "env_id"), name), source=name, metadata={"format": "d4rl-hdf5"})
+
+
+def _env_id(stored: str | None, name: str) -> str | None:
+    """The file's env_id, else the task its D4RL name says ("hopper-medium-v2.hdf5" -> Hopper-v5); a D4RL-style
+    stored id maps the same way. D4RL files themselves carry no env id."""
+    if stored:
+        return dataset_env_id(stored) or stored
+    return dataset_env_id(PurePath(name).stem)
 
 
 def write_d4rl(ds: Dataset, path) -> None:

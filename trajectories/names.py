@@ -1,6 +1,8 @@
 """Column / key spellings seen in the wild, so readers detect fields instead of assuming names."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 ALIASES = {
@@ -35,3 +37,27 @@ def jsonable(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+# D4RL and Minari name the MuJoCo tasks their datasets come from; gymnasium's current versions of them.
+# The v5 environments keep v2's observation and action spaces (Hopper 11/3, HalfCheetah 17/6, Walker2d 17/6,
+# Ant 27/8 with contact forces off), so a DT trained on D4RL data reads them as it read the old ones.
+MUJOCO_TASKS = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "reacher": "Reacher-v5",
+    "swimmer": "Swimmer-v5",
+    "invertedpendulum": "InvertedPendulum-v5",
+    "inverteddoublependulum": "InvertedDoublePendulum-v5",
+}
+_D4RL_NAME = re.compile(r"^(?:mujoco/)?([a-z0-9]+)[-/](?:random|medium|expert|medium-replay|medium-expert|full-replay|simple)"
+                        r"(?:-v\d+)?$")
+
+
+def dataset_env_id(name) -> str | None:
+    """The gymnasium id of a D4RL or Minari dataset name ("hopper-medium-v2", "mujoco/hopper/expert-v0"), or
+    None when the name is not one of those."""
+    m = _D4RL_NAME.match(str(name).strip().lower())
+    return MUJOCO_TASKS.get(m.group(1)) if m else None
