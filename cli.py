@@ -148,7 +148,7 @@ def cmd_evaluate(args) -> dict:
     from models.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
-    agent = load_agent(args.agent)
+    agent = _with_env(load_agent(args.agent), args.env)
     targets = _parse_targets(args.target_returns) if args.target_returns else None
     if targets and agent.kind != "dt":
         print(f"note: a {agent.kind} agent is not return-conditioned; --target-returns is ignored.", file=sys.stderr)
@@ -171,6 +171,15 @@ def cmd_evaluate(args) -> dict:
             print(f"target {target:>8}: return {r['mean_return']:8.1f} ± {r['std_return']:.1f}  "
                   f"95% CI [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['episodes']} episodes)")
     return {"agent": str(args.agent), "kind": agent.kind, "results": results, "warnings": warned}
+
+
+def _with_env(agent, env: str | None):
+    """--env ID: the agent acts in that environment (a D4RL name like hopper-medium-v2 works too)."""
+    if not env:
+        return agent
+    from models.env_choice import with_env
+
+    return with_env(agent, env, name="--env")
 
 
 def _text_histogram(values, bins: int = 10, width: int = 40) -> str:
@@ -334,7 +343,7 @@ def cmd_export(args) -> dict:
     from models import load_agent
     from trajectories import load_dataset
 
-    agent = load_agent(args.agent) if args.agent else None
+    agent = _with_env(load_agent(args.agent), args.env) if args.agent else None
     if entry.needs_agent and agent is None:
         raise UserError(f"figure '{args.figure}' needs an agent (--agent DIR).")
     data_path = args.data or (_default_data(agent) if agent is not None else None)
@@ -470,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--argmax", action="store_true", help="greedy actions instead of sampling (discrete)")
+    s.add_argument("--env", help="the environment to act in, for agents that name none (gymnasium id or D4RL name)")
     s.add_argument("--save", action="store_true", help="store the results in the agent's config.json")
     s.add_argument("--threads", type=int, default=1, help="torch threads (rollouts are many tiny steps: 1)")
     s.set_defaults(func=cmd_evaluate)
@@ -492,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", help="png, svg, pdf, html, csv or zip (default: from --out)")
     s.add_argument("--out", help="output file")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="figure parameter, e.g. episode=3 (repeatable)")
+    s.add_argument("--env", help="the environment the agent acts in, for agents that name none (gymnasium id or D4RL name)")
     s.add_argument("--list", action="store_true", help="list the figures and exit")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_export)

@@ -9,7 +9,7 @@ from models.errors import AgentError
 from models.evaluate import check_dataset
 from models.report import agent_rows
 from ui import charts
-from ui.agents import agent_names, current_agent_name, get_agent
+from ui.agents import NO_ENV, agent_names, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name
 from ui.uploads import agent_uploader, dataset_uploader
 
@@ -21,6 +21,21 @@ def _choose(label: str, options: list[str], key: str, current: str, help: str):
     st.session_state[key] = chosen
     st.query_params[key] = chosen   # the URL reproduces the choice
     return chosen
+
+
+def _environment(agent) -> None:
+    """For an agent that names no environment (or one this machine cannot make): the registered environments
+    whose spaces fit it; the choice is part of the selection and the URL (?env=)."""
+    from models.env_choice import fitting_envs
+
+    options = [NO_ENV] + fitting_envs(agent)
+    name = current_dataset_name()
+    ds_env = all_datasets()[name].env_id if name else None
+    current = st.session_state.get("env") or st.query_params.get("env") or (ds_env if ds_env in options else NO_ENV)
+    _choose("Environment", options, "env", current if current in options else NO_ENV,
+            "The agent names no environment it can act in here. The return sweep and the context runs need one; "
+            "the other analyses work on the dataset alone. Listed: registered environments whose observation and "
+            "action spaces fit the agent.")
 
 
 def home():
@@ -51,6 +66,10 @@ def home():
         st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
                     f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
                     f"context K = {card['context_length']} · {card['n_params']:,} parameters")
+        for note in getattr(agent, "notes", None) or []:
+            st.caption(note)
+        if not agent.config.env_id or getattr(agent, "notes", None):
+            _environment(agent)
         facts = {k: v for k, v in card.items() if k not in ("evaluation", "kind", "obs_dim", "act_dim", "discrete", "n_actions",
                                                             "context_length", "n_params") and v is not None}
         st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True,

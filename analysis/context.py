@@ -161,7 +161,7 @@ def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, unifor
     _check_dt(agent)
     env_id = env_id or agent.config.env_id
     if not env_id:
-        raise AgentError("the agent does not name an environment (env_id).")
+        raise AgentError("the agent does not name an environment (env_id); choose one (cli.py --env ID, or Environment on the home page).")
     ks = np.asarray(contexts_per_env, np.int64)
     n = len(ks)
     if uniforms is None:

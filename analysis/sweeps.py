@@ -75,7 +75,7 @@ def _check(agent, env_id):
         raise AgentError(f"a return sweep needs a Decision Transformer; this agent is a {agent.kind}.")
     env_id = env_id or agent.config.env_id
     if not env_id:
-        raise AgentError("the agent does not name an environment (env_id); pass one to run a sweep.")
+        raise AgentError("the agent does not name an environment (env_id); choose one (cli.py --env ID, or Environment on the home page).")
     return env_id
 
 

@@ -71,7 +71,7 @@ def run_episodes(agent: Agent, n_envs: int, target_returns: np.ndarray | None, s
     (models.rollout.run_episodes, with a progress bar)."""
     env_id = env_id or agent.config.env_id
     if not env_id:
-        raise AgentError("the agent does not name an environment (env_id); pass one to evaluate it.")
+        raise AgentError("the agent does not name an environment (env_id); choose one (cli.py --env ID, or Environment on the home page).")
     bar, report = _bar(n_envs, f"evaluate {agent.kind} on {env_id}", progress)
     try:
         return rollout.run_episodes(agent, n_envs, target_returns, seed=seed, sample=sample, env_id=env_id,

@@ -135,7 +135,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
     limit: steps at most (default episode_limit(env_id, agent))."""
     env_id = env_id or agent.config.env_id
     if not env_id:
-        raise AgentError("the agent does not name an environment (env_id); pass one to run it.")
+        raise AgentError("the agent does not name an environment (env_id); choose one (cli.py --env ID, or Environment on the home page).")
     unknown = set(record) - set(RECORDABLE)
     if unknown:
         raise ValueError(f"cannot record {', '.join(sorted(unknown))} (known: {', '.join(RECORDABLE)}).")

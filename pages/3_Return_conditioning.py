@@ -3,6 +3,7 @@ import numpy as np
 import streamlit as st
 
 from analysis.sweeps import default_shifts, default_targets
+from models.env_choice import can_act
 from ui import exports
 from ui.page import figure, start
 
@@ -16,9 +17,10 @@ collected = []
 MAX_RUNS = 256   # targets x episodes: bounds the work one click can start
 
 st.subheader("Achieved vs target return")
-env_ok = bool(agent.config.env_id)
+env_ok = can_act(agent)
 if not env_ok:
-    st.info("This agent names no environment, so only the offline replay below is available.")
+    st.info("This agent names no environment it can act in here, so only the offline replay below is available; "
+            "choose an Environment on the home page to run the sweep.")
 else:
     d = agent.config.dataset
     lo, hi = (d.get("return_min", 0.0), d.get("return_max", 100.0))

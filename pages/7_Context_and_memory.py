@@ -1,6 +1,7 @@
 """Context & memory: does a longer context beat the Markov assumption (K = 1)?"""
 import streamlit as st
 
+from models.env_choice import can_act
 from ui import exports
 from ui.page import figure, start
 
@@ -17,8 +18,9 @@ with st.spinner("Action predictions for every context length (and the reference 
     exports.show(figure(sel, "context_accuracy", n_steps=500), "ctx_accuracy", collected)
 
 st.subheader("Return in the environment")
-if not agent.config.env_id:
-    st.info("This agent names no environment; only the accuracy on data is available.")
+if not can_act(agent):
+    st.info("This agent names no environment it can act in here; only the accuracy on data is available "
+            "(choose an Environment on the home page).")
 else:
     c1, c2 = st.columns(2)
     episodes = c1.slider("Episodes per context length", 2, 16, 4, key="ctx_episodes")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis.identity import stamp_agent
+from analysis.identity import agent_key, stamp_agent
 from models.errors import AgentError
 from models.report import AGENT_DIR
 
@@ -76,3 +76,24 @@ def current_agent_name() -> str | None:
     if chosen not in names:
         chosen = DEFAULT_AGENT if DEFAULT_AGENT in names else (names[0] if names else None)
     return chosen
+
+
+NO_ENV = "none (offline analyses only)"
+
+
+def agent_with_env(name: str, agent):
+    """The agent as this session uses it: for one that names no environment (or one this machine cannot make),
+    a twin acting in the environment chosen on Home (session state / ?env=), weights shared."""
+    env = st.session_state.get("env") or st.query_params.get("env")
+    if not env or env == NO_ENV or (agent.config.env_id and not getattr(agent, "notes", None)):
+        return agent
+    twins = st.session_state.setdefault("env_twins", {})
+    key = (name, agent_key(agent), env)
+    if key not in twins:
+        from models.env_choice import with_env
+
+        try:
+            twins[key] = stamp_agent(with_env(agent, env, name=name))
+        except AgentError:
+            return agent   # Home says why; the pages run the offline analyses
+    return twins[key]

@@ -14,7 +14,7 @@ from analysis import catalog
 from analysis.cache import CACHE, SHARED, cached, context
 from analysis.identity import agent_key, dataset_key
 from models.errors import AgentError
-from ui.agents import agent_path, current_agent_name, get_agent
+from ui.agents import agent_path, agent_with_env, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
 
 
@@ -48,7 +48,7 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     if agent_name is None or dataset_name is None:
         st.warning("No agent or dataset loaded: run `make sample-agents` / `make sample-data`, or upload on the home page.")
         st.stop()
-    agent, ds = get_agent(agent_name), all_datasets()[dataset_name]
+    agent, ds = agent_with_env(agent_name, get_agent(agent_name)), all_datasets()[dataset_name]
     st.caption(f"Agent **{agent_name}** ({agent.kind}, K={agent.context_length}) on dataset **{dataset_name}** "
                f"({ds.n_episodes:,} episodes). Change them on the home page.")
     if kinds and agent.kind not in kinds:

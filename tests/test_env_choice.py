@@ -1,0 +1,85 @@
+"""An environment for an agent that names none (issue 13, item 2): which environments fit, a twin that acts in
+the chosen one without touching the shared agent, `--env` on the CLI, and the choice on Home and in the URL."""
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from models import load_agent, save_agent
+from models.env_choice import can_act, fitting_envs, with_env
+from models.errors import AgentError
+
+from conftest import ROOT
+
+AGENTS = ROOT / "sample_data" / "agents"
+
+
+def _envless(name: str, directory):
+    agent = load_agent(AGENTS / name)
+    agent.config = replace(agent.config, env_id=None)
+    save_agent(agent, directory)
+    return directory
+
+
+def test_fitting_environments_follow_the_spaces():
+    assert fitting_envs(load_agent(AGENTS / "cartpole-dt")) == ["CartPole-v1"]
+    assert fitting_envs(load_agent(AGENTS / "pendulum-dt")) == ["Pendulum-v1"]
+    assert fitting_envs(load_agent(AGENTS / "masked-cartpole-gru")) == ["seqlens/MaskedCartPole-v1"]
+
+
+def test_a_twin_acts_in_the_chosen_env_and_the_shared_agent_is_untouched(tmp_path):
+    agent = load_agent(_envless("cartpole-dt", tmp_path / "a"))
+    assert not can_act(agent)
+    twin = with_env(agent, "CartPole-v1")
+    assert twin.config.env_id == "CartPole-v1" and agent.config.env_id is None and can_act(twin)
+    assert twin.embed_state.weight is agent.embed_state.weight        # weights shared, never copied
+    with pytest.raises(AgentError, match="the environment Pendulum-v1 gives observations of shape"):
+        with_env(agent, "Pendulum-v1")
+    with pytest.raises(AgentError, match="names a module to import"):
+        with_env(agent, "this:CartPole-v1")
+
+
+def test_cli_evaluate_takes_env(tmp_path):
+    path = _envless("cartpole-mlp", tmp_path / "mlp")
+    cmd = [sys.executable, "cli.py", "evaluate", "--agent", str(path), "--episodes", "2", "--json"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "does not name an environment" in r.stderr and "--env" in r.stderr
+    r = subprocess.run(cmd + ["--env", "CartPole-v1"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["results"][0]
+    assert res["episodes"] == 2 and 8 <= res["mean_return"] <= 500
+    r = subprocess.run(cmd + ["--env", "Pendulum-v1"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "expects shape (4,)" in r.stderr
+    dt = _envless("cartpole-dt", tmp_path / "dt")
+    out = tmp_path / "sweep.csv"
+    r = subprocess.run([sys.executable, "cli.py", "export", "--agent", str(dt), "--data", "sample_data/datasets/cartpole.npz",
+                        "--figure", "rtg_sweep_returns", "--param", "targets=[100,500]", "--param", "episodes=1",
+                        "--env", "CartPole-v1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().count("\n") >= 3                           # a header and a row per target
+
+
+def test_home_offers_the_fitting_envs_and_the_sweep_runs_in_the_chosen_one(tmp_path):
+    path = _envless("cartpole-dt", tmp_path / "dt")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in path.iterdir():
+            zf.write(f, f"agent/{f.name}")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.file_uploader(key="upload_agent").upload("envless.zip", buf.getvalue(), "application/zip").run()
+    assert not at.exception and at.session_state["agent"] == "upload: envless.zip"
+    env = at.selectbox(key="env_select")
+    assert env.options == ["none (offline analyses only)", "CartPole-v1"]
+    assert env.value == "CartPole-v1"               # the dataset's environment fits: chosen by default
+    assert at.query_params["env"] in ("CartPole-v1", ["CartPole-v1"])
+    at.session_state["sweep_episodes"] = 1
+    at.session_state["sweep_targets"] = "100, 500"
+    at.switch_page("pages/3_Return_conditioning.py").run()
+    assert not at.exception, at.exception
+    assert any("CartPole-v1" in c.proto.spec for c in at.get("plotly_chart"))
