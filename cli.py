@@ -148,7 +148,7 @@ def cmd_evaluate(args) -> dict:
     from models.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
-    agent = _with_env(load_agent(args.agent), args.env)
+    agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale)
     targets = _parse_targets(args.target_returns) if args.target_returns else None
     if targets and agent.kind != "dt":
         print(f"note: a {agent.kind} agent is not return-conditioned; --target-returns is ignored.", file=sys.stderr)
@@ -173,13 +173,22 @@ def cmd_evaluate(args) -> dict:
     return {"agent": str(args.agent), "kind": agent.kind, "results": results, "warnings": warned}
 
 
-def _with_env(agent, env: str | None):
-    """--env ID: the agent acts in that environment (a D4RL name like hopper-medium-v2 works too)."""
-    if not env:
-        return agent
-    from models.env_choice import with_env
+def _with_env(agent, env: str | None, normalize_from: str | None = None, rtg_scale: float | None = None):
+    """--env ID: the agent acts in that environment (a D4RL name like hopper-medium-v2 works too);
+    --normalize-from DATA: states normalised with that dataset's mean and std (what HF's and CORL's training code
+    did; HF imports carry none); --rtg-scale X: returns-to-go divided by X."""
+    from models.env_choice import dataset_statistics, with_env, with_inputs
 
-    return with_env(agent, env, name="--env")
+    if env:
+        agent = with_env(agent, env, name="--env")
+    if normalize_from:
+        from trajectories import load_dataset
+
+        mean, std = dataset_statistics(load_dataset(normalize_from))
+        agent = with_inputs(agent, mean, std, name="--normalize-from", source=Path(normalize_from).name)
+    if rtg_scale is not None:
+        agent = with_inputs(agent, rtg_scale=rtg_scale, name="--rtg-scale")
+    return agent
 
 
 def _text_histogram(values, bins: int = 10, width: int = 40) -> str:
@@ -343,7 +352,7 @@ def cmd_export(args) -> dict:
     from models import load_agent
     from trajectories import load_dataset
 
-    agent = _with_env(load_agent(args.agent), args.env) if args.agent else None
+    agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale) if args.agent else None
     if entry.needs_agent and agent is None:
         raise UserError(f"figure '{args.figure}' needs an agent (--agent DIR).")
     data_path = args.data or (_default_data(agent) if agent is not None else None)
@@ -480,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--argmax", action="store_true", help="greedy actions instead of sampling (discrete)")
     s.add_argument("--env", help="the environment to act in, for agents that name none (gymnasium id or D4RL name)")
+    s.add_argument("--normalize-from", metavar="DATA", help="normalise states with this dataset's mean and std (agents without statistics, e.g. HF imports)")
+    s.add_argument("--rtg-scale", type=float, help="divide returns-to-go by this (Decision Transformer)")
     s.add_argument("--save", action="store_true", help="store the results in the agent's config.json")
     s.add_argument("--threads", type=int, default=1, help="torch threads (rollouts are many tiny steps: 1)")
     s.set_defaults(func=cmd_evaluate)
@@ -503,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output file")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="figure parameter, e.g. episode=3 (repeatable)")
     s.add_argument("--env", help="the environment the agent acts in, for agents that name none (gymnasium id or D4RL name)")
+    s.add_argument("--normalize-from", metavar="DATA", help="normalise states with this dataset's mean and std (agents without statistics, e.g. HF imports)")
+    s.add_argument("--rtg-scale", type=float, help="divide returns-to-go by this (Decision Transformer)")
     s.add_argument("--list", action="store_true", help="list the figures and exit")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_export)

@@ -9,7 +9,7 @@ from models.errors import AgentError
 from models.evaluate import check_dataset
 from models.report import agent_rows
 from ui import charts
-from ui.agents import NO_ENV, agent_names, current_agent_name, get_agent
+from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name
 from ui.uploads import agent_uploader, dataset_uploader
 
@@ -36,6 +36,29 @@ def _environment(agent) -> None:
             "The agent names no environment it can act in here. The return sweep and the context runs need one; "
             "the other analyses work on the dataset alone. Listed: registered environments whose observation and "
             "action spaces fit the agent.")
+
+
+def _inputs(agent_name: str, agent) -> None:
+    """Which state statistics and return-to-go scale the agent's inputs use (an agent without statistics gets
+    the selected dataset's, as its training code did; raw observations only when chosen)."""
+    datasets = all_datasets()
+    fits = [f for f, d in datasets.items() if d.obs_dim == agent.obs_dim]
+    options = ([STORED] if agent.config.state_mean is not None else []) + fits + [RAW]
+    default = STORED if agent.config.state_mean is not None else current_dataset_name()
+    with st.expander("Inputs: state normalisation and return-to-go scale", expanded=agent.config.state_mean is None):
+        if agent.config.state_mean is None:
+            st.caption("This agent carries no state statistics (Hugging Face imports do not): its training code "
+                       "normalised observations with its dataset's mean and std. Pick that dataset.")
+        current = st.session_state.get("norm", default)
+        _choose("Normalise states with", options, "norm",
+                current if current in options else (default if default in options else options[0]),
+                "Mean and standard deviation of every observation feature of the chosen dataset.")
+        if agent.kind == "dt":
+            scales = st.session_state.setdefault("rtg_scales", {})   # per agent: each has its own
+            scale = st.number_input("Return-to-go scale", min_value=1e-6, value=float(scales.get(agent_name, agent.config.rtg_scale)),
+                                    format="%g", key=f"rtg_scale_{agent_name}",
+                                    help="Returns-to-go are divided by this before the model reads them.")
+            scales[agent_name] = float(scale)
 
 
 def home():
@@ -70,6 +93,7 @@ def home():
             st.caption(note)
         if not agent.config.env_id or getattr(agent, "notes", None):
             _environment(agent)
+        _inputs(agent_name, agent)
         facts = {k: v for k, v in card.items() if k not in ("evaluation", "kind", "obs_dim", "act_dim", "discrete", "n_actions",
                                                             "context_length", "n_params") and v is not None}
         st.dataframe(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True,

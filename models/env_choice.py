@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+import numpy as np
+import torch
+
 from .base import Agent
 from .checkpoint import check_env
 from .errors import AgentError
@@ -70,3 +73,59 @@ def can_act(agent: Agent) -> bool:
     except Exception:  # noqa: BLE001 - refused, or not makeable here (a missing dependency)
         return False
     return True
+
+
+def dataset_statistics(dataset) -> tuple[list[float], list[float]]:
+    """State mean and std as seqlens' (and HF's and CORL's) training code computes them: over every step of the
+    dataset, a std under 1e-6 replaced by 1."""
+    obs = dataset.observations   # float32, summed as numpy does: the numbers the training code stored
+    std = obs.std(0)
+    return obs.mean(0).astype(float).tolist(), np.where(std > 1e-6, std, 1.0).astype(float).tolist()
+
+
+def with_inputs(agent: Agent, state_mean=None, state_std=None, rtg_scale: float | None = None,
+                name: str = "the agent", source: str | None = None) -> Agent:
+    """A twin of `agent` that normalises states with (state_mean, state_std) and/or scales returns-to-go by
+    rtg_scale; the weights are shared and the original is untouched."""
+    changes = {}
+    if state_mean is not None or state_std is not None:
+        mean, std = np.asarray(state_mean, np.float64), np.asarray(state_std, np.float64)
+        if mean.shape != (agent.obs_dim,) or std.shape != (agent.obs_dim,):
+            raise AgentError(f"{name}: the normalisation statistics have {mean.size} values but the agent reads "
+                             f"{agent.obs_dim} observation features.")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise AgentError(f"{name}: the normalisation statistics must be finite, with positive standard deviations.")
+        changes.update(state_mean=mean.tolist(), state_std=std.tolist(),
+                       dataset={**agent.config.dataset, "normalized_from": source or "given statistics"})
+    if rtg_scale is not None:
+        if not (np.isfinite(rtg_scale) and rtg_scale > 0):
+            raise AgentError(f"{name}: the return-to-go scale must be a positive finite number, got {rtg_scale}.")
+        changes["rtg_scale"] = float(rtg_scale)
+    if not changes:
+        return agent
+    twin = copy.copy(agent)
+    twin.__dict__["config"] = replace(agent.config, **changes)
+    twin.__dict__.pop(_KEY_ATTR, None)
+    if "state_mean" in changes:   # the twin's own buffer table: the original's tensors stay as they are
+        buffers = dict(agent._buffers)
+        buffers["state_mean"] = torch.tensor(changes["state_mean"], dtype=torch.float32)
+        buffers["state_std"] = torch.tensor(np.maximum(changes["state_std"], 1e-6), dtype=torch.float32)
+        twin.__dict__["_buffers"] = buffers
+    return twin
+
+
+def without_normalization(agent: Agent) -> Agent:
+    """A twin that reads raw observations (chosen explicitly by the user)."""
+    twin = with_inputs(agent, np.zeros(agent.obs_dim), np.ones(agent.obs_dim), source="raw")
+    twin.__dict__["config"] = replace(twin.config, state_mean=None, state_std=None)
+    return twin
+
+
+def normalization_label(agent: Agent) -> str:
+    """What the pages say about the agent's inputs."""
+    c = agent.config
+    stats = c.dataset.get("normalized_from") if isinstance(c.dataset, dict) else None
+    if stats == "raw":
+        stats = None
+    where = "none (raw observations)" if c.state_mean is None else (f"from {stats}" if stats else "stored with the agent")
+    return f"state normalisation {where}; return-to-go scale {c.rtg_scale:g}"

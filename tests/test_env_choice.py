@@ -83,3 +83,70 @@ def test_home_offers_the_fitting_envs_and_the_sweep_runs_in_the_chosen_one(tmp_p
     at.switch_page("pages/3_Return_conditioning.py").run()
     assert not at.exception, at.exception
     assert any("CartPole-v1" in c.proto.spec for c in at.get("plotly_chart"))
+
+
+# ---- normalisation and return scale (issue 13, item 3) ---------------------------------------------------------
+def _statless(name: str, directory):
+    """The agent without its state statistics, as a Hugging Face import arrives."""
+    agent = load_agent(AGENTS / name)
+    agent.config = replace(agent.config, state_mean=None, state_std=None)
+    save_agent(agent, directory)
+    return directory
+
+
+def test_statistics_from_the_training_data_give_back_the_trained_agent_exactly(tmp_path):
+    import numpy as np
+    import torch
+
+    from analysis.inputs import step_windows, training_data
+    from models.env_choice import dataset_statistics, with_inputs
+    from trajectories import load_dataset
+
+    original = load_agent(AGENTS / "cartpole-dt")
+    bare = load_agent(_statless("cartpole-dt", tmp_path / "bare"))
+    ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
+    mean, std = dataset_statistics(ds)
+    assert mean == original.config.state_mean and std == original.config.state_std   # what training stored
+    twin = with_inputs(bare, mean, std, source="cartpole.npz")
+    assert torch.equal(bare.state_mean, torch.zeros(4)) and bare.config.state_mean is None   # untouched
+    steps = np.arange(0, 3000, 97)
+    outs = []
+    for agent in (original, twin, bare):
+        inputs = step_windows(agent, training_data(agent, ds), steps)
+        with torch.no_grad():
+            outs.append(agent(**inputs).action_preds[:, -1])
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    with pytest.raises(AgentError, match="3 values but the agent reads 4"):
+        with_inputs(bare, *dataset_statistics(load_dataset(ROOT / "sample_data/datasets/pendulum.npz")))
+    assert with_inputs(original, rtg_scale=250.0).config.rtg_scale == 250.0 and original.config.rtg_scale == 500.0
+
+
+def test_cli_normalize_from_and_rtg_scale(tmp_path):
+    bare = _statless("cartpole-dt", tmp_path / "bare")
+    base = [sys.executable, "cli.py", "evaluate", "--target-returns", "500", "--episodes", "4", "--json"]
+    want = subprocess.run(base + ["--agent", str(AGENTS / "cartpole-dt")], cwd=ROOT, capture_output=True, text=True)
+    got = subprocess.run(base + ["--agent", str(bare), "--normalize-from", "sample_data/datasets/cartpole.npz"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert want.returncode == got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["results"] == json.loads(want.stdout)["results"]
+    bad = subprocess.run(base + ["--agent", str(bare), "--normalize-from", "sample_data/datasets/pendulum.npz"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "agent reads 4" in bad.stderr
+    bad = subprocess.run(base + ["--agent", str(bare), "--rtg-scale", "-1"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "positive finite" in bad.stderr
+
+
+def test_pages_say_which_statistics_are_in_use(tmp_path):
+    path = _statless("cartpole-dt", tmp_path / "bare")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in path.iterdir():
+            zf.write(f, f"agent/{f.name}")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.file_uploader(key="upload_agent").upload("bare.zip", buf.getvalue(), "application/zip").run()
+    assert not at.exception
+    assert at.selectbox(key="norm_select").value == "cartpole"      # the selected dataset, by default
+    at.switch_page("pages/2_Attention.py").run()
+    assert not at.exception, at.exception
+    assert any("state normalisation from cartpole; return-to-go scale 500" in c.value for c in at.caption)

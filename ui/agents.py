@@ -79,21 +79,37 @@ def current_agent_name() -> str | None:
 
 
 NO_ENV = "none (offline analyses only)"
+STORED = "stored with the agent"
+RAW = "raw observations (no normalisation)"
 
 
-def agent_with_env(name: str, agent):
-    """The agent as this session uses it: for one that names no environment (or one this machine cannot make),
-    a twin acting in the environment chosen on Home (session state / ?env=), weights shared."""
+def agent_in_session(name: str, agent, dataset_name: str | None):
+    """The agent as this session uses it: acting in the environment chosen on Home (for one that names none, or
+    one this machine cannot make), normalising states as chosen there (an agent without statistics gets the
+    selected dataset's by default, as its training code did), with the chosen return-to-go scale. A twin that
+    shares the weights; the (shared, cached) agent itself never changes."""
+    from models.env_choice import dataset_statistics, with_env, with_inputs, without_normalization
+    from ui.data import all_datasets
+
     env = st.session_state.get("env") or st.query_params.get("env")
-    if not env or env == NO_ENV or (agent.config.env_id and not getattr(agent, "notes", None)):
-        return agent
-    twins = st.session_state.setdefault("env_twins", {})
-    key = (name, agent_key(agent), env)
-    if key not in twins:
-        from models.env_choice import with_env
-
-        try:
-            twins[key] = stamp_agent(with_env(agent, env, name=name))
-        except AgentError:
-            return agent   # Home says why; the pages run the offline analyses
+    norm = st.session_state.get("norm") or (STORED if agent.config.state_mean is not None else dataset_name)
+    scale = st.session_state.get("rtg_scales", {}).get(name)
+    key = (name, agent_key(agent), env, norm, scale)
+    twins = st.session_state.setdefault("agent_twins", {})
+    if key in twins:
+        return twins[key]
+    out = agent
+    try:
+        if env and env != NO_ENV and (not agent.config.env_id or getattr(agent, "notes", None)):
+            out = with_env(out, env, name=name)
+        if norm == RAW:
+            out = without_normalization(out)
+        elif norm and norm != STORED and norm in all_datasets():
+            mean, std = dataset_statistics(all_datasets()[norm])
+            out = with_inputs(out, mean, std, name=name, source=norm)
+        if scale and float(scale) != agent.config.rtg_scale:
+            out = with_inputs(out, rtg_scale=float(scale), name=name)
+    except AgentError:
+        out = agent   # Home says why; the pages run with the agent as loaded
+    twins[key] = stamp_agent(out) if out is not agent else agent
     return twins[key]

@@ -13,8 +13,9 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from analysis import catalog
 from analysis.cache import CACHE, SHARED, cached, context
 from analysis.identity import agent_key, dataset_key
+from models.env_choice import normalization_label
 from models.errors import AgentError
-from ui.agents import agent_path, agent_with_env, current_agent_name, get_agent
+from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
 
 
@@ -48,9 +49,9 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     if agent_name is None or dataset_name is None:
         st.warning("No agent or dataset loaded: run `make sample-agents` / `make sample-data`, or upload on the home page.")
         st.stop()
-    agent, ds = agent_with_env(agent_name, get_agent(agent_name)), all_datasets()[dataset_name]
+    agent, ds = agent_in_session(agent_name, get_agent(agent_name), dataset_name), all_datasets()[dataset_name]
     st.caption(f"Agent **{agent_name}** ({agent.kind}, K={agent.context_length}) on dataset **{dataset_name}** "
-               f"({ds.n_episodes:,} episodes). Change them on the home page.")
+               f"({ds.n_episodes:,} episodes); {normalization_label(agent)}. Change them on the home page.")
     if kinds and agent.kind not in kinds:
         names = {"dt": "a Decision Transformer", "tt": "a Trajectory Transformer", "mlp": "an MLP policy",
                  "gru": "a GRU policy", "dynamics": "a dynamics model"}
