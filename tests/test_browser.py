@@ -138,7 +138,7 @@ def test_two_sessions_do_not_see_each_others_uploads(server, browser, tmp_path):
     b.get_by_role("heading", name="seqlens").wait_for(timeout=30_000)
 
     def dataset_options(p) -> list[str]:
-        p.locator("[data-testid='stSelectbox']").nth(1).click()
+        p.locator("[data-testid='stSelectbox']").filter(has_text="Dataset").first.click()
         p.get_by_role("option").first.wait_for(timeout=30_000)
         opts = p.get_by_role("option").all_inner_texts()
         p.keyboard.press("Escape")
