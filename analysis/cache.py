@@ -120,6 +120,17 @@ def report(fraction: float, message: str = "") -> None:
         cb(float(min(max(fraction, 0.0), 1.0)), message)
 
 
+def tee(progress: Progress | None) -> Progress:
+    """A progress callback that tells both the caller's `progress` (if any) and whoever asked through
+    `context` (a page's bar), with the fraction clamped to [0, 1]."""
+    def both(fraction: float, message: str = "") -> None:
+        fraction = float(min(max(fraction, 0.0), 1.0))
+        if progress is not None:
+            progress(fraction, message)
+        report(fraction, message)
+    return both
+
+
 def key(name: str, agent=None, dataset=None, **params) -> str:
     parts = [name, agent_key(agent) if agent is not None else "-", dataset_key(dataset) if dataset is not None else "-",
              getattr(dataset, "source", "-"), json.dumps(params, sort_keys=True, default=str)]

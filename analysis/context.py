@@ -27,7 +27,7 @@ from models.errors import AgentError
 from models.evaluate import check_dataset
 from models.rollout import episode_limit, run_episodes
 
-from .cache import report
+from .cache import tee
 from .stats import bootstrap_ci
 from .inputs import receptive_field, step_windows, training_data
 
@@ -130,15 +130,6 @@ def _agent_name(agent, name: str | None = None) -> str:
     return name or f"{agent.kind.upper()} (K={agent.context_length})"
 
 
-def _progress(progress):
-    """The caller's progress(fraction, message) and the page's (analysis.cache.report), both."""
-    def both(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(fraction, message)
-        report(fraction, message)
-    return both
-
-
 def _default_target(agent) -> float:
     d = agent.config.dataset
     if "return_max" not in d:
@@ -168,7 +159,7 @@ def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, unifor
         uniforms = np.random.default_rng(0).random((n, episode_limit(env_id, agent)), dtype=np.float32)
     ep = run_episodes(agent, n, np.broadcast_to(np.asarray(target_returns, float), (n,)), env_seeds=env_seeds,
                       env_id=env_id, sample=sample, uniforms=uniforms, context=ks,
-                      record=("actions",) if record_actions else (), progress=_progress(progress))
+                      record=("actions",) if record_actions else (), progress=tee(progress))
     return (ep.returns, np.moveaxis(ep.actions, 0, 1)) if record_actions else ep.returns
 
 

@@ -33,7 +33,7 @@ from models.errors import AgentError
 from models.evaluate import check_dataset
 from trajectories.limits import limits
 
-from .cache import CACHE, cached, report
+from .cache import CACHE, cached, tee
 from .identity import agent_key, dataset_key
 
 
@@ -103,10 +103,7 @@ class Embedding:
 # ---------------------------------------------------------------------------------------------------
 def _report(progress: Progress | None, frac: float, msg: str) -> None:
     """To the caller's progress and to whoever asked through analysis.cache.context (a page's bar)."""
-    frac = float(min(max(frac, 0.0), 1.0))
-    if progress is not None:
-        progress(frac, msg)
-    report(frac, msg)
+    tee(progress)(frac, msg)
 
 
 @torch.no_grad()

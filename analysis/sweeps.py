@@ -19,7 +19,7 @@ from models.rollout import Episodes, episode_limit, episode_uniforms, run_episod
 from models.windows import TrainingData, gather_windows
 
 from .attention import TOKEN_TYPES, steps_attention
-from .cache import cached, report
+from .cache import cached, tee
 from .inputs import receptive_field, training_data
 from .stats import interval_estimates, iqm  # noqa: F401 - iqm: re-exported for older imports
 
@@ -79,15 +79,6 @@ def _check(agent, env_id):
     return env_id
 
 
-def _progress(progress):
-    """The caller's progress(fraction, message) and the page's (analysis.cache.report), both."""
-    def both(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(fraction, message)
-        report(fraction, message)
-    return both
-
-
 _RECORD = ("observations", "actions", "rewards")
 
 
@@ -111,7 +102,7 @@ def rtg_sweep(agent, targets, episodes: int = 16, seed: int = 0, env_id: str | N
     steps = episode_limit(env_id, agent)
     ep = run_episodes(agent, n, np.repeat(targets, episodes), seed=seed, env_id=env_id, sample=sample,
                       uniforms=episode_uniforms(n, steps, seed), use_cache=use_cache, record=_RECORD,
-                      progress=_progress(progress), limit=steps)
+                      progress=tee(progress), limit=steps)
     return _to_sweep(ep, targets, episodes, agent.discrete, env_id, seed)
 
 
