@@ -17,6 +17,18 @@ except ImportError:
     pass
 
 
+def zip_agent_dir(directory) -> bytes:
+    """An agent directory as a browser upload of it arrives: a zip with one folder."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(Path(directory).iterdir()):
+            zf.write(f, f"agent/{f.name}")
+    return buf.getvalue()
+
+
 @pytest.fixture
 def tiny_discrete() -> Dataset:
     """Three hand-made episodes (lengths 3, 4, 2) with known returns 6, 4, -1."""

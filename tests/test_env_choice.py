@@ -1,10 +1,8 @@
 """An environment for an agent that names none (issue 13, item 2): which environments fit, a twin that acts in
 the chosen one without touching the shared agent, `--env` on the CLI, and the choice on Home and in the URL."""
-import io
 import json
 import subprocess
 import sys
-import zipfile
 from dataclasses import replace
 
 import pytest
@@ -14,7 +12,7 @@ from models import load_agent, save_agent
 from models.env_choice import can_act, fitting_envs, with_env
 from models.errors import AgentError
 
-from conftest import ROOT
+from conftest import ROOT, zip_agent_dir
 
 AGENTS = ROOT / "sample_data" / "agents"
 
@@ -66,13 +64,9 @@ def test_cli_evaluate_takes_env(tmp_path):
 
 def test_home_offers_the_fitting_envs_and_the_sweep_runs_in_the_chosen_one(tmp_path):
     path = _envless("cartpole-dt", tmp_path / "dt")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for f in path.iterdir():
-            zf.write(f, f"agent/{f.name}")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.file_uploader(key="upload_agent").upload("envless.zip", buf.getvalue(), "application/zip").run()
+    at.file_uploader(key="upload_agent").upload("envless.zip", zip_agent_dir(path), "application/zip").run()
     assert not at.exception and at.session_state["agent"] == "upload: envless.zip"
     env = at.selectbox(key="env_select")
     assert env.options == ["none (offline analyses only)", "CartPole-v1"]
@@ -138,13 +132,9 @@ def test_cli_normalize_from_and_rtg_scale(tmp_path):
 
 def test_pages_say_which_statistics_are_in_use(tmp_path):
     path = _statless("cartpole-dt", tmp_path / "bare")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for f in path.iterdir():
-            zf.write(f, f"agent/{f.name}")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.file_uploader(key="upload_agent").upload("bare.zip", buf.getvalue(), "application/zip").run()
+    at.file_uploader(key="upload_agent").upload("bare.zip", zip_agent_dir(path), "application/zip").run()
     assert not at.exception
     assert at.selectbox(key="norm_select").value == "cartpole"      # the selected dataset, by default
     at.switch_page("pages/2_Attention.py").run()

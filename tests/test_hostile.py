@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import copy
 import gc
-import io
 import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,8 @@ from analysis.identity import agent_key, stamp_agent
 from models import load_agent, save_agent
 from trajectories import Dataset, load_dataset, save_dataset
 from trajectories.samples import sample_datasets
+
+from conftest import zip_agent_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "sample_data" / "agents"
@@ -51,14 +51,6 @@ def _texts(at: AppTest) -> str:
 
 def _chart_bytes(at: AppTest) -> int:
     return sum(len(c.proto.spec) for c in at.get("plotly_chart"))
-
-
-def _zip_dir(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for f in sorted(directory.iterdir()):
-            zf.write(f, f"agent/{f.name}")
-    return buf.getvalue()
 
 
 # ---- every hostile file through the upload widget ----------------------------------------------------------
@@ -160,7 +152,7 @@ def test_two_sessions_uploading_agent_zips_of_one_name_see_their_own_figures(tmp
         d = tmp_path / f"agent{i}"
         save_agent(agent, d)
         at = _app()
-        at.file_uploader(key="upload_agent").upload("agent.zip", _zip_dir(d), "application/zip").run()
+        at.file_uploader(key="upload_agent").upload("agent.zip", zip_agent_dir(d), "application/zip").run()
         assert not at.exception and at.session_state["agent"] == "upload: agent.zip"
         at.switch_page("pages/2_Attention.py").run()
         assert not at.exception, at.exception
