@@ -29,7 +29,7 @@ from models.rollout import episode_limit, run_episodes
 
 from .cache import tee
 from .stats import bootstrap_ci
-from .inputs import receptive_field, step_windows, training_data
+from .inputs import last_step_outputs, receptive_field, step_windows, training_data
 
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
 
@@ -198,7 +198,7 @@ def context_returns(agent, contexts=None, episodes: int = 8, target_return: floa
 # (b) action prediction vs context on logged data
 # ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 64,
+def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 256,
                    data=None) -> torch.Tensor:
     """The agent's action output at absolute dataset steps: logits [n, n_actions] (discrete) or actions in
     [-1, 1] [n, act_dim]. DT: windows of `context` steps (default: its receptive field); GRU: from the
@@ -209,7 +209,7 @@ def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None
         data = data if data is not None else training_data(agent, dataset)   # normalised once per agent, not per K
         if agent.kind == "dt":
             ctx = int(context or receptive_field(agent))
-            out = [agent(**step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
+            out = [last_step_outputs(agent, step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
                    for i in range(0, len(steps), batch_size)]
             return torch.cat(out)
         if agent.kind == "mlp":
@@ -269,6 +269,19 @@ def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: i
 # ---------------------------------------------------------------------------------------------------
 # references: shipped agents of the same environment, and a Markov MLP
 # ---------------------------------------------------------------------------------------------------
+def shipped_reference_kinds(agent, root: Path = SHIPPED_AGENTS) -> set[str]:
+    """The kinds of shipped_references(agent), from the config.json files alone (nothing loaded)."""
+    kinds = set()
+    for f in sorted(root.glob("*/config.json")) if root.is_dir() else []:
+        try:
+            c = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if c.get("env_id") == agent.config.env_id and c.get("obs_dim") == agent.obs_dim and c.get("kind") not in ("dynamics", "tt"):
+            kinds.add(c.get("kind"))
+    return kinds
+
+
 def shipped_references(agent, exclude: str | None = None, root: Path = SHIPPED_AGENTS) -> dict:
     """Shipped agents that act in the same environment with the same observations (read from config.json
     first, so only those are loaded), except dynamics models and the agent itself."""

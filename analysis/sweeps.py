@@ -20,7 +20,7 @@ from models.windows import TrainingData, gather_windows
 
 from .attention import TOKEN_TYPES, steps_attention
 from .cache import cached, tee
-from .inputs import receptive_field, training_data
+from .inputs import last_step_outputs, receptive_field, training_data
 from .stats import interval_estimates, iqm  # noqa: F401 - iqm: re-exported for older imports
 
 
@@ -193,8 +193,10 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
             else:
                 w = gather_windows(data, np.full(T, episode), steps, W)
             w["rtg"] = np.where(w["mask"], w["rtg"] + np.float32(s / agent.config.rtg_scale), 0).astype(np.float32)
-            out = agent(**agent.window_inputs(w)).action_preds
-            p = out[0] if banded else out[:, -1]
+            if banded:
+                p = agent(**agent.window_inputs(w)).action_preds[0]
+            else:
+                p = last_step_outputs(agent, agent.window_inputs(w)).action_preds[:, -1]
             if agent.discrete:
                 p = p.softmax(-1)
             else:
@@ -204,12 +206,22 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
                        agent.discrete, episode)
 
 
-def default_targets(agent, n: int = 6) -> list[float]:
-    """n targets across the training data's returns (the range where conditioning can be learned)."""
+def return_range(agent, dataset=None) -> tuple[float, float]:
+    """The returns of the agent's training data; for an agent that records none (HF and CORL imports), the
+    returns of `dataset` (the one the user paired it with)."""
     d = agent.config.dataset
-    if "return_min" not in d:
+    if "return_min" in d:
+        return float(d["return_min"]), float(d["return_max"])
+    if dataset is None:
         raise ValueError("the agent does not record its training returns; pass targets explicitly.")
-    return [round(float(v), 1) for v in np.linspace(d["return_min"], d["return_max"], n)]
+    r = dataset.episode_returns
+    return float(r.min()), float(r.max())
+
+
+def default_targets(agent, n: int = 6, dataset=None) -> list[float]:
+    """n targets across the training data's returns (the range where conditioning can be learned)."""
+    lo, hi = return_range(agent, dataset)
+    return [round(float(v), 1) for v in np.linspace(lo, hi, n)]
 
 
 def cached_sweep(agent, targets, episodes: int = 8, seed: int = 0, progress=None) -> Sweep:
@@ -220,7 +232,11 @@ def cached_sweep(agent, targets, episodes: int = 8, seed: int = 0, progress=None
                   agent, targets=targets, episodes=int(episodes), seed=int(seed))
 
 
-def default_shifts(agent) -> list[float]:
+def default_shifts(agent, dataset=None) -> list[float]:
     d = agent.config.dataset
-    span = (d["return_max"] - d["return_min"]) if "return_min" in d else agent.config.rtg_scale
+    if "return_min" in d or dataset is not None:
+        lo, hi = return_range(agent, dataset)
+        span = hi - lo
+    else:
+        span = agent.config.rtg_scale
     return [round(float(f * span), 1) for f in (-0.5, -0.25, 0.0, 0.25, 0.5)]

@@ -157,13 +157,17 @@ def _allowed(q_pos, k_pos, band: int | None, k_valid=None):
 
 @contextlib.contextmanager
 def _eval_mode(module: nn.Module):
+    """no_grad, and eval mode for a module in training: loaded agents already are in eval mode, and walking the
+    module tree twice per step was 15% of a rollout (and a write to a shared agent)."""
     was = module.training
-    module.eval()
+    if was:
+        module.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        module.train(was)
+        if was:
+            module.train(True)
 
 
 class DecisionTransformer(Agent):

@@ -2,8 +2,9 @@
 import numpy as np
 import streamlit as st
 
-from analysis.sweeps import default_shifts, default_targets
+from analysis.sweeps import default_shifts, default_targets, return_range
 from models.env_choice import can_act
+from models.rollout import episode_limit
 from ui import exports
 from ui.page import figure, start
 
@@ -15,6 +16,7 @@ sel = start("Return conditioning", "A Decision Transformer is told the return it
 agent, ds = sel.agent, sel.dataset
 collected = []
 MAX_RUNS = 256   # targets x episodes: bounds the work one click can start
+AUTO_STEPS = 30_000
 
 st.subheader("Achieved vs target return")
 env_ok = can_act(agent)
@@ -22,10 +24,9 @@ if not env_ok:
     st.info("This agent names no environment it can act in here, so only the offline replay below is available; "
             "choose an Environment on the home page to run the sweep.")
 else:
-    d = agent.config.dataset
-    lo, hi = (d.get("return_min", 0.0), d.get("return_max", 100.0))
+    lo, hi = return_range(agent, ds)
     c1, c2, c3 = st.columns([2, 1, 1])
-    text = c1.text_input("Target returns (comma-separated)", ", ".join(f"{t:g}" for t in default_targets(agent)),
+    text = c1.text_input("Target returns (comma-separated)", ", ".join(f"{t:g}" for t in default_targets(agent, dataset=ds)),
                          key="sweep_targets", help=f"The training data's returns span {lo:g} .. {hi:g}.")
     episodes = c2.number_input("Episodes per target", 1, 64, 8, key="sweep_episodes")
     seed = c3.number_input("Seed", 0, 10_000, 0, key="sweep_seed")
@@ -40,17 +41,29 @@ else:
         st.error(f"{len(targets)} targets × {episodes} episodes is {len(targets) * episodes} runs; the page runs at most "
                  f"{MAX_RUNS} at once (use `cli.py evaluate` for more).")
         st.stop()
-    bar = st.progress(0.0, text="Running all episodes in one batched vector env…")
     params = dict(targets=targets, episodes=int(episodes), seed=int(seed))
-    returns = figure(sel, "rtg_sweep_returns", progress=lambda f, m: bar.progress(f, text=m or f"{f:.0%} of episodes finished"),
-                     **params)   # the sweep runs here, once; the two figures below reuse it from the cache
-    bar.empty()
-    exports.show(returns, "sweep_returns", collected)
-    left, right = st.columns(2)
-    with left:
-        exports.show(figure(sel, "rtg_sweep_actions", **params), "sweep_actions", collected)
-    with right:
-        exports.show(figure(sel, "rtg_sweep_attention", **params), "sweep_attention", collected)
+    # Runs on first render only when bounded: up to AUTO_STEPS environment steps (CartPole: 6 x 8 x 500). A MuJoCo
+    # task's 1,000-step episodes make the default 48,000 steps (~20 s at ~2,500 steps/s), so those start on a click.
+    worst = len(targets) * int(episodes) * episode_limit(agent.config.env_id, agent)
+    key = (sel.key, tuple(targets), int(episodes), int(seed))
+    go = worst <= AUTO_STEPS or st.session_state.get("sweep_done") == key
+    if not go:
+        c1, c2 = st.columns([3, 1])
+        c1.caption(f"Up to {worst:,} environment steps ({len(targets)} targets × {int(episodes)} episodes × "
+                   f"{worst // (len(targets) * int(episodes)):,} steps each): this runs on request, with progress.")
+        go = c2.button("Run the sweep", key="sweep_run", type="primary")
+    if go:
+        st.session_state["sweep_done"] = key
+        bar = st.progress(0.0, text="Running all episodes in one batched vector env…")
+        returns = figure(sel, "rtg_sweep_returns", progress=lambda f, m: bar.progress(f, text=m or f"{f:.0%} of episodes finished"),
+                         **params)   # the sweep runs here, once; the two figures below reuse it from the cache
+        bar.empty()
+        exports.show(returns, "sweep_returns", collected)
+        left, right = st.columns(2)
+        with left:
+            exports.show(figure(sel, "rtg_sweep_actions", **params), "sweep_actions", collected)
+        with right:
+            exports.show(figure(sel, "rtg_sweep_attention", **params), "sweep_attention", collected)
 
 st.subheader("Offline what-if: the logged episode with its return-to-go shifted")
 st.markdown("Every return-to-go token of a logged episode is shifted by the same amount; the lines show the "
@@ -66,8 +79,8 @@ def replay():
     collected = list(above)   # a fragment rerun starts from the figures drawn above it
     c1, c2 = st.columns([1, 3])
     episode = c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="shift_episode")
-    shifts = c2.multiselect("Shifts of the return-to-go", sorted(set(default_shifts(agent) + [0.0])),
-                            default=default_shifts(agent), key="shift_values")
+    shifts = c2.multiselect("Shifts of the return-to-go", sorted(set(default_shifts(agent, ds) + [0.0])),
+                            default=default_shifts(agent, ds), key="shift_values")
     if shifts:
         exports.show(figure(sel, "rtg_shift_replay", episode=int(episode), shifts=sorted(float(s) for s in shifts)),
                      "shift_replay", collected)

@@ -1,6 +1,7 @@
 """Context & memory: does a longer context beat the Markov assumption (K = 1)?"""
 import streamlit as st
 
+from analysis.context import shipped_reference_kinds
 from models.env_choice import can_act
 from ui import exports
 from ui.page import figure, start
@@ -14,8 +15,19 @@ sel = start("Context & memory", "The seeds' question: is a sequence model's gain
 agent, ds = sel.agent, sel.dataset
 collected = []
 
+# A Markov reference comes from the shipped agents of the same environment; for any other agent (an import, an
+# upload) one is trained here on request only: ~1,000 steps take 5-15 s, too long for a first render.
+has_mlp = "mlp" in shipped_reference_kinds(agent)
+mlp_steps = 0
+if not has_mlp:
+    c1, c2 = st.columns([3, 1])
+    c1.caption("No shipped Markov reference reads this agent's environment. Train one here (an MLP on the current "
+               "observation only, 1,000 steps on this dataset) to compare K = 1 with a policy that never had history.")
+    if c2.button("Train an MLP reference", key="ctx_mlp") or st.session_state.get("ctx_mlp_done") == sel.key:
+        st.session_state["ctx_mlp_done"] = sel.key
+        mlp_steps = 1000
 with st.spinner("Action predictions for every context length (and the reference agents)…"):
-    exports.show(figure(sel, "context_accuracy", n_steps=500), "ctx_accuracy", collected)
+    exports.show(figure(sel, "context_accuracy", n_steps=500, mlp_steps=mlp_steps), "ctx_accuracy", collected)
 
 st.subheader("Return in the environment")
 if not can_act(agent):
@@ -27,7 +39,7 @@ else:
     run = c2.button("Run in the environment", key="ctx_run", type="primary")
     if run or st.session_state.get("ctx_done") == episodes:
         bar = st.progress(0.0, text="Every context length × episode in one batched rollout, then the reference agents…")
-        f = figure(sel, "context_returns", progress=lambda frac, msg: bar.progress(frac, text=msg), episodes=int(episodes))
+        f = figure(sel, "context_returns", progress=lambda frac, msg: bar.progress(frac, text=msg), episodes=int(episodes), mlp_steps=mlp_steps)
         bar.empty()
         st.session_state["ctx_done"] = episodes
         exports.show(f, "ctx_returns", collected)

@@ -6,31 +6,33 @@ import numpy as np
 
 from analysis import figures as _fig
 from analysis.catalog import Figured, register
-from analysis.sweeps import cached_sweep, default_shifts, default_targets, rtg_shift_replay, sweep_attention
+from analysis.sweeps import cached_sweep, default_shifts, default_targets, return_range, rtg_shift_replay, sweep_attention
 
 
-def _sweep(agent, targets, episodes, seed):
-    targets = default_targets(agent) if targets is None else [float(t) for t in targets]
+def _sweep(agent, dataset, targets, episodes, seed):
+    targets = default_targets(agent, dataset=dataset) if targets is None else [float(t) for t in targets]
     return cached_sweep(agent, targets, episodes, seed), {"targets": targets, "episodes": int(episodes), "seed": int(seed)}
 
 
-def _range(agent):
-    d = agent.config.dataset
-    return (d["return_min"], d["return_max"]) if "return_min" in d else None
+def _range(agent, dataset):
+    try:
+        return return_range(agent, dataset)
+    except ValueError:
+        return None
 
 
 @register("rtg_sweep_returns", "achieved vs target return (mean, IQM, 95% CIs) in the environment")
 def make_sweep_returns(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
-    sw, params = _sweep(agent, targets, episodes, seed)
+    sw, params = _sweep(agent, dataset, targets, episodes, seed)
     s = sw.summary()
     fig = _fig.sweep_returns(s, f"Return conditioning: achieved vs target return ({sw.env_id}, {episodes} episodes per target)",
-                             _range(agent))
+                             _range(agent, dataset))
     return Figured("rtg_sweep_returns", fig, s, params)
 
 
 @register("rtg_sweep_actions", "the actions taken, per target return")
 def make_sweep_actions(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
-    sw, params = _sweep(agent, targets, episodes, seed)
+    sw, params = _sweep(agent, dataset, targets, episodes, seed)
     dist = sw.action_distribution(agent.config.n_actions)
     fig = _fig.sweep_actions(dist, sw.discrete, f"Actions taken per target return ({sw.env_id})",
                              getattr(dataset, "act_names", None) if sw.discrete else None)
@@ -39,7 +41,7 @@ def make_sweep_actions(agent, dataset, targets: list | None = None, episodes: in
 
 @register("rtg_sweep_attention", "where the action token looks, per target return")
 def make_sweep_attention(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
-    sw, params = _sweep(agent, targets, episodes, seed)
+    sw, params = _sweep(agent, dataset, targets, episodes, seed)
     shares = sweep_attention(agent, sw)
     fig = _fig.sweep_attention(shares, f"Where the action token looks, per target return ({sw.env_id})")
     return Figured("rtg_sweep_attention", fig, shares, params)
@@ -47,7 +49,7 @@ def make_sweep_attention(agent, dataset, targets: list | None = None, episodes: 
 
 @register("rtg_shift_replay", "offline what-if: a logged episode replayed with its return-to-go shifted")
 def make_shift_replay(agent, dataset, episode: int = 0, shifts: list | None = None) -> Figured:
-    shifts = default_shifts(agent) if shifts is None else [float(s) for s in shifts]
+    shifts = default_shifts(agent, dataset) if shifts is None else [float(s) for s in shifts]
     r = rtg_shift_replay(agent, dataset, int(episode), shifts)
     if r.discrete:
         series, logged, y = r.logged_action_probability(), None, "P(logged action)"
