@@ -19,9 +19,15 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 # PNG, SVG and PDF export render in Chromium; without it (no apt-get) the app still serves, exporting HTML and CSV.
+# `make app DATA="a.npz ~/.minari/datasets/mujoco/hopper/medium-v0" AGENT=path/to/agent` opens files in place
+# (space-separated lists). The server listens on localhost (which also shows Home's path box);
+# `make app HOST=0.0.0.0` serves every interface and hides the box. HOST is set here, not read from the
+# environment (tcsh exports HOST as the machine's name): only `make app HOST=...` changes it.
+HOST = localhost
 app: $(VENV)/.runtime
 	@$(MAKE) --no-print-directory chromium || echo "warning: chromium missing: figures export as HTML and CSV only"
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.port $(PORT) $(if $(strip $(HOST)),--server.address $(HOST)) \
+		$(if $(strip $(DATA) $(AGENT)),-- $(if $(strip $(DATA)),--data $(DATA)) $(if $(strip $(AGENT)),--agent $(AGENT)))
 
 # Debian's chromium drives the browser tests and kaleido's figure export (never a downloaded browser).
 chromium:

@@ -219,6 +219,69 @@ def cmd_convert(args) -> dict:
     return result
 
 
+def cmd_convert_agent(args) -> dict:
+    """A CORL dt.py checkpoint directory (config.yaml + dt_checkpoint.pt) or an HF DecisionTransformerModel
+    directory (config.json + pytorch_model.bin) -> a seqlens checkpoint (config.json + model.safetensors).
+    The pickles are read with torch.load(weights_only=True) (models/pt_reader.py); everything is checked
+    before OUT is written."""
+    src, out = Path(args.source), Path(args.out)
+    if not src.is_dir():
+        raise UserError(f"{src} is not a directory (expected CORL's checkpoints_path or an HF save_pretrained directory).")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise UserError(f"{out} already exists and is not empty; pass --force to overwrite it.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory.")
+    if out.resolve() == src.resolve():
+        raise UserError("--out must be a new directory, not the source directory (its config.json would be overwritten).")
+    from models.corl_import import CHECKPOINT_FILE, CONFIG_FILE, is_corl_dir
+
+    source = args.source_format
+    if source is None:
+        if is_corl_dir(src):
+            source = "corl"
+        elif (src / "config.json").is_file() and ((src / "pytorch_model.bin").is_file() or (src / "model.safetensors").is_file()):
+            source = "hf"
+        else:
+            raise UserError(f"cannot tell what {src} holds: expected {CONFIG_FILE} + {CHECKPOINT_FILE} (CORL) or config.json + "
+                            "pytorch_model.bin (Hugging Face); pass --from corl or --from hf.")
+    notes = []
+    if source == "corl":
+        if args.context is not None or args.rtg_scale is not None:
+            raise UserError("--context and --rtg-scale apply to --from hf only; CORL's config.yaml gives seq_len and reward_scale.")
+        from models.corl_import import load_corl_decision_transformer
+
+        agent, notes = load_corl_decision_transformer(src, name=src.name)
+    else:
+        from models.hf_import import hf_decision_transformer_from_state, load_hf_decision_transformer
+
+        options = {k: v for k, v in (("context_length", args.context), ("rtg_scale", args.rtg_scale)) if v is not None}
+        if (src / "pytorch_model.bin").is_file() and not (src / "model.safetensors").is_file():
+            from models.pt_reader import read_state_dict
+
+            tensors = read_state_dict(src / "pytorch_model.bin", f"{src.name}: pytorch_model.bin")
+            agent = hf_decision_transformer_from_state(src, tensors, name=src.name, **options)
+        else:
+            agent = load_hf_decision_transformer(src, name=src.name, **options)
+        notes.append("A Hugging Face model carries no state statistics: pass --normalize-from DATA to evaluate/export "
+                     "(the dataset it was trained on), or its observations are used raw.")
+    from models import load_agent, save_agent
+
+    save_agent(agent, out)
+    back = load_agent(out)   # what a user will load: the checkpoint must pass every check
+    notes += [n for n in back.notes if n not in notes]
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    c = back.config
+    result = {"source": str(src), "from": source, "out": str(out), "kind": c.kind, "obs_dim": c.obs_dim,
+              "act_dim": c.act_dim, "context_length": c.context_length, "max_ep_len": c.max_ep_len,
+              "rtg_scale": c.rtg_scale, "env_id": c.env_id, "n_params": back.n_params, "notes": notes}
+    if not args.json:
+        print(f"wrote {out}: a Decision Transformer from {'CORL' if source == 'corl' else 'Hugging Face'} "
+              f"({c.obs_dim}-d states, {c.act_dim}-d actions, context {c.context_length}, rtg_scale {c.rtg_scale:g}, "
+              f"env {c.env_id or 'none'}), {back.n_params:,} parameters")
+    return result
+
+
 def cmd_make_data(args) -> dict:
     from envs import resolve_env_id
     from envs.behaviour import collect
@@ -250,8 +313,12 @@ def cmd_make_samples(args) -> dict:
     from trajectories import save_dataset
 
     out_dir = Path(args.out_dir)
+    names = [n for n in SAMPLE_DATASETS if not args.only or n in args.only.split(",")]
+    if not names:
+        raise UserError(f"no shipped dataset matches --only {args.only}; expected some of {', '.join(SAMPLE_DATASETS)}.")
     written = []
-    for alias, (env_id, episodes, seed) in SAMPLE_DATASETS.items():
+    for alias in names:
+        env_id, episodes, seed = SAMPLE_DATASETS[alias]
         ds = collect(env_id, episodes, seed=seed, progress=not args.json)
         path = out_dir / f"{alias}.npz"
         save_dataset(ds, path)
@@ -458,6 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     s.set_defaults(func=cmd_convert)
 
+    s = sub.add_parser("convert-agent", help="convert a CORL DT checkpoint or an HF pytorch_model.bin directory to a seqlens checkpoint")
+    s.add_argument("source", metavar="DIR", help="CORL's checkpoints_path (config.yaml + dt_checkpoint.pt) or an HF directory")
+    s.add_argument("--from", dest="source_format", choices=["corl", "hf"], help="what DIR holds (default: detected)")
+    s.add_argument("--out", required=True, help="the seqlens checkpoint directory to write")
+    s.add_argument("--context", type=int, help="HF only: context length K (HF configs lack it; default 20)")
+    s.add_argument("--rtg-scale", type=float, help="HF only: returns-to-go are divided by this (default 1000)")
+    s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    s.set_defaults(func=cmd_convert_agent)
+
     s = sub.add_parser("make-data", help="generate a behaviour dataset with a scripted policy")
     s.add_argument("--env", required=True, help="cartpole, pendulum, masked-cartpole, masked-pendulum, keydoor (or a gymnasium id)")
     s.add_argument("--episodes", type=int, required=True)
@@ -497,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("make-samples", help="regenerate the shipped sample datasets")
     s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "datasets"))
+    s.add_argument("--only", help="comma-separated dataset names")
     s.set_defaults(func=cmd_make_samples)
 
     s = sub.add_parser("make-agents", help="train and evaluate the shipped sample agents")

@@ -1,4 +1,5 @@
-"""seqlens home page: choose an agent and a dataset (shipped or uploaded); their cards; links to the analyses."""
+"""seqlens home page: choose an agent and a dataset (shipped, opened in place from this machine, or uploaded); their
+cards; links to the analyses."""
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ from models.report import agent_rows
 from ui import charts
 from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name
+from ui.local import notices as local_notices
+from ui.local import path_box, path_of
 from ui.uploads import agent_uploader, dataset_uploader
 
 
@@ -74,6 +77,8 @@ def home():
     with st.sidebar:
         dataset_uploader()
         agent_uploader()
+        path_box()   # before the selects: a path opened here becomes their choice
+    local_notices()
 
     datasets = all_datasets()
     names = agent_names()
@@ -83,12 +88,15 @@ def home():
 
     left, right = st.columns(2)
     with left:
-        agent_name = _choose("Agent", names, "agent", current_agent_name(), "Shipped agents, then this session's uploads.")
+        agent_name = _choose("Agent", names, "agent", current_agent_name(),
+                             "Shipped agents, then files opened in place on this machine, then this session's uploads.")
         agent = get_agent(agent_name)
         card = agent.card()
         st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
                     f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
                     f"context K = {card['context_length']} · {card['n_params']:,} parameters")
+        if (where := path_of("agent", agent_name)) is not None:
+            st.caption(f"Read in place from `{where}`")
         for note in getattr(agent, "notes", None) or []:
             st.caption(note)
         if not agent.config.env_id or getattr(agent, "notes", None):
@@ -104,7 +112,8 @@ def home():
             st.dataframe(ev, hide_index=True, width="stretch", key="agent_eval",
                          column_config={c: st.column_config.NumberColumn(format="%.4g") for c in ev.columns if c != "episodes"})
     with right:
-        dataset_name = _choose("Dataset", list(datasets), "dataset", current_dataset_name(), "Shipped datasets, then this session's uploads.")
+        dataset_name = _choose("Dataset", list(datasets), "dataset", current_dataset_name(),
+                               "Shipped datasets, then files opened in place on this machine, then this session's uploads.")
         ds = datasets[dataset_name]
         s = ds.summary()
         cols = st.columns(4)
@@ -116,6 +125,8 @@ def home():
                       "returns_hist")
         st.caption(f"{ds.env_id or 'unknown environment'} · {s['n_transitions']:,} steps · observations: {', '.join(ds.obs_names)} · "
                    f"actions: {', '.join(ds.act_names)}")
+        if (where := path_of("data", dataset_name)) is not None:
+            st.caption(f"Read in place from `{where}`")
 
     try:
         check_dataset(agent, ds)
@@ -123,7 +134,7 @@ def home():
         st.warning(f"{e} The analysis pages need a matching pair: pick another agent or dataset.")
     else:
         trained_on = agent.config.dataset.get("name")
-        same = trained_on is None or Path(trained_on).stem == Path(dataset_name).stem
+        same = trained_on is None or Path(trained_on).stem == Path(dataset_name.removeprefix("local: ")).stem
         note = "" if same else f" (it was trained on {trained_on})"
         st.success(f"**{agent_name}** can read **{dataset_name}**{note}. Open an analysis page in the sidebar.")
 

@@ -48,8 +48,7 @@ def _weight_files(path: Path, name: str) -> list[Path]:
         return [path / s for s in shards]
     if (path / "pytorch_model.bin").exists():
         raise AgentError(f"{name} holds pytorch_model.bin, a pickle; seqlens reads only model.safetensors. "
-                         "Convert it once with transformers: DecisionTransformerModel.from_pretrained(dir)"
-                         ".save_pretrained(dir) writes model.safetensors.")
+                         "Convert it once on the command line: python cli.py convert-agent --from hf DIR --out OUT.")
     raise AgentError(f"{name} has no model.safetensors (expected a DecisionTransformerModel.save_pretrained directory).")
 
 
@@ -86,10 +85,31 @@ def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: floa
     ValueError) with one sentence. The config is checked field by field, the weights' headers against a
     meta-device model (no memory) and only then are the model built and the tensors read.
     """
-    from .checkpoint import _read_json, build_meta
-
     path = Path(path)
     name = name or str(path)
+    config = hf_agent_config(path, context_length, rtg_scale, max_ep_len, name)
+    files = _weight_files(path, name)
+    return _build(config, _meta_tensors(files, name), lambda: _read_tensors(files, name), name)
+
+
+def hf_decision_transformer_from_state(path, tensors: dict[str, torch.Tensor], context_length: int = 20,
+                                       rtg_scale: float = 1000.0, max_ep_len: int | None = None,
+                                       name: str | None = None) -> DecisionTransformer:
+    """Like load_hf_decision_transformer, for weights already read by the caller (`cli.py convert-agent`
+    reads an HF directory's pytorch_model.bin with models/pt_reader.py): config.json from `path`, the
+    tensors mapped by the same code, their shapes checked on meta tensors before the model is built."""
+    path = Path(path)
+    name = name or str(path)
+    config = hf_agent_config(path, context_length, rtg_scale, max_ep_len, name)
+    meta = {k: torch.empty(tuple(v.shape), device="meta") for k, v in tensors.items()}
+    return _build(config, meta, lambda: tensors, name)
+
+
+def hf_agent_config(path: Path, context_length: int, rtg_scale: float, max_ep_len: int | None,
+                    name: str) -> AgentConfig:
+    """The AgentConfig an HF directory's config.json describes (checked field by field)."""
+    from .checkpoint import _read_json
+
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise AgentError(f"{name} has no config.json (expected a DecisionTransformerModel.save_pretrained directory).")
@@ -108,7 +128,9 @@ def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: floa
     if not (isinstance(rtg_scale, (int, float)) and math.isfinite(rtg_scale) and rtg_scale > 0):
         raise AgentError(f"rtg_scale must be a positive finite number, got {rtg_scale!r}.")
     hidden = hf["hidden_size"]
-    config = AgentConfig(
+    # reorder_and_upcast_attn only changes where the scale is applied and the dtype of the softmax: the same
+    # numbers in float32, so it needs no switch here.
+    return AgentConfig(
         kind="dt", obs_dim=hf["state_dim"], act_dim=hf["act_dim"], discrete=False,
         context_length=int(context_length), max_ep_len=int(max_ep_len or hf_len), rtg_scale=float(rtg_scale),
         hparams={"hidden": hidden, "n_layer": hf["n_layer"], "n_head": hf["n_head"],
@@ -118,17 +140,20 @@ def load_hf_decision_transformer(path, context_length: int = 20, rtg_scale: floa
                  "scale_attn_weights": bool(hf.get("scale_attn_weights", True)),
                  "scale_attn_by_inverse_layer_idx": bool(hf.get("scale_attn_by_inverse_layer_idx", False)),
                  "hf_import": str(path)})
-    # reorder_and_upcast_attn only changes where the scale is applied and the dtype of the softmax: the same
-    # numbers in float32, so it needs no switch here.
-    files = _weight_files(path, name)
-    # the whole mapping runs once on meta tensors (shapes from the headers) against a meta-built model
+
+
+def _build(config: AgentConfig, meta_tensors: dict[str, torch.Tensor], read, name: str) -> DecisionTransformer:
+    """The whole mapping once on meta tensors (shapes only) against a meta-built model; only then the model
+    built for real and `read()`'s tensors mapped and loaded."""
+    from .checkpoint import build_meta
+
     meta = build_meta(config, name, cls=DecisionTransformer)
-    _map_state(_meta_tensors(files, name), meta, config, name)
+    _map_state(meta_tensors, meta, config, name)
     try:
         model = DecisionTransformer(config)
     except Exception as e:  # noqa: BLE001 - checked above; any failure still gets one sentence
         raise AgentError(f"{name}: config.json cannot build a 'dt' model ({' '.join(str(e).split())[:160]}).") from None
-    state = _map_state(_read_tensors(files, name), model, config, name)
+    state = _map_state(read(), model, config, name)
     model.load_state_dict(state, strict=False)
     with torch.no_grad():  # heads HF lacks start at zero, so an import is deterministic
         for pname, p in model.named_parameters():

@@ -1,4 +1,5 @@
-"""Cached agent loading and the session's agent selection (shipped or uploaded), like ui/data.py for datasets."""
+"""Cached agent loading and the session's agent selection (shipped, local files opened in place, or uploaded), like
+ui/data.py for datasets."""
 from __future__ import annotations
 
 import tempfile
@@ -9,6 +10,7 @@ import streamlit as st
 from analysis.identity import agent_key, stamp_agent
 from models.errors import AgentError
 from models.report import AGENT_DIR
+from ui import local as local_files
 
 AGENT_UPLOAD_TYPES = ["zip", "pt", "pth", "pkl", "bin"]   # pickles are accepted only to be refused with a reason
 AGENT_UPLOAD_LIMIT_MB = 50
@@ -25,6 +27,24 @@ def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agen
     return stamp_agent(load_agent(path).eval())
 
 
+@st.cache_resource(show_spinner="Opening agent…")
+def load_local(path: str, mtime_ns: int, size: int):
+    """An agent read in place (ui/local.py), once per process per (resolved path, mtime, size), shared by every
+    session and never changed; one that does not load gives its one sentence instead (cached too)."""
+    import torch
+
+    from models import load_agent
+
+    torch.set_num_threads(1)
+    try:
+        return stamp_agent(load_agent(path, display_name=path).eval())
+    except AgentError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - a loader bug must still be a sentence
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return f"{path} could not be read as an agent ({type(e).__name__}: {detail})."
+
+
 def shipped_paths() -> dict[str, Path]:
     if not AGENT_DIR.is_dir():
         return {}
@@ -37,18 +57,22 @@ def uploaded_agents() -> dict:
 
 
 def agent_names() -> list[str]:
-    return list(shipped_paths()) + [f"upload: {k}" for k in uploaded_agents()]
+    return list(shipped_paths()) + list(local_files.entries("agent")) + [f"upload: {k}" for k in uploaded_agents()]
 
 
 def get_agent(name: str):
     if name.startswith("upload: "):
         return uploaded_agents()[name[len("upload: "):]]
+    if name.startswith(local_files.PREFIX):
+        return local_files.entries("agent")[name].obj
     path = shipped_paths()[name]
     return load_shipped(str(path), (path / "model.safetensors").stat().st_mtime)
 
 
 def agent_path(name: str) -> str | None:
-    """Where a shipped agent lives (for bundle manifests); uploads have no path to remake from."""
+    """Where a shipped or local agent lives (for bundle manifests); uploads have no path to remake from."""
+    if (local_path := local_files.path_of("agent", name)) is not None:
+        return str(local_path)
     p = shipped_paths().get(name)
     return str(p.relative_to(AGENT_DIR.parent.parent)) if p is not None else None
 
@@ -74,7 +98,7 @@ def current_agent_name() -> str | None:
     if chosen not in names:
         chosen = st.query_params.get("agent")
     if chosen not in names:
-        chosen = DEFAULT_AGENT if DEFAULT_AGENT in names else (names[0] if names else None)
+        chosen = local_files.first_from_args("agent") or (DEFAULT_AGENT if DEFAULT_AGENT in names else (names[0] if names else None))
     return chosen
 
 

@@ -1,4 +1,4 @@
-"""Cached dataset loading and the session's dataset selection (shipped or uploaded)."""
+"""Cached dataset loading and the session's dataset selection (shipped, local files opened in place, or uploaded)."""
 from __future__ import annotations
 
 import tempfile
@@ -9,6 +9,7 @@ import streamlit as st
 from analysis.identity import stamp_dataset
 from trajectories import Dataset, DatasetError, load_dataset
 from trajectories.samples import sample_datasets
+from ui import local as local_files
 
 UPLOAD_LIMIT_MB = 200  # same as server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ["npz", "parquet", "csv", "json", "jsonl", "hdf5", "h5", "zip"]
@@ -17,6 +18,19 @@ UPLOAD_TYPES = ["npz", "parquet", "csv", "json", "jsonl", "hdf5", "h5", "zip"]
 @st.cache_resource(show_spinner="Loading dataset…")
 def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a regenerated file reloads
     return stamp_dataset(load_dataset(path))
+
+
+@st.cache_resource(show_spinner="Opening dataset…")
+def load_local(path: str, mtime_ns: int, size: int) -> Dataset | str:
+    """A dataset read in place (ui/local.py), once per process per (resolved path, mtime, size), shared by every
+    session; a file that is not a dataset gives its one sentence instead (cached too: not re-read each rerun)."""
+    try:
+        return stamp_dataset(load_dataset(path, display_name=path))
+    except DatasetError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - a reader bug must still be a sentence
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return f"{path} could not be read ({type(e).__name__}: {detail})."
 
 
 def shipped() -> dict[str, Dataset]:
@@ -28,8 +42,13 @@ def uploaded() -> dict[str, Dataset]:
     return st.session_state.setdefault("uploaded_datasets", {})
 
 
+def local() -> dict[str, Dataset]:
+    """Files opened in place: the command line's (every session), then this session's typed paths."""
+    return {name: o.obj for name, o in local_files.entries("data").items()}
+
+
 def all_datasets() -> dict[str, Dataset]:
-    return {**shipped(), **{f"upload: {k}": v for k, v in uploaded().items()}}
+    return {**shipped(), **local(), **{f"upload: {k}": v for k, v in uploaded().items()}}
 
 
 def read_upload(file) -> Dataset:
@@ -49,11 +68,13 @@ def current_dataset_name() -> str | None:
     if chosen not in names:
         chosen = st.query_params.get("dataset")
     if chosen not in names:
-        chosen = names[0] if names else None
+        chosen = local_files.first_from_args("data") or (names[0] if names else None)
     return chosen
 
 
 def dataset_path(name: str) -> str | None:
-    """Where a shipped dataset lives (for bundle manifests); uploads have no path to remake from."""
+    """Where a shipped or local dataset lives (for bundle manifests); uploads have no path to remake from."""
+    if (local_path := local_files.path_of("data", name)) is not None:
+        return str(local_path)
     p = sample_datasets().get(name)
     return str(p.relative_to(Path(__file__).resolve().parent.parent)) if p is not None else None
