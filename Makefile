@@ -26,7 +26,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 HOST = localhost
 app: $(VENV)/.runtime
 	@$(MAKE) --no-print-directory chromium || echo "warning: chromium missing: figures export as HTML and CSV only"
-	$(PY) -m streamlit run app.py --server.port $(PORT) $(if $(strip $(HOST)),--server.address $(HOST)) \
+	$(PY) -m ui.serve app.py --server.port $(PORT) $(if $(strip $(HOST)),--server.address $(HOST)) \
 		$(if $(strip $(DATA) $(AGENT)),-- $(if $(strip $(DATA)),--data $(DATA)) $(if $(strip $(AGENT)),--agent $(AGENT)))
 
 # Debian's chromium drives the browser tests and kaleido's figure export (never a downloaded browser).

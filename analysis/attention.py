@@ -143,6 +143,20 @@ def _action_rows(rows: torch.Tensor, mask: torch.Tensor, positions, K: int) -> n
     return out.permute(0, 3, 4, 1, 2).numpy()
 
 
+def _last_state_rows(agent, kw: dict, K: int) -> torch.Tensor:
+    """[B, layers, heads, 3K] each layer's attention row of the last s_t token (query 3K - 2). Only what that
+    token needs is computed (run_with_cache last_state_only: the last block for that token alone, no last a_t,
+    whose key column stays 0 as the causal mask makes it)."""
+    from models.decision_transformer import DecisionTransformer
+
+    if type(agent).forward is not DecisionTransformer.forward:   # a subclass with its own forward: ask it
+        res = agent(**kw, output_attentions=True)
+        return torch.stack([a[:, :, 3 * K - 2] for a in res.attentions], 1)
+    _, cache = agent.run_with_cache(kw, names=["blocks.*.attn.pattern"], last_state_only=True)
+    return torch.stack([torch.nn.functional.pad(cache[f"blocks.{i}.attn.pattern"][:, :, -1], (0, 1))
+                        for i in range(agent.n_layer)], 1)
+
+
 def steps_attention(agent, data, steps: np.ndarray, token_budget: int = 200_000) -> np.ndarray:
     """[len(steps), layers, heads, K, 3]: the action-token attention of the agent *as it acts* at each of the
     dataset `steps`. A banded native DT acts on its whole episode (cached rollout), so each episode is one
@@ -155,8 +169,7 @@ def steps_attention(agent, data, steps: np.ndarray, token_budget: int = 200_000)
         if agent.band is None:   # plain causal (HF import): it acts on its last K steps
             for i in range(0, len(steps), 512):
                 kw = step_windows(agent, data, steps[i:i + 512])
-                res = agent(**kw, output_attentions=True)
-                rows = torch.stack([a[:, :, 3 * K - 2] for a in res.attentions], 1)
+                rows = _last_state_rows(agent, kw, K)
                 out[i:i + 512] = _action_rows(rows, kw["attention_mask"], np.full(len(rows), K - 1), K)
             return out
         episodes = np.searchsorted(data.starts, steps, side="right") - 1

@@ -214,7 +214,16 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
 @torch.no_grad()
 def dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.ndarray]:
     """A DT's one-step return prediction at every step of an episode: predicted R_{t+1} and the implied
-    reward R_t - R_{t+1} (raw units), from windows of the agent's context ending at each step."""
+    reward R_t - R_{t+1} (raw units), from windows of the agent's context ending at each step. Through the
+    one cache: the page asks again for every start step and horizon, which do not change it (a window per
+    step of a 1,000-step episode is ~1-2 s for an HF hopper model)."""
+    from .cache import cached
+
+    return cached("dt_return_predictions", lambda: _dt_return_predictions(agent, dataset, int(episode)), agent, dataset,
+                  episode=int(episode))
+
+
+def _dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.ndarray]:
     from .inputs import episode_steps, step_windows, training_data
 
     data = training_data(agent, dataset)

@@ -8,6 +8,8 @@ episode with its returns-to-go shifted and see how the predicted actions move.
 """
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,9 @@ class Sweep:
     discrete: bool
     env_id: str
     seed: int
+    # [T, E, S, 3] where the action token looked as the agent acted (shares on R, s, a tokens; layers and heads
+    # averaged), recorded by the rollout itself; None for sweeps made without it (sweep_attention recomputes)
+    token_shares: np.ndarray | None = None
 
     def summary(self) -> pd.DataFrame:
         rows = [{"target_return": float(t), **interval_estimates(self.returns[i], seed=self.seed),
@@ -79,16 +84,24 @@ def _check(agent, env_id):
     return env_id
 
 
+# The rollout computes the action token's attention at every step anyway: recording it spares sweep_attention a
+# second pass over every step of every episode (half of a CartPole sweep page's time).
 _RECORD = ("observations", "actions", "rewards")
+
+
+def _record(agent) -> tuple[str, ...]:
+    can = "record_attention" in inspect.signature(agent.start_rollout).parameters   # test doubles may not
+    return _RECORD + (("attention",) if can else ())
 
 
 def _to_sweep(ep: Episodes, targets, episodes, discrete, env_id, seed) -> Sweep:
     T, E = len(targets), episodes
     S = ep.rewards.shape[1]
+    shares = None if ep.attention is None else ep.attention.mean((2, 3)).sum(2).reshape(T, E, S, 3)
     # returns summed from the recorded float32 rewards (what the sweep has always reported)
     return Sweep(targets, ep.rewards.sum(1).astype(float).reshape(T, E), ep.lengths.reshape(T, E),
                  ep.observations.reshape(T, E, S, -1), ep.actions.reshape(T, E, S, *ep.actions.shape[2:]),
-                 ep.rewards.reshape(T, E, S), discrete, env_id, seed)
+                 ep.rewards.reshape(T, E, S), discrete, env_id, seed, shares)
 
 
 def rtg_sweep(agent, targets, episodes: int = 16, seed: int = 0, env_id: str | None = None, sample: bool = True,
@@ -101,7 +114,7 @@ def rtg_sweep(agent, targets, episodes: int = 16, seed: int = 0, env_id: str | N
     n = len(targets) * episodes
     steps = episode_limit(env_id, agent)
     ep = run_episodes(agent, n, np.repeat(targets, episodes), seed=seed, env_id=env_id, sample=sample,
-                      uniforms=episode_uniforms(n, steps, seed), use_cache=use_cache, record=_RECORD,
+                      uniforms=episode_uniforms(n, steps, seed), use_cache=use_cache, record=_record(agent),
                       progress=tee(progress), limit=steps)
     return _to_sweep(ep, targets, episodes, agent.discrete, env_id, seed)
 
@@ -117,7 +130,7 @@ def rtg_sweep_naive(agent, targets, episodes: int = 16, seed: int = 0, env_id: s
     n = len(targets) * episodes
     steps = episode_limit(env_id, agent)
     ep = run_one_at_a_time(agent, n, np.repeat(targets, episodes), seed=seed, env_id=env_id, sample=sample,
-                           uniforms=episode_uniforms(n, steps, seed), use_cache=False, record=_RECORD, limit=steps)
+                           uniforms=episode_uniforms(n, steps, seed), use_cache=False, record=_record(agent), limit=steps)
     return _to_sweep(ep, targets, episodes, agent.discrete, env_id, seed)
 
 
@@ -127,6 +140,22 @@ def sweep_attention(agent, sweep: Sweep) -> pd.DataFrame:
     T, E, S = sweep.rewards.shape
     lengths = sweep.lengths.ravel()
     keep = np.arange(S)[None, :] < lengths[:, None]
+    if sweep.token_shares is not None:
+        shares = sweep.token_shares.reshape(T * E, S, 3)[keep]
+    else:
+        shares = _recomputed_shares(agent, sweep, keep, lengths)
+    episode_of = np.repeat(np.arange(T * E), lengths)
+    rows = []
+    for i, t in enumerate(sweep.targets):
+        sel = (episode_of // E) == i
+        for k, name in enumerate(TOKEN_TYPES):
+            rows.append({"target_return": float(t), "token": name, "share": float(shares[sel, k].mean())})
+    return pd.DataFrame(rows)
+
+
+def _recomputed_shares(agent, sweep: Sweep, keep: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """[steps, 3] the action token's shares at every live step, recomputed from the recorded episodes."""
+    T, E, S = sweep.rewards.shape
     c = agent.config
     mean = np.asarray(c.state_mean if c.state_mean is not None else np.zeros(agent.obs_dim), np.float32)
     std = np.maximum(np.asarray(c.state_std if c.state_std is not None else np.ones(agent.obs_dim), np.float32), 1e-6)
@@ -138,17 +167,12 @@ def sweep_attention(agent, sweep: Sweep) -> pd.DataFrame:
                         rtg=(rtg[keep] / c.rtg_scale).astype(np.float32),
                         timesteps=np.minimum(np.where(keep, np.arange(S)[None], 0)[keep], c.max_ep_len - 1),
                         starts=starts, ends=starts + lengths)
-    shares = steps_attention(agent, data, np.arange(int(lengths.sum()))).mean((1, 2)).sum(1)   # [steps, 3]
-    episode_of = np.repeat(np.arange(T * E), lengths)
-    rows = []
-    for i, t in enumerate(sweep.targets):
-        sel = (episode_of // E) == i
-        for k, name in enumerate(TOKEN_TYPES):
-            rows.append({"target_return": float(t), "token": name, "share": float(shares[sel, k].mean())})
-    return pd.DataFrame(rows)
+    return steps_attention(agent, data, np.arange(int(lengths.sum()))).mean((1, 2)).sum(1)
 
 
 # ---- offline what-if: the logged trajectory with its returns-to-go shifted ---------------------------------
+# An HF import recomputes a K-step window per step: on a 1,000-step D4RL episode x 5 shifts that was ~3-8 s.
+MAX_REPLAY_STEPS = 250
 @dataclass
 class ShiftReplay:
     """Predicted actions along a logged episode with every return-to-go shifted by `shifts`."""
@@ -159,12 +183,19 @@ class ShiftReplay:
     returns_to_go: np.ndarray   # [T] the logged R_t (before shifting)
     discrete: bool
     episode: int
+    steps: np.ndarray | None = None   # [T] the episode steps shown: all, or an even sample of a long episode
+    length: int | None = None         # steps in the episode
+
+    def __post_init__(self):
+        if self.steps is None:
+            self.steps = np.arange(self.predictions.shape[1])
+        self.length = self.length or int(self.predictions.shape[1])
 
     def to_frame(self) -> pd.DataFrame:
         S, T, A = self.predictions.shape
         idx = np.indices((S, T, A)).reshape(3, -1)
         col = "probability" if self.discrete else "action"
-        return pd.DataFrame({"shift": self.shifts[idx[0]], "step": idx[1], "action" if self.discrete else "dim": idx[2],
+        return pd.DataFrame({"shift": self.shifts[idx[0]], "step": self.steps[idx[1]], "action" if self.discrete else "dim": idx[2],
                              col: self.predictions.ravel()})
 
     def logged_action_probability(self) -> np.ndarray:
@@ -172,26 +203,28 @@ class ShiftReplay:
         return np.take_along_axis(self.predictions, self.logged_actions.astype(int)[None, :, None].repeat(len(self.shifts), 0), 2)[..., 0]
 
 
-def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.0), data: TrainingData | None = None) -> ShiftReplay:
+def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.0), data: TrainingData | None = None,
+                     max_steps: int = MAX_REPLAY_STEPS) -> ShiftReplay:
     """The model's actions along logged episode `episode` with its R tokens shifted, as it computes them
-    while acting (a native DT: one pass over the episode; an HF import: its K-step window per step)."""
+    while acting (a native DT: one pass over the episode; an HF import: its K-step window per step, at
+    `max_steps` evenly spaced steps of a longer episode: each window is a forward of its own)."""
     if agent.kind != "dt":
         raise AgentError(f"shifting the return-to-go needs a Decision Transformer; this agent is a {agent.kind}.")
     data = data if data is not None else training_data(agent, dataset)
     shifts = np.asarray(list(shifts), float)
     start, end = int(data.starts[episode]), int(data.ends[episode])
     T = end - start
-    steps = np.arange(start, end)
     banded = agent.hp.get("banded")
+    shown = np.arange(T) if banded or T <= max_steps else np.unique(np.linspace(0, T - 1, max_steps).round().astype(np.int64))
+    steps = start + shown
     W = T if banded else receptive_field(agent)
     preds = []
-    agent.eval()
     with torch.no_grad():
         for s in shifts:
             if banded:
                 w = gather_windows(data, np.array([episode]), np.array([end - 1]), W)
             else:
-                w = gather_windows(data, np.full(T, episode), steps, W)
+                w = gather_windows(data, np.full(len(steps), episode), steps, W)
             w["rtg"] = np.where(w["mask"], w["rtg"] + np.float32(s / agent.config.rtg_scale), 0).astype(np.float32)
             if banded:
                 p = agent(**agent.window_inputs(w)).action_preds[0]
@@ -203,7 +236,7 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
                 p = agent.env_actions(p)
             preds.append(p.numpy())
     return ShiftReplay(shifts, np.stack(preds), np.asarray(data.actions[steps]), data.rtg[steps] * agent.config.rtg_scale,
-                       agent.discrete, episode)
+                       agent.discrete, episode, shown, T)
 
 
 def return_range(agent, dataset=None) -> tuple[float, float]:

@@ -43,11 +43,11 @@ def _port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(start_timeout: float = 60):
-    """`streamlit run app.py` on a free local port until the block ends: yields (url, process).
-    The browser tests share it."""
+    """The server `make app` starts (ui/serve.py: imports warmed, then `streamlit run app.py`) on a free local
+    port until the block ends: yields (url, process). The browser tests share it."""
     port = _port()
     log = tempfile.TemporaryFile()   # a file, not a pipe: an unread pipe would stall the server once full
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -96,7 +96,7 @@ def test_only_app_py_reads_sys_argv(monkeypatch):
 def test_make_app_passes_data_and_agent_only_when_set(variables, expected):
     out = subprocess.run(f"make -n app {variables}", shell=True, cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "HOST": "my-machine"}).stdout   # tcsh exports HOST: it must not count
-    line = " ".join(" ".join(out.split("streamlit run app.py --server.port 8501")[1:]).replace("\\\n", " ").split())
+    line = " ".join(" ".join(out.split("ui.serve app.py --server.port 8501")[1:]).replace("\\\n", " ").split())
     assert line == expected
 
 

@@ -112,6 +112,28 @@ def test_batched_sweep_equals_one_episode_at_a_time_on_a_real_dt():
     np.testing.assert_allclose(shares.groupby("target_return")["share"].sum(), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("banded", [True, False])
+def test_attention_recorded_while_acting_equals_the_recomputed_attention(banded):
+    """The sweep keeps the action token's attention from the rollout itself; recomputing it from the recorded
+    episodes (one pass per episode, or a K-step window per step for HF semantics) gives the same shares."""
+    from dataclasses import replace as dc_replace
+
+    torch.manual_seed(1)
+    hp = {"hidden": 16, "n_layer": 2, "n_head": 2, "banded": banded}
+    cfg = AgentConfig(kind="dt", obs_dim=4, act_dim=1, discrete=True, n_actions=2, context_length=3, max_ep_len=500,
+                      rtg_scale=100.0, env_id="CartPole-v1", hparams=hp)
+    dt = DecisionTransformer(cfg).eval()
+    with torch.no_grad():
+        for p in dt.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    sw = rtg_sweep(dt, [20, 200], episodes=2, seed=5)
+    assert sw.token_shares is not None and (sw.lengths > 3).all()
+    recorded = sweep_attention(dt, sw)
+    recomputed = sweep_attention(dt, dc_replace(sw, token_shares=None))
+    np.testing.assert_allclose(recorded["share"], recomputed["share"], atol=1e-5)
+    assert recorded["share"].std() > 0.01   # not uniform by construction
+
+
 def test_shift_replay_known_answers():
     ds = episodes_dataset()
     m = make_dt(K=3, n_layer=2)
@@ -145,3 +167,18 @@ def test_sweeps_refuse_agents_that_are_not_return_conditioned():
     no_env.config = AgentConfig(kind="dt", obs_dim=3, act_dim=1, discrete=True, n_actions=2)
     with pytest.raises(AgentError, match="does not name an environment"):
         rtg_sweep(no_env, [1], episodes=1)
+
+
+def test_shift_replay_of_a_long_episode_samples_steps_and_keeps_their_values():
+    """An HF-semantics DT recomputes a window per step, so a long episode is replayed at max_steps evenly spaced
+    steps; each sampled step's prediction equals the full replay's at that step, and the frame says which."""
+    ds = episodes_dataset(lengths=(5, 40))
+    m = make_dt(K=3, n_layer=2, banded=False)
+    full = rtg_shift_replay(m, ds, episode=1, shifts=[-20, 20])
+    part = rtg_shift_replay(m, ds, episode=1, shifts=[-20, 20], max_steps=9)
+    assert full.steps.tolist() == list(range(40)) and part.length == 40
+    assert part.steps.tolist() == np.linspace(0, 39, 9).round().astype(int).tolist()
+    np.testing.assert_allclose(part.predictions, full.predictions[:, part.steps], atol=1e-6)
+    assert sorted(part.to_frame()["step"].unique().tolist()) == part.steps.tolist()
+    banded = rtg_shift_replay(make_dt(K=3, n_layer=2), ds, episode=1, shifts=[0], max_steps=9)
+    assert len(banded.steps) == 40   # one pass covers every step of a native DT: nothing to sample

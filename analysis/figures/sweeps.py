@@ -73,20 +73,22 @@ def sweep_attention(shares: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
-def shift_replay(shifts: np.ndarray, series: np.ndarray, logged: np.ndarray | None, title: str, y_title: str) -> go.Figure:
+def shift_replay(shifts: np.ndarray, series: np.ndarray, logged: np.ndarray | None, title: str, y_title: str,
+                 steps: np.ndarray | None = None) -> go.Figure:
     """series [S, T]: one line per return-to-go shift along the logged episode (blue = less return asked,
     orange = more); the logged actions dotted when given."""
     S, T = series.shape
+    x = np.arange(T) if steps is None else steps
     fig = go.Figure()
     order = np.argsort(shifts)
     for rank, i in enumerate(order):
         frac = rank / max(S - 1, 1)
         colour = f"rgb({int(0 + 230 * frac)},{int(114 - 55 * frac)},{int(178 - 178 * frac)})"   # blue -> orange
-        fig.add_trace(go.Scatter(x=np.arange(T), y=series[i], mode="lines", name=f"R shifted {shifts[i]:+g}",
+        fig.add_trace(go.Scatter(x=x, y=series[i], mode="lines", name=f"R shifted {shifts[i]:+g}",
                                  line=dict(color=colour, width=2.5 if shifts[i] == 0 else 1.6,
                                            dash="solid")))
     if logged is not None:
-        fig.add_trace(go.Scatter(x=np.arange(T), y=logged, mode="lines", name="logged action",
+        fig.add_trace(go.Scatter(x=x, y=logged, mode="lines", name="logged action",
                                  line=dict(color="#222", dash="dot", width=1.2, shape="hv")))
     fig.update_layout(template=TEMPLATE, title=title, height=400, xaxis_title="episode step", yaxis_title=y_title,
                       legend=dict(orientation="v"))
