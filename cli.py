@@ -148,7 +148,7 @@ def cmd_evaluate(args) -> dict:
     from models.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
-    agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale)
+    agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale, args.raw_inputs)
     targets = _parse_targets(args.target_returns) if args.target_returns else None
     if targets and agent.kind != "dt":
         print(f"note: a {agent.kind} agent is not return-conditioned; --target-returns is ignored.", file=sys.stderr)
@@ -173,19 +173,27 @@ def cmd_evaluate(args) -> dict:
     return {"agent": str(args.agent), "kind": agent.kind, "results": results, "warnings": warned}
 
 
-def _with_env(agent, env: str | None, normalize_from: str | None = None, rtg_scale: float | None = None):
+def _with_env(agent, env: str | None, normalize_from: str | None = None, rtg_scale: float | None = None,
+              raw_inputs: bool = False):
     """--env ID: the agent acts in that environment (a D4RL name like hopper-medium-v2 works too);
     --normalize-from DATA: states normalised with that dataset's mean and std (what HF's and CORL's training code
-    did; HF imports carry none); --rtg-scale X: returns-to-go divided by X."""
-    from models.env_choice import dataset_statistics, with_env, with_inputs
+    did; HF imports carry none); --raw-inputs: observations used as they are, whatever statistics the agent
+    stores; --rtg-scale X: returns-to-go divided by X. The same twins, in the same order, as Home's choices
+    (ui.agents.agent_in_session), so a bundle's remake line gives the page's figure."""
+    from models.env_choice import dataset_statistics, with_env, with_inputs, without_normalization
 
+    if normalize_from and raw_inputs:
+        raise UserError("--normalize-from and --raw-inputs contradict each other; give one of them.")
     if env:
         agent = with_env(agent, env, name="--env")
+    if raw_inputs:
+        agent = without_normalization(agent)
     if normalize_from:
         from trajectories import load_dataset
 
         mean, std = dataset_statistics(load_dataset(normalize_from))
-        agent = with_inputs(agent, mean, std, name="--normalize-from", source=Path(normalize_from).name)
+        agent = with_inputs(agent, mean, std, name="--normalize-from", source=Path(normalize_from).name,
+                            path=normalize_from)
     if rtg_scale is not None:
         agent = with_inputs(agent, rtg_scale=rtg_scale, name="--rtg-scale")
     return agent
@@ -419,7 +427,10 @@ def cmd_export(args) -> dict:
     from models import load_agent
     from trajectories import load_dataset
 
-    agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale) if args.agent else None
+    if not args.agent and (args.env or args.normalize_from or args.raw_inputs or args.rtg_scale is not None):
+        raise UserError("--env, --normalize-from, --raw-inputs and --rtg-scale apply to an agent (--agent DIR).")
+    agent = (_with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale, args.raw_inputs)
+             if args.agent else None)
     if entry.needs_agent and agent is None:
         raise UserError(f"figure '{args.figure}' needs an agent (--agent DIR).")
     data_path = args.data or (_default_data(agent) if agent is not None else None)
@@ -451,13 +462,57 @@ def cmd_export(args) -> dict:
             "agent": str(args.agent) if args.agent else None, "data": str(data_path), "rows": int(len(figured.data))}
 
 
+def _reproduce_envs(items, names) -> dict[str, str]:
+    """reproduce's --env AGENT=ID (repeatable) -> {agent: environment id}. reproduce runs the shipped agents,
+    each naming its own environment, so a choice is per agent; one sentence for anything else."""
+    out = {}
+    for item in items or []:
+        name, sep, env = (part.strip() for part in str(item).partition("="))
+        if not sep or not name or not env:
+            raise UserError(f"reproduce runs several agents, each in its own environment: --env expects AGENT=ID "
+                            f"(e.g. cartpole-dt=CartPole-v1), for an agent that names no environment or one this "
+                            f"machine cannot make; got '{item}'.")
+        if name not in names:
+            raise UserError(f"--env {item}: reproduce uses no agent named '{name}'; its agents are {', '.join(names)}.")
+        if out.get(name, env) != env:
+            raise UserError(f"--env gives {name} two environments ({out[name]} and {env}); give one.")
+        out[name] = env
+    return out
+
+
+def _agent_in_env(name: str, agent, chosen: dict):
+    """The agent acting where --env AGENT=ID put it: a twin (models.env_choice.with_env) for an agent that names no
+    environment or one this machine cannot make; an agent that names a usable one keeps it (choosing another is an
+    error: the findings are about the environment the agent was trained in)."""
+    env = chosen.get(name)
+    if env is None:
+        return agent
+    import envs
+    from models.env_choice import can_act, with_env
+    from models.errors import AgentError
+
+    if can_act(agent):
+        try:
+            resolved = envs.resolve_env_id(env)
+        except ValueError:
+            resolved = env
+        if resolved == agent.config.env_id:
+            return agent
+        raise UserError(f"--env {name}={env}: {name} already acts in {agent.config.env_id}; --env applies only to an "
+                        "agent that names no environment or one this machine cannot make.")
+    try:
+        return with_env(agent, env, name=f"--env {name}={env}")
+    except AgentError as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_reproduce(args) -> dict:
     import time
 
     import torch
 
     from analysis.report import write_report
-    from analysis.reproduce import run_all
+    from analysis.reproduce import AGENTS, run_all
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
@@ -465,6 +520,12 @@ def cmd_reproduce(args) -> dict:
     torch.set_num_threads(args.threads)
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}.")
+    chosen = _reproduce_envs(args.env, AGENTS)
+    shipped = {}
+    for name in chosen:   # checked before anything runs; a retrained agent has its shipped twin's spaces and env
+        path = ROOT / "sample_data" / "agents" / name
+        if path.is_dir():
+            shipped[name] = _agent_in_env(name, load_agent(path), chosen)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     data = {}
 
@@ -482,14 +543,18 @@ def cmd_reproduce(args) -> dict:
 
             def load(name, seed=seed, trained=trained):
                 if name not in trained:
-                    trained[name] = _train_recipe(name, seed, progress=not args.json)
+                    trained[name] = _agent_in_env(name, _train_recipe(name, seed, progress=not args.json), chosen)
                 return trained[name]
         else:
             def load(name):
+                if name in shipped:
+                    return shipped[name]
                 return load_agent(ROOT / "sample_data" / "agents" / name)
         runs.append(run_all(load, dataset, seed=seed if args.retrain else args.seed, quick=args.quick, log=log))
-    meta = {"agents": f"agents retrained with seeds 0..{args.seeds - 1}" if args.retrain else "the shipped agents",
-            "seconds": round(time.perf_counter() - t0, 1), "quick": args.quick}
+    agents = f"agents retrained with seeds 0..{args.seeds - 1}" if args.retrain else "the shipped agents"
+    if chosen:
+        agents += " (environments chosen with --env: " + ", ".join(f"{k} in {v}" for k, v in chosen.items()) + ")"
+    meta = {"agents": agents, "envs": chosen, "seconds": round(time.perf_counter() - t0, 1), "quick": args.quick}
     paths = write_report(runs[0], Path(args.out), runs if len(runs) > 1 else None, meta)
     if not args.json:
         for f in runs[0]:
@@ -504,6 +569,10 @@ def cmd_bench(args) -> dict:
         from bench.hostile import run_hostile
 
         return {"hostile": run_hostile(verbose=not args.json, quick=args.quick)}
+    if args.scale:
+        from bench.scale import run_scale
+
+        return {"benchmarks": run_scale(verbose=not args.json, quick=args.quick)}
     from bench import run_all
 
     results = run_all(only=args.only, quick=args.quick, verbose=not args.json)
@@ -567,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env", help="the environment to act in, for agents that name none (gymnasium id or D4RL name)")
     s.add_argument("--normalize-from", metavar="DATA", help="normalise states with this dataset's mean and std (agents without statistics, e.g. HF imports)")
     s.add_argument("--rtg-scale", type=float, help="divide returns-to-go by this (Decision Transformer)")
+    s.add_argument("--raw-inputs", action="store_true", help="use observations as they are, without the agent's state normalisation")
     s.add_argument("--save", action="store_true", help="store the results in the agent's config.json")
     s.add_argument("--threads", type=int, default=1, help="torch threads (rollouts are many tiny steps: 1)")
     s.set_defaults(func=cmd_evaluate)
@@ -593,6 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env", help="the environment the agent acts in, for agents that name none (gymnasium id or D4RL name)")
     s.add_argument("--normalize-from", metavar="DATA", help="normalise states with this dataset's mean and std (agents without statistics, e.g. HF imports)")
     s.add_argument("--rtg-scale", type=float, help="divide returns-to-go by this (Decision Transformer)")
+    s.add_argument("--raw-inputs", action="store_true", help="use observations as they are, without the agent's state normalisation")
     s.add_argument("--list", action="store_true", help="list the figures and exit")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_export)
@@ -603,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=1, help="with --retrain: seeds 0..N-1 (about an hour of training each)")
     s.add_argument("--seed", type=int, default=0, help="evaluation seed for the shipped agents")
     s.add_argument("--quick", action="store_true", help="few episodes (a smoke run; numbers are noisy)")
+    s.add_argument("--env", action="append", metavar="AGENT=ID",
+                   help="the environment for one of the agents, if it names none or one this machine cannot make "
+                        "(e.g. cartpole-dt=CartPole-v1; repeatable)")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_reproduce)
 
@@ -610,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", help="run only benchmarks whose name contains this")
     s.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
     s.add_argument("--hostile", action="store_true", help="time and peak memory of refusing each hostile file (SECURITY.md)")
+    s.add_argument("--scale", action="store_true", help="every page on a 1M-transition D4RL-shaped file and an HF-hopper-size "
+                   "agent, and the shipped agents on a fresh server: seconds and peak memory against the targets")
     s.set_defaults(func=cmd_bench)
 
     for sp in sub.choices.values():

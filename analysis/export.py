@@ -136,11 +136,37 @@ def versions() -> dict:
     return out
 
 
-def remake_command(name: str, params: dict, agent_path=None, data_path=None, fmt: str = "svg") -> str:
-    """The `cli.py export` line that remakes a figure."""
+def input_flags(agent, dataset_paths=None) -> tuple[list[str], list[str]]:
+    """The `cli.py export` options that make, from the checkpoint, the twin the figures were made with (the
+    environment, normalisation and return-to-go scale chosen on Home or on the command line, recorded by
+    models.env_choice), and a sentence for each choice a command line cannot carry. dataset_paths(label) ->
+    path finds the file of statistics recorded by label only (Home records the dataset's name)."""
+    from models.env_choice import input_choices
+
+    choices = input_choices(agent) if agent is not None else {}
+    flags, notes = [], []
+    if choices.get("env"):
+        flags += ["--env", str(choices["env"])]
+    if choices.get("raw_inputs"):
+        flags += ["--raw-inputs"]
+    elif choices.get("normalize_from"):
+        label = choices["normalize_from"]
+        path = choices.get("normalize_path") or (dataset_paths(label) if dataset_paths is not None else None)
+        flags += ["--normalize-from", str(path or label)]
+        if not path:
+            notes.append(f"The state statistics came from {label}, which has no file to name: replace "
+                         f"--normalize-from {label} with the path of that dataset.")
+    if choices.get("rtg_scale") is not None:
+        flags += ["--rtg-scale", repr(float(choices["rtg_scale"]))]
+    return flags, notes
+
+
+def remake_command(name: str, params: dict, agent_path=None, data_path=None, fmt: str = "svg",
+                   inputs: list[str] | tuple = ()) -> str:
+    """The `cli.py export` line that remakes a figure; `inputs` are the agent's options (input_flags)."""
     parts = ["python", "cli.py", "export", "--figure", name]
     if agent_path:
-        parts += ["--agent", str(agent_path)]
+        parts += ["--agent", str(agent_path), *inputs]
     if data_path:
         parts += ["--data", str(data_path)]
     for k, v in params.items():
@@ -149,31 +175,45 @@ def remake_command(name: str, params: dict, agent_path=None, data_path=None, fmt
     return shlex.join(parts)
 
 
-def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path=None, page: str | None = None) -> dict:
-    """What made a bundle: agent, dataset, each figure's parameters and remake command, versions."""
+def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path=None, page: str | None = None,
+             dataset_paths=None) -> dict:
+    """What made a bundle: agent (with the choices that made the twin in use), dataset, each figure's parameters
+    and remake command, versions."""
     m = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "page": page, "versions": versions()}
+    inputs = []
     if agent is not None:
+        from models.env_choice import input_choices, normalization_label
+
         c = agent.config
+        inputs, notes = input_flags(agent, dataset_paths)
         m["agent"] = {"path": str(agent_path) if agent_path else None, "kind": c.kind, "env_id": c.env_id,
                       "context_length": c.context_length, "trained_on": c.dataset.get("name"),
-                      "trained_on_fingerprint": c.dataset.get("fingerprint"), "n_params": agent.n_params}
+                      "trained_on_fingerprint": c.dataset.get("fingerprint"), "n_params": agent.n_params,
+                      "rtg_scale": c.rtg_scale, "inputs": normalization_label(agent),
+                      "choices": input_choices(agent), "remake_options": inputs}
+        if notes:
+            m["agent"]["notes"] = notes
     if dataset is not None:
         m["dataset"] = {"path": str(data_path) if data_path else None, "source": dataset.source,
                         "fingerprint": dataset.fingerprint(), "n_episodes": dataset.n_episodes,
                         "n_transitions": dataset.n_transitions}
-    m["figures"] = [{"name": f.name, "params": f.params, "remake": remake_command(f.name, f.params, agent_path, data_path)}
+    m["figures"] = [{"name": f.name, "params": f.params,
+                     "remake": remake_command(f.name, f.params, agent_path, data_path, inputs=inputs)}
                     for f in figured]
     return m
 
 
 def bundle(figured: list, formats=FORMATS, agent=None, dataset=None, agent_path=None, data_path=None,
-           page: str | None = None) -> bytes:
-    """A zip: every figure in every format (NAME.png, NAME.svg, ..., NAME.csv) and manifest.json."""
+           page: str | None = None, dataset_paths=None) -> bytes:
+    """A zip: every figure in every format (NAME.png, NAME.svg, ..., NAME.csv) and manifest.json.
+    dataset_paths: see input_flags."""
     formats = [_check_format(f) for f in formats]
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z, export_session():
+    images = any(f in IMAGE_FORMATS for f in formats)   # Chromium only when an image is asked for
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z, (export_session() if images else contextlib.nullcontext()):
         for f in figured:
             for fmt in formats:
                 z.writestr(f"{f.name}.{fmt}", figure_bytes(f.figure, fmt, data=f.data))
-        z.writestr("manifest.json", json.dumps(manifest(figured, agent, dataset, agent_path, data_path, page), indent=2, default=str))
+        z.writestr("manifest.json", json.dumps(manifest(figured, agent, dataset, agent_path, data_path, page, dataset_paths),
+                                               indent=2, default=str))
     return buf.getvalue()

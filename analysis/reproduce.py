@@ -182,6 +182,13 @@ def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed:
 
 
 # ---- all four ------------------------------------------------------------------------------------------------
+# Every agent run_all asks load() for (shipped, or retrained from models/recipes.py): `cli.py reproduce --env
+# AGENT=ID` may name only these.
+AGENTS = ("cartpole-dt", "pendulum-dt", "masked-cartpole-dt-k20", "masked-cartpole-dt-k1", "masked-cartpole-gru",
+          "keydoor-dt", "keydoor-mlp", "pendulum-tt", "pendulum-dynamics", "masked-pendulum-tt",
+          "masked-pendulum-dynamics")
+
+
 def run_all(load: Callable[[str], object], datasets: Callable[[str], object], seed: int = 0, quick: bool = False,
             log: Callable[[str], None] = print) -> list[Finding]:
     """load(name) -> agent (shipped or retrained), datasets(name) -> Dataset. quick shrinks episode counts."""

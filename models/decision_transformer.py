@@ -271,7 +271,13 @@ class DecisionTransformer(Agent):
 
     def card(self) -> dict:
         hp = self.hp
-        attention = f"banded causal, last {self.context_length} steps" if hp["banded"] else "causal (HF)"
+        source = hp["hf_import"]
+        if hp["banded"]:
+            attention = f"banded causal, last {self.context_length} steps"
+        elif source is None:
+            attention = "causal"
+        else:
+            attention = "causal (CORL import)" if str(source).startswith("corl:") else "causal (HF import)"
         return {**super().card(), "hidden": hp["hidden"], "layers": hp["n_layer"], "heads": hp["n_head"],
                 "attention": attention, "rtg_scale": self.config.rtg_scale, "max_ep_len": self.config.max_ep_len,
                 "hf_import": hp["hf_import"]}

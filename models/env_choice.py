@@ -3,6 +3,12 @@ make: which registered environments fit it, and a twin of the agent that acts in
 
 The twin shares the agent's weights (nothing is copied, nothing of the original changes): a shared, cached
 agent stays as it is for every other session.
+
+Each twin records the choices that made it from the agent as loaded, in `input_choices(twin)` (the attribute
+`input_choices`, never part of the config, so a saved twin does not carry them): "env" (with_env),
+"normalize_from" (the label shown on the pages) and "normalize_path" (the dataset file, where known),
+"raw_inputs" (without_normalization) and "rtg_scale". Bundles turn them into the `cli.py export` options that
+make the same twin from the checkpoint (analysis/export.input_flags).
 """
 from __future__ import annotations
 
@@ -17,6 +23,17 @@ from .checkpoint import check_env
 from .errors import AgentError
 
 _KEY_ATTR = "_seqlens_content_key"
+_CHOICES_ATTR = "input_choices"
+
+
+def input_choices(agent) -> dict:
+    """What made this twin from the agent as loaded (see the module docstring); {} for an agent as loaded."""
+    return dict(getattr(agent, "__dict__", {}).get(_CHOICES_ATTR) or {})
+
+
+def _record(twin, parent, drop=(), **choices) -> None:
+    kept = {k: v for k, v in input_choices(parent).items() if k not in drop}
+    twin.__dict__[_CHOICES_ATTR] = {**kept, **choices}
 
 
 def candidates() -> list[str]:
@@ -59,6 +76,7 @@ def with_env(agent: Agent, env_id: str, name: str = "the agent") -> Agent:
     twin.__dict__["config"] = config
     twin.__dict__.pop(_KEY_ATTR, None)   # its content differs (the config): its key is computed anew
     twin.__dict__["notes"] = [n for n in getattr(agent, "notes", []) if "environment" not in n]
+    _record(twin, agent, env=env_id)
     return twin
 
 
@@ -84,9 +102,10 @@ def dataset_statistics(dataset) -> tuple[list[float], list[float]]:
 
 
 def with_inputs(agent: Agent, state_mean=None, state_std=None, rtg_scale: float | None = None,
-                name: str = "the agent", source: str | None = None) -> Agent:
+                name: str = "the agent", source: str | None = None, path: str | None = None) -> Agent:
     """A twin of `agent` that normalises states with (state_mean, state_std) and/or scales returns-to-go by
-    rtg_scale; the weights are shared and the original is untouched."""
+    rtg_scale; the weights are shared and the original is untouched. `source` names where the statistics came
+    from (shown on the pages), `path` the dataset file they were computed from (for remake commands)."""
     changes = {}
     if state_mean is not None or state_std is not None:
         mean, std = np.asarray(state_mean, np.float64), np.asarray(state_std, np.float64)
@@ -111,6 +130,12 @@ def with_inputs(agent: Agent, state_mean=None, state_std=None, rtg_scale: float 
         buffers["state_mean"] = torch.tensor(changes["state_mean"], dtype=torch.float32)
         buffers["state_std"] = torch.tensor(np.maximum(changes["state_std"], 1e-6), dtype=torch.float32)
         twin.__dict__["_buffers"] = buffers
+    recorded = {}
+    if "state_mean" in changes:
+        recorded.update(normalize_from=source or "given statistics", normalize_path=str(path) if path else None)
+    if "rtg_scale" in changes:
+        recorded["rtg_scale"] = changes["rtg_scale"]
+    _record(twin, agent, drop=("raw_inputs",) if "state_mean" in changes else (), **recorded)
     return twin
 
 
@@ -118,6 +143,7 @@ def without_normalization(agent: Agent) -> Agent:
     """A twin that reads raw observations (chosen explicitly by the user)."""
     twin = with_inputs(agent, np.zeros(agent.obs_dim), np.ones(agent.obs_dim), source="raw")
     twin.__dict__["config"] = replace(twin.config, state_mean=None, state_std=None)
+    _record(twin, agent, drop=("normalize_from", "normalize_path"), raw_inputs=True)
     return twin
 
 

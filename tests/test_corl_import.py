@@ -95,6 +95,7 @@ def test_converted_agent_equals_corl_on_every_window_length(corl_run, converted)
     np.testing.assert_allclose(c.state_mean, mean[0], rtol=1e-6)
     np.testing.assert_allclose(c.state_std, std[0], rtol=1e-6)
     assert c.hparams["hf_import"].startswith("corl:") and agent.card()["hf_import"] == c.hparams["hf_import"]
+    assert agent.card()["attention"] == "causal (CORL import)"
     assert c.hparams["activation"] == "gelu" and not c.hparams["banded"] and not c.hparams["hf_wpe"]
     assert c.env_id == "Hopper-v5" and c.dataset["name"] == "hopper-medium-v2"
     assert all(float(p.detach().abs().sum()) == 0 for n, p in agent.named_parameters()

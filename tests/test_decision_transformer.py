@@ -139,7 +139,7 @@ def test_hf_import_errors(hf_pair, tmp_path):
     _, path, ours = hf_pair
     tensors = load_file(str(path / "model.safetensors"))
     cfg = json.loads((path / "config.json").read_text())
-    assert ours.card()["attention"] == "causal (HF)" and ours.card()["layers"] == 2
+    assert ours.card()["attention"] == "causal (HF import)" and ours.card()["layers"] == 2
 
     missing = tmp_path / "missing"
     missing.mkdir()

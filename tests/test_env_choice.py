@@ -140,3 +140,19 @@ def test_pages_say_which_statistics_are_in_use(tmp_path):
     at.switch_page("pages/2_Attention.py").run()
     assert not at.exception, at.exception
     assert any("state normalisation from cartpole; return-to-go scale 500" in c.value for c in at.caption)
+
+
+def test_twins_record_the_choices_that_made_them():
+    """What bundles turn into remake options (analysis/export.input_flags): every twin knows its choices, a twin of
+    a twin keeps its parent's, a later normalisation choice replaces an earlier one, and nothing reaches the config
+    or the shared agent."""
+    from models.env_choice import input_choices, with_inputs, without_normalization
+
+    agent = load_agent(AGENTS / "cartpole-dt")
+    raw = without_normalization(with_env(agent, "cartpole"))
+    assert input_choices(raw) == {"env": "CartPole-v1", "raw_inputs": True} and raw.config.state_mean is None
+    again = with_inputs(raw, [0.0] * 4, [1.0] * 4, rtg_scale=100.0, source="cartpole", path="data/cartpole.npz")
+    assert input_choices(again) == {"env": "CartPole-v1", "normalize_from": "cartpole",
+                                    "normalize_path": "data/cartpole.npz", "rtg_scale": 100.0}
+    assert input_choices(without_normalization(again)) == {"env": "CartPole-v1", "rtg_scale": 100.0, "raw_inputs": True}
+    assert input_choices(agent) == {} and "input_choices" not in json.dumps(again.config.to_dict())

@@ -78,3 +78,94 @@ def test_batch_writes_every_figure_through_one_server(figured, tmp_path):
     paths = write_figures({"a": f.figure, "b": f.figure}, tmp_path, ("png", "svg"))
     assert sorted(p.name for p in paths) == ["a.png", "a.svg", "b.png", "b.svg"]
     assert np.array_equal(check_png(paths[0].read_bytes()), check_png((tmp_path / "b.png").read_bytes()))
+
+
+# ---- remake lines for a twin made by Home's choices (issue 13) ------------------------------------------------
+def _bare_cartpole_dt(directory):
+    """The shipped CartPole DT stripped of its environment and state statistics (as an HF import arrives)."""
+    from dataclasses import replace
+
+    from models import load_agent, save_agent
+
+    agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
+    agent.config = replace(agent.config, env_id=None, state_mean=None, state_std=None)
+    save_agent(agent, directory)
+    return directory
+
+
+def _remade_csv(line: str, out, monkeypatch) -> bytes:
+    """Run a manifest's remake line through cli.main, writing CSV to `out`."""
+    import shlex
+
+    import cli
+
+    argv = shlex.split(line)
+    assert argv[:3] == ["python", "cli.py", "export"]
+    argv = argv[2:]
+    argv[argv.index("--format") + 1] = "csv"
+    argv[argv.index("--out") + 1] = str(out)
+    monkeypatch.chdir(ROOT)                     # the line names shipped files relative to the repository
+    assert cli.main(argv) == 0
+    return out.read_bytes()
+
+
+def test_a_twin_bundle_remakes_the_same_figure(tmp_path, monkeypatch):
+    from models import load_agent
+    import shlex
+
+    from models.env_choice import dataset_statistics, input_choices, with_env, with_inputs
+    from ui.data import dataset_path
+
+    path = _bare_cartpole_dt(tmp_path / "bare")
+    agent = load_agent(path)
+    ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
+    # what ui.agents.agent_in_session makes: env chosen, statistics of the dataset named "cartpole", scale changed
+    twin = with_inputs(with_inputs(with_env(agent, "CartPole-v1", name="bare"), *dataset_statistics(ds), source="cartpole"),
+                       rtg_scale=400.0)
+    assert input_choices(agent) == {} and input_choices(twin) == {
+        "env": "CartPole-v1", "normalize_from": "cartpole", "normalize_path": None, "rtg_scale": 400.0}
+    f = catalog.make("rtg_shift_replay", twin, ds, episode=1)
+    z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("csv",), agent=twin, dataset=ds, agent_path=path,
+                                          data_path="sample_data/datasets/cartpole.npz", page="Attention",
+                                          dataset_paths=dataset_path)))
+    m = json.loads(z.read("manifest.json"))
+    line = m["figures"][0]["remake"]
+    assert m["agent"]["remake_options"] == ["--env", "CartPole-v1", "--normalize-from", "sample_data/datasets/cartpole.npz",
+                                            "--rtg-scale", "400.0"]
+    assert m["agent"]["inputs"] == "state normalisation from cartpole; return-to-go scale 400" and "notes" not in m["agent"]
+    args = build_parser().parse_args(shlex.split(line)[2:])
+    assert (args.env, args.normalize_from, args.rtg_scale, args.raw_inputs) == ("CartPole-v1", "sample_data/datasets/cartpole.npz", 400.0, False)
+    want = z.read("rtg_shift_replay.csv")
+    assert _remade_csv(line, tmp_path / "remade.csv", monkeypatch) == want
+    # the options matter: the checkpoint as it is (raw observations, scale 500) gives another figure
+    plain = line.replace(" ".join(m["agent"]["remake_options"]) + " ", "")
+    assert "--rtg-scale" not in plain and _remade_csv(plain, tmp_path / "plain.csv", monkeypatch) != want
+
+
+def test_raw_inputs_and_unnamed_statistics_in_remake_lines(tmp_path, monkeypatch):
+    import cli
+    from analysis.export import input_flags
+    from models import load_agent
+    from models.env_choice import dataset_statistics, with_inputs, without_normalization
+
+    shipped = ROOT / "sample_data/agents/cartpole-dt"
+    ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
+    raw = without_normalization(load_agent(shipped))
+    assert input_flags(raw) == (["--raw-inputs"], [])
+    f = catalog.make("rtg_shift_replay", raw, ds, episode=1)
+    z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("csv",), agent=raw, dataset=ds, agent_path=shipped,
+                                          data_path="sample_data/datasets/cartpole.npz")))
+    line = json.loads(z.read("manifest.json"))["figures"][0]["remake"]
+    assert "--raw-inputs" in line.split()
+    assert _remade_csv(line, tmp_path / "raw.csv", monkeypatch) == z.read("rtg_shift_replay.csv")
+    # statistics from an upload have no file: the label stands in, with a sentence in the manifest
+    up = with_inputs(load_agent(shipped), *dataset_statistics(ds), source="upload: mine.npz")
+    flags, notes = input_flags(up, lambda name: None)
+    assert flags == ["--normalize-from", "upload: mine.npz"] and "has no file to name" in notes[0]
+    # the command line records the path it was given; --normalize-from after --raw-inputs is one sentence
+    twin = cli._with_env(load_agent(_bare_cartpole_dt(tmp_path / "bare")), "CartPole-v1",
+                         "sample_data/datasets/cartpole.npz", 250.0)
+    assert input_flags(twin)[0] == ["--env", "CartPole-v1", "--normalize-from", "sample_data/datasets/cartpole.npz",
+                                    "--rtg-scale", "250.0"]
+    with pytest.raises(cli.UserError, match="contradict"):
+        cli._with_env(load_agent(shipped), None, "sample_data/datasets/cartpole.npz", raw_inputs=True)

@@ -117,3 +117,75 @@ def test_retrain_runs_every_seed_from_the_recipes(tmp_path, monkeypatch):
     assert sorted({s for _, s in trained}) == [0, 1] and len(trained) == 2 * 11   # 11 shipped agents used per seed
     assert "Per seed: seed 0:" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "findings.json").read_text())["meta"]["agents"] == "agents retrained with seeds 0..1"
+
+
+def _cartpole_dt(env_id="keep"):
+    from dataclasses import replace
+
+    from models import load_agent
+
+    agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
+    if env_id != "keep":
+        agent.config = replace(agent.config, env_id=env_id)
+    return agent
+
+
+def test_env_per_agent_is_parsed_and_checked_with_the_agents_spaces():
+    from analysis.reproduce import AGENTS
+    from cli import UserError, _agent_in_env, _reproduce_envs
+
+    assert _reproduce_envs(["cartpole-dt=CartPole-v1", "keydoor-dt = keydoor"], AGENTS) == {
+        "cartpole-dt": "CartPole-v1", "keydoor-dt": "keydoor"}
+    assert _reproduce_envs(None, AGENTS) == {}
+    for items, sentence in ((["CartPole-v1"], "--env expects AGENT=ID"), (["mine=CartPole-v1"], "no agent named 'mine'"),
+                            (["cartpole-dt=CartPole-v1", "cartpole-dt=Acrobot-v1"], "two environments")):
+        with pytest.raises(UserError, match=sentence):
+            _reproduce_envs(items, AGENTS)
+    shipped = _cartpole_dt()
+    assert _agent_in_env("cartpole-dt", shipped, {}) is shipped
+    assert _agent_in_env("cartpole-dt", shipped, {"cartpole-dt": "CartPole-v1"}) is shipped     # its own: nothing to do
+    with pytest.raises(UserError, match="cartpole-dt already acts in CartPole-v1; --env applies only to an agent that names no"):
+        _agent_in_env("cartpole-dt", shipped, {"cartpole-dt": "Pendulum-v1"})
+    bare = _cartpole_dt(env_id=None)
+    twin = _agent_in_env("cartpole-dt", bare, {"cartpole-dt": "CartPole-v1"})
+    assert twin.config.env_id == "CartPole-v1" and bare.config.env_id is None
+    with pytest.raises(UserError, match=r"the environment Pendulum-v1 gives observations of shape \(3,\)"):
+        _agent_in_env("cartpole-dt", bare, {"cartpole-dt": "Pendulum-v1"})
+
+
+def test_reproduce_env_reaches_the_findings_and_bad_choices_stop_it_first(tmp_path, monkeypatch, capsys):
+    """--env on a copy of the shipped agents where cartpole-dt names no environment; run_all replaced by a stub
+    that records what load() gives (the findings themselves are tested above and in the quick run)."""
+    import shutil
+
+    import cli
+    from analysis import report, reproduce
+    from models import save_agent
+
+    root = tmp_path / "root"
+    shutil.copytree(ROOT / "sample_data" / "agents", root / "sample_data" / "agents")
+    save_agent(_cartpole_dt(env_id=None), root / "sample_data" / "agents" / "cartpole-dt")
+    monkeypatch.setattr(cli, "ROOT", root)
+    seen = {}
+
+    def run_all(load, datasets, seed=0, quick=False, log=print):
+        seen.update({n: load(n).config.env_id for n in ("cartpole-dt", "pendulum-dt")})
+        return [reproduce.Finding("stub", "Stub", "a claim", "measured", True, {"x": 1})]
+
+    monkeypatch.setattr(reproduce, "run_all", run_all)
+    monkeypatch.setattr(report, "write_figures", lambda figs, *a, **k: [])   # the stub has none: no Chromium
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    assert cli.main(["reproduce", "--json", "--out", str(out), "--env", "cartpole-dt=CartPole-v1"]) == 0
+    assert seen == {"cartpole-dt": "CartPole-v1", "pendulum-dt": "Pendulum-v1"}
+    meta = json.loads((out / "findings.json").read_text())["meta"]
+    assert meta["envs"] == {"cartpole-dt": "CartPole-v1"} and "cartpole-dt in CartPole-v1" in meta["agents"]
+    capsys.readouterr()
+    seen.clear()
+    for env, sentence in (("cartpole-dt=Pendulum-v1", "the environment Pendulum-v1 gives observations"),
+                          ("pendulum-dt=MountainCarContinuous-v0", "pendulum-dt already acts in Pendulum-v1"),
+                          ("Pendulum-v1", "--env expects AGENT=ID")):
+        assert cli.main(["reproduce", "--json", "--out", str(out), "--env", env]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and sentence in err, err
+    assert seen == {}                                                 # refused before any finding ran

@@ -31,8 +31,11 @@ def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path
     if not figured:
         return
     def make() -> bytes:
+        from ui.data import dataset_path   # Home records the statistics' dataset by name: its file for the remake line
+
         keep_server_alive()
-        return bundle(figured, agent=agent, dataset=dataset, agent_path=agent_path, data_path=data_path, page=page)
+        return bundle(figured, agent=agent, dataset=dataset, agent_path=agent_path, data_path=data_path, page=page,
+                      dataset_paths=dataset_path)
     st.download_button((f"Download all {len(figured)} figures of this page" if len(figured) > 1 else "Download this page's figure")
                        + " (zip: PNG, SVG, PDF, HTML, CSV + manifest)",
                        data=make, file_name=f"seqlens-{page.lower().replace(' ', '-')}.zip", mime=MIME["zip"],
