@@ -23,6 +23,7 @@ ENV_ALIASES = {
     "masked-cartpole": "seqlens/MaskedCartPole-v1",
     "masked-pendulum": "seqlens/MaskedPendulum-v1",
     "keydoor": "seqlens/KeyToDoor-v0",
+    "reacher": "Reacher-v5",
 }
 
 _CARTPOLE_OBS = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
@@ -33,6 +34,9 @@ OBS_NAMES = {
     "seqlens/MaskedCartPole-v1": [_CARTPOLE_OBS[0], _CARTPOLE_OBS[2]],
     "seqlens/MaskedPendulum-v1": _PENDULUM_OBS[:2],
     "seqlens/KeyToDoor-v0": list(_KEYDOOR_OBS),
+    # gymnasium's Reacher-v5 order (10 features: v5 dropped v4's always-zero fingertip-target z)
+    "Reacher-v5": ["cos_shoulder", "cos_elbow", "sin_shoulder", "sin_elbow", "target_x", "target_y",
+                   "shoulder_velocity", "elbow_velocity", "fingertip_minus_target_x", "fingertip_minus_target_y"],
 }
 # Dataset.act_names: one name per action dimension (a discrete action is one dimension)
 ACT_NAMES = {
@@ -41,6 +45,7 @@ ACT_NAMES = {
     "seqlens/MaskedCartPole-v1": ["action"],
     "seqlens/MaskedPendulum-v1": ["torque"],
     "seqlens/KeyToDoor-v0": ["action"],
+    "Reacher-v5": ["shoulder_torque", "elbow_torque"],
 }
 # what each discrete action index means (discrete envs only), for axis labels
 ACTION_LABELS = {

@@ -24,14 +24,22 @@ CARTPOLE_GAINS = np.array([0.05, 0.1, 1.0, 1.0])  # push right when gains . (x, 
 CARTPOLE_EPSILON = (0.25, 0.5)  # below 0.25 this controller shrugs the noise off (all 500s)
 PENDULUM_EPSILON = (0.0, 0.65)  # from 0.6 on it mostly stays near the bottom (~ -1600 to -1900)
 KEYDOOR_RANDOM_MOVE = 0.3
+# Reacher: the distance (m) the fingertip stops short of the target. 0 with probability REACHER_EXACT, else
+# uniform on REACHER_STOP_SHORT. Return falls ~45 per metre up to ~0.35 m (-4 -> -14 mean), then flattens:
+# further aims lie outside the arm's reach (0.21 m). The point mass at 0 fills the top fifth of the range.
+REACHER_EXACT = 0.2
+REACHER_STOP_SHORT = (0.0, 0.6)
+REACHER_LINKS = (0.1, 0.11)  # upper arm, forearm (m): body1 at 0.1 from the shoulder, the fingertip 0.11 further
+REACHER_GAINS = (0.3, 0.05)  # joint PD: torque = kp * angle error - kd * joint velocity (best of a grid, mean ~ -3.9)
 
-SAMPLE_DATASETS = {  # alias: (env id, episodes, seed); ~55-60k steps each, every one < 2 MB compressed
+SAMPLE_DATASETS = {  # alias: (env id, episodes, seed); 45-60k steps each, every one < 2 MB compressed
     "cartpole": ("CartPole-v1", 220, 0),
     "pendulum": ("Pendulum-v1", 300, 0),
     # same seeds as the full envs: identical trajectories, only the recorded observation differs
     "masked-cartpole": ("seqlens/MaskedCartPole-v1", 220, 0),
     "masked-pendulum": ("seqlens/MaskedPendulum-v1", 300, 0),
     "keydoor": ("seqlens/KeyToDoor-v0", 3000, 0),
+    "reacher": ("Reacher-v5", 900, 0),  # 50-step episodes: 45k steps
 }
 
 
@@ -103,12 +111,49 @@ class KeyDoorBehaviour:
         return int(rng.choice(good))
 
 
+def reacher_torque(env, stop_short: float = 0.0) -> np.ndarray:
+    """Joint PD toward the inverse kinematics of an aim point `stop_short` metres from the target, on the
+    fingertip's side of it (0: the target itself); of the two elbow solutions, the one nearer the arm's joints."""
+    e = env.unwrapped
+    tip, target = e.get_body_com("fingertip")[:2], e.get_body_com("target")[:2]
+    away = tip - target
+    aim = target + stop_short * away / max(float(np.linalg.norm(away)), 1e-9)
+    q, q_dot = e.data.qpos[:2], e.data.qvel[:2]
+    l1, l2 = REACHER_LINKS
+    cos_elbow = np.clip((aim @ aim - l1 ** 2 - l2 ** 2) / (2 * l1 * l2), -1.0, 1.0)  # beyond reach: arm straight
+    best = None
+    for sign in (1.0, -1.0):
+        elbow = sign * np.arccos(cos_elbow)
+        shoulder = np.arctan2(aim[1], aim[0]) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
+        error = np.array([(shoulder - q[0] + np.pi) % (2 * np.pi) - np.pi, elbow - q[1]])
+        if best is None or np.abs(error).sum() < np.abs(best).sum():
+            best = error
+    kp, kd = REACHER_GAINS
+    return np.clip(kp * best - kd * q_dot, -1.0, 1.0).astype(np.float32)
+
+
+class ReacherBehaviour:
+    """Inverse kinematics + joint PD to a point stop_short metres short of the target (per episode: 0 with
+    probability 0.2, else uniform in [0, 0.6]); the fingertip then holds there, so return falls with stop_short."""
+
+    name = "reacher-ik-stop-short"
+
+    def knobs(self, rng) -> dict:
+        exact = rng.random() < REACHER_EXACT
+        short = float(rng.uniform(*REACHER_STOP_SHORT))
+        return {"stop_short": 0.0 if exact else short}
+
+    def act(self, env, knobs, rng):
+        return reacher_torque(env, knobs["stop_short"])
+
+
 BEHAVIOURS = {
     "CartPole-v1": CartPoleBehaviour,
     "seqlens/MaskedCartPole-v1": CartPoleBehaviour,
     "Pendulum-v1": PendulumBehaviour,
     "seqlens/MaskedPendulum-v1": PendulumBehaviour,
     "seqlens/KeyToDoor-v0": KeyDoorBehaviour,
+    "Reacher-v5": ReacherBehaviour,
 }
 
 

@@ -1,5 +1,6 @@
 """envs/: registered environments, Key-to-Door known answers, behaviour data (fast: a few seconds)."""
 import importlib
+import os
 import warnings
 
 import gymnasium as gym
@@ -40,7 +41,9 @@ def test_spaces_and_obs_shapes(env_id):
     env = gym.make(env_id)
     obs, _ = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape == (len(OBS_NAMES[env_id]),)
-    assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+    # gymnasium's MuJoCo tasks (the shipped Reacher-v5) observe float64; collect() stores float32 like the rest
+    assert obs.dtype == (np.float64 if env_id in envs.MUJOCO_TASKS.values() else np.float32)
+    assert env.observation_space.contains(obs)
     obs, *_ = env.step(env.action_space.sample())
     assert obs.shape == env.observation_space.shape
     assert sorted(SAMPLE_DATASETS) == sorted(ENV_ALIASES) and env_id in BEHAVIOURS
@@ -142,7 +145,9 @@ def test_keydoor_reset_is_seeded():
 
 # ---- rendering and vector envs ----------------------------------------------------------------------
 @pytest.mark.parametrize("env_id", ALL_IDS)
-def test_rgb_array_render(env_id):
+def test_rgb_array_render(env_id, monkeypatch):
+    if env_id in envs.MUJOCO_TASKS.values() and "MUJOCO_GL" not in os.environ:
+        monkeypatch.setenv("MUJOCO_GL", "egl")  # headless: MuJoCo's default (GLFW) needs a display
     env = gym.make(env_id, render_mode="rgb_array")
     env.reset(seed=0)
     img = env.render()

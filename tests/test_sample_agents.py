@@ -48,6 +48,25 @@ def test_cartpole_dt_reaches_its_target_and_follows_it():
     assert spearmanr(targets, means).statistic >= 0.9
 
 
+def test_reacher_dt_follows_its_target_in_mujoco():
+    """Issue 13, item 7: the shipped MuJoCo DT's stored sweep (16 episodes per target in Reacher-v5) follows the
+    target over the targets inside the data's returns (rank correlation, as `cli.py reproduce` computes it)."""
+    from analysis.reproduce import spearman_in_range
+
+    cfg = json.loads((AGENTS / "reacher-dt" / "config.json").read_text())
+    assert cfg["env_id"] == "Reacher-v5" and cfg["dataset"]["name"] == "reacher.npz"
+    lo, hi = cfg["dataset"]["return_min"], cfg["dataset"]["return_max"]
+    stored = cfg["evaluation"]["results"]
+    targets = [r["target_return"] for r in stored]
+    means = [r["mean_return"] for r in stored]
+    assert targets == SAMPLE_AGENTS["reacher-dt"]["targets"]
+    assert all(r["episodes"] >= 16 and len(r["returns"]) == r["episodes"] for r in stored)
+    assert sum(lo <= t <= hi for t in targets) >= 5
+    assert spearman_in_range(targets, means, lo, hi) >= 0.8
+    assert means[-1] - means[0] > 0.35 * (hi - lo)    # it spans much of the data's range, not a sliver of it
+    assert sum(p.stat().st_size for p in (AGENTS / "reacher-dt").iterdir()) < 1_000_000
+
+
 def test_context_beats_markov_on_masked_cartpole():
     k20 = evaluate(load_agent(AGENTS / "masked-cartpole-dt-k20"), [500], episodes=8, seed=7, progress=False)[0]
     k1 = evaluate(load_agent(AGENTS / "masked-cartpole-dt-k1"), [500], episodes=8, seed=7, progress=False)[0]

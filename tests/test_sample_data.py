@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_environment_has_a_small_dataset():
     shipped = sample_datasets()
-    assert set(shipped) == set(SAMPLE_DATASETS) == {"cartpole", "pendulum", "masked-cartpole", "masked-pendulum", "keydoor"}
+    assert set(shipped) == set(SAMPLE_DATASETS) == {"cartpole", "pendulum", "masked-cartpole", "masked-pendulum", "keydoor",
+                                                    "reacher"}
     for path in shipped.values():
         assert path.stat().st_size < 2_000_000, path
     assert sum(p.stat().st_size for p in (ROOT / "sample_data").rglob("*") if p.is_file()) < 25_000_000
@@ -30,7 +31,7 @@ def test_regenerates_exactly_from_its_seed(alias):
     assert shipped.env_id == env_id
 
 
-@pytest.mark.parametrize("alias", ["cartpole", "pendulum", "masked-cartpole", "masked-pendulum"])
+@pytest.mark.parametrize("alias", ["cartpole", "pendulum", "masked-cartpole", "masked-pendulum", "reacher"])
 def test_returns_spread_over_the_whole_range(alias):
     # return conditioning is only learnable when every range of returns has many episodes
     returns = load_dataset(SAMPLE_DIR / f"{alias}.npz").episode_returns
@@ -43,6 +44,25 @@ def test_key_to_door_successes_are_a_minority_but_plentiful():
     success = ds.episode_returns.mean()
     assert 0.15 < success < 0.40
     assert set(np.unique(ds.episode_returns)) == {0.0, 1.0}
+
+
+def test_reacher_is_a_mujoco_dataset_with_named_features():
+    """Issue 13, item 7: the shipped MuJoCo example (Reacher-v5, 50-step episodes, 2 joint torques)."""
+    ds = load_dataset(SAMPLE_DIR / "reacher.npz")
+    assert ds.env_id == "Reacher-v5" and ds.obs_dim == 10 and ds.act_dim == 2 and not ds.discrete
+    assert (ds.episode_lengths == 50).all() and ds.truncated.sum() == ds.n_episodes and not ds.terminated.any()
+    assert ds.obs_names[-2:] == ["fingertip_minus_target_x", "fingertip_minus_target_y"]
+    assert ds.act_names == ["shoulder_torque", "elbow_torque"]
+    assert np.abs(ds.actions).max() <= 1.0
+    # the knob is recorded per episode, and return falls with it (the fingertip holds further from the target)
+    short = np.asarray(ds.metadata["stop_short"])
+    assert len(short) == ds.n_episodes and 0.1 < (short == 0).mean() < 0.3
+    near, far = ds.episode_returns[short < 0.1], ds.episode_returns[short > 0.3]
+    assert near.mean() > far.mean() + 6
+    # the final distance to the target follows the knob where the aim is within reach
+    final = np.linalg.norm(ds.observations[ds.episode_starts + ds.episode_lengths - 1, -2:], axis=1)
+    reach = short < 0.15
+    assert np.abs(final[reach] - short[reach]).mean() < 0.03
 
 
 def test_make_data_cli(tmp_path):

@@ -1,0 +1,175 @@
+"""`cli.py bench --scale`: does the app stay interactive at D4RL scale?
+
+A seeded 1M-transition, 2,000-episode hopper-shaped D4RL file and an agent of the public HF hopper size
+(bench/scale_data.py) are opened in place (SEQLENS_LOCAL_DATA / SEQLENS_LOCAL_AGENT, as `make app DATA= AGENT=`
+does) in a fresh "server" process that renders every page with Streamlit's AppTest — the page scripts
+themselves, so each time includes the analyses, the figures and the widgets. Measured there:
+- `dataset_load`: load_dataset of the file (imports done), target < 3 s;
+- `home`: Home's first render, which opens the pair (the agent gets the dataset's statistics, Hopper-v5);
+- `page:<name>`: each page's first render after that, target < 5 s;
+- `interaction:<what>`: one widget change on a rendered page, target < 1 s;
+- `sweep_click`: the return sweep started by its button (a long job with a progress bar, not a first render;
+  the benchmark's untrained agent falls early, so a trained hopper's 1,000-step episodes take longer);
+- `peak_mb` on each row: the server's peak resident memory so far, target < 2.5 GB.
+Then the shipped agents on a server that has just started: one fresh process per page that warms up as `make app`
+does before it listens (ui/serve.py: imports, torch's one-time paths; reported once as `server_start`) and whose
+first visit is that page, target < 5 s.
+
+Rows are `{name, ours_s, peak_mb, target_s, ok}` in the usual `{"benchmarks": [...]}`. --quick uses 100k steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["pages/1_Dataset.py", "pages/2_Attention.py", "pages/3_Return_conditioning.py",
+         "pages/4_Credit_assignment.py", "pages/5_Predicted_vs_real.py", "pages/6_Embeddings.py",
+         "pages/7_Context_and_memory.py"]
+SHIPPED = {"pages/1_Dataset.py": ("cartpole-dt", "cartpole"), "pages/2_Attention.py": ("cartpole-dt", "cartpole"),
+           "pages/3_Return_conditioning.py": ("cartpole-dt", "cartpole"),
+           "pages/4_Credit_assignment.py": ("keydoor-dt", "keydoor"),
+           "pages/5_Predicted_vs_real.py": ("pendulum-tt", "pendulum"),
+           "pages/6_Embeddings.py": ("cartpole-dt", "cartpole"),
+           "pages/7_Context_and_memory.py": ("masked-cartpole-dt-k20", "masked-cartpole")}
+TARGETS = {"dataset_load": 3.0, "home": 5.0, "page": 5.0, "interaction": 1.0, "shipped": 5.0}
+PEAK_MB = 2560
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _row(name: str, seconds: float, target: float | None, note: str = "") -> dict:
+    peak = _peak_mb()
+    row = {"name": name, "ours_s": round(seconds, 3), "peak_mb": round(peak, 1), "target_s": target,
+           "ok": (target is None or seconds < target) and peak < PEAK_MB}
+    if note:
+        row["note"] = note
+    return row
+
+
+def _problems(at) -> str:
+    out = [str(e.value)[:200] for e in at.exception] + [str(e.value)[:200] for e in at.error]
+    return "; ".join(out)
+
+
+def _timed(at, name: str, target: float | None, action=None) -> dict:
+    t = time.perf_counter()
+    (action or at.run)()
+    row = _row(name, time.perf_counter() - t, target, _problems(at))
+    if row.get("note"):
+        row["ok"] = False
+    return row
+
+
+def serve_scale(data: str, agent: str) -> list[dict]:
+    """In this process (the "server"): every page of the app on the D4RL-scale pair."""
+    os.environ["SEQLENS_LOCAL_DATA"], os.environ["SEQLENS_LOCAL_AGENT"] = data, agent
+    from streamlit.testing.v1 import AppTest
+
+    from trajectories import load_dataset
+    from ui.serve import warm
+
+    warm()   # what `make app` does before it listens
+
+    t = time.perf_counter()
+    load_dataset(data)
+    rows = [_row("dataset_load", time.perf_counter() - t, TARGETS["dataset_load"])]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    at.session_state["env"] = "Hopper-v5"   # the Environment select on Home (an HF agent names none)
+    rows.append(_timed(at, "home", TARGETS["home"]))
+    for page in PAGES:
+        at.switch_page(page)
+        rows.append(_timed(at, f"page:{Path(page).stem.split('_', 1)[1]}", TARGETS["page"]))
+        rows += _interactions(at, page)
+    return rows
+
+
+def _interactions(at, page: str) -> list[dict]:
+    """One widget change per page, on the page just rendered."""
+    out = []
+
+    def change(kind: str, key: str, value, name: str):
+        widget = getattr(at, kind)(key=key)
+        out.append(_timed(at, f"interaction:{name}", TARGETS["interaction"], lambda: widget.set_value(value).run()))
+
+    if page.endswith("1_Dataset.py"):
+        change("slider", "episode_index", 7, "dataset episode")
+    elif page.endswith("2_Attention.py"):
+        change("slider", "att_step", 40, "attention step")
+    elif page.endswith("3_Return_conditioning.py"):
+        change("number_input", "shift_episode", 3, "shift replay episode")
+        button = [b for b in at.button if b.key == "sweep_run"]
+        if button:
+            out.append(_timed(at, "sweep_click", None, lambda: button[0].click().run()))
+    elif page.endswith("4_Credit_assignment.py"):
+        change("selectbox", "attr_method", "saliency", "credit method")
+    elif page.endswith("5_Predicted_vs_real.py"):
+        change("number_input", "pvr_horizon", 10, "prediction horizon")
+    elif page.endswith("6_Embeddings.py"):
+        change("selectbox", "emb_colour", "timestep", "embedding colour")
+    return out
+
+
+def serve_shipped(page: str) -> list[dict]:
+    """In this fresh process: the first visit of a server that has just started is `page`."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui.serve import warm
+
+    agent, data = SHIPPED[page]
+    start = _row("server_start (ui.serve.warm, before listening)", warm(), None)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    at.query_params["agent"], at.query_params["dataset"] = agent, data
+    at.switch_page(page)
+    visit = _timed(at, f"shipped_first_visit:{Path(page).stem.split('_', 1)[1]} ({agent})", TARGETS["shipped"])
+    return [start, visit] if page == PAGES[0] else [visit]
+
+
+def _child(args: list[str]) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    res = subprocess.run([sys.executable, "-m", "bench.scale", *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=1800)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode or not lines:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        return [{"name": f"{args[0]} {args[-1]}", "ours_s": None, "peak_mb": None, "ok": False,
+                 "note": f"exit {res.returncode}: {' | '.join(tail)[:400]}"}]
+    return json.loads(lines[-1])["rows"]
+
+
+def run_scale(verbose: bool = True, quick: bool = False) -> list[dict]:
+    from .scale_data import write_pair
+
+    with tempfile.TemporaryDirectory(prefix="seqlens-scale-") as tmp:
+        n_steps, n_eps = (100_000, 200) if quick else (1_000_000, 2_000)
+        data, agent = write_pair(tmp, n_steps, n_eps)
+        rows = _child(["--serve-scale", str(data), str(agent)])
+    for page in PAGES:
+        rows += _child(["--serve-shipped", page])
+    if verbose:
+        for r in rows:
+            s = "   -   " if r["ours_s"] is None else f"{r['ours_s']:7.2f}"
+            target = f"< {r['target_s']:g} s" if r.get("target_s") else ""
+            print(f"{r['name']:<52} {s} s  {r['peak_mb'] or 0:7.0f} MB  {target:<8} {'ok' if r['ok'] else 'MISSED'}"
+                  f"{'  ' + r['note'] if r.get('note') else ''}", file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    if sys.argv[1] == "--serve-scale":
+        out = serve_scale(sys.argv[2], sys.argv[3])
+    else:
+        out = serve_shipped(sys.argv[2])
+    print(json.dumps({"rows": out}))
