@@ -215,19 +215,36 @@ def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None
         if agent.kind == "mlp":
             out = agent(torch.from_numpy(data.obs[steps]))
         elif agent.kind == "gru":
-            ep_of = np.searchsorted(data.starts, steps, side="right") - 1
-            out = torch.zeros(len(steps), agent.head.out_features)
-            for e in np.unique(ep_of):
-                idx = np.arange(data.starts[e], data.ends[e])
-                y, _ = agent(torch.from_numpy(data.obs[idx])[None],
-                             agent.prev_actions(torch.as_tensor(data.actions[idx])[None]))
-                rows = np.flatnonzero(ep_of == e)
-                out[rows] = y[0, steps[rows] - data.starts[e]]
+            out = _gru_outputs(agent, data, steps, batch_size)
         else:
             raise AgentError(f"a {agent.kind} agent does not predict actions.")
         return out if agent.discrete else torch.tanh(out)
     finally:
         agent.train(was)
+
+
+def _gru_outputs(agent, data, steps: np.ndarray, batch_size: int) -> torch.Tensor:
+    """A GRU's outputs at `steps`, each from its episode's first step: the episodes run together, right-padded
+    (the recurrence never looks ahead, so padding changes nothing before it) and only as far as the last step
+    asked for. One call per batch of episodes instead of one per episode (167 calls were 3 s of a page)."""
+    ep_of = np.searchsorted(data.starts, steps, side="right") - 1
+    uniq = np.unique(ep_of)
+    need = np.array([int(steps[ep_of == e].max() - data.starts[e]) + 1 for e in uniq])
+    order = np.argsort(need)
+    out = torch.zeros(len(steps), agent.head.out_features)
+    for i in range(0, len(order), batch_size):
+        batch = order[i:i + batch_size]
+        T = int(need[batch].max())
+        idx = data.starts[uniq[batch]][:, None] + np.arange(T)[None, :]
+        valid = np.arange(T)[None, :] < need[batch][:, None]
+        idx = np.where(valid, idx, data.starts[uniq[batch]][:, None])
+        acts = torch.as_tensor(data.actions[idx])
+        y, _ = agent(torch.from_numpy(np.where(valid[..., None], data.obs[idx], 0).astype(np.float32)),
+                     agent.prev_actions(acts))
+        for b, e in enumerate(uniq[batch]):
+            rows = np.flatnonzero(ep_of == e)
+            out[rows] = y[b, steps[rows] - data.starts[e]]
+    return out
 
 
 def _scores(agent, dataset, steps, outputs: torch.Tensor) -> np.ndarray:

@@ -32,3 +32,20 @@ def test_bench_hostile_refuses_every_hostile_file_and_reports_its_cost():
         assert r["refused"] == (r["name"] not in ACCEPTED), r
         assert r["peak_mb"] < 64, r   # nothing near a declared size was allocated (bombs declare >= 1 GiB)
         assert "\n" not in r["sentence"]
+
+
+def test_bench_scale_renders_every_page_on_a_d4rl_shaped_pair():
+    """`cli.py bench --scale --quick`: a seeded 100k-step hopper-shaped D4RL file and an HF-hopper-size agent,
+    opened in place, render every page with no exception or error (times are the benchmark's, not asserted)."""
+    from bench.scale import PAGES
+
+    res = subprocess.run([sys.executable, "cli.py", "bench", "--scale", "--quick", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)["benchmarks"]}
+    pages = [f"page:{Path(p).stem.split('_', 1)[1]}" for p in PAGES]
+    for name in ["dataset_load", "home", *pages, "interaction:attention step", "sweep_click"]:
+        assert name in rows, sorted(rows)
+        assert not rows[name].get("note"), rows[name]               # an exception or st.error on the page
+        assert rows[name]["ours_s"] > 0 and rows[name]["peak_mb"] > 100
+    assert any(n.startswith("shipped_first_visit:") for n in rows)

@@ -141,3 +141,25 @@ def test_context_returns_smoke_and_catalog(masked_cartpole):
     assert len(f.data) == len(default_contexts(k1)) and f.figure.data
     with pytest.raises(AgentError, match="Decision Transformer"):
         context_accuracy(load_agent(AGENTS / "masked-cartpole-gru"), masked_cartpole)
+
+
+def test_gru_outputs_batched_over_episodes_equal_one_episode_at_a_time(masked_cartpole):
+    """The GRU runs its episodes together, right-padded and cut at the last step asked for; each output equals
+    running that episode alone from its first step."""
+    from analysis.context import policy_outputs
+    from analysis.inputs import training_data
+
+    gru = load_agent(AGENTS / "masked-cartpole-gru")
+    data = training_data(gru, masked_cartpole)
+    steps = np.sort(np.random.default_rng(3).choice(masked_cartpole.n_transitions, 300, replace=False))
+    got = policy_outputs(gru, masked_cartpole, steps, batch_size=16)
+    ep_of = np.searchsorted(data.starts, steps, side="right") - 1
+    want = torch.zeros_like(got)
+    with torch.no_grad():
+        for e in np.unique(ep_of):
+            idx = np.arange(data.starts[e], data.ends[e])
+            y, _ = gru(torch.from_numpy(data.obs[idx])[None], gru.prev_actions(torch.as_tensor(data.actions[idx])[None]))
+            rows = np.flatnonzero(ep_of == e)
+            want[rows] = y[0, steps[rows] - data.starts[e]]
+    assert len(np.unique(ep_of)) > 16                       # several batches of episodes
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
