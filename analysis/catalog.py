@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 
 # the entries package (analysis/entries/, one module per topic), each imported once, on first use
 MODULES = ["analysis.entries.dataset", "analysis.entries.attention", "analysis.entries.sweeps", "analysis.entries.predictions",
-           "analysis.entries.embeddings", "analysis.entries.context", "analysis.entries.attribution", "analysis.entries.comparisons"]
+           "analysis.entries.embeddings", "analysis.entries.context", "analysis.entries.attribution", "analysis.entries.comparisons",
+           "analysis.entries.causal", "analysis.entries.ablation"]
 
 
 @dataclass
