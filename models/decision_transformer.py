@@ -471,7 +471,7 @@ class DecisionTransformer(Agent):
     # ---- rollouts ----------------------------------------------------------------------------------------
     def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0,
                       use_cache: bool = True, uniforms: np.ndarray | None = None, context=None,
-                      record_attention: bool = False) -> "DTRollout":
+                      record_attention: bool = False, interventions=None) -> "DTRollout":
         """Batched rollout, all envs at the same t. Discrete actions are sampled from the softmax (seeded
         generator; sample=False: argmax); continuous ones are the tanh output scaled to the action bounds.
         use_cache=False is the exact naive twin (recomputes the receptive field every step); both give the
@@ -481,22 +481,39 @@ class DecisionTransformer(Agent):
         than its last K' steps are masked out, exactly a left-padded window of K' steps with absolute
         timesteps (recomputed every step, no cache; K' >= the receptive field = the model's own rollout).
         record_attention: after each act(), `attention` [n_envs, n_layer, n_head, K, 3] holds the action
-        (s_t) token's attention over the last K steps (oldest first) x (R, s, a) tokens."""
+        (s_t) token's attention over the last K steps (oldest first) x (R, s, a) tokens.
+        interventions: {name or glob: fn} on the blocks' activations (`blocks.{i}.*`, models/activations.py),
+        applied at every step, on every path (the KV cache then holds the intervened keys and values). The
+        cached path feeds only each step's new tokens (2 or 3) through the blocks, a recompute the whole
+        window: a function must not depend on the number of tokens it is given (zeroing or replacing a head's
+        output by a fixed vector does not). None or {}: the plain rollout, unchanged."""
         if target_returns is None:
             raise ValueError("a Decision Transformer rollout needs target_returns (raw return units, one per env).")
         return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache, uniforms=uniforms,
-                         context=context, record_attention=record_attention)
+                         context=context, record_attention=record_attention, interventions=interventions)
 
 
 class DTRollout:
     """Acts in n_envs environments at once. Native (banded) models keep a sliding KV cache of the last K
     steps per layer, exact by design. HF imports (plain causal, their own semantics = the last K steps)
     cache while t < K and recompute the last-K window after that. The twin (use_cache=False) recomputes
-    the last n_layer*K steps (the receptive field) with the banded mask, or the last K for HF imports."""
+    the last n_layer*K steps (the receptive field) with the banded mask, or the last K for HF imports.
+    Interventions (start_rollout) ride on a per-forward ActivationRun through every path; without them no
+    run is made and every path is the plain one."""
 
     def __init__(self, model: DecisionTransformer, n_envs: int, target_returns, sample: bool, seed: int,
-                 use_cache: bool, uniforms: np.ndarray | None = None, context=None, record_attention: bool = False):
+                 use_cache: bool, uniforms: np.ndarray | None = None, context=None, record_attention: bool = False,
+                 interventions=None):
         self.m, self.B, self.sample, self.use_cache = model, n_envs, sample, use_cache
+        self.names, self.interventions = None, None   # exact names -> fn; None: the plain path (no run at all)
+        if interventions:
+            names = model.activation_names()
+            resolved = ActivationRun(names, [], interventions, what="dt agent").interventions   # checks names and fns
+            outside = sorted(n for n in resolved if not n.startswith("blocks."))
+            if outside:
+                raise ValueError(f"a rollout applies interventions inside the blocks (blocks.{{i}}.*); "
+                                 f"not {', '.join(outside)}.")
+            self.names, self.interventions = names, resolved
         if uniforms is not None and np.shape(uniforms)[0] != n_envs:
             raise ValueError(f"uniforms needs one row per env ({n_envs}), got {np.shape(uniforms)[0]}.")
         self.uniforms = None if uniforms is None else torch.as_tensor(np.asarray(uniforms, np.float32))
@@ -522,6 +539,10 @@ class DTRollout:
         self.live = None                 # [B] bool: envs still acting (skip_done); None = all
         self.record_attention = record_attention
         self.attention = None            # [B, n_layer, n_head, K, 3] after act() when record_attention
+
+    def _run(self) -> ActivationRun | None:
+        """A fresh per-call run carrying the interventions (one per forward, never shared), or None."""
+        return None if self.interventions is None else ActivationRun(self.names, [], self.interventions, what="dt agent")
 
     def skip_done(self, done: np.ndarray) -> None:
         """Envs whose episodes ended: their later actions are ignored, so the context-limited path stops
@@ -588,12 +609,13 @@ class DTRollout:
         acts = list(self.actions)[-(L - 1):] if L > 1 else []
         acts = torch.stack(acts + [torch.zeros(self.B, m.action_in, device=states.device)], 1)
         if ks is None:
-            out = m(states, acts, rtg, ts, output_attentions=self.record_attention)
+            out = m(states, acts, rtg, ts, output_attentions=self.record_attention, activations=self._run())
             self._keep_attention(out.attentions, None, L)
             return out.action_preds[:, -1]
         rows = torch.arange(self.B) if self.live is None else torch.as_tensor(np.flatnonzero(self.live.numpy()))
         mask = (torch.arange(L, device=states.device)[None, :] >= (L - ks[rows])[:, None]).long()
-        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, output_attentions=self.record_attention)
+        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, output_attentions=self.record_attention,
+                activations=self._run())
         pred = torch.zeros(self.B, *out.action_preds.shape[2:], device=states.device)
         pred[rows] = out.action_preds[:, -1]
         self._keep_attention(out.attentions, rows, L)
@@ -626,8 +648,9 @@ class DTRollout:
         k_pos = q_pos if self.cache_pos is None else torch.cat([self.cache_pos, q_pos])
         allowed = _allowed(q_pos, k_pos, m.band)
         new_cache, atts = [], []
+        run = self._run()
         for i, block in enumerate(m.encoder["h"]):
-            x, att, kv = block(x, allowed, None if self.cache is None else self.cache[i])
+            x, att, kv = block(x, allowed, None if self.cache is None else self.cache[i], run)
             new_cache.append(kv)
             if self.record_attention:
                 atts.append(att[:, :, -1])

@@ -11,6 +11,8 @@ benchmarks) goes through `run_episodes`:
   sample at step t is `uniforms[i, t]`), so an episode is the same whatever batch it runs in:
   `episode_uniforms` makes the per-episode streams;
 - `context` limits the history a Decision Transformer's action may see, per env (K' steps);
+- `interventions` ({activation name or glob: fn}, models/activations.py) act inside a Decision
+  Transformer's blocks at every step (ablations in the environment);
 - `record` keeps observations, actions, rewards and the action token's attention per step;
 - `progress(fraction, message)` is called after every step (fraction = episodes finished).
 
@@ -123,7 +125,8 @@ class _Recorder:
 
 def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_seeds=None, env_id: str | None = None,
                  sample: bool = True, uniforms: np.ndarray | None = None, use_cache: bool = True, context=None,
-                 record=(), progress: Progress | None = None, limit: int | None = None) -> Episodes:
+                 record=(), progress: Progress | None = None, limit: int | None = None,
+                 interventions=None) -> Episodes:
     """One episode in each of n_envs environments, stepped together in one vector env.
 
     target_returns [n_envs] raw return units (Decision Transformers only; None for other agents).
@@ -132,7 +135,9 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
     use_cache=False: the agent's naive twin (recompute every step). context: an int or [n_envs] ints,
     the steps of history a Decision Transformer's action may see (None: all it would see).
     record: any of "observations", "actions", "rewards", "attention" (Decision Transformers).
-    limit: steps at most (default episode_limit(env_id, agent))."""
+    limit: steps at most (default episode_limit(env_id, agent)).
+    interventions: {name or glob: fn} on a Decision Transformer's `blocks.*` activations, applied at every
+    step (DTRollout); None or {}: the plain rollout."""
     env_id = env_id or agent.config.env_id
     if not env_id:
         raise AgentError("the agent does not name an environment (env_id); choose one (cli.py --env ID, or Environment on the home page).")
@@ -147,6 +152,10 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
         options["use_cache"] = False
     if context is not None:
         options["context"] = context
+    if interventions:
+        if agent.kind != "dt":
+            raise AgentError(f"interventions in a rollout need a Decision Transformer; this agent is a {agent.kind}.")
+        options["interventions"] = interventions
     if "attention" in record:
         if agent.kind != "dt":
             raise AgentError(f"recording attention needs a Decision Transformer; this agent is a {agent.kind}.")
