@@ -94,8 +94,10 @@ def test_only_app_py_reads_sys_argv(monkeypatch):
     ("HOST=0.0.0.0 AGENT=m", "--server.address 0.0.0.0 -- --agent m"),
 ])
 def test_make_app_passes_data_and_agent_only_when_set(variables, expected):
-    out = subprocess.run(f"make -n app {variables}", shell=True, cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "HOST": "my-machine"}).stdout   # tcsh exports HOST: it must not count
+    # under `make test` the sub-make would print "make[1]: Leaving directory": no MAKELEVEL / MAKEFLAGS from the caller
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    out = subprocess.run(f"make -n --no-print-directory app {variables}", shell=True, cwd=ROOT, capture_output=True,
+                         text=True, env={**env, "HOST": "my-machine"}).stdout   # tcsh exports HOST: it must not count
     line = " ".join(" ".join(out.split("ui.serve app.py --server.port 8501")[1:]).replace("\\\n", " ").split())
     assert line == expected
 

@@ -11,6 +11,7 @@ PAGES = [
     ("pages/5_Predicted_vs_real.py", "Predicted vs real", ":material/compare_arrows:", "Predicted_vs_real"),
     ("pages/6_Embeddings.py", "Embeddings", ":material/scatter_plot:", "Embeddings"),
     ("pages/7_Context_and_memory.py", "Context & memory", ":material/memory:", "Context_and_memory"),
+    ("pages/8_Circuits.py", "Circuits", ":material/cable:", "Circuits"),
 ]
 
 
