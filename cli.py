@@ -429,6 +429,11 @@ def cmd_export(args) -> dict:
 
     if not args.agent and (args.env or args.normalize_from or args.raw_inputs or args.rtg_scale is not None):
         raise UserError("--env, --normalize-from, --raw-inputs and --rtg-scale apply to an agent (--agent DIR).")
+    if args.compare and not entry.needs_agent:
+        raise UserError(f"figure '{args.figure}' draws the dataset alone, so --compare has no second agent to draw; it "
+                        "applies to the figures of an agent (those listed as 'agent + data' by --list).")
+    if args.compare and not args.agent:
+        raise UserError("--compare adds a second agent beside the first: give the first with --agent DIR.")
     agent = (_with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale, args.raw_inputs)
              if args.agent else None)
     if entry.needs_agent and agent is None:
@@ -445,21 +450,53 @@ def cmd_export(args) -> dict:
     fmt = (args.format or out.suffix.lstrip(".")).lower()
     if fmt != "zip" and fmt not in FORMATS:
         raise UserError(f"cannot export as '{fmt or '(none)'}'; expected one of {', '.join(FORMATS)} or zip (a bundle).")
+    from analysis.compare import CompareError, compare
+
+    other = _compare_agent(args, agent, dataset) if args.compare else None
     try:
-        figured = catalog.make(args.figure, agent, dataset, **params)
+        if other is not None:
+            figured = compare(args.figure, agent, other["agent"], dataset, Path(args.agent).name, other["name"], **params)
+        else:
+            figured = catalog.make(args.figure, agent, dataset, **params)
+    except CompareError as e:
+        raise UserError(str(e)) from None
     except (ValueError, IndexError) as e:
         raise UserError(f"figure '{args.figure}': {e}") from None
     if fmt == "zip":
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(bundle([figured], agent=agent, dataset=dataset, agent_path=args.agent, data_path=data_path,
-                               page="cli"))
+                               page="cli", compare=other))
     else:
         write_figure(figured.figure, out.with_suffix(f".{fmt}") if out.suffix.lstrip(".").lower() != fmt else out,
                      data=figured.data)
     if not args.json:
         print(f"wrote {out} ({args.figure}, {fmt})")
     return {"figure": args.figure, "format": fmt, "out": str(out), "params": figured.params,
-            "agent": str(args.agent) if args.agent else None, "data": str(data_path), "rows": int(len(figured.data))}
+            "agent": str(args.agent) if args.agent else None, "compare": args.compare, "data": str(data_path),
+            "rows": int(len(figured.data))}
+
+
+def _compare_agent(args, agent, dataset) -> dict:
+    """--compare B: the checkpoint at B, or "randomized" (the first agent with its weights re-initialised, seed 0:
+    analysis.compare.randomized_twin), with the first agent's --env (where B names no environment it can act in),
+    --normalize-from and --raw-inputs; its own return-to-go scale. {agent, name, path} for compare and the bundle.
+    One sentence when it cannot read the dataset."""
+    from analysis.compare import RANDOMIZED, CompareError, check_pair, randomized_twin
+    from models import load_agent
+    from models.env_choice import can_act
+
+    first = Path(args.agent).name
+    if args.compare == RANDOMIZED:
+        return {"agent": randomized_twin(agent), "name": f"randomized twin of {first}", "path": RANDOMIZED}
+    other = load_agent(args.compare)
+    env = args.env if args.env and not (can_act(other) and not getattr(other, "notes", None)) else None
+    other = _with_env(other, env, args.normalize_from, None, args.raw_inputs)
+    name = Path(args.compare).name
+    try:
+        check_pair(agent, other, dataset, first, f"--compare {name}")
+    except CompareError as e:
+        raise UserError(str(e)) from None
+    return {"agent": other, "name": name, "path": args.compare}
 
 
 def _reproduce_envs(items, names) -> dict[str, str]:
@@ -664,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--normalize-from", metavar="DATA", help="normalise states with this dataset's mean and std (agents without statistics, e.g. HF imports)")
     s.add_argument("--rtg-scale", type=float, help="divide returns-to-go by this (Decision Transformer)")
     s.add_argument("--raw-inputs", action="store_true", help="use observations as they are, without the agent's state normalisation")
+    s.add_argument("--compare", metavar="AGENT", help="a second agent beside the first on the same data (checkpoint directory "
+                   "or zip, or 'randomized': the first agent with re-initialised weights): side by side, with B − A where "
+                   "a difference means something")
     s.add_argument("--list", action="store_true", help="list the figures and exit")
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_export)

@@ -37,15 +37,18 @@ class Entry:
     description: str
     needs_agent: bool
     make: Callable[..., Figured]
+    compare: object = None   # how compare mode pairs two agents' figures: analysis.compare.Spec or its mode name
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, description: str, needs_agent: bool = True):
-    """Decorator: make(agent, dataset, **params) -> Figured. Params need defaults (the CLI passes none)."""
+def register(name: str, description: str, needs_agent: bool = True, compare=None):
+    """Decorator: make(agent, dataset, **params) -> Figured. Params need defaults (the CLI passes none).
+    compare: "difference" (A | B | B − A), "side" (A | B) or "overlay" (B on A's axes), or an analysis.compare.Spec;
+    None: analysis.compare's table, else side by side."""
     def wrap(fn):
-        _REGISTRY[name] = Entry(name, description, needs_agent, fn)
+        _REGISTRY[name] = Entry(name, description, needs_agent, fn, compare)
         return fn
     return wrap
 

@@ -162,51 +162,95 @@ def input_flags(agent, dataset_paths=None) -> tuple[list[str], list[str]]:
 
 
 def remake_command(name: str, params: dict, agent_path=None, data_path=None, fmt: str = "svg",
-                   inputs: list[str] | tuple = ()) -> str:
-    """The `cli.py export` line that remakes a figure; `inputs` are the agent's options (input_flags)."""
+                   inputs: list[str] | tuple = (), compare: str | None = None) -> str:
+    """The `cli.py export` line that remakes a figure; `inputs` are the agent's options (input_flags). A compared
+    figure (params["compare"], analysis/compare.py) gets `--compare` with `compare` (the second agent's path, or
+    "randomized"), else the name it was shown under."""
     parts = ["python", "cli.py", "export", "--figure", name]
     if agent_path:
         parts += ["--agent", str(agent_path), *inputs]
+    if "compare" in params:
+        parts += ["--compare", str(compare or params["compare"])]
     if data_path:
         parts += ["--data", str(data_path)]
     for k, v in params.items():
+        if k == "compare":
+            continue
         parts += ["--param", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
     parts += ["--format", fmt, "--out", f"{name}.{fmt}"]
     return shlex.join(parts)
 
 
+def _agent_entry(agent, path, inputs: list[str]) -> dict:
+    from models.env_choice import input_choices, normalization_label
+
+    c = agent.config
+    return {"path": str(path) if path else None, "kind": c.kind, "env_id": c.env_id,
+            "context_length": c.context_length, "trained_on": c.dataset.get("name"),
+            "trained_on_fingerprint": c.dataset.get("fingerprint"), "n_params": agent.n_params,
+            "rtg_scale": c.rtg_scale, "inputs": normalization_label(agent),
+            "choices": input_choices(agent), "remake_options": inputs}
+
+
+def _compare_flags(first_inputs: list[str], second) -> list[str]:
+    """The input options `cli.py export --compare` gives the second agent from the first one's: --env where it needs
+    one (the page gave it one), --normalize-from / --raw-inputs as given; not --rtg-scale (each agent keeps its own)."""
+    from models.env_choice import input_choices
+
+    out, i = [], 0
+    while i < len(first_inputs):
+        flag = first_inputs[i]
+        takes = flag in ("--env", "--normalize-from", "--rtg-scale")
+        if flag != "--rtg-scale" and (flag != "--env" or input_choices(second).get("env")):
+            out += first_inputs[i:i + (2 if takes else 1)]
+        i += 2 if takes else 1
+    return out
+
+
 def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path=None, page: str | None = None,
-             dataset_paths=None) -> dict:
+             dataset_paths=None, compare: dict | None = None) -> dict:
     """What made a bundle: agent (with the choices that made the twin in use), dataset, each figure's parameters
-    and remake command, versions."""
+    and remake command, versions. compare: the second agent of compare mode ({agent, name, path}: path is what
+    `--compare` takes, a checkpoint or "randomized"; None for an upload), named under "compare"."""
     m = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "page": page, "versions": versions()}
     inputs = []
     if agent is not None:
-        from models.env_choice import input_choices, normalization_label
-
-        c = agent.config
         inputs, notes = input_flags(agent, dataset_paths)
-        m["agent"] = {"path": str(agent_path) if agent_path else None, "kind": c.kind, "env_id": c.env_id,
-                      "context_length": c.context_length, "trained_on": c.dataset.get("name"),
-                      "trained_on_fingerprint": c.dataset.get("fingerprint"), "n_params": agent.n_params,
-                      "rtg_scale": c.rtg_scale, "inputs": normalization_label(agent),
-                      "choices": input_choices(agent), "remake_options": inputs}
+        m["agent"] = _agent_entry(agent, agent_path, inputs)
         if notes:
             m["agent"]["notes"] = notes
+    remake_compare = None
+    if compare is not None and compare.get("agent") is not None:
+        other = compare["agent"]
+        randomized = compare.get("path") == "randomized"
+        own, notes = input_flags(other, dataset_paths)
+        m["compare"] = {"name": compare.get("name"), **_agent_entry(other, compare.get("path"), own),
+                        "randomized_from": getattr(other, "__dict__", {}).get("randomized_from")}
+        remake_compare = compare.get("path") or compare.get("name")
+        if not compare.get("path"):
+            notes.append(f"{compare.get('name')} has no file to name (an upload): replace --compare "
+                         f"'{remake_compare}' with the path of its checkpoint.")
+        carried = _compare_flags(inputs, other)
+        if not randomized and own != carried:
+            notes.append(f"{compare.get('name')} used the inputs {' '.join(own) or '(as loaded)'}, which --compare does "
+                         f"not carry (it gives the second agent {' '.join(carried) or 'nothing'}).")
+        if notes:
+            m["compare"]["notes"] = notes
     if dataset is not None:
         m["dataset"] = {"path": str(data_path) if data_path else None, "source": dataset.source,
                         "fingerprint": dataset.fingerprint(), "n_episodes": dataset.n_episodes,
                         "n_transitions": dataset.n_transitions}
     m["figures"] = [{"name": f.name, "params": f.params,
-                     "remake": remake_command(f.name, f.params, agent_path, data_path, inputs=inputs)}
+                     "remake": remake_command(f.name, f.params, agent_path, data_path, inputs=inputs,
+                                              compare=remake_compare)}
                     for f in figured]
     return m
 
 
 def bundle(figured: list, formats=FORMATS, agent=None, dataset=None, agent_path=None, data_path=None,
-           page: str | None = None, dataset_paths=None) -> bytes:
+           page: str | None = None, dataset_paths=None, compare: dict | None = None) -> bytes:
     """A zip: every figure in every format (NAME.png, NAME.svg, ..., NAME.csv) and manifest.json.
-    dataset_paths: see input_flags."""
+    dataset_paths: see input_flags; compare: see manifest."""
     formats = [_check_format(f) for f in formats]
     buf = io.BytesIO()
     images = any(f in IMAGE_FORMATS for f in formats)   # Chromium only when an image is asked for
@@ -214,6 +258,6 @@ def bundle(figured: list, formats=FORMATS, agent=None, dataset=None, agent_path=
         for f in figured:
             for fmt in formats:
                 z.writestr(f"{f.name}.{fmt}", figure_bytes(f.figure, fmt, data=f.data))
-        z.writestr("manifest.json", json.dumps(manifest(figured, agent, dataset, agent_path, data_path, page, dataset_paths),
-                                               indent=2, default=str))
+        z.writestr("manifest.json", json.dumps(manifest(figured, agent, dataset, agent_path, data_path, page, dataset_paths,
+                                                        compare), indent=2, default=str))
     return buf.getvalue()

@@ -1,13 +1,14 @@
 """Attention: where the agent's action token looks over its history (DT), or attention by dimension (TT)."""
 import streamlit as st
 
-from ui import exports
+from ui import compare, exports
 from ui.page import figure, start
 
 sel = start("Attention", "A Decision Transformer predicts each action from the hidden state of the current state "
             "token. These views show where that token's attention goes — to past returns-to-go, states or actions, "
             "and how many steps back — as the agent computes it while acting. Attention is where information *can* "
             "flow, not proof that it matters: the Credit assignment page tests that.", kinds=("dt", "tt"))
+sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
 
@@ -47,7 +48,7 @@ else:
         layer = c2.selectbox("Layer", range(n_layer), index=n_layer - 1, format_func=lambda i: f"layer {i + 1}", key="att_layer")
         head = c3.selectbox("Head", [None, *range(n_head)], format_func=lambda h: "heads averaged" if h is None else f"head {h}",
                             key="att_head")
-        left, right = st.columns(2)
+        left, right = compare.columns(sel)   # full width each when two agents share a figure
         with left:
             exports.show(figure(sel, "attention_token_types", episode=int(episode), step=step), "att_types", collected)
         with right:

@@ -5,7 +5,7 @@ import streamlit as st
 from analysis.sweeps import default_shifts, default_targets, return_range
 from models.env_choice import can_act
 from models.rollout import episode_limit
-from ui import exports
+from ui import compare, exports
 from ui.page import figure, start
 
 sel = start("Return conditioning", "A Decision Transformer is told the return it should achieve. If it learned "
@@ -13,6 +13,7 @@ sel = start("Return conditioning", "A Decision Transformer is told the return it
             "runs the agent in its environment for a range of targets (all episodes in one batched run), and replays "
             "logged episodes with the return-to-go shifted, which needs no environment and works on uploads.",
             kinds=("dt",))
+sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
 MAX_RUNS = 256   # targets x episodes: bounds the work one click can start
@@ -44,13 +45,17 @@ else:
     params = dict(targets=targets, episodes=int(episodes), seed=int(seed))
     # Runs on first render only when bounded: up to AUTO_STEPS environment steps (CartPole: 6 x 8 x 500). A MuJoCo
     # task's 1,000-step episodes make the default 48,000 steps (~20 s at ~2,500 steps/s), so those start on a click.
-    worst = len(targets) * int(episodes) * episode_limit(agent.config.env_id, agent)
+    # compare mode: the second agent's sweep too (the bound holds per agent: choosing compare at most doubles the wait)
+    acting = [agent] + ([sel.other.agent] if sel.other is not None and can_act(sel.other.agent) else [])
+    limits = [episode_limit(a.config.env_id, a) for a in acting]
+    per_run, worst = sum(limits), len(targets) * int(episodes) * sum(limits)
     key = (sel.key, tuple(targets), int(episodes), int(seed))
-    go = worst <= AUTO_STEPS or st.session_state.get("sweep_done") == key
+    go = len(targets) * int(episodes) * max(limits) <= AUTO_STEPS or st.session_state.get("sweep_done") == key
     if not go:
         c1, c2 = st.columns([3, 1])
         c1.caption(f"Up to {worst:,} environment steps ({len(targets)} targets × {int(episodes)} episodes × "
-                   f"{worst // (len(targets) * int(episodes)):,} steps each): this runs on request, with progress.")
+                   f"{per_run:,} steps each{' for both agents' if len(acting) > 1 else ''}): this runs on request, "
+                   "with progress.")
         go = c2.button("Run the sweep", key="sweep_run", type="primary")
     if go:
         st.session_state["sweep_done"] = key
@@ -59,7 +64,7 @@ else:
                          **params)   # the sweep runs here, once; the two figures below reuse it from the cache
         bar.empty()
         exports.show(returns, "sweep_returns", collected)
-        left, right = st.columns(2)
+        left, right = compare.columns(sel)   # full width each when two agents share a figure
         with left:
             exports.show(figure(sel, "rtg_sweep_actions", **params), "sweep_actions", collected)
         with right:

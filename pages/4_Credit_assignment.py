@@ -2,7 +2,7 @@
 import streamlit as st
 
 from analysis.attribution import is_key_to_door
-from ui import exports
+from ui import compare, exports
 from ui.page import figure, start
 
 sel = start("Credit assignment", "Which parts of the history does a decision depend on? Attributions (captum) "
@@ -11,6 +11,7 @@ sel = start("Credit assignment", "Which parts of the history does a decision dep
             "feature of its context. Beside each map: the same map for a randomly re-initialised model (Adebayo et "
             "al. 2018). A map that looks alike for both says more about the input than about what the agent learned.",
             kinds=("dt", "mlp", "gru"))
+sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 METHODS = {"ig": "Integrated gradients", "saliency": "Saliency (gradient)", "ablation": "Ablation (replace by baseline)"}
 TARGETS = {"action": "the action taken", "return": "the predicted return (a_t token)",

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from models.report import agent_rows
-from ui import exports
+from ui import compare, exports
 from ui.page import figure, start
 
 sel = start("Predicted vs real", "A model that plans imagines the future. Feed it the logged actions from a "
@@ -11,6 +11,7 @@ sel = start("Predicted vs real", "A model that plans imagines the future. Feed i
             "dashed), and as error by how far ahead it looks. A one-step dynamics model fed its own predictions "
             "compounds its errors; a sequence model conditions on the whole history. A Trajectory Transformer's "
             "error cannot go below its quantization floor (dotted).", kinds=("tt", "dynamics", "dt"))
+sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
 
@@ -41,6 +42,8 @@ if agent.kind in ("tt", "dynamics"):
     with st.spinner("Predicting from every start…"):
         f = figure(sel, "prediction_error_compare", others=others, n_starts=int(n_starts), label=sel.agent_name)
     exports.show(f, "pvr_error", collected)
-    table = f.data[f.data["horizon"].isin([1, 5, 10, 20])].pivot(index="model", columns="horizon", values="mean_l2")
+    rows = f.data[f.data["horizon"].isin([1, 5, 10, 20])]
+    table = rows.pivot_table(index=["agent", "model"] if "agent" in rows else "model", columns="horizon", values="mean_l2",
+                             aggfunc="first", sort=False)   # compare mode: per agent (B may also be among the others)
     st.dataframe(table.rename(columns=lambda h: f"H={h}"), key="pvr_table")
 exports.bundle_button(st.session_state.get("pvr_figs", []) + collected, "Predicted vs real", agent, ds, **sel.paths)

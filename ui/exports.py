@@ -27,7 +27,10 @@ def show(f: Figured, key: str, collected: list | None = None) -> None:
         collected.append(f)
 
 
-def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path=None, data_path=None) -> None:
+def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path=None, data_path=None,
+                  compare: dict | None = None) -> None:
+    """The page's zip. compare: in compare mode, the second agent ({agent, name, path}; ui.page.Selection.paths): the
+    manifest names it and each compared figure's remake line carries --compare."""
     if not figured:
         return
     def make() -> bytes:
@@ -35,7 +38,7 @@ def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path
 
         keep_server_alive()
         return bundle(figured, agent=agent, dataset=dataset, agent_path=agent_path, data_path=data_path, page=page,
-                      dataset_paths=dataset_path)
+                      dataset_paths=dataset_path, compare=compare)
     st.download_button((f"Download all {len(figured)} figures of this page" if len(figured) > 1 else "Download this page's figure")
                        + " (zip: PNG, SVG, PDF, HTML, CSV + manifest)",
                        data=make, file_name=f"seqlens-{page.lower().replace(' ', '-')}.zip", mime=MIME["zip"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import streamlit as st
 from streamlit.runtime import Runtime
@@ -26,19 +26,28 @@ class Selection:
     dataset_name: str
     dataset: object
     key: str = ""   # cache key of the pair: content keys (never id(): freed ids are reused) and the names shown
+    kinds: tuple | None = None          # the agent kinds the page analyses (start's `kinds`)
+    other: "Selection | None" = None    # compare mode: the second agent on the same dataset (ui/compare.py)
+    remake: str | None = None           # for a second agent: what `cli.py export --compare` names it (path, "randomized")
 
     def __post_init__(self):
         self.key = self.key or "|".join([self.agent_name, agent_key(self.agent), self.dataset_name,
-                                         dataset_key(self.dataset), self.dataset.source])
+                                         dataset_key(self.dataset), self.dataset.source]
+                                        + ([self.other.key] if self.other is not None else []))
 
     @property
     def private(self) -> bool:
-        """Does the pair include this session's upload (its figures leave the cache with the session)?"""
-        return self.agent_name.startswith("upload: ") or self.dataset_name.startswith("upload: ")
+        """Does the selection include this session's upload (its figures leave the cache with the session)?"""
+        return any(n.startswith("upload: ") or " of upload: " in n for n in (self.agent_name, self.dataset_name)) \
+            or (self.other is not None and self.other.private)
 
     @property
     def paths(self) -> dict:
-        return {"agent_path": agent_path(self.agent_name), "data_path": dataset_path(self.dataset_name)}
+        """The bundle's sources (ui.exports.bundle_button): agent, dataset and, in compare mode, the second agent."""
+        out = {"agent_path": agent_path(self.agent_name), "data_path": dataset_path(self.dataset_name)}
+        if self.other is not None:
+            out["compare"] = {"agent": self.other.agent, "name": self.other.agent_name, "path": self.other.remake}
+        return out
 
 
 def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selection:
@@ -65,7 +74,7 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     except AgentError as e:
         st.error(f"{e} Pick a matching agent or dataset on the home page.")
         st.stop()
-    return Selection(agent_name, agent, dataset_name, ds)
+    return Selection(agent_name, agent, dataset_name, ds, kinds=kinds)
 
 
 class _SessionOwner:
@@ -93,10 +102,38 @@ def _alive(session_id: str) -> bool:
 def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figured:
     """A catalog figure for the selection from the one cache (analysis/cache.py): keyed on the content of
     agent and dataset, the names shown and the parameters; the same code as `cli.py export`. progress(f, msg)
-    sees the work the figure causes (nothing when it is cached)."""
+    sees the work the figure causes (nothing when it is cached). In compare mode (sel.other, ui/compare.py) the
+    figure is analysis.compare's pairing of both agents' figures, each of those cached as it is alone, so the
+    comparison costs the second agent's figure and no more; a figure the second agent cannot draw is a warning
+    and the first agent's figure alone."""
+    from analysis.compare import CompareError, compare, supports
+
     owner = _owner() if sel.private else SHARED
-    with context(progress, owner):
-        made = cached(f"figure:{name}", lambda: catalog.make(name, sel.agent, sel.dataset, **params), sel.agent,
-                      sel.dataset, names=[sel.agent_name, sel.dataset_name], **params)
+    made = None
+    if sel.other is not None and supports(name):
+        other = sel.other
+        by_agent = {id(sel.agent): (replace(sel, other=None, key=""), 0.0), id(other.agent): (other, 0.5)}
+
+        def one(n, agent, dataset, **p):   # each agent's own cached figure, its progress on half the bar
+            s, start = by_agent[id(agent)]
+            part = (lambda f, m="": progress(start + f / 2, m)) if progress is not None else None
+            return _single(s, n, part, _owner() if s.private else SHARED, **p)
+
+        with context(progress, owner):
+            try:
+                made = cached(f"compare:{name}", lambda: compare(name, sel.agent, other.agent, sel.dataset, sel.agent_name,
+                                                                 other.agent_name, make=one, **params),
+                              sel.agent, sel.dataset, names=[sel.agent_name, sel.dataset_name, other.agent_name],
+                              other=agent_key(other.agent), **params)
+            except CompareError as e:
+                st.warning(f"{e} Showing {sel.agent_name} alone.")
+    if made is None:
+        made = _single(sel, name, progress, owner, **params)
     CACHE.purge(_alive)
     return made
+
+
+def _single(sel: Selection, name: str, progress, owner, **params) -> catalog.Figured:
+    with context(progress, owner):
+        return cached(f"figure:{name}", lambda: catalog.make(name, sel.agent, sel.dataset, **params), sel.agent,
+                      sel.dataset, names=[sel.agent_name, sel.dataset_name], **params)

@@ -1,0 +1,261 @@
+"""Compare mode (analysis/compare.py, ui/compare.py, cli.py export --compare): the same agent twice differs by exactly
+zero; the randomized twin differs, is deterministic by seed and is the model behind the attribution pages'
+randomized baseline; the side-by-side figure has its panels on shared axes; the URL reproduces the choice; bundles and
+the CLI carry both agents; bad input is one sentence."""
+import io
+import json
+import shlex
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from analysis import catalog
+from analysis.compare import DIFF, RANDOMIZED, CompareError, compare, randomized_twin, spec
+from analysis.export import manifest
+from analysis.identity import agent_key, stamp_agent
+from cli import build_parser, main
+from models import load_agent
+from trajectories import load_dataset
+
+from conftest import ROOT
+
+AGENTS = ROOT / "sample_data/agents"
+DATA = ROOT / "sample_data/datasets"
+PAGES = ROOT / "pages"
+
+
+@pytest.fixture(scope="module")
+def dt():
+    return stamp_agent(load_agent(AGENTS / "cartpole-dt").eval())
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return load_dataset(DATA / "cartpole.npz")
+
+
+def diff_values(f, name) -> pd.DataFrame:
+    d = f.data[f.data["agent"] == DIFF]
+    values = [c for c in d.columns if pd.api.types.is_float_dtype(d[c]) and c not in spec(name).keys]
+    return d[values]
+
+
+@pytest.mark.parametrize("name, params", [("attention_map", dict(episode=3, step=25)),
+                                          ("attention_steps_back", dict(episode=3, step=25)),
+                                          ("attention_episode", dict(episode=3)),
+                                          ("attribution_timesteps", dict(episode=0, step=20))])
+def test_the_same_agent_twice_differs_by_exactly_zero(dt, cartpole, name, params):
+    f = compare(name, dt, dt, cartpole, "A", "B", **params)
+    alone = catalog.make(name, dt, cartpole, **params)
+    assert list(f.data["agent"].unique()) == ["A", "B", DIFF]
+    assert (f.data["agent"] == DIFF).sum() == len(alone.data) > 0
+    d = diff_values(f, name)
+    assert d.shape[1] >= 1 and (d.to_numpy() == 0).all()
+    # the difference panel draws the same zeros
+    drawn = [t for t in f.figure.data if (t.hovertemplate or "").count("B − A")]
+    assert drawn and all((np.asarray(t.z if t.type == "heatmap" else t.y, float) == 0).all() for t in drawn)
+    assert f.params == {**alone.params, "compare": "B"}
+
+
+def test_randomized_twin_differs_and_is_deterministic_by_seed(dt):
+    from analysis import compare as module
+
+    twin = randomized_twin(dt, 0)
+    assert randomized_twin(dt, 0) is twin                                   # one per agent and seed
+    assert twin.config == dt.config and agent_key(twin) != agent_key(dt)
+    a, b = dt.state_dict(), twin.state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    module._TWINS.clear()
+    again = randomized_twin(dt, 0)
+    assert again is not twin and agent_key(again) == agent_key(twin)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in b.items())
+    assert agent_key(randomized_twin(dt, 1)) != agent_key(twin)
+
+
+def test_randomized_twin_is_the_attribution_baselines_model(dt, cartpole):
+    """The twin is the re-initialised model the Credit assignment page draws beside every map (same seed): its own
+    credit equals the first agent's randomized columns."""
+    alone = catalog.make("attribution_timesteps", dt, cartpole, episode=0, step=20).data
+    twin = catalog.make("attribution_timesteps", randomized_twin(dt, 0), cartpole, episode=0, step=20).data
+    for col in ("return-to-go", "state", "action", "step_share"):
+        np.testing.assert_allclose(twin[col], alone[f"randomized_{col}"], rtol=1e-4, atol=1e-6)
+
+
+def test_side_by_side_panels_share_axes_and_colour_scale(dt, cartpole):
+    twin = randomized_twin(dt, 0)
+    f = compare("attention_map", dt, twin, cartpole, "cartpole-dt", "randomized twin", episode=3, step=25)
+    lay = f.figure.layout
+    (a0, a1), (b0, b1), (d0, d1) = lay.xaxis.domain, lay.xaxis2.domain, lay.xaxis3.domain
+    assert 0 <= a0 < a1 < b0 < b1 < d0 < d1 <= 1                                 # three columns, left to right
+    assert lay.yaxis2.matches == "y" and lay.xaxis2.matches == "x"                 # B on A's axes
+    assert lay.yaxis3.matches == "y"                                             # the same token grid for B − A
+    ha, hb, hd = f.figure.data
+    assert (ha.zmin, ha.zmax) == (hb.zmin, hb.zmax) and hb.showscale is False      # one colour scale for A and B
+    np.testing.assert_array_equal(np.asarray(hd.z), np.asarray(hb.z, float) - np.asarray(ha.z, float))
+    assert np.abs(np.asarray(hd.z, float)).max() > 0.05                            # a randomized model looks elsewhere
+    rows = f.data.set_index(["agent", "query", "key"])["weight"]
+    np.testing.assert_allclose(rows[DIFF], rows["randomized twin"] - rows["cartpole-dt"], atol=1e-7)
+    assert [a.text for a in lay.annotations][-3:] == ["<b>cartpole-dt</b>", "<b>randomized twin</b>", f"<b>{DIFF}</b>"]
+    # a figure where a difference means nothing: two panels, no difference rows
+    g = compare("rtg_shift_replay", dt, twin, cartpole, "A", "B", episode=0)
+    assert g.figure.layout.yaxis2.matches == "y" and "xaxis3" not in g.figure.layout.to_plotly_json()
+    assert set(g.data["agent"]) == {"A", "B"} and g.params["shifts"] == catalog.make("rtg_shift_replay", dt, cartpole).params["shifts"]
+
+
+def test_overlay_draws_both_predictions_against_one_real_trace(dt, cartpole):
+    twin = randomized_twin(dt, 0)
+    f = compare("predicted_vs_real", dt, twin, cartpole, "A", "B", episode=0, start=10, horizon=10)
+    names = [t.name for t in f.figure.data]
+    assert names.count("logged") == 2 and "A · predicted" in names and "B · predicted" in names   # one per feature row
+    assert "xaxis2" not in f.figure.layout.to_plotly_json() or f.figure.layout.xaxis2.domain[0] == 0
+    sweep = compare("rtg_sweep_returns", dt, twin, cartpole, "A", "B", targets=[25, 500], episodes=1)
+    means = [t for t in sweep.figure.data if t.name in ("A · mean", "B · mean")]
+    assert [list(t.x) for t in means] == [[25, 500], [25, 500]]                  # the same targets on one axis
+    assert [t.name for t in sweep.figure.data].count("achieved = target") == 1
+
+
+def test_bad_input_is_one_sentence(dt, cartpole):
+    tt = load_agent(AGENTS / "pendulum-tt")
+    with pytest.raises(CompareError, match=r"B cannot be compared with A on cartpole.npz: cartpole.npz has 4 observation "
+                                           r"features but the tt agent expects 3 .* Compare with an agent that reads 4 "
+                                           r"observation features and 2 discrete actions"):
+        compare("attention_map", dt, tt, cartpole, "A", "B", episode=3, step=25)
+    with pytest.raises(CompareError, match="draws the dataset alone"):
+        compare("returns_histogram", dt, dt, cartpole)
+    mlp = load_agent(AGENTS / "cartpole-mlp")
+    with pytest.raises(CompareError, match="B cannot draw attention_map beside A: this attention view needs a Decision"):
+        compare("attention_map", dt, mlp, cartpole, "A", "B", episode=3, step=25)
+
+
+def test_manifest_names_both_agents_and_remakes_with_compare(dt, cartpole):
+    f = compare("attention_rollout", dt, randomized_twin(dt), cartpole, "cartpole-dt", "randomized twin of cartpole-dt",
+                episode=3, step=25)
+    m = manifest([f], dt, cartpole, "sample_data/agents/cartpole-dt", "sample_data/datasets/cartpole.npz",
+                 compare={"agent": randomized_twin(dt), "name": "randomized twin of cartpole-dt", "path": RANDOMIZED})
+    assert m["agent"]["path"] == "sample_data/agents/cartpole-dt" and m["compare"]["path"] == RANDOMIZED
+    assert m["compare"]["name"] == "randomized twin of cartpole-dt" and m["compare"]["randomized_from"]["seed"] == 0
+    args = build_parser().parse_args(shlex.split(m["figures"][0]["remake"])[2:])
+    assert args.compare == RANDOMIZED and args.agent == "sample_data/agents/cartpole-dt" and "compare=" not in str(args.param)
+    upload = manifest([f], dt, cartpole, "sample_data/agents/cartpole-dt", None,
+                      compare={"agent": randomized_twin(dt), "name": "upload: mine", "path": None})
+    assert "--compare 'upload: mine'" in upload["figures"][0]["remake"] and "has no file to name" in upload["compare"]["notes"][0]
+
+
+def test_cli_export_compare_writes_both_agents_and_a_remake_line(tmp_path, capsys):
+    out = tmp_path / "b.zip"
+    argv = ["export", "--figure", "attention_steps_back", "--agent", str(AGENTS / "cartpole-dt"), "--compare", RANDOMIZED,
+            "--param", "episode=3", "--param", "step=25", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["compare"] == RANDOMIZED and result["params"]["compare"] == "randomized twin of cartpole-dt"
+    z = zipfile.ZipFile(out)
+    assert {"attention_steps_back.png", "attention_steps_back.csv", "manifest.json"} <= set(z.namelist())
+    data = pd.read_csv(io.BytesIO(z.read("attention_steps_back.csv")))
+    assert list(data["agent"].unique()) == ["cartpole-dt", "randomized twin of cartpole-dt", DIFF]
+    m = json.loads(z.read("manifest.json"))
+    assert m["compare"]["name"] == "randomized twin of cartpole-dt" and m["agent"]["path"].endswith("cartpole-dt")
+    remake = shlex.split(m["figures"][0]["remake"])
+    assert remake[remake.index("--compare") + 1] == RANDOMIZED
+    csv = tmp_path / "again.csv"
+    remake[remake.index("--out") + 1], remake[remake.index("--format") + 1] = str(csv), "csv"
+    assert main(remake[2:]) == 0
+    assert csv.read_bytes() == z.read("attention_steps_back.csv")               # the remake line gives the same data
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--figure", "attention_map", "--agent", str(AGENTS / "cartpole-dt"), "--compare", str(AGENTS / "pendulum-tt")],
+     "--compare pendulum-tt cannot be compared with cartpole-dt on cartpole.npz: cartpole.npz has 4 observation features "
+     "but the tt agent expects 3"),
+    (["--figure", "returns_histogram", "--data", str(DATA / "cartpole.npz"), "--compare", RANDOMIZED],
+     "figure 'returns_histogram' draws the dataset alone, so --compare has no second agent to draw"),
+    (["--figure", "episode_timeline", "--data", str(DATA / "cartpole.npz"), "--compare", RANDOMIZED],
+     "draws the dataset alone"),
+])
+def test_cli_compare_bad_input_is_one_sentence(tmp_path, capsys, argv, message):
+    assert main(["export", *argv, "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def _page(name: str, query: dict | None = None, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=180)
+    at.session_state["agent"], at.session_state["dataset"] = "cartpole-dt", "cartpole"
+    for k, v in state.items():
+        at.session_state[k] = v
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _chart(at, i: int) -> dict:
+    return json.loads(at.get("plotly_chart")[i].proto.spec)
+
+
+def test_url_reproduces_the_compare_choice_on_the_attention_page(dt, cartpole):
+    from test_page_attention import arr
+
+    at = _page("2_Attention.py", {"compare": RANDOMIZED}, att_episode=3, att_step=25)
+    box = at.selectbox(key="compare_select")
+    assert box.value == RANDOMIZED and box.options == ["nothing (this agent alone)", "randomized twin of cartpole-dt"]
+    assert any("Comparing with **randomized twin of cartpole-dt**" in c.value for c in at.caption)
+    page_map = _chart(at, 3)
+    want = compare("attention_map", dt, randomized_twin(dt), cartpole, "cartpole-dt", "randomized twin of cartpole-dt",
+                   episode=3, step=25, layer=2, head=None).figure
+    assert len(page_map["data"]) == 3 and page_map["layout"]["yaxis2"]["matches"] == "y"
+    for got, made in zip(page_map["data"], json.loads(want.to_json())["data"]):
+        np.testing.assert_allclose(arr(got["z"]).astype(float), arr(made["z"]).astype(float))
+    box.select("").run()                                                         # back to one agent: out of the URL
+    assert not at.exception and "compare" not in at.query_params and len(_chart(at, 3)["data"]) == 1
+
+
+def test_a_compare_choice_that_does_not_fit_is_a_warning_and_resets():
+    at = _page("2_Attention.py", {"compare": "pendulum-tt"}, att_episode=3)
+    assert [w.value for w in at.warning] == [
+        "Cannot compare cartpole-dt with pendulum-tt: cartpole.npz has 4 observation features but the tt agent expects 3 "
+        "(it was trained on Pendulum-v1). Compare with an agent (Decision Transformers or Trajectory Transformers) that "
+        "reads 4 observation features and 2 discrete actions; loaded here: randomized twin of cartpole-dt."]
+    assert at.selectbox(key="compare_select").value == "" and "compare" not in at.query_params
+    assert len(at.get("plotly_chart")) == 5 and len(_chart(at, 3)["data"]) == 1   # the first agent's figures, alone
+
+
+def test_return_conditioning_compares_both_sweeps_on_one_axis():
+    at = _page("3_Return_conditioning.py", sweep_episodes=1, sweep_targets="25, 500", compare=RANDOMIZED)
+    sweep = _chart(at, 0)
+    names = [t.get("name") for t in sweep["data"]]
+    assert {"cartpole-dt · mean", "randomized twin of cartpole-dt · mean"} <= set(names)
+    assert "xaxis2" not in sweep["layout"]
+
+
+def test_credit_and_predicted_vs_real_pages_compare_every_figure():
+    at = _page("4_Credit_assignment.py", {"compare": "cartpole-mlp"}, attr_episode=0, attr_step=20)
+    assert at.selectbox(key="compare_select").value == "cartpole-mlp"
+    for i in range(2):   # the per-timestep and per-feature maps, each beside cartpole-mlp's
+        headers = [a.get("text") for a in _chart(at, i)["layout"]["annotations"]]
+        assert "<b>cartpole-dt</b>" in headers and "<b>cartpole-mlp</b>" in headers
+    at = AppTest.from_file(str(PAGES / "5_Predicted_vs_real.py"), default_timeout=180)
+    at.session_state["agent"], at.session_state["dataset"] = "pendulum-tt", "pendulum"
+    at.session_state["pvr_starts"], at.session_state["pvr_others"] = 64, []
+    at.query_params["compare"] = "pendulum-dynamics"
+    at.run()
+    assert not at.exception, at.exception
+    names = [t.get("name") for t in _chart(at, 0)["data"]]
+    assert "logged" in names and {"pendulum-tt · predicted", "pendulum-dynamics · predicted"} <= set(names)
+    assert "<b>pendulum-dynamics</b>" in [a.get("text") for a in _chart(at, 1)["layout"]["annotations"]]
+
+
+def test_an_uploaded_second_agent_keeps_the_comparison_in_the_session(dt, cartpole):
+    from dataclasses import replace
+
+    from ui.page import Selection
+
+    a = Selection("cartpole-dt", dt, "cartpole", cartpole)
+    upload = Selection("upload: mine.zip", dt, "cartpole", cartpole)
+    both = replace(a, other=upload, key="")
+    assert not a.private and both.private and both.key != a.key                  # cached apart, dropped with the session
+    assert Selection("randomized twin of upload: mine.zip", randomized_twin(dt), "cartpole", cartpole).private
