@@ -4,7 +4,7 @@ import streamlit as st
 
 from analysis.attribution_markers import is_key_to_door
 from models.env_choice import can_act
-from ui import exports
+from ui import compare, exports
 from ui.page import figure, start
 
 sel = start("Circuits", "Attention shows where information *can* flow and gradients are local; these views ask what "
@@ -14,6 +14,7 @@ sel = start("Circuits", "Attention shows where information *can* flow and gradie
             "write to the residual stream; the **logit lens** reads the output head off every layer; **ablation** "
             "removes heads and MLPs and measures what is lost, on the data and in the environment.",
             kinds=("dt", "tt"))
+sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
 OUTPUTS = {"action": "the action (logit of the logged action)", "value": "the value (return predicted, RTG hidden)",
@@ -95,7 +96,7 @@ def _dt():
                     params["rtg_shift"] = None
         try:
             with st.spinner("Patching every position of every layer (one batched forward per layer)…"):
-                left, right = st.columns([3, 2])
+                left, right = compare.columns(sel, [3, 2])
                 with left:
                     exports.show(figure(sel, "patching_positions", **params), "patch_positions", figs)
                 with right:

@@ -44,3 +44,13 @@ def test_trajectory_transformer_gets_its_token_stream_views():
 def test_agents_without_a_transformer_are_refused_with_a_sentence():
     at = page("8_Circuits.py", "cartpole-mlp", "cartpole")
     assert any("needs a Decision Transformer or a Trajectory Transformer" in i.value for i in at.info)
+
+
+def test_compare_mode_with_the_same_kind_of_agent_on_circuits():
+    """?compare=randomized: the patching maps get the twin's panel and a B - A panel; the bundle names both."""
+    at = page("8_Circuits.py", "keydoor-dt", "keydoor", compare="randomized")
+    assert not at.exception
+    fig = charts(at)[0]
+    xaxes = [k for k in fig["layout"] if k.startswith("xaxis")]
+    assert len(xaxes) >= 3                                   # A | B | B - A
+    assert any(label.startswith("Download all") for label in downloads(at))

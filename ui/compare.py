@@ -135,10 +135,11 @@ def select(sel: Selection) -> Selection:
     return replace(sel, other=other, key="")
 
 
-def columns(sel: Selection, n: int = 2) -> list:
-    """Figures a page sets side by side: in compare mode each is already two or three panels wide, so each gets
-    the page's full width instead."""
-    return st.columns(n) if sel.other is None else [st.container() for _ in range(n)]
+def columns(sel: Selection, spec=2) -> list:
+    """Figures a page sets side by side (`spec`: a count or st.columns' widths): in compare mode each is already two
+    or three panels wide, so each gets the page's full width instead."""
+    n = spec if isinstance(spec, int) else len(spec)
+    return st.columns(spec) if sel.other is None else [st.container() for _ in range(n)]
 
 
 def _second(sel: Selection, value: str) -> Selection:
