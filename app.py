@@ -1,5 +1,5 @@
 """seqlens: `streamlit run app.py`. The entry point only routes: st.navigation lists the pages (ui/nav.py)
-and runs the chosen one; Home is home.py, the analyses are in pages/."""
+and runs the chosen one; Home is home.py, the analyses are in views/ (not pages/: Streamlit would list a pages/ folder in the sidebar itself on a direct link)."""
 import streamlit as st
 
 from ui.nav import pages

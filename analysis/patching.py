@@ -38,17 +38,24 @@ Choices (docs/ARCHITECTURE.md, "Causal views"):
   beyond the band's reach of the output (block i's stream at step p reaches step t through n_layer - i banded
   attention layers, each at most K - 1 steps back), and in the last resid_post every token but the output's own
   (the final layer norm and the heads act per token).
-- **Batched**: each residual row is one batch of copies of the corrupted window, one position patched per copy
-  (each patched name's intervention, `run_with_cache(interventions=...)`, per call, writes the clean activation
-  into its rows at their positions), over only the steps that row reaches the output from: the window's last
-  `reach_steps` steps, whose activation at that row is replaced entirely (clean where patched, the full window's
-  corrupted value elsewhere), so what the shorter window computes before it is never read. Heads and MLPs: every
-  layer's in one batch. Batches are cut at `TOKEN_BUDGET` tokens (smaller batches stay in cache: on a 2-core CPU a
-  60-step window costs ~13 us per token at batch 1 and ~16 at batch 180). Actions and values use
+- **Only what a patch changes** (`Patcher.positions` on a plain DT, `DecisionTransformer.run_suffix`): patching
+  `blocks.{i}.resid_pre` at position p leaves blocks 0..i-1 and every token before p as in the corrupted run
+  (causal attention), so a patched cell runs blocks i..n_layer-1 only, from the corrupted run's residual stream,
+  against its cached keys / values (ln_1 and c_attn of its resid_pre; the patched token's clean ones at block i).
+  At block j only the positions both changed by the patch (within j - i + 1 bands of p) and read by the output
+  (within n_layer - 1 - j bands of it; the last block: the output token alone) are queries; the previous block's
+  positions before them are keys only; tokens the patch cannot have reached enter from the corrupted stream.
+  Positions of one row at most `SUFFIX_SPAN` apart share a batch (each copy runs the union of their ranges; cut at
+  `TOKEN_BUDGET` tokens). Exact: every query sees the keys it sees in the full forward, with their patched values.
+  Subclasses with their own forward take the previous path: per residual row one batch of copies of the corrupted
+  window over the `reach_steps` steps it reaches the output from (`Patcher.patched(steps=...)`). Heads and MLPs
+  (all positions patched at once): every layer's in one batch of full forwards, cut at `TOKEN_BUDGET` tokens
+  (smaller batches stay in cache: on a 2-core CPU a 60-step window costs ~13 us per token at batch 1 and ~16 at
+  batch 180, so batching alone buys little; the gain is the work left out). Actions and values use
   `last_state_only=True` (the last block for the s_t token alone). `Patcher.positions_naive` is the twin: one plain
-  forward per cell (bench/patching_speed.py; equal results). Measured on cartpole-dt (60-step window, 716 cells):
-  319 cells run in 13 forwards, 0.5 s, ~4x the twin; a batch-1 forward of 180 tokens is already compute-bound
-  on this CPU, so batching alone buys little here and the gain is the work left out.
+  forward per cell (bench/patching_speed.py; equal results within 1e-5). Measured on cartpole-dt (60-step window,
+  716 cells, 319 run): 31 suffix batches, 0.12 s against 3.5-3.9 s for the twin, 28-32x (2-core machine at load
+  average 4-5.7; the previous per-row batches of whole windows: 13 forwards, ~0.5 s, 4-6x).
 
 Direct logit attribution and the logit lens are in analysis/dla.py.
 """
@@ -69,6 +76,8 @@ CORRUPTIONS = ("episode", "rtg", "key")
 METRICS = ("logit", "prob")
 _SHORT = ("R", "s", "a")
 TOKEN_BUDGET = 4_096     # tokens per batched forward: small enough to stay in cache (faster per token than larger batches)
+SUFFIX_SPAN = 12         # positions one suffix batch spans (`Patcher.positions`): wider batches run fewer forwards but
+                         # feed every copy the union of their suffixes
 
 
 # ---- what is measured -------------------------------------------------------------------------------
@@ -142,6 +151,15 @@ def uses_last_state(agent, out: Readout) -> bool:
     from models.decision_transformer import DecisionTransformer
 
     return out.output in ("action", "value") and type(agent).forward is DecisionTransformer.forward
+
+
+def uses_suffix(agent) -> bool:
+    """The position grid may run only the blocks and tokens a patch changes (DecisionTransformer.run_suffix): a
+    Decision Transformer whose forward is the plain one (a subclass with its own forward takes the batched path)."""
+    from models.decision_transformer import DecisionTransformer
+
+    return (isinstance(agent, DecisionTransformer) and type(agent).forward is DecisionTransformer.forward
+            and type(agent).run_suffix is DecisionTransformer.run_suffix)
 
 
 def run(agent, inputs: dict, out: Readout, names=(), interventions=None, last_state: bool | None = None):
@@ -366,6 +384,9 @@ class Patcher:
         L = pair.steps
         self.last_state = uses_last_state(agent, out)
         self.output_token = 3 * (L - 1) + (2 if out.output == "return" else 1)
+        self._kvs: dict = {}     # (clean | corrupted, block) -> that run's keys / values (`_kv`)
+        mask = pair.corrupted.get("attention_mask")   # real tokens by position (None: all; pairs drop left padding)
+        self._valid = None if mask is None or bool(mask.all()) else mask.bool().repeat_interleave(3, dim=1)
         o_clean, self.clean_cache = run(agent, pair.clean, out, self.names)
         o_corr, self.corrupted_cache = run(agent, pair.corrupted, out, self.names)
         self.clean, self.corrupted = float(out.read(o_clean)[0]), float(out.read(o_corr)[0])
@@ -468,22 +489,138 @@ class Patcher:
         steps_back = np.repeat(np.arange(self.pair.steps - 1, -1, -1), 3)[:self.output_token + 1]
         return self._grid("positions", list(self.resid_names), labels, cols, patched, computed, forwards, steps_back)
 
-    def positions(self, token_budget: int = TOKEN_BUDGET) -> PatchGrid:
-        """Each residual point x each token position: per row (layer) one batched forward over the steps it
-        reaches the output from, positions in the batch; cells that cannot change the output are left out."""
+    def positions(self, token_budget: int = TOKEN_BUDGET, span: int = SUFFIX_SPAN) -> PatchGrid:
+        """Each residual point x each token position, cells that cannot change the output left out. A plain DT:
+        per residual row, batches of `span` consecutive positions (at most `token_budget` tokens) run only what
+        the patch changes and the output reads (`_suffix_batch`); other agents: per row one batched forward over
+        the steps it reaches the output from, positions in the batch."""
         T = self.tokens(self.pair.steps)
         patched = np.full((len(self.resid_names), self.output_token + 1), self.corrupted)
         computed = np.zeros(patched.shape, bool)
         per_row = [self._position_cells(r) for r in range(len(self.resid_names))]
         total, done, forwards = sum(map(len, per_row)), 0, 0
+        suffix = uses_suffix(self.agent)
         for r, (name, cols) in enumerate(zip(self.resid_names, per_row)):
             if not cols:
                 continue
-            values, f = self._batched([(name, (p,)) for p in cols], token_budget, {name: (T,)}, self.reach_steps(r),
-                                      done, total)
+            if suffix:
+                values, f = self._suffix_row(r, cols, token_budget, span, done, total)
+            else:
+                values, f = self._batched([(name, (p,)) for p in cols], token_budget, {name: (T,)},
+                                          self.reach_steps(r), done, total)
             patched[r, cols], computed[r, cols] = values, True
             done, forwards = done + len(cols), forwards + f
         return self._position_grid(patched, computed, forwards)
+
+    # ---- the suffix path: start at the patched block, run only the tokens the patch changes and the output reads
+    def _at(self, cache: dict, name: str, start: int, stop: int) -> torch.Tensor:
+        """cache[name] at token positions start..stop-1 (cached activations are aligned at the output token)."""
+        x = cache[name]
+        off = self.output_token + 1 - x.shape[1]
+        return x[:, start - off:stop - off]
+
+    def _kv(self, which: str, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block j's keys and values [1, heads, T, hd] in the clean or corrupted run (ln_1 and c_attn of its
+        resid_pre), computed once."""
+        key = (which, j)
+        if key not in self._kvs:
+            x = (self.clean_cache if which == "clean" else self.corrupted_cache)[f"blocks.{j}.resid_pre"]
+            with torch.no_grad():
+                self._kvs[key] = self.agent.keys_values(j, x)
+        return self._kvs[key]
+
+    def _first_seen(self, q: int) -> int:
+        """The first token position a query at position q attends to (banded: K - 1 steps back)."""
+        band = self.agent.band
+        return 0 if band is None else 3 * max(0, q // 3 - (int(band) - 1))
+
+    def _spans(self, i: int, pa: int, pb: int) -> list[tuple[int, int]]:
+        """For patches of blocks.{i}.resid_pre at positions pa..pb: per block j = i..n_layer-1 the first and last
+        position whose block-j output is both changed by some patch (causal, and within (j - i + 1) bands of pb)
+        and read by the output (within n_layer - 1 - j bands of it; the last block: the output token alone)."""
+        n, o, band = self.agent.n_layer, self.output_token, self.agent.band
+        spans = []
+        for j in range(i, n):
+            if j == n - 1:
+                spans.append((o, o))
+            elif band is None:
+                spans.append((pa, o))
+            else:
+                K1 = int(band) - 1
+                lo = 3 * max(0, o // 3 - (n - 1 - j) * K1)
+                spans.append((max(pa, lo), min(o, 3 * (pb // 3 + (j - i + 1) * K1) + 2)))
+        return spans
+
+    def _suffix_tokens(self, i: int, pa: int, pb: int) -> int:
+        """Tokens one copy feeds through the blocks (queries and keys-only) for patches at pa..pb of row i."""
+        spans = self._spans(i, pa, pb)
+        return sum(e - s + 1 for s, e in spans) + sum(max(0, s1 - s0) for (s0, _), (s1, _) in zip(spans, spans[1:]))
+
+    def _suffix_batch(self, i: int, ps: list[int]) -> np.ndarray:
+        """Outputs with blocks.{i}.resid_pre (i = n_layer: the last resid_post) patched at each position of `ps`
+        (ascending), one copy each, exactly as the full forward gives them: blocks 0..i-1 are the corrupted run's;
+        block j >= i runs only the positions of its span (`_spans`) as queries, and as keys-only the previous
+        span's positions before its own, against the corrupted run's keys / values elsewhere (with the patched
+        token's clean keys / values at block i); tokens after the previous span enter from the corrupted
+        residual stream (the patches cannot reach them)."""
+        agent, n, o = self.agent, self.agent.n_layer, self.output_token
+        clean, corr = self.clean_cache, self.corrupted_cache
+        valid = self._valid
+        if i == n:   # the final layer norm and the heads act per token: the output token's clean stream
+            with torch.no_grad():
+                out = agent.run_suffix(n, self._at(clean, self.resid_names[n], o, o + 1), [o])
+            return self.out.read(out).numpy().astype(np.float64)
+        B, P = len(ps), torch.as_tensor(ps)
+        spans = self._spans(i, ps[0], ps[-1])
+        name = f"blocks.{i}.resid_pre"
+        s0, e0 = spans[0]
+        x = self._at(corr, name, s0, e0 + 1).expand(B, -1, -1).clone()
+        rows = torch.nonzero(P >= s0)[:, 0]
+        x[rows, P[rows] - s0] = self._at(clean, name, 0, o + 1)[0, P[rows]]
+        past, extend, first = [None], [None], [None]
+        seen = self._first_seen(s0)
+        if seen < s0:   # the patched token before the span is a key: its clean keys / values
+            k, v = (z[:, :, seen:s0].expand(B, -1, -1, -1).clone() for z in self._kv("corrupted", i))
+            rows = torch.nonzero(P < s0)[:, 0]
+            if len(rows):
+                assert int(P[rows].min()) >= seen, "a patch before the first key seen (cells out of reach)"
+                ck, cv = self._kv("clean", i)
+                k[rows, :, P[rows] - seen] = ck[0].transpose(0, 1)[P[rows]]     # [rows, heads, hd]
+                v[rows, :, P[rows] - seen] = cv[0].transpose(0, 1)[P[rows]]
+            past[0] = (k, v, torch.arange(seen, s0))
+        for j in range(i + 1, n):
+            (s_prev, e_prev), (s, e) = spans[j - 1 - i], spans[j - i]
+            seen = self._first_seen(s)
+            # corrupted keys: before the previous span, and between it and this span (the patches reach neither)
+            k_pos = torch.cat([torch.arange(seen, max(seen, s_prev)), torch.arange(e_prev + 1, max(e_prev + 1, s))])
+            k, v = self._kv("corrupted", j)
+            past.append((k[:, :, k_pos], v[:, :, k_pos], k_pos) if len(k_pos) else None)
+            a = max(e_prev + 1, s)
+            extend.append((self._at(corr, f"blocks.{j}.resid_pre", a, e + 1), torch.arange(a, e + 1))
+                          if a <= e else None)
+            first.append(s)
+        with torch.no_grad():
+            out = agent.run_suffix(i, x, torch.arange(s0, e0 + 1), past, extend, first, valid)
+        return self.out.read(out).numpy().astype(np.float64)
+
+    def _suffix_row(self, row: int, cols: list[int], token_budget: int, span: int, done: int = 0,
+                    total: int | None = None) -> tuple[np.ndarray, int]:
+        """Residual row `row` at positions `cols` (ascending) by `_suffix_batch`: batches of positions at most
+        `span` apart and at most `token_budget` tokens -> outputs [len(cols)], forwards."""
+        batches, part = [], []
+        for p in cols:
+            if part and (p - part[0] >= span
+                         or (len(part) + 1) * self._suffix_tokens(min(row, self.agent.n_layer - 1), part[0], p) > token_budget):
+                batches.append(part)
+                part = []
+            part.append(p)
+        batches.append(part)
+        values, at, total = np.empty(len(cols)), 0, total or len(cols)
+        for part in batches:
+            values[at:at + len(part)] = self._suffix_batch(row, part)
+            at += len(part)
+            report((done + at) / total, f"patched {done + at} of {total}")
+        return values, len(batches)
 
     def positions_naive(self) -> PatchGrid:
         """The twin: for every (row, position), one plain run_with_cache (the full forward over the whole window)

@@ -1,9 +1,10 @@
 """Activation patching: the whole layer x position residual grid for one step of the shipped cartpole-dt (3 layers,
 K=20, banded: the action at a step reads a 60-step receptive field, so the grid is 4 residual points x 179 tokens).
 
-Ours: analysis.patching.Patcher.positions — per residual point one batched forward (cut by a token budget) over
-the steps that point reaches the output from, positions in the batch, the last block for the s_t token only,
-cells that cannot change the output left out. Naive twin: Patcher.positions_naive, one plain run_with_cache over
+Ours: analysis.patching.Patcher.positions — cells that cannot change the output left out; each cell runs only what
+its patch changes and the output reads (DecisionTransformer.run_suffix): from the patched block on, only the
+positions within the band's reach of both the patch and the output, against the corrupted run's cached keys and
+values, the last block for the s_t token only; positions of a row a few tokens apart share a batch. Naive twin: Patcher.positions_naive, one plain run_with_cache over
 the whole window with one intervention per (point, position). Clean = episode 0 at step 100, corrupted =
 episode 1 at step 100; the output is the logit of the logged action. Every cell must agree (1e-5).
 """

@@ -29,15 +29,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/1_Dataset.py", "pages/2_Attention.py", "pages/3_Return_conditioning.py",
-         "pages/4_Credit_assignment.py", "pages/5_Predicted_vs_real.py", "pages/6_Embeddings.py",
-         "pages/7_Context_and_memory.py"]
-SHIPPED = {"pages/1_Dataset.py": ("cartpole-dt", "cartpole"), "pages/2_Attention.py": ("cartpole-dt", "cartpole"),
-           "pages/3_Return_conditioning.py": ("cartpole-dt", "cartpole"),
-           "pages/4_Credit_assignment.py": ("keydoor-dt", "keydoor"),
-           "pages/5_Predicted_vs_real.py": ("pendulum-tt", "pendulum"),
-           "pages/6_Embeddings.py": ("cartpole-dt", "cartpole"),
-           "pages/7_Context_and_memory.py": ("masked-cartpole-dt-k20", "masked-cartpole")}
+PAGES = ["views/1_Dataset.py", "views/2_Attention.py", "views/3_Return_conditioning.py",
+         "views/4_Credit_assignment.py", "views/5_Predicted_vs_real.py", "views/6_Embeddings.py",
+         "views/7_Context_and_memory.py"]
+SHIPPED = {"views/1_Dataset.py": ("cartpole-dt", "cartpole"), "views/2_Attention.py": ("cartpole-dt", "cartpole"),
+           "views/3_Return_conditioning.py": ("cartpole-dt", "cartpole"),
+           "views/4_Credit_assignment.py": ("keydoor-dt", "keydoor"),
+           "views/5_Predicted_vs_real.py": ("pendulum-tt", "pendulum"),
+           "views/6_Embeddings.py": ("cartpole-dt", "cartpole"),
+           "views/7_Context_and_memory.py": ("masked-cartpole-dt-k20", "masked-cartpole")}
 TARGETS = {"dataset_load": 3.0, "home": 5.0, "page": 5.0, "interaction": 1.0, "shipped": 5.0}
 PEAK_MB = 2560
 

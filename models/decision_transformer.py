@@ -414,6 +414,83 @@ class DecisionTransformer(Agent):
             out.value_preds = run("head.value", out.value_preds)
         return out
 
+    def keys_values(self, block: int, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block `block`'s attention keys and values [B, heads, T, hd] of tokens whose resid_pre is resid [B, T, H]
+        (ln_1, then c_attn): what its queries see of those tokens (`run_suffix`'s past)."""
+        blk = self.encoder["h"][block]
+        B, T, C = resid.shape
+        h = blk.attn.n_head
+        _, k, v = blk.attn.c_attn(blk.ln_1(resid)).split(C, dim=2)
+        return tuple(z.view(B, T, h, C // h).transpose(1, 2) for z in (k, v))
+
+    def run_suffix(self, start_block: int, resid: torch.Tensor, pos, past=None, extend=None, queries_from=None,
+                   valid: torch.Tensor | None = None) -> DTOutput:
+        """Blocks start_block..n_layer-1 on a few tokens against cached keys/values, read out at the last token:
+        what an intervention on `blocks.{start_block}.resid_pre` changes, without recomputing what it cannot.
+
+        resid [B, T, H]: the residual stream into block start_block at token positions pos [T] (increasing;
+        positions are 3*step + (0 R, 1 s, 2 a) in the window; the last one is the token read out). Per block j,
+        index s = j - start_block of each list (None, a shorter list or a None entry: nothing):
+          past[s]          (k, v, k_pos): keys / values [B|1, heads, Tp, hd] of other tokens block j's queries may
+                           see (e.g. `keys_values(j, resid_pre)` of a run_with_cache), at positions k_pos [Tp] (any
+                           order, none in the stream);
+          extend[s]        (resid [B|1, E, H], e_pos [E]): tokens appended to the stream before block j (positions
+                           after the stream's whose input to block j is known, e.g. unchanged by the intervention);
+          queries_from[s]  a position: the stream's tokens before it are keys only at block j (their keys / values
+                           are computed and seen, their output is not, and they leave the stream). Default: every
+                           token is a query, except in the last block, which computes the last token alone (as
+                           `run_with_cache(last_state_only=True)`).
+        valid [B|1, T_window] bool: keys that may be attended to, by position (left padding); None: all.
+        Exact: a query sees exactly the keys (masked as in `forward`: causal, banded) it sees in the full forward,
+        provided the caller's past and stream hold every such key's value.
+
+        start_block == n_layer runs no block: resid is the last block's resid_post. Returns a DTOutput of the
+        last token [B, 1, ...] (no activation run, no named points): action_preds and value_preds if it is an s
+        token, return_preds and state_preds if an a token (the others None)."""
+        blocks = self.encoder["h"]
+        n = len(blocks)
+        if not 0 <= start_block <= n:
+            raise ValueError(f"start_block must be in 0..{n}, got {start_block}.")
+        x = resid
+        pos = torch.as_tensor(pos, device=x.device, dtype=torch.long)
+        B = x.shape[0]
+
+        def entry(seq, s):
+            return seq[s] if seq is not None and s < len(seq) else None
+
+        for j in range(start_block, n):
+            s, block = j - start_block, blocks[j]
+            ext = entry(extend, s)
+            if ext is not None:
+                e, e_pos = ext
+                x = torch.cat([x, e.expand(B, -1, -1)], 1)
+                pos = torch.cat([pos, torch.as_tensor(e_pos, device=x.device, dtype=torch.long)])
+            first = entry(queries_from, s)
+            first = (pos[-1] if j == n - 1 else pos[0]) if first is None else first
+            n_keys = int((pos < first).sum())
+            ks, vs, k_pos = [], [], []
+            p = entry(past, s)
+            if p is not None:
+                ks.append(p[0].expand(B, -1, -1, -1))
+                vs.append(p[1].expand(B, -1, -1, -1))
+                k_pos.append(torch.as_tensor(p[2], device=x.device, dtype=torch.long))
+            if n_keys:
+                k, v = self.keys_values(j, x[:, :n_keys])
+                ks.append(k)
+                vs.append(v)
+                k_pos.append(pos[:n_keys])
+            x, pos = x[:, n_keys:], pos[n_keys:]
+            k_pos = torch.cat(k_pos + [pos])
+            allowed = _allowed(pos, k_pos, self.band, None if valid is None else valid[:, k_pos])
+            kv = (torch.cat(ks, 2), torch.cat(vs, 2)) if ks else None
+            x, _, _ = block(x, allowed, kv)
+        y = self.encoder["ln_f"](x[:, -1:])
+        kind = int(pos[-1]) % 3
+        return DTOutput(action_preds=self._action_head(y) if kind == 1 else None,
+                        return_preds=self.predict_return(y) if kind == 2 else None,
+                        state_preds=self.predict_state(y) if kind == 2 else None,
+                        value_preds=self.predict_value(y) if kind == 1 else None)
+
     def _action_head(self, x_state):
         a = self.predict_action(x_state)
         return torch.tanh(a) if (not self.discrete and self.hp["action_tanh"]) else a

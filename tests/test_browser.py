@@ -83,6 +83,7 @@ PAGES = [  # url path, agent, dataset, a text the page shows once its analysis i
     ("Predicted_vs_real", "masked-pendulum-tt", "masked-pendulum", "Open-loop prediction error"),
     ("Embeddings", "cartpole-dt", "cartpole", "hidden states (PCA)"),
     ("Context_and_memory", "masked-cartpole-dt-k20", "masked-cartpole", "Action prediction vs context"),
+    ("Circuits", "keydoor-dt", "keydoor", "Activation patching: the residual stream"),
 ]
 
 

@@ -25,7 +25,7 @@ from conftest import ROOT
 
 AGENTS = ROOT / "sample_data/agents"
 DATA = ROOT / "sample_data/datasets"
-PAGES = ROOT / "pages"
+PAGES = ROOT / "views"
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_home_offers_the_fitting_envs_and_the_sweep_runs_in_the_chosen_one(tmp_p
     assert at.query_params["env"] in ("CartPole-v1", ["CartPole-v1"])
     at.session_state["sweep_episodes"] = 1
     at.session_state["sweep_targets"] = "100, 500"
-    at.switch_page("pages/3_Return_conditioning.py").run()
+    at.switch_page("views/3_Return_conditioning.py").run()
     assert not at.exception, at.exception
     assert any("CartPole-v1" in c.proto.spec for c in at.get("plotly_chart"))
 
@@ -137,7 +137,7 @@ def test_pages_say_which_statistics_are_in_use(tmp_path):
     at.file_uploader(key="upload_agent").upload("bare.zip", zip_agent_dir(path), "application/zip").run()
     assert not at.exception
     assert at.selectbox(key="norm_select").value == "cartpole"      # the selected dataset, by default
-    at.switch_page("pages/2_Attention.py").run()
+    at.switch_page("views/2_Attention.py").run()
     assert not at.exception, at.exception
     assert any("state normalisation from cartpole; return-to-go scale 500" in c.value for c in at.caption)
 

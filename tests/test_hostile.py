@@ -154,7 +154,7 @@ def test_two_sessions_uploading_agent_zips_of_one_name_see_their_own_figures(tmp
         at = _app()
         at.file_uploader(key="upload_agent").upload("agent.zip", zip_agent_dir(d), "application/zip").run()
         assert not at.exception and at.session_state["agent"] == "upload: agent.zip"
-        at.switch_page("pages/2_Attention.py").run()
+        at.switch_page("views/2_Attention.py").run()
         assert not at.exception, at.exception
         specs.append([c.proto.spec for c in at.get("plotly_chart")])
     assert specs[0] and specs[1] and specs[0] != specs[1]
@@ -235,7 +235,7 @@ def test_a_session_that_ends_takes_its_upload_figures_with_it():
     rows = [{"episode": e, "step": t, "obs_0": t * 0.1, "obs_1": 0.2, "obs_2": -t * 0.1, "obs_3": 0.0, "action": t % 2,
              "reward": 1.0} for e in range(3) for t in range(30)]
     at.file_uploader(key="upload_dataset").upload("mine.csv", pd.DataFrame(rows).to_csv(index=False).encode(), "text/csv").run()
-    at.switch_page("pages/2_Attention.py").run()
+    at.switch_page("views/2_Attention.py").run()
     assert not at.exception, at.exception
     private = [k for k in CACHE.keys() if "mine.csv" in k]
     assert private
@@ -283,7 +283,7 @@ def test_a_million_step_episode_sends_little_chart_data(tmp_path):
                  np.zeros(n, bool), np.array([0]), source="long")
     path = tmp_path / "long.npz"
     save_dataset(ds, path)
-    at = _app("pages/1_Dataset.py")
+    at = _app("views/1_Dataset.py")
     at.file_uploader(key="upload_dataset").upload("long.npz", path.read_bytes(), "application/octet-stream").run()
     assert not at.exception, at.exception
     assert at.session_state["dataset"] == "upload: long.npz"
@@ -314,7 +314,7 @@ def test_thinning_keeps_every_peak_and_both_ends():
 def test_nan_target_returns_are_a_sentence_on_the_page_and_in_the_cli():
     import subprocess
 
-    at = AppTest.from_file(str(ROOT / "pages/3_Return_conditioning.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views/3_Return_conditioning.py"), default_timeout=120)
     at.run()
     at.text_input(key="sweep_targets").input("100, nan").run()
     assert not at.exception and any("finite" in e.value for e in at.error)
@@ -333,6 +333,6 @@ def test_a_one_step_dataset_on_the_embeddings_page_is_a_sentence():
     at.file_uploader(key="upload_dataset").upload("one.csv", b"obs_0,obs_1,obs_2,obs_3,action,reward\n0,0,0,0,1,1\n",
                                                   "text/csv").run()
     assert at.session_state["dataset"] == "upload: one.csv"
-    at.switch_page("pages/6_Embeddings.py").run()
+    at.switch_page("views/6_Embeddings.py").run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == ["one.csv has 1 step; a PCA embedding needs at least 3."]

@@ -270,7 +270,7 @@ def test_bad_typed_path_is_one_sentence_and_keeps_the_selection(monkeypatch, add
 
 def test_analysis_pages_read_the_local_dataset(monkeypatch, npz):
     monkeypatch.setattr(sys, "argv", [str(APP), "--data", str(npz)])
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Dataset.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "1_Dataset.py"), default_timeout=60)
     at.run()                                                                # no choice made: the local default
     assert not at.exception, at.exception
     assert at.metric[2].value == "5"                                        # episode 0: 5 steps of reward 1

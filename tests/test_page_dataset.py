@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from trajectories import load_dataset
 from trajectories.samples import SAMPLE_DIR
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Dataset.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "views" / "1_Dataset.py")
 
 
 def _y(chart, trace=0):

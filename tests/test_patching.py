@@ -1,7 +1,8 @@
 """Causal views (analysis/patching.py, analysis/dla.py): known answers.
 
 Patching a whole layer's residual stream restores the clean output and patching nothing leaves the corrupted one;
-the batched grid (cone and no-op cells left out, shorter windows per layer) equals one forward per cell; direct
+the batched grid (cone and no-op cells left out, only the blocks and tokens a patch changes: run_suffix) equals one
+forward per cell, and run_suffix equals the full forward with the same intervention; direct
 logit attribution's parts sum to the output; the logit lens's last row is the model's output; the Key-to-Door pair
 really differs in key pickup; bad input is one sentence; the CLI exports the grid."""
 import subprocess
@@ -161,6 +162,103 @@ def test_patch_pair_built_by_hand(disc):
     p = patcher(agent, pair, "action")
     np.testing.assert_allclose(p.positions().patched, p.positions_naive().patched, atol=1e-5)
     assert pair.labels == token_labels(5) and pair.labels[-2:] == ["s t", "a t"] and pair.labels[0] == "R t-4"
+
+
+@pytest.mark.parametrize("banded", [True, False])
+def test_run_suffix_equals_the_full_forward_with_the_same_intervention(disc, banded):
+    """DecisionTransformer.run_suffix from block i, the tokens from the patched position p on, against the corrupted
+    run's keys and values before p, gives the full run_with_cache's output with blocks.{i}.resid_pre patched at p."""
+    agent, ds = disc if banded else (make_dt(banded=False), disc[1])
+    data = training_data(agent, ds)
+    L, n = 7, agent.n_layer                                  # 7 steps: beyond K=3, so the band masks keys
+    clean = step_windows(agent, data, np.array([10]), context=L)
+    corr = step_windows(agent, data, np.array([int(ds.episode_starts[2]) + 10]), context=L)
+    names = [f"blocks.{j}.resid_pre" for j in range(n)] + [f"blocks.{n - 1}.resid_post"]
+    moved = []
+    for o, rtg_known in [(3 * L - 2, True), (3 * L - 2, False), (3 * L - 1, True)]:   # s_t (action, value), a_t (return)
+        heads = ("action_preds", "value_preds") if o % 3 == 1 else ("return_preds", "state_preds")
+        with torch.no_grad():
+            plain, cc = agent.run_with_cache({**clean, "rtg_known": rtg_known}, names)
+            corrupted, kc = agent.run_with_cache({**corr, "rtg_known": rtg_known}, names)
+        for i, p in [(0, 0), (0, 7), (0, o), (1, 0), (1, 11), (1, o), (2, 0), (2, 13), (2, o), (3, o)]:
+            name = names[i]
+
+            def fn(x, p=p, name=name):
+                x = x.clone()
+                x[:, p] = cc[name][:, p]
+                return x
+
+            with torch.no_grad():
+                full, _ = agent.run_with_cache({**corr, "rtg_known": rtg_known}, [], {name: fn})
+                if i == n:                                   # the last resid_post: the output token alone
+                    suffix = agent.run_suffix(n, cc[name][:, o:o + 1], [o])
+                else:
+                    resid = kc[name][:, p:o + 1].clone()
+                    resid[:, 0] = cc[name][:, p]
+                    past = [(*agent.keys_values(j, kc[f"blocks.{j}.resid_pre"][:, :p]), torch.arange(p))
+                            for j in range(i, n)]
+                    suffix = agent.run_suffix(i, resid, torch.arange(p, o + 1), past)
+            what = f"block {i}, position {p}, output token {o}, rtg_known={rtg_known}"
+            for h in ("action_preds", "value_preds", "return_preds", "state_preds"):
+                if h not in heads:
+                    assert getattr(suffix, h) is None, what
+                    continue
+                got, want = getattr(suffix, h)[:, 0], getattr(full, h)[:, o // 3]
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=what)
+                moved.append(float((want - getattr(corrupted, h)[:, o // 3]).abs().max()))
+            if p == o and i == n:                            # patching the output's last stream restores clean
+                torch.testing.assert_close(getattr(suffix, heads[0])[:, 0], getattr(plain, heads[0])[:, o // 3],
+                                           atol=1e-5, rtol=1e-5)
+    assert max(moved) > 1e-2 and min(moved) < 1e-6          # some patches move the output, some do not (an R token
+                                                             # with the return hidden is the same in both runs)
+
+
+@pytest.mark.parametrize("banded", [True, False])
+def test_suffix_grid_equals_naive_at_any_batching(disc, banded):
+    """Batches of one position each, of every position of a row, and cut by a small token budget: all the naive grid."""
+    agent = disc[0] if banded else make_dt(banded=False, K=9)
+    pair = make_pair(agent, disc[1], episode=0, step=10, corrupt="episode", corrupt_episode=2)
+    for output in ("action", "value", "return"):
+        p = patcher(agent, pair, output)
+        naive = p.positions_naive()
+        for span, budget in [(1, 4096), (1000, 4096), (1000, 60), (5, 4096)]:
+            fast = p.positions(token_budget=budget, span=span)
+            np.testing.assert_allclose(fast.patched, naive.patched, rtol=1e-5, atol=1e-5, err_msg=f"{output} {span} {budget}")
+        assert p.positions(span=1).forwards == p.positions(span=1).computed.sum()
+        assert p.positions(span=1000).forwards == (p.positions(span=1000).computed.sum(1) > 0).sum()
+
+
+@pytest.mark.parametrize("banded", [True, False])
+def test_suffix_grid_with_left_padding_equals_naive(disc, banded):
+    """A hand-built pair may keep left padding: padded keys stay masked on the suffix path."""
+    agent, ds = disc if banded else (make_dt(banded=False), disc[1])
+    data = training_data(agent, ds)
+    clean = step_windows(agent, data, np.array([2]), context=6)
+    corrupted = step_windows(agent, data, np.array([int(ds.episode_starts[2]) + 2]), context=6)
+    assert clean["attention_mask"].tolist() == [[0, 0, 0, 1, 1, 1]]
+    pair = PatchPair(clean, corrupted, 6, (0, 2), (2, 2), "episode", 0.0, 1, "padded")
+    for output in ("action", "value", "return"):
+        p = patcher(agent, pair, output)
+        np.testing.assert_allclose(p.positions().patched, p.positions_naive().patched, rtol=1e-5, atol=1e-5)
+
+
+def test_a_subclass_with_its_own_forward_takes_the_batched_path(disc):
+    from analysis.patching import uses_suffix
+
+    class OwnForward(DecisionTransformer):
+        def forward(self, *args, **kw):
+            return super().forward(*args, **kw)
+
+    agent, ds = disc
+    other = OwnForward(agent.config).eval()
+    other.load_state_dict(agent.state_dict())
+    assert uses_suffix(agent) and not uses_suffix(other)
+    pair = make_pair(other, ds, episode=0, step=10, corrupt="episode", corrupt_episode=2)
+    p = patcher(other, pair, "action")
+    grid = p.positions()
+    np.testing.assert_allclose(grid.patched, p.positions_naive().patched, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grid.patched, patcher(agent, pair, "action").positions().patched, rtol=1e-5, atol=1e-5)
+    assert grid.forwards == agent.n_layer + 1                # one batch per residual row
 
 
 def test_shipped_keydoor_grid(keydoor):

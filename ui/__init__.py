@@ -1,1 +1,1 @@
-"""Streamlit glue shared by app.py and pages/: cached loading and the session's current selection."""
+"""Streamlit glue shared by app.py and views/: cached loading and the session's current selection."""
