@@ -95,17 +95,17 @@ def _dt():
                 if params["rtg_shift"] == 0.0:
                     params["rtg_shift"] = None
         try:
-            with st.spinner("Patching every position of every layer (one batched forward per layer)…"):
-                left, right = compare.columns(sel, [3, 2])
-                with left:
-                    exports.show(figure(sel, "patching_positions", **params), "patch_positions", figs)
-                with right:
-                    exports.show(figure(sel, "patching_heads", **params), "patch_heads", figs)
-            dla = {k: v for k, v in params.items() if k in ("episode", "step", "output")}
-            if "episode" in dla:
-                st.markdown("**Direct logit attribution** at the clean step: each head's and MLP's write, read through "
-                            "the output head with the final layer norm's scale frozen; the parts sum to the output.")
+            with st.spinner("Patching every position of every layer…"):
+                positions = figure(sel, "patching_positions", **params)
+            exports.show(positions, "patch_positions", figs)
+            left, right = compare.columns(sel, 2)
+            with left:
+                exports.show(figure(sel, "patching_heads", **params), "patch_heads", figs)
+            with right:   # at the clean step the patching used (its params name it, whichever corruption)
+                dla = {"episode": positions.params["episode"], "step": positions.params["step"], "output": output}
                 exports.show(figure(sel, "direct_logit_attribution", **dla), "dla", figs)
+                st.caption("Direct logit attribution at the clean step: each head's and MLP's write, read through the "
+                           "output head with the final layer norm's scale frozen; the parts sum to the output.")
         except ValueError as e:
             st.error(str(e))
         st.session_state["circ_figs"] = figs
