@@ -339,18 +339,11 @@ def cmd_make_samples(args) -> dict:
 
 
 def _train_recipe(name: str, seed: int, progress: bool, ds=None):
-    """One shipped agent's recipe (models/recipes.py) trained with `seed`: `make sample-agents` and
-    `reproduce --retrain` both train through here."""
-    from models.recipes import SAMPLE_AGENTS
-    from models.train import train
-    from trajectories import load_dataset
-    from trajectories.samples import SAMPLE_DIR
+    """One shipped agent's recipe (models/recipes.py) trained with `seed`: `make sample-agents` trains through here,
+    `reproduce --retrain`'s pieces through the same analysis.seed_runs.train_recipe."""
+    from analysis.seed_runs import train_recipe
 
-    r = SAMPLE_AGENTS[name]
-    ds = ds if ds is not None else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
-    return train(r["kind"], ds, steps=r["steps"], seed=seed, context_length=r.get("context"),
-                 batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
-                 progress=progress, dataset_name=f"{r['data']}.npz")
+    return train_recipe(name, seed, progress=progress, ds=ds)
 
 
 def cmd_make_agents(args) -> dict:
@@ -543,13 +536,72 @@ def _agent_in_env(name: str, agent, chosen: dict):
         raise UserError(str(e)) from None
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        out = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 0:
+        raise UserError(f"{flag} expects comma-separated integers >= 0, e.g. 0,1,2; got '{text}'.")
+    return sorted(set(out))
+
+
+def _reproduce_pieces(args):
+    """reproduce's training seeds and, with --retrain or --from-agents, {(agent, seed): checkpoint directory}
+    (analysis/seed_runs.py: pieces trained now, in this process or as Ray tasks, or saved earlier); None for the
+    shipped agents. Every contradiction is one sentence before anything trains."""
+    from analysis.seed_runs import SeedRunError, agent_checkpoints, findings_agents
+
+    if not args.retrain:
+        for flag, given in (("--ray", args.ray is not None), ("--agents", args.agents), ("--train-only", args.train_only),
+                            ("--steps-scale", args.steps_scale != 1.0)):
+            if given:
+                raise UserError(f"{flag} applies to training: add --retrain (or drop {flag}).")
+        if args.seed_list and not args.from_agents:
+            raise UserError("--seed-list chooses training seeds: add --retrain or --from-agents DIR.")
+    if args.train_only and args.from_agents:
+        raise UserError("--train-only stops before the findings, so --from-agents (checkpoints for the findings) has "
+                        "nothing to do; drop one of them.")
+    if args.retrain and args.from_agents and not args.agents:
+        raise UserError("--retrain with --from-agents DIR trains the --agents you name and takes the rest from DIR; "
+                        "name them with --agents A,B (or drop --retrain to use DIR alone).")
+    if not args.steps_scale > 0:
+        raise UserError(f"--steps-scale must be > 0, got {args.steps_scale}.")
+    seeds = _int_list(args.seed_list, "--seed-list") if args.seed_list else list(range(args.seeds))
+    if not (args.retrain or args.from_agents):
+        return seeds, None
+    train = ([a.strip() for a in args.agents.split(",") if a.strip()] if args.agents
+             else findings_agents() if args.retrain else [])
+    if args.agents is not None and not train:
+        raise UserError("--agents expects comma-separated recipe names, e.g. cartpole-dt,pendulum-dt.")
+    try:
+        return seeds, agent_checkpoints([] if args.train_only else findings_agents(), seeds, Path(args.out), train=train,
+                                        from_agents=args.from_agents, use_ray=args.ray is not None,
+                                        ray_address=args.ray or None, steps_scale=args.steps_scale,
+                                        progress=not args.json)
+    except SeedRunError as e:
+        raise UserError(str(e)) from None
+
+
+def _pieces_text(args, seeds) -> str:
+    """The report's line on where the agents came from."""
+    text = (f"{seeds[0]}..{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
+            else ",".join(map(str, seeds)))
+    if args.retrain and not args.from_agents:
+        return f"agents retrained with seeds {text}"
+    if not args.retrain:
+        return f"agents trained earlier with seeds {text} (checkpoints from {args.from_agents})"
+    return f"{args.agents} retrained and the other agents trained earlier ({args.from_agents}), seeds {text}"
+
+
 def cmd_reproduce(args) -> dict:
     import time
 
     import torch
 
+    from analysis.findings import read_seed_files, write_seed_file
     from analysis.report import write_report
-    from analysis.reproduce import AGENTS, run_all
+    from analysis.reproduce import AGENTS, command_line, describe_seeds, pool_runs, run_all, seed_results
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
@@ -572,32 +624,53 @@ def cmd_reproduce(args) -> dict:
         return data[name]
 
     t0 = time.perf_counter()
+    seeds, checkpoints = _reproduce_pieces(args)   # --retrain (--ray, --agents, ...) or --from-agents; else None
+    if args.train_only:
+        trained = [{"agent": n, "seed": k, "path": str(p)} for (n, k), p in checkpoints.items()]
+        if not args.json:
+            print(f"trained {len(trained)} piece(s) in {time.perf_counter() - t0:.0f} s: checkpoints in "
+                  f"{Path(args.out) / 'agents'}/<agent>/seed<k>/, logs in {Path(args.out) / 'logs'}/")
+        return {"trained": trained, "logs": str(Path(args.out) / "logs"), "seconds": round(time.perf_counter() - t0, 1)}
     runs = []
-    for seed in range(args.seeds if args.retrain else 1):
-        if args.retrain:
-            log(f"seed {seed}: retraining the agents the findings use (recipes of `make sample-agents`)")
-            trained = {}
+    for seed in (seeds if checkpoints is not None else [args.seed]):
+        if checkpoints is not None:   # trained agents per seed (now, or earlier): the findings run on them here
+            log(f"seed {seed}: the findings on the agents trained with seed {seed}")
+            loaded = {}
 
-            def load(name, seed=seed, trained=trained):
-                if name not in trained:
-                    trained[name] = _agent_in_env(name, _train_recipe(name, seed, progress=not args.json), chosen)
-                return trained[name]
+            def load(name, seed=seed, loaded=loaded):
+                if name not in loaded:
+                    if (name, seed) not in checkpoints:
+                        raise UserError(f"the findings asked for {name} seed {seed}, which --retrain / --from-agents "
+                                        "did not provide.")
+                    loaded[name] = _agent_in_env(name, load_agent(checkpoints[(name, seed)]), chosen)
+                return loaded[name]
         else:
             def load(name):
                 if name in shipped:
                     return shipped[name]
                 return load_agent(ROOT / "sample_data" / "agents" / name)
-        runs.append(run_all(load, dataset, seed=seed if args.retrain else args.seed, quick=args.quick, log=log))
-    agents = f"agents retrained with seeds 0..{args.seeds - 1}" if args.retrain else "the shipped agents"
+        runs.append(run_all(load, dataset, seed=seed, quick=args.quick, log=log,
+                            training_seed=seed if checkpoints is not None else 0))
+        if checkpoints is not None:   # each seed's raw values: seeds run piece by piece, committed in docs/report/seeds
+            write_seed_file(Path(args.out) / "seeds", seed, seed_results(runs[-1]), command_line(args), args.quick,
+                            agents=f"trained with seed {seed}")
+    done = dict(zip(seeds if checkpoints is not None else [0], runs))
+    others = ({k: {"findings": seed_results(r)} for k, r in list(done.items())[1:]} if checkpoints is not None else
+              read_seed_files(ROOT / "docs" / "report" / "seeds", quick=args.quick, skip={0}, log=log))
+    findings = pool_runs(runs[0], others, seed=args.seed)
+    agents = _pieces_text(args, seeds) if checkpoints is not None else "the shipped agents"
+    if others and checkpoints is None:
+        agents += f", pooled with seeds {', '.join(map(str, sorted(others)))} from docs/report/seeds"
     if chosen:
         agents += " (environments chosen with --env: " + ", ".join(f"{k} in {v}" for k, v in chosen.items()) + ")"
-    meta = {"agents": agents, "envs": chosen, "seconds": round(time.perf_counter() - t0, 1), "quick": args.quick}
-    paths = write_report(runs[0], Path(args.out), runs if len(runs) > 1 else None, meta)
+    meta = {"agents": agents, "envs": chosen, "seconds": round(time.perf_counter() - t0, 1), "quick": args.quick,
+            "seeds": describe_seeds(done, others, "measured here")}
+    paths = write_report(findings, Path(args.out), runs if len(runs) > 1 else None, meta)
     if not args.json:
-        for f in runs[0]:
-            print(f"{f.id:<20} {'reproduced' if f.reproduced else 'NOT reproduced'}: {f.measured}")
+        for f in findings:
+            print(f"{f.id:<20} {f.verdict}: {f.measured}")
         print(f"report: {paths['report_md']} and {paths['report_html']} ({meta['seconds']:.0f} s)")
-    return {"findings": [f.to_json() for f in runs[0]], "per_seed": [[f.to_json() for f in r] for r in runs] if len(runs) > 1 else None,
+    return {"findings": [f.to_json() for f in findings], "per_seed": [[f.to_json() for f in r] for r in runs] if len(runs) > 1 else None,
             **paths, "seconds": meta["seconds"]}
 
 
@@ -711,7 +784,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("reproduce", help="the papers' findings on the shipped agents, as a report (md + html + figures)")
     s.add_argument("--out", default="report", help="report directory (default: report)")
     s.add_argument("--retrain", action="store_true", help="retrain the agents from their recipes instead of loading them")
-    s.add_argument("--seeds", type=int, default=1, help="with --retrain: seeds 0..N-1 (about an hour of training each)")
+    s.add_argument("--seeds", type=int, default=1, help="with --retrain or --from-agents: seeds 0..N-1 (today's recipes: about "
+                   "an hour of one core per seed)")
+    s.add_argument("--seed-list", metavar="K,K,...", help="these training seeds instead of 0..N-1 (e.g. 3,4: a piece of a "
+                   "5-seed run)")
+    s.add_argument("--agents", metavar="A,B,...", help="with --retrain: train only these recipes (models/recipes.py); the "
+                   "findings take the others from --from-agents")
+    s.add_argument("--train-only", action="store_true", help="with --retrain: save the checkpoints in "
+                   "OUT/agents/<agent>/seed<k>/ and stop before the findings")
+    s.add_argument("--from-agents", metavar="DIR", help="run the findings on checkpoints saved earlier (DIR/<agent>/seed<k>/, "
+                   "e.g. OUT/agents of --train-only runs); one missing is an error naming the command that trains it")
+    s.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="with --retrain: each (agent, seed) a Ray task, on "
+                   "a local Ray on all cores, or on the cluster at ADDRESS (HOST:6379); a log per task in OUT/logs/")
+    s.add_argument("--steps-scale", type=float, default=1.0, help="with --retrain: every recipe's training steps times "
+                   "this (at least 1): for tests and smoke runs")
     s.add_argument("--seed", type=int, default=0, help="evaluation seed for the shipped agents")
     s.add_argument("--quick", action="store_true", help="few episodes (a smoke run; numbers are noisy)")
     s.add_argument("--env", action="append", metavar="AGENT=ID",

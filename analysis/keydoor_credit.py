@@ -15,6 +15,16 @@ from .attribution_markers import KeyDoorSteps, is_key_to_door, key_door_steps  #
 from .inputs import training_data
 
 
+def _span_fraction(res: Attribution, first: int, stop: int | None, randomized: bool) -> float:
+    """Fraction of the context's |attribution| (the explained step left out) on episode steps first..stop-1
+    (stop None: up to the explained step)."""
+    m = res.randomized if randomized else res.trained
+    per = np.abs(m.per_step()[res.mask])[:-1]
+    steps = res.window_steps[res.mask][:-1]
+    span = (steps >= first) & (steps < (res.step if stop is None else stop))
+    return float(per[span].sum() / per.sum()) if per.sum() > 0 else float("nan")
+
+
 def _span_share(res: Attribution, first: int, stop: int | None, randomized: bool) -> float:
     """Mean share over uniform of episode steps first..stop-1 (NaN when empty)."""
     if stop is None or first >= stop:
@@ -38,6 +48,9 @@ class KeyDoorCredit:
     randomized_share_after: np.ndarray
     spearman: np.ndarray           # [E] rank correlation trained vs randomized maps
     delta: np.ndarray              # [E] IG convergence delta (NaN for other methods)
+    span_share: np.ndarray | None = None             # [E] fraction of the context's |attribution| (current step left
+                                                     #     out) on the key step through the end of phase 1
+    randomized_span_share: np.ndarray | None = None  # [E] the same on the randomized model
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"episode": self.episodes, "key_step": self.key_step, "explained_step": self.explained_step,
@@ -84,4 +97,7 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
     rafter = np.array([_span_share(r, k + 1, p2, True) if r.randomized else np.nan for r, (_, k, _, p2) in zip(res, chosen)])
     return KeyDoorCredit(target, method, np.array([c[0] for c in chosen]), np.array([c[1] for c in chosen]),
                          np.array([c[2] for c in chosen]), share, rshare, after, rafter, np.array([r.spearman for r in res]),
-                         np.array([np.nan if r.trained.delta is None else r.trained.delta for r in res]))
+                         np.array([np.nan if r.trained.delta is None else r.trained.delta for r in res]),
+                         np.array([_span_fraction(r, k, p2, False) for r, (_, k, _, p2) in zip(res, chosen)]),
+                         np.array([_span_fraction(r, k, p2, True) if r.randomized else np.nan
+                                   for r, (_, k, _, p2) in zip(res, chosen)]))
