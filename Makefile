@@ -51,7 +51,7 @@ sample-data: $(VENV)/.runtime chromium
 		$(PY) cli.py inspect $$f --histogram docs/images/returns_$$(basename $$f .npz).png > /dev/null || exit 1; \
 	done
 
-# Trains, evaluates and saves the 13 shipped agents (each < 10 min on 2 cores) and their README table.
+# Trains, evaluates and saves the 14 shipped agents (each < 10 min on 2 cores) and their README table.
 sample-agents: $(VENV)/.runtime
 	$(PY) cli.py make-agents --out-dir sample_data/agents
 

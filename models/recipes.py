@@ -35,6 +35,10 @@ SAMPLE_AGENTS = {
     "masked-pendulum-dynamics": dict(kind="dynamics", data="masked-pendulum", steps=5000),
     "keydoor-dt": dict(kind="dt", data="keydoor", context=25, steps=3000, hparams=DT_SMALL, targets=[0, 1], episodes=100),
     "keydoor-mlp": dict(kind="mlp", data="keydoor", steps=3000, episodes=100),
+    # issue 15: the return-conditioned Markov control for Key-to-Door (a K=1 DT sees "key gone" at RTG=1 too), with as
+    # many supervised action tokens per update as keydoor-dt (K=25 x batch 64 = 1 x 1600)
+    "keydoor-dt-k1": dict(kind="dt", data="keydoor", context=1, steps=3000, hparams=DT_SMALL, batch_size=1600,
+                          targets=[0, 1], episodes=100),
     # the MuJoCo example (issue 13, item 7): data returns -20.3 .. -0.4; below ~-14 the behaviour's return stops
     # following its knob (aims beyond the arm's reach), so the lowest targets ask for what the data cannot show
     "reacher-dt": dict(kind="dt", data="reacher", context=20, steps=3000, hparams=DT_SMALL,
