@@ -286,17 +286,23 @@ def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: i
 # ---------------------------------------------------------------------------------------------------
 # references: shipped agents of the same environment, and a Markov MLP
 # ---------------------------------------------------------------------------------------------------
-def shipped_reference_kinds(agent, root: Path = SHIPPED_AGENTS) -> set[str]:
-    """The kinds of shipped_references(agent), from the config.json files alone (nothing loaded)."""
-    kinds = set()
-    for f in sorted(root.glob("*/config.json")) if root.is_dir() else []:
+def _shipped_candidates(agent, root: Path) -> list[tuple[Path, dict]]:
+    """(directory, config.json) of every shipped agent acting in the agent's environment with its observations,
+    dynamics models and TTs left out: read from config.json alone, nothing loaded."""
+    out = []
+    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []:
         try:
-            c = json.loads(f.read_text())
+            c = json.loads((d / "config.json").read_text())
         except (OSError, ValueError):
             continue
         if c.get("env_id") == agent.config.env_id and c.get("obs_dim") == agent.obs_dim and c.get("kind") not in ("dynamics", "tt"):
-            kinds.add(c.get("kind"))
-    return kinds
+            out.append((d, c))
+    return out
+
+
+def shipped_reference_kinds(agent, root: Path = SHIPPED_AGENTS) -> set[str]:
+    """The kinds of shipped_references(agent), from the config.json files alone (nothing loaded)."""
+    return {c.get("kind") for _, c in _shipped_candidates(agent, root)}
 
 
 def shipped_references(agent, exclude: str | None = None, root: Path = SHIPPED_AGENTS) -> dict:
@@ -305,15 +311,7 @@ def shipped_references(agent, exclude: str | None = None, root: Path = SHIPPED_A
     from models import load_agent
 
     out = {}
-    if not root.is_dir():
-        return out
-    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
-        try:
-            c = json.loads((d / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if c.get("env_id") != agent.config.env_id or c.get("obs_dim") != agent.obs_dim or c.get("kind") in ("dynamics", "tt"):
-            continue
+    for d, _ in _shipped_candidates(agent, root):
         if d.name == exclude:
             continue
         ref = load_agent(d)

@@ -22,12 +22,6 @@ SIZES = dict(state_dim=11, action_dim=3, seq_len=5, episode_len=50, embedding_di
 REWARD_SCALE = 0.001
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def corl_config(**over) -> dict:

@@ -20,19 +20,13 @@ from analysis.patching import PatchPair, key_door_pair, make_pair, patcher, toke
 from models import load_agent
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
+from test_activations import spread
 from trajectories import Dataset, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS, DATA = ROOT / "sample_data/agents", ROOT / "sample_data/datasets"
 
 
-def spread(model, scale=0.3, seed=0):
-    """GPT-2 init is nearly uniform: spread every weight so outputs depend on the inputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-    return model.eval()
 
 
 def make_dt(discrete=True, banded=True, K=3, n_head=2, **hp):
