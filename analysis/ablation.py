@@ -40,7 +40,7 @@ from models.evaluate import check_dataset
 from models.rollout import episode_limit, episode_uniforms, run_episodes
 
 from .cache import cached, report, tee
-from .inputs import receptive_field, step_windows, training_data
+from .inputs import native_dt_forward, receptive_field, step_windows, training_data
 from .stats import bootstrap_ci, paired_difference_ci
 
 MODES = ("zero", "mean")
@@ -345,9 +345,7 @@ def _check_dt(agent) -> None:
 def action_outputs(agent, inputs: dict, interventions: dict | None = None) -> torch.Tensor:
     """A DT's action output at each window's last step [B, ...] under `interventions` (None or {}: the plain
     numbers of analysis.inputs.last_step_outputs). Only what the last s_t token reads is computed."""
-    from models.decision_transformer import DecisionTransformer
-
-    if type(agent).forward is DecisionTransformer.forward:
+    if native_dt_forward(agent):
         out, _ = agent.run_with_cache(inputs, [], interventions or None, last_state_only=True)
     else:   # a subclass with its own forward: the full forward
         out, _ = agent.run_with_cache(inputs, [], interventions or None)

@@ -69,7 +69,7 @@ import torch
 
 from .attribution_markers import is_key_to_door, key_door_steps
 from .cache import report
-from .inputs import receptive_field, step_windows, training_data
+from .inputs import native_dt_forward, receptive_field, step_windows, training_data
 
 OUTPUTS = ("action", "value", "return")
 CORRUPTIONS = ("episode", "rtg", "key")
@@ -148,9 +148,7 @@ def readout(agent, output: str = "action", action: int | None = None, metric: st
 def uses_last_state(agent, out: Readout) -> bool:
     """Action and value read the last s_t token: compute only what it needs (DT.run_with_cache last_state_only),
     unless a subclass brings its own forward."""
-    from models.decision_transformer import DecisionTransformer
-
-    return out.output in ("action", "value") and type(agent).forward is DecisionTransformer.forward
+    return out.output in ("action", "value") and native_dt_forward(agent)
 
 
 def uses_suffix(agent) -> bool:
@@ -158,8 +156,7 @@ def uses_suffix(agent) -> bool:
     Decision Transformer whose forward is the plain one (a subclass with its own forward takes the batched path)."""
     from models.decision_transformer import DecisionTransformer
 
-    return (isinstance(agent, DecisionTransformer) and type(agent).forward is DecisionTransformer.forward
-            and type(agent).run_suffix is DecisionTransformer.run_suffix)
+    return native_dt_forward(agent) and type(agent).run_suffix is DecisionTransformer.run_suffix
 
 
 def run(agent, inputs: dict, out: Readout, names=(), interventions=None, last_state: bool | None = None):
