@@ -17,9 +17,9 @@ def warm() -> float:
     import pandas  # noqa: F401
     import plotly.graph_objects  # noqa: F401
 
-    import analysis.catalog  # noqa: F401  (registers every figure: imports every analysis)
-    import analysis.entries  # noqa: F401
-    import analysis.attribution  # noqa: F401  (captum)
+    from analysis import catalog
+
+    catalog.figures()   # imports every entry module, and through them every analysis (captum among them)
     import envs  # noqa: F401  (gymnasium, and MuJoCo's registrations)
     import models
     from models.base import AgentConfig
