@@ -83,3 +83,21 @@ def test_owned_values_leave_with_their_session(pair):
     assert len(CACHE) == 2
     assert CACHE.release("session-a") == 1 and len(CACHE) == 1
     assert cache.key("shared", agent, ds) in CACHE
+
+
+def test_prepared_inputs_are_shared_read_only_and_keyed_on_the_normalisation():
+    """analysis.inputs.training_data keeps recent (dataset, normalisation) pairs for every session: the same content
+    gives the same object, whose arrays no caller can write; other statistics give their own."""
+    from analysis.inputs import training_data
+    from models.env_choice import with_inputs
+
+    agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
+    ds = load_dataset(sample_datasets()["cartpole"])
+    a, b = training_data(agent, ds), training_data(load_agent(ROOT / "sample_data/agents/cartpole-dt"), ds)
+    assert a is b
+    for arr in (a.obs, a.rtg, a.timesteps):
+        with pytest.raises(ValueError):
+            arr[0] = 0
+    twin = with_inputs(agent, np.zeros(agent.obs_dim), np.ones(agent.obs_dim))
+    raw = training_data(twin, ds)
+    assert raw is not a and np.array_equal(raw.obs, ds.observations) and not np.array_equal(a.obs, ds.observations)
