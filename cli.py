@@ -601,7 +601,7 @@ def cmd_reproduce(args) -> dict:
 
     from analysis.findings import read_seed_files, write_seed_file
     from analysis.report import write_report
-    from analysis.reproduce import AGENTS, command_line, describe_seeds, pool_runs, run_all, seed_results
+    from analysis.reproduce import AGENTS, NotProvided, command_line, describe_seeds, pool_runs, run_all, seed_results
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
@@ -640,8 +640,8 @@ def cmd_reproduce(args) -> dict:
             def load(name, seed=seed, loaded=loaded):
                 if name not in loaded:
                     if (name, seed) not in checkpoints:
-                        raise UserError(f"the findings asked for {name} seed {seed}, which --retrain / --from-agents "
-                                        "did not provide.")
+                        raise NotProvided(f"the findings asked for {name} seed {seed}, which --retrain / --from-agents "
+                                          "did not provide.")
                     loaded[name] = _agent_in_env(name, load_agent(checkpoints[(name, seed)]), chosen)
                 return loaded[name]
         else:
@@ -649,8 +649,11 @@ def cmd_reproduce(args) -> dict:
                 if name in shipped:
                     return shipped[name]
                 return load_agent(ROOT / "sample_data" / "agents" / name)
-        runs.append(run_all(load, dataset, seed=seed, quick=args.quick, log=log,
-                            training_seed=seed if checkpoints is not None else 0))
+        try:
+            runs.append(run_all(load, dataset, seed=seed, quick=args.quick, log=log,
+                                training_seed=seed if checkpoints is not None else 0))
+        except NotProvided as e:
+            raise UserError(str(e)) from None
         if checkpoints is not None:   # each seed's raw values: seeds run piece by piece, committed in docs/report/seeds
             write_seed_file(Path(args.out) / "seeds", seed, seed_results(runs[-1]), command_line(args), args.quick,
                             agents=f"trained with seed {seed}")

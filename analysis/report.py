@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .export import versions, write_figures
+from .papers import papers_md
 
 
 def _verdict(f) -> str:
@@ -95,6 +96,7 @@ def _finding_md(f) -> list[str]:
         md += [f"| `{m}` | " + " | ".join(_fmt(f.pooled[m]["per_seed"].get(k)) for k in seeds) + f" | {_ci(f.pooled[m])} |"
                for m in extra]
         md += [""]
+    md += papers_md(f)
     flags = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in f.flags.items())
     md += [f"**Measured on seed {f.seed}.** {f.measured}." + (f" ({flags})" if flags else ""), ""]
     return md

@@ -22,6 +22,7 @@ from models.evaluate import evaluate
 
 from . import figures as F
 from .findings import PreRegistered, Registry, conclude, load_findings
+from .papers import paper_rows
 from .stats import N_BOOT, mean_ci, ratio_ci, rowwise_bootstrap_ci
 
 
@@ -76,7 +77,7 @@ class Finding:
                  "ci_high": head["ci_high"] if head else None,
                  "secondary": {m: _pooled_json(self.pooled.get(m)) for m in s.secondary},
                  "also_measured": {m: _pooled_json(p) for m, p in self.pooled.items() if m not in s.metrics},
-                 "not_measured": dict(self.missing), **self.flags}
+                 "not_measured": dict(self.missing), "papers": paper_rows(self), **self.flags}
         if self.id == "key_to_door":
             extra["patching"] = {k: _pooled_json(self.pooled.get(m)) for k, m in (
                 ("span_effect", "patching_span_effect"), ("distractor_effect", "patching_distractor_effect"),
@@ -399,7 +400,8 @@ def key_to_door(dt, mlp, dataset, episodes: int = 100, credit_episodes: int = 32
 
 # ---- 4. compounding error ---------------------------------------------------------------------------------
 # raw per seed: {"masked": [starts, 3] L2 error at H (TT with its history, the same TT with none, one-step model),
-# "full": [starts, 2] (the 500-bin TT, one-step), "full_100": [starts, 2] (the shipped 100-bin TT, one-step),
+# "full": [starts, 2] (the 500-bin TT, one-step), "full_100": [starts, 2] (the shipped 100-bin TT, one-step; when
+# loaded),
 # "tt_floor", "tt100_floor": the TTs' quantization floors} on the same start states (rows resampled whole)
 HELD_OUT_SEED = 1_000_000   # + training seed: the behaviour policy's collection seed for held-out episodes
 
@@ -450,10 +452,11 @@ def _tt_context(tt, horizon):
 
 
 def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed: int = 0, held_out: dict | None = None,
-                      tt500=None, missing: dict | None = None) -> Finding:
+                      tt100=None, missing: dict | None = None) -> Finding:
     """pairs: {"full": (tt, dynamics, dataset), "masked": (...)}: the figures and the training-data rows as before.
     held_out: {"full"|"masked": (dataset, is_held_out)} episodes for the paired measurement (default: the training
-    data, then not held out); tt500: the 500-bin full-Pendulum TT (None: not trained, `missing` says why)."""
+    data, then not held out); pairs["full"]'s TT is the 500-bin one; tt100: the shipped 100-bin full-Pendulum TT,
+    measured beside it (None: not loaded, `missing` says why)."""
     from .predictions import error_by_horizon
 
     missing = missing or {}
@@ -475,19 +478,19 @@ def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed:
     c = _tt_context(tt, horizon)
     masked, _ = paired_errors({"tt": (tt, c), "tt_no_history": (tt, 0), "one_step": (dyn, 0)}, ds, horizon, n_starts, seed)
     raw = {"masked": masked}
-    tt100, dyn_full, _ = pairs["full"]
+    tt500, dyn_full, _ = pairs["full"]
     ds_full, full_held_out = held_out["full"]
-    raw["full_100"], _ = paired_errors({"tt": (tt100, _tt_context(tt100, horizon)), "one_step": (dyn_full, 0)}, ds_full,
-                                       horizon, n_starts, seed)
-    raw["tt100_floor"] = float(tt100.hp.get("obs_quantization_floor", np.nan))
+    raw["full"], _ = paired_errors({"tt": (tt500, _tt_context(tt500, horizon)), "one_step": (dyn_full, 0)}, ds_full,
+                                   horizon, n_starts, seed)
+    raw["tt_floor"] = float(tt500.hp.get("obs_quantization_floor", np.nan))
     not_measured = {}
-    if tt500 is not None:
-        raw["full"], _ = paired_errors({"tt": (tt500, _tt_context(tt500, horizon)), "one_step": (dyn_full, 0)}, ds_full,
-                                       horizon, n_starts, seed)
-        raw["tt_floor"] = float(tt500.hp.get("obs_quantization_floor", np.nan))
+    if tt100 is not None:
+        raw["full_100"], _ = paired_errors({"tt": (tt100, _tt_context(tt100, horizon)), "one_step": (dyn_full, 0)},
+                                           ds_full, horizon, n_starts, seed)
+        raw["tt100_floor"] = float(tt100.hp.get("obs_quantization_floor", np.nan))
     else:
-        why = missing.get("pendulum-tt-500", "pendulum-tt-500 is not trained yet")
-        not_measured.update(dict.fromkeys(("full_tt_minus_one_step_h10", "tt_floor"), why))
+        why = missing.get("pendulum-tt", "pendulum-tt is not loaded")
+        not_measured.update(dict.fromkeys(("full_tt100_minus_one_step_h10", "full_tt100_h10", "tt100_floor"), why))
     nums["paired_starts"] = {"horizon": horizon, "n_starts": int(len(masked)), "tt_context": c,
                       "data": "held-out episodes" if masked_held_out else "the training data",
                       "masked_tt_minus_one_step": _r(np.mean(masked[:, 0] - masked[:, 2]), 4),
@@ -498,7 +501,7 @@ def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed:
                 f"{ps['masked_tt_minus_one_step']:g}, TT with {c} transitions of history − the same TT with none "
                 f"{ps['masked_history_minus_no_history']:g}; on the training data (starts drawn per model): "
                 f"masked TT {m['sequence_model_error']:g} {m['sequence_model_error_ci']} vs one-step "
-                f"{m['single_step_error']:g} {m['single_step_error_ci']}; full Pendulum TT {f_['sequence_model_error']:g} vs "
+                f"{m['single_step_error']:g} {m['single_step_error_ci']}; full Pendulum TT (500 bins) {f_['sequence_model_error']:g} vs "
                 f"one-step {f_['single_step_error']:g} (TT floors {m['quantization_floor']:g} / {f_['quantization_floor']:g})")
     f = Finding("compounding_error", "Compounding error: memory vs a one-step model",
                 "Open-loop under the logged actions, a one-step model compounds its errors; a sequence model "
@@ -549,7 +552,7 @@ METRICS: dict[str, dict[str, Callable]] = {
         "masked_tt_h10": _mean_col("masked", 0), "masked_tt_no_history_h10": _mean_col("masked", 1),
         "masked_one_step_h10": _mean_col("masked", 2),
         "full_tt100_minus_one_step_h10": _diff("full_100", 0, 1), "full_tt100_h10": _mean_col("full_100", 0),
-        "full_one_step_h10": _mean_col("full_100", 1), "tt100_floor": lambda r: float(r["tt100_floor"])},
+        "full_one_step_h10": _mean_col("full", 1), "tt100_floor": lambda r: float(r["tt100_floor"])},
 }
 N_BOOTS = {"return_conditioning": N_BOOT // 4}   # a rank correlation per resample and agent: 500 resamples, as before
 
@@ -567,19 +570,26 @@ def finding_metrics(finding_id: str, per_seed: dict) -> dict[str, Callable]:
 
 # ---- all four ------------------------------------------------------------------------------------------------
 # Every agent run_all asks load() for (shipped, or retrained from models/recipes.py): `cli.py reproduce --env
-# AGENT=ID` may name only these. OPTIONAL: agents findings.toml names that may not exist yet (a finding then
-# reports the metrics that need them as "not measured").
+# AGENT=ID` may name only these. The findings' agents are those findings.toml names (seed runs train those); OPTIONAL:
+# agents measured beside a finding when load() has them (the shipped 100-bin pendulum-tt; seed runs leave it out).
 AGENTS = ("cartpole-dt", "pendulum-dt", "reacher-dt", "masked-cartpole-dt-k20", "masked-cartpole-dt-k1",
-          "masked-cartpole-gru", "keydoor-dt", "keydoor-mlp", "pendulum-tt", "pendulum-dynamics", "masked-pendulum-tt",
-          "masked-pendulum-dynamics")
-OPTIONAL = ("keydoor-dt-k1", "pendulum-tt-500")
+          "masked-cartpole-gru", "masked-cartpole-mlp", "keydoor-dt", "keydoor-dt-k1", "keydoor-mlp", "pendulum-tt-500",
+          "pendulum-dynamics", "masked-pendulum-tt", "masked-pendulum-dynamics", "pendulum-tt")
+OPTIONAL = ("pendulum-tt",)
+
+
+class NotProvided(LookupError):
+    """load(name) in a seed run for an agent the run did not train (only the findings' agents are trained)."""
 
 
 def optional_agent(load: Callable[[str], object], name: str) -> tuple[object | None, str | None]:
     """(agent, None), or (None, why) when load(name) fails for an agent that is not shipped (sample_data/agents):
-    nobody has trained it yet, or its checkpoint is not here. A shipped agent that fails to load is an error."""
+    nobody has trained it yet, or its checkpoint is not here; or when a seed run did not train it (NotProvided).
+    A shipped agent that fails to load is an error."""
     try:
         return load(name), None
+    except NotProvided as e:
+        return None, str(e)
     except Exception as e:   # noqa: BLE001 - whatever load() raises for an agent that does not exist
         if (Path(__file__).resolve().parent.parent / "sample_data" / "agents" / name).is_dir():
             raise
@@ -596,28 +606,24 @@ def run_all(load: Callable[[str], object], datasets: Callable[[str], object], se
     seeds the evaluation; training_seed (default: seed) is the seed the agents were trained with (0 for the shipped
     ones), which the findings are filed under. Each finding comes back concluded on this seed alone (`pool_runs`
     pools it with other seeds)."""
-    from .context import train_mlp_reference
-
     eps = 4 if quick else 16
     out = []
     rc = registry().get("return_conditioning").agents
     log(f"return conditioning: {', '.join(rc)}")
     out.append(return_conditioning({n: load(n) for n in rc}, eps, seed, 4 if quick else 6))
     log("context vs Markov: masked CartPole")
-    mlp = train_mlp_reference(datasets("masked-cartpole"), steps=300 if quick else 2000, seed=seed)
     out.append(context_pomdp({"k20": load("masked-cartpole-dt-k20"), "k1": load("masked-cartpole-dt-k1"),
-                              "gru": load("masked-cartpole-gru"), "mlp": mlp}, eps, seed))
+                              "gru": load("masked-cartpole-gru"), "mlp": load("masked-cartpole-mlp")}, eps, seed))
     log("Key-to-Door: success, patching and credit")
-    k1, why = optional_agent(load, "keydoor-dt-k1")
     out.append(key_to_door(load("keydoor-dt"), load("keydoor-mlp"), datasets("keydoor"), 20 if quick else 100,
-                           4 if quick else 32, seed, k1=k1, missing={"keydoor-dt-k1": why}))
+                           4 if quick else 32, seed, k1=load("keydoor-dt-k1")))
     log("compounding error: Pendulum and masked Pendulum (held-out episodes, paired starts)")
-    tt500, why = optional_agent(load, "pendulum-tt-500")
-    pairs = {"full": (load("pendulum-tt"), load("pendulum-dynamics"), datasets("pendulum")),
+    tt100, why = optional_agent(load, "pendulum-tt")
+    pairs = {"full": (load("pendulum-tt-500"), load("pendulum-dynamics"), datasets("pendulum")),
              "masked": (load("masked-pendulum-tt"), load("masked-pendulum-dynamics"), datasets("masked-pendulum"))}
     held = {k: held_out_episodes(ds, seed, 8 if quick else 32) for k, (_, _, ds) in pairs.items()}
-    out.append(compounding_error(pairs, n_starts=64 if quick else 256, seed=seed, held_out=held, tt500=tt500,
-                                 missing={"pendulum-tt-500": why}))
+    out.append(compounding_error(pairs, n_starts=64 if quick else 256, seed=seed, held_out=held, tt100=tt100,
+                                 missing={"pendulum-tt": why}))
     if training_seed is not None and training_seed != seed:
         for f in out:
             f.seed = training_seed

@@ -360,13 +360,11 @@ def _train_with_ray(pieces, out_dir: Path, ray_address, steps_scale, finish):
 
 # ---- where the findings' agents come from ----------------------------------------------------------------------
 def findings_agents() -> list[str]:
-    """The agents analysis.reproduce.run_all loads: its AGENTS, and those of its OPTIONAL that have a recipe."""
-    from models import recipes
-
+    """The agents a seed run trains: every agent findings.toml's findings use (run_all loads them; the agents it
+    only measures beside, reproduce.OPTIONAL, are left out)."""
     from . import reproduce
 
-    return list(reproduce.AGENTS) + [n for n in getattr(reproduce, "OPTIONAL", ()) if n in recipes.SAMPLE_AGENTS
-                                     and n not in reproduce.AGENTS]
+    return list(dict.fromkeys(a for f in reproduce.registry().findings for a in f.agents))
 
 
 def saved_pieces(agents_dir, pieces) -> tuple[dict[Piece, Path], list[Piece]]:

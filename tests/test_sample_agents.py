@@ -73,6 +73,23 @@ def test_context_beats_markov_on_masked_cartpole():
     assert k20["mean_return"] >= 1.5 * k1["mean_return"]
 
 
+def test_context_agents_act_as_trained_and_see_as_many_action_tokens():
+    """Issue 15, item 4: the K=20 DT attends plainly over its last K steps (HF semantics: acting equals training on
+    K-step windows; tests/test_attention and the HF rollout tests check that path), not banded over n_layer*K steps;
+    the K=1 DT gets as many supervised action tokens per update (batch x K) as the K=20 one."""
+    from analysis.inputs import receptive_field
+    from models.train import DEFAULTS
+
+    k20, k1 = load_agent(AGENTS / "masked-cartpole-dt-k20"), load_agent(AGENTS / "masked-cartpole-dt-k1")
+    assert k20.hp["banded"] is False and receptive_field(k20) == k20.context_length == k20.hp["train_window"] == 20
+    assert k1.context_length == 1
+
+    def tokens(name, agent):
+        return (SAMPLE_AGENTS[name].get("batch_size") or DEFAULTS["dt"].batch_size) * agent.context_length
+    assert tokens("masked-cartpole-dt-k20", k20) == tokens("masked-cartpole-dt-k1", k1) == 1280
+    assert k1.config.training["batch_size"] == 1280
+
+
 def test_key_to_door_dt_remembers_the_key():
     dt = evaluate(load_agent(AGENTS / "keydoor-dt"), [1], episodes=100, seed=7, progress=False)[0]
     mlp = evaluate(load_agent(AGENTS / "keydoor-mlp"), None, episodes=100, seed=7, progress=False)[0]
