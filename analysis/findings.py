@@ -61,7 +61,11 @@ class Comparison:
         return f"{self.left} {self.op} {right}"
 
     def holds(self, a: float, b: float) -> bool:
-        return {">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b, "==": a == b}[self.op]
+        # equal up to float rounding counts as equal: a Spearman of exactly 0.9 computes as 0.8999999999999999, and a
+        # rounding error must not decide a verdict (the tolerance is far below any metric's resolution)
+        tie = math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return {">=": a >= b or tie, "<=": a <= b or tie, ">": a > b and not tie, "<": a < b and not tie,
+                "==": tie}[self.op]
 
 
 @dataclass(frozen=True)

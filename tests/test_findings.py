@@ -107,6 +107,13 @@ def test_verdicts_on_hand_made_values():
     assert ok is False and [c["holds"] for c in comps] == [True, True, False, True]
     assert verdict_text(ok, comps) == "not reproduced"
     assert verdict(_spec("estimate == 1"), {"estimate": 1.0})[0] is True
+    # a boundary value that float arithmetic lands a hair off counts as the boundary, either way
+    from scipy.stats import spearmanr
+    rho = float(spearmanr([1, 2, 3, 4, 5], [1, 2, 3, 5, 4]).statistic)     # exactly 0.9, computed 0.8999999999999999
+    assert rho != 0.9 and verdict(_spec("estimate >= 0.9"), {"estimate": rho})[0] is True
+    assert verdict(_spec("estimate > 0.9"), {"estimate": rho})[0] is False
+    assert verdict(_spec("estimate >= 0.9"), {"estimate": 0.8999})[0] is False
+    assert verdict(_spec("estimate < 0"), {"estimate": -1e-6})[0] is True
 
 
 def test_a_missing_value_gives_no_verdict_and_says_what_is_missing():
