@@ -4,6 +4,7 @@ its one-sentence refusals."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def test_ray_tasks_train_every_piece_and_save_checkpoints_and_logs(ray_run):
         log = (out / "logs" / f"{name}-seed{seed}.log").read_text()
         assert f"training {name} with seed {seed}" in log and f"{steps}/{steps}" in log
         assert f"{name} seed {seed} trained in" in log
+        assert f", nice {os.nice(0)}\n" in log   # the driver's priority: a local Ray adds 15 unless told (seed_runs.py)
     for name in ("cartpole-mlp", "masked-cartpole-dt-k1"):   # seeds differ
         a, b = _tensors(paths[(name, 0)]), _tensors(paths[(name, 1)])
         assert any(not (a[k] == b[k]).all() for k in a)
