@@ -7,7 +7,7 @@ PORT ?= 8501
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: app test test-fast chromium sample-data sample-agents bench clean-venv
+.PHONY: app test test-fast chromium gl sample-data sample-agents bench clean-venv
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 HOST = localhost
 app: $(VENV)/.runtime
 	@$(MAKE) --no-print-directory chromium || echo "warning: chromium missing: figures export as HTML and CSV only"
+	@$(MAKE) --no-print-directory gl || echo "warning: libEGL missing: MuJoCo episodes show state plots, not frames"
 	$(PY) -m ui.serve app.py --server.port $(PORT) $(if $(strip $(HOST)),--server.address $(HOST)) \
 		$(if $(strip $(DATA) $(AGENT)),-- $(if $(strip $(DATA)),--data $(DATA)) $(if $(strip $(AGENT)),--agent $(AGENT)))
 
@@ -37,7 +38,15 @@ chromium:
 	fi
 	@test -x $(CHROMIUM) || { echo "chromium is still missing at $(CHROMIUM)"; exit 1; }
 
-test: $(VENV)/.dev chromium
+# MuJoCo renders episode frames headless through EGL (MUJOCO_GL=egl): Debian's libegl1 (Mesa) when it is missing.
+gl:
+	@if ! ldconfig -p | grep -q 'libEGL.so.1 '; then \
+		echo "installing Debian libegl1 for headless MuJoCo frames"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libegl1 libgl1 >/dev/null; \
+	fi
+	@ldconfig -p | grep -q 'libEGL.so.1 ' || { echo "libEGL is still missing: MuJoCo frames fall back to state plots"; exit 1; }
+
+test: $(VENV)/.dev chromium gl
 	$(PY) -m pytest
 
 # Everything except the browser tests (marked slow).
@@ -51,7 +60,7 @@ sample-data: $(VENV)/.runtime chromium
 		$(PY) cli.py inspect $$f --histogram docs/images/returns_$$(basename $$f .npz).png > /dev/null || exit 1; \
 	done
 
-# Trains, evaluates and saves the 14 shipped agents (each < 10 min on 2 cores) and their README table.
+# Trains, evaluates and saves the 16 shipped agents (each < 10 min on 2 cores) and their README table.
 sample-agents: $(VENV)/.runtime
 	$(PY) cli.py make-agents --out-dir sample_data/agents
 

@@ -416,10 +416,21 @@ def cmd_export(args) -> dict:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise UserError(f"figure '{args.figure}' takes {', '.join(accepted) or 'no parameters'}; not {', '.join(unknown)}.")
-    from analysis.export import FORMATS, bundle, write_figure
+    from analysis.export import FORMATS, VIDEO_FORMATS, bundle, write_figure
     from models import load_agent
     from trajectories import load_dataset
 
+    out = Path(args.out)
+    fmt = (args.format or out.suffix.lstrip(".")).lower()
+    if entry.formats and fmt not in (*entry.formats, "zip"):   # an animation is written only in its own formats
+        raise UserError(f"figure '{args.figure}' is an animation: export it as {' or '.join(entry.formats)} (or zip, "
+                        f"a bundle), not '{fmt or '(none)'}'.")
+    if not entry.formats and fmt in VIDEO_FORMATS:
+        animated = ", ".join(e.name for e in entries.values() if e.formats)
+        raise UserError(f"figure '{args.figure}' is a still figure and {fmt} is for animated ones ({animated}); "
+                        f"expected one of {', '.join(FORMATS)} or zip (a bundle).")
+    if entry.formats and args.compare:
+        raise UserError(f"figure '{args.figure}' animates one agent's episode, so it takes no --compare.")
     if not args.agent and (args.env or args.normalize_from or args.raw_inputs or args.rtg_scale is not None):
         raise UserError("--env, --normalize-from, --raw-inputs and --rtg-scale apply to an agent (--agent DIR).")
     if args.compare and not entry.needs_agent:
@@ -431,17 +442,17 @@ def cmd_export(args) -> dict:
              if args.agent else None)
     if entry.needs_agent and agent is None:
         raise UserError(f"figure '{args.figure}' needs an agent (--agent DIR).")
-    data_path = args.data or (_default_data(agent) if agent is not None else None)
-    if data_path is None:
-        raise UserError(f"figure '{args.figure}' needs a dataset (--data PATH).")
-    dataset = load_dataset(data_path)
-    if agent is not None:
+    # a figure that rolls out (episode_video) acts in the agent's environment when --data is left out
+    data_path = args.data or (_default_data(agent) if agent is not None and not entry.rolls_out else None)
+    if data_path is None and not (entry.rolls_out and agent is not None):
+        raise UserError(f"figure '{args.figure}' needs a dataset (--data PATH)"
+                        + (" or an agent to roll out in its environment (--agent DIR)." if entry.rolls_out else "."))
+    dataset = load_dataset(data_path) if data_path is not None else None
+    if agent is not None and dataset is not None:
         from models.evaluate import check_dataset
 
         check_dataset(agent, dataset)
-    out = Path(args.out)
-    fmt = (args.format or out.suffix.lstrip(".")).lower()
-    if fmt != "zip" and fmt not in FORMATS:
+    if fmt != "zip" and fmt not in (*FORMATS, *entry.formats):
         raise UserError(f"cannot export as '{fmt or '(none)'}'; expected one of {', '.join(FORMATS)} or zip (a bundle).")
     from analysis.compare import CompareError, compare
 
@@ -455,18 +466,36 @@ def cmd_export(args) -> dict:
         raise UserError(str(e)) from None
     except (ValueError, IndexError) as e:
         raise UserError(f"figure '{args.figure}': {e}") from None
+    extra = {}
     if fmt == "zip":
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(bundle([figured], agent=agent, dataset=dataset, agent_path=args.agent, data_path=data_path,
-                               page="cli", compare=other))
+        try:
+            data = bundle([figured], agent=agent, dataset=dataset, agent_path=args.agent, data_path=data_path,
+                          page="cli", compare=other)
+        except ValueError as e:   # an animation of an episode no frame can be drawn of: the sentence saying why
+            raise UserError(f"figure '{args.figure}': {e}") from None
+        out.write_bytes(data)
+    elif figured.video is not None:
+        try:
+            enc = figured.video.encode(fmt)
+        except ValueError as e:
+            raise UserError(f"figure '{args.figure}': {e}") from None
+        target = out.with_suffix(f".{fmt}") if out.suffix.lstrip(".").lower() != fmt else out
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(enc.data)
+        extra = {"frames": enc.n_frames, "width": enc.width, "height": enc.height, "fps": enc.fps,
+                 "bytes": len(enc.data), "notes": enc.notes}
+        for note in enc.notes:
+            print(f"note: {note}", file=sys.stderr)
     else:
         write_figure(figured.figure, out.with_suffix(f".{fmt}") if out.suffix.lstrip(".").lower() != fmt else out,
                      data=figured.data)
     if not args.json:
-        print(f"wrote {out} ({args.figure}, {fmt})")
+        print(f"wrote {out} ({args.figure}, {fmt}" + (f", {extra['frames']} frames of {extra['width']} x "
+                                                       f"{extra['height']}, {extra['bytes'] / 1e6:.2f} MB)" if extra else ")"))
     return {"figure": args.figure, "format": fmt, "out": str(out), "params": figured.params,
-            "agent": str(args.agent) if args.agent else None, "compare": args.compare, "data": str(data_path),
-            "rows": int(len(figured.data))}
+            "agent": str(args.agent) if args.agent else None, "compare": args.compare,
+            "data": str(data_path) if data_path is not None else None, "rows": int(len(figured.data)), **extra}
 
 
 def _compare_agent(args, agent, dataset) -> dict:
@@ -766,11 +795,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1, help="torch threads (1: small models gain nothing from more)")
     s.set_defaults(func=cmd_make_agents)
 
-    s = sub.add_parser("export", help="make one figure headless (png, svg, pdf, html, csv, or a zip bundle)")
+    s = sub.add_parser("export", help="make one figure headless (png, svg, pdf, html, csv, or a zip bundle; gif or mp4 "
+                       "for episode_video)")
     s.add_argument("--figure", help="figure name (see --list)")
     s.add_argument("--agent", help="agent checkpoint directory or zip")
-    s.add_argument("--data", help="dataset (default: the shipped dataset the agent was trained on)")
-    s.add_argument("--format", help="png, svg, pdf, html, csv or zip (default: from --out)")
+    s.add_argument("--data", help="dataset (default: the shipped dataset the agent was trained on; episode_video: a "
+                   "rollout of the agent in its environment)")
+    s.add_argument("--format", help="png, svg, pdf, html, csv or zip; gif or mp4 for episode_video (default: from --out)")
     s.add_argument("--out", help="output file")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="figure parameter, e.g. episode=3 (repeatable)")
     s.add_argument("--env", help="the environment the agent acts in, for agents that name none (gymnasium id or D4RL name)")

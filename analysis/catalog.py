@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 # the entries package (analysis/entries/, one module per topic), each imported once, on first use
 MODULES = ["analysis.entries.dataset", "analysis.entries.attention", "analysis.entries.sweeps", "analysis.entries.predictions",
            "analysis.entries.embeddings", "analysis.entries.context", "analysis.entries.attribution", "analysis.entries.comparisons",
-           "analysis.entries.causal", "analysis.entries.ablation"]
+           "analysis.entries.causal", "analysis.entries.ablation", "analysis.entries.video"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Figured:
     figure: go.Figure
     data: pd.DataFrame
     params: dict = field(default_factory=dict)
+    video: object = None      # an animated figure's analysis.video.EpisodeClip (written as gif / mp4); None: a still
 
 
 @dataclass
@@ -38,17 +39,21 @@ class Entry:
     needs_agent: bool
     make: Callable[..., Figured]
     compare: object = None   # how compare mode pairs two agents' figures: analysis.compare.Spec or its mode name
+    formats: tuple = ()      # the only formats it is written in (episode_video: gif, mp4); (): a still figure's
+    rolls_out: bool = False  # with no dataset it rolls the agent out in its environment (the CLI passes none)
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, description: str, needs_agent: bool = True, compare=None):
+def register(name: str, description: str, needs_agent: bool = True, compare=None, formats: tuple = (),
+             rolls_out: bool = False):
     """Decorator: make(agent, dataset, **params) -> Figured. Params need defaults (the CLI passes none).
     compare: "difference" (A | B | B − A), "side" (A | B) or "overlay" (B on A's axes), or an analysis.compare.Spec;
-    None: analysis.compare's table, else side by side."""
+    None: analysis.compare's table, else side by side. formats: an animation's own formats (gif, mp4), the only ones
+    it is written in. rolls_out: dataset None means a rollout of the agent in its environment."""
     def wrap(fn):
-        _REGISTRY[name] = Entry(name, description, needs_agent, fn, compare)
+        _REGISTRY[name] = Entry(name, description, needs_agent, fn, compare, tuple(formats), rolls_out)
         return fn
     return wrap
 

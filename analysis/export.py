@@ -23,8 +23,9 @@ import plotly.io as pio
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 FORMATS = IMAGE_FORMATS + ("html", "csv")
+VIDEO_FORMATS = ("gif", "mp4")   # animated figures only (episode_video: Figured.video), through analysis/video.py
 MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
-        "csv": "text/csv", "zip": "application/zip"}
+        "csv": "text/csv", "zip": "application/zip", "gif": "image/gif", "mp4": "video/mp4"}
 DEFAULT_WIDTH, DEFAULT_SCALE = 900, 2.0
 
 
@@ -34,9 +35,35 @@ def _size(fig: go.Figure, width: int | None, height: int | None) -> tuple[int, i
 
 def _check_format(fmt: str) -> str:
     fmt = fmt.lower().lstrip(".")
+    if fmt in VIDEO_FORMATS:
+        raise ValueError(f"cannot export a still figure as '{fmt}' (gif and mp4 are for animated figures such as "
+                         f"episode_video); expected one of {', '.join(FORMATS)}.")
     if fmt not in FORMATS:
         raise ValueError(f"cannot export a figure as '{fmt or '(none)'}'; expected one of {', '.join(FORMATS)}.")
     return fmt
+
+
+def figured_bytes(figured, fmt: str) -> bytes:
+    """One catalog Figured in one format: an animated one (Figured.video) as gif, mp4 or the csv of its data; a still
+    one through figure_bytes. Any other pairing is one sentence (ValueError)."""
+    fmt = str(fmt).lower().lstrip(".")
+    if getattr(figured, "video", None) is None:
+        return figure_bytes(figured.figure, fmt, data=figured.data)
+    if fmt == "csv":
+        return figured.data.to_csv(index=False).encode()
+    if fmt not in VIDEO_FORMATS:
+        raise ValueError(f"figure '{figured.name}' is an animation: it is exported as {' or '.join(VIDEO_FORMATS)} "
+                         f"(and its data as csv), not '{fmt or '(none)'}'.")
+    return figured.video.encode(fmt).data
+
+
+def _bundle_formats(figured, formats) -> list[str]:
+    """A still figure's formats minus the video ones; an animation's video formats (both when none is asked) and
+    its csv where asked."""
+    if getattr(figured, "video", None) is None:
+        return [f for f in formats if f not in VIDEO_FORMATS]
+    videos = [f for f in formats if f in VIDEO_FORMATS] or list(VIDEO_FORMATS)
+    return videos + (["csv"] if "csv" in formats else [])
 
 
 def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, height: int | None = None,
@@ -249,15 +276,17 @@ def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path
 
 def bundle(figured: list, formats=FORMATS, agent=None, dataset=None, agent_path=None, data_path=None,
            page: str | None = None, dataset_paths=None, compare: dict | None = None) -> bytes:
-    """A zip: every figure in every format (NAME.png, NAME.svg, ..., NAME.csv) and manifest.json.
+    """A zip: every figure in every format (NAME.png, NAME.svg, ..., NAME.csv) and manifest.json; an animated figure
+    (episode_video) as NAME.gif and NAME.mp4 (those of `formats`, else both) and its csv.
     dataset_paths: see input_flags; compare: see manifest."""
-    formats = [_check_format(f) for f in formats]
+    formats = [f.lower().lstrip(".") if f.lower().lstrip(".") in VIDEO_FORMATS else _check_format(f) for f in formats]
     buf = io.BytesIO()
-    images = any(f in IMAGE_FORMATS for f in formats)   # Chromium only when an image is asked for
+    # Chromium only when a still figure's image is asked for
+    images = any(fmt in IMAGE_FORMATS for f in figured for fmt in _bundle_formats(f, formats))
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z, (export_session() if images else contextlib.nullcontext()):
         for f in figured:
-            for fmt in formats:
-                z.writestr(f"{f.name}.{fmt}", figure_bytes(f.figure, fmt, data=f.data))
+            for fmt in _bundle_formats(f, formats):
+                z.writestr(f"{f.name}.{fmt}", figured_bytes(f, fmt))
         z.writestr("manifest.json", json.dumps(manifest(figured, agent, dataset, agent_path, data_path, page, dataset_paths,
                                                         compare), indent=2, default=str))
     return buf.getvalue()

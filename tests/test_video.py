@@ -1,0 +1,244 @@
+"""analysis/video.py and the catalog figure episode_video: overlays, GIF/MP4 that decode to the frames asked for, the
+size bound, and `cli.py export --figure episode_video` end to end with one sentence for a wrong format."""
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import imageio.v2 as iio2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from analysis import catalog
+from analysis import video as V
+from trajectories import Dataset, load_dataset
+from trajectories.samples import SAMPLE_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+CARTPOLE_DT = ROOT / "sample_data" / "agents" / "cartpole-dt"
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return load_dataset(SAMPLE_DIR / "cartpole.npz")
+
+
+def _clip(ds, episode, steps=None, attention=True, width=V.DEFAULT_WIDTH):
+    one = ds.select([episode])
+    T = one.n_transitions if steps is None else steps
+    att = np.random.default_rng(episode).dirichlet(np.full(20, 0.3), size=T) if attention else None
+    return V.EpisodeClip(one, one.env_id, f"episode {episode}", one.returns_to_go, attention=att,
+                         attention_steps=np.arange(T) if attention else None, stop=steps, width=width)
+
+
+def _gif_frames(data: bytes) -> np.ndarray:
+    return iio.imread(data, index=None, extension=".gif")[..., :3]
+
+
+def _mp4_frames(data: bytes, tmp_path) -> tuple[np.ndarray, dict]:
+    path = tmp_path / "v.mp4"
+    path.write_bytes(data)
+    reader = iio2.get_reader(path, format="FFMPEG")
+    try:
+        return np.stack([f for f in reader.iter_data()]), reader.get_meta_data()   # len() is inf: no list()
+    finally:
+        reader.close()
+
+
+# ---- overlays ----------------------------------------------------------------------------------------------
+def test_overlay_draws_text_and_an_attention_bar_under_each_frame():
+    frames = np.full((3, 60, 200, 3), 255, np.uint8)
+    att = np.zeros((3, 4))
+    att[:, 0] = 1.0                      # every step looks only at itself...
+    att[2] = [0.1, 0.0, 0.9, 0.0]        # ...but step 2 mostly two steps back
+    ov = V.Overlay(np.array([0, 1, 2]), 3, ["left", "right", "left"], np.ones(3), np.array([3.0, 2.0, 1.0]),
+                   attention=att)
+    out = V.overlay_frames(frames, ov)
+    assert out.shape[0] == 3 and out.shape[2] == 200 and out.shape[1] > 60
+    assert np.array_equal(out[:, :60], frames)                     # the frame itself untouched
+    panels = out[:, 60:]
+    assert not np.array_equal(panels[0], panels[1])                # a different step, different words
+    assert ov.texts()[1] == "step 1/3   right   reward 1   return-to-go 2"
+    # the bar: oldest step left, this step right; a step before the episode began is left empty (grey)
+    lay = V._layout(200, ov.texts(), 4)
+    x0, y0, x1, y1 = lay.bar
+    cells = np.linspace(x0, x1, 5).round().astype(int)
+    mid = [(cells[k] + cells[k + 1]) // 2 for k in range(4)]
+    row = panels[:, (y0 + y1) // 2]
+    yellow = V._viridis()[255]
+    assert (row[0, mid[:3]] == V._GAP).all() and (row[0, mid[3]] == yellow).all()        # step 0: itself, nothing else
+    lum = row[2, mid].astype(int).sum(-1)          # step 2 (cells: 3 back = before the start, 2, 1, this step)
+    assert (row[2, mid[0]] == V._GAP).all() and (row[2, mid[2]] == V._viridis()[0]).all()   # 1 back: weight 0
+    assert lum[1] > lum[3] > lum[2]                # 0.9 two back brighter than 0.1 on itself, brighter than 0
+    # frames narrower than a pixel per context step still get their panel (the bar unlabelled, steps dropped)
+    assert V.overlay_frames(frames[:, :, :10], ov).shape[:3] == (3, out.shape[1], 10)
+
+
+def test_gif_and_mp4_decode_to_the_frames_asked_for(cartpole, tmp_path):
+    clip = _clip(cartpole, 3, steps=24)
+    r = clip.render()
+    done = V.overlay_frames(r.frames, r.overlay)
+    gif = clip.encode("gif")
+    g = _gif_frames(gif.data)
+    assert g.shape == done.shape == (24, done.shape[1], V.DEFAULT_WIDTH, 3)
+    assert (gif.n_frames, gif.width, gif.height) == (24, V.DEFAULT_WIDTH, done.shape[1])
+    assert np.abs(g.astype(int) - done).mean() < 0.1      # one exact palette: only rare edge shades move
+    assert gif.fps == 50.0 and not gif.notes              # CartPole's render_fps
+    mp4 = clip.encode("mp4")
+    m, meta = _mp4_frames(mp4.data, tmp_path)
+    H = done.shape[1]
+    assert H % 2 == 0                                     # yuv420p: even sides (the panel takes the odd row)
+    assert m.shape == (24, H, V.DEFAULT_WIDTH, 3) and (mp4.height, mp4.width) == (H, V.DEFAULT_WIDTH)
+    assert meta["fps"] == 50.0 and meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+    assert np.abs(m.astype(int) - done).mean() < 3.0     # lossy, but the same pictures
+
+
+def test_frame_rate_and_resolution_are_settable(cartpole, tmp_path):
+    clip = _clip(cartpole, 3, steps=12, width=240)
+    clip.fps = 10
+    gif = clip.encode("gif")
+    assert _gif_frames(gif.data).shape[1:3] == (gif.height, 240) and gif.fps == 10
+    assert iio.immeta(gif.data, extension=".gif", index=0)["duration"] == 100    # ms per frame
+    assert V.gif_fps(30) == pytest.approx(100 / 3) and V.gif_fps(50) == 50 and V.gif_fps(100) == 50
+    clip.fps = 30
+    assert clip.encode("gif").note == "GIF delays are whole centiseconds, so 30 fps plays at 33.3."
+    mp4 = clip.encode("mp4")                     # MP4 keeps any rate
+    assert _mp4_frames(mp4.data, tmp_path)[1]["fps"] == 30 and not mp4.notes
+
+
+def test_a_500_step_cartpole_episode_fits_the_size_bound(cartpole, tmp_path):
+    first = int(np.flatnonzero(cartpole.episode_lengths == 500)[0])
+    clip = _clip(cartpole, first)
+    r = clip.render()
+    assert r.frames.shape[0] == 500
+    sizes = {}
+    for fmt in V.VIDEO_FORMATS:
+        enc = V.encode_bounded(r.frames, r.overlay, fmt, r.fps)
+        sizes[fmt] = len(enc.data)
+        assert len(enc.data) < V.MAX_VIDEO_BYTES and not enc.notes, (fmt, len(enc.data))
+        assert enc.n_frames == 500 and enc.width == V.DEFAULT_WIDTH
+        if fmt == "gif":    # every frame is in the file (counted one at a time: 500 decoded frames are 270 MB)
+            assert sum(1 for _ in iio.imiter(enc.data, extension=".gif")) == 500
+    print("500-step CartPole episode:", {k: f"{v / 1e6:.2f} MB" for k, v in sizes.items()})
+
+
+def test_an_oversized_video_is_redrawn_smaller_and_says_so(cartpole):
+    clip = _clip(cartpole, 3, steps=40)
+    r = clip.render()
+    full = V.encode_bounded(r.frames, r.overlay, "gif", r.fps)
+    cap = len(full.data) // 3
+    small = V.encode_bounded(r.frames, r.overlay, "gif", r.fps, max_bytes=cap)
+    assert len(small.data) <= cap and small.width < V.DEFAULT_WIDTH
+    assert f"over the {cap / 1e6:g} MB bound" in small.note and f"{small.width} x {small.height}" in small.note
+    g = _gif_frames(small.data)
+    assert g.shape == (small.n_frames, small.height, small.width, 3)
+    # a cap no width can meet: the frame rate halves (every other frame), and it says when it is still over
+    tiny = V.encode_bounded(r.frames, r.overlay, "gif", r.fps, max_bytes=2_000)
+    assert tiny.n_frames < 40 and tiny.fps < r.fps and "still" in tiny.note
+
+
+def test_bad_settings_are_one_sentence(cartpole):
+    with pytest.raises(V.VideoError, match="written as gif or mp4, not 'png'"):
+        _clip(cartpole, 0, steps=3).encode("png")
+    with pytest.raises(V.VideoError, match="frame rate must be a positive number"):
+        V.encode(np.zeros((2, 8, 8, 3), np.uint8), "gif", 0)
+
+
+# ---- the catalog figure --------------------------------------------------------------------------------------
+def test_episode_video_from_data_carries_its_clip_data_and_preview(cartpole):
+    f = catalog.make("episode_video", None, cartpole, episode=2, steps=10)
+    assert f.video is not None and f.params == {"episode": 2, "start": 0, "steps": 10, "width": 480, "seed": 0}
+    assert list(f.data.columns) == ["step", "action", "reward", "return_to_go"] and len(f.data) == 10
+    ep = cartpole.episode(2)
+    assert f.data["return_to_go"].tolist() == pytest.approx(ep.returns_to_go[:10].tolist())
+    assert f.data["action"].iloc[0] == ("push right" if ep.actions[0] == 1 else "push left")
+    assert f.figure.data[0].type == "image"
+    assert _gif_frames(f.video.encode("gif").data).shape[0] == 10
+
+
+def test_episode_video_of_a_dt_shows_where_its_action_token_looks(cartpole):
+    from models import load_agent
+
+    dt = load_agent(CARTPOLE_DT)
+    f = catalog.make("episode_video", dt, cartpole, episode=1, steps=8)
+    att = f.video.attention
+    assert att.shape == (8, dt.context_length)
+    assert att.sum(1) == pytest.approx(np.ones(8), abs=1e-4)        # one distribution over the steps back
+    assert att[0, 0] == pytest.approx(1.0) and (att[np.arange(8)[:, None] < np.arange(20)[None]] == 0).all()
+    assert f"attention_back_{dt.context_length - 1}" in f.data.columns
+    # rolled out with no dataset: the rollout's own attention, oriented the same way (0 = this step)
+    r = catalog.make("episode_video", dt, None, episode=0, steps=6)
+    assert r.video.attention.shape == (6, 20) and r.video.attention[0, 0] == pytest.approx(1.0)
+    assert r.params["target_return"] == 500.0 and r.video.replay_seed == 0
+    assert r.data["return_to_go"].tolist() == [500, 499, 498, 497, 496, 495]   # the target left after each reward
+
+
+def test_data_that_cannot_be_drawn_gets_a_state_line_preview_and_one_sentence():
+    n = 6
+    ds = Dataset(np.random.default_rng(0).normal(size=(n, 5)).astype(np.float32), np.zeros(n, np.int64),
+                 np.ones(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), [0], source="mystery.npz")
+    f = catalog.make("episode_video", None, ds)
+    assert f.figure.data[0].type == "scatter" and "names no environment" in f.figure.layout.title.text
+    with pytest.raises(V.VideoError) as e:
+        f.video.encode("gif")
+    assert str(e.value) == "no gif of Episode 0 of mystery.npz: it names no environment to draw its observations with."
+
+
+def test_bundle_holds_the_gif_mp4_and_csv(cartpole):
+    from analysis.export import bundle
+
+    f = catalog.make("episode_video", None, cartpole, episode=0, steps=5)
+    z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("gif", "mp4", "csv"), dataset=cartpole)))
+    assert sorted(z.namelist()) == ["episode_video.csv", "episode_video.gif", "episode_video.mp4", "manifest.json"]
+    assert _gif_frames(z.read("episode_video.gif")).shape[0] == 5
+    remake = json.loads(z.read("manifest.json"))["figures"][0]["remake"]
+    assert "--figure episode_video" in remake and "--param steps=5" in remake
+
+
+# ---- the CLI -------------------------------------------------------------------------------------------------
+def cli(*args):
+    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_exports_a_rollout_gif_and_a_dataset_mp4(tmp_path):
+    out = tmp_path / "ep.gif"
+    res = cli("export", "--figure", "episode_video", "--agent", CARTPOLE_DT, "--param", "episode=1", "--param", "steps=25",
+              "--format", "gif", "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["data"] is None and got["frames"] == 25 and got["params"]["target_return"] == 500.0   # a rollout
+    g = _gif_frames(out.read_bytes())
+    assert g.shape == (25, got["height"], got["width"], 3) and got["width"] == 480
+    from cli import main
+
+    mp4 = tmp_path / "ep.mp4"
+    assert main(["export", "--figure", "episode_video", "--agent", str(CARTPOLE_DT), "--data",
+                 str(SAMPLE_DIR / "cartpole.npz"), "--param", "episode=4", "--param", "steps=12", "--out", str(mp4)]) == 0
+    assert _mp4_frames(mp4.read_bytes(), tmp_path)[0].shape[0] == 12
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--figure", "episode_video", "--data", SAMPLE_DIR / "cartpole.npz", "--format", "png", "--out", "x.png"],
+     "figure 'episode_video' is an animation: export it as gif or mp4 (or zip, a bundle), not 'png'."),
+    (["--figure", "episode_video", "--data", SAMPLE_DIR / "cartpole.npz", "--out", "x.csv"],
+     "is an animation: export it as gif or mp4"),
+    (["--figure", "returns_histogram", "--data", SAMPLE_DIR / "cartpole.npz", "--format", "mp4", "--out", "x.mp4"],
+     "figure 'returns_histogram' is a still figure and mp4 is for animated ones (episode_video)"),
+    (["--figure", "episode_video", "--out", "x.gif"], "needs a dataset (--data PATH) or an agent to roll out"),
+    (["--figure", "episode_video", "--agent", CARTPOLE_DT, "--compare", "randomized", "--out", "x.gif"], "no --compare"),
+    (["--figure", "episode_video", "--data", SAMPLE_DIR / "cartpole.npz", "--param", "episode=999", "--out", "x.gif"],
+     "episode 999 is out of range"),
+    (["--figure", "episode_video", "--data", SAMPLE_DIR / "cartpole.npz", "--param", "width=wide", "--out", "x.gif"],
+     "parameter width must be a whole number"),
+])
+def test_cli_bad_formats_and_params_are_one_sentence(args, words, tmp_path, capsys):
+    from cli import main
+
+    assert main(["export", *map(str, args[:-1]), str(tmp_path / args[-1])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / args[-1]).exists()
