@@ -166,3 +166,13 @@ def test_a_failed_piece_is_one_sentence_and_the_others_are_kept(tmp_path, monkey
     assert (tmp_path / "agents" / "keydoor-mlp" / "seed0" / "model.safetensors").is_file()
     assert not (tmp_path / "agents" / "broken").exists()
     assert "Traceback" in (tmp_path / "logs" / "broken-seed0.log").read_text()
+
+
+def test_pieces_go_to_ray_longest_first_by_the_shipped_agents_training_time():
+    order = S.longest_first([("keydoor-mlp", 1), ("no-such-agent", 1), ("masked-cartpole-gru", 1), ("cartpole-dt", 1),
+                             ("keydoor-mlp", 2)])
+    secs = {n: json.loads((S.ROOT / "sample_data/agents" / n / "config.json").read_text())["training"]["seconds"]
+            for n in ("keydoor-mlp", "masked-cartpole-gru", "cartpole-dt")}
+    assert secs["cartpole-dt"] > secs["masked-cartpole-gru"] > secs["keydoor-mlp"]
+    assert order == [("cartpole-dt", 1), ("masked-cartpole-gru", 1), ("keydoor-mlp", 1), ("keydoor-mlp", 2),
+                     ("no-such-agent", 1)]
