@@ -70,7 +70,8 @@ def home():
         "Look inside sequence-model RL agents — Decision Transformer, Trajectory Transformer and the Markov and "
         "recurrent baselines they are measured against — on offline datasets. Choose an agent and a dataset here "
         "(or upload your own); the pages in the sidebar analyse the pair: **Attention**, **Return conditioning**, "
-        "**Credit assignment**, **Predicted vs real**, **Embeddings**, **Context & memory**. Every figure downloads "
+        "**Credit assignment**, **Predicted vs real**, **Embeddings**, **Context & memory**, **Circuits**, and the "
+        "**Episode player** (the episode rendered, step by step, beside what the agent computes). Every figure downloads "
         "as PNG, SVG, PDF, HTML and CSV."
     )
 

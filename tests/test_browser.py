@@ -150,3 +150,85 @@ def test_two_sessions_do_not_see_each_others_uploads(server, browser, tmp_path):
     assert "masked-pendulum" in others and not any("private_upload" in o for o in others)
     first.close()
     second.close()
+
+
+def test_episode_player_steps_in_the_browser_without_rerunning_the_script(server, browser):
+    """Play, → and the scrubber run in the component's JavaScript: no script run may start while it plays. Checked on
+    the websocket itself: a rerun needs a `rerun_script` message from the browser, and every script run starts with a
+    `new_session` message from the server; neither may pass while the player steps 20 times and plays. The per-step
+    time (performance.now from a step until the next animation frame) is written to test-artifacts/."""
+    import json
+
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sent, received = [], []
+
+    def watch(ws):
+        ws.on("framesent", lambda payload: sent.append(payload))
+        ws.on("framereceived", lambda payload: received.append(payload))
+
+    def kinds(frames, message) -> list[str]:
+        out = []
+        for payload in frames:
+            if isinstance(payload, bytes):
+                m = message()
+                m.ParseFromString(payload)
+                out.append(m.WhichOneof("type"))
+        return out
+
+    page.on("websocket", watch)
+    page.goto(f"{server}/Episode_player?agent=cartpole-dt&dataset=cartpole&episode=0")
+    page.locator("iframe").first.wait_for(timeout=180_000)
+    player = page.locator("iframe").first.element_handle().content_frame()
+    player.wait_for_function("window.seqlensPlayer && document.body.dataset.index === '0'", timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_timeout(500)
+    assert "script_finished" in kinds(received, ForwardMsg)
+    assert page.locator("[data-testid='stException']").count() == 0
+    n_sent, n_received = len(sent), len(received)
+
+    for _ in range(20):                                  # the keys on the page around the player
+        page.keyboard.press("ArrowRight")
+    player.wait_for_function("window.seqlensPlayer.index === 20", timeout=10_000)
+    assert player.locator("#status").inner_text().startswith("step 20 / 500")
+    assert player.locator("#scrub").input_value() == "20"
+    page.screenshot(path=str(ARTIFACTS / "page_episode_player.png"), full_page=True)
+
+    timing = player.evaluate("""async () => {
+        const p = window.seqlensPlayer, times = [], frame = () => new Promise(r => requestAnimationFrame(r));
+        await frame();
+        for (let k = 0; k < 20; k++) {
+            const t0 = performance.now();
+            p.step(1);
+            await frame();                               // the step is drawn by the next animation frame
+            times.push(performance.now() - t0);
+        }
+        const sync = p.renderMs.slice(-20);
+        return {index: p.index, per_step_ms: times, mean_ms: times.reduce((a, b) => a + b) / 20,
+                max_ms: Math.max(...times), redraw_mean_ms: sync.reduce((a, b) => a + b) / sync.length};
+    }""")
+    assert timing["index"] == 40
+    player.locator("#play").click()
+    player.wait_for_function("window.seqlensPlayer.index >= 60", timeout=10_000)   # 50 steps per second at 1x
+    player.locator("#play").click()
+    page.wait_for_timeout(300)
+    (ARTIFACTS / "episode_player_timing.json").write_text(json.dumps(timing, indent=1))
+    print(f"episode player: {timing['mean_ms']:.1f} ms per step (max {timing['max_ms']:.1f}), redraw "
+          f"{timing['redraw_mean_ms']:.2f} ms")
+
+    reruns = [k for k in kinds(sent[n_sent:], BackMsg) if k in ("rerun_script", "stop_script")]
+    runs = [k for k in kinds(received[n_received:], ForwardMsg) if k in ("new_session", "script_finished")]
+    assert reruns == [] and runs == [], (reruns, runs)
+    # the check can fail: choosing another episode (a widget) does send a rerun, and the new episode's player comes
+    n_sent = len(sent)
+    box = page.locator("[data-testid='stNumberInput'] input").first
+    box.fill("3")
+    box.press("Enter")
+    page.wait_for_function("!!document.querySelector('iframe') && document.querySelector('iframe').contentDocument"
+                           ".querySelector('#status')?.textContent.startsWith('step 0 / 65')", timeout=120_000)
+    assert "rerun_script" in kinds(sent[n_sent:], BackMsg)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

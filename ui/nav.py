@@ -14,6 +14,7 @@ PAGES = [
     ("views/6_Embeddings.py", "Embeddings", ":material/scatter_plot:", "Embeddings"),
     ("views/7_Context_and_memory.py", "Context & memory", ":material/memory:", "Context_and_memory"),
     ("views/8_Circuits.py", "Circuits", ":material/cable:", "Circuits"),
+    ("views/9_Episode_player.py", "Episode player", ":material/play_circle:", "Episode_player"),
 ]
 
 

@@ -137,3 +137,13 @@ def _single(sel: Selection, name: str, progress, owner, **params) -> catalog.Fig
     with context(progress, owner):
         return cached(f"figure:{name}", lambda: catalog.make(name, sel.agent, sel.dataset, **params), sel.agent,
                       sel.dataset, names=[sel.agent_name, sel.dataset_name], **params)
+
+
+def computed(sel: Selection, compute, progress=None):
+    """An analysis result that is not a catalog figure (the episode player's data), computed by `compute()` (which
+    goes through analysis.cache.cached itself) with the page's progress callback and the selection's cache owner: a
+    session's upload owns what it made, which leaves the cache with the session."""
+    with context(progress, _owner() if sel.private else SHARED):
+        out = compute()
+    CACHE.purge(_alive)
+    return out

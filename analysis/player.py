@@ -1,0 +1,356 @@
+"""The episode player's data (issue 16): for every drawn step of one logged episode, the frame and what the agent
+computes there, precomputed once so the browser can play, pause and scrub without asking the server again.
+
+Per step t (the steps `analysis.frames.plan_steps` draws: all of them up to `SEQLENS_MAX_FRAMES`, else evenly
+spaced ones, said in a sentence):
+- **frame**: `analysis.frames.from_data` (the environment put into the logged state), encoded small (lossless WebP,
+  ~0.5 KB for a CartPole frame; PNG where Pillow has no WebP). When no frame can be drawn, `why` is the sentence and
+  the observations are kept for the state-line plot that stands in.
+- **attention** (Decision Transformers): where the action token (s_t) looks over its K context steps as the agent
+  acts, layers and heads averaged, per token type: `analysis.attention.steps_attention` (one batched pass; each row
+  sums to 1). Up to MAX_ATTENTION_STEPS (a banded DT's pass covers the episode so far), else left out with a sentence.
+- **credit**: saliency |d output / d input| (the Credit page's cheapest method, one batched backward over every
+  window: `analysis.attribution.attribute_steps`), as each token's share of the window's total. Batched up to
+  MAX_CREDIT_STEPS steps, a recurrent agent's (one prefix at a time) up to MAX_SERIAL_CREDIT_STEPS, evenly spaced
+  beyond (a sentence says which steps have it).
+- **prediction**: a DT's return head (predicted R(t+1) and the implied reward, `analysis.predictions`), or the
+  one-step next state and reward of a Trajectory Transformer or dynamics model, beside what really followed. A DT's
+  state head is untrained (as in Hugging Face's model) and is not shown.
+
+`player_data` goes through the one cache (analysis/cache.py), keyed on agent and dataset content, the episode and
+every bound in force; the result holds plain arrays and strings, and callers must not change it.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import frames as _frames
+from .cache import cached, report
+
+DISPLAY_HEIGHT = 288            # px the browser shows a frame at: CartPole 432 x 288, Key-to-Door 240 x 288 (3x)
+MAX_ATTENTION_STEPS = 1_000     # a banded DT's attention at step t is one forward over the episode so far (3t tokens)
+MAX_CREDIT_STEPS = 500          # saliency windows in one batched backward (~1.5 s for 500 CartPole steps, 2 busy cores)
+MAX_SERIAL_CREDIT_STEPS = 100   # a recurrent agent: one backward over the episode so far per step
+SERIAL_CREDIT_BACK = 20         # a recurrent agent's credit bar: its last 20 steps (shares of the whole prefix)
+MAX_IMAGINED_STEPS = 50         # an open-loop imagined continuation (the Predicted vs real page's horizon bound)
+CREDIT_TARGETS = {"action": "the action taken", "value": "the value (return predicted with the return-to-go hidden)"}
+
+
+class PlayerError(ValueError):
+    """An episode or setting the player cannot show; str() is one sentence."""
+
+
+@dataclass
+class PlayerData:
+    """One episode, per drawn step: frame, overlays and the agent's attention, credit and predictions."""
+
+    title: str
+    episode: int
+    length: int                       # the episode's steps (the player may show fewer)
+    steps: np.ndarray                 # [n] episode step of each player step
+    frames: list[str] | None          # [n] base64 images (frame_mime), or None: no frame can be drawn
+    frame_mime: str
+    frame_size: tuple[int, int]       # (W, H) of the frames as drawn; (0, 0) without frames
+    display_size: tuple[int, int]     # (W, H) the browser shows them at (scaled by CSS: no resampling here)
+    why: str                          # how the frames were made, or why there are none (one sentence)
+    fps: float                        # the environment's real-time frame rate
+    actions: list[str]                # [n] the action taken, as text
+    rewards: np.ndarray               # [n]
+    rtg: np.ndarray                   # [n] return-to-go (the dataset's: what was earned from t on)
+    obs: np.ndarray                   # [n, F] observations (the state-line plot without frames)
+    obs_names: list[str]
+    attention: np.ndarray | None = None   # [n, K, 3] share per step back (0 = now) and token type R, s, a
+    credit: np.ndarray | None = None      # [n, L, 3] share of |saliency| per step back and token; NaN: not computed
+    credit_label: str = ""
+    prediction: dict | None = None        # {"kind": "return" | "state", "label", "features", "real" [n, F],
+                                          #  "predicted" [n, F], "note"}
+    notes: list[str] = field(default_factory=list)   # every bound that cut something, and why a panel is missing
+    imagined: dict | None = None          # {"start", "horizon", "label", "frames" [n] base64 or None, "why"}: the
+                                          # model's open-loop continuation drawn as frames (TT, dynamics model)
+
+    @property
+    def n(self) -> int:
+        return len(self.steps)
+
+    def to_json(self) -> dict:
+        """Plain lists for the browser (numbers rounded to what a 200 px bar can show; NaN as null)."""
+        def rounded(a, digits=4):
+            if a is None:
+                return None
+            a = np.round(np.asarray(a, np.float64), digits)
+            return np.where(np.isfinite(a), a, np.nan).tolist()
+
+        def nulls(x):   # json has no NaN
+            if isinstance(x, list):
+                return [nulls(v) for v in x]
+            return None if isinstance(x, float) and x != x else x
+
+        pred = None
+        if self.prediction is not None:
+            p = self.prediction
+            pred = {"kind": p["kind"], "label": p["label"], "features": list(p["features"]), "note": p.get("note", ""),
+                    "real": nulls(rounded(p["real"], 5)), "predicted": nulls(rounded(p["predicted"], 5))}
+        return {"title": self.title, "episode": self.episode, "length": self.length, "steps": self.steps.tolist(),
+                "frames": self.frames, "mime": self.frame_mime, "size": list(self.frame_size),
+                "display": list(self.display_size), "why": self.why,
+                "fps": self.fps, "actions": self.actions, "rewards": nulls(rounded(self.rewards)),
+                "rtg": nulls(rounded(self.rtg)), "obs": nulls(rounded(self.obs, 5)), "obs_names": self.obs_names,
+                "attention": nulls(rounded(self.attention)), "credit": nulls(rounded(self.credit)),
+                "credit_label": self.credit_label, "prediction": pred, "notes": self.notes,
+                "imagined": None if self.imagined is None else dict(self.imagined)}
+
+
+# ---- frames ---------------------------------------------------------------------------------------------
+def _image_format() -> tuple[str, str, dict]:
+    from PIL import features
+
+    if features.check("webp"):
+        # ~0.5 KB a 600 x 400 CartPole frame in ~1.5 ms (method 0 wrote 9 KB; quality is the effort when lossless)
+        return "WEBP", "image/webp", {"lossless": True, "method": 1, "quality": 0}
+    return "PNG", "image/png", {}
+
+
+def encode_frames(frames: np.ndarray) -> tuple[list[str], str]:
+    """Base64 images of frames [n, H, W, 3] uint8 (lossless: line art stays crisp) and their MIME type."""
+    from PIL import Image
+
+    fmt, mime, kw = _image_format()
+    out = []
+    for f in frames:
+        buf = io.BytesIO()
+        Image.fromarray(f).save(buf, format=fmt, **kw)
+        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out, mime
+
+
+def decode_frame(b64: str) -> np.ndarray:
+    """[H, W, 3] uint8 of one encoded frame (tests, checks)."""
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+
+
+def _drawn_frames(one, height: int | None, max_frames, max_bytes, start: int = 0, stop: int | None = None):
+    """(Frames, base64 images or None, MIME type, (W, H)) of a one-episode dataset (steps start to stop)."""
+    fr = _frames.from_data(one, 0, height=height, max_frames=max_frames, max_bytes=max_bytes, start=start, stop=stop)
+    if not fr.ok:
+        return fr, None, "", (0, 0)
+    images, mime = encode_frames(fr.frames)
+    size = (int(fr.frames.shape[2]), int(fr.frames.shape[1]))
+    fr.frames = None                 # the pixels are in the images now (fr.ok is read above, before this)
+    return fr, images, mime, size
+
+
+# ---- the agent at each step --------------------------------------------------------------------------------
+def _attention(agent, one, steps: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """[n, K, 3]: the action token's attention per step back and token type, layers and heads averaged."""
+    if agent.kind != "dt" or not agent.has("attention"):
+        return None, None
+    if steps.max() + 1 > MAX_ATTENTION_STEPS:
+        return None, (f"The attention panel is left out: the agent's attention at step {int(steps.max())} takes a "
+                      f"forward over the episode so far, and the player draws it up to step {MAX_ATTENTION_STEPS:,}.")
+    from .attention import steps_attention
+    from .inputs import training_data
+
+    w = steps_attention(agent, training_data(agent, one), steps)    # [n, layers, heads, K, 3]
+    return w.mean((1, 2)).astype(np.float64), None
+
+
+def _credit(agent, one, steps: np.ndarray, target: str) -> tuple[np.ndarray | None, str, str | None]:
+    """[n, L, 3] share of |saliency| per step back (0 = now) and token (R, s, a); NaN rows where not computed."""
+    if not agent.has("action"):
+        return None, "", None
+    if target != "action" and not agent.has(target):
+        raise PlayerError(f"credit for the {target} needs a Decision Transformer; this {agent.kind} agent predicts "
+                          "only actions.")
+    from .attribution import attribute_steps
+
+    serial = agent.has("recurrent")
+    cap = MAX_SERIAL_CREDIT_STEPS if serial else MAX_CREDIT_STEPS
+    idx = np.arange(len(steps))
+    note = None
+    if len(steps) > cap:
+        idx = np.unique(np.linspace(0, len(steps) - 1, cap).round().astype(np.int64))
+        why = ("one backward over the episode so far per step" if serial else "one batched backward over every window")
+        note = (f"Credit is computed at {len(idx)} evenly spaced steps of the {len(steps):,} shown ({why}); the other "
+                "steps show no credit bar.")
+    L = SERIAL_CREDIT_BACK if serial else agent.context_length
+    out = np.full((len(steps), L, 3), np.nan)
+    results = attribute_steps(agent, one, steps[idx], target=target, method="saliency", randomized=False)
+    for i, res in zip(idx, results):
+        tok = res.trained.per_token()[::-1]          # [window, 3], now first
+        total = tok.sum()
+        share = tok / total if total > 0 else tok
+        keep = share[:L]
+        out[i] = 0.0
+        out[i, :len(keep)] = keep
+    label = {"action": "the action taken", "value": "the value", "return": "the predicted return"}[target]
+    if serial:
+        note = " ".join(n for n in [note, f"A recurrent agent's credit reaches back to the episode's start; the bar "
+                                          f"shows the last {L} steps (shares of the whole)."] if n)
+    return out, f"saliency |∂f/∂x| for {label}, share per token", note
+
+
+def _prediction(agent, one, steps: np.ndarray) -> dict | None:
+    """One step ahead, beside what really followed: a DT's R(t+1) and implied reward; a TT's or dynamics model's
+    next state and reward."""
+    T = one.n_transitions
+    rtg = one.returns_to_go.astype(np.float64)
+    if agent.has("return"):
+        from .predictions import DT_STATE_NOTE, dt_return_predictions
+
+        next_return, implied = dt_return_predictions(agent, one, 0)
+        real = np.stack([np.append(rtg[1:], 0.0), one.rewards.astype(np.float64)], 1)
+        pred = np.stack([next_return, implied], 1)
+        return {"kind": "return", "label": "DT return head, one step ahead", "features": ["return-to-go R(t+1)", "reward"],
+                "real": real[steps], "predicted": pred[steps], "note": DT_STATE_NOTE}
+    if not agent.has("dynamics"):
+        return None
+    from .predictions import default_context, dynamics_rollout, tt_rollout
+
+    obs = one.observations.astype(np.float64)
+    real = np.full((T, one.obs_dim + 1), np.nan)
+    real[:-1, :-1] = obs[1:]                       # the state each action led to (none after the last)
+    real[:, -1] = one.rewards
+    pred = np.full_like(real, np.nan)
+    if agent.has("tokens"):
+        ctx = min(default_context(agent, 1), agent.context_length - 1)
+        tokens = agent.encode_transitions(one.observations, one.actions, one.rewards)
+        groups = [(ctx, steps[steps >= ctx])] + [(int(t), np.array([t])) for t in steps[steps < ctx]]
+        for c, s in groups:                        # a step with fewer logged steps before it sees what there is
+            for i in range(0, len(s), 256):
+                o, r = tt_rollout(agent, one, s[i:i + 256], 1, c, tokens)
+                pred[s[i:i + 256], :-1], pred[s[i:i + 256], -1] = o[:, 0], r[:, 0]
+        label = "TT, one step ahead (logged history, argmax bins)"
+    else:
+        for i in range(0, len(steps), 1024):
+            s = steps[i:i + 1024]
+            o, r = dynamics_rollout(agent, one.observations[s], one.actions[s][:, None])
+            pred[s, :-1], pred[s, -1] = o[:, 0], r[:, 0]
+        label = "dynamics model, one step ahead"
+    pred[T - 1, :-1] = np.nan                      # nothing real to compare after the last step
+    floor = agent.hp.get("obs_quantization_floor") if agent.has("tokens") else None
+    note = "Each step: the state and reward after the logged action, predicted from the logged history." + (
+        f" The TT's quantization floor is {floor:.3g} mean L2." if floor is not None else "")
+    return {"kind": "state", "label": label, "features": [*one.obs_names, "reward"], "real": real[steps], "predicted": pred[steps],
+            "note": note}
+
+
+def _imagined(agent, one, steps: np.ndarray, start: int, horizon: int):
+    """The model's open-loop continuation from `start`: (prediction, the episode with the imagined states in place
+    of the logged ones, start, horizon). The prediction compares the imagined state at each step of the horizon with
+    the logged one (analysis.predictions.predicted_vs_real, the logged actions fed in); analysis.frames draws the
+    imagined episode's states as frames (build)."""
+    from trajectories import Dataset
+
+    from .predictions import model_label, predicted_vs_real
+
+    T = one.n_transitions
+    if T < 2:
+        raise PlayerError("the episode has a single step: there is nothing to imagine after it.")
+    if not 1 <= int(horizon) <= MAX_IMAGINED_STEPS:
+        raise PlayerError(f"the imagined horizon must be 1 to {MAX_IMAGINED_STEPS} steps, got {horizon}.")
+    if not 0 <= int(start) <= T - 2:
+        raise PlayerError(f"the imagination must start at a step from 0 to {T - 2} (the episode has {T} steps), "
+                          f"got {start}.")
+    res = predicted_vs_real(agent, one, 0, start=int(start), horizon=int(horizon))
+    s0, H = int(res.start), int(res.horizon)
+    label = f"{model_label(agent)} imagined from step {s0} for {H} steps (open loop, the logged actions fed in)"
+    prediction = {"kind": "state", "label": label, "features": list(res.features), "real": res.real[steps],
+                  "predicted": res.predicted[steps], "note": res.note}
+    obs = one.observations.astype(np.float32)         # a copy: the episode's own arrays stay as they are
+    obs[s0 + 1:s0 + H + 1] = res.predicted[s0 + 1:s0 + H + 1, :-1]
+    dream = Dataset(obs, one.actions, one.rewards, one.terminated, one.truncated, np.array([0]), one.obs_names,
+                    one.act_names, one.n_actions, one.env_id, f"the imagined continuation of {one.source}")
+    return prediction, dream, s0, H
+
+
+# ---- one episode ------------------------------------------------------------------------------------------
+def build(agent, dataset, episode: int = 0, credit: str = "action", height: int | None = None,
+          max_frames: int | None = None, max_bytes: int | None = None,
+          imagine: tuple[int, int] | None = None) -> PlayerData:
+    """The player's data for `episode` of `dataset` (uncached: see player_data). Frames are drawn at the
+    environment's own size (height: another, resampled by analysis.frames) and shown DISPLAY_HEIGHT px high by the
+    browser: resampling 500 CartPole frames here took longer than drawing them. imagine=(start, horizon): a model
+    that predicts states open loop (TT, dynamics model) shows its imagined continuation from `start` (prediction panel
+    and frames) instead of its one-step predictions."""
+    import envs
+
+    from .video import action_texts
+
+    if not 0 <= int(episode) < dataset.n_episodes:
+        raise PlayerError(f"episode {episode} is out of range: {dataset.source} has {dataset.n_episodes} episodes "
+                          f"(0 to {dataset.n_episodes - 1}).")
+    if credit not in CREDIT_TARGETS:
+        raise PlayerError(f"credit is shown for {' or '.join(CREDIT_TARGETS)}, not '{credit}'.")
+    episode = int(episode)
+    one = dataset.select([episode])
+    T = one.n_transitions
+    steps, cut = _frames.plan_steps(T, max_frames, "even")
+    notes = [cut] if cut else []
+    # the frames are drawn and encoded in a second thread while the model runs in this one (rendering, Pillow and
+    # torch release the GIL for most of their work); only this thread reports progress (it holds the page's context)
+    with ThreadPoolExecutor(1, thread_name_prefix="seqlens-frames") as pool:
+        drawn = pool.submit(_drawn_frames, one, None if height is None else int(height), max_frames, max_bytes)
+        attention = credit_rows = prediction = imagined = dreamt = None
+        label, panel_notes = "", []
+        if agent is not None:
+            report(0.05, "attention")
+            attention, why = _attention(agent, one, steps)
+            panel_notes += [why] if why else []
+            report(0.15, "credit (saliency)")
+            credit_rows, label, why = _credit(agent, one, steps, credit)
+            panel_notes += [why] if why else []
+            report(0.6, "predictions")
+            if imagine is not None and agent.has("dynamics"):   # drawn after the episode, in the same thread
+                prediction, dream, s0, H = _imagined(agent, one, steps, int(imagine[0]), int(imagine[1]))
+                dreamt = pool.submit(_drawn_frames, dream, height, None, max_bytes, s0, s0 + H + 1)
+            else:
+                prediction = _prediction(agent, one, steps)
+            report(0.7, "frames")
+        fr, images, mime, size = drawn.result()
+        if dreamt is not None:
+            dfr, dimages, _, _ = dreamt.result()
+            at = dict(zip(dfr.steps.tolist(), dimages or []))
+            imagined = {"start": s0, "horizon": H, "label": f"imagined from step {s0}",
+                        "frames": [at.get(int(t)) for t in steps], "why": None if dimages else dfr.why}
+    if images is not None:
+        if not np.array_equal(fr.steps, steps):   # frames.from_data plans the same steps; a change there shows here
+            raise AssertionError("frames.from_data drew other steps than plan_steps planned")
+        if fr.note and fr.note != cut:
+            notes.append(fr.note.replace(cut, "").strip() if cut else fr.note)
+    notes += panel_notes
+    labels = list(one.metadata.get("action_labels") or []) or envs.ACTION_LABELS.get(one.env_id or "")
+    display = (round(size[0] * DISPLAY_HEIGHT / size[1]), DISPLAY_HEIGHT) if images is not None else (0, 0)
+    data = PlayerData(f"Episode {episode} of {dataset.source}", episode, T, steps, images, mime, size, display, fr.why,
+                      float(fr.fps or 30.0), action_texts(one.actions[steps], labels, one.act_names),
+                      one.rewards[steps].astype(np.float64), one.returns_to_go[steps].astype(np.float64),
+                      one.observations[steps].astype(np.float64), list(one.obs_names), attention, credit_rows, label,
+                      prediction, notes, imagined)
+    if agent is None:
+        return data
+    if agent.kind == "tt":
+        notes.append("A Trajectory Transformer reads one token per dimension: its attention is on the Attention page; "
+                     "credit (captum) covers Decision Transformers, MLP and GRU policies.")
+    elif agent.kind == "dynamics":
+        notes.append("A dynamics model has no attention and takes no actions: it shows its predictions only.")
+    report(1.0, "done")
+    return data
+
+
+def player_data(agent, dataset, episode: int = 0, credit: str = "action", height: int | None = None,
+                max_frames: int | None = None, max_bytes: int | None = None,
+                imagine: tuple[int, int] | None = None) -> PlayerData:
+    """build() through the one cache: keyed on agent and dataset content, the episode, the credit target, the frame
+    height and the frame bounds in force (SEQLENS_MAX_FRAMES / SEQLENS_MAX_FRAME_BYTES are read now, so changing
+    them makes a new entry). Every caller gets its own copy."""
+    bounds = {"max_frames": _frames.limit("max_frames", max_frames), "max_bytes": _frames.limit("max_bytes", max_bytes)}
+    imagine = None if imagine is None else (int(imagine[0]), int(imagine[1]))
+    return cached("player", lambda: build(agent, dataset, episode, credit, height, imagine=imagine, **bounds), agent,
+                  dataset, episode=int(episode), credit=credit, height=None if height is None else int(height),
+                  imagine=imagine, **bounds)

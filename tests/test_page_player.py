@@ -1,0 +1,201 @@
+"""Episode player (issue 16): analysis/player.py's per-step data against the analyses it reuses (frames bit-equal to
+analysis.frames, attention to analysis.attention, credit to analysis.attribution, predictions to analysis.predictions),
+its bounds and cache, and the page in AppTest: the component embeds one frame per step and real attention rows; a
+dataset that cannot be drawn gets the sentence and the state-line plot."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import player
+from analysis.cache import CACHE
+from models import load_agent
+from trajectories import Dataset, load_dataset
+from trajectories.samples import sample_datasets
+from ui.player import embedded, html
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "views" / "9_Episode_player.py"
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return load_agent(ROOT / "sample_data/agents/cartpole-dt"), load_dataset(sample_datasets()["cartpole"])
+
+
+def tiny_undrawable(n_names=None) -> Dataset:
+    """Two hand-made episodes of 4 features with no environment named: nothing can draw them."""
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(42, 4)).astype(np.float32)
+    actions = rng.integers(0, 2, 42)
+    terminated = np.zeros(42, bool)
+    terminated[[29, 41]] = True
+    return Dataset(obs, actions, np.ones(42, np.float32), terminated, np.zeros(42, bool), np.array([0, 30]),
+                   obs_names=n_names, env_id=None, source="tiny.csv")
+
+
+def page(agent: str, dataset: str, uploads: dict | None = None, query: dict | None = None, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.session_state["agent"] = agent
+    at.session_state["dataset"] = dataset
+    if uploads:
+        at.session_state["uploaded_datasets"] = uploads
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def component(at) -> dict:
+    frames = at.get("iframe")
+    assert len(frames) == 1
+    return embedded(frames[0].proto.srcdoc)
+
+
+# ---- analysis/player.py -------------------------------------------------------------------------------------
+def test_player_data_equals_the_analyses_it_reuses(cartpole):
+    from analysis import frames
+    from analysis.attention import steps_attention
+    from analysis.attribution import attribute_steps
+    from analysis.inputs import training_data
+    from analysis.predictions import dt_return_predictions
+
+    agent, ds = cartpole
+    d = player.build(agent, ds, 3)                       # 65 steps
+    one = ds.select([3])
+    T = one.n_transitions
+    assert d.n == d.length == T and len(d.frames) == T and d.frame_size == (600, 400) and not d.notes
+    assert d.display_size == (432, 288)
+    ref = frames.from_data(one, 0)
+    for i in (0, 31, T - 1):                             # lossless: the frames the browser gets are the rendered ones
+        assert np.array_equal(player.decode_frame(d.frames[i]), ref.frames[i])
+    att = steps_attention(agent, training_data(agent, one), np.arange(T)).mean((1, 2))
+    assert np.allclose(d.attention, att) and np.allclose(d.attention.sum((1, 2)), 1, atol=1e-5)
+    step = 40
+    res = attribute_steps(agent, one, [step], method="saliency", randomized=False)[0]
+    tok = res.trained.per_token()[::-1]
+    assert np.allclose(d.credit[step], tok / tok.sum()) and np.allclose(d.credit.sum((1, 2)), 1)
+    assert d.credit[3, 4:].sum() == 0                    # steps before the episode get no credit
+    next_return, implied = dt_return_predictions(agent, one, 0)
+    p = d.prediction
+    assert p["kind"] == "return" and np.allclose(p["predicted"][:, 0], next_return) and np.allclose(p["predicted"][:, 1], implied)
+    assert np.allclose(p["real"][:-1, 0], one.returns_to_go[1:]) and p["real"][-1, 0] == 0
+    assert d.actions[0] in ("push left", "push right") and np.array_equal(d.rewards, one.rewards)
+
+
+def test_one_step_predictions_of_a_dynamics_model():
+    from analysis.predictions import dynamics_rollout
+
+    agent = load_agent(ROOT / "sample_data/agents/pendulum-dynamics")
+    ds = load_dataset(sample_datasets()["pendulum"])
+    d = player.build(agent, ds, 0)
+    one = ds.select([0])
+    o, r = dynamics_rollout(agent, one.observations[[7]], one.actions[[7]][:, None])
+    p = d.prediction
+    assert p["kind"] == "state" and p["features"] == [*one.obs_names, "reward"]
+    assert np.allclose(p["predicted"][7, :-1], o[0, 0]) and np.isclose(p["predicted"][7, -1], r[0, 0])
+    assert np.allclose(p["real"][7, :-1], one.observations[8]) and np.isnan(p["predicted"][-1, :-1]).all()
+    assert d.attention is None and d.credit is None and "dynamics model" in d.notes[0]
+
+
+def test_bounds_cut_steps_and_credit_with_a_sentence(cartpole, monkeypatch):
+    agent, ds = cartpole
+    monkeypatch.setattr(player, "MAX_CREDIT_STEPS", 4)
+    d = player.build(agent, ds, 3, max_frames=10)
+    assert d.n == 10 and len(d.frames) == 10 and d.steps[0] == 0 and d.steps[-1] == 64
+    assert "more than the 10 frames drawn at most" in d.notes[0]
+    assert "Credit is computed at 4 evenly spaced steps of the 10 shown" in d.notes[1]
+    computed = ~np.isnan(d.credit[:, 0, 0])
+    assert computed.sum() == 4 and computed[0] and computed[-1]
+
+
+def test_cached_by_content_and_never_shared(cartpole):
+    agent, ds = cartpole
+    CACHE.clear()
+    a = player.player_data(agent, ds, 2)
+    a.attention[:] = -1                                  # a caller changing its copy
+    a.frames.clear()
+    b = player.player_data(agent, ds, 2)
+    assert b.attention.min() >= 0 and len(b.frames) == b.n
+    assert sum(k.startswith("player|") for k in CACHE.keys()) == 1
+
+
+def test_names_from_a_file_cannot_break_out_of_the_component():
+    ds = tiny_undrawable(["</script><script>alert(1)</script>", "b", "c", "d"])
+    text = html(player.build(None, ds, 0))
+    assert "<script>alert" not in text and text.count("</script>") == 2
+    assert embedded(text)["obs_names"][0] == "</script><script>alert(1)</script>"
+
+
+# ---- the page ---------------------------------------------------------------------------------------------------
+def test_page_cartpole_dt_embeds_a_frame_per_step_and_real_attention(cartpole):
+    agent, ds = cartpole
+    at = page("cartpole-dt", "cartpole", player_episode=3)
+    d = component(at)
+    T = int(ds.episode_lengths[3])
+    assert len(d["frames"]) == len(d["steps"]) == len(d["attention"]) == len(d["credit"]) == T
+    assert d["mime"] == "image/webp" and d["size"] == [600, 400] and d["display"] == [432, 288]
+    att = np.array(d["attention"])                      # [T, K, 3], rounded to 4 decimals for the browser
+    assert np.allclose(att.sum((1, 2)), 1, atol=1e-3)
+    from analysis.attention import steps_attention
+    from analysis.inputs import training_data
+
+    one = ds.select([3])
+    ref = steps_attention(agent, training_data(agent, one), np.array([30]))[0].mean((0, 1))
+    assert np.allclose(att[30], ref, atol=1e-4)
+    assert at.query_params["episode"] in ("3", ["3"])
+    assert "Drawn by CartPole-v1 from the logged observations." in at.caption[1].value
+    assert not at.info
+
+
+def test_page_keydoor_dt_renders_with_value_credit():
+    at = page("keydoor-dt", "keydoor", query={"episode": "2"}, player_credit="value")   # a link naming the episode
+    d = component(at)
+    assert d["episode"] == 2 and at.number_input(key="player_episode").value == 2
+    assert len(d["frames"]) == len(d["steps"]) == d["length"] and d["size"] == [80, 96] and d["display"] == [240, 288]
+    assert "for the value" in d["credit_label"] and d["prediction"]["kind"] == "return"
+
+
+def test_page_dataset_without_frames_shows_the_sentence_and_state_lines():
+    # episode 7, chosen on a longer dataset, is clamped to this one's last
+    at = page("cartpole-dt", "upload: tiny.csv", uploads={"tiny.csv": tiny_undrawable()}, player_episode=7)
+    d = component(at)
+    why = "No frames for tiny.csv: it names no environment to draw its observations with; a state-line plot stands in."
+    assert [i.value for i in at.info] == [why] and d["why"] == why
+    assert d["frames"] is None and len(d["obs"]) == len(d["steps"]) == 12 and len(d["obs"][0]) == 4
+    assert len(d["attention"]) == 12                    # the agent's panels still come with it
+
+
+def test_imagined_continuation_is_drawn_from_the_models_states():
+    """Issue 16 item 3 inside the player: a TT's open-loop continuation from a step, beside the logged frames."""
+    from analysis import frames
+    from analysis.predictions import predicted_vs_real
+
+    agent = load_agent(ROOT / "sample_data/agents/masked-pendulum-tt")
+    ds = load_dataset(sample_datasets()["masked-pendulum"])
+    d = player.build(agent, ds, 0, imagine=(30, 20))
+    one = ds.select([0])
+    res = predicted_vs_real(agent, one, 0, start=30, horizon=20)
+    p, im = d.prediction, d.imagined
+    assert p["kind"] == "state" and "imagined from step 30 for 20 steps" in p["label"]
+    assert np.allclose(p["predicted"], res.predicted, equal_nan=True) and np.allclose(p["real"], res.real)
+    drawn = [i for i, f in enumerate(im["frames"]) if f is not None]
+    assert drawn == list(range(30, 51)) and im["why"] is None
+    dream = one.select([0])
+    dream.observations[35] = res.predicted[35, :-1]      # the state the model imagined at step 35, drawn
+    want = frames.from_data(dream, 0, start=35, stop=36).frames[0]
+    assert np.array_equal(player.decode_frame(im["frames"][35]), want)
+    assert not np.array_equal(want, player.decode_frame(d.frames[35]))   # and it is not the logged one
+    with pytest.raises(player.PlayerError, match="must start at a step from 0 to 198"):
+        player.build(agent, ds, 0, imagine=(199, 5))
+
+
+def test_page_imagined_mode_for_a_trajectory_transformer():
+    at = page("masked-pendulum-tt", "masked-pendulum", player_predict="imagine", player_from=30, player_horizon=20)
+    d = component(at)
+    assert d["imagined"]["start"] == 30 and sum(f is not None for f in d["imagined"]["frames"]) == 21
+    assert d["attention"] is None and d["credit"] is None and len(d["frames"]) == len(d["steps"])

@@ -1,0 +1,79 @@
+"""Episode player: the rendered episode, step by step, beside where the action token looks, the credit over its
+context and what the model predicts next; played in the browser (analysis/player.py, ui/player.py)."""
+import streamlit as st
+
+from analysis.player import CREDIT_TARGETS, MAX_IMAGINED_STEPS, PlayerError, player_data
+from analysis.predictions import default_context
+from ui import player
+from ui.page import computed, start
+
+sel = start("Episode player", "Watch an episode of the dataset as the environment draws it, and beside each frame what "
+            "the agent computes at that step: where its action token looks over its context (a Decision Transformer's "
+            "attention), which context tokens get the credit for its action (saliency), and what it predicts next beside "
+            "what really followed. Play, pause, step (← →) and scrub run in your browser on precomputed steps, so "
+            "playing never reruns the page.")
+agent, ds = sel.agent, sel.dataset
+
+lengths = ds.episode_lengths
+wanted = st.session_state.get("player_episode")
+if wanted is None:   # a link may name the episode (?episode=3)
+    try:
+        wanted = int(st.query_params.get("episode", ""))
+    except ValueError:
+        wanted = int(lengths.argmax()) if lengths.max() < 600 else 0
+st.session_state["player_episode"] = min(max(int(wanted), 0), ds.n_episodes - 1)   # another dataset may be shorter
+c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
+episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, key="player_episode",
+                              help="Default: the longest episode (under 600 steps)."))
+st.query_params["episode"] = str(episode)
+targets = [t for t in CREDIT_TARGETS if agent.has("action") and (t == "action" or agent.has(t))]
+credit = c2.selectbox("Credit for", targets, format_func=CREDIT_TARGETS.get, key="player_credit",
+                      help="The output whose credit is split over the context. On Key-to-Door the action needs no "
+                           "memory (the return-to-go says whether the key was taken); the value must remember.") \
+    if len(targets) > 1 else "action"
+imagine = None
+if agent.has("dynamics"):   # a model that predicts states open loop: one step ahead, or its imagined continuation
+    length = int(lengths[episode])
+    mode = c2.selectbox("Prediction", ["step", "imagine"], key="player_predict",
+                        format_func={"step": "one step ahead, at every step",
+                                     "imagine": "imagined from a step (open loop)"}.get,
+                        help="Imagined: from the chosen step the model is fed the logged actions and its own "
+                             "predicted states; its imagined states are drawn beside the logged frames.")
+    if mode == "imagine" and length > 1:
+        if st.session_state.get("player_from", 0) > length - 2:   # chosen on a longer episode
+            st.session_state["player_from"] = length - 2
+        horizon = int(c4.number_input("Horizon (steps)", 1, MAX_IMAGINED_STEPS, min(20, length - 1), key="player_horizon"))
+        first = int(c3.number_input("From step", 0, length - 2, min(default_context(agent, horizon), length - 2),
+                                    key="player_from"))
+        imagine = (first, horizon)
+
+bar = st.progress(0.0, text="Frames, attention, credit and predictions of every step…")
+try:   # computed once per (agent, dataset, episode, credit target), then served from the cache
+    data = computed(sel, lambda: player_data(agent, ds, episode, credit=credit, imagine=imagine),
+                    progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+except PlayerError as e:
+    bar.empty()
+    st.error(str(e))
+    st.stop()
+bar.empty()
+
+if data.frames is None:
+    st.info(data.why)
+player.show(data)
+
+what = [data.why if data.frames is not None else "A state-line plot stands in for the frames."]
+if data.attention is not None:
+    what.append(f"Attention: the action token's (s_t) weights over its {agent.context_length} context steps as the "
+                "agent acts, layers and heads averaged, stacked by token type; attention is where information can "
+                "flow, not proof that it is used.")
+if data.credit is not None:
+    what.append("Credit: saliency |∂f/∂x| of each context token as a share of the window's total (the Credit "
+                "assignment page has integrated gradients, ablation and the randomized-model check).")
+if data.prediction is not None:
+    what.append(data.prediction["note"])
+if data.imagined is not None and not data.imagined["why"]:
+    what.append("The imagined frame draws the model's predicted state at each step of its horizon; outside it, the "
+                "frame is grey.")
+st.caption(" ".join(what))
+for note in data.notes:
+    st.caption(note)
