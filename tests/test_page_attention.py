@@ -10,10 +10,15 @@ from streamlit.testing.v1 import AppTest
 PAGES = Path(__file__).resolve().parent.parent / "views"
 
 
-def page(name: str, agent: str, dataset: str, **state) -> AppTest:
+def page(name: str, agent: str, dataset: str, uploads: dict | None = None, query: dict | None = None,
+         **state) -> AppTest:
     at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     at.session_state["agent"] = agent
     at.session_state["dataset"] = dataset
+    if uploads:
+        at.session_state["uploaded_datasets"] = uploads
     for k, v in state.items():
         at.session_state[k] = v
     at.run()

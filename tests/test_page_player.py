@@ -15,6 +15,8 @@ from trajectories import Dataset, load_dataset
 from trajectories.samples import sample_datasets
 from ui.player import embedded, html
 
+from test_page_attention import page as shared_page
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "views" / "9_Episode_player.py"
 
@@ -36,18 +38,7 @@ def tiny_undrawable(n_names=None) -> Dataset:
 
 
 def page(agent: str, dataset: str, uploads: dict | None = None, query: dict | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(PAGE), default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.session_state["agent"] = agent
-    at.session_state["dataset"] = dataset
-    if uploads:
-        at.session_state["uploaded_datasets"] = uploads
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return shared_page(PAGE.name, agent, dataset, uploads=uploads, query=query, **state)
 
 
 def component(at) -> dict:
