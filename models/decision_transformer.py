@@ -650,8 +650,43 @@ class DTRollout:
                 pred = self._recompute()
             action, model_action = self._choose(pred)
             self.prev_action = model_action
+            self.last_pred = pred        # the action head's output [B, action_in] (policy(): what it proposed)
             self.t += 1
             return action
+
+    def take(self, actions) -> None:
+        """After act(): the envs take `actions` [B] (env units) instead of what the model chose (live play: the user
+        acts). Only the a_t token fed next step changes, exactly as if the model had chosen them: no cache holds it yet."""
+        if self.t == 0:
+            raise ValueError("take() replaces the action of the last act(); call act() first.")
+        self.prev_action = self.m.action_inputs(np.asarray(actions).reshape(self.B, *np.shape(actions)[1:])) \
+            .reshape(self.B, -1).float()
+
+    def policy(self) -> np.ndarray:
+        """What the last act() proposed: action probabilities [B, n_actions] (discrete) or the action [B, act_dim]
+        in env units (continuous)."""
+        if self.t == 0:
+            raise ValueError("policy() describes the last act(); call act() first.")
+        if self.m.discrete:
+            return self.last_pred.float().softmax(-1).cpu().numpy()
+        return self.m.env_actions(self.last_pred.clamp(-1, 1)).cpu().numpy()
+
+    def value(self) -> np.ndarray:
+        """[B] the value head at the current s_t (raw return units): the return the model infers from the history
+        with every return-to-go hidden (rtg_known=False), over the window the agent acts on."""
+        m = self.m
+        if self.t == 0:
+            raise ValueError("value() reads the history of the last act(); call act() first.")
+        with _eval_mode(m):
+            history = list(self.history)
+            L = len(history)
+            states = torch.stack([h[0] for h in history], 1)
+            rtg = torch.stack([h[1] for h in history], 1)[..., None]
+            ts = torch.tensor([h[2] for h in history], device=states.device).expand(self.B, -1)
+            acts = list(self.actions)[-(L - 1):] if L > 1 else []
+            acts = torch.stack(acts + [torch.zeros(self.B, m.action_in, device=states.device)], 1)
+            out = m(states, acts, rtg, ts, rtg_known=False)
+            return (out.value_preds[:, -1, 0] * m.config.rtg_scale).cpu().numpy().astype(np.float64)
 
     def observe(self, rewards: np.ndarray) -> None:
         r = torch.as_tensor(np.asarray(rewards, np.float32).reshape(self.B), device=self.rtg.device)

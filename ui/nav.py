@@ -15,6 +15,7 @@ PAGES = [
     ("views/7_Context_and_memory.py", "Context & memory", ":material/memory:", "Context_and_memory"),
     ("views/8_Circuits.py", "Circuits", ":material/cable:", "Circuits"),
     ("views/9_Episode_player.py", "Episode player", ":material/play_circle:", "Episode_player"),
+    ("views/10_Live_play.py", "Live play", ":material/sports_esports:", "Live_play"),
 ]
 
 

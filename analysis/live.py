@@ -1,0 +1,243 @@
+"""Live play (issue 16, item 4): the user acts in the agent's environment, one step at a time, while a Decision
+Transformer shows what it would do there: its proposed action (probabilities, or the continuous action), its value
+(the return it infers with the return-to-go hidden) and where its action token looks over its context. The
+return-to-go starts at the target and drops by each reward, as in a rollout. "Let the agent act" steps with the
+agent's own choices, and the user can take over again at any step.
+
+The DT sees the game exactly as it sees a rollout: its `DTRollout` (models/decision_transformer.py) is fed every
+observation and reward, and when the user acts, `take()` replaces the action token it will read next. So a game
+whose every step the agent took equals `models.rollout.run_episodes` of the same seed, and a game of the user's
+actions reaches the state `env.reset(seed)` + `env.step(a)` reach in code (tests/test_live.py).
+
+A game holds a live gymnasium environment and the agent's rollout state: it belongs to one session and is never
+cached or shared. Every step is bounded by the environment's own limit and MAX_LIVE_STEPS.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_LIVE_STEPS = int(os.environ.get("SEQLENS_MAX_LIVE_STEPS", 2_000))   # a game's steps at most (frames kept: one)
+MAX_AGENT_STEPS = 500     # steps one "let the agent act" runs at most before handing back
+
+
+class LiveError(ValueError):
+    """A game or action live play cannot take; str() is one sentence."""
+
+
+@dataclass
+class AgentView:
+    """What the agent computes at the current step (a Decision Transformer; None fields: not available)."""
+
+    proposed: np.ndarray          # discrete: probabilities [n_actions]; continuous: the action [act_dim] (env units)
+    chosen: np.ndarray            # the action it takes if it acts now (sampled or argmax, as its rollout does)
+    value: float | None           # the value head (return inferred with the RTG hidden), raw return units
+    attention: np.ndarray | None  # [K, 3] the action token's attention per step back (0 = now) and token R, s, a
+
+
+class LiveGame:
+    """One episode in `env_id` (default: the agent's), reset with `seed`; a DT agent is asked for `target` return
+    (default: the best return of its training data)."""
+
+    def __init__(self, agent, env_id: str | None = None, seed: int = 0, target: float | None = None,
+                 sample: bool = False, render: bool = True):
+        import envs
+
+        from .frames import make_render_env
+
+        self.agent = agent if agent is not None and agent.kind == "dt" else None
+        self.why_no_agent = None if self.agent is not None else (
+            "Live play shows a Decision Transformer's view; " + ("no agent is loaded." if agent is None else
+                                                                 f"this agent is a {agent.kind}."))
+        env_id = env_id or (agent.config.env_id if agent is not None else None)
+        if not env_id:
+            raise LiveError("live play needs an environment: the agent names none (choose one on the home page).")
+        try:
+            self.env_id = envs.check_env_id(envs.resolve_env_id(env_id))
+        except ValueError as e:   # EnvIdError is one
+            raise LiveError(str(e)) from None
+        if self.agent is not None and self.env_id != self.agent.config.env_id:   # the agent's spaces must fit it
+            from models.env_choice import with_env
+            from models.errors import AgentError
+
+            try:
+                self.agent = with_env(self.agent, self.env_id)
+            except AgentError as e:
+                raise LiveError(str(e)) from None
+        self.seed = _whole("seed", seed)
+        self.env, self.render_why = make_render_env(self.env_id) if render else (None, "rendering was not asked for")
+        if self.env is None:
+            self.env = envs.make(self.env_id)
+        spec = self.env.spec
+        self.limit = min(MAX_LIVE_STEPS, int(spec.max_episode_steps or MAX_LIVE_STEPS) if spec else MAX_LIVE_STEPS)
+        self.space = self.env.action_space
+        self.discrete = hasattr(self.space, "n")
+        self.labels = envs.ACTION_LABELS.get(self.env_id) or ([f"action {i}" for i in range(int(self.space.n))]
+                                                              if self.discrete else [])
+        self.act_names = envs.ACT_NAMES.get(self.env_id) or [f"a{i}" for i in range(int(np.prod(self.space.shape)))]
+        obs, _ = self.env.reset(seed=self.seed)
+        self.observations = [np.asarray(obs, np.float64).ravel()]
+        self.actions, self.rewards, self.by_agent = [], [], []
+        self.terminated = self.truncated = False
+        self.target = None
+        self.track = []          # (return-to-go, value) at each step the agent was asked
+        self.rollout = None
+        self.view = None
+        if self.agent is not None:
+            if target is None:
+                from .sweeps import return_range
+
+                target = return_range(self.agent)[1] if "return_max" in self.agent.config.dataset else 0.0
+            self.target = _number("target return", target)
+            self.rollout = self.agent.start_rollout(1, [self.target], sample=bool(sample), seed=self.seed,
+                                                    record_attention=self.agent.has("attention"))
+            self._think()
+
+    # ---- state ----------------------------------------------------------------------------------------
+    @property
+    def t(self) -> int:
+        return len(self.actions)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated or self.t >= self.limit
+
+    @property
+    def episode_return(self) -> float:
+        return float(np.sum(self.rewards))
+
+    @property
+    def rtg(self) -> float | None:
+        """The return-to-go the DT is conditioned on now: the target less every reward so far."""
+        return None if self.target is None else self.target - self.episode_return
+
+    def frame(self) -> np.ndarray | None:
+        """The environment's image of the current state, or None (render_why says why)."""
+        if self.render_why is not None:
+            return None
+        return self.env.render()
+
+    def action_text(self, action) -> str:
+        from .video import action_texts
+
+        a = np.asarray(action)
+        return action_texts(a.reshape(1) if self.discrete else a.reshape(1, -1), self.labels, self.act_names)[0]
+
+    # ---- acting ---------------------------------------------------------------------------------------
+    def check_action(self, action):
+        """The action as the environment takes it, or LiveError: a discrete index in range, or a finite vector of the
+        action space's shape within its bounds."""
+        if self.discrete:
+            n = int(self.space.n)
+            if isinstance(action, bool) or not isinstance(action, numbers.Integral | np.integer) or not 0 <= action < n:
+                raise LiveError(f"an action in {self.env_id} is a whole number from 0 to {n - 1}, got {action!r}.")
+            return int(action)
+        a = np.asarray(action, np.float32)
+        shape = self.space.shape
+        if a.shape != shape and a.size == int(np.prod(shape)):
+            a = a.reshape(shape)
+        if a.shape != shape or not np.isfinite(a).all() or (a < self.space.low).any() or (a > self.space.high).any():
+            raise LiveError(f"an action in {self.env_id} is {int(np.prod(shape))} finite number(s) within "
+                            f"[{_bounds(self.space.low)}, {_bounds(self.space.high)}], got {np.asarray(action).tolist()!r}.")
+        return a
+
+    def step(self, action=None) -> None:
+        """One step: the user's `action`, or (None) the agent's own choice."""
+        if self.done:
+            raise LiveError("the episode is over; start a new one.")
+        if action is None:
+            if self.view is None:
+                raise LiveError(f"there is no agent to act here ({self.why_no_agent})")
+            action, mine = self.view.chosen, True
+        else:
+            action, mine = self.check_action(action), False
+            if self.rollout is not None:
+                self.rollout.take(np.asarray([action]))
+        action = self.check_action(action.item() if self.discrete and isinstance(action, np.ndarray) else action)
+        obs, reward, term, trunc, _ = self.env.step(action)
+        self.actions.append(action)
+        self.by_agent.append(mine)
+        self.rewards.append(float(reward))
+        self.observations.append(np.asarray(obs, np.float64).ravel())
+        self.terminated, self.truncated = bool(term), bool(trunc)
+        if self.rollout is not None:
+            self.rollout.observe(np.array([reward], np.float32))
+            if not self.done:
+                self._think()
+
+    def agent_acts(self, steps: int = 1, progress=None) -> int:
+        """The agent takes up to `steps` steps (bounded by MAX_AGENT_STEPS and the episode's end); the steps taken."""
+        steps = _whole("steps", steps)
+        if not 1 <= steps <= MAX_AGENT_STEPS:
+            raise LiveError(f"the agent acts 1 to {MAX_AGENT_STEPS} steps at a time, got {steps}.")
+        n = 0
+        while n < steps and not self.done:
+            self.step(None)
+            n += 1
+            if progress is not None:
+                progress(n / steps, f"step {self.t}")
+        return n
+
+    def _think(self) -> None:
+        """The DT at the current observation: its action (the rollout's own), proposal, value and attention."""
+        ro = self.rollout
+        chosen = ro.act(self.observations[-1][None].astype(np.float32))[0]
+        attention = None
+        if getattr(ro, "attention", None) is not None:
+            attention = ro.attention[0].mean((0, 1))[::-1].astype(np.float64)   # [K, 3], now first
+        value = float(ro.value()[0]) if self.agent.has("value") else None
+        self.view = AgentView(ro.policy()[0].astype(np.float64), np.asarray(chosen), value, attention)
+        self.track.append((self.rtg, np.nan if value is None else value))
+
+    def close(self) -> None:
+        self.env.close()
+
+    # ---- the game so far ------------------------------------------------------------------------------
+    def history(self) -> dict[str, np.ndarray]:
+        """Per step the agent was asked (every observation until the end): the return-to-go it was given, its value,
+        the return earned before the step and whether the agent took the step (False: the user, or not yet taken)."""
+        n = len(self.track)
+        track = np.asarray(self.track, np.float64).reshape(n, 2)
+        earned = np.concatenate([[0.0], np.cumsum(self.rewards)])[:n]
+        by_agent = np.array(self.by_agent + [False] * n, bool)[:n]
+        return {"rtg": track[:, 0], "value": track[:, 1], "earned": earned, "by_agent": by_agent}
+
+    def to_dataset(self):
+        """The steps so far as a one-episode Dataset (for the player, exports): observations before each action."""
+        import envs
+        from trajectories import Dataset
+
+        T = self.t
+        if T == 0:
+            raise LiveError("no step has been taken yet.")
+        flags = np.zeros(T, bool)
+        flags[-1] = self.terminated
+        trunc = np.zeros(T, bool)
+        trunc[-1] = not self.terminated
+        acts = np.asarray(self.actions, np.int64 if self.discrete else np.float32)
+        obs_names = envs.OBS_NAMES.get(self.env_id)
+        obs = np.stack(self.observations[:T]).astype(np.float32)
+        return Dataset(obs, acts, np.asarray(self.rewards, np.float32), flags, trunc, np.array([0]),
+                       obs_names if obs_names and len(obs_names) == obs.shape[1] else None,
+                       envs.ACT_NAMES.get(self.env_id), int(self.space.n) if self.discrete else None, self.env_id,
+                       f"live play in {self.env_id} (seed {self.seed})")
+
+
+def _whole(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) or value < 0:
+        raise LiveError(f"{name} must be a whole number of at least 0, got {value!r}.")
+    return int(value)
+
+
+def _number(name, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise LiveError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _bounds(a) -> str:
+    a = np.asarray(a).ravel()
+    return f"{a[0]:g}" if np.all(a == a[0]) else "[" + ", ".join(f"{v:g}" for v in a) + "]"

@@ -1,0 +1,194 @@
+"""Live play (analysis/live.py, views/10_Live_play.py): the user's actions reach the state the same actions reach in
+code; the agent acting alone is its rollout; what the DT shows after the user's actions is what its forward computes
+on that history; bad actions and ended episodes get one sentence; the page plays with buttons."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs
+from analysis.live import MAX_AGENT_STEPS, LiveError, LiveGame
+from models.checkpoint import load_agent
+from models.rollout import run_episodes
+from tests.test_page_attention import page
+
+AGENTS = "sample_data/agents"
+
+
+@pytest.fixture(scope="module")
+def cartpole_dt():
+    return load_agent(f"{AGENTS}/cartpole-dt")
+
+
+def _in_code(env_id, seed, actions):
+    env = envs.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    out, rewards = [obs], []
+    for a in actions:   # a continuous action as the action space holds it (float32)
+        obs, r, term, trunc, _ = env.step(a if np.ndim(a) == 0 else np.asarray(a, env.action_space.dtype))
+        out.append(obs)
+        rewards.append(r)
+    env.close()
+    return np.asarray(out, np.float64), np.asarray(rewards)
+
+
+@pytest.mark.parametrize("name, actions", [
+    ("cartpole-dt", [1, 0, 0, 1, 1, 1, 0, 1]),
+    ("pendulum-dt", [[1.5], [-2.0], [0.25], [2.0], [0.0]]),
+    ("keydoor-dt", [3, 3, 1, 1, 0, 2, 3]),
+])
+def test_user_actions_reach_the_state_the_same_actions_reach_in_code(name, actions):
+    agent = load_agent(f"{AGENTS}/{name}")
+    game = LiveGame(agent, seed=11, render=False)
+    for a in actions:
+        game.step(a)
+    obs, rewards = _in_code(agent.config.env_id, 11, actions)
+    assert np.array_equal(np.stack(game.observations), obs)
+    assert np.array_equal(game.rewards, rewards)
+    assert game.rtg == pytest.approx(game.target - rewards.sum())
+    assert game.by_agent == [False] * len(actions)
+
+
+def test_the_agent_acting_alone_is_its_rollout(cartpole_dt):
+    game = LiveGame(cartpole_dt, seed=4, target=300.0, sample=True, render=False)
+    assert game.agent_acts(60) == 60
+    ep = run_episodes(cartpole_dt, 1, [300.0], seed=4, env_seeds=[4], record=("actions", "rewards"), limit=60)
+    assert np.array_equal(np.asarray(game.actions), ep.actions[0, :60])
+    assert game.by_agent == [True] * 60 and game.rtg == pytest.approx(300.0 - 60)
+
+
+def _forward_view(agent, obs, actions, rtg, K):
+    """The DT's outputs at the last step of the raw history, by hand: normalised states, one-hot actions (the last
+    a placeholder), scaled RTG, absolute timesteps, the model's own window (banded: n_layer * K steps)."""
+    window = agent.hp["n_layer"] * K if agent.hp["banded"] else K
+    obs, rtg = obs[-window:], rtg[-window:]
+    L = len(obs)
+    t0 = len(actions) + 1 - L
+    acts = np.zeros((L, agent.action_in), np.float32)
+    for i, a in enumerate(actions[t0:]):
+        acts[i, a] = 1.0
+    s = agent.normalize(torch.as_tensor(np.asarray(obs, np.float32)))[None]
+    kw = dict(states=s, actions=torch.as_tensor(acts)[None],
+              returns_to_go=torch.as_tensor(np.asarray(rtg, np.float32) / agent.config.rtg_scale)[None, :, None],
+              timesteps=torch.arange(t0, t0 + L)[None], output_attentions=True)
+    with torch.no_grad():
+        out = agent(**kw)
+        value = agent(**{**kw, "output_attentions": False}, rtg_known=False).value_preds[0, -1, 0] * agent.config.rtg_scale
+    return out.action_preds[0, -1].softmax(-1).numpy(), float(value), out.attentions
+
+
+def test_after_the_users_actions_the_view_is_the_models_forward_on_that_history(cartpole_dt):
+    agent = cartpole_dt
+    game = LiveGame(agent, seed=2, target=400.0, render=False)
+    users = []
+    for _ in range(25):                                  # longer than K=20; a hand controller keeps the pole up
+        o = game.observations[-1]
+        users.append(int(o[2] + 0.5 * o[3] > 0))
+        game.step(users[-1])
+    rtg = [400.0 - sum(game.rewards[:i]) for i in range(len(game.observations))]
+    probs, value, _ = _forward_view(agent, game.observations, users, rtg, agent.context_length)
+    assert np.allclose(game.view.proposed, probs, atol=1e-5)
+    assert game.view.value == pytest.approx(value, abs=1e-3)
+    # the user's actions are what it read: the same history with the other actions gives another policy (CartPole's
+    # DT leans on states, so the change is small, but 10x the tolerance the equality above holds to)
+    other = _forward_view(agent, game.observations, [1 - a for a in users], rtg, agent.context_length)[0]
+    assert np.abs(other - game.view.proposed).max() > 1e-4
+    assert game.view.attention.shape == (agent.context_length, 3)
+    assert np.allclose(game.view.attention.sum(), 1.0, atol=1e-4)
+    h = game.history()
+    assert len(h["rtg"]) == len(users) + 1 and h["rtg"][-1] == pytest.approx(400.0 - len(users))
+    assert not h["by_agent"].any()
+
+
+def test_user_and_agent_take_turns(cartpole_dt):
+    game = LiveGame(cartpole_dt, seed=9, render=False)
+    game.step(1)
+    game.agent_acts(3)
+    game.step(0)
+    assert game.by_agent == [False, True, True, True, False]
+    obs, _ = _in_code("CartPole-v1", 9, game.actions)
+    assert np.array_equal(np.stack(game.observations), obs)
+    assert game.to_dataset().n_transitions == 5
+
+
+def test_bad_actions_and_an_ended_episode_get_a_sentence(cartpole_dt):
+    game = LiveGame(cartpole_dt, seed=0, render=False)
+    for bad in (2, -1, 1.5, True, "left"):
+        with pytest.raises(LiveError, match="whole number from 0 to 1"):
+            game.step(bad)
+    with pytest.raises(LiveError, match=f"1 to {MAX_AGENT_STEPS}"):
+        game.agent_acts(MAX_AGENT_STEPS + 1)
+    assert game.t == 0                       # nothing was taken
+    while not game.done:
+        game.step(0)                         # pushing left: the pole falls within a few dozen steps
+    assert game.terminated and game.view is not None
+    with pytest.raises(LiveError, match="episode is over"):
+        game.step(0)
+    assert game.agent_acts(5) == 0
+
+    pend = LiveGame(load_agent(f"{AGENTS}/pendulum-dt"), seed=0, render=False)
+    for bad in ([3.0], [np.nan], [0.1, 0.2]):
+        with pytest.raises(LiveError, match=r"finite number\(s\) within \[-2, 2\]"):
+            pend.step(bad)
+    with pytest.raises(LiveError, match="Unknown environment|not registered"):
+        LiveGame(None, env_id="no-such-env")
+    with pytest.raises(LiveError, match="needs an environment"):
+        LiveGame(None)
+
+
+def test_without_a_dt_the_environment_plays_and_says_why_there_is_no_view():
+    game = LiveGame(load_agent(f"{AGENTS}/cartpole-mlp"), seed=1, render=False)
+    assert game.view is None and "Decision Transformer" in game.why_no_agent
+    game.step(1)
+    with pytest.raises(LiveError, match="no agent to act"):
+        game.step(None)
+
+
+def test_frames_are_the_environments_render(cartpole_dt):
+    game = LiveGame(cartpole_dt, seed=5)
+    game.step(1)
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.reset(seed=5)
+    env.step(1)
+    assert np.array_equal(game.frame(), env.render())
+
+
+def _click(at, key):
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_page_plays_with_buttons_and_hands_the_controls_to_the_agent():
+    at = page("10_Live_play.py", "cartpole-dt", "cartpole", live_seed=3)
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("image")) == 1
+    for key in ("live_a1", "live_a0", "live_a1"):
+        _click(at, key)
+    at.number_input(key="live_n").set_value(4).run()
+    _click(at, "live_agent")
+    game = at.session_state["live_game"]
+    assert game.by_agent == [False, False, False, True, True, True, True]
+    obs, _ = _in_code("CartPole-v1", 3, game.actions)
+    assert np.array_equal(np.stack(game.observations), obs)
+    assert [m.value for m in at.metric][:2] == ["7", "7"]
+    assert any("Last step by the agent" in c.value for c in at.caption)
+    _click(at, "live_new")
+    assert at.session_state["live_game"].t == 0
+
+
+def test_the_page_takes_continuous_actions_from_its_sliders():
+    at = page("10_Live_play.py", "pendulum-dt", "pendulum")
+    at.slider(key="live_c0").set_value(1.25).run()
+    _click(at, "live_step")
+    game = at.session_state["live_game"]
+    obs, _ = _in_code("Pendulum-v1", 0, [np.array([1.25], np.float32)])
+    assert np.array_equal(np.stack(game.observations), obs)
+
+
+def test_the_page_without_a_dt_plays_and_says_so():
+    at = page("10_Live_play.py", "cartpole-mlp", "cartpole")
+    assert any("Decision Transformer" in i.value for i in at.info)
+    assert at.button(key="live_agent").disabled
+    _click(at, "live_a0")
+    assert at.session_state["live_game"].t == 1

@@ -1,0 +1,150 @@
+"""Live play: the user acts in the agent's environment while the Decision Transformer shows what it would do, its
+value and where it looks; "let the agent act" hands it the controls (analysis/live.py)."""
+import numpy as np
+import streamlit as st
+
+import envs
+from analysis.figures import live as figs
+from analysis.live import MAX_AGENT_STEPS, LiveError, LiveGame
+from ui import charts
+from ui.page import start
+
+sel = start("Live play", "Play the environment yourself, one step at a time, while the Decision Transformer shows "
+            "what it would do in your place: its policy, the value it infers from the history (return-to-go hidden), "
+            "and where its action token looks. The return-to-go starts at the target you set and drops by every "
+            "reward, as when the agent plays. Hand it the controls for some steps, then take them back.")
+agent = sel.agent
+SHORTCUTS = {"push_left": "Left", "push_right": "Right", "left": "Left", "right": "Right", "up": "Up", "down": "Down"}
+KEYS = "shortcut" in __import__("inspect").signature(st.button).parameters   # Streamlit >= 1.47
+
+
+def _settings() -> dict:
+    c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
+    default = agent.config.env_id if agent.config.env_id in envs.registry else None
+    offered = [default] if default else list(envs.ENV_ALIASES.values())
+    env_id = c1.selectbox("Environment", offered, key="live_env", help="The agent's own environment." if default else
+                          "The agent names no environment; play one without its view.")
+    seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key="live_seed", help="The environment's reset seed."))
+    out = {"agent": sel.key.split("|")[1], "env": env_id, "seed": seed, "target": None, "sample": False}
+    if agent.kind == "dt":
+        from analysis.sweeps import return_range
+
+        hi = return_range(agent, sel.dataset)[1]
+        out["target"] = float(c3.number_input("Target return", value=float(round(hi, 1)), key="live_target",
+                                              help="The return-to-go the DT is conditioned on at the first step "
+                                                   "(default: the best return of its training data)."))
+        out["sample"] = c4.toggle("Agent samples", False, key="live_sample",
+                                  help="Off: the agent takes its most likely action. On: it samples from its policy, "
+                                       "as in evaluation.")
+    return out
+
+
+def _game(settings: dict) -> LiveGame | None:
+    """This session's game; a new one when a setting changed or New episode was pressed."""
+    game = st.session_state.get("live_game")
+    if game is None or st.session_state.get("live_settings") != settings:
+        try:
+            fresh = LiveGame(agent, settings["env"], settings["seed"], settings["target"], settings["sample"])
+        except (LiveError, ValueError) as e:
+            st.error(str(e))
+            return game if st.session_state.get("live_settings") == settings else None
+        if game is not None:
+            game.close()
+        st.session_state["live_game"], st.session_state["live_settings"] = fresh, settings
+        game = fresh
+    return game
+
+
+def _act(game: LiveGame, action=None, steps: int = 0) -> None:
+    """A button's action: one user step, or `steps` agent steps. Errors go to the next run (callbacks draw nothing)."""
+    try:
+        if steps:
+            game.agent_acts(steps)
+        else:
+            game.step(action)
+    except LiveError as e:
+        st.session_state["live_error"] = str(e)
+
+
+def _controls(game: LiveGame) -> None:
+    over = game.done
+    if game.discrete:
+        cols = st.columns(len(game.labels))
+        for i, (col, label) in enumerate(zip(cols, game.labels)):
+            key = SHORTCUTS.get(label) if KEYS else None
+            col.button(label.replace("_", " ") + (f" ({'←→↑↓'['Left Right Up Down'.split().index(key)]})" if key else ""),
+                       key=f"live_a{i}", on_click=_act, args=(game, i), disabled=over, width="stretch",
+                       **({"shortcut": key} if key else {}))
+    else:
+        low, high = np.asarray(game.space.low).ravel(), np.asarray(game.space.high).ravel()
+        cols = st.columns(len(low) + 1)
+        for j in range(len(low)):
+            cols[j].slider(game.act_names[j].replace("_", " "), float(low[j]), float(high[j]), 0.0, key=f"live_c{j}")
+        # the callback reads the sliders' values as they are when the button is pressed
+        cols[-1].button("Step" + (" (Enter)" if KEYS else ""), key="live_step", disabled=over, type="primary",
+                        on_click=lambda: _act(game, np.array([st.session_state[f"live_c{j}"] for j in range(len(low))],
+                                                             np.float32).reshape(game.space.shape)),
+                        **({"shortcut": "Enter"} if KEYS else {}))
+    c1, c2, c3 = st.columns([1, 1, 1])
+    n = int(c1.number_input("Agent steps", 1, MAX_AGENT_STEPS, 10, key="live_n",
+                            help="How many steps the agent takes before it hands the controls back."))
+    c2.button("Let the agent act", key="live_agent", on_click=_act, args=(game, None, n), type="primary",
+              disabled=over or game.view is None, width="stretch",
+              help=game.why_no_agent or "The agent takes the next steps with its own actions, then hands back.")
+    if c3.button("New episode", key="live_new", width="stretch"):
+        st.session_state.pop("live_settings", None)
+        st.rerun()
+
+
+def _status(game: LiveGame) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Step", game.t)
+    c2.metric("Return earned", f"{game.episode_return:g}")
+    if game.rtg is not None:
+        c3.metric("Return-to-go", f"{game.rtg:.1f}", help="The target less every reward so far: what the DT is asked for.")
+    if game.view is not None and game.view.value is not None and not game.done:
+        c4.metric("Value", f"{game.view.value:.1f}", help="The DT's value head: the return it infers from the history "
+                                                          "with the return-to-go hidden.")
+    if game.done:
+        end = "terminated" if game.terminated else "reached its step limit"
+        st.success(f"The episode {end} after {game.t} steps with return {game.episode_return:g}. Press New episode "
+                   "to play again.")
+    elif game.t:
+        who = "the agent" if game.by_agent[-1] else "you"
+        st.caption(f"Last step by {who}: {game.action_text(game.actions[-1])}, reward {game.rewards[-1]:g}.")
+
+
+settings = _settings()
+game = _game(settings)
+if game is None:
+    st.stop()
+error = st.session_state.pop("live_error", None)
+if error:
+    st.error(error)
+left, right = st.columns([1, 1])
+with left:
+    frame = game.frame()
+    if frame is not None:
+        st.image(frame, caption=f"{game.env_id}, step {game.t}", width="stretch")
+    else:
+        st.info(f"No frame here: {game.render_why}. The observation stands in.")
+        names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
+        st.dataframe({"feature": names, "value": game.observations[-1]}, hide_index=True)
+    _controls(game)
+    _status(game)
+with right:
+    view = game.view
+    if view is None:
+        st.info(game.why_no_agent + " Pick a Decision Transformer on the home page (e.g. cartpole-dt) to see its view.")
+    elif game.done:
+        st.info("The episode is over: the agent has nothing more to decide.")
+    else:
+        taken = int(view.chosen) if game.discrete else None
+        charts.plotly(figs.proposal(view.proposed, game.discrete, game.labels or game.act_names, taken), "live_policy")
+        if view.attention is not None:
+            charts.plotly(figs.attention(view.attention), "live_attention")
+if game.view is not None and len(game.track) > 1:
+    h = game.history()
+    charts.plotly(figs.value_track(h["rtg"], h["value"], h["earned"], h["by_agent"]), "live_track")
+st.caption("The agent reads your actions as its own: its next step sees the action you took. Its attention is where "
+           "information can flow, not proof that it is used. Arrow keys press the action buttons where shown.")
