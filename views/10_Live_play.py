@@ -114,37 +114,43 @@ def _status(game: LiveGame) -> None:
         st.caption(f"Last step by {who}: {game.action_text(game.actions[-1])}, reward {game.rewards[-1]:g}.")
 
 
+@st.fragment
+def _play(game: LiveGame) -> None:
+    """The game: a step reruns only this (the page's settings and agent stay as they are)."""
+    error = st.session_state.pop("live_error", None)
+    if error:
+        st.error(error)
+    left, right = st.columns([1, 1])
+    with left:
+        frame = game.frame()
+        if frame is not None:
+            st.image(frame, caption=f"{game.env_id}, step {game.t}", width="stretch")
+        else:
+            st.info(f"No frame here: {game.render_why}. The observation stands in.")
+            names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
+            st.dataframe({"feature": names, "value": game.observations[-1]}, hide_index=True)
+        _controls(game)
+        _status(game)
+    with right:
+        view = game.view
+        if view is None:
+            st.info(game.why_no_agent + " Pick a Decision Transformer on the home page (e.g. cartpole-dt) to see its view.")
+        elif game.done:
+            st.info("The episode is over: the agent has nothing more to decide.")
+        else:
+            taken = int(view.chosen) if game.discrete else None
+            charts.plotly(figs.proposal(view.proposed, game.discrete, game.labels or game.act_names, taken), "live_policy")
+            if view.attention is not None:
+                charts.plotly(figs.attention(view.attention), "live_attention")
+    if game.view is not None and len(game.track) > 1:
+        h = game.history()
+        charts.plotly(figs.value_track(h["rtg"], h["value"], h["earned"], h["by_agent"]), "live_track")
+
+
 settings = _settings()
 game = _game(settings)
 if game is None:
     st.stop()
-error = st.session_state.pop("live_error", None)
-if error:
-    st.error(error)
-left, right = st.columns([1, 1])
-with left:
-    frame = game.frame()
-    if frame is not None:
-        st.image(frame, caption=f"{game.env_id}, step {game.t}", width="stretch")
-    else:
-        st.info(f"No frame here: {game.render_why}. The observation stands in.")
-        names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
-        st.dataframe({"feature": names, "value": game.observations[-1]}, hide_index=True)
-    _controls(game)
-    _status(game)
-with right:
-    view = game.view
-    if view is None:
-        st.info(game.why_no_agent + " Pick a Decision Transformer on the home page (e.g. cartpole-dt) to see its view.")
-    elif game.done:
-        st.info("The episode is over: the agent has nothing more to decide.")
-    else:
-        taken = int(view.chosen) if game.discrete else None
-        charts.plotly(figs.proposal(view.proposed, game.discrete, game.labels or game.act_names, taken), "live_policy")
-        if view.attention is not None:
-            charts.plotly(figs.attention(view.attention), "live_attention")
-if game.view is not None and len(game.track) > 1:
-    h = game.history()
-    charts.plotly(figs.value_track(h["rtg"], h["value"], h["earned"], h["by_agent"]), "live_track")
+_play(game)
 st.caption("The agent reads your actions as its own: its next step sees the action you took. Its attention is where "
            "information can flow, not proof that it is used. Arrow keys press the action buttons where shown.")
