@@ -7,7 +7,7 @@ Two sources, both `render_mode="rgb_array"`:
   Pendulum (the angle from cos/sin; the torque arrow from the previous logged action, as `env.render()` shows it
   after that step), Key-to-Door (the observation, plus whether the key was taken, which the key room's observations
   and last move tell), Reacher (joint angles from cos/sin, the target, the joint velocities) and any MuJoCo task given its
-  `qpos`/`qvel` (`set_state`);
+  `qpos`/`qvel` (`set_state`; passed in, else the dataset's `infos`, e.g. D4RL's `infos/qpos`, `infos/qvel`);
 - **the environment** (`replay`): the episode's actions replayed from its reset seed, each state rendered.
 Otherwise `frames` is None and `why` is one sentence saying why; the page draws a state-line plot instead.
 
@@ -279,6 +279,15 @@ def _setter(family: str, obs: np.ndarray, actions: np.ndarray, env, qpos=None, q
             u.set_state(qp, np.array([o[6], o[7], 0.0, 0.0]))   # the target does not move
         return reacher
     if family == "qpos":
+        nq, nv = int(u.model.nq), int(u.model.nv)
+        widths = (np.shape(qpos)[1:], np.shape(qvel)[1:])
+        if widths != ((nq,), (nv,)):
+            shown = " and ".join(f"{w[0] if len(w) == 1 else w} {k}" for w, k in zip(widths, ("qpos", "qvel")))
+            return (f"its states have {shown} values per step but {env.spec.id}'s model has {nq} and {nv}, so they "
+                    f"are not {env.spec.id} states")
+        if not (np.isfinite(qpos).all() and np.isfinite(qvel).all()):
+            return "its qpos or qvel has NaN or inf, which MuJoCo cannot draw"
+
         def mujoco(t):
             u.set_state(np.asarray(qpos[t], np.float64), np.asarray(qvel[t], np.float64))
         return mujoco
@@ -293,8 +302,8 @@ def _family(env_id: str, obs_dim: int, qpos, qvel) -> tuple[str | None, str | No
     if fam is None:
         if is_mujoco(env_id):
             return None, (f"{env_id}'s observation does not hold the whole MuJoCo state (positions such as the body's x "
-                          "are left out), and this dataset carries no infos/qpos and infos/qvel (seqlens' D4RL reader "
-                          "keeps observations, actions, rewards and done flags only), so its frames cannot be rebuilt")
+                          "are left out), and this dataset carries no infos/qpos and infos/qvel (of the formats seqlens "
+                          "reads, only D4RL-style HDF5 keeps them), so its frames cannot be rebuilt")
         return None, f"seqlens does not know how to draw a state of {env_id} from its observation"
     if obs_dim != OBS_DIMS[fam]:
         return None, (f"its observations have {obs_dim} features but {env_id}'s have {OBS_DIMS[fam]}, so they are not "
@@ -318,8 +327,9 @@ def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: in
               max_frames: int | None = None, width: int | None = None, height: int | None = None,
               max_bytes: int | None = None, qpos=None, qvel=None) -> Frames:
     """Frames of episode `episode`, steps [start, stop), rebuilt from the logged observations (and, for MuJoCo, qpos
-    and qvel [T, nq], [T, nv] of the episode's steps when given). env_id: the environment to draw (default the
-    dataset's). Frames(None, why) when the data cannot be drawn."""
+    and qvel [T, nq], [T, nv] of the episode's steps when given, else the dataset's `infos` "qpos" and "qvel").
+    env_id: the environment to draw (default the dataset's). Frames(None, why) when the data cannot be drawn; its
+    steps are still the ones that would have been drawn."""
     if not -dataset.n_episodes <= int(episode) < dataset.n_episodes:
         raise FramesError(f"episode {episode} is out of range: the dataset has {dataset.n_episodes} episodes "
                           f"(0 to {dataset.n_episodes - 1}).")
@@ -328,17 +338,19 @@ def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: in
     obs, actions = dataset.observations[lo_i:hi_i], dataset.actions[lo_i:hi_i]   # views (Dataset.episode would
     T = hi_i - lo_i                                                               # compute returns-to-go first)
     lo, hi = _window(T, start, stop)
+    rel, note = plan_steps(hi - lo, max_frames, "even")
+    steps = rel + lo     # planned first: a failure says which steps it could not draw (callers align on them)
     env_id = env_id or dataset.env_id
     if not env_id:
-        return _none(np.arange(lo, hi), dataset.source, "it names no environment to draw its observations with",
-                     None, T)
+        return _none(steps, dataset.source, "it names no environment to draw its observations with", None, T)
+    infos = getattr(dataset, "infos", None) or {}
+    if qpos is None and qvel is None and "qpos" in infos and "qvel" in infos:
+        qpos, qvel = infos["qpos"][lo_i:hi_i], infos["qvel"][lo_i:hi_i]
     if (qpos is None) != (qvel is None) or qpos is not None and (len(qpos) != T or len(qvel) != T):
         raise FramesError(f"qpos and qvel must both be given, one row per step of the episode ({T} steps).")
     fam, why = _family(env_id, dataset.obs_dim, qpos, qvel)
     if fam is None:
-        return _none(np.arange(lo, hi), dataset.source, why, env_id, T)
-    rel, note = plan_steps(hi - lo, max_frames, "even")
-    steps = rel + lo
+        return _none(steps, dataset.source, why, env_id, T)
     mujoco = fam in ("reacher", "qpos")
     native = (MUJOCO_SIZE, MUJOCO_SIZE) if mujoco else _native_size(env_id)
     size, shrink = output_size(native, len(steps), width, height, max_bytes)

@@ -27,8 +27,9 @@ def agent_key(agent) -> str:
 
 
 def dataset_key(dataset) -> str:
-    """The dataset's content fingerprint (stamped at load, else computed now)."""
-    return getattr(dataset, _ATTR, None) or dataset.fingerprint()
+    """The dataset's content key: its fingerprint plus any per-step infos such as qpos (stamped at load, else
+    computed now)."""
+    return getattr(dataset, _ATTR, None) or dataset.content_key()
 
 
 def stamp_agent(agent):
@@ -38,5 +39,5 @@ def stamp_agent(agent):
 
 
 def stamp_dataset(dataset):
-    object.__setattr__(dataset, _ATTR, dataset.fingerprint())
+    object.__setattr__(dataset, _ATTR, dataset.content_key())
     return dataset

@@ -63,6 +63,64 @@ def test_d4rl_known_counts(tmp_path):
     np.testing.assert_array_equal(ds.episode_lengths, [3, 4, 3])
     np.testing.assert_array_equal(ds.episode_returns, [3, 18, 24])
     assert ds.act_dim == 2 and not ds.discrete
+    assert ds.infos == {} and ds.content_key() == ds.fingerprint()   # no infos: keys as before
+
+
+def _d4rl_with_infos(path, qpos_rows=10, qvel=True, seed=0):
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f["observations"] = rng.normal(size=(10, 3)).astype(np.float32)
+        f["actions"] = rng.normal(size=(10, 2)).astype(np.float32)
+        f["rewards"] = np.ones(10, np.float32)
+        f["terminals"] = np.eye(1, 10, 3)[0]
+        f["timeouts"] = np.eye(1, 10, 9)[0]
+        f["infos/qpos"] = rng.normal(size=(qpos_rows, 4))
+        if qvel:
+            f["infos/qvel"] = rng.normal(size=(10, 5)).astype(np.float32)
+        f["infos/goal"] = np.zeros((10, 2))     # other infos are not read
+    return path
+
+
+def test_d4rl_infos_qpos_qvel_are_kept_selected_keyed_and_round_trip(tmp_path):
+    from analysis.identity import dataset_key, stamp_dataset
+
+    ds = load_dataset(_d4rl_with_infos(tmp_path / "a.hdf5"))
+    with h5py.File(tmp_path / "a.hdf5") as f:
+        qpos, qvel = f["infos/qpos"][()], f["infos/qvel"][()]
+    assert sorted(ds.infos) == ["qpos", "qvel"]
+    assert ds.infos["qpos"].dtype == np.float64 and ds.infos["qvel"].dtype == np.float32
+    np.testing.assert_array_equal(ds.infos["qpos"], qpos)
+    np.testing.assert_array_equal(ds.infos["qvel"], qvel)
+    # select keeps each episode's rows (episode 1 is steps 4..9)
+    one = ds.select([1])
+    np.testing.assert_array_equal(one.infos["qpos"], qpos[4:])
+    np.testing.assert_array_equal(one.infos["qvel"], qvel[4:])
+    # the writer writes them back: an exact round trip
+    save_dataset(ds, tmp_path / "back.hdf5")
+    back = load_dataset(tmp_path / "back.hdf5")
+    assert back.equals(ds) and back.infos["qvel"].dtype == np.float32
+    np.testing.assert_array_equal(back.infos["qpos"], qpos)
+    with h5py.File(tmp_path / "back.hdf5") as f:
+        assert sorted(f["infos"]) == ["qpos", "qvel"]
+    # two files differing only in qpos: same training fingerprint, different cache keys
+    with h5py.File(tmp_path / "a.hdf5", "a") as f:
+        f["infos/qpos"][0, 0] += 1.0
+    other = load_dataset(tmp_path / "a.hdf5")
+    assert other.fingerprint() == ds.fingerprint() and not other.equals(ds)
+    assert dataset_key(other) != dataset_key(ds)
+    assert dataset_key(stamp_dataset(other)) != dataset_key(stamp_dataset(ds))
+
+
+def test_d4rl_mismatched_qpos_rows_is_one_sentence_and_lone_qpos_is_ignored(tmp_path):
+    from trajectories import DatasetError
+
+    with pytest.raises(DatasetError) as err:
+        load_dataset(_d4rl_with_infos(tmp_path / "short.hdf5", qpos_rows=9))
+    assert str(err.value) == ("short.hdf5: infos/qpos must be a 2-D float array with one row per observation (10) and "
+                              "1 to 1,000 columns, got shape (9, 4) of float64.")
+    # qpos without qvel cannot set a state: the file reads as one without infos
+    ds = load_dataset(_d4rl_with_infos(tmp_path / "lone.hdf5", qvel=False))
+    assert ds.infos == {} and ds.n_transitions == 10
 
 
 def _long_frame():

@@ -179,6 +179,99 @@ def test_reacher_frames_from_observations_and_from_qpos_equal_set_state_render()
     assert "set_state" in via_qpos.why and np.array_equal(via_qpos.frames, np.stack(truth))
 
 
+def _hopper_d4rl(path, steps=20, seed=0, qpos_cols=None):
+    """A D4RL-style file of a random Hopper-v5 rollout (two 10-step episodes split by timeouts) with infos/qpos and
+    infos/qvel, the MuJoCo state at each observation; returns the qpos and qvel it wrote."""
+    import h5py
+
+    env = envs.make("Hopper-v5", terminate_when_unhealthy=False)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    O, A, R, QP, QV = [], [], [], [], []
+    for _ in range(steps):
+        O.append(obs)
+        QP.append(env.unwrapped.data.qpos.copy())
+        QV.append(env.unwrapped.data.qvel.copy())
+        A.append(rng.uniform(-1, 1, 3).astype(np.float32))
+        obs, r, *_ = env.step(A[-1])
+        R.append(r)
+    env.close()
+    QP, QV = np.stack(QP), np.stack(QV)
+    with h5py.File(path, "w") as f:      # no env_id attribute: the D4RL name says Hopper
+        f["observations"] = np.stack(O).astype(np.float32)
+        f["actions"] = np.stack(A)
+        f["rewards"] = np.array(R, np.float32)
+        f["terminals"] = np.zeros(steps, bool)
+        f["timeouts"] = np.isin(np.arange(steps), [steps // 2 - 1, steps - 1])
+        f["infos/qpos"] = QP[:, :qpos_cols]
+        f["infos/qvel"] = QV
+    return QP, QV
+
+
+def _set_state_renders(qpos, qvel, size=96):
+    """env.render() after env.unwrapped.set_state(qpos[t], qvel[t]) for each t, in a fresh env whose first render is
+    the first state (MuJoCo aims its camera at the bodies of its first render)."""
+    env = envs.make("Hopper-v5", render_mode="rgb_array", width=size, height=size)
+    env.reset(seed=0)
+    out = []
+    for qp, qv in zip(qpos, qvel):
+        env.unwrapped.set_state(qp, qv)
+        out.append(env.render())
+    env.close()
+    return np.stack(out)
+
+
+def test_d4rl_hopper_frames_from_infos_qpos_qvel_equal_set_state_render(tmp_path):
+    why = _gl_ok()
+    if why:
+        pytest.skip(why)
+    from trajectories import load_dataset
+
+    QP, QV = _hopper_d4rl(tmp_path / "hopper-random-v2.hdf5")
+    ds = load_dataset(tmp_path / "hopper-random-v2.hdf5")
+    assert ds.env_id == "Hopper-v5" and ds.n_episodes == 2 and ds.infos["qpos"].shape == (20, 6)
+    for e, rows in ((0, slice(0, 10)), (1, slice(10, 20))):
+        truth = _set_state_renders(QP[rows], QV[rows])
+        fr = F.from_data(ds, e, width=96, height=96)     # qpos / qvel from the dataset's infos
+        assert fr.ok and "set_state" in fr.why, fr.why
+        assert np.array_equal(fr.frames, truth)          # bit-equal, as the Reacher test
+        assert len({f.tobytes() for f in fr.frames}) > 5  # and the states differ
+        # the episode alone (what the player and the video draw) carries its own rows
+        assert np.array_equal(F.from_data(ds.select([e]), 0, width=96, height=96).frames, truth)
+    part = F.from_data(ds, 1, start=3, max_frames=3, width=96, height=96)
+    assert part.steps.tolist() == [3, 6, 9] and np.array_equal(part.frames, _set_state_renders(QP[[13, 16, 19]],
+                                                                                              QV[[13, 16, 19]]))
+
+
+def test_d4rl_hopper_without_infos_or_with_the_wrong_model_falls_back_with_a_sentence(tmp_path):
+    import h5py
+
+    from trajectories import DatasetError, load_dataset
+
+    path = tmp_path / "hopper-medium-v2.hdf5"
+    _hopper_d4rl(path, steps=12)
+    with h5py.File(path, "a") as f:
+        del f["infos"]
+    ds = load_dataset(path)                  # reads as before the infos were kept
+    assert ds.infos == {} and ds.env_id == "Hopper-v5" and ds.n_transitions == 12
+    fr = F.from_data(ds, 0)
+    assert fr.frames is None and "carries no infos/qpos and infos/qvel" in fr.why
+    # qpos of another model (5 values, Hopper has 6): a sentence, not a MuJoCo exception
+    why = _gl_ok()
+    if why:
+        pytest.skip(why)
+    _hopper_d4rl(path, steps=12, qpos_cols=5)
+    fr = F.from_data(load_dataset(path), 0, width=32)
+    assert fr.frames is None and "5 qpos and 6 qvel values per step but Hopper-v5's model has 6 and 6" in fr.why
+    assert fr.why.count(". ") == 0 and fr.steps.tolist() == list(range(6))
+    # rows that do not match the observations are refused by the reader, before frames are asked for
+    with h5py.File(path, "a") as f:
+        del f["infos/qpos"]
+        f["infos/qpos"] = np.zeros((11, 6))
+    with pytest.raises(DatasetError, match=r"infos/qpos must be a 2-D float array with one row per observation \(12\)"):
+        load_dataset(path)
+
+
 # ---- data that cannot be drawn -----------------------------------------------------------------------------
 def _flat(obs, env_id, actions=None):
     n = len(obs)
@@ -201,6 +294,9 @@ def test_observations_that_are_not_a_frame_get_one_sentence(ds, words):
     assert words in fr.why and fr.why.endswith("a state-line plot stands in.")
     assert fr.why.count(". ") == 0 and "\n" not in fr.why    # one sentence
     assert words in fr.reason
+    # a failure lists the steps that would have been drawn (plan_steps), not every step of the window
+    planned = F.from_data(ds, 0, start=1, max_frames=2)
+    assert planned.frames is None and planned.steps.tolist() == [1, 4]
 
 
 class _NoImages(gym.Env):

@@ -109,6 +109,58 @@ def test_hard_link_cycle_and_shared_groups_are_fine(tmp_path):
     np.testing.assert_array_equal(ds.observations, np.arange(6).reshape(3, 2))
 
 
+def _d4rl_infos(path, make_qpos):
+    """A 4-step D4RL file whose infos/qpos make_qpos(f) writes (infos/qvel is fine)."""
+    with h5py.File(path, "w") as f:
+        f["observations"] = np.zeros((4, 3), np.float32)
+        f["actions"] = np.zeros((4, 2), np.float32)
+        f["rewards"] = np.ones(4, np.float32)
+        f["timeouts"] = np.array([0, 0, 0, 1], bool)
+        f["infos/qvel"] = np.zeros((4, 2))
+        make_qpos(f)
+    return path
+
+
+def _nan(f):
+    f["infos/qpos"] = np.zeros((4, 2))
+    f["infos/qpos"][2, 1] = np.nan
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda f: f.__setitem__("infos/qpos", np.zeros((5, 2))), "one row per observation (4) and 1 to 1,000 columns, got shape (5, 2)"),
+    (lambda f: f.create_dataset("infos/qpos", shape=(4, 10**9), dtype="f8"), "got shape (4, 1000000000)"),   # 32 GB declared
+    (lambda f: f.create_dataset("infos/qpos", shape=(10**9, 2), dtype="f8"), "got shape (1000000000, 2)"),
+    (lambda f: f.__setitem__("infos/qpos", np.zeros((4, 2), np.int64)), "got shape (4, 2) of int64"),
+    (lambda f: f.__setitem__("infos/qpos", np.zeros(4)), "got shape (4,) of float64"),
+    (lambda f: f.create_group("infos/qpos"), "got a group"),
+    (_nan, "infos/qpos has NaN or inf at row 2"),
+    (lambda f: f.__setitem__("infos/qpos", h5py.SoftLink("/observations")), "/infos/qpos is a soft link"),
+])
+def test_d4rl_hostile_infos_qpos_is_one_sentence_before_allocating(make, fragment, tmp_path):
+    import tracemalloc
+
+    path = _d4rl_infos(tmp_path / "q.hdf5", make)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    with pytest.raises(DatasetError) as err:
+        load_dataset(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    msg = str(err.value)
+    assert fragment in msg and msg.startswith("q.hdf5") and msg.endswith(".") and "\n" not in msg, msg
+    assert peak < 10 * 2**20
+
+
+def test_d4rl_infos_qpos_in_external_storage_is_never_read(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(SECRET + bytes(64))
+    path = _d4rl_infos(tmp_path / "x.hdf5", lambda f: f.create_dataset(
+        "infos/qpos", shape=(4, 2), dtype="f8", external=[(str(secret), 0, 64)]))
+    with pytest.raises(DatasetError, match="infos/qpos keeps its data in an external file") as err:
+        load_dataset(path)
+    assert SECRET.decode() not in str(err.value)
+
+
 @pytest.mark.parametrize("meta, fragment", [('"x"', "must be a JSON object, got a string"),
                                             ('{"metadata": [1]}', "metadata that is not an object"),
                                             ('{"env_id": 5}', "env_id that is not a string or null"),
@@ -141,6 +193,15 @@ def test_dataset_refuses_bad_n_actions():
         with pytest.raises(DatasetError, match=fragment):
             Dataset(*args, n_actions=bad)
     assert Dataset(*args, n_actions=np.int64(3)).n_actions == 3
+
+
+def test_dataset_refuses_infos_that_are_not_per_step_numbers():
+    args = (np.zeros((2, 1)), np.array([0, 1]), np.zeros(2), np.zeros(2), np.zeros(2), [0])
+    for bad, fragment in (({"qpos": np.zeros((3, 2))}, "infos 'qpos' has 3 rows but observations has 2"),
+                          ({"qpos": np.array(["a", "b"])}, "infos 'qpos' must be real numbers"),
+                          ([np.zeros(2)], "infos must be a dict")):
+        with pytest.raises(DatasetError, match=fragment):
+            Dataset(*args, infos=bad)
 
 
 # ---- legitimate files still read exactly ---------------------------------------------------------

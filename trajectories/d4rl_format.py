@@ -1,5 +1,7 @@
 """D4RL-style HDF5: flat `observations, actions, rewards, terminals, timeouts`, episodes split on
-terminals | timeouts (the step after a done flag starts a new episode)."""
+terminals | timeouts (the step after a done flag starts a new episode). `infos/qpos` and `infos/qvel`
+(the MuJoCo state at each observation, which frames are drawn from) are kept in `Dataset.infos` when both
+are there; other infos are not read."""
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -10,8 +12,11 @@ import numpy as np
 from .budget import Budget
 from .dataset import Dataset, starts_from_flags
 from .errors import DatasetError
-from .hdf5_safety import read_array, read_attr_str
+from .hdf5_safety import check_storage, read_array, read_attr_str
 from .names import dataset_env_id
+
+INFOS = ("qpos", "qvel")
+MAX_INFO_COLUMNS = 1_000   # MuJoCo's largest stock models have under 100 joints' worth of qpos
 
 
 def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
@@ -24,6 +29,7 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         raise DatasetError(f"{name}: observations, actions, rewards, terminals and timeouts must be arrays, not groups.")
     if "terminals" not in f and "timeouts" not in f:
         raise DatasetError(f"{name}: D4RL file has neither terminals nor timeouts, so episodes cannot be split.")
+    infos = _infos(f, name)   # declared shapes checked before anything is read
     budget = Budget(name)  # read_array checks each declared size before reading
     arrays = {k: read_array(f[k], budget) for k in ("observations", "actions", "rewards")}
     flags = {k: read_array(f[k], budget) for k in ("terminals", "timeouts") if k in f}
@@ -39,8 +45,44 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         starts = starts_from_flags(term.astype(bool), trunc.astype(bool))
     except ValueError:
         raise DatasetError(f"{name}: terminals and timeouts must be 0/1 flags.") from None
+    qs = {k: read_array(v, budget, f"infos/{k}") for k, v in infos.items()}
+    for k, v in qs.items():
+        bad = ~np.isfinite(v).all(axis=1)
+        if bad.any():
+            raise DatasetError(f"{name}: infos/{k} has NaN or inf at row {int(np.argmax(bad))}.")
     return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
-                   env_id=_env_id(read_attr_str(f, "env_id"), name), source=name, metadata={"format": "d4rl-hdf5"})
+                   env_id=_env_id(read_attr_str(f, "env_id"), name), source=name, metadata={"format": "d4rl-hdf5"},
+                   infos=qs)
+
+
+def _infos(f: h5py.File, name: str) -> dict[str, h5py.Dataset]:
+    """infos/qpos and infos/qvel as unread datasets, once their declared shapes and dtypes fit: 2-D floats, one row
+    per observation, 1..MAX_INFO_COLUMNS columns. Only one of the two cannot set a state, so neither is kept then."""
+    group = f.get("infos", getlink=True)
+    if not isinstance(group, h5py.HardLink) or not isinstance(f["infos"], h5py.Group):
+        return {}   # a soft or external link was already refused by check_self_contained
+    g = f["infos"]
+    if not all(k in g for k in INFOS):
+        return {}
+    obs = f["observations"]
+    n = obs.shape[0] if obs.ndim else 0
+    if n == 0:
+        return {}   # the caller says the file has no steps
+    out = {}
+    for k in INFOS:
+        ds = g[k] if isinstance(g.get(k, getlink=True), h5py.HardLink) else None   # never open a link's target
+        if not isinstance(ds, h5py.Dataset):
+            got = "a group" if isinstance(ds, h5py.Group) else "a link"
+        elif ds.ndim != 2 or ds.shape[0] != n or not 1 <= ds.shape[1] <= MAX_INFO_COLUMNS or ds.dtype.kind != "f" \
+                or ds.dtype.fields is not None:
+            got = f"shape {ds.shape} of {ds.dtype if ds.dtype.fields is None else 'compound'}"
+        else:
+            check_storage(ds, f"/infos/{k}", name)   # again here: never read external or virtual data
+            out[k] = ds
+            continue
+        raise DatasetError(f"{name}: infos/{k} must be a 2-D float array with one row per observation ({n:,}) and 1 to "
+                           f"{MAX_INFO_COLUMNS:,} columns, got {got}.")
+    return out
 
 
 def _env_id(stored: str | None, name: str) -> str | None:
@@ -62,5 +104,9 @@ def write_d4rl(ds: Dataset, path) -> None:
         f["rewards"] = ds.rewards
         f["terminals"] = ds.terminated
         f["timeouts"] = trunc
+        if all(k in ds.infos and ds.infos[k].ndim == 2 for k in INFOS):   # what the reader reads back
+            for k in INFOS:
+                v = ds.infos[k]
+                f[f"infos/{k}"] = v if v.dtype.kind == "f" else v.astype(np.float64)
         if ds.env_id:
             f.attrs["env_id"] = ds.env_id

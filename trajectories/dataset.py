@@ -46,6 +46,8 @@ class Dataset:
     observations [N, obs_dim] float32; actions [N] int64 (discrete) or [N, act_dim] float32;
     rewards [N] float32; terminated / truncated [N] bool; episode_starts [E] int64, the index of
     each episode's first step (starts at 0, strictly increasing, so no episode is empty).
+    infos: extra per-step arrays, one row per step (D4RL's `infos/qpos`, `infos/qvel`: the MuJoCo state
+    frames are drawn from); kept by `select`, part of `content_key` but not of `fingerprint`.
     """
 
     observations: np.ndarray
@@ -60,6 +62,7 @@ class Dataset:
     env_id: str | None = None
     source: str = "<memory>"
     metadata: dict = field(default_factory=dict)
+    infos: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         name = self.source
@@ -112,6 +115,7 @@ class Dataset:
             raise DatasetError(f"{name}: env_id must be a string, got {type(self.env_id).__name__}.")
         if not isinstance(self.metadata, dict):
             raise DatasetError(f"{name}: metadata must be a JSON object (a dict), got {type(self.metadata).__name__}.")
+        self.infos = _infos(self.infos, n, name)
         if self.obs_names is not None and len(self.obs_names) != self.obs_dim:
             raise DatasetError(f"{name}: {len(self.obs_names)} observation names given for obs_dim {self.obs_dim}.")
         self.obs_names = list(self.obs_names) if self.obs_names is not None else [f"obs_{i}" for i in range(self.obs_dim)]
@@ -196,7 +200,8 @@ class Dataset:
         return Dataset(self.observations[steps], self.actions[steps], self.rewards[steps],
                        self.terminated[steps], self.truncated[steps],
                        np.concatenate([[0], np.cumsum(lengths)[:-1]]), self.obs_names, self.act_names,
-                       self.n_actions, self.env_id, self.source, dict(self.metadata))
+                       self.n_actions, self.env_id, self.source, dict(self.metadata),
+                       {k: v[steps] for k, v in self.infos.items()})
 
     # ---- summaries ----------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -224,10 +229,24 @@ class Dataset:
             h.update(np.ascontiguousarray(arr).data)
         return h.hexdigest()[:16]
 
+    def content_key(self) -> str:
+        """The cache identity: `fingerprint` (what a model trains on, so agents' stored fingerprints stay valid),
+        extended by the infos arrays when there are any (two files differing only in qpos draw other frames)."""
+        if not self.infos:
+            return self.fingerprint()
+        h = hashlib.sha256(self.fingerprint().encode())
+        for k in sorted(self.infos):
+            arr = self.infos[k]
+            h.update(k.encode() + b"\0" + str(arr.dtype).encode() + str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).data)
+        return h.hexdigest()[:16]
+
     def equals(self, other: "Dataset") -> bool:
         """Exact equality of arrays, names and discrete-action count."""
         same = all(np.array_equal(getattr(self, k), getattr(other, k)) and getattr(self, k).dtype == getattr(other, k).dtype
                    for k in ("observations", "actions", "rewards", "terminated", "truncated", "episode_starts"))
+        same = same and self.infos.keys() == other.infos.keys() and all(
+            np.array_equal(v, other.infos[k]) and v.dtype == other.infos[k].dtype for k, v in self.infos.items())
         return same and self.obs_names == other.obs_names and self.act_names == other.act_names and \
             self.n_actions == other.n_actions and self.env_id == other.env_id
 
@@ -330,6 +349,23 @@ def _names(names, key: str, name: str) -> list[str] | None:
         bad = bad[0]
         raise DatasetError(f"{name}: {key} must be a list of strings, got {type(bad).__name__} {str(bad)[:40]!r}.")
     return names
+
+
+def _infos(infos, n: int, name: str) -> dict:
+    """Extra per-step arrays: real numbers, one row per step (readers check sizes before reading them)."""
+    if not isinstance(infos, dict):
+        raise DatasetError(f"{name}: infos must be a dict of per-step arrays, got {type(infos).__name__}.")
+    out = {}
+    for key, arr in infos.items():
+        arr = np.asarray(arr)
+        if not isinstance(key, str) or arr.ndim == 0 or len(arr) != n:
+            rows = len(arr) if arr.ndim else 0
+            raise DatasetError(f"{name}: infos {str(key)[:40]!r} has {rows} rows but observations has {n}; "
+                               "every per-step array must have one row per step.")
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise DatasetError(f"{name}: infos {key[:40]!r} must be real numbers, got dtype {arr.dtype}.")
+        out[key] = arr
+    return out
 
 
 def _to_float32(arr: np.ndarray, key: str, name: str) -> np.ndarray:

@@ -39,7 +39,7 @@ def check_self_contained(f: h5py.File, name: str) -> None:
                 raise DatasetError(f"{name}: {path} is {kind}, which could read another file; seqlens reads only self-contained HDF5 files (hard links only).")
             obj = group[key]  # a hard link: the object lives in this file
             if isinstance(obj, h5py.Dataset):
-                _check_dataset(obj, path, name)
+                check_storage(obj, path, name)
             elif isinstance(obj, h5py.Group):
                 addr = _address(obj)
                 if addr in seen:  # a second hard link to a group already walked (or a cycle)
@@ -55,7 +55,7 @@ def _address(obj) -> tuple:
     return info.fileno, info.addr
 
 
-def _check_dataset(ds: h5py.Dataset, path: str, name: str) -> None:
+def check_storage(ds: h5py.Dataset, path: str, name: str) -> None:
     if ds.is_virtual:
         raise DatasetError(f"{name}: {path} is a virtual dataset, which maps data from other files; seqlens reads only self-contained HDF5 files.")
     if ds.external:
