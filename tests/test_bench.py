@@ -13,7 +13,7 @@ def test_bench_json_schema_and_same_results():
     benches = json.loads(res.stdout)["benchmarks"]
     assert {b["name"] for b in benches} == {"read_npz_1m", "read_parquet_1m", "read_d4rl_hdf5_1m", "kv_cache_rollout", "tt_beam_kv_cache",
                                             "rtg_sweep", "attention_dataset", "export_batch", "umap_20k",
-                                            "patching_grid", "episode_video"}
+                                            "patching_grid", "episode_video", "player_first_render"}
     for b in benches:
         assert {"name", "baseline_s", "ours_s", "ratio", "same_results"} <= set(b)
         assert b["same_results"] is True
@@ -50,3 +50,16 @@ def test_bench_scale_renders_every_page_on_a_d4rl_shaped_pair():
         assert not rows[name].get("note"), rows[name]               # an exception or st.error on the page
         assert rows[name]["ours_s"] > 0 and rows[name]["peak_mb"] > 100
     assert any(n.startswith("shipped_first_visit:") for n in rows)
+
+
+def test_bench_player_first_render_same_data_with_and_without_the_frames_thread():
+    """`cli.py bench --only player_first_render --quick`: the player built with its frames thread and with the frames
+    drawn after the model work give equal frames, attention, credit and predictions (times are not asserted)."""
+    res = subprocess.run([sys.executable, "cli.py", "bench", "--only", "player_first_render", "--quick", "--json"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    (b,) = json.loads(res.stdout)["benchmarks"]
+    assert b["name"] == "player_first_render" and b["same_results"] is True and b["max_abs_diff"] == 0.0
+    assert b["frames"] == b["steps"] > 0
+    assert b["serial_frames_s"] > 0 and b["serial_model_s"] > 0   # the serial twin really drew the frames itself
+    assert b["ours_s"] > 0 and b["baseline_s"] > 0
