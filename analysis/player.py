@@ -242,52 +242,72 @@ def _prediction(agent, one, steps: np.ndarray) -> dict | None:
 
 
 def _imagined(agent, one, steps: np.ndarray, start: int, horizon: int):
-    """The model's open-loop continuation from `start`: (prediction, the episode with the imagined states in place
-    of the logged ones, start, horizon). The prediction compares the imagined state at each step of the horizon with
-    the logged one (analysis.predictions.predicted_vs_real, the logged actions fed in); analysis.frames draws the
-    imagined episode's states as frames (build)."""
-    from trajectories import Dataset
+    """The model's open-loop continuation from `start` (analysis.predictions.imagined_continuation): (prediction at
+    `steps`, the episode with the imagined states in place of the logged ones, start, horizon); analysis.frames draws
+    the imagined episode's states as frames (build)."""
+    from .predictions import ImagineError, imagined_continuation
 
-    from .predictions import model_label, predicted_vs_real
-
-    T = one.n_transitions
-    if T < 2:
-        raise PlayerError("the episode has a single step: there is nothing to imagine after it.")
-    if not 1 <= int(horizon) <= MAX_IMAGINED_STEPS:
-        raise PlayerError(f"the imagined horizon must be 1 to {MAX_IMAGINED_STEPS} steps, got {horizon}.")
-    if not 0 <= int(start) <= T - 2:
-        raise PlayerError(f"the imagination must start at a step from 0 to {T - 2} (the episode has {T} steps), "
-                          f"got {start}.")
-    res = predicted_vs_real(agent, one, 0, start=int(start), horizon=int(horizon))
-    s0, H = int(res.start), int(res.horizon)
-    label = f"{model_label(agent)} imagined from step {s0} for {H} steps (open loop, the logged actions fed in)"
-    prediction = {"kind": "state", "label": label, "features": list(res.features), "real": res.real[steps],
+    try:
+        im = imagined_continuation(agent, one, int(start), int(horizon), MAX_IMAGINED_STEPS)
+    except ImagineError as e:
+        raise PlayerError(str(e)) from None
+    res = im.result
+    prediction = {"kind": "state", "label": im.label, "features": list(res.features), "real": res.real[steps],
                   "predicted": res.predicted[steps], "note": res.note}
-    obs = one.observations.astype(np.float32)         # a copy: the episode's own arrays stay as they are
-    obs[s0 + 1:s0 + H + 1] = res.predicted[s0 + 1:s0 + H + 1, :-1]
-    dream = Dataset(obs, one.actions, one.rewards, one.terminated, one.truncated, np.array([0]), one.obs_names,
-                    one.act_names, one.n_actions, one.env_id, f"the imagined continuation of {one.source}")
-    return prediction, dream, s0, H
+    return prediction, im.episode, im.start, im.horizon
 
 
 # ---- one episode ------------------------------------------------------------------------------------------
+def _rolled_out(agent, seed: int, target):
+    """(One-episode Dataset, the DT's attention as it acted [T, layers, heads, K, 3] or None, the return-to-go it was
+    asked for at each step or None, its target) of the agent acting in its environment (reset seed `seed`)."""
+    from models.env_choice import can_act
+    from models.rollout import episode_dataset
+
+    if agent is None or not agent.has("acts") or not can_act(agent):
+        raise PlayerError("a rollout needs an agent that acts in an environment this machine can make; this one does "
+                          "not (choose the dataset as the source, or an Environment on the home page).")
+    if agent.has("planning"):
+        raise PlayerError("a Trajectory Transformer plans by beam search at every step (seconds a step), too slow to "
+                          "roll out here; play a dataset episode, or roll it out with `cli.py evaluate`.")
+    if agent.kind == "dt" and target is None:
+        from .sweeps import return_range
+
+        try:
+            target = return_range(agent)[1]
+        except ValueError:
+            raise PlayerError("the agent records no training returns: give the rollout a target return.") from None
+    one, acted = episode_dataset(agent, int(seed), target, seed=int(seed), attention=True)
+    asked = None
+    if agent.kind == "dt":
+        asked = float(target) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])
+    return one, acted, asked, target
+
+
 def build(agent, dataset, episode: int = 0, credit: str = "action", height: int | None = None,
           max_frames: int | None = None, max_bytes: int | None = None,
-          imagine: tuple[int, int] | None = None) -> PlayerData:
+          imagine: tuple[int, int] | None = None, rollout: tuple[int, float | None] | None = None) -> PlayerData:
     """The player's data for `episode` of `dataset` (uncached: see player_data). Frames are drawn at the
     environment's own size (height: another, resampled by analysis.frames) and shown DISPLAY_HEIGHT px high by the
     browser: resampling 500 CartPole frames here took longer than drawing them. imagine=(start, horizon): a model
     that predicts states open loop (TT, dynamics model) shows its imagined continuation from `start` (prediction panel
-    and frames) instead of its one-step predictions."""
+    and frames) instead of its one-step predictions. rollout=(seed, target): instead of the dataset, one episode of
+    the agent acting in its environment (reset seed `seed`; a DT asked for `target`, default its best training
+    return), with a DT's attention as it acted."""
     import envs
 
     from .video import action_texts
 
-    if not 0 <= int(episode) < dataset.n_episodes:
-        raise PlayerError(f"episode {episode} is out of range: {dataset.source} has {dataset.n_episodes} episodes "
-                          f"(0 to {dataset.n_episodes - 1}).")
     if credit not in CREDIT_TARGETS:
         raise PlayerError(f"credit is shown for {' or '.join(CREDIT_TARGETS)}, not '{credit}'.")
+    acted = asked = None
+    if rollout is not None:
+        report(0.02, "the agent acting in its environment")
+        dataset, acted, asked, target = _rolled_out(agent, int(rollout[0]), rollout[1])
+        episode = 0
+    elif not 0 <= int(episode) < dataset.n_episodes:
+        raise PlayerError(f"episode {episode} is out of range: {dataset.source} has {dataset.n_episodes} episodes "
+                          f"(0 to {dataset.n_episodes - 1}).")
     episode = int(episode)
     one = dataset.select([episode])
     T = one.n_transitions
@@ -301,7 +321,10 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
         label, panel_notes = "", []
         if agent is not None:
             report(0.05, "attention")
-            attention, why = _attention(agent, one, steps)
+            if acted is not None:   # as it acted: [T, layers, heads, K, 3] oldest first -> now first
+                attention, why = acted[steps].mean((1, 2))[:, ::-1].astype(np.float64), None
+            else:
+                attention, why = _attention(agent, one, steps)
             panel_notes += [why] if why else []
             report(0.15, "credit (saliency)")
             credit_rows, label, why = _credit(agent, one, steps, credit)
@@ -327,9 +350,17 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
     notes += panel_notes
     labels = list(one.metadata.get("action_labels") or []) or envs.ACTION_LABELS.get(one.env_id or "")
     display = (round(size[0] * DISPLAY_HEIGHT / size[1]), DISPLAY_HEIGHT) if images is not None else (0, 0)
-    data = PlayerData(f"Episode {episode} of {dataset.source}", episode, T, steps, images, mime, size, display, fr.why,
+    rtg = one.returns_to_go.astype(np.float64) if asked is None else asked
+    if asked is not None:   # the offline panels read the rewards' own return-to-go; the agent was asked for the target
+        gap = float(target) - float(one.rewards.sum(dtype=np.float64))
+        notes.append("Attention is the agent's as it acted; the return-to-go shown is what it was asked for (target "
+                     f"{float(target):g} less the rewards so far). Credit and predictions read the return-to-go of the "
+                     f"rewards it earned, as for logged data: {'the same' if abs(gap) < 1e-6 else f'{gap:+g} apart'}"
+                     f" (target less the return, {float(one.rewards.sum()):g}).")
+    title = f"Episode {episode} of {dataset.source}" if rollout is None else f"The agent acting: {dataset.source}"
+    data = PlayerData(title, episode, T, steps, images, mime, size, display, fr.why,
                       float(fr.fps or 30.0), action_texts(one.actions[steps], labels, one.act_names),
-                      one.rewards[steps].astype(np.float64), one.returns_to_go[steps].astype(np.float64),
+                      one.rewards[steps].astype(np.float64), rtg[steps],
                       one.observations[steps].astype(np.float64), list(one.obs_names), attention, credit_rows, label,
                       prediction, notes, imagined)
     if agent is None:
@@ -345,12 +376,15 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
 
 def player_data(agent, dataset, episode: int = 0, credit: str = "action", height: int | None = None,
                 max_frames: int | None = None, max_bytes: int | None = None,
-                imagine: tuple[int, int] | None = None) -> PlayerData:
+                imagine: tuple[int, int] | None = None, rollout: tuple[int, float | None] | None = None) -> PlayerData:
     """build() through the one cache: keyed on agent and dataset content, the episode, the credit target, the frame
     height and the frame bounds in force (SEQLENS_MAX_FRAMES / SEQLENS_MAX_FRAME_BYTES are read now, so changing
     them makes a new entry). Every caller gets its own copy."""
     bounds = {"max_frames": _frames.limit("max_frames", max_frames), "max_bytes": _frames.limit("max_bytes", max_bytes)}
     imagine = None if imagine is None else (int(imagine[0]), int(imagine[1]))
-    return cached("player", lambda: build(agent, dataset, episode, credit, height, imagine=imagine, **bounds), agent,
+    if rollout is not None:   # the episode is the agent's own: the dataset plays no part (nor in the key)
+        rollout, dataset, episode = (int(rollout[0]), None if rollout[1] is None else float(rollout[1])), None, 0
+    return cached("player", lambda: build(agent, dataset, episode, credit, height, imagine=imagine, rollout=rollout,
+                                          **bounds), agent,
                   dataset, episode=int(episode), credit=credit, height=None if height is None else int(height),
-                  imagine=imagine, **bounds)
+                  imagine=imagine, rollout=rollout, **bounds)

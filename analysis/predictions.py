@@ -315,3 +315,64 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
             + (" (TT: argmax bins; quantization floor %.3g mean L2)." % floor if floor is not None else "."))
     return PredictedVsReal(kind, int(episode), start, H, names, steps, real, pred,
                            None if floor is None else float(floor), note)
+
+
+# ---------------------------------------------------------------------------------------------------
+# an imagined continuation, as an episode that can be drawn
+# ---------------------------------------------------------------------------------------------------
+class ImagineError(ValueError):
+    """An imagined continuation that cannot be made (no state-predicting model, a step out of range); one sentence."""
+
+
+@dataclass
+class Imagined:
+    """A model's open-loop continuation of a one-episode dataset from `start` for `horizon` steps."""
+
+    result: PredictedVsReal        # predicted vs logged over the episode (NaN outside the horizon)
+    episode: object                # the one-episode Dataset with the imagined states at start+1..start+horizon
+    start: int
+    horizon: int                   # may be shorter than asked: the episode ends first
+    model: str                     # model_label(agent)
+
+    @property
+    def label(self) -> str:
+        return (f"{self.model} imagined from step {self.start} for {self.horizon} steps (open loop, the logged "
+                "actions fed in)")
+
+    @property
+    def error(self) -> np.ndarray:
+        """[T] L2 between the imagined and the logged state (raw units); 0 at start, NaN outside the horizon."""
+        err = np.linalg.norm(self.result.error[:, :-1], axis=1)
+        err[np.arange(len(err)) > self.start + self.horizon] = np.nan
+        return err
+
+
+def imagined_continuation(agent, one, start: int, horizon: int, max_horizon: int | None = None) -> Imagined:
+    """The open-loop continuation of a TT or dynamics model from step `start` of the one-episode dataset `one`
+    (predicted_vs_real, the logged actions fed in), and the episode with the imagined states in place of the logged
+    ones, which analysis.frames draws as frames. Shared by the episode player and the episode video."""
+    from trajectories import Dataset
+
+    if agent is None or not agent.has("dynamics"):
+        if agent is not None and agent.has("return"):
+            raise ImagineError("a Decision Transformer imagines no future states (its state head is untrained, as in "
+                               "Hugging Face's model; its return head predicts only R(t+1), one step ahead).")
+        raise ImagineError("an imagined continuation needs a Trajectory Transformer or a dynamics model" +
+                           ("." if agent is None else f"; this {_kind(agent).upper()} agent predicts no future states."))
+    T = one.n_transitions
+    if T < 2:
+        raise ImagineError("the episode has a single step: there is nothing to imagine after it.")
+    if max_horizon is not None and not 1 <= int(horizon) <= int(max_horizon):
+        raise ImagineError(f"the imagined horizon must be 1 to {max_horizon} steps, got {horizon}.")
+    if int(horizon) < 1:
+        raise ImagineError(f"the imagined horizon must be at least 1 step, got {horizon}.")
+    if not 0 <= int(start) <= T - 2:
+        raise ImagineError(f"the imagination must start at a step from 0 to {T - 2} (the episode has {T} steps), "
+                           f"got {start}.")
+    res = predicted_vs_real(agent, one, 0, start=int(start), horizon=int(horizon))
+    s0, H = int(res.start), int(res.horizon)
+    obs = one.observations.astype(np.float32)         # a copy: the episode's own arrays stay as they are
+    obs[s0 + 1:s0 + H + 1] = res.predicted[s0 + 1:s0 + H + 1, :-1]
+    dream = Dataset(obs, one.actions, one.rewards, one.terminated, one.truncated, np.array([0]), one.obs_names,
+                    one.act_names, one.n_actions, one.env_id, f"the imagined continuation of {one.source}")
+    return Imagined(res, dream, s0, H, model_label(agent))

@@ -8,7 +8,9 @@
   binary; no system ffmpeg); `encode_bounded` keeps a file under `max_bytes` (10 MB by default;
   `SEQLENS_MAX_VIDEO_BYTES`), downscaling and then halving the frame rate until it fits, and says so.
 - `EpisodeClip` is what the catalog figure `episode_video` carries: one episode and its overlays, rendered
-  (analysis/frames.py) and encoded only when a file is asked for.
+  (analysis/frames.py) and encoded only when a file is asked for. Given a model's imagined continuation
+  (`analysis.predictions.imagined_continuation`), each frame is the real one beside the one drawn from the imagined
+  state (`side_by_side`, captioned "real" / "imagined by <model>"), the L2 error between the states in the overlay.
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ class Overlay:
     rtg: np.ndarray | None = None        # [n] return-to-go at that step
     rtg_label: str = "return-to-go"
     attention: np.ndarray | None = None  # [n, K] the action token's weight per step back (0 = this step)
+    error: np.ndarray | None = None      # [n] L2 between the imagined and the real state (NaN: none imagined)
+    captions: list[str] | None = None    # one per side-by-side panel, written above it (panels of equal width)
 
     def texts(self) -> list[str]:
         out = []
@@ -57,6 +61,8 @@ class Overlay:
             parts = [f"step {int(t)}/{self.length}", self.actions[i], f"reward {_num(self.rewards[i])}"]
             if self.rtg is not None:
                 parts.append(f"{self.rtg_label} {_num(self.rtg[i])}")
+            if self.error is not None and np.isfinite(self.error[i]):
+                parts.append(f"L2 error {_err(self.error[i])}")
             out.append("   ".join(parts))
         return out
 
@@ -66,6 +72,11 @@ def _num(v) -> str:
     if v == int(v) and abs(v) < 1e6:
         return f"{int(v)}"
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def _err(v) -> str:
+    v = float(v)
+    return "0" if v == 0 else f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else _num(v)
 
 
 @lru_cache(maxsize=16)
@@ -137,20 +148,61 @@ def _panel(width: int, lay: _Layout, K: int | None) -> np.ndarray:
     return np.asarray(img)
 
 
+def _captions(width: int, captions: list[str], font_px: int) -> np.ndarray:
+    """[h, W, 3] one caption centred above each of len(captions) equal panels, drawn once for every frame."""
+    from PIL import Image, ImageDraw
+
+    k = len(captions)
+    font_px = max(9, font_px)
+    while font_px > 9 and max(_font(font_px).getlength(c) for c in captions) > width / k - 2 * max(4, font_px // 2):
+        font_px -= 1
+    pad = max(4, font_px // 2)
+    img = Image.new("RGB", (width, int(font_px * 1.3) + 2 * pad), _PANEL)
+    d = ImageDraw.Draw(img)
+    for i, c in enumerate(captions):
+        d.text(((i + 0.5) * width / k, img.height / 2), c, fill=_TEXT, font=_font(font_px), anchor="mm")
+    d.line([(0, img.height - 1), (width, img.height - 1)], fill=_GAP)
+    return np.asarray(img)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """[n, H, 2W + gap, 3]: two clips of the same size next to each other, a gap of the panel colour between (even,
+    so an even W keeps the width even for MP4)."""
+    if left.shape != right.shape:
+        raise VideoError(f"side-by-side panels must be the same size, got {left.shape[1:3]} and {right.shape[1:3]}.")
+    n, H, W, _ = left.shape
+    gap = panel_gap(W)
+    out = np.empty((n, H, 2 * W + gap, 3), np.uint8)
+    out[:, :, :W] = left
+    out[:, :, W:W + gap] = _GAP
+    out[:, :, W + gap:] = right
+    return out
+
+
+def panel_gap(width: int) -> int:
+    """Pixels between side-by-side panels of `width` px: a thin even rule."""
+    return max(2, width // 120 * 2)
+
+
 def overlay_frames(frames: np.ndarray, ov: Overlay) -> np.ndarray:
     """[n, H + panel, W, 3]: each frame above its panel (step, action, reward, return-to-go; the attention bar,
     oldest context step left, this step right, coloured on one scale over the whole episode). One batched pass."""
     from PIL import Image, ImageDraw
 
-    n, H, W, _ = frames.shape
+    n, H0, W, _ = frames.shape
     if len(ov.steps) != n:
         raise VideoError(f"{n} frames but {len(ov.steps)} overlay rows; they must match one to one.")
     texts = ov.texts()
     K = None if ov.attention is None else int(ov.attention.shape[1])
     lay = _layout(W, texts, K)
+    head = _captions(W, ov.captions, lay.font_px) if ov.captions else None
+    top = 0 if head is None else head.shape[0]
+    H = top + H0                           # the frame's rows, below the captions
     lay.height += (H + lay.height) % 2     # an even height: MP4's yuv420p needs one, and GIF and MP4 then agree
     out = np.empty((n, H + lay.height, W, 3), np.uint8)
-    out[:, :H] = frames
+    if head is not None:
+        out[:, :top] = head
+    out[:, top:H] = frames
     out[:, H:] = _panel(W, lay, K)        # broadcast: the fixed part once for all frames
     if lay.bar is not None:
         x0, y0, x1, y1 = lay.bar
@@ -330,7 +382,8 @@ def encode_bounded(frames: np.ndarray, ov: Overlay, fmt: str, fps: float, max_by
 def _take(ov: Overlay, idx: np.ndarray) -> Overlay:
     return Overlay(ov.steps[idx], ov.length, [ov.actions[i] for i in idx], np.asarray(ov.rewards)[idx],
                    None if ov.rtg is None else np.asarray(ov.rtg)[idx], ov.rtg_label,
-                   None if ov.attention is None else np.asarray(ov.attention)[idx])
+                   None if ov.attention is None else np.asarray(ov.attention)[idx],
+                   None if ov.error is None else np.asarray(ov.error)[idx], ov.captions)
 
 
 # ---- one episode, ready to render ------------------------------------------------------------------------
@@ -375,6 +428,10 @@ class EpisodeClip:
     max_frames: int | None = None
     replay_seed: int | None = None       # a rollout's reset seed: the environment replays what data cannot draw
     notes: list[str] = field(default_factory=list)
+    imagined: object | None = None       # the episode with a model's imagined states (predictions.Imagined.episode):
+                                         # drawn beside the real frames, each panel `width` px wide
+    imagined_by: str | None = None       # "<model> from step S": the right panel's caption after "imagined by"
+    error: np.ndarray | None = None      # [T] L2 between the imagined and the real state (NaN: not imagined)
 
     @property
     def length(self) -> int:
@@ -387,8 +444,10 @@ class EpisodeClip:
 
     def render(self) -> Rendered:
         ds = self.episode
+        # side by side, the two panels share the frame-bytes bound (each gets half)
+        bound = None if self.imagined is None else max(1, _frames.limit("max_bytes") // 2)
         fr = _frames.from_data(ds, 0, env_id=self.env_id, start=self.start, stop=self.stop,
-                               max_frames=self.max_frames, width=self.width)
+                               max_frames=self.max_frames, width=self.width, max_bytes=bound)
         if not fr.ok and self.replay_seed is not None and self.env_id and self.start == 0:
             stop = self.length if self.stop is None else min(int(self.stop), self.length)
             again = _frames.replay(self.env_id, ds.actions[:stop], self.replay_seed, observations=ds.observations,
@@ -396,7 +455,17 @@ class EpisodeClip:
             fr = again if again.ok else fr
         if not fr.ok:
             return Rendered(None, None, fr.why, fr.note, fr.fps, fr.reason)
-        steps = fr.steps
+        steps, pictures, captions = fr.steps, fr.frames, None
+        if self.imagined is not None:
+            im = _frames.from_data(self.imagined, 0, env_id=self.env_id, start=self.start, stop=self.stop,
+                                   max_frames=self.max_frames, width=self.width, max_bytes=bound)
+            if not im.ok:
+                return Rendered(None, None, im.why, im.note, im.fps, im.reason)
+            if not np.array_equal(im.steps, steps):   # a replayed rollout plans its steps otherwise
+                raise VideoError("the real and the imagined frames were drawn at different steps; ask for fewer "
+                                 "steps than max_frames.")
+            pictures = side_by_side(fr.frames, im.frames)
+            captions = ["real", f"imagined by {self.imagined_by or 'the model'}"]
         att = None
         if self.attention is not None:
             have = np.asarray(self.attention_steps)
@@ -405,9 +474,10 @@ class EpisodeClip:
                 att = self.attention[pos]
         labels = list(ds.metadata.get("action_labels") or []) or _env_labels(self.env_id)
         ov = Overlay(steps, self.length, action_texts(ds.actions[steps], labels, ds.act_names),
-                     ds.rewards[steps], None if self.rtg is None else np.asarray(self.rtg)[steps], self.rtg_label, att)
+                     ds.rewards[steps], None if self.rtg is None else np.asarray(self.rtg)[steps], self.rtg_label, att,
+                     None if self.error is None else np.asarray(self.error)[steps], captions)
         note = " ".join(n for n in [*self.notes, fr.note] if n) or None
-        return Rendered(fr.frames, ov, fr.why, note, float(self.fps or fr.fps))
+        return Rendered(pictures, ov, fr.why, note, float(self.fps or fr.fps))
 
     def encode(self, fmt: str, max_bytes: int | None = None) -> Encoded:
         fmt = check_format(fmt)

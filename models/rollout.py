@@ -204,3 +204,31 @@ def run_one_at_a_time(agent, n_envs: int, target_returns=None, *, seed: int = 0,
                            **{k: v[i:i + 1] for k, v in per_env.items()}, **kwargs)
         out = one if out is None else out.concat(one)
     return out
+
+
+def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, limit: int | None = None,
+                    attention: bool = False):
+    """One episode of the agent acting in its environment (reset seed `env_seed`; a DT asked for `target_return` raw
+    return units) as a one-episode trajectories.Dataset, and with attention=True a DT's action-token attention as it
+    acted [T, n_layer, n_head, K, 3] (oldest step first), else None. The caller checks that the agent can act."""
+    from trajectories import Dataset
+
+    dt = agent.kind == "dt"
+    if dt and target_return is None:
+        raise ValueError("a Decision Transformer's rollout needs a target return.")
+    record = ("observations", "actions", "rewards") + (("attention",) if attention and dt and agent.has("attention") else ())
+    ep = run_episodes(agent, 1, [float(target_return)] if dt else None, seed=seed, env_seeds=[int(env_seed)],
+                      record=record, limit=limit)
+    T = int(ep.lengths[0])
+    term = np.zeros(T, bool)
+    trunc = np.zeros(T, bool)
+    ended_early = T < int(limit or episode_limit(ep.env_id, agent))
+    (term if ended_early else trunc)[-1] = True   # a rollout stopped at its limit was truncated; before it, it ended
+    obs_names, act_names = envs.OBS_NAMES.get(ep.env_id), envs.ACT_NAMES.get(ep.env_id)
+    one = Dataset(ep.observations[0, :T], ep.actions[0, :T], ep.rewards[0, :T], term, trunc, np.array([0]),
+                  obs_names=obs_names if obs_names and len(obs_names) == agent.obs_dim else None,
+                  act_names=act_names if act_names and len(act_names) == agent.act_dim else None,
+                  env_id=ep.env_id, source=f"a rollout in {ep.env_id} (reset seed {int(env_seed)}"
+                  + (f", target return {float(target_return):g})" if dt else ")"),
+                  n_actions=agent.config.n_actions if agent.discrete else None)
+    return one, (ep.attention[0, :T] if ep.attention is not None else None)

@@ -190,3 +190,57 @@ def test_page_imagined_mode_for_a_trajectory_transformer():
     d = component(at)
     assert d["imagined"]["start"] == 30 and sum(f is not None for f in d["imagined"]["frames"]) == 21
     assert d["attention"] is None and d["credit"] is None and len(d["frames"]) == len(d["steps"])
+
+
+# ---- the agent acting (rollout source) and the episode's downloads ------------------------------------------------
+def test_rollout_source_shows_the_attention_the_agent_acted_with(cartpole):
+    """Reset seed 2: cartpole-dt earns its target 500, so the hindsight return-to-go the offline analyses read equals
+    the one it was asked for, and its attention as it acted (recorded by the rollout, oldest step first) equals
+    steps_attention on the rolled-out episode (now first)."""
+    from analysis.attention import steps_attention
+    from analysis.inputs import training_data
+    from models.rollout import episode_dataset
+
+    agent, _ = cartpole
+    d = player.build(agent, None, rollout=(2, 500.0))
+    one, _ = episode_dataset(agent, 2, 500.0, seed=2)
+    assert d.length == one.n_transitions == 500 and d.title.startswith("The agent acting: a rollout in CartPole-v1")
+    ref = steps_attention(agent, training_data(agent, one), d.steps).mean((1, 2))
+    assert np.allclose(d.attention, ref, atol=1e-4)
+    assert np.allclose(d.rtg, 500.0 - np.arange(500)) and "the same" in d.notes[-1]
+    short = player.build(agent, None, rollout=(5, 500.0))      # it falls at 183: asked 500, earned 183
+    assert short.length == 183 and "+317 apart" in short.notes[-1]
+    with pytest.raises(player.PlayerError, match="beam search"):
+        player.build(load_agent(ROOT / "sample_data/agents/pendulum-tt"), None, rollout=(0, None))
+    with pytest.raises(player.PlayerError, match="acts in an environment"):
+        player.build(load_agent(ROOT / "sample_data/agents/pendulum-dynamics"), None, rollout=(0, None))
+
+
+def test_page_plays_the_agent_acting_and_offers_its_video():
+    at = page("cartpole-dt", "cartpole", player_source="rollout", player_seed=5)
+    d = component(at)
+    assert d["length"] == 183 and d["title"].startswith("The agent acting")
+    keys = [b.proto.id for b in at.get("download_button")]
+    for fmt in ("gif", "mp4", "csv"):
+        assert any(f"player_video_{fmt}" in k for k in keys), keys
+    assert any("bundle_Episode player" in k for k in keys)
+
+
+def test_page_video_download_is_the_catalogs_episode_video(cartpole, monkeypatch):
+    """The page's downloads are the catalog's episode_video of the episode shown (what `cli.py export --figure
+    episode_video` writes): its GIF has a frame per step."""
+    import imageio.v3 as iio
+
+    from analysis import catalog
+    from analysis.export import figured_bytes
+
+    made, real = [], catalog.make
+    monkeypatch.setattr(catalog, "make", lambda name, *a, **kw: made.append((name, kw, real(name, *a, **kw))) or made[-1][2])
+    CACHE.clear()
+    agent, ds = cartpole
+    at = page("cartpole-dt", "cartpole", player_episode=4)
+    assert not at.exception
+    [(name, kw, f)] = [m for m in made if m[0] == "episode_video"]
+    assert kw == {"episode": 4} and f.params["episode"] == 4
+    frames = iio.imread(figured_bytes(f, "gif"), index=None)
+    assert len(frames) == int(ds.episode_lengths[4])

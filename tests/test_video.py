@@ -242,3 +242,138 @@ def test_cli_bad_formats_and_params_are_one_sentence(args, words, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / args[-1]).exists()
+
+
+# ---- predicted vs real: the model's imagined continuation beside the real episode (issue 16 item 3) ------------
+PENDULUM_TT = ROOT / "sample_data" / "agents" / "pendulum-tt"
+
+
+@pytest.fixture(scope="module")
+def pendulum():
+    return load_dataset(SAMPLE_DIR / "pendulum.npz")
+
+
+@pytest.fixture(scope="module")
+def pendulum_tt():
+    from models import load_agent
+
+    return load_agent(PENDULUM_TT)
+
+
+def _find_rows(done: np.ndarray, frames: np.ndarray) -> int:
+    """The row where the raw frames sit inside the overlaid ones (below the captions)."""
+    H = frames.shape[1]
+    return next(y for y in range(done.shape[1] - H + 1) if np.array_equal(done[:, y:y + H], frames))
+
+
+def test_imagined_side_by_side_gif_and_mp4_show_the_real_and_the_imagined_frame(pendulum, pendulum_tt, tmp_path):
+    from analysis import frames
+    from analysis.predictions import imagined_continuation
+
+    W, s0, H = 240, 10, 6
+    f = catalog.make("episode_video", pendulum_tt, pendulum, episode=0, imagine_start=s0, imagine_horizon=H, width=W)
+    assert f.params["imagine_start"] == s0 and f.params["imagine_horizon"] == H
+    gap = V.panel_gap(W)
+    r = f.video.render()
+    assert r.frames.shape[:3] == (H + 1, W, 2 * W + gap)            # Pendulum is square: 240 x 240 per panel
+    assert r.overlay.steps.tolist() == list(range(s0, s0 + H + 1))
+    assert r.overlay.captions == ["real", "imagined by TT (pendulum.npz) from step 10"]
+    # at step t: the left panel is the real frame drawn alone, the right one the frame of the state the model imagined
+    one = pendulum.select([0])
+    im = imagined_continuation(pendulum_tt, one, s0, H)
+    i, t = 4, s0 + 4
+    real = frames.from_data(one, 0, start=t, stop=t + 1, width=W).frames[0]
+    dream = one.select([0])
+    dream.observations[t] = im.result.predicted[t, :-1]
+    imagined = frames.from_data(dream, 0, start=t, stop=t + 1, width=W).frames[0]
+    assert np.array_equal(r.frames[i, :, :W], real) and np.array_equal(r.frames[i, :, W + gap:], imagined)
+    assert not np.array_equal(real, imagined)                         # the model's state is not the logged one
+    assert np.array_equal(r.frames[0, :, :W], r.frames[0, :, W + gap:])   # it starts from the logged state
+    assert (r.frames[:, :, W:W + gap] == V._GAP).all()
+    # the overlay: the L2 error between the imagined and the real state, 0 where it starts
+    err = np.linalg.norm(im.result.predicted[t, :-1] - one.observations[t])
+    assert r.overlay.error[0] == 0 and r.overlay.error[i] == pytest.approx(err)
+    assert f"L2 error {V._err(err)}" in r.overlay.texts()[i]
+    assert f.data["error_l2"].tolist() == pytest.approx(r.overlay.error.tolist())
+    assert f.data["imagined_cos_theta"].iloc[i] == pytest.approx(im.result.predicted[t, 0])
+    done = V.overlay_frames(r.frames, r.overlay)
+    y = _find_rows(done, r.frames)
+    assert y > 0                                                      # the captions are above the frames
+    gif = f.video.encode("gif")
+    g = _gif_frames(gif.data)
+    assert g.shape == done.shape == (H + 1, done.shape[1], 2 * W + gap, 3)
+    assert (gif.n_frames, gif.width, gif.height) == (H + 1, 2 * W + gap, done.shape[1])
+    assert np.abs(g.astype(int) - done).mean() < 0.1
+    assert np.abs(g[i, y:y + W, :W].astype(int) - real).mean() < 0.5
+    assert np.abs(g[i, y:y + W, W + gap:].astype(int) - imagined).mean() < 0.5
+    mp4 = f.video.encode("mp4")
+    m, meta = _mp4_frames(mp4.data, tmp_path)
+    assert m.shape == done.shape and (mp4.width, mp4.height) == (2 * W + gap, done.shape[1])
+    assert np.abs(m.astype(int) - done).mean() < 3.0
+    assert np.abs(m[i, y:y + W, W + gap:].astype(int) - imagined).mean() < 3.0
+    assert f.figure.data[0].type == "image"                           # the preview: the first side-by-side frame
+
+
+def test_imagined_clip_keeps_the_size_bound_fps_and_says_when_the_episode_ends_first(pendulum, pendulum_tt):
+    f = catalog.make("episode_video", pendulum_tt, pendulum, episode=1, imagine_start=195, fps=10, width=160)
+    assert "the model imagines 4 steps, not 20" in f.video.notes[0] and len(f.data) == 5
+    r = f.video.render()
+    full = V.encode_bounded(r.frames, r.overlay, "gif", r.fps)
+    assert full.fps == 10 and full.width == 2 * 160 + V.panel_gap(160)
+    small = V.encode_bounded(r.frames, r.overlay, "gif", r.fps, max_bytes=len(full.data) // 2)
+    assert small.width < full.width and "over the" in small.note
+    assert _gif_frames(small.data).shape[1:3] == (small.height, small.width)
+
+
+def test_the_bundle_remakes_the_imagined_clip(pendulum, pendulum_tt):
+    from analysis.export import bundle
+
+    f = catalog.make("episode_video", pendulum_tt, pendulum, episode=0, imagine_start=5, imagine_horizon=3, width=160)
+    z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("gif", "csv"), agent=pendulum_tt, dataset=pendulum,
+                                          agent_path=PENDULUM_TT, data_path=SAMPLE_DIR / "pendulum.npz")))
+    assert _gif_frames(z.read("episode_video.gif")).shape[0] == 4
+    remake = json.loads(z.read("manifest.json"))["figures"][0]["remake"]
+    assert "--param imagine_start=5" in remake and "--param imagine_horizon=3" in remake
+
+
+@pytest.mark.parametrize("agent_dir, data, words", [
+    ("pendulum-dt", "pendulum", "no side-by-side video of an imagined continuation: a Decision Transformer imagines "
+                                "no future states (its state head is untrained"),
+    ("cartpole-mlp", "cartpole", "needs a Trajectory Transformer or a dynamics model; this MLP agent predicts no future"),
+    (None, "pendulum", "needs a Trajectory Transformer or a dynamics model."),
+])
+def test_agents_that_imagine_no_states_get_one_sentence(agent_dir, data, words):
+    from models import load_agent
+
+    agent = load_agent(ROOT / "sample_data" / "agents" / agent_dir) if agent_dir else None
+    with pytest.raises(V.VideoError) as e:
+        catalog.make("episode_video", agent, load_dataset(SAMPLE_DIR / f"{data}.npz"), imagine_start=3)
+    assert words in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"imagine_start": 200}, "must start at a step from 0 to 198 (the episode has 200 steps), got 200."),
+    ({"imagine_start": -1}, "parameter imagine_start must be a whole number of at least 0, got -1."),
+    ({"imagine_start": 2.5}, "parameter imagine_start must be a whole number of at least 0, got 2.5."),
+    ({"imagine_start": "soon"}, "parameter imagine_start must be a whole number of at least 0, got 'soon'."),
+    ({"imagine_start": 3, "imagine_horizon": 51}, "imagine_horizon must be 1 to 50 steps, got 51."),
+    ({"imagine_start": 3, "imagine_horizon": 0}, "imagine_horizon must be a whole number of at least 1"),
+    ({"imagine_horizon": 5}, "give its first step too (imagine_start)"),
+    ({"imagine_start": 3, "steps": 4}, "leave start and steps out"),
+])
+def test_bad_imagine_settings_are_one_sentence(pendulum, pendulum_tt, params, words):
+    with pytest.raises(V.VideoError) as e:
+        catalog.make("episode_video", pendulum_tt, pendulum, **params)
+    assert words in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_cli_exports_the_imagined_side_by_side_mp4(tmp_path):
+    out = tmp_path / "imagined.mp4"
+    res = cli("export", "--figure", "episode_video", "--agent", PENDULUM_TT, "--data", SAMPLE_DIR / "pendulum.npz",
+              "--param", "episode=0", "--param", "imagine_start=10", "--param", "imagine_horizon=5", "--format", "mp4",
+              "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["frames"] == 6 and got["width"] == 2 * V.DEFAULT_WIDTH + V.panel_gap(V.DEFAULT_WIDTH)
+    m, meta = _mp4_frames(out.read_bytes(), tmp_path)
+    assert m.shape == (6, got["height"], got["width"], 3) and meta["codec"] == "h264"

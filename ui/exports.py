@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.catalog import Figured
-from analysis.export import FORMATS, MIME, bundle, figure_bytes, keep_server_alive
+from analysis.export import FORMATS, MIME, VIDEO_FORMATS, bundle, figure_bytes, figured_bytes, keep_server_alive
 from ui import charts
 
 
@@ -22,6 +22,17 @@ def show(f: Figured, key: str, collected: list | None = None) -> None:
     cols[0].caption("Download")
     for col, fmt in zip(cols[1:], FORMATS):
         col.download_button(fmt.upper(), data=lambda fmt=fmt: _bytes(f, fmt), file_name=f"{f.name}.{fmt}",
+                            mime=MIME[fmt], key=f"{key}_{fmt}", on_click="ignore", width="stretch")
+    if collected is not None:
+        collected.append(f)
+
+
+def video_buttons(f: Figured, key: str, collected: list | None = None) -> None:
+    """An animated figure's downloads (GIF, MP4 and the CSV of its per-step data), encoded only when clicked."""
+    cols = st.columns(len(VIDEO_FORMATS) + 2, gap="small")
+    cols[0].caption("Download the episode")
+    for col, fmt in zip(cols[1:], (*VIDEO_FORMATS, "csv")):
+        col.download_button(fmt.upper(), data=lambda fmt=fmt: figured_bytes(f, fmt), file_name=f"{f.name}.{fmt}",
                             mime=MIME[fmt], key=f"{key}_{fmt}", on_click="ignore", width="stretch")
     if collected is not None:
         collected.append(f)

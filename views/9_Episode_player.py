@@ -4,8 +4,9 @@ import streamlit as st
 
 from analysis.player import CREDIT_TARGETS, MAX_IMAGINED_STEPS, PlayerError, player_data
 from analysis.predictions import default_context
-from ui import player
-from ui.page import computed, start
+from models.env_choice import can_act
+from ui import exports, player
+from ui.page import computed, figure, start
 
 sel = start("Episode player", "Watch an episode of the dataset as the environment draws it, and beside each frame what "
             "the agent computes at that step: where its action token looks over its context (a Decision Transformer's "
@@ -13,6 +14,7 @@ sel = start("Episode player", "Watch an episode of the dataset as the environmen
             "what really followed. Play, pause, step (← →) and scrub run in your browser on precomputed steps, so "
             "playing never reruns the page.")
 agent, ds = sel.agent, sel.dataset
+acts = can_act(agent) and agent.has("acts") and not agent.has("planning")   # a TT's beam search: seconds a step
 
 lengths = ds.episode_lengths
 wanted = st.session_state.get("player_episode")
@@ -22,18 +24,34 @@ if wanted is None:   # a link may name the episode (?episode=3)
     except ValueError:
         wanted = int(lengths.argmax()) if lengths.max() < 600 else 0
 st.session_state["player_episode"] = min(max(int(wanted), 0), ds.n_episodes - 1)   # another dataset may be shorter
-c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
-episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, key="player_episode",
-                              help="Default: the longest episode (under 600 steps)."))
-st.query_params["episode"] = str(episode)
+c0, c1, c2, c3, c4 = st.columns([1.2, 1, 2, 1, 1])
+source = c0.selectbox("Source", ["data", "rollout"] if acts else ["data"], key="player_source",
+                      format_func={"data": "a dataset episode", "rollout": "the agent acting"}.get,
+                      help="A logged episode of the dataset, or one episode of the agent acting in its environment "
+                           "(its attention as it acted).")
+rollout, target = None, None
+if source == "rollout":
+    seed = int(c1.number_input("Reset seed", 0, 2**31 - 1, 0, key="player_seed"))
+    if agent.kind == "dt":
+        from analysis.sweeps import return_range
+
+        target = float(c3.number_input("Target return", value=float(round(return_range(agent, ds)[1], 1)),
+                                       key="player_target", help="What the DT is asked for at the first step "
+                                                                 "(default: the best return of its training data)."))
+    rollout = (seed, target)
+    episode, length = 0, None
+else:
+    episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, key="player_episode",
+                                  help="Default: the longest episode (under 600 steps)."))
+    st.query_params["episode"] = str(episode)
+    length = int(lengths[episode])
 targets = [t for t in CREDIT_TARGETS if agent.has("action") and (t == "action" or agent.has(t))]
 credit = c2.selectbox("Credit for", targets, format_func=CREDIT_TARGETS.get, key="player_credit",
                       help="The output whose credit is split over the context. On Key-to-Door the action needs no "
                            "memory (the return-to-go says whether the key was taken); the value must remember.") \
     if len(targets) > 1 else "action"
 imagine = None
-if agent.has("dynamics"):   # a model that predicts states open loop: one step ahead, or its imagined continuation
-    length = int(lengths[episode])
+if agent.has("dynamics") and length is not None:   # predicts states open loop: one step ahead, or imagined
     mode = c2.selectbox("Prediction", ["step", "imagine"], key="player_predict",
                         format_func={"step": "one step ahead, at every step",
                                      "imagine": "imagined from a step (open loop)"}.get,
@@ -47,9 +65,35 @@ if agent.has("dynamics"):   # a model that predicts states open loop: one step a
                                     key="player_from"))
         imagine = (first, horizon)
 
+
+
+def _downloads() -> None:
+    """The episode as GIF / MP4 (the catalog's episode_video: the same file `cli.py export` writes), and the page's
+    bundle; encoded only when a button is pressed."""
+    params = {"imagine_start": imagine[0], "imagine_horizon": imagine[1]} if imagine else {}
+    try:
+        if rollout is None:
+            f = figure(sel, "episode_video", episode=episode, **params)
+            paths = sel.paths
+        else:   # no dataset: the entry rolls the agent out with the same seeds (models.rollout.episode_dataset)
+            from analysis import catalog
+            from analysis.cache import cached
+
+            f = computed(sel, lambda: cached("figure:episode_video", lambda: catalog.make(
+                "episode_video", agent, None, episode=0, seed=rollout[0], target_return=rollout[1]), agent, None,
+                names=[sel.agent_name], episode=0, seed=rollout[0], target_return=rollout[1]))
+            paths = {**sel.paths, "data_path": None}
+    except ValueError as e:   # VideoError: one sentence (the player above still plays)
+        st.caption(f"No video download: {e}")
+        return
+    collected = []
+    exports.video_buttons(f, "player_video", collected)
+    exports.bundle_button(collected, "Episode player", agent, ds if rollout is None else None, **paths)
+
+
 bar = st.progress(0.0, text="Frames, attention, credit and predictions of every step…")
 try:   # computed once per (agent, dataset, episode, credit target), then served from the cache
-    data = computed(sel, lambda: player_data(agent, ds, episode, credit=credit, imagine=imagine),
+    data = computed(sel, lambda: player_data(agent, ds, episode, credit=credit, imagine=imagine, rollout=rollout),
                     progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
 except PlayerError as e:
     bar.empty()
@@ -77,3 +121,4 @@ if data.imagined is not None and not data.imagined["why"]:
 st.caption(" ".join(what))
 for note in data.notes:
     st.caption(note)
+_downloads()

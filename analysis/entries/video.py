@@ -4,6 +4,13 @@ From logged data (`--data`, episode N), or, with no dataset, a rollout of the ag
 `seed + episode`). The Figured carries an `analysis.video.EpisodeClip` (rendered and encoded only when a file is
 written), a preview figure (the first frame with its overlay, or the state-line plot that stands in when no frame
 can be drawn, its title saying why) and the per-step data (step, action, reward, return-to-go, attention).
+
+imagine_start=S (imagine_horizon=H, default 20): a TT's or dynamics model's open-loop continuation from step S
+(analysis.predictions.imagined_continuation, the logged actions fed in) beside the real episode. The clip is then
+the imagined stretch only, steps S to S + H: at S both panels show the logged state the model starts from, after it
+the left panel the real frame and the right one the frame drawn from the imagined state, the overlay adding the L2
+error between them. A lead-in of real-only frames would show the same picture twice in both panels, so none is
+drawn (start and steps are left out); the real-only clip is the figure without imagine_start.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from analysis.frames import FramesError
 from analysis.video import DEFAULT_WIDTH, VIDEO_FORMATS, EpisodeClip, VideoError, action_texts, overlay_frames
 
 MAX_ATTENTION_STEPS = 1_000   # a banded DT's attention is one forward over the episode so far: 3T x 3T per layer
+DEFAULT_IMAGINED_STEPS = 20   # steps of an imagined continuation unless imagine_horizon says otherwise
 
 
 def _whole(name: str, value, low: int = 0, none: bool = False):
@@ -56,8 +64,7 @@ def _attention(agent, one_episode, steps: np.ndarray) -> tuple[np.ndarray | None
 def _rollout(agent, episode: int, seed: int, target, stop):
     """A one-episode Dataset of the agent acting in its environment, its attention [T, K] and return-to-go."""
     from models.env_choice import can_act
-    from models.rollout import run_episodes
-    from trajectories import Dataset
+    from models.rollout import episode_dataset
 
     if not can_act(agent):
         raise VideoError("episode_video without a dataset rolls the agent out in its environment, and this agent names "
@@ -67,28 +74,29 @@ def _rollout(agent, episode: int, seed: int, target, stop):
         from analysis.sweeps import return_range
 
         target = return_range(agent)[1]     # the best return of its training data
-    record = ("observations", "actions", "rewards") + (("attention",) if dt and agent.has("attention") else ())
-    ep = run_episodes(agent, 1, [float(target)] if dt else None, seed=seed, env_seeds=[seed + episode],
-                      record=record, limit=stop)
-    T = int(ep.lengths[0])
-    flags = np.zeros(T, bool)
-    env_id = ep.env_id
-    import envs
-
-    obs_names, act_names = envs.OBS_NAMES.get(env_id), envs.ACT_NAMES.get(env_id)
-    one = Dataset(ep.observations[0, :T], ep.actions[0, :T], ep.rewards[0, :T], flags, flags, np.array([0]),
-                  obs_names=obs_names if obs_names and len(obs_names) == agent.obs_dim else None,
-                  act_names=act_names if act_names and len(act_names) == agent.act_dim else None,
-                  env_id=env_id, source=f"a rollout in {env_id}", n_actions=agent.config.n_actions if agent.discrete else None)
+    one, recorded = episode_dataset(agent, seed + episode, target, seed=seed, limit=stop, attention=True)
     att = None
-    if ep.attention is not None:   # [1, S, layers, heads, K, 3], oldest step first -> steps back, this step first
-        att = ep.attention[0, :T].mean((1, 2)).sum(-1)[:, ::-1].copy()
+    if recorded is not None:   # [T, layers, heads, K, 3], oldest step first -> steps back, this step first
+        att = recorded.mean((1, 2)).sum(-1)[:, ::-1].copy()
     if dt:
         rtg = float(target) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])
         label = "return-to-go"
     else:
         rtg, label = one.returns_to_go, "return-to-go"
     return one, att, rtg, label, float(target) if dt else None
+
+
+def _imagine(agent, one, start: int, horizon: int):
+    """The model's imagined continuation (analysis.predictions.imagined_continuation), its failures one sentence."""
+    from analysis.player import MAX_IMAGINED_STEPS
+    from analysis.predictions import ImagineError, imagined_continuation
+
+    try:
+        return imagined_continuation(agent, one, start, horizon, MAX_IMAGINED_STEPS)
+    except ImagineError as e:
+        if agent is None or not agent.has("dynamics"):
+            raise VideoError(f"no side-by-side video of an imagined continuation: {e}") from None
+        raise VideoError(f"imagine_start: {e}") from None
 
 
 def _preview(clip: EpisodeClip) -> tuple[go.Figure, str | None]:
@@ -118,12 +126,30 @@ def _preview(clip: EpisodeClip) -> tuple[go.Figure, str | None]:
 
 
 @register("episode_video", "an episode as an animation (gif, mp4): step, action, reward, return-to-go and where a "
-          "Decision Transformer's action token looks; with no dataset, a rollout in the agent's environment",
+          "Decision Transformer's action token looks; with no dataset, a rollout in the agent's environment; with "
+          "imagine_start, a TT's or dynamics model's imagined continuation beside the real frames",
           needs_agent=False, formats=VIDEO_FORMATS, rolls_out=True)
 def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: int | None = None,
                        width: int | None = DEFAULT_WIDTH, fps: float | None = None, max_frames: int | None = None,
-                       target_return: float | None = None, seed: int = 0) -> Figured:
+                       target_return: float | None = None, seed: int = 0, imagine_start: int | None = None,
+                       imagine_horizon: int | None = None) -> Figured:
+    from analysis.player import MAX_IMAGINED_STEPS
+
     episode, start, seed = _whole("episode", episode), _whole("start", start), _whole("seed", seed)
+    imagine_start = _whole("imagine_start", imagine_start, none=True)
+    imagine_horizon = _whole("imagine_horizon", imagine_horizon, 1, none=True)
+    if imagine_start is None and imagine_horizon is not None:
+        raise VideoError("imagine_horizon is the length of an imagined continuation: give its first step too "
+                         "(imagine_start).")
+    if imagine_start is not None:
+        imagine_horizon = DEFAULT_IMAGINED_STEPS if imagine_horizon is None else imagine_horizon
+        if imagine_horizon > MAX_IMAGINED_STEPS:
+            raise VideoError(f"parameter imagine_horizon must be 1 to {MAX_IMAGINED_STEPS} steps, got {imagine_horizon}.")
+        if start or steps is not None:
+            raise VideoError("with imagine_start the clip is the imagined stretch (imagine_start to imagine_start + "
+                             "imagine_horizon): leave start and steps out.")
+        if agent is None or not agent.has("dynamics"):
+            _imagine(agent, None, imagine_start, imagine_horizon)   # its sentence, before any rollout
     steps = _whole("steps", steps, 1, none=True)
     width = _whole("width", width, 8, none=True)
     max_frames = _whole("max_frames", max_frames, 1, none=True)
@@ -150,7 +176,16 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
         title = f"Episode {episode} of {dataset.source}"
         if start >= one.n_transitions:
             raise VideoError(f"start {start} is past the episode's end: episode {episode} has {one.n_transitions} steps.")
+    if imagine_start is not None:
+        im = _imagine(agent, one, imagine_start, imagine_horizon)
+        start, stop = im.start, im.start + im.horizon + 1
+        title = f"{title}: real beside {im.label}"
+        if im.horizon < imagine_horizon:
+            notes.append(f"The episode ends {im.horizon} steps after step {im.start}, so the model imagines "
+                         f"{im.horizon} steps, not {imagine_horizon}.")
     clip = EpisodeClip(one, one.env_id, title, rtg, label, None, None, start, stop, width, fps, max_frames, replay_seed)
+    if imagine_start is not None:
+        clip.imagined, clip.imagined_by, clip.error = im.episode, f"{im.model} from step {im.start}", im.error
     planned = clip.planned_steps()
     if att_all is not None:
         clip.attention, clip.attention_steps = att_all[planned], planned
@@ -158,7 +193,7 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
         clip.attention, why = _attention(agent, one, planned)
         clip.attention_steps = planned if clip.attention is not None else None
         notes += [why] if why else []
-    clip.notes = notes
+    clip.notes = notes + clip.notes
     try:
         fig, _ = _preview(clip)
     except FramesError as e:
@@ -176,8 +211,14 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
         full[np.searchsorted(idx, clip.attention_steps)] = clip.attention
         for k in range(full.shape[1]):
             data[f"attention_back_{k}"] = full[:, k]
+    if imagine_start is not None:
+        res = im.result
+        for j, name in enumerate(res.features):
+            data[f"imagined_{name}"] = res.predicted[idx, j]
+        data["error_l2"] = im.error[idx]
+        start = 0      # the params remake this figure: the clip's own start follows from imagine_start
     params = {"episode": episode, "start": start, "steps": steps, "width": width, "fps": fps, "max_frames": max_frames,
-              "seed": seed}
+              "seed": seed, "imagine_start": imagine_start, "imagine_horizon": imagine_horizon}
     if target is not None:
         params["target_return"] = target
     return Figured("episode_video", fig, data, {k: v for k, v in params.items() if v is not None}, video=clip)
