@@ -311,12 +311,17 @@ def _family(env_id: str, obs_dim: int, qpos, qvel) -> tuple[str | None, str | No
     return fam, None
 
 
-def _draw(env, set_state, steps, size) -> np.ndarray:
-    """[n, H, W, 3]: the env put into each step's state and rendered, resized as it goes (never all native)."""
+def _draw(env, set_state, steps, size, each=None):
+    """[n, H, W, 3]: the env put into each step's state and rendered, resized as it goes (never all native); with
+    `each`, the list of each(frame) instead (no frame kept)."""
     out = None
     for i, t in enumerate(steps):
         set_state(int(t))
         img = _resize(np.asarray(env.render()), size)
+        if each is not None:
+            out = [] if out is None else out
+            out.append(each(img))
+            continue
         if out is None:
             out = np.empty((len(steps), *img.shape), np.uint8)
         out[i] = img
@@ -325,11 +330,12 @@ def _draw(env, set_state, steps, size) -> np.ndarray:
 
 def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: int = 0, stop: int | None = None,
               max_frames: int | None = None, width: int | None = None, height: int | None = None,
-              max_bytes: int | None = None, qpos=None, qvel=None) -> Frames:
+              max_bytes: int | None = None, qpos=None, qvel=None, each=None) -> Frames:
     """Frames of episode `episode`, steps [start, stop), rebuilt from the logged observations (and, for MuJoCo, qpos
     and qvel [T, nq], [T, nv] of the episode's steps when given, else the dataset's `infos` "qpos" and "qvel").
     env_id: the environment to draw (default the dataset's). Frames(None, why) when the data cannot be drawn; its
-    steps are still the ones that would have been drawn."""
+    steps are still the ones that would have been drawn. each: a function of one frame [H, W, 3]; `frames` is then
+    the list of its results, and no frame is kept (the player encodes 500 frames without holding 360 MB of them)."""
     if not -dataset.n_episodes <= int(episode) < dataset.n_episodes:
         raise FramesError(f"episode {episode} is out of range: the dataset has {dataset.n_episodes} episodes "
                           f"(0 to {dataset.n_episodes - 1}).")
@@ -362,7 +368,7 @@ def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: in
         if isinstance(set_state, str):
             return _none(steps, dataset.source, set_state, env_id, T)
         try:
-            frames = _draw(env, set_state, steps, size)
+            frames = _draw(env, set_state, steps, size, each)
         except Exception as e:  # noqa: BLE001 - MuJoCo meets a missing GL library at its first render
             if not mujoco:
                 raise

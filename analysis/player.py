@@ -115,17 +115,23 @@ def _image_format() -> tuple[str, str, dict]:
     return "PNG", "image/png", {}
 
 
-def encode_frames(frames: np.ndarray) -> tuple[list[str], str]:
-    """Base64 images of frames [n, H, W, 3] uint8 (lossless: line art stays crisp) and their MIME type."""
+def _encoder():
+    """A function of one frame [H, W, 3] uint8 -> its base64 image (lossless: line art stays crisp), and the MIME."""
     from PIL import Image
 
     fmt, mime, kw = _image_format()
-    out = []
-    for f in frames:
+
+    def one(f: np.ndarray) -> str:
         buf = io.BytesIO()
         Image.fromarray(f).save(buf, format=fmt, **kw)
-        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
-    return out, mime
+        return base64.b64encode(buf.getvalue()).decode("ascii")
+    return one, mime
+
+
+def encode_frames(frames: np.ndarray) -> tuple[list[str], str]:
+    """Base64 images of frames [n, H, W, 3] uint8 and their MIME type."""
+    one, mime = _encoder()
+    return [one(f) for f in frames], mime
 
 
 def decode_frame(b64: str) -> np.ndarray:
@@ -136,14 +142,20 @@ def decode_frame(b64: str) -> np.ndarray:
 
 
 def _drawn_frames(one, height: int | None, max_frames, max_bytes, start: int = 0, stop: int | None = None):
-    """(Frames, base64 images or None, MIME type, (W, H)) of a one-episode dataset (steps start to stop)."""
-    fr = _frames.from_data(one, 0, height=height, max_frames=max_frames, max_bytes=max_bytes, start=start, stop=stop)
+    """(Frames, base64 images or None, MIME type, (W, H)) of a one-episode dataset (steps start to stop), each frame
+    encoded as it is drawn (none of them held)."""
+    encode, mime = _encoder()
+    shape = []
+
+    def each(f):
+        shape[:] = f.shape
+        return encode(f)
+    fr = _frames.from_data(one, 0, height=height, max_frames=max_frames, max_bytes=max_bytes, start=start, stop=stop,
+                           each=each)
     if not fr.ok:
         return fr, None, "", (0, 0)
-    images, mime = encode_frames(fr.frames)
-    size = (int(fr.frames.shape[2]), int(fr.frames.shape[1]))
-    fr.frames = None                 # the pixels are in the images now (fr.ok is read above, before this)
-    return fr, images, mime, size
+    images, fr.frames = fr.frames, None
+    return fr, images, mime, (int(shape[1]), int(shape[0]))
 
 
 # ---- the agent at each step --------------------------------------------------------------------------------

@@ -232,3 +232,30 @@ def test_episode_player_steps_in_the_browser_without_rerunning_the_script(server
     assert "rerun_script" in kinds(sent[n_sent:], BackMsg)
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+def test_live_play_arrow_keys_act_and_the_agent_takes_over(server, browser):
+    """Live play in Chromium: ← and → press the action buttons (st.button shortcuts), each a step of the game; "Let
+    the agent act" plays 10 steps with the agent's own actions, and the page says who took the last step."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.goto(f"{server}/Live_play?agent=cartpole-dt&dataset=cartpole")
+    page.get_by_role("button", name="Let the agent act").wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)   # the policy and attention charts
+
+    def step_shown(n: int):
+        page.wait_for_function("n => [...document.querySelectorAll('[data-testid=stMetricValue]')]"
+                               ".some(e => e.innerText.trim() === String(n))", arg=n, timeout=60_000)
+
+    for n, key in enumerate(["ArrowRight", "ArrowLeft", "ArrowRight"], 1):
+        page.locator("body").press(key)
+        step_shown(n)
+    page.get_by_text("Last step by you: push right, reward 1.").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Let the agent act").click()
+    step_shown(13)
+    page.get_by_text("Last step by the agent").wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)  # value track
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ARTIFACTS / "page_live_play.png"), full_page=True)
+    page.close()

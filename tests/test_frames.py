@@ -112,6 +112,13 @@ def test_keydoor_frames_from_data_equal_env_render(seed, pickup_last):
     assert any(has_key)
 
 
+def test_each_frame_is_handed_over_as_it_is_drawn_and_none_is_kept():
+    ds, truth = _run("CartPole-v1", _random_discrete, 12)
+    seen = []
+    fr = F.from_data(ds, 0, each=lambda f: seen.append(f.copy()) or int(f.sum()))
+    assert fr.frames == [int(t.sum()) for t in truth] and np.array_equal(np.stack(seen), truth)
+
+
 def test_keydoor_pickup_on_the_key_rooms_last_move_is_inferred():
     """The key taken by the key room's 7th move: the next observation is the distractor room's (no key shown
     either way), so only that last move onto the key tells; the frames must still show the gold dot."""
