@@ -37,6 +37,7 @@ PAGES = [
     ("Embeddings", "agent=cartpole-dt&dataset=cartpole", 1, None),
     ("Context_and_memory", "agent=masked-cartpole-dt-k20&dataset=masked-cartpole", 1, None),
     ("Episode_player", "agent=cartpole-dt&dataset=cartpole&episode=0", 0, "player"),
+    ("Live_play", "agent=cartpole-dt&dataset=cartpole", 3, ("body", "ArrowRight")),   # → pushes right: one step
 ]
 PLAYER_STEPS = 20     # → presses timed on the player
 

@@ -256,6 +256,8 @@ def test_live_play_arrow_keys_act_and_the_agent_takes_over(server, browser):
     page.get_by_text("Last step by the agent").wait_for(timeout=30_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)  # value track
     assert page.locator("[data-testid='stException']").count() == 0
+    page.mouse.move(5, 5)                                # no tooltip over the buttons in the screenshot
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
     page.wait_for_timeout(800)
     page.screenshot(path=str(ARTIFACTS / "page_live_play.png"), full_page=True)
     page.close()

@@ -72,16 +72,15 @@ def _controls(game: LiveGame) -> None:
         cols = st.columns(len(game.labels))
         for i, (col, label) in enumerate(zip(cols, game.labels)):
             key = SHORTCUTS.get(label) if KEYS else None
-            col.button(label.replace("_", " ") + (f" ({'←→↑↓'['Left Right Up Down'.split().index(key)]})" if key else ""),
-                       key=f"live_a{i}", on_click=_act, args=(game, i), disabled=over, width="stretch",
-                       **({"shortcut": key} if key else {}))
+            col.button(label.replace("_", " "), key=f"live_a{i}", on_click=_act, args=(game, i), disabled=over,
+                       width="stretch", **({"shortcut": key} if key else {}))   # Streamlit shows the key itself
     else:
         low, high = np.asarray(game.space.low).ravel(), np.asarray(game.space.high).ravel()
         cols = st.columns(len(low) + 1)
         for j in range(len(low)):
             cols[j].slider(game.act_names[j].replace("_", " "), float(low[j]), float(high[j]), 0.0, key=f"live_c{j}")
         # the callback reads the sliders' values as they are when the button is pressed
-        cols[-1].button("Step" + (" (Enter)" if KEYS else ""), key="live_step", disabled=over, type="primary",
+        cols[-1].button("Step", key="live_step", disabled=over, type="primary",
                         on_click=lambda: _act(game, np.array([st.session_state[f"live_c{j}"] for j in range(len(low))],
                                                              np.float32).reshape(game.space.shape)),
                         **({"shortcut": "Enter"} if KEYS else {}))
@@ -142,7 +141,7 @@ def _play(game: LiveGame) -> None:
             charts.plotly(figs.proposal(view.proposed, game.discrete, game.labels or game.act_names, taken), "live_policy")
             if view.attention is not None:
                 charts.plotly(figs.attention(view.attention), "live_attention")
-    if game.view is not None and len(game.track) > 1:
+    if game.view is not None and game.track:
         h = game.history()
         charts.plotly(figs.value_track(h["rtg"], h["value"], h["earned"], h["by_agent"]), "live_track")
 
