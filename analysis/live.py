@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numbers
 import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +70,17 @@ class LiveGame:
             except AgentError as e:
                 raise LiveError(str(e)) from None
         self.seed = _whole("seed", seed)
-        self.env, self.render_why = make_render_env(self.env_id) if render else (None, "rendering was not asked for")
-        if self.env is None:
-            self.env = envs.make(self.env_id)
+        # A page reruns in a new thread each time, and MuJoCo's EGL context belongs to the thread that made it (from
+        # another, render() drew black frames): every call into the environment goes through one thread of its own.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="seqlens-live-env")
+        weakref.finalize(self, self._thread.shutdown, wait=False)
+        self.env, self.render_why = self._on_env_thread(
+            lambda: make_render_env(self.env_id) if render else (None, "rendering was not asked for"))
+        if self.env is None:   # no frames; the game still plays, the observation stands in
+            try:
+                self.env = self._on_env_thread(lambda: envs.make(self.env_id))
+            except Exception as e:  # noqa: BLE001 - a missing dependency (mujoco) or a broken registration
+                raise LiveError(f"{self.env_id} cannot be made here ({type(e).__name__}: {str(e)[:120]}).") from None
         spec = self.env.spec
         self.limit = min(MAX_LIVE_STEPS, int(spec.max_episode_steps or MAX_LIVE_STEPS) if spec else MAX_LIVE_STEPS)
         self.space = self.env.action_space
@@ -78,7 +88,7 @@ class LiveGame:
         self.labels = envs.ACTION_LABELS.get(self.env_id) or ([f"action {i}" for i in range(int(self.space.n))]
                                                               if self.discrete else [])
         self.act_names = envs.ACT_NAMES.get(self.env_id) or [f"a{i}" for i in range(int(np.prod(self.space.shape)))]
-        obs, _ = self.env.reset(seed=self.seed)
+        obs, _ = self._on_env_thread(lambda: self.env.reset(seed=self.seed))
         self.observations = [np.asarray(obs, np.float64).ravel()]
         self.actions, self.rewards, self.by_agent = [], [], []
         self.terminated = self.truncated = False
@@ -118,7 +128,7 @@ class LiveGame:
         """The environment's image of the current state, or None (render_why says why)."""
         if self.render_why is not None:
             return None
-        return self.env.render()
+        return self._on_env_thread(self.env.render)
 
     def action_text(self, action) -> str:
         from .video import action_texts
@@ -157,7 +167,7 @@ class LiveGame:
             if self.rollout is not None:
                 self.rollout.take(np.asarray([action]))
         action = self.check_action(action.item() if self.discrete and isinstance(action, np.ndarray) else action)
-        obs, reward, term, trunc, _ = self.env.step(action)
+        obs, reward, term, trunc, _ = self._on_env_thread(lambda: self.env.step(action))
         self.actions.append(action)
         self.by_agent.append(mine)
         self.rewards.append(float(reward))
@@ -192,8 +202,12 @@ class LiveGame:
         self.view = AgentView(ro.policy()[0].astype(np.float64), np.asarray(chosen), value, attention)
         self.track.append((self.rtg, np.nan if value is None else value))
 
+    def _on_env_thread(self, fn):
+        return self._thread.submit(fn).result()
+
     def close(self) -> None:
-        self.env.close()
+        self._on_env_thread(self.env.close)
+        self._thread.shutdown(wait=False)
 
     # ---- the game so far ------------------------------------------------------------------------------
     def history(self) -> dict[str, np.ndarray]:

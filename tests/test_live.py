@@ -192,3 +192,28 @@ def test_the_page_without_a_dt_plays_and_says_so():
     assert at.button(key="live_agent").disabled
     _click(at, "live_a0")
     assert at.session_state["live_game"].t == 1
+
+
+def test_a_mujoco_game_renders_from_any_thread():
+    """A page reruns in a new thread each time; MuJoCo's EGL context belongs to the thread that made it (another
+    thread's render() was black). The game's frames, made and asked for from different threads, equal a render of
+    the same state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from analysis.frames import make_render_env
+
+    agent = load_agent(f"{AGENTS}/reacher-dt")
+    with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:
+        game = a.submit(LiveGame, agent, None, 3).result()
+        if game.render_why is not None:
+            pytest.skip(f"MuJoCo cannot render here: {game.render_why}")
+        assert a.submit(game.frame).result().std() > 10   # the first render makes the GL context (in thread a)
+        b.submit(game.step, [0.5, -0.5]).result()
+        frame = b.submit(game.frame).result()
+    env, _ = make_render_env("Reacher-v5")
+    env.reset(seed=3)
+    env.render()              # as the game did: MuJoCo aims its camera at its first render
+    env.step(np.array([0.5, -0.5], np.float32))
+    truth = env.render()
+    env.close()
+    assert frame.std() > 10 and np.array_equal(frame, truth)

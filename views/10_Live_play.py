@@ -123,7 +123,9 @@ def _play(game: LiveGame) -> None:
     with left:
         frame = game.frame()
         if frame is not None:
-            st.image(frame, caption=f"{game.env_id}, step {game.t}", width="stretch")
+            k = max(1, 288 // frame.shape[0])   # pixel art (Key-to-Door, 96 px) scaled by whole pixels: crisp, not blurred
+            st.image(frame.repeat(k, 0).repeat(k, 1), caption=f"{game.env_id}, step {game.t}",
+                     width="stretch" if k == 1 else "content")
         else:
             st.info(f"No frame here: {game.render_why}. The observation stands in.")
             names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
