@@ -678,14 +678,7 @@ class DTRollout:
         if self.t == 0:
             raise ValueError("value() reads the history of the last act(); call act() first.")
         with _eval_mode(m):
-            history = list(self.history)
-            L = len(history)
-            states = torch.stack([h[0] for h in history], 1)
-            rtg = torch.stack([h[1] for h in history], 1)[..., None]
-            ts = torch.tensor([h[2] for h in history], device=states.device).expand(self.B, -1)
-            acts = list(self.actions)[-(L - 1):] if L > 1 else []
-            acts = torch.stack(acts + [torch.zeros(self.B, m.action_in, device=states.device)], 1)
-            out = m(states, acts, rtg, ts, rtg_known=False)
+            out = m(*self._inputs(list(self.history)), rtg_known=False)
             return (out.value_preds[:, -1, 0] * m.config.rtg_scale).cpu().numpy().astype(np.float64)
 
     def observe(self, rewards: np.ndarray) -> None:
@@ -715,11 +708,7 @@ class DTRollout:
         m = self.m
         history = list(self.history) if ks is None else list(self.history)[-min(int(ks.max()), self.window):]
         L = len(history)
-        states = torch.stack([h[0] for h in history], 1)
-        rtg = torch.stack([h[1] for h in history], 1)[..., None]
-        ts = torch.tensor([h[2] for h in history], device=states.device).expand(self.B, -1)
-        acts = list(self.actions)[-(L - 1):] if L > 1 else []
-        acts = torch.stack(acts + [torch.zeros(self.B, m.action_in, device=states.device)], 1)
+        states, acts, rtg, ts = self._inputs(history)
         if ks is None:
             out = m(states, acts, rtg, ts, output_attentions=self.record_attention, activations=self._run())
             self._keep_attention(out.attentions, None, L)
@@ -732,6 +721,17 @@ class DTRollout:
         pred[rows] = out.action_preds[:, -1]
         self._keep_attention(out.attentions, rows, L)
         return pred
+
+    def _inputs(self, history: list):
+        """forward()'s (states, actions, returns_to_go, timesteps) [B, L, ...] over these last L steps of the history;
+        the current action is a zero placeholder."""
+        L = len(history)
+        states = torch.stack([h[0] for h in history], 1)
+        rtg = torch.stack([h[1] for h in history], 1)[..., None]
+        ts = torch.tensor([h[2] for h in history], device=states.device).expand(self.B, -1)
+        acts = list(self.actions)[-(L - 1):] if L > 1 else []
+        acts = torch.stack(acts + [torch.zeros(self.B, self.m.action_in, device=states.device)], 1)
+        return states, acts, rtg, ts
 
     def _keep_attention(self, attentions, rows, L: int) -> None:
         """The s_t query's row of each layer's attention [B, H, 3L, 3L] -> [B, n_layer, H, K, 3]."""
