@@ -54,6 +54,7 @@ class Overlay:
     attention: np.ndarray | None = None  # [n, K] the action token's weight per step back (0 = this step)
     error: np.ndarray | None = None      # [n] L2 between the imagined and the real state (NaN: none imagined)
     captions: list[str] | None = None    # one per side-by-side panel, written above it (panels of equal width)
+    predicted_return: np.ndarray | None = None   # [n] a DT's return head: R(t+1) predicted at the step (NaN: none)
 
     def texts(self) -> list[str]:
         out = []
@@ -61,6 +62,8 @@ class Overlay:
             parts = [f"step {int(t)}/{self.length}", self.actions[i], f"reward {_num(self.rewards[i])}"]
             if self.rtg is not None:
                 parts.append(f"{self.rtg_label} {_num(self.rtg[i])}")
+            if self.predicted_return is not None and np.isfinite(self.predicted_return[i]):
+                parts.append(f"R(t+1) predicted {_num(self.predicted_return[i])}")
             if self.error is not None and np.isfinite(self.error[i]):
                 parts.append(f"L2 error {_err(self.error[i])}")
             out.append("   ".join(parts))
@@ -432,6 +435,7 @@ class EpisodeClip:
                                          # drawn beside the real frames, each panel `width` px wide
     imagined_by: str | None = None       # "<model> from step S": the right panel's caption after "imagined by"
     error: np.ndarray | None = None      # [T] L2 between the imagined and the real state (NaN: not imagined)
+    predicted_return: np.ndarray | None = None   # [T] a DT's return head, R(t+1) predicted at each step
 
     @property
     def length(self) -> int:
@@ -475,7 +479,8 @@ class EpisodeClip:
         labels = list(ds.metadata.get("action_labels") or []) or _env_labels(self.env_id)
         ov = Overlay(steps, self.length, action_texts(ds.actions[steps], labels, ds.act_names),
                      ds.rewards[steps], None if self.rtg is None else np.asarray(self.rtg)[steps], self.rtg_label, att,
-                     None if self.error is None else np.asarray(self.error)[steps], captions)
+                     None if self.error is None else np.asarray(self.error)[steps], captions,
+                     None if self.predicted_return is None else np.asarray(self.predicted_return)[steps])
         note = " ".join(n for n in [*self.notes, fr.note] if n) or None
         return Rendered(pictures, ov, fr.why, note, float(self.fps or fr.fps))
 

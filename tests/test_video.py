@@ -176,6 +176,21 @@ def test_episode_video_of_a_dt_shows_where_its_action_token_looks(cartpole):
     assert r.data["return_to_go"].tolist() == [500, 499, 498, 497, 496, 495]   # the target left after each reward
 
 
+def test_episode_video_of_a_dt_writes_its_return_heads_prediction_under_each_frame(cartpole):
+    """The DT's return head (R(t+1) predicted at each step, analysis.predictions) is written beside the logged
+    return-to-go in the overlay and the csv; a rollout (asked for a target, not the logged return) gets none."""
+    from analysis.predictions import dt_return_predictions
+    from models import load_agent
+
+    dt = load_agent(CARTPOLE_DT)
+    f = catalog.make("episode_video", dt, cartpole, episode=1, start=3, steps=5)
+    pred = dt_return_predictions(dt, cartpole.select([1]), 0)[0][3:8]
+    assert np.allclose(f.data["predicted_next_return_to_go"], pred)
+    texts = f.video.render().overlay.texts()
+    assert [t.split("R(t+1) predicted ")[1] for t in texts] == [V._num(v) for v in pred]
+    assert "R(t+1)" not in " ".join(catalog.make("episode_video", dt, None, steps=3).video.render().overlay.texts())
+
+
 def test_data_that_cannot_be_drawn_gets_a_state_line_preview_and_one_sentence():
     n = 6
     ds = Dataset(np.random.default_rng(0).normal(size=(n, 5)).astype(np.float32), np.zeros(n, np.int64),

@@ -186,6 +186,10 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
     clip = EpisodeClip(one, one.env_id, title, rtg, label, None, None, start, stop, width, fps, max_frames, replay_seed)
     if imagine_start is not None:
         clip.imagined, clip.imagined_by, clip.error = im.episode, f"{im.model} from step {im.start}", im.error
+    if dataset is not None and agent is not None and agent.has("return"):   # the DT's return head, one step ahead
+        from analysis.predictions import dt_return_predictions
+
+        clip.predicted_return = dt_return_predictions(agent, one, 0)[0]
     planned = clip.planned_steps()
     if att_all is not None:
         clip.attention, clip.attention_steps = att_all[planned], planned
@@ -206,6 +210,8 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
         labels = envs.ACTION_LABELS.get(one.env_id) or []
     data = pd.DataFrame({"step": idx, "action": action_texts(one.actions[idx], labels, one.act_names),
                          "reward": one.rewards[idx], label.replace("-", "_"): np.asarray(rtg)[idx]})
+    if clip.predicted_return is not None:
+        data["predicted_next_return_to_go"] = np.asarray(clip.predicted_return)[idx]
     if clip.attention is not None:
         full = np.full((len(idx), clip.attention.shape[1]), np.nan)
         full[np.searchsorted(idx, clip.attention_steps)] = clip.attention
