@@ -94,6 +94,7 @@ class LiveGame:
         self.terminated = self.truncated = False
         self.target = None
         self.track = []          # (return-to-go, value) at each step the agent was asked
+        self.attentions = []     # [K] the action token's attention per step back (0 = now) at each step asked
         self.rollout = None
         self.view = None
         if self.agent is not None:
@@ -201,6 +202,7 @@ class LiveGame:
         value = float(ro.value()[0]) if self.agent.has("value") else None
         self.view = AgentView(ro.policy()[0].astype(np.float64), np.asarray(chosen), value, attention)
         self.track.append((self.rtg, np.nan if value is None else value))
+        self.attentions.append(None if attention is None else attention.sum(-1))   # [K] per step back, for clip()
 
     def _on_env_thread(self, fn):
         return self._thread.submit(fn).result()
@@ -218,6 +220,31 @@ class LiveGame:
         earned = np.concatenate([[0.0], np.cumsum(self.rewards)])[:n]
         by_agent = np.array(self.by_agent + [False] * n, bool)[:n]
         return {"rtg": track[:, 0], "value": track[:, 1], "earned": earned, "by_agent": by_agent}
+
+    def clip(self, width: int | None = None, fps: float | None = None):
+        """The game so far as an analysis.video.EpisodeClip (GIF / MP4 with step, action, reward, the return-to-go the
+        DT was asked for and its attention as it acted under each frame) and its per-step table."""
+        import pandas as pd
+
+        from .video import DEFAULT_WIDTH, EpisodeClip
+
+        one = self.to_dataset()
+        T = one.n_transitions
+        rtg = None if self.target is None else np.array([r for r, _ in self.track[:T]])
+        att = None
+        if self.attentions and all(a is not None for a in self.attentions[:T]):
+            att = np.stack(self.attentions[:T])
+        who = ["agent" if a else "you" for a in self.by_agent]
+        title = f"Live play in {self.env_id} (reset seed {self.seed}" + (
+            f", target return {self.target:g})" if self.target is not None else ")")
+        clip = EpisodeClip(one, self.env_id, title, rtg, "return-to-go", att, None if att is None else np.arange(T),
+                           0, None, width or DEFAULT_WIDTH, fps, None, self.seed)
+        data = pd.DataFrame({"step": np.arange(T), "by": who, "action": [self.action_text(a) for a in self.actions],
+                             "reward": self.rewards})
+        if rtg is not None:
+            data["return_to_go"] = rtg
+            data["value"] = [v for _, v in self.track[:T]]
+        return clip, data
 
     def to_dataset(self):
         """The steps so far as a one-episode Dataset (for the player, exports): observations before each action."""

@@ -217,3 +217,29 @@ def test_a_mujoco_game_renders_from_any_thread():
     truth = env.render()
     env.close()
     assert frame.std() > 10 and np.array_equal(frame, truth)
+
+
+def test_the_game_exports_as_a_video_with_what_the_agent_was_asked_and_saw(cartpole_dt):
+    import imageio.v3 as iio
+
+    game = LiveGame(cartpole_dt, seed=6, target=200.0)
+    game.step(1)
+    game.agent_acts(4)
+    game.step(0)
+    clip, data = game.clip(width=240)
+    assert data["by"].tolist() == ["you", "agent", "agent", "agent", "agent", "you"]
+    assert data["return_to_go"].tolist() == [200.0 - t for t in range(6)]
+    r = clip.render()
+    assert r.frames.shape[0] == 6 and r.frames.shape[2] == 240
+    assert np.allclose(r.overlay.attention, np.stack([a for a in game.attentions[:6]]))
+    assert "return-to-go 195" in r.overlay.texts()[5]
+    gif = iio.imread(clip.encode("gif").data, index=None)
+    assert gif.shape[0] == 6
+
+
+def test_the_page_offers_the_game_as_gif_mp4_and_csv():
+    at = page("10_Live_play.py", "cartpole-dt", "cartpole")
+    assert not [b for b in at.get("download_button") if "live_video" in b.proto.id]   # nothing played yet
+    _click(at, "live_a1")
+    keys = [b.proto.id for b in at.get("download_button")]
+    assert all(any(f"live_video_{fmt}" in k for k in keys) for fmt in ("gif", "mp4", "csv")), keys

@@ -6,7 +6,8 @@ import streamlit as st
 import envs
 from analysis.figures import live as figs
 from analysis.live import MAX_AGENT_STEPS, LiveError, LiveGame
-from ui import charts
+from analysis.catalog import Figured
+from ui import charts, exports
 from ui.page import start
 
 sel = start("Live play", "Play the environment yourself, one step at a time, while the Decision Transformer shows "
@@ -146,6 +147,10 @@ def _play(game: LiveGame) -> None:
     if game.view is not None and game.track:
         h = game.history()
         charts.plotly(figs.value_track(h["rtg"], h["value"], h["earned"], h["by_agent"]), "live_track")
+    if game.t:   # the game so far as GIF / MP4 / CSV, drawn and encoded only when a button is pressed
+        clip, data = game.clip()
+        exports.video_buttons(Figured("live_play", None, data, {"seed": game.seed, "target_return": game.target},
+                                      video=clip), "live_video")
 
 
 settings = _settings()
