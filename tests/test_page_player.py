@@ -223,7 +223,8 @@ def test_page_plays_the_agent_acting_and_offers_its_video():
     keys = [b.proto.id for b in at.get("download_button")]
     for fmt in ("gif", "mp4", "csv"):
         assert any(f"player_video_{fmt}" in k for k in keys), keys
-    assert any("bundle_Episode player" in k for k in keys)
+    [bundle] = [b for b in at.get("download_button") if "bundle_Episode player" in b.proto.id]
+    assert "(zip: GIF, MP4, CSV + manifest)" in bundle.proto.label
 
 
 def test_page_video_download_is_the_catalogs_episode_video(cartpole, monkeypatch):

@@ -50,7 +50,9 @@ def bundle_button(figured: list, page: str, agent=None, dataset=None, agent_path
         keep_server_alive()
         return bundle(figured, agent=agent, dataset=dataset, agent_path=agent_path, data_path=data_path, page=page,
                       dataset_paths=dataset_path, compare=compare)
+    videos = sum(getattr(f, "video", None) is not None for f in figured)
+    kinds = ", ".join((["PNG, SVG, PDF, HTML"] if videos < len(figured) else []) + (["GIF, MP4"] if videos else []))
     st.download_button((f"Download all {len(figured)} figures of this page" if len(figured) > 1 else "Download this page's figure")
-                       + " (zip: PNG, SVG, PDF, HTML, CSV + manifest)",
+                       + f" (zip: {kinds}, CSV + manifest)",
                        data=make, file_name=f"seqlens-{page.lower().replace(' ', '-')}.zip", mime=MIME["zip"],
                        key=f"bundle_{page}", on_click="ignore", type="primary")
