@@ -123,6 +123,242 @@ def test_d4rl_mismatched_qpos_rows_is_one_sentence_and_lone_qpos_is_ignored(tmp_
     assert ds.infos == {} and ds.n_transitions == 10
 
 
+# ---- infos (qpos / qvel) through every format ------------------------------------------------------
+
+EXTS = [".npz", ".parquet", ".csv", ".json", ".hdf5"]
+
+
+def _with_states(base: Dataset, seed=0, qpos_dtype=np.float64) -> Dataset:
+    """base plus float64 MuJoCo states: qpos [T, 7], qvel [T, 6] (values spanning many magnitudes)."""
+    rng = np.random.default_rng(seed)
+    n = base.n_transitions
+    span = 200 if qpos_dtype == np.float64 else 30   # float32 holds about 1e-38..3e38
+    qpos = (rng.normal(size=(n, 7)) * 10.0 ** rng.integers(-span, span, size=(n, 7))).astype(qpos_dtype)
+    qvel = rng.normal(size=(n, 6)) / 3
+    return Dataset(base.observations, base.actions, base.rewards, base.terminated, base.truncated, base.episode_starts,
+                   base.obs_names, base.act_names, base.n_actions, base.env_id, base.source, dict(base.metadata),
+                   {"qpos": qpos, "qvel": qvel})
+
+
+@pytest.mark.parametrize("ext", EXTS)
+@pytest.mark.parametrize("which", ["tiny_discrete", "tiny_continuous"])
+def test_infos_round_trip_through_every_format(ext, which, request, tmp_path):
+    ds = _with_states(request.getfixturevalue(which))
+    save_dataset(ds, tmp_path / f"d{ext}")
+    back = load_dataset(tmp_path / f"d{ext}")
+    assert sorted(back.infos) == ["qpos", "qvel"]
+    for k in ("qpos", "qvel"):
+        assert back.infos[k].dtype == np.float64, k
+        np.testing.assert_array_equal(back.infos[k], ds.infos[k], err_msg=k)
+    assert "ignored_columns" not in back.metadata
+    assert_same_arrays(ds, back)
+    assert back.content_key() == ds.content_key()
+    if ext in (".npz", ".parquet"):   # the others keep no names / env id (as before)
+        assert back.equals(ds)
+
+
+@pytest.mark.parametrize("ext", [".npz", ".parquet", ".hdf5"])
+def test_infos_float32_stays_float32_in_binary_formats(ext, tiny_continuous, tmp_path):
+    ds = _with_states(tiny_continuous, qpos_dtype=np.float32)
+    save_dataset(ds, tmp_path / f"d{ext}")
+    back = load_dataset(tmp_path / f"d{ext}")
+    assert back.infos["qpos"].dtype == np.float32 and back.infos["qvel"].dtype == np.float64
+    np.testing.assert_array_equal(back.infos["qpos"], ds.infos["qpos"])
+
+
+@pytest.mark.parametrize("ext", [".csv", ".json"])
+def test_infos_float32_in_text_comes_back_float64_with_the_same_values(ext, tiny_continuous, tmp_path):
+    ds = _with_states(tiny_continuous, qpos_dtype=np.float32)
+    save_dataset(ds, tmp_path / f"d{ext}")
+    back = load_dataset(tmp_path / f"d{ext}")
+    assert back.infos["qpos"].dtype == np.float64    # text carries no dtype
+    np.testing.assert_array_equal(back.infos["qpos"], ds.infos["qpos"].astype(np.float64))
+
+
+def test_infos_layout_per_format(tiny_discrete, tmp_path):
+    ds = _with_states(tiny_discrete)
+    save_dataset(ds, tmp_path / "d.npz")
+    with zipfile.ZipFile(tmp_path / "d.npz") as zf:
+        assert {"infos/qpos.npy", "infos/qvel.npy"} <= set(zf.namelist())
+    save_dataset(ds, tmp_path / "d.parquet")
+    table = pq.read_table(tmp_path / "d.parquet")
+    assert table.column_names[-13:] == [f"qpos_{j}" for j in range(7)] + [f"qvel_{j}" for j in range(6)]
+    assert table.schema.field("qpos_0").type == pa.float64()
+    save_dataset(ds, tmp_path / "d.csv")
+    header = (tmp_path / "d.csv").read_text().splitlines()[0].split(",")
+    assert header[-13:] == table.column_names[-13:]
+
+
+def test_infos_read_from_other_tools_in_any_column_order(tiny_discrete, tmp_path):
+    # np.savez(path, **d4rl_dict) and a hand-made table with shuffled, bracketed columns
+    rng = np.random.default_rng(1)
+    qpos, qvel = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    np.savez(tmp_path / "d.npz", observations=np.zeros((5, 2)), actions=np.zeros(5, int), rewards=np.ones(5),
+             timeouts=[0, 0, 0, 0, 1], **{"infos/qpos": qpos, "infos/qvel": qvel, "infos/goal": np.zeros(5)})
+    ds = load_dataset(tmp_path / "d.npz")
+    np.testing.assert_array_equal(ds.infos["qpos"], qpos)
+    cols = {"reward": np.ones(5), "obs_0": np.zeros(5), "action": np.zeros(5, int), "qvel[1]": qvel[:, 1],
+            "qpos_2": qpos[:, 2], "qpos_0": qpos[:, 0], "qvel[0]": qvel[:, 0], "qpos_1": qpos[:, 1]}
+    pd.DataFrame(cols).to_csv(tmp_path / "d.csv", index=False)
+    back = load_dataset(tmp_path / "d.csv")
+    np.testing.assert_array_equal(back.infos["qpos"], qpos)
+    np.testing.assert_array_equal(back.infos["qvel"], qvel)
+
+
+def test_infos_rows_follow_episode_regrouping(tmp_path):
+    # rows shuffled across episodes: the reader sorts them, and each state must stay with its step
+    df = _long_frame()
+    df["qpos_0"], df["qvel_0"] = df["episode_id"] * 100.0 + df["t"], -df["reward"]
+    df.to_csv(tmp_path / "s.csv", index=False)
+    ds = load_dataset(tmp_path / "s.csv")
+    ids = np.repeat(ds.metadata["episode_ids"], ds.episode_lengths)
+    np.testing.assert_array_equal(ds.infos["qpos"][:, 0], ids * 100.0 + ds.timesteps)
+    np.testing.assert_array_equal(ds.infos["qvel"][:, 0], -ds.rewards)
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_no_infos_reads_as_before(ext, tiny_discrete, tmp_path):
+    save_dataset(tiny_discrete, tmp_path / f"d{ext}")
+    back = load_dataset(tmp_path / f"d{ext}")
+    assert back.infos == {} and back.content_key() == back.fingerprint()
+
+
+@pytest.mark.parametrize("ext", [".npz", ".parquet", ".csv", ".json"])
+def test_lone_qpos_is_ignored_as_in_d4rl(ext, tiny_discrete, tmp_path):
+    ds = _with_states(tiny_discrete)
+    ds.infos.pop("qvel")
+    save_dataset(ds, tmp_path / f"d{ext}")   # the writers write the pair only
+    assert load_dataset(tmp_path / f"d{ext}").infos == {}
+    if ext == ".csv":   # a file holding only qpos columns reads without infos, the columns listed as ignored
+        pd.DataFrame({"obs_0": [0.0, 1.0], "action": [0, 1], "reward": [1.0, 1.0], "qpos_0": [0.5, 0.25]}).to_csv(
+            tmp_path / "lone.csv", index=False)
+        back = load_dataset(tmp_path / "lone.csv")
+        assert back.infos == {} and back.metadata["ignored_columns"] == ["qpos_0"]
+
+
+def _npz_with(path, qpos):
+    np.savez(path, observations=np.zeros((4, 2)), actions=np.zeros(4, int), rewards=np.ones(4),
+             **{"infos/qpos": qpos, "infos/qvel": np.zeros((4, 2))})
+    return path
+
+
+@pytest.mark.parametrize("qpos, got", [(np.zeros((5, 2)), "got shape (5, 2) of float64"),
+                                       (np.zeros((4, 1001)), "got shape (4, 1001) of float64"),
+                                       (np.zeros((4, 2), np.int64), "got shape (4, 2) of int64"),
+                                       (np.zeros(4), "got shape (4,) of float64")])
+def test_npz_bad_infos_is_one_sentence(qpos, got, tmp_path):
+    from trajectories import DatasetError
+
+    with pytest.raises(DatasetError) as err:
+        load_dataset(_npz_with(tmp_path / "q.npz", qpos))
+    assert str(err.value) == ("q.npz: infos/qpos must be a 2-D float array with one row per observation (4) and 1 to "
+                              f"1,000 columns, {got}.")
+    bad = np.zeros((4, 2))
+    bad[3, 0] = np.inf
+    with pytest.raises(DatasetError, match=r"^q2.npz: infos/qpos has NaN or inf at row 3\.$"):
+        load_dataset(_npz_with(tmp_path / "q2.npz", bad))
+
+
+def _table(n_qpos=2, rows=3, **extra):
+    cols = {"obs_0": np.arange(rows, dtype=np.float64), "action": np.zeros(rows, int), "reward": np.ones(rows)}
+    cols.update({f"qpos_{j}": np.full(rows, 0.5 + j) for j in range(n_qpos)})
+    cols.update({"qvel_0": np.zeros(rows)}, **extra)
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".csv", ".json"])
+def test_table_bad_infos_columns_are_one_sentence(ext, tmp_path):
+    from trajectories import DatasetError
+
+    def write(df, stem):
+        path = tmp_path / f"{stem}{ext}"
+        if ext == ".parquet":
+            df.to_parquet(path)
+        elif ext == ".csv":
+            df.to_csv(path, index=False)
+        else:
+            df.to_json(path, orient="records")
+        return path
+
+    cases = [(_table().drop(columns="qpos_1").assign(qpos_2=1.0), "gap",
+              "the qpos columns must be numbered qpos_0, qpos_1, ... with none missing or repeated, 1 to 1,000 of them; "
+              "got 2 (qpos_0, qpos_2)."),
+             (_table(n_qpos=1001), "wide", "got 1,001 (qpos_0, qpos_1, qpos_2, qpos_3, qpos_4, ...)."),
+             (_table().assign(**{"qpos[1]": 2.0}), "twice", "got 3 (qpos_0, qpos_1, qpos[1])."),
+             (_table().assign(qpos_x=2.0), "named", "got 3 (qpos_0, qpos_1, qpos_x).")]
+    for df, stem, tail in cases:
+        with pytest.raises(DatasetError) as err:
+            load_dataset(write(df, stem))
+        msg = str(err.value)
+        assert msg.startswith(f"{stem}{ext}: ") and msg.endswith(tail) and "\n" not in msg, msg
+    # a missing value (a short row) and inf are the row-count / finite checks: one sentence naming the cell
+    df = _table()
+    df.loc[1, "qpos_1"] = np.nan
+    with pytest.raises(DatasetError, match=r"qpos_1 has a missing value"):
+        load_dataset(write(df, "hole"))
+    if ext != ".json":   # JSON has no inf
+        df.loc[1, "qpos_1"] = np.inf
+        with pytest.raises(DatasetError, match=r"qpos_1 has inf at row 2"):
+            load_dataset(write(df, "inf"))
+    if ext == ".parquet":
+        with pytest.raises(DatasetError, match=r"^ints.parquet: column qpos_0 has type int64; qpos and qvel columns must be floats\.$"):
+            load_dataset(write(_table().assign(qpos_0=np.zeros(3, np.int64)), "ints"))
+
+
+def test_minari_hdf5_infos_qpos_qvel(tmp_path):
+    """A Minari file whose episodes carry infos/qpos, qvel with T+1 rows (the reset's info first)."""
+    from trajectories import DatasetError
+
+    def write(path, qvel_rows=None, skip_second=False):
+        rng = np.random.default_rng(0)
+        states = {}
+        with h5py.File(path, "w") as f:
+            for i, t in enumerate((3, 2)):
+                ep = f.create_group(f"episode_{i}")
+                ep["observations"] = rng.normal(size=(t + 1, 2)).astype(np.float32)
+                ep["actions"] = np.arange(t) % 2
+                ep["rewards"] = np.ones(t, np.float32)
+                ep["terminations"] = np.eye(1, t, t - 1, dtype=bool)[0]
+                ep["truncations"] = np.zeros(t, bool)
+                states[i] = rng.normal(size=(t + 1, 3)), rng.normal(size=(t + 1, 2))
+                if not (skip_second and i == 1):
+                    ep["infos/qpos"] = states[i][0]
+                    ep["infos/qvel"] = states[i][1] if qvel_rows is None else np.zeros((qvel_rows, 2))
+                ep["infos/x_position"] = np.zeros(t + 1)
+        return states
+
+    states = write(tmp_path / "m.hdf5")
+    ds = load_dataset(tmp_path / "m.hdf5")
+    np.testing.assert_array_equal(ds.infos["qpos"], np.concatenate([states[0][0][:3], states[1][0][:2]]))
+    np.testing.assert_array_equal(ds.infos["qvel"], np.concatenate([states[0][1][:3], states[1][1][:2]]))
+    write(tmp_path / "some.hdf5", skip_second=True)   # not every episode has them: none are kept
+    assert load_dataset(tmp_path / "some.hdf5").infos == {}
+    write(tmp_path / "bad.hdf5", qvel_rows=3)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path / "bad.hdf5")
+    assert str(err.value) == ("bad.hdf5: episode_0/infos/qvel must be a 2-D float array with one row per observation (4) "
+                              "and 1 to 1,000 columns, got shape (3, 2) of float64.")
+
+
+def test_cli_convert_keeps_infos(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    src = load_dataset(_d4rl_with_infos(tmp_path / "hopper-medium-v2.hdf5"))
+    prev = tmp_path / "hopper-medium-v2.hdf5"
+    for ext in (".npz", ".parquet", ".csv", ".json", ".h5"):
+        out = tmp_path / f"step{ext}"
+        res = subprocess.run([sys.executable, "cli.py", "convert", str(prev), str(out)], cwd=root, capture_output=True,
+                             text=True)
+        assert res.returncode == 0, res.stderr
+        back = load_dataset(out)
+        np.testing.assert_array_equal(back.infos["qpos"], src.infos["qpos"])
+        np.testing.assert_array_equal(back.infos["qvel"], src.infos["qvel"])
+        prev = out
+
+
 def _long_frame():
     """Two episodes written by hand in a user's spelling: shuffled rows, episode_id / t / observation_k."""
     rows = []

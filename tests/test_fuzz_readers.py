@@ -55,7 +55,11 @@ def datasets(draw):
     term = draw(arrays(np.bool_, n))
     trunc = draw(arrays(np.bool_, n))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return Dataset(obs, actions, rewards, term, trunc, starts, env_id="Fuzz-v0")
+    infos = {}
+    if draw(st.booleans()):   # MuJoCo states: any finite float64 (text formats must keep them exactly too)
+        any64 = st.floats(allow_nan=False, allow_infinity=False, width=64)
+        infos = {k: draw(arrays(np.float64, (n, draw(st.integers(1, 4))), elements=any64)) for k in ("qpos", "qvel")}
+    return Dataset(obs, actions, rewards, term, trunc, starts, env_id="Fuzz-v0", infos=infos)
 
 
 @FUZZ
@@ -75,6 +79,10 @@ def test_text_round_trip_values(ds, ext):
         for key in ("observations", "rewards", "terminated", "truncated", "episode_starts"):
             np.testing.assert_array_equal(getattr(back, key), getattr(ds, key))
         np.testing.assert_array_equal(back.actions, ds.actions)
+        assert back.infos.keys() == ds.infos.keys()
+        for k, v in ds.infos.items():
+            assert back.infos[k].dtype == v.dtype
+            np.testing.assert_array_equal(back.infos[k], v)
 
 
 @FUZZ

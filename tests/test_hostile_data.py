@@ -161,6 +161,57 @@ def test_d4rl_infos_qpos_in_external_storage_is_never_read(tmp_path):
     assert SECRET.decode() not in str(err.value)
 
 
+def _npz_declaring_huge_qpos(path):
+    """An npz whose infos/qpos .npy header declares 32 GB ([4, 10^9] float64) over 16 bytes of data."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((4, 2)))
+    header["shape"] = (4, 10**9)
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, header)
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, arr in (("observations", np.zeros((4, 2))), ("actions", np.zeros(4, int)), ("rewards", np.ones(4)),
+                         ("infos/qvel", np.zeros((4, 2)))):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, arr)
+            zf.writestr(f"{key}.npy", buf.getvalue())
+        zf.writestr("infos/qpos.npy", member.getvalue() + bytes(16))
+
+
+def _parquet_with_string_qpos(path):
+    """qpos_0 as 200,000 dictionary-encoded 10 KB strings: 2 GB if decoded row by row."""
+    n = 200_000
+    pq.write_table(pa.table({"obs_0": np.zeros(n, np.float32), "action": np.zeros(n, np.int64),
+                             "reward": np.ones(n, np.float32), "qpos_0": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), ["1" * 10_000]),
+                             "qvel_0": np.zeros(n)}), path)
+
+
+def _parquet_with_wide_qpos(path):
+    cols = {"obs_0": np.zeros(2, np.float32), "action": np.zeros(2, np.int64), "reward": np.ones(2, np.float32),
+            "qvel_0": np.zeros(2)}
+    cols.update({f"qpos_{j}": np.zeros(2) for j in range(5_000)})
+    pq.write_table(pa.table(cols), path)
+
+
+@pytest.mark.parametrize("make, filename, fragment", [
+    (_npz_declaring_huge_qpos, "q.npz", "q.npz: array 'infos/qpos' is truncated or corrupt (its header declares 32,000,000,000 bytes"),
+    (_parquet_with_string_qpos, "q.parquet", "q.parquet: column qpos_0 has type dictionary<values=string"),
+    (_parquet_with_wide_qpos, "w.parquet", "w.parquet: the qpos columns must be numbered qpos_0, qpos_1, ... with none "
+                                           "missing or repeated, 1 to 1,000 of them; got 5,000"),
+])
+def test_hostile_infos_in_npz_and_tables_refused_before_reading(make, filename, fragment, tmp_path):
+    import tracemalloc
+
+    path = tmp_path / filename
+    make(path)
+    tracemalloc.start()
+    with pytest.raises(DatasetError) as err:
+        load_dataset(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    msg = str(err.value)
+    assert msg.startswith(fragment) and msg.endswith(".") and "\n" not in msg, msg
+    assert peak < 20 * 2**20
+
+
 @pytest.mark.parametrize("meta, fragment", [('"x"', "must be a JSON object, got a string"),
                                             ('{"metadata": [1]}', "metadata that is not an object"),
                                             ('{"env_id": 5}', "env_id that is not a string or null"),

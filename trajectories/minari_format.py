@@ -4,6 +4,9 @@
 A Minari episode stores T+1 observations (the final one included) and T actions; the Dataset keeps
 the T observations that were acted on. Dict observations (goal-conditioned layouts) are flattened in
 key order with feature names like `desired_goal[1]`.
+
+HDF5 episodes' `infos/qpos` and `infos/qvel` (T+1 rows, the reset's info first, so row t is observation t's
+state) become `Dataset.infos` under d4rl_format's rules when every episode has both; arrow infos are not read.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from .budget import Budget, check_rows
+from .d4rl_format import INFOS, MAX_INFO_COLUMNS
 from .dataset import Dataset, check_n_actions
 from .errors import DatasetError
 from .hdf5_safety import check_self_contained, read_array
@@ -62,6 +66,7 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
     if not groups:
         raise DatasetError(f"{name} has no episode_N groups, so it is not a Minari dataset.")
     obs_parts, act_parts, rew, term, trunc, lengths, obs_names = [], [], [], [], [], [], None
+    info_parts = {k: [] for k in INFOS} if all(_has_infos(f[g]) for g in groups) else {}
     for g in groups:
         ep = f[g]
         missing = [k for k in ("observations", "actions", "rewards", "terminations", "truncations") if k not in ep]
@@ -90,7 +95,12 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
             if len(a) != t:
                 raise DatasetError(f"{name}: {g} has {len(a)} {key} for {t} rewards; every per-step array must have one row per step.")
             out.append(a)
+        for k, parts in info_parts.items():
+            parts.append(_episode_info(ep, g, k, obs_rows, budget)[:t])
         lengths.append(t)
+    for k, parts in info_parts.items():
+        if len({p.shape[1] for p in parts}) > 1:
+            raise DatasetError(f"{name}: episodes have different infos/{k} widths ({sorted({p.shape[1] for p in parts})}).")
     widths = {p.shape[1] for p in obs_parts}
     if len(widths) > 1:
         raise DatasetError(f"{name}: episodes have different observation widths ({sorted(widths)}).")
@@ -98,7 +108,30 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
     acts = np.concatenate(act_parts)
     return Dataset(np.concatenate(obs_parts), acts, np.concatenate(rew),
                    np.concatenate(term), np.concatenate(trunc), starts, obs_names, None,
-                   meta.get("n_actions"), meta.get("env_id"), name, {"format": "minari", **meta.get("extra", {})})
+                   meta.get("n_actions"), meta.get("env_id"), name, {"format": "minari", **meta.get("extra", {})},
+                   {k: np.concatenate(parts) for k, parts in info_parts.items()})
+
+
+def _has_infos(ep) -> bool:
+    """Both of qpos/qvel under the episode's infos group (one alone cannot set a state, so neither is read)."""
+    infos = ep.get("infos") if isinstance(ep, h5py.Group) else None
+    return isinstance(infos, h5py.Group) and all(k in infos for k in INFOS)
+
+
+def _episode_info(ep: h5py.Group, g: str, k: str, obs_rows: int, budget: Budget) -> np.ndarray:
+    """infos/k of one episode once its declared shape fits (the file was checked self-contained: hard links only)."""
+    ds = ep["infos"][k]
+    shape = ds.shape if isinstance(ds, h5py.Dataset) else None
+    if shape is None or len(shape) != 2 or shape[0] != obs_rows or not 1 <= shape[1] <= MAX_INFO_COLUMNS \
+            or ds.dtype.kind != "f" or ds.dtype.fields is not None:
+        got = "a group" if shape is None else f"shape {shape} of {ds.dtype if ds.dtype.fields is None else 'compound'}"
+        raise DatasetError(f"{budget.name}: {g}/infos/{k} must be a 2-D float array with one row per observation "
+                           f"({obs_rows:,}) and 1 to {MAX_INFO_COLUMNS:,} columns, got {got}.")
+    arr = read_array(ds, budget, f"{g}/infos/{k}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise DatasetError(f"{budget.name}: {g}/infos/{k} has NaN or inf at row {int(np.argmax(bad))}.")
+    return arr
 
 
 def _flatten_arrow(col: pa.Array, prefix: str) -> tuple[list[np.ndarray], list[str]]:

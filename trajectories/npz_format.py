@@ -4,6 +4,10 @@ Nothing is decoded before every array it will read has been checked from its .np
 declared shape and dtype (no pickled objects, no complex numbers), the member's declared size
 (a member shorter than its header says is truncated) and the total against limits(). np.load
 would allocate the declared shape before reading a byte, so it is not used.
+
+`infos/qpos` and `infos/qvel` (the keys of D4RL's `get_dataset()` dict, so `np.savez(path, **d4rl_dict)` reads
+too) become `Dataset.infos` under d4rl_format's rules: both or neither, 2-D floats, one row per observation,
+1..MAX_INFO_COLUMNS columns, finite; anything else under infos/ is not read.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .budget import Budget, check_rows
+from .d4rl_format import INFOS, MAX_INFO_COLUMNS
 from .dataset import Dataset, check_meta, starts_from_flags, starts_from_ids, whole_numbers
 from .errors import DatasetError
 from .limits import human_bytes, limits
@@ -23,6 +28,7 @@ from .safe_zip import check_count, check_entry_count
 
 META_KEY = "seqlens_meta"
 PER_STEP = ("observations", "actions", "rewards", "terminated", "truncated", "episode")
+INFO_KEYS = {f"infos/{k}": k for k in INFOS}   # archive key -> Dataset.infos key
 BROKEN = (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error)  # what a damaged member raises
 MAX_HEADER = 10_000  # numpy's own default bound on a .npy header
 
@@ -63,6 +69,8 @@ def _plan(members: dict, name: str) -> dict[str, str]:
             raise DatasetError(f"{name} has no {field} array (expected one of {', '.join(ALIASES[field])}; found {', '.join(members) or 'nothing'}).")
     if META_KEY in members:
         plan["meta"] = META_KEY
+    if all(key in keys for key in INFO_KEYS):   # one alone cannot set a MuJoCo state: neither is read
+        plan.update({key: keys[key] for key in INFO_KEYS})
     return plan
 
 
@@ -93,6 +101,7 @@ def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> 
 
 
 def _check_declared(headers: dict, plan: dict, name: str) -> None:
+    _check_infos(headers, name)
     budget = Budget(name)
     for field, (shape, dtype) in headers.items():
         if field in PER_STEP and shape:
@@ -103,6 +112,21 @@ def _check_declared(headers: dict, plan: dict, name: str) -> None:
         size = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if size > limits().json_bytes:
             raise DatasetError(f"{name}: the {META_KEY} entry is {human_bytes(size)}; the limit is {human_bytes(limits().json_bytes)} of JSON (SEQLENS_MAX_JSON_BYTES).")
+
+
+def _check_infos(headers: dict, name: str) -> None:
+    """Declared shapes of infos/qpos, infos/qvel against the observations' rows, as d4rl_format says them."""
+    obs_shape = headers["observations"][0]
+    if not obs_shape:
+        return   # a single observation value is refused by _dataset, before infos are looked at
+    n = obs_shape[0]
+    for key in INFO_KEYS:
+        if key not in headers:
+            continue
+        shape, dtype = headers[key]
+        if len(shape) != 2 or shape[0] != n or not 1 <= shape[1] <= MAX_INFO_COLUMNS or dtype.kind != "f":
+            raise DatasetError(f"{name}: {key} must be a 2-D float array with one row per observation ({n:,}) and 1 to "
+                               f"{MAX_INFO_COLUMNS:,} columns, got shape {shape} of {dtype}.")
 
 
 def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> np.ndarray:
@@ -129,9 +153,16 @@ def _dataset(arrays: dict, name: str) -> Dataset:
     else:
         starts = starts_from_flags(term, trunc) if n and np.ndim(term) and np.ndim(trunc) else np.zeros(0, np.int64)
     meta = _parse_meta(arrays["meta"], name) if "meta" in arrays else {}
+    infos = {}
+    for key, k in INFO_KEYS.items():
+        if key in arrays:
+            bad = ~np.isfinite(arrays[key]).all(axis=1)
+            if bad.any():
+                raise DatasetError(f"{name}: {key} has NaN or inf at row {int(np.argmax(bad))}.")
+            infos[k] = arrays[key]
     return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
                    meta.get("obs_names"), meta.get("act_names"), meta.get("n_actions"), meta.get("env_id"),
-                   name, meta.get("metadata") or {})
+                   name, meta.get("metadata") or {}, infos)
 
 
 def _starts_from_grouped_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -178,10 +209,18 @@ def write_npz(ds: Dataset, path: Path, compress: bool = True) -> None:
     meta = {"obs_names": ds.obs_names, "act_names": ds.act_names, "n_actions": ds.n_actions,
             "env_id": ds.env_id, "metadata": ds.metadata}
     save = np.savez_compressed if compress else np.savez
+    infos = {f"infos/{k}": v for k, v in written_infos(ds).items()}
     with open(path, "wb") as f:  # a file handle stops numpy from appending ".npz" to other suffixes
         save(f, observations=ds.observations, actions=ds.actions, rewards=ds.rewards,
              terminated=ds.terminated, truncated=ds.truncated, episode_starts=ds.episode_starts,
-             **{META_KEY: np.array(json.dumps(meta, default=jsonable))})
+             **{META_KEY: np.array(json.dumps(meta, default=jsonable))}, **infos)
+
+
+def written_infos(ds: Dataset) -> dict[str, np.ndarray]:
+    """The infos write_d4rl writes (both of qpos/qvel, 2-D; non-floats as float64): what the readers read back."""
+    if not all(k in ds.infos and ds.infos[k].ndim == 2 for k in INFOS):
+        return {}
+    return {k: ds.infos[k] if ds.infos[k].dtype.kind == "f" else ds.infos[k].astype(np.float64) for k in INFOS}
 
 
 def _first_line(e: Exception) -> str:

@@ -2,6 +2,9 @@
 
 Columns are detected, not assumed (see names.py): an episode id, a step index, per-feature columns
 (obs_0.., observation_x..) or one list column, action or action_0.., reward, and done flags.
+MuJoCo states (`Dataset.infos`) are columns qpos_0.. and qvel_0.., spelled and parsed as observation columns
+are, read under d4rl_format's rules: both or neither, numbered 0..k-1 with 1 <= k <= MAX_INFO_COLUMNS, finite.
+Parquet keeps their float type; CSV and JSON hold decimal text, read back as float64 (shortest repr, exact).
 """
 from __future__ import annotations
 
@@ -17,10 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .budget import Budget, check_rows
+from .d4rl_format import INFOS, MAX_INFO_COLUMNS
 from .dataset import F32_MAX, Dataset, check_meta, starts_from_flags
 from .errors import DatasetError
 from .limits import ENV, human_bytes, limits
 from .names import ACT_PREFIXES, ALIASES, OBS_PREFIXES, first_present, jsonable
+from .npz_format import written_infos
 
 META_KEY = b"seqlens"
 FLAG_WORDS = {"true": 1, "false": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0}
@@ -41,11 +46,12 @@ class _Plan:
     step: str | None = None
     terminated: str | None = None
     truncated: str | None = None
+    infos: dict[str, list[str]] = field(default_factory=dict)   # "qpos" -> [qpos_0, qpos_1, ...]
     ignored: list[str] = field(default_factory=list)
 
 
-def _feature_columns(names: list[str], prefixes) -> tuple[list[str], list[str]]:
-    """Per-feature columns for one of the prefixes: obs_0, obs.x, obs[2] -> (columns, feature names)."""
+def _feature_suffixes(names: list[str], prefixes) -> list[tuple[str, str]]:
+    """(column, suffix) for per-feature columns of one of the prefixes: obs_0, obs.x, obs[2]."""
     alt = "|".join(prefixes)
     bracket, sep = re.compile(rf"^({alt})\[(\d+)\]$", re.I), re.compile(rf"^({alt})[_.](.+)$", re.I)
     found = []
@@ -53,6 +59,12 @@ def _feature_columns(names: list[str], prefixes) -> tuple[list[str], list[str]]:
         m = bracket.match(col) or sep.match(col)
         if m:
             found.append((col, m.group(2)))
+    return found
+
+
+def _feature_columns(names: list[str], prefixes) -> tuple[list[str], list[str]]:
+    """Per-feature columns for one of the prefixes: obs_0, obs.x, obs[2] -> (columns, feature names)."""
+    found = _feature_suffixes(names, prefixes)
     if not found:
         return [], []
     if all(s.isdigit() for _, s in found):  # numbered features: numeric order, names as in the file
@@ -73,6 +85,23 @@ def _field_columns(names, lower, prefixes, is_list, missing: str) -> tuple[list[
     return [col], [] if is_list(col) else [col], is_list(col)
 
 
+def _info_columns(names: list[str], source: str) -> dict[str, list[str]]:
+    """qpos_0.. and qvel_0.. in column order 0..k-1, or {} when either is absent (one alone cannot set a state).
+    Checked from the names alone, before any value is read."""
+    found = {k: _feature_suffixes(names, (k,)) for k in INFOS}
+    if not all(found.values()):
+        return {}
+    out = {}
+    for k, pairs in found.items():
+        index = [int(s) if s.isascii() and s.isdigit() else -1 for _, s in pairs]
+        if len(pairs) > MAX_INFO_COLUMNS or sorted(index) != list(range(len(pairs))):
+            shown = ", ".join(c for c, _ in pairs[:5]) + (", ..." if len(pairs) > 5 else "")
+            raise DatasetError(f"{source}: the {k} columns must be numbered {k}_0, {k}_1, ... with none missing or "
+                               f"repeated, 1 to {MAX_INFO_COLUMNS:,} of them; got {len(pairs):,} ({shown}).")
+        out[k] = [c for _, c in sorted(zip(index, (c for c, _ in pairs)))]
+    return out
+
+
 def _plan(names: list[str], is_list, source: str) -> _Plan:
     lower = {c.lower(): c for c in names}
 
@@ -88,9 +117,14 @@ def _plan(names: list[str], is_list, source: str) -> _Plan:
     act, act_names, act_is_list = _field_columns(names, lower, ACT_PREFIXES, is_list, f"{source} has no action column (expected action, or action_0, action_1, ...; columns are: {listed}).")
     plan = _Plan(reward, obs, act, obs_names, act_names, obs_is_list, act_is_list,
                  pick("episode"), pick("step"), pick("terminated"), pick("truncated"))
-    used = set(obs) | set(act) | {plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated}
-    plan.ignored = [c for c in names if c not in used]
+    plan.infos = _info_columns(names, source)
+    plan.ignored = [c for c in names if c not in _used(plan)]
     return plan
+
+
+def _used(plan: _Plan) -> set:
+    infos = {c for cols in plan.infos.values() for c in cols}
+    return set(plan.obs) | set(plan.act) | infos | {plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated}
 
 
 def _row(i: int, csv: bool) -> str:
@@ -100,8 +134,10 @@ def _row(i: int, csv: bool) -> str:
 class _Builder:
     """Builds the Dataset arrays column by column, checking every value as it goes."""
 
-    def __init__(self, plan: _Plan, n: int, source: str, csv: bool, act_discrete: bool):
+    def __init__(self, plan: _Plan, n: int, source: str, csv: bool, act_discrete: bool, info_dtypes: dict | None = None):
         self.p, self.n, self.source, self.csv = plan, n, source, csv
+        self.info_dtypes = info_dtypes or {}   # text formats: float64
+        self.infos = {}
         self.obs = self.act = None
         self.act_discrete = act_discrete
         self.rew = np.empty(n, np.float32)
@@ -169,16 +205,16 @@ class _Builder:
             raise DatasetError(f"{col} has {np.size(rows[i])} values at {_row(i, self.csv)} but {first} at {_row(0, self.csv)} of {self.source} (ragged observation widths).")
         return self._numeric(np.asarray(rows, dtype=np.float64).reshape(len(rows), -1), col)
 
-    def _matrix(self, get, cols: list[str], is_list: bool) -> np.ndarray:
-        """[rows, features] float32 from per-feature columns or one list column."""
+    def _matrix(self, get, cols: list[str], is_list: bool, dtype=np.float32) -> np.ndarray:
+        """[rows, features] of dtype (float32 unless infos) from per-feature columns or one list column."""
         if is_list:
             block = get(cols[0], as_list=True)
             if not isinstance(block, np.ndarray) or block.dtype == object:
                 block = self._list(get(cols[0]), cols[0])
             return self._numeric(block, cols[0]).astype(np.float32, copy=False)
-        out = np.empty((self.n, len(cols)), np.float32)
+        out = np.empty((self.n, len(cols)), dtype)
         for j, col in enumerate(cols):
-            out[:, j] = self._numeric(get(col), col)
+            out[:, j] = self._numeric(get(col), col, f32=out.dtype.itemsize <= 4)
         return out
 
     def fill(self, get) -> None:
@@ -190,6 +226,8 @@ class _Builder:
             self.term[:] = self._flags(get(p.terminated), p.terminated)
         if p.truncated:
             self.trunc[:] = self._flags(get(p.truncated), p.truncated)
+        for k, cols in p.infos.items():
+            self.infos[k] = self._matrix(get, cols, False, self.info_dtypes.get(k, np.float64))
         if p.step:
             self.step[:] = self._numeric(get(p.step), p.step, f32=False)
         if p.episode:
@@ -208,6 +246,7 @@ class _Builder:
         if self.act_discrete:
             act_names = act_names or ["action"]
         arrays = [self.obs, self.act, self.rew, self.term, self.trunc]
+        infos, self.infos = self.infos, {}
         ids = []
         if p.episode:
             episode_ids, self.episode_ids = self.episode_ids, None
@@ -220,6 +259,7 @@ class _Builder:
             if not _grouped(codes, self.step):  # grouping rows by episode costs one copy of everything
                 order = np.lexsort((self.step, codes)) if p.step else np.argsort(codes, kind="stable")
                 arrays = [a[order] for a in arrays]
+                infos = {k: v[order] for k, v in infos.items()}
                 codes = codes[order]
                 if self.step is not None:
                     self.step = self.step[order]
@@ -243,7 +283,7 @@ class _Builder:
             info["ignored_columns"] = p.ignored
         return Dataset(*arrays, starts, obs_names if obs_names and len(obs_names) == arrays[0].shape[1] else None,
                        act_names if act_names and (self.act_discrete or len(act_names) == arrays[1].shape[1]) else None,
-                       meta.get("n_actions"), meta.get("env_id"), self.source, info)
+                       meta.get("n_actions"), meta.get("env_id"), self.source, info, infos)
 
 
 def _grouped(codes: np.ndarray, step: np.ndarray | None) -> bool:
@@ -274,7 +314,8 @@ def read_parquet(path: Path, name: str) -> Dataset:
     types = {f.name: f.type for f in schema}
     plan = _plan(schema.names, lambda c: pa.types.is_list(types[c]) or pa.types.is_fixed_size_list(types[c])
                  or pa.types.is_large_list(types[c]), name)
-    used = [c for c in schema.names if c in set(plan.obs) | set(plan.act) | {plan.reward, plan.episode, plan.step, plan.terminated, plan.truncated}]
+    used = [c for c in schema.names if c in _used(plan)]
+    info_dtypes = {k: _info_dtype(cols, types, name) for k, cols in plan.infos.items()}
     budget = Budget(name)
     _check_parquet_sizes(pf.metadata, used, types, budget)
     strings = [c for c in used if _is_text(types[c])]
@@ -282,7 +323,7 @@ def read_parquet(path: Path, name: str) -> Dataset:
         pf = pq.ParquetFile(path, pre_buffer=False, metadata=pf.metadata, read_dictionary=strings)
     discrete = _bare_action(plan) and (pa.types.is_integer(types[plan.act[0]]) or pa.types.is_boolean(types[plan.act[0]]))
     meta = _parquet_meta(schema.metadata, name)
-    builder = _Builder(plan, n, name, csv=False, act_discrete=discrete)
+    builder = _Builder(plan, n, name, csv=False, act_discrete=discrete, info_dtypes=info_dtypes)
 
     def get(col, as_list=False):
         # One column at a time: peak memory stays near the output arrays (a whole-table read doubles it).
@@ -306,6 +347,14 @@ def read_parquet(path: Path, name: str) -> Dataset:
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"{name} is a damaged parquet file ({str(e).splitlines()[0]}).") from None
     return builder.finish(meta, "parquet")
+
+
+def _info_dtype(cols: list[str], types: dict, name: str) -> np.dtype:
+    """The numpy float type of one infos array's parquet columns (floats only, as d4rl_format reads them)."""
+    bad = [c for c in cols if not pa.types.is_floating(types[c])]
+    if bad:
+        raise DatasetError(f"{name}: column {bad[0]} has type {types[bad[0]]}; qpos and qvel columns must be floats.")
+    return np.result_type(*(types[c].to_pandas_dtype() for c in cols))
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -457,7 +506,8 @@ def read_json(path: Path, name: str) -> Dataset:
 
 # ---- writers -----------------------------------------------------------------------------------
 
-def _columns(ds: Dataset) -> dict[str, np.ndarray]:
+def _columns(ds: Dataset, text: bool = False) -> dict[str, np.ndarray]:
+    """Flat per-step columns; with text, infos as shortest-repr float64 strings (CSV's %.9g is exact for float32 only)."""
     def names(prefix, given, dim):
         default = [f"{prefix}_{i}" for i in range(dim)]
         return default if given in (None, default) else [f"{prefix}_{g}" for g in given]
@@ -471,6 +521,9 @@ def _columns(ds: Dataset) -> dict[str, np.ndarray]:
         for j, c in enumerate(names("action", ds.act_names, ds.act_dim)):
             cols[c] = ds.actions[:, j]
     cols.update(reward=ds.rewards, terminated=ds.terminated, truncated=ds.truncated)
+    for k, v in written_infos(ds).items():
+        for j in range(v.shape[1]):
+            cols[f"{k}_{j}"] = v[:, j].astype(np.float64).astype(str) if text else v[:, j]
     if len(set(cols)) != len(cols):
         raise DatasetError(f"{ds.source}: feature names give duplicate column names.")
     return cols
@@ -488,7 +541,7 @@ def write_parquet(ds: Dataset, path: Path) -> None:
 
 
 def write_csv(ds: Dataset, path: Path) -> None:
-    pd.DataFrame(_columns(ds)).to_csv(path, index=False, float_format="%.9g")
+    pd.DataFrame(_columns(ds, text=True)).to_csv(path, index=False, float_format="%.9g")
 
 
 def write_json(ds: Dataset, path: Path) -> None:
