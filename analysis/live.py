@@ -73,14 +73,17 @@ class LiveGame:
         # A page reruns in a new thread each time, and MuJoCo's EGL context belongs to the thread that made it (from
         # another, render() drew black frames): every call into the environment goes through one thread of its own.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="seqlens-live-env")
-        weakref.finalize(self, self._thread.shutdown, wait=False)
         self.env, self.render_why = self._on_env_thread(
             lambda: make_render_env(self.env_id) if render else (None, "rendering was not asked for"))
         if self.env is None:   # no frames; the game still plays, the observation stands in
             try:
                 self.env = self._on_env_thread(lambda: envs.make(self.env_id))
             except Exception as e:  # noqa: BLE001 - a missing dependency (mujoco) or a broken registration
+                self._thread.shutdown(wait=False)
                 raise LiveError(f"{self.env_id} cannot be made here ({type(e).__name__}: {str(e)[:120]}).") from None
+        # a game left in an ended session's state: its environment (a MuJoCo GL context) is closed on its own thread
+        self._closer = weakref.finalize(self, _close, self._thread, self.env)
+        self._closer.atexit = False   # at exit the process goes, and the executors are already shut down
         spec = self.env.spec
         self.limit = min(MAX_LIVE_STEPS, int(spec.max_episode_steps or MAX_LIVE_STEPS) if spec else MAX_LIVE_STEPS)
         self.space = self.env.action_space
@@ -208,8 +211,7 @@ class LiveGame:
         return self._thread.submit(fn).result()
 
     def close(self) -> None:
-        self._on_env_thread(self.env.close)
-        self._thread.shutdown(wait=False)
+        self._closer()
 
     # ---- the game so far ------------------------------------------------------------------------------
     def history(self) -> dict[str, np.ndarray]:
@@ -265,6 +267,15 @@ class LiveGame:
                        obs_names if obs_names and len(obs_names) == obs.shape[1] else None,
                        envs.ACT_NAMES.get(self.env_id), int(self.space.n) if self.discrete else None, self.env_id,
                        f"live play in {self.env_id} (seed {self.seed})")
+
+
+def _close(thread: ThreadPoolExecutor, env) -> None:
+    try:
+        thread.submit(env.close).result()
+    except RuntimeError:   # the executor is already shut down: close it here
+        env.close()
+    finally:
+        thread.shutdown(wait=False)
 
 
 def _whole(name, value) -> int:

@@ -243,3 +243,15 @@ def test_the_page_offers_the_game_as_gif_mp4_and_csv():
     _click(at, "live_a1")
     keys = [b.proto.id for b in at.get("download_button")]
     assert all(any(f"live_video_{fmt}" in k for k in keys) for fmt in ("gif", "mp4", "csv")), keys
+
+
+def test_a_dropped_game_closes_its_environment(cartpole_dt):
+    import gc
+
+    game = LiveGame(cartpole_dt, seed=0, render=False)
+    env, thread = game.env, game._thread
+    closed = []
+    env.close = lambda: closed.append(True)
+    del game
+    gc.collect()
+    assert closed == [True] and thread._shutdown

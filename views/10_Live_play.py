@@ -7,6 +7,7 @@ import envs
 from analysis.figures import live as figs
 from analysis.live import MAX_AGENT_STEPS, LiveError, LiveGame
 from analysis.catalog import Figured
+from analysis.identity import agent_key
 from ui import charts, exports
 from ui.page import start
 
@@ -26,7 +27,7 @@ def _settings() -> dict:
     env_id = c1.selectbox("Environment", offered, key="live_env", help="The agent's own environment." if default else
                           "The agent names no environment; play one without its view.")
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key="live_seed", help="The environment's reset seed."))
-    out = {"agent": sel.key.split("|")[1], "env": env_id, "seed": seed, "target": None, "sample": False}
+    out = {"agent": agent_key(agent), "env": env_id, "seed": seed, "target": None, "sample": False}
     if agent.kind == "dt":
         from analysis.sweeps import return_range
 
