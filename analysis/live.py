@@ -224,8 +224,8 @@ class LiveGame:
         return {"rtg": track[:, 0], "value": track[:, 1], "earned": earned, "by_agent": by_agent}
 
     def clip(self, width: int | None = None, fps: float | None = None):
-        """The game so far as an analysis.video.EpisodeClip (GIF / MP4 with step, action, reward, the return-to-go the
-        DT was asked for and its attention as it acted under each frame) and its per-step table."""
+        """The game so far as an analysis.video.EpisodeClip (GIF / MP4 with step, action and who took it, reward, the
+        return-to-go the DT was asked for and its attention as it acted under each frame) and its per-step table."""
         import pandas as pd
 
         from .video import DEFAULT_WIDTH, EpisodeClip
@@ -240,7 +240,7 @@ class LiveGame:
         title = f"Live play in {self.env_id} (reset seed {self.seed}" + (
             f", target return {self.target:g})" if self.target is not None else ")")
         clip = EpisodeClip(one, self.env_id, title, rtg, "return-to-go", att, None if att is None else np.arange(T),
-                           0, None, width or DEFAULT_WIDTH, fps, None, self.seed)
+                           0, None, width or DEFAULT_WIDTH, fps, None, self.seed, actors=who)
         data = pd.DataFrame({"step": np.arange(T), "by": who, "action": [self.action_text(a) for a in self.actions],
                              "reward": self.rewards})
         if rtg is not None:

@@ -436,6 +436,7 @@ class EpisodeClip:
     imagined_by: str | None = None       # "<model> from step S": the right panel's caption after "imagined by"
     error: np.ndarray | None = None      # [T] L2 between the imagined and the real state (NaN: not imagined)
     predicted_return: np.ndarray | None = None   # [T] a DT's return head, R(t+1) predicted at each step
+    actors: list[str] | None = None      # [T] who took each step (live play: "you" / "agent"), after its action
 
     @property
     def length(self) -> int:
@@ -477,7 +478,10 @@ class EpisodeClip:
             if (pos < len(have)).all() and (have[pos] == steps).all():   # attention at every step drawn
                 att = self.attention[pos]
         labels = list(ds.metadata.get("action_labels") or []) or _env_labels(self.env_id)
-        ov = Overlay(steps, self.length, action_texts(ds.actions[steps], labels, ds.act_names),
+        acts = action_texts(ds.actions[steps], labels, ds.act_names)
+        if self.actors is not None:
+            acts = [f"{a} ({self.actors[int(t)]})" for a, t in zip(acts, steps)]
+        ov = Overlay(steps, self.length, acts,
                      ds.rewards[steps], None if self.rtg is None else np.asarray(self.rtg)[steps], self.rtg_label, att,
                      None if self.error is None else np.asarray(self.error)[steps], captions,
                      None if self.predicted_return is None else np.asarray(self.predicted_return)[steps])

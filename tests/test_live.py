@@ -232,7 +232,8 @@ def test_the_game_exports_as_a_video_with_what_the_agent_was_asked_and_saw(cartp
     r = clip.render()
     assert r.frames.shape[0] == 6 and r.frames.shape[2] == 240
     assert np.allclose(r.overlay.attention, np.stack([a for a in game.attentions[:6]]))
-    assert "return-to-go 195" in r.overlay.texts()[5]
+    assert "return-to-go 195" in r.overlay.texts()[5] and "push left (you)" in r.overlay.texts()[5]
+    assert "(agent)" in r.overlay.texts()[1]
     gif = iio.imread(clip.encode("gif").data, index=None)
     assert gif.shape[0] == 6
 
