@@ -50,10 +50,9 @@ class LiveGame:
 
         from .frames import make_render_env
 
-        self.agent = agent if agent is not None and agent.kind == "dt" else None
-        self.why_no_agent = None if self.agent is not None else (
-            "Live play shows a Decision Transformer's view; " + ("no agent is loaded." if agent is None else
-                                                                 f"this agent is a {agent.kind}."))
+        self.agent, self.why_no_agent = agent, _why_no_view(agent)
+        if self.why_no_agent is not None:
+            self.agent = None
         env_id = env_id or (agent.config.env_id if agent is not None else None)
         if not env_id:
             raise LiveError("live play needs an environment: the agent names none (choose one on the home page).")
@@ -100,7 +99,7 @@ class LiveGame:
         self.attentions = []     # [K] the action token's attention per step back (0 = now) at each step asked
         self.rollout = None
         self.view = None
-        if self.agent is not None:
+        if self.agent is not None and self.agent.kind == "dt":
             if target is None:
                 from .sweeps import return_range
 
@@ -108,6 +107,9 @@ class LiveGame:
             self.target = _number("target return", target)
             self.rollout = self.agent.start_rollout(1, [self.target], sample=bool(sample), seed=self.seed,
                                                     record_attention=self.agent.has("attention"))
+        elif self.agent is not None:   # an MLP or GRU policy: its proposal only (no return-to-go, value or attention)
+            self.rollout = self.agent.start_rollout(1, None, sample=bool(sample), seed=self.seed)
+        if self.rollout is not None:
             self._think()
 
     # ---- state ----------------------------------------------------------------------------------------
@@ -164,7 +166,8 @@ class LiveGame:
             raise LiveError("the episode is over; start a new one.")
         if action is None:
             if self.view is None:
-                raise LiveError(f"there is no agent to act here ({self.why_no_agent})")
+                why = self.why_no_agent
+                raise LiveError(f"no agent can act here: {why[0].lower()}{why[1:]}")
             action, mine = self.view.chosen, True
         else:
             action, mine = self.check_action(action), False
@@ -196,13 +199,14 @@ class LiveGame:
         return n
 
     def _think(self) -> None:
-        """The DT at the current observation: its action (the rollout's own), proposal, value and attention."""
+        """The agent at the current observation: its action (the rollout's own) and proposal; a DT's value and
+        attention too."""
         ro = self.rollout
         chosen = ro.act(self.observations[-1][None].astype(np.float32))[0]
         attention = None
         if getattr(ro, "attention", None) is not None:
             attention = ro.attention[0].mean((0, 1))[::-1].astype(np.float64)   # [K, 3], now first
-        value = float(ro.value()[0]) if self.agent.has("value") else None
+        value = float(ro.value()[0]) if self.agent.kind == "dt" and self.agent.has("value") else None
         self.view = AgentView(ro.policy()[0].astype(np.float64), np.asarray(chosen), value, attention)
         self.track.append((self.rtg, np.nan if value is None else value))
         self.attentions.append(None if attention is None else attention.sum(-1))   # [K] per step back, for clip()
@@ -267,6 +271,18 @@ class LiveGame:
                        obs_names if obs_names and len(obs_names) == obs.shape[1] else None,
                        envs.ACT_NAMES.get(self.env_id), int(self.space.n) if self.discrete else None, self.env_id,
                        f"live play in {self.env_id} (seed {self.seed})")
+
+
+def _why_no_view(agent) -> str | None:
+    """Why live play shows no agent's view beside the game (None: it shows one)."""
+    if agent is None:
+        return "No agent is loaded."
+    if agent.has("planning"):
+        return ("A Trajectory Transformer plans by beam search at every step (seconds a step), too slow to play "
+                "beside; live play shows a Decision Transformer's, MLP's or GRU's view.")
+    if not agent.has("acts"):
+        return f"This {agent.kind} agent does not act; live play shows a Decision Transformer's, MLP's or GRU's view."
+    return None
 
 
 def _close(thread: ThreadPoolExecutor, env) -> None:

@@ -107,7 +107,25 @@ class MLPPolicy(_ActionHead, Agent):
         return _MLPRollout(self, sample, seed)
 
 
-class _MLPRollout:
+class _PolicyReadout:
+    """What the last act() proposed, and live play's take(): the envs took other actions (DTRollout has the same)."""
+
+    last = None   # the action head's output of the last act() [B, out]
+
+    def policy(self) -> np.ndarray:
+        """Action probabilities [B, n_actions] (discrete) or the action [B, act_dim] in env units (continuous)."""
+        if self.last is None:
+            raise ValueError("policy() describes the last act(); call act() first.")
+        if self.agent.discrete:
+            return F.softmax(self.last.float(), -1).numpy()
+        return self.agent.unit_to_actions(torch.tanh(self.last)).numpy()
+
+    def take(self, actions) -> None:
+        if self.last is None:
+            raise ValueError("take() replaces the action of the last act(); call act() first.")
+
+
+class _MLPRollout(_PolicyReadout):
     def __init__(self, agent: MLPPolicy, sample: bool, seed: int):
         self.agent, self.sample = agent, sample
         self.gen = torch.Generator().manual_seed(seed)
@@ -115,7 +133,8 @@ class _MLPRollout:
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))
-        return self.agent._decode(self.agent(obs), self.sample, self.gen)
+        self.last = self.agent(obs)
+        return self.agent._decode(self.last, self.sample, self.gen)
 
     def observe(self, rewards: np.ndarray) -> None:
         pass
@@ -188,7 +207,7 @@ class GRUPolicy(_ActionHead, Agent):
         return _GRURollout(self, n_envs, sample, seed)
 
 
-class _GRURollout:
+class _GRURollout(_PolicyReadout):
     def __init__(self, agent: GRUPolicy, n_envs: int, sample: bool, seed: int):
         self.agent, self.sample = agent, sample
         self.gen = torch.Generator().manual_seed(seed)
@@ -199,10 +218,19 @@ class _GRURollout:
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))[:, None]
         out, self.hidden = self.agent(obs, self.prev, self.hidden)
-        actions = self.agent._decode(out[:, 0], self.sample, self.gen)
-        a = torch.as_tensor(actions)
-        self.prev = (F.one_hot(a.long(), self.agent.act_in).float() if self.agent.discrete else self.agent.actions_to_unit(a))[:, None]
+        self.last = out[:, 0]
+        actions = self.agent._decode(self.last, self.sample, self.gen)
+        self._feed(actions)
         return actions
+
+    def _feed(self, actions) -> None:
+        """The previous action the next step reads."""
+        a = torch.as_tensor(np.asarray(actions))
+        self.prev = (F.one_hot(a.long(), self.agent.act_in).float() if self.agent.discrete else self.agent.actions_to_unit(a))[:, None]
+
+    def take(self, actions) -> None:
+        super().take(actions)
+        self._feed(np.asarray(actions).reshape(self.prev.shape[0], *np.shape(actions)[1:]))
 
     def observe(self, rewards: np.ndarray) -> None:
         pass

@@ -136,12 +136,42 @@ def test_bad_actions_and_an_ended_episode_get_a_sentence(cartpole_dt):
         LiveGame(None)
 
 
-def test_without_a_dt_the_environment_plays_and_says_why_there_is_no_view():
-    game = LiveGame(load_agent(f"{AGENTS}/cartpole-mlp"), seed=1, render=False)
-    assert game.view is None and "Decision Transformer" in game.why_no_agent
-    game.step(1)
-    with pytest.raises(LiveError, match="no agent to act"):
+def test_without_an_acting_agent_the_environment_plays_and_says_why_there_is_no_view():
+    game = LiveGame(load_agent(f"{AGENTS}/pendulum-dynamics"), seed=1, render=False)
+    assert game.view is None and "does not act" in game.why_no_agent
+    game.step([0.5])
+    with pytest.raises(LiveError, match="no agent can act here: this dynamics agent does not act"):
         game.step(None)
+    assert "beam search" in LiveGame(load_agent(f"{AGENTS}/pendulum-tt"), seed=1, render=False).why_no_agent
+
+
+def test_an_mlp_shows_its_policy_at_the_current_observation():
+    agent = load_agent(f"{AGENTS}/cartpole-mlp")
+    game = LiveGame(agent, seed=1, render=False)
+    for a in (1, 0, 1):
+        game.step(a)
+    with torch.no_grad():
+        logits = agent(agent.normalize(torch.as_tensor(game.observations[-1], dtype=torch.float32)[None]))
+    assert np.allclose(game.view.proposed, logits.softmax(-1)[0].numpy(), atol=1e-6)
+    assert game.view.value is None and game.view.attention is None and game.rtg is None
+
+
+def test_a_gru_reads_the_users_actions_and_alone_is_its_rollout():
+    agent = load_agent(f"{AGENTS}/masked-cartpole-gru")
+    game = LiveGame(agent, seed=2, render=False)
+    users = [1, 0, 0, 1, 1]
+    for a in users:
+        game.step(a)
+    obs = agent.normalize(torch.as_tensor(np.stack(game.observations), dtype=torch.float32))[None]
+    prev = torch.zeros(1, len(users) + 1, agent.act_in)
+    prev[0, np.arange(1, len(users) + 1), users] = 1.0           # a_{t-1} at step t: the user's
+    with torch.no_grad():
+        out, _ = agent(obs, prev)
+    assert np.allclose(game.view.proposed, out[0, -1].softmax(-1).numpy(), atol=1e-5)
+    alone = LiveGame(agent, seed=3, sample=True, render=False)
+    alone.agent_acts(40)
+    ep = run_episodes(agent, 1, None, seed=3, env_seeds=[3], record=("actions",), limit=40)
+    assert np.array_equal(np.asarray(alone.actions), ep.actions[0, :len(alone.actions)])
 
 
 def test_frames_are_the_environments_render(cartpole_dt):
@@ -186,11 +216,19 @@ def test_the_page_takes_continuous_actions_from_its_sliders():
     assert np.array_equal(np.stack(game.observations), obs)
 
 
-def test_the_page_without_a_dt_plays_and_says_so():
+def test_the_page_with_an_mlp_shows_its_policy_and_lets_it_act():
     at = page("10_Live_play.py", "cartpole-mlp", "cartpole")
-    assert any("Decision Transformer" in i.value for i in at.info)
-    assert at.button(key="live_agent").disabled
+    assert not at.info and len(at.get("plotly_chart")) == 1          # its policy; no attention or value track
     _click(at, "live_a0")
+    _click(at, "live_agent")
+    assert at.session_state["live_game"].by_agent[:2] == [False, True]
+
+
+def test_the_page_without_an_acting_agent_plays_and_says_so():
+    at = page("10_Live_play.py", "pendulum-dynamics", "pendulum")
+    assert any("does not act" in i.value for i in at.info)
+    assert at.button(key="live_agent").disabled
+    _click(at, "live_step")
     assert at.session_state["live_game"].t == 1
 
 

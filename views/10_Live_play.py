@@ -14,7 +14,8 @@ from ui.page import start
 sel = start("Live play", "Play the environment yourself, one step at a time, while the Decision Transformer shows "
             "what it would do in your place: its policy, the value it infers from the history (return-to-go hidden), "
             "and where its action token looks. The return-to-go starts at the target you set and drops by every "
-            "reward, as when the agent plays. Hand it the controls for some steps, then take them back.")
+            "reward, as when the agent plays. Hand it the controls for some steps, then take them back. An MLP or GRU "
+            "policy shows what it would do (a GRU reads your actions as its own).")
 agent = sel.agent
 SHORTCUTS = {"push_left": "Left", "push_right": "Right", "left": "Left", "right": "Right", "up": "Up", "down": "Down"}
 KEYS = "shortcut" in __import__("inspect").signature(st.button).parameters   # Streamlit >= 1.47
@@ -137,7 +138,7 @@ def _play(game: LiveGame) -> None:
     with right:
         view = game.view
         if view is None:
-            st.info(game.why_no_agent + " Pick a Decision Transformer on the home page (e.g. cartpole-dt) to see its view.")
+            st.info(game.why_no_agent + " Pick one on the home page (e.g. cartpole-dt) to see its view.")
         elif game.done:
             st.info("The episode is over: the agent has nothing more to decide.")
         else:
@@ -145,7 +146,7 @@ def _play(game: LiveGame) -> None:
             charts.plotly(figs.proposal(view.proposed, game.discrete, game.labels or game.act_names, taken), "live_policy")
             if view.attention is not None:
                 charts.plotly(figs.attention(view.attention), "live_attention")
-    if game.view is not None and game.track:
+    if game.view is not None and game.target is not None and game.track:   # a DT: return-to-go and value
         h = game.history()
         charts.plotly(figs.value_track(h["rtg"], h["value"], h["earned"], h["by_agent"]), "live_track")
     if game.t:   # the game so far as GIF / MP4 / CSV, drawn and encoded only when a button is pressed
