@@ -33,6 +33,7 @@ from . import frames as _frames
 from .cache import cached, report
 
 DISPLAY_HEIGHT = 288            # px the browser shows a frame at: CartPole 432 x 288, Key-to-Door 240 x 288 (3x)
+MAX_MUJOCO_FRAMES = 500         # a MuJoCo episode's frames at most (evenly spaced): a D4RL Hopper episode is 1,000 steps
 MAX_ATTENTION_STEPS = 1_000     # a banded DT's attention at step t is one forward over the episode so far (3t tokens)
 MAX_CREDIT_STEPS = 500          # saliency windows in one batched backward (~1.5 s for 500 CartPole steps, 2 busy cores)
 MAX_SERIAL_CREDIT_STEPS = 100   # a recurrent agent: one backward over the episode so far per step
@@ -115,11 +116,14 @@ def _image_format() -> tuple[str, str, dict]:
     return "PNG", "image/png", {}
 
 
-def _encoder():
-    """A function of one frame [H, W, 3] uint8 -> its base64 image (lossless: line art stays crisp), and the MIME."""
+def _encoder(lossy: bool = False):
+    """A function of one frame [H, W, 3] uint8 -> its base64 image, and the MIME type. Lossless keeps line art crisp
+    (CartPole ~0.5 KB); a MuJoCo render (shading, a textured floor) is ~38 KB lossless at 288 px and ~16 KB lossy."""
     from PIL import Image
 
     fmt, mime, kw = _image_format()
+    if lossy and fmt == "WEBP":
+        kw = {"quality": 75, "method": 0}
 
     def one(f: np.ndarray) -> str:
         buf = io.BytesIO()
@@ -144,14 +148,17 @@ def decode_frame(b64: str) -> np.ndarray:
 def _drawn_frames(one, height: int | None, max_frames, max_bytes, start: int = 0, stop: int | None = None):
     """(Frames, base64 images or None, MIME type, (W, H)) of a one-episode dataset (steps start to stop), each frame
     encoded as it is drawn (none of them held)."""
-    encode, mime = _encoder()
+    mujoco = bool(one.env_id) and _frames.is_mujoco(one.env_id)
+    encode, mime = _encoder(lossy=mujoco)
     shape = []
 
     def each(f):
         shape[:] = f.shape
         return encode(f)
+    if mujoco and height is None:   # rendered at the size shown: a software GL's cost grows with the pixels
+        height = DISPLAY_HEIGHT
     fr = _frames.from_data(one, 0, height=height, max_frames=max_frames, max_bytes=max_bytes, start=start, stop=stop,
-                           each=each)
+                           each=each, fast=mujoco)
     if not fr.ok:
         return fr, None, "", (0, 0)
     images, fr.frames = fr.frames, None
@@ -323,6 +330,8 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
     episode = int(episode)
     one = dataset.select([episode])
     T = one.n_transitions
+    if one.env_id and _frames.is_mujoco(one.env_id):   # ~15 ms a frame on a software GL, ~16 KB each to the browser
+        max_frames = min(_frames.limit("max_frames", max_frames), MAX_MUJOCO_FRAMES)
     steps, cut = _frames.plan_steps(T, max_frames, "even")
     notes = [cut] if cut else []
     # the frames are drawn and encoded in a second thread while the model runs in this one (rendering, Pillow and

@@ -250,6 +250,34 @@ def test_d4rl_hopper_frames_from_infos_qpos_qvel_equal_set_state_render(tmp_path
                                                                                               QV[[13, 16, 19]]))
 
 
+def test_fast_mujoco_frames_are_the_render_without_shadows_and_reflections(tmp_path):
+    """The player's preview (fast=True) equals env.render() with the scene's shadow and reflection flags off, the
+    camera aimed at the first state as in a first render; it is not the full render."""
+    why = _gl_ok()
+    if why:
+        pytest.skip(why)
+    import mujoco
+
+    from trajectories import load_dataset
+
+    QP, QV = _hopper_d4rl(tmp_path / "hopper-random-v2.hdf5")
+    ds = load_dataset(tmp_path / "hopper-random-v2.hdf5")
+    fast = F.from_data(ds, 0, width=96, height=96, fast=True)
+    env = envs.make("Hopper-v5", render_mode="rgb_array", width=96, height=96)
+    env.reset(seed=0)
+    env.unwrapped.set_state(QP[0], QV[0])
+    viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
+    viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    truth = []
+    for qp, qv in zip(QP[:10], QV[:10]):
+        env.unwrapped.set_state(qp, qv)
+        truth.append(env.render())
+    env.close()
+    assert np.array_equal(fast.frames, np.stack(truth))
+    assert not np.array_equal(fast.frames, _set_state_renders(QP[:10], QV[:10]))
+
+
 def test_d4rl_hopper_without_infos_or_with_the_wrong_model_falls_back_with_a_sentence(tmp_path):
     import h5py
 

@@ -245,3 +245,23 @@ def test_page_video_download_is_the_catalogs_episode_video(cartpole, monkeypatch
     assert kw == {"episode": 4} and f.params["episode"] == 4
     frames = iio.imread(figured_bytes(f, "gif"), index=None)
     assert len(frames) == int(ds.episode_lengths[4])
+
+
+def test_a_mujoco_episode_is_drawn_fast_small_and_lossy_with_its_steps_bounded(tmp_path, monkeypatch):
+    """A D4RL MuJoCo episode: frames drawn without shadows at the height shown, lossy WebP (a lossless Hopper frame
+    was ~86 KB at 480 px: a 1,000-step episode sent 86 MB), at most MAX_MUJOCO_FRAMES evenly spaced steps."""
+    from test_frames import _gl_ok, _hopper_d4rl
+
+    if _gl_ok():
+        pytest.skip(_gl_ok())
+    _hopper_d4rl(tmp_path / "hopper-random-v2.hdf5", steps=24)
+    ds = load_dataset(tmp_path / "hopper-random-v2.hdf5")
+    monkeypatch.setattr(player, "MAX_MUJOCO_FRAMES", 4)
+    d = player.build(None, ds, 1)
+    assert d.steps.tolist() == [0, 4, 7, 11] and "more than the 4 frames drawn at most" in d.notes[0]
+    assert d.frame_size == (player.DISPLAY_HEIGHT, player.DISPLAY_HEIGHT) and d.frame_mime == "image/webp"
+    sizes = [len(f) * 3 / 4 for f in d.frames]
+    assert max(sizes) < 30_000
+    fast = player._frames.from_data(ds.select([1]), 0, height=player.DISPLAY_HEIGHT, fast=True, max_frames=4)
+    err = np.abs(player.decode_frame(d.frames[2]).astype(int) - fast.frames[2]).mean()
+    assert 0 < err < 4          # lossy, and close to the frame drawn
