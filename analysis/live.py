@@ -164,16 +164,15 @@ class LiveGame:
         """One step: the user's `action`, or (None) the agent's own choice."""
         if self.done:
             raise LiveError("the episode is over; start a new one.")
-        if action is None:
+        mine = action is None
+        if mine:
             if self.view is None:
                 why = self.why_no_agent
                 raise LiveError(f"no agent can act here: {why[0].lower()}{why[1:]}")
-            action, mine = self.view.chosen, True
-        else:
-            action, mine = self.check_action(action), False
-            if self.rollout is not None:
-                self.rollout.take(np.asarray([action]))
-        action = self.check_action(action.item() if self.discrete and isinstance(action, np.ndarray) else action)
+            action = self.view.chosen.item() if self.discrete else self.view.chosen
+        action = self.check_action(action)
+        if not mine and self.rollout is not None:
+            self.rollout.take(np.asarray([action]))
         obs, reward, term, trunc, _ = self._on_env_thread(lambda: self.env.step(action))
         self.actions.append(action)
         self.by_agent.append(mine)
@@ -236,7 +235,8 @@ class LiveGame:
 
         one = self.to_dataset()
         T = one.n_transitions
-        rtg = None if self.target is None else np.array([r for r, _ in self.track[:T]])
+        h = self.history()
+        rtg = None if self.target is None else h["rtg"][:T]
         att = None
         if self.attentions and all(a is not None for a in self.attentions[:T]):
             att = np.stack(self.attentions[:T])
@@ -249,28 +249,20 @@ class LiveGame:
                              "reward": self.rewards})
         if rtg is not None:
             data["return_to_go"] = rtg
-            data["value"] = [v for _, v in self.track[:T]]
+            data["value"] = h["value"][:T]
         return clip, data
 
     def to_dataset(self):
         """The steps so far as a one-episode Dataset (for the player, exports): observations before each action."""
-        import envs
-        from trajectories import Dataset
+        from models.rollout import one_episode
 
         T = self.t
         if T == 0:
             raise LiveError("no step has been taken yet.")
-        flags = np.zeros(T, bool)
-        flags[-1] = self.terminated
-        trunc = np.zeros(T, bool)
-        trunc[-1] = not self.terminated
-        acts = np.asarray(self.actions, np.int64 if self.discrete else np.float32)
-        obs_names = envs.OBS_NAMES.get(self.env_id)
-        obs = np.stack(self.observations[:T]).astype(np.float32)
-        return Dataset(obs, acts, np.asarray(self.rewards, np.float32), flags, trunc, np.array([0]),
-                       obs_names if obs_names and len(obs_names) == obs.shape[1] else None,
-                       envs.ACT_NAMES.get(self.env_id), int(self.space.n) if self.discrete else None, self.env_id,
-                       f"live play in {self.env_id} (seed {self.seed})")
+        return one_episode(self.env_id, np.stack(self.observations[:T]).astype(np.float32),
+                           np.asarray(self.actions, np.int64 if self.discrete else np.float32),
+                           np.asarray(self.rewards, np.float32), self.terminated,
+                           f"live play in {self.env_id} (seed {self.seed})", int(self.space.n) if self.discrete else None)
 
 
 def _why_no_view(agent) -> str | None:

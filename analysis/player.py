@@ -296,10 +296,7 @@ def _rolled_out(agent, seed: int, target):
             target = return_range(agent)[1]
         except ValueError:
             raise PlayerError("the agent records no training returns: give the rollout a target return.") from None
-    one, acted = episode_dataset(agent, int(seed), target, seed=int(seed), attention=True)
-    asked = None
-    if agent.kind == "dt":
-        asked = float(target) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])
+    one, acted, asked = episode_dataset(agent, int(seed), target, seed=int(seed), attention=True)
     return one, acted, asked, target
 
 

@@ -206,13 +206,28 @@ def run_one_at_a_time(agent, n_envs: int, target_returns=None, *, seed: int = 0,
     return out
 
 
+def one_episode(env_id: str, observations, actions, rewards, terminated: bool, source: str, n_actions=None):
+    """Steps taken in env_id as a one-episode trajectories.Dataset: its last step terminated (else truncated: cut
+    at a limit, or still going), the env's feature names where they fit the arrays."""
+    from trajectories import Dataset
+
+    T = len(rewards)
+    flags = {True: np.zeros(T, bool), False: np.zeros(T, bool)}
+    flags[bool(terminated)][-1] = True
+    obs_names, act_names = envs.OBS_NAMES.get(env_id), envs.ACT_NAMES.get(env_id)
+    act_dim = 1 if np.ndim(actions) == 1 else np.shape(actions)[1]
+    return Dataset(observations, actions, rewards, flags[True], flags[False], np.array([0]),
+                   obs_names=obs_names if obs_names and len(obs_names) == np.shape(observations)[1] else None,
+                   act_names=act_names if act_names and len(act_names) == act_dim else None,
+                   env_id=env_id, source=source, n_actions=n_actions)
+
+
 def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, limit: int | None = None,
                     attention: bool = False):
     """One episode of the agent acting in its environment (reset seed `env_seed`; a DT asked for `target_return` raw
-    return units) as a one-episode trajectories.Dataset, and with attention=True a DT's action-token attention as it
-    acted [T, n_layer, n_head, K, 3] (oldest step first), else None. The caller checks that the agent can act."""
-    from trajectories import Dataset
-
+    return units) as (a one-episode trajectories.Dataset, with attention=True a DT's action-token attention as it
+    acted [T, n_layer, n_head, K, 3] (oldest step first) else None, a DT's return-to-go as it was asked at each step
+    (the target less the rewards before it) else None). The caller checks that the agent can act."""
     dt = agent.kind == "dt"
     if dt and target_return is None:
         raise ValueError("a Decision Transformer's rollout needs a target return.")
@@ -220,15 +235,12 @@ def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, 
     ep = run_episodes(agent, 1, [float(target_return)] if dt else None, seed=seed, env_seeds=[int(env_seed)],
                       record=record, limit=limit)
     T = int(ep.lengths[0])
-    term = np.zeros(T, bool)
-    trunc = np.zeros(T, bool)
-    ended_early = T < int(limit or episode_limit(ep.env_id, agent))
-    (term if ended_early else trunc)[-1] = True   # a rollout stopped at its limit was truncated; before it, it ended
-    obs_names, act_names = envs.OBS_NAMES.get(ep.env_id), envs.ACT_NAMES.get(ep.env_id)
-    one = Dataset(ep.observations[0, :T], ep.actions[0, :T], ep.rewards[0, :T], term, trunc, np.array([0]),
-                  obs_names=obs_names if obs_names and len(obs_names) == agent.obs_dim else None,
-                  act_names=act_names if act_names and len(act_names) == agent.act_dim else None,
-                  env_id=ep.env_id, source=f"a rollout in {ep.env_id} (reset seed {int(env_seed)}"
-                  + (f", target return {float(target_return):g})" if dt else ")"),
-                  n_actions=agent.config.n_actions if agent.discrete else None)
-    return one, (ep.attention[0, :T] if ep.attention is not None else None)
+    ended_early = T < int(limit or episode_limit(ep.env_id, agent))   # before its limit it ended; at it, it was cut
+    one = one_episode(ep.env_id, ep.observations[0, :T], ep.actions[0, :T], ep.rewards[0, :T], ended_early,
+                      f"a rollout in {ep.env_id} (reset seed {int(env_seed)}"
+                      + (f", target return {float(target_return):g})" if dt else ")"),
+                      agent.config.n_actions if agent.discrete else None)
+    asked = None
+    if dt:
+        asked = float(target_return) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])
+    return one, (ep.attention[0, :T] if ep.attention is not None else None), asked

@@ -126,6 +126,21 @@ def _nan(f):
     f["infos/qpos"][2, 1] = np.nan
 
 
+def _refused(path, peak_mib: int) -> str:
+    """load_dataset's one sentence for a hostile file, read under peak_mib MiB of Python allocations."""
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(DatasetError) as err:
+        load_dataset(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    msg = str(err.value)
+    assert msg.endswith(".") and "\n" not in msg, msg
+    assert peak < peak_mib * 2**20
+    return msg
+
+
 @pytest.mark.parametrize("make, fragment", [
     (lambda f: f.__setitem__("infos/qpos", np.zeros((5, 2))), "one row per observation (4) and 1 to 1,000 columns, got shape (5, 2)"),
     (lambda f: f.create_dataset("infos/qpos", shape=(4, 10**9), dtype="f8"), "got shape (4, 1000000000)"),   # 32 GB declared
@@ -137,18 +152,10 @@ def _nan(f):
     (lambda f: f.__setitem__("infos/qpos", h5py.SoftLink("/observations")), "/infos/qpos is a soft link"),
 ])
 def test_d4rl_hostile_infos_qpos_is_one_sentence_before_allocating(make, fragment, tmp_path):
-    import tracemalloc
-
     path = _d4rl_infos(tmp_path / "q.hdf5", make)
     assert path.stat().st_size < 100_000
-    tracemalloc.start()
-    with pytest.raises(DatasetError) as err:
-        load_dataset(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    msg = str(err.value)
-    assert fragment in msg and msg.startswith("q.hdf5") and msg.endswith(".") and "\n" not in msg, msg
-    assert peak < 10 * 2**20
+    msg = _refused(path, 10)
+    assert fragment in msg and msg.startswith("q.hdf5"), msg
 
 
 def test_d4rl_infos_qpos_in_external_storage_is_never_read(tmp_path):
@@ -198,18 +205,10 @@ def _parquet_with_wide_qpos(path):
                                            "missing or repeated, 1 to 1,000 of them; got 5,000"),
 ])
 def test_hostile_infos_in_npz_and_tables_refused_before_reading(make, filename, fragment, tmp_path):
-    import tracemalloc
-
     path = tmp_path / filename
     make(path)
-    tracemalloc.start()
-    with pytest.raises(DatasetError) as err:
-        load_dataset(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    msg = str(err.value)
-    assert msg.startswith(fragment) and msg.endswith(".") and "\n" not in msg, msg
-    assert peak < 20 * 2**20
+    msg = _refused(path, 20)
+    assert msg.startswith(fragment), msg
 
 
 @pytest.mark.parametrize("meta, fragment", [('"x"', "must be a JSON object, got a string"),

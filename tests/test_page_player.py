@@ -203,11 +203,11 @@ def test_rollout_source_shows_the_attention_the_agent_acted_with(cartpole):
 
     agent, _ = cartpole
     d = player.build(agent, None, rollout=(2, 500.0))
-    one, _ = episode_dataset(agent, 2, 500.0, seed=2)
+    one, _, asked = episode_dataset(agent, 2, 500.0, seed=2)
     assert d.length == one.n_transitions == 500 and d.title.startswith("The agent acting: a rollout in CartPole-v1")
     ref = steps_attention(agent, training_data(agent, one), d.steps).mean((1, 2))
     assert np.allclose(d.attention, ref, atol=1e-4)
-    assert np.allclose(d.rtg, 500.0 - np.arange(500)) and "the same" in d.notes[-1]
+    assert np.allclose(d.rtg, 500.0 - np.arange(500)) and np.array_equal(asked, d.rtg) and "the same" in d.notes[-1]
     short = player.build(agent, None, rollout=(5, 500.0))      # it falls at 183: asked 500, earned 183
     assert short.length == 183 and "+317 apart" in short.notes[-1]
     with pytest.raises(player.PlayerError, match="beam search"):

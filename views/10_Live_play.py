@@ -1,5 +1,7 @@
 """Live play: the user acts in the agent's environment while the Decision Transformer shows what it would do, its
 value and where it looks; "let the agent act" hands it the controls (analysis/live.py)."""
+import inspect
+
 import numpy as np
 import streamlit as st
 
@@ -18,7 +20,7 @@ sel = start("Live play", "Play the environment yourself, one step at a time, whi
             "policy shows what it would do (a GRU reads your actions as its own).")
 agent = sel.agent
 SHORTCUTS = {"push_left": "Left", "push_right": "Right", "left": "Left", "right": "Right", "up": "Up", "down": "Down"}
-KEYS = "shortcut" in __import__("inspect").signature(st.button).parameters   # Streamlit >= 1.47
+KEYS = "shortcut" in inspect.signature(st.button).parameters   # Streamlit >= 1.47
 
 
 def _settings() -> dict:
@@ -48,7 +50,7 @@ def _game(settings: dict) -> LiveGame | None:
     if game is None or st.session_state.get("live_settings") != settings:
         try:
             fresh = LiveGame(agent, settings["env"], settings["seed"], settings["target"], settings["sample"])
-        except (LiveError, ValueError) as e:
+        except ValueError as e:   # LiveError, and a refused environment id
             st.error(str(e))
             return game if st.session_state.get("live_settings") == settings else None
         if game is not None:

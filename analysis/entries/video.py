@@ -74,16 +74,12 @@ def _rollout(agent, episode: int, seed: int, target, stop):
         from analysis.sweeps import return_range
 
         target = return_range(agent)[1]     # the best return of its training data
-    one, recorded = episode_dataset(agent, seed + episode, target, seed=seed, limit=stop, attention=True)
+    one, recorded, asked = episode_dataset(agent, seed + episode, target, seed=seed, limit=stop, attention=True)
     att = None
     if recorded is not None:   # [T, layers, heads, K, 3], oldest step first -> steps back, this step first
         att = recorded.mean((1, 2)).sum(-1)[:, ::-1].copy()
-    if dt:
-        rtg = float(target) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])
-        label = "return-to-go"
-    else:
-        rtg, label = one.returns_to_go, "return-to-go"
-    return one, att, rtg, label, float(target) if dt else None
+    rtg = asked if dt else one.returns_to_go     # a DT's: the target left after each reward
+    return one, att, rtg, "return-to-go", float(target) if dt else None
 
 
 def _imagine(agent, one, start: int, horizon: int):
