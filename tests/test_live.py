@@ -294,3 +294,14 @@ def test_a_dropped_game_closes_its_environment(cartpole_dt):
     del game
     gc.collect()
     assert closed == [True] and thread._shutdown
+
+
+def test_two_sessions_play_their_own_games():
+    """A game lives in its session's state, never in a shared cache: one session's steps leave the other's alone."""
+    a = page("10_Live_play.py", "cartpole-dt", "cartpole")
+    b = page("10_Live_play.py", "cartpole-dt", "cartpole")
+    _click(a, "live_a1")
+    _click(a, "live_a1")
+    b.run()
+    assert a.session_state["live_game"].t == 2 and b.session_state["live_game"].t == 0
+    assert a.session_state["live_game"] is not b.session_state["live_game"]
