@@ -28,6 +28,8 @@ class Limits:
     session_upload_bytes: int = 2 * GIB  # their decoded bytes
     figure_cache_bytes: int = 256 * MIB  # the figure cache shared by all sessions of a server
     embedding_cache_bytes: int = 512 * MIB  # the on-disk embedding cache
+    walk_entries: int = 100_000          # files and folders listed in one directory walk (trajectories/walk.py)
+    walk_depth: int = 8                  # folders deep one directory walk goes
 
 
 ENV = {
@@ -43,6 +45,8 @@ ENV = {
     "session_upload_bytes": "SEQLENS_SESSION_UPLOAD_BYTES",
     "figure_cache_bytes": "SEQLENS_FIGURE_CACHE_BYTES",
     "embedding_cache_bytes": "SEQLENS_EMBEDDING_CACHE_BYTES",
+    "walk_entries": "SEQLENS_MAX_WALK_ENTRIES",
+    "walk_depth": "SEQLENS_MAX_WALK_DEPTH",
 }
 
 
