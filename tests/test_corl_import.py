@@ -219,7 +219,7 @@ def _bad_cases(sd):
                               "'state_emb.weight' has shape (32, 11), but config.yaml (embedding_dim 32; state_dim 7 from "
                               "state_mean) implies (32, 7)"),
         "zero std": (dict(std=np.zeros((1, 11), np.float32)), "state_std must be positive"),
-        "integer statistics": (dict(mean=np.zeros((1, 11), np.int64)), "numpy.dtypes.Int64DType"),
+        "integer statistics": (dict(mean=np.zeros((1, 11), np.int64)), "holds a numpy array of dtype int64; only float32 and float64"),
     }
 
 
