@@ -227,11 +227,19 @@ def cmd_convert(args) -> dict:
     return result
 
 
+# A converted agent's model.safetensors may be at most this many times the weight file(s) it came from, plus a
+# small constant: float32 copies of float16 / bfloat16 weights double, CORL's zero return / state / value heads
+# add about one state embedding. Checked before anything is written.
+CONVERT_SIZE_FACTOR = 4
+CONVERT_SIZE_SLACK = 1 << 20
+
+
 def cmd_convert_agent(args) -> dict:
     """A CORL dt.py checkpoint directory (config.yaml + dt_checkpoint.pt) or an HF DecisionTransformerModel
     directory (config.json + pytorch_model.bin) -> a seqlens checkpoint (config.json + model.safetensors).
-    The pickles are read with torch.load(weights_only=True) (models/pt_reader.py); everything is checked
-    before OUT is written."""
+    The pickles are read without torch.load (models/pt_reader.py, models/pickle_scan.py); everything is checked
+    before OUT is written, the output's size is bounded by the source's, and the checkpoint is written to a
+    temporary folder beside OUT, loaded back, and only then moved into OUT (nothing is left on a refusal)."""
     src, out = Path(args.source), Path(args.out)
     if not src.is_dir():
         raise UserError(f"{src} is not a directory (expected CORL's checkpoints_path or an HF save_pretrained directory).")
@@ -259,8 +267,9 @@ def cmd_convert_agent(args) -> dict:
         from models.corl_import import load_corl_decision_transformer
 
         agent, notes = load_corl_decision_transformer(src, name=src.name)
+        weight_files = [src / CHECKPOINT_FILE]
     else:
-        from models.hf_import import hf_decision_transformer_from_state, load_hf_decision_transformer
+        from models.hf_import import _weight_files, hf_decision_transformer_from_state, load_hf_decision_transformer
 
         options = {k: v for k, v in (("context_length", args.context), ("rtg_scale", args.rtg_scale)) if v is not None}
         if (src / "pytorch_model.bin").is_file() and not (src / "model.safetensors").is_file():
@@ -268,14 +277,19 @@ def cmd_convert_agent(args) -> dict:
 
             tensors = read_state_dict(src / "pytorch_model.bin", f"{src.name}: pytorch_model.bin")
             agent = hf_decision_transformer_from_state(src, tensors, name=src.name, **options)
+            weight_files = [src / "pytorch_model.bin"]
         else:
             agent = load_hf_decision_transformer(src, name=src.name, **options)
+            weight_files = _weight_files(src, src.name)
         notes.append("A Hugging Face model carries no state statistics: pass --normalize-from DATA to evaluate/export "
                      "(the dataset it was trained on), or its observations are used raw.")
-    from models import load_agent, save_agent
-
-    save_agent(agent, out)
-    back = load_agent(out)   # what a user will load: the checkpoint must pass every check
+    source_bytes = sum(f.stat().st_size for f in weight_files)
+    out_bytes = sum(v.numel() * v.element_size() for v in agent.state_dict().values())
+    if out_bytes > CONVERT_SIZE_FACTOR * source_bytes + CONVERT_SIZE_SLACK:
+        raise UserError(f"{src}: the converted agent would hold {out_bytes:,} bytes of weights from {source_bytes:,} bytes of "
+                        f"{', '.join(f.name for f in weight_files)[:80]}, more than {CONVERT_SIZE_FACTOR}x + 1 MiB; refusing to "
+                        "write it (a real conversion stays within that).")
+    back = _write_converted(agent, out)
     notes += [n for n in back.notes if n not in notes]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
@@ -288,6 +302,51 @@ def cmd_convert_agent(args) -> dict:
               f"({c.obs_dim}-d states, {c.act_dim}-d actions, context {c.context_length}, rtg_scale {c.rtg_scale:g}, "
               f"env {c.env_id or 'none'}), {back.n_params:,} parameters")
     return result
+
+
+def _write_converted(agent, out: Path):
+    """save_agent into a temporary folder beside OUT, load it back (what a user will load: it must pass every
+    check), then move its files into OUT. On any failure the temporary folder goes, and so do OUT and the parent
+    folders this call created; files already in OUT (--force) are replaced only on success."""
+    import os
+    import shutil
+    import tempfile
+
+    from models import load_agent, save_agent
+    from models.errors import AgentError
+
+    made = []   # folders this call creates, outermost first
+    for folder in reversed([out, *out.parents]):
+        if not folder.exists():
+            made.append(folder)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.converting-", dir=out.parent))
+        save_agent(agent, tmp)
+        back = load_agent(tmp, display_name=str(out))
+        if not out.exists():
+            os.replace(tmp, out)
+        else:
+            for f in tmp.iterdir():
+                os.replace(f, out / f.name)
+            tmp.rmdir()
+        tmp = None
+        return back
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(made):
+            if folder == out:
+                shutil.rmtree(folder, ignore_errors=True)   # only this call wrote into it
+            else:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+        if isinstance(e, OSError) and not isinstance(e, AgentError):
+            raise UserError(f"cannot write {out}: {e.strerror or type(e).__name__}.") from None
+        raise
 
 
 def cmd_make_data(args) -> dict:
@@ -869,9 +928,44 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     if args.json:
-        json.dump(result, sys.stdout, default=float)
+        json.dump(json_ready(result), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     return 0
+
+
+def json_ready(result: dict) -> dict:
+    """`result` as strict JSON values: every NaN / Infinity (Python or numpy) becomes null, and a "nulls" entry
+    maps each such field's path (e.g. "results[0].std_return") to why it is null. numpy scalars and arrays become
+    numbers and lists; anything else JSON cannot hold becomes a number where float() takes it, else its text."""
+    import math
+
+    nulls = {}
+
+    def clean(value, where: str):
+        if isinstance(value, dict):
+            return {(k if isinstance(k, (str, int, float, bool)) or k is None else str(k)): clean(v, f"{where}.{k}" if where else str(k))
+                    for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if value is None or isinstance(value, (str, bool)):
+            return value
+        if isinstance(value, int):
+            return value
+        if hasattr(value, "tolist") and callable(value.tolist):   # numpy scalars and arrays, torch tensors
+            return clean(value.tolist(), where)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+        if math.isfinite(number):
+            return number
+        nulls[where] = f"was {number!r}".replace("nan", "NaN").replace("inf", "Infinity") + ", which JSON cannot hold"
+        return None
+
+    out = clean(result, "")
+    if nulls:
+        out["nulls"] = nulls
+    return out
 
 
 if __name__ == "__main__":

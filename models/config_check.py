@@ -56,6 +56,8 @@ class ConfigChecker:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"field '{key}' must be a number, got {_show(value)}")
+        if isinstance(value, int) and abs(value) > 1e308:   # math.isfinite would raise OverflowError
+            self.fail(f"field '{key}' must be a finite number, got an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value):
             self.fail(f"field '{key}' must be a finite number, got {value}")
         if positive and not value > 0:

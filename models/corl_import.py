@@ -45,6 +45,20 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "dt_checkpoint.pt"
 # the TrainConfig fields the mapping needs (pyrallis dumps every field, so a real config.yaml has them all)
 REQUIRED = ("embedding_dim", "num_layers", "num_heads", "seq_len", "episode_len", "max_action", "reward_scale")
+# config.yaml: a real one is ~1 KB (pyrallis dumps TrainConfig's ~30 fields); the cap is checked before parsing
+CONFIG_BYTES = 64 << 10
+# ranges of the TrainConfig numbers the import uses (CORL's defaults: embedding_dim 128, episode_len 1000,
+# max_action 1.0, reward_scale 0.001, dropouts 0.1); anything outside is refused with a sentence
+MAX_EMBEDDING = 65_536
+MAX_EPISODE_LEN = 10_000_000
+MAX_ACTION = (0.0, 1e6)          # (exclusive, inclusive): the action bounds are [-max_action, max_action]
+REWARD_SCALE = (1e-6, 1e6)       # inclusive: rtg_scale = 1 / reward_scale
+STAT_RANGE = 1e9                 # |state_mean| and state_std at most this; state_std at least STD_MIN
+STD_MIN = 1e-8
+# training-record numbers copied into config.json (update_steps, learning_rate, target_returns, ...): kept only
+# when finite, |x| <= RECORD_MAX and lists of at most RECORD_ITEMS
+RECORD_MAX = 1e15
+RECORD_ITEMS = 64
 _UNTRAINED = {"return_unknown", "predict_value.weight", "predict_value.bias", "predict_return.weight",
               "predict_return.bias", "predict_state.weight", "predict_state.bias"}
 
@@ -62,11 +76,19 @@ def read_corl_config(path: Path, name: str) -> dict:
     file = path / CONFIG_FILE
     if not file.is_file():
         raise AgentError(f"{name} has no {CONFIG_FILE} (expected the checkpoints_path of CORL's dt.py).")
-    size, cap = file.stat().st_size, limits().json_bytes
-    if size > cap:
-        raise AgentError(f"{where} is {human_bytes(size)}, over the limit of {human_bytes(cap)} (json_bytes, set by {ENV['json_bytes']}).")
+    size = file.stat().st_size
+    too_big = (f"{where} is {human_bytes(size)}, over the limit of {human_bytes(CONFIG_BYTES)} for a CORL config.yaml "
+               "(a real one is about 1 KB); refused without parsing it.")
+    if size > CONFIG_BYTES:
+        raise AgentError(too_big)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        with open(file, "rb") as f:
+            data = f.read(CONFIG_BYTES + 1)   # the file may have grown since stat
+        if len(data) > CONFIG_BYTES:
+            raise AgentError(too_big)
+        raw = yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))   # safe_load, in C where built
+    except OSError as e:
+        raise AgentError(f"{where} cannot be read ({e.strerror or type(e).__name__}).") from None
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError) as e:
         problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
         detail = " ".join(str(problem or e).split())[:120].rstrip(".")
@@ -80,20 +102,27 @@ def read_corl_config(path: Path, name: str) -> dict:
     for key in REQUIRED:
         if key not in raw:
             c.fail(f"lacks '{key}', which CORL's TrainConfig gives")
-    hidden = c.integer(raw["embedding_dim"], "embedding_dim", limit="agent_params")
+    hidden = c.integer(raw["embedding_dim"], "embedding_dim", hi=MAX_EMBEDDING)
     heads = c.integer(raw["num_heads"], "num_heads", hi=hidden)
     if hidden % heads:
         c.fail(f"field 'embedding_dim' ({hidden}) must be divisible by 'num_heads' ({heads})")
     c.integer(raw["num_layers"], "num_layers", hi=MAX_LAYERS)
     c.integer(raw["seq_len"], "seq_len", hi=MAX_CONTEXT)
-    c.integer(raw["episode_len"], "episode_len", limit="agent_params")
+    c.integer(raw["episode_len"], "episode_len", hi=MAX_EPISODE_LEN)
     c.number(raw["max_action"], "max_action", positive=True)
+    if raw["max_action"] > MAX_ACTION[1]:
+        c.fail(f"field 'max_action' must be in (0, {MAX_ACTION[1]:g}], got {raw['max_action']:g} (the action bounds are "
+               "[-max_action, max_action])")
     c.number(raw["reward_scale"], "reward_scale", positive=True)
-    if not math.isfinite(1.0 / raw["reward_scale"]):
-        c.fail(f"field 'reward_scale' is too small to invert, got {raw['reward_scale']}")
+    lo, hi = REWARD_SCALE
+    if not lo <= raw["reward_scale"] <= hi:
+        c.fail(f"field 'reward_scale' must be between {lo:g} and {hi:g}, got {raw['reward_scale']:g} (returns-to-go are "
+               "multiplied by it)")
     for key in ("attention_dropout", "residual_dropout", "embedding_dropout"):
         c.number(raw.get(key), key, lo=0, hi=1, optional=True)
-    c.string(raw.get("env_name"), "env_name", optional=True)
+    env_name = c.string(raw.get("env_name"), "env_name", optional=True)
+    if env_name is not None and len(env_name) > 200:
+        c.fail(f"field 'env_name' is {len(env_name):,} characters long; expected a dataset name such as 'hopper-medium-v2'")
     for key in ("state_dim", "action_dim"):   # not TrainConfig fields, but written by some forks
         c.integer(raw.get(key), key, limit="features", optional=True)
     return raw
@@ -160,12 +189,16 @@ def _check_checkpoint(obj, cfg: dict, name: str) -> tuple[dict, np.ndarray, np.n
         v = v.reshape(-1).astype(np.float64)
         if not np.isfinite(v).all():
             raise AgentError(f"{where}: {key} holds non-finite numbers.")
+        if v.size and float(np.abs(v).max()) > STAT_RANGE:
+            raise AgentError(f"{where}: {key} holds {float(np.abs(v).max()):g}; expected values within ±{STAT_RANGE:g}.")
         stats.append(v)
     mean, std = stats
     if mean.shape != std.shape:
         raise AgentError(f"{where}: state_mean has {mean.size} entries but state_std {std.size}.")
     if (std <= 0).any():
         raise AgentError(f"{where}: state_std must be positive, found {float(std.min()):g}.")
+    if (std < STD_MIN).any():
+        raise AgentError(f"{where}: state_std holds {float(std.min()):g}; expected at least {STD_MIN:g} (CORL adds 1e-6).")
     state_dim = int(mean.size)
     if not 1 <= state_dim <= limits().features:
         raise AgentError(f"{where}: state_mean has {state_dim} entries, outside 1..{limits().features} (features, set by {ENV['features']}).")
@@ -265,9 +298,11 @@ def _env_id(cfg: dict, config: AgentConfig, name: str) -> tuple[str | None, list
 
 
 def _numbers(value) -> bool:
-    """A finite number or a list of them (what config.json's training record may copy from config.yaml)."""
+    """A finite number or a short list of them, each within ±RECORD_MAX (what config.json's training record may
+    copy from config.yaml)."""
     items = value if isinstance(value, list) else [value]
-    return bool(items) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items)
+    return 0 < len(items) <= RECORD_ITEMS and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= RECORD_MAX for v in items)   # NaN, inf: False
 
 
 def load_corl_decision_transformer(path, name: str | None = None) -> tuple[DecisionTransformer, list[str]]:
