@@ -10,6 +10,9 @@
 - **Progress** travels with the call, not beside it: `with context(progress=cb): ...` and any
   computation inside calls `report(fraction, message)`; a cache hit reports 1.0 at once. So a page
   asks for a figure once and sees the work it causes; it never pre-runs an analysis to drive a bar.
+- **Heavy work is capped server-wide**: at most `limits().heavy_analyses` uncached computations run at once
+  (SEQLENS_MAX_HEAVY_ANALYSES, 2); one nested inside another (a figure's own cached analysis) runs in its slot.
+  A caller that finds no slot free within BUSY_WAIT_S gets BusyError, one sentence; cache hits never wait.
 
 No streamlit import: ui/page.py wires sessions and progress bars to it.
 """
@@ -20,6 +23,7 @@ import contextvars
 import json
 import pickle
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable
 
@@ -32,6 +36,49 @@ Progress = Callable[[float, str], None]
 
 _progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("seqlens_progress", default=None)
 _owner: contextvars.ContextVar[object] = contextvars.ContextVar("seqlens_owner", default=SHARED)
+_in_slot: contextvars.ContextVar[bool] = contextvars.ContextVar("seqlens_in_slot", default=False)
+BUSY_WAIT_S = 5.0   # how long a computation waits for a free slot before the caller is told the server is busy
+
+
+class BusyError(ValueError):
+    """Every heavy-analysis slot stayed taken for BUSY_WAIT_S; str() is one sentence."""
+
+
+class Slots:
+    """At most limit() computations at once across the process (read at each call, so a server's setting applies
+    at once); a computation nested in one that holds a slot (same thread or task) runs in that slot."""
+
+    def __init__(self, limit: Callable[[], int]):
+        self._limit = limit
+        self._cond = threading.Condition()
+        self.active = 0
+
+    @contextlib.contextmanager
+    def slot(self, wait: float | None = None):
+        if _in_slot.get():
+            yield
+            return
+        deadline = time.monotonic() + (BUSY_WAIT_S if wait is None else wait)
+        with self._cond:
+            told = False
+            while self.active >= self._limit():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BusyError(f"The server is busy with {self.active} analyses, its limit "
+                                    "(SEQLENS_MAX_HEAVY_ANALYSES); try again in a moment.")
+                if not told:
+                    report(0.0, "waiting for another analysis to finish")
+                    told = True
+                self._cond.wait(left)
+            self.active += 1
+        token = _in_slot.set(True)
+        try:
+            yield
+        finally:
+            _in_slot.reset(token)
+            with self._cond:
+                self.active -= 1
+                self._cond.notify()
 
 
 class ResultCache:
@@ -100,6 +147,7 @@ class ResultCache:
 
 
 CACHE = ResultCache(lambda: limits().figure_cache_bytes)
+HEAVY = Slots(lambda: limits().heavy_analyses)
 
 
 @contextlib.contextmanager
@@ -140,13 +188,19 @@ def key(name: str, agent=None, dataset=None, **params) -> str:
 def cached(name: str, compute: Callable[[], object], agent=None, dataset=None, use_cache: bool = True, **params):
     """compute() once per (name, agent content, dataset content, params); later calls get a copy."""
     if not use_cache:
-        return compute()
+        with HEAVY.slot():
+            return compute()
     k = key(name, agent, dataset, **params)
     owner = _owner.get()
     hit = CACHE.get(k, owner)
     if hit is not None:
         report(1.0, "cached")
         return hit
-    value = compute()
+    with HEAVY.slot():   # BusyError when the server computes its limit of analyses already
+        hit = CACHE.get(k, owner)   # computed by whoever held the slot while this call waited
+        if hit is not None:
+            report(1.0, "cached")
+            return hit
+        value = compute()
     CACHE.put(k, value, owner)
     return value

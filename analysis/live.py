@@ -11,11 +11,23 @@ actions reaches the state `env.reset(seed)` + `env.step(a)` reach in code (tests
 
 A game holds a live gymnasium environment and the agent's rollout state: it belongs to one session and is never
 cached or shared. Every step is bounded by the environment's own limit and MAX_LIVE_STEPS.
+
+Server-wide (trajectories/limits.py): at most `live_games` games at once (SEQLENS_MAX_LIVE_GAMES, 8), holding at most
+`live_game_bytes` together (SEQLENS_MAX_LIVE_GAME_BYTES, 1 GiB; a MuJoCo game with its GL context ~90 MB, CartPole
+~3 MB). Games are made one at a time, and each is charged the resident memory its making added (at least
+MIN_GAME_BYTES). A game past a cap is refused with one sentence before its environment is made. A game that is closed,
+or dropped (its session ended), closes its environment on its own thread, joins that thread, leaves the count and
+hands the freed memory back to the system (glibc's malloc_trim: without it a process that had eight MuJoCo games
+kept ~230 MB of freed arena pages; tests/test_server_caps.py).
 """
 from __future__ import annotations
 
+import ctypes
+import itertools
 import numbers
 import os
+import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +36,7 @@ import numpy as np
 
 MAX_LIVE_STEPS = int(os.environ.get("SEQLENS_MAX_LIVE_STEPS", 2_000))   # a game's steps at most (frames kept: one)
 MAX_AGENT_STEPS = 500     # steps one "let the agent act" runs at most before handing back
+MIN_GAME_BYTES = 4 << 20  # what a game is charged at least (its measured memory can hide in freed pages it reused)
 
 
 class LiveError(ValueError):
@@ -48,8 +61,6 @@ class LiveGame:
                  sample: bool = False, render: bool = True):
         import envs
 
-        from .frames import make_render_env
-
         self.agent, self.why_no_agent = agent, _why_no_view(agent)
         if self.why_no_agent is not None:
             self.agent = None
@@ -69,6 +80,26 @@ class LiveGame:
             except AgentError as e:
                 raise LiveError(str(e)) from None
         self.seed = _whole("seed", seed)
+        self._slot = _GAMES.reserve(self.env_id)   # the server's caps: a sentence here, before anything is made
+        try:
+            with _GAMES.making:   # one game made at a time, so the memory its making adds is its own
+                self._make(target, sample, render)
+        except BaseException:
+            closer = getattr(self, "_closer", None)
+            if closer is not None:
+                closer()   # closes the environment and its thread, and leaves the count
+            else:
+                if getattr(self, "_thread", None) is not None:
+                    self._thread.shutdown(wait=True)
+                _GAMES.release(self._slot)
+            raise
+
+    def _make(self, target, sample, render) -> None:
+        import envs
+
+        from .frames import make_render_env
+
+        before = _rss()
         # A page reruns in a new thread each time, and MuJoCo's EGL context belongs to the thread that made it (from
         # another, render() drew black frames): every call into the environment goes through one thread of its own.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="seqlens-live-env")
@@ -81,7 +112,7 @@ class LiveGame:
                 self._thread.shutdown(wait=False)
                 raise LiveError(f"{self.env_id} cannot be made here ({type(e).__name__}: {str(e)[:120]}).") from None
         # a game left in an ended session's state: its environment (a MuJoCo GL context) is closed on its own thread
-        self._closer = weakref.finalize(self, _close, self._thread, self.env)
+        self._closer = weakref.finalize(self, _close, self._thread, self.env, self._slot)
         self._closer.atexit = False   # at exit the process goes, and the executors are already shut down
         spec = self.env.spec
         self.limit = min(MAX_LIVE_STEPS, int(spec.max_episode_steps or MAX_LIVE_STEPS) if spec else MAX_LIVE_STEPS)
@@ -91,6 +122,8 @@ class LiveGame:
                                                               if self.discrete else [])
         self.act_names = envs.ACT_NAMES.get(self.env_id) or [f"a{i}" for i in range(int(np.prod(self.space.shape)))]
         obs, _ = self._on_env_thread(lambda: self.env.reset(seed=self.seed))
+        if self.render_why is None:   # the first frame, as the page draws it: MuJoCo's GL buffers are charged to the game
+            self.frame()
         self.observations = [np.asarray(obs, np.float64).ravel()]
         self.actions, self.rewards, self.by_agent = [], [], []
         self.terminated = self.truncated = False
@@ -111,6 +144,7 @@ class LiveGame:
             self.rollout = self.agent.start_rollout(1, None, sample=bool(sample), seed=self.seed)
         if self.rollout is not None:
             self._think()
+        _GAMES.charge(self._slot, self.env_id, _rss() - before)   # past the memory cap: refused (closed by __init__)
 
     # ---- state ----------------------------------------------------------------------------------------
     @property
@@ -277,13 +311,116 @@ def _why_no_view(agent) -> str | None:
     return None
 
 
-def _close(thread: ThreadPoolExecutor, env) -> None:
+def _close(thread: ThreadPoolExecutor, env, slot: int | None = None) -> None:
     try:
         thread.submit(env.close).result()
     except RuntimeError:   # the executor is already shut down: close it here
         env.close()
     finally:
-        thread.shutdown(wait=False)
+        # join the thread unless this is it (a finalizer can run on any thread)
+        thread.shutdown(wait=not threading.current_thread().name.startswith("seqlens-live-env"))
+        if slot is not None:
+            _GAMES.release(slot)
+        trim()
+
+
+class _Games:
+    """The live games the process plays now (a count and their measured bytes), capped by limits()."""
+
+    def __init__(self):
+        self._lock = threading.Lock()      # the registry
+        self.making = threading.Lock()     # games are made one at a time: each one's memory is its own
+        self._ids = itertools.count()
+        self.bytes: dict[int, int] = {}    # slot -> bytes charged
+        self.last: dict[str, int] = {}     # env id -> bytes its last game was charged (the next one's estimate)
+        self.collected = -1e9              # when a refusal last ran the garbage collector
+
+    def __len__(self) -> int:
+        return len(self.bytes)
+
+    @property
+    def total(self) -> int:
+        return sum(self.bytes.values())
+
+    def reserve(self, env_id: str) -> int:
+        """A slot for a game in env_id, or LiveError (one sentence) when the server plays its limit already."""
+        from trajectories.limits import human_bytes, limits
+
+        for attempt in (0, 1):
+            lim = limits()
+            with self._lock:
+                n, held = len(self.bytes), self.total
+                need = self.last.get(env_id, MIN_GAME_BYTES)
+                if n < lim.live_games and held + need <= lim.live_game_bytes:
+                    slot = next(self._ids)
+                    self.bytes[slot] = need
+                    return slot
+            if attempt == 0 and time.monotonic() - self.collected > 10:
+                # games of ended sessions that sit in reference cycles: collected now, not later (at most every 10 s:
+                # a refusal must stay cheap)
+                import gc
+
+                self.collected = time.monotonic()
+                gc.collect()
+        if n >= lim.live_games:
+            raise LiveError(f"The server is already playing {n} live games, its limit (SEQLENS_MAX_LIVE_GAMES); try "
+                            "again in a moment, when another session's game has ended.")
+        raise LiveError(f"The server's live games hold {human_bytes(held)} and a game in {env_id} takes about "
+                        f"{human_bytes(need)}, past their limit of {human_bytes(lim.live_game_bytes)} "
+                        "(SEQLENS_MAX_LIVE_GAME_BYTES); try again in a moment, when another session's game has ended.")
+
+    def charge(self, slot: int, env_id: str, measured: int) -> None:
+        """The game in `slot` is made and added `measured` bytes; past the memory cap it is refused (LiveError)."""
+        from trajectories.limits import human_bytes, limits
+
+        cost = max(int(measured), MIN_GAME_BYTES)
+        cap = limits().live_game_bytes
+        with self._lock:
+            self.last[env_id] = cost
+            if slot not in self.bytes:
+                return
+            self.bytes[slot] = cost
+            others = self.total - cost
+        if others + cost > cap:
+            raise LiveError(f"A game in {env_id} takes {human_bytes(cost)}, and with the server's other live games "
+                            f"({human_bytes(others)}) that passes their limit of {human_bytes(cap)} "
+                            "(SEQLENS_MAX_LIVE_GAME_BYTES); try again in a moment, when another session's game has ended.")
+
+    def release(self, slot: int) -> None:
+        with self._lock:
+            self.bytes.pop(slot, None)
+
+
+_GAMES = _Games()
+
+
+def live_games() -> tuple[int, int]:
+    """(games the process plays now, the bytes they are charged)."""
+    return len(_GAMES), _GAMES.total
+
+
+def _rss() -> int:
+    """This process's resident bytes (0 where /proc is not there: then only the count cap applies)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_LIBC = []
+
+
+def trim() -> None:
+    """Hand freed heap pages back to the system (glibc malloc_trim). Closing a MuJoCo game frees ~90 MB that glibc
+    otherwise keeps in its arenas (measured: eight Reacher games dropped left 229 MB; trimmed, 2 MB)."""
+    if not _LIBC:
+        try:
+            _LIBC.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to trim
+            _LIBC.append(None)
+    if _LIBC[0] is not None:
+        _LIBC[0](0)
 
 
 def _whole(name, value) -> int:

@@ -28,6 +28,9 @@ class Limits:
     session_upload_bytes: int = 2 * GIB  # their decoded bytes
     figure_cache_bytes: int = 256 * MIB  # the figure cache shared by all sessions of a server
     embedding_cache_bytes: int = 512 * MIB  # the on-disk embedding cache
+    live_games: int = 8                  # live games (an environment + a thread each) the whole server plays at once
+    live_game_bytes: int = GIB           # the memory those games hold together (measured as each game is made)
+    heavy_analyses: int = 2              # uncached analyses computed at once by the whole server (the one cache)
     walk_entries: int = 100_000          # files and folders listed in one directory walk (trajectories/walk.py)
     walk_depth: int = 8                  # folders deep one directory walk goes
 
@@ -45,6 +48,9 @@ ENV = {
     "session_upload_bytes": "SEQLENS_SESSION_UPLOAD_BYTES",
     "figure_cache_bytes": "SEQLENS_FIGURE_CACHE_BYTES",
     "embedding_cache_bytes": "SEQLENS_EMBEDDING_CACHE_BYTES",
+    "live_games": "SEQLENS_MAX_LIVE_GAMES",
+    "live_game_bytes": "SEQLENS_MAX_LIVE_GAME_BYTES",
+    "heavy_analyses": "SEQLENS_MAX_HEAVY_ANALYSES",
     "walk_entries": "SEQLENS_MAX_WALK_ENTRIES",
     "walk_depth": "SEQLENS_MAX_WALK_DEPTH",
 }

@@ -2,6 +2,7 @@
 (checked to fit each other; a mismatch is one sentence, and the page stops)."""
 from __future__ import annotations
 
+import functools
 import uuid
 import weakref
 from dataclasses import dataclass, replace
@@ -11,7 +12,7 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from analysis import catalog
-from analysis.cache import CACHE, SHARED, cached, context
+from analysis.cache import CACHE, SHARED, BusyError, cached, context
 from analysis.identity import agent_key, dataset_key
 from models.env_choice import normalization_label
 from models.errors import AgentError
@@ -99,6 +100,19 @@ def _alive(session_id: str) -> bool:
     return Runtime.instance().is_active_session(session_id)
 
 
+def _busy(fn):
+    """The server's cap on analyses computed at once (analysis/cache.py) was hit: its sentence, and the page stops."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BusyError as e:
+            st.error(str(e))
+            st.stop()
+    return wrapped
+
+
+@_busy
 def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figured:
     """A catalog figure for the selection from the one cache (analysis/cache.py): keyed on the content of
     agent and dataset, the names shown and the parameters; the same code as `cli.py export`. progress(f, msg)
@@ -139,6 +153,7 @@ def _single(sel: Selection, name: str, progress, owner, **params) -> catalog.Fig
                       sel.dataset, names=[sel.agent_name, sel.dataset_name], **params)
 
 
+@_busy
 def computed(sel: Selection, compute, progress=None):
     """An analysis result that is not a catalog figure (the episode player's data), computed by `compute()` (which
     goes through analysis.cache.cached itself) with the page's progress callback and the selection's cache owner: a

@@ -48,15 +48,16 @@ def _game(settings: dict) -> LiveGame | None:
     """This session's game; a new one when a setting changed or New episode was pressed."""
     game = st.session_state.get("live_game")
     if game is None or st.session_state.get("live_settings") != settings:
-        try:
-            fresh = LiveGame(agent, settings["env"], settings["seed"], settings["target"], settings["sample"])
-        except ValueError as e:   # LiveError, and a refused environment id
-            st.error(str(e))
-            return game if st.session_state.get("live_settings") == settings else None
-        if game is not None:
+        if game is not None:   # closed first: the server's cap on live games (analysis/live.py) counts it until then
+            st.session_state.pop("live_game", None)
             game.close()
-        st.session_state["live_game"], st.session_state["live_settings"] = fresh, settings
-        game = fresh
+        try:
+            game = LiveGame(agent, settings["env"], settings["seed"], settings["target"], settings["sample"])
+        except ValueError as e:   # LiveError (a refused environment id, the server's cap on live games)
+            st.error(str(e))
+            st.session_state.pop("live_settings", None)
+            return None
+        st.session_state["live_game"], st.session_state["live_settings"] = game, settings
     return game
 
 
