@@ -14,6 +14,7 @@ from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_
 from ui.data import all_datasets, current_dataset_name
 from ui.local import notices as local_notices
 from ui.local import path_box, path_of
+from ui.text import md_escape
 from ui.uploads import agent_uploader, dataset_uploader
 
 
@@ -93,13 +94,13 @@ def home():
                              "Shipped agents, then files opened in place on this machine, then this session's uploads.")
         agent = get_agent(agent_name)
         card = agent.card()
-        st.markdown(f"**{card['kind'].upper()}** · {card['obs_dim']}-d observations · "
-                    f"{str(card['n_actions']) + ' discrete actions' if card['discrete'] else str(card['act_dim']) + '-d continuous actions'} · "
-                    f"context K = {card['context_length']} · {card['n_params']:,} parameters")
+        st.markdown(f"**{md_escape(card['kind'].upper())}** · {md_escape(card['obs_dim'])}-d observations · "
+                    f"{md_escape(card['n_actions']) + ' discrete actions' if card['discrete'] else md_escape(card['act_dim']) + '-d continuous actions'} · "
+                    f"context K = {md_escape(card['context_length'])} · {card['n_params']:,} parameters")
         if (where := path_of("agent", agent_name)) is not None:
-            st.caption(f"Read in place from `{where}`")
+            st.caption(f"Read in place from {md_escape(where)}")
         for note in getattr(agent, "notes", None) or []:
-            st.caption(note)
+            st.caption(md_escape(note))
         if not agent.config.env_id or getattr(agent, "notes", None):
             _environment(agent)
         _inputs(agent_name, agent)
@@ -124,20 +125,21 @@ def home():
         cols[3].metric("Return max", f"{s['return_max']:.4g}")
         charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
                       "returns_hist")
-        st.caption(f"{ds.env_id or 'unknown environment'} · {s['n_transitions']:,} steps · observations: {', '.join(ds.obs_names)} · "
-                   f"actions: {', '.join(ds.act_names)}")
+        st.caption(f"{md_escape(ds.env_id or 'unknown environment')} · {s['n_transitions']:,} steps · observations: "
+                   f"{md_escape(', '.join(ds.obs_names))} · actions: {md_escape(', '.join(ds.act_names))}")
         if (where := path_of("data", dataset_name)) is not None:
-            st.caption(f"Read in place from `{where}`")
+            st.caption(f"Read in place from {md_escape(where)}")
 
     try:
         check_dataset(agent, ds)
     except AgentError as e:
-        st.warning(f"{e} The analysis pages need a matching pair: pick another agent or dataset.")
+        st.warning(f"{md_escape(e)} The analysis pages need a matching pair: pick another agent or dataset.")
     else:
         trained_on = agent.config.dataset.get("name")
         same = trained_on is None or Path(trained_on).stem == Path(dataset_name.removeprefix("local: ")).stem
         note = "" if same else f" (it was trained on {trained_on})"
-        st.success(f"**{agent_name}** can read **{dataset_name}**{note}. Open an analysis page in the sidebar.")
+        st.success(f"**{md_escape(agent_name)}** can read **{md_escape(dataset_name)}**{md_escape(note)}. Open an analysis "
+                   "page in the sidebar.")
 
     with st.expander("All datasets"):
         rows = []

@@ -4,6 +4,7 @@ helper, ui/text.md_escape, in every st.* message that quotes a user-controlled v
 from __future__ import annotations
 
 import ast
+import re
 import copy
 from pathlib import Path
 
@@ -136,3 +137,223 @@ def test_agent_key_covers_what_pages_show_of_an_agent():
     with torch.no_grad():
         next(c.parameters()).add_(1.0)
     assert agent_key(c) != key and agent_key(copy.deepcopy(a)) == key
+
+
+# ---- item 5: text from URLs and files is never Markdown ------------------------------------------------------
+# st.* calls whose text Streamlit renders as Markdown: the argument(s) named here, by position or keyword
+MARKDOWN_CALLS = {"error": (0, "body"), "warning": (0, "body"), "info": (0, "body"), "success": (0, "body"),
+                  "exception": (), "caption": (0, "body"), "markdown": (0, "body"), "write": ("*",),
+                  "toast": (0, "body"), "title": (0, "body"), "header": (0, "body"), "subheader": (0, "body"),
+                  "spinner": (0, "text"), "progress": (1, "text"), "expander": (0, "label"), "status": (0, "label"),
+                  "help": ()}
+NUMERIC_SPEC = re.compile(r"^[^{}]*[,_]?(\.\d+)?[bcdeEfFgGnoxX%]$|^[^{}]*[,_](\.\d+)?$")   # ints and floats only
+NUMBER_CALLS = {"int", "float", "len", "round", "abs", "bool"}
+HELPER = "md_escape"
+# Variables holding text the code wrote (no user value in it), each with why it is safe: (file, argument source)
+TRUSTED = {
+    ("ui/page.py", "intro"): "each page's constant introduction, with intended Markdown",
+}
+
+
+def _safe(node: ast.AST) -> bool:
+    """Is this expression text the code wrote, or a value that went through ui.text.md_escape?"""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, (str, int, float, bool)) or node.value is None
+    if isinstance(node, ast.Call):
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name == HELPER or name in NUMBER_CALLS:
+            return True
+        if name == "format" and isinstance(f, ast.Attribute):   # "...{}...".format(a, b)
+            return _safe(f.value) and all(_safe(a) for a in node.args) and all(_safe(k.value) for k in node.keywords)
+        if name == "join" and isinstance(f, ast.Attribute):       # ", ".join(md_escape(x) for x in xs)
+            return _safe(f.value) and len(node.args) == 1 and _safe_items(node.args[0])
+        return False
+    if isinstance(node, ast.JoinedStr):
+        return all(_safe(v) for v in node.values)
+    if isinstance(node, ast.FormattedValue):
+        spec = ast.unparse(node.format_spec)[2:-1] if node.format_spec is not None else ""
+        return _safe(node.value) or (node.conversion == -1 and bool(NUMERIC_SPEC.match(spec)))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
+        right = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
+        return _safe(node.left) and all(_safe(r) for r in right)
+    if isinstance(node, ast.IfExp):
+        return _safe(node.body) and _safe(node.orelse)
+    if isinstance(node, ast.BoolOp):
+        return all(_safe(v) for v in node.values)
+    if isinstance(node, (ast.Name, ast.Attribute)):          # module constants: UPLOAD_LIMIT_MB, names.X
+        last = node.id if isinstance(node, ast.Name) else node.attr
+        return last.isupper()
+    if isinstance(node, ast.Compare):                         # a bool
+        return True
+    return False
+
+
+def _safe_items(node: ast.AST) -> bool:
+    if isinstance(node, (ast.GeneratorExp, ast.ListComp)):
+        return _safe(node.elt)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return all(_safe(e) for e in node.elts)
+    return False
+
+
+def _receiver_is_streamlit(f: ast.Attribute) -> bool:
+    """st.x, st.sidebar.x, a column / container / placeholder (c1.caption, cols[0].caption, bar.progress);
+    not a logger (log.info, log.error)."""
+    base = f.value
+    while isinstance(base, (ast.Attribute, ast.Subscript, ast.Call)):
+        base = base.value if not isinstance(base, ast.Call) else base.func
+    return not (isinstance(base, ast.Name) and base.id in {"log", "logger", "logging", "warnings", "parser", "self"})
+
+
+def unescaped_markdown(path: Path) -> list[str]:
+    """Every argument of an st.* Markdown call in `path` that is neither text the code wrote nor passed through the
+    helper: `file:line: call(argument)`."""
+    rel = path.relative_to(ROOT).as_posix()
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        which = MARKDOWN_CALLS.get(node.func.attr)
+        if which is None or not _receiver_is_streamlit(node.func):
+            continue
+        args = list(node.args) if "*" in which else [node.args[i] for i in which if isinstance(i, int) and i < len(node.args)]
+        args += [k.value for k in node.keywords if k.arg in which or k.arg == "help"]
+        for arg in args:
+            source = ast.unparse(arg)
+            if not _safe(arg) and (rel, source) not in TRUSTED:
+                found.append(f"{rel}:{node.lineno}: {node.func.attr}({source})")
+    return found
+
+
+def _app_sources() -> list[Path]:
+    return sorted([*(ROOT / "views").glob("*.py"), *(ROOT / "ui").glob("*.py"), ROOT / "home.py", ROOT / "app.py"])
+
+
+def test_no_st_message_quotes_a_value_without_the_escaping_helper():
+    found = [line for p in _app_sources() for line in unescaped_markdown(p)]
+    assert not found, "st.* Markdown calls quoting values without ui.text.md_escape:\n" + "\n".join(found)
+
+
+def test_the_source_check_finds_what_it_should(tmp_path):
+    bad = ['st.warning(f"Cannot compare {name} with {wanted}")', "st.error(str(e))", "st.sidebar.success(msg)",
+           'c1.caption("Read from " + path)', 'st.info("{} rows".format(name))', 'st.markdown("%s" % name)',
+           'bar.progress(0.5, text=f"Loading {file.name}")', 'st.caption(", ".join(names))',
+           'st.toast(f"{x!r}")', 'st.write(f"{value:>10}")', 'st.success("ok", help=f"{name}")']
+    good = ['st.warning(f"Cannot compare {md_escape(name)} with {md_escape(wanted)}")', "st.error(md_escape(str(e)))",
+            'st.caption(f"{n:,} steps, {x:.3g}, {len(names)} names, {int(k)} of {LIMIT_MB} MB")',
+            'st.caption(", ".join(md_escape(n) for n in names))', 'log.error(f"{name}")', 'st.info("plain")',
+            'st.markdown("**bold** " + md_escape(name))', 'st.write("a", md_escape(b))']
+    for i, line in enumerate(bad + good):
+        (tmp_path / f"{i}.py").write_text(line + "\n")
+    flagged = [bool(unescaped_markdown_at(tmp_path / f"{i}.py")) for i in range(len(bad + good))]
+    assert flagged == [True] * len(bad) + [False] * len(good), list(zip(bad + good, flagged))
+
+
+def unescaped_markdown_at(path: Path) -> list[str]:
+    global ROOT
+    saved, ROOT = ROOT, path.parent   # noqa: PLW0603 - relative names for a file outside the repository
+    try:
+        return unescaped_markdown(path)
+    finally:
+        ROOT = saved
+
+
+# the escaping helper itself
+from ui.text import WORD_JOINER, md_escape  # noqa: E402
+
+EVIL = "[click](https://evil.example)![x](https://evil.example/x.png)"
+
+
+def _markdown_it():
+    markdown_it = pytest.importorskip("markdown_it")
+    return markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def _only_text(md, escaped: str) -> str:
+    """The text CommonMark (+ GFM tables and strikethrough) reads from `escaped`; fails on any other element."""
+    tokens = md.parse(escaped)
+    kinds = [t.type for t in tokens]
+    assert kinds in ([], ["paragraph_open", "inline", "paragraph_close"]), (escaped, kinds)
+    if not tokens:
+        return ""
+    children = [c.type for c in tokens[1].children]
+    assert set(children) <= {"text", "softbreak"}, (escaped, children)
+    return "".join(c.content if c.type == "text" else "\n" for c in tokens[1].children)
+
+
+@pytest.mark.parametrize("value", [
+    EVIL, "<https://evil.example>", "<img src=x onerror=alert(1)>", "**bold** and __bold__", "*em* _em_ a_b_",
+    "`code` and ``code``", "# heading", "## heading", "- item", "+ item", "* item", "1. item", "12) item", "> quote",
+    "| a | b |\n|---|---|\n| 1 | 2 |", "~~strike~~", "&amp; &#x3C;", "trailing \\", "a\\*b", "title\n===",
+    "title\n---", "***", "___", "[ref]: https://evil.example", "[^1]", "x\n- item\n1. item\n# h",
+    "![x](data:image/png;base64,AAAA)", "  - indented item",
+])
+def test_md_escape_leaves_nothing_for_markdown_to_render(value):
+    md = _markdown_it()
+    assert _only_text(md, md_escape(value)) == "\n".join(line.strip(" ") for line in value.split("\n"))
+
+
+@pytest.mark.parametrize("value", [
+    "one.csv has 1 step; a PCA embedding needs at least 3.", "obs_0 has a missing value (NaN) at row 2 of broken.csv.",
+    "Loaded my-mlp.zip: a mlp agent, K = 1.", "Removed the oldest upload (d0.csv) to stay within 8 uploads.",
+    "cartpole.npz has 4 observation features but the tt agent expects 3 (it was trained on Pendulum-v1).",
+    "Drawn by CartPole-v1 from the logged observations.", "randomized twin of cartpole-dt", "local: my-dt", "-3.5e-07",
+    "/tmp/pytest-of-me/test_bad_path0/notes.txt: unknown file type '.txt' (expected .npz, .hdf5/.h5, 100%).",
+])
+def test_md_escape_leaves_ordinary_sentences_as_they_are(value):
+    assert md_escape(value) == value
+
+
+def test_md_escape_breaks_what_streamlit_adds_to_markdown():
+    # GitHub autolinks (bare URLs, www., e-mail), LaTeX, colour / icon directives and emoji shortcodes
+    assert "https\\://evil.example" in md_escape("see https://evil.example")
+    assert md_escape("www.evil.example") == "www\\.evil.example"
+    assert md_escape("mail me@evil.example") == "mail me\\@evil.example"
+    assert md_escape("$x^2$ and $$y$$") == "\\$x^2\\$ and \\$\\$y\\$\\$"
+    assert md_escape(":red[Your session expired]") == "\\:red\\[Your session expired\\]"
+    assert md_escape("a :smile: b") == f"a \\:{WORD_JOINER}smile: b"
+    assert md_escape(":material/home:") == f"\\:{WORD_JOINER}material/home:"
+    assert md_escape("{#id .class}") == "\\{#id .class\\}"
+    assert md_escape(42) == "42" and md_escape(None) == "None"
+    # Streamlit's own test for an emoji shortcode (StreamlitMarkdown's hm) no longer matches
+    assert not re.search(r":(?!material\/|streamlit:)[\w+-][\w_+-]*:", md_escape("x :smile: :material/home: :streamlit:"))
+
+
+def test_md_escape_round_trips_any_text():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as hs
+
+    md = _markdown_it()
+    alphabet = hs.sampled_from(list("abc019 _*`[]()<>!#+-=.:|{}~$&@\\^'\"/;%") + ["www.", "http://", ":x:", "\n", "](", "![", "[x]", "**", "<a>", "1. ", "- "])
+
+    plain = hs.lists(alphabet, max_size=24).map("".join)
+    templates = ["[{}]({})", "![{}]({})", "<{}>", "*{}*", "_{}_", "`{}`", "~~{}~~", "${}$", "$${}$$", "**{}**",
+                 "{}\n---\n{}", "# {}\n{}", "> {}", "1. {}\n2) {}", "| {} | {} |\n|---|---|", "[{}]: {}", "&{};"]
+    marked = hs.tuples(hs.sampled_from(templates), plain, plain).map(lambda t: t[0].format(t[1], t[2]))
+
+    @hypothesis.settings(max_examples=600, deadline=None, derandomize=True)
+    @hypothesis.given(hs.one_of(plain, marked, hs.lists(marked, max_size=3).map(" ".join)))
+    def check(value):
+        # paragraph text as CommonMark keeps it: lines without their leading / trailing blanks, no blank lines
+        lines = [line.strip(" ") for line in value.split("\n")]
+        value = "\n".join(line for line in lines if line)
+        got = _only_text(md, md_escape(value)).replace(WORD_JOINER, "")
+        assert got == value, (value, md_escape(value))
+
+    check()
+
+
+def test_a_crafted_compare_url_shows_as_text():
+    at = AppTest.from_file(str(ROOT / "views" / "2_Attention.py"), default_timeout=180)
+    at.session_state["agent"], at.session_state["dataset"] = "cartpole-dt", "cartpole"
+    at.query_params["compare"] = EVIL
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and md_escape(EVIL) in warnings[0], warnings
+    body = warnings[0]
+    assert EVIL not in body and not re.search(r"(?<!\\)[\[\]<]|(?<!\\):/", body), body
+    html = _markdown_it().render(body)
+    assert "<a " not in html and "<img" not in html and EVIL in html.replace("&quot;", '"'), html
+    assert "compare" not in at.query_params

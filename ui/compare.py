@@ -22,6 +22,7 @@ from analysis.compare import RANDOMIZED, CompareError, check_pair, randomized_tw
 from models.errors import AgentError
 from ui.agents import agent_in_session, agent_names, agent_path, get_agent, shipped_paths
 from ui.page import Selection
+from ui.text import md_escape
 
 KEY = "compare"              # session state and URL: the chosen value (an agent name or "randomized"), None for none
 WIDGET = "compare_select"
@@ -104,8 +105,8 @@ def select(sel: Selection) -> Selection:
     if wanted == sel.agent_name:
         wanted = None
     if wanted and wanted not in offered:
-        st.warning(f"Cannot compare {sel.agent_name} with {wanted}: {_fits(sel, wanted) or 'it is not offered here'}. "
-                   f"{what_fits(sel, offered)}")
+        st.warning(f"Cannot compare {md_escape(sel.agent_name)} with {md_escape(wanted)}: "   # wanted: from the URL
+                   f"{md_escape(_fits(sel, wanted) or 'it is not offered here')}. {md_escape(what_fits(sel, offered))}")
         _reset()
         wanted = None
     st.session_state[WIDGET] = wanted or NONE
@@ -123,15 +124,17 @@ def select(sel: Selection) -> Selection:
     try:
         other = _second(sel, chosen)
     except CompareError as e:   # check_pair's sentence says what fits
-        st.warning(str(e))
+        st.warning(md_escape(e))
         _reset()
         return sel
     except AgentError as e:
-        st.warning(f"Cannot compare {sel.agent_name} with {label(sel, chosen)}: {e} {what_fits(sel, offered)}")
+        st.warning(f"Cannot compare {md_escape(sel.agent_name)} with {md_escape(label(sel, chosen))}: {md_escape(e)} "
+                   f"{md_escape(what_fits(sel, offered))}")
         _reset()
         return sel
-    st.caption(f"Comparing with **{other.agent_name}** ({other.agent.kind}, K={other.agent.context_length}): each figure "
-               f"shows {sel.agent_name} (A) beside it (B) on shared axes, with B − A where a difference means something.")
+    st.caption(f"Comparing with **{md_escape(other.agent_name)}** ({md_escape(other.agent.kind)}, "
+               f"K={md_escape(other.agent.context_length)}): each figure shows {md_escape(sel.agent_name)} (A) beside it "
+               "(B) on shared axes, with B − A where a difference means something.")
     return replace(sel, other=other, key="")
 
 

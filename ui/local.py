@@ -29,6 +29,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.text import md_escape
+
 ENV = {"data": "SEQLENS_LOCAL_DATA", "agent": "SEQLENS_LOCAL_AGENT"}
 FLAG = {"data": "--data", "agent": "--agent"}
 PREFIX = "local: "
@@ -234,14 +236,14 @@ def notices() -> None:
     """Home: one warning per command-line argument or path that was skipped, and per file shown in an older version."""
     for line in parse_args().problems:
         _stderr_once(f"seqlens: {line}")
-        st.warning(line)
+        st.warning(md_escape(line))
     for kind in FLAG:
         items, problems = opened(kind)
         for line in problems:
-            st.warning(line)
+            st.warning(md_escape(line))
         for o in items:
             if o.note:
-                st.warning(o.note)
+                st.warning(md_escape(o.note))
 
 
 def listens_on_loopback() -> bool:
@@ -302,6 +304,6 @@ def path_box() -> None:
         if submitted and typed.strip():
             open_typed(typed)
         if st.session_state.get("local_error"):
-            st.error(st.session_state["local_error"])   # the previous selection stays as it was
+            st.error(md_escape(st.session_state["local_error"]))   # the previous selection stays as it was
         elif st.session_state.get("local_ok"):
-            st.success(st.session_state["local_ok"])
+            st.success(md_escape(st.session_state["local_ok"]))

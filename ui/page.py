@@ -18,6 +18,7 @@ from models.env_choice import normalization_label
 from models.errors import AgentError
 from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
+from ui.text import md_escape
 
 
 @dataclass
@@ -53,19 +54,21 @@ class Selection:
 
 def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selection:
     st.set_page_config(page_title=f"seqlens · {title}", layout="wide")
-    st.title(title)
+    st.title(md_escape(title))
     st.markdown(intro)
     agent_name, dataset_name = current_agent_name(), current_dataset_name()
     if agent_name is None or dataset_name is None:
         st.warning("No agent or dataset loaded: run `make sample-agents` / `make sample-data`, or upload on the home page.")
         st.stop()
     agent, ds = agent_in_session(agent_name, get_agent(agent_name), dataset_name), all_datasets()[dataset_name]
-    st.caption(f"Agent **{agent_name}** ({agent.kind}, K={agent.context_length}) on dataset **{dataset_name}** "
-               f"({ds.n_episodes:,} episodes); {normalization_label(agent)}. Change them on the home page.")
+    st.caption(f"Agent **{md_escape(agent_name)}** ({md_escape(agent.kind)}, K={md_escape(agent.context_length)}) on "
+               f"dataset **{md_escape(dataset_name)}** ({ds.n_episodes:,} episodes); {md_escape(normalization_label(agent))}. "
+               "Change them on the home page.")
     if kinds and agent.kind not in kinds:
         names = {"dt": "a Decision Transformer", "tt": "a Trajectory Transformer", "mlp": "an MLP policy",
                  "gru": "a GRU policy", "dynamics": "a dynamics model"}
-        st.info(f"This page needs {' or '.join(names[k] for k in kinds)}; **{agent_name}** is {names.get(agent.kind, agent.kind)}. "
+        st.info(f"This page needs {md_escape(' or '.join(names[k] for k in kinds))}; **{md_escape(agent_name)}** is "
+                f"{md_escape(names.get(agent.kind, agent.kind))}. "
                 "Pick another agent on the home page (e.g. cartpole-dt).")
         st.stop()
     from models.evaluate import check_dataset
@@ -73,7 +76,7 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     try:
         check_dataset(agent, ds)
     except AgentError as e:
-        st.error(f"{e} Pick a matching agent or dataset on the home page.")
+        st.error(f"{md_escape(e)} Pick a matching agent or dataset on the home page.")
         st.stop()
     return Selection(agent_name, agent, dataset_name, ds, kinds=kinds)
 
@@ -107,7 +110,7 @@ def _busy(fn):
         try:
             return fn(*args, **kwargs)
         except BusyError as e:
-            st.error(str(e))
+            st.error(md_escape(e))
             st.stop()
     return wrapped
 
@@ -140,7 +143,7 @@ def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figure
                               sel.agent, sel.dataset, names=[sel.agent_name, sel.dataset_name, other.agent_name],
                               other=agent_key(other.agent), **params)
             except CompareError as e:
-                st.warning(f"{e} Showing {sel.agent_name} alone.")
+                st.warning(f"{md_escape(e)} Showing {md_escape(sel.agent_name)} alone.")
     if made is None:
         made = _single(sel, name, progress, owner, **params)
     CACHE.purge(_alive)

@@ -11,6 +11,7 @@ from trajectories import DatasetError
 from trajectories.limits import human_bytes, limits
 from ui.agents import AGENT_UPLOAD_LIMIT_MB, AGENT_UPLOAD_TYPES, read_agent_upload, uploaded_agents
 from ui.data import UPLOAD_LIMIT_MB, UPLOAD_TYPES, read_upload, uploaded
+from ui.text import md_escape
 
 log = logging.getLogger("seqlens.uploads")
 
@@ -38,9 +39,10 @@ def upload_widget(key: str, label: str, types, reader, store: dict, select_key: 
             notes = " ".join(getattr(obj, "notes", None) or [])   # e.g. an environment this server cannot make
             st.session_state[f"{key}_ok"] = f"Loaded {file.name}: {describe(obj)}.{note}{' ' + notes if notes else ''}"
     if st.session_state.get(f"{key}_error"):
-        st.error(st.session_state[f"{key}_error"])   # the previous selection stays as it was
+        st.error(md_escape(st.session_state[f"{key}_error"]))   # the previous selection stays as it was; the sentence
+        # quotes the file's name and what the reader found: shown as the characters they are, never as Markdown
     elif st.session_state.get(f"{key}_ok"):
-        st.success(st.session_state[f"{key}_ok"])
+        st.success(md_escape(st.session_state[f"{key}_ok"]))
 
 
 def upload_bytes(obj) -> int:

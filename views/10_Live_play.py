@@ -12,6 +12,7 @@ from analysis.catalog import Figured
 from analysis.identity import agent_key
 from ui import charts, exports
 from ui.page import start
+from ui.text import md_escape
 
 sel = start("Live play", "Play the environment yourself, one step at a time, while the Decision Transformer shows "
             "what it would do in your place: its policy, the value it infers from the history (return-to-go hidden), "
@@ -54,7 +55,7 @@ def _game(settings: dict) -> LiveGame | None:
         try:
             game = LiveGame(agent, settings["env"], settings["seed"], settings["target"], settings["sample"])
         except ValueError as e:   # LiveError (a refused environment id, the server's cap on live games)
-            st.error(str(e))
+            st.error(md_escape(e))
             st.session_state.pop("live_settings", None)
             return None
         st.session_state["live_game"], st.session_state["live_settings"] = game, settings
@@ -112,11 +113,12 @@ def _status(game: LiveGame) -> None:
                                                           "with the return-to-go hidden.")
     if game.done:
         end = "terminated" if game.terminated else "reached its step limit"
-        st.success(f"The episode {end} after {game.t} steps with return {game.episode_return:g}. Press New episode "
+        st.success(f"The episode {md_escape(end)} after {int(game.t)} steps with return {game.episode_return:g}. Press New episode "
                    "to play again.")
     elif game.t:
         who = "the agent" if game.by_agent[-1] else "you"
-        st.caption(f"Last step by {who}: {game.action_text(game.actions[-1])}, reward {game.rewards[-1]:g}.")
+        st.caption(f"Last step by {md_escape(who)}: {md_escape(game.action_text(game.actions[-1]))}, "
+                   f"reward {game.rewards[-1]:g}.")
 
 
 @st.fragment
@@ -124,7 +126,7 @@ def _play(game: LiveGame) -> None:
     """The game: a step reruns only this (the page's settings and agent stay as they are)."""
     error = st.session_state.pop("live_error", None)
     if error:
-        st.error(error)
+        st.error(md_escape(error))
     left, right = st.columns([1, 1])
     with left:
         frame = game.frame()
@@ -133,7 +135,7 @@ def _play(game: LiveGame) -> None:
             st.image(frame.repeat(k, 0).repeat(k, 1), caption=f"{game.env_id}, step {game.t}",
                      width="stretch" if k == 1 else "content")
         else:
-            st.info(f"No frame here: {game.render_why}. The observation stands in.")
+            st.info(f"No frame here: {md_escape(game.render_why)}. The observation stands in.")
             names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
             st.dataframe({"feature": names, "value": game.observations[-1]}, hide_index=True)
         _controls(game)
@@ -141,7 +143,7 @@ def _play(game: LiveGame) -> None:
     with right:
         view = game.view
         if view is None:
-            st.info(game.why_no_agent + " Pick one on the home page (e.g. cartpole-dt) to see its view.")
+            st.info(md_escape(game.why_no_agent) + " Pick one on the home page (e.g. cartpole-dt) to see its view.")
         elif game.done:
             st.info("The episode is over: the agent has nothing more to decide.")
         else:

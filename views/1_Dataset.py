@@ -4,6 +4,7 @@ import streamlit as st
 from analysis.figures import episode_signals, episode_timeline, returns_histogram
 from ui import charts
 from ui.data import all_datasets, current_dataset_name
+from ui.text import md_escape
 from ui.uploads import dataset_uploader
 
 st.set_page_config(page_title="seqlens · Dataset", layout="wide")
@@ -19,7 +20,8 @@ if name is None:
     st.warning("No dataset loaded: run `make sample-data` or upload one on the home page.")
     st.stop()
 ds = datasets[name]
-st.caption(f"**{name}** — {ds.env_id or 'unknown environment'}, {ds.n_episodes:,} episodes, {ds.n_transitions:,} steps. "
+st.caption(f"**{md_escape(name)}** — {md_escape(ds.env_id or 'unknown environment')}, {ds.n_episodes:,} episodes, "
+           f"{ds.n_transitions:,} steps. "
            "Change the dataset on the home page, or upload one in the sidebar.")
 
 order = st.radio("Pick episodes by", ["index", "return rank (best first)"], horizontal=True, key="episode_order")

@@ -7,6 +7,7 @@ from models.env_choice import can_act
 from models.rollout import episode_limit
 from ui import compare, exports
 from ui.page import figure, start
+from ui.text import md_escape
 
 sel = start("Return conditioning", "A Decision Transformer is told the return it should achieve. If it learned "
             "what returns mean, asking for more gets more — up to the best returns in its training data. This page "
@@ -39,7 +40,7 @@ else:
         st.error("Targets must be finite numbers separated by commas, e.g. 100, 300, 500.")
         st.stop()
     if len(targets) * episodes > MAX_RUNS:
-        st.error(f"{len(targets)} targets × {episodes} episodes is {len(targets) * episodes} runs; the page runs at most "
+        st.error(f"{len(targets)} targets × {int(episodes)} episodes is {len(targets) * int(episodes):,} runs; the page runs at most "
                  f"{MAX_RUNS} at once (use `cli.py evaluate` for more).")
         st.stop()
     params = dict(targets=targets, episodes=int(episodes), seed=int(seed))
@@ -60,7 +61,7 @@ else:
     if go:
         st.session_state["sweep_done"] = key
         bar = st.progress(0.0, text="Running all episodes in one batched vector env…")
-        returns = figure(sel, "rtg_sweep_returns", progress=lambda f, m: bar.progress(f, text=m or f"{f:.0%} of episodes finished"),
+        returns = figure(sel, "rtg_sweep_returns", progress=lambda f, m: bar.progress(f, text=md_escape(m) or f"{f:.0%} of episodes finished"),
                          **params)   # the sweep runs here, once; the two figures below reuse it from the cache
         bar.empty()
         exports.show(returns, "sweep_returns", collected)

@@ -46,7 +46,7 @@ if agent.kind == "dt" and is_key_to_door(ds):
                 "step over a uniform share, the current step excluded.")
     n = st.slider("Episodes", 4, 32, 8, key="kd_episodes", help="IG on every episode, trained and randomized: ~2-4 s each.")
     if st.button("Run over episodes", key="kd_run") or st.session_state.get("kd_done") == n:
-        with st.spinner(f"Attributing {n} episodes × 3 outputs × 2 models…"):
+        with st.spinner(f"Attributing {int(n)} episodes × 3 outputs × 2 models…"):
             f = figure(sel, "attribution_keydoor", max_episodes=int(n))
         st.session_state["kd_done"] = n
         exports.show(f, "attr_keydoor")

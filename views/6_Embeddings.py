@@ -4,6 +4,7 @@ import streamlit as st
 from analysis.embeddings import COLOUR_BY, MAX_POINTS
 from ui import exports
 from ui.page import figure, start
+from ui.text import md_escape
 
 sel = start("Embeddings", "Every step of the dataset passes through the model; its hidden state (for a Decision "
             "Transformer, the last layer at the state token that predicts the action) is projected to two "
@@ -22,11 +23,11 @@ colour = c3.selectbox("Colour by", COLOUR_BY, format_func=LABELS.get, key="emb_c
 
 bar = st.progress(0.0, text="Hidden states…")
 try:   # the embedding is computed (once, then cached) inside the figure call, which drives the bar
-    made = figure(sel, "embedding", progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m),
+    made = figure(sel, "embedding", progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=md_escape(m)),
                   method=method, colour_by=colour, max_points=int(points))
 except ValueError as e:   # e.g. too few steps to project
     bar.empty()
-    st.error(str(e))
+    st.error(md_escape(e))
     st.stop()
 bar.empty()
 collected = []

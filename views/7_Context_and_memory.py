@@ -5,6 +5,7 @@ from analysis.context import shipped_reference_kinds
 from models.env_choice import can_act
 from ui import exports
 from ui.page import figure, start
+from ui.text import md_escape
 
 sel = start("Context & memory", "The seeds' question: is a sequence model's gain memory of the past, or "
             "architecture? Truncate the Decision Transformer's history to K steps and measure how well it predicts "
@@ -39,7 +40,7 @@ else:
     run = c2.button("Run in the environment", key="ctx_run", type="primary")
     if run or st.session_state.get("ctx_done") == episodes:
         bar = st.progress(0.0, text="Every context length × episode in one batched rollout, then the reference agents…")
-        f = figure(sel, "context_returns", progress=lambda frac, msg: bar.progress(frac, text=msg), episodes=int(episodes), mlp_steps=mlp_steps)
+        f = figure(sel, "context_returns", progress=lambda frac, msg: bar.progress(frac, text=md_escape(msg)), episodes=int(episodes), mlp_steps=mlp_steps)
         bar.empty()
         st.session_state["ctx_done"] = episodes
         exports.show(f, "ctx_returns", collected)

@@ -6,6 +6,7 @@ from analysis.attribution_markers import is_key_to_door
 from models.env_choice import can_act
 from ui import compare, exports
 from ui.page import figure, start
+from ui.text import md_escape
 
 sel = start("Circuits", "Attention shows where information *can* flow and gradients are local; these views ask what "
             "the agent actually *uses*. **Activation patching** runs the model on a corrupted input and copies one "
@@ -45,7 +46,7 @@ def _tt():
         try:
             exports.show(figure(sel, "tt_patching_heads", episode=episode, back=back, target=target), "tt_patch", collected)
         except ValueError as e:
-            st.error(str(e))
+            st.error(md_escape(e))
     patching()
 
     st.subheader("Ablation")
@@ -107,7 +108,7 @@ def _dt():
                 st.caption("Direct logit attribution at the clean step: each head's and MLP's write, read through the "
                            "output head with the final layer norm's scale frozen; the parts sum to the output.")
         except ValueError as e:
-            st.error(str(e))
+            st.error(md_escape(e))
         st.session_state["circ_figs"] = figs
     patching()
 
@@ -138,7 +139,7 @@ def _dt():
         if st.button("Run the ablation", key="abl_run", type="primary") or st.session_state.get("abl_done") == key:
             st.session_state["abl_done"] = key
             bar = st.progress(0.0, text="Action predictions with and without, then the environment…")
-            exports.show(figure(sel, "ablation", progress=lambda f, m: bar.progress(f, text=m or "running"), ablate=choice,
+            exports.show(figure(sel, "ablation", progress=lambda f, m: bar.progress(f, text=md_escape(m) or "running"), ablate=choice,
                                 mode=mode, n_steps=1000, episodes=int(episodes)), "ablation", collected)
             bar.empty()
 

@@ -7,6 +7,7 @@ from analysis.predictions import default_context
 from models.env_choice import can_act
 from ui import exports, player
 from ui.page import computed, figure, start
+from ui.text import md_escape
 
 sel = start("Episode player", "Watch an episode of the dataset as the environment draws it, and beside each frame what "
             "the agent computes at that step: where its action token looks over its context (a Decision Transformer's "
@@ -84,7 +85,7 @@ def _downloads() -> None:
                 names=[sel.agent_name], episode=0, seed=rollout[0], target_return=rollout[1]))
             paths = {**sel.paths, "data_path": None}
     except ValueError as e:   # VideoError: one sentence (the player above still plays)
-        st.caption(f"No video download: {e}")
+        st.caption(f"No video download: {md_escape(e)}")
         return
     collected = []
     exports.video_buttons(f, "player_video", collected)
@@ -94,15 +95,15 @@ def _downloads() -> None:
 bar = st.progress(0.0, text="Frames, attention, credit and predictions of every step…")
 try:   # computed once per (agent, dataset, episode, credit target), then served from the cache
     data = computed(sel, lambda: player_data(agent, ds, episode, credit=credit, imagine=imagine, rollout=rollout),
-                    progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+                    progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=md_escape(m)))
 except PlayerError as e:
     bar.empty()
-    st.error(str(e))
+    st.error(md_escape(e))
     st.stop()
 bar.empty()
 
 if data.frames is None:
-    st.info(data.why)
+    st.info(md_escape(data.why))
 player.show(data)
 
 what = [data.why if data.frames is not None else "A state-line plot stands in for the frames."]
@@ -118,7 +119,7 @@ if data.prediction is not None:
 if data.imagined is not None and not data.imagined["why"]:
     what.append("The imagined frame draws the model's predicted state at each step of its horizon; outside it, the "
                 "frame is grey.")
-st.caption(" ".join(what))
+st.caption(" ".join(md_escape(w) for w in what))   # data.why and the notes quote the dataset's environment and names
 for note in data.notes:
-    st.caption(note)
+    st.caption(md_escape(note))
 _downloads()
