@@ -70,6 +70,18 @@ NUMPY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._
                  "numpy.dtype", "_codecs.encode")
 
 
+def py3_name(module: str, name: str) -> str:
+    """module.name as Python 3 spells it: protocol 2 writes Python 2 names (`__builtin__ bytearray`), which the
+    unpickler maps back (_compat_pickle, as pickle's fix_imports does)."""
+    import _compat_pickle
+
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{name}"
+
+
 class Refused(Exception):
     """Why the pickle is refused, as a clause that follows the file's name ("holds the global builtins.bytearray")."""
 
@@ -94,8 +106,8 @@ def scan_opcodes(data: bytes, allowed: frozenset[str]) -> int:
                 raise Refused(f"reads memo index {arg:,} after {count:,} opcodes")
             if op.name == "GLOBAL":
                 module, _, name = str(arg).partition(" ")
-                if f"{module}.{name}" not in allowed:
-                    raise Refused(f"holds the global {module[:60]}.{name[:60]}")
+                if py3_name(module, name) not in allowed:
+                    raise Refused(f"holds the global {py3_name(module, name)[:120]}")
     except Refused:
         raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError, MemoryError) as e:
@@ -345,9 +357,9 @@ class _Unpickler(pickle.Unpickler):
         self._globals = ctx.globals()
 
     def find_class(self, module, name):
-        key = f"{module}.{name}"
+        key = py3_name(str(module), str(name))
         if key not in self._globals:
-            raise Refused(f"holds the global {module[:60]}.{name[:60]}")
+            raise Refused(f"holds the global {key[:120]}")
         return self._globals[key]
 
     def persistent_load(self, pid):
