@@ -29,6 +29,7 @@ from analysis import frames as _frames
 VIDEO_FORMATS = ("gif", "mp4")
 DEFAULT_WIDTH = 480            # px: a blog column; frames are scaled to it (Key-to-Door's 80 px up, by whole cells)
 MAX_VIDEO_BYTES = 10_000_000   # a 500-step episode must fit (issue 16)
+MIN_ENCODE_FPS, MAX_ENCODE_FPS = 1 / 16, 1_000   # what encode writes: 1 fps halved four times to fit the size bound
 GIF_MAX_FPS = 50               # GIF delays are whole centiseconds and browsers slow anything under 2 to 10
 MP4_CRF = 18                   # libx264 quality: visually clean line art, still ~100 KB for 500 CartPole steps
 MIN_WIDTH = 160                # below this the text no longer reads; the size bound halves the frame rate instead
@@ -256,6 +257,9 @@ def encode(frames: np.ndarray, fmt: str, fps: float) -> bytes:
     fmt = check_format(fmt)
     if not fps or not math.isfinite(float(fps)) or float(fps) <= 0:
         raise VideoError(f"frame rate must be a positive number, got {fps}.")
+    if not MIN_ENCODE_FPS <= float(fps) <= MAX_ENCODE_FPS:   # 1e-300 reached ffmpeg as `-r 0` (a broken pipe)
+        raise VideoError(f"frame rate must be between {MIN_ENCODE_FPS:g} and {MAX_ENCODE_FPS:g} frames per second, "
+                         f"got {fps!r}.")
     if fmt == "gif":
         indices, palette = _one_palette(frames)
         buf = io.BytesIO()

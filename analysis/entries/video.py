@@ -124,7 +124,7 @@ def _preview(clip: EpisodeClip) -> tuple[go.Figure, str | None]:
 @register("episode_video", "an episode as an animation (gif, mp4): step, action, reward, return-to-go and where a "
           "Decision Transformer's action token looks; with no dataset, a rollout in the agent's environment; with "
           "imagine_start, a TT's or dynamics model's imagined continuation beside the real frames",
-          needs_agent=False, formats=VIDEO_FORMATS, rolls_out=True)
+          needs_agent=False, formats=VIDEO_FORMATS, rolls_out=True, error=VideoError)
 def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: int | None = None,
                        width: int | None = DEFAULT_WIDTH, fps: float | None = None, max_frames: int | None = None,
                        target_return: float | None = None, seed: int = 0, imagine_start: int | None = None,
