@@ -36,6 +36,8 @@ import numpy as np
 
 MAX_LIVE_STEPS = int(os.environ.get("SEQLENS_MAX_LIVE_STEPS", 2_000))   # a game's steps at most (frames kept: one)
 MAX_AGENT_STEPS = 500     # steps one "let the agent act" runs at most before handing back
+SEED_MAX = 2**32 - 1      # a reset seed (numpy's, gymnasium's)
+RETURN_MAX = 1e9          # |target return| (as the catalog's figures: analysis.catalog.RETURN_MAX)
 MIN_GAME_BYTES = 4 << 20  # what a game is charged at least (its measured memory can hide in freed pages it reused)
 
 
@@ -79,7 +81,9 @@ class LiveGame:
                 self.agent = with_env(self.agent, self.env_id)
             except AgentError as e:
                 raise LiveError(str(e)) from None
-        self.seed = _whole("seed", seed)
+        self.seed = _whole("seed", seed, SEED_MAX)
+        if target is not None:   # checked again where it is used; here so that a bad one makes nothing
+            _number("target return", target, RETURN_MAX)
         self._slot = _GAMES.reserve(self.env_id)   # the server's caps: a sentence here, before anything is made
         try:
             with _GAMES.making:   # one game made at a time, so the memory its making adds is its own
@@ -137,7 +141,7 @@ class LiveGame:
                 from .sweeps import return_range
 
                 target = return_range(self.agent)[1] if "return_max" in self.agent.config.dataset else 0.0
-            self.target = _number("target return", target)
+            self.target = _number("target return", target, RETURN_MAX)
             self.rollout = self.agent.start_rollout(1, [self.target], sample=bool(sample), seed=self.seed,
                                                     record_attention=self.agent.has("attention"))
         elif self.agent is not None:   # an MLP or GRU policy: its proposal only (no return-to-go, value or attention)
@@ -423,15 +427,20 @@ def trim() -> None:
         _LIBC[0](0)
 
 
-def _whole(name, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) or value < 0:
+def _whole(name, value, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value != int(value) \
+            or value < 0:
         raise LiveError(f"{name} must be a whole number of at least 0, got {value!r}.")
+    if high is not None and value > high:
+        raise LiveError(f"{name} must be a whole number between 0 and {high}, got {value!r}.")
     return int(value)
 
 
-def _number(name, value) -> float:
+def _number(name, value, bound: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise LiveError(f"{name} must be a finite number, got {value!r}.")
+    if bound is not None and abs(value) > bound:
+        raise LiveError(f"{name} must be between {-bound:g} and {bound:g}, got {value!r}.")
     return float(value)
 
 

@@ -128,8 +128,17 @@ def test_a_refused_or_failed_game_holds_no_place(cartpole_dt, monkeypatch):
         LiveGame(cartpole_dt, render=False)
     assert live_games()[0] == n0 + 1
     game.close()
-    with pytest.raises(LiveError):    # fails after its place was taken: the place is given back
-        LiveGame(cartpole_dt, target=float("nan"), render=False)
+
+    def broken(env_id):
+        raise RuntimeError("no display")
+    monkeypatch.setattr("analysis.frames.make_render_env", broken)
+    with pytest.raises(RuntimeError):    # fails after its place was taken: the place is given back
+        LiveGame(cartpole_dt)
+    monkeypatch.undo()
+    monkeypatch.setenv("SEQLENS_MAX_LIVE_GAMES", str(n0 + 1))
+    for bad in ({"seed": 2**32}, {"seed": -1}, {"target": 1e300}, {"target": float("nan")}):   # refused before a place
+        with pytest.raises(LiveError):
+            LiveGame(cartpole_dt, render=False, **bad)
     assert live_games()[0] == n0
     game = LiveGame(cartpole_dt, render=False)
     del game
