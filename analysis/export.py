@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import platform
 import shlex
 import warnings
@@ -29,8 +30,25 @@ MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "h
 DEFAULT_WIDTH, DEFAULT_SCALE = 900, 2.0
 
 
-def _size(fig: go.Figure, width: int | None, height: int | None) -> tuple[int, int]:
-    return int(width or fig.layout.width or DEFAULT_WIDTH), int(height or fig.layout.height or 450)
+MAX_SIDE, MAX_SCALE = 8_192, 8.0   # an image export's pixels per side (before scale), and its scale
+
+
+def _size(fig: go.Figure, width: int | None, height: int | None, scale: float = DEFAULT_SCALE) -> tuple[int, int]:
+    """The image's width and height in pixels (a width or height asked for: 16..MAX_SIDE; else the figure's own) and
+    the scale 0.1..MAX_SCALE, else one sentence."""
+    out = []
+    for name, v, own in (("width", width, fig.layout.width or DEFAULT_WIDTH), ("height", height,
+                                                                             fig.layout.height or 450)):
+        if v is None:
+            out.append(int(own))   # the figure's layout (a tall one grows with its rows)
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 16 <= v <= MAX_SIDE:
+            raise ValueError(f"image {name} must be between 16 and {MAX_SIDE} pixels, got {v!r}.")
+        out.append(int(v))
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) \
+            or not 0.1 <= scale <= MAX_SCALE:
+        raise ValueError(f"image scale must be between 0.1 and {MAX_SCALE:g}, got {scale!r}.")
+    return out[0], out[1]
 
 
 def _check_format(fmt: str) -> str:
@@ -76,7 +94,7 @@ def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, height: int
         if data is None:
             raise ValueError("a CSV export needs the data behind the figure.")
         return data.to_csv(index=False).encode()
-    w, h = _size(fig, width, height)
+    w, h = _size(fig, width, height, scale)
     with warnings.catch_warnings():   # plotly passes its plotly.js path on every call; a running server has it
         warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
         try:

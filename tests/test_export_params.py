@@ -146,3 +146,22 @@ def test_encode_refuses_a_frame_rate_ffmpeg_would_write_as_zero():
                                                r"1e-300\.$"):
             V.encode(frames, fmt, 1e-300)
     assert len(V.encode(frames, "gif", V.MIN_ENCODE_FPS)) > 0
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"width": 1e-300}, "image width must be between 16 and 8192 pixels, got 1e-300."),
+    ({"height": 10**6}, "image height must be between 16 and 8192 pixels, got 1000000."),
+    ({"width": float("nan")}, "image width must be between 16 and 8192 pixels, got nan."),
+    ({"scale": 0}, "image scale must be between 0.1 and 8, got 0."),
+    ({"scale": 1e9}, "image scale must be between 0.1 and 8, got 1000000000.0."),
+])
+def test_image_export_sizes_are_range_checked_before_rendering(kw, words, monkeypatch):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from analysis import export
+
+    monkeypatch.setattr(pio, "to_image", lambda *a, **k: pytest.fail("rendered"))
+    with pytest.raises(ValueError) as e:
+        export.figure_bytes(go.Figure(), "png", **kw)
+    assert str(e.value) == words
