@@ -44,8 +44,9 @@ def cmd_inspect(args) -> dict:
     if args.histogram:
         from analysis.export import write_figure
         from analysis.figures import returns_histogram
+        from analysis.figures.text import plain
 
-        title = f"Episode returns — {Path(args.path).stem} ({ds.n_episodes} episodes, {ds.env_id or 'unknown env'})"
+        title = f"Episode returns — {plain(Path(args.path).stem)} ({ds.n_episodes} episodes, {plain(ds.env_id or 'unknown env')})"
         try:
             out["histogram"] = str(write_figure(returns_histogram(ds.episode_returns, title), args.histogram))
         except ValueError as e:

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.figures import returns_histogram
+from analysis.figures.text import plain
 from models.errors import AgentError
 from models.evaluate import check_dataset
 from models.report import agent_rows
@@ -123,7 +124,7 @@ def home():
         cols[1].metric("Return min", f"{s['return_min']:.4g}")
         cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
         cols[3].metric("Return max", f"{s['return_max']:.4g}")
-        charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {dataset_name}", bins=30).update_layout(height=300),
+        charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {plain(dataset_name)}", bins=30).update_layout(height=300),
                       "returns_hist")
         st.caption(f"{md_escape(ds.env_id or 'unknown environment')} · {s['n_transitions']:,} steps · observations: "
                    f"{md_escape(', '.join(ds.obs_names))} · actions: {md_escape(', '.join(ds.act_names))}")

@@ -32,6 +32,7 @@ import plotly.graph_objects as go
 from analysis import catalog
 from analysis.catalog import Figured
 from analysis.figures.style import DIVERGING, PALETTE
+from analysis.figures.text import plain
 
 DIFF = "B − A"
 RANDOMIZED = "randomized"          # what `--compare` and `?compare=` say for the randomized twin
@@ -567,7 +568,7 @@ def _side_by_side(fig_a, fig_b, label_a, label_b, with_difference) -> tuple[go.F
     lift = int(max(lifts, default=0)) + 6
     for label, (c0, c1) in zip([label_a, label_b, DIFF if n_diff else None], cols):
         if label:
-            items["annotations"].append({"text": f"<b>{label}</b>", "x": (c0 + c1) / 2, "xref": "paper", "y": 1.0,
+            items["annotations"].append({"text": f"<b>{plain(label)}</b>", "x": (c0 + c1) / 2, "xref": "paper", "y": 1.0,
                                          "yref": "paper", "yanchor": "bottom", "xanchor": "center", "showarrow": False,
                                          "yshift": lift, "font": {"size": 14}})
     layout.update(items)
@@ -668,7 +669,7 @@ def overlay(fig_a: go.Figure, fig_b: go.Figure, label_a: str = "A", label_b: str
             t["x"], t["y"] = [lo, hi], [lo, hi]
             merged.add(id(tb))            # a reference line: once, over both ranges
         elif t.get("name"):
-            t["name"] = f"{label_a} · {t['name']}"
+            t["name"] = f"{plain(label_a)} · {t['name']}"
             t["legendgroup"] = f"A {t.get('legendgroup') or t['name']}"
         data.append(t)
     for t in jb["data"]:
@@ -678,7 +679,7 @@ def overlay(fig_a: go.Figure, fig_b: go.Figure, label_a: str = "A", label_b: str
         if t.get("type", "scatter") == "scatter" and "lines" in (t.get("mode") or "lines") and t.get("fill") in (None, "none"):
             t.setdefault("line", {})["dash"] = "dot"
         if t.get("name"):
-            t["name"] = f"{label_b} · {t['name']}"
+            t["name"] = f"{plain(label_b)} · {t['name']}"
             t["legendgroup"] = f"B {t.get('legendgroup') or t['name']}"
         data.append(t)
     layout["legend"] = {**(layout.get("legend") or {}), "orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0,

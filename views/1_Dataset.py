@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analysis.figures import episode_signals, episode_timeline, returns_histogram
+from analysis.figures.text import plain
 from ui import charts
 from ui.data import all_datasets, current_dataset_name
 from ui.text import md_escape
@@ -41,4 +42,4 @@ charts.plotly(episode_signals(ep.observations, ds.obs_names, f"Observations — 
 charts.plotly(episode_signals(ep.actions, ds.act_names, f"Actions — episode {index}", "action", labels), "act_chart")
 charts.plotly(episode_timeline(ep.rewards, ep.returns_to_go, f"Reward and return-to-go — episode {index}"), "rtg_chart")
 with st.expander("All episode returns"):
-    charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {name}"), "dataset_hist")
+    charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {plain(name)}"), "dataset_hist")

@@ -7,6 +7,7 @@ import numpy as np
 from analysis.ablation import ablation, default_ablation
 from analysis.catalog import Figured, register
 from analysis.figures.ablation import ablation_figure, tt_ablation_figure, tt_patching_figure
+from analysis.figures.text import plain
 from analysis.tt_causal import tt_ablation, tt_head_patching
 
 
@@ -28,7 +29,7 @@ def make_ablation(agent, dataset, ablate: list | None = None, mode: str = "zero"
                    target_return=target, seed=seed)
     if int(episodes) > 0 and not run_env:
         res.note = "no environment run: the agent names no environment that can be made here"
-    fig = ablation_figure(res, f"Ablation — {res.agent}, {dataset.source}")
+    fig = ablation_figure(res, f"Ablation — {plain(res.agent)}, {plain(dataset.source)}")
     return Figured("ablation", fig, res.to_frame(),
                    {"ablate": res.components, "mode": mode, "n_steps": int(n_steps), "episodes": int(episodes),
                     "target_return": res.env.target_return if res.env is not None else target, "seed": int(seed)})
@@ -40,7 +41,7 @@ def make_tt_ablation(agent, dataset, ablate: list | None = None, mode: str = "ze
                      decoding: str = "argmax") -> Figured:
     ablate = _ablate(agent, ablate)
     res = tt_ablation(agent, dataset, ablate, mode=mode, n_windows=n_windows, seed=seed, decoding=decoding)
-    fig = tt_ablation_figure(res, f"Ablation — {res.agent}, {dataset.source}")
+    fig = tt_ablation_figure(res, f"Ablation — {plain(res.agent)}, {plain(dataset.source)}")
     return Figured("tt_ablation", fig, res.to_frame(),
                    {"ablate": res.components, "mode": mode, "n_windows": int(n_windows), "seed": int(seed),
                     "decoding": decoding})
@@ -70,7 +71,7 @@ def make_tt_patching_heads(agent, dataset, episode: int = 0, step: int = -1, cor
         donor = (int(donor_episode), int(donor_step) if int(donor_step) >= 0 else int(dataset.episode_lengths[int(donor_episode)]) // 2)
     res = tt_head_patching(agent, dataset, (int(episode), s), corrupted, back=int(back), donor=donor, decoding=decoding,
                            seed=int(seed))
-    fig = tt_patching_figure(res, target, f"Head-output patching — {res.agent}, {dataset.source}")
+    fig = tt_patching_figure(res, target, f"Head-output patching — {plain(res.agent)}, {plain(dataset.source)}")
     return Figured("tt_patching_heads", fig, res.to_frame(target),
                    {"episode": int(episode), "step": s, "corrupted_episode": int(corrupted_episode),
                     "corrupted_step": int(corrupted_step), "back": int(back), "donor_episode": int(donor_episode),

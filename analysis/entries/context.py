@@ -7,6 +7,7 @@ import numpy as np
 from analysis.catalog import Figured, register
 from analysis.context import context_accuracy, context_returns, shipped_references, train_mlp_reference
 from analysis.figures import context_accuracy_figure, context_returns_figure
+from analysis.figures.text import plain
 
 
 def _references(agent, dataset, mlp_steps: int) -> dict:
@@ -22,7 +23,7 @@ def make_context_returns(agent, dataset, episodes: int = 4, target_return: float
     target = None if target_return is None or np.isnan(target_return) else float(target_return)
     refs = _references(agent, dataset, mlp_steps) if references else {}
     res = context_returns(agent, episodes=episodes, target_return=target, seed=seed, references=refs)
-    fig = context_returns_figure(res, f"Return vs context — {res.agent}")
+    fig = context_returns_figure(res, f"Return vs context — {plain(res.agent)}")
     return Figured("context_returns", fig, res.to_frame(),
                    {"episodes": int(episodes), "target_return": res.target_return, "seed": int(seed),
                     "references": bool(references), "mlp_steps": int(mlp_steps)})
@@ -34,6 +35,6 @@ def make_context_accuracy(agent, dataset, n_steps: int = 4000, seed: int = 0, re
     refs = _references(agent, dataset, mlp_steps) if references else {}
     refs = {k: v for k, v in refs.items() if v.discrete == agent.discrete}
     res = context_accuracy(agent, dataset, n_steps=n_steps, seed=seed, references=refs)
-    fig = context_accuracy_figure(res, f"Action prediction vs context — {res.agent}, {dataset.source}")
+    fig = context_accuracy_figure(res, f"Action prediction vs context — {plain(res.agent)}, {plain(dataset.source)}")
     return Figured("context_accuracy", fig, res.to_frame(),
                    {"n_steps": int(n_steps), "seed": int(seed), "references": bool(references), "mlp_steps": int(mlp_steps)})

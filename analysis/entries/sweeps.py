@@ -6,6 +6,7 @@ import numpy as np
 
 from analysis import figures as _fig
 from analysis.catalog import Figured, register
+from analysis.figures.text import plain
 from analysis.sweeps import cached_sweep, default_shifts, default_targets, return_range, rtg_shift_replay, sweep_attention
 
 
@@ -25,7 +26,7 @@ def _range(agent, dataset):
 def make_sweep_returns(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
     sw, params = _sweep(agent, dataset, targets, episodes, seed)
     s = sw.summary()
-    fig = _fig.sweep_returns(s, f"Return conditioning: achieved vs target return ({sw.env_id}, {episodes} episodes per target)",
+    fig = _fig.sweep_returns(s, f"Return conditioning: achieved vs target return ({plain(sw.env_id)}, {episodes} episodes per target)",
                              _range(agent, dataset))
     return Figured("rtg_sweep_returns", fig, s, params)
 
@@ -34,7 +35,7 @@ def make_sweep_returns(agent, dataset, targets: list | None = None, episodes: in
 def make_sweep_actions(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
     sw, params = _sweep(agent, dataset, targets, episodes, seed)
     dist = sw.action_distribution(agent.config.n_actions)
-    fig = _fig.sweep_actions(dist, sw.discrete, f"Actions taken per target return ({sw.env_id})",
+    fig = _fig.sweep_actions(dist, sw.discrete, f"Actions taken per target return ({plain(sw.env_id)})",
                              getattr(dataset, "act_names", None) if sw.discrete else None)
     return Figured("rtg_sweep_actions", fig, dist, params)
 
@@ -43,7 +44,7 @@ def make_sweep_actions(agent, dataset, targets: list | None = None, episodes: in
 def make_sweep_attention(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
     sw, params = _sweep(agent, dataset, targets, episodes, seed)
     shares = sweep_attention(agent, sw)
-    fig = _fig.sweep_attention(shares, f"Where the action token looks, per target return ({sw.env_id})")
+    fig = _fig.sweep_attention(shares, f"Where the action token looks, per target return ({plain(sw.env_id)})")
     return Figured("rtg_sweep_attention", fig, shares, params)
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.catalog import Figured, register
+from analysis.figures.text import plain
 from analysis.frames import FramesError
 from analysis.video import DEFAULT_WIDTH, VIDEO_FORMATS, EpisodeClip, VideoError, action_texts, overlay_frames
 
@@ -109,7 +110,7 @@ def _preview(clip: EpisodeClip) -> tuple[go.Figure, str | None]:
         png = io.BytesIO()
         Image.fromarray(img).save(png, format="PNG")   # a PNG source: ~30x less figure JSON than z= pixel lists
         fig = go.Figure(go.Image(source="data:image/png;base64," + base64.b64encode(png.getvalue()).decode()))
-        fig.update_layout(template="seqlens", title=clip.title, width=W + 40, height=H + 90,
+        fig.update_layout(template="seqlens", title=plain(clip.title), width=W + 40, height=H + 90,
                           margin=dict(l=20, r=20, t=60, b=20))
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
@@ -117,7 +118,7 @@ def _preview(clip: EpisodeClip) -> tuple[go.Figure, str | None]:
     from analysis.figures import episode_signals
 
     ep = clip.episode
-    fig = episode_signals(ep.observations, ep.obs_names, f"{clip.title}<br><sup>{r.why}</sup>", "observation")
+    fig = episode_signals(ep.observations, ep.obs_names, f"{plain(clip.title)}<br><sup>{plain(r.why)}</sup>", "observation")
     return fig, r.why
 
 

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import DIVERGING, PALETTE, TEMPLATE
+from .text import plain
 
 INTACT, ABLATED = PALETTE[0], PALETTE[3]
 
@@ -41,10 +42,10 @@ def ablation_figure(res, title: str) -> go.Figure:
         fig.update_yaxes(title_text=y, row=1, col=c)
         if y.startswith("action accuracy"):
             fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=c)
-    sub = (f"{' '.join(res.components)} {res.mode}-ablated; 95% bootstrap CIs; the same logged steps, reset seeds and "
+    sub = (f"{plain(' '.join(res.components))} {plain(res.mode)}-ablated; 95% bootstrap CIs; the same logged steps, reset seeds and "
            "action draws on both sides")
     if res.note:
-        sub += f"; {res.note}"
+        sub += f"; {plain(res.note)}"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"), height=480,
                       margin=dict(t=130), bargap=0.35)
     fig.update_annotations(font=dict(size=12))
@@ -63,7 +64,7 @@ def tt_ablation_figure(res, title: str) -> go.Figure:
     ablated = np.array([e.mean for e in res.ablated])
     colours = [ABLATED if v > 0 else INTACT for v in diff]
     fig = go.Figure(go.Bar(
-        x=res.dims, y=diff / base, marker_color=colours, width=0.6,
+        x=[plain(d) for d in res.dims], y=diff / base, marker_color=colours, width=0.6,
         error_y=dict(type="data", symmetric=False, array=(hi - diff) / base, arrayminus=(diff - lo) / base, color="#333",
                      thickness=1.4, width=8),
         customdata=np.stack([intact, ablated, diff, lo, hi, res.changed], 1),
@@ -71,8 +72,8 @@ def tt_ablation_figure(res, title: str) -> go.Figure:
                        "[%{customdata[3]:+.4g}, %{customdata[4]:+.4g}]<br>predictions changed: %{customdata[5]:.1%}<extra></extra>")))
     fig.add_hline(y=0, line=dict(color="#444", width=1))
     floor = "" if res.obs_quantization_floor is None else f"; quantization floor {res.obs_quantization_floor:.3g} (state L2)"
-    sub = (f"{' '.join(res.components)} {res.mode}-ablated; mean |error| (raw units) over {res.n_windows} windows of "
-           f"{res.window} transitions<br>teacher-forced, {res.decoding} decoding; 95% paired bootstrap CI{floor}")
+    sub = (f"{plain(' '.join(res.components))} {plain(res.mode)}-ablated; mean |error| (raw units) over {res.n_windows} windows of "
+           f"{res.window} transitions<br>teacher-forced, {plain(res.decoding)} decoding; 95% paired bootstrap CI{floor}")
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"), height=480,
                       yaxis_title="change in |error| (share of intact)", xaxis_title="predicted dimension",
                       margin=dict(t=120))
@@ -88,18 +89,18 @@ def tt_patching_figure(res, target: str, title: str) -> go.Figure:
     finite = z[np.isfinite(z)]
     m = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
     layers = [f"L{i}" for i in range(res.n_layer)]
-    fig = go.Figure(go.Heatmap(z=z, x=res.columns, y=layers, colorscale=DIVERGING, zmid=0, zmin=-m, zmax=m,
+    fig = go.Figure(go.Heatmap(z=z, x=[plain(c) for c in res.columns], y=layers, colorscale=DIVERGING, zmid=0, zmin=-m, zmax=m,
                                texttemplate="%{z:.2f}", colorbar=dict(title="effect"),
                                hovertemplate="%{y} %{x}<br>normalised effect %{z:.3f}<extra></extra>"))
 
     def show(v):
         return ", ".join(f"{x:.3g}" for x in np.atleast_1d(v))
-    dims = ", ".join(res.dims[target])
-    sub = (f"{res.description}<br>predicted {target} ({dims}): clean {show(res.clean[target])}, corrupted "
-           f"{show(res.corrupted[target])}<br>1 = the clean prediction, 0 = the corrupted one; {res.decoding} decoding, "
+    dims = plain(", ".join(res.dims[target]))
+    sub = (f"{plain(res.description)}<br>predicted {plain(target)} ({dims}): clean {show(res.clean[target])}, corrupted "
+           f"{show(res.corrupted[target])}<br>1 = the clean prediction, 0 = the corrupted one; {plain(res.decoding)} decoding, "
            "every position patched")
     if res.note:
-        sub += f"; {res.note}"
+        sub += f"; {plain(res.note)}"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"), height=320 + 70 * res.n_layer,
                       xaxis_title="component patched from clean (head output, MLP output)", yaxis_title="layer",
                       margin=dict(t=150))

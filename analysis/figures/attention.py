@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
+from .text import plain
 
 _TYPES = list(TOKEN_COLOURS)
 
@@ -29,7 +30,8 @@ def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, lay
     lab = [labels[i] for i in keep]
     # one tick per step, at its state token; the hover names every token
     ticks = [i for i, name in enumerate(lab) if name.startswith("s ")]
-    text = [lab[i][2:] for i in ticks]
+    text = [plain(lab[i][2:]) for i in ticks]
+    lab = [plain(name) for name in lab]
     fig = go.Figure(go.Heatmap(z=w, colorscale=SEQUENTIAL, zmin=0, zmax=float(max(w.max(), 1e-6)), customdata=np.array(
         [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title="weight"),
         hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>"))
@@ -74,11 +76,11 @@ def rollout_bars(row: np.ndarray, labels: list[str], token_type: np.ndarray, val
     fig = go.Figure()
     for k, name in enumerate(_TYPES):
         sel = [i for i in keep if token_type[i] == k]
-        fig.add_trace(go.Bar(x=[labels[i] for i in sel], y=row[sel], name=name, marker_color=TOKEN_COLOURS[name]))
+        fig.add_trace(go.Bar(x=[plain(labels[i]) for i in sel], y=row[sel], name=name, marker_color=TOKEN_COLOURS[name]))
     fig.update_layout(template=TEMPLATE, height=360, yaxis_tickformat=".0%", barmode="overlay",
                       title=_title("Attention rollout across layers: the action token's effective attention", title_suffix),
                       xaxis_title="token", yaxis_title="rolled-out attention",
-                      xaxis=dict(categoryorder="array", categoryarray=[labels[i] for i in keep], tickangle=-60,
+                      xaxis=dict(categoryorder="array", categoryarray=[plain(labels[i]) for i in keep], tickangle=-60,
                                  title_standoff=4), margin=dict(b=110),
                       legend=dict(orientation="h", y=1.15, x=1, xanchor="right"))
     return fig
@@ -106,7 +108,7 @@ def tt_attention_map(weights: np.ndarray, dims: np.ndarray, dim_names: list[str]
     w = weights[layer].mean(0) if head is None else weights[layer, head]
     T = w.shape[0]
     D = len(dim_names)
-    labels = [f"{dim_names[d]} · {i // D}" for i, d in enumerate(dims)]
+    labels = [f"{plain(dim_names[d])} · {i // D}" for i, d in enumerate(dims)]
     fig = go.Figure(go.Heatmap(z=np.sqrt(w), colorscale=SEQUENTIAL, customdata=w, colorbar=dict(title="√weight"),
                                hovertemplate="query %{y}<br>key %{x}<br>weight %{customdata:.3f}<extra></extra>",
                                x=labels, y=labels))
@@ -125,7 +127,8 @@ def tt_attention_map(weights: np.ndarray, dims: np.ndarray, dim_names: list[str]
 
 def tt_dimension_map(by_dim: np.ndarray, dim_names: list[str], layer: int) -> go.Figure:
     """by_dim [D, D]: how much each query dimension attends to each key dimension."""
-    fig = go.Figure(go.Heatmap(z=by_dim, x=dim_names, y=dim_names, colorscale=SEQUENTIAL, zmin=0,
+    names = [plain(n) for n in dim_names]
+    fig = go.Figure(go.Heatmap(z=by_dim, x=names, y=names, colorscale=SEQUENTIAL, zmin=0,
                                colorbar=dict(title="weight"), texttemplate="%{z:.2f}",
                                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, height=460, title=f"Attention by dimension, layer {layer + 1} (heads averaged)",

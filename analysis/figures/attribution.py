@@ -7,21 +7,22 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
+from .text import plain
 
 _METHOD_NAMES = {"ig": "Integrated gradients", "saliency": "Saliency", "ablation": "Timestep ablation"}
 _TOKEN_LABELS = {"return-to-go": "return-to-go", "state": "state", "action": "action"}
 
 
 def _title(res, what: str) -> str:
-    method = _METHOD_NAMES.get(res.method, res.method)
+    method = plain(_METHOD_NAMES.get(res.method, res.method))
     sub = [f"episode {res.episode}, step {res.step}"]
     if res.trained.delta is not None:
         sub.append(f"IG convergence δ = {res.trained.delta:.1e} for f(x) − f(baseline) = "
                    f"{res.trained.output - res.trained.baseline_output:.3g} ({res.n_steps} steps)")
     elif res.method == "ablation":
         sub.append("output change when a whole step is replaced by the baseline")
-    base = f"<br>baseline: {res.baseline}" if res.baseline and res.method != "saliency" else ""
-    return f"{method} — {what}, {res.target_label}<br><sup>" + " · ".join(sub) + base + "</sup>"
+    base = f"<br>baseline: {plain(res.baseline)}" if res.baseline and res.method != "saliency" else ""
+    return f"{method} — {what}, {plain(res.target_label)}<br><sup>" + " · ".join(sub) + base + "</sup>"
 
 
 def _rho_title(res) -> str:
@@ -34,7 +35,7 @@ def _markers(fig, res, rows: list[int], cols: list[int], annotate_row: int = 1) 
     """Dotted lines at named episode steps (Key-to-Door landmarks, the explained step); one label per step."""
     marks: dict[int, list[str]] = {}
     for name, s in list(res.markers.items()) + [("explained step", res.step)]:
-        marks.setdefault(int(s), []).append(name)
+        marks.setdefault(int(s), []).append(plain(name))
     lo = int(res.window_steps[res.mask].min())
     colours = [PALETTE[3], PALETTE[4]]
     span = max(res.step - lo + 1, 1)
@@ -127,7 +128,7 @@ def attribution_features(res, title: str | None = None) -> go.Figure:
     ncol = len(maps)
     short = {"return-to-go": "R", "state": "s", "action": "a"}
     hidden = " (hidden)" if res.target == "value" else ""
-    ylabels = [f"{short[m]}: {n}" + (hidden if m == "return-to-go" else "") for m in _TOKEN_LABELS
+    ylabels = [f"{short[m]}: {plain(n)}" + (hidden if m == "return-to-go" else "") for m in _TOKEN_LABELS
                if m in res.feature_names for n in res.feature_names[m]]
     fig = make_subplots(rows=1, cols=ncol, shared_yaxes=True, horizontal_spacing=0.04,
                         column_titles=["trained agent", _rho_title(res)][:ncol])
@@ -163,7 +164,7 @@ def key_door_credit_bars(frames: dict, title: str | None = None, explained_at: s
             v = v[np.isfinite(v)]
             means.append(v.mean() if len(v) else np.nan)
             errs.append(1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
-        fig.add_trace(go.Bar(x=targets, y=means, name=name, marker_color=colour,
+        fig.add_trace(go.Bar(x=[plain(t) for t in targets], y=means, name=name, marker_color=colour,
                              error_y=dict(type="data", array=errs, color="#333", thickness=1.2),
                              hovertemplate="%{x}: %{y:.2f} × uniform<extra>" + name + "</extra>"))
     fig.add_hline(y=1.0, line=dict(color="#444", dash="dash", width=1))

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 
 from .predictions import _rgba
 from .style import PALETTE, TEMPLATE
+from .text import plain
 
 _DASHES = ["dash", "dot", "dashdot", "longdash", "longdashdot"]
 
@@ -17,15 +18,15 @@ def _context_figure(contexts, value, lo, hi, name, references, y_title, title, s
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), mode="lines", fill="toself",
                              fillcolor=_rgba(c, 0.18), line=dict(width=0), hoverinfo="skip", showlegend=False))
-    fig.add_trace(go.Scatter(x=x, y=value, mode="lines+markers", name=f"{name}, history cut to K'",
+    fig.add_trace(go.Scatter(x=x, y=value, mode="lines+markers", name=f"{plain(name)}, history cut to K'",
                              line=dict(color=c, width=2.5), marker=dict(size=7), customdata=np.stack([lo, hi], 1),
                              hovertemplate="K' = %{x}<br>%{y:.4g} [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"))
     for i, r in enumerate(references):
         rc = PALETTE[(i + 1) % len(PALETTE)]
         k = "whole episode" if r.context is None else f"K={r.context}"
-        fig.add_trace(go.Scatter(x=[x.min(), x.max()], y=[r.mean, r.mean], mode="lines", name=f"{r.name} ({k})",
+        fig.add_trace(go.Scatter(x=[x.min(), x.max()], y=[r.mean, r.mean], mode="lines", name=f"{plain(r.name)} ({k})",
                                  line=dict(color=rc, width=2, dash=_DASHES[i % len(_DASHES)]),
-                                 hovertemplate=f"{r.name}<br>%{{y:.4g}} [{r.ci_low:.4g}, {r.ci_high:.4g}]<extra></extra>"))
+                                 hovertemplate=f"{plain(r.name)}<br>%{{y:.4g}} [{r.ci_low:.4g}, {r.ci_high:.4g}]<extra></extra>"))
     # annotations on a log axis take log10 coordinates (add_vline converts by itself)
     fig.add_vline(x=trained, line=dict(color="#888", width=1, dash="dot"))
     fig.add_annotation(x=np.log10(trained), y=1.0, yref="paper", text=f"trained K={trained}",

@@ -5,6 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .style import PALETTE, TEMPLATE
+from .text import plain
 
 
 def returns_histogram(returns: np.ndarray, title: str, bins: int = 30) -> go.Figure:
@@ -38,7 +39,7 @@ def episode_signals(values: np.ndarray, names: list[str], title: str, y_title: s
     t = np.arange(len(values))
     fig = go.Figure()
     for j, name in enumerate(names):
-        fig.add_trace(go.Scatter(x=t, y=values[:, j], name=name, mode="lines",
+        fig.add_trace(go.Scatter(x=t, y=values[:, j], name=plain(name), mode="lines",
                                  line=dict(color=PALETTE[j % len(PALETTE)], width=2,
                                            shape="hv" if discrete_labels is not None else "linear")))
     # a few features fit in a row above the plot; more go in a column at the right
@@ -46,5 +47,5 @@ def episode_signals(values: np.ndarray, names: list[str], title: str, y_title: s
     fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title=y_title, height=340,
                       legend=legend, showlegend=len(names) > 1)
     if discrete_labels is not None:
-        fig.update_yaxes(tickmode="array", tickvals=list(range(len(discrete_labels))), ticktext=discrete_labels)
+        fig.update_yaxes(tickmode="array", tickvals=list(range(len(discrete_labels))), ticktext=[plain(x) for x in discrete_labels])
     return fig

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .style import PALETTE, SEQUENTIAL, TEMPLATE
+from .text import plain
 
 LABELS = {"rtg": "return-to-go", "timestep": "timestep", "action": "action", "episode_return": "episode return"}
 
@@ -22,7 +23,7 @@ def embedding_scatter(res, colour_by: str, title: str, action_names: list[str] |
         for k, a in enumerate(np.unique(values)):
             m = values == a
             name = action_names[int(a)] if action_names and int(a) < len(action_names) else f"action {int(a)}"
-            fig.add_trace(go.Scatter(x=res.coords[m, 0], y=res.coords[m, 1], mode="markers", name=name,
+            fig.add_trace(go.Scatter(x=res.coords[m, 0], y=res.coords[m, 1], mode="markers", name=plain(name),
                                      marker=dict(size=size, color=PALETTE[k % len(PALETTE)], opacity=0.6, line=dict(width=0)),
                                      customdata=custom[m], hovertemplate=hover))
         legend = dict(title="action", itemsizing="constant")
@@ -35,7 +36,7 @@ def embedding_scatter(res, colour_by: str, title: str, action_names: list[str] |
     if res.method == "pca" and len(res.explained_variance) == 2:
         xt, yt = (f"PC{i + 1} ({100 * v:.0f}% of variance)" for i, v in enumerate(res.explained_variance))
     else:
-        xt, yt = f"{res.method.upper()} 1", f"{res.method.upper()} 2"
+        xt, yt = f"{plain(res.method.upper())} 1", f"{plain(res.method.upper())} 2"
     sub = f"{len(res.coords):,} steps, {res.hidden_dim}-d hidden state, coloured by {label}"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"), xaxis_title=xt, yaxis_title=yt,
                       height=520, legend=legend)

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .style import PALETTE, TEMPLATE, TOKEN_COLOURS
+from .text import plain
 
 _COMPACT = dict(l=64, r=12, t=58, b=44)
 _LEGEND = dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom")   # under the title, above the plot
@@ -15,7 +16,7 @@ _WITH_LEGEND = {**_COMPACT, "t": 92}
 def proposal(probs_or_action: np.ndarray, discrete: bool, labels: list[str], taken: int | None = None) -> go.Figure:
     """Discrete: the probability of each action (the one it takes outlined); continuous: its action per dimension."""
     p = np.asarray(probs_or_action, np.float64)
-    names = [str(x).replace("_", " ") for x in labels[:len(p)]]
+    names = [plain(str(x).replace("_", " ")) for x in labels[:len(p)]]
     if discrete:
         line = [2.5 if i == taken else 0 for i in range(len(p))]
         fig = go.Figure(go.Bar(x=names, y=p, marker=dict(color=PALETTE[2], line=dict(width=line, color="#222")),

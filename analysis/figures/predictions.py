@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .style import PALETTE, TEMPLATE
+from .text import plain
 
 REAL, PREDICTED = PALETTE[0], PALETTE[3]
 
@@ -22,7 +23,7 @@ def prediction_traces(res, title: str) -> go.Figure:
     fig = make_subplots(rows=F, cols=1, shared_xaxes=True, vertical_spacing=0.04 if F > 3 else 0.08,
                         subplot_titles=None)
     for j, name in enumerate(res.features):
-        row = j + 1
+        row, name = j + 1, plain(name)
         fig.add_trace(go.Scatter(x=res.steps, y=res.real[:, j], name="logged", mode="lines", legendgroup="real",
                                  showlegend=j == 0, line=dict(color=REAL, width=2),
                                  hovertemplate=f"{name}<br>step %{{x}}<br>logged %{{y:.4g}}<extra></extra>"), row=row, col=1)
@@ -62,23 +63,23 @@ def error_vs_horizon(results, title: str) -> go.Figure:
     bootstrap 95% CI band; a TT's quantization floor as a dotted line in its colour."""
     fig = go.Figure()
     for i, r in enumerate(results):
-        c = PALETTE[i % len(PALETTE)]
+        c, model = PALETTE[i % len(PALETTE)], plain(r.model)
         x = np.asarray(r.horizons)
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([r.ci_high, r.ci_low[::-1]]),
                                  mode="lines", fill="toself", fillcolor=_rgba(c, 0.18), line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False, legendgroup=r.model))
-        fig.add_trace(go.Scatter(x=x, y=r.mean_l2, name=r.model, mode="lines+markers", legendgroup=r.model,
+                                 showlegend=False, legendgroup=model))
+        fig.add_trace(go.Scatter(x=x, y=r.mean_l2, name=model, mode="lines+markers", legendgroup=model,
                                  line=dict(color=c, width=2), marker=dict(size=5),
                                  customdata=np.stack([r.ci_low, r.ci_high], 1),
-                                 hovertemplate=f"{r.model}<br>horizon %{{x}}<br>mean L2 %{{y:.4g}}"
+                                 hovertemplate=f"{model}<br>horizon %{{x}}<br>mean L2 %{{y:.4g}}"
                                                "<br>95% CI [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"))
         if r.obs_quantization_floor is not None:
             fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[r.obs_quantization_floor] * 2, mode="lines",
-                                     name=f"{r.model}: quantization floor", legendgroup=r.model,
+                                     name=f"{model}: quantization floor", legendgroup=model,
                                      line=dict(color=c, width=1.5, dash="dot"),
                                      hovertemplate=f"quantization floor {r.obs_quantization_floor:.3g}<extra></extra>"))
     n = results[0].n_starts if results else 0
-    ctx = "; ".join(f"{r.model} sees {r.context} logged transitions before each start" for r in results
+    ctx = "; ".join(f"{plain(r.model)} sees {r.context} logged transitions before each start" for r in results
                     if r.kind == "tt")
     sub = f"mean L2 to the logged observation (raw units), {n} random starts, 95% bootstrap CI"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}" + (f"<br>{ctx}" if ctx else "") + "</sup>"),

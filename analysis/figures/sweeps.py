@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .style import PALETTE, TEMPLATE, TOKEN_COLOURS
+from .text import plain
 
 
 def sweep_returns(summary: pd.DataFrame, title: str, data_range: tuple[float, float] | None = None) -> go.Figure:
@@ -44,7 +45,7 @@ def sweep_actions(dist: pd.DataFrame, discrete: bool, title: str, action_labels:
     if discrete:
         for a, grp in dist.groupby("action"):
             label = action_labels[a] if action_labels and a < len(action_labels) else f"action {a}"
-            fig.add_trace(go.Bar(x=grp["target_return"].astype(str), y=grp["share"], name=label,
+            fig.add_trace(go.Bar(x=grp["target_return"].astype(str), y=grp["share"], name=plain(label),
                                  marker_color=PALETTE[int(a) % len(PALETTE)]))
         fig.update_layout(barmode="stack", yaxis_tickformat=".0%", yaxis_title="share of actions taken")
     else:
@@ -65,7 +66,7 @@ def sweep_attention(shares: pd.DataFrame, title: str) -> go.Figure:
     """Share of the action token's attention per token type, against the target return."""
     fig = go.Figure()
     for name, grp in shares.groupby("token", sort=False):
-        fig.add_trace(go.Scatter(x=grp["target_return"], y=grp["share"], mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=grp["target_return"], y=grp["share"], mode="lines+markers", name=plain(name),
                                  line=dict(color=TOKEN_COLOURS.get(name, PALETTE[0]), width=2)))
     fig.update_layout(template=TEMPLATE, title=title, height=380, xaxis_title="target return",
                       yaxis_title="share of attention", yaxis_tickformat=".0%",
