@@ -98,7 +98,7 @@ def load_agent(path, context_length: int | None = None, rtg_scale: float | None 
         agent.notes = []
         return agent
     if not weights.is_file():
-        pickles = [p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+        pickles = _pickles_in(path, name)
         hint = f" (found {', '.join(pickles)}, a pickle format seqlens refuses to load)" if pickles else ""
         raise AgentError(f"{name} has no model.safetensors{hint}.")
     if raw.pop("format", None) != FORMAT:
@@ -132,6 +132,18 @@ def load_agent(path, context_length: int | None = None, rtg_scale: float | None 
     agent.eval()
     agent.notes = env_notes
     return agent
+
+
+def _pickles_in(path: Path, name: str) -> list[str]:
+    """Pickle-suffixed names at the top of an agent folder, for the hint: listed by trajectories/walk.py (bounded,
+    nothing entered or followed); none when the folder is past the walk's limits."""
+    from trajectories.walk import walk
+
+    try:
+        entries = walk(path, name, descend=lambda rel: False, error=AgentError)
+    except AgentError:
+        return []
+    return [e.name for e in entries if e.kind in ("file", "link") and Path(e.name).suffix.lower() in PICKLE_SUFFIXES][:10]
 
 
 def _read_json(path: Path, where: str):

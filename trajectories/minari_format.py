@@ -28,6 +28,7 @@ from .errors import DatasetError
 from .hdf5_safety import check_self_contained, read_array
 from .limits import human_bytes, limits
 from .safe_zip import open_checked
+from .walk import Entry, refuse_link, walk
 
 MAX_ZIP_BYTES = 2 << 30  # refuse zips that would unpack to more than 2 GiB
 
@@ -162,34 +163,60 @@ def _arrow_row_bytes(t: pa.DataType) -> int:
         return 8
 
 
-def _read_episode(d: Path, name: str, budget: Budget, steps_so_far: int) -> pa.Table:
-    """One episode folder, its row count and declared size checked before the table is decoded."""
+def _read_episode(files: list[Path], episode: str, name: str, budget: Budget, steps_so_far: int) -> pa.Table:
+    """One episode's arrow files (listed by the walk: pyarrow is never given a folder to discover), its row count
+    and declared size checked before the table is decoded."""
     try:
-        dataset = pads.dataset(str(d), format="arrow", ignore_prefixes=["_", ".", "metadata.json"])
+        dataset = pads.dataset([str(f) for f in files], format="arrow")
         rows = dataset.count_rows()  # IPC footers only: no record batch is decoded
         check_rows(name, steps_so_far + rows)
         declared = rows * sum(_arrow_row_bytes(f.type) for f in dataset.schema)
-        budget.spend(declared, f"{rows:,} steps in episode {d.name}")
+        budget.spend(declared, f"{rows:,} steps in episode {episode}")
         table = dataset.to_table()
         if table.nbytes > declared:  # variable-length lists: only now is their size known
-            budget.spend(table.nbytes - declared, f"variable-length columns in episode {d.name}")
+            budget.spend(table.nbytes - declared, f"variable-length columns in episode {episode}")
     except (pa.ArrowException, OSError) as e:
-        raise DatasetError(f"{name}: episode {d.name} is not readable Arrow data ({str(e).splitlines()[0]}).") from None
+        raise DatasetError(f"{name}: episode {episode} is not readable Arrow data ({str(e).splitlines()[0]}).") from None
     for col in ("observations", "actions", "rewards", "terminations", "truncations"):
         if col not in table.column_names:
-            raise DatasetError(f"{name}: episode {d.name} has no {col} column (a Minari episode needs observations, actions, rewards, terminations, truncations).")
+            raise DatasetError(f"{name}: episode {episode} has no {col} column (a Minari episode needs observations, actions, rewards, terminations, truncations).")
     return table
 
 
-def read_minari_arrow(data_dir: Path, name: str, meta: dict) -> Dataset:
-    episode_dirs = sorted((p for p in data_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+def _arrow_episodes(entries: list[Entry], base: str, name: str) -> list[tuple[str, list[Path]]]:
+    """(episode id, its files) for each digit-named folder under `base`, in id order. Files as pyarrow's discovery
+    took them (every file below the folder with no part of its path there starting with '_' or '.'), a link or
+    special file among them refused."""
+    prefix = f"{base}/" if base else ""
+    episodes = {e.rel: [] for e in entries if e.parent == base and e.name.isdigit() and e.kind in ("dir", "link")}
+    for e in entries:
+        if e.rel in episodes:
+            refuse_link(e, name)
+            continue
+        top = e.rel[len(prefix):].split("/", 1)[0] if e.rel.startswith(prefix) else None
+        folder = prefix + top if top is not None else None
+        below = e.rel[len(folder) + 1:].split("/") if folder in episodes and e.rel != folder else None
+        if below and not any(part.startswith(("_", ".")) for part in below) and e.name != "metadata.json":
+            refuse_link(e, name)
+            if e.kind == "file":
+                episodes[folder].append(e.path)
+    ordered = sorted(episodes, key=lambda rel: int(rel.rsplit("/", 1)[-1]))
+    return [(rel.rsplit("/", 1)[-1], episodes[rel]) for rel in ordered]
+
+
+def read_minari_arrow(data_dir: Path, name: str, meta: dict, episodes: list[tuple[str, list[Path]]] | None = None) -> Dataset:
+    """Arrow episodes `data_dir/<id>/*.arrow`; `episodes` as _arrow_episodes lists them (walked here when None)."""
+    if episodes is None:
+        episodes = _arrow_episodes(walk(data_dir, name, lambda rel: rel.split("/", 1)[0].isdigit()), "", name)
     obs_parts, act_parts, rew, term, trunc, lengths, obs_names = [], [], [], [], [], [], None
     budget = Budget(name)
-    for d in episode_dirs:
-        table = _read_episode(d, name, budget, sum(lengths))
+    for episode, files in episodes:
+        if not files:
+            raise DatasetError(f"{name}: episode {episode} holds no arrow file.")
+        table = _read_episode(files, episode, name, budget, sum(lengths))
         t = table.num_rows - 1  # arrow rows hold T+1 observations; the other columns are padded by one
         if t <= 0:
-            raise DatasetError(f"{name}: episode {d.name} has zero steps.")
+            raise DatasetError(f"{name}: episode {episode} has zero steps.")
         arrays, names = _flatten_arrow(table.column("observations").combine_chunks(), "")
         structured = pa.types.is_struct(table.column("observations").type)
         obs_names = obs_names or (names if structured else None)
@@ -233,7 +260,7 @@ def parse_metadata(text: str | bytes | None, name: str = "metadata.json") -> dic
 
 
 def _read_json_file(path: Path, name: str) -> str | None:
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():   # a link is never followed (trajectories/walk.py)
         return None
     _check_json_size(path.stat().st_size, name)
     return path.read_text(errors="replace")
@@ -245,13 +272,33 @@ def _check_json_size(size: int, name: str) -> None:
 
 
 def read_minari_dir(path: Path, name: str) -> Dataset:
-    data = path / "data" if (path / "data").is_dir() else path
-    meta = parse_metadata(_read_json_file(data / "metadata.json", name), name)
-    h5 = data / "main_data.hdf5"
-    if h5.is_file():
-        return read_hdf5(h5, name, meta)
-    if any(p.is_dir() and p.name.isdigit() for p in data.iterdir()):
-        return read_minari_arrow(data, name, meta)
+    """A Minari dataset folder (or its data/ folder), walked once by trajectories/walk.py: no link is followed, and
+    one among the files read (data, data/metadata.json, main_data.hdf5, an episode folder or its files) is refused."""
+    def descend(rel: str) -> bool:   # data/, then data/<id>/ and everything below it (or <id>/ at the root)
+        parts = rel.split("/")
+        return parts == ["data"] or (parts[0] == "data" and len(parts) > 1 and parts[1].isdigit()) or parts[0].isdigit()
+
+    entries = walk(path, name, descend)
+    by_rel = {e.rel: e for e in entries}
+    if "data" in by_rel:
+        refuse_link(by_rel["data"], name)
+    base = "data" if by_rel.get("data") and by_rel["data"].kind == "dir" else ""
+    if not base:   # the root is the data folder: entries under a top-level <id>/ are episodes, not data/<id>/
+        entries = [e for e in entries if not e.rel.startswith("data/")]
+    else:
+        entries = [e for e in entries if e.rel.startswith("data/")]
+    prefix = f"{base}/" if base else ""
+    found = {k: by_rel.get(prefix + k) for k in ("metadata.json", "main_data.hdf5")}
+    for e in found.values():
+        if e is not None:
+            refuse_link(e, name)
+    meta = parse_metadata(_read_json_file(path / found["metadata.json"].rel, name), name) \
+        if found["metadata.json"] is not None and found["metadata.json"].kind == "file" else {}
+    if found["main_data.hdf5"] is not None and found["main_data.hdf5"].kind == "file":
+        return read_hdf5(path / found["main_data.hdf5"].rel, name, meta)
+    episodes = _arrow_episodes(entries, base, name)
+    if episodes:
+        return read_minari_arrow(path / base if base else path, name, meta, episodes)
     raise DatasetError(f"{name} is not a Minari dataset directory (expected data/main_data.hdf5 or data/<episode>/ arrow folders).")
 
 
