@@ -35,8 +35,9 @@ def corl_config(**over) -> dict:
     return cfg
 
 
-def corl_state(cfg: dict | None = None, seed: int = 0) -> "OrderedDict[str, object]":
-    """A CORL DecisionTransformer state dict for `cfg` (random float32 weights, CORL's causal masks)."""
+def corl_state(cfg: dict | None = None, seed: int = 0, skip: tuple = ()) -> "OrderedDict[str, object]":
+    """A CORL DecisionTransformer state dict for `cfg` (random float32 weights, CORL's causal masks); the keys in
+    `skip` are left out (the caller puts its own tensor there without this allocating the real one)."""
     import torch
 
     from models.corl_import import expected_shapes
@@ -45,7 +46,9 @@ def corl_state(cfg: dict | None = None, seed: int = 0) -> "OrderedDict[str, obje
     g = torch.Generator().manual_seed(seed)
     out = OrderedDict()
     for key, shape in expected_shapes(cfg, _S, _A).items():
-        if key.endswith("causal_mask"):
+        if key in skip:
+            out[key] = None
+        elif key.endswith("causal_mask"):
             out[key] = ~torch.tril(torch.ones(shape, dtype=torch.bool))
         else:
             out[key] = torch.randn(shape, generator=g) * 0.3
@@ -146,7 +149,7 @@ def hostile_checkpoint_files(directory) -> list[dict]:
     corl("corl-object-array-3", "numpy array of dtype object", ckpt(extra=np.array([1, "two", 3.0], dtype=object)))
     # layouts that lie: one stored value declared 8 million times, shared bytes
     big = corl_config(embedding_dim=32, num_heads=4, seq_len=5, episode_len=8_000_000)
-    state = corl_state(big)
+    state = corl_state(big, skip=("timestep_emb.weight",))
     state["timestep_emb.weight"] = torch.tensor([0.01]).expand(8_000_005, 32)
     corl("corl-stride0-timestep-table", "strides (0, 0)", ckpt(model_state=state), cfg=big)
     base = torch.randn(2 * _H)

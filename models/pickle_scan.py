@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 
 MIB = 1 << 20
 PICKLE_BYTES = 16 * MIB      # data.pkl of a real checkpoint is a few KB (CORL's statistics add ~2 x 8 bytes per feature)
-MAX_OPCODES = 1_000_000      # ~25 opcodes per tensor: 40,000 tensors
+MAX_OPCODES = 200_000        # ~25 opcodes per tensor: 8,000 tensors (CORL's largest allowed config, 256 layers: ~100,000
+                             # opcodes); 200,000 empty dicts or lists cost ~60 MB and 0.5 s to refuse
 MAX_DEPTH = 32               # nesting of containers in the unpickled object (a state dict is 2 deep)
 MAX_DIMS = 8                 # tensor / array dimensions
 
@@ -367,7 +368,8 @@ class _Unpickler(pickle.Unpickler):
 
 
 def unpickle(data: bytes, records: dict[str, int], numpy_arrays: bool):
-    """data.pkl -> (a tree of dicts, lists, tuples, plain values, TensorRef and ArrayRef, context).
+    """data.pkl -> (a tree of dicts (OrderedDicts are a dict subclass of ours), lists, tuples, plain values,
+    TensorRef and ArrayRef, context); pt_reader's materialize copies it into plain containers.
     records: storage key -> byte size of the zip member <archive>/data/<key>. Raises Refused."""
     allowed = frozenset(TORCH_GLOBALS + (NUMPY_GLOBALS if numpy_arrays else ()))
     scan_opcodes(data, allowed)
@@ -380,36 +382,35 @@ def unpickle(data: bytes, records: dict[str, int], numpy_arrays: bool):
         raise Refused("has a pickle nested too deeply") from None
     except Exception as e:  # noqa: BLE001 - whatever the C unpickler says about a malformed stream: one clause
         raise Refused(f"has a damaged pickle ({_short(e)})") from None
-    return _plain(obj, {}, 0), ctx
+    _check_tree(obj, set(), 0)
+    return obj, ctx
 
 
-def _plain(obj, seen: dict, depth: int):
-    """The unpickled tree with our OrderedDict stand-in as dict; refuses stand-ins in value positions and deep
-    nesting. Shared containers are converted once (a pickle can share them exponentially)."""
+def _check_tree(obj, seen: set, depth: int) -> None:
+    """Only containers, plain values, TensorRef and filled ArrayRef in the unpickled tree (no stand-in in a value
+    position), nested at most MAX_DEPTH deep. Each shared container is visited once (a pickle can share them
+    exponentially), and nothing is copied."""
     if isinstance(obj, (str, bytes, int, float, type(None), TensorRef)):
-        return obj
+        return
     if isinstance(obj, ArrayRef):
         if obj.raw is None:
             raise Refused("holds a numpy array without its data")
-        return obj
+        return
     if id(obj) in seen:
-        return seen[id(obj)]
+        return
     if depth >= MAX_DEPTH:
         raise Refused(f"nests containers more than {MAX_DEPTH} deep")
-    if isinstance(obj, dict):
-        out = seen[id(obj)] = {}
-        for k, v in obj.items():
-            if not isinstance(k, (str, int)):
-                raise Refused(f"has a dict key of type {type(k).__name__}")
-            out[k] = _plain(v, seen, depth + 1)
-        return out
-    if isinstance(obj, list):
-        out = seen[id(obj)] = []
-        out.extend(_plain(v, seen, depth + 1) for v in obj)
-        return out
-    if isinstance(obj, tuple):
-        out = seen[id(obj)] = tuple(_plain(v, seen, depth + 1) for v in obj)
-        return out
+    if isinstance(obj, (dict, list, tuple)):
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if not isinstance(k, (str, int)):
+                    raise Refused(f"has a dict key of type {type(k).__name__}")
+                _check_tree(v, seen, depth + 1)
+        else:
+            for v in obj:
+                _check_tree(v, seen, depth + 1)
+        return
     what = getattr(obj, "what", None) or type(obj).__name__
     raise Refused(f"holds {what} as a value (only tensors, float arrays, numbers, strings and containers are read)")
 
