@@ -6,7 +6,6 @@ are slices (views, no copies), and returns-to-go are computed once on first use.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -280,7 +279,7 @@ def whole_numbers(values, key: str, name: str) -> np.ndarray:
             bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr) > 2.0 ** 62)
         if bad.any():
             i = int(np.argmax(bad))
-            raise DatasetError(f"{name}: {key} must be whole numbers, got {arr[i]:g} at index {i}.")
+            raise DatasetError(f"{name}: {key} must be whole numbers, got a fraction, NaN, inf or a value beyond ±2^62 at index {i}.")
     if arr.dtype == np.uint64 and len(arr) and arr.max() > np.iinfo(np.int64).max:
         raise DatasetError(f"{name}: {key} has a value beyond int64 at index {int(np.argmax(arr))}.")
     return arr.astype(np.int64)
@@ -300,7 +299,8 @@ def check_meta(meta, name: str, where: str) -> dict:
     for key in ("obs_names", "act_names"):
         value = meta.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
-            shown = json.dumps(value, default=str)[:40] if isinstance(value, list) else kind(value)
+            shown = (f"an array holding {kind(next(x for x in value if not isinstance(x, str)))}"
+                     if isinstance(value, list) else kind(value))
             raise DatasetError(f"{name}: {where} has {key} that is not a list of strings (got {shown}).")
     if not isinstance(meta.get("env_id"), (str, type(None))):
         raise DatasetError(f"{name}: {where} has env_id that is not a string or null (got {kind(meta['env_id'])}).")
@@ -314,9 +314,9 @@ def check_meta(meta, name: str, where: str) -> dict:
 def check_n_actions(value, name: str, where: str = "n_actions") -> int:
     """A discrete action count from a caller or a file's metadata: a whole number in 1..limits().actions."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise DatasetError(f"{name}: {where} must be a whole number of discrete actions, got {str(value)[:40]!r}.")
+        raise DatasetError(f"{name}: {where} must be a whole number of discrete actions, got {JSON_TYPES.get(type(value), type(value).__name__)}.")
     if value < 1:
-        raise DatasetError(f"{name}: {where} must be at least 1, got {int(value)}.")
+        raise DatasetError(f"{name}: {where} must be at least 1.")
     if value > limits().actions:
         raise over_limit(name, f"{int(value):,} discrete actions", "actions", "discrete actions")
     return int(value)
@@ -326,16 +326,16 @@ def _discrete_count(actions: np.ndarray, declared, name: str) -> int:
     """n_actions from the caller or max(action) + 1, bounded before any per-action list is built."""
     if (actions < 0).any():
         row = int(np.argmax(actions < 0))
-        raise DatasetError(f"{name}: discrete action is negative ({actions[row]}) at row {row}.")
+        raise DatasetError(f"{name}: discrete action is negative at row {row}.")
     row = int(np.argmax(actions))
     top = int(actions[row])
     if top >= limits().actions:
-        raise over_limit(name, f"discrete action {top:,} at row {row}", "actions", "discrete actions")
+        raise over_limit(name, f"a discrete action at row {row} past the limit", "actions", "discrete actions")
     if declared is None:
         return top + 1
     declared = check_n_actions(declared, name)
     if top >= declared:
-        raise DatasetError(f"{name}: action {top} is out of range for {declared} discrete actions.")
+        raise DatasetError(f"{name}: the action at row {row} is out of range for {declared} discrete actions.")
     return declared
 
 
@@ -350,7 +350,7 @@ def _names(names, key: str, name: str) -> list[str] | None:
     bad = [x for x in names if not isinstance(x, str)][:1]
     if bad:
         bad = bad[0]
-        raise DatasetError(f"{name}: {key} must be a list of strings, got {type(bad).__name__} {str(bad)[:40]!r}.")
+        raise DatasetError(f"{name}: {key} must be a list of strings, got {type(bad).__name__}.")
     return names
 
 
@@ -381,8 +381,9 @@ def _to_float32(arr: np.ndarray, key: str, name: str) -> np.ndarray:
         if big.any():
             flat = big.reshape(len(arr), -1).any(axis=1)
             row = int(np.argmax(flat))
-            value = arr[row][big[row]].flat[0] if arr.ndim > 1 else arr[row]
-            raise DatasetError(f"{name}: {key} has {float(value):g} at row {row}, beyond the float32 range (about ±3.4e38).")
+            if not np.isfinite(arr[row]).all():
+                raise DatasetError(f"{name}: {key} has inf at row {row}.")
+            raise DatasetError(f"{name}: {key} has a value beyond the float32 range (about ±3.4e38) at row {row}.")
     return arr.astype(np.float32)
 
 
@@ -422,7 +423,7 @@ def _as_flags(arr, key: str, name: str) -> np.ndarray:
             raise DatasetError(f"{name}: {key} has NaN or inf at row {int(np.argmax(~np.isfinite(arr)))}.")
         if not np.isin(arr, (0, 1)).all():
             row = int(np.argmax(~np.isin(arr, (0, 1))))
-            raise DatasetError(f"{name}: {key} must be 0/1 or true/false, got {arr[row]} at row {row}.")
+            raise DatasetError(f"{name}: {key} must be 0/1 or true/false, got another value at row {row}.")
         arr = arr.astype(np.bool_)
     return arr
 

@@ -181,7 +181,7 @@ def _starts_from_grouped_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
     repeat = firsts[order][1:] == firsts[order][:-1]
     if repeat.any():
         again = int(order[1:][repeat].min())  # the earliest episode that reuses an id
-        raise DatasetError(f"{name}: rows must be grouped by episode, but episode {firsts[again]} appears again at row {int(starts[again])} after other episodes.")
+        raise DatasetError(f"{name}: rows must be grouped by episode, but the episode starting at row {int(starts[again])} reuses the id of an earlier one, after other episodes.")
     return starts
 
 
@@ -189,7 +189,7 @@ def _starts_from_lengths(lengths: np.ndarray, n: int, name: str) -> np.ndarray:
     lengths = whole_numbers(lengths, "episode_lengths", name)
     if (lengths < 1).any():
         i = int(np.argmax(lengths < 1))
-        raise DatasetError(f"{name}: episode_lengths must be positive, got {lengths[i]} at index {i}.")
+        raise DatasetError(f"{name}: episode_lengths must be positive, got zero or less at index {i}.")
     if lengths.sum() != n:
         raise DatasetError(f"{name}: episode_lengths sum to {int(lengths.sum()):,} but there are {n:,} steps.")
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)

@@ -154,14 +154,14 @@ class _Builder:
             bad = np.isnan(conv)[values.codes]
             if bad.any():
                 i = int(np.argmax(bad))
-                raise DatasetError(f"{col} is not a number ({str(cats[values.codes[i]])[:40]!r}) at {_row(i, self.csv)} of {self.source}.")
+                raise DatasetError(f"{col} is not a number at {_row(i, self.csv)} of {self.source} (it holds text, not shown here).")
             values = conv[values.codes]
         if values.dtype == object or values.dtype.kind in "USO":
             conv = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(np.float64)
             bad = np.isnan(conv) & ~pd.isna(pd.Series(values)).to_numpy()
             if bad.any():
                 i = int(np.argmax(bad))
-                raise DatasetError(f"{col} is not a number ({str(values[i])[:40]!r}) at {_row(i, self.csv)} of {self.source}.")
+                raise DatasetError(f"{col} is not a number at {_row(i, self.csv)} of {self.source} (it holds text, not shown here).")
             values = conv
         if values.dtype.kind == "f":
             ok = np.isfinite(values)
@@ -176,8 +176,7 @@ class _Builder:
                 big = np.abs(values) > F32_MAX
                 if big.any():
                     i = int(np.argmax(big.reshape(len(values), -1).any(axis=1)))
-                    v = float(np.asarray(values[i]).reshape(-1)[np.argmax(np.asarray(big[i]).reshape(-1))])
-                    raise DatasetError(f"{col} is {v:g} at {_row(i, self.csv)} of {self.source}, beyond the float32 range (about ±3.4e38).")
+                    raise DatasetError(f"{col} has a value beyond the float32 range (about ±3.4e38) at {_row(i, self.csv)} of {self.source}.")
         return values
 
     def _flags(self, values, col: str) -> np.ndarray:
@@ -193,7 +192,7 @@ class _Builder:
         bad = ~np.isin(values, (0, 1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise DatasetError(f"{col} must be true/false or 0/1, got {float(values[i]):g} at {_row(i, self.csv)} of {self.source}.")
+            raise DatasetError(f"{col} must be true/false or 0/1, got another number at {_row(i, self.csv)} of {self.source}.")
         return values.astype(bool)
 
     def _list(self, values, col: str) -> np.ndarray:
@@ -203,7 +202,11 @@ class _Builder:
             first = np.size(rows[0])
             i = next(k for k, r in enumerate(rows) if np.size(r) != first)
             raise DatasetError(f"{col} has {np.size(rows[i])} values at {_row(i, self.csv)} but {first} at {_row(0, self.csv)} of {self.source} (ragged observation widths).")
-        return self._numeric(np.asarray(rows, dtype=np.float64).reshape(len(rows), -1), col)
+        try:
+            block = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise DatasetError(f"{col} holds a list with something other than numbers in {self.source}.") from None
+        return self._numeric(block.reshape(len(rows), -1), col)
 
     def _matrix(self, get, cols: list[str], is_list: bool, dtype=np.float32) -> np.ndarray:
         """[rows, features] of dtype (float32 unless infos) from per-feature columns or one list column."""
@@ -268,7 +271,8 @@ class _Builder:
                 dup = (codes[1:] == codes[:-1]) & (self.step[1:] == self.step[:-1])
                 if dup.any():
                     i = int(np.argmax(dup))
-                    raise DatasetError(f"{self.source}: episode {ids[codes[i]]} has step {self.step[i]:g} twice.")
+                    raise DatasetError(f"{self.source}: episode {int(codes[i]) + 1:,} of {len(ids):,} (counting in id order) "
+                                       "has one step number twice.")
             starts = np.flatnonzero(np.diff(codes)) + 1
             starts = np.concatenate([[0], starts]).astype(np.int64)
         elif p.terminated or p.truncated:
