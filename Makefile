@@ -20,15 +20,19 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 # PNG, SVG and PDF export render in Chromium; without it (no apt-get) the app still serves, exporting HTML and CSV.
 # `make app DATA="a.npz ~/.minari/datasets/mujoco/hopper/medium-v0" AGENT=path/to/agent` opens files in place
-# (space-separated lists). The server listens on localhost (which also shows Home's path box);
-# `make app HOST=0.0.0.0` serves every interface and hides the box. HOST is set here, not read from the
-# environment (tcsh exports HOST as the machine's name): only `make app HOST=...` changes it.
+# (space-separated lists). The server listens on localhost; `make app HOST=0.0.0.0` serves every interface.
+# `make app LOCAL=1` adds Home's "Open a file on this machine" box (app.py --local), which opens any file the
+# server can read: for your own machine only, never behind a proxy or with HOST set. HOST and LOCAL are set
+# here, not read from the environment (tcsh exports HOST as the machine's name): only `make app HOST=... LOCAL=1`
+# changes them.
 HOST = localhost
+LOCAL =
 app: $(VENV)/.runtime
 	@$(MAKE) --no-print-directory chromium || echo "warning: chromium missing: figures export as HTML and CSV only"
 	@$(MAKE) --no-print-directory gl || echo "warning: libEGL missing: MuJoCo episodes show state plots, not frames"
 	$(PY) -m ui.serve app.py --server.port $(PORT) $(if $(strip $(HOST)),--server.address $(HOST)) \
-		$(if $(strip $(DATA) $(AGENT)),-- $(if $(strip $(DATA)),--data $(DATA)) $(if $(strip $(AGENT)),--agent $(AGENT)))
+		$(if $(strip $(DATA) $(AGENT) $(filter 1,$(LOCAL))),-- $(if $(strip $(DATA)),--data $(DATA)) \
+		$(if $(strip $(AGENT)),--agent $(AGENT)) $(if $(filter 1,$(LOCAL)),--local))
 
 # Debian's chromium drives the browser tests and kaleido's figure export (never a downloaded browser).
 chromium:

@@ -1,6 +1,7 @@
 """Issue 13, item 5: files opened in place (`streamlit run app.py -- --data PATH --agent PATH`, `make app DATA=...
-AGENT=...`, Home's path box on a loopback server): listed beside the shipped ones, read from disk once per process,
-shared by sessions; bad paths are one sentence and lose nothing."""
+AGENT=...`, Home's path box when the server was started with --local): listed beside the shipped ones, read from
+disk once per process, shared by sessions; bad paths are one sentence and lose nothing. Issue 26, item 7: the box
+only with --local (`make app LOCAL=1`), never inferred from the bind address."""
 import os
 import shutil
 import subprocess
@@ -73,7 +74,10 @@ def test_parse_args_repeatable_flags_several_paths_env_and_unknown_args():
     got = local.parse_args(["--data", "a.npz", "b", "--agent", "m", "--data=c", "--bogus", "x"],
                            environ={"SEQLENS_LOCAL_DATA": os.pathsep.join(["e1", "", "e2"]), "SEQLENS_LOCAL_AGENT": "m2"})
     assert got.data == ("a.npz", "b", "c", "e1", "e2") and got.agent == ("m", "m2")
-    assert got.problems == ("Ignored unknown command-line arguments --bogus x (app.py takes --data PATH... and --agent PATH...).",)
+    assert got.problems == ("Ignored unknown command-line arguments --bogus x (app.py takes --data PATH..., --agent PATH... "
+                            "and --local).",)
+    assert not got.path_box and local.parse_args(["--data", "a.npz", "--local"], environ={}).path_box
+    assert local.parse_args(["--local", "--data", "a.npz"], environ={}).data == ("a.npz",)
     broken = local.parse_args(["--agent"], environ={})
     assert broken.data == () and broken.agent == ()
     assert broken.problems == ("Could not read the command-line arguments (argument --agent: expected at least one argument), "
@@ -92,12 +96,15 @@ def test_only_app_py_reads_sys_argv(monkeypatch):
     ("DATA=a.npz", "--server.address localhost -- --data a.npz"),
     ("DATA='a.npz b/dir' AGENT=m", "--server.address localhost -- --data a.npz b/dir --agent m"),
     ("HOST=0.0.0.0 AGENT=m", "--server.address 0.0.0.0 -- --agent m"),
+    ("LOCAL=1", "--server.address localhost -- --local"),
+    ("DATA=a.npz LOCAL=1", "--server.address localhost -- --data a.npz --local"),
+    ("LOCAL=0", "--server.address localhost"),
 ])
 def test_make_app_passes_data_and_agent_only_when_set(variables, expected):
     # under `make test` the sub-make would print "make[1]: Leaving directory": no MAKELEVEL / MAKEFLAGS from the caller
     env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     out = subprocess.run(f"make -n --no-print-directory app {variables}", shell=True, cwd=ROOT, capture_output=True,
-                         text=True, env={**env, "HOST": "my-machine"}).stdout   # tcsh exports HOST: it must not count
+                         text=True, env={**env, "HOST": "my-machine", "LOCAL": "1"}).stdout   # tcsh exports HOST: it must not count
     line = " ".join(" ".join(out.split("ui.serve app.py --server.port 8501")[1:]).replace("\\\n", " ").split())
     assert line == expected
 
@@ -111,7 +118,8 @@ def test_command_line_files_are_listed_selected_and_summarised(monkeypatch, npz,
     assert at.session_state["agent"] == "local: my-dt" and "cartpole-dt" in _options(at, "agent")
     assert at.metric[0].value == "3" and at.metric[2].value == "6"          # episodes; mean return (5+6+7)/3
     captions = [c.value for c in at.caption]
-    assert f"Read in place from `{npz}`" in captions and f"Read in place from `{agent_dir}`" in captions
+    unescaped = [c.replace("\\", "").replace("`", "") for c in captions]   # however home.py quotes a path as text
+    assert f"Read in place from {npz}" in unescaped and f"Read in place from {agent_dir}" in unescaped
     assert any("local: my-dt" in s.value and "can read" in s.value for s in at.success)
     assert not at.warning
 
@@ -190,7 +198,7 @@ def test_bad_command_line_paths_are_skipped_with_one_sentence(monkeypatch, npz, 
     text.write_text("hello")
     at = _run(monkeypatch, "--data", missing, npz, "--agent", text, "--frobnicate")
     assert [w.value for w in at.warning] == [
-        "Ignored unknown command-line argument --frobnicate (app.py takes --data PATH... and --agent PATH...).",
+        "Ignored unknown command-line argument --frobnicate (app.py takes --data PATH..., --agent PATH... and --local).",
         f"Skipped --data {missing}: {missing} does not exist.",
         f"Skipped --agent {text}: {text} is not an agent: expected a directory with config.json and model.safetensors, or a .zip of one.",
     ]
@@ -217,12 +225,14 @@ def test_unreadable_path_is_one_sentence(monkeypatch, npz):
 
 
 # ---- the path box -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value, shown", [(None, False), ("0.0.0.0", False), ("192.168.1.5", False),
-                                          ("localhost", True), ("127.0.0.1", True), ("::1", True)])
-def test_path_box_only_on_a_loopback_server(monkeypatch, address, value, shown):
+@pytest.mark.parametrize("value", [None, "0.0.0.0", "localhost", "127.0.0.1", "::1"])
+@pytest.mark.parametrize("flag", [False, True])
+def test_path_box_only_when_started_with_local(monkeypatch, address, value, flag):
+    """Issue 26: a loopback server is also what a reverse proxy on the same machine reaches, so the bind address
+    says nothing about who is typing: the box shows exactly when the operator passed --local."""
     address(value)
-    at = _run(monkeypatch)
-    assert (BOX in [e.label for e in at.expander]) is shown
+    at = _run(monkeypatch, *(["--local"] if flag else []))
+    assert (BOX in [e.label for e in at.expander]) is flag
 
 
 def _type(at, path) -> AppTest:
@@ -232,9 +242,8 @@ def _type(at, path) -> AppTest:
     return at
 
 
-def test_typed_paths_open_for_this_session_only(monkeypatch, address, npz, agent_dir):
-    address("localhost")
-    at = _run(monkeypatch)
+def test_typed_paths_open_for_this_session_only(monkeypatch, npz, agent_dir):
+    at = _run(monkeypatch, "--local")
     _type(at, npz)
     assert not at.error
     assert at.session_state["dataset"] == "local: mine.npz" and "local: mine.npz" in _options(at, "dataset")
@@ -244,7 +253,7 @@ def test_typed_paths_open_for_this_session_only(monkeypatch, address, npz, agent
     assert not at.error and at.session_state["agent"] == "local: my-dt"
     assert at.session_state["dataset"] == "local: mine.npz"                 # the dataset choice stays
     assert any("local: my-dt" in s.value and "can read" in s.value for s in at.success)
-    other = _run(monkeypatch)                                               # another session lists neither
+    other = _run(monkeypatch, "--local")                                    # another session lists neither
     assert "local: mine.npz" not in _options(other, "dataset") and "local: my-dt" not in _options(other, "agent")
 
 
@@ -254,11 +263,10 @@ def test_typed_paths_open_for_this_session_only(monkeypatch, address, npz, agent
                   "a Minari dataset directory, or a .zip of one)."),
     ("empty-dir", "{path} is not a Minari dataset directory (expected data/main_data.hdf5 or data/<episode>/ arrow folders)."),
 ])
-def test_bad_typed_path_is_one_sentence_and_keeps_the_selection(monkeypatch, address, tmp_path, npz, bad, message):
-    address("127.0.0.1")
+def test_bad_typed_path_is_one_sentence_and_keeps_the_selection(monkeypatch, tmp_path, npz, bad, message):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "empty-dir").mkdir()
-    at = _run(monkeypatch)
+    at = _run(monkeypatch, "--local")
     _type(at, npz)
     at.selectbox(key="dataset_select").select("keydoor").run()
     path = tmp_path / bad
@@ -276,3 +284,14 @@ def test_analysis_pages_read_the_local_dataset(monkeypatch, npz):
     at.run()                                                                # no choice made: the local default
     assert not at.exception, at.exception
     assert at.metric[2].value == "5"                                        # episode 0: 5 steps of reward 1
+
+
+def test_serve_tells_the_operator_what_local_opens():
+    from ui.serve import path_box_note
+
+    assert path_box_note(["app.py", "--server.address", "localhost", "--", "--data", "a.npz"]) is None
+    assert path_box_note(["app.py", "--local"]) is None                  # before `--`: Streamlit's, not app.py's
+    on_loopback = path_box_note(["app.py", "--server.address", "127.0.0.1", "--", "--local"])
+    assert "opens any file" in on_loopback and "no reverse proxy" in on_loopback
+    for argv in (["app.py", "--", "--local"], ["app.py", "--server.address=0.0.0.0", "--", "--local"]):
+        assert "anyone who reaches it can read them" in path_box_note(argv)

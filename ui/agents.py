@@ -28,9 +28,10 @@ def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agen
 
 
 @st.cache_resource(show_spinner="Opening agent…")
-def load_local(path: str, mtime_ns: int, size: int):
-    """An agent read in place (ui/local.py), once per process per (resolved path, mtime, size), shared by every
-    session and never changed; one that does not load gives its one sentence instead (cached too)."""
+def load_local(path: str, mtime_ns: int, size: int, content: str = ""):
+    """An agent read in place (ui/local.py), once per process per (resolved path, ui.local.signature's change key:
+    mtime, size, content hash), shared by every session and never changed; one that does not load gives its one
+    sentence instead (cached too)."""
     import torch
 
     from models import load_agent

@@ -21,9 +21,10 @@ def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a rege
 
 
 @st.cache_resource(show_spinner="Opening dataset…")
-def load_local(path: str, mtime_ns: int, size: int) -> Dataset | str:
-    """A dataset read in place (ui/local.py), once per process per (resolved path, mtime, size), shared by every
-    session; a file that is not a dataset gives its one sentence instead (cached too: not re-read each rerun)."""
+def load_local(path: str, mtime_ns: int, size: int, content: str = "") -> Dataset | str:
+    """A dataset read in place (ui/local.py), once per process per (resolved path, ui.local.signature's change key:
+    mtime, size, content hash), shared by every session; a file that is not a dataset gives its one sentence
+    instead (cached too: not re-read each rerun)."""
     try:
         return stamp_dataset(load_dataset(path, display_name=path))
     except DatasetError as e:

@@ -5,23 +5,25 @@ Three ways in:
   or more paths; `make app DATA=... AGENT=...` passes them), or the variables SEQLENS_LOCAL_DATA /
   SEQLENS_LOCAL_AGENT (os.pathsep-separated). Listed for every session; the first one given is the default
   selection when the URL chooses none. A bad one is skipped: one line on stderr, one sentence on Home.
-- the path box on Home ("Open a file on this machine"), shown only when the server listens on a loopback
-  address (`server.address` localhost / 127.x / ::1; `make app` sets localhost unless HOST=...). Streamlit
-  listens on every interface when server.address is unset, and then anyone who can reach the port could read
-  the server's files through the box, so unset counts as *not* local, with or without --data/--agent.
-  A typed path is listed for that session only.
+- the path box on Home ("Open a file on this machine"), shown only when the operator asked for it when starting
+  the server: `make app LOCAL=1`, i.e. `streamlit run app.py -- --local`. Never inferred from the bind address:
+  a reverse proxy on the same machine reaches a localhost server too, and every proxied user would get a box that
+  opens the server's files. A typed path is listed for that session only.
 
 Every entry is read by the same readers as uploads (trajectories.load_dataset / models.load_agent, so the
 limits in trajectories/limits.py hold; the browser's upload size limit does not apply), cached once per process
-on (resolved path, mtime, size) (ui.data.load_local / ui.agents.load_local) and shared, never changed, by every
-session. A file that changes on disk is read again; one that vanishes or breaks after it was opened keeps the
-version opened before (with a note), so nothing loaded is lost.
+(ui.data.load_local / ui.agents.load_local) on the resolved path and a change key (`signature`: size, mtime, inode
+change time and a hash of the first and last 64 KiB of each file, over the files of a directory as
+trajectories/walk.py lists them) and shared, never changed, by every session. A file that changes on disk is read
+again, even rewritten at the same size with its mtime set back; one that vanishes or breaks after it was opened
+keeps the version opened before (with a note), so nothing loaded is lost.
 """
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import hashlib
 import os
+import stat as stat_mod
 import sys
 import time
 from dataclasses import dataclass
@@ -33,9 +35,10 @@ from ui.text import md_escape
 
 ENV = {"data": "SEQLENS_LOCAL_DATA", "agent": "SEQLENS_LOCAL_AGENT"}
 FLAG = {"data": "--data", "agent": "--agent"}
+PATH_BOX_FLAG = "--local"   # `make app LOCAL=1`: Home shows the path box
 PREFIX = "local: "
-MAX_WALK = 100_000   # directory entries looked at for a directory's (mtime, size)
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+HASH_BLOCK = 64 << 10       # the first and last 64 KiB of each file go into its change key
+HASH_BUDGET = 32 << 20      # bytes read for one directory's key; files past it are keyed by their stat alone
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class LocalArgs:
     data: tuple[str, ...] = ()
     agent: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()   # one sentence each: unknown or malformed arguments
+    path_box: bool = False           # --local: the operator asked for Home's path box
 
 
 @dataclass(frozen=True)
@@ -68,19 +72,21 @@ def parse_args(argv: list[str] | None = None, environ=None) -> LocalArgs:
     parser = _Parser(prog="app.py", add_help=False)
     for kind in FLAG:
         parser.add_argument(FLAG[kind], dest=kind, nargs="+", action="extend", default=[])
-    problems = []
+    parser.add_argument(PATH_BOX_FLAG, dest="path_box", action="store_true")
+    problems, path_box = [], False
     try:
         ns, unknown = parser.parse_known_args(list(argv))
         found = {kind: list(getattr(ns, kind)) for kind in FLAG}
+        path_box = ns.path_box
     except ValueError as e:
         found, unknown = {kind: [] for kind in FLAG}, []
         problems.append(f"Could not read the command-line arguments ({e}), so no file was opened from them.")
     if unknown:
         problems.append(f"Ignored unknown command-line argument{'s' if len(unknown) > 1 else ''} "
-                        f"{' '.join(unknown)} (app.py takes --data PATH... and --agent PATH...).")
+                        f"{' '.join(unknown)} (app.py takes --data PATH..., --agent PATH... and --local).")
     for kind, var in ENV.items():
         found[kind] += [p for p in environ.get(var, "").split(os.pathsep) if p.strip()]
-    return LocalArgs(tuple(found["data"]), tuple(found["agent"]), tuple(problems))
+    return LocalArgs(tuple(found["data"]), tuple(found["agent"]), tuple(problems), path_box)
 
 
 def resolve(raw: str | Path) -> Path:
@@ -95,36 +101,60 @@ def check_path(path: Path) -> str | None:
         return f"{path} cannot be reached ({e.strerror or type(e).__name__})."
     if not exists:
         return f"{path} does not exist."
+    if not (path.is_file() or path.is_dir()):   # a pipe would block the first read forever
+        return f"{path} is not a regular file or folder (a pipe, socket or device)."
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
         return f"{path} is not readable by the server (permission denied)."
     return None
 
 
-_WALKED: dict[str, tuple[float, tuple[int, int]]] = {}   # directory -> (when, signature): one walk per rerun, not per call
+_WALKED: dict[str, tuple[float, tuple]] = {}   # directory -> (when, signature): one walk per rerun, not per call
 WALK_TTL_S = 2.0
 
 
-def signature(path: Path) -> tuple[int, int]:
-    """(newest mtime in ns, size in bytes) of a file, or over the files under a directory (a Minari dataset's
-    data/ or an agent's files change inside it, not the directory's own entry)."""
+def _head_tail(path, size: int, h) -> int:
+    """Feed the first and last HASH_BLOCK bytes of a regular file to h; the bytes read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):   # swapped for a pipe or device since the stat: not read
+            return 0
+        head = os.pread(fd, HASH_BLOCK, 0)
+        tail = os.pread(fd, HASH_BLOCK, max(len(head), size - HASH_BLOCK)) if size > HASH_BLOCK else b""
+    finally:
+        os.close(fd)
+    h.update(len(head).to_bytes(8, "little") + head + len(tail).to_bytes(8, "little") + tail)
+    return len(head) + len(tail)
+
+
+def signature(path: Path) -> tuple[int, int, str]:
+    """The change key of a file, or of the files under a directory (a Minari dataset's data/ or an agent's files
+    change inside it, not the directory's own entry): (newest mtime in ns, total size, a hash of every entry's
+    inode, inode change time (set by the kernel: user code cannot set it back, as it can an mtime) and the first
+    and last 64 KiB of its content). A directory is listed by trajectories/walk.py: no link followed (a link counts
+    by its own lstat), bounded (one sentence, as a DatasetError, past SEQLENS_MAX_WALK_ENTRIES / _DEPTH); its
+    files' content is hashed up to HASH_BUDGET bytes in path order, the rest keyed by their stat alone."""
     info = path.stat()
+    h = hashlib.blake2b(digest_size=16)
     if not path.is_dir():
-        return info.st_mtime_ns, info.st_size
+        h.update(f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}:{info.st_size}:{info.st_mtime_ns}".encode())
+        _head_tail(path, info.st_size, h)
+        return info.st_mtime_ns, info.st_size, h.hexdigest()
     seen_at, sig = _WALKED.get(str(path), (-WALK_TTL_S, None))
     if time.monotonic() - seen_at < WALK_TTL_S:
         return sig
-    newest, total, stack, seen = info.st_mtime_ns, 0, [path], 0
-    while stack and seen < MAX_WALK:
-        with os.scandir(stack.pop()) as entries:
-            for e in entries:
-                seen += 1
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif e.is_file():
-                    s = e.stat()
-                    newest, total = max(newest, s.st_mtime_ns), total + s.st_size
-    _WALKED[str(path)] = (time.monotonic(), (newest, total))
-    return newest, total
+    from trajectories.walk import walk
+
+    newest, total, budget = info.st_mtime_ns, 0, HASH_BUDGET
+    h.update(f"{info.st_ino}:{info.st_ctime_ns}".encode())
+    for e in walk(path, str(path)):
+        h.update(f"\0{e.rel}\0{e.kind}:{e.ino}:{e.ctime_ns}:{e.size}:{e.mtime_ns}".encode())
+        if e.kind == "file":
+            newest, total = max(newest, e.mtime_ns), total + e.size
+            if budget > 0:
+                budget -= _head_tail(e.path, e.size, h)
+    sig = (newest, total, h.hexdigest())
+    _WALKED[str(path)] = (time.monotonic(), sig)
+    return sig
 
 
 def _loader(kind: str):
@@ -135,7 +165,7 @@ def _loader(kind: str):
     return load_local
 
 
-_LAST_GOOD: dict[tuple[str, str], tuple[int, int]] = {}   # per process, like the cache it points into
+_LAST_GOOD: dict[tuple[str, str], tuple] = {}   # per process, like the cache it points into
 
 
 def load(kind: str, path: Path) -> tuple[object | None, str | None]:
@@ -144,10 +174,14 @@ def load(kind: str, path: Path) -> tuple[object | None, str | None]:
     problem = check_path(path)
     sig = None
     if problem is None:
+        from trajectories.errors import DatasetError
+
         try:
             sig = signature(path)
         except OSError as e:
             problem = f"{path} could not be read ({e.strerror or type(e).__name__})."
+        except DatasetError as e:   # the walk's bounds
+            problem = str(e)
     key = (kind, str(path))
     if sig is not None:
         loaded = _loader(kind)(str(path), *sig)
@@ -246,15 +280,9 @@ def notices() -> None:
                 st.warning(md_escape(o.note))
 
 
-def listens_on_loopback() -> bool:
-    """Is the server reachable from this machine only? Unset means every interface (Streamlit's default)."""
-    address = (st.get_option("server.address") or "").strip().strip("[]")
-    if address.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+def path_box_asked() -> bool:
+    """Did the operator start the server with --local (`make app LOCAL=1`)? Never inferred from the bind address."""
+    return parse_args().path_box
 
 
 def describe(kind: str, obj) -> str:
@@ -289,9 +317,9 @@ def open_typed(raw: str) -> None:
 
 
 def path_box() -> None:
-    """Home's "Open a file on this machine": only when the server listens on a loopback address. Must run
-    before the Agent and Dataset selects (it sets their state)."""
-    if not listens_on_loopback():
+    """Home's "Open a file on this machine": only when the server was started with --local (`make app LOCAL=1`).
+    Must run before the Agent and Dataset selects (it sets their state)."""
+    if not path_box_asked():
         return
     with st.expander("Open a file on this machine", expanded=bool(st.session_state.get("local_error"))):
         st.caption("A dataset file (.npz, .parquet, .csv, .json, .hdf5), a Minari dataset directory (e.g. "

@@ -4,9 +4,13 @@ Streamlit runs app.py only when a browser connects, so on a fresh server the fir
 import the pages need (torch alone ~1 s, with torch._dynamo; the analyses, captum, gymnasium, MuJoCo, plotly)
 and for torch's first meta-device build (sympy, ~1.5 s, when an agent is checked before it is built): ~4-5 s
 before any analysis ran. `warm()` does that once, before the server listens; then this is `streamlit run`.
+
+Arguments after `--` go to app.py unchanged (ui/local.py reads them): `--data`, `--agent` and `--local`, which
+`make app LOCAL=1` passes and which alone turns on Home's path box; `path_box_note` says so on stderr at start.
 """
 from __future__ import annotations
 
+import ipaddress
 import sys
 import time
 
@@ -33,7 +37,31 @@ def warm() -> float:
     return time.perf_counter() - t
 
 
+def path_box_note(argv: list[str]) -> str | None:
+    """One line for the operator when app.py gets --local: what the box opens, louder when the server is not bound
+    to loopback only (Streamlit binds every interface when --server.address is not given)."""
+    if "--" not in argv or "--local" not in argv[argv.index("--") + 1:]:
+        return None
+    address = ""
+    for i, arg in enumerate(argv[:argv.index("--")]):
+        if arg == "--server.address" and i + 1 < len(argv):
+            address = argv[i + 1]
+        elif arg.startswith("--server.address="):
+            address = arg.split("=", 1)[1]
+    address = address.strip().strip("[]")
+    try:
+        loopback = address.lower() == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False
+    line = "seqlens: --local: Home shows a box that opens any file this server's user can read"
+    if loopback:
+        return line + "; keep this server on this machine (no reverse proxy in front of it)."
+    return line + f", and the server listens on {address or 'every interface'}: anyone who reaches it can read them."
+
+
 def main() -> None:
+    if (note := path_box_note(sys.argv[1:])) is not None:
+        print(note, file=sys.stderr)
     seconds = warm()
     print(f"seqlens: imports and torch warm-up done in {seconds:.1f} s; starting Streamlit", file=sys.stderr)
     from streamlit.web import cli as stcli
