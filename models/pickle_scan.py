@@ -19,7 +19,7 @@ anything here. Three steps, each before any allocation the file controls:
    shape). Every other stand-in refuses it.
 3. **Records** (`check_records`): no two tensors share bytes of a storage (overlapping or aliased views would copy
    the same bytes into many weights), the referenced storages' bytes within the file's size and limits().decode_bytes,
-   the tensors' elements within limits().agent_params. Only then `materialize` reads each storage's bytes from the
+   the tensors' elements within limits().agent_params. Only then models/pt_reader.py reads each storage's bytes from the
    zip once and makes numpy / torch arrays of the verified dtype and shape (bfloat16 becomes float32, exactly).
 
 Allowed globals: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `torch._utils._rebuild_parameter`,
