@@ -434,10 +434,12 @@ def check_records(ctx: _Context, file_bytes: int, decode_bytes: int, agent_param
     if stored > file_bytes:
         raise Refused(f"declares {stored:,} bytes of storages in a file of {file_bytes:,} bytes")
     if stored > decode_bytes:
-        raise Refused(f"declares {stored:,} bytes of storages, over the limit of {decode_bytes:,} (decode_bytes)")
+        raise Refused(f"declares {stored:,} bytes of storages, over the limit of {decode_bytes:,} (decode_bytes, set by "
+                      "SEQLENS_MAX_DECODE_BYTES)")
     elements = sum(t.numel for t in unique.values())
     if elements > agent_params:
-        raise Refused(f"declares {elements:,} tensor values, over the limit of {agent_params:,} (agent_params)")
+        raise Refused(f"declares {elements:,} tensor values, over the limit of {agent_params:,} (agent_params, set by "
+                      "SEQLENS_MAX_AGENT_PARAMS)")
     return stored
 
 

@@ -138,6 +138,14 @@ def test_parameters_and_protocol_4_are_read(tmp_path, capsys):
     assert rc == 0, err
 
 
+def test_declared_tensor_values_are_checked_against_the_agent_budget(tmp_path, capsys, monkeypatch):
+    src = write_corl(tmp_path / "src")
+    monkeypatch.setenv("SEQLENS_MAX_AGENT_PARAMS", "1000")
+    rc, _, err = run_cli(capsys, "convert-agent", src, "--out", tmp_path / "out")
+    assert rc == 2 and "tensor values, over the limit of 1,000 (agent_params, set by SEQLENS_MAX_AGENT_PARAMS)" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 # ---- the output folder ----------------------------------------------------------------------------------------
 def test_late_failure_leaves_no_output_and_keeps_a_users_files(tmp_path, capsys, monkeypatch):
     """A failure after writing (the reload) removes what this call wrote: OUT if it made it; with --force into a
