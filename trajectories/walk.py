@@ -103,4 +103,5 @@ def refuse_link(entry: Entry, name: str, what: str = "a dataset folder", error: 
         raise error(f"{name}: {entry.rel} is a symbolic link; seqlens does not follow links inside {what} "
                     "(one can point outside it or loop back into it), so copy the file in instead.")
     if entry.kind == "other":
-        raise error(f"{name}: {entry.rel} is not a regular file or folder (a pipe, socket or device), so seqlens does not read it.")
+        raise error(f"{name}: {entry.rel} is not a regular file or folder (a pipe, socket or device), so seqlens "
+                    "does not read it.")
