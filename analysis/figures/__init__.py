@@ -1,5 +1,6 @@
 """Plotly figures with one publication template (style.py). Figures draw results; they never compute
-analyses. One module per analysis; everything public is re-exported here."""
+analyses. One module per analysis; everything public is re-exported here. Every name a figure draws (file, column,
+action label, agent) goes through text.plain, so none is read as markup or a template placeholder."""
 from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS  # noqa: F401
 from .dataset import episode_signals, episode_timeline, returns_histogram  # noqa: F401
 from .predictions import error_vs_horizon, prediction_traces  # noqa: F401
