@@ -140,14 +140,20 @@ class _Call:
         v = hp.get(name)
         return int(v) if _whole_number(v) and v > 0 else None
 
+    def _attends(self) -> bool:
+        """layer / head parameters index attention blocks; an MLP's n_layer counts its hidden layers, so for an agent
+        without attention the bound is left to the figure, whose own sentence says what it needs."""
+        has = getattr(self.agent, "has", None)
+        return bool(has is not None and has("attention"))
+
     def layers(self, low=False):
-        n = self._hparam("n_layer")
+        n = self._hparam("n_layer") if self._attends() else None
         if n is None:
             return None, ""
         return (-n if low else n - 1), f"the agent has {n} layer{'s' * (n != 1)}"
 
     def heads(self):
-        n = self._hparam("n_head")
+        n = self._hparam("n_head") if self._attends() else None
         return (None, "") if n is None else (n - 1, f"the agent has {n} head{'s' * (n != 1)} per layer")
 
     def actions(self):

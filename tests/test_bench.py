@@ -27,12 +27,16 @@ def test_bench_hostile_refuses_every_hostile_file_and_reports_its_cost():
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["hostile"]
-    assert len(rows) >= 30 and {r["kind"] for r in rows} == {"data", "agent"}
+    assert len(rows) >= 50 and {r["kind"] for r in rows} == {"data", "agent", "convert"}
+    names = {r["name"] for r in rows}
+    assert {"minari_symlink_cycle", "minari_episode_to_usr", "csv_secret_in_action", "corl-bytearray-3gib",
+            "hf-bytearray-3gib", "corl-stride0-timestep-table", "corl-config-30mb", "corl-max-action-1e308"} <= names
     for r in rows:
         assert {"name", "kind", "file_bytes", "seconds", "peak_mb", "rss_growth_mb", "refused", "sentence"} <= set(r)
         assert r["refused"] == (r["name"] not in ACCEPTED), r
         assert r["peak_mb"] < 64, r   # nothing near a declared size was allocated (bombs declare >= 1 GiB)
         assert "\n" not in r["sentence"]
+        assert not r["secret_shown"], r
 
 
 def test_bench_scale_renders_every_page_on_a_d4rl_shaped_pair():
