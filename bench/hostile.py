@@ -11,6 +11,7 @@ torch's, Arrow's and HDF5's own allocations; VmHWM reset after the imports, see 
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import subprocess
@@ -23,6 +24,8 @@ from pathlib import Path
 
 def _refuse(kind: str, path: Path) -> str:
     """The sentence the user gets ('' if the file was accepted)."""
+    if kind == "param":
+        return _param_refusal(path)
     if kind == "convert":
         from bench.hostile_checkpoints import convert_refusal
 
@@ -45,15 +48,70 @@ def _refuse(kind: str, path: Path) -> str:
     return ""
 
 
+# figure parameters past their declared range (analysis/catalog.RANGES): refused by catalog.make before any work
+# (before issue 26, fps=1e-300 reached ffmpeg as `-r 0` and ended in a traceback)
+HOSTILE_PARAMS = [
+    ("fps-1e-300", "episode_video", {"fps": 1e-300}, "fps must be between 1 and 60"),
+    ("fps-nan", "episode_video", {"fps": float("nan")}, "must be a finite number"),
+    ("width-1e9", "episode_video", {"width": 10**9}, "width must be a whole number between 8 and 1920"),
+    ("seed-negative", "rtg_sweep_returns", {"seed": -1}, "seed must be a whole number between 0 and 4294967295"),
+    ("episode-1e12", "attention_map", {"episode": 10**12}, "episode 1000000000000 is out of range"),
+    ("sweep-targets-300", "rtg_sweep_returns", {"targets": list(range(300))}, "list of 1 to 256 numbers"),
+]
+
+
+def hostile_param_files(directory) -> list[dict]:
+    """Each HOSTILE_PARAMS case as a small JSON file (figure, params) for _refuse('param', path); drawn for the shipped
+    cartpole-dt and cartpole.npz."""
+    import json
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, figure, params, expect in HOSTILE_PARAMS:
+        path = d / f"{name}.json"
+        path.write_text(json.dumps({"figure": figure, "params": params}))   # NaN as JSON's NaN token, read back by json
+        out.append({"name": name, "path": path, "expect": expect.lower(), "secret": None, "kind": "param"})
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_pair():
+    """cartpole-dt and cartpole.npz, loaded once: their loading is not the refusal's cost."""
+    from models import load_agent
+    from trajectories import load_dataset
+
+    root = Path(__file__).resolve().parent.parent
+    return load_agent(root / "sample_data" / "agents" / "cartpole-dt"), load_dataset(root / "sample_data" / "datasets" / "cartpole.npz")
+
+
+def _param_refusal(path) -> str:
+    """catalog.make's sentence for the case ('' if it drew the figure: then the check let it through)."""
+    import json
+
+    from analysis import catalog
+
+    spec = json.loads(Path(path).read_text())
+    agent, dataset = _shipped_pair()
+    try:
+        catalog.make(spec["figure"], agent, dataset, **spec["params"])
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 _FRESH = """
 import sys
-from bench.hostile import _refuse, _peak_mb
+from bench.hostile import _refuse, _peak_mb, _shipped_pair
 import models, models.checkpoint, trajectories, h5py, pyarrow.parquet, pandas   # imports are not the refusal's
-import cli, yaml, models.corl_import, models.hf_import, models.pt_reader
+import cli, yaml, models.corl_import, models.hf_import, models.pt_reader, analysis.catalog
+if sys.argv[1] == "param":   # the shipped pair and the catalog's imports are not the refusal's
+    _shipped_pair()
+    analysis.catalog.figures()
 before = _peak_mb(reset=True)
 _refuse(sys.argv[1], sys.argv[2])
 print(round(_peak_mb() - before, 1))
@@ -97,7 +155,8 @@ def run_hostile(verbose: bool = True, quick: bool = False) -> list[dict]:
         files = [("data", h) for h in hostile_dataset_files(Path(tmp) / "data")] + \
                 [("agent", h) for h in hostile_agent_files(Path(tmp) / "agents")] + \
                 [(h["kind"], h) for h in hostile_folder_files(Path(tmp) / "folders")] + \
-                [(h["kind"], h) for h in hostile_checkpoint_files(Path(tmp) / "checkpoints")]
+                [(h["kind"], h) for h in hostile_checkpoint_files(Path(tmp) / "checkpoints")] + \
+                [(h["kind"], h) for h in hostile_param_files(Path(tmp) / "params")]
         for kind, h in files:
             _refuse(kind, h["path"])   # warm: imports and first-call costs are not the refusal's
             tracemalloc.start()

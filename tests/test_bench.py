@@ -27,10 +27,16 @@ def test_bench_hostile_refuses_every_hostile_file_and_reports_its_cost():
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["hostile"]
-    assert len(rows) >= 50 and {r["kind"] for r in rows} == {"data", "agent", "convert"}
+    assert len(rows) >= 50 and {r["kind"] for r in rows} == {"data", "agent", "convert", "param"}
     names = {r["name"] for r in rows}
     assert {"minari_symlink_cycle", "minari_episode_to_usr", "csv_secret_in_action", "corl-bytearray-3gib",
-            "hf-bytearray-3gib", "corl-stride0-timestep-table", "corl-config-30mb", "corl-max-action-1e308"} <= names
+            "hf-bytearray-3gib", "corl-stride0-timestep-table", "corl-config-30mb", "corl-max-action-1e308", "fps-1e-300"} <= names
+    from bench.hostile import HOSTILE_PARAMS
+
+    expect = {name: fragment for name, _, _, fragment in HOSTILE_PARAMS}
+    for r in rows:
+        if r["kind"] == "param":
+            assert expect[r["name"]] in r["sentence"], r
     for r in rows:
         assert {"name", "kind", "file_bytes", "seconds", "peak_mb", "rss_growth_mb", "refused", "sentence"} <= set(r)
         assert r["refused"] == (r["name"] not in ACCEPTED), r
