@@ -202,7 +202,7 @@ def _check_transformer_sizes(c: ConfigChecker, hp: dict) -> int:
 
 def _check_dt_hparams(c: ConfigChecker, hp: dict, context: int) -> None:
     """hp: the config's hparams over the defaults (unknown keys already refused)."""
-    from .decision_transformer import _ACTIVATIONS
+    from .block import ACTIVATIONS as _ACTIVATIONS
 
     _check_transformer_sizes(c, hp)
     c.integer(hp["n_inner"], "hparams.n_inner", limit="agent_params", optional=True)
@@ -247,7 +247,7 @@ def _check_tt_hparams(c: ConfigChecker, hp: dict, dims: int) -> None:
 # ---- Hugging Face Decision Transformer configs --------------------------------------------------------------
 def check_hf_config(hf: dict, where: str) -> None:
     """Checks the fields of a DecisionTransformerModel config.json that the import reads."""
-    from .decision_transformer import _ACTIVATIONS
+    from .block import ACTIVATIONS as _ACTIVATIONS
 
     c = ConfigChecker(where)
     for key in ("state_dim", "act_dim", "hidden_size", "n_layer", "n_head", "max_ep_len"):

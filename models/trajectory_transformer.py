@@ -13,7 +13,6 @@ decoding options). The methods below that plan or encode delegate to those modul
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import tt_planner, tt_tokens
-from .activations import ActivationRun, head_outputs, layer_norm
+from .activations import ActivationRun, layer_norm
 from .base import Agent, AgentConfig, gpt2_init
+from .block import Block, allowed_keys, run_blocks
+from .configs import TTConfig
 from .discretizer import QuantileDiscretizer
 from .hparams import defaults, resolve
 from .tt_planner import PLAN_OPTIONS, Plan, Prediction, TTRollout  # noqa: F401 - PLAN_OPTIONS re-exported
@@ -39,63 +40,35 @@ class TTOutput:
     past_key_values: tuple | None = None  # per layer (keys, values) [B, heads, past + T, head_dim]
 
 
-# ---------------------------------------------------------------------------------------------------
-# the GPT (nanoGPT-style)
-# ---------------------------------------------------------------------------------------------------
-class CausalSelfAttention(nn.Module):
-    def __init__(self, hidden: int, n_head: int, dropout: float):
-        super().__init__()
-        if hidden % n_head:
-            raise ValueError(f"hidden {hidden} must be divisible by n_head {n_head}")
-        self.n_head = n_head
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.proj = nn.Linear(hidden, hidden)
-        self.attn_drop = nn.Dropout(dropout)
-        self.resid_drop = nn.Dropout(dropout)
-
-    def forward(self, x, past=None, run: ActivationRun | None = None, name: str = ""):
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        S = k.shape[2]
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
-        # query i sits at absolute position S - T + i and sees keys up to there
-        causal = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
-        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-        if run is None:
-            y = (self.attn_drop(att) @ v).transpose(1, 2).reshape(B, T, C)
-            return self.resid_drop(self.proj(y)), (k, v), att
-        att = run(name + "pattern", att)
-        z = (self.attn_drop(att) @ v).transpose(1, 2)
-        out = self.proj(z.reshape(B, T, C))
-        if run.wants(name + "head_out"):
-            out = head_outputs(run, name + "head_out", z, self.proj, out)
-        return self.resid_drop(out), (k, v), att
+# TT checkpoints name the blocks' tensors as the Trajectory Transformer did before the shared block (models/block.py):
+# on disk blocks.{i}.ln1, attn.qkv, attn.proj, ln2, mlp.0, mlp.2 are blocks.{i}.ln_1, attn.c_attn, attn.c_proj, ln_2,
+# mlp.c_fc, mlp.c_proj in the model. state_dict() writes the disk names and load_state_dict() reads them (this table is
+# the only place that knows both), so every TT checkpoint, shipped or not, loads as it is, and saves the same way.
+_DISK_NAMES = {"ln_1": "ln1", "ln_2": "ln2", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.proj", "mlp.c_fc": "mlp.0",
+               "mlp.c_proj": "mlp.2"}
+_FROM_DISK = {v: k for k, v in _DISK_NAMES.items()}
 
 
-class Block(nn.Module):
-    def __init__(self, hidden: int, n_head: int, dropout: float, layer_idx: int = 0):
-        super().__init__()
-        self.prefix = f"blocks.{layer_idx}."
-        self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-        self.attn = CausalSelfAttention(hidden, n_head, dropout)
-        self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden), nn.Dropout(dropout))
+def _rename_blocks(state: dict, prefix: str, table: dict) -> None:
+    """Rename `{prefix}blocks.{i}.{module}.{weight|bias}` keys of state in place by table (module -> module), in order."""
+    head = prefix + "blocks."
+    renamed = []
+    for key, value in state.items():
+        if key.startswith(head):
+            layer, _, rest = key[len(head):].partition(".")
+            module, _, leaf = rest.rpartition(".")
+            key = f"{head}{layer}.{table.get(module, module)}.{leaf}"
+        renamed.append((key, value))
+    state.clear()
+    state.update(renamed)
 
-    def forward(self, x, past=None, run: ActivationRun | None = None):
-        if run is None:
-            a, present, att = self.attn(self.ln1(x), past)
-            x = x + a
-            return x + self.mlp(self.ln2(x)), present, att
-        p = self.prefix
-        x = run(p + "resid_pre", x)
-        a, present, att = self.attn(self.ln1(x), past, run, p + "attn.")
-        a = run(p + "attn.out", a)
-        x = run(p + "resid_mid", x + a)
-        fc, act, proj, drop = self.mlp            # the Sequential's own modules, in its order
-        h = run(p + "mlp.hidden", act(fc(self.ln2(x))))
-        m = run(p + "mlp.out", drop(proj(h)))
-        return run(p + "resid_post", x + m), present, att
+
+def _to_disk(module, state, prefix, local_metadata) -> None:
+    _rename_blocks(state, prefix, _DISK_NAMES)
+
+
+def _from_disk(module, state, prefix, *args) -> None:
+    _rename_blocks(state, prefix, _FROM_DISK)
 
 
 class TrajectoryTransformer(Agent):
@@ -126,31 +99,28 @@ class TrajectoryTransformer(Agent):
 
     def __init__(self, config: AgentConfig):
         super().__init__(config)
-        if config.kind != "tt":
-            raise ValueError(f"TrajectoryTransformer needs config.kind 'tt', got {config.kind!r}")
-        hp = resolve("tt", config.hparams)   # every default; a typo is an error
+        cfg, hp = TTConfig.build(config)
         config.hparams = hp                       # the resolved sizes are what the checkpoint records
-        if "discretizer" not in hp:
+        self.cfg = cfg
+        if cfg.discretizer is None:
             raise ValueError("a TT config needs hparams['discretizer']: build the agent with "
                              "TrajectoryTransformer.for_dataset(config, dataset), or load a checkpoint")
-        self.discretizer = QuantileDiscretizer.from_dict(hp["discretizer"])
-        self.N = int(hp["n_bins"])
+        self.discretizer = QuantileDiscretizer.from_dict(cfg.discretizer)
+        self.N = int(cfg.n_bins)
         self.D = config.obs_dim + config.act_dim + 2
         if (self.discretizer.dim, self.discretizer.n_bins) != (self.D, self.N):
             raise ValueError(f"discretizer has {self.discretizer.dim} dims x {self.discretizer.n_bins} bins; "
                              f"the model needs {self.D} x {self.N}")
-        if config.context_length < 1:
-            raise ValueError("context_length (transitions per window) must be at least 1")
         self.stop_token, self.pad_token = self.N * self.D, self.N * self.D + 1
         self.block_size = config.context_length * self.D - 1     # inputs of a K-transition window
-        C = int(hp["hidden"])
+        C = int(cfg.hidden)
         self.tok_emb = nn.Embedding(self.N * self.D + 2, C)
         # Past values are unknown when acting (the reference fed a placeholder the model never trained on);
         # every value position reads this one vector instead, so training and acting see the same inputs.
         self.value_emb = nn.Parameter(torch.zeros(C))
         self.pos_emb = nn.Parameter(torch.zeros(1, self.block_size, C))
-        self.drop = nn.Dropout(hp["dropout"])
-        self.blocks = nn.ModuleList([Block(C, int(hp["n_head"]), hp["dropout"], i) for i in range(int(hp["n_layer"]))])
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg.block(), i) for i in range(int(cfg.n_layer))])
         self.ln_f = nn.LayerNorm(C)
         # one head per dimension (the reference's EinLinear): N bins + stop
         self.head_w = nn.Parameter(torch.randn(self.D, C, self.N + 1) * 0.02)
@@ -158,9 +128,11 @@ class TrajectoryTransformer(Agent):
         self.apply(gpt2_init)
         self.register_buffer("centres", torch.tensor(self.discretizer.centres, dtype=torch.float32), persistent=False)
         self.register_buffer("seen_bins", torch.tensor(self.discretizer.counts > 0), persistent=False)
-        w = [1.0] * config.obs_dim + [float(hp["action_weight"])] * config.act_dim + [float(hp["reward_weight"]), float(hp["value_weight"])]
+        w = [1.0] * config.obs_dim + [float(cfg.action_weight)] * config.act_dim + [float(cfg.reward_weight), float(cfg.value_weight)]
         self.register_buffer("dim_weights", torch.tensor(w), persistent=False)
         self._tokens_cache = None
+        self.register_state_dict_post_hook(_to_disk)          # checkpoints keep their tensor names (_DISK_NAMES)
+        self.register_load_state_dict_pre_hook(_from_disk)
 
     @classmethod
     def for_dataset(cls, config: AgentConfig, dataset) -> "TrajectoryTransformer":
@@ -180,13 +152,40 @@ class TrajectoryTransformer(Agent):
     # ---- facts -----------------------------------------------------------------------------------
     @property
     def hp(self) -> dict:
+        """The checkpoint's hparams dict, for callers that read it; the model reads the typed `cfg` (TTConfig)."""
         return self.config.hparams
 
+    @property
+    def n_layer(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def n_head(self) -> int:
+        return int(self.cfg.n_head)
+
     def card(self) -> dict:
+        cfg = self.cfg
         return {**super().card(), "n_bins": self.N, "tokens_per_transition": self.D,
-                "horizon_cap": (self.block_size + 1) // self.D, "beam_width": self.hp["beam_width"],
-                "horizon": min(int(self.hp["horizon"]), self.context_length), "discount": self.hp["discount"],
-                "obs_quantization_floor": self.hp.get("obs_quantization_floor")}
+                "horizon_cap": (self.block_size + 1) // self.D, "beam_width": cfg.beam_width,
+                "horizon": min(int(cfg.horizon), self.context_length), "discount": cfg.discount,
+                "obs_quantization_floor": cfg.obs_quantization_floor}
+
+    # ---- weights (TransformerLens names; views of the parameters: read them, never write) -----------------
+    @property
+    def ln_final(self) -> nn.LayerNorm:
+        """The final layer norm the heads read (`blocks[i].attn.W_Q` ...: models/block.py)."""
+        return self.ln_f
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        """[D, hidden, N + 1] one unembedding per dimension: position p scores dimension d = (p + 1) % D's bins (+ stop)
+        as ln_final(resid) @ W_U[d] + b_U[d]."""
+        return self.head_w
+
+    @property
+    def b_U(self) -> torch.Tensor:
+        """[D, N + 1]"""
+        return self.head_b
 
     def token_dims(self, positions: torch.Tensor) -> torch.Tensor:
         return positions % self.D
@@ -229,11 +228,8 @@ class TrajectoryTransformer(Agent):
         if run is not None:
             x = run("embed.tokens", x)
         x = self.drop(x)
-        presents, attentions = [], []
-        for i, block in enumerate(self.blocks):
-            x, present, att = block(x, None if past_key_values is None else past_key_values[i], run)
-            presents.append(present)
-            attentions.append(att)
+        allowed = allowed_keys(pos, torch.arange(past_len + T, device=tokens.device))   # causal
+        x, attentions, presents, _ = run_blocks(self.blocks, x, allowed, past_key_values, run)
         return layer_norm(self.ln_f, x, run, "ln_final."), past_len, attentions, presents
 
     def _heads(self, h: torch.Tensor, past_len: int) -> torch.Tensor:
@@ -263,7 +259,7 @@ class TrajectoryTransformer(Agent):
 
     def tokenize(self, dataset) -> np.ndarray:
         """Every step of a Dataset as tokens [N, D] (true discounted values)."""
-        return tt_tokens.tokenize(self.discretizer, dataset, self.hp["discount"])
+        return tt_tokens.tokenize(self.discretizer, dataset, self.cfg.discount)
 
     # ---- training --------------------------------------------------------------------------------
     def sample_batch(self, data, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """Trajectory Transformer planning: beam search with the KV cache, open-loop prediction under logged actions,
 and the rollout that plans every step. Functions of the model (models/trajectory_transformer.py, whose
-methods plan / plan_tokens / predict_trajectory / start_rollout call them).
+methods plan / plan_tokens / predict_trajectory / start_rollout call them); `model` is a TrajectoryTransformer,
+which this module never imports (the model imports the planner, not the other way round).
 
 Planning is the reference's beam search (`beam_plan`): sample actions, read off reward and value,
 keep the beams with the best  sum_{k<t} discount^k r_k + discount^t V_t,  then predict the next
@@ -35,15 +36,12 @@ so the search never crops its window and the KV cache stays exact; H <= K is the
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .trajectory_transformer import TrajectoryTransformer
+from .base import Agent, inference
 
 PLAN_OPTIONS = ("beam_width", "horizon", "n_expand", "discount", "action_proposal", "action_cdf", "obs_decoding", "value_decoding",
                 "value_quantile")
@@ -73,17 +71,6 @@ class Prediction:
 
 
 # ---- decoding helpers --------------------------------------------------------------------------------
-@contextmanager
-def inference(model):
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was)
-
-
 def bin_probs(model, logits: torch.Tensor, dim: int, seen_only: bool = False) -> torch.Tensor:
     """Probabilities over the N bins of `dim` (the stop token left out)."""
     lg = logits[:, :model.N]
@@ -140,14 +127,14 @@ def pick_action(model, logits, dim, proposal, cdf, generator):
 
 # ---- planning (beam search) ------------------------------------------------------------------------
 def plan_options(model, **overrides) -> dict:
-    opts = {k: model.hp[k] for k in PLAN_OPTIONS}
+    opts = {k: getattr(model.cfg, k) for k in PLAN_OPTIONS}
     unknown = sorted(set(overrides) - set(PLAN_OPTIONS))
     if unknown:
         raise ValueError(f"unknown planning option(s) {', '.join(unknown)}; known: {', '.join(PLAN_OPTIONS)}")
     explicit_h = overrides.get("horizon") is not None
     opts.update({k: v for k, v in overrides.items() if v is not None})
     if opts["action_proposal"] is None:
-        opts["action_proposal"] = "uniform" if float(model.hp["action_weight"]) == 0 else "model"
+        opts["action_proposal"] = "uniform" if float(model.cfg.action_weight) == 0 else "model"
     K = model.context_length
     if explicit_h and opts["horizon"] > K:
         raise ValueError(f"horizon {opts['horizon']} exceeds the cap of {K} transitions (the model's window)")
@@ -289,7 +276,7 @@ class Decoder:
     longer sequences are cropped by whole transitions from the left and the cache is rebuilt, since a
     slid cache is not exact (DESIGN.md)."""
 
-    def __init__(self, model: TrajectoryTransformer, tokens: torch.Tensor, use_cache: bool):
+    def __init__(self, model: Agent, tokens: torch.Tensor, use_cache: bool):
         self.model, self.use_cache = model, use_cache
         self.tokens = tokens
         self.start = self._window_start()
@@ -328,7 +315,7 @@ class TTRollout:
     """Rollout protocol for TT: plan from the last K - H transitions and the current obs, act with the
     plan's first action. The last plans stay readable in `plans` (for the dashboard)."""
 
-    def __init__(self, agent: TrajectoryTransformer, n_envs: int, seed: int, options: dict, use_cache: bool = True):
+    def __init__(self, agent: Agent, n_envs: int, seed: int, options: dict, use_cache: bool = True):
         self.agent, self.n, self.options, self.use_cache = agent, n_envs, options, use_cache
         self.generator = torch.Generator().manual_seed(seed)
         self.keep = agent.context_length - options["horizon"]
