@@ -175,7 +175,7 @@ class Agent(nn.Module):
         raise NotImplementedError
 
     def sample_batch(self, data, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """A training batch drawn from a models.windows.TrainingData (see DESIGN.md on drawing episodes)."""
+        """A training batch drawn from a models.windows.TrainingData (ARCHITECTURE.md, Conventions: how episodes are drawn)."""
         raise NotImplementedError
 
     def start_rollout(self, n_envs: int, target_returns: np.ndarray | None = None, sample: bool = True,

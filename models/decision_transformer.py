@@ -69,9 +69,9 @@ class DecisionTransformer(Agent):
                                               interleaved tokens, + wpe for HF imports, after dropout)
       blocks.{i}.attn.pattern     [B, h, T, T_keys]  attention weights after the softmax (rows: queries)
       blocks.{i}.attn.head_out    [B, T, h, H]  head k's contribution to the residual stream after the output
-                                              projection: z_k @ c_proj.weight[:, k*hd:(k+1)*hd].T, z_k the head's
+                                              projection: z_k @ blocks[i].attn.W_O[k], z_k the head's
                                               attention-weighted values; no bias, so
-                                              sum over heads + attn.c_proj.bias == attn.out (eval mode).
+                                              sum over heads + blocks[i].attn.b_O == attn.out (eval mode).
                                               Computed only when requested or intervened on.
       blocks.{i}.attn.out         [B, T, H]   the attention block's output (c_proj incl. bias, after dropout)
       blocks.{i}.resid_mid        [B, T, H]   resid_pre + attn.out
@@ -79,7 +79,7 @@ class DecisionTransformer(Agent):
       blocks.{i}.mlp.out          [B, T, H]   the MLP block's output (after dropout)
       blocks.{i}.resid_post       [B, T, H]   resid_mid + mlp.out (= hidden_states[i] of forward)
       ln_final.scale              [B, T, 1]   the final layer norm's per-token 1 / sqrt(var + eps)
-      ln_final.out                [B, T, H]   (resid_post - mean) * scale * ln_f.weight + ln_f.bias
+      ln_final.out                [B, T, H]   (resid_post - mean) * scale * ln_final.weight + ln_final.bias
       head.action                 [B, L, n_actions | act_dim]  action_preds (from s_t; tanh applied if continuous)
       head.return                 [B, L, 1]   return_preds (from a_t)
       head.state                  [B, L, obs_dim]  state_preds (from a_t; untrained, as in HF)

@@ -21,22 +21,24 @@ class DTRollout:
     steps per layer, exact by design. HF imports (plain causal, their own semantics = the last K steps)
     cache while t < K and recompute the last-K window after that. The twin (use_cache=False) recomputes
     the last n_layer*K steps (the receptive field) with the banded mask, or the last K for HF imports.
-    Interventions (start_rollout) ride on a per-forward ActivationRun through every path; without them no
-    run is made and every path is the plain one."""
+    Interventions (start_rollout) ride on a per-forward ActivationRun through every path, and recorded attention is
+    read from that run's `blocks.{i}.attn.pattern`; with neither, no run is made and every path is the plain one."""
 
     def __init__(self, model: Agent, n_envs: int, target_returns, sample: bool, seed: int,
                  use_cache: bool, uniforms: np.ndarray | None = None, context=None, record_attention: bool = False,
                  interventions=None):
         self.m, self.B, self.sample, self.use_cache = model, n_envs, sample, use_cache
-        self.names, self.interventions = None, None   # exact names -> fn; None: the plain path (no run at all)
+        self.interventions = None        # exact names -> fn
+        self.names = model.activation_names() if interventions or record_attention else None   # None: no run at all
+        self.kept = ["blocks.*.attn.pattern"] if record_attention else []
         if interventions:
-            names = model.activation_names()
+            names = self.names
             resolved = ActivationRun(names, [], interventions, what="dt agent").interventions   # checks names and fns
             outside = sorted(n for n in resolved if not n.startswith("blocks."))
             if outside:
                 raise ValueError(f"a rollout applies interventions inside the blocks (blocks.{{i}}.*); "
                                  f"not {', '.join(outside)}.")
-            self.names, self.interventions = names, resolved
+            self.interventions = resolved
         if uniforms is not None and np.shape(uniforms)[0] != n_envs:
             raise ValueError(f"uniforms needs one row per env ({n_envs}), got {np.shape(uniforms)[0]}.")
         self.uniforms = None if uniforms is None else torch.as_tensor(np.asarray(uniforms, np.float32))
@@ -64,8 +66,13 @@ class DTRollout:
         self.attention = None            # [B, n_layer, n_head, K, 3] after act() when record_attention
 
     def _run(self) -> ActivationRun | None:
-        """A fresh per-call run carrying the interventions (one per forward, never shared), or None."""
-        return None if self.interventions is None else ActivationRun(self.names, [], self.interventions, what="dt agent")
+        """A fresh per-call run carrying the interventions and recording the attention patterns (one per forward,
+        never shared), or None."""
+        return None if self.names is None else ActivationRun(self.names, self.kept, self.interventions, what="dt agent")
+
+    def _patterns(self, run: ActivationRun | None) -> list[torch.Tensor]:
+        """Each block's attention pattern [B, heads, Tq, Tk] of the run's forward (recorded attention only)."""
+        return [run.cache[f"blocks.{i}.attn.pattern"] for i in range(self.m.n_layer)] if self.record_attention else []
 
     def skip_done(self, done: np.ndarray) -> None:
         """Envs whose episodes ended: their later actions are ignored, so the context-limited path stops
@@ -156,16 +163,15 @@ class DTRollout:
         L = len(history)
         states, acts, rtg, ts = self._inputs(history)
         if ks is None:
-            out = m(states, acts, rtg, ts, output_attentions=self.record_attention, activations=self._run())
-            self._keep_attention(out.attentions, None, L)
+            out = m(states, acts, rtg, ts, activations=(run := self._run()))
+            self._keep_attention(self._patterns(run), None, L)
             return out.action_preds[:, -1]
         rows = torch.arange(self.B) if self.live is None else torch.as_tensor(np.flatnonzero(self.live.numpy()))
         mask = (torch.arange(L, device=states.device)[None, :] >= (L - ks[rows])[:, None]).long()
-        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, output_attentions=self.record_attention,
-                activations=self._run())
+        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, activations=(run := self._run()))
         pred = torch.zeros(self.B, *out.action_preds.shape[2:], device=states.device)
         pred[rows] = out.action_preds[:, -1]
-        self._keep_attention(out.attentions, rows, L)
+        self._keep_attention(self._patterns(run), rows, L)
         return pred
 
     def _inputs(self, history: list):
@@ -204,10 +210,10 @@ class DTRollout:
         x = m._finish_tokens(torch.stack(new, 1))
         q_pos = torch.tensor(pos, device=dev)
         k_pos = q_pos if self.cache_pos is None else torch.cat([self.cache_pos, q_pos])
-        x, atts, new_cache, _ = run_blocks(m.blocks, x, allowed_keys(q_pos, k_pos, m.band, per_step=3), self.cache,
-                                           self._run())
+        run = self._run()
+        x, _, new_cache, _ = run_blocks(m.blocks, x, allowed_keys(q_pos, k_pos, m.band, per_step=3), self.cache, run)
         if self.record_attention:
-            atts = [a[:, :, -1] for a in atts]   # the s_t query over keys k_pos -> (steps back, token type)
+            atts = [a[:, :, -1] for a in self._patterns(run)]   # the s_t query over keys k_pos -> (steps back, type)
             K = m.context_length
             slot = K - 1 - (t - k_pos // 3)
             seen = slot >= 0

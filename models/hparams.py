@@ -42,7 +42,7 @@ class TTHparams:
     n_head: int = 4
     dropout: float = 0.1
     discount: float = 0.99
-    action_weight: float = 1.0            # 0 leaves action tokens out of the loss (DESIGN: better predictions)
+    action_weight: float = 1.0            # 0 leaves action tokens out of the loss (ARCHITECTURE.md: better predictions)
     reward_weight: float = 1.0
     value_weight: float = 1.0
     beam_width: int = 32

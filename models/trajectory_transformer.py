@@ -82,16 +82,16 @@ class TrajectoryTransformer(Agent):
       blocks.{i}.resid_pre     [B, T, C]   the residual stream into block i
       blocks.{i}.attn.pattern  [B, h, T, T_keys]  attention weights after the softmax (rows: queries)
       blocks.{i}.attn.head_out [B, T, h, C]  head k's contribution after the output projection:
-                               z_k @ attn.proj.weight[:, k*hd:(k+1)*hd].T (no bias), so
-                               sum over heads + attn.proj.bias == attn.out (eval mode). Computed only when
+                               z_k @ attn.W_O[k] (no bias), so
+                               sum over heads + attn.b_O == attn.out (eval mode). Computed only when
                                requested or intervened on.
-      blocks.{i}.attn.out      [B, T, C]   the attention block's output (proj incl. bias, after dropout)
+      blocks.{i}.attn.out      [B, T, C]   the attention block's output (c_proj incl. bias, after dropout)
       blocks.{i}.resid_mid     [B, T, C]   resid_pre + attn.out
       blocks.{i}.mlp.hidden    [B, T, 4C]  the MLP's GELU activations
       blocks.{i}.mlp.out       [B, T, C]   the MLP block's output
       blocks.{i}.resid_post    [B, T, C]   resid_mid + mlp.out
       ln_final.scale           [B, T, 1]   the final layer norm's per-token 1 / sqrt(var + eps)
-      ln_final.out             [B, T, C]   (resid_post - mean) * scale * ln_f.weight + ln_f.bias (= final_hidden)
+      ln_final.out             [B, T, C]   (resid_post - mean) * scale * ln_final.weight + ln_final.bias (= final_hidden)
       head.logits              [B, T, N + 1]  position p's scores over the bins (+ stop) of token p + 1's dimension
     """
 

@@ -18,7 +18,7 @@ observation, for `horizon` transitions. Decoding choices (hparams, overridable p
                    its predictions for other actions are wrong (and optimistic).
   obs_decoding     "argmax" (reference k_obs = 1) or "sample".
   value_decoding   how a predicted reward / value scores a beam: "mean" = expected value over the bins
-                   (reference), "argmax" = the most likely bin's centre (DESIGN: predicts better),
+                   (reference), "argmax" = the most likely bin's centre (ARCHITECTURE.md: predicts better),
                    "quantile" = the value's upper quantile `value_quantile` (rewards keep the mean).
                    Behaviour data that mixes policies (Pendulum: a per-episode torque-reversal rate the
                    model cannot see) gives a bimodal value: near the top "held" (~0) or "falls" (-100
@@ -274,7 +274,7 @@ class Decoder:
     """Next-token logits for a batch of growing token sequences, with a KV cache or by a full forward
     pass per token (the naive twin; identical results). The model sees at most block_size tokens:
     longer sequences are cropped by whole transitions from the left and the cache is rebuilt, since a
-    slid cache is not exact (DESIGN.md)."""
+    slid cache is not exact (ARCHITECTURE.md, Conventions)."""
 
     def __init__(self, model: Agent, tokens: torch.Tensor, use_cache: bool):
         self.model, self.use_cache = model, use_cache
