@@ -42,9 +42,9 @@ def cmd_inspect(args) -> dict:
         print(f"  {'observations':<{width}}  {', '.join(ds.obs_names)}")
         print(_text_histogram(ds.episode_returns))
     if args.histogram:
-        from analysis.export import write_figure
-        from analysis.figures import returns_histogram
-        from analysis.figures.text import plain
+        from analysis.publish.export import write_figure
+        from analysis.publish.figures import returns_histogram
+        from analysis.publish.figures.text import plain
 
         title = f"Episode returns — {plain(Path(args.path).stem)} ({ds.n_episodes} episodes, {plain(ds.env_id or 'unknown env')})"
         try:
@@ -101,7 +101,7 @@ def cmd_train(args) -> dict:
         raise UserError(f"{out} already exists and is not empty; pass --force to overwrite it.")
     eval_fn = None
     if args.eval_every:
-        from models.evaluate import evaluate
+        from analysis.behaviour.evaluate import evaluate
 
         targets = _parse_targets(args.eval_targets) if args.eval_targets else None
 
@@ -146,7 +146,7 @@ def cmd_evaluate(args) -> dict:
     import torch
 
     from models import load_agent, save_agent
-    from models.evaluate import evaluate
+    from analysis.behaviour.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
     agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale, args.raw_inputs)
@@ -228,126 +228,19 @@ def cmd_convert(args) -> dict:
     return result
 
 
-# A converted agent's model.safetensors may be at most this many times the weight file(s) it came from, plus a
-# small constant: float32 copies of float16 / bfloat16 weights double, CORL's zero return / state / value heads
-# add about one state embedding. Checked before anything is written.
-CONVERT_SIZE_FACTOR = 4
-CONVERT_SIZE_SLACK = 1 << 20
-
-
 def cmd_convert_agent(args) -> dict:
-    """A CORL dt.py checkpoint directory (config.yaml + dt_checkpoint.pt) or an HF DecisionTransformerModel
-    directory (config.json + pytorch_model.bin) -> a seqlens checkpoint (config.json + model.safetensors).
-    The pickles are read without torch.load (models/pt_reader.py, models/pickle_scan.py); everything is checked
-    before OUT is written, the output's size is bounded by the source's, and the checkpoint is written to a
-    temporary folder beside OUT, loaded back, and only then moved into OUT (nothing is left on a refusal)."""
-    src, out = Path(args.source), Path(args.out)
-    if not src.is_dir():
-        raise UserError(f"{src} is not a directory (expected CORL's checkpoints_path or an HF save_pretrained directory).")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise UserError(f"{out} already exists and is not empty; pass --force to overwrite it.")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a directory.")
-    if out.resolve() == src.resolve():
-        raise UserError("--out must be a new directory, not the source directory (its config.json would be overwritten).")
-    from models.corl_import import CHECKPOINT_FILE, CONFIG_FILE, is_corl_dir
+    """A CORL or HF Decision Transformer directory -> a seqlens checkpoint (models/convert.py)."""
+    from models.convert import convert_agent
 
-    source = args.source_format
-    if source is None:
-        if is_corl_dir(src):
-            source = "corl"
-        elif (src / "config.json").is_file() and ((src / "pytorch_model.bin").is_file() or (src / "model.safetensors").is_file()):
-            source = "hf"
-        else:
-            raise UserError(f"cannot tell what {src} holds: expected {CONFIG_FILE} + {CHECKPOINT_FILE} (CORL) or config.json + "
-                            "pytorch_model.bin (Hugging Face); pass --from corl or --from hf.")
-    notes = []
-    if source == "corl":
-        if args.context is not None or args.rtg_scale is not None:
-            raise UserError("--context and --rtg-scale apply to --from hf only; CORL's config.yaml gives seq_len and reward_scale.")
-        from models.corl_import import load_corl_decision_transformer
-
-        agent, notes = load_corl_decision_transformer(src, name=src.name)
-        weight_files = [src / CHECKPOINT_FILE]
-    else:
-        from models.hf_import import _weight_files, hf_decision_transformer_from_state, load_hf_decision_transformer
-
-        options = {k: v for k, v in (("context_length", args.context), ("rtg_scale", args.rtg_scale)) if v is not None}
-        if (src / "pytorch_model.bin").is_file() and not (src / "model.safetensors").is_file():
-            from models.pt_reader import read_state_dict
-
-            tensors = read_state_dict(src / "pytorch_model.bin", f"{src.name}: pytorch_model.bin")
-            agent = hf_decision_transformer_from_state(src, tensors, name=src.name, **options)
-            weight_files = [src / "pytorch_model.bin"]
-        else:
-            agent = load_hf_decision_transformer(src, name=src.name, **options)
-            weight_files = _weight_files(src, src.name)
-        notes.append("A Hugging Face model carries no state statistics: pass --normalize-from DATA to evaluate/export "
-                     "(the dataset it was trained on), or its observations are used raw.")
-    source_bytes = sum(f.stat().st_size for f in weight_files)
-    out_bytes = sum(v.numel() * v.element_size() for v in agent.state_dict().values())
-    if out_bytes > CONVERT_SIZE_FACTOR * source_bytes + CONVERT_SIZE_SLACK:
-        raise UserError(f"{src}: the converted agent would hold {out_bytes:,} bytes of weights from {source_bytes:,} bytes of "
-                        f"{', '.join(f.name for f in weight_files)[:80]}, more than {CONVERT_SIZE_FACTOR}x + 1 MiB; refusing to "
-                        "write it (a real conversion stays within that).")
-    back = _write_converted(agent, out)
-    notes += [n for n in back.notes if n not in notes]
-    for note in notes:
+    result = convert_agent(args.source, args.out, args.source_format, args.context, args.rtg_scale, args.force)
+    for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
-    c = back.config
-    result = {"source": str(src), "from": source, "out": str(out), "kind": c.kind, "obs_dim": c.obs_dim,
-              "act_dim": c.act_dim, "context_length": c.context_length, "max_ep_len": c.max_ep_len,
-              "rtg_scale": c.rtg_scale, "env_id": c.env_id, "n_params": back.n_params, "notes": notes}
     if not args.json:
-        print(f"wrote {out}: a Decision Transformer from {'CORL' if source == 'corl' else 'Hugging Face'} "
-              f"({c.obs_dim}-d states, {c.act_dim}-d actions, context {c.context_length}, rtg_scale {c.rtg_scale:g}, "
-              f"env {c.env_id or 'none'}), {back.n_params:,} parameters")
+        r = result
+        print(f"wrote {r['out']}: a Decision Transformer from {'CORL' if r['from'] == 'corl' else 'Hugging Face'} "
+              f"({r['obs_dim']}-d states, {r['act_dim']}-d actions, context {r['context_length']}, rtg_scale {r['rtg_scale']:g}, "
+              f"env {r['env_id'] or 'none'}), {r['n_params']:,} parameters")
     return result
-
-
-def _write_converted(agent, out: Path):
-    """save_agent into a temporary folder beside OUT, load it back (what a user will load: it must pass every
-    check), then move its files into OUT. On any failure the temporary folder goes, and so do OUT and the parent
-    folders this call created; files already in OUT (--force) are replaced only on success."""
-    import os
-    import shutil
-    import tempfile
-
-    from models import load_agent, save_agent
-    from models.errors import AgentError
-
-    made = []   # folders this call creates, outermost first
-    for folder in reversed([out, *out.parents]):
-        if not folder.exists():
-            made.append(folder)
-    tmp = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.converting-", dir=out.parent))
-        save_agent(agent, tmp)
-        back = load_agent(tmp, display_name=str(out))
-        if not out.exists():
-            os.replace(tmp, out)
-        else:
-            for f in tmp.iterdir():
-                os.replace(f, out / f.name)
-            tmp.rmdir()
-        tmp = None
-        return back
-    except BaseException as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for folder in reversed(made):
-            if folder == out:
-                shutil.rmtree(folder, ignore_errors=True)   # only this call wrote into it
-            else:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
-        if isinstance(e, OSError) and not isinstance(e, AgentError):
-            raise UserError(f"cannot write {out}: {e.strerror or type(e).__name__}.") from None
-        raise
 
 
 def cmd_make_data(args) -> dict:
@@ -400,8 +293,8 @@ def cmd_make_samples(args) -> dict:
 
 def _train_recipe(name: str, seed: int, progress: bool, ds=None):
     """One shipped agent's recipe (models/recipes.py) trained with `seed`: `make sample-agents` trains through here,
-    `reproduce --retrain`'s pieces through the same analysis.seed_runs.train_recipe."""
-    from analysis.seed_runs import train_recipe
+    `reproduce --retrain`'s pieces through the same analysis.research.seed_runs.train_recipe."""
+    from analysis.research.seed_runs import train_recipe
 
     return train_recipe(name, seed, progress=progress, ds=ds)
 
@@ -411,7 +304,7 @@ def cmd_make_agents(args) -> dict:
     import torch
 
     from models import save_agent
-    from models.evaluate import evaluate, prediction_error
+    from analysis.behaviour.evaluate import evaluate, prediction_error
     from models.recipes import SAMPLE_AGENTS
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
@@ -457,8 +350,7 @@ def cmd_export(args) -> dict:
 
     import torch
 
-    from analysis import catalog
-
+    from analysis.publish import catalog
     torch.set_num_threads(args.threads)
     entries = catalog.figures()
     if args.list:
@@ -476,7 +368,7 @@ def cmd_export(args) -> dict:
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise UserError(f"figure '{args.figure}' takes {', '.join(accepted) or 'no parameters'}; not {', '.join(unknown)}.")
-    from analysis.export import FORMATS, VIDEO_FORMATS, bundle, write_figure
+    from analysis.publish.export import FORMATS, VIDEO_FORMATS, bundle, write_figure
     from models import load_agent
     from trajectories import load_dataset
 
@@ -509,12 +401,12 @@ def cmd_export(args) -> dict:
                         + (" or an agent to roll out in its environment (--agent DIR)." if entry.rolls_out else "."))
     dataset = load_dataset(data_path) if data_path is not None else None
     if agent is not None and dataset is not None:
-        from models.evaluate import check_dataset
+        from models.checks import check_dataset
 
         check_dataset(agent, dataset)
     if fmt != "zip" and fmt not in (*FORMATS, *entry.formats):
         raise UserError(f"cannot export as '{fmt or '(none)'}'; expected one of {', '.join(FORMATS)} or zip (a bundle).")
-    from analysis.compare import CompareError, compare
+    from analysis.publish.compare_mode import CompareError, compare
 
     other = _compare_agent(args, agent, dataset) if args.compare else None
     try:
@@ -560,10 +452,10 @@ def cmd_export(args) -> dict:
 
 def _compare_agent(args, agent, dataset) -> dict:
     """--compare B: the checkpoint at B, or "randomized" (the first agent with its weights re-initialised, seed 0:
-    analysis.compare.randomized_twin), with the first agent's --env (where B names no environment it can act in),
+    analysis.publish.compare_mode.randomized_twin), with the first agent's --env (where B names no environment it can act in),
     --normalize-from and --raw-inputs; its own return-to-go scale. {agent, name, path} for compare and the bundle.
     One sentence when it cannot read the dataset."""
-    from analysis.compare import RANDOMIZED, CompareError, check_pair, randomized_twin
+    from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_twin
     from models import load_agent
     from models.env_choice import can_act
 
@@ -637,9 +529,9 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def _reproduce_pieces(args):
     """reproduce's training seeds and, with --retrain or --from-agents, {(agent, seed): checkpoint directory}
-    (analysis/seed_runs.py: pieces trained now, in this process or as Ray tasks, or saved earlier); None for the
+    (analysis/research/seed_runs.py: pieces trained now, in this process or as Ray tasks, or saved earlier); None for the
     shipped agents. Every contradiction is one sentence before anything trains."""
-    from analysis.seed_runs import SeedRunError, agent_checkpoints, findings_agents
+    from analysis.research.seed_runs import SeedRunError, agent_checkpoints, findings_agents
 
     if not args.retrain:
         for flag, given in (("--ray", args.ray is not None), ("--agents", args.agents), ("--train-only", args.train_only),
@@ -688,9 +580,9 @@ def cmd_reproduce(args) -> dict:
 
     import torch
 
-    from analysis.findings import read_seed_files, write_seed_file
-    from analysis.report import write_report
-    from analysis.reproduce import AGENTS, NotProvided, command_line, describe_seeds, pool_runs, run_all, seed_results
+    from analysis.research.findings import read_seed_files, write_seed_file
+    from analysis.research.report import write_report
+    from analysis.research.reproduce import AGENTS, NotProvided, command_line, describe_seeds, pool_runs, run_all, seed_results
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR

@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis.figures import returns_histogram
-from analysis.figures.text import plain
+from analysis.publish.figures import returns_histogram
+from analysis.publish.figures.text import plain
 from models.errors import AgentError
-from models.evaluate import check_dataset
+from models.checks import check_dataset
 from models.report import agent_rows
 from ui import charts
 from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_agent

@@ -1,6 +1,6 @@
 """Action-token attention for every step of 100 episodes (shipped cartpole-dt on the shipped CartPole data).
 
-Ours: analysis.attention.steps_attention, all windows of the 100 episodes in batches of 512, one forward
+Ours: analysis.interp.attention.steps_attention, all windows of the 100 episodes in batches of 512, one forward
 each. Naive twin: a forward per step (batch of one), as a per-step hook tool does. Same windows, same
 model; the attention rows must agree to float precision.
 """
@@ -18,8 +18,8 @@ N_EPISODES = 100
 def _bench(quick: bool) -> dict:
     import torch
 
-    from analysis.attention import steps_attention, steps_attention_naive
-    from analysis.inputs import training_data
+    from analysis.interp.attention import steps_attention, steps_attention_naive
+    from analysis.core.inputs import training_data
     from models import load_agent
     from trajectories import load_dataset
 

@@ -1,6 +1,6 @@
 """Export of 10 figures to PNG.
 
-Ours: analysis.export.write_figures, every image through one persistent kaleido server (one Chromium).
+Ours: analysis.publish.export.write_figures, every image through one persistent kaleido server (one Chromium).
 Naive twin: plotly's `write_image` per figure with no server running, which starts and stops a Chromium
 for every call. Same figures, same size and scale: the PNGs must be identical in pixel size (bytes can
 differ by embedded metadata, so the check is the decoded image shape and a pixel comparison).
@@ -15,7 +15,7 @@ import numpy as np
 
 
 def _figures(n: int) -> dict:
-    from analysis.figures import episode_timeline, returns_histogram
+    from analysis.publish.figures import episode_timeline, returns_histogram
 
     rng = np.random.default_rng(0)
     figs = {}
@@ -37,7 +37,7 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def _bench(quick: bool) -> dict:
-    from analysis.export import DEFAULT_SCALE, write_figures
+    from analysis.publish.export import DEFAULT_SCALE, write_figures
 
     n = 3 if quick else 10
     figs = _figures(n)

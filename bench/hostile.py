@@ -48,7 +48,7 @@ def _refuse(kind: str, path: Path) -> str:
     return ""
 
 
-# figure parameters past their declared range (analysis/catalog.RANGES): refused by catalog.make before any work
+# figure parameters past their declared range (analysis/publish/catalog.RANGES): refused by catalog.make before any work
 # (before issue 26, fps=1e-300 reached ffmpeg as `-r 0` and ended in a traceback)
 HOSTILE_PARAMS = [
     ("fps-1e-300", "episode_video", {"fps": 1e-300}, "fps must be between 1 and 60"),
@@ -89,8 +89,7 @@ def _param_refusal(path) -> str:
     """catalog.make's sentence for the case ('' if it drew the figure: then the check let it through)."""
     import json
 
-    from analysis import catalog
-
+    from analysis.publish import catalog
     spec = json.loads(Path(path).read_text())
     agent, dataset = _shipped_pair()
     try:
@@ -108,10 +107,10 @@ _FRESH = """
 import sys
 from bench.hostile import _refuse, _peak_mb, _shipped_pair
 import models, models.checkpoint, trajectories, h5py, pyarrow.parquet, pandas   # imports are not the refusal's
-import cli, yaml, models.corl_import, models.hf_import, models.pt_reader, analysis.catalog
+import cli, yaml, models.convert, models.corl_import, models.hf_import, models.pt_reader, analysis.publish.catalog
 if sys.argv[1] == "param":   # the shipped pair and the catalog's imports are not the refusal's
     _shipped_pair()
-    analysis.catalog.figures()
+    analysis.publish.catalog.figures()
 before = _peak_mb(reset=True)
 _refuse(sys.argv[1], sys.argv[2])
 print(round(_peak_mb() - before, 1))

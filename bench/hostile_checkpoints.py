@@ -178,14 +178,16 @@ def hostile_checkpoint_files(directory) -> list[dict]:
 
 
 def convert_refusal(path) -> str:
-    """The sentence `cli.py convert-agent PATH --out TMP` refuses PATH with ('' if it converted it)."""
-    import cli
+    """The sentence `cli.py convert-agent PATH --out TMP` refuses PATH with ('' if it converted it): the library call
+    the command makes (models/convert.py), whose one-sentence error the command prints after "error: "."""
+    from models.convert import convert_agent
+    from models.errors import AgentError
+    from trajectories.errors import DatasetError
 
     with tempfile.TemporaryDirectory() as tmp:
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = cli.main(["convert-agent", str(path), "--out", str(Path(tmp) / "out"), "--json"])
-        if rc == 0:
-            return ""
-        lines = err.getvalue().strip().splitlines()
-        return lines[-1].removeprefix("error: ") if lines else f"exit code {rc} without a message"
+        try:
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                convert_agent(str(path), Path(tmp) / "out")
+        except (AgentError, DatasetError) as e:
+            return str(e)
+        return ""

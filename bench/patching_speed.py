@@ -1,7 +1,7 @@
 """Activation patching: the whole layer x position residual grid for one step of the shipped cartpole-dt (3 layers,
 K=20, banded: the action at a step reads a 60-step receptive field, so the grid is 4 residual points x 179 tokens).
 
-Ours: analysis.patching.Patcher.positions — cells that cannot change the output left out; each cell runs only what
+Ours: analysis.interp.patching.Patcher.positions — cells that cannot change the output left out; each cell runs only what
 its patch changes and the output reads (DecisionTransformer.run_suffix): from the patched block on, only the
 positions within the band's reach of both the patch and the output, against the corrupted run's cached keys and
 values, the last block for the s_t token only; positions of a row a few tokens apart share a batch. Naive twin: Patcher.positions_naive, one plain run_with_cache over
@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _bench(quick: bool) -> dict:
     import torch
 
-    from analysis.inputs import training_data
-    from analysis.patching import make_pair, patcher
+    from analysis.core.inputs import training_data
+    from analysis.interp.patching import make_pair, patcher
     from models import load_agent
     from trajectories import load_dataset
 

@@ -1,8 +1,8 @@
-"""The episode player's first render, warm (issue 16: < 3 s): analysis.player.build on a 500-step CartPole episode
+"""The episode player's first render, warm (issue 16: < 3 s): analysis.media.player.build on a 500-step CartPole episode
 with the shipped cartpole-dt agent (frames, attention, credit, the return head's predictions).
 
 Warm: this process has loaded the agent, torch (1 thread, as the app sets) and the renderer, and built one player
-before (another episode); the measured episode's results are not cached (analysis.cache.CACHE is cleared before each
+before (another episode); the measured episode's results are not cached (analysis.core.cache.CACHE is cleared before each
 build: build itself is uncached, but the DT return predictions go through the cache). Ours: build as the page calls
 it, the frames drawn and encoded in a second thread while the model runs. Naive twin: the same build with the frames
 drawn after the model work, in the same thread (build's executor swapped for one that runs each task when its result
@@ -55,9 +55,8 @@ class SerialPool:
 
 
 def serial_build(agent, dataset, episode: int, **kw):
-    """analysis.player.build with the frames drawn after the model work, in this thread: (data, frames seconds)."""
-    from analysis import player
-
+    """analysis.media.player.build with the frames drawn after the model work, in this thread: (data, frames seconds)."""
+    from analysis.media import player
     SerialPool.spent = []
     with mock.patch.object(player, "ThreadPoolExecutor", SerialPool):
         data = player.build(agent, dataset, episode, **kw)
@@ -81,8 +80,8 @@ def same_data(a, b) -> tuple[bool, float]:
 def _bench(quick: bool) -> dict:
     import torch
 
-    from analysis import player
-    from analysis.cache import CACHE
+    from analysis.media import player
+    from analysis.core.cache import CACHE
     from models import load_agent
     from trajectories import load_dataset
 

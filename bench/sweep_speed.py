@@ -1,6 +1,6 @@
 """Return-to-go sweep: 8 targets x 16 CartPole episodes with the shipped cartpole-dt.
 
-Ours: analysis.sweeps.rtg_sweep, all 128 episodes in one batched vector env with the KV-cached rollout.
+Ours: analysis.behaviour.sweeps.rtg_sweep, all 128 episodes in one batched vector env with the KV-cached rollout.
 Naive twin: rtg_sweep_naive, one episode at a time in its own env, the model's whole receptive field
 recomputed every step. Env i is seeded seed + i in both and draws its action samples from its own
 stream, so the episodes (returns, actions) must be identical.
@@ -20,7 +20,7 @@ EPISODES = 16
 def _bench(quick: bool) -> dict:
     import torch
 
-    from analysis.sweeps import rtg_sweep, rtg_sweep_naive
+    from analysis.behaviour.sweeps import rtg_sweep, rtg_sweep_naive
     from models import load_agent
 
     targets, episodes = ([25, 100], 2) if quick else (TARGETS, EPISODES)

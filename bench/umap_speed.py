@@ -1,6 +1,6 @@
 """UMAP of 20,000 hidden states (the masked-cartpole GRU's 64-d recurrent state at 20,000 logged steps).
 
-Ours: `analysis.embeddings.umap_2d` — exact neighbours in one BLAS pass (scikit-learn) handed to
+Ours: `analysis.interp.embeddings.umap_2d` — exact neighbours in one BLAS pass (scikit-learn) handed to
 umap-learn as precomputed_knn, PCA init, seeded, and numba's file cache switched on for umap's functions
 (most are compiled without cache=True, so every new process pays the JIT again).
 Twin: `umap.UMAP(random_state=seed)` with umap-learn's defaults (NN-descent neighbours, spectral init).
@@ -33,7 +33,7 @@ sys.path.insert(0, {root!r})
 x = np.load({hidden!r})
 t0 = time.perf_counter()
 if {ours!r}:
-    from analysis.embeddings import umap_2d
+    from analysis.interp.embeddings import umap_2d
     y = umap_2d(x, seed=0)
 else:
     import umap, warnings
@@ -48,8 +48,8 @@ print(json.dumps({{"seconds": dt}}))
 def hidden_states(n: int) -> np.ndarray:
     import torch
 
-    from analysis.embeddings import hidden_states as hs
-    from analysis.embeddings import sample_steps
+    from analysis.interp.embeddings import hidden_states as hs
+    from analysis.interp.embeddings import sample_steps
     from models import load_agent
     from trajectories import load_dataset
 
@@ -88,7 +88,7 @@ def _bench(quick: bool) -> dict:
     if quick:   # tiny and in process: the numba cache of earlier runs makes this a few seconds
         import umap
 
-        from analysis.embeddings import umap_2d
+        from analysis.interp.embeddings import umap_2d
 
         x = hidden_states(400)
         t0 = time.perf_counter()

@@ -1,10 +1,10 @@
 """An episode video: a 500-step CartPole episode rendered, overlaid and encoded as a GIF (issue 16).
 
-Ours: analysis.frames.from_data (the environment put into each logged state) and analysis.video.overlay_frames (every
+Ours: analysis.media.frames.from_data (the environment put into each logged state) and analysis.media.video.overlay_frames (every
 frame's panel in one batched pass: the fixed part once, the attention bars as one array operation, only the words
-through PIL), then analysis.video.encode. Naive twin: the same frames, each made into one plotly figure (the frame,
+through PIL), then analysis.media.video.encode. Naive twin: the same frames, each made into one plotly figure (the frame,
 its text and its attention bar as a heatmap) exported with `write_image` through one kaleido server kept alive
-(analysis.export.export_session), decoded, then the same encoder. Same results: both GIFs decode to the same number
+(analysis.publish.export.export_session), decoded, then the same encoder. Same results: both GIFs decode to the same number
 of frames of the same size. The attention is a seeded stand-in (the benchmark is the drawing, not the model).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _episode(quick: bool):
 
 
 def _overlay(one, steps: int, att: np.ndarray, frames):
-    from analysis.video import Overlay, action_texts
+    from analysis.media.video import Overlay, action_texts
 
     idx = frames.steps
     return Overlay(idx, one.n_transitions, action_texts(one.actions[idx], ["push_left", "push_right"], None),
@@ -61,9 +61,9 @@ def _bench(quick: bool) -> dict:
     import plotly.io as pio
     from PIL import Image
 
-    from analysis.export import export_session
-    from analysis.frames import from_data
-    from analysis.video import DEFAULT_WIDTH, encode, overlay_frames
+    from analysis.publish.export import export_session
+    from analysis.media.frames import from_data
+    from analysis.media.video import DEFAULT_WIDTH, encode, overlay_frames
 
     one, steps, att = _episode(quick)
     t0 = time.perf_counter()

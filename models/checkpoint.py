@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -20,24 +18,10 @@ from trajectories.safe_zip import open_checked
 from .base import Agent, AgentConfig
 from .config_check import check_agent_config
 from .errors import PICKLE_SUFFIXES, AgentError
+from .loading import agent_class, build_meta, read_json, shard_names, short
 from .safetensors_header import read_header
 
 FORMAT = "seqlens-agent"
-
-
-def agent_class(kind: str):
-    # imported lazily: loading an MLP should not import the transformer code
-    if kind == "dt":
-        from .decision_transformer import DecisionTransformer
-        return DecisionTransformer
-    if kind == "tt":
-        from .trajectory_transformer import TrajectoryTransformer
-        return TrajectoryTransformer
-    from .baselines import DynamicsModel, GRUPolicy, MLPPolicy
-    classes = {"mlp": MLPPolicy, "gru": GRUPolicy, "dynamics": DynamicsModel}
-    if kind not in classes:
-        raise AgentError(f"unknown agent kind '{kind}' (expected dt, tt, mlp, gru or dynamics).")
-    return classes[kind]
 
 
 def build_agent(config: AgentConfig) -> Agent:
@@ -82,7 +66,7 @@ def load_agent(path, context_length: int | None = None, rtg_scale: float | None 
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise AgentError(f"{name} has no config.json (an agent directory holds config.json and model.safetensors).")
-    raw = _read_json(cfg_path, f"{name}: config.json")
+    raw = read_json(cfg_path, f"{name}: config.json")
     if not isinstance(raw, dict):
         raise AgentError(f"{name}: config.json must hold a JSON object.")
     weights = path / "model.safetensors"
@@ -119,16 +103,16 @@ def load_agent(path, context_length: int | None = None, rtg_scale: float | None 
     except AgentError:
         raise
     except Exception as e:  # noqa: BLE001 - a stranger's config: any failure is one sentence
-        raise AgentError(f"{name}: config.json cannot build a '{config.kind}' model ({_short(e)}).") from None
+        raise AgentError(f"{name}: config.json cannot build a '{config.kind}' model ({short(e)}).") from None
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
-        raise AgentError(f"{name}: model.safetensors is not a readable safetensors file ({_short(e)}).") from None
+        raise AgentError(f"{name}: model.safetensors is not a readable safetensors file ({short(e)}).") from None
     _check_state(agent, state, name)
     try:
         agent.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise AgentError(f"{name}: model.safetensors cannot be loaded into a '{config.kind}' model ({_short(e)}).") from None
+        raise AgentError(f"{name}: model.safetensors cannot be loaded into a '{config.kind}' model ({short(e)}).") from None
     agent.eval()
     agent.notes = env_notes
     return agent
@@ -144,42 +128,6 @@ def _pickles_in(path: Path, name: str) -> list[str]:
     except AgentError:
         return []
     return [e.name for e in entries if e.kind in ("file", "link") and Path(e.name).suffix.lower() in PICKLE_SUFFIXES][:10]
-
-
-def _read_json(path: Path, where: str):
-    size = path.stat().st_size
-    cap = limits().json_bytes
-    if size > cap:
-        raise AgentError(f"{where} is {human_bytes(size)}, over the limit of {human_bytes(cap)} (json_bytes, set by {ENV['json_bytes']}).")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise AgentError(f"{where} is not valid JSON ({_short(e)}).") from None
-
-
-def _short(e: BaseException) -> str:
-    """An exception as a short clause for inside a sentence: one line, no trailing period."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return (text if len(text) <= 160 else text[:157] + "...").rstrip(".")
-
-
-def build_meta(config: AgentConfig, name: str, cls=None) -> Agent:
-    """The model a config describes, built on the meta device (no memory), its size checked against
-    limits().agent_params. Any failure to build is one sentence."""
-    cls = cls or agent_class(config.kind)
-    try:
-        with torch.device("meta"):
-            meta = cls(replace(config, hparams=dict(config.hparams)))   # TT writes resolved hparams back
-    except AgentError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a stranger's config: any failure is one sentence
-        raise AgentError(f"{name}: config.json cannot build a '{config.kind}' model ({_short(e)}).") from None
-    n = sum(p.numel() for p in meta.parameters()) + sum(b.numel() for b in meta.buffers())
-    cap = limits().agent_params
-    if n > cap:
-        raise AgentError(f"{name}: config.json describes a '{config.kind}' model of {n:,} parameters, over the limit of "
-                         f"{cap:,} (agent_params, set by {ENV['agent_params']}).")
-    return meta
 
 
 def check_env(config: AgentConfig, name: str) -> list[str]:
@@ -198,7 +146,7 @@ def check_env(config: AgentConfig, name: str) -> list[str]:
     except envs.EnvIdError as e:
         raise AgentError(f"{name}: config.json's env_id is refused: {str(e)[0].lower()}{str(e)[1:]}") from None
     except Exception as e:  # noqa: BLE001 - registered, but not makeable here
-        return [f"The environment {env_id} is not available here ({_short(e)}), so the agent can be analysed offline but not evaluated."]
+        return [f"The environment {env_id} is not available here ({short(e)}), so the agent can be analysed offline but not evaluated."]
     from gymnasium import spaces
 
     shown = f"{name}: config.json's env_id {env_id}"
@@ -281,7 +229,7 @@ def _extract_zip(path: Path, dest: Path, name: str) -> tuple[Path, list[str]]:
             for m in wanted:
                 zf.extract(m, dest)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, ValueError) as e:
-            raise AgentError(f"{name} is a damaged zip file ({_short(e)}).") from None
+            raise AgentError(f"{name} is a damaged zip file ({short(e)}).") from None
     keep = {m.filename for m in wanted}
     ignored = [m.filename for m in members if m.filename not in keep and not m.is_dir()]
     notes = []
@@ -300,20 +248,8 @@ def _index_shards(zf: zipfile.ZipFile, index: zipfile.ZipInfo, name: str) -> lis
     try:
         data = json.loads(zf.read(index).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, zipfile.BadZipFile, OSError, EOFError) as e:
-        raise AgentError(f"{name}: model.safetensors.index.json is not valid JSON ({_short(e)}).") from None
+        raise AgentError(f"{name}: model.safetensors.index.json is not valid JSON ({short(e)}).") from None
     return shard_names(data, f"{name}: model.safetensors.index.json")
-
-
-def shard_names(index, where: str) -> list[str]:
-    """Sorted shard file names from a parsed index; each must be a plain *.safetensors file name."""
-    weight_map = index.get("weight_map") if isinstance(index, dict) else None
-    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
-        raise AgentError(f"{where} must hold a \"weight_map\" object from tensor names to shard file names.")
-    shards = sorted(set(weight_map.values()))
-    for s in shards:
-        if "/" in s or "\\" in s or s in (".", "..") or not s.endswith(".safetensors"):
-            raise AgentError(f"{where} names the shard {s[:60]!r}; expected a plain *.safetensors file name beside it.")
-    return shards
 
 
 def _declared_zip_entries(path: Path) -> int | None:

@@ -309,7 +309,7 @@ def load_corl_decision_transformer(path, name: str | None = None) -> tuple[Decis
     """A CORL dt.py checkpoints_path directory -> (DecisionTransformer in eval mode, notes).
 
     notes: one-sentence remarks (the environment env_name maps to, or why none)."""
-    from .checkpoint import build_meta
+    from .loading import build_meta
     from .pt_reader import read_pt
 
     path = Path(path)

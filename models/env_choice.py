@@ -8,7 +8,7 @@ Each twin records the choices that made it from the agent as loaded, in `input_c
 `input_choices`, never part of the config, so a saved twin does not carry them): "env" (with_env),
 "normalize_from" (the label shown on the pages) and "normalize_path" (the dataset file, where known),
 "raw_inputs" (without_normalization) and "rtg_scale". Bundles turn them into the `cli.py export` options that
-make the same twin from the checkpoint (analysis/export.input_flags).
+make the same twin from the checkpoint (analysis/publish/export.input_flags).
 """
 from __future__ import annotations
 

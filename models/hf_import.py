@@ -28,6 +28,7 @@ from .base import AgentConfig
 from .config_check import MAX_CONTEXT, check_hf_config
 from .decision_transformer import DecisionTransformer
 from .errors import AgentError
+from .loading import build_meta, read_json, shard_names
 from .safetensors_header import read_header
 
 _PREFIXES = ("", "decision_transformer.")
@@ -35,13 +36,11 @@ _PREFIXES = ("", "decision_transformer.")
 
 def _weight_files(path: Path, name: str) -> list[Path]:
     """The safetensors files of an HF directory: model.safetensors, or the shards its index names."""
-    from .checkpoint import _read_json, shard_names
-
     single, index = path / "model.safetensors", path / "model.safetensors.index.json"
     if single.is_file():
         return [single]
     if index.is_file():
-        shards = shard_names(_read_json(index, f"{name}: model.safetensors.index.json"), f"{name}: model.safetensors.index.json")
+        shards = shard_names(read_json(index, f"{name}: model.safetensors.index.json"), f"{name}: model.safetensors.index.json")
         for s in shards:
             if not (path / s).is_file():
                 raise AgentError(f"{name}: model.safetensors.index.json names the shard {s}, which is not beside it.")
@@ -108,12 +107,10 @@ def hf_decision_transformer_from_state(path, tensors: dict[str, torch.Tensor], c
 def hf_agent_config(path: Path, context_length: int, rtg_scale: float, max_ep_len: int | None,
                     name: str) -> AgentConfig:
     """The AgentConfig an HF directory's config.json describes (checked field by field)."""
-    from .checkpoint import _read_json
-
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise AgentError(f"{name} has no config.json (expected a DecisionTransformerModel.save_pretrained directory).")
-    hf = _read_json(cfg_file, f"{name}: config.json")
+    hf = read_json(cfg_file, f"{name}: config.json")
     if not isinstance(hf, dict):
         raise AgentError(f"{name}: config.json must hold a JSON object.")
     if hf.get("model_type") != "decision_transformer":
@@ -145,8 +142,6 @@ def hf_agent_config(path: Path, context_length: int, rtg_scale: float, max_ep_le
 def _build(config: AgentConfig, meta_tensors: dict[str, torch.Tensor], read, name: str) -> DecisionTransformer:
     """The whole mapping once on meta tensors (shapes only) against a meta-built model; only then the model
     built for real and `read()`'s tensors mapped and loaded."""
-    from .checkpoint import build_meta
-
     meta = build_meta(config, name, cls=DecisionTransformer)
     _map_state(meta_tensors, meta, config, name)
     try:

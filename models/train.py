@@ -15,7 +15,7 @@ import envs  # noqa: F401 - registers seqlens' environments
 from trajectories import Dataset
 
 from .base import Agent, AgentConfig
-from .checkpoint import agent_class
+from .loading import agent_class
 from .hparams import TRAIN_DEFAULTS, resolve
 from .windows import TrainingData
 

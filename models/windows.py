@@ -2,7 +2,7 @@
 
 Training draws episodes uniformly, then ends the window at a uniformly drawn step of that episode
 (left-padded near the start): drawn by length, short low-return episodes are under 1% of windows and a
-return-conditioned model never learns to ask for a low return (DESIGN.md). Analyses use
+return-conditioned model never learns to ask for a low return (docs/ARCHITECTURE.md, Conventions). Analyses use
 `episode_windows`: every window of one episode at once, for one batched forward pass.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ablation of a Decision Transformer (analysis/ablation.py) and interventions in its rollout (DTRollout):
+"""Ablation of a Decision Transformer (analysis/interp/ablation.py) and interventions in its rollout (DTRollout):
 known answers — no intervention is the plain path, mean-ablating a head whose output is constant changes
 nothing, zeroing a head that matters changes the outputs, the KV-cached rollout with an ablation equals its
 full-recompute twin, the environment effect has CIs and is reproducible by seed — and one sentence for bad input."""
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import catalog
-from analysis.ablation import (Component, ablation, ablation_in_env, ablation_interventions, ablation_means, ablation_on_data,
-                               action_outputs, data_steps, default_ablation, parse_ablation)
-from analysis.context import context_accuracy
-from analysis.inputs import last_step_outputs, receptive_field, step_windows, training_data
+from analysis.publish import catalog
+from analysis.interp.ablation import ablation, ablation_in_env, ablation_on_data, action_outputs, data_steps, default_ablation
+from analysis.interp.components import Component, ablation_interventions, ablation_means, parse_ablation
+from analysis.behaviour.context import context_accuracy
+from analysis.core.inputs import last_step_outputs, receptive_field, step_windows, training_data
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
 from models.errors import AgentError

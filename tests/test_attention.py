@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.attention import (attention_rollout, by_steps_back, by_token_type, episode_attention, steps_attention,
-                                steps_attention_naive, tt_attention, window_attention)
-from analysis.inputs import receptive_field, training_data
+from analysis.interp.attention import (attention_rollout, by_steps_back, by_token_type, episode_attention, steps_attention,
+                                       steps_attention_naive, tt_attention, window_attention)
+from analysis.core.inputs import receptive_field, training_data
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
 from models.trajectory_transformer import TrajectoryTransformer

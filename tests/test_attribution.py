@@ -1,4 +1,4 @@
-"""Credit assignment (analysis/attribution.py): known answers on a hand-built model, IG completeness,
+"""Credit assignment (analysis/interp/attribution.py): known answers on a hand-built model, IG completeness,
 aggregation, the Key-to-Door helpers, and a smoke on the shipped keydoor agents."""
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from analysis import attribution as A
-from analysis import keydoor_credit as KD
-from analysis.entries import attribution as AE
+from analysis.interp import attribution as A
+from analysis.interp import keydoor_credit as KD
+from analysis.publish.entries import attribution as AE
 
 ROOT = Path(__file__).resolve().parent.parent
 L, OBS, NA = 6, 4, 3
@@ -231,8 +231,7 @@ def test_key_door_credit_and_catalog(keydoor):
     assert np.isfinite(df.share_over_uniform).all() and np.isfinite(df.randomized_share_over_uniform).all()
     assert {"share_after_key", "randomized_share_after_key", "ig_delta"} <= set(df.columns)
 
-    from analysis import catalog
-
+    from analysis.publish import catalog
     assert {"attribution_timesteps", "attribution_features", "attribution_keydoor"} <= set(catalog._REGISTRY)
     fig = AE.make_attribution_timesteps(agent, ds, episode=1, target="return", method="saliency")
     assert fig.params == {"episode": 1, "step": 17, "target": "return", "method": "saliency", "seed": 0}

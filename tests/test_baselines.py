@@ -11,7 +11,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models import AgentError, load_agent, save_agent
-from models.evaluate import bootstrap_ci, check_dataset, check_targets, evaluate
+from analysis.behaviour.evaluate import evaluate
+from analysis.core.stats import bootstrap_ci
+from models.checks import check_dataset, check_targets
 from models.train import make_config, train
 from models.windows import TrainingData, episode_windows, sample_windows
 from trajectories import Dataset, load_dataset
@@ -105,7 +107,7 @@ def test_dynamics_model_learns_linear_dynamics():
     pred, rewards = model.rollout_open_loop(np.array([0.5], np.float32), np.full((5, 1), 1.0, np.float32))
     np.testing.assert_allclose(pred[:, 0], 0.5 + 0.1 * np.arange(1, 6), atol=0.03)
     assert rewards[0] == pytest.approx(-0.5, abs=0.05)
-    from models.evaluate import prediction_error
+    from analysis.behaviour.evaluate import prediction_error
 
     err = prediction_error(model, ds, horizon=5, n_starts=20)
     assert err["horizon"] == [1, 2, 3, 4, 5] and max(err["mean_l2"]) < 0.05

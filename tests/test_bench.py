@@ -1,4 +1,4 @@
-"""`cli.py bench --json` has the keys of DESIGN.md and both sides agree (sizes shrunk with --quick)."""
+"""`cli.py bench --json` has the keys of docs/ARCHITECTURE.md ("CLI JSON") and both sides agree (sizes shrunk with --quick)."""
 import json
 import subprocess
 import sys

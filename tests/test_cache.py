@@ -1,4 +1,4 @@
-"""The one cache (analysis/cache.py): content keys, copies, progress through the call, owners, byte bound."""
+"""The one cache (analysis/core/cache.py): content keys, copies, progress through the call, owners, byte bound."""
 import copy
 import threading
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import cache
-from analysis.cache import CACHE, cached, context, report
+from analysis.core import cache
+from analysis.core.cache import CACHE, cached, context, report
 from models import load_agent
 from trajectories import load_dataset
 from trajectories.samples import sample_datasets
@@ -86,9 +86,9 @@ def test_owned_values_leave_with_their_session(pair):
 
 
 def test_prepared_inputs_are_shared_read_only_and_keyed_on_the_normalisation():
-    """analysis.inputs.training_data keeps recent (dataset, normalisation) pairs for every session: the same content
+    """analysis.core.inputs.training_data keeps recent (dataset, normalisation) pairs for every session: the same content
     gives the same object, whose arrays no caller can write; other statistics give their own."""
-    from analysis.inputs import training_data
+    from analysis.core.inputs import training_data
     from models.env_choice import with_inputs
 
     agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")

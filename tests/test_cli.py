@@ -1,4 +1,4 @@
-"""cli.py inspect / convert: the JSON keys of DESIGN.md, exact conversions, one-line errors."""
+"""cli.py inspect / convert: the JSON keys of docs/ARCHITECTURE.md ("CLI JSON"), exact conversions, one-line errors."""
 import json
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Compare mode (analysis/compare.py, ui/compare.py, cli.py export --compare): the same agent twice differs by exactly
+"""Compare mode (analysis/publish/compare_mode.py, ui/compare.py, cli.py export --compare): the same agent twice differs by exactly
 zero; the randomized twin differs, is deterministic by seed and is the model behind the attribution pages'
 randomized baseline; the side-by-side figure has its panels on shared axes; the URL reproduces the choice; bundles and
 the CLI carry both agents; bad input is one sentence."""
@@ -13,10 +13,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from analysis import catalog
-from analysis.compare import DIFF, RANDOMIZED, CompareError, compare, randomized_twin, spec
-from analysis.export import manifest
-from analysis.identity import agent_key, stamp_agent
+from analysis.publish import catalog
+from analysis.publish.compare_mode import DIFF, RANDOMIZED, CompareError, compare, randomized_twin, spec
+from analysis.publish.export import manifest
+from analysis.core.identity import agent_key, stamp_agent
 from cli import build_parser, main
 from models import load_agent
 from trajectories import load_dataset
@@ -62,8 +62,7 @@ def test_the_same_agent_twice_differs_by_exactly_zero(dt, cartpole, name, params
 
 
 def test_randomized_twin_differs_and_is_deterministic_by_seed(dt):
-    from analysis import compare as module
-
+    from analysis.publish import compare_mode as module
     twin = randomized_twin(dt, 0)
     assert randomized_twin(dt, 0) is twin                                   # one per agent and seed
     assert twin.config == dt.config and agent_key(twin) != agent_key(dt)

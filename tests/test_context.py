@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import envs  # noqa: F401
-from analysis import catalog
-from analysis.context import (ContextAccuracy, ContextReturns, context_accuracy, context_returns,
-                              default_contexts, truncated_rollout)
-from analysis.inputs import receptive_field
+from analysis.publish import catalog
+from analysis.behaviour.context import (ContextAccuracy, ContextReturns, context_accuracy, context_returns,
+                                        default_contexts, truncated_rollout)
+from analysis.core.inputs import receptive_field
 from models import load_agent
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer, DTOutput
 from models.errors import AgentError
-from models.evaluate import evaluate
+from analysis.behaviour.evaluate import evaluate
 from models.rollout import run_episodes
 from trajectories import Dataset, load_dataset
 
@@ -59,7 +59,7 @@ def test_full_context_reproduces_the_agents_rollout(k20):
 
 def test_masked_window_equals_short_window(k20, masked_cartpole):
     """What the truncation relies on: masking the oldest keys of a window = feeding only the last K' steps."""
-    from analysis.inputs import step_windows, training_data
+    from analysis.core.inputs import step_windows, training_data
 
     data = training_data(k20, masked_cartpole)
     steps = np.array([40, 300, 2000])
@@ -147,8 +147,8 @@ def test_context_returns_smoke_and_catalog(masked_cartpole):
 def test_gru_outputs_batched_over_episodes_equal_one_episode_at_a_time(masked_cartpole):
     """The GRU runs its episodes together, right-padded and cut at the last step asked for; each output equals
     running that episode alone from its first step."""
-    from analysis.context import policy_outputs
-    from analysis.inputs import training_data
+    from analysis.behaviour.context import policy_outputs
+    from analysis.core.inputs import training_data
 
     gru = load_agent(AGENTS / "masked-cartpole-gru")
     data = training_data(gru, masked_cartpole)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import catalog
-from analysis import embeddings as E
-from analysis.inputs import step_windows, training_data
+from analysis.publish import catalog
+from analysis.interp import embeddings as E
+from analysis.core.inputs import step_windows, training_data
 from models import load_agent
 from trajectories import Dataset, load_dataset
 

@@ -92,7 +92,7 @@ def test_statistics_from_the_training_data_give_back_the_trained_agent_exactly(t
     import numpy as np
     import torch
 
-    from analysis.inputs import step_windows, training_data
+    from analysis.core.inputs import step_windows, training_data
     from models.env_choice import dataset_statistics, with_inputs
     from trajectories import load_dataset
 
@@ -143,7 +143,7 @@ def test_pages_say_which_statistics_are_in_use(tmp_path):
 
 
 def test_twins_record_the_choices_that_made_them():
-    """What bundles turn into remake options (analysis/export.input_flags): every twin knows its choices, a twin of
+    """What bundles turn into remake options (analysis/publish/export.input_flags): every twin knows its choices, a twin of
     a twin keeps its parent's, a later normalisation choice replaces an earlier one, and nothing reaches the config
     or the shared agent."""
     from models.env_choice import input_choices, with_inputs, without_normalization

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import catalog
-from analysis.export import bundle, figure_bytes, write_figure, write_figures
+from analysis.publish import catalog
+from analysis.publish.export import bundle, figure_bytes, write_figure, write_figures
 from cli import build_parser
 from trajectories import load_dataset
 
@@ -144,7 +144,7 @@ def test_a_twin_bundle_remakes_the_same_figure(tmp_path, monkeypatch):
 
 def test_raw_inputs_and_unnamed_statistics_in_remake_lines(tmp_path, monkeypatch):
     import cli
-    from analysis.export import input_flags
+    from analysis.publish.export import input_flags
     from models import load_agent
     from models.env_choice import dataset_statistics, with_inputs, without_normalization
 

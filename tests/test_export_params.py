@@ -1,4 +1,4 @@
-"""Every numeric parameter of every catalog figure has a declared range (analysis/catalog.py RANGES), checked in
+"""Every numeric parameter of every catalog figure has a declared range (analysis/publish/catalog.py RANGES), checked in
 catalog.make before any work with one sentence (issue 26, item 9): at its bounds it passes, past them (and NaN, inf,
 text, a bool) it is refused; `cli.py export --param fps=1e-300` exits 2 with one line, no traceback, no file."""
 import inspect
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import catalog
-from analysis import video as V
+from analysis.publish import catalog
+from analysis.media import video as V
 from models import load_agent
 from trajectories import load_dataset
 
@@ -159,8 +159,7 @@ def test_image_export_sizes_are_range_checked_before_rendering(kw, words, monkey
     import plotly.graph_objects as go
     import plotly.io as pio
 
-    from analysis import export
-
+    from analysis.publish import export
     monkeypatch.setattr(pio, "to_image", lambda *a, **k: pytest.fail("rendered"))
     with pytest.raises(ValueError) as e:
         export.figure_bytes(go.Figure(), "png", **kw)

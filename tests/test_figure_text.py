@@ -1,5 +1,5 @@
 """Names in figures are never markup (issue 26, item 5): a dataset, column, action label or agent name that is HTML,
-a plotly template placeholder or TeX shows on a chart as the characters it is, through analysis/figures/text.plain.
+a plotly template placeholder or TeX shows on a chart as the characters it is, through analysis/publish/figures/text.plain.
 
 Every figure here is made by the real figure functions and catalog entries from hand-made data whose every name is
 hostile; every string in the figure's JSON (titles, subtitles, axis titles, tick labels and category values, legend
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import catalog
-from analysis.figures.text import plain
+from analysis.publish import catalog
+from analysis.publish.figures.text import plain
 from models import load_agent
 from trajectories import load_dataset
 
@@ -137,7 +137,7 @@ def test_dataset_entries(cartpole, name, params):
 
 
 def test_episode_signals_names_and_action_labels(cartpole):
-    from analysis.figures import episode_signals
+    from analysis.publish.figures import episode_signals
 
     ep = cartpole.episode(0)
     check(episode_signals(ep.observations, cartpole.obs_names, "Observations", "value"))
@@ -169,8 +169,8 @@ def test_dt_entries(dt, cartpole, name, params):
 
 
 def test_embedding_action_names(dt, cartpole):
-    from analysis.embeddings import embed
-    from analysis.figures import embedding_scatter
+    from analysis.interp.embeddings import embed
+    from analysis.publish.figures import embedding_scatter
 
     res = embed(dt, cartpole, "pca", 200, 0)
     check(embedding_scatter(res, "action", f"Hidden states — {plain(cartpole.source)}",
@@ -200,14 +200,14 @@ def test_episode_video_preview(pendulum):
 
 
 def test_live_proposal_labels():
-    from analysis.figures import live
+    from analysis.publish.figures import live
 
     check(live.proposal(np.array([0.25, 0.75]), True, [evil("left"), evil("right")], taken=1))
     check(live.proposal(np.array([0.5]), False, [evil("torque")]))
 
 
 def test_compare_labels(dt, cartpole):
-    from analysis.compare import overlay, side_by_side
+    from analysis.publish.compare_mode import overlay, side_by_side
 
     a = catalog.make("attention_token_types", dt, cartpole, episode=0, step=10).figure
     check(side_by_side(a, a, evil("agent-a"), evil("agent-b"), with_difference=True))
@@ -247,13 +247,13 @@ def test_home_and_dataset_pages_with_a_hostile_upload():
 
 
 def test_cli_inspect_histogram_title(tmp_path, monkeypatch, capsys):
-    import analysis.export
+    import analysis.publish.export
     import cli
 
     path = tmp_path / '<a href="https:evil.example">x<%{meta}$x$.npz'
     shutil.copy(DATA / "cartpole.npz", path)
     drawn = []
-    monkeypatch.setattr(analysis.export, "write_figure", lambda fig, out: drawn.append(fig) or out)
+    monkeypatch.setattr(analysis.publish.export, "write_figure", lambda fig, out: drawn.append(fig) or out)
     assert cli.main(["inspect", str(path), "--histogram", str(tmp_path / "h.html")]) == 0
     assert len(drawn) == 1
     check(drawn[0])

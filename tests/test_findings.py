@@ -1,4 +1,4 @@
-"""analysis/findings.py: findings.toml checked field by field, rules parsed without eval, verdicts on hand-made
+"""analysis/research/findings.py: findings.toml checked field by field, rules parsed without eval, verdicts on hand-made
 values, pooling across seeds with known answers, last_commit, and the seed files round trip."""
 import json
 import shutil
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import findings as FN
-from analysis.findings import (FindingsError, changed_since_commit, conclude, last_commit, load_findings, parse_rule,
-                               pool, pool_metrics, read_seed_file, read_seed_files, verdict, verdict_text, write_seed_file)
-from analysis.stats import bootstrap_ci
+from analysis.research import findings as FN
+from analysis.research.findings import (FindingsError, changed_since_commit, conclude, last_commit, load_findings, parse_rule,
+                                        pool, pool_metrics, read_seed_file, read_seed_files, verdict, verdict_text, write_seed_file)
+from analysis.core.stats import bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,8 +137,8 @@ def test_the_repos_findings_toml_loads_and_every_rule_names_declared_metrics():
     for f in reg.findings:
         allowed = set(FN.rule_names(f.secondary))
         assert set(f.rule.names) <= allowed and f.rule.names
-    from analysis.reproduce import METRICS
-    for f in reg.findings:   # every declared metric is computed by analysis/reproduce.py
+    from analysis.research.reproduce import METRICS
+    for f in reg.findings:   # every declared metric is computed by analysis/research/reproduce.py
         assert set(f.metrics) <= set(METRICS[f.id]), f.id
 
 

@@ -82,7 +82,7 @@ def _d4rl_with_infos(path, qpos_rows=10, qvel=True, seed=0):
 
 
 def test_d4rl_infos_qpos_qvel_are_kept_selected_keyed_and_round_trip(tmp_path):
-    from analysis.identity import dataset_key, stamp_dataset
+    from analysis.core.identity import dataset_key, stamp_dataset
 
     ds = load_dataset(_d4rl_with_infos(tmp_path / "a.hdf5"))
     with h5py.File(tmp_path / "a.hdf5") as f:

@@ -1,4 +1,4 @@
-"""analysis/frames.py: frames rebuilt from logged data equal the environment's own rendering of that state; data that
+"""analysis/media/frames.py: frames rebuilt from logged data equal the environment's own rendering of that state; data that
 cannot be drawn gets one sentence; huge episodes are bounded before anything is rendered."""
 import ctypes.util
 import os
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import envs
-from analysis import frames as F
+from analysis.media import frames as F
 from trajectories import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -356,7 +356,7 @@ def test_an_environment_without_rgb_array_gets_a_sentence():
 @pytest.mark.skipif(ctypes.util.find_library("OSMesa") is not None, reason="OSMesa is installed: GL would work")
 def test_a_missing_gl_library_is_one_sentence_not_a_traceback():
     code = ("import sys; sys.path.insert(0, '.'); import numpy as np; from trajectories import Dataset; "
-            "from analysis.frames import from_data; "
+            "from analysis.media.frames import from_data; "
             "ds = Dataset(np.zeros((3, 10), np.float32) + [1, 1, 0, 0, .1, .1, 0, 0, 0, 0], np.zeros((3, 2), np.float32), "
             "np.zeros(3, np.float32), np.zeros(3, bool), np.zeros(3, bool), [0], env_id='Reacher-v5'); "
             "print(from_data(ds, 0, width=32).why)")

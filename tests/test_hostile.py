@@ -17,7 +17,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from analysis.identity import agent_key, stamp_agent
+from analysis.core.identity import agent_key, stamp_agent
 from models import load_agent, save_agent
 from trajectories import Dataset, load_dataset, save_dataset
 from trajectories.samples import sample_datasets
@@ -167,8 +167,8 @@ def _hooks(agent) -> int:
 
 @pytest.mark.parametrize("name,data", [("pendulum-tt", "pendulum"), ("cartpole-dt", "cartpole")])
 def test_two_threads_on_one_agent_equal_serial_results(name, data):
-    from analysis.attention import window_attention
-    from analysis.embeddings import hidden_states
+    from analysis.interp.attention import window_attention
+    from analysis.interp.embeddings import hidden_states
 
     agent = load_agent(AGENTS / name)
     ds = load_dataset(sample_datasets()[data])
@@ -205,7 +205,7 @@ def test_two_threads_on_one_agent_equal_serial_results(name, data):
 
 # ---- item 9: bounded caches ---------------------------------------------------------------------------------------
 def test_figure_cache_is_bounded_by_bytes_and_forgets_ended_sessions():
-    from analysis.cache import SHARED, ResultCache
+    from analysis.core.cache import SHARED, ResultCache
 
     limit = [10_000]
     cache = ResultCache(lambda: limit[0])
@@ -228,7 +228,7 @@ def test_figure_cache_is_bounded_by_bytes_and_forgets_ended_sessions():
 
 
 def test_a_session_that_ends_takes_its_upload_figures_with_it():
-    from analysis.cache import CACHE
+    from analysis.core.cache import CACHE
 
     CACHE.clear()
     at = _app()
@@ -262,7 +262,7 @@ def test_session_upload_cap_drops_the_oldest_with_a_note(monkeypatch, var, value
 def test_embedding_disk_cache_is_pruned_least_recently_used_first(tmp_path):
     import os
 
-    from analysis.embeddings import prune_disk_cache
+    from analysis.interp.embeddings import prune_disk_cache
 
     for i in range(5):
         f = tmp_path / f"{i}.npz"
@@ -290,15 +290,15 @@ def test_a_million_step_episode_sends_little_chart_data(tmp_path):
     sent = _chart_bytes(at)
     assert sent < 2_000_000, sent        # was ~79 MB
     assert sum("every point" in c.value for c in at.caption) == 3   # observations, actions, reward + RTG
-    from analysis.figures import episode_signals
-    from analysis.figures.downsample import thin_figure
+    from analysis.publish.figures import episode_signals
+    from analysis.publish.figures.downsample import thin_figure
 
     thinned, longest = thin_figure(episode_signals(obs, ["a", "b"], "t", "v"))
     assert longest == n and max(float(np.max(tr.y)) for tr in thinned.data) == 50.0
 
 
 def test_thinning_keeps_every_peak_and_both_ends():
-    from analysis.figures.downsample import minmax_indices
+    from analysis.publish.figures.downsample import minmax_indices
 
     y = np.random.default_rng(1).normal(size=100_003)
     idx = minmax_indices(y, 1000)

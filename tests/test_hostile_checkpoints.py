@@ -17,6 +17,7 @@ import torch
 import cli
 from bench.hostile_checkpoints import (convert_refusal, corl_config, corl_state, corl_stats, hostile_checkpoint_files,
                                        rewrite_pickle, write_corl)
+import models.convert
 from models import load_agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def test_refused_with_one_sentence_and_no_output(cases, tmp_path, capsys, name):
 _FRESH = """
 import json, resource, sys
 from bench.hostile_checkpoints import convert_refusal
-import cli, models, models.checkpoint, models.corl_import, models.hf_import, models.pt_reader, models.pickle_scan, torch, yaml
+import cli, models, models.checkpoint, models.convert, models.corl_import, models.hf_import, models.pt_reader, models.pickle_scan, torch, yaml
 
 
 def status(field):
@@ -178,8 +179,8 @@ def test_late_failure_leaves_no_output_and_keeps_a_users_files(tmp_path, capsys,
 
 def test_output_size_bound_is_checked_before_writing(tmp_path, capsys, monkeypatch):
     src = write_corl(tmp_path / "src")
-    monkeypatch.setattr(cli, "CONVERT_SIZE_FACTOR", 0)
-    monkeypatch.setattr(cli, "CONVERT_SIZE_SLACK", 1000)
+    monkeypatch.setattr(models.convert, "CONVERT_SIZE_FACTOR", 0)
+    monkeypatch.setattr(models.convert, "CONVERT_SIZE_SLACK", 1000)
     rc, _, err = run_cli(capsys, "convert-agent", src, "--out", tmp_path / "out")
     assert rc == 2 and "more than 0x + 1 MiB" in err and "dt_checkpoint.pt" in err and not (tmp_path / "out").exists()
 

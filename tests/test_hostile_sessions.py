@@ -14,7 +14,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from analysis.identity import agent_key, dataset_key, stamp_agent, stamp_dataset
+from analysis.core.identity import agent_key, dataset_key, stamp_agent, stamp_dataset
 from models import load_agent
 from trajectories import Dataset, load_dataset
 
@@ -60,7 +60,7 @@ def _session(names: list[str], page: str) -> AppTest:
 
 @pytest.mark.parametrize("page", ["views/4_Credit_assignment.py", "views/9_Episode_player.py"])
 def test_two_sessions_uploading_the_same_arrays_under_other_names_see_their_own_names(page):
-    from analysis.cache import CACHE
+    from analysis.core.cache import CACHE
 
     CACHE.clear()
     a = _session(SECRET, page)

@@ -1,4 +1,4 @@
-"""Live play (analysis/live.py, views/10_Live_play.py): the user's actions reach the state the same actions reach in
+"""Live play (analysis/media/live.py, views/10_Live_play.py): the user's actions reach the state the same actions reach in
 code; the agent acting alone is its rollout; what the DT shows after the user's actions is what its forward computes
 on that history; bad actions and ended episodes get one sentence; the page plays with buttons."""
 import gymnasium as gym
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import envs
-from analysis.live import MAX_AGENT_STEPS, LiveError, LiveGame
+from analysis.media.live import MAX_AGENT_STEPS, LiveError, LiveGame
 from models.checkpoint import load_agent
 from models.rollout import run_episodes
 from tests.test_page_attention import page
@@ -238,7 +238,7 @@ def test_a_mujoco_game_renders_from_any_thread():
     the same state."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from analysis.frames import make_render_env
+    from analysis.media.frames import make_render_env
 
     agent = load_agent(f"{AGENTS}/reacher-dt")
     with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:

@@ -40,7 +40,7 @@ def arr(v) -> np.ndarray:
 
 def same_as_catalog(chart: dict, name: str, agent: str, dataset: str, **params) -> bool:
     """Every numeric x / y / z array of the page's chart equals the figure `cli.py export` makes (the catalog)."""
-    from analysis import catalog
+    from analysis.publish import catalog
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import sample_datasets

@@ -1,5 +1,5 @@
-"""Episode player (issue 16): analysis/player.py's per-step data against the analyses it reuses (frames bit-equal to
-analysis.frames, attention to analysis.attention, credit to analysis.attribution, predictions to analysis.predictions),
+"""Episode player (issue 16): analysis/media/player.py's per-step data against the analyses it reuses (frames bit-equal to
+analysis.media.frames, attention to analysis.interp.attention, credit to analysis.interp.attribution, predictions to analysis.behaviour.predictions),
 its bounds and cache, and the page in AppTest: the component embeds one frame per step and real attention rows; a
 dataset that cannot be drawn gets the sentence and the state-line plot."""
 from pathlib import Path
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis import player
-from analysis.cache import CACHE
+from analysis.media import player
+from analysis.core.cache import CACHE
 from models import load_agent
 from trajectories import Dataset, load_dataset
 from trajectories.samples import sample_datasets
@@ -47,13 +47,13 @@ def component(at) -> dict:
     return embedded(frames[0].proto.srcdoc)
 
 
-# ---- analysis/player.py -------------------------------------------------------------------------------------
+# ---- analysis/media/player.py -------------------------------------------------------------------------------------
 def test_player_data_equals_the_analyses_it_reuses(cartpole):
-    from analysis import frames
-    from analysis.attention import steps_attention
-    from analysis.attribution import attribute_steps
-    from analysis.inputs import training_data
-    from analysis.predictions import dt_return_predictions
+    from analysis.media import frames
+    from analysis.interp.attention import steps_attention
+    from analysis.interp.attribution import attribute_steps
+    from analysis.core.inputs import training_data
+    from analysis.behaviour.predictions import dt_return_predictions
 
     agent, ds = cartpole
     d = player.build(agent, ds, 3)                       # 65 steps
@@ -79,7 +79,7 @@ def test_player_data_equals_the_analyses_it_reuses(cartpole):
 
 
 def test_one_step_predictions_of_a_dynamics_model():
-    from analysis.predictions import dynamics_rollout
+    from analysis.behaviour.predictions import dynamics_rollout
 
     agent = load_agent(ROOT / "sample_data/agents/pendulum-dynamics")
     ds = load_dataset(sample_datasets()["pendulum"])
@@ -132,8 +132,8 @@ def test_page_cartpole_dt_embeds_a_frame_per_step_and_real_attention(cartpole):
     assert d["mime"] == "image/webp" and d["size"] == [600, 400] and d["display"] == [432, 288]
     att = np.array(d["attention"])                      # [T, K, 3], rounded to 4 decimals for the browser
     assert np.allclose(att.sum((1, 2)), 1, atol=1e-3)
-    from analysis.attention import steps_attention
-    from analysis.inputs import training_data
+    from analysis.interp.attention import steps_attention
+    from analysis.core.inputs import training_data
 
     one = ds.select([3])
     ref = steps_attention(agent, training_data(agent, one), np.array([30]))[0].mean((0, 1))
@@ -163,8 +163,8 @@ def test_page_dataset_without_frames_shows_the_sentence_and_state_lines():
 
 def test_imagined_continuation_is_drawn_from_the_models_states():
     """Issue 16 item 3 inside the player: a TT's open-loop continuation from a step, beside the logged frames."""
-    from analysis import frames
-    from analysis.predictions import predicted_vs_real
+    from analysis.media import frames
+    from analysis.behaviour.predictions import predicted_vs_real
 
     agent = load_agent(ROOT / "sample_data/agents/masked-pendulum-tt")
     ds = load_dataset(sample_datasets()["masked-pendulum"])
@@ -197,8 +197,8 @@ def test_rollout_source_shows_the_attention_the_agent_acted_with(cartpole):
     """Reset seed 2: cartpole-dt earns its target 500, so the hindsight return-to-go the offline analyses read equals
     the one it was asked for, and its attention as it acted (recorded by the rollout, oldest step first) equals
     steps_attention on the rolled-out episode (now first)."""
-    from analysis.attention import steps_attention
-    from analysis.inputs import training_data
+    from analysis.interp.attention import steps_attention
+    from analysis.core.inputs import training_data
     from models.rollout import episode_dataset
 
     agent, _ = cartpole
@@ -232,8 +232,8 @@ def test_page_video_download_is_the_catalogs_episode_video(cartpole, monkeypatch
     episode_video` writes): its GIF has a frame per step."""
     import imageio.v3 as iio
 
-    from analysis import catalog
-    from analysis.export import figured_bytes
+    from analysis.publish import catalog
+    from analysis.publish.export import figured_bytes
 
     made, real = [], catalog.make
     monkeypatch.setattr(catalog, "make", lambda name, *a, **kw: made.append((name, kw, real(name, *a, **kw))) or made[-1][2])

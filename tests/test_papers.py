@@ -1,7 +1,7 @@
 """The papers' numbers beside ours (issue 15, item 8): the rows carry the paper's value, the setting, and our pooled
 number on the closest metric; the report prints them under each finding."""
-from analysis import papers
-from analysis.reproduce import context_pomdp
+from analysis.research import papers
+from analysis.research.reproduce import context_pomdp
 from test_reproduce import StopAt
 
 

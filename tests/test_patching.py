@@ -1,4 +1,4 @@
-"""Causal views (analysis/patching.py, analysis/dla.py): known answers.
+"""Causal views (analysis/interp/patching.py, analysis/interp/dla.py): known answers.
 
 Patching a whole layer's residual stream restores the clean output and patching nothing leaves the corrupted one;
 the batched grid (cone and no-op cells left out, only the blocks and tokens a patch changes: run_suffix) equals one
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.dla import direct_logit_attribution, logit_lens
-from analysis.inputs import step_windows, training_data
-from analysis.patching import PatchPair, key_door_pair, make_pair, patcher, token_labels
+from analysis.interp.dla import direct_logit_attribution, logit_lens
+from analysis.core.inputs import step_windows, training_data
+from analysis.interp.patching import PatchPair, key_door_pair, make_pair, patcher, token_labels
 from models import load_agent
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
@@ -237,7 +237,7 @@ def test_suffix_grid_with_left_padding_equals_naive(disc, banded):
 
 
 def test_a_subclass_with_its_own_forward_takes_the_batched_path(disc):
-    from analysis.patching import uses_suffix
+    from analysis.interp.patching import uses_suffix
 
     class OwnForward(DecisionTransformer):
         def forward(self, *args, **kw):
@@ -266,7 +266,7 @@ def test_shipped_keydoor_grid(keydoor):
 
 # ---- direct logit attribution ---------------------------------------------------------------------
 def _forward_output(agent, ds, episode, step, output, index):
-    from analysis.patching import window
+    from analysis.interp.patching import window
 
     inputs, _ = window(agent, training_data(agent, ds), episode, step)
     with torch.no_grad():
@@ -339,7 +339,7 @@ def test_logit_lens_samples_long_episodes(keydoor):
 
 # ---- Key-to-Door pairs ------------------------------------------------------------------------------
 def test_key_door_pair_differs_in_key_pickup(keydoor):
-    from analysis.attribution_markers import key_door_steps
+    from analysis.interp.attribution_markers import key_door_steps
 
     agent, ds = keydoor
     clean, corrupted, step = key_door_pair(ds)
@@ -396,7 +396,7 @@ def test_bad_input_sentences(disc, keydoor):
     one_sentence(lambda: direct_logit_attribution(blind, ds, 0, 3, "value"), "no value head")
     mlp = load_agent(AGENTS / "keydoor-mlp")
     kd = keydoor[1]
-    from analysis import catalog
+    from analysis.publish import catalog
     one_sentence(lambda: catalog.make("patching_positions", mlp, kd, output="value"), "no value head", "outputs it has: action")
     one_sentence(lambda: catalog.make("patching_positions", mlp, kd), "needs a Decision Transformer")
     one_sentence(lambda: catalog.make("logit_lens", keydoor[0], kd, episode=5000), "episode 5000 is out of range")
@@ -404,8 +404,7 @@ def test_bad_input_sentences(disc, keydoor):
 
 # ---- catalog and CLI --------------------------------------------------------------------------------
 def test_catalog_entries_with_defaults(keydoor):
-    from analysis import catalog
-
+    from analysis.publish import catalog
     agent, ds = keydoor
     for name in ("patching_positions", "patching_heads", "direct_logit_attribution", "logit_lens"):
         fig = catalog.make(name, agent, ds)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import catalog
-from analysis.predictions import (HorizonError, dynamics_rollout, error_by_horizon, predicted_vs_real,
-                                  return_prediction_error, tt_rollout)
+from analysis.publish import catalog
+from analysis.behaviour.predictions import (HorizonError, dynamics_rollout, error_by_horizon, predicted_vs_real,
+                                            return_prediction_error, tt_rollout)
 from models import load_agent
 from models.base import AgentConfig
 from models.baselines import DynamicsModel

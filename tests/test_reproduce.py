@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import reproduce as RP
-from analysis.reproduce import context_pomdp, mean_ci, ratio_ci, return_conditioning, spearman_ci, spearman_in_range
+from analysis.research import reproduce as RP
+from analysis.research.reproduce import context_pomdp, mean_ci, ratio_ci, return_conditioning, spearman_ci, spearman_in_range
 from models.base import AgentConfig
 from test_sweeps import ENV, ExactAgent
 
@@ -122,7 +122,7 @@ def test_optional_agents_missing_or_broken():
         raise RP.NotProvided(f"the findings asked for {name} seed 3, which --retrain / --from-agents did not provide.")
     assert RP.optional_agent(seed_run, "pendulum-tt") == (None, "the findings asked for pendulum-tt seed 3, which "
                                                                  "--retrain / --from-agents did not provide.")
-    from analysis.seed_runs import findings_agents
+    from analysis.research.seed_runs import findings_agents
     assert "pendulum-tt" in RP.OPTIONAL and "pendulum-tt" not in findings_agents()
     assert {"masked-cartpole-mlp", "keydoor-dt-k1", "pendulum-tt-500"} <= set(findings_agents())
 
@@ -158,7 +158,7 @@ def test_key_door_patching_on_the_shipped_agent():
 
 
 def test_key_door_credit_span_share_is_a_fraction_of_the_context():
-    from analysis.keydoor_credit import key_door_credit
+    from analysis.interp.keydoor_credit import key_door_credit
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
 
@@ -169,7 +169,7 @@ def test_key_door_credit_span_share_is_a_fraction_of_the_context():
 
 
 def test_paired_errors_use_the_same_starts_for_every_model():
-    from analysis.predictions import error_by_horizon
+    from analysis.behaviour.predictions import error_by_horizon
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
 
@@ -232,7 +232,7 @@ def test_retrain_runs_every_seed_from_the_recipes(tmp_path, monkeypatch):
     """--retrain --seeds 2 on recipes cut to a few steps: every finding per seed, agents trained here, each seed's
     raw values in OUT/seeds/seed<k>.json, the findings pooled over both seeds."""
     import cli
-    from analysis import seed_runs
+    from analysis.research import seed_runs
     from models import recipes
 
     short = {k: {**v, "steps": 3} for k, v in recipes.SAMPLE_AGENTS.items()}
@@ -270,8 +270,7 @@ def test_seed_files_written_per_seed_and_pooled_from_docs_report_seeds(tmp_path,
     import shutil
 
     import cli
-    from analysis import report, reproduce
-
+    from analysis.research import report, reproduce
     monkeypatch.setattr(reproduce, "run_all", _stub_run_all({0: 30, 1: 12, 2: 20}))
     monkeypatch.setattr(report, "write_figures", lambda figs, *a, **k: [])     # no Chromium
     pieces = cli._reproduce_pieces
@@ -322,7 +321,7 @@ def _cartpole_dt(env_id="keep"):
 
 
 def test_env_per_agent_is_parsed_and_checked_with_the_agents_spaces():
-    from analysis.reproduce import AGENTS
+    from analysis.research.reproduce import AGENTS
     from cli import UserError, _agent_in_env, _reproduce_envs
 
     assert _reproduce_envs(["cartpole-dt=CartPole-v1", "keydoor-dt = keydoor"], AGENTS) == {
@@ -350,7 +349,7 @@ def test_reproduce_env_reaches_the_findings_and_bad_choices_stop_it_first(tmp_pa
     import shutil
 
     import cli
-    from analysis import report, reproduce
+    from analysis.research import report, reproduce
     from models import save_agent
 
     root = tmp_path / "root"

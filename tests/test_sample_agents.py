@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models import load_agent
-from models.evaluate import evaluate
+from analysis.behaviour.evaluate import evaluate
 from models.recipes import SAMPLE_AGENTS
 
 AGENTS = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
@@ -51,7 +51,7 @@ def test_cartpole_dt_reaches_its_target_and_follows_it():
 def test_reacher_dt_follows_its_target_in_mujoco():
     """Issue 13, item 7: the shipped MuJoCo DT's stored sweep (16 episodes per target in Reacher-v5) follows the
     target over the targets inside the data's returns (rank correlation, as `cli.py reproduce` computes it)."""
-    from analysis.reproduce import spearman_in_range
+    from analysis.research.reproduce import spearman_in_range
 
     cfg = json.loads((AGENTS / "reacher-dt" / "config.json").read_text())
     assert cfg["env_id"] == "Reacher-v5" and cfg["dataset"]["name"] == "reacher.npz"
@@ -77,7 +77,7 @@ def test_context_agents_act_as_trained_and_see_as_many_action_tokens():
     """Issue 15, item 4: the K=20 DT attends plainly over its last K steps (HF semantics: acting equals training on
     K-step windows; tests/test_attention and the HF rollout tests check that path), not banded over n_layer*K steps;
     the K=1 DT gets as many supervised action tokens per update (batch x K) as the K=20 one."""
-    from analysis.inputs import receptive_field
+    from analysis.core.inputs import receptive_field
     from models.train import DEFAULTS
 
     k20, k1 = load_agent(AGENTS / "masked-cartpole-dt-k20"), load_agent(AGENTS / "masked-cartpole-dt-k1")

@@ -1,4 +1,4 @@
-"""reproduce --retrain's (agent, seed) pieces (analysis/seed_runs.py): trained as Ray tasks on this machine and in
+"""reproduce --retrain's (agent, seed) pieces (analysis/research/seed_runs.py): trained as Ray tasks on this machine and in
 this process with recipes cut to a few steps; the same seed gives the same weights either way; the CLI's flags and
 its one-sentence refusals."""
 from __future__ import annotations
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import seed_runs as S
-
+from analysis.research import seed_runs as S
 ROOT = Path(__file__).resolve().parents[1]
 PIECES = [("cartpole-mlp", 0), ("cartpole-mlp", 1), ("masked-cartpole-dt-k1", 0), ("masked-cartpole-dt-k1", 1)]
 SCALE = 0.002   # cartpole-mlp 4000 steps -> 8, masked-cartpole-dt-k1 2000 -> 4

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis import cache
-from analysis.cache import CACHE, BusyError, cached
-from analysis.live import LiveError, LiveGame, live_games
+from analysis.core import cache
+from analysis.core.cache import CACHE, BusyError, cached
+from analysis.media.live import LiveError, LiveGame, live_games
 from models.checkpoint import load_agent
 from tests.test_page_attention import page
 
@@ -28,7 +28,7 @@ GAMES = r"""
 import gc, json, os, sys, threading, time
 import torch
 torch.set_num_threads(1)
-from analysis.live import LiveError, LiveGame, live_games
+from analysis.media.live import LiveError, LiveGame, live_games
 from models.checkpoint import load_agent
 
 def rss():
@@ -131,7 +131,7 @@ def test_a_refused_or_failed_game_holds_no_place(cartpole_dt, monkeypatch):
 
     def broken(env_id):
         raise RuntimeError("no display")
-    monkeypatch.setattr("analysis.frames.make_render_env", broken)
+    monkeypatch.setattr("analysis.media.frames.make_render_env", broken)
     with pytest.raises(RuntimeError):    # fails after its place was taken: the place is given back
         LiveGame(cartpole_dt)
     monkeypatch.undo()

@@ -1,11 +1,11 @@
-"""analysis/stats.py: known answers, and the bootstrap intervals against an independent numpy resampling."""
+"""analysis/core/stats.py: known answers, and the bootstrap intervals against an independent numpy resampling."""
 from statistics import NormalDist
 
 import numpy as np
 import pytest
 
-from analysis.stats import (bootstrap_ci, interval_estimates, iqm, mean_ci, paired_difference_ci, ratio_ci,
-                            rowwise_bootstrap_ci)
+from analysis.core.stats import (bootstrap_ci, interval_estimates, iqm, mean_ci, paired_difference_ci, ratio_ci,
+                                 rowwise_bootstrap_ci)
 
 SAMPLE = np.array([3.1, 4.7, 2.2, 9.5, 5.0, 6.3, 1.8, 7.7, 4.4, 12.0, 3.3, 5.9])
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from analysis.inputs import receptive_field, step_windows, training_data
-from analysis.sweeps import interval_estimates, iqm, rtg_shift_replay, rtg_sweep, rtg_sweep_naive, sweep_attention
+from analysis.core.inputs import receptive_field, step_windows, training_data
+from analysis.behaviour.sweeps import interval_estimates, iqm, rtg_shift_replay, rtg_sweep, rtg_sweep_naive, sweep_attention
 from models.base import AgentConfig
 from models.decision_transformer import DecisionTransformer
 from models.errors import AgentError
@@ -142,7 +142,7 @@ def test_shift_replay_known_answers():
     np.testing.assert_allclose(r.predictions.sum(-1), 1.0, atol=1e-5)
     assert np.abs(r.predictions[0] - r.predictions[2]).max() > 1e-3   # the return token matters to this model
     # each shift's predictions are the model's action probabilities from its receptive-field window at each
-    # step with every R token shifted (analysis.inputs.step_windows), computed here one window per step
+    # step with every R token shifted (analysis.core.inputs.step_windows), computed here one window per step
     data = training_data(m, ds)
     steps = np.arange(data.starts[2], data.ends[2])
     with torch.no_grad():

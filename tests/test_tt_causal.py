@@ -1,4 +1,4 @@
-"""A Trajectory Transformer's ablation and head-output patching (analysis/tt_causal.py): known answers on tiny
+"""A Trajectory Transformer's ablation and head-output patching (analysis/interp/tt_causal.py): known answers on tiny
 made-up TTs (nothing ablated or patched is the plain forward, a constant head's ablation changes nothing,
 patching every head and MLP gives the clean logits wherever the tokens agree) and on pendulum-tt (the batched
 layer x head grid equals one patch at a time), plus one sentence for bad input."""
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import catalog
-from analysis.ablation import ablation_interventions, ablation_means, parse_ablation
-from analysis.tt_causal import (decode, tt_ablation, tt_head_patching, tt_patch, tt_patching_inputs, tt_window_starts,
-                                tt_window_tokens)
+from analysis.publish import catalog
+from analysis.interp.components import (ablation_interventions, ablation_means, parse_ablation, tt_window_starts,
+                                        tt_window_tokens)
+from analysis.interp.tt_causal import decode, tt_ablation, tt_head_patching, tt_patch, tt_patching_inputs
 from models import load_agent
 from models.base import AgentConfig
 from models.errors import AgentError

@@ -1,4 +1,4 @@
-"""analysis/video.py and the catalog figure episode_video: overlays, GIF/MP4 that decode to the frames asked for, the
+"""analysis/media/video.py and the catalog figure episode_video: overlays, GIF/MP4 that decode to the frames asked for, the
 size bound, and `cli.py export --figure episode_video` end to end with one sentence for a wrong format."""
 import io
 import json
@@ -12,8 +12,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from analysis import catalog
-from analysis import video as V
+from analysis.publish import catalog
+from analysis.media import video as V
 from trajectories import Dataset, load_dataset
 from trajectories.samples import SAMPLE_DIR
 
@@ -177,9 +177,9 @@ def test_episode_video_of_a_dt_shows_where_its_action_token_looks(cartpole):
 
 
 def test_episode_video_of_a_dt_writes_its_return_heads_prediction_under_each_frame(cartpole):
-    """The DT's return head (R(t+1) predicted at each step, analysis.predictions) is written beside the logged
+    """The DT's return head (R(t+1) predicted at each step, analysis.behaviour.predictions) is written beside the logged
     return-to-go in the overlay and the csv; a rollout (asked for a target, not the logged return) gets none."""
-    from analysis.predictions import dt_return_predictions
+    from analysis.behaviour.predictions import dt_return_predictions
     from models import load_agent
 
     dt = load_agent(CARTPOLE_DT)
@@ -203,7 +203,7 @@ def test_data_that_cannot_be_drawn_gets_a_state_line_preview_and_one_sentence():
 
 
 def test_bundle_holds_the_gif_mp4_and_csv(cartpole):
-    from analysis.export import bundle
+    from analysis.publish.export import bundle
 
     f = catalog.make("episode_video", None, cartpole, episode=0, steps=5)
     z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("gif", "mp4", "csv"), dataset=cartpole)))
@@ -282,8 +282,8 @@ def _find_rows(done: np.ndarray, frames: np.ndarray) -> int:
 
 
 def test_imagined_side_by_side_gif_and_mp4_show_the_real_and_the_imagined_frame(pendulum, pendulum_tt, tmp_path):
-    from analysis import frames
-    from analysis.predictions import imagined_continuation
+    from analysis.media import frames
+    from analysis.behaviour.predictions import imagined_continuation
 
     W, s0, H = 240, 10, 6
     f = catalog.make("episode_video", pendulum_tt, pendulum, episode=0, imagine_start=s0, imagine_horizon=H, width=W)
@@ -341,7 +341,7 @@ def test_imagined_clip_keeps_the_size_bound_fps_and_says_when_the_episode_ends_f
 
 
 def test_the_bundle_remakes_the_imagined_clip(pendulum, pendulum_tt):
-    from analysis.export import bundle
+    from analysis.publish.export import bundle
 
     f = catalog.make("episode_video", pendulum_tt, pendulum, episode=0, imagine_start=5, imagine_horizon=3, width=160)
     z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("gif", "csv"), agent=pendulum_tt, dataset=pendulum,
@@ -367,7 +367,7 @@ def test_agents_that_imagine_no_states_get_one_sentence(agent_dir, data, words):
 
 
 @pytest.mark.parametrize("params, words", [
-    # the catalog's declared ranges (analysis/catalog.py RANGES) answer before the entry runs
+    # the catalog's declared ranges (analysis/publish/catalog.py RANGES) answer before the entry runs
     ({"imagine_start": 200}, "imagine_start 200 is out of range: episode 0 has 200 steps (0 to 198)."),
     ({"imagine_start": -1}, "imagine_start -1 is out of range: episode 0 has 200 steps (0 to 198)."),
     ({"imagine_start": 2.5}, "parameter imagine_start must be a whole number between 0 and 198 (episode 0 has 200 "

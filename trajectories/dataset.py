@@ -47,7 +47,7 @@ class Dataset:
     each episode's first step (starts at 0, strictly increasing, so no episode is empty).
     infos: extra per-step arrays, one row per step (D4RL's `infos/qpos`, `infos/qvel`: the MuJoCo state
     frames are drawn from); kept by `select`, part of `content_key` but not of `fingerprint`.
-    Every field is part of the cache key (`analysis.identity.dataset_key`); only the arrays are in `fingerprint`.
+    Every field is part of the cache key (`analysis.core.identity.dataset_key`); only the arrays are in `fingerprint`.
     """
 
     observations: np.ndarray
@@ -232,7 +232,7 @@ class Dataset:
     def content_key(self) -> str:
         """The arrays' identity: `fingerprint` (what a model trains on, so agents' stored fingerprints stay valid),
         extended by the infos arrays when there are any (two files differing only in qpos draw other frames). The
-        cache identity is `analysis.identity.dataset_key`, which adds everything else a page shows (names, metadata,
+        cache identity is `analysis.core.identity.dataset_key`, which adds everything else a page shows (names, metadata,
         environment id, source)."""
         if not self.infos:
             return self.fingerprint()

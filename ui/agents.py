@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis.identity import agent_key, stamp_agent
+from analysis.core.identity import agent_key, stamp_agent
 from models.errors import AgentError
 from models.report import AGENT_DIR
 from ui import local as local_files
@@ -25,25 +25,6 @@ def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agen
 
     torch.set_num_threads(1)   # small models, many small ops: threads only contend
     return stamp_agent(load_agent(path).eval())
-
-
-@st.cache_resource(show_spinner="Opening agent…")
-def load_local(path: str, mtime_ns: int, size: int, content: str = ""):
-    """An agent read in place (ui/local.py), once per process per (resolved path, ui.local.signature's change key:
-    mtime, size, content hash), shared by every session and never changed; one that does not load gives its one
-    sentence instead (cached too)."""
-    import torch
-
-    from models import load_agent
-
-    torch.set_num_threads(1)
-    try:
-        return stamp_agent(load_agent(path, display_name=path).eval())
-    except AgentError as e:
-        return str(e)
-    except Exception as e:  # noqa: BLE001 - a loader bug must still be a sentence
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        return f"{path} could not be read as an agent ({type(e).__name__}: {detail})."
 
 
 def shipped_paths() -> dict[str, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.figures.downsample import MAX_POINTS, thin_figure
+from analysis.publish.figures.downsample import MAX_POINTS, thin_figure
 
 
 def plotly(fig, key: str) -> None:

@@ -4,9 +4,9 @@ and the URL (`?compare=NAME`, `?compare=randomized`). A page needs one line:
 
     sel = compare.select(start(...))
 
-after which every `ui.page.figure(sel, ...)` draws the comparison (analysis/compare.py) and `**sel.paths` hands the
+after which every `ui.page.figure(sel, ...)` draws the comparison (analysis/publish/compare_mode.py) and `**sel.paths` hands the
 second agent to the page's bundle. The second agent is the session's twin as Home's choices make it
-(ui.agents.agent_in_session with the same dataset), or analysis.compare.randomized_twin of the first agent as the
+(ui.agents.agent_in_session with the same dataset), or analysis.publish.compare_mode.randomized_twin of the first agent as the
 page uses it. A choice that does not fit (another observation size, a kind the page does not analyse, an agent no
 longer loaded) is one warning sentence, and the select goes back to nothing; the first agent's figures stay.
 """
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import streamlit as st
 
-from analysis.compare import RANDOMIZED, CompareError, check_pair, randomized_twin
+from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_twin
 from models.errors import AgentError
 from ui.agents import agent_in_session, agent_names, agent_path, get_agent, shipped_paths
 from ui.page import Selection
@@ -51,7 +51,7 @@ def _facts(name: str):
 
 def _fits(sel: Selection, name: str) -> str | None:
     """None when `name` can be compared with the page's agent on its dataset, else the reason."""
-    from models.evaluate import check_dataset
+    from models.checks import check_dataset
 
     facts = _facts(name)
     if facts is None:

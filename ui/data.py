@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from analysis.identity import stamp_dataset
+from analysis.core.identity import stamp_dataset
 from trajectories import Dataset, DatasetError, load_dataset
 from trajectories.samples import sample_datasets
 from ui import local as local_files
@@ -18,20 +18,6 @@ UPLOAD_TYPES = ["npz", "parquet", "csv", "json", "jsonl", "hdf5", "h5", "zip"]
 @st.cache_resource(show_spinner="Loading dataset…")
 def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a regenerated file reloads
     return stamp_dataset(load_dataset(path))
-
-
-@st.cache_resource(show_spinner="Opening dataset…")
-def load_local(path: str, mtime_ns: int, size: int, content: str = "") -> Dataset | str:
-    """A dataset read in place (ui/local.py), once per process per (resolved path, ui.local.signature's change key:
-    mtime, size, content hash), shared by every session; a file that is not a dataset gives its one sentence
-    instead (cached too: not re-read each rerun)."""
-    try:
-        return stamp_dataset(load_dataset(path, display_name=path))
-    except DatasetError as e:
-        return str(e)
-    except Exception as e:  # noqa: BLE001 - a reader bug must still be a sentence
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        return f"{path} could not be read ({type(e).__name__}: {detail})."
 
 
 def shipped() -> dict[str, Dataset]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.catalog import Figured
-from analysis.export import FORMATS, MIME, VIDEO_FORMATS, bundle, figure_bytes, figured_bytes, keep_server_alive
+from analysis.publish.catalog import Figured
+from analysis.publish.export import FORMATS, MIME, VIDEO_FORMATS, bundle, figure_bytes, figured_bytes, keep_server_alive
 from ui import charts
 
 

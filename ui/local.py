@@ -12,7 +12,7 @@ Three ways in:
 
 Every entry is read by the same readers as uploads (trajectories.load_dataset / models.load_agent, so the
 limits in trajectories/limits.py hold; the browser's upload size limit does not apply), cached once per process
-(ui.data.load_local / ui.agents.load_local) on the resolved path and a change key (`signature`: size, mtime, inode
+(open_dataset / open_agent) on the resolved path and a change key (`signature`: size, mtime, inode
 change time and a hash of the first and last 64 KiB of each file, over the files of a directory as
 trajectories/walk.py lists them) and shared, never changed, by every session. A file that changes on disk is read
 again, even rewritten at the same size with its mtime set back; one that vanishes or breaks after it was opened
@@ -157,12 +157,46 @@ def signature(path: Path) -> tuple[int, int, str]:
     return sig
 
 
+@st.cache_resource(show_spinner="Opening dataset…")
+def open_dataset(path: str, mtime_ns: int, size: int, content: str = ""):
+    """A dataset read in place, once per process per (resolved path, ui.local.signature's change key:
+    mtime, size, content hash), shared by every session; a file that is not a dataset gives its one sentence
+    instead (cached too: not re-read each rerun)."""
+    from analysis.core.identity import stamp_dataset
+    from trajectories import DatasetError, load_dataset
+
+    try:
+        return stamp_dataset(load_dataset(path, display_name=path))
+    except DatasetError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - a reader bug must still be a sentence
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return f"{path} could not be read ({type(e).__name__}: {detail})."
+
+
+@st.cache_resource(show_spinner="Opening agent…")
+def open_agent(path: str, mtime_ns: int, size: int, content: str = ""):
+    """An agent read in place, once per process per (resolved path, ui.local.signature's change key:
+    mtime, size, content hash), shared by every session and never changed; one that does not load gives its one
+    sentence instead (cached too)."""
+    import torch
+
+    from analysis.core.identity import stamp_agent
+    from models import load_agent
+    from models.errors import AgentError
+
+    torch.set_num_threads(1)
+    try:
+        return stamp_agent(load_agent(path, display_name=path).eval())
+    except AgentError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - a loader bug must still be a sentence
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return f"{path} could not be read as an agent ({type(e).__name__}: {detail})."
+
+
 def _loader(kind: str):
-    if kind == "data":
-        from ui.data import load_local
-    else:
-        from ui.agents import load_local
-    return load_local
+    return open_dataset if kind == "data" else open_agent
 
 
 _LAST_GOOD: dict[tuple[str, str], tuple] = {}   # per process, like the cache it points into

@@ -11,9 +11,9 @@ import streamlit as st
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from analysis import catalog
-from analysis.cache import CACHE, SHARED, BusyError, cached, context
-from analysis.identity import agent_key, dataset_key
+from analysis.publish import catalog
+from analysis.core.cache import CACHE, SHARED, BusyError, cached, context
+from analysis.core.identity import agent_key, dataset_key
 from models.env_choice import normalization_label
 from models.errors import AgentError
 from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
@@ -71,7 +71,7 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
                 f"{md_escape(names.get(agent.kind, agent.kind))}. "
                 "Pick another agent on the home page (e.g. cartpole-dt).")
         st.stop()
-    from models.evaluate import check_dataset
+    from models.checks import check_dataset
 
     try:
         check_dataset(agent, ds)
@@ -104,7 +104,7 @@ def _alive(session_id: str) -> bool:
 
 
 def _busy(fn):
-    """The server's cap on analyses computed at once (analysis/cache.py) was hit: its sentence, and the page stops."""
+    """The server's cap on analyses computed at once (analysis/core/cache.py) was hit: its sentence, and the page stops."""
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         try:
@@ -117,13 +117,13 @@ def _busy(fn):
 
 @_busy
 def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figured:
-    """A catalog figure for the selection from the one cache (analysis/cache.py): keyed on the content of
+    """A catalog figure for the selection from the one cache (analysis/core/cache.py): keyed on the content of
     agent and dataset, the names shown and the parameters; the same code as `cli.py export`. progress(f, msg)
     sees the work the figure causes (nothing when it is cached). In compare mode (sel.other, ui/compare.py) the
-    figure is analysis.compare's pairing of both agents' figures, each of those cached as it is alone, so the
+    figure is analysis.publish.compare_mode's pairing of both agents' figures, each of those cached as it is alone, so the
     comparison costs the second agent's figure and no more; a figure the second agent cannot draw is a warning
     and the first agent's figure alone."""
-    from analysis.compare import CompareError, compare, supports
+    from analysis.publish.compare_mode import CompareError, compare, supports
 
     owner = _owner() if sel.private else SHARED
     made = None
@@ -159,7 +159,7 @@ def _single(sel: Selection, name: str, progress, owner, **params) -> catalog.Fig
 @_busy
 def computed(sel: Selection, compute, progress=None):
     """An analysis result that is not a catalog figure (the episode player's data), computed by `compute()` (which
-    goes through analysis.cache.cached itself) with the page's progress callback and the selection's cache owner: a
+    goes through analysis.core.cache.cached itself) with the page's progress callback and the selection's cache owner: a
     session's upload owns what it made, which leaves the cache with the session."""
     with context(progress, _owner() if sel.private else SHARED):
         out = compute()

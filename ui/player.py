@@ -1,4 +1,4 @@
-"""The episode player's browser component: analysis.player's data as one self-contained HTML document (ui/player.html:
+"""The episode player's browser component: analysis.media.player's data as one self-contained HTML document (ui/player.html:
 the frames as base64 images, the per-step overlays as JSON, play / pause / step / scrub / ←→ in JavaScript), shown with
 `st.iframe`. Playing never reruns the Streamlit script: the page is drawn once per choice of episode, and every step
 after that is drawn by the browser from what it already holds.
@@ -9,8 +9,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from analysis.figures.predictions import PREDICTED, REAL
-from analysis.figures.style import PALETTE, TOKEN_COLOURS
+from analysis.publish.figures.predictions import PREDICTED, REAL
+from analysis.publish.figures.style import PALETTE, TOKEN_COLOURS
 
 TEMPLATE = Path(__file__).with_name("player.html")
 STYLE = {"R": TOKEN_COLOURS["return-to-go"], "s": TOKEN_COLOURS["state"], "a": TOKEN_COLOURS["action"],

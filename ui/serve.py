@@ -21,13 +21,12 @@ def warm() -> float:
     import pandas  # noqa: F401
     import plotly.graph_objects  # noqa: F401
 
-    from analysis import catalog
-
+    from analysis.publish import catalog
     catalog.figures()   # imports every entry module, and through them every analysis (captum among them)
     import envs  # noqa: F401  (gymnasium, and MuJoCo's registrations)
     import models
     from models.base import AgentConfig
-    from models.checkpoint import build_meta
+    from models.loading import build_meta
 
     import ui.agents  # noqa: F401
     import ui.data  # noqa: F401

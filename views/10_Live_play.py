@@ -1,15 +1,15 @@
 """Live play: the user acts in the agent's environment while the Decision Transformer shows what it would do, its
-value and where it looks; "let the agent act" hands it the controls (analysis/live.py)."""
+value and where it looks; "let the agent act" hands it the controls (analysis/media/live.py)."""
 import inspect
 
 import numpy as np
 import streamlit as st
 
 import envs
-from analysis.figures import live as figs
-from analysis.live import MAX_AGENT_STEPS, LiveError, LiveGame
-from analysis.catalog import Figured
-from analysis.identity import agent_key
+from analysis.publish.figures import live as figs
+from analysis.media.live import MAX_AGENT_STEPS, LiveError, LiveGame
+from analysis.publish.catalog import Figured
+from analysis.core.identity import agent_key
 from ui import charts, exports
 from ui.page import start
 from ui.text import md_escape
@@ -33,7 +33,7 @@ def _settings() -> dict:
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key="live_seed", help="The environment's reset seed."))
     out = {"agent": agent_key(agent), "env": env_id, "seed": seed, "target": None, "sample": False}
     if agent.kind == "dt":
-        from analysis.sweeps import return_range
+        from analysis.behaviour.sweeps import return_range
 
         hi = return_range(agent, sel.dataset)[1]
         out["target"] = float(c3.number_input("Target return", value=float(round(hi, 1)), key="live_target",
@@ -49,7 +49,7 @@ def _game(settings: dict) -> LiveGame | None:
     """This session's game; a new one when a setting changed or New episode was pressed."""
     game = st.session_state.get("live_game")
     if game is None or st.session_state.get("live_settings") != settings:
-        if game is not None:   # closed first: the server's cap on live games (analysis/live.py) counts it until then
+        if game is not None:   # closed first: the server's cap on live games (analysis/media/live.py) counts it until then
             st.session_state.pop("live_game", None)
             game.close()
         try:

@@ -1,8 +1,8 @@
 """Dataset: browse episodes of the selected dataset — observations, actions, rewards and return-to-go."""
 import streamlit as st
 
-from analysis.figures import episode_signals, episode_timeline, returns_histogram
-from analysis.figures.text import plain
+from analysis.publish.figures import episode_signals, episode_timeline, returns_histogram
+from analysis.publish.figures.text import plain
 from ui import charts
 from ui.data import all_datasets, current_dataset_name
 from ui.text import md_escape

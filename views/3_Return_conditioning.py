@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from analysis.sweeps import default_shifts, default_targets, return_range
+from analysis.behaviour.sweeps import default_shifts, default_targets, return_range
 from models.env_choice import can_act
 from models.rollout import episode_limit
 from ui import compare, exports

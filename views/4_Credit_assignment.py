@@ -1,7 +1,7 @@
 """Credit assignment: which past tokens and features an output of the agent depends on (captum)."""
 import streamlit as st
 
-from analysis.attribution import is_key_to_door
+from analysis.interp.attribution import is_key_to_door
 from ui import compare, exports
 from ui.page import figure, start
 

@@ -1,7 +1,7 @@
 """Embeddings: the agent's hidden states over a whole dataset, in two dimensions."""
 import streamlit as st
 
-from analysis.embeddings import COLOUR_BY, MAX_POINTS
+from analysis.interp.embeddings import COLOUR_BY, MAX_POINTS
 from ui import exports
 from ui.page import figure, start
 from ui.text import md_escape

@@ -1,7 +1,7 @@
 """Context & memory: does a longer context beat the Markov assumption (K = 1)?"""
 import streamlit as st
 
-from analysis.context import shipped_reference_kinds
+from analysis.behaviour.context import shipped_reference_kinds
 from models.env_choice import can_act
 from ui import exports
 from ui.page import figure, start

@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from analysis.attribution_markers import is_key_to_door
+from analysis.interp.attribution_markers import is_key_to_door
 from models.env_choice import can_act
 from ui import compare, exports
 from ui.page import figure, start

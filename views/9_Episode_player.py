@@ -1,9 +1,9 @@
 """Episode player: the rendered episode, step by step, beside where the action token looks, the credit over its
-context and what the model predicts next; played in the browser (analysis/player.py, ui/player.py)."""
+context and what the model predicts next; played in the browser (analysis/media/player.py, ui/player.py)."""
 import streamlit as st
 
-from analysis.player import CREDIT_TARGETS, MAX_IMAGINED_STEPS, PlayerError, player_data
-from analysis.predictions import default_context
+from analysis.media.player import CREDIT_TARGETS, MAX_IMAGINED_STEPS, PlayerError, player_data
+from analysis.behaviour.predictions import default_context
 from models.env_choice import can_act
 from ui import exports, player
 from ui.page import computed, figure, start
@@ -34,7 +34,7 @@ rollout, target = None, None
 if source == "rollout":
     seed = int(c1.number_input("Reset seed", 0, 2**31 - 1, 0, key="player_seed"))
     if agent.kind == "dt":
-        from analysis.sweeps import return_range
+        from analysis.behaviour.sweeps import return_range
 
         target = float(c3.number_input("Target return", value=float(round(return_range(agent, ds)[1], 1)),
                                        key="player_target", help="What the DT is asked for at the first step "
@@ -77,8 +77,8 @@ def _downloads() -> None:
             f = figure(sel, "episode_video", episode=episode, **params)
             paths = sel.paths
         else:   # no dataset: the entry rolls the agent out with the same seeds (models.rollout.episode_dataset)
-            from analysis import catalog
-            from analysis.cache import cached
+            from analysis.publish import catalog
+            from analysis.core.cache import cached
 
             f = computed(sel, lambda: cached("figure:episode_video", lambda: catalog.make(
                 "episode_video", agent, None, episode=0, seed=rollout[0], target_return=rollout[1]), agent, None,

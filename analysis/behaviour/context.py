@@ -1,0 +1,314 @@
+"""Context ablation: does a Decision Transformer use its history? Truncate what it sees to the last K'
+steps at inference and measure (a) the return it earns in the environment and (b) how well it predicts
+the logged actions, beside separately trained agents (a K = 1 DT, a GRU, a Markov MLP).
+
+The truncation is an attention mask: the window holds the agent's receptive field (n_layer * K steps for
+a native banded DT, what its cached rollout computes; K for an HF import), and keys older than K' steps
+are masked out, exactly as a left-padded window of K' steps (timesteps stay absolute). K' = receptive
+field reproduces the agent's own rollout action for action (tests/test_context.py).
+
+(a) runs every K' x episode in one batched vector env (models/rollout.py; the DT rollout's `context`
+argument does the masking): episode j starts from reset seed `seed + j` and draws its discrete actions
+from the same uniforms whatever K' it runs with (common random numbers), so differences between K' come
+from the context, not the luck of the draw. Reference agents are evaluated
+with analysis.behaviour.evaluate.evaluate on the same seeds.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.errors import AgentError
+from models.checks import check_dataset
+from models.rollout import episode_limit, run_episodes
+
+from analysis.core.cache import tee
+from analysis.core.stats import bootstrap_ci
+from analysis.core.inputs import action_scores, default_target, last_step_outputs, receptive_field, step_windows, training_data
+
+SHIPPED_AGENTS = Path(__file__).resolve().parents[2] / "sample_data" / "agents"
+
+
+@dataclass
+class Reference:
+    """A separately trained agent measured alongside (a horizontal line on the figures)."""
+
+    name: str
+    kind: str
+    context: int | None          # steps of history it was trained with (GRU: None = the whole episode)
+    mean: float
+    ci_low: float
+    ci_high: float
+    values: np.ndarray = field(repr=False, default=None)
+
+
+@dataclass
+class ContextReturns:
+    """Return in the environment vs the context K' a DT sees at inference."""
+
+    agent: str
+    contexts: np.ndarray          # [C]
+    returns: np.ndarray           # [C, episodes]
+    mean: np.ndarray              # [C]
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    target_return: float | None
+    trained_context: int
+    receptive_field: int
+    episodes: int
+    seed: int
+    references: list[Reference] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{"model": self.agent, "context": int(k), "mean_return": m, "ci_low": lo, "ci_high": hi,
+                 "episodes": self.episodes, "target_return": self.target_return, "reference": False}
+                for k, m, lo, hi in zip(self.contexts, self.mean, self.ci_low, self.ci_high)]
+        rows += [{"model": r.name, "context": r.context, "mean_return": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                  "episodes": len(r.values), "target_return": self.target_return if r.kind == "dt" else None,
+                  "reference": True} for r in self.references]
+        return pd.DataFrame(rows)
+
+
+@dataclass
+class ContextAccuracy:
+    """Action prediction on logged data vs the context K' (discrete: accuracy; continuous: MSE in [-1, 1])."""
+
+    agent: str
+    metric: str                   # "accuracy" | "mse"
+    contexts: np.ndarray          # [C]
+    value: np.ndarray             # [C]
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    trained_context: int
+    receptive_field: int
+    n_steps: int
+    seed: int
+    references: list[Reference] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{"model": self.agent, "context": int(k), self.metric: v, "ci_low": lo, "ci_high": hi,
+                 "n_steps": self.n_steps, "reference": False}
+                for k, v, lo, hi in zip(self.contexts, self.value, self.ci_low, self.ci_high)]
+        rows += [{"model": r.name, "context": r.context, self.metric: r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                  "n_steps": self.n_steps, "reference": True} for r in self.references]
+        return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------
+def _check_dt(agent) -> None:
+    if agent.kind != "dt":
+        raise AgentError(f"context ablation truncates a Decision Transformer's history; got a {agent.kind} agent.")
+
+
+def default_contexts(agent) -> list[int]:
+    """1, 2, 4, 8, ... up to the receptive field, plus the trained K and the receptive field itself
+    (capped at the longest episode, max_ep_len: more history than that does not exist)."""
+    cap = max(1, min(receptive_field(agent), int(agent.config.max_ep_len)))
+    ks = {1, min(agent.context_length, cap), cap}
+    k = 2
+    while k < cap:
+        ks.add(k)
+        k *= 2
+    return sorted(ks)
+
+
+def _check_contexts(agent, contexts) -> np.ndarray:
+    ks = np.asarray(sorted(set(int(k) for k in (contexts if contexts is not None else default_contexts(agent)))), np.int64)
+    if not len(ks) or ks.min() < 1:
+        raise ValueError("contexts must be at least 1 step.")
+    return ks
+
+
+def _agent_name(agent, name: str | None = None) -> str:
+    return name or f"{agent.kind.upper()} (K={agent.context_length})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# (a) return vs context in the environment
+# ---------------------------------------------------------------------------------------------------
+def truncated_rollout(agent, contexts_per_env, env_seeds, target_returns, uniforms: np.ndarray | None = None,
+                      sample: bool = True, env_id: str | None = None, record_actions: bool = False,
+                      progress=None):
+    """One batched vector-env rollout of a DT whose env i sees only its last contexts_per_env[i] steps
+    (models.rollout.run_episodes with the DT rollout's `context`).
+
+    env_seeds [n] reset seeds; target_returns [n] (raw units); uniforms [n, T] the discrete draws (as
+    DTRollout's `uniforms`). Returns the episode returns [n] (and the actions [T, n] if record_actions,
+    zeros for an env past its episode's end)."""
+    _check_dt(agent)
+    env_id = env_id or agent.config.env_id
+    if not env_id:
+        raise AgentError("the agent does not name an environment (env_id); choose one (cli.py --env ID, or Environment on the home page).")
+    ks = np.asarray(contexts_per_env, np.int64)
+    n = len(ks)
+    if uniforms is None:
+        uniforms = np.random.default_rng(0).random((n, episode_limit(env_id, agent)), dtype=np.float32)
+    ep = run_episodes(agent, n, np.broadcast_to(np.asarray(target_returns, float), (n,)), env_seeds=env_seeds,
+                      env_id=env_id, sample=sample, uniforms=uniforms, context=ks,
+                      record=("actions",) if record_actions else (), progress=tee(progress))
+    return (ep.returns, np.moveaxis(ep.actions, 0, 1)) if record_actions else ep.returns
+
+
+def evaluate_reference(agent, name: str, episodes: int, seed: int, target_return: float | None) -> Reference:
+    """Mean return (bootstrap 95% CI) of a separately trained agent on the same reset seeds."""
+    from analysis.behaviour.evaluate import evaluate
+
+    res = evaluate(agent, [target_return] if agent.kind == "dt" else None, episodes=episodes, seed=seed, progress=False)[0]
+    ctx = None if agent.kind == "gru" else agent.context_length
+    return Reference(name, agent.kind, ctx, res["mean_return"], res["ci_low"], res["ci_high"], np.asarray(res["returns"]))
+
+
+def context_returns(agent, contexts=None, episodes: int = 8, target_return: float | None = None, seed: int = 0,
+                    references: dict | None = None, sample: bool = True, progress=None,
+                    name: str | None = None) -> ContextReturns:
+    """Mean return (bootstrap 95% CI over episodes) for each context K' in one batched rollout, plus
+    `references` {name: agent} evaluated on the same seeds."""
+    _check_dt(agent)
+    ks = _check_contexts(agent, contexts)
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}.")
+    target = default_target(agent) if target_return is None else float(target_return)
+    per_env_k = np.repeat(ks, episodes)
+    ep_of_env = np.tile(np.arange(episodes), len(ks))
+    T = int(agent.config.max_ep_len) + 1
+    u = np.random.default_rng(seed).random((episodes, T), dtype=np.float32)[ep_of_env]   # same draws per episode
+    returns = truncated_rollout(agent, per_env_k, seed + ep_of_env, np.full(len(per_env_k), target), u, sample,
+                                progress=progress).reshape(len(ks), episodes)
+    cis = np.array([bootstrap_ci(r, seed=seed) for r in returns])
+    refs = [evaluate_reference(a, ref_name, episodes, seed, target) for ref_name, a in (references or {}).items()]
+    return ContextReturns(_agent_name(agent, name), ks, returns, returns.mean(1), cis[:, 0], cis[:, 1], target,
+                          agent.context_length, receptive_field(agent), episodes, seed, refs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# (b) action prediction vs context on logged data
+# ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 256,
+                   data=None) -> torch.Tensor:
+    """The agent's action output at absolute dataset steps: logits [n, n_actions] (discrete) or actions in
+    [-1, 1] [n, act_dim]. DT: windows of `context` steps (default: its receptive field); GRU: from the
+    episode's first step; MLP: the current observation."""
+    was = agent.training
+    agent.eval()
+    try:
+        data = data if data is not None else training_data(agent, dataset)   # normalised once per agent, not per K
+        if agent.kind == "dt":
+            ctx = int(context or receptive_field(agent))
+            out = [last_step_outputs(agent, step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
+                   for i in range(0, len(steps), batch_size)]
+            return torch.cat(out)
+        if agent.kind == "mlp":
+            out = agent(torch.from_numpy(data.obs[steps]))
+        elif agent.kind == "gru":
+            out = _gru_outputs(agent, data, steps, batch_size)
+        else:
+            raise AgentError(f"a {agent.kind} agent does not predict actions.")
+        return out if agent.discrete else torch.tanh(out)
+    finally:
+        agent.train(was)
+
+
+def _gru_outputs(agent, data, steps: np.ndarray, batch_size: int) -> torch.Tensor:
+    """A GRU's outputs at `steps`, each from its episode's first step: the episodes run together, right-padded
+    (the recurrence never looks ahead, so padding changes nothing before it) and only as far as the last step
+    asked for. One call per batch of episodes instead of one per episode (167 calls were 3 s of a page)."""
+    ep_of = np.searchsorted(data.starts, steps, side="right") - 1
+    uniq = np.unique(ep_of)
+    need = np.array([int(steps[ep_of == e].max() - data.starts[e]) + 1 for e in uniq])
+    order = np.argsort(need)
+    out = torch.zeros(len(steps), agent.head.out_features)
+    for i in range(0, len(order), batch_size):
+        batch = order[i:i + batch_size]
+        T = int(need[batch].max())
+        idx = data.starts[uniq[batch]][:, None] + np.arange(T)[None, :]
+        valid = np.arange(T)[None, :] < need[batch][:, None]
+        idx = np.where(valid, idx, data.starts[uniq[batch]][:, None])
+        acts = torch.as_tensor(data.actions[idx])
+        y, _ = agent(torch.from_numpy(np.where(valid[..., None], data.obs[idx], 0).astype(np.float32)),
+                     agent.prev_actions(acts))
+        for b, e in enumerate(uniq[batch]):
+            rows = np.flatnonzero(ep_of == e)
+            out[rows] = y[b, steps[rows] - data.starts[e]]
+    return out
+
+
+def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: int = 0,
+                     references: dict | None = None, name: str | None = None) -> ContextAccuracy:
+    """Action prediction on `n_steps` logged steps (drawn uniformly, seeded) for each context K' (windows
+    truncated to K' with analysis.core.inputs.step_windows), with bootstrap 95% CIs over steps; `references`
+    {name: agent} scored on the same steps."""
+    _check_dt(agent)
+    check_dataset(agent, dataset)
+    ks = _check_contexts(agent, contexts)
+    n = dataset.n_transitions
+    steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
+    vals, cis = [], []
+    data = training_data(agent, dataset)
+    for k in ks:
+        s = action_scores(agent, dataset, steps, policy_outputs(agent, dataset, steps, int(k), data=data))
+        vals.append(s.mean())
+        cis.append(bootstrap_ci(s, seed=seed))
+    refs = []
+    for ref_name, ref in (references or {}).items():
+        check_dataset(ref, dataset)
+        s = action_scores(ref, dataset, steps, policy_outputs(ref, dataset, steps))
+        lo, hi = bootstrap_ci(s, seed=seed)
+        ctx = None if ref.kind == "gru" else ref.context_length
+        refs.append(Reference(ref_name, ref.kind, ctx, float(s.mean()), lo, hi, s))
+    cis = np.array(cis)
+    return ContextAccuracy(_agent_name(agent, name), "accuracy" if agent.discrete else "mse", ks, np.array(vals),
+                           cis[:, 0], cis[:, 1], agent.context_length, receptive_field(agent), len(steps), seed, refs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# references: shipped agents of the same environment, and a Markov MLP
+# ---------------------------------------------------------------------------------------------------
+def _shipped_candidates(agent, root: Path) -> list[tuple[Path, dict]]:
+    """(directory, config.json) of every shipped agent acting in the agent's environment with its observations,
+    dynamics models and TTs left out: read from config.json alone, nothing loaded."""
+    out = []
+    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []:
+        try:
+            c = json.loads((d / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if c.get("env_id") == agent.config.env_id and c.get("obs_dim") == agent.obs_dim and c.get("kind") not in ("dynamics", "tt"):
+            out.append((d, c))
+    return out
+
+
+def shipped_reference_kinds(agent, root: Path = SHIPPED_AGENTS) -> set[str]:
+    """The kinds of shipped_references(agent), from the config.json files alone (nothing loaded)."""
+    return {c.get("kind") for _, c in _shipped_candidates(agent, root)}
+
+
+def shipped_references(agent, exclude: str | None = None, root: Path = SHIPPED_AGENTS) -> dict:
+    """Shipped agents that act in the same environment with the same observations (read from config.json
+    first, so only those are loaded), except dynamics models and the agent itself."""
+    from models import load_agent
+
+    out = {}
+    for d, _ in _shipped_candidates(agent, root):
+        if d.name == exclude:
+            continue
+        ref = load_agent(d)
+        if ref.state_dict().keys() == agent.state_dict().keys() and all(
+                torch.equal(a, b) for a, b in zip(ref.state_dict().values(), agent.state_dict().values())):
+            continue   # the agent under study itself
+        out[d.name] = ref
+    return out
+
+
+def train_mlp_reference(dataset, steps: int = 2000, seed: int = 0):
+    """A Markov reference (pi(a_t | o_t), K = 1) trained on the dataset when none is shipped (~5 s)."""
+    from models.train import train
+
+    return train("mlp", dataset, steps=steps, seed=seed, progress=False)

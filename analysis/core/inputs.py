@@ -1,0 +1,112 @@
+"""Model inputs for analyses: a Dataset's episodes cut into an agent's context windows, ready for forward().
+
+Every analysis of a Decision Transformer over logged data starts here, so windows are built one way
+(models/windows.py: left-padded, absolute timesteps, the agent's own normalisation and RTG scale).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+from models.errors import AgentError
+from models.checks import check_dataset
+from models.windows import TrainingData, gather_windows
+
+from analysis.core.identity import dataset_key
+
+_PREPARED: OrderedDict = OrderedDict()   # the few most recent (dataset, normalisation) pairs, read-only
+_PREPARED_LOCK = threading.Lock()
+_PREPARED_MAX = 4
+
+
+def training_data(agent, dataset) -> TrainingData:
+    """The dataset normalised with the agent's statistics (checked to fit the agent first)."""
+    check_dataset(agent, dataset)
+    c = agent.config
+    mean = np.asarray(c.state_mean if c.state_mean is not None else np.zeros(agent.obs_dim), np.float32)
+    std = np.asarray(c.state_std if c.state_std is not None else np.ones(agent.obs_dim), np.float32)
+    # Every figure of a page starts here: on a 1M-step dataset the build is 0.1-0.4 s and 60 MB, so the
+    # most recent few are kept, keyed on content, with read-only arrays (sessions share them; none may write).
+    key = (dataset_key(dataset), hashlib.sha1(mean.tobytes() + std.tobytes()).hexdigest(), float(c.rtg_scale),
+           int(c.max_ep_len))
+    with _PREPARED_LOCK:
+        if key in _PREPARED:
+            _PREPARED.move_to_end(key)
+            return _PREPARED[key]
+    data = TrainingData.build(dataset, mean, std, c.rtg_scale, c.max_ep_len)
+    for arr in (data.obs, data.rtg, data.timesteps):
+        arr.setflags(write=False)
+    with _PREPARED_LOCK:
+        _PREPARED[key] = data
+        while len(_PREPARED) > _PREPARED_MAX:
+            _PREPARED.popitem(last=False)
+    return data
+
+
+def step_windows(agent, data: TrainingData, steps: np.ndarray, context: int | None = None,
+                 rtg_shift: float = 0.0) -> dict[str, torch.Tensor]:
+    """forward() kwargs for windows ending at absolute dataset steps `steps` [B] (one window per step).
+
+    rtg_shift (raw return units) is added to every return-to-go token: the offline what-if of asking
+    for more or less return along the logged trajectory."""
+    steps = np.asarray(steps, np.int64)
+    episodes = np.searchsorted(data.starts, steps, side="right") - 1
+    w = gather_windows(data, episodes, steps, int(context or agent.context_length))
+    if rtg_shift:
+        w["rtg"] = np.where(w["mask"], w["rtg"] + np.float32(rtg_shift / agent.config.rtg_scale), 0).astype(np.float32)
+    return agent.window_inputs(w)
+
+
+def receptive_field(agent) -> int:
+    """Steps of history a DT's action at t depends on while acting. A native (banded) DT sees K steps per
+    layer, and each key was itself computed from K steps before it: n_layer * K in all (what its cached
+    rollout computes). An HF import attends to its last K steps only (DecisionTransformer.receptive_field);
+    other agents: their context length."""
+    return int(getattr(agent, "receptive_field", agent.context_length))
+
+
+def episode_steps(data: TrainingData, episode: int) -> np.ndarray:
+    """Absolute step indices of one episode."""
+    return np.arange(data.starts[episode], data.ends[episode])
+
+
+def native_dt_forward(agent) -> bool:
+    """Does the agent compute with DecisionTransformer's own forward? Then its shortcuts (run_with_cache
+    last_state_only, run_suffix) give the forward's numbers; a subclass with its own forward (a test double) must
+    be asked through that forward instead."""
+    from models.decision_transformer import DecisionTransformer
+
+    return getattr(type(agent), "forward", None) is DecisionTransformer.forward
+
+
+def last_step_outputs(agent, inputs: dict[str, torch.Tensor]):
+    """A DT's outputs at each window's last s_t token only (action_preds and value_preds [B, 1, ...]), without
+    the work nothing reads: the last a_t token and the last block for every other token (a third of a
+    3-layer model). The same numbers as forward()[:, -1] up to float rounding."""
+    if not native_dt_forward(agent):   # a subclass with its own forward: ask it
+        out = agent(**inputs)
+        out.action_preds, out.value_preds = out.action_preds[:, -1:], out.value_preds[:, -1:]
+        return out
+    out, _ = agent.run_with_cache(inputs, names=[], last_state_only=True)
+    return out
+
+
+def default_target(agent) -> float:
+    """The return a return-conditioned agent is asked for by default: the best return of its training data."""
+    d = agent.config.dataset
+    if "return_max" not in d:
+        raise AgentError("the agent's config has no training return range; pass target_return.")
+    return float(d["return_max"])
+
+
+def action_scores(agent, dataset, steps, outputs: torch.Tensor) -> np.ndarray:
+    """Scores of an agent's action `outputs` at logged `steps`, per step: 1/0 correct (discrete, argmax) or squared
+    error averaged over dims (continuous, in [-1, 1])."""
+    if agent.discrete:
+        return (outputs.argmax(-1).numpy() == dataset.actions[steps]).astype(np.float64)
+    target = agent.actions_to_unit(torch.as_tensor(dataset.actions[steps]).reshape(len(steps), -1))
+    return ((outputs - target) ** 2).mean(-1).double().numpy()

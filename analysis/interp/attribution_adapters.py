@@ -1,0 +1,95 @@
+"""Per-model adapters for attribution: each agent family behind one signature, the Decision Transformer's
+forward(states, actions, returns_to_go, timesteps, attention_mask, rtg_known=...), so captum sees every
+model as a function of the same named inputs.
+
+- Decision Transformer: itself, on its window of K steps ending at the explained step.
+- MLP (Markov, K = 1): `Markov` reads only the last state of a one-step window.
+- GRU: `Recurrent` reads the episode so far; the action input at position i is a_i, which the GRU reads
+  (as its previous action) at step i + 1. One window at a time (prefixes differ in length).
+
+`model_inputs` turns windows of logged steps into (model, inputs, modalities, feature names, mask, action
+names) for analysis/interp/attribution.py.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.windows import TrainingData, gather_windows
+
+MODALITIES = ("return-to-go", "state", "action")   # token order of a DT step (figures.TOKEN_COLOURS keys)
+
+
+class Markov(nn.Module):
+    """The MLP baseline behind the DT forward signature: it sees only the last state of the window."""
+
+    def __init__(self, mlp):
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
+        out = self.mlp(states)
+        if not self.mlp.discrete:
+            out = torch.tanh(out)
+        return SimpleNamespace(action_preds=out)
+
+
+class Recurrent(nn.Module):
+    """The GRU baseline behind the DT forward signature: the window is the episode so far; the action
+    input at position i is a_i, which the GRU reads (as its previous action) at step i + 1."""
+
+    def __init__(self, gru):
+        super().__init__()
+        self.gru = gru
+
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
+        prev = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
+        out, _ = self.gru(states, prev)
+        if not self.gru.discrete:
+            out = torch.tanh(out)
+        return SimpleNamespace(action_preds=out)
+
+
+WRAP = {"mlp": Markov, "gru": Recurrent}   # agent kind -> its adapter (a DT needs none)
+
+
+def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
+    """(model, inputs, modalities, feature_names, mask, action_names) for windows ending at absolute dataset steps."""
+    episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
+    ds = data.dataset
+    if agent.discrete:
+        labels = list(getattr(ds, "metadata", {}).get("action_labels") or [])
+        n = int(agent.config.n_actions)
+        act_names = labels if len(labels) == n else [f"action {i}" for i in range(n)]
+    else:
+        act_names = list(ds.act_names or [f"action_{i}" for i in range(agent.act_dim)])
+    names = {"return-to-go": ["return-to-go"], "state": list(ds.obs_names), "action": act_names}
+    # each model family reads its window differently (the wrappers put MLP / GRU behind the DT signature)
+    if agent.kind == "dt":
+        w = gather_windows(data, episodes, abs_steps, agent.context_length)
+        return agent, agent.window_inputs(w), MODALITIES, names, w["mask"], names["action"]
+    if agent.kind == "mlp":
+        w = gather_windows(data, episodes, abs_steps, 1)
+        B = len(abs_steps)
+        inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32),
+                  "actions": torch.zeros(B, 1, 0), "returns_to_go": torch.zeros(B, 1, 1),
+                  "timesteps": torch.as_tensor(w["timesteps"]), "attention_mask": torch.ones(B, 1, dtype=torch.long)}
+        return Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
+    if agent.kind == "gru":   # the whole episode so far (one window at a time: prefixes differ in length)
+        if len(abs_steps) != 1:
+            raise ValueError("GRU attribution takes one step at a time.")
+        K = int(abs_steps[0] - data.starts[episodes[0]] + 1)
+        w = gather_windows(data, episodes, abs_steps, K)
+        acts = torch.as_tensor(w["actions"])
+        acts = (torch.nn.functional.one_hot(acts.long(), int(agent.config.n_actions)).float() if agent.discrete
+                else agent.actions_to_unit(acts))
+        inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32), "actions": acts,
+                  "returns_to_go": torch.zeros(1, K, 1), "timesteps": torch.as_tensor(w["timesteps"]),
+                  "attention_mask": torch.ones(1, K, dtype=torch.long)}
+        return (Recurrent(agent), inputs, ("state", "action"), {"state": names["state"], "action": names["action"]},
+                w["mask"], names["action"])
+    raise ValueError(f"attribution supports Decision Transformer ('dt'), MLP ('mlp') and GRU ('gru') agents, "
+                     f"not '{agent.kind}'.")

@@ -1,0 +1,663 @@
+"""The papers' findings, measured on seqlens' agents: `cli.py reproduce` (report in analysis/research/report.py).
+
+Four findings, pre-registered in findings.toml (claim, metric, split, target, verdict rule; analysis/research/findings.py
+reads it). Each run measures every finding on one training seed: a Finding with its numbers, its figures and the
+raw values its metrics read (`raw`: per-episode / per-pair / per-start arrays, written to a seed file). The metrics
+(METRICS: small pure functions of one seed's raw values, tested on synthetic inputs with known answers) are then
+pooled across seeds (`pool_runs`: the mean of the per-seed metric with a stratified bootstrap CI) and the verdict
+is the finding's rule on the pooled values. A metric that needs an agent nobody has trained yet is "not measured",
+and so is a verdict whose rule reads it. The runs use the same analysis code as the dashboard.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+from scipy.stats import spearmanr
+
+from analysis.behaviour.evaluate import evaluate
+
+from analysis.publish import figures as F
+from analysis.research.findings import PreRegistered, Registry, conclude, load_findings
+from analysis.research.papers import paper_rows
+from analysis.core.stats import N_BOOT, mean_ci, ratio_ci, rowwise_bootstrap_ci
+
+
+# ---- metrics --------------------------------------------------------------------------------------------
+def spearman_in_range(targets, achieved, lo: float, hi: float) -> float:
+    """Rank correlation of target vs mean achieved return over the targets inside [lo, hi]."""
+    t, a = np.asarray(targets, float), np.asarray(achieved, float)
+    inside = (t >= lo) & (t <= hi)
+    if inside.sum() < 3:
+        raise ValueError(f"need at least 3 targets inside the data's returns [{lo:g}, {hi:g}]; got {int(inside.sum())}.")
+    return float(spearmanr(t[inside], a[inside]).statistic)
+
+
+def spearman_ci(targets, returns: np.ndarray, lo: float, hi: float, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap over episodes (resampled within each target) of spearman_in_range. returns [T, E].
+    Ties everywhere give no ordering: such a resample counts as 0."""
+    return rowwise_bootstrap_ci(returns, lambda r: spearman_in_range(targets, r.mean(1), lo, hi),
+                                n_boot=N_BOOT // 4, seed=seed, nan_as=0.0)
+
+
+@dataclass
+class Finding:
+    """One finding measured on one seed (numbers, figures and the raw values its metrics read), then concluded:
+    its metrics pooled across the seeds given (`conclude_finding`) and the verdict of its pre-registered rule."""
+
+    id: str
+    title: str
+    claim: str
+    measured: str
+    reproduced: bool | None
+    numbers: dict
+    figures: dict[str, go.Figure] = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)              # this seed's values the metrics read (written to seed files)
+    not_measured: dict = field(default_factory=dict)     # this seed: metric -> why it could not be measured
+    seed: int = 0                                        # the training seed these numbers come from
+    spec: PreRegistered | None = None                    # findings.toml's entry
+    pooled: dict = field(default_factory=dict)           # metric -> {estimate, ci_low, ci_high, n_seeds, per_seed}
+    missing: dict = field(default_factory=dict)          # metric -> why no seed measured it
+    comparisons: list = field(default_factory=list)      # the rule, evaluated
+    verdict: str = ""                                    # "reproduced" | "not reproduced" | "not measured: ..."
+    flags: dict = field(default_factory=dict)            # compounding_error: held_out, paired
+
+    def to_json(self) -> dict:
+        out = {"id": self.id, **self.numbers, "reproduced": self.reproduced}
+        if self.spec is None:
+            return out
+        s, head = self.spec, self.pooled.get(self.spec.metric)
+        extra = {"paper": s.paper, "claim": s.claim, "finding_agents": list(s.agents), "split": s.split, "metric": s.metric,
+                 "target": s.target, "rule": s.rule.text, "verdict": self.verdict, "comparisons": self.comparisons,
+                 "n_seeds": head["n_seeds"] if head else 0, "per_seed": _per_seed(head) if head else {},
+                 "estimate": head["estimate"] if head else None, "ci_low": head["ci_low"] if head else None,
+                 "ci_high": head["ci_high"] if head else None,
+                 "secondary": {m: _pooled_json(self.pooled.get(m)) for m in s.secondary},
+                 "also_measured": {m: _pooled_json(p) for m, p in self.pooled.items() if m not in s.metrics},
+                 "not_measured": dict(self.missing), "papers": paper_rows(self), **self.flags}
+        if self.id == "key_to_door":
+            extra["patching"] = {k: _pooled_json(self.pooled.get(m)) for k, m in (
+                ("span_effect", "patching_span_effect"), ("distractor_effect", "patching_distractor_effect"),
+                ("span_minus_distractor", "span_minus_distractor"))} | PATCHING_DESIGN
+        clash = set(out) & set(extra)
+        assert not clash, f"finding numbers and pooled fields share names: {clash}"
+        return {**out, **extra, "reproduced": self.reproduced}
+
+
+def _per_seed(p: dict) -> dict:
+    return {str(k): v for k, v in p["per_seed"].items()}
+
+
+def _pooled_json(p: dict | None) -> dict | None:
+    return None if p is None else {**p, "per_seed": _per_seed(p)}
+
+
+def _r(x, d=3):
+    return None if x is None else round(float(x), d)
+
+
+_REGISTRY: list = []
+
+
+def registry() -> Registry:
+    """findings.toml, read once."""
+    if not _REGISTRY:
+        _REGISTRY.append(load_findings())
+    return _REGISTRY[0]
+
+
+def conclude_finding(f: Finding, per_seed: dict[int, dict] | None = None, not_measured: dict[int, dict] | None = None,
+                     seed: int = 0, reg: Registry | None = None) -> Finding:
+    """f with its metrics pooled over per_seed ({seed: raw}; default: f's own seed alone) and its verdict by the
+    rule findings.toml gives it."""
+    reg = reg or registry()
+    spec = reg.get(f.id)
+    per_seed = per_seed if per_seed is not None else {f.seed: f.raw}
+    not_measured = not_measured if not_measured is not None else {f.seed: f.not_measured}
+    res = conclude(spec, per_seed, finding_metrics(f.id, per_seed), not_measured, seed=seed, n_boot=N_BOOTS.get(f.id, N_BOOT),
+                   level=reg.level)
+    f.spec, f.pooled, f.missing, f.reproduced, f.comparisons, f.verdict = (
+        spec, res.pooled, res.not_measured, res.reproduced, res.comparisons, res.verdict)
+    return f
+
+
+def pool_runs(findings: list[Finding], others: dict[int, dict] | None = None, seed: int = 0) -> list[Finding]:
+    """Copies of the findings of one measured run (its seed) pooled with the seeds of `others` ({seed: a seed file
+    as analysis.research.findings.read_seed_file gives it, or {"findings": seed_results(run)}}); a finding a seed file lacks
+    is pooled without that seed. The run's own findings stay concluded on their seed alone."""
+    others = others or {}
+    known = {s.id for s in registry().findings}
+    findings = [replace(f) for f in findings]
+    for f in findings:
+        if f.id not in known:   # not a pre-registered finding: reported as it is
+            continue
+        raw, nm = {f.seed: f.raw}, {f.seed: f.not_measured}
+        for k, doc in sorted(others.items()):
+            if k == f.seed or f.id not in doc["findings"]:
+                continue
+            raw[k], nm[k] = doc["findings"][f.id]["raw"], doc["findings"][f.id]["not_measured"]
+        conclude_finding(f, raw, nm, seed)
+    return findings
+
+
+def seed_results(findings: list[Finding]) -> dict:
+    """{finding id: {raw, not_measured, numbers}} of one seed's run, for analysis.research.findings.write_seed_file."""
+    return {f.id: {"raw": f.raw, "not_measured": f.not_measured, "numbers": f.numbers} for f in findings}
+
+
+# ---- 1. return conditioning ---------------------------------------------------------------------------------
+# raw per seed: {agent: {"targets": [T], "range": [lo, hi], "returns": [T arrays of episode returns]}}; each
+# target's episodes are a stratum of their own (resampled within the target).
+def _conditioning(a: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """(in-range targets, their mean achieved returns, the data's return range width) of one agent."""
+    t = np.asarray(a["targets"], float)
+    lo, hi = a["range"]
+    achieved = np.array([np.mean(r) for r in a["returns"]])
+    inside = (t >= lo) & (t <= hi)
+    return t[inside], achieved[inside], float(hi - lo)
+
+
+def agent_spearman(a: dict) -> float:
+    """Rank correlation of target vs mean achieved over in-range targets (all tied: 0, no ordering)."""
+    t, m, _ = _conditioning(a)
+    lo, hi = a["range"]
+    if len(t) >= 3 and np.ptp(m) == 0:
+        return 0.0
+    rho = spearman_in_range(t, m, lo, hi)
+    return 0.0 if np.isnan(rho) else rho
+
+
+def agent_slope(a: dict) -> float:
+    """Least-squares slope of mean achieved return on target over in-range targets (1: follows one for one)."""
+    t, m, _ = _conditioning(a)
+    return float(np.polyfit(t, m, 1)[0])
+
+
+def agent_calibration_mae(a: dict) -> float:
+    """Mean |achieved - target| over in-range targets, as a share of the training data's return range."""
+    t, m, width = _conditioning(a)
+    return float(np.mean(np.abs(m - t)) / width)
+
+
+def conditioning_spearman(raw: dict) -> float:
+    """The worst agent's Spearman."""
+    return min(agent_spearman(a) for a in raw.values())
+
+
+def conditioning_slope(raw: dict) -> float:
+    """The agent slope farthest from 1: inside [0.5, 1.5] exactly when every agent's is."""
+    slopes = [agent_slope(a) for a in raw.values()]
+    return max(slopes, key=lambda v: abs(v - 1.0))
+
+
+def conditioning_calibration_mae(raw: dict) -> float:
+    """The worst agent's calibration error."""
+    return max(agent_calibration_mae(a) for a in raw.values())
+
+
+def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targets: int = 6) -> Finding:
+    """Reset seeds 1000 + seed (the pre-registered split: never the training data's)."""
+    from analysis.behaviour.sweeps import default_targets, rtg_sweep
+
+    rows, figs, raw = [], {}, {}
+    env_seed = 1000 + seed
+    for name, agent in agents.items():
+        d = agent.config.dataset
+        lo, hi = d["return_min"], d["return_max"]
+        targets = default_targets(agent, n_targets)
+        sw = rtg_sweep(agent, targets, episodes, env_seed)
+        s = sw.summary()
+        rho = spearman_in_range(targets, s["mean"], lo, hi)
+        rlo, rhi = spearman_ci(targets, sw.returns, lo, hi, env_seed)
+        raw[name] = {"targets": [float(t) for t in targets], "range": [float(lo), float(hi)],
+                     "returns": [np.asarray(r, float) for r in sw.returns]}
+        rows.append({"agent": name, "spearman": _r(rho), "spearman_ci": [_r(rlo), _r(rhi)], "targets": targets,
+                     "achieved": [_r(v, 1) for v in s["mean"]], "ci_low": [_r(v, 1) for v in s["ci_low"]],
+                     "ci_high": [_r(v, 1) for v in s["ci_high"]], "episodes": episodes, "data_range": [_r(lo, 1), _r(hi, 1)],
+                     "slope": _r(agent_slope(raw[name])), "calibration_mae": _r(agent_calibration_mae(raw[name]))})
+        figs[f"return_conditioning_{name}"] = F.sweep_returns(
+            s, f"{name}: achieved vs target return ({sw.env_id}, {episodes} episodes per target)", (lo, hi))
+    worst = min(r["spearman"] for r in rows)
+    measured = "; ".join(f"{r['agent']} Spearman {r['spearman']:.2f} [{r['spearman_ci'][0]:.2f}, {r['spearman_ci'][1]:.2f}], "
+                         f"slope {r['slope']:.2f}, calibration error {r['calibration_mae']:.2f} of the data's range "
+                         f"over targets {r['targets'][0]:g}..{r['targets'][-1]:g} (achieved {r['achieved'][0]:g}..{r['achieved'][-1]:g})"
+                         for r in rows)
+    f = Finding("return_conditioning", "Return conditioning (DT paper, Fig. 4)",
+                "A Decision Transformer's achieved return follows the return it is conditioned on across the "
+                "range of returns in its training data (Chen et al. 2021).",
+                measured, None, {"spearman": worst, "agents": rows}, figs, raw, {}, seed)
+    return conclude_finding(f)
+
+
+# ---- 2. context vs the Markov assumption -------------------------------------------------------------------
+# raw per seed: {"k20": returns, "k1": returns, "gru": returns, "mlp": returns} (episodes; agents independent)
+def _returns(agent, episodes, seed, target):
+    res = evaluate(agent, [target] if agent.kind == "dt" else None, episodes=episodes, seed=seed, progress=False)[0]
+    return np.asarray(res["returns"], float)
+
+
+def _ratio(a, b) -> float:
+    b = float(np.mean(b))
+    return float(np.mean(a)) / b if b else float("nan")
+
+
+def context_pomdp(agents: dict, episodes: int = 16, seed: int = 0, target: float = 500.0) -> Finding:
+    """agents: {"k20": DT K=20, "k1": DT K=1, "gru": GRU, "mlp": MLP}, all on velocity-masked CartPole."""
+    rets = {k: _returns(a, episodes, seed, target) for k, a in agents.items()}
+    nums = {}
+    for k, r in rets.items():
+        m = mean_ci(r, seed)
+        nums[f"{k}_return"] = _r(m["mean"], 1)
+        nums[f"{k}_return_ci"] = [_r(m["ci_low"], 1), _r(m["ci_high"], 1)]
+    ratio, lo, hi = ratio_ci(rets["k20"], rets["k1"], seed)
+    nums.update(k20_over_k1=_r(ratio, 2), k20_over_k1_ci=[_r(lo, 2), _r(hi, 2)], episodes=episodes, target_return=target)
+    names = {"k20": "DT, K = 20", "k1": "DT, K = 1", "gru": "GRU (whole history)", "mlp": "MLP (current observation)"}
+    fig = go.Figure(go.Bar(x=[names[k] for k in rets], y=[nums[f"{k}_return"] for k in rets],
+                           marker_color=[F.PALETTE[i] for i in range(len(rets))],
+                           error_y=dict(type="data", symmetric=False,
+                                        array=[nums[f"{k}_return_ci"][1] - nums[f"{k}_return"] for k in rets],
+                                        arrayminus=[nums[f"{k}_return"] - nums[f"{k}_return_ci"][0] for k in rets])))
+    fig.update_layout(template=F.TEMPLATE, height=400, yaxis_title="episode return (mean, 95% CI)",
+                      title=f"Velocity-masked CartPole: memory vs the Markov assumption ({episodes} episodes each)")
+    measured = (f"K=20 {nums['k20_return']:g} {nums['k20_return_ci']}, K=1 {nums['k1_return']:g} {nums['k1_return_ci']}, "
+                f"GRU {nums['gru_return']:g} {nums['gru_return_ci']}, MLP {nums['mlp_return']:g} {nums['mlp_return_ci']}; "
+                f"K=20 / K=1 = {nums['k20_over_k1']:g} {nums['k20_over_k1_ci']}")
+    f = Finding("context_pomdp", "Context vs the Markov assumption (velocity-masked CartPole)",
+                "With the velocities hidden the task is partially observed: an agent that sees history (a DT with "
+                "K=20, a GRU) should beat one that sees only the current observation (K=1, MLP).", measured, None,
+                nums, {"context_pomdp": fig}, {k: np.asarray(r, float) for k, r in rets.items()}, {}, seed)
+    return conclude_finding(f)
+
+
+# ---- 3. Key-to-Door ---------------------------------------------------------------------------------------
+# raw per seed: {"success": {"dt", "mlp"[, "k1"]: 0/1 per episode}, "patching": [pairs, 4] value head (raw units) at
+# the first phase-3 step: clean (key taken), corrupted (no key), corrupted with the post-pickup span patched from
+# clean, corrupted with the distractor steps patched (pairs resampled whole), "ig": {per explained episode: span
+# share, |delta|, trained-vs-randomized map correlation, key-step ratio, the randomized model's key-step ratio},
+# "ig_action": {"key_ratio"}}
+PATCHING_DESIGN = {
+    "activation": "blocks.0.resid_pre",
+    "output": "value head (every return-to-go hidden), raw return units, at the clean episode's first phase-3 step",
+    "span": "the post-pickup span: the key-pickup step through the last phase-1 step (R, s and a tokens)",
+    "distractor": "the phase-2 (distractor) steps (R, s and a tokens)",
+    "effect": "sum over pairs of (patched - corrupted) / sum of (clean - corrupted): the share of the value "
+              "difference the patch restores"}
+
+
+def _restored(p: np.ndarray, col: int) -> float:
+    gap = float(np.sum(p[:, 0] - p[:, 1]))
+    return float(np.sum(p[:, col] - p[:, 1])) / gap if gap else float("nan")
+
+
+def key_door_patching(agent, dataset, max_pairs: int = 32) -> tuple[np.ndarray, int]:
+    """[pairs, 4] (clean, corrupted, span patched, distractor patched) value-head readings, and how many pairs were
+    left out because clean and corrupted gave the same value. Pairs: the first `max_pairs` episodes that took the
+    key and reached phase 3, each with an episode without the key whose phases start at the same steps (taken in
+    turn); the patch replaces the input embedding (blocks.0.resid_pre) of the chosen steps' tokens."""
+    import torch
+
+    from analysis.interp.attribution_markers import key_door_steps
+    from analysis.core.inputs import training_data
+    from analysis.interp.patching import Patcher, make_pair, readout
+
+    acts = np.asarray(dataset.actions)
+    marks = [key_door_steps(dataset.observations[s:t], acts[s:t])
+             for s, t in zip(dataset.episode_starts, dataset.episode_ends)]
+    without: dict[tuple, list[int]] = {}
+    for e, m in enumerate(marks):
+        if not m.has_key and m.phase3_step is not None and m.phase2_step is not None:
+            without.setdefault((m.phase2_step, m.phase3_step), []).append(e)
+    data, out = training_data(agent, dataset), readout(agent, "value")
+    rows, skipped = [], 0
+    for e, m in enumerate(marks):
+        if len(rows) >= max_pairs:
+            break
+        others = without.get((m.phase2_step, m.phase3_step)) if m.has_key and m.phase3_step is not None else None
+        if not others:
+            continue
+        c = others[(len(rows) + skipped) % len(others)]
+        step = m.phase3_step
+        pair = make_pair(agent, dataset, episode=e, corrupt="key", corrupt_episode=c, step=step, data=data)
+        try:
+            p = Patcher(agent, pair, out)
+        except ValueError:       # the same value with and without the key: nothing to restore
+            skipped += 1
+            continue
+        L, first = pair.steps, step - pair.steps + 1
+        masks = torch.zeros((2, p.tokens(L)), dtype=torch.bool)
+        for row, (a, b) in enumerate(((m.key_step, m.phase2_step), (m.phase2_step, step))):
+            for t in range(max(a, first), b):
+                masks[row, 3 * (t - first):3 * (t - first) + 3] = True
+        span, distractor = p.patched({"blocks.0.resid_pre": masks})
+        rows.append([p.clean, p.corrupted, span, distractor])
+    return np.array(rows, float).reshape(-1, 4), skipped
+
+
+def key_to_door(dt, mlp, dataset, episodes: int = 100, credit_episodes: int = 32, seed: int = 0, k1=None,
+                missing: dict | None = None) -> Finding:
+    """k1: the return-conditioned K=1 DT (None: not trained; `missing` says why, {agent: reason})."""
+    from analysis.interp.keydoor_credit import key_door_credit
+
+    missing = missing or {}
+    success = {"dt": (_returns(dt, episodes, seed, 1.0) > 0.5).astype(float),
+               "mlp": (_returns(mlp, episodes, seed, 1.0) > 0.5).astype(float)}
+    if k1 is not None:
+        success["k1"] = (_returns(k1, episodes, seed, 1.0) > 0.5).astype(float)
+    dt_s, mlp_s = mean_ci(success["dt"], seed), mean_ci(success["mlp"], seed)
+    credit = {t: key_door_credit(dt, dataset, target=t, method="ig", at="phase3", max_episodes=credit_episodes, seed=seed)
+              for t in ("value", "action")}
+    v = credit["value"]
+    value, action = mean_ci(v.share, seed), mean_ci(credit["action"].share, seed)
+    rand = mean_ci(v.randomized_share, seed)
+    patching, skipped = key_door_patching(dt, dataset, credit_episodes)
+    nums = {"key_share_over_uniform": _r(value["mean"], 2), "key_share_ci": [_r(value["ci_low"], 2), _r(value["ci_high"], 2)],
+            "action_key_share_over_uniform": _r(action["mean"], 2),
+            "action_key_share_ci": [_r(action["ci_low"], 2), _r(action["ci_high"], 2)],
+            "random_model_key_share_over_uniform": _r(rand["mean"], 2),
+            "random_model_key_share_ci": [_r(rand["ci_low"], 2), _r(rand["ci_high"], 2)],
+            "dt_success": _r(dt_s["mean"], 3), "dt_success_ci": [_r(dt_s["ci_low"], 3), _r(dt_s["ci_high"], 3)],
+            "mlp_success": _r(mlp_s["mean"], 3), "mlp_success_ci": [_r(mlp_s["ci_low"], 3), _r(mlp_s["ci_high"], 3)],
+            "episodes": episodes, "credit_episodes": int(value["n"]), "patching_pairs": int(len(patching)),
+            "patching_pairs_left_out": skipped,
+            "return_prediction": "value head: the return predicted from the history with every return-to-go token hidden"}
+    if k1 is not None:
+        k1_s = mean_ci(success["k1"], seed)
+        nums.update(k1_success=_r(k1_s["mean"], 3), k1_success_ci=[_r(k1_s["ci_low"], 3), _r(k1_s["ci_high"], 3)])
+    raw = {"success": success,
+           "ig": {"span_share": np.asarray(v.span_share, float), "delta": np.abs(np.asarray(v.delta, float)),
+                  "map_correlation": np.asarray(v.spearman, float), "key_ratio": np.asarray(v.share, float),
+                  "random_key_ratio": np.asarray(v.randomized_share, float)},
+           "ig_action": {"key_ratio": np.asarray(credit["action"].share, float)}}
+    not_measured = {}
+    if len(patching):
+        raw["patching"] = patching
+    else:
+        why = "no pair of episodes with and without the key gave different values"
+        not_measured.update(dict.fromkeys(("patching_span_effect", "patching_distractor_effect", "span_minus_distractor"), why))
+    if k1 is None:
+        why = missing.get("keydoor-dt-k1", "keydoor-dt-k1 is not trained yet")
+        not_measured.update(dict.fromkeys(("success_dt_minus_k1", "k1_success"), why))
+    fig = F.key_door_credit_bars({t: c.to_frame() for t, c in credit.items()})
+    measured = (f"success DT {nums['dt_success']:.0%}" + (f", K=1 DT {nums['k1_success']:.0%}" if k1 is not None else "")
+                + f" vs MLP {nums['mlp_success']:.0%}; ")
+    if len(patching):
+        measured += (f"patching the post-pickup span restores {_restored(patching, 2):.2f} of the value difference, the "
+                     f"distractor steps {_restored(patching, 3):.2f} ({len(patching)} pairs); ")
+    measured += (f"IG at the first phase-3 step ({nums['credit_episodes']} episodes): {np.nanmean(v.span_share):.0%} of the "
+                 f"value head's credit on the pickup-to-end-of-phase-1 span; credit on the key step over uniform: return "
+                 f"prediction {nums['key_share_over_uniform']:g} {nums['key_share_ci']}, action "
+                 f"{nums['action_key_share_over_uniform']:g} {nums['action_key_share_ci']}, randomized model "
+                 f"{nums['random_model_key_share_over_uniform']:g} {nums['random_model_key_share_ci']}")
+    f = Finding("key_to_door", "Key-to-Door: memory and where the credit goes",
+                "A sequence model can carry the key from phase 1 to the door in phase 3 where a Markov policy "
+                "cannot; the memory should be causal.", measured, None, nums, {"key_to_door_credit": fig}, raw,
+                not_measured, seed)
+    return conclude_finding(f)
+
+
+# ---- 4. compounding error ---------------------------------------------------------------------------------
+# raw per seed: {"masked": [starts, 3] L2 error at H (TT with its history, the same TT with none, one-step model),
+# "full": [starts, 2] (the 500-bin TT, one-step), "full_100": [starts, 2] (the shipped 100-bin TT, one-step; when
+# loaded),
+# "tt_floor", "tt100_floor": the TTs' quantization floors} on the same start states (rows resampled whole)
+HELD_OUT_SEED = 1_000_000   # + training seed: the behaviour policy's collection seed for held-out episodes
+
+
+def held_out_episodes(dataset, seed: int = 0, episodes: int = 32):
+    """(fresh episodes of the dataset's environment and behaviour policy, whether they are held out): collected
+    with seed HELD_OUT_SEED + seed, never the training data's collection seed."""
+    from envs.behaviour import collect
+
+    s = HELD_OUT_SEED + int(seed)
+    ds = collect(dataset.env_id, episodes, seed=s, progress=False)
+    trained_on = (dataset.metadata or {}).get("seed")
+    return ds, trained_on is not None and int(trained_on) != s
+
+
+def paired_errors(models: dict, dataset, horizon: int = 10, n_starts: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """L2 error (raw obs units) at `horizon` of each model from the same start states: models {name: (agent,
+    context)}, context = logged transitions a TT sees before the start (its real history; ignored by a one-step
+    model). Starts: `n_starts` drawn (seeded) among steps with the largest context before them and `horizon`
+    after. Returns ([starts, models] errors, starts)."""
+    from analysis.behaviour.predictions import dynamics_rollout, tt_rollout
+
+    H = int(horizon)
+    ctx = max(c for _, c in models.values())
+    pos = dataset.timesteps
+    remaining = np.repeat(dataset.episode_ends, dataset.episode_lengths) - np.arange(dataset.n_transitions) - 1
+    valid = np.flatnonzero((pos >= ctx) & (remaining >= H))
+    rng = np.random.default_rng(seed)
+    starts = np.sort(rng.choice(valid, size=min(int(n_starts), len(valid)), replace=False))
+    truth = dataset.observations[starts + H].astype(np.float64)
+    cols = []
+    for agent, c in models.values():
+        if agent.has("tokens"):
+            tokens = agent.encode_transitions(dataset.observations, dataset.actions, dataset.rewards)
+            pred = np.concatenate([tt_rollout(agent, dataset, starts[i:i + 256], H, c, tokens)[0][:, H - 1]
+                                   for i in range(0, len(starts), 256)])
+        else:
+            pred = dynamics_rollout(agent, dataset.observations[starts],
+                                    dataset.actions[starts[:, None] + np.arange(H)[None, :]])[0][:, H - 1]
+        cols.append(np.linalg.norm(pred - truth, axis=-1))
+    return np.stack(cols, 1), starts
+
+
+def _tt_context(tt, horizon):
+    from analysis.behaviour.predictions import default_context
+
+    return min(default_context(tt, horizon), max(tt.context_length - 1, 0))
+
+
+def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed: int = 0, held_out: dict | None = None,
+                      tt100=None, missing: dict | None = None) -> Finding:
+    """pairs: {"full": (tt, dynamics, dataset), "masked": (...)}: the figures and the training-data rows as before.
+    held_out: {"full"|"masked": (dataset, is_held_out)} episodes for the paired measurement (default: the training
+    data, then not held out); pairs["full"]'s TT is the 500-bin one; tt100: the shipped 100-bin full-Pendulum TT,
+    measured beside it (None: not loaded, `missing` says why)."""
+    from analysis.behaviour.predictions import error_by_horizon
+
+    missing = missing or {}
+    nums, figs = {}, {}
+    for key, (tt, dyn, ds) in pairs.items():
+        e_tt = error_by_horizon(tt, ds, 20, n_starts, seed, name="Trajectory Transformer")
+        e_dyn = error_by_horizon(dyn, ds, 20, n_starts, seed, name="one-step MLP dynamics")
+        i = horizon - 1
+        nums[key] = {"horizon": horizon, "sequence_model_error": _r(e_tt.mean_l2[i], 4),
+                     "sequence_model_error_ci": [_r(e_tt.ci_low[i], 4), _r(e_tt.ci_high[i], 4)],
+                     "single_step_error": _r(e_dyn.mean_l2[i], 4),
+                     "single_step_error_ci": [_r(e_dyn.ci_low[i], 4), _r(e_dyn.ci_high[i], 4)],
+                     "quantization_floor": _r(e_tt.obs_quantization_floor, 4), "n_starts": n_starts,
+                     "data": "the training data, start states drawn separately per model"}
+        figs[f"compounding_error_{key}"] = F.error_vs_horizon([e_tt, e_dyn], f"Open-loop error by horizon — {ds.source}")
+    held_out = held_out or {k: (ds, False) for k, (_, _, ds) in pairs.items()}
+    tt, dyn, _ = pairs["masked"]
+    ds, masked_held_out = held_out["masked"]
+    c = _tt_context(tt, horizon)
+    masked, _ = paired_errors({"tt": (tt, c), "tt_no_history": (tt, 0), "one_step": (dyn, 0)}, ds, horizon, n_starts, seed)
+    raw = {"masked": masked}
+    tt500, dyn_full, _ = pairs["full"]
+    ds_full, full_held_out = held_out["full"]
+    raw["full"], _ = paired_errors({"tt": (tt500, _tt_context(tt500, horizon)), "one_step": (dyn_full, 0)}, ds_full,
+                                   horizon, n_starts, seed)
+    raw["tt_floor"] = float(tt500.hp.get("obs_quantization_floor", np.nan))
+    not_measured = {}
+    if tt100 is not None:
+        raw["full_100"], _ = paired_errors({"tt": (tt100, _tt_context(tt100, horizon)), "one_step": (dyn_full, 0)},
+                                           ds_full, horizon, n_starts, seed)
+        raw["tt100_floor"] = float(tt100.hp.get("obs_quantization_floor", np.nan))
+    else:
+        why = missing.get("pendulum-tt", "pendulum-tt is not loaded")
+        not_measured.update(dict.fromkeys(("full_tt100_minus_one_step_h10", "full_tt100_h10", "tt100_floor"), why))
+    nums["paired_starts"] = {"horizon": horizon, "n_starts": int(len(masked)), "tt_context": c,
+                      "data": "held-out episodes" if masked_held_out else "the training data",
+                      "masked_tt_minus_one_step": _r(np.mean(masked[:, 0] - masked[:, 2]), 4),
+                      "masked_history_minus_no_history": _r(np.mean(masked[:, 0] - masked[:, 1]), 4)}
+    m, f_ = nums["masked"], nums["full"]
+    ps = nums["paired_starts"]
+    measured = (f"H={horizon}, paired starts on {ps['data']}: masked Pendulum TT − one-step "
+                f"{ps['masked_tt_minus_one_step']:g}, TT with {c} transitions of history − the same TT with none "
+                f"{ps['masked_history_minus_no_history']:g}; on the training data (starts drawn per model): "
+                f"masked TT {m['sequence_model_error']:g} {m['sequence_model_error_ci']} vs one-step "
+                f"{m['single_step_error']:g} {m['single_step_error_ci']}; full Pendulum TT (500 bins) {f_['sequence_model_error']:g} vs "
+                f"one-step {f_['single_step_error']:g} (TT floors {m['quantization_floor']:g} / {f_['quantization_floor']:g})")
+    f = Finding("compounding_error", "Compounding error: memory vs a one-step model",
+                "Open-loop under the logged actions, a one-step model compounds its errors; a sequence model "
+                "conditions on the history.", measured, None, nums, figs, raw, not_measured, seed,
+                flags={"held_out": bool(masked_held_out and full_held_out), "paired": True})
+    return conclude_finding(f)
+
+
+# ---- the metrics each finding's rule reads (findings.toml), and rows reported beside them ----------------------
+def _mean_col(key, col=None, sub=None):
+    def fn(raw):
+        x = raw[key] if sub is None else raw[key][sub]
+        return float(np.nanmean(x if col is None else x[:, col]))
+    return fn
+
+
+def _diff(key, a, b):
+    return lambda raw: float(np.mean(raw[key][:, a] - raw[key][:, b]))
+
+
+METRICS: dict[str, dict[str, Callable]] = {
+    "return_conditioning": {"spearman": conditioning_spearman, "slope": conditioning_slope,
+                            "calibration_mae": conditioning_calibration_mae},
+    "context_pomdp": {
+        "k20_over_k1": lambda r: _ratio(r["k20"], r["k1"]),
+        "gru_over_mlp": lambda r: _ratio(r["gru"], r["mlp"]),
+        **{f"{k}_return": (lambda r, k=k: float(np.mean(r[k]))) for k in ("k20", "k1", "gru", "mlp")}},
+    "key_to_door": {
+        "patching_span_effect": lambda r: _restored(r["patching"], 2),
+        "patching_distractor_effect": lambda r: _restored(r["patching"], 3),
+        "span_minus_distractor": lambda r: _restored(r["patching"], 2) - _restored(r["patching"], 3),
+        "success_dt_minus_k1": lambda r: float(np.mean(r["success"]["dt"]) - np.mean(r["success"]["k1"])),
+        "ig_span_share": _mean_col("ig", sub="span_share"),
+        "ig_delta": _mean_col("ig", sub="delta"),
+        "randomized_map_correlation": _mean_col("ig", sub="map_correlation"),
+        "key_step_ratio": _mean_col("ig", sub="key_ratio"),
+        "dt_success": _mean_col("success", sub="dt"),
+        "k1_success": _mean_col("success", sub="k1"),
+        "mlp_success": _mean_col("success", sub="mlp"),
+        "success_dt_minus_mlp": lambda r: float(np.mean(r["success"]["dt"]) - np.mean(r["success"]["mlp"])),
+        "randomized_key_step_ratio": _mean_col("ig", sub="random_key_ratio"),
+        "action_key_step_ratio": _mean_col("ig_action", sub="key_ratio")},
+    "compounding_error": {
+        "tt_minus_one_step_h10": _diff("masked", 0, 2),
+        "history_minus_no_history_h10": _diff("masked", 0, 1),
+        "full_tt_minus_one_step_h10": _diff("full", 0, 1),
+        "tt_floor": lambda r: float(r["tt_floor"]),
+        "masked_tt_h10": _mean_col("masked", 0), "masked_tt_no_history_h10": _mean_col("masked", 1),
+        "masked_one_step_h10": _mean_col("masked", 2),
+        "full_tt100_minus_one_step_h10": _diff("full_100", 0, 1), "full_tt100_h10": _mean_col("full_100", 0),
+        "full_one_step_h10": _mean_col("full", 1), "tt100_floor": lambda r: float(r["tt100_floor"])},
+}
+N_BOOTS = {"return_conditioning": N_BOOT // 4}   # a rank correlation per resample and agent: 500 resamples, as before
+
+
+def finding_metrics(finding_id: str, per_seed: dict) -> dict[str, Callable]:
+    """METRICS[finding_id] and, for return conditioning, each agent's own rows (the agents the seeds measured)."""
+    out = dict(METRICS[finding_id])
+    if finding_id == "return_conditioning":
+        agents = list(dict.fromkeys(a for raw in per_seed.values() for a in raw))
+        for what, g in (("spearman", agent_spearman), ("slope", agent_slope), ("calibration_mae", agent_calibration_mae)):
+            for a in agents:
+                out[f"{what} [{a}]"] = lambda raw, a=a, g=g: g(raw[a]) if a in raw else float("nan")
+    return out
+
+
+# ---- all four ------------------------------------------------------------------------------------------------
+# Every agent run_all asks load() for (shipped, or retrained from models/recipes.py): `cli.py reproduce --env
+# AGENT=ID` may name only these. The findings' agents are those findings.toml names (seed runs train those); OPTIONAL:
+# agents measured beside a finding when load() has them (the shipped 100-bin pendulum-tt; seed runs leave it out).
+AGENTS = ("cartpole-dt", "pendulum-dt", "reacher-dt", "masked-cartpole-dt-k20", "masked-cartpole-dt-k1",
+          "masked-cartpole-gru", "masked-cartpole-mlp", "keydoor-dt", "keydoor-dt-k1", "keydoor-mlp", "pendulum-tt-500",
+          "pendulum-dynamics", "masked-pendulum-tt", "masked-pendulum-dynamics", "pendulum-tt")
+OPTIONAL = ("pendulum-tt",)
+
+
+class NotProvided(LookupError):
+    """load(name) in a seed run for an agent the run did not train (only the findings' agents are trained)."""
+
+
+def optional_agent(load: Callable[[str], object], name: str) -> tuple[object | None, str | None]:
+    """(agent, None), or (None, why) when load(name) fails for an agent that is not shipped (sample_data/agents):
+    nobody has trained it yet, or its checkpoint is not here; or when a seed run did not train it (NotProvided).
+    A shipped agent that fails to load is an error."""
+    try:
+        return load(name), None
+    except NotProvided as e:
+        return None, str(e)
+    except Exception as e:   # noqa: BLE001 - whatever load() raises for an agent that does not exist
+        if (Path(__file__).resolve().parents[2] / "sample_data" / "agents" / name).is_dir():
+            raise
+        from models import recipes
+
+        if name in recipes.SAMPLE_AGENTS:
+            return None, f"{name} could not be loaded ({str(e).rstrip('.')})"
+        return None, f"{name} is not trained yet"
+
+
+def run_all(load: Callable[[str], object], datasets: Callable[[str], object], seed: int = 0, quick: bool = False,
+            log: Callable[[str], None] = print, training_seed: int | None = None) -> list[Finding]:
+    """load(name) -> agent (shipped or retrained), datasets(name) -> Dataset. quick shrinks episode counts; seed
+    seeds the evaluation; training_seed (default: seed) is the seed the agents were trained with (0 for the shipped
+    ones), which the findings are filed under. Each finding comes back concluded on this seed alone (`pool_runs`
+    pools it with other seeds)."""
+    eps = 4 if quick else 16
+    out = []
+    rc = registry().get("return_conditioning").agents
+    log(f"return conditioning: {', '.join(rc)}")
+    out.append(return_conditioning({n: load(n) for n in rc}, eps, seed, 4 if quick else 6))
+    log("context vs Markov: masked CartPole")
+    out.append(context_pomdp({"k20": load("masked-cartpole-dt-k20"), "k1": load("masked-cartpole-dt-k1"),
+                              "gru": load("masked-cartpole-gru"), "mlp": load("masked-cartpole-mlp")}, eps, seed))
+    log("Key-to-Door: success, patching and credit")
+    out.append(key_to_door(load("keydoor-dt"), load("keydoor-mlp"), datasets("keydoor"), 20 if quick else 100,
+                           4 if quick else 32, seed, k1=load("keydoor-dt-k1")))
+    log("compounding error: Pendulum and masked Pendulum (held-out episodes, paired starts)")
+    tt100, why = optional_agent(load, "pendulum-tt")
+    pairs = {"full": (load("pendulum-tt-500"), load("pendulum-dynamics"), datasets("pendulum")),
+             "masked": (load("masked-pendulum-tt"), load("masked-pendulum-dynamics"), datasets("masked-pendulum"))}
+    held = {k: held_out_episodes(ds, seed, 8 if quick else 32) for k, (_, _, ds) in pairs.items()}
+    out.append(compounding_error(pairs, n_starts=64 if quick else 256, seed=seed, held_out=held, tt100=tt100,
+                                 missing={"pendulum-tt": why}))
+    if training_seed is not None and training_seed != seed:
+        for f in out:
+            f.seed = training_seed
+            conclude_finding(f, seed=seed)
+    return out
+
+
+def command_line(args) -> str:
+    """The `cli.py reproduce` command that `args` stand for (written into each seed file)."""
+    parts = ["python", "cli.py", "reproduce"]
+    if getattr(args, "retrain", False):
+        parts += ["--retrain", "--seeds", str(args.seeds)]
+    elif getattr(args, "seed", 0):
+        parts += ["--seed", str(args.seed)]
+    if getattr(args, "quick", False):
+        parts.append("--quick")
+    for e in getattr(args, "env", None) or []:
+        parts += ["--env", e]
+    for flag in ("seed_list", "agents", "from_agents", "steps_scale"):
+        v = getattr(args, flag, None)
+        if v not in (None, False, "", 1.0):
+            parts += ["--" + flag.replace("_", "-"), str(v)]
+    parts += ["--out", str(args.out)]
+    return " ".join(parts)
+
+
+def describe_seeds(measured: dict, others: dict, how: str = "measured here") -> dict[str, str]:
+    """{seed: where its numbers come from}: the runs measured now ({seed: findings}) and the seed files pooled
+    with them ({seed: seed-file doc}; an in-memory run has no command)."""
+    out = {str(k): how for k in measured}
+    for k, doc in sorted(others.items()):
+        if str(k) not in out:
+            fc = doc.get("findings_toml") or {}
+            out[str(k)] = (f"seed{k}.json, made by `{doc['command']}` on {doc.get('created', '?')}"
+                           + (f" (findings.toml at commit {fc['commit']})" if fc.get("commit") else "")
+                           if doc.get("command") else how)
+    return out
