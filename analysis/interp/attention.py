@@ -2,8 +2,9 @@
 Trajectory Transformer's attention by token dimension.
 
 A DT predicts a_t from the hidden state of its s_t token, so "where the action looks" is the attention
-row of the current state token. Everything here comes from forward(output_attentions=True) on batched
-windows (analysis/core/inputs.py): an episode is one batched pass, not a forward per step.
+row of the current state token. Everything here reads the named activation `blocks.{i}.attn.pattern`
+(`agent.run_with_cache(inputs, names=PATTERNS)`, models/activations.py) on batched windows
+(analysis/core/inputs.py): an episode is one batched pass, not a forward per step.
 Attention weights are not explanations (Jain & Wallace 2019); the credit-assignment page is the
 causal counterpart.
 """
@@ -21,11 +22,19 @@ from analysis.core.inputs import episode_steps, native_dt_forward, receptive_fie
 
 TOKEN_TYPES = ("return-to-go", "state", "action")
 _SHORT = ("R", "s", "a")
+PATTERNS = "blocks.*.attn.pattern"
 
 
 def _no_grad_eval(agent):
     agent.eval()
     return torch.no_grad()
+
+
+def attention_patterns(agent, inputs) -> list[torch.Tensor]:
+    """Every block's attention pattern [B, heads, T, T_keys] for one forward of `inputs` (run_with_cache's:
+    a dict of forward keyword arguments, or the tokens), block 0 first."""
+    _, cache = agent.run_with_cache(inputs, names=PATTERNS)
+    return [cache[f"blocks.{i}.attn.pattern"] for i in range(agent.n_layer)]
 
 
 # ---- one window, every layer and head ---------------------------------------------------------------
@@ -70,8 +79,8 @@ def window_attention(agent, dataset, episode: int = 0, step: int | None = None, 
     K = agent.context_length
     kw = step_windows(agent, data, steps[step:step + 1], context=receptive_field(agent))
     with _no_grad_eval(agent):
-        out = agent(**kw, output_attentions=True)
-    weights = torch.stack(out.attentions, 0)[:, 0, :, -3 * K:, -3 * K:].numpy()   # [layers, heads, 3K, 3K]
+        att = attention_patterns(agent, kw)
+    weights = torch.stack(att, 0)[:, 0, :, -3 * K:, -3 * K:].numpy()   # [layers, heads, 3K, 3K]
     valid = kw["attention_mask"][0, -K:].bool().numpy().repeat(3)
     steps_back = np.repeat(np.arange(K - 1, -1, -1), 3)
     return WindowAttention(weights, valid, steps_back, np.tile(np.arange(3), K), episode, step)
@@ -148,9 +157,8 @@ def _last_state_rows(agent, kw: dict, K: int) -> torch.Tensor:
     token needs is computed (run_with_cache last_state_only: the last block for that token alone, no last a_t,
     whose key column stays 0 as the causal mask makes it)."""
     if not native_dt_forward(agent):   # a subclass with its own forward: ask it
-        res = agent(**kw, output_attentions=True)
-        return torch.stack([a[:, :, 3 * K - 2] for a in res.attentions], 1)
-    _, cache = agent.run_with_cache(kw, names=["blocks.*.attn.pattern"], last_state_only=True)
+        return torch.stack([a[:, :, 3 * K - 2] for a in attention_patterns(agent, kw)], 1)
+    _, cache = agent.run_with_cache(kw, names=PATTERNS, last_state_only=True)
     return torch.stack([torch.nn.functional.pad(cache[f"blocks.{i}.attn.pattern"][:, :, -1], (0, 1))
                         for i in range(agent.n_layer)], 1)
 
@@ -185,12 +193,12 @@ def steps_attention(agent, data, steps: np.ndarray, token_budget: int = 200_000)
             W = int(need[batch].max())
             w = gather_windows(data, uniq[batch], last[batch], W)
             kw = agent.window_inputs(w)
-            res = agent(**kw, output_attentions=True)
+            att = attention_patterns(agent, kw)
             for b, e in enumerate(uniq[batch]):
                 sel = np.flatnonzero(episodes == e)
                 pos = W - 1 - (last[batch][b] - steps[sel])
                 q = torch.as_tensor(3 * pos + 1)
-                rows = torch.stack([a[b][:, q] for a in res.attentions], 0).permute(2, 0, 1, 3)   # [n, layers, heads, 3W]
+                rows = torch.stack([a[b][:, q] for a in att], 0).permute(2, 0, 1, 3)   # [n, layers, heads, 3W]
                 out[sel] = _action_rows(rows, kw["attention_mask"][b:b + 1].expand(len(sel), -1), pos, K)
             i = j
     return out
@@ -204,8 +212,7 @@ def steps_attention_naive(agent, data, steps: np.ndarray) -> np.ndarray:
     with _no_grad_eval(agent):
         for s in steps:
             kw = step_windows(agent, data, np.asarray([s]), context=W)
-            res = agent(**kw, output_attentions=True)
-            rows = torch.stack([a[:, :, 3 * W - 2] for a in res.attentions], 1)
+            rows = torch.stack([a[:, :, 3 * W - 2] for a in attention_patterns(agent, kw)], 1)
             out.append(_action_rows(rows, kw["attention_mask"], np.array([W - 1]), K))
     return np.concatenate(out, 0)
 
@@ -290,8 +297,8 @@ def tt_attention(agent, dataset, n_windows: int = 64, seed: int = 0, batch_size:
     total = None
     with _no_grad_eval(agent):
         for i in range(0, n_windows, batch_size):
-            out = agent(torch.as_tensor(win[i:i + batch_size]), output_attentions=True)
-            s = torch.stack(out.attentions, 0).sum(1).numpy()                  # [layers, heads, T, T]
+            att = attention_patterns(agent, torch.as_tensor(win[i:i + batch_size]))
+            s = torch.stack(att, 0).sum(1).numpy()                             # [layers, heads, T, T]
             total = s if total is None else total + s
     T = win.shape[1]
     return TTAttention(total / n_windows, np.arange(T) % D, tt_dim_names(agent, dataset), n_windows)

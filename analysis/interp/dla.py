@@ -4,16 +4,17 @@ residual stream that the output head reads, and at which layer the output is alr
 **Direct logit attribution** (`direct_logit_attribution`). The residual stream at the output's token (s_t for the
 action and value, a_t for the predicted return) is a sum of parts:
 
-    resid_post(last) = embedding (blocks.0.resid_pre) + sum_i [sum_k head_out(i, k) + c_proj.bias(i) + mlp.out(i)]
+    resid_post(last) = embedding (blocks.0.resid_pre) + sum_i [sum_k head_out(i, k) + b_O(i) + mlp.out(i)]
 
-and the output is head(ln_f(resid)) = W (centre(resid) * scale * ln_f.weight + ln_f.bias) + b. With the final
+(b_O(i) = `blocks[i].attn.b_O`, the attention output bias) and the output is
+ln_final(resid) @ W_U + b_U = (centre(resid) * scale * ln_final.weight + ln_final.bias) @ W_U + b_U. With the final
 layer norm's scale frozen at its value for this input (`ln_final.scale`), this is linear in the residual stream,
-so each part's contribution is W (centre(part) * scale * ln_f.weight), and the parts + the attention biases +
-the ln_f bias through the head (W ln_f.bias) + the head's bias sum exactly to the output. The quantity decomposed
-is the one the head computes linearly: the logit of one action (discrete), one action dimension *before* the
-tanh (continuous: the action is tanh of this sum), the value (return-to-go hidden, as the value head is read
-everywhere) or the predicted return R_{t+1}; all in the model's own units (value and return divided by
-rtg_scale; `units` converts). Computed in float64 from the float32 activations.
+so each part's contribution is (centre(part) * scale * ln_final.weight) @ W_U, and the parts + the attention biases +
+the final layer norm's bias through the head (ln_final.bias @ W_U, "ln_f bias") + the head's bias (b_U) sum exactly
+to the output. W_U / b_U are `agent.W_U(output)` / `agent.b_U(output)`. The quantity decomposed is the one the head
+computes linearly: the logit of one action (discrete), one action dimension *before* the tanh (continuous: the
+action is tanh of this sum), the value (return-to-go hidden, as the value head is read everywhere) or the predicted
+return R_{t+1}; all in the model's own units (value and return divided by rtg_scale; `units` converts). Computed in float64 from the float32 activations.
 
 **Logit lens** (`logit_lens`): the final layer norm (not frozen: each stream is normalised on its own) and the
 output head applied to every state of the residual stream (the embedding, after layer 1, ..., after the last
@@ -21,8 +22,9 @@ layer) at the output's token, for every step of an episode (batched; at most `ma
 said in the result). The last row is the model's own output.
 
 Windows are patching's (analysis/interp/patching.py): the receptive field or `context` steps, left padding dropped.
-Both read the DT's final layer norm and heads as modules (`encoder["ln_f"]`, `predict_action`, `predict_value`,
-`predict_return`) — read, never changed.
+Both read the DT's weights through its accessors (models/block.py, models/decision_transformer.py): `agent.ln_final`,
+`agent.output_head(output)` (its W_U / b_U), `agent.blocks[i].attn.b_O`, `agent.cfg.action_tanh` — read, never
+changed.
 """
 from __future__ import annotations
 
@@ -35,10 +37,6 @@ import torch
 from analysis.core.cache import report
 from analysis.core.inputs import step_windows, training_data
 from analysis.interp.patching import TOKEN_BUDGET, check_step, readout, run, uses_last_state, window, window_steps
-
-
-def _head(agent, output: str):
-    return {"action": agent.predict_action, "value": agent.predict_value, "return": agent.predict_return}[output]
 
 
 def _logged_action(agent, dataset, episode: int, step: int) -> int:
@@ -95,9 +93,9 @@ def direct_logit_attribution(agent, dataset, episode: int = 0, step: int | None 
         t = cache[name]
         return t[0, _token(agent, out, L, t)]
 
-    ln, head = agent.encoder["ln_f"], _head(agent, output)
+    ln, head = agent.ln_final, agent.output_head(output)
     with torch.no_grad():
-        W = head.weight[out.index].double()
+        W = agent.W_U(output)[:, out.index].double()
         w = W * (ln.weight.double() if ln.weight is not None else 1.0)
         scale = at("ln_final.scale").double()[0]
 
@@ -109,10 +107,11 @@ def direct_logit_attribution(agent, dataset, episode: int = 0, step: int | None 
         mlps = np.array([part(at(f"blocks.{i}.mlp.out")) for i in range(n)])
         biases = []
         for i in range(n):
-            b = agent.encoder["h"][i].attn.c_proj.bias
+            b = agent.blocks[i].attn.b_O
             biases.append(part(b) if b is not None else 0.0)
         ln_bias = float(W @ ln.bias.double()) if ln.bias is not None else 0.0
-        head_bias = float(head.bias[out.index]) if head.bias is not None else 0.0
+        b_U = agent.b_U(output)
+        head_bias = float(b_U[out.index]) if b_U is not None else 0.0
         model_out = float(head(at("ln_final.out"))[out.index])
         embed = part(at("blocks.0.resid_pre"))
     labels, values = ["embedding"], [embed]
@@ -123,7 +122,7 @@ def direct_logit_attribution(agent, dataset, episode: int = 0, step: int | None 
     values += biases + [ln_bias, head_bias]
     if output == "action":
         quantity = (f"logit of action {out.index}" if agent.discrete else
-                    f"action dimension {out.index} before tanh" if agent.hp.get("action_tanh", True) else
+                    f"action dimension {out.index} before tanh" if agent.cfg.action_tanh else
                     f"action dimension {out.index}")
     else:
         quantity = "value (return-to-go hidden)" if output == "value" else "predicted return R(t+1)"
@@ -193,7 +192,7 @@ class LogitLens:
 
 def logit_lens(agent, dataset, episode: int = 0, output: str = "action", action: int | None = None,
                context: int | None = None, max_steps: int = 250, data=None, token_budget: int = TOKEN_BUDGET) -> LogitLens:
-    """The output head through ln_f on every layer's residual stream at the output's token, at every step of
+    """The output head through ln_final on every layer's residual stream at the output's token, at every step of
     `episode` (an evenly spaced sample of at most `max_steps` steps for longer episodes), batched.
     action: the action whose probability is shown (discrete; None = the model's final choice at each step) or
     the dimension (continuous; default 0)."""
@@ -208,8 +207,8 @@ def logit_lens(agent, dataset, episode: int = 0, output: str = "action", action:
     L = min(window_steps(agent, context), int(steps.max()) + 1)
     n_layer = agent.n_layer
     names = [f"blocks.{i}.resid_pre" for i in range(n_layer)] + [f"blocks.{n_layer - 1}.resid_post"]
-    ln, head = agent.encoder["ln_f"], _head(agent, output)
-    tanh = output == "action" and not agent.discrete and agent.hp.get("action_tanh", True)
+    ln, head = agent.ln_final, agent.output_head(output)
+    tanh = output == "action" and not agent.discrete and agent.cfg.action_tanh
     rows = max(1, int(token_budget) // (3 * L))
     values, finals = [], []
     for start in range(0, len(steps), rows):
