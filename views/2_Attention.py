@@ -15,7 +15,7 @@ collected = []
 if agent.kind == "tt":
     st.markdown("A Trajectory Transformer reads one token per dimension. The paper found some heads *Markovian* "
                 "(weight on the latest transition) and others *striated* (each dimension reading its own past).")
-    n_layer, n_head = agent.hp["n_layer"], agent.hp["n_head"]
+    n_layer, n_head = agent.n_layer, agent.n_head
 
     @st.fragment
     def tt_views():
@@ -35,7 +35,7 @@ else:
     exports.show(figure(sel, "attention_episode", episode=int(episode)), "att_episode", collected)
     st.caption("Each column is one step of the episode; each row how many steps back the action token looked "
                "(layers and heads averaged). Rewards below share the x axis.")
-    n_layer, n_head = agent.hp["n_layer"], agent.hp["n_head"]
+    n_layer, n_head = agent.n_layer, agent.n_head
     above = tuple(collected)
 
     @st.fragment

@@ -29,7 +29,7 @@ def _components(n_layer: int, n_head: int) -> list[str]:
 
 
 def _tt():
-    n_layer, n_head = agent.hp["n_layer"], agent.hp["n_head"]
+    n_layer, n_head = agent.n_layer, agent.n_head
     st.subheader("Head and MLP patching on the token stream")
     st.markdown("The clean window is a logged stretch of transitions; the corrupted one has the transition `back` "
                 "steps before the last replaced from another episode (0: the current observation). Each head's and "

@@ -2,7 +2,7 @@
 
 - Trajectory Transformer: `predict_trajectory` from a logged start with the logged actions teacher-forced;
   next observations and rewards decoded from argmax bins (batched over many start steps at once). Its
-  error cannot go below the quantization floor decode(encode(s)) (agent.hp["obs_quantization_floor"]),
+  error cannot go below the quantization floor decode(encode(s)) (agent.cfg.obs_quantization_floor),
   which every result carries.
 - Dynamics model (s_t, a_t -> s_{t+1}, r_t): rolled forward on its own predictions, so errors compound.
 - Decision Transformer: return_preds (from the a_t token) predicts R_{t+1}; the implied reward is
@@ -159,7 +159,7 @@ def default_context(agent, horizon: int) -> int:
     if not agent.has("planning"):
         return 0
     K = agent.context_length
-    planning = K - min(int(agent.hp.get("horizon", K)), K)
+    planning = K - min(int(agent.cfg.horizon), K)
     return max(K - int(horizon), min(planning, K - 1), 0)
 
 
@@ -200,7 +200,7 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     errors = np.linalg.norm(obs_pred - dataset.observations[future].astype(np.float64), axis=-1)   # [B, H]
     reward_err = np.abs(rew_pred - dataset.rewards[future - 1].astype(np.float64))
     cis = np.array([bootstrap_ci(errors[:, h], seed=seed) for h in range(H)])
-    floor = agent.hp.get("obs_quantization_floor") if tokens_model else None
+    floor = agent.cfg.obs_quantization_floor if tokens_model else None
     return HorizonError(model=name or model_label(agent),
                         kind=kind, horizons=np.arange(1, H + 1), mean_l2=errors.mean(0), ci_low=cis[:, 0],
                         ci_high=cis[:, 1], reward_mae=reward_err.mean(0), errors=errors, starts=starts,
@@ -310,7 +310,7 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
     pred[start + 1:start + 1 + H, :-1] = obs[0]       # observation after each action
     pred[start:start + H, -1] = rew[0]                # reward of each action
     pred[start, :-1] = real[start, :-1]               # the prediction starts from the logged state
-    floor = agent.hp.get("obs_quantization_floor") if tokens_model else None
+    floor = agent.cfg.obs_quantization_floor if tokens_model else None
     note = ("Open loop: the logged actions are fed in, the model's own predicted states are fed back"
             + (" (TT: argmax bins; quantization floor %.3g mean L2)." % floor if floor is not None else "."))
     return PredictedVsReal(kind, int(episode), start, H, names, steps, real, pred,

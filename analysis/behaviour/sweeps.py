@@ -214,7 +214,7 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
     shifts = np.asarray(list(shifts), float)
     start, end = int(data.starts[episode]), int(data.ends[episode])
     T = end - start
-    banded = agent.hp.get("banded")
+    banded = agent.band is not None
     shown = np.arange(T) if banded or T <= max_steps else np.unique(np.linspace(0, T - 1, max_steps).round().astype(np.int64))
     steps = start + shown
     W = T if banded else receptive_field(agent)

@@ -44,12 +44,12 @@ class Component:
 
 
 def layout(agent) -> tuple[int, int]:
-    """(blocks, heads per block) of a transformer agent, read from its activation names and hparams."""
+    """(blocks, heads per block) of a transformer agent, read from its activation names and `agent.n_head`."""
     names = agent.activation_names()
     n_layer = sum(1 for n in names if re.fullmatch(r"blocks\.\d+\.attn\.head_out", n))
     if not n_layer:
         raise AgentError(f"ablation switches off attention heads and MLPs; a {agent.kind} agent has none.")
-    return n_layer, int(agent.hp["n_head"])
+    return n_layer, int(agent.n_head)
 
 
 def all_components(agent) -> list[Component]:

@@ -146,7 +146,7 @@ def _dt_hidden(agent, dataset, steps, progress, batch_size):
         _, cache = agent.run_with_cache(inputs, names=[name], last_state_only=True)
         out.append(cache[name][:, 0].numpy())
         _report(progress, (i + batch_size) / len(steps), "hidden states (Decision Transformer)")
-    return np.concatenate(out) if out else np.zeros((0, agent.hp["hidden"]), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, int(agent.cfg.hidden)), np.float32)
 
 
 def _tt_hidden(agent, dataset, steps, progress, batch_size):
@@ -168,7 +168,7 @@ def _tt_hidden(agent, dataset, steps, progress, batch_size):
             out[r] = h
             done += len(r)
             _report(progress, done / len(steps), "hidden states (Trajectory Transformer)")
-    return out if out is not None else np.zeros((0, int(agent.hp["hidden"])), np.float32)
+    return out if out is not None else np.zeros((0, int(agent.cfg.hidden)), np.float32)
 
 
 def _gru_hidden(agent, dataset, steps, progress):

@@ -10,7 +10,7 @@ forcing) the predictions read here are
 They are decoded as the app decodes a TT elsewhere: the argmax bin's centre by default (analysis/behaviour/predictions,
 models/tt_planner.predict_trajectory; "mean" = the expected value over the bins, the stop token left out).
 Every error here is in raw units and cannot go below the quantization floor decode(encode(s)), which results
-carry (agent.hp["obs_quantization_floor"]).
+carry (agent.cfg.obs_quantization_floor).
 
 - `tt_ablation`: zero- or mean-ablate heads and MLPs (analysis/interp/ablation's strings and means) over `n_windows`
   windows of K transitions drawn with `seed`; per dimension the mean absolute error intact and ablated with
@@ -160,7 +160,7 @@ def tt_ablation(agent, dataset, ablate, mode: str = "zero", n_windows: int = 256
     components, iv = build_interventions(agent, dataset, ablate, mode, 256, seed)
     starts, W = tt_window_starts(agent, dataset, n_windows, seed)
     tokens = agent.tokenize(dataset)
-    raw = dataset_transitions(dataset, agent.hp["discount"])
+    raw = dataset_transitions(dataset, agent.cfg.discount)
     o = agent.obs_dim
     e0, e1, changed = [], [], []
     with inference(agent):
@@ -181,7 +181,7 @@ def tt_ablation(agent, dataset, ablate, mode: str = "zero", n_windows: int = 256
     counts = np.array([len(_positions(agent, W)[d][0]) for d in _positions(agent, W)] + [W - 1]) * len(starts)
     changed = np.concatenate(changed, 1).sum(1) / counts
     dims = _dim_names(agent, dataset) + ["state (L2)"]
-    floor = agent.hp.get("obs_quantization_floor")
+    floor = agent.cfg.obs_quantization_floor
     return TTAblation(name or f"TT (K={agent.context_length})", [c.label for c in components], mode, decoding, dims,
                       [estimate(x, seed) for x in e0], [estimate(x, seed) for x in e1],
                       [difference(y, x, seed) for x, y in zip(e0, e1)], changed, len(starts), W, int(seed),
@@ -276,7 +276,7 @@ def tt_patching_inputs(agent, dataset, clean: tuple[int, int], corrupted: tuple[
             corrupt_w[k * D:(k + 1) * D] = tokens[d_abs]
             what = (f"episode {ce} step {cs}, the transition {back} step{'s' if back > 1 else ''} back replaced by "
                     f"episode {de} step {ds_}'s")
-    raw = dataset_transitions(dataset, agent.hp["discount"])
+    raw = dataset_transitions(dataset, agent.cfg.discount)
     positions = {"state": (p + 1) * D + np.arange(o) - 1, "reward": np.array([p * D + o + a - 1]),
                  "value": np.array([p * D + o + a])}
     dims = {"state": np.arange(o), "reward": np.array([o + a]), "value": np.array([o + a + 1])}

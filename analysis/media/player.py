@@ -253,7 +253,7 @@ def _prediction(agent, one, steps: np.ndarray) -> dict | None:
             pred[s, :-1], pred[s, -1] = o[:, 0], r[:, 0]
         label = "dynamics model, one step ahead"
     pred[T - 1, :-1] = np.nan                      # nothing real to compare after the last step
-    floor = agent.hp.get("obs_quantization_floor") if agent.has("tokens") else None
+    floor = agent.cfg.obs_quantization_floor if agent.has("tokens") else None
     note = "Each step: the state and reward after the logged action, predicted from the logged history." + (
         f" The TT's quantization floor is {floor:.3g} mean L2." if floor is not None else "")
     return {"kind": "state", "label": label, "features": [*one.obs_names, "reward"], "real": real[steps], "predicted": pred[steps],

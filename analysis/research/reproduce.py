@@ -451,6 +451,12 @@ def _tt_context(tt, horizon):
     return min(default_context(tt, horizon), max(tt.context_length - 1, 0))
 
 
+def _floor(tt) -> float:
+    """The TT's quantization floor decode(encode(s)) on its training data (NaN if it has none)."""
+    floor = tt.cfg.obs_quantization_floor
+    return float(np.nan if floor is None else floor)
+
+
 def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed: int = 0, held_out: dict | None = None,
                       tt100=None, missing: dict | None = None) -> Finding:
     """pairs: {"full": (tt, dynamics, dataset), "masked": (...)}: the figures and the training-data rows as before.
@@ -482,12 +488,12 @@ def compounding_error(pairs: dict, horizon: int = 10, n_starts: int = 256, seed:
     ds_full, full_held_out = held_out["full"]
     raw["full"], _ = paired_errors({"tt": (tt500, _tt_context(tt500, horizon)), "one_step": (dyn_full, 0)}, ds_full,
                                    horizon, n_starts, seed)
-    raw["tt_floor"] = float(tt500.hp.get("obs_quantization_floor", np.nan))
+    raw["tt_floor"] = _floor(tt500)
     not_measured = {}
     if tt100 is not None:
         raw["full_100"], _ = paired_errors({"tt": (tt100, _tt_context(tt100, horizon)), "one_step": (dyn_full, 0)},
                                            ds_full, horizon, n_starts, seed)
-        raw["tt100_floor"] = float(tt100.hp.get("obs_quantization_floor", np.nan))
+        raw["tt100_floor"] = _floor(tt100)
     else:
         why = missing.get("pendulum-tt", "pendulum-tt is not loaded")
         not_measured.update(dict.fromkeys(("full_tt100_minus_one_step_h10", "full_tt100_h10", "tt100_floor"), why))
