@@ -224,7 +224,7 @@ def _gru_outputs(agent, data, steps: np.ndarray, batch_size: int) -> torch.Tenso
     uniq = np.unique(ep_of)
     need = np.array([int(steps[ep_of == e].max() - data.starts[e]) + 1 for e in uniq])
     order = np.argsort(need)
-    out = torch.zeros(len(steps), agent.head.out_features)
+    out = torch.zeros(len(steps), int(agent.config.n_actions) if agent.discrete else agent.act_dim)   # the head's width
     for i in range(0, len(order), batch_size):
         batch = order[i:i + batch_size]
         T = int(need[batch].max())

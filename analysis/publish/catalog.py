@@ -135,9 +135,8 @@ class _Call:
             return int(lengths[int(e)]) - 1, f"episode {int(e)} has {int(lengths[int(e)])} steps"
         return int(max(lengths)) - 1, f"the longest episode has {int(max(lengths))} steps"
 
-    def _hparam(self, name):
-        hp = getattr(getattr(self.agent, "config", None), "hparams", None) or {}
-        v = hp.get(name)
+    def _size(self, name):
+        v = getattr(self.agent, name, None)   # a transformer's agent.n_layer / agent.n_head
         return int(v) if _whole_number(v) and v > 0 else None
 
     def _attends(self) -> bool:
@@ -147,13 +146,13 @@ class _Call:
         return bool(has is not None and has("attention"))
 
     def layers(self, low=False):
-        n = self._hparam("n_layer") if self._attends() else None
+        n = self._size("n_layer") if self._attends() else None
         if n is None:
             return None, ""
         return (-n if low else n - 1), f"the agent has {n} layer{'s' * (n != 1)}"
 
     def heads(self):
-        n = self._hparam("n_head") if self._attends() else None
+        n = self._size("n_head") if self._attends() else None
         return (None, "") if n is None else (n - 1, f"the agent has {n} head{'s' * (n != 1)} per layer")
 
     def actions(self):
