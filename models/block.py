@@ -133,9 +133,6 @@ class Attention(nn.Module):
     b_V = property(lambda self: self.c_attn.bias[2 * self.hidden:].view(self.n_head, -1))
     W_O = property(lambda self: self.c_proj.weight.T.view(self.n_head, self.hidden // self.n_head, self.hidden))
     b_O = property(lambda self: self.c_proj.bias)
-    # the Trajectory Transformer's former module names (tests/test_attention.py, tests/test_tt_causal.py use them)
-    qkv = property(lambda self: self.c_attn)
-    proj = property(lambda self: self.c_proj)
 
 
 class MLP(nn.Module):

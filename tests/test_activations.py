@@ -201,18 +201,17 @@ def test_baseline_hidden_layers_are_the_documented_tensors():
 def test_residual_stream_decomposes(which):
     if which == "tt":
         model, inp = make_tt()
-        blocks, proj, ln = model.blocks, (lambda b: b.attn.proj), model.ln_f
     else:
         model = make_dt() if which == "dt" else make_dt(banded=False, hf_wpe=True)
         inp = dt_inputs(model)
-        blocks, proj, ln = model.encoder["h"], (lambda b: b.attn.c_proj), model.encoder["ln_f"]
         inp = {k: v.double() if v.is_floating_point() else v for k, v in inp.items()}
+    blocks, ln = model.blocks, model.ln_final
     model.double()          # float64, so the 1e-6 below checks the algebra, not float32 rounding (~4e-7 relative)
     _, c = model.run_with_cache(inp)
     for i, block in enumerate(blocks):
         p = f"blocks.{i}."
         attn = c[p + "resid_mid"] - c[p + "resid_pre"]
-        np.testing.assert_allclose((c[p + "attn.head_out"].sum(2) + proj(block).bias).numpy(), c[p + "attn.out"].numpy(), atol=1e-6)
+        np.testing.assert_allclose((c[p + "attn.head_out"].sum(2) + block.attn.b_O).numpy(), c[p + "attn.out"].numpy(), atol=1e-6)
         np.testing.assert_allclose(attn.numpy(), c[p + "attn.out"].numpy(), atol=1e-6)
         np.testing.assert_allclose((c[p + "resid_mid"] + c[p + "mlp.out"]).numpy(), c[p + "resid_post"].numpy(), atol=1e-6)
         if i + 1 < len(blocks):

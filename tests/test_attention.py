@@ -105,8 +105,8 @@ def test_tt_uniform_attention_has_no_striation_and_rows_sum_to_one():
     m = TrajectoryTransformer.for_dataset(cfg, ds).eval()
     with torch.no_grad():
         for block in m.blocks:
-            block.attn.qkv.weight[:32].zero_()
-            block.attn.qkv.bias[:32].zero_()
+            block.attn.c_attn.weight[:32].zero_()   # queries and keys: every score 0, uniform attention
+            block.attn.c_attn.bias[:32].zero_()
     r = tt_attention(m, ds, n_windows=8)
     D = 5
     assert r.weights.shape == (2, 2, 4 * D - 1, 4 * D - 1) and r.dim_names == ["obs_0", "obs_1", "action", "reward", "value"]

@@ -48,12 +48,13 @@ def tiny_tt(data, seed=0, double=False) -> TrajectoryTransformer:
 def constant_head(tt: TrajectoryTransformer, layer: int, head: int) -> TrajectoryTransformer:
     """Zero one head's value projection (weights and bias): its head_out is exactly 0 everywhere."""
     attn = tt.blocks[layer].attn
-    C = attn.qkv.in_features
+    C = attn.c_attn.in_features
     hd = C // attn.n_head
     rows = slice(2 * C + head * hd, 2 * C + (head + 1) * hd)
     with torch.no_grad():
-        attn.qkv.weight[rows] = 0
-        attn.qkv.bias[rows] = 0
+        attn.c_attn.weight[rows] = 0
+        attn.c_attn.bias[rows] = 0
+    assert not attn.W_V[head].any() and not attn.b_V[head].any()
     return tt
 
 
