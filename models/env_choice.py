@@ -155,3 +155,30 @@ def normalization_label(agent: Agent) -> str:
         stats = None
     where = "none (raw observations)" if c.state_mean is None else (f"from {stats}" if stats else "stored with the agent")
     return f"state normalisation {where}; return-to-go scale {c.rtg_scale:g}"
+
+
+def with_choices(agent: Agent, env: str | None = None, normalize_from=None, rtg_scale: float | None = None,
+                 raw_inputs: bool = False) -> Agent:
+    """The headless choices of `cli.py evaluate|export` (--env ID, --normalize-from DATA, --raw-inputs,
+    --rtg-scale X) applied to `agent`: the agent acts in `env` (a D4RL name like hopper-medium-v2 works too);
+    states are normalised with the dataset at `normalize_from`'s mean and std (what HF's and CORL's training code
+    did; HF imports carry none), or used raw; returns-to-go are divided by rtg_scale. The same twins, in the same
+    order, as Home's choices (ui.agents.agent_in_session), so a bundle's remake line gives the page's figure.
+    One sentence (AgentError) for a contradiction or a choice the agent cannot take."""
+    if normalize_from and raw_inputs:
+        raise AgentError("--normalize-from and --raw-inputs contradict each other; give one of them.")
+    if env:
+        agent = with_env(agent, env, name="--env")
+    if raw_inputs:
+        agent = without_normalization(agent)
+    if normalize_from:
+        from pathlib import Path
+
+        from trajectories import load_dataset
+
+        mean, std = dataset_statistics(load_dataset(normalize_from))
+        agent = with_inputs(agent, mean, std, name="--normalize-from", source=Path(normalize_from).name,
+                            path=normalize_from)
+    if rtg_scale is not None:
+        agent = with_inputs(agent, rtg_scale=rtg_scale, name="--rtg-scale")
+    return agent

@@ -303,7 +303,7 @@ def test_cli_json_never_holds_nan(capsys, monkeypatch):
         return {"results": [{"target_return": 100.0, "mean_return": float("nan"), "std_return": np.float32("inf"),
                              "ci_low": -float("inf"), "returns": np.array([1.0, np.nan])}], "n": np.int64(3)}
 
-    monkeypatch.setattr(cli, "cmd_inspect", fake)
+    monkeypatch.setattr(cli.data, "cmd_inspect", fake)   # the handler where cli/data.py registers it
     rc, stdout, _ = run_cli(capsys, "inspect", "anything", "--json")
 
     def strict(text):

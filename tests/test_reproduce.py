@@ -270,11 +270,11 @@ def test_seed_files_written_per_seed_and_pooled_from_docs_report_seeds(tmp_path,
     import shutil
 
     import cli
-    from analysis.research import report, reproduce
+    from analysis.research import pipeline, report, reproduce
     monkeypatch.setattr(reproduce, "run_all", _stub_run_all({0: 30, 1: 12, 2: 20}))
     monkeypatch.setattr(report, "write_figures", lambda figs, *a, **k: [])     # no Chromium
-    pieces = cli._reproduce_pieces
-    monkeypatch.setattr(cli, "_reproduce_pieces", lambda args: ([0, 1], {}))  # "trained": the stub never loads
+    pieces = pipeline.reproduce_pieces
+    monkeypatch.setattr(pipeline, "reproduce_pieces", lambda options: ([0, 1], {}))  # "trained": the stub never loads
     out = tmp_path / "retrain"
     (out / "figures").mkdir(parents=True)
     assert cli.main(["reproduce", "--retrain", "--seeds", "2", "--json", "--out", str(out)]) == 0
@@ -290,8 +290,8 @@ def test_seed_files_written_per_seed_and_pooled_from_docs_report_seeds(tmp_path,
     (root / "docs" / "report" / "seeds").mkdir(parents=True)
     for k in (0, 1):
         shutil.copy(out / "seeds" / f"seed{k}.json", root / "docs" / "report" / "seeds")
-    monkeypatch.setattr(cli, "ROOT", root)
-    monkeypatch.setattr(cli, "_reproduce_pieces", pieces)
+    monkeypatch.setattr(pipeline, "ROOT", root)                               # the shipped agents and seed files
+    monkeypatch.setattr(pipeline, "reproduce_pieces", pieces)
     monkeypatch.setattr(reproduce, "run_all", _stub_run_all({0: 20}))       # the shipped seed 0, measured live
     shipped = tmp_path / "shipped"
     (shipped / "figures").mkdir(parents=True)
@@ -349,13 +349,13 @@ def test_reproduce_env_reaches_the_findings_and_bad_choices_stop_it_first(tmp_pa
     import shutil
 
     import cli
-    from analysis.research import report, reproduce
+    from analysis.research import pipeline, report, reproduce
     from models import save_agent
 
     root = tmp_path / "root"
     shutil.copytree(ROOT / "sample_data" / "agents", root / "sample_data" / "agents")
     save_agent(_cartpole_dt(env_id=None), root / "sample_data" / "agents" / "cartpole-dt")
-    monkeypatch.setattr(cli, "ROOT", root)
+    monkeypatch.setattr(pipeline, "ROOT", root)                               # where the shipped agents are
     seen = {}
 
     def run_all(load, datasets, seed=0, quick=False, log=print, training_seed=None):

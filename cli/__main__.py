@@ -1,0 +1,4 @@
+"""`python -m cli ...`: the same as `python cli.py ...`."""
+from cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""Datasets: inspect (a dataset, or an agent's card), convert, make-data, make-samples."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cli._common import ROOT, UserError, _text_histogram, add_commands
+
+
+def cmd_inspect(args) -> dict:
+    from models.errors import is_agent_path
+
+    if is_agent_path(args.path):
+        return _inspect_agent(args)
+    from trajectories import load_dataset
+
+    ds = load_dataset(args.path)
+    out = {"format": ds.metadata.get("format"), **ds.summary(), "obs_names": ds.obs_names,
+           "act_names": ds.act_names, "source": str(args.path)}
+    if not args.json:
+        print(f"{args.path}  ({out['format']})")
+        width = max(len(k) for k in out)
+        for key in ("env_id", "n_episodes", "n_transitions", "obs_dim", "act_dim", "n_actions", "length_mean",
+                    "return_min", "return_mean", "return_max"):
+            val = out[key]
+            print(f"  {key:<{width}}  {val:.4g}" if isinstance(val, float) else f"  {key:<{width}}  {val}")
+        print(f"  {'observations':<{width}}  {', '.join(ds.obs_names)}")
+        print(_text_histogram(ds.episode_returns))
+    if args.histogram:
+        from analysis.publish.export import write_figure
+        from analysis.publish.figures import returns_histogram
+        from analysis.publish.figures.text import plain
+
+        title = f"Episode returns — {plain(Path(args.path).stem)} ({ds.n_episodes} episodes, {plain(ds.env_id or 'unknown env')})"
+        try:
+            out["histogram"] = str(write_figure(returns_histogram(ds.episode_returns, title), args.histogram))
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    return out
+
+
+def _inspect_agent(args) -> dict:
+    from models import load_agent
+
+    agent = load_agent(args.path)
+    card = agent.card()
+    notes = list(getattr(agent, "notes", None) or [])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not args.json:
+        print(f"{args.path}  (agent)")
+        for key, val in card.items():
+            if key != "evaluation":
+                print(f"  {key:<16} {val}")
+        for r in card.get("evaluation") or []:
+            target = "—" if r["target_return"] is None else f"{r['target_return']:g}"
+            print(f"  target {target:>8}: return {r['mean_return']:.1f}  95% CI [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  ({r['episodes']} episodes)")
+    return {"format": "agent", **card, "notes": notes}
+
+
+def _inspect_options(s):
+    s.add_argument("path")
+    s.add_argument("--histogram", metavar="FIG", help="also write the returns histogram (.png, .svg, .pdf or .html)")
+
+
+def cmd_convert(args) -> dict:
+    from trajectories import load_dataset, save_dataset
+    from trajectories.io import WRITERS
+
+    out = Path(args.out)
+    if out.suffix.lower() not in WRITERS:
+        raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
+    if out.exists() and not args.force:
+        raise UserError(f"{out} already exists; pass --force to overwrite it.")
+    ds = load_dataset(args.input)
+    save_dataset(ds, out)
+    result = {"input": str(args.input), "output": str(out), "n_episodes": ds.n_episodes, "n_transitions": ds.n_transitions}
+    if not args.json:
+        print(f"wrote {out} ({ds.n_episodes} episodes, {ds.n_transitions} steps)")
+    return result
+
+
+def _convert_options(s):
+    s.add_argument("input")
+    s.add_argument("out")
+    s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+
+def cmd_make_data(args) -> dict:
+    from envs import resolve_env_id
+    from envs.behaviour import collect
+    from trajectories import save_dataset
+    from trajectories.io import WRITERS
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}.")
+    out = Path(args.out)
+    if out.suffix.lower() not in WRITERS:
+        raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
+    try:
+        resolve_env_id(args.env)
+        ds = collect(args.env, args.episodes, seed=args.seed, progress=not args.json)
+    except ValueError as e:   # an unknown environment, or one without a scripted behaviour policy
+        raise UserError(str(e)) from None
+    save_dataset(ds, out)
+    result = {"output": str(out), "env_id": ds.env_id, **{k: v for k, v in ds.summary().items() if k != "env_id"}}
+    if not args.json:
+        print(f"wrote {out}: {ds.n_episodes} episodes, {ds.n_transitions} steps, returns "
+              f"{result['return_min']:.4g} .. {result['return_max']:.4g} (mean {result['return_mean']:.4g})")
+        print(_text_histogram(ds.episode_returns))
+    return result
+
+
+def _make_data_options(s):
+    s.add_argument("--env", required=True, help="cartpole, pendulum, masked-cartpole, masked-pendulum, keydoor (or a gymnasium id)")
+    s.add_argument("--episodes", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+
+
+def cmd_make_samples(args) -> dict:
+    """Regenerate every shipped dataset (deterministic by seed): what `make sample-data` runs."""
+    from envs.behaviour import SAMPLE_DATASETS, collect
+    from trajectories import save_dataset
+
+    out_dir = Path(args.out_dir)
+    names = [n for n in SAMPLE_DATASETS if not args.only or n in args.only.split(",")]
+    if not names:
+        raise UserError(f"no shipped dataset matches --only {args.only}; expected some of {', '.join(SAMPLE_DATASETS)}.")
+    written = []
+    for alias in names:
+        env_id, episodes, seed = SAMPLE_DATASETS[alias]
+        ds = collect(env_id, episodes, seed=seed, progress=not args.json)
+        path = out_dir / f"{alias}.npz"
+        save_dataset(ds, path)
+        written.append({"name": alias, "path": str(path), "bytes": path.stat().st_size, "n_episodes": ds.n_episodes,
+                        "n_transitions": ds.n_transitions, "return_min": float(ds.episode_returns.min()),
+                        "return_max": float(ds.episode_returns.max())})
+        if not args.json:
+            print(f"wrote {path}: {ds.n_episodes} episodes, {ds.n_transitions} steps, {path.stat().st_size / 1e6:.2f} MB")
+    return {"datasets": written}
+
+
+def _make_samples_options(s):
+    s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "datasets"))
+    s.add_argument("--only", help="comma-separated dataset names")
+
+
+def register(sub, names=None) -> None:
+    """Add this module's subcommands (all, or those in `names`) to `sub`."""
+    commands = {
+        "inspect": (cmd_inspect, "summarise a dataset file or directory", _inspect_options),
+        "convert": (cmd_convert, "convert a dataset between formats (by file extension)", _convert_options),
+        "make-data": (cmd_make_data, "generate a behaviour dataset with a scripted policy", _make_data_options),
+        "make-samples": (cmd_make_samples, "regenerate the shipped sample datasets", _make_samples_options),
+    }
+    add_commands(sub, commands, names)
