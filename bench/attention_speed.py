@@ -22,12 +22,14 @@ def _bench(quick: bool) -> dict:
     from analysis.core.inputs import training_data
     from models import load_agent
     from trajectories import load_dataset
+    from models.shipped import AGENT_DIR
+    from trajectories.samples import SAMPLE_DIR
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
-        data = training_data(agent, load_dataset(ROOT / "sample_data/datasets/cartpole.npz"))
+        agent = load_agent(AGENT_DIR / "cartpole-dt")
+        data = training_data(agent, load_dataset(SAMPLE_DIR / "cartpole.npz"))
         n_eps = 2 if quick else N_EPISODES
         steps = np.arange(data.starts[0], data.ends[n_eps - 1])
         steps_attention(agent, data, steps[:64])     # warm-up

@@ -25,12 +25,14 @@ def _bench(quick: bool) -> dict:
     from analysis.interp.patching import make_pair, patcher
     from models import load_agent
     from trajectories import load_dataset
+    from models.shipped import AGENT_DIR
+    from trajectories.samples import SAMPLE_DIR
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
-        ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
+        agent = load_agent(AGENT_DIR / "cartpole-dt")
+        ds = load_dataset(SAMPLE_DIR / "cartpole.npz")
         pair = make_pair(agent, ds, episode=0, step=100, corrupt="episode", corrupt_episode=1,
                          context=4 if quick else None, data=training_data(agent, ds))
         p = patcher(agent, pair, "action")

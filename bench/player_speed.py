@@ -84,12 +84,14 @@ def _bench(quick: bool) -> dict:
     from analysis.core.cache import CACHE
     from models import load_agent
     from trajectories import load_dataset
+    from models.shipped import AGENT_DIR
+    from trajectories.samples import SAMPLE_DIR
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
-        ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
+        agent = load_agent(AGENT_DIR / "cartpole-dt")
+        ds = load_dataset(SAMPLE_DIR / "cartpole.npz")
         lengths = ds.episode_lengths
         if quick:
             warm, episode = (int(e) for e in np.argsort(lengths, kind="stable")[:2])   # the two shortest

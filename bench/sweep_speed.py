@@ -22,12 +22,13 @@ def _bench(quick: bool) -> dict:
 
     from analysis.behaviour.sweeps import rtg_sweep, rtg_sweep_naive
     from models import load_agent
+    from models.shipped import AGENT_DIR
 
     targets, episodes = ([25, 100], 2) if quick else (TARGETS, EPISODES)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        agent = load_agent(ROOT / "sample_data/agents/cartpole-dt")
+        agent = load_agent(AGENT_DIR / "cartpole-dt")
         t0 = time.perf_counter()
         ours = rtg_sweep(agent, targets, episodes, seed=0)
         t1 = time.perf_counter()

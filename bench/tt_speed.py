@@ -23,8 +23,9 @@ def _model(size: dict):
     from models.base import AgentConfig
     from models.trajectory_transformer import TrajectoryTransformer
     from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
 
-    ds = load_dataset(ROOT / "sample_data" / "datasets" / "pendulum.npz")
+    ds = load_dataset(SAMPLE_DIR / "pendulum.npz")
     cfg = AgentConfig(kind="tt", obs_dim=3, act_dim=1, discrete=False, context_length=size["context"],
                       action_low=[-2.0], action_high=[2.0], env_id="Pendulum-v1",
                       hparams=dict(hidden=size["hidden"], n_layer=size["n_layer"], n_head=size["n_head"], n_bins=100))

@@ -52,12 +52,14 @@ def hidden_states(n: int) -> np.ndarray:
     from analysis.interp.embeddings import sample_steps
     from models import load_agent
     from trajectories import load_dataset
+    from models.shipped import AGENT_DIR
+    from trajectories.samples import SAMPLE_DIR
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ds = load_dataset(ROOT / "sample_data" / "datasets" / "masked-cartpole.npz")
-        agent = load_agent(ROOT / "sample_data" / "agents" / "masked-cartpole-gru")
+        ds = load_dataset(SAMPLE_DIR / "masked-cartpole.npz")
+        agent = load_agent(AGENT_DIR / "masked-cartpole-gru")
         return hs(agent, ds, sample_steps(ds, n, seed=0))
     finally:
         torch.set_num_threads(threads)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cli._common import ROOT, UserError, _parse_pairs, _parse_targets, _with_env, add_commands
+from cli._common import UserError, _parse_pairs, _parse_targets, _with_env, add_commands
+from models.shipped import AGENT_DIR
 
 _INPUT_HELP = {   # the input choices evaluate and export share (models.env_choice.with_choices)
     "--normalize-from": "normalise states with this dataset's mean and std (agents without statistics, e.g. HF imports)",
@@ -196,7 +197,7 @@ def cmd_make_agents(args) -> dict:
 
 
 def _make_agents_options(s):
-    s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "agents"))
+    s.add_argument("--out-dir", default=str(AGENT_DIR))
     s.add_argument("--only", help="comma-separated agent names")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=1, help="torch threads (1: small models gain nothing from more)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cli._common import ROOT, UserError, _text_histogram, add_commands
+from cli._common import UserError, _text_histogram, add_commands
+from trajectories.samples import SAMPLE_DIR
 
 
 def cmd_inspect(args) -> dict:
@@ -142,7 +143,7 @@ def cmd_make_samples(args) -> dict:
 
 
 def _make_samples_options(s):
-    s.add_argument("--out-dir", default=str(ROOT / "sample_data" / "datasets"))
+    s.add_argument("--out-dir", default=str(SAMPLE_DIR))
     s.add_argument("--only", help="comma-separated dataset names")
 
 

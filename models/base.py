@@ -193,14 +193,15 @@ def gpt2_init(module: nn.Module) -> None:
 
 
 @contextlib.contextmanager
-def inference(module: nn.Module):
-    """no_grad, and eval mode for a module in training (restored after): loaded agents already are in eval mode, and
-    walking the module tree twice per step was 15% of a DT rollout (and a write to a shared agent)."""
+def inference(module: nn.Module, grad: bool = False):
+    """The one inference context: eval mode for a module in training (restored after) and no_grad, or with
+    grad=True the caller's grad mode unchanged (attribution differentiates through the agent). Loaded agents already are in eval
+    mode, and walking the module tree twice per step was 15% of a DT rollout (and a write to a shared agent)."""
     was = module.training
     if was:
         module.eval()
     try:
-        with torch.no_grad():
+        with contextlib.nullcontext() if grad else torch.no_grad():
             yield
     finally:
         if was:

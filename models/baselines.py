@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import ActivationRun
-from .base import Agent, AgentConfig
+from .base import Agent, AgentConfig, inference
 from .hparams import resolve
 from .windows import TrainingData, sample_windows
 
@@ -130,11 +130,11 @@ class _MLPRollout(_PolicyReadout):
         self.agent, self.sample = agent, sample
         self.gen = torch.Generator().manual_seed(seed)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))
-        self.last = self.agent(obs)
-        return self.agent._decode(self.last, self.sample, self.gen)
+        with inference(self.agent):
+            obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))
+            self.last = self.agent(obs)
+            return self.agent._decode(self.last, self.sample, self.gen)
 
     def observe(self, rewards: np.ndarray) -> None:
         pass
@@ -214,14 +214,14 @@ class _GRURollout(_PolicyReadout):
         self.hidden = None
         self.prev = torch.zeros(n_envs, 1, agent.act_in)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))[:, None]
-        out, self.hidden = self.agent(obs, self.prev, self.hidden)
-        self.last = out[:, 0]
-        actions = self.agent._decode(self.last, self.sample, self.gen)
-        self._feed(actions)
-        return actions
+        with inference(self.agent):
+            obs = self.agent.normalize(torch.as_tensor(obs, dtype=torch.float32))[:, None]
+            out, self.hidden = self.agent(obs, self.prev, self.hidden)
+            self.last = out[:, 0]
+            actions = self.agent._decode(self.last, self.sample, self.gen)
+            self._feed(actions)
+            return actions
 
     def _feed(self, actions) -> None:
         """The previous action the next step reads."""
@@ -284,18 +284,18 @@ class DynamicsModel(_ActionHead, Agent):
         reward_loss = F.mse_loss(reward / self.reward_scale, batch["rewards"] / self.reward_scale)
         return state_loss + reward_loss, {"state_loss": state_loss.item(), "reward_loss": reward_loss.item()}
 
-    @torch.no_grad()
     def rollout_open_loop(self, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """From raw obs0 [obs_dim] and H logged actions, the predicted raw observations [H, obs_dim] after each
         action and the rewards [H]: each prediction is fed back in, so errors compound."""
-        obs = self.normalize(torch.as_tensor(obs0, dtype=torch.float32))
-        states, rewards = [], []
-        for a in torch.as_tensor(np.asarray(actions)):
-            obs, r = self(obs[None], a[None])
-            obs = obs[0]
-            states.append(obs * self.state_std + self.state_mean)
-            rewards.append(float(r[0]))
-        return torch.stack(states).numpy(), np.asarray(rewards, np.float32)
+        with inference(self):
+            obs = self.normalize(torch.as_tensor(obs0, dtype=torch.float32))
+            states, rewards = [], []
+            for a in torch.as_tensor(np.asarray(actions)):
+                obs, r = self(obs[None], a[None])
+                obs = obs[0]
+                states.append(obs * self.state_std + self.state_mean)
+                rewards.append(float(r[0]))
+            return torch.stack(states).numpy(), np.asarray(rewards, np.float32)
 
     def start_rollout(self, n_envs: int, target_returns=None, sample: bool = True, seed: int = 0):
         raise ValueError("a dynamics model predicts states, it does not act; evaluate a policy instead.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
-AGENT_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
+from models.shipped import AGENT_DIR
 
 
 def _fmt_results(results: list[dict] | None, pred: dict | None = None) -> str:

@@ -290,7 +290,8 @@ def test_seed_files_written_per_seed_and_pooled_from_docs_report_seeds(tmp_path,
     (root / "docs" / "report" / "seeds").mkdir(parents=True)
     for k in (0, 1):
         shutil.copy(out / "seeds" / f"seed{k}.json", root / "docs" / "report" / "seeds")
-    monkeypatch.setattr(pipeline, "ROOT", root)                               # the shipped agents and seed files
+    monkeypatch.setattr(pipeline, "ROOT", root)                               # the seed files
+    monkeypatch.setattr(pipeline, "AGENT_DIR", root / "sample_data" / "agents")   # the shipped agents
     monkeypatch.setattr(pipeline, "reproduce_pieces", pieces)
     monkeypatch.setattr(reproduce, "run_all", _stub_run_all({0: 20}))       # the shipped seed 0, measured live
     shipped = tmp_path / "shipped"
@@ -355,7 +356,7 @@ def test_reproduce_env_reaches_the_findings_and_bad_choices_stop_it_first(tmp_pa
     root = tmp_path / "root"
     shutil.copytree(ROOT / "sample_data" / "agents", root / "sample_data" / "agents")
     save_agent(_cartpole_dt(env_id=None), root / "sample_data" / "agents" / "cartpole-dt")
-    monkeypatch.setattr(pipeline, "ROOT", root)                               # where the shipped agents are
+    monkeypatch.setattr(pipeline, "AGENT_DIR", root / "sample_data" / "agents")   # where the shipped agents are
     seen = {}
 
     def run_all(load, datasets, seed=0, quick=False, log=print, training_seed=None):

@@ -3,7 +3,7 @@ open-loop error against a single-step dynamics model's (compounding error)."""
 from __future__ import annotations
 
 from models.errors import AgentError
-from models.report import AGENT_DIR
+from models.shipped import AGENT_DIR, shipped_agents
 
 from analysis.behaviour.predictions import HorizonError, error_by_horizon
 
@@ -13,7 +13,7 @@ def shipped_agent(name: str):
 
     path = AGENT_DIR / name
     if not (path / "config.json").is_file():
-        known = sorted(p.name for p in AGENT_DIR.iterdir() if (p / "config.json").is_file()) if AGENT_DIR.is_dir() else []
+        known = list(shipped_agents())
         raise AgentError(f"no shipped agent '{name}'; shipped: {', '.join(known)}.")
     return load_agent(path).eval()
 

@@ -24,14 +24,16 @@ import pandas as pd
 import torch
 
 from models.errors import AgentError
+from models.base import inference
 from models.checks import check_dataset
 from models.rollout import episode_limit, run_episodes
+from models.shipped import AGENT_DIR
 
 from analysis.core.cache import tee
 from analysis.core.stats import bootstrap_ci
 from analysis.core.inputs import action_scores, default_target, last_step_outputs, receptive_field, step_windows, training_data
 
-SHIPPED_AGENTS = Path(__file__).resolve().parents[2] / "sample_data" / "agents"
+SHIPPED_AGENTS = AGENT_DIR
 
 
 @dataclass
@@ -190,15 +192,12 @@ def context_returns(agent, contexts=None, episodes: int = 8, target_return: floa
 # ---------------------------------------------------------------------------------------------------
 # (b) action prediction vs context on logged data
 # ---------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None, batch_size: int = 256,
                    data=None) -> torch.Tensor:
     """The agent's action output at absolute dataset steps: logits [n, n_actions] (discrete) or actions in
     [-1, 1] [n, act_dim]. DT: windows of `context` steps (default: its receptive field); GRU: from the
     episode's first step; MLP: the current observation."""
-    was = agent.training
-    agent.eval()
-    try:
+    with inference(agent):
         data = data if data is not None else training_data(agent, dataset)   # normalised once per agent, not per K
         if agent.kind == "dt":
             ctx = int(context or receptive_field(agent))
@@ -212,8 +211,6 @@ def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None
         else:
             raise AgentError(f"a {agent.kind} agent does not predict actions.")
         return out if agent.discrete else torch.tanh(out)
-    finally:
-        agent.train(was)
 
 
 def _gru_outputs(agent, data, steps: np.ndarray, batch_size: int) -> torch.Tensor:

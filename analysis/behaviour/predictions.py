@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from models.errors import AgentError
+from models.base import inference
 from models.checks import check_dataset
 
 from analysis.core.stats import bootstrap_ci
@@ -98,13 +99,10 @@ def _actions(dataset, idx: np.ndarray) -> np.ndarray:
     return a.reshape(*idx.shape, -1).astype(np.float64)
 
 
-@torch.no_grad()
 def dynamics_rollout(model, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched `DynamicsModel.rollout_open_loop`: raw obs0 [B, obs_dim], logged actions [B, H(, act_dim)]
     -> predicted raw observations [B, H, obs_dim] after each action and rewards [B, H]."""
-    was = model.training
-    model.eval()
-    try:
+    with inference(model):
         obs = model.normalize(torch.as_tensor(np.asarray(obs0), dtype=torch.float32))
         acts = torch.as_tensor(np.asarray(actions))
         states, rewards = [], []
@@ -113,8 +111,6 @@ def dynamics_rollout(model, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.n
             states.append(obs * model.state_std + model.state_mean)
             rewards.append(r)
         return torch.stack(states, 1).numpy().astype(np.float64), torch.stack(rewards, 1).numpy().astype(np.float64)
-    finally:
-        model.train(was)
 
 
 def tt_rollout(agent, dataset, starts: np.ndarray, horizon: int, context: int, tokens: np.ndarray | None = None):
@@ -211,7 +207,6 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
 # ---------------------------------------------------------------------------------------------------
 # one episode, predicted beside real
 # ---------------------------------------------------------------------------------------------------
-@torch.no_grad()
 def dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.ndarray]:
     """A DT's one-step return prediction at every step of an episode: predicted R_{t+1} and the implied
     reward R_t - R_{t+1} (raw units), from windows of the agent's context ending at each step. Through the
@@ -228,20 +223,15 @@ def _dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np
 
     data = training_data(agent, dataset)
     steps = episode_steps(data, int(episode))
-    was = agent.training
-    agent.eval()
-    try:
+    with inference(agent):
         preds = []
         for i in range(0, len(steps), 512):
             out = agent(**step_windows(agent, data, steps[i:i + 512]))
             preds.append(out.return_preds[:, -1, 0].double().numpy() * agent.config.rtg_scale)
-    finally:
-        agent.train(was)
     next_return = np.concatenate(preds)
     return next_return, dataset.returns_to_go[steps].astype(np.float64) - next_return
 
 
-@torch.no_grad()
 def return_prediction_error(agent, dataset, n_steps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """A DT's one-step return head over the dataset: mean |error| of the predicted R_{t+1} (raw units),
     which is also the error of the implied reward R_t - R_{t+1} since R_t is given, on `n_steps` steps
@@ -253,13 +243,9 @@ def return_prediction_error(agent, dataset, n_steps: int = 2000, seed: int = 0) 
     data = training_data(agent, dataset)
     n = dataset.n_transitions
     steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
-    was = agent.training
-    agent.eval()
-    try:
+    with inference(agent):
         pred = np.concatenate([agent(**step_windows(agent, data, steps[i:i + 512])).return_preds[:, -1, 0].double().numpy()
                                for i in range(0, len(steps), 512)]) * agent.config.rtg_scale
-    finally:
-        agent.train(was)
     rtg = dataset.returns_to_go[steps].astype(np.float64)
     reward = dataset.rewards[steps].astype(np.float64)
     err = np.abs(pred - (rtg - reward))      # = |implied reward - logged reward|, as R_t is known exactly

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.base import inference
 from models.errors import AgentError
 from models.rollout import Episodes, episode_limit, episode_uniforms, run_episodes, run_one_at_a_time
 from models.windows import TrainingData, gather_windows
@@ -219,7 +220,7 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
     steps = start + shown
     W = T if banded else receptive_field(agent)
     preds = []
-    with torch.no_grad():
+    with inference(agent):
         for s in shifts:
             if banded:
                 w = gather_windows(data, np.array([episode]), np.array([end - 1]), W)

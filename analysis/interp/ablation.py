@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.base import inference
 from models.errors import AgentError
 from models.checks import check_dataset
 from models.rollout import episode_limit, episode_uniforms, run_episodes
@@ -41,8 +42,8 @@ from models.rollout import episode_limit, episode_uniforms, run_episodes
 from analysis.core.cache import cached, report, tee
 from analysis.core.inputs import (action_scores, default_target, native_dt_forward, receptive_field, step_windows,
                                   training_data)
-from analysis.interp.components import (Estimate, build_interventions, difference, estimate, inference,
-                                        layout)
+from analysis.interp.components import Estimate, build_interventions, difference, estimate, layout
+
 
 def default_ablation(agent) -> list[str]:
     """The last block's heads: the parts that write the output's residual stream last."""

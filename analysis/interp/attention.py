@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.base import inference
 from models.windows import gather_windows
 
 from analysis.core.inputs import episode_steps, native_dt_forward, receptive_field, step_windows, training_data
@@ -23,11 +24,6 @@ from analysis.core.inputs import episode_steps, native_dt_forward, receptive_fie
 TOKEN_TYPES = ("return-to-go", "state", "action")
 _SHORT = ("R", "s", "a")
 PATTERNS = "blocks.*.attn.pattern"
-
-
-def _no_grad_eval(agent):
-    agent.eval()
-    return torch.no_grad()
 
 
 def attention_patterns(agent, inputs) -> list[torch.Tensor]:
@@ -78,7 +74,7 @@ def window_attention(agent, dataset, episode: int = 0, step: int | None = None, 
     step = len(steps) // 2 if step is None else int(np.clip(step, 0, len(steps) - 1))
     K = agent.context_length
     kw = step_windows(agent, data, steps[step:step + 1], context=receptive_field(agent))
-    with _no_grad_eval(agent):
+    with inference(agent):
         att = attention_patterns(agent, kw)
     weights = torch.stack(att, 0)[:, 0, :, -3 * K:, -3 * K:].numpy()   # [layers, heads, 3K, 3K]
     valid = kw["attention_mask"][0, -K:].bool().numpy().repeat(3)
@@ -171,7 +167,7 @@ def steps_attention(agent, data, steps: np.ndarray, token_budget: int = 200_000)
     steps = np.asarray(steps, np.int64)
     K = agent.context_length
     out = np.zeros((len(steps), agent.n_layer, agent.n_head, K, 3), np.float32)
-    with _no_grad_eval(agent):
+    with inference(agent):
         if agent.band is None:   # plain causal (HF import): it acts on its last K steps
             for i in range(0, len(steps), 512):
                 kw = step_windows(agent, data, steps[i:i + 512])
@@ -209,7 +205,7 @@ def steps_attention_naive(agent, data, steps: np.ndarray) -> np.ndarray:
     uncached rollout recomputes it)."""
     K, W = agent.context_length, receptive_field(agent)
     out = []
-    with _no_grad_eval(agent):
+    with inference(agent):
         for s in steps:
             kw = step_windows(agent, data, np.asarray([s]), context=W)
             rows = torch.stack([a[:, :, 3 * W - 2] for a in attention_patterns(agent, kw)], 1)
@@ -295,7 +291,7 @@ def tt_attention(agent, dataset, n_windows: int = 64, seed: int = 0, batch_size:
     starts = dataset.episode_starts[eps] + (rng.random(n_windows) * (dataset.episode_lengths[eps] - K + 1)).astype(int)
     win = tokens[starts[:, None] + np.arange(K)[None]].reshape(n_windows, K * D)[:, :-1]
     total = None
-    with _no_grad_eval(agent):
+    with inference(agent):
         for i in range(0, n_windows, batch_size):
             att = attention_patterns(agent, torch.as_tensor(win[i:i + batch_size]))
             s = torch.stack(att, 0).sum(1).numpy()                             # [layers, heads, T, T]

@@ -37,7 +37,6 @@ names landmark steps (Key-to-Door); analysis/interp/keydoor_credit.py measures c
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -48,7 +47,7 @@ from captum.attr import FeatureAblation, IntegratedGradients, Saliency
 from scipy.stats import spearmanr
 from torch import nn
 
-from models.base import gpt2_init
+from models.base import gpt2_init, inference
 from models.windows import TrainingData
 
 from analysis.interp.attribution_adapters import MODALITIES, WRAP, model_inputs
@@ -251,16 +250,6 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     return fresh
 
 
-@contextlib.contextmanager
-def _eval(model: nn.Module):
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
-
-
 # ---- the core: any DT-like model, batched windows ---------------------------------------------------------------
 @dataclass
 class _Raw:
@@ -313,8 +302,8 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
                     rtg_known=rtg_known)
         return getattr(out, head)[:, -1]
 
-    with _eval(model):
-        with torch.no_grad():
+    with inference(model, grad=True):
+        with inference(model):
             fx = f(*x, *extra).gather(1, tgt[:, None])[:, 0]
             fb = f(*baselines, *extra).gather(1, tgt[:, None])[:, 0]
         delta, used = None, None

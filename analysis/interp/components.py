@@ -6,12 +6,12 @@ interventions that replace outputs by zeros or means, and a mean or a paired dif
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from models.base import inference
 from models.errors import AgentError
 from models.checks import check_dataset
 
@@ -98,20 +98,6 @@ def check_mode(mode: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 # means over the dataset, and the interventions
 # ---------------------------------------------------------------------------------------------------
-@contextmanager
-def inference(agent):
-    """no_grad, and eval mode only if the agent is training (loaded agents are in eval mode: no write)."""
-    was = agent.training
-    if was:
-        agent.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if was:
-            agent.train(True)
-
-
 def _mean_names(agent) -> list[str]:
     n_layer, _ = layout(agent)
     return [f"blocks.{i}.{n}" for i in range(n_layer) for n in ("attn.head_out", "mlp.out")]

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.base import inference
+
 from analysis.core.cache import report
 from analysis.core.inputs import step_windows, training_data
 from analysis.interp.patching import TOKEN_BUDGET, check_step, readout, run, uses_last_state, window, window_steps
@@ -94,7 +96,7 @@ def direct_logit_attribution(agent, dataset, episode: int = 0, step: int | None 
         return t[0, _token(agent, out, L, t)]
 
     ln, head = agent.ln_final, agent.output_head(output)
-    with torch.no_grad():
+    with inference(agent):
         W = agent.W_U(output)[:, out.index].double()
         w = W * (ln.weight.double() if ln.weight is not None else 1.0)
         scale = at("ln_final.scale").double()[0]
@@ -215,7 +217,7 @@ def logit_lens(agent, dataset, episode: int = 0, output: str = "action", action:
         part = steps[start:start + rows]
         inputs = step_windows(agent, data, int(data.starts[episode]) + part, context=L)
         o, cache = run(agent, inputs, out, names)
-        with torch.no_grad():
+        with inference(agent):
             resid = torch.stack([cache[nm][:, _token(agent, out, L, cache[nm])] for nm in names], 1)   # [B, R, H]
             v = head(ln(resid))
             if tanh:

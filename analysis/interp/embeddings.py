@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from models.errors import AgentError
+from models.base import inference
 from models.checks import check_dataset
 from trajectories.limits import limits
 
@@ -106,16 +107,13 @@ def _report(progress: Progress | None, frac: float, msg: str) -> None:
     tee(progress)(frac, msg)
 
 
-@torch.no_grad()
 def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None = None,
                   batch_size: int = 1024) -> np.ndarray:
     """One hidden vector per absolute dataset step [n, hidden] (float32); see the module docstring."""
     check_dataset(agent, dataset)
     steps = np.asarray(steps, np.int64)
     kind = agent.kind
-    was = agent.training
-    agent.eval()
-    try:
+    with inference(agent):
         if kind == "dt":      # the model families define a step's hidden state differently (module docstring)
             return _dt_hidden(agent, dataset, steps, progress, batch_size)
         if kind == "tt":
@@ -130,8 +128,6 @@ def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None =
             _report(progress, 1.0, "hidden states")
             return out
         raise AgentError(f"no hidden states defined for a {kind} agent.")
-    finally:
-        agent.train(was)
 
 
 def _dt_hidden(agent, dataset, steps, progress, batch_size):

@@ -67,6 +67,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.base import inference
+
 from analysis.interp.attribution_markers import is_key_to_door, key_door_steps
 from analysis.core.cache import report
 from analysis.core.inputs import native_dt_forward, receptive_field, step_windows, training_data
@@ -164,7 +166,7 @@ def run(agent, inputs: dict, out: Readout, names=(), interventions=None, last_st
     where it applies, unless `last_state` says otherwise)."""
     kw = {**inputs, "rtg_known": out.rtg_known}
     last_state = uses_last_state(agent, out) if last_state is None else last_state
-    with torch.no_grad():
+    with inference(agent):
         if last_state:
             return agent.run_with_cache(kw, list(names), interventions, last_state_only=True)
         return agent.run_with_cache(kw, list(names), interventions)
@@ -522,7 +524,7 @@ class Patcher:
         key = (which, j)
         if key not in self._kvs:
             x = (self.clean_cache if which == "clean" else self.corrupted_cache)[f"blocks.{j}.resid_pre"]
-            with torch.no_grad():
+            with inference(self.agent):
                 self._kvs[key] = self.agent.keys_values(j, x)
         return self._kvs[key]
 
@@ -564,7 +566,7 @@ class Patcher:
         clean, corr = self.clean_cache, self.corrupted_cache
         valid = self._valid
         if i == n:   # the final layer norm and the heads act per token: the output token's clean stream
-            with torch.no_grad():
+            with inference(agent):
                 out = agent.run_suffix(n, self._at(clean, self.resid_names[n], o, o + 1), [o])
             return self.out.read(out).numpy().astype(np.float64)
         B, P = len(ps), torch.as_tensor(ps)
@@ -596,7 +598,7 @@ class Patcher:
             extend.append((self._at(corr, f"blocks.{j}.resid_pre", a, e + 1), torch.arange(a, e + 1))
                           if a <= e else None)
             first.append(s)
-        with torch.no_grad():
+        with inference(agent):
             out = agent.run_suffix(i, x, torch.arange(s0, e0 + 1), past, extend, first, valid)
         return self.out.read(out).numpy().astype(np.float64)
 

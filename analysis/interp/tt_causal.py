@@ -37,11 +37,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.base import inference
 from models.errors import AgentError
 from models.checks import check_dataset
 from models.tt_tokens import dataset_transitions
 
-from analysis.interp.components import (Estimate, build_interventions, difference, estimate, inference, layout, parse_ablation,
+from analysis.interp.components import (Estimate, build_interventions, difference, estimate, layout, parse_ablation,
                                         tt_window_starts, tt_window_tokens)
 from analysis.core.cache import report
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-ROOT = Path(__file__).resolve().parents[2]
+from trajectories.samples import SAMPLE_DIR
 
 
 class ExportError(ValueError):
@@ -44,7 +44,7 @@ def parse_pairs(items: Iterable[str] | None, flag: str) -> dict:
 def default_data(agent):
     """An agent trained on a shipped dataset gets that dataset when no dataset is given."""
     name = agent.config.dataset.get("name")
-    path = ROOT / "sample_data" / "datasets" / f"{Path(name).stem}.npz" if name else None
+    path = SAMPLE_DIR / f"{Path(name).stem}.npz" if name else None
     return path if path is not None and path.exists() else None
 
 

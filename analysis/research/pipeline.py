@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[2]   # sample_data/agents (the shipped agents), docs/report/seeds
+from models.shipped import AGENT_DIR
+
+ROOT = Path(__file__).resolve().parents[2]   # docs/report/seeds
 
 
 class ReproduceError(ValueError):
@@ -163,7 +165,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     chosen = env_choices(o.env, AGENTS)
     shipped = {}
     for name in chosen:   # checked before anything runs; a retrained agent has its shipped twin's spaces and env
-        path = ROOT / "sample_data" / "agents" / name
+        path = AGENT_DIR / name
         if path.is_dir():
             shipped[name] = agent_in_env(name, load_agent(path), chosen)
     data = {}
@@ -195,7 +197,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
             def load(name):
                 if name in shipped:
                     return shipped[name]
-                return load_agent(ROOT / "sample_data" / "agents" / name)
+                return load_agent(AGENT_DIR / name)
         try:
             runs.append(run_all(load, dataset, seed=seed, quick=o.quick, log=log,
                                 training_seed=seed if checkpoints is not None else 0))

@@ -18,6 +18,8 @@ import numpy as np
 import plotly.graph_objects as go
 from scipy.stats import spearmanr
 
+from models.shipped import AGENT_DIR
+
 from analysis.behaviour.evaluate import evaluate
 
 from analysis.publish import figures as F
@@ -597,7 +599,7 @@ def optional_agent(load: Callable[[str], object], name: str) -> tuple[object | N
     except NotProvided as e:
         return None, str(e)
     except Exception as e:   # noqa: BLE001 - whatever load() raises for an agent that does not exist
-        if (Path(__file__).resolve().parents[2] / "sample_data" / "agents" / name).is_dir():
+        if (AGENT_DIR / name).is_dir():
             raise
         from models import recipes
 

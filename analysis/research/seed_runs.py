@@ -27,6 +27,8 @@ import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+from models.shipped import AGENT_DIR
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 # What a cluster's workers do not need of the repository (gitignore syntax, relative to ROOT): Ray uploads the
@@ -330,7 +332,7 @@ def longest_first(pieces) -> list[Piece]:
 
     def cost(piece):
         try:
-            cfg = json.loads((ROOT / "sample_data" / "agents" / piece[0] / "config.json").read_text())
+            cfg = json.loads((AGENT_DIR / piece[0] / "config.json").read_text())
             return float(cfg["training"]["seconds"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0.0
