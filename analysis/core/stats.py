@@ -11,6 +11,8 @@ from seqlens. Sizes (n_boot, level) are keyword-only.
 - `mean_ci`: mean of the finite values with its percentile CI.
 - `rowwise_bootstrap_ci`: any scalar statistic of a [groups, n] table, resampled within each group
   (e.g. episodes within each target of a sweep).
+- `stratified_bootstrap_ci`: the mean over groups (training seeds) of per-group statistics, resampling the groups
+  and then the units within each drawn group (the findings' pooled intervals, analysis/research/findings.py).
 """
 from __future__ import annotations
 
@@ -98,3 +100,46 @@ def rowwise_bootstrap_ci(table, statistic: Callable[[np.ndarray], float], *, n_b
         stats_.append(nan_as if nan_as is not None and np.isnan(v) else v)
     lo, hi = np.quantile(stats_, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def _resample_units(x, rng):
+    """One resample of a group's raw values: an array's rows drawn with replacement (other axes ride along), each
+    array of a dict / list / tuple independently (dict keys in sorted order); anything else unchanged."""
+    if isinstance(x, np.ndarray):
+        n = len(x)
+        return x if n == 0 else x[rng.integers(0, n, n)]
+    if isinstance(x, dict):
+        return {k: _resample_units(x[k], rng) for k in sorted(x)}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_resample_units(v, rng) for v in x)
+    return x
+
+
+def stratified_bootstrap_ci(groups: list, statistics: dict[str, Callable], *, n_boot: int = N_BOOT, level: float = LEVEL,
+                            seed: int = 0) -> dict[str, tuple[float, float]]:
+    """{name: (low, high)}: percentile intervals of mean over groups of statistic(group's raw values), every statistic on
+    the same two-stage resamples: the groups drawn with replacement (rng [seed, 0x5EED]; one group: itself), then the
+    units within each drawn group (rng seed; for one group scipy's order). A statistic that is NaN on a resample leaves
+    that resample out of its interval; no finite resample gives (nan, nan)."""
+    n = len(groups)
+    within = np.random.default_rng(seed)                   # draws of units within a group (scipy's order for one group)
+    across = np.random.default_rng([seed, 0x5EED])         # draws of groups
+    boot = {name: np.empty(n_boot) for name in statistics}
+    for b in range(n_boot):
+        chosen = across.integers(0, n, n) if n > 1 else np.zeros(1, int)
+        sums = dict.fromkeys(statistics, 0.0)
+        for j in chosen:
+            r = _resample_units(groups[j], within)
+            for name, fn in statistics.items():
+                sums[name] += float(fn(r))
+        for name in statistics:
+            boot[name][b] = sums[name] / n
+    q = [(1 - level) / 2, (1 + level) / 2]
+    out = {}
+    for name in statistics:
+        v = boot[name][np.isfinite(boot[name])]
+        lo, hi = (float(x) for x in np.quantile(v, q)) if len(v) else (float("nan"), float("nan"))
+        if len(v) and np.all(v == v[0]):   # no spread: the value, exactly
+            lo = hi = float(v[0])
+        out[name] = (lo, hi)
+    return out

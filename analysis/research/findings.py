@@ -15,6 +15,7 @@ never eval'd), pooling a metric across training seeds, and the per-seed result f
   paired), or dicts / lists of those (each array an independent stratum: episodes within one target, one agent's
   episodes); anything else (targets, data ranges) is passed through unchanged. With one seed the CI is the within-
   seed bootstrap (for a 1-D array and the mean, the same interval as `stats.bootstrap_ci` with the same seed).
+  The resampling is `stats.stratified_bootstrap_ci` (every interval comes from analysis/core/stats.py).
 - Seed files (`SEED_FORMAT`): one JSON file per training seed, `seed<k>.json`, holding every finding's raw values
   for that seed and the command that made them; `write_seed_file` / `read_seed_files`.
 """
@@ -32,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from analysis.core.stats import LEVEL, N_BOOT
+from analysis.core.stats import LEVEL, N_BOOT, stratified_bootstrap_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("id", "paper", "claim", "agents", "split", "metric", "secondary", "target", "rule")
@@ -347,17 +348,6 @@ def _leaves(x, path=()):
             yield from _leaves(v, path + (i,))
 
 
-def _resample(x, rng):
-    if isinstance(x, np.ndarray):
-        n = len(x)
-        return x if n == 0 else x[rng.integers(0, n, n)]
-    if isinstance(x, dict):
-        return {k: _resample(x[k], rng) for k in sorted(x)}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_resample(v, rng) for v in x)
-    return x
-
-
 def _default_metric(x) -> float:
     if isinstance(x, np.ndarray):
         return float(np.mean(x))
@@ -377,26 +367,11 @@ def pool_metrics(per_seed: dict, metrics: dict[str, Callable], *, seed: int = 0,
     raws = [per_seed[s] for s in seeds]
     point = {name: {s: float(fn(r)) for s, r in zip(seeds, raws)} for name, fn in metrics.items()}
     n = len(seeds)
-    within = np.random.default_rng(seed)                   # draws of units within a seed (scipy's order for one seed)
-    across = np.random.default_rng([seed, 0x5EED])         # draws of seeds
-    boot = {name: np.empty(n_boot) for name in metrics}
-    for b in range(n_boot):
-        chosen = across.integers(0, n, n) if n > 1 else np.zeros(1, int)
-        sums = dict.fromkeys(metrics, 0.0)
-        for j in chosen:
-            r = _resample(raws[j], within)
-            for name, fn in metrics.items():
-                sums[name] += float(fn(r))
-        for name in metrics:
-            boot[name][b] = sums[name] / n
-    q = [(1 - level) / 2, (1 + level) / 2]
+    cis = stratified_bootstrap_ci(raws, metrics, n_boot=n_boot, level=level, seed=seed)
     out = {}
     for name in metrics:
         est = float(np.mean(list(point[name].values())))
-        v = boot[name][np.isfinite(boot[name])]
-        lo, hi = (float(x) for x in np.quantile(v, q)) if len(v) else (float("nan"), float("nan"))
-        if math.isfinite(est) and len(v) and np.all(v == v[0]):   # no spread: the point, exactly
-            lo = hi = float(v[0])
+        lo, hi = cis[name]
         out[name] = {"estimate": est, "ci_low": lo, "ci_high": hi, "n_seeds": n, "per_seed": point[name]}
     return out
 
