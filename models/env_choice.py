@@ -158,27 +158,32 @@ def normalization_label(agent: Agent) -> str:
 
 
 def with_choices(agent: Agent, env: str | None = None, normalize_from=None, rtg_scale: float | None = None,
-                 raw_inputs: bool = False) -> Agent:
+                 raw_inputs: bool = False, *, source: str | None = None, name: str | None = None) -> Agent:
     """The headless choices of `cli.py evaluate|export` (--env ID, --normalize-from DATA, --raw-inputs,
     --rtg-scale X) applied to `agent`: the agent acts in `env` (a D4RL name like hopper-medium-v2 works too);
     states are normalised with the dataset at `normalize_from`'s mean and std (what HF's and CORL's training code
     did; HF imports carry none), or used raw; returns-to-go are divided by rtg_scale. The same twins, in the same
-    order, as Home's choices (ui.agents.agent_in_session), so a bundle's remake line gives the page's figure.
+    order, for Home's choices (ui.agents.agent_in_session calls this too), so a bundle's remake line gives the
+    page's figure. normalize_from is a dataset file, or a loaded Dataset (Home's selection) labelled `source` (no
+    file recorded); `name` is the agent's name in the sentences (default: the option that was given).
     One sentence (AgentError) for a contradiction or a choice the agent cannot take."""
     if normalize_from and raw_inputs:
         raise AgentError("--normalize-from and --raw-inputs contradict each other; give one of them.")
     if env:
-        agent = with_env(agent, env, name="--env")
+        agent = with_env(agent, env, name=name or "--env")
     if raw_inputs:
         agent = without_normalization(agent)
-    if normalize_from:
+    if normalize_from is not None and hasattr(normalize_from, "observations"):   # a loaded Dataset
+        mean, std = dataset_statistics(normalize_from)
+        agent = with_inputs(agent, mean, std, name=name or "--normalize-from", source=source)
+    elif normalize_from:
         from pathlib import Path
 
         from trajectories import load_dataset
 
         mean, std = dataset_statistics(load_dataset(normalize_from))
-        agent = with_inputs(agent, mean, std, name="--normalize-from", source=Path(normalize_from).name,
+        agent = with_inputs(agent, mean, std, name=name or "--normalize-from", source=source or Path(normalize_from).name,
                             path=normalize_from)
     if rtg_scale is not None:
-        agent = with_inputs(agent, rtg_scale=rtg_scale, name="--rtg-scale")
+        agent = with_inputs(agent, rtg_scale=rtg_scale, name=name or "--rtg-scale")
     return agent

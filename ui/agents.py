@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis.core.identity import agent_key, stamp_agent
 from models.errors import AgentError
-from models.report import AGENT_DIR
+from models.shipped import AGENT_DIR, shipped_agents
 from ui import local as local_files
 
 AGENT_UPLOAD_TYPES = ["zip", "pt", "pth", "pkl", "bin"]   # pickles are accepted only to be refused with a reason
@@ -28,9 +28,7 @@ def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agen
 
 
 def shipped_paths() -> dict[str, Path]:
-    if not AGENT_DIR.is_dir():
-        return {}
-    return {d.name: d for d in sorted(AGENT_DIR.iterdir()) if (d / "config.json").is_file()}
+    return shipped_agents()
 
 
 def uploaded_agents() -> dict:
@@ -94,7 +92,7 @@ def agent_in_session(name: str, agent, dataset_name: str | None):
     one this machine cannot make), normalising states as chosen there (an agent without statistics gets the
     selected dataset's by default, as its training code did), with the chosen return-to-go scale. A twin that
     shares the weights; the (shared, cached) agent itself never changes."""
-    from models.env_choice import dataset_statistics, with_env, with_inputs, without_normalization
+    from models.env_choice import with_choices
     from ui.data import all_datasets
 
     env = st.session_state.get("env") or st.query_params.get("env")
@@ -104,17 +102,12 @@ def agent_in_session(name: str, agent, dataset_name: str | None):
     twins = st.session_state.setdefault("agent_twins", {})
     if key in twins:
         return twins[key]
-    out = agent
-    try:
-        if env and env != NO_ENV and (not agent.config.env_id or getattr(agent, "notes", None)):
-            out = with_env(out, env, name=name)
-        if norm == RAW:
-            out = without_normalization(out)
-        elif norm and norm != STORED and norm in all_datasets():
-            mean, std = dataset_statistics(all_datasets()[norm])
-            out = with_inputs(out, mean, std, name=name, source=norm)
-        if scale and float(scale) != agent.config.rtg_scale:
-            out = with_inputs(out, rtg_scale=float(scale), name=name)
+    use_env = env and env != NO_ENV and (not agent.config.env_id or getattr(agent, "notes", None))
+    data = all_datasets()[norm] if norm not in (None, "", RAW, STORED) and norm in all_datasets() else None
+    new_scale = float(scale) if scale and float(scale) != agent.config.rtg_scale else None
+    try:   # the same twins, in the same order, as cli.py's --env / --raw-inputs / --normalize-from / --rtg-scale
+        out = with_choices(agent, env if use_env else None, data, new_scale, raw_inputs=norm == RAW, source=norm,
+                           name=name)
     except AgentError:
         out = agent   # Home says why; the pages run with the agent as loaded
     twins[key] = stamp_agent(out) if out is not agent else agent
