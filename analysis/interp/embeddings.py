@@ -116,9 +116,9 @@ def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None =
     was = agent.training
     agent.eval()
     try:
-        if kind == "dt":      # the model families define a step's hidden state differently (module docstring)
+        if agent.has("step_tokens"):   # the families define a step's hidden state differently (module docstring)
             return _dt_hidden(agent, dataset, steps, progress, batch_size)
-        if kind == "tt":
+        if agent.has("tokens"):
             return _tt_hidden(agent, dataset, steps, progress, batch_size // 4)
         if agent.has("recurrent"):
             return _gru_hidden(agent, dataset, steps, progress)

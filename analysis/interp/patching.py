@@ -115,7 +115,7 @@ class Readout:
 
 
 def check_dt(agent, what: str) -> None:
-    if getattr(agent, "kind", None) != "dt":
+    if not agent.has("step_tokens"):
         raise ValueError(f"{what} needs a Decision Transformer; this agent is a {getattr(agent, 'kind', type(agent).__name__)}.")
 
 
