@@ -46,8 +46,9 @@ class ExactAgent:
                          dataset={"return_min": 0, "return_max": 60})
 
     def has(self, capability: str) -> bool:
-        """What an agent of its kind can do (the real interface: analyses ask this, never the kind)."""
-        return capability in capabilities_of(self.kind)
+        """What an agent of its kind can do (the real interface: analyses ask this, never the kind), less attention:
+        a scripted stand-in has no attention maps to record."""
+        return capability in capabilities_of(self.kind) - {"attention"}
 
     def start_rollout(self, n, targets, sample=True, seed=0, use_cache=True, uniforms=None):
         class R(RolloutBase):

@@ -8,7 +8,6 @@ episode with its returns-to-go shifted and see how the predicted actions move.
 """
 from __future__ import annotations
 
-import inspect
 
 from dataclasses import dataclass
 
@@ -90,8 +89,7 @@ _RECORD = ("observations", "actions", "rewards")
 
 
 def _record(agent) -> tuple[str, ...]:
-    can = "record_attention" in inspect.signature(agent.start_rollout).parameters   # test doubles may not
-    return _RECORD + (("attention",) if can else ())
+    return _RECORD + (("attention",) if agent.has("step_tokens") and agent.has("attention") else ())
 
 
 def _to_sweep(ep: Episodes, targets, episodes, discrete, env_id, seed) -> Sweep:
