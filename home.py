@@ -58,7 +58,7 @@ def _inputs(agent_name: str, agent) -> None:
         _choose("Normalise states with", options, "norm",
                 current if current in options else (default if default in options else options[0]),
                 "Mean and standard deviation of every observation feature of the chosen dataset.")
-        if agent.kind == "dt":
+        if agent.has("return_conditioned"):
             scales = st.session_state.setdefault("rtg_scales", {})   # per agent: each has its own
             scale = st.number_input("Return-to-go scale", min_value=1e-6, value=float(scales.get(agent_name, agent.config.rtg_scale)),
                                     format="%g", key=f"rtg_scale_{agent_name}",

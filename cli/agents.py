@@ -91,7 +91,7 @@ def cmd_evaluate(args) -> dict:
     torch.set_num_threads(args.threads)
     agent = _with_env(load_agent(args.agent), args.env, args.normalize_from, args.rtg_scale, args.raw_inputs)
     targets = _parse_targets(args.target_returns) if args.target_returns else None
-    if targets and agent.kind != "dt":
+    if targets and not agent.has("return_conditioned"):
         print(f"note: a {agent.kind} agent is not return-conditioned; --target-returns is ignored.", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -177,7 +177,7 @@ def cmd_make_agents(args) -> dict:
         r = SAMPLE_AGENTS[name]
         ds = load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
         agent = _train_recipe(name, args.seed, progress=not args.json, ds=ds)
-        if r["kind"] != "dynamics":
+        if agent.has("acts"):
             results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
             agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}
         else:

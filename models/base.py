@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Mapping, Protocol
+from typing import Mapping, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,6 +30,11 @@ CAPABILITIES = {
     "return_conditioned": "is asked for a return-to-go (DT)",
     "recurrent": "carries a recurrent state over the whole episode (GRU)",
     "acts": "can act in an environment (start_rollout)",
+    "step_tokens": "reads its history as return-to-go, state and action tokens per step in a window of its last K "
+                   "steps (DT): analyses truncate, shift, patch and attribute those tokens",
+    "markov": "acts on the current observation alone (MLP: a Markov policy, K = 1)",
+    "partial_forward": "computes part of its forward exactly (DT: run_with_cache(last_state_only=True), run_suffix, "
+                       "keys_values): analyses may run only what an output reads or a patch changes",
 }
 
 
@@ -67,14 +72,56 @@ class AgentConfig:
         return cls(**d)
 
 
+@runtime_checkable
 class Rollout(Protocol):
-    """A batch of B environments acted in together, one episode each, all starting at t = 0."""
+    """A batch of B environments acted in together, one episode each, all starting at t = 0: what
+    `Agent.start_rollout` returns and every caller uses (models/rollout.py's loop, live play, the player, videos).
+    DTRollout (models/dt_rollout.py), the MLP's and GRU's (models/baselines.py) and TTRollout (models/tt_planner.py)
+    conform; tests/test_capabilities.py checks each shipped family's."""
+
+    attention: np.ndarray | None   # after act(), with record_attention: [B, n_layer, n_head, K, 3]; else None
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, obs_dim] (raw, unnormalised) -> actions [B] int64 (discrete) or [B, act_dim] float32."""
 
     def observe(self, rewards: np.ndarray) -> None:
         """The rewards [B] the last actions earned (DT lowers its return-to-go by them)."""
+
+    def take(self, actions) -> None:
+        """After act(): the envs took `actions` [B] (env units) instead (live play: the user acts); the next step
+        reads them as the agent's own."""
+
+    def policy(self) -> np.ndarray:
+        """What the last act() proposed: action probabilities [B, n_actions] (discrete) or the action [B, act_dim]
+        in env units (continuous)."""
+
+    def value(self) -> np.ndarray | None:
+        """[B] the value the agent predicts at the current step (raw return units); None without a value."""
+
+    def skip_done(self, done: np.ndarray) -> None:
+        """done [B] bool: those envs' episodes have ended; the rollout may stop computing for them."""
+
+
+ROLLOUT_METHODS = ("act", "observe", "take", "policy", "value", "skip_done")
+
+
+class RolloutBase:
+    """Defaults for a Rollout: no recorded attention, no value, skip_done a no-op. take() and policy() say what
+    the rollout lacks (each family's rollout defines them)."""
+
+    attention = None
+
+    def take(self, actions) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot take other actions.")
+
+    def policy(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} proposes no policy.")
+
+    def value(self) -> np.ndarray | None:
+        return None
+
+    def skip_done(self, done: np.ndarray) -> None:
+        pass
 
 
 class Agent(nn.Module):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import ActivationRun
-from .base import Agent, AgentConfig, inference
+from .base import Agent, AgentConfig, RolloutBase, inference
 from .hparams import resolve
 from .windows import TrainingData, sample_windows
 
@@ -78,7 +78,7 @@ class MLPPolicy(_ActionHead, Agent):
       head.out     [..., n_actions | act_dim]  the output layer: logits, or actions before tanh
     """
 
-    capabilities = frozenset({"action", "acts"})
+    capabilities = frozenset({"action", "acts", "markov"})
 
     def __init__(self, config: AgentConfig):
         config = replace(config, hparams=resolve("mlp", config.hparams))   # every default into config.json
@@ -107,7 +107,7 @@ class MLPPolicy(_ActionHead, Agent):
         return _MLPRollout(self, sample, seed)
 
 
-class _PolicyReadout:
+class _PolicyReadout(RolloutBase):
     """What the last act() proposed, and live play's take(): the envs took other actions (DTRollout has the same)."""
 
     last = None   # the action head's output of the last act() [B, out]

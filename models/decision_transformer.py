@@ -88,7 +88,7 @@ class DecisionTransformer(Agent):
     """
 
     capabilities = frozenset({"action", "return", "value", "state", "attention", "kv_cache", "return_conditioned",
-                              "acts"})
+                              "acts", "step_tokens", "partial_forward"})
 
     def __init__(self, config: AgentConfig):
         cfg = DTConfig.build(config)

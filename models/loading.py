@@ -30,6 +30,23 @@ def agent_class(kind: str):
     return classes[kind]
 
 
+def capabilities_of(kind) -> frozenset:
+    """What an agent of this on-disk kind can do (models.base.CAPABILITIES), from its class alone (nothing built):
+    for callers that read a config.json without loading it. An unknown kind can do nothing."""
+    try:
+        return agent_class(kind).capabilities
+    except AgentError:
+        return frozenset()
+
+
+def kinds_with(needs) -> list[str]:
+    """The model families (on-disk kinds, in the registry's order) whose agents have every capability in `needs`:
+    what a page that needs them names to its users."""
+    from .config_check import KINDS
+
+    return [k for k in KINDS if set(needs) <= capabilities_of(k)]
+
+
 def build_meta(config: AgentConfig, name: str, cls=None) -> Agent:
     """The model a config describes, built on the meta device (no memory), its size checked against
     limits().agent_params. Any failure to build is one sentence."""

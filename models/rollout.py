@@ -153,18 +153,17 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
     if context is not None:
         options["context"] = context
     if interventions:
-        if agent.kind != "dt":
+        if not agent.has("step_tokens"):
             raise AgentError(f"interventions in a rollout need a Decision Transformer; this agent is a {agent.kind}.")
         options["interventions"] = interventions
     if "attention" in record:
-        if agent.kind != "dt":
+        if not (agent.has("step_tokens") and agent.has("attention")):
             raise AgentError(f"recording attention needs a Decision Transformer; this agent is a {agent.kind}.")
         options["record_attention"] = True
     vec = envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
     try:
         obs, _ = vec.reset(seed=seed if env_seeds is None else [int(s) for s in env_seeds])
         ro = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed, **options)
-        skip_done = getattr(ro, "skip_done", None)
         rec = _Recorder(record, n_envs, steps, int(np.prod(obs.shape[1:])), agent) if record else None
         returns = np.zeros(n_envs)
         lengths = np.zeros(n_envs, np.int64)
@@ -175,7 +174,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
             ro.observe(rewards)
             live = ~done
             if rec is not None:
-                rec.add(t, live, obs.reshape(n_envs, -1), actions, rewards, getattr(ro, "attention", None))
+                rec.add(t, live, obs.reshape(n_envs, -1), actions, rewards, ro.attention)
             returns += np.where(done, 0.0, rewards)   # envs past their episode end are autoreset: ignored
             lengths[live] = t + 1
             done |= np.asarray(term | trunc, bool)
@@ -184,8 +183,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
                 progress(float(done.mean()), f"step {t + 1}: {int(done.sum())}/{n_envs} episodes finished")
             if done.all():
                 break
-            if skip_done is not None:
-                skip_done(done)
+            ro.skip_done(done)
     finally:
         vec.close()
     S = int(lengths.max()) if n_envs else 0
@@ -228,10 +226,11 @@ def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, 
     return units) as (a one-episode trajectories.Dataset, with attention=True a DT's action-token attention as it
     acted [T, n_layer, n_head, K, 3] (oldest step first) else None, a DT's return-to-go as it was asked at each step
     (the target less the rewards before it) else None). The caller checks that the agent can act."""
-    dt = agent.kind == "dt"
+    dt = agent.has("return_conditioned")
     if dt and target_return is None:
         raise ValueError("a Decision Transformer's rollout needs a target return.")
-    record = ("observations", "actions", "rewards") + (("attention",) if attention and dt and agent.has("attention") else ())
+    record = ("observations", "actions", "rewards") + (
+        ("attention",) if attention and agent.has("step_tokens") and agent.has("attention") else ())
     ep = run_episodes(agent, 1, [float(target_return)] if dt else None, seed=seed, env_seeds=[int(env_seed)],
                       record=record, limit=limit)
     T = int(ep.lengths[0])

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import Agent, inference
+from .base import Agent, RolloutBase, inference
 
 PLAN_OPTIONS = ("beam_width", "horizon", "n_expand", "discount", "action_proposal", "action_cdf", "obs_decoding", "value_decoding",
                 "value_quantile")
@@ -311,9 +311,10 @@ class Decoder:
             self.cache = tuple((k[idx], v[idx]) for k, v in self.cache)
 
 
-class TTRollout:
+class TTRollout(RolloutBase):
     """Rollout protocol for TT: plan from the last K - H transitions and the current obs, act with the
-    plan's first action. The last plans stay readable in `plans` (for the dashboard)."""
+    plan's first action. The last plans stay readable in `plans` (for the dashboard); policy() and value() read
+    them, take() replaces the action the next plan reads."""
 
     def __init__(self, agent: Agent, n_envs: int, seed: int, options: dict, use_cache: bool = True):
         self.agent, self.n, self.options, self.use_cache = agent, n_envs, options, use_cache
@@ -343,3 +344,25 @@ class TTRollout:
 
     def observe(self, rewards: np.ndarray) -> None:
         self.rewards.append(np.asarray(rewards, np.float64).reshape(self.n))
+
+    def _last_plans(self, what: str) -> list:
+        if not self.plans:
+            raise ValueError(f"{what}() describes the last act(); call act() first.")
+        return self.plans
+
+    def take(self, actions) -> None:
+        """After act(): the envs took `actions` [B] (env units) instead; the next plans read them as the transition's."""
+        if not self.plans or len(self.actions) == len(self.rewards):
+            raise ValueError("take() replaces the action of the last act(); call act() first.")
+        self.actions[-1] = np.asarray(actions, np.float64).reshape(self.n, self.agent.act_dim)
+
+    def policy(self) -> np.ndarray:
+        """The planned first action: one-hot [B, n_actions] (discrete; the search chose it) or [B, act_dim] (env units)."""
+        first = np.stack([pl.first_action for pl in self._last_plans("policy")])
+        if self.agent.discrete:
+            return np.eye(int(self.agent.config.n_actions))[first.reshape(self.n).astype(np.int64)]
+        return first.astype(np.float32).reshape(self.n, self.agent.act_dim)
+
+    def value(self) -> np.ndarray:
+        """[B] the best plan's predicted discounted return-to-go from the current step (raw units)."""
+        return np.array([float(pl.values[0]) for pl in self._last_plans("value")])

@@ -187,6 +187,10 @@ def test_rollout_interventions_need_a_decision_transformer():
     class NotDT:
         kind, discrete = "mlp", True
         config = AgentConfig(kind="mlp", obs_dim=4, act_dim=1, discrete=True, n_actions=2, env_id="CartPole-v1")
+
+        def has(self, capability):
+            from models.loading import capabilities_of
+            return capability in capabilities_of(self.kind)
     with pytest.raises(AgentError, match="need a Decision Transformer"):
         run_episodes(NotDT(), 1, interventions={"blocks.0.mlp.out": lambda h: h})
 

@@ -379,10 +379,14 @@ def test_capabilities():
     tt, _ = make_tt()
     agents = {"dt": make_dt(), "tt": tt, "mlp": make_mlp(), "gru": make_gru(), "dynamics": make_dynamics()}
     table = {c: sorted(k for k, a in agents.items() if a.has(c)) for c in
-             ("action", "return", "value", "state", "attention", "kv_cache", "planning", "dynamics", "recurrent", "acts")}
+             ("action", "return", "value", "state", "attention", "kv_cache", "planning", "dynamics", "recurrent", "acts",
+              "tokens", "return_conditioned", "step_tokens", "markov", "partial_forward")}
     assert table == {"action": ["dt", "gru", "mlp"], "return": ["dt"], "value": ["dt", "tt"],
                      "state": ["dt", "dynamics", "tt"], "attention": ["dt", "tt"], "kv_cache": ["dt", "tt"],
                      "planning": ["tt"], "dynamics": ["dynamics", "tt"], "recurrent": ["gru"],
-                     "acts": ["dt", "gru", "mlp", "tt"]}
+                     "acts": ["dt", "gru", "mlp", "tt"], "tokens": ["tt"], "return_conditioned": ["dt"],
+                     "step_tokens": ["dt"], "markov": ["mlp"], "partial_forward": ["dt"]}
+    from models.base import CAPABILITIES
+    assert set(table) == set(CAPABILITIES)
     with pytest.raises(ValueError, match="unknown capability"):
         agents["dt"].has("memory")

@@ -74,7 +74,10 @@ def test_masked_window_equals_short_window(k20, masked_cartpole):
 
 
 class CopyPrevious(DecisionTransformer):
-    """Predicts the previous step's action when it can see it (K' >= 2), else action 0."""
+    """Predicts the previous step's action when it can see it (K' >= 2), else action 0. Its forward is its own, so it
+    declares no partial forwards (analyses then read its whole forward)."""
+
+    capabilities = DecisionTransformer.capabilities - {"partial_forward"}
 
     def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, **kw):
         B, L = states.shape[:2]

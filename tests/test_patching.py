@@ -236,10 +236,12 @@ def test_suffix_grid_with_left_padding_equals_naive(disc, banded):
         np.testing.assert_allclose(p.positions().patched, p.positions_naive().patched, rtol=1e-5, atol=1e-5)
 
 
-def test_a_subclass_with_its_own_forward_takes_the_batched_path(disc):
+def test_an_agent_without_partial_forwards_takes_the_batched_path(disc):
     from analysis.interp.patching import uses_suffix
 
     class OwnForward(DecisionTransformer):
+        capabilities = DecisionTransformer.capabilities - {"partial_forward"}   # its forward is its own
+
         def forward(self, *args, **kw):
             return super().forward(*args, **kw)
 

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.research import reproduce as RP
 from analysis.research.reproduce import context_pomdp, mean_ci, ratio_ci, return_conditioning, spearman_ci, spearman_in_range
-from models.base import AgentConfig
+from models.base import AgentConfig, RolloutBase
 from test_sweeps import ENV, ExactAgent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ class StopAt(ExactAgent):
     def start_rollout(self, n, targets=None, sample=True, seed=0, use_cache=True, uniforms=None):
         k = self.k
 
-        class R:
+        class R(RolloutBase):
             t = 0
 
             def act(self, obs):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import envs
-from models.base import AgentConfig
+from models.base import AgentConfig, RolloutBase
 from models.decision_transformer import DecisionTransformer
 from models.errors import AgentError
+from models.loading import capabilities_of
 from models.rollout import Episodes, episode_limit, episode_uniforms, run_episodes, run_one_at_a_time
 
 
@@ -22,10 +23,13 @@ class Scripted:
     def __init__(self):
         self.shown, self.did, self.rewards = [], [], []
 
+    def has(self, capability: str) -> bool:
+        return capability in capabilities_of(self.kind)
+
     def start_rollout(self, n, targets=None, sample=True, seed=0):
         agent = self
 
-        class R:
+        class R(RolloutBase):
             def act(self, obs):
                 a = (obs[:, 2] > 0).astype(np.int64)
                 agent.shown.append(obs.copy())

@@ -8,9 +8,10 @@ from scipy.stats import spearmanr
 
 from analysis.core.inputs import receptive_field, step_windows, training_data
 from analysis.behaviour.sweeps import interval_estimates, iqm, rtg_shift_replay, rtg_sweep, rtg_sweep_naive, sweep_attention
-from models.base import AgentConfig
+from models.base import AgentConfig, RolloutBase
 from models.decision_transformer import DecisionTransformer
 from models.errors import AgentError
+from models.loading import capabilities_of
 from test_attention import episodes_dataset, make_dt
 
 ENV = "seqlens-test/Counter-v0"
@@ -44,8 +45,13 @@ class ExactAgent:
     config = AgentConfig(kind="dt", obs_dim=3, act_dim=1, discrete=True, n_actions=2, env_id=ENV, max_ep_len=100,
                          dataset={"return_min": 0, "return_max": 60})
 
+    def has(self, capability: str) -> bool:
+        """What an agent of its kind can do (the real interface: analyses ask this, never the kind), less attention:
+        a scripted stand-in has no attention maps to record."""
+        return capability in capabilities_of(self.kind) - {"attention"}
+
     def start_rollout(self, n, targets, sample=True, seed=0, use_cache=True, uniforms=None):
-        class R:
+        class R(RolloutBase):
             left = np.asarray(targets, float).copy()
 
             def act(self, obs):

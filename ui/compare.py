@@ -20,6 +20,7 @@ import streamlit as st
 
 from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_twin
 from models.errors import AgentError
+from models.loading import capabilities_of, kinds_with
 from ui.agents import agent_in_session, agent_names, agent_path, get_agent, shipped_paths
 from ui.page import Selection
 from ui.text import md_escape
@@ -38,7 +39,8 @@ def _facts(name: str):
         try:
             c = json.loads((path / "config.json").read_text())
             config = SimpleNamespace(n_actions=c.get("n_actions"), env_id=c.get("env_id"))
-            return SimpleNamespace(kind=c["kind"], obs_dim=int(c["obs_dim"]), act_dim=int(c["act_dim"]),
+            caps = capabilities_of(c["kind"])
+            return SimpleNamespace(kind=c["kind"], has=caps.__contains__, obs_dim=int(c["obs_dim"]), act_dim=int(c["act_dim"]),
                                    discrete=bool(c["discrete"]), config=config)
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -56,9 +58,9 @@ def _fits(sel: Selection, name: str) -> str | None:
     facts = _facts(name)
     if facts is None:
         return "it is not loaded in this session"
-    if sel.kinds and facts.kind not in sel.kinds:
+    if sel.needs and not all(facts.has(c) for c in sel.needs):
         return (f"it is a {KIND_NAMES.get(facts.kind, facts.kind)} and this page analyses "
-                f"{' or '.join(KIND_NAMES.get(k, k) + 's' for k in sel.kinds)}")
+                f"{' or '.join(KIND_NAMES.get(k, k) + 's' for k in kinds_with(sel.needs))}")
     try:
         check_dataset(facts, sel.dataset)
     except AgentError as e:
@@ -70,7 +72,7 @@ def what_fits(sel: Selection, offered: list[str]) -> str:
     """The sentence that says what can be compared here."""
     ds = sel.dataset
     acts = f"{ds.n_actions} discrete actions" if ds.discrete else f"{ds.act_dim}-d continuous actions"
-    kinds = f" ({' or '.join(KIND_NAMES.get(k, k) + 's' for k in sel.kinds)})" if sel.kinds else ""
+    kinds = f" ({' or '.join(KIND_NAMES.get(k, k) + 's' for k in kinds_with(sel.needs))})" if sel.needs else ""
     return (f"Compare with an agent{kinds} that reads {ds.obs_dim} observation features and {acts}; loaded here: "
             f"{', '.join(label(sel, v) for v in offered)}.")
 
@@ -152,4 +154,4 @@ def _second(sel: Selection, value: str) -> Selection:
         agent = agent_in_session(value, get_agent(value), sel.dataset_name)
         name, remake = value, agent_path(value)
     check_pair(sel.agent, agent, sel.dataset, sel.agent_name, name)
-    return Selection(name, agent, sel.dataset_name, sel.dataset, kinds=sel.kinds, remake=remake)
+    return Selection(name, agent, sel.dataset_name, sel.dataset, needs=sel.needs, remake=remake)

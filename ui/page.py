@@ -16,6 +16,7 @@ from analysis.core.cache import CACHE, SHARED, BusyError, cached, context
 from analysis.core.identity import agent_key, dataset_key
 from models.env_choice import normalization_label
 from models.errors import AgentError
+from models.loading import kinds_with
 from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
 from ui.text import md_escape
@@ -28,7 +29,7 @@ class Selection:
     dataset_name: str
     dataset: object
     key: str = ""   # cache key of the pair: content keys (never id(): freed ids are reused) and the names shown
-    kinds: tuple | None = None          # the agent kinds the page analyses (start's `kinds`)
+    needs: tuple | None = None          # the capabilities the page's agents must have (start's `needs`)
     other: "Selection | None" = None    # compare mode: the second agent on the same dataset (ui/compare.py)
     remake: str | None = None           # for a second agent: what `cli.py export --compare` names it (path, "randomized")
 
@@ -52,7 +53,9 @@ class Selection:
         return out
 
 
-def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selection:
+def start(title: str, intro: str, needs: tuple[str, ...] | None = None) -> Selection:
+    """The page's title and intro, and the chosen agent + dataset; `needs`: the capabilities (models.base.CAPABILITIES)
+    the agent must have for this page, or the page says which agents have them and stops."""
     st.set_page_config(page_title=f"seqlens · {title}", layout="wide")
     st.title(md_escape(title))
     st.markdown(intro)
@@ -64,10 +67,11 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     st.caption(f"Agent **{md_escape(agent_name)}** ({md_escape(agent.kind)}, K={md_escape(agent.context_length)}) on "
                f"dataset **{md_escape(dataset_name)}** ({ds.n_episodes:,} episodes); {md_escape(normalization_label(agent))}. "
                "Change them on the home page.")
-    if kinds and agent.kind not in kinds:
+    if needs and not all(agent.has(c) for c in needs):
         names = {"dt": "a Decision Transformer", "tt": "a Trajectory Transformer", "mlp": "an MLP policy",
-                 "gru": "a GRU policy", "dynamics": "a dynamics model"}
-        st.info(f"This page needs {md_escape(' or '.join(names[k] for k in kinds))}; **{md_escape(agent_name)}** is "
+                 "gru": "a GRU policy", "dynamics": "a dynamics model"}   # display names of the families
+        st.info(f"This page needs {md_escape(' or '.join(names[k] for k in kinds_with(needs)))}; "
+                f"**{md_escape(agent_name)}** is "
                 f"{md_escape(names.get(agent.kind, agent.kind))}. "
                 "Pick another agent on the home page (e.g. cartpole-dt).")
         st.stop()
@@ -78,7 +82,7 @@ def start(title: str, intro: str, kinds: tuple[str, ...] | None = None) -> Selec
     except AgentError as e:
         st.error(f"{md_escape(e)} Pick a matching agent or dataset on the home page.")
         st.stop()
-    return Selection(agent_name, agent, dataset_name, ds, kinds=kinds)
+    return Selection(agent_name, agent, dataset_name, ds, needs=needs)
 
 
 class _SessionOwner:

@@ -32,7 +32,7 @@ def _settings() -> dict:
                           "The agent names no environment; play one without its view.")
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key="live_seed", help="The environment's reset seed."))
     out = {"agent": agent_key(agent), "env": env_id, "seed": seed, "target": None, "sample": False}
-    if agent.kind == "dt":
+    if agent.has("return_conditioned"):
         from analysis.behaviour.sweeps import return_range
 
         hi = return_range(agent, sel.dataset)[1]

@@ -7,12 +7,12 @@ from ui.page import figure, start
 sel = start("Attention", "A Decision Transformer predicts each action from the hidden state of the current state "
             "token. These views show where that token's attention goes — to past returns-to-go, states or actions, "
             "and how many steps back — as the agent computes it while acting. Attention is where information *can* "
-            "flow, not proof that it matters: the Credit assignment page tests that.", kinds=("dt", "tt"))
+            "flow, not proof that it matters: the Credit assignment page tests that.", needs=("attention",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
 
-if agent.kind == "tt":
+if agent.has("tokens"):
     st.markdown("A Trajectory Transformer reads one token per dimension. The paper found some heads *Markovian* "
                 "(weight on the latest transition) and others *striated* (each dimension reading its own past).")
     n_layer, n_head = agent.n_layer, agent.n_head

@@ -13,7 +13,7 @@ sel = start("Return conditioning", "A Decision Transformer is told the return it
             "what returns mean, asking for more gets more — up to the best returns in its training data. This page "
             "runs the agent in its environment for a range of targets (all episodes in one batched run), and replays "
             "logged episodes with the return-to-go shifted, which needs no environment and works on uploads.",
-            kinds=("dt",))
+            needs=("return_conditioned",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []

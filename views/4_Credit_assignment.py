@@ -10,7 +10,7 @@ sel = start("Credit assignment", "Which parts of the history does a decision dep
             "predicts from the history (*value*, with the return-to-go hidden) — over every input token and "
             "feature of its context. Beside each map: the same map for a randomly re-initialised model (Adebayo et "
             "al. 2018). A map that looks alike for both says more about the input than about what the agent learned.",
-            kinds=("dt", "mlp", "gru"))
+            needs=("action",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 METHODS = {"ig": "Integrated gradients", "saliency": "Saliency (gradient)", "ablation": "Ablation (replace by baseline)"}
@@ -26,7 +26,7 @@ def views():
     length = int(ds.episode_lengths[episode])
     step = c2.slider("Step to explain", 0, length - 1, length - 1, key="attr_step",
                      help="Default: the episode's last step, where the final reward is earned.") if length > 1 else 0
-    targets = list(TARGETS) if agent.kind == "dt" else ["action"]
+    targets = [t for t in TARGETS if agent.has(t)]   # the outputs it predicts: action (+ return, value)
     target = c3.selectbox("Output", targets, format_func=TARGETS.get, key="attr_target")
     method = c4.selectbox("Method", list(METHODS), format_func=METHODS.get, key="attr_method")
     with st.spinner("Attributing (and the randomized model)…"):
@@ -38,7 +38,7 @@ def views():
 
 views()
 
-if agent.kind == "dt" and is_key_to_door(ds):
+if all(agent.has(t) for t in TARGETS) and is_key_to_door(ds):   # credit of all three outputs
     st.subheader("Key-to-Door: does the credit reach the key?")
     st.markdown("The key is picked up in phase 1 and only matters at the door in phase 3. In phase 3 the return-to-go "
                 "input already says whether the key was taken, so the *action* needs no memory; the *value* (return "

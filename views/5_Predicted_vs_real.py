@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from models.loading import capabilities_of
 from models.report import agent_rows
 from ui import compare, exports
 from ui.page import figure, start
@@ -10,7 +11,7 @@ sel = start("Predicted vs real", "A model that plans imagines the future. Feed i
             "chosen step and compare what it predicts with what the episode really did: per feature (predicted "
             "dashed), and as error by how far ahead it looks. A one-step dynamics model fed its own predictions "
             "compounds its errors; a sequence model conditions on the whole history. A Trajectory Transformer's "
-            "error cannot go below its quantization floor (dotted).", kinds=("tt", "dynamics", "dt"))
+            "error cannot go below its quantization floor (dotted).", needs=("state",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
@@ -31,9 +32,9 @@ def traces():
 
 traces()
 
-if agent.kind in ("tt", "dynamics"):
+if agent.has("dynamics"):
     st.subheader("Error by horizon")
-    same_env = [r["agent"] for r in agent_rows() if r["kind"] in ("tt", "dynamics") and r["agent"] != sel.agent_name
+    same_env = [r["agent"] for r in agent_rows() if "dynamics" in capabilities_of(r["kind"]) and r["agent"] != sel.agent_name
                 and r["environment"] == (agent.config.env_id or "—")]
     others = st.multiselect("Compare with shipped predictors", same_env, default=same_env[:1], key="pvr_others",
                             help="Other agents trained on the same environment: a one-step dynamics model against a "

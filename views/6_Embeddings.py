@@ -10,7 +10,7 @@ sel = start("Embeddings", "Every step of the dataset passes through the model; i
             "Transformer, the last layer at the state token that predicts the action) is projected to two "
             "dimensions. Colour by return-to-go, timestep, action or the episode's return to see what the model "
             "organises its memory around. PCA is instant; UMAP shows local structure and takes up to a minute "
-            "the first time (results are cached).", kinds=("dt", "tt", "mlp", "gru"))
+            "the first time (results are cached).", needs=("acts",))
 agent, ds = sel.agent, sel.dataset
 LABELS = {"rtg": "return-to-go", "timestep": "timestep", "action": "action", "episode_return": "episode return"}
 

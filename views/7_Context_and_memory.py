@@ -1,7 +1,7 @@
 """Context & memory: does a longer context beat the Markov assumption (K = 1)?"""
 import streamlit as st
 
-from analysis.behaviour.context import shipped_reference_kinds
+from analysis.behaviour.context import shipped_reference_capabilities
 from models.env_choice import can_act
 from ui import exports
 from ui.page import figure, start
@@ -12,13 +12,13 @@ sel = start("Context & memory", "The seeds' question: is a sequence model's gain
             "the logged actions (instant) and how much return it earns in the environment (a batched run), beside "
             "separately trained agents: an MLP that sees only the current observation, a GRU over the whole "
             "history, and DTs trained with other K. On velocity-masked tasks, K = 1 cannot know the velocities.",
-            kinds=("dt",))
+            needs=("step_tokens",))
 agent, ds = sel.agent, sel.dataset
 collected = []
 
 # A Markov reference comes from the shipped agents of the same environment; for any other agent (an import, an
 # upload) one is trained here on request only: ~1,000 steps take 5-15 s, too long for a first render.
-has_mlp = "mlp" in shipped_reference_kinds(agent)
+has_mlp = "markov" in shipped_reference_capabilities(agent)
 mlp_steps = 0
 if not has_mlp:
     c1, c2 = st.columns([3, 1])

@@ -14,7 +14,7 @@ sel = start("Circuits", "Attention shows where information *can* flow and gradie
             "differs between the two. **Direct logit attribution** splits one output into each head's and MLP's "
             "write to the residual stream; the **logit lens** reads the output head off every layer; **ablation** "
             "removes heads and MLPs and measures what is lost, on the data and in the environment.",
-            kinds=("dt", "tt"))
+            needs=("attention",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
@@ -144,7 +144,7 @@ def _dt():
             bar.empty()
 
 
-if agent.kind == "tt":
+if agent.has("tokens"):
     _tt()
 else:
     _dt()

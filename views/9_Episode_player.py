@@ -33,7 +33,7 @@ source = c0.selectbox("Source", ["data", "rollout"] if acts else ["data"], key="
 rollout, target = None, None
 if source == "rollout":
     seed = int(c1.number_input("Reset seed", 0, 2**31 - 1, 0, key="player_seed"))
-    if agent.kind == "dt":
+    if agent.has("return_conditioned"):
         from analysis.behaviour.sweeps import return_range
 
         target = float(c3.number_input("Target return", value=float(round(return_range(agent, ds)[1], 1)),

@@ -26,6 +26,7 @@ import torch
 from models.errors import AgentError
 from models.base import inference
 from models.checks import check_dataset
+from models.loading import capabilities_of
 from models.rollout import episode_limit, run_episodes
 from models.shipped import AGENT_DIR
 
@@ -41,7 +42,9 @@ class Reference:
     """A separately trained agent measured alongside (a horizontal line on the figures)."""
 
     name: str
-    kind: str
+    kind: str                    # its model family, for labels
+    return_conditioned: bool     # asked for the same target return as the agent measured
+    markov: bool                 # acts on the current observation alone (the Markov reference)
     context: int | None          # steps of history it was trained with (GRU: None = the whole episode)
     mean: float
     ci_low: float
@@ -71,7 +74,7 @@ class ContextReturns:
                  "episodes": self.episodes, "target_return": self.target_return, "reference": False}
                 for k, m, lo, hi in zip(self.contexts, self.mean, self.ci_low, self.ci_high)]
         rows += [{"model": r.name, "context": r.context, "mean_return": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                  "episodes": len(r.values), "target_return": self.target_return if r.kind == "dt" else None,
+                  "episodes": len(r.values), "target_return": self.target_return if r.return_conditioned else None,
                   "reference": True} for r in self.references]
         return pd.DataFrame(rows)
 
@@ -105,7 +108,7 @@ class ContextAccuracy:
 # helpers
 # ---------------------------------------------------------------------------------------------------
 def _check_dt(agent) -> None:
-    if agent.kind != "dt":
+    if not agent.has("step_tokens"):
         raise AgentError(f"context ablation truncates a Decision Transformer's history; got a {agent.kind} agent.")
 
 
@@ -162,9 +165,11 @@ def evaluate_reference(agent, name: str, episodes: int, seed: int, target_return
     """Mean return (bootstrap 95% CI) of a separately trained agent on the same reset seeds."""
     from analysis.behaviour.evaluate import evaluate
 
-    res = evaluate(agent, [target_return] if agent.kind == "dt" else None, episodes=episodes, seed=seed, progress=False)[0]
-    ctx = None if agent.kind == "gru" else agent.context_length
-    return Reference(name, agent.kind, ctx, res["mean_return"], res["ci_low"], res["ci_high"], np.asarray(res["returns"]))
+    res = evaluate(agent, [target_return] if agent.has("return_conditioned") else None, episodes=episodes, seed=seed,
+                   progress=False)[0]
+    ctx = None if agent.has("recurrent") else agent.context_length
+    return Reference(name, agent.kind, agent.has("return_conditioned"), agent.has("markov"), ctx, res["mean_return"],
+                     res["ci_low"], res["ci_high"], np.asarray(res["returns"]))
 
 
 def context_returns(agent, contexts=None, episodes: int = 8, target_return: float | None = None, seed: int = 0,
@@ -199,14 +204,14 @@ def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None
     episode's first step; MLP: the current observation."""
     with inference(agent):
         data = data if data is not None else training_data(agent, dataset)   # normalised once per agent, not per K
-        if agent.kind == "dt":
+        if agent.has("step_tokens"):
             ctx = int(context or receptive_field(agent))
             out = [last_step_outputs(agent, step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
                    for i in range(0, len(steps), batch_size)]
             return torch.cat(out)
-        if agent.kind == "mlp":
+        if agent.has("markov"):
             out = agent(torch.from_numpy(data.obs[steps]))
-        elif agent.kind == "gru":
+        elif agent.has("recurrent"):
             out = _gru_outputs(agent, data, steps, batch_size)
         else:
             raise AgentError(f"a {agent.kind} agent does not predict actions.")
@@ -258,8 +263,9 @@ def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: i
         check_dataset(ref, dataset)
         s = action_scores(ref, dataset, steps, policy_outputs(ref, dataset, steps))
         lo, hi = bootstrap_ci(s, seed=seed)
-        ctx = None if ref.kind == "gru" else ref.context_length
-        refs.append(Reference(ref_name, ref.kind, ctx, float(s.mean()), lo, hi, s))
+        ctx = None if ref.has("recurrent") else ref.context_length
+        refs.append(Reference(ref_name, ref.kind, ref.has("return_conditioned"), ref.has("markov"), ctx, float(s.mean()),
+                              lo, hi, s))
     cis = np.array(cis)
     return ContextAccuracy(_agent_name(agent, name), "accuracy" if agent.discrete else "mse", ks, np.array(vals),
                            cis[:, 0], cis[:, 1], agent.context_length, receptive_field(agent), len(steps), seed, refs)
@@ -270,21 +276,23 @@ def context_accuracy(agent, dataset, contexts=None, n_steps: int = 4000, seed: i
 # ---------------------------------------------------------------------------------------------------
 def _shipped_candidates(agent, root: Path) -> list[tuple[Path, dict]]:
     """(directory, config.json) of every shipped agent acting in the agent's environment with its observations,
-    dynamics models and TTs left out: read from config.json alone, nothing loaded."""
+    agents without an action head (dynamics models, TTs) left out: read from config.json alone, nothing loaded."""
     out = []
     for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []:
         try:
             c = json.loads((d / "config.json").read_text())
         except (OSError, ValueError):
             continue
-        if c.get("env_id") == agent.config.env_id and c.get("obs_dim") == agent.obs_dim and c.get("kind") not in ("dynamics", "tt"):
+        if c.get("env_id") == agent.config.env_id and c.get("obs_dim") == agent.obs_dim \
+                and "action" in capabilities_of(c.get("kind")):
             out.append((d, c))
     return out
 
 
-def shipped_reference_kinds(agent, root: Path = SHIPPED_AGENTS) -> set[str]:
-    """The kinds of shipped_references(agent), from the config.json files alone (nothing loaded)."""
-    return {c.get("kind") for _, c in _shipped_candidates(agent, root)}
+def shipped_reference_capabilities(agent, root: Path = SHIPPED_AGENTS) -> set[str]:
+    """What any of shipped_references(agent) can do (models.base.CAPABILITIES), from the config.json files alone
+    (nothing loaded)."""
+    return set().union(*(capabilities_of(c.get("kind")) for _, c in _shipped_candidates(agent, root)))
 
 
 def shipped_references(agent, exclude: str | None = None, root: Path = SHIPPED_AGENTS) -> dict:

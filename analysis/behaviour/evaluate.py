@@ -51,7 +51,7 @@ def evaluate(agent: Agent, target_returns=None, episodes: int = 10, seed: int = 
     """results: [{target_return, mean_return, std_return, ci_low, ci_high, episodes, returns}] per target."""
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}.")
-    targets = list(target_returns) if target_returns is not None and agent.kind == "dt" else [None]
+    targets = list(target_returns) if target_returns is not None and agent.has("return_conditioned") else [None]
     for msg in check_targets(agent, [t for t in targets if t is not None]):
         warnings.warn(msg, stacklevel=2)
     per_env = np.repeat(np.asarray([t if t is not None else np.nan for t in targets], float), episodes)

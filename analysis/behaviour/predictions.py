@@ -129,7 +129,7 @@ def tt_rollout(agent, dataset, starts: np.ndarray, horizon: int, context: int, t
 
 
 def _kind(agent) -> str:
-    return getattr(agent, "kind", None) or agent.config.kind
+    return agent.kind
 
 
 def model_label(agent) -> str:

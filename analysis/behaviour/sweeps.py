@@ -8,7 +8,6 @@ episode with its returns-to-go shifted and see how the predicted actions move.
 """
 from __future__ import annotations
 
-import inspect
 
 from dataclasses import dataclass
 
@@ -77,7 +76,7 @@ class Sweep:
 
 
 def _check(agent, env_id):
-    if agent.kind != "dt":
+    if not agent.has("return_conditioned"):
         raise AgentError(f"a return sweep needs a Decision Transformer; this agent is a {agent.kind}.")
     env_id = env_id or agent.config.env_id
     if not env_id:
@@ -91,8 +90,7 @@ _RECORD = ("observations", "actions", "rewards")
 
 
 def _record(agent) -> tuple[str, ...]:
-    can = "record_attention" in inspect.signature(agent.start_rollout).parameters   # test doubles may not
-    return _RECORD + (("attention",) if can else ())
+    return _RECORD + (("attention",) if agent.has("step_tokens") and agent.has("attention") else ())
 
 
 def _to_sweep(ep: Episodes, targets, episodes, discrete, env_id, seed) -> Sweep:
@@ -209,7 +207,7 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
     """The model's actions along logged episode `episode` with its R tokens shifted, as it computes them
     while acting (a native DT: one pass over the episode; an HF import: its K-step window per step, at
     `max_steps` evenly spaced steps of a longer episode: each window is a forward of its own)."""
-    if agent.kind != "dt":
+    if not agent.has("step_tokens"):
         raise AgentError(f"shifting the return-to-go needs a Decision Transformer; this agent is a {agent.kind}.")
     data = data if data is not None else training_data(agent, dataset)
     shifts = np.asarray(list(shifts), float)

@@ -74,20 +74,11 @@ def episode_steps(data: TrainingData, episode: int) -> np.ndarray:
     return np.arange(data.starts[episode], data.ends[episode])
 
 
-def native_dt_forward(agent) -> bool:
-    """Does the agent compute with DecisionTransformer's own forward? Then its shortcuts (run_with_cache
-    last_state_only, run_suffix) give the forward's numbers; a subclass with its own forward (a test double) must
-    be asked through that forward instead."""
-    from models.decision_transformer import DecisionTransformer
-
-    return getattr(type(agent), "forward", None) is DecisionTransformer.forward
-
-
 def last_step_outputs(agent, inputs: dict[str, torch.Tensor]):
     """A DT's outputs at each window's last s_t token only (action_preds and value_preds [B, 1, ...]), without
     the work nothing reads: the last a_t token and the last block for every other token (a third of a
     3-layer model). The same numbers as forward()[:, -1] up to float rounding."""
-    if not native_dt_forward(agent):   # a subclass with its own forward: ask it
+    if not agent.has("partial_forward"):   # no partial forward: the whole forward, its last step read
         out = agent(**inputs)
         out.action_preds, out.value_preds = out.action_preds[:, -1:], out.value_preds[:, -1:]
         return out

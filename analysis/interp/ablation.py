@@ -40,7 +40,7 @@ from models.checks import check_dataset
 from models.rollout import episode_limit, episode_uniforms, run_episodes
 
 from analysis.core.cache import cached, report, tee
-from analysis.core.inputs import (action_scores, default_target, native_dt_forward, receptive_field, step_windows,
+from analysis.core.inputs import (action_scores, default_target, receptive_field, step_windows,
                                   training_data)
 from analysis.interp.components import Estimate, build_interventions, difference, estimate, layout
 
@@ -126,9 +126,9 @@ def _check_dt(agent) -> None:
 def action_outputs(agent, inputs: dict, interventions: dict | None = None) -> torch.Tensor:
     """A DT's action output at each window's last step [B, ...] under `interventions` (None or {}: the plain
     numbers of analysis.core.inputs.last_step_outputs). Only what the last s_t token reads is computed."""
-    if native_dt_forward(agent):
+    if agent.has("partial_forward"):
         out, _ = agent.run_with_cache(inputs, [], interventions or None, last_state_only=True)
-    else:   # a subclass with its own forward: the full forward
+    else:   # no partial forward: the full forward
         out, _ = agent.run_with_cache(inputs, [], interventions or None)
     return out.action_preds[:, -1]
 

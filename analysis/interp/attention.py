@@ -19,7 +19,7 @@ import torch
 from models.base import inference
 from models.windows import gather_windows
 
-from analysis.core.inputs import episode_steps, native_dt_forward, receptive_field, step_windows, training_data
+from analysis.core.inputs import episode_steps, receptive_field, step_windows, training_data
 
 TOKEN_TYPES = ("return-to-go", "state", "action")
 _SHORT = ("R", "s", "a")
@@ -152,7 +152,7 @@ def _last_state_rows(agent, kw: dict, K: int) -> torch.Tensor:
     """[B, layers, heads, 3K] each layer's attention row of the last s_t token (query 3K - 2). Only what that
     token needs is computed (run_with_cache last_state_only: the last block for that token alone, no last a_t,
     whose key column stays 0 as the causal mask makes it)."""
-    if not native_dt_forward(agent):   # a subclass with its own forward: ask it
+    if not agent.has("partial_forward"):   # no partial forward: the whole forward's patterns
         return torch.stack([a[:, :, 3 * K - 2] for a in attention_patterns(agent, kw)], 1)
     _, cache = agent.run_with_cache(kw, names=PATTERNS, last_state_only=True)
     return torch.stack([torch.nn.functional.pad(cache[f"blocks.{i}.attn.pattern"][:, :, -1], (0, 1))

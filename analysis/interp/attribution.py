@@ -47,10 +47,10 @@ from captum.attr import FeatureAblation, IntegratedGradients, Saliency
 from scipy.stats import spearmanr
 from torch import nn
 
-from models.base import gpt2_init, inference
+from models.base import Agent, gpt2_init, inference
 from models.windows import TrainingData
 
-from analysis.interp.attribution_adapters import MODALITIES, WRAP, model_inputs
+from analysis.interp.attribution_adapters import MODALITIES, adapter, model_inputs
 from analysis.interp.attribution_markers import episode_markers
 from analysis.interp.attribution_markers import KeyDoorSteps, is_key_to_door, key_door_steps  # noqa: F401 - re-exported (pages, tests)
 from analysis.core.inputs import training_data
@@ -229,7 +229,7 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     A Decision Transformer is rebuilt from its config, i.e. exactly its own initialisation."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if getattr(model, "kind", None) == "dt" and hasattr(model, "config"):
+        if isinstance(model, Agent) and model.has("step_tokens"):
             fresh = type(model)(model.config).to(next(model.parameters()).device)
         else:
             fresh = copy.deepcopy(model)
@@ -408,7 +408,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     rnd = None
     if randomized:
         rmodel = randomized_copy(agent, seed)
-        rmodel = WRAP[agent.kind](rmodel) if agent.kind in WRAP else rmodel
+        rmodel = adapter(agent)(rmodel)
         rnd = attribute_inputs(rmodel, inputs, target, method, baseline, index, modalities, n_steps=n_steps, **kwargs)
     episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
     results = []

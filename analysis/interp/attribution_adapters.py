@@ -53,7 +53,14 @@ class Recurrent(nn.Module):
         return SimpleNamespace(action_preds=out)
 
 
-WRAP = {"mlp": Markov, "gru": Recurrent}   # agent kind -> its adapter (a DT needs none)
+def adapter(agent):
+    """The wrapper that puts `agent` behind the DT signature: Markov for a policy on the current observation,
+    Recurrent for a recurrent one, none (the identity) for an agent that reads (R, s, a) step tokens itself."""
+    if agent.has("markov"):
+        return Markov
+    if agent.has("recurrent"):
+        return Recurrent
+    return lambda model: model
 
 
 def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
@@ -68,17 +75,17 @@ def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
         act_names = list(ds.act_names or [f"action_{i}" for i in range(agent.act_dim)])
     names = {"return-to-go": ["return-to-go"], "state": list(ds.obs_names), "action": act_names}
     # each model family reads its window differently (the wrappers put MLP / GRU behind the DT signature)
-    if agent.kind == "dt":
+    if agent.has("step_tokens"):
         w = gather_windows(data, episodes, abs_steps, agent.context_length)
         return agent, agent.window_inputs(w), MODALITIES, names, w["mask"], names["action"]
-    if agent.kind == "mlp":
+    if agent.has("markov"):
         w = gather_windows(data, episodes, abs_steps, 1)
         B = len(abs_steps)
         inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32),
                   "actions": torch.zeros(B, 1, 0), "returns_to_go": torch.zeros(B, 1, 1),
                   "timesteps": torch.as_tensor(w["timesteps"]), "attention_mask": torch.ones(B, 1, dtype=torch.long)}
         return Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
-    if agent.kind == "gru":   # the whole episode so far (one window at a time: prefixes differ in length)
+    if agent.has("recurrent"):   # the whole episode so far (one window at a time: prefixes differ in length)
         if len(abs_steps) != 1:
             raise ValueError("GRU attribution takes one step at a time.")
         K = int(abs_steps[0] - data.starts[episodes[0]] + 1)

@@ -114,9 +114,9 @@ def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None =
     steps = np.asarray(steps, np.int64)
     kind = agent.kind
     with inference(agent):
-        if kind == "dt":      # the model families define a step's hidden state differently (module docstring)
+        if agent.has("step_tokens"):   # the families define a step's hidden state differently (module docstring)
             return _dt_hidden(agent, dataset, steps, progress, batch_size)
-        if kind == "tt":
+        if agent.has("tokens"):
             return _tt_hidden(agent, dataset, steps, progress, batch_size // 4)
         if agent.has("recurrent"):
             return _gru_hidden(agent, dataset, steps, progress)

@@ -71,7 +71,7 @@ from models.base import inference
 
 from analysis.interp.attribution_markers import is_key_to_door, key_door_steps
 from analysis.core.cache import report
-from analysis.core.inputs import native_dt_forward, receptive_field, step_windows, training_data
+from analysis.core.inputs import receptive_field, step_windows, training_data
 
 OUTPUTS = ("action", "value", "return")
 CORRUPTIONS = ("episode", "rtg", "key")
@@ -117,7 +117,7 @@ class Readout:
 
 
 def check_dt(agent, what: str) -> None:
-    if getattr(agent, "kind", None) != "dt":
+    if not agent.has("step_tokens"):
         raise ValueError(f"{what} needs a Decision Transformer; this agent is a {getattr(agent, 'kind', type(agent).__name__)}.")
 
 
@@ -149,16 +149,14 @@ def readout(agent, output: str = "action", action: int | None = None, metric: st
 
 def uses_last_state(agent, out: Readout) -> bool:
     """Action and value read the last s_t token: compute only what it needs (DT.run_with_cache last_state_only),
-    unless a subclass brings its own forward."""
-    return out.output in ("action", "value") and native_dt_forward(agent)
+    where the agent computes partial forwards."""
+    return out.output in ("action", "value") and agent.has("partial_forward")
 
 
 def uses_suffix(agent) -> bool:
-    """The position grid may run only the blocks and tokens a patch changes (DecisionTransformer.run_suffix): a
-    Decision Transformer whose forward is the plain one (a subclass with its own forward takes the batched path)."""
-    from models.decision_transformer import DecisionTransformer
-
-    return native_dt_forward(agent) and type(agent).run_suffix is DecisionTransformer.run_suffix
+    """The position grid may run only the blocks and tokens a patch changes (DecisionTransformer.run_suffix): an agent
+    that computes partial forwards (others take the batched path)."""
+    return agent.has("partial_forward")
 
 
 def run(agent, inputs: dict, out: Readout, names=(), interventions=None, last_state: bool | None = None):

@@ -136,7 +136,7 @@ class LiveGame:
         self.attentions = []     # [K] the action token's attention per step back (0 = now) at each step asked
         self.rollout = None
         self.view = None
-        if self.agent is not None and self.agent.kind == "dt":
+        if self.agent is not None and self.agent.has("return_conditioned"):
             if target is None:
                 from analysis.behaviour.sweeps import return_range
 
@@ -241,9 +241,9 @@ class LiveGame:
         ro = self.rollout
         chosen = ro.act(self.observations[-1][None].astype(np.float32))[0]
         attention = None
-        if getattr(ro, "attention", None) is not None:
+        if ro.attention is not None:
             attention = ro.attention[0].mean((0, 1))[::-1].astype(np.float64)   # [K, 3], now first
-        value = float(ro.value()[0]) if self.agent.kind == "dt" and self.agent.has("value") else None
+        value = float(ro.value()[0]) if self.agent.has("value") else None
         self.view = AgentView(ro.policy()[0].astype(np.float64), np.asarray(chosen), value, attention)
         self.track.append((self.rtg, np.nan if value is None else value))
         self.attentions.append(None if attention is None else attention.sum(-1))   # [K] per step back, for clip()

@@ -168,7 +168,7 @@ def _drawn_frames(one, height: int | None, max_frames, max_bytes, start: int = 0
 # ---- the agent at each step --------------------------------------------------------------------------------
 def _attention(agent, one, steps: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     """[n, K, 3]: the action token's attention per step back and token type, layers and heads averaged."""
-    if agent.kind != "dt" or not agent.has("attention"):
+    if not (agent.has("step_tokens") and agent.has("attention")):   # per step back and token type (R, s, a)
         return None, None
     if steps.max() + 1 > MAX_ATTENTION_STEPS:
         return None, (f"The attention panel is left out: the agent's attention at step {int(steps.max())} takes a "
@@ -289,7 +289,7 @@ def _rolled_out(agent, seed: int, target):
     if agent.has("planning"):
         raise PlayerError("a Trajectory Transformer plans by beam search at every step (seconds a step), too slow to "
                           "roll out here; play a dataset episode, or roll it out with `cli.py evaluate`.")
-    if agent.kind == "dt" and target is None:
+    if agent.has("return_conditioned") and target is None:
         from analysis.behaviour.sweeps import return_range
 
         try:
@@ -383,10 +383,10 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
                       prediction, notes, imagined)
     if agent is None:
         return data
-    if agent.kind == "tt":
+    if agent.has("tokens"):
         notes.append("A Trajectory Transformer reads one token per dimension: its attention is on the Attention page; "
                      "credit (captum) covers Decision Transformers, MLP and GRU policies.")
-    elif agent.kind == "dynamics":
+    elif not agent.has("acts"):
         notes.append("A dynamics model has no attention and takes no actions: it shows its predictions only.")
     report(1.0, "done")
     return data

@@ -237,7 +237,7 @@ def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targe
 # ---- 2. context vs the Markov assumption -------------------------------------------------------------------
 # raw per seed: {"k20": returns, "k1": returns, "gru": returns, "mlp": returns} (episodes; agents independent)
 def _returns(agent, episodes, seed, target):
-    res = evaluate(agent, [target] if agent.kind == "dt" else None, episodes=episodes, seed=seed, progress=False)[0]
+    res = evaluate(agent, [target] if agent.has("return_conditioned") else None, episodes=episodes, seed=seed, progress=False)[0]
     return np.asarray(res["returns"], float)
 
 

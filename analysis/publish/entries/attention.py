@@ -12,7 +12,7 @@ from analysis.publish.catalog import Figured, register
 
 
 def _dt_only(agent, what: str):
-    if agent.kind != "dt":
+    if not agent.has("step_tokens"):
         raise ValueError(f"{what} needs a Decision Transformer; this agent is a {agent.kind}.")
 
 
@@ -79,7 +79,7 @@ def make_attention_episode(agent, dataset, episode: int = 0, layer: int | None =
 
 
 def _tt(agent, dataset, n_windows, seed=0):
-    if agent.kind != "tt":
+    if not agent.has("tokens"):
         raise ValueError(f"attention by dimension needs a Trajectory Transformer; this agent is a {agent.kind}.")
     return tt_attention(agent, dataset, int(n_windows), seed)
 

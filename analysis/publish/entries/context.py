@@ -12,7 +12,7 @@ from analysis.publish.figures.text import plain
 
 def _references(agent, dataset, mlp_steps: int) -> dict:
     refs = shipped_references(agent)
-    if mlp_steps > 0 and dataset is not None and not any(r.kind == "mlp" for r in refs.values()):
+    if mlp_steps > 0 and dataset is not None and not any(r.has("markov") for r in refs.values()):
         refs[f"MLP (trained here, {mlp_steps} steps)"] = train_mlp_reference(dataset, mlp_steps)
     return refs
 

@@ -50,7 +50,7 @@ def _positive(name: str, value):
 def _attention(agent, one_episode, steps: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     """[m, K] the DT's action-token attention per step back at `steps` of a one-episode dataset (layers and heads
     averaged, token types summed), as it acts (analysis.interp.attention.steps_attention); None for other agents."""
-    if agent is None or agent.kind != "dt" or not agent.has("attention"):   # the DT's own context window
+    if agent is None or not (agent.has("step_tokens") and agent.has("attention")):   # the DT's own context window
         return None, None
     if steps.max() + 1 > MAX_ATTENTION_STEPS:
         return None, (f"The attention bar is left out: the agent's attention at step {int(steps.max())} takes a forward "
@@ -70,8 +70,8 @@ def _rollout(agent, episode: int, seed: int, target, stop):
     if not can_act(agent):
         raise VideoError("episode_video without a dataset rolls the agent out in its environment, and this agent names "
                          "none this machine can make; give a dataset (--data) or an environment (--env).")
-    dt = agent.kind == "dt"
-    if dt and target is None:
+    conditioned = agent.has("return_conditioned")
+    if conditioned and target is None:
         from analysis.behaviour.sweeps import return_range
 
         target = return_range(agent)[1]     # the best return of its training data
@@ -79,8 +79,8 @@ def _rollout(agent, episode: int, seed: int, target, stop):
     att = None
     if recorded is not None:   # [T, layers, heads, K, 3], oldest step first -> steps back, this step first
         att = recorded.mean((1, 2)).sum(-1)[:, ::-1].copy()
-    rtg = asked if dt else one.returns_to_go     # a DT's: the target left after each reward
-    return one, att, rtg, "return-to-go", float(target) if dt else None
+    rtg = asked if conditioned else one.returns_to_go     # a DT's: the target left after each reward
+    return one, att, rtg, "return-to-go", float(target) if conditioned else None
 
 
 def _imagine(agent, one, start: int, horizon: int):
