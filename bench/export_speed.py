@@ -8,10 +8,11 @@ differ by embedded metadata, so the check is the decoded image shape and a pixel
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.harness import row, timed
 
 
 def _figures(n: int) -> dict:
@@ -44,15 +45,14 @@ def _bench(quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ours_dir, naive_dir = Path(tmp, "ours"), Path(tmp, "naive")
         naive_dir.mkdir()
-        t0 = time.perf_counter()
-        ours = write_figures(figs, ours_dir, ("png",))
-        t1 = time.perf_counter()
-        for name, fig in figs.items():
-            fig.write_image(naive_dir / f"{name}.png", width=900, height=fig.layout.height or 450, scale=DEFAULT_SCALE)
-        t2 = time.perf_counter()
+        def naive():
+            for name, fig in figs.items():
+                fig.write_image(naive_dir / f"{name}.png", width=900, height=fig.layout.height or 450, scale=DEFAULT_SCALE)
+
+        ours_s, ours = timed(lambda: write_figures(figs, ours_dir, ("png",)))
+        naive_s, _ = timed(naive)
         same = all(np.array_equal(_pixels(p), _pixels(naive_dir / p.name)) for p in ours)
-    return {"baseline_s": round(t2 - t1, 3), "ours_s": round(t1 - t0, 3), "ratio": round((t2 - t1) / (t1 - t0), 2),
-            "same_results": bool(same), "figures": n}
+    return row(naive_s, ours_s, same, figures=n)
 
 
 BENCHMARKS = {"export_batch": _bench}

@@ -10,17 +10,16 @@ episode 1 at step 100; the output is the logit of the logged action. Every cell 
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.harness import one_thread, row, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bench(quick: bool) -> dict:
-    import torch
-
     from analysis.core.inputs import training_data
     from analysis.interp.patching import make_pair, patcher
     from models import load_agent
@@ -28,31 +27,19 @@ def _bench(quick: bool) -> dict:
     from models.shipped import AGENT_DIR
     from trajectories.samples import SAMPLE_DIR
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         agent = load_agent(AGENT_DIR / "cartpole-dt")
         ds = load_dataset(SAMPLE_DIR / "cartpole.npz")
         pair = make_pair(agent, ds, episode=0, step=100, corrupt="episode", corrupt_episode=1,
                          context=4 if quick else None, data=training_data(agent, ds))
         p = patcher(agent, pair, "action")
         p.positions()                               # warm-up
-        times = []
-        for _ in range(1 if quick else 3):
-            t0 = time.perf_counter()
-            ours = p.positions()
-            times.append(time.perf_counter() - t0)
-        t1 = time.perf_counter()
-        naive = p.positions_naive()
-        naive_s = time.perf_counter() - t1
-    finally:
-        torch.set_num_threads(threads)
-    ours_s = min(times)
+        ours_s, ours = timed(p.positions, repeat=1 if quick else 3)
+        naive_s, naive = timed(p.positions_naive)
     diff = float(np.abs(ours.patched - naive.patched).max())
-    return {"baseline_s": round(naive_s, 4), "ours_s": round(ours_s, 4), "ratio": round(naive_s / ours_s, 2),
-            "same_results": bool(np.allclose(ours.patched, naive.patched, rtol=1e-5, atol=1e-5)),
-            "window_steps": pair.steps, "cells": int(ours.patched.size), "cells_run": int(ours.computed.sum()),
-            "forwards": ours.forwards, "naive_forwards": naive.forwards, "max_abs_diff": diff}
+    return row(naive_s, ours_s, np.allclose(ours.patched, naive.patched, rtol=1e-5, atol=1e-5), digits=4,
+               window_steps=pair.steps, cells=int(ours.patched.size), cells_run=int(ours.computed.sum()),
+               forwards=ours.forwards, naive_forwards=naive.forwards, max_abs_diff=diff)
 
 
 BENCHMARKS = {"patching_grid": _bench}

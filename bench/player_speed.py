@@ -18,6 +18,8 @@ from unittest import mock
 
 import numpy as np
 
+from bench.harness import one_thread, row, timed
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 3.0
 
@@ -78,8 +80,6 @@ def same_data(a, b) -> tuple[bool, float]:
 
 
 def _bench(quick: bool) -> dict:
-    import torch
-
     from analysis.media import player
     from analysis.core.cache import CACHE
     from models import load_agent
@@ -87,9 +87,7 @@ def _bench(quick: bool) -> dict:
     from models.shipped import AGENT_DIR
     from trajectories.samples import SAMPLE_DIR
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         agent = load_agent(AGENT_DIR / "cartpole-dt")
         ds = load_dataset(SAMPLE_DIR / "cartpole.npz")
         lengths = ds.episode_lengths
@@ -102,23 +100,18 @@ def _bench(quick: bool) -> dict:
         ours_s, naive_s, model_s, frames_s = [], [], [], []
         for _ in range(1 if quick else 2):
             CACHE.clear()
-            t0 = time.perf_counter()
-            ours = player.build(agent, ds, episode)
-            ours_s.append(time.perf_counter() - t0)
+            seconds, ours = timed(lambda: player.build(agent, ds, episode))
+            ours_s.append(seconds)
             CACHE.clear()
-            t0 = time.perf_counter()
-            naive, frames = serial_build(agent, ds, episode)
-            naive_s.append(time.perf_counter() - t0)
+            seconds, (naive, frames) = timed(lambda: serial_build(agent, ds, episode))
+            naive_s.append(seconds)
             frames_s.append(frames)
             model_s.append(naive_s[-1] - frames)
-    finally:
-        torch.set_num_threads(threads)
     same, diff = same_data(ours, naive)
     o, b = min(ours_s), min(naive_s)
-    return {"baseline_s": round(b, 3), "ours_s": round(o, 3), "ratio": round(b / o, 2), "same_results": same,
-            "steps": int(ours.n), "frames": len(ours.frames or []), "max_abs_diff": diff,
-            "serial_model_s": round(min(model_s), 3), "serial_frames_s": round(min(frames_s), 3),
-            f"under_{TARGET_S:g}s": bool(o < TARGET_S)}
+    return row(b, o, same, steps=int(ours.n), frames=len(ours.frames or []), max_abs_diff=diff,
+               serial_model_s=round(min(model_s), 3), serial_frames_s=round(min(frames_s), 3),
+               **{f"under_{TARGET_S:g}s": bool(o < TARGET_S)})
 
 
 BENCHMARKS = {"player_first_render": _bench}

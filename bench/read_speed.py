@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.harness import row
+
 ROOT = Path(__file__).resolve().parent.parent
 N, OBS_DIM, ACT_DIM, EP_LEN = 1_000_000, 17, 6, 1000
 
@@ -124,10 +126,9 @@ def _bench(fmt: str, ext: str, quick: bool) -> dict:
         ours = min((_run("ours", fmt, path, tmp / "ours.npy") for _ in range(repeats)), key=lambda r: r["seconds"])
         naive = min((_run("naive", fmt, path, tmp / "naive.npy") for _ in range(repeats)), key=lambda r: r["seconds"])
         same = bool(np.allclose(np.load(tmp / "ours.npy"), np.load(tmp / "naive.npy"), rtol=1e-5, atol=1e-3))
-    return {"baseline_s": round(naive["seconds"], 3), "ours_s": round(ours["seconds"], 3),
-            "ratio": round(naive["seconds"] / ours["seconds"], 1), "same_results": same, "n_transitions": n,
-            "memory_x_raw": round(ours["peak_increase_bytes"] / raw_bytes(n), 2),
-            "naive_memory_x_raw": round(naive["peak_increase_bytes"] / raw_bytes(n), 2)}
+    return row(naive["seconds"], ours["seconds"], same, ratio_digits=1, n_transitions=n,
+               memory_x_raw=round(ours["peak_increase_bytes"] / raw_bytes(n), 2),
+               naive_memory_x_raw=round(naive["peak_increase_bytes"] / raw_bytes(n), 2))
 
 
 BENCHMARKS = {

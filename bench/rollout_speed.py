@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from bench.harness import one_thread, row
+
 N_ENVS, STEPS, K, HIDDEN, N_LAYER = 32, 500, 20, 64, 3
 
 
@@ -48,22 +50,15 @@ def _rollout(model, n_envs: int, steps: int, use_cache: bool) -> tuple[float, np
 
 
 def _bench(quick: bool) -> dict:
-    import torch
-
     n_envs, steps = (4, 60) if quick else (N_ENVS, STEPS)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         model = _model()
         _rollout(model, n_envs, 5, True)   # warm-up: first-call allocations
         ours, a_ours = _rollout(model, n_envs, steps, True)
         naive, a_naive = _rollout(model, n_envs, steps, False)
-    finally:
-        torch.set_num_threads(threads)
-    return {"baseline_s": round(naive, 3), "ours_s": round(ours, 3), "ratio": round(naive / ours, 1),
-            "same_results": bool(np.array_equal(a_ours, a_naive)), "n_envs": n_envs, "steps": steps,
-            "context_length": K, "n_layer": N_LAYER, "hidden": HIDDEN, "torch_threads": 1,
-            "ms_per_step": round(1000 * ours / steps, 2), "naive_ms_per_step": round(1000 * naive / steps, 2)}
+    return row(naive, ours, np.array_equal(a_ours, a_naive), ratio_digits=1, n_envs=n_envs, steps=steps,
+               context_length=K, n_layer=N_LAYER, hidden=HIDDEN, torch_threads=1,
+               ms_per_step=round(1000 * ours / steps, 2), naive_ms_per_step=round(1000 * naive / steps, 2))
 
 
 BENCHMARKS = {"kv_cache_rollout": lambda quick=False: _bench(quick)}

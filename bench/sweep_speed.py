@@ -7,10 +7,11 @@ stream, so the episodes (returns, actions) must be identical.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.harness import one_thread, row, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = [25, 50, 100, 200, 300, 400, 450, 500]
@@ -18,28 +19,18 @@ EPISODES = 16
 
 
 def _bench(quick: bool) -> dict:
-    import torch
-
     from analysis.behaviour.sweeps import rtg_sweep, rtg_sweep_naive
     from models import load_agent
     from models.shipped import AGENT_DIR
 
     targets, episodes = ([25, 100], 2) if quick else (TARGETS, EPISODES)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         agent = load_agent(AGENT_DIR / "cartpole-dt")
-        t0 = time.perf_counter()
-        ours = rtg_sweep(agent, targets, episodes, seed=0)
-        t1 = time.perf_counter()
-        naive = rtg_sweep_naive(agent, targets, episodes, seed=0)
-        t2 = time.perf_counter()
-    finally:
-        torch.set_num_threads(threads)
+        ours_s, ours = timed(lambda: rtg_sweep(agent, targets, episodes, seed=0))
+        naive_s, naive = timed(lambda: rtg_sweep_naive(agent, targets, episodes, seed=0))
     same = bool(np.array_equal(ours.returns, naive.returns) and np.array_equal(ours.actions, naive.actions))
-    return {"baseline_s": round(t2 - t1, 3), "ours_s": round(t1 - t0, 3), "ratio": round((t2 - t1) / (t1 - t0), 2),
-            "same_results": same, "episodes": len(targets) * episodes, "steps": int(ours.lengths.sum()),
-            "mean_return_by_target": [round(float(x), 1) for x in ours.returns.mean(1)]}
+    return row(naive_s, ours_s, same, episodes=len(targets) * episodes, steps=int(ours.lengths.sum()),
+               mean_return_by_target=[round(float(x), 1) for x in ours.returns.mean(1)])
 
 
 BENCHMARKS = {"rtg_sweep": _bench}

@@ -8,11 +8,12 @@ on the shipped Pendulum sample data and the plan starts from a real context.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from bench.harness import one_thread, row, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = dict(hidden=128, n_layer=4, n_head=4, context=20, horizon=15, beam_width=32, n_expand=2, envs=1)
@@ -36,12 +37,8 @@ def _model(size: dict):
 def _bench(quick: bool) -> dict:
     # One intra-op thread for both sides: on a shared 2-core machine, OpenMP threads waiting for a
     # descheduled sibling cost milliseconds per op, which buries the per-token cost (30x measured).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _bench_sizes(QUICK if quick else FULL)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _bench_sizes(size: dict) -> dict:
@@ -56,20 +53,17 @@ def _bench_sizes(size: dict) -> dict:
     kw = dict(horizon=size["horizon"], beam_width=size["beam_width"], n_expand=size["n_expand"])
 
     def run(use_cache: bool):
-        t0 = time.perf_counter()
-        plans = model.plan_tokens(prefix, generator=torch.Generator().manual_seed(0), use_cache=use_cache, **kw)
-        return time.perf_counter() - t0, plans
+        return model.plan_tokens(prefix, generator=torch.Generator().manual_seed(0), use_cache=use_cache, **kw)
 
     run(True)  # warm-up: first calls pay for allocator and kernel setup
     repeats = 1 if size is QUICK else 2
-    ours, ours_plans = min((run(True) for _ in range(repeats)), key=lambda r: r[0])
-    naive, naive_plans = min((run(False) for _ in range(repeats)), key=lambda r: r[0])
+    ours, ours_plans = timed(lambda: run(True), repeat=repeats)
+    naive, naive_plans = timed(lambda: run(False), repeat=repeats)
     same = all(np.array_equal(a.tokens, b.tokens) and np.array_equal(a.first_action, b.first_action)
                for a, b in zip(ours_plans, naive_plans))
-    return {"baseline_s": round(naive, 3), "ours_s": round(ours, 3), "ratio": round(naive / ours, 1),
-            "same_results": bool(same), "beam_width": size["beam_width"], "horizon": size["horizon"],
-            "n_expand": size["n_expand"], "context_transitions": size["context"], "n_params": model.n_params,
-            "max_score_diff": float(max(abs(a.score - b.score) for a, b in zip(ours_plans, naive_plans)))}
+    return row(naive, ours, same, ratio_digits=1, beam_width=size["beam_width"], horizon=size["horizon"],
+               n_expand=size["n_expand"], context_transitions=size["context"], n_params=model.n_params,
+               max_score_diff=float(max(abs(a.score - b.score) for a, b in zip(ours_plans, naive_plans))))
 
 
 BENCHMARKS = {"tt_beam_kv_cache": lambda quick=False: _bench(quick)}

@@ -18,10 +18,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.harness import one_thread, row, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 N_POINTS = 20_000
@@ -46,8 +47,6 @@ print(json.dumps({{"seconds": dt}}))
 
 
 def hidden_states(n: int) -> np.ndarray:
-    import torch
-
     from analysis.interp.embeddings import hidden_states as hs
     from analysis.interp.embeddings import sample_steps
     from models import load_agent
@@ -55,14 +54,10 @@ def hidden_states(n: int) -> np.ndarray:
     from models.shipped import AGENT_DIR
     from trajectories.samples import SAMPLE_DIR
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         ds = load_dataset(SAMPLE_DIR / "masked-cartpole.npz")
         agent = load_agent(AGENT_DIR / "masked-cartpole-gru")
         return hs(agent, ds, sample_steps(ds, n, seed=0))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def knn_preserved(high: np.ndarray, low: np.ndarray, k: int = 10, n: int = 1000, seed: int = 0) -> float:
@@ -93,40 +88,33 @@ def _bench(quick: bool) -> dict:
         from analysis.interp.embeddings import umap_2d
 
         x = hidden_states(400)
-        t0 = time.perf_counter()
-        ours = umap_2d(x, seed=0)
-        ours_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        again = umap_2d(x, seed=0)
-        warm_s = time.perf_counter() - t0
+        ours_s, ours = timed(lambda: umap_2d(x, seed=0))
+        warm_s, again = timed(lambda: umap_2d(x, seed=0))
         import warnings
 
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            base = umap.UMAP(n_components=2, random_state=0).fit_transform(x)
-        base_s = time.perf_counter() - t0
+        def baseline():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return umap.UMAP(n_components=2, random_state=0).fit_transform(x)
+
+        base_s, base = timed(baseline)
         same = ours.shape == base.shape and bool(np.isfinite(ours).all() and np.isfinite(base).all()) and np.array_equal(ours, again)
-        return {"baseline_s": round(base_s, 3), "ours_s": round(ours_s, 3), "ratio": round(base_s / ours_s, 2),
-                "same_results": bool(same), "n_points": len(x), "ours_warm_s": round(warm_s, 3), "mode": "in-process (quick)"}
+        return row(base_s, ours_s, same, n_points=len(x), ours_warm_s=round(warm_s, 3), mode="in-process (quick)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
-        x = hidden_states(N_POINTS)
-        hidden_s = time.perf_counter() - t0
+        hidden_s, x = timed(lambda: hidden_states(N_POINTS))
         np.save(tmp / "hidden.npy", x)
         ours_cold, a = _child(tmp / "hidden.npy", tmp / "a.npy", True, tmp / "numba_ours")
         ours_warm, b = _child(tmp / "hidden.npy", tmp / "b.npy", True, tmp / "numba_ours")
         base_cold, c = _child(tmp / "hidden.npy", tmp / "c.npy", False, tmp / "numba_base")
         base_warm, _ = _child(tmp / "hidden.npy", tmp / "d.npy", False, tmp / "numba_base")
     same = a.shape == c.shape == (N_POINTS, 2) and bool(np.isfinite(a).all() and np.isfinite(c).all()) and np.array_equal(a, b)
-    return {"baseline_s": round(base_cold, 2), "ours_s": round(ours_cold, 2), "ratio": round(base_cold / ours_cold, 2),
-            "same_results": bool(same), "n_points": N_POINTS, "hidden_dim": int(x.shape[1]),
-            "ours_cold_s": round(ours_cold, 2), "ours_warm_s": round(ours_warm, 2),
-            "baseline_cold_s": round(base_cold, 2), "baseline_warm_s": round(base_warm, 2),
-            "warm_ratio": round(base_warm / ours_warm, 2), "target_cold_s": 60, "target_warm_s": 30,
-            "knn_preserved_ours": round(knn_preserved(x, a), 3), "knn_preserved_baseline": round(knn_preserved(x, c), 3),
-            "hidden_states_s": round(hidden_s, 2)}
+    return row(base_cold, ours_cold, same, digits=2, n_points=N_POINTS, hidden_dim=int(x.shape[1]),
+               ours_cold_s=round(ours_cold, 2), ours_warm_s=round(ours_warm, 2),
+               baseline_cold_s=round(base_cold, 2), baseline_warm_s=round(base_warm, 2),
+               warm_ratio=round(base_warm / ours_warm, 2), target_cold_s=60, target_warm_s=30,
+               knn_preserved_ours=round(knn_preserved(x, a), 3), knn_preserved_baseline=round(knn_preserved(x, c), 3),
+               hidden_states_s=round(hidden_s, 2))
 
 
 BENCHMARKS = {"umap_20k": lambda quick=False: _bench(quick)}

@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from bench.harness import row
+
 
 def _episode(quick: bool):
     from trajectories import load_dataset
@@ -90,9 +92,8 @@ def _bench(quick: bool) -> dict:
     a = iio.imread(ours, index=None, extension=".gif")
     b = iio.imread(naive, index=None, extension=".gif")
     same = a.shape[:3] == b.shape[:3] == (steps, H + panel_h, W)
-    return {"baseline_s": round(t3 - t2, 3), "ours_s": round(t1 - t0, 3), "ratio": round((t3 - t2) / (t1 - t0), 2),
-            "same_results": bool(same), "frames": int(a.shape[0]), "size": f"{a.shape[2]}x{a.shape[1]}",
-            "gif_mb": round(len(ours) / 1e6, 2)}
+    return row(t3 - t2, t1 - t0, same, frames=int(a.shape[0]), size=f"{a.shape[2]}x{a.shape[1]}",
+               gif_mb=round(len(ours) / 1e6, 2))
 
 
 BENCHMARKS = {"episode_video": _bench}
