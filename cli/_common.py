@@ -74,6 +74,14 @@ def sentences(*errors: type[Exception]):
     return wrap
 
 
+def chosen(only: str | None, known, what: str) -> list[str]:
+    """The names of `known` that `--only a,b` picks (all without it); none is a UserError naming what exists."""
+    names = [n for n in known if not only or n in only.split(",")]
+    if not names:
+        raise UserError(f"no {what} matches --only {only}; expected some of {', '.join(known)}.")
+    return names
+
+
 def _parse_pairs(items, flag: str) -> dict:
     """Repeated KEY=VALUE options; values are JSON where they parse (numbers, lists, null), else strings."""
     from analysis.publish.headless import ExportError, parse_pairs

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cli._common import UserError, _parse_pairs, _parse_targets, _with_env, add_commands
+from cli._common import UserError, _parse_pairs, chosen, _parse_targets, _with_env, add_commands
 from models.shipped import AGENT_DIR
 
 _INPUT_HELP = {   # the input choices evaluate and export share (models.env_choice.with_choices)
@@ -169,9 +169,7 @@ def cmd_make_agents(args) -> dict:
 
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
-    names = [n for n in SAMPLE_AGENTS if not args.only or n in args.only.split(",")]
-    if not names:
-        raise UserError(f"no shipped agent matches --only {args.only}; expected some of {', '.join(SAMPLE_AGENTS)}.")
+    names = chosen(args.only, SAMPLE_AGENTS, "shipped agent")
     done = []
     for name in names:
         r = SAMPLE_AGENTS[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cli._common import UserError, _text_histogram, add_commands
+from cli._common import UserError, _text_histogram, chosen, add_commands
 from trajectories.samples import SAMPLE_DIR
 
 
@@ -125,9 +125,7 @@ def cmd_make_samples(args) -> dict:
     from trajectories import save_dataset
 
     out_dir = Path(args.out_dir)
-    names = [n for n in SAMPLE_DATASETS if not args.only or n in args.only.split(",")]
-    if not names:
-        raise UserError(f"no shipped dataset matches --only {args.only}; expected some of {', '.join(SAMPLE_DATASETS)}.")
+    names = chosen(args.only, SAMPLE_DATASETS, "shipped dataset")
     written = []
     for alias in names:
         env_id, episodes, seed = SAMPLE_DATASETS[alias]

@@ -29,6 +29,31 @@ def zip_agent_dir(directory) -> bytes:
     return buf.getvalue()
 
 
+def page_texts(at) -> str:
+    """Everything an AppTest page would send: every element's protobuf as text (values, specs, messages)."""
+    out, stack = [], [at._tree]
+    while stack:
+        node = stack.pop()
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            stack.extend(children.values())
+    return "\n".join(out)
+
+
+@pytest.fixture
+def one_thread():
+    """torch at one thread for the test, the previous count restored after it."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tiny_discrete() -> Dataset:
     """Three hand-made episodes (lengths 3, 4, 2) with known returns 6, 4, -1."""

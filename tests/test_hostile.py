@@ -22,7 +22,7 @@ from models import load_agent, save_agent
 from trajectories import Dataset, load_dataset, save_dataset
 from trajectories.samples import sample_datasets
 
-from conftest import zip_agent_dir
+from conftest import page_texts, zip_agent_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "sample_data" / "agents"
@@ -35,18 +35,6 @@ def _app(page: str = "app.py") -> AppTest:
     return at
 
 
-def _texts(at: AppTest) -> str:
-    """Everything the page would send: every element's protobuf as text (values, specs, messages)."""
-    out, stack = [], [at._tree]
-    while stack:
-        node = stack.pop()
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            out.append(str(proto))
-        children = getattr(node, "children", None)
-        if isinstance(children, dict):
-            stack.extend(children.values())
-    return "\n".join(out)
 
 
 def _chart_bytes(at: AppTest) -> int:
@@ -97,7 +85,7 @@ def test_every_hostile_upload_is_one_sentence_and_the_session_keeps_its_choice(k
         assert at.session_state[select] == before, h["name"]
         assert f"upload: {path.name}" not in at.selectbox(key=f"{select}_select").options
         if h.get("secret"):   # neither as text on the page nor as the raw bytes of any array the session holds
-            text = _texts(at)
+            text = page_texts(at)
             for needle in (h["secret"], h["secret"][:12]):
                 assert needle.decode(errors="ignore") not in text, h["name"]
             for ds in at.session_state["uploaded_datasets"].values() if "uploaded_datasets" in at.session_state else []:

@@ -17,23 +17,12 @@ from streamlit.testing.v1 import AppTest
 from analysis.core.identity import agent_key, dataset_key, stamp_agent, stamp_dataset
 from models import load_agent
 from trajectories import Dataset, load_dataset
+from conftest import page_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "sample_data" / "agents"
 
 
-def _texts(at: AppTest) -> str:
-    """Everything the page would send: every element's protobuf as text (values, specs, messages)."""
-    out, stack = [], [at._tree]
-    while stack:
-        node = stack.pop()
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            out.append(str(proto))
-        children = getattr(node, "children", None)
-        if isinstance(children, dict):
-            stack.extend(children.values())
-    return "\n".join(out)
 
 
 # ---- item 4: content keys cover everything a page shows ------------------------------------------------------
@@ -64,9 +53,9 @@ def test_two_sessions_uploading_the_same_arrays_under_other_names_see_their_own_
 
     CACHE.clear()
     a = _session(SECRET, page)
-    assert SECRET[1] in _texts(a)               # the page shows the feature names (else this test shows nothing)
+    assert SECRET[1] in page_texts(a)               # the page shows the feature names (else this test shows nothing)
     b = _session(PUBLIC, page)                  # the same arrays, the same file name, other column names
-    shown = _texts(b)
+    shown = page_texts(b)
     assert PUBLIC[1] in shown
     assert not any(s in shown for s in SECRET), "session B was shown session A's names"
     del a, b

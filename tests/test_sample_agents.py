@@ -14,11 +14,8 @@ AGENTS = Path(__file__).resolve().parent.parent / "sample_data" / "agents"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """every test here at one torch thread (conftest's one_thread)"""
 
 
 def _results(name):
