@@ -107,7 +107,7 @@ def _parse_targets(text: str) -> list[float]:
 def _with_env(agent, env: str | None, normalize_from: str | None = None, rtg_scale: float | None = None,
               raw_inputs: bool = False):
     """--env, --normalize-from, --raw-inputs and --rtg-scale applied to `agent` (models.env_choice.with_choices:
-    the same twins, in the same order, as Home's choices); a contradiction or a choice the agent cannot take is
+    the same variants, in the same order, as Home's choices); a contradiction or a choice the agent cannot take is
     a UserError."""
     from models.env_choice import with_choices
     from models.errors import AgentError

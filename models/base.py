@@ -225,6 +225,11 @@ class Agent(nn.Module):
         """A training batch drawn from a models.windows.TrainingData (ARCHITECTURE.md, Conventions: how episodes are drawn)."""
         raise NotImplementedError
 
+    def prepare_training(self, data):
+        """The TrainingData `sample_batch` draws from during training, with whatever the family derives from it once
+        (the TT's tokens); the trainer calls it once per run. Nothing kept on the agent."""
+        return data
+
     def start_rollout(self, n_envs: int, target_returns: np.ndarray | None = None, sample: bool = True,
                       seed: int = 0) -> Rollout:
         """A Rollout for n_envs environments. target_returns [n_envs] in raw return units (DT only)."""

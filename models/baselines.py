@@ -16,7 +16,7 @@ from torch import nn
 
 from .activations import ActivationRun
 from .base import Agent, AgentConfig, RolloutBase, inference
-from .hparams import resolve
+from .hparams import DynamicsHparams, GRUHparams, MLPHparams, resolve
 from .windows import TrainingData, sample_windows
 
 
@@ -83,9 +83,9 @@ class MLPPolicy(_ActionHead, Agent):
     def __init__(self, config: AgentConfig):
         config = replace(config, hparams=resolve("mlp", config.hparams))   # every default into config.json
         super().__init__(config)
-        h = config.hparams
+        self.cfg = h = MLPHparams(**config.hparams)   # typed: what the model reads
         out = self._setup_actions(config)
-        self.net = _mlp(config.obs_dim, out, h["hidden"], h["n_layer"], h["dropout"])
+        self.net = _mlp(config.obs_dim, out, h.hidden, h.n_layer, h.dropout)
 
     def forward(self, obs: torch.Tensor, activations: ActivationRun | None = None) -> torch.Tensor:
         """Normalised observations [..., obs_dim] -> logits or pre-tanh actions. activations: the per-call
@@ -161,12 +161,12 @@ class GRUPolicy(_ActionHead, Agent):
     def __init__(self, config: AgentConfig):
         config = replace(config, hparams=resolve("gru", config.hparams))
         super().__init__(config)
-        h = config.hparams
+        self.cfg = h = GRUHparams(**config.hparams)
         out = self._setup_actions(config)
-        hidden = h["hidden"]
+        hidden = h.hidden
         self.act_in = config.n_actions if config.discrete else config.act_dim
         self.inp = nn.Linear(config.obs_dim + self.act_in, hidden)
-        self.gru = nn.GRU(hidden, hidden, num_layers=h["n_layer"], batch_first=True)
+        self.gru = nn.GRU(hidden, hidden, num_layers=h.n_layer, batch_first=True)
         self.head = nn.Linear(hidden, out)
 
     def prev_actions(self, actions: torch.Tensor) -> torch.Tensor:
@@ -191,7 +191,7 @@ class GRUPolicy(_ActionHead, Agent):
 
     def sample_batch(self, data: TrainingData, batch_size: int, rng: np.random.Generator) -> dict:
         episodes = rng.integers(0, len(data.starts), size=batch_size)
-        T = int(min((data.ends[episodes] - data.starts[episodes]).max(), self.config.hparams["max_train_len"]))
+        T = int(min((data.ends[episodes] - data.starts[episodes]).max(), self.cfg.max_train_len))
         idx = data.starts[episodes][:, None] + np.arange(T)[None, :]
         mask = idx < data.ends[episodes][:, None]
         idx = np.where(mask, idx, data.starts[episodes][:, None])
@@ -250,10 +250,10 @@ class DynamicsModel(_ActionHead, Agent):
     def __init__(self, config: AgentConfig):
         config = replace(config, hparams=resolve("dynamics", config.hparams))
         super().__init__(config)
-        h = config.hparams
+        self.cfg = h = DynamicsHparams(**config.hparams)
         self.act_in = config.n_actions if config.discrete else config.act_dim
-        self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h["hidden"], h["n_layer"])
-        self.register_buffer("reward_scale", torch.tensor(float(h["reward_scale"])), persistent=False)
+        self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h.hidden, h.n_layer)
+        self.register_buffer("reward_scale", torch.tensor(float(h.reward_scale)), persistent=False)
 
     def action_input(self, actions: torch.Tensor) -> torch.Tensor:
         """Raw actions -> what the network reads: one-hot (discrete) or mapped into [-1, 1] by the bounds."""

@@ -1,14 +1,14 @@
 """An environment for an agent that names none (HF / CORL imports, uploads) or names one this machine cannot
-make: which registered environments fit it, and a twin of the agent that acts in the chosen one.
+make: which registered environments fit it, and a variant of the agent that acts in the chosen one.
 
-The twin shares the agent's weights (nothing is copied, nothing of the original changes): a shared, cached
+The variant shares the agent's weights (nothing is copied, nothing of the original changes): a shared, cached
 agent stays as it is for every other session.
 
-Each twin records the choices that made it from the agent as loaded, in `input_choices(twin)` (the attribute
-`input_choices`, never part of the config, so a saved twin does not carry them): "env" (with_env),
+Each variant records the choices that made it from the agent as loaded, in `input_choices(variant)` (the attribute
+`input_choices`, never part of the config, so a saved variant does not carry them): "env" (with_env),
 "normalize_from" (the label shown on the pages) and "normalize_path" (the dataset file, where known),
 "raw_inputs" (without_normalization) and "rtg_scale". Bundles turn them into the `cli.py export` options that
-make the same twin from the checkpoint (analysis/publish/export.input_flags).
+make the same variant from the checkpoint (analysis/publish/export.input_flags).
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ _CHOICES_ATTR = "input_choices"
 
 
 def input_choices(agent) -> dict:
-    """What made this twin from the agent as loaded (see the module docstring); {} for an agent as loaded."""
+    """What made this variant from the agent as loaded (see the module docstring); {} for an agent as loaded."""
     return dict(getattr(agent, "__dict__", {}).get(_CHOICES_ATTR) or {})
 
 
-def _record(twin, parent, drop=(), **choices) -> None:
+def _record(variant, parent, drop=(), **choices) -> None:
     kept = {k: v for k, v in input_choices(parent).items() if k not in drop}
-    twin.__dict__[_CHOICES_ATTR] = {**kept, **choices}
+    variant.__dict__[_CHOICES_ATTR] = {**kept, **choices}
 
 
 def candidates() -> list[str]:
@@ -58,7 +58,7 @@ def fitting_envs(agent: Agent) -> list[str]:
 
 
 def with_env(agent: Agent, env_id: str, name: str = "the agent") -> Agent:
-    """A twin of `agent` acting in env_id (weights shared, config its own); one sentence if it does not fit."""
+    """A variant of `agent` acting in env_id (weights shared, config its own); one sentence if it does not fit."""
     import envs
 
     try:
@@ -72,12 +72,12 @@ def with_env(agent: Agent, env_id: str, name: str = "the agent") -> Agent:
         raise AgentError(str(e).replace("config.json's env_id", "the environment")) from None
     if notes:
         raise AgentError(notes[0])
-    twin = copy.copy(agent)
-    twin.__dict__["config"] = config
-    twin.__dict__.pop(_KEY_ATTR, None)   # its content differs (the config): its key is computed anew
-    twin.__dict__["notes"] = [n for n in getattr(agent, "notes", []) if "environment" not in n]
-    _record(twin, agent, env=env_id)
-    return twin
+    variant = copy.copy(agent)
+    variant.__dict__["config"] = config
+    variant.__dict__.pop(_KEY_ATTR, None)   # its content differs (the config): its key is computed anew
+    variant.__dict__["notes"] = [n for n in getattr(agent, "notes", []) if "environment" not in n]
+    _record(variant, agent, env=env_id)
+    return variant
 
 
 def can_act(agent: Agent) -> bool:
@@ -103,7 +103,7 @@ def dataset_statistics(dataset) -> tuple[list[float], list[float]]:
 
 def with_inputs(agent: Agent, state_mean=None, state_std=None, rtg_scale: float | None = None,
                 name: str = "the agent", source: str | None = None, path: str | None = None) -> Agent:
-    """A twin of `agent` that normalises states with (state_mean, state_std) and/or scales returns-to-go by
+    """A variant of `agent` that normalises states with (state_mean, state_std) and/or scales returns-to-go by
     rtg_scale; the weights are shared and the original is untouched. `source` names where the statistics came
     from (shown on the pages), `path` the dataset file they were computed from (for remake commands)."""
     changes = {}
@@ -122,29 +122,29 @@ def with_inputs(agent: Agent, state_mean=None, state_std=None, rtg_scale: float 
         changes["rtg_scale"] = float(rtg_scale)
     if not changes:
         return agent
-    twin = copy.copy(agent)
-    twin.__dict__["config"] = replace(agent.config, **changes)
-    twin.__dict__.pop(_KEY_ATTR, None)
-    if "state_mean" in changes:   # the twin's own buffer table: the original's tensors stay as they are
+    variant = copy.copy(agent)
+    variant.__dict__["config"] = replace(agent.config, **changes)
+    variant.__dict__.pop(_KEY_ATTR, None)
+    if "state_mean" in changes:   # the variant's own buffer table: the original's tensors stay as they are
         buffers = dict(agent._buffers)
         buffers["state_mean"] = torch.tensor(changes["state_mean"], dtype=torch.float32)
         buffers["state_std"] = torch.tensor(np.maximum(changes["state_std"], 1e-6), dtype=torch.float32)
-        twin.__dict__["_buffers"] = buffers
+        variant.__dict__["_buffers"] = buffers
     recorded = {}
     if "state_mean" in changes:
         recorded.update(normalize_from=source or "given statistics", normalize_path=str(path) if path else None)
     if "rtg_scale" in changes:
         recorded["rtg_scale"] = changes["rtg_scale"]
-    _record(twin, agent, drop=("raw_inputs",) if "state_mean" in changes else (), **recorded)
-    return twin
+    _record(variant, agent, drop=("raw_inputs",) if "state_mean" in changes else (), **recorded)
+    return variant
 
 
 def without_normalization(agent: Agent) -> Agent:
-    """A twin that reads raw observations (chosen explicitly by the user)."""
-    twin = with_inputs(agent, np.zeros(agent.obs_dim), np.ones(agent.obs_dim), source="raw")
-    twin.__dict__["config"] = replace(twin.config, state_mean=None, state_std=None)
-    _record(twin, agent, drop=("normalize_from", "normalize_path"), raw_inputs=True)
-    return twin
+    """A variant that reads raw observations (chosen explicitly by the user)."""
+    variant = with_inputs(agent, np.zeros(agent.obs_dim), np.ones(agent.obs_dim), source="raw")
+    variant.__dict__["config"] = replace(variant.config, state_mean=None, state_std=None)
+    _record(variant, agent, drop=("normalize_from", "normalize_path"), raw_inputs=True)
+    return variant
 
 
 def normalization_label(agent: Agent) -> str:
@@ -162,7 +162,7 @@ def with_choices(agent: Agent, env: str | None = None, normalize_from=None, rtg_
     """The headless choices of `cli.py evaluate|export` (--env ID, --normalize-from DATA, --raw-inputs,
     --rtg-scale X) applied to `agent`: the agent acts in `env` (a D4RL name like hopper-medium-v2 works too);
     states are normalised with the dataset at `normalize_from`'s mean and std (what HF's and CORL's training code
-    did; HF imports carry none), or used raw; returns-to-go are divided by rtg_scale. The same twins, in the same
+    did; HF imports carry none), or used raw; returns-to-go are divided by rtg_scale. The same variants, in the same
     order, for Home's choices (ui.agents.agent_in_session calls this too), so a bundle's remake line gives the
     page's figure. normalize_from is a dataset file, or a loaded Dataset (Home's selection) labelled `source` (no
     file recorded); `name` is the agent's name in the sentences (default: the option that was given).

@@ -67,7 +67,8 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
     config = make_config(kind, ds, context_length, hparams, rtg_scale, dataset_name)
     cls = agent_class(kind)
     agent = cls.for_dataset(config, ds) if hasattr(cls, "for_dataset") else cls(config)
-    data = TrainingData.build(ds, config.state_mean, config.state_std, config.rtg_scale, config.max_ep_len)
+    data = agent.prepare_training(TrainingData.build(ds, config.state_mean, config.state_std, config.rtg_scale,
+                                                     config.max_ep_len))
     run = DEFAULTS[kind]
     batch_size = batch_size or run.batch_size
     lr = lr or run.lr

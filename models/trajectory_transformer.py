@@ -13,7 +13,7 @@ decoding options). The methods below that plan or encode delegate to those modul
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -29,6 +29,14 @@ from .discretizer import QuantileDiscretizer
 from .hparams import defaults, resolve
 from .tt_planner import PLAN_OPTIONS, Plan, Prediction, TTRollout  # noqa: F401 - PLAN_OPTIONS re-exported
 from .tt_tokens import dataset_transitions, discounted_values  # noqa: F401 - re-exported
+from .windows import TrainingData
+
+
+@dataclass
+class TokenizedData(TrainingData):
+    """TrainingData with every step as TT tokens [N, D] (TrajectoryTransformer.prepare_training)."""
+
+    tokens: np.ndarray = None
 
 DEFAULTS = defaults("tt")   # models/hparams.py: TTHparams holds every default, with what each means
 
@@ -130,7 +138,6 @@ class TrajectoryTransformer(Agent):
         self.register_buffer("seen_bins", torch.tensor(self.discretizer.counts > 0), persistent=False)
         w = [1.0] * config.obs_dim + [float(cfg.action_weight)] * config.act_dim + [float(cfg.reward_weight), float(cfg.value_weight)]
         self.register_buffer("dim_weights", torch.tensor(w), persistent=False)
-        self._tokens_cache = None
         self.register_state_dict_post_hook(_to_disk)          # checkpoints keep their tensor names (_DISK_NAMES)
         self.register_load_state_dict_pre_hook(_from_disk)
 
@@ -262,15 +269,17 @@ class TrajectoryTransformer(Agent):
         return tt_tokens.tokenize(self.discretizer, dataset, self.cfg.discount)
 
     # ---- training --------------------------------------------------------------------------------
+    def prepare_training(self, data: TrainingData) -> "TokenizedData":
+        """The training set's tokens, made once per training run (sample_batch tokenizes a plain TrainingData per call)."""
+        return TokenizedData(**{f.name: getattr(data, f.name) for f in fields(data)}, tokens=self.tokenize(data.dataset))
+
     def sample_batch(self, data, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Episodes drawn uniformly, a window of K whole transitions starting at a uniformly drawn step.
 
         Past the episode's end a window holds stop tokens (terminated: the model learns to predict the
         stop) or pad tokens (truncated: left out of the loss)."""
         ds = data.dataset
-        if self._tokens_cache is None or self._tokens_cache[0] is not ds:
-            self._tokens_cache = (ds, self.tokenize(ds))
-        tokens = self._tokens_cache[1]
+        tokens = data.tokens if isinstance(data, TokenizedData) else self.tokenize(ds)
         K, D = self.context_length, self.D
         ep = rng.integers(0, len(data.starts), size=batch_size)
         starts, ends = data.starts[ep], data.ends[ep]

@@ -79,6 +79,7 @@ def fit(model, data, steps: int, rng, batch_size: int = 32, lr: float = 3e-3) ->
     """A bare AdamW loop over model.sample_batch / model.loss; returns each step's metrics."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     history = []
+    data = model.prepare_training(data)
     for _ in range(steps):
         loss, metrics = model.loss(model.sample_batch(data, batch_size, rng))
         opt.zero_grad()

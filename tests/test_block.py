@@ -118,9 +118,9 @@ def test_tt_checkpoints_keep_their_tensor_names(tmp_path):
     with torch.no_grad():
         assert torch.equal(back.eval()(tokens).logits, tt.eval()(tokens).logits)
     # the model's own names load too (a state dict taken from named_parameters)
-    twin, _ = make_tt()
-    twin.load_state_dict({n: p.detach() + 1 for n, p in tt.named_parameters()})
-    assert torch.equal(twin.blocks[0].attn.c_attn.weight, tt.blocks[0].attn.c_attn.weight + 1)
+    other, _ = make_tt()
+    other.load_state_dict({n: p.detach() + 1 for n, p in tt.named_parameters()})
+    assert torch.equal(other.blocks[0].attn.c_attn.weight, tt.blocks[0].attn.c_attn.weight + 1)
 
 
 def test_model_modules_import_one_way():

@@ -1,5 +1,5 @@
 """Compare mode (analysis/publish/compare_mode.py, ui/compare.py, cli.py export --compare): the same agent twice differs by exactly
-zero; the randomized twin differs, is deterministic by seed and is the model behind the attribution pages'
+zero; the randomized copy differs, is deterministic by seed and is the model behind the attribution pages'
 randomized baseline; the side-by-side figure has its panels on shared axes; the URL reproduces the choice; bundles and
 the CLI carry both agents; bad input is one sentence."""
 import io
@@ -14,7 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from analysis.publish import catalog
-from analysis.publish.compare_mode import DIFF, RANDOMIZED, CompareError, compare, randomized_twin, spec
+from analysis.publish.compare_mode import DIFF, RANDOMIZED, CompareError, compare, randomized_agent, spec
 from analysis.publish.export import manifest
 from analysis.core.identity import agent_key, stamp_agent
 from cli import build_parser, main
@@ -61,32 +61,32 @@ def test_the_same_agent_twice_differs_by_exactly_zero(dt, cartpole, name, params
     assert f.params == {**alone.params, "compare": "B"}
 
 
-def test_randomized_twin_differs_and_is_deterministic_by_seed(dt):
-    from analysis.publish import compare_mode as module
-    twin = randomized_twin(dt, 0)
-    assert randomized_twin(dt, 0) is twin                                   # one per agent and seed
-    assert twin.config == dt.config and agent_key(twin) != agent_key(dt)
-    a, b = dt.state_dict(), twin.state_dict()
+def test_randomized_agent_differs_and_is_deterministic_by_seed(dt):
+    from analysis.core.cache import OBJECTS
+    rnd = randomized_agent(dt, 0)
+    assert randomized_agent(dt, 0) is rnd                                   # one per agent and seed
+    assert rnd.config == dt.config and agent_key(rnd) != agent_key(dt)
+    a, b = dt.state_dict(), rnd.state_dict()
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
-    module._TWINS.clear()
-    again = randomized_twin(dt, 0)
-    assert again is not twin and agent_key(again) == agent_key(twin)
+    OBJECTS.drop("randomized_agent")
+    again = randomized_agent(dt, 0)
+    assert again is not rnd and agent_key(again) == agent_key(rnd)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in b.items())
-    assert agent_key(randomized_twin(dt, 1)) != agent_key(twin)
+    assert agent_key(randomized_agent(dt, 1)) != agent_key(rnd)
 
 
-def test_randomized_twin_is_the_attribution_baselines_model(dt, cartpole):
-    """The twin is the re-initialised model the Credit assignment page draws beside every map (same seed): its own
+def test_randomized_agent_is_the_attribution_baselines_model(dt, cartpole):
+    """The randomized copy is the re-initialised model the Credit assignment page draws beside every map (same seed): its own
     credit equals the first agent's randomized columns."""
     alone = catalog.make("attribution_timesteps", dt, cartpole, episode=0, step=20).data
-    twin = catalog.make("attribution_timesteps", randomized_twin(dt, 0), cartpole, episode=0, step=20).data
+    rnd = catalog.make("attribution_timesteps", randomized_agent(dt, 0), cartpole, episode=0, step=20).data
     for col in ("return-to-go", "state", "action", "step_share"):
-        np.testing.assert_allclose(twin[col], alone[f"randomized_{col}"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(rnd[col], alone[f"randomized_{col}"], rtol=1e-4, atol=1e-6)
 
 
 def test_side_by_side_panels_share_axes_and_colour_scale(dt, cartpole):
-    twin = randomized_twin(dt, 0)
-    f = compare("attention_map", dt, twin, cartpole, "cartpole-dt", "randomized twin", episode=3, step=25)
+    rnd = randomized_agent(dt, 0)
+    f = compare("attention_map", dt, rnd, cartpole, "cartpole-dt", "randomized copy", episode=3, step=25)
     lay = f.figure.layout
     (a0, a1), (b0, b1), (d0, d1) = lay.xaxis.domain, lay.xaxis2.domain, lay.xaxis3.domain
     assert 0 <= a0 < a1 < b0 < b1 < d0 < d1 <= 1                                 # three columns, left to right
@@ -97,21 +97,21 @@ def test_side_by_side_panels_share_axes_and_colour_scale(dt, cartpole):
     np.testing.assert_array_equal(np.asarray(hd.z), np.asarray(hb.z, float) - np.asarray(ha.z, float))
     assert np.abs(np.asarray(hd.z, float)).max() > 0.05                            # a randomized model looks elsewhere
     rows = f.data.set_index(["agent", "query", "key"])["weight"]
-    np.testing.assert_allclose(rows[DIFF], rows["randomized twin"] - rows["cartpole-dt"], atol=1e-7)
-    assert [a.text for a in lay.annotations][-3:] == ["<b>cartpole-dt</b>", "<b>randomized twin</b>", f"<b>{DIFF}</b>"]
+    np.testing.assert_allclose(rows[DIFF], rows["randomized copy"] - rows["cartpole-dt"], atol=1e-7)
+    assert [a.text for a in lay.annotations][-3:] == ["<b>cartpole-dt</b>", "<b>randomized copy</b>", f"<b>{DIFF}</b>"]
     # a figure where a difference means nothing: two panels, no difference rows
-    g = compare("rtg_shift_replay", dt, twin, cartpole, "A", "B", episode=0)
+    g = compare("rtg_shift_replay", dt, rnd, cartpole, "A", "B", episode=0)
     assert g.figure.layout.yaxis2.matches == "y" and "xaxis3" not in g.figure.layout.to_plotly_json()
     assert set(g.data["agent"]) == {"A", "B"} and g.params["shifts"] == catalog.make("rtg_shift_replay", dt, cartpole).params["shifts"]
 
 
 def test_overlay_draws_both_predictions_against_one_real_trace(dt, cartpole):
-    twin = randomized_twin(dt, 0)
-    f = compare("predicted_vs_real", dt, twin, cartpole, "A", "B", episode=0, start=10, horizon=10)
+    rnd = randomized_agent(dt, 0)
+    f = compare("predicted_vs_real", dt, rnd, cartpole, "A", "B", episode=0, start=10, horizon=10)
     names = [t.name for t in f.figure.data]
     assert names.count("logged") == 2 and "A · predicted" in names and "B · predicted" in names   # one per feature row
     assert "xaxis2" not in f.figure.layout.to_plotly_json() or f.figure.layout.xaxis2.domain[0] == 0
-    sweep = compare("rtg_sweep_returns", dt, twin, cartpole, "A", "B", targets=[25, 500], episodes=1)
+    sweep = compare("rtg_sweep_returns", dt, rnd, cartpole, "A", "B", targets=[25, 500], episodes=1)
     means = [t for t in sweep.figure.data if t.name in ("A · mean", "B · mean")]
     assert [list(t.x) for t in means] == [[25, 500], [25, 500]]                  # the same targets on one axis
     assert [t.name for t in sweep.figure.data].count("achieved = target") == 1
@@ -131,16 +131,16 @@ def test_bad_input_is_one_sentence(dt, cartpole):
 
 
 def test_manifest_names_both_agents_and_remakes_with_compare(dt, cartpole):
-    f = compare("attention_rollout", dt, randomized_twin(dt), cartpole, "cartpole-dt", "randomized twin of cartpole-dt",
+    f = compare("attention_rollout", dt, randomized_agent(dt), cartpole, "cartpole-dt", "randomized copy of cartpole-dt",
                 episode=3, step=25)
     m = manifest([f], dt, cartpole, "sample_data/agents/cartpole-dt", "sample_data/datasets/cartpole.npz",
-                 compare={"agent": randomized_twin(dt), "name": "randomized twin of cartpole-dt", "path": RANDOMIZED})
+                 compare={"agent": randomized_agent(dt), "name": "randomized copy of cartpole-dt", "path": RANDOMIZED})
     assert m["agent"]["path"] == "sample_data/agents/cartpole-dt" and m["compare"]["path"] == RANDOMIZED
-    assert m["compare"]["name"] == "randomized twin of cartpole-dt" and m["compare"]["randomized_from"]["seed"] == 0
+    assert m["compare"]["name"] == "randomized copy of cartpole-dt" and m["compare"]["randomized_from"]["seed"] == 0
     args = build_parser().parse_args(shlex.split(m["figures"][0]["remake"])[2:])
     assert args.compare == RANDOMIZED and args.agent == "sample_data/agents/cartpole-dt" and "compare=" not in str(args.param)
     upload = manifest([f], dt, cartpole, "sample_data/agents/cartpole-dt", None,
-                      compare={"agent": randomized_twin(dt), "name": "upload: mine", "path": None})
+                      compare={"agent": randomized_agent(dt), "name": "upload: mine", "path": None})
     assert "--compare 'upload: mine'" in upload["figures"][0]["remake"] and "has no file to name" in upload["compare"]["notes"][0]
 
 
@@ -150,13 +150,13 @@ def test_cli_export_compare_writes_both_agents_and_a_remake_line(tmp_path, capsy
             "--param", "episode=3", "--param", "step=25", "--out", str(out), "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["compare"] == RANDOMIZED and result["params"]["compare"] == "randomized twin of cartpole-dt"
+    assert result["compare"] == RANDOMIZED and result["params"]["compare"] == "randomized copy of cartpole-dt"
     z = zipfile.ZipFile(out)
     assert {"attention_steps_back.png", "attention_steps_back.csv", "manifest.json"} <= set(z.namelist())
     data = pd.read_csv(io.BytesIO(z.read("attention_steps_back.csv")))
-    assert list(data["agent"].unique()) == ["cartpole-dt", "randomized twin of cartpole-dt", DIFF]
+    assert list(data["agent"].unique()) == ["cartpole-dt", "randomized copy of cartpole-dt", DIFF]
     m = json.loads(z.read("manifest.json"))
-    assert m["compare"]["name"] == "randomized twin of cartpole-dt" and m["agent"]["path"].endswith("cartpole-dt")
+    assert m["compare"]["name"] == "randomized copy of cartpole-dt" and m["agent"]["path"].endswith("cartpole-dt")
     remake = shlex.split(m["figures"][0]["remake"])
     assert remake[remake.index("--compare") + 1] == RANDOMIZED
     csv = tmp_path / "again.csv"
@@ -201,10 +201,10 @@ def test_url_reproduces_the_compare_choice_on_the_attention_page(dt, cartpole):
 
     at = _page("2_Attention.py", {"compare": RANDOMIZED}, att_episode=3, att_step=25)
     box = at.selectbox(key="compare_select")
-    assert box.value == RANDOMIZED and box.options == ["nothing (this agent alone)", "randomized twin of cartpole-dt"]
-    assert any("Comparing with **randomized twin of cartpole-dt**" in c.value for c in at.caption)
+    assert box.value == RANDOMIZED and box.options == ["nothing (this agent alone)", "randomized copy of cartpole-dt"]
+    assert any("Comparing with **randomized copy of cartpole-dt**" in c.value for c in at.caption)
     page_map = _chart(at, 3)
-    want = compare("attention_map", dt, randomized_twin(dt), cartpole, "cartpole-dt", "randomized twin of cartpole-dt",
+    want = compare("attention_map", dt, randomized_agent(dt), cartpole, "cartpole-dt", "randomized copy of cartpole-dt",
                    episode=3, step=25, layer=2, head=None).figure
     assert len(page_map["data"]) == 3 and page_map["layout"]["yaxis2"]["matches"] == "y"
     for got, made in zip(page_map["data"], json.loads(want.to_json())["data"]):
@@ -218,7 +218,7 @@ def test_a_compare_choice_that_does_not_fit_is_a_warning_and_resets():
     assert [w.value for w in at.warning] == [
         "Cannot compare cartpole-dt with pendulum-tt: cartpole.npz has 4 observation features but the tt agent expects 3 "
         "(it was trained on Pendulum-v1). Compare with an agent (Decision Transformers or Trajectory Transformers) that "
-        "reads 4 observation features and 2 discrete actions; loaded here: randomized twin of cartpole-dt."]
+        "reads 4 observation features and 2 discrete actions; loaded here: randomized copy of cartpole-dt."]
     assert at.selectbox(key="compare_select").value == "" and "compare" not in at.query_params
     assert len(at.get("plotly_chart")) == 5 and len(_chart(at, 3)["data"]) == 1   # the first agent's figures, alone
 
@@ -227,7 +227,7 @@ def test_return_conditioning_compares_both_sweeps_on_one_axis():
     at = _page("3_Return_conditioning.py", sweep_episodes=1, sweep_targets="25, 500", compare=RANDOMIZED)
     sweep = _chart(at, 0)
     names = [t.get("name") for t in sweep["data"]]
-    assert {"cartpole-dt · mean", "randomized twin of cartpole-dt · mean"} <= set(names)
+    assert {"cartpole-dt · mean", "randomized copy of cartpole-dt · mean"} <= set(names)
     assert "xaxis2" not in sweep["layout"]
 
 
@@ -257,4 +257,4 @@ def test_an_uploaded_second_agent_keeps_the_comparison_in_the_session(dt, cartpo
     upload = Selection("upload: mine.zip", dt, "cartpole", cartpole)
     both = replace(a, other=upload, key="")
     assert not a.private and both.private and both.key != a.key                  # cached apart, dropped with the session
-    assert Selection("randomized twin of upload: mine.zip", randomized_twin(dt), "cartpole", cartpole).private
+    assert Selection("randomized copy of upload: mine.zip", randomized_agent(dt), "cartpole", cartpole).private

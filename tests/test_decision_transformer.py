@@ -317,11 +317,11 @@ def test_value_head_does_not_see_rtg():
 def test_config_round_trip_rebuilds_the_same_model():
     model = make_dt(discrete=False).eval()
     cfg = AgentConfig.from_dict(json.loads(json.dumps(model.config.to_dict())))
-    twin = DecisionTransformer(cfg).eval()
-    twin.load_state_dict(model.state_dict())
+    same = DecisionTransformer(cfg).eval()
+    same.load_state_dict(model.state_dict())
     s, a, R, t = random_inputs(model)
     with torch.no_grad():
-        torch.testing.assert_close(twin(s, a, R, t).action_preds, model(s, a, R, t).action_preds)
+        torch.testing.assert_close(same(s, a, R, t).action_preds, model(s, a, R, t).action_preds)
     assert model.card()["hidden"] == 32 and model.card()["layers"] == 3 and model.card()["heads"] == 2
     assert model.config.hparams["train_window"] == 4  # default: K steps
     with pytest.raises(ValueError, match="unknown dt hyperparameter hiden"):

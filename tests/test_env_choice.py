@@ -1,4 +1,4 @@
-"""An environment for an agent that names none (issue 13, item 2): which environments fit, a twin that acts in
+"""An environment for an agent that names none (issue 13, item 2): which environments fit, a variant that acts in
 the chosen one without touching the shared agent, `--env` on the CLI, and the choice on Home and in the URL."""
 import json
 import subprocess
@@ -33,9 +33,9 @@ def test_fitting_environments_follow_the_spaces():
 def test_a_twin_acts_in_the_chosen_env_and_the_shared_agent_is_untouched(tmp_path):
     agent = load_agent(_envless("cartpole-dt", tmp_path / "a"))
     assert not can_act(agent)
-    twin = with_env(agent, "CartPole-v1")
-    assert twin.config.env_id == "CartPole-v1" and agent.config.env_id is None and can_act(twin)
-    assert twin.embed_state.weight is agent.embed_state.weight        # weights shared, never copied
+    variant = with_env(agent, "CartPole-v1")
+    assert variant.config.env_id == "CartPole-v1" and agent.config.env_id is None and can_act(variant)
+    assert variant.embed_state.weight is agent.embed_state.weight        # weights shared, never copied
     with pytest.raises(AgentError, match="the environment Pendulum-v1 gives observations of shape"):
         with_env(agent, "Pendulum-v1")
     with pytest.raises(AgentError, match="names a module to import"):
@@ -101,11 +101,11 @@ def test_statistics_from_the_training_data_give_back_the_trained_agent_exactly(t
     ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
     mean, std = dataset_statistics(ds)
     assert mean == original.config.state_mean and std == original.config.state_std   # what training stored
-    twin = with_inputs(bare, mean, std, source="cartpole.npz")
+    variant = with_inputs(bare, mean, std, source="cartpole.npz")
     assert torch.equal(bare.state_mean, torch.zeros(4)) and bare.config.state_mean is None   # untouched
     steps = np.arange(0, 3000, 97)
     outs = []
-    for agent in (original, twin, bare):
+    for agent in (original, variant, bare):
         inputs = step_windows(agent, training_data(agent, ds), steps)
         with torch.no_grad():
             outs.append(agent(**inputs).action_preds[:, -1])
@@ -143,8 +143,8 @@ def test_pages_say_which_statistics_are_in_use(tmp_path):
 
 
 def test_twins_record_the_choices_that_made_them():
-    """What bundles turn into remake options (analysis/publish/export.input_flags): every twin knows its choices, a twin of
-    a twin keeps its parent's, a later normalisation choice replaces an earlier one, and nothing reaches the config
+    """What bundles turn into remake options (analysis/publish/export.input_flags): every variant knows its choices, a variant of
+    a variant keeps its parent's, a later normalisation choice replaces an earlier one, and nothing reaches the config
     or the shared agent."""
     from models.env_choice import input_choices, with_inputs, without_normalization
 

@@ -80,7 +80,7 @@ def test_batch_writes_every_figure_through_one_server(figured, tmp_path):
     assert np.array_equal(check_png(paths[0].read_bytes()), check_png((tmp_path / "b.png").read_bytes()))
 
 
-# ---- remake lines for a twin made by Home's choices (issue 13) ------------------------------------------------
+# ---- remake lines for a variant made by Home's choices (issue 13) ------------------------------------------------
 def _bare_cartpole_dt(directory):
     """The shipped CartPole DT stripped of its environment and state statistics (as an HF import arrives)."""
     from dataclasses import replace
@@ -120,12 +120,12 @@ def test_a_twin_bundle_remakes_the_same_figure(tmp_path, monkeypatch):
     agent = load_agent(path)
     ds = load_dataset(ROOT / "sample_data/datasets/cartpole.npz")
     # what ui.agents.agent_in_session makes: env chosen, statistics of the dataset named "cartpole", scale changed
-    twin = with_inputs(with_inputs(with_env(agent, "CartPole-v1", name="bare"), *dataset_statistics(ds), source="cartpole"),
+    variant = with_inputs(with_inputs(with_env(agent, "CartPole-v1", name="bare"), *dataset_statistics(ds), source="cartpole"),
                        rtg_scale=400.0)
-    assert input_choices(agent) == {} and input_choices(twin) == {
+    assert input_choices(agent) == {} and input_choices(variant) == {
         "env": "CartPole-v1", "normalize_from": "cartpole", "normalize_path": None, "rtg_scale": 400.0}
-    f = catalog.make("rtg_shift_replay", twin, ds, episode=1)
-    z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("csv",), agent=twin, dataset=ds, agent_path=path,
+    f = catalog.make("rtg_shift_replay", variant, ds, episode=1)
+    z = zipfile.ZipFile(io.BytesIO(bundle([f], formats=("csv",), agent=variant, dataset=ds, agent_path=path,
                                           data_path="sample_data/datasets/cartpole.npz", page="Attention",
                                           dataset_paths=dataset_path)))
     m = json.loads(z.read("manifest.json"))
@@ -163,9 +163,9 @@ def test_raw_inputs_and_unnamed_statistics_in_remake_lines(tmp_path, monkeypatch
     flags, notes = input_flags(up, lambda name: None)
     assert flags == ["--normalize-from", "upload: mine.npz"] and "has no file to name" in notes[0]
     # the command line records the path it was given; --normalize-from after --raw-inputs is one sentence
-    twin = cli._with_env(load_agent(_bare_cartpole_dt(tmp_path / "bare")), "CartPole-v1",
+    variant = cli._with_env(load_agent(_bare_cartpole_dt(tmp_path / "bare")), "CartPole-v1",
                          "sample_data/datasets/cartpole.npz", 250.0)
-    assert input_flags(twin)[0] == ["--env", "CartPole-v1", "--normalize-from", "sample_data/datasets/cartpole.npz",
+    assert input_flags(variant)[0] == ["--env", "CartPole-v1", "--normalize-from", "sample_data/datasets/cartpole.npz",
                                     "--rtg-scale", "250.0"]
     with pytest.raises(cli.UserError, match="contradict"):
         cli._with_env(load_agent(shipped), None, "sample_data/datasets/cartpole.npz", raw_inputs=True)

@@ -250,14 +250,14 @@ def test_session_upload_cap_drops_the_oldest_with_a_note(monkeypatch, var, value
 def test_embedding_disk_cache_is_pruned_least_recently_used_first(tmp_path):
     import os
 
-    from analysis.interp.embeddings import prune_disk_cache
+    from analysis.core.cache import prune_disk
 
     for i in range(5):
         f = tmp_path / f"{i}.npz"
         f.write_bytes(b"x" * 1000)
         os.utime(f, (1000 + i, 1000 + i))
     os.utime(tmp_path / "0.npz", (5000, 5000))   # used most recently
-    assert prune_disk_cache(tmp_path, 2500) == 3000
+    assert prune_disk(tmp_path, 2500) == 3000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.npz", "4.npz"]
 
 

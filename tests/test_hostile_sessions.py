@@ -287,7 +287,7 @@ def test_md_escape_leaves_nothing_for_markdown_to_render(value):
     "one.csv has 1 step; a PCA embedding needs at least 3.", "obs_0 has a missing value (NaN) at row 2 of broken.csv.",
     "Loaded my-mlp.zip: a mlp agent, K = 1.", "Removed the oldest upload (d0.csv) to stay within 8 uploads.",
     "cartpole.npz has 4 observation features but the tt agent expects 3 (it was trained on Pendulum-v1).",
-    "Drawn by CartPole-v1 from the logged observations.", "randomized twin of cartpole-dt", "local: my-dt", "-3.5e-07",
+    "Drawn by CartPole-v1 from the logged observations.", "randomized copy of cartpole-dt", "local: my-dt", "-3.5e-07",
     "/tmp/pytest-of-me/test_bad_path0/notes.txt: unknown file type '.txt' (expected .npz, .hdf5/.h5, 100%).",
 ])
 def test_md_escape_leaves_ordinary_sentences_as_they_are(value):

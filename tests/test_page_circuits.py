@@ -47,7 +47,7 @@ def test_agents_without_a_transformer_are_refused_with_a_sentence():
 
 
 def test_compare_mode_with_the_same_kind_of_agent_on_circuits():
-    """?compare=randomized: the patching maps get the twin's panel and a B - A panel; the bundle names both."""
+    """?compare=randomized: the patching maps get the randomized copy's panel and a B - A panel; the bundle names both."""
     at = page("8_Circuits.py", "keydoor-dt", "keydoor", compare="randomized")
     assert not at.exception
     fig = charts(at)[0]

@@ -338,8 +338,8 @@ def test_env_per_agent_is_parsed_and_checked_with_the_agents_spaces():
     with pytest.raises(UserError, match="cartpole-dt already acts in CartPole-v1; --env applies only to an agent that names no"):
         _agent_in_env("cartpole-dt", shipped, {"cartpole-dt": "Pendulum-v1"})
     bare = _cartpole_dt(env_id=None)
-    twin = _agent_in_env("cartpole-dt", bare, {"cartpole-dt": "CartPole-v1"})
-    assert twin.config.env_id == "CartPole-v1" and bare.config.env_id is None
+    variant = _agent_in_env("cartpole-dt", bare, {"cartpole-dt": "CartPole-v1"})
+    assert variant.config.env_id == "CartPole-v1" and bare.config.env_id is None
     with pytest.raises(UserError, match=r"the environment Pendulum-v1 gives observations of shape \(3,\)"):
         _agent_in_env("cartpole-dt", bare, {"cartpole-dt": "Pendulum-v1"})
 

@@ -7,24 +7,32 @@ from pathlib import Path
 
 import streamlit as st
 
+from analysis.core.cache import shared
 from analysis.core.identity import agent_key, stamp_agent
 from models.errors import AgentError
 from models.shipped import AGENT_DIR, shipped_agents
 from ui import local as local_files
+from ui.session import owner as session_owner
+from ui.session import shared_with_spinner
 
 AGENT_UPLOAD_TYPES = ["zip", "pt", "pth", "pkl", "bin"]   # pickles are accepted only to be refused with a reason
 AGENT_UPLOAD_LIMIT_MB = 50
 DEFAULT_AGENT = "cartpole-dt"
+VARIANTS_KEPT = 64   # agents as sessions' Home choices make them (ui.agents.agent_in_session)
+SHIPPED_KEPT = 64    # shipped agents loaded (there are about 20)
 
 
-@st.cache_resource(show_spinner="Loading agent…")
 def load_shipped(path: str, mtime: float):  # mtime in the key: a retrained agent reloads
-    import torch
+    """A shipped agent, a shared object of the one cache: loaded once per process per (path, mtime), never changed."""
+    def make():
+        import torch
 
-    from models import load_agent
+        from models import load_agent
 
-    torch.set_num_threads(1)   # small models, many small ops: threads only contend
-    return stamp_agent(load_agent(path).eval())
+        torch.set_num_threads(1)   # small models, many small ops: threads only contend
+        return stamp_agent(load_agent(path).eval())
+
+    return shared_with_spinner("shipped_agent", (path, mtime), make, SHIPPED_KEPT, "Loading agent…")
 
 
 def shipped_paths() -> dict[str, Path]:
@@ -90,7 +98,7 @@ RAW = "raw observations (no normalisation)"
 def agent_in_session(name: str, agent, dataset_name: str | None):
     """The agent as this session uses it: acting in the environment chosen on Home (for one that names none, or
     one this machine cannot make), normalising states as chosen there (an agent without statistics gets the
-    selected dataset's by default, as its training code did), with the chosen return-to-go scale. A twin that
+    selected dataset's by default, as its training code did), with the chosen return-to-go scale. A variant that
     shares the weights; the (shared, cached) agent itself never changes."""
     from models.env_choice import with_choices
     from ui.data import all_datasets
@@ -99,16 +107,17 @@ def agent_in_session(name: str, agent, dataset_name: str | None):
     norm = st.session_state.get("norm") or (STORED if agent.config.state_mean is not None else dataset_name)
     scale = st.session_state.get("rtg_scales", {}).get(name)
     key = (name, agent_key(agent), env, norm, scale)
-    twins = st.session_state.setdefault("agent_twins", {})
-    if key in twins:
-        return twins[key]
     use_env = env and env != NO_ENV and (not agent.config.env_id or getattr(agent, "notes", None))
     data = all_datasets()[norm] if norm not in (None, "", RAW, STORED) and norm in all_datasets() else None
     new_scale = float(scale) if scale and float(scale) != agent.config.rtg_scale else None
-    try:   # the same twins, in the same order, as cli.py's --env / --raw-inputs / --normalize-from / --rtg-scale
-        out = with_choices(agent, env if use_env else None, data, new_scale, raw_inputs=norm == RAW, source=norm,
-                           name=name)
-    except AgentError:
-        out = agent   # Home says why; the pages run with the agent as loaded
-    twins[key] = stamp_agent(out) if out is not agent else agent
-    return twins[key]
+
+    def make():
+        try:   # the same variants, in the same order, as cli.py's --env / --raw-inputs / --normalize-from / --rtg-scale
+            out = with_choices(agent, env if use_env else None, data, new_scale, raw_inputs=norm == RAW, source=norm,
+                               name=name)
+        except AgentError:
+            out = agent   # Home says why; the pages run with the agent as loaded
+        return stamp_agent(out) if out is not agent else agent
+
+    # a shared object of the one cache owned by the sessions that use it: gone with the last of them
+    return shared("agent_variant", key, make, VARIANTS_KEPT, owner=session_owner())

@@ -1,12 +1,12 @@
 """Compare mode on a page: a "Compare with" select (nothing by default; the loaded agents that read the page's dataset
-and that the page analyses, less the current one, and the randomized twin of the current agent), kept in the session
+and that the page analyses, less the current one, and the randomized copy of the current agent), kept in the session
 and the URL (`?compare=NAME`, `?compare=randomized`). A page needs one line:
 
     sel = compare.select(start(...))
 
 after which every `ui.page.figure(sel, ...)` draws the comparison (analysis/publish/compare_mode.py) and `**sel.paths` hands the
-second agent to the page's bundle. The second agent is the session's twin as Home's choices make it
-(ui.agents.agent_in_session with the same dataset), or analysis.publish.compare_mode.randomized_twin of the first agent as the
+second agent to the page's bundle. The second agent is the session's variant as Home's choices make it
+(ui.agents.agent_in_session with the same dataset), or analysis.publish.compare_mode.randomized_agent of the first agent as the
 page uses it. A choice that does not fit (another observation size, a kind the page does not analyse, an agent no
 longer loaded) is one warning sentence, and the select goes back to nothing; the first agent's figures stay.
 """
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import streamlit as st
 
-from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_twin
+from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_agent
 from models.errors import AgentError
 from models.loading import capabilities_of, kinds_with
 from ui.agents import agent_in_session, agent_names, agent_path, get_agent, shipped_paths
@@ -78,14 +78,14 @@ def what_fits(sel: Selection, offered: list[str]) -> str:
 
 
 def options(sel: Selection) -> list[str]:
-    """The values the select offers besides nothing: the randomized twin, then every loaded agent that fits."""
+    """The values the select offers besides nothing: the randomized copy, then every loaded agent that fits."""
     return [RANDOMIZED] + [n for n in agent_names() if n != sel.agent_name and _fits(sel, n) is None]
 
 
 def label(sel: Selection, value: str | None) -> str:
     if not value:
         return "nothing (this agent alone)"
-    return f"randomized twin of {sel.agent_name}" if value == RANDOMIZED else value
+    return f"randomized copy of {sel.agent_name}" if value == RANDOMIZED else value
 
 
 def _reset() -> None:
@@ -116,7 +116,7 @@ def select(sel: Selection) -> Selection:
                           format_func=lambda v: label(sel, v),
                           help="A second agent on the same dataset, episode and step: each figure side by side on "
                                "shared axes, with the difference (B − A) where it means something. The randomized "
-                               "twin has the same architecture with re-initialised weights (a sanity baseline).")
+                               "copy has the same architecture with re-initialised weights (a sanity baseline).")
     st.session_state[KEY] = chosen or None
     if not chosen:
         if KEY in st.query_params:
@@ -149,7 +149,7 @@ def columns(sel: Selection, spec=2) -> list:
 
 def _second(sel: Selection, value: str) -> Selection:
     if value == RANDOMIZED:
-        agent, name, remake = randomized_twin(sel.agent), label(sel, value), RANDOMIZED
+        agent, name, remake = randomized_agent(sel.agent), label(sel, value), RANDOMIZED
     else:
         agent = agent_in_session(value, get_agent(value), sel.dataset_name)
         name, remake = value, agent_path(value)

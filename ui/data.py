@@ -10,14 +10,19 @@ from analysis.core.identity import stamp_dataset
 from trajectories import Dataset, DatasetError, load_dataset
 from trajectories.samples import sample_datasets
 from ui import local as local_files
+from ui.session import shared_with_spinner
 
 UPLOAD_LIMIT_MB = 200  # same as server.maxUploadSize in .streamlit/config.toml
 UPLOAD_TYPES = ["npz", "parquet", "csv", "json", "jsonl", "hdf5", "h5", "zip"]
 
 
-@st.cache_resource(show_spinner="Loading dataset…")
+SHIPPED_KEPT = 32   # shipped datasets loaded (there are about 10)
+
+
 def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a regenerated file reloads
-    return stamp_dataset(load_dataset(path))
+    """A shipped dataset, a shared object of the one cache: read once per process per (path, mtime), never changed."""
+    return shared_with_spinner("shipped_dataset", (path, mtime), lambda: stamp_dataset(load_dataset(path)),
+                               SHIPPED_KEPT, "Loading dataset…")
 
 
 def shipped() -> dict[str, Dataset]:

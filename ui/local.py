@@ -31,6 +31,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.session import shared_with_spinner
 from ui.text import md_escape
 
 ENV = {"data": "SEQLENS_LOCAL_DATA", "agent": "SEQLENS_LOCAL_AGENT"}
@@ -108,8 +109,8 @@ def check_path(path: Path) -> str | None:
     return None
 
 
-_WALKED: dict[str, tuple[float, tuple]] = {}   # directory -> (when, signature): one walk per rerun, not per call
-WALK_TTL_S = 2.0
+WALK_TTL_S = 2.0   # a directory's signature is walked at most once per rerun (a shared object of the one cache)
+WALKS_KEPT = 64
 
 
 def _head_tail(path, size: int, h) -> int:
@@ -139,9 +140,13 @@ def signature(path: Path) -> tuple[int, int, str]:
         h.update(f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}:{info.st_size}:{info.st_mtime_ns}".encode())
         _head_tail(path, info.st_size, h)
         return info.st_mtime_ns, info.st_size, h.hexdigest()
-    seen_at, sig = _WALKED.get(str(path), (-WALK_TTL_S, None))
-    if time.monotonic() - seen_at < WALK_TTL_S:
-        return sig
+    from analysis.core.cache import SHARED, shared
+
+    return shared("directory_signature", str(path), lambda: _walk_signature(path, info, h), WALKS_KEPT,
+                  ttl=WALK_TTL_S, owner=SHARED)
+
+
+def _walk_signature(path: Path, info, h) -> tuple[int, int, str]:
     from trajectories.walk import walk
 
     newest, total, budget = info.st_mtime_ns, 0, HASH_BUDGET
@@ -152,16 +157,21 @@ def signature(path: Path) -> tuple[int, int, str]:
             newest, total = max(newest, e.mtime_ns), total + e.size
             if budget > 0:
                 budget -= _head_tail(e.path, e.size, h)
-    sig = (newest, total, h.hexdigest())
-    _WALKED[str(path)] = (time.monotonic(), sig)
-    return sig
+    return newest, total, h.hexdigest()
 
 
-@st.cache_resource(show_spinner="Opening dataset…")
+OPENED_KEPT = 16   # versions of local files kept open (each kind)
+
+
 def open_dataset(path: str, mtime_ns: int, size: int, content: str = ""):
     """A dataset read in place, once per process per (resolved path, ui.local.signature's change key:
-    mtime, size, content hash), shared by every session; a file that is not a dataset gives its one sentence
-    instead (cached too: not re-read each rerun)."""
+    mtime, size, content hash), a shared object of the one cache that every session reads; a file that is not a
+    dataset gives its one sentence instead (cached too: not re-read each rerun)."""
+    return shared_with_spinner("local_dataset", (path, mtime_ns, size, content), lambda: _read_dataset(path),
+                               OPENED_KEPT, "Opening dataset…")
+
+
+def _read_dataset(path: str):
     from analysis.core.identity import stamp_dataset
     from trajectories import DatasetError, load_dataset
 
@@ -174,11 +184,15 @@ def open_dataset(path: str, mtime_ns: int, size: int, content: str = ""):
         return f"{path} could not be read ({type(e).__name__}: {detail})."
 
 
-@st.cache_resource(show_spinner="Opening agent…")
 def open_agent(path: str, mtime_ns: int, size: int, content: str = ""):
     """An agent read in place, once per process per (resolved path, ui.local.signature's change key:
-    mtime, size, content hash), shared by every session and never changed; one that does not load gives its one
-    sentence instead (cached too)."""
+    mtime, size, content hash), a shared object of the one cache that every session reads and none changes; one
+    that does not load gives its one sentence instead (cached too)."""
+    return shared_with_spinner("local_agent", (path, mtime_ns, size, content), lambda: _read_agent(path),
+                               OPENED_KEPT, "Opening agent…")
+
+
+def _read_agent(path: str):
     import torch
 
     from analysis.core.identity import stamp_agent
@@ -199,7 +213,9 @@ def _loader(kind: str):
     return open_dataset if kind == "data" else open_agent
 
 
-_LAST_GOOD: dict[tuple[str, str], tuple] = {}   # per process, like the cache it points into
+# Not a cache: the record of which version of each path last opened (its change key into the shared objects
+# above), so a file that breaks keeps showing what opened before.
+_LAST_GOOD: dict[tuple[str, str], tuple] = {}
 
 
 def load(kind: str, path: Path) -> tuple[object | None, str | None]:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import functools
-import uuid
-import weakref
 from dataclasses import dataclass, replace
 
 import streamlit as st
-from streamlit.runtime import Runtime
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from analysis.publish import catalog
-from analysis.core.cache import CACHE, SHARED, BusyError, cached, context
+from analysis.core.cache import SHARED, BusyError, cached, context
 from analysis.core.identity import agent_key, dataset_key
 from models.env_choice import normalization_label
 from models.errors import AgentError
 from models.loading import kinds_with
 from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
+from ui.session import forget_ended
+from ui.session import owner as _owner
 from ui.text import md_escape
 
 
@@ -85,28 +83,6 @@ def start(title: str, intro: str, needs: tuple[str, ...] | None = None) -> Selec
     return Selection(agent_name, agent, dataset_name, ds, needs=needs)
 
 
-class _SessionOwner:
-    """Lives in one session's state: when the session ends and its state is freed, what it owns goes."""
-
-    def __init__(self, session_id: str):
-        self.id = session_id
-        weakref.finalize(self, CACHE.release, session_id)
-
-
-def _owner() -> str:
-    token = st.session_state.get("_cache_owner")
-    if token is None:
-        ctx = get_script_run_ctx()
-        token = st.session_state["_cache_owner"] = _SessionOwner(ctx.session_id if ctx else uuid.uuid4().hex)
-    return token.id
-
-
-def _alive(session_id: str) -> bool:
-    if not Runtime.exists():   # AppTest: sessions end by dropping their state (see _SessionOwner)
-        return True
-    return Runtime.instance().is_active_session(session_id)
-
-
 def _busy(fn):
     """The server's cap on analyses computed at once (analysis/core/cache.py) was hit: its sentence, and the page stops."""
     @functools.wraps(fn)
@@ -150,7 +126,7 @@ def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figure
                 st.warning(f"{md_escape(e)} Showing {md_escape(sel.agent_name)} alone.")
     if made is None:
         made = _single(sel, name, progress, owner, **params)
-    CACHE.purge(_alive)
+    forget_ended()
     return made
 
 
@@ -167,5 +143,5 @@ def computed(sel: Selection, compute, progress=None):
     session's upload owns what it made, which leaves the cache with the session."""
     with context(progress, _owner() if sel.private else SHARED):
         out = compute()
-    CACHE.purge(_alive)
+    forget_ended()
     return out

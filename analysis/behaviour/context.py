@@ -70,13 +70,9 @@ class ContextReturns:
     references: list[Reference] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [{"model": self.agent, "context": int(k), "mean_return": m, "ci_low": lo, "ci_high": hi,
-                 "episodes": self.episodes, "target_return": self.target_return, "reference": False}
-                for k, m, lo, hi in zip(self.contexts, self.mean, self.ci_low, self.ci_high)]
-        rows += [{"model": r.name, "context": r.context, "mean_return": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                  "episodes": len(r.values), "target_return": self.target_return if r.return_conditioned else None,
-                  "reference": True} for r in self.references]
-        return pd.DataFrame(rows)
+        return _frame(self, "mean_return", self.mean, lambda: {"episodes": self.episodes, "target_return": self.target_return},
+                      lambda r: {"episodes": len(r.values),
+                                 "target_return": self.target_return if r.return_conditioned else None})
 
 
 @dataclass
@@ -96,12 +92,16 @@ class ContextAccuracy:
     references: list[Reference] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [{"model": self.agent, "context": int(k), self.metric: v, "ci_low": lo, "ci_high": hi,
-                 "n_steps": self.n_steps, "reference": False}
-                for k, v, lo, hi in zip(self.contexts, self.value, self.ci_low, self.ci_high)]
-        rows += [{"model": r.name, "context": r.context, self.metric: r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                  "n_steps": self.n_steps, "reference": True} for r in self.references]
-        return pd.DataFrame(rows)
+        return _frame(self, self.metric, self.value, lambda: {"n_steps": self.n_steps}, lambda r: {"n_steps": self.n_steps})
+
+
+def _frame(result, column: str, values, extra, ref_extra) -> pd.DataFrame:
+    """One row per context K' of the agent, then one per reference model (a Markov or recurrent baseline)."""
+    rows = [{"model": result.agent, "context": int(k), column: v, "ci_low": lo, "ci_high": hi, **extra(), "reference": False}
+            for k, v, lo, hi in zip(result.contexts, values, result.ci_low, result.ci_high)]
+    rows += [{"model": r.name, "context": r.context, column: r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+              **ref_extra(r), "reference": True} for r in result.references]
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,16 @@
 - **Progress** travels with the call, not beside it: `with context(progress=cb): ...` and any
   computation inside calls `report(fraction, message)`; a cache hit reports 1.0 at once. So a page
   asks for a figure once and sees the work it causes; it never pre-runs an analysis to drive a bar.
+- **Shared objects** (`shared(name, key, make, kept=...)`): what must not be copied (agents, datasets, normalised
+  arrays, variants of an agent) lives in the same cache under the same rules, without the pickling: made once per key
+  (concurrent callers wait for the one making it), shared by every caller and never changed by any (arrays are
+  frozen, agents are only ever replaced by variants), the `kept` most recent per name, owners and per-session cleanup
+  as for results. A key names content: `agent_key` / `dataset_key` for objects made from other objects, the resolved
+  path and its change key (mtime, size, content hash) for objects read from a file. `ttl` makes an entry expire
+  (a directory's change key is re-walked at most once per `ttl`).
+- **On disk** (`on_disk(directory, key, compute, save, load)`): results that should survive a restart (UMAP
+  embeddings), as files named by their content key under `$SEQLENS_CACHE`, read without pickle, pruned to
+  `limits().embedding_cache_bytes` least recently used first; under the in-memory entry of the same key.
 - **Heavy work is capped server-wide**: at most `limits().heavy_analyses` uncached computations run at once
   (SEQLENS_MAX_HEAVY_ANALYSES, 2); one nested inside another (a figure's own cached analysis) runs in its slot.
   A caller that finds no slot free within BUSY_WAIT_S gets BusyError, one sentence; cache hits never wait.
@@ -21,10 +31,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import os
 import pickle
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Callable
 
 from trajectories.limits import limits
@@ -146,8 +158,151 @@ class ResultCache:
             self.nbytes = 0
 
 
+class SharedObjects:
+    """Objects every caller shares as they are (no copy): per name, the `kept` most recently used keys."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[str, OrderedDict] = {}    # name -> key -> [value, owners, made_at]
+        self._making: dict[tuple, threading.Lock] = {}
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self._entries.values())
+
+    def holds(self, name: str, key, ttl: float | None = None) -> bool:
+        with self._lock:
+            hit = self._entries.get(name, {}).get(key)
+            return hit is not None and (ttl is None or time.monotonic() - hit[2] < ttl)
+
+    def _get(self, name: str, key, owner, ttl: float | None):
+        with self._lock:
+            entries = self._entries.setdefault(name, OrderedDict())
+            hit = entries.get(key)
+            if hit is None or (ttl is not None and time.monotonic() - hit[2] >= ttl):
+                return False, None
+            entries.move_to_end(key)
+            hit[1].add(owner)
+            return True, hit[0]
+
+    def get(self, name: str, key, make: Callable[[], object], kept: int, owner=SHARED, ttl: float | None = None):
+        found, value = self._get(name, key, owner, ttl)
+        if found:
+            return value
+        with self._lock:
+            making = self._making.setdefault((name, key), threading.Lock())
+        with making:   # one maker per key; the others wait for its object instead of making their own
+            found, value = self._get(name, key, owner, ttl)
+            if not found:
+                value = make()
+                with self._lock:
+                    entries = self._entries.setdefault(name, OrderedDict())
+                    old = entries.pop(key, None)
+                    entries[key] = [value, {owner} | (old[1] if old else set()), time.monotonic()]
+                    while len(entries) > kept:
+                        entries.popitem(last=False)
+        with self._lock:
+            self._making.pop((name, key), None)
+        return value
+
+    def drop(self, name: str, key=None) -> None:
+        """Forget one entry, or every entry of a name."""
+        with self._lock:
+            if key is None:
+                self._entries.pop(name, None)
+            else:
+                self._entries.get(name, {}).pop(key, None)
+
+    def release(self, owner) -> int:
+        return self.purge(lambda o: o != owner)
+
+    def purge(self, alive: Callable[[object], bool]) -> int:
+        """As ResultCache.purge: forget owners that are not alive; drop entries left with none."""
+        dropped = 0
+        with self._lock:
+            for entries in self._entries.values():
+                dead = []
+                for key, (_, owners, _) in entries.items():
+                    owners.difference_update({o for o in owners if o is not SHARED and not alive(o)})
+                    if not owners:
+                        dead.append(key)
+                for key in dead:
+                    del entries[key]
+                dropped += len(dead)
+        return dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 CACHE = ResultCache(lambda: limits().figure_cache_bytes)
+OBJECTS = SharedObjects()
 HEAVY = Slots(lambda: limits().heavy_analyses)
+
+
+_FROM_CONTEXT = object()
+
+
+def shared(name: str, key, make: Callable[[], object], kept: int, ttl: float | None = None, owner=_FROM_CONTEXT):
+    """The object `make()` returns, made once per (name, key) and shared as it is by every caller; the caller's
+    session (`owner`, else the one `context` set) becomes an owner; the `kept` most recently used per name stay."""
+    return OBJECTS.get(name, key, make, kept, _owner.get() if owner is _FROM_CONTEXT else owner, ttl)
+
+
+def release(owner) -> int:
+    """A session ended: results and shared objects only it owned go. Returns how many entries went."""
+    return CACHE.release(owner) + OBJECTS.release(owner)
+
+
+def purge(alive: Callable[[object], bool]) -> int:
+    return CACHE.purge(alive) + OBJECTS.purge(alive)
+
+
+def cache_root() -> Path:
+    """Where results that survive a restart live: $SEQLENS_CACHE, else ~/.cache/seqlens."""
+    return Path(os.environ.get("SEQLENS_CACHE") or Path.home() / ".cache" / "seqlens")
+
+
+def prune_disk(directory: Path, max_bytes: int | None = None, pattern: str = "*.npz") -> int:
+    """Keep a disk directory under max_bytes (limits().embedding_cache_bytes): the least recently used files go
+    first (a hit touches its file). Returns the bytes removed."""
+    max_bytes = limits().embedding_cache_bytes if max_bytes is None else max_bytes
+    try:
+        files = [(f.stat().st_mtime, f.stat().st_size, f) for f in Path(directory).glob(pattern)]
+    except OSError:
+        return 0
+    total, removed = sum(size for _, size, _ in files), 0
+    for _, size, f in sorted(files, key=lambda x: x[0]):
+        if total <= max_bytes:
+            break
+        f.unlink(missing_ok=True)
+        total -= size
+        removed += size
+    return removed
+
+
+def on_disk(directory: Path, key: str, compute: Callable[[], object], save: Callable[[object, Path], None],
+            load: Callable[[Path], object], use: bool = True, progress: Progress | None = None):
+    """compute() once per content `key` across restarts: read back with `load` (never a pickle) when the file is
+    there, else computed, written with `save` and the directory pruned. A damaged file is recomputed; a read-only
+    directory leaves the in-memory cache to do the work."""
+    path = Path(directory) / f"{key}.npz"
+    if use and path.exists():
+        try:
+            value = load(path)
+            os.utime(path)   # least recently used goes first when the directory is pruned
+            tee(progress)(1.0, "cached on disk")
+            return value
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
+            path.unlink(missing_ok=True)
+    value = compute()
+    if use:
+        try:
+            save(value, path)
+            prune_disk(path.parent)
+        except OSError:
+            pass
+    return value
 
 
 @contextlib.contextmanager

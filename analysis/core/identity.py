@@ -45,7 +45,7 @@ def _hash_shown(h, shown: dict) -> None:
 def _agent_hash(agent) -> str:
     h = hashlib.sha256(agent.kind.encode())
     h.update(json.dumps(agent.config.to_dict(), sort_keys=True, default=str).encode())
-    extra = getattr(agent, "__dict__", {})   # what pages show beside the config: load notes, how a twin was made
+    extra = getattr(agent, "__dict__", {})   # what pages show beside the config: load notes, how a variant was made
     _hash_shown(h, {"notes": list(extra.get("notes") or []), "input_choices": dict(extra.get("input_choices") or {}),
                     "randomized_from": extra.get("randomized_from")})
     for name, t in sorted(agent.state_dict().items()):
@@ -64,7 +64,7 @@ def _dataset_hash(dataset) -> str:
 
 
 def agent_key(agent) -> str:
-    """Hash of the agent's kind, config, notes, the choices that made a twin of it, and weights (stamped at load,
+    """Hash of the agent's kind, config, notes, the choices that made a variant of it, and weights (stamped at load,
     else computed now)."""
     return getattr(agent, _ATTR, None) or _agent_hash(agent)
 

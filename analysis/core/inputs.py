@@ -9,18 +9,15 @@ import numpy as np
 import torch
 
 import hashlib
-import threading
-from collections import OrderedDict
 
 from models.errors import AgentError
 from models.checks import check_dataset
 from models.windows import TrainingData, gather_windows
 
+from analysis.core.cache import shared
 from analysis.core.identity import dataset_key
 
-_PREPARED: OrderedDict = OrderedDict()   # the few most recent (dataset, normalisation) pairs, read-only
-_PREPARED_LOCK = threading.Lock()
-_PREPARED_MAX = 4
+PREPARED_KEPT = 4   # the few most recent (dataset, normalisation) pairs
 
 
 def training_data(agent, dataset) -> TrainingData:
@@ -30,21 +27,18 @@ def training_data(agent, dataset) -> TrainingData:
     mean = np.asarray(c.state_mean if c.state_mean is not None else np.zeros(agent.obs_dim), np.float32)
     std = np.asarray(c.state_std if c.state_std is not None else np.ones(agent.obs_dim), np.float32)
     # Every figure of a page starts here: on a 1M-step dataset the build is 0.1-0.4 s and 60 MB, so the
-    # most recent few are kept, keyed on content, with read-only arrays (sessions share them; none may write).
+    # most recent few are shared objects of the one cache, keyed on content, with read-only arrays (sessions
+    # share them; none may write); a pickled copy per call would cost what it saves.
     key = (dataset_key(dataset), hashlib.sha1(mean.tobytes() + std.tobytes()).hexdigest(), float(c.rtg_scale),
            int(c.max_ep_len))
-    with _PREPARED_LOCK:
-        if key in _PREPARED:
-            _PREPARED.move_to_end(key)
-            return _PREPARED[key]
-    data = TrainingData.build(dataset, mean, std, c.rtg_scale, c.max_ep_len)
-    for arr in (data.obs, data.rtg, data.timesteps):
-        arr.setflags(write=False)
-    with _PREPARED_LOCK:
-        _PREPARED[key] = data
-        while len(_PREPARED) > _PREPARED_MAX:
-            _PREPARED.popitem(last=False)
-    return data
+
+    def build() -> TrainingData:
+        data = TrainingData.build(dataset, mean, std, c.rtg_scale, c.max_ep_len)
+        for arr in (data.obs, data.rtg, data.timesteps):
+            arr.setflags(write=False)
+        return data
+
+    return shared("training_data", key, build, PREPARED_KEPT)
 
 
 def step_windows(agent, data: TrainingData, steps: np.ndarray, context: int | None = None,

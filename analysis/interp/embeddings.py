@@ -10,10 +10,10 @@ Which hidden state stands for a step (named activations, models/activations.py):
 - MLP / dynamics model: the last hidden layer (`hidden.{n_layer-1}`); GRU: the recurrent state after the
   step (`gru.hidden`).
 
-Colour by return-to-go, timestep, action or episode return. Results are cached in process (LRU) and on
-disk (`$SEQLENS_CACHE/embeddings`, default ~/.cache/seqlens/embeddings), keyed by a hash of the agent's
-weights, the dataset's fingerprint and the parameters; the disk cache is pruned to
-`limits().embedding_cache_bytes` (least recently used first). Numba (UMAP) compiles into
+Colour by return-to-go, timestep, action or episode return. Results are in the one cache (analysis/core/cache.py):
+in memory, and on disk (`cache.on_disk` under `$SEQLENS_CACHE/embeddings`, default ~/.cache/seqlens/embeddings) so a
+UMAP survives a restart, keyed by a hash of the agent's weights, the dataset's fingerprint and the parameters; the
+disk directory is pruned to `limits().embedding_cache_bytes` (least recently used first). Numba (UMAP) compiles into
 `$SEQLENS_CACHE/numba` unless NUMBA_CACHE_DIR is already set, so only the first UMAP pays the JIT.
 """
 from __future__ import annotations
@@ -32,14 +32,9 @@ import torch
 from models.errors import AgentError
 from models.base import inference
 from models.checks import check_dataset
-from trajectories.limits import limits
 
-from analysis.core.cache import CACHE, cached, tee
+from analysis.core.cache import CACHE, cache_root, cached, on_disk, tee
 from analysis.core.identity import agent_key, dataset_key
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SEQLENS_CACHE") or Path.home() / ".cache" / "seqlens")
 
 
 # before numba is imported (umap-learn imports it lazily, on first UMAP)
@@ -188,7 +183,7 @@ def _gru_hidden(agent, dataset, steps, progress):
             rows = np.flatnonzero(ep_of == e)
             out[rows] = x[j, steps[rows] - data.starts[e]].numpy()
         _report(progress, (i + 64) / len(episodes), "hidden states (GRU)")
-    return out if out is not None else np.zeros((0, int(agent.config.hparams.get("hidden", 64))), np.float32)
+    return out if out is not None else np.zeros((0, int(agent.cfg.hidden)), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -288,24 +283,6 @@ def _fingerprints(agent, dataset) -> tuple[str, str]:
     return agent_key(agent), dataset_key(dataset)
 
 
-def prune_disk_cache(directory: Path, max_bytes: int | None = None) -> int:
-    """Keep the on-disk cache under max_bytes (limits().embedding_cache_bytes): the least recently used
-    files go first (a hit touches its file). Returns the bytes removed."""
-    max_bytes = limits().embedding_cache_bytes if max_bytes is None else max_bytes
-    try:
-        files = [(f.stat().st_mtime, f.stat().st_size, f) for f in Path(directory).glob("*.npz")]
-    except OSError:
-        return 0
-    total, removed = sum(size for _, size, _ in files), 0
-    for _, size, f in sorted(files, key=lambda x: x[0]):
-        if total <= max_bytes:
-            break
-        f.unlink(missing_ok=True)
-        total -= size
-        removed += size
-    return removed
-
-
 def clear_caches() -> None:
     """Forget what is cached in this process (the disk cache stays)."""
     CACHE.clear()
@@ -334,23 +311,9 @@ def embed(agent, dataset, method: str = "pca", max_points: int | None = MAX_POIN
     disk = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
 
     def from_disk_or_compute() -> Embedding:
-        path = disk / f"{key}.npz"
-        if cache and path.exists():
-            try:
-                res = Embedding.load(path)
-                os.utime(path)   # least recently used goes first when the cache is pruned
-                _report(progress, 1.0, "cached on disk")
-                return res
-            except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
-                path.unlink(missing_ok=True)
-        res = _project(agent, dataset, method, max_points, seed, n_neighbors, min_dist, params, key, progress, cache)
-        if cache:
-            try:
-                res.save(path)
-                prune_disk_cache(disk)
-            except OSError:
-                pass   # a read-only home: the in-process cache still works
-        return res
+        return on_disk(disk, key, lambda: _project(agent, dataset, method, max_points, seed, n_neighbors, min_dist,
+                                                   params, key, progress, cache),
+                       lambda res, path: res.save(path), Embedding.load, use=cache, progress=progress)
 
     res = cached("embedding", from_disk_or_compute, agent, dataset, use_cache=cache, **params)
     if cache:

@@ -9,9 +9,9 @@ return sweep, predicted vs real: one real trace, both predictions). The data is 
 (the labels) and, with a difference, rows with agent = "B − A". B is made with A's resolved parameters (the same
 targets, step, start), except those that name the agent (`Spec.own_params`).
 
-`randomized_twin(agent, seed)` is the agent with every weight re-initialised (analysis.interp.attribution.randomized_copy,
+`randomized_agent(agent, seed)` is the agent with every weight re-initialised (analysis.interp.attribution.randomized_copy,
 the model the attribution pages' Adebayo baseline uses), config identical, stamped with its own content key; one per
-(agent content, seed), kept for the process.
+(agent content, seed), a shared object of the one cache (the 8 most recent kept).
 
 How a figure is compared is declared once: `catalog.register(..., compare=Spec(...))` (or "difference", "overlay",
 "side"), else the table SPECS below, else side by side. Figures without an agent cannot be compared.
@@ -21,8 +21,6 @@ from __future__ import annotations
 import base64
 import copy
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +33,7 @@ from analysis.publish.figures.style import DIVERGING, PALETTE
 from analysis.publish.figures.text import plain
 
 DIFF = "B − A"
-RANDOMIZED = "randomized"          # what `--compare` and `?compare=` say for the randomized twin
+RANDOMIZED = "randomized"          # what `--compare` and `?compare=` say for the randomized copy
 B_COLOUR = PALETTE[4]              # overlay: the second agent's traces (reddish purple)
 
 
@@ -92,35 +90,32 @@ def supports(name: str) -> bool:
 
 
 # ---- the second agent -----------------------------------------------------------------------------------
-_TWINS: OrderedDict = OrderedDict()
-_TWINS_LOCK = threading.Lock()
-_TWINS_KEPT = 8
+RANDOMIZED_KEPT = 8   # randomized copies kept (shared objects of the one cache)
 
 
-def randomized_twin(agent, seed: int = 0):
+def randomized_agent(agent, seed: int = 0):
     """`agent` with every weight re-initialised (seeded; analysis.interp.attribution.randomized_copy), its config, notes and
-    recorded input choices identical, stamped with its own content key. One per (agent content, seed)."""
+    recorded input choices identical, stamped with its own content key. One per (agent content, seed), a shared
+    object of the one cache (analysis.core.cache.shared)."""
+    from analysis.core.cache import shared
+    from analysis.core.identity import agent_key
+
+    return shared("randomized_agent", (agent_key(agent), int(seed)), lambda: _randomize(agent, int(seed)),
+                  RANDOMIZED_KEPT)
+
+
+def _randomize(agent, seed: int):
     from analysis.interp.attribution import randomized_copy
     from analysis.core.identity import agent_key, stamp_agent
 
-    key = (agent_key(agent), int(seed))
-    with _TWINS_LOCK:
-        if key in _TWINS:
-            _TWINS.move_to_end(key)
-            return _TWINS[key]
-    twin = randomized_copy(agent, int(seed))
-    if twin.config is not agent.config:
-        twin.__dict__["config"] = agent.config
+    copy_ = randomized_copy(agent, seed)
+    if copy_.config is not agent.config:
+        copy_.__dict__["config"] = agent.config
     for attr in ("notes", "input_choices"):   # what Home's choices and the loader recorded (models.env_choice)
         if attr in getattr(agent, "__dict__", {}):
-            twin.__dict__[attr] = copy.copy(agent.__dict__[attr])
-    twin.__dict__["randomized_from"] = {"agent": agent_key(agent), "seed": int(seed)}
-    stamp_agent(twin)
-    with _TWINS_LOCK:
-        _TWINS[key] = twin
-        while len(_TWINS) > _TWINS_KEPT:
-            _TWINS.popitem(last=False)
-    return twin
+            copy_.__dict__[attr] = copy.copy(agent.__dict__[attr])
+    copy_.__dict__["randomized_from"] = {"agent": agent_key(agent), "seed": seed}
+    return stamp_agent(copy_)
 
 
 def check_pair(agent_a, agent_b, dataset, label_a: str = "A", label_b: str = "B") -> None:
@@ -139,7 +134,7 @@ def fits_sentence(dataset) -> str:
     """What a second agent must read to be compared on this dataset."""
     acts = (f"{dataset.n_actions} discrete actions" if dataset.discrete else f"{dataset.act_dim}-d continuous actions")
     return (f"Compare with an agent that reads {dataset.obs_dim} observation features and {acts} "
-            f"(or with the randomized twin, `{RANDOMIZED}`).")
+            f"(or with the randomized copy, `{RANDOMIZED}`).")
 
 
 # ---- the comparison ---------------------------------------------------------------------------------------

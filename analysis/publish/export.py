@@ -182,7 +182,7 @@ def versions() -> dict:
 
 
 def input_flags(agent, dataset_paths=None) -> tuple[list[str], list[str]]:
-    """The `cli.py export` options that make, from the checkpoint, the twin the figures were made with (the
+    """The `cli.py export` options that make, from the checkpoint, the variant the figures were made with (the
     environment, normalisation and return-to-go scale chosen on Home or on the command line, recorded by
     models.env_choice), and a sentence for each choice a command line cannot carry. dataset_paths(label) ->
     path finds the file of statistics recorded by label only (Home records the dataset's name)."""
@@ -254,7 +254,7 @@ def _compare_flags(first_inputs: list[str], second) -> list[str]:
 
 def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path=None, page: str | None = None,
              dataset_paths=None, compare: dict | None = None) -> dict:
-    """What made a bundle: agent (with the choices that made the twin in use), dataset, each figure's parameters
+    """What made a bundle: agent (with the choices that made the variant in use), dataset, each figure's parameters
     and remake command, versions. compare: the second agent of compare mode ({agent, name, path}: path is what
     `--compare` takes, a checkpoint or "randomized"; None for an upload), named under "compare"."""
     m = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "page": page, "versions": versions()}

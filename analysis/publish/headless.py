@@ -60,16 +60,16 @@ def _choices(agent, env, normalize_from, rtg_scale, raw_inputs):
 
 def compare_agent(compare: str, agent, dataset, agent_path, env=None, normalize_from=None, raw_inputs=False) -> dict:
     """The second agent of a comparison: the checkpoint at `compare`, or "randomized" (the first agent with its
-    weights re-initialised, seed 0: analysis.publish.compare_mode.randomized_twin), with the first agent's `env`
+    weights re-initialised, seed 0: analysis.publish.compare_mode.randomized_agent), with the first agent's `env`
     (where it names no environment it can act in), `normalize_from` and `raw_inputs`; its own return-to-go scale.
     {agent, name, path} for compare and the bundle. One sentence when it cannot read the dataset."""
-    from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_twin
+    from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, randomized_agent
     from models import load_agent
     from models.env_choice import can_act
 
     first = Path(agent_path).name
     if compare == RANDOMIZED:
-        return {"agent": randomized_twin(agent), "name": f"randomized twin of {first}", "path": RANDOMIZED}
+        return {"agent": randomized_agent(agent), "name": f"randomized copy of {first}", "path": RANDOMIZED}
     other = load_agent(compare)
     env = env if env and not (can_act(other) and not getattr(other, "notes", None)) else None
     other = _choices(other, env, normalize_from, None, raw_inputs)

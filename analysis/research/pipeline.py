@@ -60,7 +60,7 @@ def env_choices(items, names) -> dict[str, str]:
 
 
 def agent_in_env(name: str, agent, chosen: dict):
-    """The agent acting where --env AGENT=ID put it: a twin (models.env_choice.with_env) for an agent that names no
+    """The agent acting where --env AGENT=ID put it: a variant (models.env_choice.with_env) for an agent that names no
     environment or one this machine cannot make; an agent that names a usable one keeps it (choosing another is an
     error: the findings are about the environment the agent was trained in)."""
     env = chosen.get(name)
@@ -164,7 +164,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
         raise ReproduceError(f"--seeds must be at least 1, got {o.seeds}.")
     chosen = env_choices(o.env, AGENTS)
     shipped = {}
-    for name in chosen:   # checked before anything runs; a retrained agent has its shipped twin's spaces and env
+    for name in chosen:   # checked before anything runs; a retrained agent has its shipped variant's spaces and env
         path = AGENT_DIR / name
         if path.is_dir():
             shipped[name] = agent_in_env(name, load_agent(path), chosen)
