@@ -76,6 +76,29 @@ def test_dataset_page_draws_episode_charts(server, browser):
     page.close()
 
 
+def test_direct_link_to_a_fresh_server_lists_only_the_navigation_pages(browser):
+    """The first request a just-started server (ui/serve.py, as `make app`) gets is a direct link to a page: its sidebar
+    lists exactly st.navigation's pages (ui/nav.py), in order, and nothing else (no page of Streamlit's own pages/
+    discovery), and the page shown is the one linked."""
+    from ui.nav import PAGES as NAV
+
+    expected = [(title, path or "") for _, title, _, path in NAV]
+    with streamlit_server() as (url, _):   # its own server: the module's has had requests already
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(f"{url}/Dataset?dataset=keydoor")
+        page.get_by_role("heading", name="Dataset").first.wait_for(timeout=60_000)
+        page.get_by_text("seqlens/KeyToDoor-v0").first.wait_for(timeout=60_000)
+        page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+        links = page.locator("[data-testid='stSidebarNav'] a").evaluate_all(
+            "as => as.map(a => [a.querySelector('[data-testid=stMarkdownContainer]').innerText.trim(),"
+            " new URL(a.href).pathname.replace(/^\\//, ''), a.getAttribute('aria-current')])")
+        assert [(title, path) for title, path, _ in links] == expected
+        assert [title for title, _, current in links if current == "page"] == ["Dataset"]
+        assert page.locator("[data-testid='stSidebar'] a").count() == len(expected)   # no other link in the sidebar
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.close()
+
+
 PAGES = [  # url path, agent, dataset, a text the page shows once its analysis is drawn
     ("Attention", "cartpole-dt", "cartpole", "Where the action token looks"),
     ("Return_conditioning", "cartpole-dt", "cartpole", "Return conditioning: achieved vs target return"),
