@@ -71,12 +71,15 @@ def _hf_tensors() -> dict[str, np.ndarray]:
 
 def _native(kind: str = "mlp") -> tuple[dict, dict[str, np.ndarray]]:
     """A small valid seqlens agent (config dict, state as numpy) made with save_agent's own code."""
+    from dataclasses import fields
+
     from models.base import AgentConfig
     from models.checkpoint import FORMAT, build_agent
+    from models.hparams import HPARAMS
 
+    small = {"hidden": 8, "n_layer": 1, "n_head": 2}   # the family's hparams (the registry) say which apply
     base = dict(kind=kind, obs_dim=4, act_dim=1, discrete=True, n_actions=2, context_length=4, max_ep_len=50,
-                env_id="CartPole-v1", hparams={"hidden": 8, "n_layer": 1} if kind != "dt" else
-                {"hidden": 8, "n_layer": 1, "n_head": 2})
+                env_id="CartPole-v1", hparams={f.name: small[f.name] for f in fields(HPARAMS[kind]) if f.name in small})
     agent = build_agent(AgentConfig(**base))
     state = {k: v.detach().numpy().copy() for k, v in agent.state_dict().items()}
     return {"format": FORMAT, **agent.config.to_dict()}, state

@@ -23,17 +23,8 @@ SCANNED = ["analysis", "ui", "views", "cli", "bench", "cli.py", "home.py", "app.
 FAMILIES = {"dt", "tt", "mlp", "gru", "dynamics"}
 
 # (file, enclosing function) -> why a kind selects a model family's own definition there
-ALLOWED = {
-    ("bench/hostile_agents.py", "_native"):
-        "builds a hostile checkpoint's config.json: the hparams a DT's config needs differ from a baseline's "
-        "(the on-disk kind selects the class, as in the model registry)",
-    ("analysis/publish/figures/predictions.py", "error_vs_horizon"):
-        "the caption names the logged transitions a Trajectory Transformer's token context holds before each start: "
-        "that family's own definition of its context",
-    ("analysis/publish/figures/predictions.py", "prediction_traces"):
-        "the caption says the Decision Transformer's state head is untrained (as in HF) and not shown: a sentence about "
-        "that family's own head",
-}
+ALLOWED: dict = {}   # none left: the last three (a hostile checkpoint's hparams, two prediction captions) now ask
+#                      the hparams registry and the analysis result; a new site needs a reason here
 
 
 def _files() -> list[Path]:

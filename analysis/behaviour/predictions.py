@@ -47,6 +47,7 @@ class PredictedVsReal:
     predicted: np.ndarray          # [T, F] predicted values (NaN where not predicted)
     obs_quantization_floor: float | None = None
     note: str = ""
+    subtitle: str = ""             # a short clause for the figure's subtitle (what the model does not predict)
 
     @property
     def error(self) -> np.ndarray:
@@ -78,6 +79,7 @@ class HorizonError:
     n_starts: int = 0
     seed: int = 0
     context: int = 0               # logged transitions before each start the model saw (TT)
+    reads_context: bool = False    # the model reads `context` (a token model); a one-step model reads none
     obs_quantization_floor: float | None = None   # TT only: decode(encode(s)) error, the floor of mean_l2
 
     def at(self, h: int) -> float:
@@ -200,7 +202,7 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     return HorizonError(model=name or model_label(agent),
                         kind=kind, horizons=np.arange(1, H + 1), mean_l2=errors.mean(0), ci_low=cis[:, 0],
                         ci_high=cis[:, 1], reward_mae=reward_err.mean(0), errors=errors, starts=starts,
-                        n_starts=len(starts), seed=seed, context=ctx,
+                        n_starts=len(starts), seed=seed, context=ctx, reads_context=bool(tokens_model),
                         obs_quantization_floor=None if floor is None else float(floor))
 
 
@@ -273,7 +275,8 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
         real_next = np.append(ep.returns_to_go[1:], 0.0).astype(np.float64)
         real = np.stack([real_next, ep.rewards.astype(np.float64)], 1)
         return PredictedVsReal(kind, int(episode), None, 1, ["return-to-go R(t+1)", "reward"], steps, real,
-                               np.stack([next_return, implied], 1), None, DT_STATE_NOTE)
+                               np.stack([next_return, implied], 1), None, DT_STATE_NOTE,
+                               subtitle="the DT's state_preds head is untrained and not shown")
     _check_predictor(agent)
     tokens_model = agent.has("tokens")
     ctx = default_context(agent, horizon) if context is None else int(context)

@@ -49,8 +49,8 @@ def prediction_traces(res, title: str) -> go.Figure:
     fig.update_xaxes(title_text="step", row=F, col=1)
     sub = (f"open loop from step {res.start}, {res.horizon} steps (shaded)" if res.start is not None
            else "one step ahead at every step")
-    if res.agent_kind == "dt":
-        sub += "; the DT's state_preds head is untrained and not shown"
+    if res.subtitle:
+        sub += f"; {res.subtitle}"
     if res.obs_quantization_floor is not None:
         sub += f"; TT quantization floor {res.obs_quantization_floor:.3g} (mean L2)"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"),
@@ -80,7 +80,7 @@ def error_vs_horizon(results, title: str) -> go.Figure:
                                      hovertemplate=f"quantization floor {r.obs_quantization_floor:.3g}<extra></extra>"))
     n = results[0].n_starts if results else 0
     ctx = "; ".join(f"{plain(r.model)} sees {r.context} logged transitions before each start" for r in results
-                    if r.kind == "tt")
+                    if r.reads_context)
     sub = f"mean L2 to the logged observation (raw units), {n} random starts, 95% bootstrap CI"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}" + (f"<br>{ctx}" if ctx else "") + "</sup>"),
                       xaxis_title="horizon (steps predicted open loop)", yaxis_title="mean L2 error", height=480,
