@@ -329,3 +329,27 @@ def test_read_seed_files_filters_and_checks(tmp_path):
     (d / "seed1.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(FindingsError, match="is not a seed result file"):
         read_seed_file(d / "seed1.json")
+
+
+def test_last_commit_is_the_one_that_changed_the_targets_not_a_comment(tmp_path):
+    """A comment-only commit (the analysis/ split rewrote a path in one) must not move the pre-registration date."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    def commit(text, message):
+        (tmp_path / "findings.toml").write_text(text)
+        git("add", "findings.toml")
+        git("commit", "-q", "-m", message)
+        return subprocess.run(["git", "log", "-1", "--format=%h"], cwd=tmp_path, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    first = commit("# targets\n[f]\ntarget = 0.9\n", "targets")
+    assert last_commit(tmp_path / "findings.toml")[0] == first
+    commit("# targets, see analysis/research/findings.py\n[f]\ntarget = 0.9\n", "a comment")
+    assert last_commit(tmp_path / "findings.toml")[0] == first
+    moved = commit("# targets, see analysis/research/findings.py\n[f]\ntarget = 0.8\n", "a target")
+    assert last_commit(tmp_path / "findings.toml")[0] == moved

@@ -243,16 +243,34 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
 
 
 def last_commit(path=ROOT / "findings.toml") -> tuple[str, str] | None:
-    """(short hash, date YYYY-MM-DD) of the commit that last changed `path`; None outside a git checkout, without
-    git, or for a file git does not track."""
+    """(short hash, date YYYY-MM-DD) of the commit that last changed what `path` says: its parsed TOML (claims,
+    targets, rules), so a commit that only edits a comment or the layout does not move the pre-registration date.
+    None outside a git checkout, without git, or for a file git does not track."""
     path = Path(path).resolve()
-    try:
-        res = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", path.name], cwd=path.parent,
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
+
+    def git(*args) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    def parsed(commit: str):
+        shown = git("show", f"{commit}:./{path.name}")
+        if shown is None or shown.returncode != 0:
+            return None   # not in that commit (the file was added after it)
+        try:
+            return tomllib.loads(shown.stdout)
+        except tomllib.TOMLDecodeError:
+            return shown.stdout
+
+    log = git("log", "--format=%h %cs", "--", path.name)
+    if log is None or log.returncode != 0:
         return None
-    parts = res.stdout.split()
-    return (parts[0], parts[1]) if res.returncode == 0 and len(parts) == 2 else None
+    commits = [line.split() for line in log.stdout.splitlines() if len(line.split()) == 2]
+    for i, (commit, day) in enumerate(commits):
+        if i == len(commits) - 1 or parsed(f"{commit}^") != parsed(commit):
+            return commit, day
+    return None
 
 
 def changed_since_commit(path=ROOT / "findings.toml") -> bool | None:
