@@ -79,10 +79,11 @@ def hostile_param_files(directory) -> list[dict]:
 def _shipped_pair():
     """cartpole-dt and cartpole.npz, loaded once: their loading is not the refusal's cost."""
     from models import load_agent
+    from models.shipped import shipped_agents
     from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
 
-    root = Path(__file__).resolve().parent.parent
-    return load_agent(root / "sample_data" / "agents" / "cartpole-dt"), load_dataset(root / "sample_data" / "datasets" / "cartpole.npz")
+    return load_agent(shipped_agents()["cartpole-dt"]), load_dataset(sample_datasets()["cartpole"])
 
 
 def _param_refusal(path) -> str:

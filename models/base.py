@@ -129,6 +129,7 @@ class Agent(nn.Module):
     interface analyses use: `has(capability)`, `activation_names()`, `run_with_cache(...)`."""
 
     capabilities: frozenset = frozenset()    # subclasses: the CAPABILITIES keys they have
+    family: str = "an agent"                 # subclasses: how pages name the family ("a Decision Transformer")
 
     def __init__(self, config: AgentConfig):
         super().__init__()

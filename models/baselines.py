@@ -78,6 +78,7 @@ class MLPPolicy(_ActionHead, Agent):
       head.out     [..., n_actions | act_dim]  the output layer: logits, or actions before tanh
     """
 
+    family = "an MLP policy"
     capabilities = frozenset({"action", "acts", "markov"})
 
     def __init__(self, config: AgentConfig):
@@ -156,6 +157,7 @@ class GRUPolicy(_ActionHead, Agent):
       head.out     [B, T, n_actions | act_dim]  logits, or actions before tanh
     """
 
+    family = "a GRU policy"
     capabilities = frozenset({"action", "recurrent", "acts"})
 
     def __init__(self, config: AgentConfig):
@@ -245,6 +247,7 @@ class DynamicsModel(_ActionHead, Agent):
                    before reward_scale
     """
 
+    family = "a dynamics model"
     capabilities = frozenset({"dynamics", "state"})
 
     def __init__(self, config: AgentConfig):

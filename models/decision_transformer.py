@@ -87,6 +87,7 @@ class DecisionTransformer(Agent):
     run_with_cache(..., last_state_only=True) computes only what the last step's s_t token needs (see there).
     """
 
+    family = "a Decision Transformer"   # how pages name the family to users
     capabilities = frozenset({"action", "return", "value", "state", "attention", "kv_cache", "return_conditioned",
                               "acts", "step_tokens", "partial_forward"})
 

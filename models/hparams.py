@@ -2,7 +2,8 @@
 
 `resolve(kind, hparams)` fills a checkpoint's `hparams` with every default, so config.json says exactly what
 the model was built with (a checkpoint that omits a key still loads: the default below applies). Models
-read their sizes from the resolved dict; nothing else holds a default.
+read their sizes from a typed config made from the resolved dict (models/configs.py for DT and TT, these
+dataclasses themselves for the MLP, GRU and dynamics model); nothing else holds a default.
 """
 from __future__ import annotations
 

@@ -39,6 +39,14 @@ def capabilities_of(kind) -> frozenset:
         return frozenset()
 
 
+def family_name(kind) -> str:
+    """How pages name a model family to users ("a Decision Transformer"), from its class; the kind itself if unknown."""
+    try:
+        return agent_class(kind).family
+    except AgentError:
+        return str(kind)
+
+
 def kinds_with(needs) -> list[str]:
     """The model families (on-disk kinds, in the registry's order) whose agents have every capability in `needs`:
     what a page that needs them names to its users."""

@@ -103,6 +103,7 @@ class TrajectoryTransformer(Agent):
       head.logits              [B, T, N + 1]  position p's scores over the bins (+ stop) of token p + 1's dimension
     """
 
+    family = "a Trajectory Transformer"
     capabilities = frozenset({"attention", "kv_cache", "planning", "dynamics", "state", "value", "tokens", "acts"})
 
     def __init__(self, config: AgentConfig):

@@ -26,6 +26,11 @@ FORBIDDEN = {
     "models": {"analysis", "ui", "views", "streamlit", "cli", "bench", "home", "app"},
     "analysis": {"ui", "views", "streamlit", "cli", "bench", "home", "app"},
     "ui": {"views", "cli", "bench", "home", "app"},
+    "views": {"cli", "bench", "home", "app"},
+    "home": {"views", "cli", "bench", "app"},
+    "app": {"views", "cli", "bench", "home"},   # the router names the pages' files (ui/nav.py), never imports them
+    "cli": {"views", "home", "app", "streamlit"},
+    "bench": {"views", "home", "app"},
 }
 
 

@@ -12,7 +12,7 @@ from analysis.core.cache import SHARED, BusyError, cached, context
 from analysis.core.identity import agent_key, dataset_key
 from models.env_choice import normalization_label
 from models.errors import AgentError
-from models.loading import kinds_with
+from models.loading import family_name, kinds_with
 from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
 from ui.session import forget_ended
@@ -66,11 +66,9 @@ def start(title: str, intro: str, needs: tuple[str, ...] | None = None) -> Selec
                f"dataset **{md_escape(dataset_name)}** ({ds.n_episodes:,} episodes); {md_escape(normalization_label(agent))}. "
                "Change them on the home page.")
     if needs and not all(agent.has(c) for c in needs):
-        names = {"dt": "a Decision Transformer", "tt": "a Trajectory Transformer", "mlp": "an MLP policy",
-                 "gru": "a GRU policy", "dynamics": "a dynamics model"}   # display names of the families
-        st.info(f"This page needs {md_escape(' or '.join(names[k] for k in kinds_with(needs)))}; "
+        st.info(f"This page needs {md_escape(' or '.join(family_name(k) for k in kinds_with(needs)))}; "
                 f"**{md_escape(agent_name)}** is "
-                f"{md_escape(names.get(agent.kind, agent.kind))}. "
+                f"{md_escape(family_name(agent.kind))}. "
                 "Pick another agent on the home page (e.g. cartpole-dt).")
         st.stop()
     from models.checks import check_dataset

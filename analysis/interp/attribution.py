@@ -322,7 +322,7 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
             attr = Saliency(f).attribute(tuple(t.clone().requires_grad_() for t in x), target=tgt, abs=True,
                                          additional_forward_args=extra)
         else:
-            attr, tok_attr, step_attr = _ablate(f, x, baselines, tgt, extra, names, modalities, perturbations_per_eval)
+            attr, tok_attr, step_attr = _ablate(model, f, x, baselines, tgt, extra, names, modalities, perturbations_per_eval)
 
     feats = {m: (a.detach() * real[..., None]).cpu().numpy() for m, a in zip(modalities, attr)}
     if method == "ablation":
@@ -338,7 +338,7 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
     return _Raw(feats, tokens, steps, fx.cpu().numpy(), fb.cpu().numpy(), delta, used)
 
 
-def _ablate(f, x, baselines, tgt, extra, names, modalities, ppe):
+def _ablate(model, f, x, baselines, tgt, extra, names, modalities, ppe):
     """FeatureAblation at three granularities: each feature, each token, each whole timestep."""
     fa = FeatureAblation(f)
     L = x[0].shape[1]
@@ -351,7 +351,7 @@ def _ablate(f, x, baselines, tgt, extra, names, modalities, ppe):
     tok_masks = tuple((pos * 3 + MODALITIES.index(m)).expand(L, t.shape[-1])[None] for m, t in zip(modalities, x))
     step_masks = tuple(pos.expand(L, t.shape[-1])[None] for t in x)
     kw = dict(baselines=baselines, target=tgt, additional_forward_args=extra, perturbations_per_eval=ppe)
-    with torch.no_grad():
+    with inference(model):   # perturbations only: no gradient
         feat = fa.attribute(x, feature_mask=tuple(feat_masks), **kw)
         tok = fa.attribute(x, feature_mask=tok_masks, **kw)
         step = fa.attribute(x, feature_mask=step_masks, **kw)

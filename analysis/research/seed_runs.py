@@ -34,7 +34,7 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors")
 # What a cluster's workers do not need of the repository (gitignore syntax, relative to ROOT): Ray uploads the
 # rest as the runtime_env working_dir (the sample datasets, ~5 MB, and the code).
 RUNTIME_EXCLUDES = [".git", ".venv", "**/__pycache__", ".pytest_cache", ".hypothesis", ".numba_cache", "report",
-                    "test-artifacts", "bench/results", "docs", "sample_data/agents", "tests", "*.log",
+                    "test-artifacts", "bench/results", "docs", AGENT_DIR.relative_to(ROOT).as_posix(), "tests", "*.log",
                     "*.safetensors"]   # checkpoints: workers train from the datasets
 LOG_UPDATE_S = 5.0   # a training bar's line in a log: at most one every LOG_UPDATE_S seconds
 
