@@ -5,14 +5,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis.publish.figures import returns_histogram
-from analysis.publish.figures.text import plain
+from analysis.publish import catalog
 from models.errors import AgentError
 from models.checks import check_dataset
 from models.report import agent_rows
-from ui import charts
+from ui import exports
 from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_agent
-from ui.data import all_datasets, current_dataset_name
+from ui.data import all_datasets, current_dataset_name, dataset_path
 from ui.local import notices as local_notices
 from ui.local import path_box, path_of
 from ui.text import md_escape
@@ -124,8 +123,9 @@ def home():
         cols[1].metric("Return min", f"{s['return_min']:.4g}")
         cols[2].metric("Return mean", f"{s['return_mean']:.4g}")
         cols[3].metric("Return max", f"{s['return_max']:.4g}")
-        charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {plain(dataset_name)}", bins=30).update_layout(height=300),
-                      "returns_hist")
+        hist = catalog.make("returns_histogram", None, ds, bins=30)   # the catalog's figure: `cli.py export` writes the same
+        exports.show(hist, "returns_hist")
+        exports.bundle_button([hist], "Home", dataset=ds, data_path=dataset_path(dataset_name))
         st.caption(f"{md_escape(ds.env_id or 'unknown environment')} · {s['n_transitions']:,} steps · observations: "
                    f"{md_escape(', '.join(ds.obs_names))} · actions: {md_escape(', '.join(ds.act_names))}")
         if (where := path_of("data", dataset_name)) is not None:

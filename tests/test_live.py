@@ -305,3 +305,58 @@ def test_two_sessions_play_their_own_games():
     b.run()
     assert a.session_state["live_game"].t == 2 and b.session_state["live_game"].t == 0
     assert a.session_state["live_game"] is not b.session_state["live_game"]
+
+
+# ---- issue 27: the agent's turn animated at a chosen speed; downloads at the page width -----------------------------
+def test_the_agents_steps_come_one_at_a_time_and_equal_its_turn_taken_at_once(cartpole_dt):
+    """agent_steps takes one step per item (the page draws each before the next) and together they are agent_acts:
+    the same actions, by the agent, on the same seed; its bound is checked before the first step, and it stops at the
+    episode's end."""
+    game, twin = LiveGame(cartpole_dt, seed=7, render=False), LiveGame(cartpole_dt, seed=7, render=False)
+    with pytest.raises(LiveError, match=f"1 to {MAX_AGENT_STEPS}"):
+        game.agent_steps(0)
+    assert game.t == 0
+    seen = []
+    for n in game.agent_steps(12):
+        seen.append((n, game.t, len(game.by_agent)))
+    assert seen == [(n, n, n) for n in range(1, 13)]
+    assert twin.agent_acts(12) == 12 and game.actions == twin.actions and game.by_agent == [True] * 12
+    game.step(0)
+    while not game.done:
+        game.step(0)                          # pushing left until the pole falls
+    assert list(game.agent_steps(5)) == []    # an ended episode: no step
+
+
+def test_the_page_animates_the_agents_turn_at_the_chosen_speed(monkeypatch):
+    """Issue 27: "Let the agent act" jumped to the end. Now each of the agent's steps is drawn (its frame, captioned
+    with the step) before the next, paced at the chosen steps per second: time is faked, so the waits are exact."""
+    import time
+
+    import streamlit as st
+
+    clock, waits, captions = [100.0], [], []
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "sleep", lambda s: (waits.append(s), clock.__setitem__(0, clock[0] + s)))
+    real_image = st.image
+    monkeypatch.setattr(st, "image", lambda *a, **k: (captions.append(k.get("caption")), real_image(*a, **k))[1])
+    at = page("10_Live_play.py", "cartpole-dt", "cartpole", live_seed=3, live_n=6, live_speed=5)
+    captions.clear()
+    _click(at, "live_agent")
+    game = at.session_state["live_game"]
+    assert game.by_agent == [True] * 6
+    assert waits == pytest.approx([0.2] * 6)                       # 5 steps per second
+    assert captions[:6] == [f"CartPole-v1, step {t}" for t in range(1, 7)]   # one frame per step, in order
+    assert captions[-1] == "CartPole-v1, step 6"                   # and the frame it hands back on
+    assert any("Last step by the agent" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) >= 2                        # its view is back after the turn
+
+
+def test_live_play_downloads_default_to_the_page_width(cartpole_dt):
+    from analysis.media.video import PAGE_WIDTH
+
+    game = LiveGame(cartpole_dt, seed=6, target=200.0)
+    game.agent_acts(3)
+    clip, _ = game.clip()
+    assert clip.width == PAGE_WIDTH >= 720
+    r = clip.render()
+    assert r.frames.shape[2] == PAGE_WIDTH

@@ -123,3 +123,21 @@ def test_return_conditioning_bad_targets_and_bounds():
     assert "runs at most 256 at once" in at.error[0].value
     at = page("3_Return_conditioning.py", "pendulum-tt", "pendulum")
     assert "needs a Decision Transformer" in at.info[0].value
+
+
+def test_return_conditioning_what_if_opens_on_three_lines():
+    """Issue 27: five shifts over a 500-step CartPole episode were five tangled lines; the page opens on no shift and
+    the largest shift each way (the others one click away), drawn as three lines."""
+    from analysis.behaviour.sweeps import default_shifts
+    from models import load_agent
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=1, sweep_targets="500")
+    root = Path(__file__).resolve().parent.parent
+    five = default_shifts(load_agent(root / "sample_data/agents/cartpole-dt"), load_dataset(sample_datasets()["cartpole"]))
+    box = at.multiselect(key="shift_values")
+    assert len(five) == 5 and box.value == [min(five), 0.0, max(five)] and len(box.options) == 5
+    replay = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Episode 0 replayed"))
+    shifted = [d["name"] for d in replay["data"] if d["name"].startswith("R shifted")]
+    assert shifted == [f"R shifted {s:+g}" for s in (min(five), 0.0, max(five))]

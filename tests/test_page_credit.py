@@ -30,3 +30,97 @@ def test_credit_page_mlp_only_attributes_its_action():
 def test_credit_page_refuses_tt():
     at = page("4_Credit_assignment.py", "pendulum-tt", "pendulum")
     assert "needs a Decision Transformer or an MLP policy or a GRU policy" in at.info[0].value
+
+
+# ---- issue 27: defaults that agree with the page's own text ----------------------------------------------------------
+def test_credit_opens_on_the_door_on_keydoor_and_mid_episode_elsewhere():
+    from analysis.interp.attribution import key_door_steps
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    kd_data = load_dataset(sample_datasets()["keydoor"])
+    at = page("4_Credit_assignment.py", "keydoor-dt", "keydoor", attr_episode=1)
+    ep = kd_data.episode(1)
+    door = key_door_steps(ep.observations, ep.actions).phase3_step
+    slider = at.slider(key="attr_step")
+    assert door is not None and slider.value == door and "first phase-3 step" in slider.help
+    cp = load_dataset(sample_datasets()["cartpole"])
+    at = page("4_Credit_assignment.py", "cartpole-mlp", "cartpole", attr_episode=2)
+    L = int(cp.episode_lengths[2])
+    assert at.slider(key="attr_step").value == L // 2 != L - 1 and "middle" in at.slider(key="attr_step").help
+
+
+def _credit_frame(action, value):
+    import pandas as pd
+
+    n = len(action)
+    return pd.concat([pd.DataFrame({"episode": range(n), "target": t, "share_over_uniform": v})
+                      for t, v in (("action", action), ("value", value))], ignore_index=True)
+
+
+def _patching(restored_share, n=8, gap=1.0, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    clean, corrupted = np.full(n, gap), np.zeros(n)
+    span = gap * (restored_share + rng.normal(0, 0.03, n))
+    return np.stack([clean, corrupted, span, np.zeros(n)], 1)
+
+
+def test_keydoor_verdict_is_chosen_from_the_numbers_and_their_cis():
+    """The sentence follows the measurements: attribution crediting the action while patching finds the value
+    depends on the key step is said as a disagreement; both on the value as agreement; overlapping CIs as no
+    separation. Numbers in the sentences are the measured ones."""
+    import numpy as np
+
+    from analysis.interp.keydoor_credit import key_door_verdict, restored
+
+    rng = np.random.default_rng(1)
+    action, value = 1.7 + rng.normal(0, 0.1, 8), 1.3 + rng.normal(0, 0.1, 8)
+    pv, pa = _patching(0.95), _patching(0.05)
+    v = key_door_verdict(_credit_frame(action, value), {"value": pv, "action": pa})
+    assert (v.credit_favours, v.patching_favours) == ("action", "value")
+    assert f"{action.mean():.2f}× a uniform share on the key step for the action" in v.sentences[0]
+    assert f"and {value.mean():.2f}× for the value" in v.sentences[0]
+    assert f"restores {restored(pv):.0%} of the value's" in v.sentences[1]
+    assert f"and {restored(pa):.0%} of the action logit's" in v.sentences[1]
+    assert v.sentences[-1].startswith("Attribution and patching disagree: attribution credits the action more, "
+                                      "patching finds the value depends on the key step more.")
+    both = key_door_verdict(_credit_frame(value, action), {"value": _patching(0.95), "action": _patching(0.05)})
+    assert (both.credit_favours, both.patching_favours) == ("value", "value")
+    assert both.sentences[-1] == "Both say the value carries the memory of the key, as the design expects."
+    noisy = rng.normal(1.5, 0.6, 8)
+    tie = key_door_verdict(_credit_frame(noisy, noisy + rng.normal(0, 0.6, 8)),
+                           {"value": _patching(0.95), "action": _patching(0.05)})
+    assert tie.credit_favours == "neither" and "cannot be told apart" in tie.sentences[0] and "spans 0" in tie.sentences[0]
+    assert tie.sentences[-1].startswith("Patching, the causal test, finds the value depends on the key step more")
+    none = key_door_verdict(_credit_frame(noisy, noisy), {"value": _patching(0.5), "action": _patching(0.5, seed=1)})
+    assert (none.credit_favours, none.patching_favours) == ("neither", "neither")
+    assert none.sentences[-1].startswith("Neither attribution nor patching separates")
+
+
+def test_keydoor_page_says_what_its_own_credit_and_patching_show():
+    """The page's sentence is key_door_verdict of the figure it shows and the patching of the same episodes; the
+    value's patching is the reproduction's (analysis/research/reproduce.py) on the same pairs."""
+    from analysis.interp.keydoor_credit import key_door_verdict, key_span_patching
+    from analysis.publish import catalog
+    from analysis.research.reproduce import key_door_patching
+    from models import load_agent
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+    from ui.text import md_escape
+
+    import numpy as np
+    from pathlib import Path
+
+    agent = load_agent(Path(__file__).resolve().parent.parent / "sample_data/agents/keydoor-dt")
+    ds = load_dataset(sample_datasets()["keydoor"])
+    at = page("4_Credit_assignment.py", "keydoor-dt", "keydoor", attr_episode=1, kd_episodes=4)
+    at.button(key="kd_run").click().run()
+    assert not at.exception
+    f = catalog.make("attribution_keydoor", agent, ds, max_episodes=4)
+    patching = {o: key_span_patching(agent, ds, o, 4)[0] for o in ("value", "action")}
+    assert np.allclose(patching["value"], key_door_patching(agent, ds, 4)[0])
+    want = key_door_verdict(f.data, patching, "integrated gradients")
+    assert md_escape(" ".join(want.sentences)) in [m.value for m in at.markdown]
+    print(" ".join(want.sentences))

@@ -39,3 +39,35 @@ def test_context_page_accuracy_and_refusal():
     assert titles(at)[0].startswith("Action prediction vs context")
     at = page("7_Context_and_memory.py", "cartpole-mlp", "cartpole")
     assert "needs a Decision Transformer" in at.info[0].value
+
+
+def test_predicted_vs_real_dt_hides_the_controls_that_change_nothing_and_says_what_the_reward_row_is():
+    """Issue 27: a DT predicts one step ahead everywhere, so start and horizon did nothing; the reward row is the
+    return head's error again. The page shows neither control for it and says so with the figure's own numbers;
+    a TT keeps both."""
+    import numpy as np
+
+    at = page("5_Predicted_vs_real.py", "cartpole-dt", "cartpole")
+    keys = [w.key for kind in ("slider", "number_input") for w in at.get(kind)]
+    assert "pvr_start" not in keys and "pvr_horizon" not in keys and "pvr_episode" in keys
+    from analysis.publish import catalog
+    from models import load_agent
+    from pathlib import Path
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    root = Path(__file__).resolve().parent.parent
+    d = catalog.make("predicted_vs_real", load_agent(root / "sample_data/agents/cartpole-dt"),
+                     load_dataset(sample_datasets()["cartpole"]), episode=0).data
+    ret = d[d["feature"] == d["feature"].iloc[0]]
+    err = float(np.nanmean(np.abs(ret["predicted"] - ret["real"])))
+    [note] = [c.value.replace("\\", "") for c in at.caption if "not a second prediction" in c.value]   # md_escape's
+    assert f"mean |error| {err:.3g} in both" in note and "no start step or horizon" in note
+    rew = d[d["feature"] == "reward"]   # the implied reward's error is the return's, mirrored
+    assert np.allclose(rew["predicted"] - rew["real"], -(ret["predicted"].to_numpy() - ret["real"].to_numpy()), atol=1e-4)
+
+
+def test_context_page_intro_reads():
+    at = page("7_Context_and_memory.py", "masked-cartpole-dt-k20", "masked-cartpole")
+    intro = at.markdown[0].value
+    assert intro.startswith("Does a longer history make the agent better") and "seeds' question" not in intro

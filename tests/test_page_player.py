@@ -151,14 +151,42 @@ def test_page_keydoor_dt_renders_with_value_credit():
     assert "for the value" in d["credit_label"] and d["prediction"]["kind"] == "return"
 
 
-def test_page_dataset_without_frames_shows_the_sentence_and_state_lines():
+def test_page_upload_naming_no_environment_is_drawn_in_the_agents():
+    """Issue 27: a CSV upload names no environment, but cartpole-dt names CartPole-v1, whose state is the upload's 4
+    observations: the player draws its frames (bit-equal to frames.from_data in that environment), says once where
+    they come from, and the episode video download has them too."""
+    from dataclasses import replace
+
+    from analysis.media.frames import from_data
+    from analysis.media.player import decode_frame
+
+    tiny = tiny_undrawable()
     # episode 7, chosen on a longer dataset, is clamped to this one's last
-    at = page("cartpole-dt", "upload: tiny.csv", uploads={"tiny.csv": tiny_undrawable()}, player_episode=7)
+    at = page("cartpole-dt", "upload: tiny.csv", uploads={"tiny.csv": tiny}, player_episode=7)
     d = component(at)
-    why = "No frames for tiny.csv: it names no environment to draw its observations with; a state-line plot stands in."
-    assert [i.value for i in at.info] == [why] and d["why"] == why
+    assert d["frames"] is not None and len(d["frames"]) == len(d["steps"]) == 12 and len(d["attention"]) == 12
+    want = from_data(replace(tiny, env_id="CartPole-v1"), 1)
+    assert all(np.array_equal(decode_frame(f), w) for f, w in zip(d["frames"], want.frames))
+    assert d["why"] == "Drawn by CartPole-v1 from the logged observations." and not at.info
+    said = [c.value for c in at.caption if "names no environment" in c.value]
+    assert len(said) == 1 and "CartPole" in said[0] and "the agent's" in said[0]
+
+
+def test_page_without_frames_says_why_once_and_shows_state_lines(monkeypatch):
+    """Issue 27: the sentence saying why there are no frames appeared twice (an info box above the player and the
+    player's own line); now only the player says it, above the state lines that stand in."""
+    from analysis.media import frames
+
+    CACHE.clear()
+    monkeypatch.setattr(frames, "make_render_env", lambda *a, **k: (None, "no renderer here"))
+    at = page("cartpole-dt", "upload: tiny.csv", uploads={"tiny.csv": tiny_undrawable()}, player_episode=1)
+    d = component(at)
     assert d["frames"] is None and len(d["obs"]) == len(d["steps"]) == 12 and len(d["obs"][0]) == 4
-    assert len(d["attention"]) == 12                    # the agent's panels still come with it
+    assert "no renderer here" in d["why"]
+    shown = [e.value for kind in ("info", "warning", "caption", "markdown") for e in at.get(kind)]
+    assert not any("no renderer here" in v for v in shown)             # said once: in the player
+    assert not at.info
+    CACHE.clear()
 
 
 def test_imagined_continuation_is_drawn_from_the_models_states():
@@ -242,9 +270,9 @@ def test_page_video_download_is_the_catalogs_episode_video(cartpole, monkeypatch
     at = page("cartpole-dt", "cartpole", player_episode=4)
     assert not at.exception
     [(name, kw, f)] = [m for m in made if m[0] == "episode_video"]
-    assert kw == {"episode": 4} and f.params["episode"] == 4
+    assert kw == {"episode": 4, "width": 720} and f.params["episode"] == 4    # issue 27: downloads >= 720 px wide
     frames = iio.imread(figured_bytes(f, "gif"), index=None)
-    assert len(frames) == int(ds.episode_lengths[4])
+    assert len(frames) == int(ds.episode_lengths[4]) and frames.shape[2] == 720
 
 
 def test_a_mujoco_episode_is_drawn_fast_small_and_lossy_with_its_steps_bounded(tmp_path, monkeypatch):
@@ -265,3 +293,32 @@ def test_a_mujoco_episode_is_drawn_fast_small_and_lossy_with_its_steps_bounded(t
     fast = player._frames.from_data(ds.select([1]), 0, height=player.DISPLAY_HEIGHT, fast=True, max_frames=4)
     err = np.abs(player.decode_frame(d.frames[2]).astype(int) - fast.frames[2]).mean()
     assert 0 < err < 4          # lossy, and close to the frame drawn
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_the_scrubber_spans_the_player_in_chromium(cartpole):
+    """Issue 27: the scrubber sat beside the buttons under the 432 px frame, 120 px for 500 steps. Drawn in Chromium
+    at two widths, it spans the player's width: at least a pixel per step of a 500-step episode, and moving it moves
+    the step."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.browser_pages import CHROMIUM_ARGS
+
+    agent, ds = cartpole
+    first = int(np.flatnonzero(ds.episode_lengths == 500)[0])
+    doc = html(player.build(agent, ds, first))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            for width in (1000, 1400):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.set_content(doc)
+                box = page.locator("#scrub").bounding_box()
+                whole = page.locator("#player").bounding_box()
+                assert box["width"] >= 0.9 * whole["width"] and box["width"] >= 500, (width, box, whole)
+                page.locator("#scrub").fill("250")
+                assert page.locator("#status").inner_text().startswith("step 250") or "250" in page.locator("#status").inner_text()
+                page.close()
+        finally:
+            browser.close()

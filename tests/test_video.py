@@ -77,6 +77,49 @@ def test_overlay_draws_text_and_an_attention_bar_under_each_frame():
     assert V.overlay_frames(frames[:, :, :10], ov).shape[:3] == (3, out.shape[1], 10)
 
 
+def _ink_rows(panel: np.ndarray, colour, x1: int | None = None) -> np.ndarray:
+    """Rows of a panel [h, W, 3] where text of `colour` was drawn (anti-aliased glyphs: pixels nearer the colour than
+    the background), left of x1."""
+    p = panel[:, :x1].astype(int)
+    near = np.abs(p - np.array(colour)).sum(-1) < np.abs(p - np.array(V._PANEL)).sum(-1) - 60
+    return np.flatnonzero(near.any(1))
+
+
+@pytest.mark.parametrize("width", [V.PAGE_WIDTH, V.DEFAULT_WIDTH, V.MIN_WIDTH])
+def test_overlay_text_is_at_least_12_px_at_1x(width):
+    """Issue 27: the player's GIF had a ~6 px attention label. At every width a file is drawn at, the overlay's line
+    and the bar's labels are set in >= 12 px type, measured on the drawn pixels against the same words in 12 px type;
+    a line too long for the width wraps between its parts instead of shrinking."""
+    n, K = 4, 20
+    frames = np.full((n, 40, width, 3), 255, np.uint8)
+    ov = V.Overlay(np.arange(n) + 120, 500, ["push right"] * n, np.ones(n), np.array([381.0, 380, 379, 378]),
+                   attention=np.full((n, K), 1 / K), predicted_return=np.array([379.5, 378.5, 377.5, 376.5]))
+    texts = ov.texts()
+    lay = V._layout(width, texts, K)
+    assert lay.font_px >= V.MIN_FONT_PX == 12 and V._small_px(lay.font_px) >= 12
+    out = V.overlay_frames(frames, ov)
+    panel = out[0, 40:]
+    lines = V._wrap(texts[0], V._font(lay.font_px), V._room(width, lay.font_px))
+    assert " ".join(p for line in lines for p in line.split(V.SEP)) == " ".join(texts[0].split(V.SEP))   # every word
+    assert all(V._font(lay.font_px).getlength(line) <= V._room(width, lay.font_px) for line in lines)  # each fits
+    assert len(lines) == lay.lines and (width < 720) == (lay.lines > 1)
+    x0, y0, x1, y1 = lay.bar
+    text_rows = _ink_rows(panel[:y0], V._TEXT)
+    line_h = int(lay.font_px * 1.3)
+    first = text_rows[text_rows < lay.text_y + line_h]      # the first line of text: "step 120/500 ..."
+    ref = V._font(12).getbbox(lines[0])                     # the same words at 12 px: top and bottom of the ink
+    assert first.max() - first.min() + 1 >= ref[3] - ref[1]
+    label = _ink_rows(panel[y0:y1 + 4], V._MUTED, x0)       # "attention", left of the bar
+    ref = V._font(12).getbbox("attention")
+    assert label.max() - label.min() + 1 >= ref[3] - ref[1] - 1   # anti-aliasing may leave a faint row out
+
+
+def test_side_by_side_captions_keep_12_px_and_shorten_instead():
+    head = V._captions(200, ["real", "imagined by a model with a very long name from step 10"], 12)
+    assert head.shape[0] == int(12 * 1.3) + 2 * 6       # drawn at 12 px, not shrunk below it
+    assert (head[:, 100:] != V._PANEL).any()
+
+
 def test_gif_and_mp4_decode_to_the_frames_asked_for(cartpole, tmp_path):
     clip = _clip(cartpole, 3, steps=24)
     r = clip.render()

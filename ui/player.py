@@ -17,6 +17,7 @@ STYLE = {"R": TOKEN_COLOURS["return-to-go"], "s": TOKEN_COLOURS["state"], "a": T
          "real": REAL, "predicted": PREDICTED, "palette": PALETTE, "grid": "#e6e6e6", "axis": "#444", "cursor": "#444",
          "muted": "#6e6e6e"}
 PANEL_PX = 178        # one bar panel (title, subtitle, 118 px chart) and the gap below it
+TIMELINE_PX = 30      # the scrubber's row under the frame and the panels, the player's full width
 
 
 @lru_cache(maxsize=1)
@@ -47,7 +48,7 @@ def height(data) -> int:
     if data.prediction is not None:
         rows = 1 if data.prediction["kind"] == "return" else min(len(data.prediction["features"]), 12)
         right += 70 + (150 if rows == 1 else 20 * rows + 12) + 36
-    return int(max(left, right) + 12)
+    return int(max(left, right) + 12 + TIMELINE_PX)
 
 
 def embedded(srcdoc: str) -> dict:

@@ -1,6 +1,7 @@
 """Live play: the user acts in the agent's environment while the Decision Transformer shows what it would do, its
 value and where it looks; "let the agent act" hands it the controls (analysis/media/live.py)."""
 import inspect
+import time
 
 import numpy as np
 import streamlit as st
@@ -22,6 +23,7 @@ sel = start("Live play", "Play the environment yourself, one step at a time, whi
 agent = sel.agent
 SHORTCUTS = {"push_left": "Left", "push_right": "Right", "left": "Left", "right": "Right", "up": "Up", "down": "Down"}
 KEYS = "shortcut" in inspect.signature(st.button).parameters   # Streamlit >= 1.47
+SPEEDS = [1, 2, 5, 10, 20, 50]   # steps per second the agent's turn is played at
 
 
 def _settings() -> dict:
@@ -62,15 +64,17 @@ def _game(settings: dict) -> LiveGame | None:
     return game
 
 
-def _act(game: LiveGame, action=None, steps: int = 0) -> None:
-    """A button's action: one user step, or `steps` agent steps. Errors go to the next run (callbacks draw nothing)."""
+def _act(game: LiveGame, action=None) -> None:
+    """A button's action: one user step. Errors go to the next run (callbacks draw nothing)."""
     try:
-        if steps:
-            game.agent_acts(steps)
-        else:
-            game.step(action)
+        game.step(action)
     except LiveError as e:
         st.session_state["live_error"] = str(e)
+
+
+def _hand_over() -> None:
+    """"Let the agent act": the fragment's next run plays the agent's steps one by one (_animate)."""
+    st.session_state["live_pending"] = int(st.session_state["live_n"])
 
 
 def _controls(game: LiveGame) -> None:
@@ -91,13 +95,16 @@ def _controls(game: LiveGame) -> None:
                         on_click=lambda: _act(game, np.array([st.session_state[f"live_c{j}"] for j in range(len(low))],
                                                              np.float32).reshape(game.space.shape)),
                         **({"shortcut": "Enter"} if KEYS else {}))
-    c1, c2, c3 = st.columns([1, 1, 1])
-    n = int(c1.number_input("Agent steps", 1, MAX_AGENT_STEPS, 10, key="live_n",
-                            help="How many steps the agent takes before it hands the controls back."))
-    c2.button("Let the agent act", key="live_agent", on_click=_act, args=(game, None, n), type="primary",
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
+    c1.number_input("Agent steps", 1, MAX_AGENT_STEPS, 10, key="live_n",
+                    help="How many steps the agent takes before it hands the controls back.")
+    c2.select_slider("Steps per second", SPEEDS, 10, key="live_speed",
+                     help="How fast the agent's steps are played; press any button to take the controls back sooner.")
+    c3.button("Let the agent act", key="live_agent", on_click=_hand_over, type="primary",
               disabled=over or game.view is None, width="stretch",
-              help=game.why_no_agent or "The agent takes the next steps with its own actions, then hands back.")
-    if c3.button("New episode", key="live_new", width="stretch"):
+              help=game.why_no_agent or "The agent takes the next steps with its own actions, shown one by one at the "
+                                        "chosen speed, then hands back.")
+    if c4.button("New episode", key="live_new", width="stretch"):
         st.session_state.pop("live_settings", None)
         st.rerun()
 
@@ -121,23 +128,55 @@ def _status(game: LiveGame) -> None:
                    f"reward {game.rewards[-1]:g}.")
 
 
+def _frame(game: LiveGame) -> None:
+    frame = game.frame()
+    if frame is not None:
+        k = max(1, 288 // frame.shape[0])   # pixel art (Key-to-Door, 96 px) scaled by whole pixels: crisp, not blurred
+        st.image(frame.repeat(k, 0).repeat(k, 1), caption=f"{game.env_id}, step {game.t}",
+                 width="stretch" if k == 1 else "content")
+    else:
+        st.info(f"No frame here: {md_escape(game.render_why)}. The observation stands in.")
+        names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
+        st.dataframe({"feature": names, "value": game.observations[-1]}, hide_index=True)
+
+
+def _animate(game: LiveGame, steps: int, slot, note) -> None:
+    """The agent's turn, a step at a time at the chosen speed: each step's frame replaces the last in `slot` and `note`
+    says what it did, so the turn plays as an animation inside one run. Any click reruns the fragment, which ends the
+    turn where it is (the game keeps the steps taken)."""
+    period = 1.0 / float(st.session_state.get("live_speed", 10))
+    due = time.monotonic()
+    try:
+        for n in game.agent_steps(steps):
+            with slot.container():
+                _frame(game)
+            note.caption(f"The agent acts: step {game.t:d} ({n:d} of {steps:d}), "
+                         f"{md_escape(game.action_text(game.actions[-1]))}, reward {game.rewards[-1]:g}.")
+            due += period
+            time.sleep(max(0.0, due - time.monotonic()))
+    except LiveError as e:
+        st.session_state["live_error"] = str(e)
+    note.empty()
+
+
 @st.fragment
 def _play(game: LiveGame) -> None:
     """The game: a step reruns only this (the page's settings and agent stay as they are)."""
-    error = st.session_state.pop("live_error", None)
-    if error:
-        st.error(md_escape(error))
+    pending = st.session_state.pop("live_pending", 0)
     left, right = st.columns([1, 1])
     with left:
-        frame = game.frame()
-        if frame is not None:
-            k = max(1, 288 // frame.shape[0])   # pixel art (Key-to-Door, 96 px) scaled by whole pixels: crisp, not blurred
-            st.image(frame.repeat(k, 0).repeat(k, 1), caption=f"{game.env_id}, step {game.t}",
-                     width="stretch" if k == 1 else "content")
-        else:
-            st.info(f"No frame here: {md_escape(game.render_why)}. The observation stands in.")
-            names = envs.OBS_NAMES.get(game.env_id) or [f"x{i}" for i in range(len(game.observations[-1]))]
-            st.dataframe({"feature": names, "value": game.observations[-1]}, hide_index=True)
+        slot, note = st.empty(), st.empty()
+        if pending and game.view is not None and not game.done:
+            aside = right.empty()
+            aside.caption("The agent has the controls: its policy, value and attention show again when it hands "
+                          "them back.")
+            _animate(game, pending, slot, note)
+            aside.empty()
+        error = st.session_state.pop("live_error", None)
+        if error:
+            st.error(md_escape(error))
+        with slot.container():
+            _frame(game)
         _controls(game)
         _status(game)
     with right:

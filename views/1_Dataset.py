@@ -1,10 +1,9 @@
 """Dataset: browse episodes of the selected dataset — observations, actions, rewards and return-to-go."""
 import streamlit as st
 
-from analysis.publish.figures import episode_signals, episode_timeline, returns_histogram
-from analysis.publish.figures.text import plain
-from ui import charts
-from ui.data import all_datasets, current_dataset_name
+from analysis.publish import catalog
+from ui import exports
+from ui.data import all_datasets, current_dataset_name, dataset_path
 from ui.text import md_escape
 from ui.uploads import dataset_uploader
 
@@ -35,11 +34,11 @@ cols[1].metric("Length", len(ep))
 cols[2].metric("Return", f"{ep.total_return:.4g}")
 cols[3].metric("Ends", "terminated" if ep.terminated[-1] else "truncated" if ep.truncated[-1] else "no flag")
 
-labels = ds.metadata.get("action_labels") if ds.discrete else None
-if ds.discrete and not labels:
-    labels = [str(a) for a in range(ds.n_actions)]
-charts.plotly(episode_signals(ep.observations, ds.obs_names, f"Observations — episode {index}", "value"), "obs_chart")
-charts.plotly(episode_signals(ep.actions, ds.act_names, f"Actions — episode {index}", "action", labels), "act_chart")
-charts.plotly(episode_timeline(ep.rewards, ep.returns_to_go, f"Reward and return-to-go — episode {index}"), "rtg_chart")
+# the catalog's figures (the same files `cli.py export --figure NAME --data FILE` writes), each with its downloads;
+# drawn from the dataset alone, no agent and no cached analysis behind them
+collected = []
+for figure_name, key in (("episode_observations", "obs"), ("episode_actions", "act"), ("episode_timeline", "rtg")):
+    exports.show(catalog.make(figure_name, None, ds, episode=index), key, collected)
 with st.expander("All episode returns"):
-    charts.plotly(returns_histogram(ds.episode_returns, f"Episode returns — {plain(name)}"), "dataset_hist")
+    exports.show(catalog.make("returns_histogram", None, ds), "dataset_hist", collected)
+exports.bundle_button(collected, "Dataset", dataset=ds, data_path=dataset_path(name))

@@ -74,7 +74,8 @@ else:
 st.subheader("Offline what-if: the logged episode with its return-to-go shifted")
 st.markdown("Every return-to-go token of a logged episode is shifted by the same amount; the lines show the "
             "model's action (or the probability of the logged action) at each step. Lines that fan out mean the "
-            "agent's behaviour depends on the return it is asked for.")
+            "agent's behaviour depends on the return it is asked for. Shown first: the return as logged beside the "
+            "two largest shifts, down and up (five lines over a long episode tangle); add shifts below.")
 
 
 above = tuple(collected)
@@ -85,8 +86,9 @@ def replay():
     collected = list(above)   # a fragment rerun starts from the figures drawn above it
     c1, c2 = st.columns([1, 3])
     episode = c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="shift_episode")
-    shifts = c2.multiselect("Shifts of the return-to-go", sorted(set(default_shifts(agent, ds) + [0.0])),
-                            default=default_shifts(agent, ds), key="shift_values")
+    offered = sorted(set(default_shifts(agent, ds) + [0.0]))
+    shifts = c2.multiselect("Shifts of the return-to-go", offered, default=sorted({offered[0], 0.0, offered[-1]}),
+                            key="shift_values", help="Default: no shift and the largest shift each way.")
     if shifts:
         exports.show(figure(sel, "rtg_shift_replay", episode=int(episode), shifts=sorted(float(s) for s in shifts)),
                      "shift_replay", collected)

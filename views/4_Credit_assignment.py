@@ -1,9 +1,12 @@
 """Credit assignment: which past tokens and features an output of the agent depends on (captum)."""
 import streamlit as st
 
-from analysis.interp.attribution import is_key_to_door
+from analysis.core.cache import cached
+from analysis.interp.attribution import is_key_to_door, key_door_steps
+from analysis.interp.keydoor_credit import key_door_verdict, key_span_patching
 from ui import compare, exports
-from ui.page import figure, start
+from ui.page import computed, figure, start
+from ui.text import md_escape
 
 sel = start("Credit assignment", "Which parts of the history does a decision depend on? Attributions (captum) "
             "split one output of the model — the action it takes, or for a Decision Transformer the return it "
@@ -18,14 +21,26 @@ TARGETS = {"action": "the action taken", "return": "the predicted return (a_t to
            "value": "the value: return predicted from history alone"}
 
 
+def _default_step(episode: int, length: int) -> tuple[int, str]:
+    """An informative step to explain: on Key-to-Door the first phase-3 step (the door, where the key matters: the
+    step the summary below explains too); elsewhere the middle of the episode, with a full context behind it."""
+    if is_key_to_door(ds):
+        ep = ds.episode(episode)
+        kd = key_door_steps(ep.observations, ep.actions)
+        if kd.phase3_step is not None:
+            return int(kd.phase3_step), "the first phase-3 step, at the door, where having picked up the key matters"
+    return length // 2, "the middle of the episode"
+
+
 @st.fragment
 def views():
     collected = []
     c1, c2, c3, c4 = st.columns([1, 2, 2, 2])
     episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="attr_episode"))
     length = int(ds.episode_lengths[episode])
-    step = c2.slider("Step to explain", 0, length - 1, length - 1, key="attr_step",
-                     help="Default: the episode's last step, where the final reward is earned.") if length > 1 else 0
+    default, why = _default_step(episode, length)
+    step = c2.slider("Step to explain", 0, length - 1, default, key="attr_step",
+                     help=f"Default: {md_escape(why)}.") if length > 1 else 0
     targets = [t for t in TARGETS if agent.has(t)]   # the outputs it predicts: action (+ return, value)
     target = c3.selectbox("Output", targets, format_func=TARGETS.get, key="attr_target")
     method = c4.selectbox("Method", list(METHODS), format_func=METHODS.get, key="attr_method")
@@ -40,13 +55,19 @@ views()
 
 if all(agent.has(t) for t in TARGETS) and is_key_to_door(ds):   # credit of all three outputs
     st.subheader("Key-to-Door: does the credit reach the key?")
-    st.markdown("The key is picked up in phase 1 and only matters at the door in phase 3. In phase 3 the return-to-go "
-                "input already says whether the key was taken, so the *action* needs no memory; the *value* (return "
-                "predicted with the return-to-go hidden) must remember. Shares are of the credit on the key-pickup "
-                "step over a uniform share, the current step excluded.")
+    st.markdown("The key is picked up in phase 1 and only matters at the door in phase 3. The design expects the "
+                "*action* to need no memory there (the return-to-go input already says whether the key was taken) and "
+                "the *value* (return predicted with the return-to-go hidden) to remember. Shares are of the credit on "
+                "the key-pickup step over a uniform share, the current step excluded; beside them, activation patching "
+                "of the same episodes tests which output causally depends on the key step. What the numbers show is "
+                "said under the chart.")
     n = st.slider("Episodes", 4, 32, 8, key="kd_episodes", help="IG on every episode, trained and randomized: ~2-4 s each.")
     if st.button("Run over episodes", key="kd_run") or st.session_state.get("kd_done") == n:
-        with st.spinner(f"Attributing {int(n)} episodes × 3 outputs × 2 models…"):
+        with st.spinner(f"Attributing {int(n)} episodes × 3 outputs × 2 models, then patching them…"):
             f = figure(sel, "attribution_keydoor", max_episodes=int(n))
+            patching = computed(sel, lambda: {out: cached("keydoor_span_patching", lambda out=out: key_span_patching(
+                agent, ds, out, int(n))[0], agent, ds, output=out, max_pairs=int(n)) for out in ("value", "action")})
         st.session_state["kd_done"] = n
         exports.show(f, "attr_keydoor")
+        verdict = key_door_verdict(f.data, patching, METHODS.get(f.params.get("method"), "attribution").lower())
+        st.markdown(md_escape(" ".join(verdict.sentences)))

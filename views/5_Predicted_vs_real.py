@@ -1,11 +1,13 @@
 """Predicted vs real: the model's imagined future beside what really happened, and error by horizon."""
 
+import numpy as np
 import streamlit as st
 
 from models.loading import capabilities_of
 from models.report import agent_rows
 from ui import compare, exports
 from ui.page import figure, start
+from ui.text import md_escape
 
 sel = start("Predicted vs real", "A model that plans imagines the future. Feed it the logged actions from a "
             "chosen step and compare what it predicts with what the episode really did: per feature (predicted "
@@ -17,16 +19,35 @@ agent, ds = sel.agent, sel.dataset
 collected = []
 
 
+def _one_step_note(f) -> str:
+    """What a DT's figure shows, from its own data: the reward row is the return head's error again, not a prediction."""
+    d = f.data
+    ret, rew = d[d["feature"] == d["feature"].iloc[0]], d[d["feature"] == "reward"]
+    err = float(np.nanmean(np.abs(ret["predicted"].to_numpy() - ret["real"].to_numpy())))
+    spread = float(np.nanstd(rew["real"].to_numpy()))
+    return ("A Decision Transformer predicts one step ahead at every step (its return head), so there is no start step "
+            "or horizon to choose. The lower panel, reward, is not a second prediction: it is the reward the return "
+            "head implies, R(t) − predicted R(t+1), so its error is the upper panel's with the sign flipped (mean "
+            f"|error| {err:.3g} in both; the logged reward's own spread is {spread:.3g}). Read the upper panel.")
+
+
 @st.fragment
 def traces():
     collected = []
+    one_step = agent.has("return")   # a DT: R(t+1) at every step; start and horizon would change nothing
     c1, c2, c3 = st.columns([1, 3, 1])
     episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="pvr_episode"))
     length = int(ds.episode_lengths[episode])
-    horizon = int(c3.number_input("Horizon (steps)", 1, 50, min(20, max(1, length - 1)), key="pvr_horizon"))
-    start_step = c2.slider("Start step", 0, max(length - 2, 0), min(length // 3, max(length - 2, 0)), key="pvr_start") \
-        if length > 2 else 0
-    exports.show(figure(sel, "predicted_vs_real", episode=episode, start=int(start_step), horizon=horizon), "pvr", collected)
+    if one_step:
+        f = figure(sel, "predicted_vs_real", episode=episode)
+        exports.show(f, "pvr", collected)
+        st.caption(md_escape(_one_step_note(f)))
+    else:
+        horizon = int(c3.number_input("Horizon (steps)", 1, 50, min(20, max(1, length - 1)), key="pvr_horizon"))
+        start_step = c2.slider("Start step", 0, max(length - 2, 0), min(length // 3, max(length - 2, 0)),
+                               key="pvr_start") if length > 2 else 0
+        exports.show(figure(sel, "predicted_vs_real", episode=episode, start=int(start_step), horizon=horizon), "pvr",
+                     collected)
     st.session_state["pvr_figs"] = collected
 
 

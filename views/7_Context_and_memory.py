@@ -7,11 +7,12 @@ from ui import exports
 from ui.page import figure, start
 from ui.text import md_escape
 
-sel = start("Context & memory", "The seeds' question: is a sequence model's gain memory of the past, or "
-            "architecture? Truncate the Decision Transformer's history to K steps and measure how well it predicts "
-            "the logged actions (instant) and how much return it earns in the environment (a batched run), beside "
-            "separately trained agents: an MLP that sees only the current observation, a GRU over the whole "
-            "history, and DTs trained with other K. On velocity-masked tasks, K = 1 cannot know the velocities.",
+sel = start("Context & memory", "Does a longer history make the agent better, and is that memory or just a bigger "
+            "model? This page cuts the Decision Transformer's history to its last K steps and measures, for each K, how "
+            "often it predicts the logged action (on the data, instant) and how much return it earns in the environment "
+            "(one batched run). Beside it are agents trained separately: an MLP that sees only the current observation "
+            "(the Markov assumption), a GRU that reads the whole history, and DTs trained with other K. On the "
+            "velocity-masked tasks one observation does not give the velocities, so what K = 1 loses there is memory.",
             needs=("step_tokens",))
 agent, ds = sel.agent, sel.dataset
 collected = []

@@ -1,8 +1,12 @@
 """Episode player: the rendered episode, step by step, beside where the action token looks, the credit over its
 context and what the model predicts next; played in the browser (analysis/media/player.py, ui/player.py)."""
+from dataclasses import replace
+
 import streamlit as st
 
+from analysis.core.identity import dataset_key, stamp_dataset
 from analysis.media.player import CREDIT_TARGETS, MAX_IMAGINED_STEPS, PlayerError, player_data
+from analysis.media.video import PAGE_WIDTH
 from analysis.behaviour.predictions import default_context
 from models.env_choice import can_act
 from ui import exports, player
@@ -15,6 +19,25 @@ sel = start("Episode player", "Watch an episode of the dataset as the environmen
             "what really followed. Play, pause, step (← →) and scrub run in your browser on precomputed steps, so "
             "playing never reruns the page.")
 agent, ds = sel.agent, sel.dataset
+
+
+def _drawn_in(ds, env_id):
+    """The dataset with the environment its frames are drawn in: a file that names none (a CSV upload) is drawn in the
+    agent's (its spaces fit the agent, and check_dataset has fitted the data to the agent). Kept per session: the copy
+    shares the arrays and is stamped with its content key once."""
+    key = (dataset_key(ds), env_id)
+    kept = st.session_state.get("player_drawn_in")
+    if kept is None or kept[0] != key:
+        kept = (key, stamp_dataset(replace(ds, env_id=env_id)))
+        st.session_state["player_drawn_in"] = kept
+    return kept[1]
+
+
+borrowed_env = None
+if not ds.env_id and agent.config.env_id:   # frames whenever the environment is known
+    borrowed_env = agent.config.env_id
+    ds = _drawn_in(ds, borrowed_env)
+    sel = replace(sel, dataset=ds, key="")
 acts = can_act(agent) and agent.has("acts") and not agent.has("planning")   # a TT's beam search: seconds a step
 
 lengths = ds.episode_lengths
@@ -74,15 +97,16 @@ def _downloads() -> None:
     params = {"imagine_start": imagine[0], "imagine_horizon": imagine[1]} if imagine else {}
     try:
         if rollout is None:
-            f = figure(sel, "episode_video", episode=episode, **params)
+            f = figure(sel, "episode_video", episode=episode, width=PAGE_WIDTH, **params)
             paths = sel.paths
         else:   # no dataset: the entry rolls the agent out with the same seeds (models.rollout.episode_dataset)
             from analysis.publish import catalog
             from analysis.core.cache import cached
 
             f = computed(sel, lambda: cached("figure:episode_video", lambda: catalog.make(
-                "episode_video", agent, None, episode=0, seed=rollout[0], target_return=rollout[1]), agent, None,
-                names=[sel.agent_name], episode=0, seed=rollout[0], target_return=rollout[1]))
+                "episode_video", agent, None, episode=0, seed=rollout[0], target_return=rollout[1], width=PAGE_WIDTH),
+                agent, None, names=[sel.agent_name], episode=0, seed=rollout[0], target_return=rollout[1],
+                width=PAGE_WIDTH))
             paths = {**sel.paths, "data_path": None}
     except ValueError as e:   # VideoError: one sentence (the player above still plays)
         st.caption(f"No video download: {md_escape(e)}")
@@ -102,11 +126,11 @@ except PlayerError as e:
     st.stop()
 bar.empty()
 
-if data.frames is None:
-    st.info(md_escape(data.why))
-player.show(data)
+player.show(data)   # says itself, once, above the state lines, why there are no frames
 
 what = [data.why if data.frames is not None else "A state-line plot stands in for the frames."]
+if borrowed_env and rollout is None:
+    what.insert(0, f"{sel.dataset_name} names no environment; its frames are drawn in {borrowed_env}, the agent's.")
 if data.attention is not None:
     what.append(f"Attention: the action token's (s_t) weights over its {agent.context_length} context steps as the "
                 "agent acts, layers and heads averaged, stacked by token type; attention is where information can "

@@ -101,3 +101,139 @@ def key_door_credit(agent, dataset, episodes=None, target: str = "value", method
                          np.array([_span_fraction(r, k, p2, False) for r, (_, k, _, p2) in zip(res, chosen)]),
                          np.array([_span_fraction(r, k, p2, True) if r.randomized else np.nan
                                    for r, (_, k, _, p2) in zip(res, chosen)]))
+
+
+# ---- what the credit and the patching say together (the Credit page's sentence) ----------------------------------
+SPAN = "the key-pickup step through the end of phase 1"
+
+
+def key_span_patching(agent, dataset, output: str = "value", max_pairs: int = 32) -> tuple[np.ndarray, int]:
+    """[pairs, 4] readings of `output` (value: return predicted with the return-to-go hidden, raw units; action: the
+    logit of the clean episode's logged action) at the first phase-3 step: clean (key taken), corrupted (an episode
+    without the key whose phases start at the same steps), corrupted with the post-pickup span (SPAN: R, s and a
+    tokens) patched from clean, and corrupted with the distractor steps (phase 2) patched; the patch replaces the input
+    embedding (blocks.0.resid_pre). And how many pairs were left out because clean and corrupted read the same.
+    analysis/research/reproduce.py's key_door_patching is this for the value."""
+    import torch
+
+    from analysis.interp.patching import Patcher, make_pair, readout
+
+    acts = np.asarray(dataset.actions)
+    marks = [key_door_steps(dataset.observations[s:t], acts[s:t])
+             for s, t in zip(dataset.episode_starts, dataset.episode_ends)]
+    without: dict[tuple, list[int]] = {}
+    for e, m in enumerate(marks):
+        if not m.has_key and m.phase3_step is not None and m.phase2_step is not None:
+            without.setdefault((m.phase2_step, m.phase3_step), []).append(e)
+    data = training_data(agent, dataset)
+    readout(agent, output)   # no such head: its sentence before any pair is made
+    rows, skipped = [], 0
+    for e, m in enumerate(marks):
+        if len(rows) >= max_pairs:
+            break
+        others = without.get((m.phase2_step, m.phase3_step)) if m.has_key and m.phase3_step is not None else None
+        if not others:
+            continue
+        c = others[(len(rows) + skipped) % len(others)]
+        step = m.phase3_step
+        pair = make_pair(agent, dataset, episode=e, corrupt="key", corrupt_episode=c, step=step, data=data)
+        out = readout(agent, output, int(pair.logged_action) if output == "action" and agent.discrete else None)
+        try:
+            p = Patcher(agent, pair, out)
+        except ValueError:       # the same reading with and without the key: nothing to restore
+            skipped += 1
+            continue
+        L, first = pair.steps, step - pair.steps + 1
+        masks = torch.zeros((2, p.tokens(L)), dtype=torch.bool)
+        for row, (a, b) in enumerate(((m.key_step, m.phase2_step), (m.phase2_step, step))):
+            for t in range(max(a, first), b):
+                masks[row, 3 * (t - first):3 * (t - first) + 3] = True
+        span, distractor = p.patched({"blocks.0.resid_pre": masks})
+        rows.append([p.clean, p.corrupted, span, distractor])
+    return np.array(rows, float).reshape(-1, 4), skipped
+
+
+def restored(p: np.ndarray, col: int = 2) -> float:
+    """sum over pairs of (patched - corrupted) / sum of (clean - corrupted): the share of the difference restored."""
+    gap = float(np.sum(p[:, 0] - p[:, 1]))
+    return float(np.sum(p[:, col] - p[:, 1])) / gap if gap else float("nan")
+
+
+@dataclass
+class KeyDoorVerdict:
+    """Credit on the key step (action vs value, paired over episodes) beside the patching of the post-pickup span
+    (value vs action), each with its 95% CI, and the sentences the numbers choose."""
+
+    method: str
+    credit: dict             # "action" / "value" -> {"mean", "ci_low", "ci_high", "n"}: share over uniform
+    credit_diff: dict        # action - value, paired by episode: {"mean", "ci_low", "ci_high", "n"}
+    patching: dict           # "value" / "action" -> {"estimate", "ci_low", "ci_high", "pairs"} (empty: not run)
+    credit_favours: str      # "action" | "value" | "neither": the paired CI excludes 0, or not
+    patching_favours: str    # "value" | "action" | "neither": the two CIs do not overlap, or they do
+    sentences: list[str]
+
+
+def _favours(lo_a: float, hi_b: float, lo_b: float, hi_a: float, a: str, b: str) -> str:
+    return a if lo_a > hi_b else b if lo_b > hi_a else "neither"
+
+
+def _ci(d: dict, pct: bool = False) -> str:
+    f = (lambda v: f"{v:.0%}") if pct else (lambda v: f"{v:.2f}")
+    return f"95% CI {f(d['ci_low'])} to {f(d['ci_high'])}"
+
+
+def key_door_verdict(frame: pd.DataFrame, patching: dict[str, np.ndarray], method: str = "integrated gradients",
+                     seed: int = 0) -> KeyDoorVerdict:
+    """frame: the credit per episode and target (KeyDoorCredit.to_frame() rows of "action" and "value"); patching:
+    output -> key_span_patching's [pairs, 4]. The sentences say what the numbers show, whichever way they fall."""
+    from analysis.core.stats import mean_ci, paired_difference_ci, stratified_bootstrap_ci
+
+    share = {t: frame[frame["target"] == t].set_index("episode")["share_over_uniform"].astype(float)
+             for t in ("action", "value")}
+    credit = {t: mean_ci(s.to_numpy(), seed) for t, s in share.items()}
+    both = share["action"].index.intersection(share["value"].index)
+    a, v = share["action"].loc[both].to_numpy(), share["value"].loc[both].to_numpy()
+    ok = np.isfinite(a) & np.isfinite(v)
+    diff = paired_difference_ci(a[ok], v[ok], seed=seed)
+    credit_favours = "action" if diff["ci_low"] > 0 else "value" if diff["ci_high"] < 0 else "neither"
+    patched = {}
+    for out, p in patching.items():
+        if len(p):
+            lo, hi = stratified_bootstrap_ci([p], {"r": restored}, seed=seed)["r"]
+            patched[out] = {"estimate": restored(p), "ci_low": lo, "ci_high": hi, "pairs": int(len(p))}
+    if "value" in patched and "action" in patched:
+        pv, pa = patched["value"], patched["action"]
+        patching_favours = _favours(pv["ci_low"], pa["ci_high"], pa["ci_low"], pv["ci_high"], "value", "action")
+    else:
+        patching_favours = "neither"
+    ca, cv = credit["action"], credit["value"]
+    said = {"action": "the action gets more credit on the key step than the value",
+            "value": "the value gets more credit on the key step than the action",
+            "neither": "the action's and the value's credit on the key step cannot be told apart "
+                       f"(paired difference {diff['mean']:+.2f}, {_ci(diff)}, spans 0)"}[credit_favours]
+    out = [f"Measured: {method} puts {ca['mean']:.2f}× a uniform share on the key step for the action ({_ci(ca)}) "
+           f"and {cv['mean']:.2f}× for the value ({_ci(cv)}), over {diff['n']} episodes: {said}."]
+    if patched:
+        parts = [f"{patched[o]['estimate']:.0%} of the {'value' if o == 'value' else 'action logit'}'s "
+                 f"({_ci(patched[o], pct=True)}, {patched[o]['pairs']} pairs)" for o in ("value", "action") if o in patched]
+        out.append(f"Patching {SPAN} from key-taken into no-key episodes restores " + " and ".join(parts)
+                   + " of the difference between them.")
+    if credit_favours != "neither" and patching_favours != "neither":
+        if credit_favours == patching_favours == "value":
+            out.append("Both say the value carries the memory of the key, as the design expects.")
+        elif credit_favours == patching_favours == "action":
+            out.append("Both say the action leans on the key step more than the value: not what the design expects.")
+        else:
+            out.append(f"Attribution and patching disagree: attribution credits the {credit_favours} more, patching "
+                       f"finds the {patching_favours} depends on the key step more. Patching is the causal test (what "
+                       "changes the output); attribution is a local sensitivity and can credit a token the output "
+                       "does not depend on.")
+    elif patching_favours != "neither":
+        out.append(f"Patching, the causal test, finds the {patching_favours} depends on the key step more; the "
+                   "attribution does not separate the two.")
+    elif credit_favours != "neither":
+        out.append(f"Attribution credits the {credit_favours} more, but patching does not separate the two outputs, "
+                   "so this is not evidence of which one remembers.")
+    else:
+        out.append("Neither attribution nor patching separates the two outputs at this number of episodes.")
+    return KeyDoorVerdict(method, credit, diff, patched, credit_favours, patching_favours, out)

@@ -222,15 +222,26 @@ class LiveGame:
             if not self.done:
                 self._think()
 
-    def agent_acts(self, steps: int = 1, progress=None) -> int:
-        """The agent takes up to `steps` steps (bounded by MAX_AGENT_STEPS and the episode's end); the steps taken."""
+    def agent_steps(self, steps: int = 1):
+        """The agent's next `steps` steps (bounded by MAX_AGENT_STEPS and the episode's end) one at a time: an iterator
+        that takes a step per item and yields how many it has taken, so a page can draw each one before the next (Live
+        play animates them). The bound is checked now, before any step."""
         steps = _whole("steps", steps)
         if not 1 <= steps <= MAX_AGENT_STEPS:
             raise LiveError(f"the agent acts 1 to {MAX_AGENT_STEPS} steps at a time, got {steps}.")
+        return self._steps(steps)
+
+    def _steps(self, steps: int):
         n = 0
         while n < steps and not self.done:
             self.step(None)
             n += 1
+            yield n
+
+    def agent_acts(self, steps: int = 1, progress=None) -> int:
+        """The agent takes up to `steps` steps (bounded by MAX_AGENT_STEPS and the episode's end); the steps taken."""
+        n = 0
+        for n in self.agent_steps(steps):
             if progress is not None:
                 progress(n / steps, f"step {self.t}")
         return n
@@ -266,10 +277,11 @@ class LiveGame:
 
     def clip(self, width: int | None = None, fps: float | None = None):
         """The game so far as an analysis.media.video.EpisodeClip (GIF / MP4 with step, action and who took it, reward, the
-        return-to-go the DT was asked for and its attention as it acted under each frame) and its per-step table."""
+        return-to-go the DT was asked for and its attention as it acted under each frame; `width` px wide, by default
+        video.PAGE_WIDTH) and its per-step table."""
         import pandas as pd
 
-        from analysis.media.video import DEFAULT_WIDTH, EpisodeClip
+        from analysis.media.video import PAGE_WIDTH, EpisodeClip
 
         one = self.to_dataset()
         T = one.n_transitions
@@ -282,7 +294,7 @@ class LiveGame:
         title = f"Live play in {self.env_id} (reset seed {self.seed}" + (
             f", target return {self.target:g})" if self.target is not None else ")")
         clip = EpisodeClip(one, self.env_id, title, rtg, "return-to-go", att, None if att is None else np.arange(T),
-                           0, None, width or DEFAULT_WIDTH, fps, None, self.seed, actors=who)
+                           0, None, width or PAGE_WIDTH, fps, None, self.seed, actors=who)
         data = pd.DataFrame({"step": np.arange(T), "by": who, "action": [self.action_text(a) for a in self.actions],
                              "reward": self.rewards})
         if rtg is not None:

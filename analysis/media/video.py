@@ -27,6 +27,9 @@ import numpy as np
 from analysis.media import frames as _frames
 VIDEO_FORMATS = ("gif", "mp4")
 DEFAULT_WIDTH = 480            # px: a blog column; frames are scaled to it (Key-to-Door's 80 px up, by whole cells)
+PAGE_WIDTH = 720               # px: what the pages' downloads (episode player, live play) are drawn at
+MIN_FONT_PX = 12               # the overlay's text at 1x, never smaller: past it, lines wrap (a 6 px label did not read)
+SEP = "   "                    # between the overlay's parts (step, action, reward, ...): where a long line wraps
 MAX_VIDEO_BYTES = 10_000_000   # a 500-step episode must fit (issue 16)
 MIN_ENCODE_FPS, MAX_ENCODE_FPS = 1 / 16, 1_000   # what encode writes: 1 fps halved four times to fit the size bound
 GIF_MAX_FPS = 50               # GIF delays are whole centiseconds and browsers slow anything under 2 to 10
@@ -66,7 +69,7 @@ class Overlay:
                 parts.append(f"R(t+1) predicted {_num(self.predicted_return[i])}")
             if self.error is not None and np.isfinite(self.error[i]):
                 parts.append(f"L2 error {_err(self.error[i])}")
-            out.append("   ".join(parts))
+            out.append(SEP.join(parts))
         return out
 
 
@@ -111,27 +114,53 @@ class _Layout:
     text_y: int
     bar: tuple[int, int, int, int] | None   # x0, y0, x1, y1 inside the panel
     height: int
+    lines: int = 1                          # text lines under each frame (a long overlay wraps between its parts)
+
+
+def _room(width: int, font_px: int) -> int:
+    """Pixels a line of text may take: the width less the padding on both sides."""
+    return width - 2 * max(4, font_px // 2)
+
+
+def _wrap(text: str, font, room: int) -> list[str]:
+    """The overlay's parts ("   "-separated: step, action, reward, ...) on as few lines as fit `room` px; a part wider
+    than the room keeps a line of its own."""
+    lines: list[str] = []
+    for part in text.split(SEP):
+        if lines and font.getlength(lines[-1] + SEP + part) <= room:
+            lines[-1] += SEP + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def _layout(width: int, texts: list[str], K: int | None) -> _Layout:
-    """Font size from the width, shrunk until the longest line fits; the bar row only with attention."""
-    font_px = max(9, min(26, width // 32))
+    """Font size from the width, shrunk until the longest line fits but never below MIN_FONT_PX: past that the text
+    wraps onto more lines; the bar row only with attention, its labels MIN_FONT_PX at least too."""
+    font_px = max(MIN_FONT_PX, min(26, width // 32))
     longest = max(texts, key=len) if texts else ""
-    while font_px > 9 and _font(font_px).getlength(longest) > width - 2 * max(4, font_px // 2):
+    while font_px > MIN_FONT_PX and _font(font_px).getlength(longest) > _room(width, font_px):
         font_px -= 1
+    font = _font(font_px)
+    lines = max((len(_wrap(t, font, _room(width, font_px))) for t in texts), default=1)
     pad = max(4, font_px // 2)
     line = int(font_px * 1.3)
     text_y = pad
     if K is None:
-        return _Layout(font_px, pad, text_y, None, pad + line + pad)
-    small = _font(max(8, font_px - 3))
-    bar_y0 = pad + line + pad // 2
+        return _Layout(font_px, pad, text_y, None, pad + lines * line + pad, lines)
+    small = _font(_small_px(font_px))
+    bar_y0 = pad + lines * line + pad // 2
     bar_h = max(6, font_px)
     x0 = pad + int(small.getlength("attention")) + pad
     x1 = min(width, max(x0 + K, width - pad - int(small.getlength("now")) - pad))   # a pixel per step at least
     if x1 - x0 < K:     # too narrow for the bar: the bar starts at the left edge, unlabelled
         x0, x1 = 0, width
-    return _Layout(font_px, pad, text_y, (x0, bar_y0, x1, bar_y0 + bar_h), bar_y0 + bar_h + pad)
+    return _Layout(font_px, pad, text_y, (x0, bar_y0, x1, bar_y0 + bar_h), bar_y0 + bar_h + pad, lines)
+
+
+def _small_px(font_px: int) -> int:
+    """The bar's labels ("attention", "now"): a little smaller than the overlay's line, never under MIN_FONT_PX."""
+    return max(MIN_FONT_PX, font_px - 3)
 
 
 def _panel(width: int, lay: _Layout, K: int | None) -> np.ndarray:
@@ -142,7 +171,7 @@ def _panel(width: int, lay: _Layout, K: int | None) -> np.ndarray:
     d = ImageDraw.Draw(img)
     d.line([(0, 0), (width, 0)], fill=_GAP)
     if lay.bar is not None:
-        small = _font(max(8, lay.font_px - 3))
+        small = _font(_small_px(lay.font_px))
         x0, y0, x1, y1 = lay.bar
         mid = (y0 + y1) // 2
         if x0 > 0:
@@ -156,14 +185,18 @@ def _captions(width: int, captions: list[str], font_px: int) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     k = len(captions)
-    font_px = max(9, font_px)
-    while font_px > 9 and max(_font(font_px).getlength(c) for c in captions) > width / k - 2 * max(4, font_px // 2):
+    font_px = max(MIN_FONT_PX, font_px)
+    room = width / k - 2 * max(4, font_px // 2)
+    while font_px > MIN_FONT_PX and max(_font(font_px).getlength(c) for c in captions) > room:
         font_px -= 1
+    font = _font(font_px)
     pad = max(4, font_px // 2)
     img = Image.new("RGB", (width, int(font_px * 1.3) + 2 * pad), _PANEL)
     d = ImageDraw.Draw(img)
     for i, c in enumerate(captions):
-        d.text(((i + 0.5) * width / k, img.height / 2), c, fill=_TEXT, font=_font(font_px), anchor="mm")
+        while len(c) > 1 and font.getlength(c) > room:   # still too long at MIN_FONT_PX: shortened, never smaller
+            c = c[:-2] + "…"
+        d.text(((i + 0.5) * width / k, img.height / 2), c, fill=_TEXT, font=font, anchor="mm")
     d.line([(0, img.height - 1), (width, img.height - 1)], fill=_GAP)
     return np.asarray(img)
 
@@ -224,13 +257,15 @@ def overlay_frames(frames: np.ndarray, ov: Overlay) -> np.ndarray:
         out[:, H + y0:H + y1, x0:x1] = row[:, None]
     font = _font(lay.font_px)
     line_h = int(lay.font_px * 1.3)
-    strip = Image.new("RGB", (W, line_h), _PANEL)
+    strip = Image.new("RGB", (W, line_h * lay.lines), _PANEL)
     draw = ImageDraw.Draw(strip)
     y = H + lay.text_y
+    room = _room(W, lay.font_px)
     for i, text in enumerate(texts):     # only the words change per frame
-        draw.rectangle([0, 0, W, line_h], fill=_PANEL)
-        draw.text((lay.pad, 0), text, fill=_TEXT, font=font)
-        out[i, y:y + line_h] = np.asarray(strip)
+        draw.rectangle([0, 0, W, line_h * lay.lines], fill=_PANEL)
+        for j, line in enumerate(_wrap(text, font, room)):
+            draw.text((lay.pad, j * line_h), line, fill=_TEXT, font=font)
+        out[i, y:y + line_h * lay.lines] = np.asarray(strip)
     return out
 
 
@@ -389,7 +424,8 @@ def _take(ov: Overlay, idx: np.ndarray) -> Overlay:
     return Overlay(ov.steps[idx], ov.length, [ov.actions[i] for i in idx], np.asarray(ov.rewards)[idx],
                    None if ov.rtg is None else np.asarray(ov.rtg)[idx], ov.rtg_label,
                    None if ov.attention is None else np.asarray(ov.attention)[idx],
-                   None if ov.error is None else np.asarray(ov.error)[idx], ov.captions)
+                   None if ov.error is None else np.asarray(ov.error)[idx], ov.captions,
+                   None if ov.predicted_return is None else np.asarray(ov.predicted_return)[idx])
 
 
 # ---- one episode, ready to render ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.publish.catalog import Figured, register
-from analysis.publish.figures import episode_timeline, returns_histogram
+from analysis.publish.figures import episode_signals, episode_timeline, returns_histogram
 from analysis.publish.figures.text import plain
 
 
@@ -25,3 +25,33 @@ def make_episode_timeline(agent, dataset, episode: int = 0) -> Figured:
     fig = episode_timeline(ep.rewards, rtg, f"Episode {episode}: reward and return-to-go — {plain(dataset.source)}")
     data = pd.DataFrame({"step": np.arange(len(ep)), "reward": ep.rewards, "return_to_go": rtg})
     return Figured("episode_timeline", fig, data, {"episode": int(episode)})
+
+
+def _action_labels(dataset) -> list[str] | None:
+    """A discrete dataset's action names (its own labels, else the action indices); None for continuous actions."""
+    if not dataset.discrete:
+        return None
+    return list(dataset.metadata.get("action_labels") or []) or [str(a) for a in range(dataset.n_actions)]
+
+
+@register("episode_observations", "one episode's observations, one line per feature", needs_agent=False)
+def make_episode_observations(agent, dataset, episode: int = 0) -> Figured:
+    ep = dataset.episode(int(episode))
+    obs = np.asarray(ep.observations).reshape(len(ep), -1)
+    fig = episode_signals(obs, dataset.obs_names, f"Observations — episode {int(episode)} of {plain(dataset.source)}",
+                          "value")
+    data = pd.DataFrame({"step": np.arange(len(ep)), **{n: obs[:, j] for j, n in enumerate(dataset.obs_names)}})
+    return Figured("episode_observations", fig, data, {"episode": int(episode)})
+
+
+@register("episode_actions", "one episode's actions (discrete: the action taken at each step)", needs_agent=False)
+def make_episode_actions(agent, dataset, episode: int = 0) -> Figured:
+    ep = dataset.episode(int(episode))
+    labels = _action_labels(dataset)
+    acts = np.asarray(ep.actions).reshape(len(ep), -1)
+    fig = episode_signals(acts, dataset.act_names, f"Actions — episode {int(episode)} of {plain(dataset.source)}",
+                          "action", labels)
+    data = pd.DataFrame({"step": np.arange(len(ep)), **{n: acts[:, j] for j, n in enumerate(dataset.act_names)}})
+    if labels is not None:
+        data["action_label"] = [labels[a] if 0 <= a < len(labels) else str(a) for a in acts[:, 0]]
+    return Figured("episode_actions", fig, data, {"episode": int(episode)})
