@@ -334,9 +334,22 @@ def test_the_page_animates_the_agents_turn_at_the_chosen_speed(monkeypatch):
 
     import streamlit as st
 
+    import sys
+
     clock, waits, captions = [100.0], [], []
-    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(time, "sleep", lambda s: (waits.append(s), clock.__setitem__(0, clock[0] + s)))
+    real_sleep, real_clock = time.sleep, time.monotonic
+
+    def from_page() -> bool:   # the page's own calls get the fake clock; AppTest's polling keeps the real one
+        return sys._getframe(2).f_code.co_filename.endswith("10_Live_play.py")
+
+    def sleep(s):
+        if not from_page():
+            return real_sleep(s)
+        waits.append(s)
+        clock[0] += s
+
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0] if from_page() else real_clock())
+    monkeypatch.setattr(time, "sleep", sleep)
     real_image = st.image
     monkeypatch.setattr(st, "image", lambda *a, **k: (captions.append(k.get("caption")), real_image(*a, **k))[1])
     at = page("10_Live_play.py", "cartpole-dt", "cartpole", live_seed=3, live_n=6, live_speed=5)

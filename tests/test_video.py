@@ -73,8 +73,11 @@ def test_overlay_draws_text_and_an_attention_bar_under_each_frame():
     lum = row[2, mid].astype(int).sum(-1)          # step 2 (cells: 3 back = before the start, 2, 1, this step)
     assert (row[2, mid[0]] == V._GAP).all() and (row[2, mid[2]] == V._viridis()[0]).all()   # 1 back: weight 0
     assert lum[1] > lum[3] > lum[2]                # 0.9 two back brighter than 0.1 on itself, brighter than 0
-    # frames narrower than a pixel per context step still get their panel (the bar unlabelled, steps dropped)
-    assert V.overlay_frames(frames[:, :, :10], ov).shape[:3] == (3, out.shape[1], 10)
+    # frames narrower than a pixel per context step still get their panel (the bar unlabelled, steps dropped); its
+    # height is its own layout's (issue 27: 12 px text wraps, so a narrower panel holds more lines of it)
+    narrow, lay10 = V.overlay_frames(frames[:, :, :10], ov), V._layout(10, ov.texts(), 4)
+    assert lay10.bar[0] == 0 and lay10.bar[2] == 10 and lay10.lines == 4
+    assert narrow.shape[:3] == (3, 60 + lay10.height + (60 + lay10.height) % 2, 10)
 
 
 def _ink_rows(panel: np.ndarray, colour, x1: int | None = None) -> np.ndarray:
