@@ -82,8 +82,8 @@ def test_keydoor_verdict_is_chosen_from_the_numbers_and_their_cis():
     assert (v.credit_favours, v.patching_favours) == ("action", "value")
     assert f"{action.mean():.2f}× a uniform share on the key step for the action" in v.sentences[0]
     assert f"and {value.mean():.2f}× for the value" in v.sentences[0]
-    assert f"restores {restored(pv):.0%} of the value's" in v.sentences[1]
-    assert f"and {restored(pa):.0%} of the action logit's" in v.sentences[1]
+    assert f"restores {restored(pv):.0%} of the value's difference" in v.sentences[1]
+    assert f"and {restored(pa):.0%} of the action logit's difference" in v.sentences[1]
     assert v.sentences[-1].startswith("Attribution and patching disagree: attribution credits the action more, "
                                       "patching finds the value depends on the key step more.")
     both = key_door_verdict(_credit_frame(value, action), {"value": _patching(0.95), "action": _patching(0.05)})

@@ -214,10 +214,9 @@ def key_door_verdict(frame: pd.DataFrame, patching: dict[str, np.ndarray], metho
     out = [f"Measured: {method} puts {ca['mean']:.2f}× a uniform share on the key step for the action ({_ci(ca)}) "
            f"and {cv['mean']:.2f}× for the value ({_ci(cv)}), over {diff['n']} episodes: {said}."]
     if patched:
-        parts = [f"{patched[o]['estimate']:.0%} of the {'value' if o == 'value' else 'action logit'}'s "
+        parts = [f"{patched[o]['estimate']:.0%} of the {'value' if o == 'value' else 'action logit'}'s difference "
                  f"({_ci(patched[o], pct=True)}, {patched[o]['pairs']} pairs)" for o in ("value", "action") if o in patched]
-        out.append(f"Patching {SPAN} from key-taken into no-key episodes restores " + " and ".join(parts)
-                   + " of the difference between them.")
+        out.append(f"Patching {SPAN} from key-taken into no-key episodes restores " + " and ".join(parts) + ".")
     if credit_favours != "neither" and patching_favours != "neither":
         if credit_favours == patching_favours == "value":
             out.append("Both say the value carries the memory of the key, as the design expects.")
