@@ -93,7 +93,17 @@ def test_keydoor_verdict_is_chosen_from_the_numbers_and_their_cis():
     tie = key_door_verdict(_credit_frame(noisy, noisy + rng.normal(0, 0.6, 8)),
                            {"value": _patching(0.95), "action": _patching(0.05)})
     assert tie.credit_favours == "neither" and "cannot be told apart" in tie.sentences[0] and "spans 0" in tie.sentences[0]
-    assert tie.sentences[-1].startswith("Patching, the causal test, finds the value depends on the key step more")
+    assert tie.sentences[-1].startswith("Patching, the causal test, finds that the value depends on the key step and "
+                                        "the action does not, as the design expects")
+    # the 8-episode page default of issue 27: attribution leans to the action without separating the two, patching
+    # restores all of the value's difference and an undetermined share of the action's
+    lean, wide = np.array([1.2, 2.1, 1.6, 1.9, 1.4, 2.0, 1.5, 1.9]), _patching(0.0)
+    behind = np.array([0.2, 2.5, 0.8, 3.0, 0.5, 1.0, 2.4, 0.4])    # paired differences +0.35 on average, spread wide
+    wide[:, 2] = [-2.0, 3.0, -1.0, 2.5, 0.0, 1.0, -1.5, 2.0]   # mean 0.5, spread wide: undetermined
+    face = key_door_verdict(_credit_frame(lean, behind), {"value": pv, "action": wide})
+    assert (face.credit_favours, face.patching_favours) == ("neither", "value")
+    assert "the action is not shown to, as the design expects. Attribution's estimates lean the other way (action" \
+        in face.sentences[-1] and face.sentences[-1].endswith("the two methods disagree; the patching is the firmer result.")
     none = key_door_verdict(_credit_frame(noisy, noisy), {"value": _patching(0.5), "action": _patching(0.5, seed=1)})
     assert (none.credit_favours, none.patching_favours) == ("neither", "neither")
     assert none.sentences[-1].startswith("Neither attribution nor patching separates")

@@ -169,12 +169,17 @@ class KeyDoorVerdict:
     credit_diff: dict        # action - value, paired by episode: {"mean", "ci_low", "ci_high", "n"}
     patching: dict           # "value" / "action" -> {"estimate", "ci_low", "ci_high", "pairs"} (empty: not run)
     credit_favours: str      # "action" | "value" | "neither": the paired CI excludes 0, or not
-    patching_favours: str    # "value" | "action" | "neither": the two CIs do not overlap, or they do
+    patching_favours: str    # "value" | "action" | "neither": the one output whose patch restores at least CARRIES of
+                             # its difference (CI's lower end), or none / both
     sentences: list[str]
 
 
-def _favours(lo_a: float, hi_b: float, lo_b: float, hi_a: float, a: str, b: str) -> str:
-    return a if lo_a > hi_b else b if lo_b > hi_a else "neither"
+CARRIES = 0.5   # a patch that restores at least half of an output's difference (CI's lower end) carries it
+
+
+def _carries(p: dict) -> str:
+    """"carries" (the CI's lower end restores at least CARRIES), "not" (its upper end less) or "unclear"."""
+    return "carries" if p["ci_low"] >= CARRIES else "not" if p["ci_high"] < CARRIES else "unclear"
 
 
 def _ci(d: dict, pct: bool = False) -> str:
@@ -201,11 +206,9 @@ def key_door_verdict(frame: pd.DataFrame, patching: dict[str, np.ndarray], metho
         if len(p):
             lo, hi = stratified_bootstrap_ci([p], {"r": restored}, seed=seed)["r"]
             patched[out] = {"estimate": restored(p), "ci_low": lo, "ci_high": hi, "pairs": int(len(p))}
-    if "value" in patched and "action" in patched:
-        pv, pa = patched["value"], patched["action"]
-        patching_favours = _favours(pv["ci_low"], pa["ci_high"], pa["ci_low"], pv["ci_high"], "value", "action")
-    else:
-        patching_favours = "neither"
+    status = {o: _carries(p) for o, p in patched.items()}
+    carry = [o for o in ("value", "action") if status.get(o) == "carries"]
+    patching_favours = carry[0] if len(carry) == 1 and len(status) == 2 else "neither"
     ca, cv = credit["action"], credit["value"]
     said = {"action": "the action gets more credit on the key step than the value",
             "value": "the value gets more credit on the key step than the action",
@@ -228,8 +231,18 @@ def key_door_verdict(frame: pd.DataFrame, patching: dict[str, np.ndarray], metho
                        "changes the output); attribution is a local sensitivity and can credit a token the output "
                        "does not depend on.")
     elif patching_favours != "neither":
-        out.append(f"Patching, the causal test, finds the {patching_favours} depends on the key step more; the "
-                   "attribution does not separate the two.")
+        other = "action" if patching_favours == "value" else "value"
+        said = f"Patching, the causal test, finds that the {patching_favours} depends on the key step and the " + (
+            f"{other} does not" if status[other] == "not" else f"{other} is not shown to") + (
+            ", as the design expects" if patching_favours == "value" else ", not what the design expects")
+        lean = "action" if diff["mean"] > 0 else "value"
+        if lean != patching_favours:
+            said += (f". Attribution's estimates lean the other way ({lean} {credit[lean]['mean']:.2f}× against "
+                     f"{credit[patching_favours]['mean']:.2f}×) without separating the two, so on their face the two "
+                     "methods disagree; the patching is the firmer result.")
+        else:
+            said += "; attribution points the same way without separating the two."
+        out.append(said)
     elif credit_favours != "neither":
         out.append(f"Attribution credits the {credit_favours} more, but patching does not separate the two outputs, "
                    "so this is not evidence of which one remembers.")
