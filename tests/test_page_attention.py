@@ -125,19 +125,23 @@ def test_return_conditioning_bad_targets_and_bounds():
     assert "needs a Decision Transformer" in at.info[0].value
 
 
-def test_return_conditioning_what_if_opens_on_three_lines():
-    """Issue 27: five shifts over a 500-step CartPole episode were five tangled lines; the page opens on no shift and
-    the largest shift each way (the others one click away), drawn as three lines."""
-    from analysis.behaviour.sweeps import default_shifts
+def test_return_conditioning_what_if_opens_on_the_shifts_the_data_hold():
+    """Issue 27: five shifts over a 500-step CartPole episode were five tangled lines. The page opens on no shift and
+    the largest shift each way that keeps the episode's first return-to-go inside the training returns: episode 0
+    earned 500, the best, so only the shift down (the others one click away)."""
+    from analysis.behaviour.sweeps import default_shifts, return_range
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import sample_datasets
 
     at = page("3_Return_conditioning.py", "cartpole-dt", "cartpole", sweep_episodes=1, sweep_targets="500")
     root = Path(__file__).resolve().parent.parent
-    five = default_shifts(load_agent(root / "sample_data/agents/cartpole-dt"), load_dataset(sample_datasets()["cartpole"]))
+    agent, ds = load_agent(root / "sample_data/agents/cartpole-dt"), load_dataset(sample_datasets()["cartpole"])
+    five, (lo, hi) = default_shifts(agent, ds), return_range(agent, ds)
+    first = float(ds.episode(0).returns_to_go[0])
+    assert first == hi == 500 and min(five) < 0 < max(five)
     box = at.multiselect(key="shift_values")
-    assert len(five) == 5 and box.value == [min(five), 0.0, max(five)] and len(box.options) == 5
+    assert len(five) == 5 and box.value == [min(five), 0.0] and len(box.options) == 5
     replay = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Episode 0 replayed"))
     shifted = [d["name"] for d in replay["data"] if d["name"].startswith("R shifted")]
-    assert shifted == [f"R shifted {s:+g}" for s in (min(five), 0.0, max(five))]
+    assert shifted == [f"R shifted {s:+g}" for s in (min(five), 0.0)]

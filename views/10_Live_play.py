@@ -95,11 +95,12 @@ def _controls(game: LiveGame) -> None:
                         on_click=lambda: _act(game, np.array([st.session_state[f"live_c{j}"] for j in range(len(low))],
                                                              np.float32).reshape(game.space.shape)),
                         **({"shortcut": "Enter"} if KEYS else {}))
-    c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
+    c1, c2 = st.columns(2)
     c1.number_input("Agent steps", 1, MAX_AGENT_STEPS, 10, key="live_n",
                     help="How many steps the agent takes before it hands the controls back.")
     c2.select_slider("Steps per second", SPEEDS, 10, key="live_speed",
                      help="How fast the agent's steps are played; press any button to take the controls back sooner.")
+    c3, c4 = st.columns(2)
     c3.button("Let the agent act", key="live_agent", on_click=_hand_over, type="primary",
               disabled=over or game.view is None, width="stretch",
               help=game.why_no_agent or "The agent takes the next steps with its own actions, shown one by one at the "
@@ -166,12 +167,11 @@ def _play(game: LiveGame) -> None:
     left, right = st.columns([1, 1])
     with left:
         slot, note = st.empty(), st.empty()
+        aside = right.empty()   # the agent's view; while it acts, a line saying it comes back after its turn
         if pending and game.view is not None and not game.done:
-            aside = right.empty()
             aside.caption("The agent has the controls: its policy, value and attention show again when it hands "
                           "them back.")
             _animate(game, pending, slot, note)
-            aside.empty()
         error = st.session_state.pop("live_error", None)
         if error:
             st.error(md_escape(error))
@@ -179,7 +179,7 @@ def _play(game: LiveGame) -> None:
             _frame(game)
         _controls(game)
         _status(game)
-    with right:
+    with aside.container():
         view = game.view
         if view is None:
             st.info(md_escape(game.why_no_agent) + " Pick one on the home page (e.g. cartpole-dt) to see its view.")

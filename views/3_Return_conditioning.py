@@ -75,10 +75,24 @@ st.subheader("Offline what-if: the logged episode with its return-to-go shifted"
 st.markdown("Every return-to-go token of a logged episode is shifted by the same amount; the lines show the "
             "model's action (or the probability of the logged action) at each step. Lines that fan out mean the "
             "agent's behaviour depends on the return it is asked for. Shown first: the return as logged beside the "
-            "two largest shifts, down and up (five lines over a long episode tangle); add shifts below.")
+            "largest shifts that still ask for a return the training data holds (five lines over a long episode "
+            "tangle); add shifts below.")
 
 
 above = tuple(collected)
+
+
+def _default_shifts(offered: list[float], episode: int) -> list[float]:
+    """No shift, and the largest shift down and up that keeps the episode's first return-to-go inside the training
+    data's returns (a CartPole episode that earned 500 shifted up asks for 741, which the DT never saw: its line lies
+    on the unshifted one); both extremes when neither stays inside or the range is unknown."""
+    try:
+        lo, hi = return_range(agent, ds)
+    except ValueError:
+        lo, hi = -np.inf, np.inf
+    first = float(ds.returns_to_go[int(ds.episode_starts[episode])])
+    inside = [s for s in (offered[0], offered[-1]) if lo <= first + s <= hi]
+    return sorted({0.0, *(inside or [offered[0], offered[-1]])})
 
 
 @st.fragment
@@ -87,8 +101,9 @@ def replay():
     c1, c2 = st.columns([1, 3])
     episode = c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="shift_episode")
     offered = sorted(set(default_shifts(agent, ds) + [0.0]))
-    shifts = c2.multiselect("Shifts of the return-to-go", offered, default=sorted({offered[0], 0.0, offered[-1]}),
-                            key="shift_values", help="Default: no shift and the largest shift each way.")
+    shifts = c2.multiselect("Shifts of the return-to-go", offered, default=_default_shifts(offered, int(episode)),
+                            key="shift_values", help="Default: no shift, and the largest shift each way that still asks "
+                                                     "for a return the training data holds.")
     if shifts:
         exports.show(figure(sel, "rtg_shift_replay", episode=int(episode), shifts=sorted(float(s) for s in shifts)),
                      "shift_replay", collected)
