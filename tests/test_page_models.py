@@ -70,4 +70,4 @@ def test_predicted_vs_real_dt_hides_the_controls_that_change_nothing_and_says_wh
 def test_context_page_intro_reads():
     at = page("7_Context_and_memory.py", "masked-cartpole-dt-k20", "masked-cartpole")
     intro = at.markdown[0].value
-    assert intro.startswith("Does a longer history make the agent better") and "seeds' question" not in intro
+    assert intro.startswith("Does a longer history make the agent better, and is the gain memory") and "seeds' question" not in intro

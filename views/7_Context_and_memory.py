@@ -7,8 +7,8 @@ from ui import exports
 from ui.page import figure, start
 from ui.text import md_escape
 
-sel = start("Context & memory", "Does a longer history make the agent better, and is that memory or just a bigger "
-            "model? This page cuts the Decision Transformer's history to its last K steps and measures, for each K, how "
+sel = start("Context & memory", "Does a longer history make the agent better, and is the gain memory of the past or "
+            "something else in the architecture? This page cuts the Decision Transformer's history to its last K steps and measures, for each K, how "
             "often it predicts the logged action (on the data, instant) and how much return it earns in the environment "
             "(one batched run). Beside it are agents trained separately: an MLP that sees only the current observation "
             "(the Markov assumption), a GRU that reads the whole history, and DTs trained with other K. On the "
