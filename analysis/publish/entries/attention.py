@@ -9,6 +9,7 @@ from analysis.publish import figures as _fig
 from analysis.interp.attention import (TOKEN_TYPES, attention_rollout, by_steps_back, by_token_type, episode_attention,
                                        tt_attention, window_attention)
 from analysis.publish.catalog import Figured, register
+from analysis.publish.figures.labels import action_dim_names, check_scale, data_name
 
 
 def _dt_only(agent, what: str):
@@ -19,18 +20,21 @@ def _dt_only(agent, what: str):
 def _window(agent, dataset, episode, step):
     _dt_only(agent, "this attention view")
     att = window_attention(agent, dataset, int(episode), step)
-    return att, f" — episode {att.episode}, step {att.step}"
+    return att, f" — episode {att.episode}, step {att.step} of {data_name(dataset)}"
 
 
 @register("attention_map", "one layer's attention over the context window (query x key tokens)")
 def make_attention_map(agent, dataset, episode: int = 0, step: int | None = None, layer: int = -1,
-                       head: int | None = None) -> Figured:
+                       head: int | None = None, scale: str = "data") -> Figured:
+    """scale "data": the colours span 0 to the largest weight shown; "fixed": 0 to 1 (comparable across maps)."""
+    check_scale(scale)
     att, where = _window(agent, dataset, episode, step)
     layer = int(layer) % att.weights.shape[0]
-    fig = _fig.attention_map(att.weights, att.labels, att.valid, layer, head, where)
+    fig = _fig.attention_map(att.weights, att.labels, att.valid, layer, head, where, scale)
     data = att.to_frame()
     data = data[(data["layer"] == layer) & ((data["head"] == head) if head is not None else True)]
-    return Figured("attention_map", fig, data, {"episode": int(episode), "step": att.step, "layer": layer, "head": head})
+    return Figured("attention_map", fig, data, {"episode": int(episode), "step": att.step, "layer": layer, "head": head,
+                                                "scale": scale})
 
 
 @register("attention_token_types", "share of the action token's attention on return-to-go, state and action tokens")
@@ -67,15 +71,17 @@ def make_attention_rollout(agent, dataset, episode: int = 0, step: int | None = 
 
 
 @register("attention_episode", "where the action token looks at every step of an episode (one batched pass)")
-def make_attention_episode(agent, dataset, episode: int = 0, layer: int | None = None) -> Figured:
+def make_attention_episode(agent, dataset, episode: int = 0, layer: int | None = None, scale: str = "data") -> Figured:
+    check_scale(scale)
     _dt_only(agent, "episode attention")
     ea = episode_attention(agent, dataset, int(episode))
     summary = ea.summary(layer)
     which = "layers averaged" if layer is None else f"layer {int(layer) + 1}"
-    fig = _fig.episode_attention_map(summary, ea.rewards, f"Where the action token looks over episode {episode} ({which})")
+    fig = _fig.episode_attention_map(summary, ea.rewards, f"Where the action token looks over episode {episode} "
+                                     f"({which})<br><sup>{data_name(dataset)}</sup>", scale)
     T, K = summary.shape
     data = pd.DataFrame({"step": np.repeat(np.arange(T), K), "steps_back": np.tile(np.arange(K), T), "weight": summary.ravel()})
-    return Figured("attention_episode", fig, data, {"episode": int(episode), "layer": layer})
+    return Figured("attention_episode", fig, data, {"episode": int(episode), "layer": layer, "scale": scale})
 
 
 def _tt(agent, dataset, n_windows, seed=0):
@@ -84,11 +90,21 @@ def _tt(agent, dataset, n_windows, seed=0):
     return tt_attention(agent, dataset, int(n_windows), seed)
 
 
+def _tt_names(agent, dataset, dim_names: list[str]) -> list[str]:
+    """The TT's token dimensions with the dataset's own action names (Pendulum's torque, Reacher's two torques)."""
+    o, a = int(agent.obs_dim), int(agent.act_dim)
+    acts = action_dim_names(dataset, a, getattr(agent.config, "env_id", None))
+    if len(dim_names) != o + a + 2 or any(n.startswith("action dim") for n in acts):
+        return list(dim_names)
+    return list(dim_names[:o]) + acts + list(dim_names[o + a:])
+
+
 @register("tt_attention", "Trajectory Transformer token attention averaged over windows (striated vs Markovian)")
 def make_tt_attention(agent, dataset, layer: int = 0, head: int | None = None, n_windows: int = 64) -> Figured:
     r = _tt(agent, dataset, n_windows)
     layer = int(layer) % r.weights.shape[0]
-    fig = _fig.tt_attention_map(r.weights, r.dims, r.dim_names, layer, head, r.n_windows)
+    fig = _fig.tt_attention_map(r.weights, r.dims, _tt_names(agent, dataset, r.dim_names), layer, head, r.n_windows,
+                                data_name(dataset))
     data = r.to_frame()
     data = data[data["layer"] == layer]
     return Figured("tt_attention", fig, data, {"layer": layer, "head": head, "n_windows": int(n_windows)})
@@ -99,7 +115,8 @@ def make_tt_attention_dims(agent, dataset, layer: int = 0, n_windows: int = 64) 
     r = _tt(agent, dataset, n_windows)
     layer = int(layer) % r.weights.shape[0]
     by = r.by_dimension()[layer]
-    D = len(r.dim_names)
-    data = pd.DataFrame({"query_dim": np.repeat(r.dim_names, D), "key_dim": np.tile(r.dim_names, D), "weight": by.ravel()})
-    return Figured("tt_attention_dims", _fig.tt_dimension_map(by, r.dim_names, layer), data,
+    names = _tt_names(agent, dataset, r.dim_names)
+    D = len(names)
+    data = pd.DataFrame({"query_dim": np.repeat(names, D), "key_dim": np.tile(names, D), "weight": by.ravel()})
+    return Figured("tt_attention_dims", _fig.tt_dimension_map(by, names, layer, data_name(dataset)), data,
                    {"layer": layer, "n_windows": int(n_windows)})

@@ -8,6 +8,7 @@ from analysis.interp.attribution import TARGETS, attribute_step
 from analysis.core.cache import cached
 from analysis.publish.catalog import Figured, register
 from analysis.publish.figures import attribution_features, attribution_timesteps, key_door_credit_bars
+from analysis.publish.figures.labels import data_name
 from analysis.interp.keydoor_credit import key_door_credit
 
 
@@ -26,7 +27,7 @@ def _params(episode, step, target, method, seed, res) -> dict:
 def make_attribution_timesteps(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
                                method: str = "ig", seed: int = 0) -> Figured:
     res = _attribution(agent, dataset, episode, step, target, method, seed)
-    return Figured("attribution_timesteps", attribution_timesteps(res), res.steps_frame(),
+    return Figured("attribution_timesteps", attribution_timesteps(res, data=data_name(dataset)), res.steps_frame(),
                    _params(episode, step, target, method, seed, res))
 
 
@@ -34,7 +35,7 @@ def make_attribution_timesteps(agent, dataset, episode: int = 0, step: int | Non
 def make_attribution_features(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
                               method: str = "ig", seed: int = 0) -> Figured:
     res = _attribution(agent, dataset, episode, step, target, method, seed)
-    return Figured("attribution_features", attribution_features(res), res.to_frame(),
+    return Figured("attribution_features", attribution_features(res, data=data_name(dataset)), res.to_frame(),
                    _params(episode, step, target, method, seed, res))
 
 
@@ -45,5 +46,6 @@ def make_attribution_keydoor(agent, dataset, method: str = "ig", at: str = "phas
     frames = {t: key_door_credit(agent, dataset, target=t, method=method, at=at, max_episodes=int(max_episodes),
                                  seed=int(seed)).to_frame() for t in TARGETS}
     where = "the first phase-3 step" if at == "phase3" else "the episode's last step"
-    return Figured("attribution_keydoor", key_door_credit_bars(frames, explained_at=where), pd.concat(list(frames.values()), ignore_index=True),
+    fig = key_door_credit_bars(frames, explained_at=where, data=data_name(dataset))
+    return Figured("attribution_keydoor", fig, pd.concat(list(frames.values()), ignore_index=True),
                    {"method": method, "at": at, "max_episodes": int(max_episodes), "seed": int(seed)})
