@@ -102,7 +102,8 @@ def test_named_actions_rewrites_an_analysis_label():
 ])
 def test_dt_figures_name_the_upload_not_the_training_data(dt, cartpole, name, params):
     fig = catalog.make(name, dt, cartpole, **params).figure
-    assert UPLOAD in fig.layout.title.text
+    # in the title's text, or (attention_map, whose title text the page's test pins) plotly's own subtitle line
+    assert UPLOAD in fig.layout.title.text + (fig.layout.title.subtitle.text or "")
     assert "cartpole.npz" not in joined(fig)
 
 
@@ -116,6 +117,9 @@ def test_action_names_in_legends_colour_bars_and_titles(dt, cartpole):
     dla = catalog.make("direct_logit_attribution", dt, cartpole, episode=0, step=6, action=1).figure
     assert "logit of push right (action 1)" in dla.layout.title.text
     assert "push right" in dla.layout.xaxis.title.text
+    bare = dataclasses.replace(cartpole, metadata={})   # a CSV keeps no labels: the environment's are used
+    credit = catalog.make("attribution_timesteps", dt, bare, episode=0, step=10, method="saliency").figure
+    assert "(push left, action 0)" in credit.layout.title.text or "(push right, action 1)" in credit.layout.title.text
 
 
 def test_sweep_actions_legend_says_the_actions(cartpole):

@@ -20,7 +20,7 @@ def _dt_only(agent, what: str):
 def _window(agent, dataset, episode, step):
     _dt_only(agent, "this attention view")
     att = window_attention(agent, dataset, int(episode), step)
-    return att, f" — episode {att.episode}, step {att.step} of {data_name(dataset)}"
+    return att, f" — episode {att.episode}, step {att.step}"
 
 
 @register("attention_map", "one layer's attention over the context window (query x key tokens)")
@@ -30,7 +30,7 @@ def make_attention_map(agent, dataset, episode: int = 0, step: int | None = None
     check_scale(scale)
     att, where = _window(agent, dataset, episode, step)
     layer = int(layer) % att.weights.shape[0]
-    fig = _fig.attention_map(att.weights, att.labels, att.valid, layer, head, where, scale)
+    fig = _fig.attention_map(att.weights, att.labels, att.valid, layer, head, where, scale, data_name(dataset))
     data = att.to_frame()
     data = data[(data["layer"] == layer) & ((data["head"] == head) if head is not None else True)]
     return Figured("attention_map", fig, data, {"episode": int(episode), "step": att.step, "layer": layer, "head": head,
@@ -44,7 +44,7 @@ def make_attention_token_types(agent, dataset, episode: int = 0, step: int | Non
     L, H, _ = shares.shape
     idx = np.indices(shares.shape).reshape(3, -1)
     data = pd.DataFrame({"layer": idx[0] + 1, "head": idx[1], "token": np.asarray(TOKEN_TYPES)[idx[2]], "share": shares.ravel()})
-    return Figured("attention_token_types", _fig.attention_by_type(shares, where), data, {"episode": int(episode), "step": att.step})
+    return Figured("attention_token_types", _fig.attention_by_type(shares, f"{where} of {data_name(dataset)}"), data, {"episode": int(episode), "step": att.step})
 
 
 @register("attention_steps_back", "share of the action token's attention per step back")
@@ -53,7 +53,7 @@ def make_attention_steps_back(agent, dataset, episode: int = 0, step: int | None
     s = by_steps_back(att)
     idx = np.indices(s.shape).reshape(3, -1)
     data = pd.DataFrame({"layer": idx[0] + 1, "head": idx[1], "steps_back": idx[2], "share": s.ravel()})
-    return Figured("attention_steps_back", _fig.attention_by_steps_back(s, where), data, {"episode": int(episode), "step": att.step})
+    return Figured("attention_steps_back", _fig.attention_by_steps_back(s, f"{where} of {data_name(dataset)}"), data, {"episode": int(episode), "step": att.step})
 
 
 @register("attention_rollout", "attention rollout across layers (Abnar & Zuidema 2020) from the action token")
@@ -64,7 +64,7 @@ def make_attention_rollout(agent, dataset, episode: int = 0, step: int | None = 
     w = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)     # renormalise rows cropped at the window edge
     row = np.zeros(len(att.valid))
     row[keep] = attention_rollout(w)[list(keep).index(att.action_query)]
-    fig = _fig.rollout_bars(row, att.labels, att.token_type, att.valid, where)
+    fig = _fig.rollout_bars(row, att.labels, att.token_type, att.valid, f"{where} of {data_name(dataset)}")
     data = pd.DataFrame({"token": att.labels, "steps_back": att.steps_back, "type": np.asarray(TOKEN_TYPES)[att.token_type],
                          "rollout": row})[att.valid]
     return Figured("attention_rollout", fig, data, {"episode": int(episode), "step": att.step})

@@ -60,7 +60,7 @@ def make_shift_replay(agent, dataset, episode: int = 0, shifts: list | None = No
     else:
         series, logged, y = r.predictions[..., 0], np.asarray(r.logged_actions).reshape(len(r.logged_actions), -1)[:, 0], dim
     sampled = "" if len(r.steps) == r.length else f" ({len(r.steps)} of its {r.length} steps, evenly spaced)"
-    fig = _fig.shift_replay(r.shifts, series, logged, f"Episode {episode} of {data_name(dataset)} replayed with its "
-                            f"return-to-go shifted{sampled}", y, r.steps, f"logged {dim}" if dim else "logged action")
+    fig = _fig.shift_replay(r.shifts, series, logged, f"Episode {episode} replayed with its return-to-go shifted{sampled}"
+                            f" — {data_name(dataset)}", y, r.steps, f"logged {dim}" if dim else "logged action")
     fig.update_yaxes(range=[0, 1.02] if r.discrete else None)
     return Figured("rtg_shift_replay", fig, r.to_frame(), {"episode": int(episode), "shifts": shifts})

@@ -5,7 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .labels import add_note, check_scale, constant, constant_note, scale_title
+from .labels import add_note, check_scale, constant, constant_note, scale_title, top_margin
 from .style import PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
 from .text import plain
 
@@ -23,9 +23,10 @@ def _head_label(head) -> str:
 
 
 def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, layer: int, head: int | None,
-                  title_suffix: str = "", scale: str = "data") -> go.Figure:
+                  title_suffix: str = "", scale: str = "data", data: str = "") -> go.Figure:
     """Query x key heatmap of one layer (one head, or heads averaged); padded tokens left out. scale "data": the
-    colours span 0 to the largest weight shown (weights all under 0.2 are not a dark wall); "fixed": 0 to 1."""
+    colours span 0 to the largest weight shown (weights all under 0.2 are not a dark wall); "fixed": 0 to 1.
+    data: the name of the data (figure text, escaped), as plotly's own subtitle line under the title."""
     check_scale(scale)
     w = weights[layer].mean(0) if head is None else weights[layer, head]
     keep = np.flatnonzero(valid)
@@ -40,7 +41,9 @@ def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, lay
         [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title=scale_title("weight", scale)),
         hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, height=620,
-                      title=_title(f"Attention, layer {layer + 1} ({_head_label(head)})", title_suffix),
+                      title=dict(text=_title(f"Attention, layer {layer + 1} ({_head_label(head)})", title_suffix),
+                                 subtitle=dict(text=f"data: {data}" if data else "", font=dict(size=12, color="#555"))),
+                      margin=dict(t=90 if data else 60),
                       xaxis_title="key token (attended to): R, s, a of each step", yaxis_title="query token")
     axis = dict(tickmode="array", tickvals=ticks, ticktext=text, showgrid=False)
     fig.update_yaxes(autorange="reversed", **axis)
@@ -121,7 +124,8 @@ def episode_attention_map(summary: np.ndarray, rewards: np.ndarray, title: str, 
         fig.update_yaxes(title_text="steps back", showgrid=False)
         fig.update_xaxes(title_text="episode step")
         title = add_note(title, constant_note('reward', flat))
-    fig.update_layout(template=TEMPLATE, height=500 if flat is None else 420, title=title)
+    fig.update_layout(template=TEMPLATE, height=500 if flat is None else 420, title=title,
+                      margin=dict(t=top_margin(title)))
     return fig
 
 

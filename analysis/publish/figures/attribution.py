@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .labels import constant, constant_note
+from .labels import constant, constant_note, named_actions
 from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
 from .text import plain
 
@@ -14,8 +14,9 @@ _METHOD_NAMES = {"ig": "Integrated gradients", "saliency": "Saliency", "ablation
 _TOKEN_LABELS = {"return-to-go": "return-to-go", "state": "state", "action": "action"}
 
 
-def _title(res, what: str, data: str = "", note: str = "") -> str:
-    """data: the name of the data it was computed from (figure text, escaped); note: a last subtitle line."""
+def _title(res, what: str, data: str = "", note: str = "", action_names: list[str] | None = None) -> str:
+    """data: the name of the data it was computed from (figure text, escaped); note: a last subtitle line;
+    action_names: the dataset's, put into the explained output's words."""
     method = plain(_METHOD_NAMES.get(res.method, res.method))
     sub = [f"episode {res.episode}, step {res.step}" + (f" of {data}" if data else "")]
     if res.trained.delta is not None:
@@ -24,7 +25,7 @@ def _title(res, what: str, data: str = "", note: str = "") -> str:
     elif res.method == "ablation":
         sub.append("output change when a whole step is replaced by the baseline")
     base = f"<br>baseline: {plain(res.baseline)}" if res.baseline and res.method != "saliency" else ""
-    return (f"{method} — {what}, {plain(res.target_label)}<br><sup>" + " · ".join(sub) + base
+    return (f"{method} — {what}, {plain(named_actions(res.target_label, action_names))}<br><sup>" + " · ".join(sub) + base
             + (f"<br>{note}" if note else "") + "</sup>")
 
 
@@ -66,7 +67,7 @@ def _lift_column_titles(fig, px: int = 28) -> None:
             a.font = dict(size=14)
 
 
-def attribution_timesteps(res, title: str | None = None, data: str = "") -> go.Figure:
+def attribution_timesteps(res, title: str | None = None, data: str = "", action_names: list[str] | None = None) -> go.Figure:
     """Share of |attribution| per token (R, s, a) and per timestep of the context window, trained model
     beside the randomized one, with the episode's rewards beneath on the same step axis (unless they are one value
     over the steps shown, such as CartPole's 1: then a subtitle line says so and the row is left out).
@@ -117,14 +118,15 @@ def attribution_timesteps(res, title: str | None = None, data: str = "") -> go.F
     _markers(fig, res, rows=list(range(1, nrow + 1)), cols=list(range(1, ncol + 1)))
     _lift_column_titles(fig)
     note = "" if flat is None else constant_note("reward", flat, f"on steps {int(t_all[0])}–{int(t_all[-1])}")
-    fig.update_layout(template=TEMPLATE, title=title or _title(res, "share of |attribution| per token and step", data, note),
+    fig.update_layout(template=TEMPLATE, title=title or _title(res, "share of |attribution| per token and step", data, note,
+                                                                 action_names),
                       coloraxis=dict(colorscale=SEQUENTIAL, cmin=0, cmax=zmax or 1,
                                      colorbar=dict(title=dict(text="% of |attr.|", side="right"), len=0.45, y=1.0,
                                                    yanchor="top", thickness=14)),
                       height=720 if nrow == 3 else 620, width=1150 if ncol == 2 else 720,
                       margin=dict(t=195 + (18 if note else 0), l=130, b=120), bargap=0.15)
     bottom = "bottom: the episode's rewards." if flat is None else ""
-    fig.add_annotation(x=0, y=-0.21 if nrow == 3 else -0.25, xref="paper", yref="paper", showarrow=False,
+    fig.add_annotation(x=0, y=-0.21 if nrow == 3 else -0.3, xref="paper", yref="paper", showarrow=False,
                        xanchor="left", font=dict(size=12, color="#555"),
                        text=f"{'middle' if flat is None else 'bottom'}: share of |attribution| per step (red: the "
                             "explained step; dashed: uniform share over the context, explained step excluded). "
@@ -132,7 +134,7 @@ def attribution_timesteps(res, title: str | None = None, data: str = "") -> go.F
     return fig
 
 
-def attribution_features(res, title: str | None = None, data: str = "") -> go.Figure:
+def attribution_features(res, title: str | None = None, data: str = "", action_names: list[str] | None = None) -> go.Figure:
     """Signed attribution of every input feature (rows) at every step of the window (columns), each map
     scaled by its largest |attribution|; trained model beside the randomized one."""
     mask = res.mask
@@ -156,7 +158,7 @@ def attribution_features(res, title: str | None = None, data: str = "") -> go.Fi
     _markers(fig, res, rows=[1], cols=list(range(1, ncol + 1)))
     _lift_column_titles(fig)
     fig.update_yaxes(tickfont=dict(size=12), row=1, col=1)
-    fig.update_layout(template=TEMPLATE, title=title or _title(res, "signed attribution per feature", data),
+    fig.update_layout(template=TEMPLATE, title=title or _title(res, "signed attribution per feature", data, "", action_names),
                       coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0,
                                      colorbar=dict(title=dict(text="attr. / max |attr.|", side="right"), thickness=14)),
                       height=max(460, 230 + 26 * len(ylabels)), width=1150 if ncol == 2 else 720,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .labels import add_note, constant, constant_note, readable
+from .labels import add_note, constant, constant_note, readable, top_margin
 from .style import PALETTE, TEMPLATE
 from .text import plain
 
@@ -35,7 +35,7 @@ def episode_timeline(rewards: np.ndarray, returns_to_go: np.ndarray, title: str)
     else:
         title = add_note(title, constant_note('reward', flat))
     fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title="return-to-go",
-                      height=340, showlegend=flat is None)
+                      height=340, showlegend=flat is None, margin=dict(t=top_margin(title)))
     return fig
 
 

@@ -89,7 +89,8 @@ def add_note(title: str, note: str) -> str:
     return f"{title}<br><sup>{note}</sup>" if title else f"<sup>{note}</sup>"
 
 
-_ACTION = re.compile(r"\baction (dimension )?(\d+)\b")
+_ACTION = re.compile(r"(?<!\()\baction (dimension )?(\d+)\b(?!\))")
+_IN_PARENS = re.compile(r"\(action (dimension )?(\d+)\)")
 
 
 def named_actions(text: str, names: list[str] | None) -> str:
@@ -98,12 +99,18 @@ def named_actions(text: str, names: list[str] | None) -> str:
     if not names:
         return text
 
-    def sub(m):
+    def name(m):
         i = int(m.group(2))
-        if i >= len(names) or readable(names[i]).startswith("action"):   # no name of its own
-            return m.group(0)
-        return f"{readable(names[i])} ({m.group(0)})"
-    return _ACTION.sub(sub, text)
+        return None if i >= len(names) or readable(names[i]).startswith("action") else readable(names[i])
+
+    def inside(m):   # "(action 1)" -> "(push right, action 1)"
+        n = name(m)
+        return m.group(0) if n is None else f"({n}, {m.group(0)[1:-1]})"
+
+    def sub(m):
+        n = name(m)
+        return m.group(0) if n is None else f"{n} ({m.group(0)})"
+    return _ACTION.sub(sub, _IN_PARENS.sub(inside, text))
 
 
 def action_names(agent, dataset) -> list[str]:
@@ -113,3 +120,8 @@ def action_names(agent, dataset) -> list[str]:
     if getattr(agent, "discrete", False):
         return action_labels(dataset, getattr(c, "n_actions", None), env)
     return action_dim_names(dataset, int(getattr(agent, "act_dim", 0) or 0), env)
+
+
+def top_margin(title: str, base: int = 60) -> int:
+    """Room above the plot for a title of several lines (the template's 60 px hold a title and one subtitle line)."""
+    return max(base, 38 + 22 * (title.count("<br>") + 1))
