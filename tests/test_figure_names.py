@@ -117,7 +117,9 @@ def test_action_names_in_legends_colour_bars_and_titles(dt, cartpole):
     dla = catalog.make("direct_logit_attribution", dt, cartpole, episode=0, step=6, action=1).figure
     assert "logit of push right (action 1)" in dla.layout.title.text
     assert "push right" in dla.layout.xaxis.title.text
-    bare = dataclasses.replace(cartpole, metadata={})   # a CSV keeps no labels: the environment's are used
+    bare = dataclasses.replace(cartpole, metadata={}, env_id=None)   # a CSV keeps neither: the agent's environment's
+    emb = catalog.make("embedding", dt, bare, method="pca", colour_by="action", max_points=200).figure
+    assert sorted(t.name for t in emb.data) == ["push left", "push right"]
     credit = catalog.make("attribution_timesteps", dt, bare, episode=0, step=10, method="saliency").figure
     assert "(push left, action 0)" in credit.layout.title.text or "(push right, action 1)" in credit.layout.title.text
 
