@@ -161,3 +161,11 @@ def test_continuous_action_names_in_the_shift_replay_and_tt_dimensions():
     dims = catalog.make("tt_attention_dims", tt, ds, n_windows=4)
     assert list(dims.figure.data[0].x) == ["cos_theta", "sin_theta", "angular_velocity", "torque", "reward", "value"]
     assert UPLOAD in dims.figure.layout.title.text and "torque" in set(dims.data["key_dim"])
+
+
+def test_episode_video_csv_names_the_actions_through_the_agent(dt, cartpole):
+    bare = dataclasses.replace(cartpole, metadata={}, env_id=None)   # what a CSV upload of CartPole carries
+    made = catalog.make("episode_video", dt, bare, episode=0, steps=4, max_frames=1)
+    want = ["push left" if a == 0 else "push right" for a in bare.episode(0).actions[:4]]
+    assert made.data["action"].tolist() == want
+    assert UPLOAD in made.figure.layout.title.text
