@@ -122,6 +122,9 @@ def test_action_names_in_legends_colour_bars_and_titles(dt, cartpole):
     assert sorted(t.name for t in emb.data) == ["push left", "push right"]
     credit = catalog.make("attribution_timesteps", dt, bare, episode=0, step=10, method="saliency").figure
     assert "(push left, action 0)" in credit.layout.title.text or "(push right, action 1)" in credit.layout.title.text
+    feats = catalog.make("attribution_features", dt, bare, episode=0, step=10, method="saliency").figure
+    rows = set(feats.data[0].y)
+    assert {"a: push left (action 0)", "a: push right (action 1)"} <= rows and "a: action 0" not in rows
 
 
 def test_sweep_actions_legend_says_the_actions(cartpole):

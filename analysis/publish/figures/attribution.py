@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .labels import constant, constant_note, named_actions
+from .labels import constant, constant_note, named_actions, readable
 from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
 from .text import plain
 
@@ -143,7 +143,9 @@ def attribution_features(res, title: str | None = None, data: str = "", action_n
     ncol = len(maps)
     short = {"return-to-go": "R", "state": "s", "action": "a"}
     hidden = " (hidden)" if res.target == "value" else ""
-    ylabels = [f"{short[m]}: {plain(n)}" + (hidden if m == "return-to-go" else "") for m in _TOKEN_LABELS
+    def feature(m, n):   # an action feature the analysis could only number ("action 1") gets the dataset's name
+        return plain(readable(named_actions(n, action_names)) if m == "action" else n)
+    ylabels = [f"{short[m]}: {feature(m, n)}" + (hidden if m == "return-to-go" else "") for m in _TOKEN_LABELS
                if m in res.feature_names for n in res.feature_names[m]]
     fig = make_subplots(rows=1, cols=ncol, shared_yaxes=True, horizontal_spacing=0.04,
                         column_titles=["trained agent", _rho_title(res)][:ncol])
