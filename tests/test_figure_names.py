@@ -172,3 +172,9 @@ def test_episode_video_csv_names_the_actions_through_the_agent(dt, cartpole):
     want = ["push left" if a == 0 else "push right" for a in bare.episode(0).actions[:4]]
     assert made.data["action"].tolist() == want
     assert UPLOAD in made.figure.layout.title.text
+
+
+def test_sweep_actions_entry_names_the_actions_of_a_csv_upload(dt, cartpole):
+    bare = dataclasses.replace(cartpole, metadata={}, env_id=None)
+    fig = catalog.make("rtg_sweep_actions", dt, bare, targets=[25.0], episodes=1).figure
+    assert [t.name for t in fig.data] == ["push left", "push right"]   # was "action" and "action 1" (act_names)
