@@ -37,11 +37,6 @@ def action_labels(dataset, n: int | None = None, env_id: str | None = None) -> l
     return [f"action {i}" for i in range(n)]
 
 
-def action_label(dataset, index: int, n: int | None = None, env_id: str | None = None) -> str:
-    labels = action_labels(dataset, n, env_id)
-    return labels[int(index)] if 0 <= int(index) < len(labels) else f"action {int(index)}"
-
-
 def action_dim_names(dataset, d: int, env_id: str | None = None) -> list[str]:
     """One name per continuous action dimension: the dataset's act_names (Reacher's shoulder_torque, elbow_torque),
     else its environment's (envs.ACT_NAMES; `env_id` where there is no dataset), else "action dim i"."""
