@@ -178,3 +178,13 @@ def test_sweep_actions_entry_names_the_actions_of_a_csv_upload(dt, cartpole):
     bare = dataclasses.replace(cartpole, metadata={}, env_id=None)
     fig = catalog.make("rtg_sweep_actions", dt, bare, targets=[25.0], episodes=1).figure
     assert [t.name for t in fig.data] == ["push left", "push right"]   # was "action" and "action 1" (act_names)
+
+
+def test_bundle_manifest_names_the_upload_and_keeps_the_training_data_apart(dt, cartpole):
+    from analysis.publish.export import manifest
+
+    made = catalog.make("attention_map", dt, cartpole, episode=0, step=10)
+    m = manifest([made], dt, cartpole, agent_path="sample_data/agents/cartpole-dt", data_path=None)
+    assert m["dataset"]["source"] == UPLOAD and m["dataset"]["path"] is None     # an upload has no path to remake from
+    assert m["agent"]["trained_on"] == "cartpole.npz"                              # named as what the agent trained on
+    assert m["figures"][0]["params"]["scale"] == "data"
