@@ -338,7 +338,7 @@ def test_imagined_side_by_side_gif_and_mp4_show_the_real_and_the_imagined_frame(
     r = f.video.render()
     assert r.frames.shape[:3] == (H + 1, W, 2 * W + gap)            # Pendulum is square: 240 x 240 per panel
     assert r.overlay.steps.tolist() == list(range(s0, s0 + H + 1))
-    assert r.overlay.captions == ["real", "imagined by TT (pendulum.npz) from step 10"]
+    assert r.overlay.captions == ["real", "imagined by TT from step 10"]   # the model, not its training data (issue 27)
     # at step t: the left panel is the real frame drawn alone, the right one the frame of the state the model imagined
     one = pendulum.select([0])
     im = imagined_continuation(pendulum_tt, one, s0, H)

@@ -135,8 +135,16 @@ def _kind(agent) -> str:
 
 
 def model_label(agent) -> str:
-    """How figures name a predictor: its kind and the data it was trained on."""
-    return f"{_kind(agent).upper()} ({agent.config.dataset.get('name') or agent.config.env_id or 'agent'})"
+    """How figures name a predictor: its family, short ("TT", "DT", "dynamics model"). Not the data it was trained on:
+    a figure names the data it was computed from (an upload, a local file), and "TT (pendulum.npz)" over an uploaded
+    CSV read as if the figure were about pendulum.npz (issue 27, item 2)."""
+    from models.loading import family_name
+
+    kind = _kind(agent)
+    if len(kind) <= 3:   # dt, tt, mlp, gru: the abbreviations the papers use
+        return kind.upper()
+    family = family_name(kind)
+    return family.split(" ", 1)[1] if family.startswith(("a ", "an ")) else family
 
 
 def _check_predictor(agent) -> str:

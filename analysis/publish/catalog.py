@@ -230,7 +230,7 @@ OVERRIDES: dict[tuple[str, str], Range] = {
 }
 # parameters that are not numbers (names, choices, switches): checked by their entries
 NOT_NUMERIC = {"ablate", "mode", "target", "method", "at", "references", "output", "metric", "corrupt", "colour_by",
-               "decoding", "others", "label"}
+               "decoding", "others", "label", "scale"}
 
 
 def param_range(figure: str, param: str) -> Range | None:

@@ -8,6 +8,7 @@ from analysis.interp.attribution import TARGETS, attribute_step
 from analysis.core.cache import cached
 from analysis.publish.catalog import Figured, register
 from analysis.publish.figures import attribution_features, attribution_timesteps, key_door_credit_bars
+from analysis.publish.figures.labels import action_names, data_name
 from analysis.interp.keydoor_credit import key_door_credit
 
 
@@ -26,16 +27,16 @@ def _params(episode, step, target, method, seed, res) -> dict:
 def make_attribution_timesteps(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
                                method: str = "ig", seed: int = 0) -> Figured:
     res = _attribution(agent, dataset, episode, step, target, method, seed)
-    return Figured("attribution_timesteps", attribution_timesteps(res), res.steps_frame(),
-                   _params(episode, step, target, method, seed, res))
+    fig = attribution_timesteps(res, data=data_name(dataset), action_names=action_names(agent, dataset))
+    return Figured("attribution_timesteps", fig, res.steps_frame(), _params(episode, step, target, method, seed, res))
 
 
 @register("attribution_features", "signed credit per input feature and step for one DT output, beside a randomized model")
 def make_attribution_features(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
                               method: str = "ig", seed: int = 0) -> Figured:
     res = _attribution(agent, dataset, episode, step, target, method, seed)
-    return Figured("attribution_features", attribution_features(res), res.to_frame(),
-                   _params(episode, step, target, method, seed, res))
+    fig = attribution_features(res, data=data_name(dataset), action_names=action_names(agent, dataset))
+    return Figured("attribution_features", fig, res.to_frame(), _params(episode, step, target, method, seed, res))
 
 
 @register("attribution_keydoor", "Key-to-Door: credit on the key-pickup step over uniform, action vs return vs "
@@ -45,5 +46,6 @@ def make_attribution_keydoor(agent, dataset, method: str = "ig", at: str = "phas
     frames = {t: key_door_credit(agent, dataset, target=t, method=method, at=at, max_episodes=int(max_episodes),
                                  seed=int(seed)).to_frame() for t in TARGETS}
     where = "the first phase-3 step" if at == "phase3" else "the episode's last step"
-    return Figured("attribution_keydoor", key_door_credit_bars(frames, explained_at=where), pd.concat(list(frames.values()), ignore_index=True),
+    fig = key_door_credit_bars(frames, explained_at=where, data=data_name(dataset))
+    return Figured("attribution_keydoor", fig, pd.concat(list(frames.values()), ignore_index=True),
                    {"method": method, "at": at, "max_episodes": int(max_episodes), "seed": int(seed)})

@@ -11,6 +11,7 @@ from analysis.core.cache import cached
 from analysis.publish.catalog import Figured, register
 from analysis.interp.dla import direct_logit_attribution, logit_lens
 from analysis.publish.figures.causal import dla_bars, logit_lens_map, patching_map
+from analysis.publish.figures.labels import action_names, check_scale, data_name
 from analysis.interp.patching import make_pair, patcher, readout
 
 
@@ -47,7 +48,8 @@ def make_patching_positions(agent, dataset, episode: int | None = None, step: in
                             action: int | None = None, metric: str = "logit", context: int | None = None) -> Figured:
     grid, params = _patching("positions", agent, dataset, episode, step, corrupt, corrupt_episode, corrupt_step,
                              rtg_shift, output, action, metric, context)
-    return Figured("patching_positions", patching_map(grid), grid.to_frame(), params)
+    fig = patching_map(grid, action_names=action_names(agent, dataset), data=data_name(dataset))
+    return Figured("patching_positions", fig, grid.to_frame(), params)
 
 
 @register("patching_heads", "activation patching: each head's and each MLP's output, from a clean into a corrupted "
@@ -58,7 +60,8 @@ def make_patching_heads(agent, dataset, episode: int | None = None, step: int | 
                         metric: str = "logit", context: int | None = None) -> Figured:
     grid, params = _patching("heads", agent, dataset, episode, step, corrupt, corrupt_episode, corrupt_step,
                              rtg_shift, output, action, metric, context)
-    return Figured("patching_heads", patching_map(grid), grid.to_frame(), params)
+    fig = patching_map(grid, action_names=action_names(agent, dataset), data=data_name(dataset))
+    return Figured("patching_heads", fig, grid.to_frame(), params)
 
 
 @register("direct_logit_attribution", "each head's, MLP's, the embedding's and the biases' contribution to one output "
@@ -69,16 +72,20 @@ def make_direct_logit_attribution(agent, dataset, episode: int = 0, step: int | 
         agent, dataset, int(episode), _int(step), output, _int(action), _int(context)), agent, dataset,
         episode=int(episode), step=_int(step), output=output, action=_int(action), context=_int(context))
     params = {"episode": dla.episode, "step": dla.step, "output": output, "action": _int(action), "context": _int(context)}
-    return Figured("direct_logit_attribution", dla_bars(dla), dla.to_frame(), params)
+    fig = dla_bars(dla, action_names=action_names(agent, dataset), data=data_name(dataset))
+    return Figured("direct_logit_attribution", fig, dla.to_frame(), params)
 
 
 @register("logit_lens", "the output head read from every layer's residual stream at each step of an episode: at "
           "which layer the action (or value) is decided")
 def make_logit_lens(agent, dataset, episode: int = 0, output: str = "action", action: int | None = None,
-                    context: int | None = None, max_steps: int = 250) -> Figured:
+                    context: int | None = None, max_steps: int = 250, scale: str = "data") -> Figured:
+    """scale "data": the colours span the values shown; "fixed": the quantity's whole range (0-1 for a probability)."""
+    check_scale(scale)
     lens = cached("logit_lens", lambda: logit_lens(agent, dataset, int(episode), output, _int(action), _int(context),
                                                    int(max_steps)), agent, dataset, episode=int(episode),
                   output=output, action=_int(action), context=_int(context), max_steps=int(max_steps))
     params = {"episode": int(episode), "output": output, "action": _int(action), "context": _int(context),
-              "max_steps": int(max_steps)}
-    return Figured("logit_lens", logit_lens_map(lens), lens.to_frame(), params)
+              "max_steps": int(max_steps), "scale": scale}
+    fig = logit_lens_map(lens, action_names=action_names(agent, dataset), data=data_name(dataset), scale=scale)
+    return Figured("logit_lens", fig, lens.to_frame(), params)

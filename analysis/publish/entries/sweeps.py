@@ -6,6 +6,7 @@ import numpy as np
 
 from analysis.publish import figures as _fig
 from analysis.publish.catalog import Figured, register
+from analysis.publish.figures.labels import action_dim_names, action_labels, data_name, readable
 from analysis.publish.figures.text import plain
 from analysis.behaviour.sweeps import cached_sweep, default_shifts, default_targets, return_range, rtg_shift_replay, sweep_attention
 
@@ -35,8 +36,9 @@ def make_sweep_returns(agent, dataset, targets: list | None = None, episodes: in
 def make_sweep_actions(agent, dataset, targets: list | None = None, episodes: int = 8, seed: int = 0) -> Figured:
     sw, params = _sweep(agent, dataset, targets, episodes, seed)
     dist = sw.action_distribution(agent.config.n_actions)
-    fig = _fig.sweep_actions(dist, sw.discrete, f"Actions taken per target return ({plain(sw.env_id)})",
-                             getattr(dataset, "act_names", None) if sw.discrete else None)
+    names = (action_labels(dataset, agent.config.n_actions, sw.env_id) if sw.discrete
+             else action_dim_names(dataset, int(agent.config.act_dim), sw.env_id))
+    fig = _fig.sweep_actions(dist, sw.discrete, f"Actions taken per target return ({plain(sw.env_id)})", names)
     return Figured("rtg_sweep_actions", fig, dist, params)
 
 
@@ -52,12 +54,13 @@ def make_sweep_attention(agent, dataset, targets: list | None = None, episodes: 
 def make_shift_replay(agent, dataset, episode: int = 0, shifts: list | None = None) -> Figured:
     shifts = default_shifts(agent, dataset) if shifts is None else [float(s) for s in shifts]
     r = rtg_shift_replay(agent, dataset, int(episode), shifts)
+    dim = plain(readable(action_dim_names(dataset, int(agent.config.act_dim))[0])) if not r.discrete else ""
     if r.discrete:
         series, logged, y = r.logged_action_probability(), None, "P(logged action)"
     else:
-        series, logged, y = r.predictions[..., 0], np.asarray(r.logged_actions).reshape(len(r.logged_actions), -1)[:, 0], "action (dim 0)"
+        series, logged, y = r.predictions[..., 0], np.asarray(r.logged_actions).reshape(len(r.logged_actions), -1)[:, 0], dim
     sampled = "" if len(r.steps) == r.length else f" ({len(r.steps)} of its {r.length} steps, evenly spaced)"
-    fig = _fig.shift_replay(r.shifts, series, logged, f"Episode {episode} replayed with its return-to-go shifted{sampled}", y,
-                            r.steps)
+    fig = _fig.shift_replay(r.shifts, series, logged, f"Episode {episode} replayed with its return-to-go shifted{sampled}"
+                            f" — {data_name(dataset)}", y, r.steps, f"logged {dim}" if dim else "logged action")
     fig.update_yaxes(range=[0, 1.02] if r.discrete else None)
     return Figured("rtg_shift_replay", fig, r.to_frame(), {"episode": int(episode), "shifts": shifts})

@@ -200,11 +200,11 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
     except FramesError as e:
         raise VideoError(str(e)) from None
     idx = np.arange(start, start + len(one.rewards[start:stop]))
-    labels = list(one.metadata.get("action_labels") or [])
-    if not labels:
-        import envs
+    from analysis.publish.figures.labels import action_labels
 
-        labels = envs.ACTION_LABELS.get(one.env_id) or []
+    # the data's own labels, else its environment's, else the agent's environment's (a CSV upload names none)
+    env = getattr(getattr(agent, "config", None), "env_id", None)
+    labels = action_labels(one, one.n_actions, env) if one.discrete else []
     data = pd.DataFrame({"step": idx, "action": action_texts(one.actions[idx], labels, one.act_names),
                          "reward": one.rewards[idx], label.replace("-", "_"): np.asarray(rtg)[idx]})
     if clip.predicted_return is not None:

@@ -5,6 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .labels import add_note, check_scale, constant, constant_note, scale_title, top_margin
 from .style import PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
 from .text import plain
 
@@ -22,8 +23,11 @@ def _head_label(head) -> str:
 
 
 def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, layer: int, head: int | None,
-                  title_suffix: str = "") -> go.Figure:
-    """Query x key heatmap of one layer (one head, or heads averaged); padded tokens left out."""
+                  title_suffix: str = "", scale: str = "data", data: str = "") -> go.Figure:
+    """Query x key heatmap of one layer (one head, or heads averaged); padded tokens left out. scale "data": the
+    colours span 0 to the largest weight shown (weights all under 0.2 are not a dark wall); "fixed": 0 to 1.
+    data: the name of the data (figure text, escaped), as plotly's own subtitle line under the title."""
+    check_scale(scale)
     w = weights[layer].mean(0) if head is None else weights[layer, head]
     keep = np.flatnonzero(valid)
     w = w[np.ix_(keep, keep)]
@@ -32,11 +36,14 @@ def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, lay
     ticks = [i for i, name in enumerate(lab) if name.startswith("s ")]
     text = [plain(lab[i][2:]) for i in ticks]
     lab = [plain(name) for name in lab]
-    fig = go.Figure(go.Heatmap(z=w, colorscale=SEQUENTIAL, zmin=0, zmax=float(max(w.max(), 1e-6)), customdata=np.array(
-        [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title="weight"),
+    zmax = 1.0 if scale == "fixed" else float(max(w.max(), 1e-6))
+    fig = go.Figure(go.Heatmap(z=w, colorscale=SEQUENTIAL, zmin=0, zmax=zmax, customdata=np.array(
+        [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title=scale_title("weight", scale)),
         hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, height=620,
-                      title=_title(f"Attention, layer {layer + 1} ({_head_label(head)})", title_suffix),
+                      title=dict(text=_title(f"Attention, layer {layer + 1} ({_head_label(head)})", title_suffix),
+                                 subtitle=dict(text=f"data: {data}" if data else "", font=dict(size=12, color="#555"))),
+                      margin=dict(t=90 if data else 60),
                       xaxis_title="key token (attended to): R, s, a of each step", yaxis_title="query token")
     axis = dict(tickmode="array", tickvals=ticks, ticktext=text, showgrid=False)
     fig.update_yaxes(autorange="reversed", **axis)
@@ -71,38 +78,59 @@ def attention_by_steps_back(by_step: np.ndarray, title_suffix: str = "") -> go.F
 
 def rollout_bars(row: np.ndarray, labels: list[str], token_type: np.ndarray, valid: np.ndarray,
                  title_suffix: str = "") -> go.Figure:
-    """The action token's row of the attention rollout, one bar per token, coloured by token type."""
+    """The action token's row of the attention rollout, one bar per token, coloured by token type. Every token is
+    labelled (plotly's automatic ticks on a category axis skip every 2nd or 3rd label once they crowd): a tick per
+    bar, small and upright, the figure widened for long windows; the hover names the token too."""
     keep = np.flatnonzero(valid)
+    names = [plain(labels[i]) for i in keep]
     fig = go.Figure()
     for k, name in enumerate(_TYPES):
         sel = [i for i in keep if token_type[i] == k]
-        fig.add_trace(go.Bar(x=[plain(labels[i]) for i in sel], y=row[sel], name=name, marker_color=TOKEN_COLOURS[name]))
-    fig.update_layout(template=TEMPLATE, height=360, yaxis_tickformat=".0%", barmode="overlay",
+        fig.add_trace(go.Bar(x=[plain(labels[i]) for i in sel], y=row[sel], name=name, marker_color=TOKEN_COLOURS[name],
+                             hovertemplate=f"%{{x}} ({name})<br>%{{y:.1%}}<extra></extra>"))
+    size = 11 if len(names) <= 45 else 9
+    fig.update_layout(template=TEMPLATE, height=380, yaxis_tickformat=".0%", barmode="overlay",
                       title=_title("Attention rollout across layers: the action token's effective attention", title_suffix),
                       xaxis_title="token", yaxis_title="rolled-out attention",
-                      xaxis=dict(categoryorder="array", categoryarray=[plain(labels[i]) for i in keep], tickangle=-60,
-                                 title_standoff=4), margin=dict(b=110),
-                      legend=dict(orientation="h", y=1.15, x=1, xanchor="right"))
+                      xaxis=dict(categoryorder="array", categoryarray=names, tickmode="array", tickvals=names,
+                                 ticktext=names, tickangle=-90, tickfont=dict(size=size), title_standoff=4),
+                      margin=dict(b=110), legend=dict(orientation="h", y=1.15, x=1, xanchor="right"))
+    if len(names) * (size + 3) > 900:   # more ticks than a default-width export holds upright
+        fig.update_layout(width=int(200 + len(names) * (size + 3)))
     return fig
 
 
-def episode_attention_map(summary: np.ndarray, rewards: np.ndarray, title: str) -> go.Figure:
-    """summary [T, K] weight per step back at every step; the episode's rewards beneath on the same x."""
+def episode_attention_map(summary: np.ndarray, rewards: np.ndarray, title: str, scale: str = "data") -> go.Figure:
+    """summary [T, K] weight per step back at every step; the episode's rewards beneath on the same x, unless they
+    never change (CartPole's 1 at every step, a failed Key-to-Door episode's 0): then a line under the title says so.
+    scale "data": colours span 0 to the largest weight shown; "fixed": 0 to 1."""
+    check_scale(scale)
     T, K = summary.shape
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
-    fig.add_trace(go.Heatmap(z=summary.T, x=np.arange(T), y=np.arange(K), colorscale=SEQUENTIAL, zmin=0,
-                             colorbar=dict(title="weight", len=0.75, y=0.62),
-                             hovertemplate="step %{x}<br>%{y} steps back<br>weight %{z:.3f}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Bar(x=np.arange(T), y=rewards, marker_color=PALETTE[1], name="reward", showlegend=False), 2, 1)
-    fig.update_layout(template=TEMPLATE, height=500, title=title)
-    fig.update_yaxes(title_text="steps back", row=1, col=1, showgrid=False)
-    fig.update_yaxes(title_text="reward", row=2, col=1)
-    fig.update_xaxes(title_text="episode step", row=2, col=1)
+    flat = constant(rewards)
+    heat = go.Heatmap(z=summary.T, x=np.arange(T), y=np.arange(K), colorscale=SEQUENTIAL, zmin=0,
+                      zmax=1.0 if scale == "fixed" else float(max(np.nanmax(summary) if summary.size else 0, 1e-6)),
+                      colorbar=dict(title=scale_title("weight", scale), len=0.75 if flat is None else 1.0,
+                                    y=0.62 if flat is None else 0.5),
+                      hovertemplate="step %{x}<br>%{y} steps back<br>weight %{z:.3f}<extra></extra>")
+    if flat is None:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.04)
+        fig.add_trace(heat, 1, 1)
+        fig.add_trace(go.Bar(x=np.arange(T), y=rewards, marker_color=PALETTE[1], name="reward", showlegend=False), 2, 1)
+        fig.update_yaxes(title_text="steps back", row=1, col=1, showgrid=False)
+        fig.update_yaxes(title_text="reward", row=2, col=1)
+        fig.update_xaxes(title_text="episode step", row=2, col=1)
+    else:
+        fig = go.Figure(heat)
+        fig.update_yaxes(title_text="steps back", showgrid=False)
+        fig.update_xaxes(title_text="episode step")
+        title = add_note(title, constant_note('reward', flat))
+    fig.update_layout(template=TEMPLATE, height=500 if flat is None else 420, title=title,
+                      margin=dict(t=top_margin(title)))
     return fig
 
 
 def tt_attention_map(weights: np.ndarray, dims: np.ndarray, dim_names: list[str], layer: int, head: int | None,
-                     n_windows: int) -> go.Figure:
+                     n_windows: int, data: str = "") -> go.Figure:
     """A TT's token x token attention (averaged over windows); lines mark transition boundaries, so
     'striated' heads show as vertical stripes of one dimension and 'Markovian' ones as a diagonal band."""
     w = weights[layer].mean(0) if head is None else weights[layer, head]
@@ -118,20 +146,22 @@ def tt_attention_map(weights: np.ndarray, dims: np.ndarray, dim_names: list[str]
                           **({"x0": b - 0.5, "x1": b - 0.5, "y0": -0.5, "y1": T - 0.5} if axis == "x"
                              else {"y0": b - 0.5, "y1": b - 0.5, "x0": -0.5, "x1": T - 0.5}))
     fig.update_layout(template=TEMPLATE, height=600,
-                      title=f"Trajectory Transformer attention, layer {layer + 1} ({_head_label(head)}), mean of {n_windows} windows",
+                      title=_title(f"Trajectory Transformer attention, layer {layer + 1} ({_head_label(head)})",
+                                   f"mean of {n_windows} windows" + (f" of {data}" if data else "")),
                       xaxis_title="key token (dimension · transition)", yaxis_title="query token")
     fig.update_xaxes(showticklabels=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, autorange="reversed")
     return fig
 
 
-def tt_dimension_map(by_dim: np.ndarray, dim_names: list[str], layer: int) -> go.Figure:
+def tt_dimension_map(by_dim: np.ndarray, dim_names: list[str], layer: int, data: str = "") -> go.Figure:
     """by_dim [D, D]: how much each query dimension attends to each key dimension."""
     names = [plain(n) for n in dim_names]
     fig = go.Figure(go.Heatmap(z=by_dim, x=names, y=names, colorscale=SEQUENTIAL, zmin=0,
-                               colorbar=dict(title="weight"), texttemplate="%{z:.2f}",
+                               colorbar=dict(title=scale_title("weight", "data")), texttemplate="%{z:.2f}",
                                hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, height=460, title=f"Attention by dimension, layer {layer + 1} (heads averaged)",
+    fig.update_layout(template=TEMPLATE, height=460,
+                      title=_title(f"Attention by dimension, layer {layer + 1} (heads averaged)", data),
                       xaxis_title="key dimension", yaxis_title="query dimension")
     fig.update_yaxes(autorange="reversed", showgrid=False)
     fig.update_xaxes(showgrid=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from .labels import check_scale, named_actions, readable
 from .style import DIVERGING, PALETTE, SEQUENTIAL, TEMPLATE
 from .text import plain
 
@@ -15,11 +16,13 @@ def _title(main: str, where: str) -> str:
     return "<br>".join([main] + [f"<sup>{w}</sup>" for w in lines])
 
 
-def _where(grid) -> str:
-    return f"{plain(grid.description)}\n{plain(grid.readout.label)}: clean {grid.clean:.4g}, corrupted {grid.corrupted:.4g}"
+def _where(grid, names=None, data: str = "") -> str:
+    of = f" ({data})" if data else ""
+    return (f"{plain(grid.description)}{of}\n{plain(named_actions(grid.readout.label, names))}: clean {grid.clean:.4g}, "
+            f"corrupted {grid.corrupted:.4g}")
 
 
-def patching_map(grid, title_suffix: str = "") -> go.Figure:
+def patching_map(grid, title_suffix: str = "", action_names: list[str] | None = None, data: str = "") -> go.Figure:
     """Normalised effect (patched - corrupted) / (clean - corrupted) per cell, diverging around 0 (1 = the clean
     output restored). Positions: residual points x tokens; heads: layers x (heads, MLP)."""
     z = grid.effect
@@ -49,41 +52,65 @@ def patching_map(grid, title_suffix: str = "") -> go.Figure:
                          title_text="patched output (all positions)")
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="")
     fig.update_layout(template=TEMPLATE, height=max(320, 150 + 55 * z.shape[0]),
-                      title=_title(main, title_suffix or _where(grid)), margin=dict(l=190, t=100))
+                      title=_title(main, title_suffix or _where(grid, action_names, data)), margin=dict(l=190, t=100))
     return fig
 
 
-def dla_bars(dla, title_suffix: str = "") -> go.Figure:
+def dla_bars(dla, title_suffix: str = "", action_names: list[str] | None = None, data: str = "") -> go.Figure:
     """Each part's contribution (raw units), in the order the model adds them; the parts sum to the output."""
+    quantity = plain(named_actions(dla.quantity, action_names))
     v = dla.values * dla.units
     colours = [PALETTE[3] if x >= 0 else PALETTE[0] for x in v]
     fig = go.Figure(go.Bar(x=v, y=[plain(n) for n in dla.names], orientation="h", marker_color=colours,
                            hovertemplate="%{y}<br>%{x:.4g}<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#444", width=1))
-    where = title_suffix or (f"episode {dla.episode}, step {dla.step} ({dla.steps}-step window); final layer norm's "
+    of = f" of {data}" if data else ""
+    where = title_suffix or (f"episode {dla.episode}, step {dla.step}{of} ({dla.steps}-step window); final layer norm's "
                              f"scale frozen at this input\nsum of the parts {dla.total * dla.units:.5g}; the model's output "
                              f"{dla.output * dla.units:.5g}")
     fig.update_layout(template=TEMPLATE, height=max(360, 120 + 24 * len(dla.names)),
-                      title=_title(f"Direct logit attribution: what each part writes to the {plain(dla.quantity)}", where),
-                      xaxis_title=f"contribution to the {plain(dla.quantity)}" + (" (raw return units)" if dla.units != 1 else ""),
+                      title=_title(f"Direct logit attribution: what each part writes to the {quantity}", where),
+                      xaxis_title=f"contribution to the {quantity}" + (" (raw return units)" if dla.units != 1 else ""),
                       margin=dict(l=130, t=100))
     fig.update_yaxes(autorange="reversed", showgrid=False)
     return fig
 
 
-def logit_lens_map(lens, title_suffix: str = "") -> go.Figure:
+def _lens_colour_title(lens, names) -> tuple[str, tuple[float, float]]:
+    """What the logit lens' colours show, in words, and the quantity's whole range (the fixed scale)."""
+    if lens.output == "action" and lens.discrete:
+        which = "the chosen action" if lens.index is None else plain(readable(
+            names[lens.index] if names and lens.index < len(names) else f"action {lens.index}"))
+        return f"P({which})", (0.0, 1.0)
+    if lens.output == "action":
+        d = lens.index or 0
+        return plain(readable(names[d] if names and d < len(names) else f"action dim {d}")) + " (tanh)", (-1.0, 1.0)
+    return ("value prediction" if lens.output == "value" else "predicted R(t+1)") + " (return units)", (None, None)
+
+
+def logit_lens_map(lens, title_suffix: str = "", action_names: list[str] | None = None, data: str = "",
+                   scale: str = "data") -> go.Figure:
     """Steps x residual-stream states: the output head read through the final layer norm from each state; for
-    discrete actions, white dots mark the first state from which the top action is the final one."""
+    discrete actions, white dots mark the first state from which the top action is the final one. The colour bar
+    says what the colours are (a probability, an action, a value); scale "data": they span the values shown,
+    "fixed": the quantity's whole range (0-1 for a probability, -1-1 for a tanh action)."""
+    check_scale(scale)
     z = lens.shown.T                                            # [rows, steps]
     rows = [plain(r) for r in lens.rows]
-    if lens.output == "action" and lens.discrete:
-        scale = dict(colorscale=SEQUENTIAL, zmin=0, zmax=1)
-    elif lens.output == "action":
-        scale = dict(colorscale=DIVERGING, zmid=0, zmin=-1, zmax=1)
+    what, (lo, hi) = _lens_colour_title(lens, action_names)
+    finite = z[np.isfinite(z)]
+    if scale == "fixed" and lo is not None:
+        zmin, zmax, note = lo, hi, f"fixed {lo:g}–{hi:g}"
     else:
-        scale = dict(colorscale=SEQUENTIAL)
-    fig = go.Figure(go.Heatmap(z=z, x=lens.steps, y=rows, colorbar=dict(title="value"), **scale,
-                               hovertemplate="step %{x}<br>%{y}<br>%{z:.4g}<extra></extra>"))
+        zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        note = "fitted to the values shown"
+    diverging = lens.output == "action" and not lens.discrete
+    if diverging:   # around 0: a push one way or the other
+        m = max(abs(zmin), abs(zmax), 1e-9)
+        zmin, zmax = -m, m
+    scale_kw = dict(colorscale=DIVERGING if diverging else SEQUENTIAL, zmin=zmin, zmax=max(zmax, zmin + 1e-9))
+    fig = go.Figure(go.Heatmap(z=z, x=lens.steps, y=rows, colorbar=dict(title=f"{what}<br>({note})"), **scale_kw,
+                               hovertemplate=f"step %{{x}}<br>%{{y}}<br>{what} %{{z:.4g}}<extra></extra>"))
     decided = lens.decided
     if decided is not None:
         fig.add_trace(go.Scatter(x=lens.steps, y=[rows[d] if d < len(rows) else None for d in decided],
@@ -91,9 +118,11 @@ def logit_lens_map(lens, title_suffix: str = "") -> go.Figure:
                                  name="decided from", hovertemplate="step %{x}: decided from %{y}<extra></extra>"))
     n = len(lens.steps)
     which = f"{n} evenly spaced steps" if lens.sampled else "every step"
+    of = f" of {data}" if data else ""
     fig.update_layout(template=TEMPLATE, height=max(320, 170 + 45 * len(lens.rows)), showlegend=decided is not None,
-                      title=_title(f"Logit lens: the {plain(lens.label)} read from each layer's residual stream",
-                                   title_suffix or f"episode {lens.episode}, {which}; the last row is the model's output"),
+                      title=_title(f"Logit lens: the {plain(named_actions(lens.label, action_names))} read from each "
+                                   "layer's residual stream",
+                                   title_suffix or f"episode {lens.episode}{of}, {which}; the last row is the model's output"),
                       xaxis_title="episode step", legend=dict(orientation="h", y=1.01, yanchor="bottom", x=1, xanchor="right"),
                       margin=dict(l=120))
     fig.update_yaxes(autorange="reversed", showgrid=False)

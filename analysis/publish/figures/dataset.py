@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from .labels import add_note, constant, constant_note, readable, top_margin
 from .style import PALETTE, TEMPLATE
 from .text import plain
 
@@ -21,14 +22,20 @@ def returns_histogram(returns: np.ndarray, title: str, bins: int = 30) -> go.Fig
 
 
 def episode_timeline(rewards: np.ndarray, returns_to_go: np.ndarray, title: str) -> go.Figure:
-    """Reward per step and return-to-go over one episode."""
+    """Reward per step and return-to-go over one episode. A reward that never changes (CartPole's 1 at every step,
+    a failed Key-to-Door episode's 0) is a line under the title, not a block of bars hiding the return-to-go."""
     t = np.arange(len(rewards))
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=t, y=returns_to_go, name="return-to-go", line=dict(color=PALETTE[0], width=2)))
-    fig.add_trace(go.Bar(x=t, y=rewards, name="reward", marker_color=PALETTE[1], yaxis="y2", opacity=0.7))
+    flat = constant(rewards)
+    if flat is None:
+        fig.add_trace(go.Bar(x=t, y=rewards, name="reward", marker_color=PALETTE[1], yaxis="y2", opacity=0.7))
+        fig.update_layout(yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False),
+                          legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    else:
+        title = add_note(title, constant_note('reward', flat))
     fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title="return-to-go",
-                      yaxis2=dict(title="reward", overlaying="y", side="right", showgrid=False),
-                      height=340, legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+                      height=340, showlegend=flat is None, margin=dict(t=top_margin(title)))
     return fig
 
 
@@ -47,5 +54,6 @@ def episode_signals(values: np.ndarray, names: list[str], title: str, y_title: s
     fig.update_layout(template=TEMPLATE, title=title, xaxis_title="step", yaxis_title=y_title, height=340,
                       legend=legend, showlegend=len(names) > 1)
     if discrete_labels is not None:
-        fig.update_yaxes(tickmode="array", tickvals=list(range(len(discrete_labels))), ticktext=[plain(x) for x in discrete_labels])
+        fig.update_yaxes(tickmode="array", tickvals=list(range(len(discrete_labels))),
+                         ticktext=[plain(readable(x)) for x in discrete_labels])
     return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from .labels import readable
 from .style import PALETTE, SEQUENTIAL, TEMPLATE
 from .text import plain
 
@@ -23,7 +24,7 @@ def embedding_scatter(res, colour_by: str, title: str, action_names: list[str] |
         for k, a in enumerate(np.unique(values)):
             m = values == a
             name = action_names[int(a)] if action_names and int(a) < len(action_names) else f"action {int(a)}"
-            fig.add_trace(go.Scatter(x=res.coords[m, 0], y=res.coords[m, 1], mode="markers", name=plain(name),
+            fig.add_trace(go.Scatter(x=res.coords[m, 0], y=res.coords[m, 1], mode="markers", name=plain(readable(name)),
                                      marker=dict(size=size, color=PALETTE[k % len(PALETTE)], opacity=0.6, line=dict(width=0)),
                                      customdata=custom[m], hovertemplate=hover))
         legend = dict(title="action", itemsizing="constant")

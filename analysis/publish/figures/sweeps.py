@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .labels import readable
 from .style import PALETTE, TEMPLATE, TOKEN_COLOURS
 from .text import plain
 
@@ -40,13 +41,15 @@ def sweep_returns(summary: pd.DataFrame, title: str, data_range: tuple[float, fl
 
 
 def sweep_actions(dist: pd.DataFrame, discrete: bool, title: str, action_labels: list[str] | None = None) -> go.Figure:
-    """Discrete: share of each action per target (stacked). Continuous: median and 25-75% band per dimension."""
+    """Discrete: share of each action per target (stacked). Continuous: median and 25-75% band per dimension.
+    action_labels: one name per discrete action, or per continuous action dimension (the dataset's own)."""
     fig = go.Figure()
     if discrete:
         for a, grp in dist.groupby("action"):
             label = action_labels[a] if action_labels and a < len(action_labels) else f"action {a}"
-            fig.add_trace(go.Bar(x=grp["target_return"].astype(str), y=grp["share"], name=plain(label),
-                                 marker_color=PALETTE[int(a) % len(PALETTE)]))
+            fig.add_trace(go.Bar(x=grp["target_return"].astype(str), y=grp["share"], name=plain(readable(label)),
+                                 marker_color=PALETTE[int(a) % len(PALETTE)],
+                                 hovertemplate=f"{plain(readable(label))}<br>target %{{x}}: %{{y:.1%}}<extra></extra>"))
         fig.update_layout(barmode="stack", yaxis_tickformat=".0%", yaxis_title="share of actions taken")
     else:
         for d, grp in dist.groupby("dim"):
@@ -54,7 +57,8 @@ def sweep_actions(dist: pd.DataFrame, discrete: bool, title: str, action_labels:
             x = grp["target_return"].to_numpy()
             fig.add_trace(go.Scatter(x=np.r_[x, x[::-1]], y=np.r_[grp["q75"], grp["q25"][::-1]], fill="toself", mode="lines",
                                      fillcolor=c, opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=False))
-            fig.add_trace(go.Scatter(x=x, y=grp["q50"], mode="lines+markers", name=f"action dim {d} (median, IQR)",
+            name = action_labels[int(d)] if action_labels and int(d) < len(action_labels) else f"action dim {d}"
+            fig.add_trace(go.Scatter(x=x, y=grp["q50"], mode="lines+markers", name=f"{plain(readable(name))} (median, IQR)",
                                      line=dict(color=c, width=2)))
         fig.update_layout(yaxis_title="action")
     fig.update_layout(template=TEMPLATE, title=title, height=380, xaxis_title="target return",
@@ -75,7 +79,7 @@ def sweep_attention(shares: pd.DataFrame, title: str) -> go.Figure:
 
 
 def shift_replay(shifts: np.ndarray, series: np.ndarray, logged: np.ndarray | None, title: str, y_title: str,
-                 steps: np.ndarray | None = None) -> go.Figure:
+                 steps: np.ndarray | None = None, logged_name: str = "logged action") -> go.Figure:
     """series [S, T]: one line per return-to-go shift along the logged episode (blue = less return asked,
     orange = more); the logged actions dotted when given."""
     S, T = series.shape
@@ -89,7 +93,7 @@ def shift_replay(shifts: np.ndarray, series: np.ndarray, logged: np.ndarray | No
                                  line=dict(color=colour, width=2.5 if shifts[i] == 0 else 1.6,
                                            dash="solid")))
     if logged is not None:
-        fig.add_trace(go.Scatter(x=x, y=logged, mode="lines", name="logged action",
+        fig.add_trace(go.Scatter(x=x, y=logged, mode="lines", name=logged_name,
                                  line=dict(color="#222", dash="dot", width=1.2, shape="hv")))
     fig.update_layout(template=TEMPLATE, title=title, height=400, xaxis_title="episode step", yaxis_title=y_title,
                       legend=dict(orientation="v"))
