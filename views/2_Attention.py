@@ -32,7 +32,11 @@ else:
     lengths = ds.episode_lengths
     episode = st.number_input("Episode", 0, ds.n_episodes - 1, int(lengths.argmax()) if lengths.max() < 600 else 0,
                               key="att_episode", help="Default: the longest episode.")
-    exports.show(figure(sel, "attention_episode", episode=int(episode)), "att_episode", collected)
+    scale = st.radio("Colour scale", ["data", "fixed"], horizontal=True, key="att_scale",
+                     format_func={"data": "fit the weights shown", "fixed": "fixed 0–1"}.get,
+                     help="Attention weights are often all below 0.2: fitting the scale to them shows their pattern; "
+                          "the fixed scale compares figures. The colour bar says which.")
+    exports.show(figure(sel, "attention_episode", episode=int(episode), scale=scale), "att_episode", collected)
     st.caption("Each column is one step of the episode; each row how many steps back the action token looked "
                "(layers and heads averaged). Rewards below share the x axis.")
     n_layer, n_head = agent.n_layer, agent.n_head
@@ -53,7 +57,8 @@ else:
             exports.show(figure(sel, "attention_token_types", episode=int(episode), step=step), "att_types", collected)
         with right:
             exports.show(figure(sel, "attention_steps_back", episode=int(episode), step=step), "att_back", collected)
-        exports.show(figure(sel, "attention_map", episode=int(episode), step=step, layer=layer, head=head), "att_map", collected)
+        exports.show(figure(sel, "attention_map", episode=int(episode), step=step, layer=layer, head=head,
+                                    scale=scale), "att_map", collected)
         exports.show(figure(sel, "attention_rollout", episode=int(episode), step=step), "att_rollout", collected)
         exports.bundle_button(collected, "Attention", agent, ds, **sel.paths)
     window_views()

@@ -117,10 +117,12 @@ def _dt():
     @st.fragment
     def lens():
         figs = []
-        c1, c2 = st.columns([1, 2])
+        c1, c2, c3 = st.columns([1, 2, 1])
         episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="lens_episode"))
         output = c2.selectbox("Output", outputs, format_func=OUTPUTS.get, key="lens_output")
-        exports.show(figure(sel, "logit_lens", episode=episode, output=output), "lens", figs)
+        scale = c3.radio("Colour scale", ["data", "fixed"], key="lens_scale",
+                         format_func={"data": "fit the values", "fixed": "fixed range"}.get)
+        exports.show(figure(sel, "logit_lens", episode=episode, output=output, scale=scale), "lens", figs)
         st.session_state["lens_figs"] = figs
     lens()
 

@@ -6,6 +6,7 @@ import pandas as pd
 
 from analysis.publish.catalog import Figured, register
 from analysis.publish.figures import episode_signals, episode_timeline, returns_histogram
+from analysis.publish.figures.labels import action_labels
 from analysis.publish.figures.text import plain
 
 
@@ -28,10 +29,9 @@ def make_episode_timeline(agent, dataset, episode: int = 0) -> Figured:
 
 
 def _action_labels(dataset) -> list[str] | None:
-    """A discrete dataset's action names (its own labels, else the action indices); None for continuous actions."""
-    if not dataset.discrete:
-        return None
-    return list(dataset.metadata.get("action_labels") or []) or [str(a) for a in range(dataset.n_actions)]
+    """A discrete dataset's action names (its own labels, else its environment's, else "action i"); None for
+    continuous actions."""
+    return action_labels(dataset, dataset.n_actions) if dataset.discrete else None
 
 
 @register("episode_observations", "one episode's observations, one line per feature", needs_agent=False)
