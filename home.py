@@ -15,17 +15,24 @@ from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_
 from ui.data import all_datasets, current_dataset_name
 from ui.local import notices as local_notices
 from ui.local import path_box, path_of
+from ui.nav import write
 from ui.text import md_escape
 from ui.uploads import agent_uploader, dataset_uploader
 
 
 def _choose(label: str, options: list[str], key: str, current: str, help: str):
-    if st.session_state.get(f"{key}_select") not in options:
-        st.session_state[f"{key}_select"] = current
-    chosen = st.selectbox(label, options, key=f"{key}_select", help=help)
+    """A select of the selection's `key`: it shows the session's choice (`current`, which an upload, a path opened,
+    a link or another page may have changed since Home last drew it), and a pick becomes the choice before the run
+    (_picked), so Home and the pages never disagree; the URL carries it (ui/nav.py)."""
+    st.session_state[f"{key}_select"] = current
+    chosen = st.selectbox(label, options, key=f"{key}_select", help=help, on_change=_picked, args=(key,))
     st.session_state[key] = chosen
-    st.query_params[key] = chosen   # the URL reproduces the choice
+    write()
     return chosen
+
+
+def _picked(key: str) -> None:
+    st.session_state[key] = st.session_state[f"{key}_select"]
 
 
 def _environment(agent) -> None:
@@ -36,7 +43,7 @@ def _environment(agent) -> None:
     options = [NO_ENV] + fitting_envs(agent)
     name = current_dataset_name()
     ds_env = all_datasets()[name].env_id if name else None
-    current = st.session_state.get("env") or st.query_params.get("env") or (ds_env if ds_env in options else NO_ENV)
+    current = st.session_state.get("env") or (ds_env if ds_env in options else NO_ENV)
     _choose("Environment", options, "env", current if current in options else NO_ENV,
             "The agent names no environment it can act in here. The return sweep and the context runs need one; "
             "the other analyses work on the dataset alone. Listed: registered environments whose observation and "
