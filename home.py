@@ -20,13 +20,16 @@ from ui.text import md_escape
 from ui.uploads import agent_uploader, dataset_uploader
 
 
-def _choose(label: str, options: list[str], key: str, current: str, help: str):
+def _choose(label: str, options: list[str], key: str, current: str, help: str, default: str | None = None):
     """A select of the selection's `key`: it shows the session's choice (`current`, which an upload, a path opened,
     a link or another page may have changed since Home last drew it), and a pick becomes the choice before the run
-    (_picked), so Home and the pages never disagree; the URL carries it (ui/nav.py)."""
+    (_picked), so Home and the pages never disagree; the URL carries it (ui/nav.py). `default`: what the pages use
+    when nothing is chosen; left unchosen until picked (a first visit writes nothing new into the URL, so back from
+    Home leaves Home)."""
     st.session_state[f"{key}_select"] = current
     chosen = st.selectbox(label, options, key=f"{key}_select", help=help, on_change=_picked, args=(key,))
-    st.session_state[key] = chosen
+    if chosen != default or st.session_state.get(key) is not None:
+        st.session_state[key] = chosen
     write()
     return chosen
 
@@ -64,7 +67,7 @@ def _inputs(agent_name: str, agent) -> None:
         current = st.session_state.get("norm", default)
         _choose("Normalise states with", options, "norm",
                 current if current in options else (default if default in options else options[0]),
-                "Mean and standard deviation of every observation feature of the chosen dataset.")
+                "Mean and standard deviation of every observation feature of the chosen dataset.", default=default)
         if agent.has("return_conditioned"):
             scales = st.session_state.setdefault("rtg_scales", {})   # per agent: each has its own
             scale = st.number_input("Return-to-go scale", min_value=1e-6, value=float(scales.get(agent_name, agent.config.rtg_scale)),

@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM),
 SHOWN = """() => {
   const live = el => !el.closest('[data-stale="true"]');
   const h1 = [...document.querySelectorAll('h1')].filter(live).map(h => h.innerText.trim());
-  const texts = [...document.querySelectorAll('[data-testid=stCaption], [data-testid=stSelectbox]')].filter(live)
-    .map(e => e.innerText.replace(/\\s+/g, ' ').trim());
+  const texts = [...document.querySelectorAll('[data-testid=stCaptionContainer], [data-testid=stSelectbox]')].filter(live)
+    .map(e => (e.innerText + ' ' + (e.querySelector('input[role=combobox]')?.value || '')).replace(/\\s+/g, ' ').trim());
   return {h1, texts, running: !!document.querySelector('[data-testid=stStatusWidget]')};
 }"""
 

@@ -59,13 +59,15 @@ def _written() -> dict[str, str]:
 
 def adopt() -> None:
     """Take the selection from the URL when the URL names one this session did not write (a direct link, a reload,
-    back / forward, an edited address): all of it, a parameter left out meaning its default. A name that is not
+    back / forward, an edited address): all of it, a choice left out meaning none (the agent and dataset: as they
+were). A name that is not
     loaded here is one warning sentence and the default. Idempotent: app.py and ui.page.start both call it."""
     url = {k: st.query_params[k] for k in SELECTION if k in st.query_params}
     if not url or url == {k: v for k, v in _written().items() if k in SELECTION}:
         return
-    for k in SELECTION:
-        st.session_state[k] = url.get(k)
+    for k in SELECTION:   # every URL this app writes names the agent and dataset; a hand-made one may leave them out
+        if k in url or k not in ("agent", "dataset"):
+            st.session_state[k] = url.get(k)
     _check_names(url)
     write()
 
@@ -92,7 +94,7 @@ def write() -> None:
     """Put the whole selection into the URL (one change, so one history entry), the page's own parameters after it."""
     chosen = selection()
     want = {**chosen, **{k: v for k, v in st.query_params.to_dict().items() if k not in SELECTION}}
-    if list(st.query_params.to_dict().items()) != list(want.items()):
+    if st.query_params.to_dict() != want:   # the same parameters in another order: no new history entry
         st.query_params.from_dict(want)
     # page parameters count as written only when set_page_param wrote them (a link's ?episode= is the URL's)
     st.session_state[_WRITTEN] = {**chosen, **{k: v for k, v in _written().items() if k not in SELECTION}}
@@ -108,23 +110,30 @@ def page_param(key: str, current=None) -> str | None:
     return current if current is not None else st.session_state.get(_PARAMS, {}).get(key)
 
 
-def set_page_param(key: str, value) -> None:
-    """Keep a page's own parameter in the session (for the links back to the page) and in the URL."""
-    st.session_state.setdefault(_PARAMS, {})[key] = str(value)
-    if st.query_params.get(key) != str(value):
-        st.query_params[key] = str(value)
-    st.session_state[_WRITTEN] = {**_written(), key: str(value)}
+def set_page_param(key: str, value, default=None) -> None:
+    """Keep a page's own parameter in the session (for the links back to the page) and in the URL; the page's default
+    (`default`, which the same URL computes again) goes into the URL only once changed: a write on the run a link
+    opened would push a second history entry, and back would land on the page itself."""
+    value = str(value)
+    st.session_state.setdefault(_PARAMS, {})[key] = value
+    url = st.query_params.get(key)
+    if url != value and not (url is None and default is not None and value == str(default)):
+        st.query_params[key] = value
+    st.session_state[_WRITTEN] = {**_written(), key: value}
 
 
-def link_params(url_path: str | None) -> dict[str, str]:
-    """What a link to the page carries: the selection, then the page's own parameters this session chose."""
+def link_params(url_path: str | None, chosen: dict | None = None) -> dict[str, str]:
+    """What a link to the page carries: the selection (`chosen`, else computed), then the page's own parameters this
+    session chose."""
     kept = st.session_state.get(_PARAMS, {})
-    return {**selection(), **{k: kept[k] for k in PAGE_PARAMS.get(url_path or "", ()) if k in kept}}
+    return {**(selection() if chosen is None else chosen),
+            **{k: kept[k] for k in PAGE_PARAMS.get(url_path or "", ()) if k in kept}}
 
 
 def links(slot) -> None:
     """The sidebar's page list (in `slot`, an st.empty at the top of the sidebar): ui/nav.py's pages as st.page_link,
     each carrying the selection in its query string."""
+    chosen = selection()
     with slot.container():
         for page, (_, title, icon, url) in zip(pages(), PAGES):
-            st.page_link(page, label=title, icon=icon, query_params=link_params(url) or None)
+            st.page_link(page, label=title, icon=icon, query_params=link_params(url, chosen) or None)

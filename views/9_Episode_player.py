@@ -19,10 +19,11 @@ agent, ds = sel.agent, sel.dataset
 acts = can_act(agent) and agent.has("acts") and not agent.has("planning")   # a TT's beam search: seconds a step
 
 lengths = ds.episode_lengths
+longest = int(lengths.argmax()) if lengths.max() < 600 else 0
 try:   # a link, a reload or back / forward may name the episode (?episode=3); else the widget's, else the last one
     wanted = int(page_param("episode", st.session_state.get("player_episode")))   # chosen here (ui/nav.py)
 except (TypeError, ValueError):
-    wanted = int(lengths.argmax()) if lengths.max() < 600 else 0
+    wanted = longest
 st.session_state["player_episode"] = min(max(int(wanted), 0), ds.n_episodes - 1)   # another dataset may be shorter
 c0, c1, c2, c3, c4 = st.columns([1.2, 1, 2, 1, 1])
 source = c0.selectbox("Source", ["data", "rollout"] if acts else ["data"], key="player_source",
@@ -43,7 +44,7 @@ if source == "rollout":
 else:
     episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, key="player_episode",
                                   help="Default: the longest episode (under 600 steps)."))
-    set_page_param("episode", episode)
+    set_page_param("episode", episode, default=longest)
     length = int(lengths[episode])
 targets = [t for t in CREDIT_TARGETS if agent.has("action") and (t == "action" or agent.has(t))]
 credit = c2.selectbox("Credit for", targets, format_func=CREDIT_TARGETS.get, key="player_credit",
