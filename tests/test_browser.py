@@ -89,7 +89,7 @@ def test_direct_link_to_a_fresh_server_lists_only_the_navigation_pages(browser):
         page.get_by_role("heading", name="Dataset").first.wait_for(timeout=60_000)
         page.get_by_text("seqlens/KeyToDoor-v0").first.wait_for(timeout=60_000)
         page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-        links = page.locator("[data-testid='stSidebarNav'] a").evaluate_all(
+        links = page.locator("[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']").evaluate_all(
             "as => as.map(a => [a.querySelector('[data-testid=stMarkdownContainer]').innerText.trim(),"
             " new URL(a.href).pathname.replace(/^\\//, ''), a.getAttribute('aria-current')])")
         assert [(title, path) for title, path, _ in links] == expected

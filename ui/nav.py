@@ -81,7 +81,7 @@ def _check_names(url: dict) -> None:
         if key in url and url[key] not in known:
             st.session_state[key] = None
             fallback = st.session_state[key] = current_agent_name() if key == "agent" else current_dataset_name()
-            st.warning(f"The link names the {what} “{md_escape(url[key])}”, which is not loaded here (uploads and files "
+            st.warning(f"The link names the {md_escape(what)} “{md_escape(url[key])}”, which is not loaded here (uploads and files "
                        f"opened on the home page stay in the session that opened them); showing "
                        f"{md_escape(fallback or 'nothing')} instead.")
     if url.get("norm") not in (None, STORED, RAW, *datasets):
