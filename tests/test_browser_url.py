@@ -93,3 +93,42 @@ def test_deep_link_sidebar_reload_back_keep_the_selection(tab, i):
     _check(page, title, url_path, "back")
     page.go_forward()
     _check(page, next_title, next_path, "forward")
+
+
+def _dataset_box(page) -> str:
+    box = page.locator("[data-testid=stSelectbox]").filter(has_text="Dataset").locator("input[role=combobox]")
+    return box.first.input_value()
+
+
+def test_home_dataset_box_names_the_upload_the_pages_use(tab, tmp_path):
+    """An upload (on Home, then on the Dataset page) is what Home's dataset box shows and what the pages analyse."""
+    import pandas as pd
+
+    server, page = tab
+    files = []
+    for name in ("home_upload.csv", "page_upload.csv"):
+        rows = [{"episode": e, "step": t, **{f"obs_{j}": t * 0.1 * j for j in range(4)}, "action": t % 2,
+                 "reward": 1.0, "done": t == 5} for e in range(3) for t in range(6)]
+        files.append(tmp_path / name)
+        pd.DataFrame(rows).to_csv(files[-1], index=False)
+    page.goto(server)
+    page.get_by_role("heading", name="seqlens").wait_for(timeout=60_000)
+    page.locator("[data-testid=stSidebar] input[type=file]").first.set_input_files(str(files[0]))
+    page.get_by_text("Loaded home_upload.csv").first.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    assert _dataset_box(page) == "upload: home_upload.csv"
+    for title, path, upload in (("Embeddings", "Embeddings", "home_upload.csv"), ("Dataset", "Dataset", "home_upload.csv")):
+        page.locator("[data-testid=stSidebar]").get_by_role("link", name=title, exact=True).click()
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        page.get_by_text(f"upload: {upload}").first.wait_for(timeout=60_000)
+        assert parse_qs(urlparse(page.url).query)["dataset"] == [f"upload: {upload}"]
+    page.locator("[data-testid=stSidebar] input[type=file]").first.set_input_files(str(files[1]))
+    page.get_by_text("Loaded page_upload.csv").first.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    page.locator("[data-testid=stSidebar]").get_by_role("link", name="Home", exact=True).click()
+    page.get_by_role("heading", name="seqlens").wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    page.wait_for_timeout(500)
+    assert _dataset_box(page) == "upload: page_upload.csv"
+    assert parse_qs(urlparse(page.url).query)["dataset"] == ["upload: page_upload.csv"]
+    page.screenshot(path=str(ARTIFACTS / "url_home_after_page_upload.png"), full_page=True)
