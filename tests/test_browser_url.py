@@ -1,6 +1,7 @@
 """The URL is the state, in Chromium (ui/nav.py): for every page of ui/nav.py, a deep link with a non-default agent
-and dataset, a click on the next page in the sidebar, a reload and back: each shows the same agent and dataset, and
-the address keeps them. One server, one browser, one tab."""
+and dataset, a click on the next page in the sidebar, back and forward in the same session, a reload (a new session),
+back and forward again: each shows the same agent and dataset, and the address keeps them. One server, one browser,
+one tab."""
 import os
 import re
 import time
@@ -87,6 +88,10 @@ def test_deep_link_sidebar_reload_back_keep_the_selection(tab, i):
     _check(page, title, url_path, "deep link")
     page.locator("[data-testid=stSidebar]").get_by_role("link", name=next_title, exact=True).click()
     _check(page, next_title, next_path, "sidebar")
+    page.go_back()                       # the same session: the older URL
+    _check(page, title, url_path, "back in the session")
+    page.go_forward()
+    _check(page, next_title, next_path, "forward in the session")
     page.reload()
     _check(page, next_title, next_path, "reload")
     page.go_back()
