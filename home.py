@@ -14,17 +14,27 @@ from ui.agents import NO_ENV, RAW, STORED, agent_names, current_agent_name, get_
 from ui.data import all_datasets, current_dataset_name, dataset_path
 from ui.local import notices as local_notices
 from ui.local import path_box, path_of
+from ui.nav import write
 from ui.text import md_escape
 from ui.uploads import agent_uploader, dataset_uploader
 
 
-def _choose(label: str, options: list[str], key: str, current: str, help: str):
-    if st.session_state.get(f"{key}_select") not in options:
-        st.session_state[f"{key}_select"] = current
-    chosen = st.selectbox(label, options, key=f"{key}_select", help=help)
-    st.session_state[key] = chosen
-    st.query_params[key] = chosen   # the URL reproduces the choice
+def _choose(label: str, options: list[str], key: str, current: str, help: str, default: str | None = None):
+    """A select of the selection's `key`: it shows the session's choice (`current`, which an upload, a path opened,
+    a link or another page may have changed since Home last drew it), and a pick becomes the choice before the run
+    (_picked), so Home and the pages never disagree; the URL carries it (ui/nav.py). `default`: what the pages use
+    when nothing is chosen; left unchosen until picked (a first visit writes nothing new into the URL, so back from
+    Home leaves Home)."""
+    st.session_state[f"{key}_select"] = current
+    chosen = st.selectbox(label, options, key=f"{key}_select", help=help, on_change=_picked, args=(key,))
+    if chosen != default or st.session_state.get(key) is not None:
+        st.session_state[key] = chosen
+    write()
     return chosen
+
+
+def _picked(key: str) -> None:
+    st.session_state[key] = st.session_state[f"{key}_select"]
 
 
 def _environment(agent) -> None:
@@ -35,7 +45,7 @@ def _environment(agent) -> None:
     options = [NO_ENV] + fitting_envs(agent)
     name = current_dataset_name()
     ds_env = all_datasets()[name].env_id if name else None
-    current = st.session_state.get("env") or st.query_params.get("env") or (ds_env if ds_env in options else NO_ENV)
+    current = st.session_state.get("env") or (ds_env if ds_env in options else NO_ENV)
     _choose("Environment", options, "env", current if current in options else NO_ENV,
             "The agent names no environment it can act in here. The return sweep and the context runs need one; "
             "the other analyses work on the dataset alone. Listed: registered environments whose observation and "
@@ -56,7 +66,7 @@ def _inputs(agent_name: str, agent) -> None:
         current = st.session_state.get("norm", default)
         _choose("Normalise states with", options, "norm",
                 current if current in options else (default if default in options else options[0]),
-                "Mean and standard deviation of every observation feature of the chosen dataset.")
+                "Mean and standard deviation of every observation feature of the chosen dataset.", default=default)
         if agent.has("return_conditioned"):
             scales = st.session_state.setdefault("rtg_scales", {})   # per agent: each has its own
             scale = st.number_input("Return-to-go scale", min_value=1e-6, value=float(scales.get(agent_name, agent.config.rtg_scale)),

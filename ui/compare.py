@@ -22,6 +22,7 @@ from analysis.publish.compare_mode import RANDOMIZED, CompareError, check_pair, 
 from models.errors import AgentError
 from models.loading import capabilities_of, kinds_with
 from ui.agents import agent_in_session, agent_names, agent_path, get_agent, shipped_paths
+from ui.nav import write
 from ui.page import Selection
 from ui.text import md_escape
 
@@ -91,8 +92,7 @@ def label(sel: Selection, value: str | None) -> str:
 def _reset() -> None:
     st.session_state[KEY] = None
     st.session_state[WIDGET] = NONE
-    if KEY in st.query_params:
-        del st.query_params[KEY]
+    write()
 
 
 def _changed() -> None:
@@ -118,11 +118,9 @@ def select(sel: Selection) -> Selection:
                                "shared axes, with the difference (B − A) where it means something. The randomized "
                                "copy has the same architecture with re-initialised weights (a sanity baseline).")
     st.session_state[KEY] = chosen or None
+    write()   # the URL carries the choice (ui/nav.py)
     if not chosen:
-        if KEY in st.query_params:
-            del st.query_params[KEY]
         return sel
-    st.query_params[KEY] = chosen
     try:
         other = _second(sel, chosen)
     except CompareError as e:   # check_pair's sentence says what fits

@@ -15,6 +15,7 @@ from models.errors import AgentError
 from models.loading import family_name, kinds_with
 from ui.agents import agent_in_session, agent_path, current_agent_name, get_agent
 from ui.data import all_datasets, current_dataset_name, dataset_path
+from ui.nav import adopt
 from ui.session import forget_ended
 from ui.session import owner as _owner
 from ui.text import md_escape
@@ -57,6 +58,7 @@ def start(title: str, intro: str, needs: tuple[str, ...] | None = None) -> Selec
     st.set_page_config(page_title=f"seqlens · {title}", layout="wide")
     st.title(md_escape(title))
     st.markdown(intro)
+    adopt()   # app.py did it already; a page run on its own (AppTest of one file) needs it
     agent_name, dataset_name = current_agent_name(), current_dataset_name()
     if agent_name is None or dataset_name is None:
         st.warning("No agent or dataset loaded: run `make sample-agents` / `make sample-data`, or upload on the home page.")

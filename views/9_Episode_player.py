@@ -10,6 +10,7 @@ from analysis.media.video import PAGE_WIDTH
 from analysis.behaviour.predictions import default_context
 from models.env_choice import can_act
 from ui import exports, player
+from ui.nav import page_param, set_page_param
 from ui.page import computed, figure, start
 from ui.text import md_escape
 
@@ -41,12 +42,11 @@ if not ds.env_id and agent.config.env_id:   # frames whenever the environment is
 acts = can_act(agent) and agent.has("acts") and not agent.has("planning")   # a TT's beam search: seconds a step
 
 lengths = ds.episode_lengths
-wanted = st.session_state.get("player_episode")
-if wanted is None:   # a link may name the episode (?episode=3)
-    try:
-        wanted = int(st.query_params.get("episode", ""))
-    except ValueError:
-        wanted = int(lengths.argmax()) if lengths.max() < 600 else 0
+longest = int(lengths.argmax()) if lengths.max() < 600 else 0
+try:   # a link, a reload or back / forward may name the episode (?episode=3); else the widget's, else the last one
+    wanted = int(page_param("episode", st.session_state.get("player_episode")))   # chosen here (ui/nav.py)
+except (TypeError, ValueError):
+    wanted = longest
 st.session_state["player_episode"] = min(max(int(wanted), 0), ds.n_episodes - 1)   # another dataset may be shorter
 c0, c1, c2, c3, c4 = st.columns([1.2, 1, 2, 1, 1])
 source = c0.selectbox("Source", ["data", "rollout"] if acts else ["data"], key="player_source",
@@ -67,7 +67,7 @@ if source == "rollout":
 else:
     episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, key="player_episode",
                                   help="Default: the longest episode (under 600 steps)."))
-    st.query_params["episode"] = str(episode)
+    set_page_param("episode", episode, default=longest)
     length = int(lengths[episode])
 targets = [t for t in CREDIT_TARGETS if agent.has("action") and (t == "action" or agent.has(t))]
 credit = c2.selectbox("Credit for", targets, format_func=CREDIT_TARGETS.get, key="player_credit",

@@ -1,0 +1,139 @@
+"""The URL is the state, in Chromium (ui/nav.py): for every page of ui/nav.py, a deep link with a non-default agent
+and dataset, a click on the next page in the sidebar, back and forward in the same session, a reload (a new session),
+back and forward again: each shows the same agent and dataset, and the address keeps them. One server, one browser,
+one tab."""
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from bench.browser_pages import CHROMIUM_ARGS, streamlit_server
+from ui.nav import PAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+AGENT, DATASET = "keydoor-dt", "keydoor"   # not the defaults (cartpole-dt, cartpole); every page analyses a DT
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="run `make test`, which installs chromium")]
+
+# What a page shows once its run has drawn the selection: its heading, and the agent and dataset as the page names them
+SHOWN = """() => {
+  const live = el => !el.closest('[data-stale="true"]');
+  const h1 = [...document.querySelectorAll('h1')].filter(live).map(h => h.innerText.trim());
+  const texts = [...document.querySelectorAll('[data-testid=stCaptionContainer], [data-testid=stSelectbox]')].filter(live)
+    .map(e => (e.innerText + ' ' + (e.querySelector('input[role=combobox]')?.value || '')).replace(/\\s+/g, ' ').trim());
+  return {h1, texts, running: !!document.querySelector('[data-testid=stStatusWidget]')};
+}"""
+
+
+def _shown(state: dict) -> tuple[str | None, str | None]:
+    """(agent, dataset) as the page names them: an analysis page's caption, Home's selects, the Dataset page's caption."""
+    agent = dataset = None
+    for t in state["texts"]:
+        if m := re.search(r"Agent (\S+) \(.*\) on dataset (.+?) \(\d", t):
+            agent, dataset = m.groups()
+        elif m := re.fullmatch(r"Agent (\S+)( .*)?", t):
+            agent = m.group(1)
+        elif m := re.fullmatch(r"Dataset (\S+)( .*)?", t):
+            dataset = m.group(1)
+        elif m := re.match(r"(\S+) — .*episodes", t):
+            dataset = m.group(1)
+    return agent, dataset
+
+
+def _check(page, title: str, url_path: str | None, step: str) -> None:
+    heading = "seqlens" if url_path is None else title
+    deadline, state = time.time() + 180, None
+    while time.time() < deadline:
+        state = page.evaluate(SHOWN)
+        agent, dataset = _shown(state)
+        if heading in state["h1"] and dataset is not None and (agent is not None or url_path == "Dataset"):
+            break
+        page.wait_for_timeout(200)
+    else:
+        page.screenshot(path=str(ARTIFACTS / f"url_{url_path or 'home'}_{step}.png"), full_page=True)
+        raise AssertionError(f"{step} {title}: the page did not show its heading and selection: {state}")
+    assert (agent in (AGENT, None), dataset) == (True, DATASET), f"{step} {title}: shows {agent} on {dataset}"
+    query = parse_qs(urlparse(page.url).query)
+    assert urlparse(page.url).path.strip("/") == (url_path or ""), f"{step} {title}: {page.url}"
+    assert query.get("agent") == [AGENT] and query.get("dataset") == [DATASET], f"{step} {title}: {page.url}"
+    assert page.locator("[data-testid='stException']").count() == 0, f"{step} {title}"
+
+
+@pytest.fixture(scope="module")
+def tab():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with streamlit_server() as (url, _), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield url, page
+            browser.close()
+    except RuntimeError as e:   # the server's own output, not a bare timeout
+        pytest.fail(str(e))
+
+
+@pytest.mark.parametrize("i", range(len(PAGES)), ids=[p[1] for p in PAGES])
+def test_deep_link_sidebar_reload_back_keep_the_selection(tab, i):
+    server, page = tab
+    _, title, _, url_path = PAGES[i]
+    _, next_title, _, next_path = PAGES[(i + 1) % len(PAGES)]
+    page.goto(f"{server}/{url_path or ''}?agent={AGENT}&dataset={DATASET}")
+    _check(page, title, url_path, "deep link")
+    page.locator("[data-testid=stSidebar]").get_by_role("link", name=next_title, exact=True).click()
+    _check(page, next_title, next_path, "sidebar")
+    page.go_back()                       # the same session: the older URL
+    _check(page, title, url_path, "back in the session")
+    page.go_forward()
+    _check(page, next_title, next_path, "forward in the session")
+    page.reload()
+    _check(page, next_title, next_path, "reload")
+    page.go_back()
+    _check(page, title, url_path, "back")
+    page.go_forward()
+    _check(page, next_title, next_path, "forward")
+
+
+def _dataset_box(page) -> str:
+    box = page.locator("[data-testid=stSelectbox]").filter(has_text="Dataset").locator("input[role=combobox]")
+    return box.first.input_value()
+
+
+def test_home_dataset_box_names_the_upload_the_pages_use(tab, tmp_path):
+    """An upload (on Home, then on the Dataset page) is what Home's dataset box shows and what the pages analyse."""
+    import pandas as pd
+
+    server, page = tab
+    files = []
+    for name in ("home_upload.csv", "page_upload.csv"):
+        rows = [{"episode": e, "step": t, **{f"obs_{j}": t * 0.1 * j for j in range(4)}, "action": t % 2,
+                 "reward": 1.0, "done": t == 5} for e in range(3) for t in range(6)]
+        files.append(tmp_path / name)
+        pd.DataFrame(rows).to_csv(files[-1], index=False)
+    page.goto(server)
+    page.get_by_role("heading", name="seqlens").wait_for(timeout=60_000)
+    page.locator("[data-testid=stSidebar] input[type=file]").first.set_input_files(str(files[0]))
+    page.get_by_text("Loaded home_upload.csv").first.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    assert _dataset_box(page) == "upload: home_upload.csv"
+    for title, path, upload in (("Embeddings", "Embeddings", "home_upload.csv"), ("Dataset", "Dataset", "home_upload.csv")):
+        page.locator("[data-testid=stSidebar]").get_by_role("link", name=title, exact=True).click()
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        page.get_by_text(f"upload: {upload}").first.wait_for(timeout=60_000)
+        assert parse_qs(urlparse(page.url).query)["dataset"] == [f"upload: {upload}"]
+    page.locator("[data-testid=stSidebar] input[type=file]").first.set_input_files(str(files[1]))
+    page.get_by_text("Loaded page_upload.csv").first.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    page.locator("[data-testid=stSidebar]").get_by_role("link", name="Home", exact=True).click()
+    page.get_by_role("heading", name="seqlens").wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    page.wait_for_timeout(500)
+    assert _dataset_box(page) == "upload: page_upload.csv"
+    assert parse_qs(urlparse(page.url).query)["dataset"] == ["upload: page_upload.csv"]
+    page.screenshot(path=str(ARTIFACTS / "url_home_after_page_upload.png"), full_page=True)
