@@ -463,3 +463,33 @@ def test_two_panels_with_short_titles_sit_side_by_side_and_exports_fit_a_blog_co
         (tmp_path / f"{name}.png").write_bytes(png)
     assert all(w <= 1800 for w, _ in sizes.values()), sizes
     assert sizes["rows"][1] > sizes["rows"][0]                           # stacked: taller than wide
+
+
+def test_shared_value_axes_get_one_explicit_range_that_covers_both():
+    """A shared value axis carries the union of both agents' extents (stacked bars: their sums), so neither is cut
+    (plotly.js autoranges some matched groups to its empty default, -1…4)."""
+    import plotly.graph_objects as go
+
+    def stacked(lo, hi):
+        return go.Figure([go.Bar(x=["25", "500"], y=lo, name="left"), go.Bar(x=["25", "500"], y=hi, name="right")],
+                         layout=dict(barmode="stack", yaxis_title="share"))
+    f = side_by_side(stacked([0.5, 0.4], [0.5, 0.6]), stacked([0.3, 0.7], [0.7, 0.3]), "A", "B")
+    lo, hi = f.layout.yaxis.range
+    assert f.layout.yaxis2.matches == "y" and lo == 0 and 1.0 < hi <= 1.06      # the stacks' sums, not one trace's
+    lines = lambda ys: go.Figure(go.Scatter(x=[0, 1, 2], y=ys, name="v"), layout=dict(yaxis_title="v"))   # noqa: E731
+    g = side_by_side(lines([0.0, 2.0, 1.0]), lines([0.5, 3.0, 1.0]), "A", "B")
+    assert g.layout.yaxis2.matches == "y" and g.layout.yaxis.range[0] < 0 and g.layout.yaxis.range[1] > 3.0
+
+
+def test_overlay_title_gives_each_agents_own_values():
+    import plotly.graph_objects as go
+
+    from analysis.publish.compare_panels import overlay
+
+    def fig(err):
+        return go.Figure(go.Scatter(x=[0, 1], y=[err, err], name="predicted"),
+                         layout=dict(title=f"Predicted vs real<br><sup>episode 0 · mean error {err}</sup>"))
+    f = overlay(fig(0.25), fig(0.75), "agent-a", "agent-b")
+    title = f.layout.title.text
+    assert "episode 0" in title and "agent-a: mean error 0.25" in title and "agent-b: mean error 0.75" in title
+    assert title.count("episode 0") == 1 and f.layout.width <= 900 and f.layout.legend.orientation == "h"

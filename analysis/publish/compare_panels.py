@@ -232,7 +232,7 @@ def _values_range(ja: dict, jb: dict, letter: str, n: int, reverse: bool = False
     traces = _traces_on(ja, letter, n) + _traces_on(jb, letter, n)
     if not any(_value_key(t) == letter for t in traces) or any("z" in t for t in traces):
         return None
-    ea, eb = _extent(ja, letter, n), _extent(jb, letter, n)
+    ea, eb = (_stacked(j, letter, n) or _extent(j, letter, n) for j in (ja, jb))
     if ea is None or eb is None:
         return None
     lo, hi = min(ea[0], eb[0]), max(ea[1], eb[1])
@@ -240,6 +240,27 @@ def _values_range(ja: dict, jb: dict, letter: str, n: int, reverse: bool = False
     bars = any(t.get("type") == "bar" for t in traces)
     lo, hi = (lo if bars and lo == 0 else lo - pad), (hi if bars and hi == 0 else hi + pad)
     return [hi, lo] if reverse else [lo, hi]
+
+
+def _stacked(j: dict, letter: str, n: int):
+    """Stacked bars' extent on their value axis (barmode stack / relative): the sums at each place, else None."""
+    if j["layout"].get("barmode") not in ("stack", "relative"):
+        return None
+    pos, neg = {}, {}
+    for t in _traces_on(j, letter, n):
+        if t.get("type") != "bar" or _value_key(t) != letter:
+            continue
+        where = t.get("y" if letter == "x" else "x")
+        try:
+            values = np.nan_to_num(np.asarray(t.get(letter), dtype=float).ravel())
+        except (TypeError, ValueError):
+            continue
+        places = [str(w) for w in (where if where is not None else range(len(values)))]
+        for w, v in zip(places, values):
+            (pos if v >= 0 else neg)[w] = (pos if v >= 0 else neg).get(w, 0.0) + float(v)
+    if not pos and not neg:
+        return None
+    return min(list(neg.values()) + [0.0]), max(list(pos.values()) + [0.0])
 
 
 def _z_extent(traces: list[dict], lo=None, hi=None):
