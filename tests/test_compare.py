@@ -493,3 +493,60 @@ def test_overlay_title_gives_each_agents_own_values():
     title = f.layout.title.text
     assert "episode 0" in title and "agent-a: mean error 0.25" in title and "agent-b: mean error 0.75" in title
     assert title.count("episode 0") == 1 and f.layout.width <= 900 and f.layout.legend.orientation == "h"
+
+
+_BOXES_JS = """() => {
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const all = sel => [...document.querySelectorAll(sel)].filter(e => e.getBoundingClientRect().width > 0).map(box);
+  const svg = document.querySelector('.main-svg').getBoundingClientRect();
+  return {figure: [svg.left, svg.top, svg.right, svg.bottom], plots: all('.nsewdrag'),
+          xtitles: all('[class^="g-x"][class$="title"] text'), ytitles: all('[class^="g-y"][class$="title"] text'),
+          bars: all('.colorbar'), headers: all('.annotation-text-g')};
+}"""
+
+
+def _overlap(a, b, slack=1.0) -> bool:
+    return a[0] < b[2] - slack and b[0] < a[2] - slack and a[1] < b[3] - slack and b[1] < a[3] - slack
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.exists("/usr/bin/chromium"), reason="needs Debian's chromium")
+def test_compare_figures_drawn_in_chromium_have_no_title_or_colour_bar_on_a_neighbour(dt, cartpole, tmp_path):
+    """The boxes Chromium draws: no axis title or colour bar on another panel's plot area or on another axis title,
+    everything inside the figure, for the layouts compare mode makes (rows, side by side, overlay)."""
+    import plotly.graph_objects as go
+    from playwright.sync_api import sync_playwright
+
+    from bench.browser_pages import CHROMIUM_ARGS
+
+    rnd = randomized_agent(dt, 0)
+    mlp = load_agent(AGENTS / "cartpole-mlp")
+    figs = {"map": compare("attention_map", dt, rnd, cartpole, "A", "B", episode=3, step=25),
+            "types": compare("attention_token_types", dt, rnd, cartpole, "A", "B", episode=3, step=25),
+            "credit_k1": compare("attribution_timesteps", dt, mlp, cartpole, "cartpole-dt", "cartpole-mlp", episode=0,
+                                 step=20),
+            "replay": compare("rtg_shift_replay", dt, rnd, cartpole, "A", "B", episode=0),
+            "sweep": compare("rtg_sweep_returns", dt, rnd, cartpole, "A", "B", targets=[25, 500], episodes=1)}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        for (name, f), width in ((item, w) for item in figs.items() for w in (None, 760, 1100)):
+            html = tmp_path / f"{name}.html"   # its export width, and a page's column (the page stretches it)
+            html.write_text(go.Figure(f.figure).update_layout(width=width or f.figure.layout.width).to_html(
+                include_plotlyjs=True, full_html=True))
+            page.goto(html.as_uri())
+            page.wait_for_selector(".main-svg")
+            b = page.evaluate(_BOXES_JS)
+            fx0, fy0, fx1, fy1 = b["figure"]
+            for kind in ("xtitles", "ytitles", "bars", "headers"):
+                for box in b[kind]:
+                    assert fx0 - 1 <= box[0] and box[2] <= fx1 + 1 and fy0 - 1 <= box[1] and box[3] <= fy1 + 1, \
+                        (name, kind, box, b["figure"])
+            for kind in ("xtitles", "ytitles", "bars"):
+                for box in b[kind]:
+                    assert not any(_overlap(box, plot) for plot in b["plots"]), (name, kind, box)
+            titles = b["xtitles"] + b["ytitles"]
+            for i, t in enumerate(titles):
+                assert not any(_overlap(t, u) for u in titles[i + 1:]), (name, t)
+            assert len(b["plots"]) >= 2 and b["bars"] if name in ("map", "credit_k1") else True
+        browser.close()
