@@ -1,6 +1,7 @@
 """Compare mode (analysis/publish/compare_mode.py, ui/compare.py, cli.py export --compare): the same agent twice differs by exactly
 zero; the randomized copy differs, is deterministic by seed and is the model behind the attribution pages'
-randomized baseline; the side-by-side figure has its panels on shared axes; the URL reproduces the choice; bundles and
+randomized baseline; the panels share axes where both agents fill them, stack in rows when three, and keep their colour
+bars, subtitles and exports readable; the URL reproduces the choice; bundles and
 the CLI carry both agents; bad input is one sentence."""
 import io
 import json
@@ -550,3 +551,19 @@ def test_compare_figures_drawn_in_chromium_have_no_title_or_colour_bar_on_a_neig
                 assert not any(_overlap(t, u) for u in titles[i + 1:]), (name, t)
             assert len(b["plots"]) >= 2 and b["bars"] if name in ("map", "credit_k1") else True
         browser.close()
+
+
+def test_cli_axes_choice_reaches_the_figure_and_its_remake_line(tmp_path, capsys):
+    out = tmp_path / "b.zip"
+    argv = ["export", "--figure", "attention_token_types", "--agent", str(AGENTS / "cartpole-dt"), "--compare", RANDOMIZED,
+            "--param", "episode=3", "--param", "step=25", "--param", "axes=independent", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["axes"] == "independent"
+    remake = json.loads(zipfile.ZipFile(out).read("manifest.json"))["figures"][0]["remake"]
+    assert "--param axes=independent" in remake and "--compare randomized" in remake
+    assert main(argv[:-5] + ["--param", "axes=both", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "axes must be one of auto, shared, independent" in err and len(err.splitlines()) == 1
+    assert main(["export", "--figure", "attention_token_types", "--agent", str(AGENTS / "cartpole-dt"), "--param",
+                 "axes=shared", "--out", str(tmp_path / "y.csv")]) == 2                 # alone: no axes to share
+    assert "not axes" in capsys.readouterr().err
