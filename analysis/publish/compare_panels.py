@@ -568,7 +568,7 @@ def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with
     panel_w = (plot_w - gap) / 2
     x_titles = [_visible(_title(la.get(_key("x", k), {}))) for k in ax_a["x"]]
     one_column = all(np.subtract(*la.get(_key("x", k), {}).get("domain", [0, 1])[::-1]) > 0.9 for k in ax_a["x"])
-    columns = (n == 2 and one_column and panel_w >= MIN_PANEL_PX and all(shared_scale)
+    columns = (n == 2 and one_column and panel_w >= MIN_PANEL_PX and all(shared_scale) and not marker_scale
                and all(len(t) * CHAR_PX <= panel_w for t in x_titles))
     extra = 0   # a caption as wide as the figure it came from, wrapped to this one's: the lines it gains
     for i in la.get("annotations", []) + jb["layout"].get("annotations", []):
