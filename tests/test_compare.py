@@ -1,9 +1,11 @@
 """Compare mode (analysis/publish/compare_mode.py, ui/compare.py, cli.py export --compare): the same agent twice differs by exactly
 zero; the randomized copy differs, is deterministic by seed and is the model behind the attribution pages'
-randomized baseline; the side-by-side figure has its panels on shared axes; the URL reproduces the choice; bundles and
+randomized baseline; the panels share axes where both agents fill them, stack in rows when three, and keep their colour
+bars, subtitles and exports readable; the URL reproduces the choice; bundles and
 the CLI carry both agents; bad input is one sentence."""
 import io
 import json
+import re
 import shlex
 import zipfile
 
@@ -86,10 +88,11 @@ def test_randomized_agent_is_the_attribution_baselines_model(dt, cartpole):
 
 def test_side_by_side_panels_share_axes_and_colour_scale(dt, cartpole):
     rnd = randomized_agent(dt, 0)
-    f = compare("attention_map", dt, rnd, cartpole, "cartpole-dt", "randomized copy", episode=3, step=25)
+    f = compare("attention_map", dt, rnd, cartpole, "cartpole-dt", "randomized copy", episode=3, step=25,
+                axes="shared")
     lay = f.figure.layout
-    (a0, a1), (b0, b1), (d0, d1) = lay.xaxis.domain, lay.xaxis2.domain, lay.xaxis3.domain
-    assert 0 <= a0 < a1 < b0 < b1 < d0 < d1 <= 1                                 # three columns, left to right
+    (a0, a1), (b0, b1), (d0, d1) = lay.yaxis.domain, lay.yaxis2.domain, lay.yaxis3.domain
+    assert 0 <= d0 < d1 < b0 < b1 < a0 < a1 <= 1            # three rows, top to bottom (issue 27: no titles overlap)
     assert lay.yaxis2.matches == "y" and lay.xaxis2.matches == "x"                 # B on A's axes
     assert lay.yaxis3.matches == "y"                                             # the same token grid for B − A
     ha, hb, hd = f.figure.data
@@ -258,3 +261,309 @@ def test_an_uploaded_second_agent_keeps_the_comparison_in_the_session(dt, cartpo
     both = replace(a, other=upload, key="")
     assert not a.private and both.private and both.key != a.key                  # cached apart, dropped with the session
     assert Selection("randomized copy of upload: mine.zip", randomized_agent(dt), "cartpole", cartpole).private
+
+
+# ---- layouts that read (issue 27, item 4) --------------------------------------------------------------------------
+from analysis.publish.compare_panels import COLUMN_WIDTH, FILL, SIGN_COLOURS, fills, side_by_side, split_titles  # noqa: E402
+
+
+def _domains(lay, letter: str) -> dict[str, tuple]:
+    """Every axis's domain by its trace reference ("x", "x2", ...)."""
+    out = {}
+    for k, v in lay.to_plotly_json().items():
+        if k.startswith(f"{letter}axis"):
+            out[letter + k[len(letter) + 4:]] = tuple(v.get("domain", (0.0, 1.0)))
+    return out
+
+
+def _bars(fig) -> list[tuple]:
+    """Every colour bar a figure shows: (bar, the traces on its scale: its own and those whose scale is hidden with
+    the same range, a shared scale's other panel)."""
+    lay = fig.layout.to_plotly_json()
+    scales = []   # (shown, range, bar, traces)
+    for t in fig.data:
+        if t.type in ("heatmap", "contour") and not t.coloraxis:
+            scales.append((t.showscale is not False, (t.zmin, t.zmax), t.colorbar.to_plotly_json(), [t]))
+    for k, v in lay.items():
+        on = [t for t in fig.data if getattr(t, "coloraxis", None) == k]
+        if k.startswith("coloraxis") and on:
+            scales.append((v.get("showscale", True) is not False, (v.get("cmin"), v.get("cmax")), v.get("colorbar", {}), on))
+    hidden = [(r, ts) for shown, r, _, ts in scales if not shown]
+    return [(bar, ts + [t for r2, ts2 in hidden if r2 == r for t in ts2]) for shown, r, bar, ts in scales if shown]
+
+
+def _panel_of(fig, t) -> tuple:
+    """The box (x0, x1, y0, y1, paper) of the axes a trace is drawn on."""
+    xd, yd = _domains(fig.layout, "x")[t.xaxis or "x"], _domains(fig.layout, "y")[t.yaxis or "y"]
+    return xd[0], xd[1], yd[0], yd[1]
+
+
+def assert_bars_beside_their_panels(fig):
+    """Each colour bar right of (and within 0.08 of) the x extent of the traces it colours, centred over their y
+    extent, and over no other panel's plot area."""
+    boxes = {_panel_of(fig, t) for t in fig.data}
+    bars = _bars(fig)
+    for bar, traces in bars:
+        own = [_panel_of(fig, t) for t in traces]
+        x1 = max(b[1] for b in own)
+        y0, y1 = min(b[2] for b in own), max(b[3] for b in own)
+        assert x1 <= bar["x"] <= x1 + 0.08 and bar.get("xanchor") == "left", (bar, own)
+        assert y0 <= bar["y"] <= y1 and bar["len"] <= y1 - y0 + 1e-9, (bar, own)
+        for b in boxes - set(own):   # never on a neighbour's plot area
+            assert not (b[0] <= bar["x"] <= b[1] and b[2] <= bar["y"] <= b[3]), (bar, b)
+    return bars
+
+
+def test_three_panels_stack_in_rows_and_each_colour_bar_stands_beside_its_own(dt, cartpole):
+    rnd = randomized_agent(dt, 0)
+    f = compare("attention_map", dt, rnd, cartpole, "cartpole-dt", "randomized copy", episode=3, step=25)
+    lay, (ha, hb, hd) = f.figure.layout, f.figure.data
+    (a0, a1), (b0, b1), (d0, d1) = lay.yaxis.domain, lay.yaxis2.domain, lay.yaxis3.domain
+    assert 0 <= d0 < d1 < b0 < b1 < a0 < a1 <= 1                        # A over B over B − A, one per row
+    assert lay.xaxis.domain == lay.xaxis2.domain == lay.xaxis3.domain
+    # the difference: a diverging scale centred on 0, its own colour bar beside its own panel, named B − A weight
+    assert hd.colorscale == go_colorscale("RdBu_r") and hd.zmid == 0 and hd.zmin == -hd.zmax > -1
+    assert np.abs(np.asarray(hd.z, float)).max() == pytest.approx(hd.zmax)
+    assert hd.showscale is not False and hd.colorbar.title.text == f"{DIFF} weight"
+    assert lay.xaxis3.domain[1] <= hd.colorbar.x <= lay.xaxis3.domain[1] + 0.08
+    assert d0 <= hd.colorbar.y <= d1 and hd.colorbar.len <= d1 - d0 + 1e-9
+    bars = assert_bars_beside_their_panels(f.figure)
+    assert len(bars) >= 2
+    assert f.figure.layout.width <= 1800 and f.figure.layout.width * 2 <= 1800   # 2x export: a blog column
+
+
+def go_colorscale(name: str):
+    import plotly.graph_objects as go
+    return go.Heatmap(colorscale=name).colorscale
+
+
+def test_the_auto_rule_shares_only_where_both_fill_the_shared_range():
+    assert FILL == 0.25
+    assert fills((0, 1), (0, 0.9)) and fills((0, 1), (0.2, 0.8)) and fills((3, 3), (3, 3)) and fills(None, (0, 1))
+    assert fills((0, 1), (0, 0.3)) and not fills((0, 1), (0, 0.2))   # a quarter of the shared range: still readable
+    assert not fills((0, 1), (0, 0.1))           # weights up to 0.1 on a 0–1 scale: one corner of it
+    assert not fills((0, 19), (19, 19))          # a K=1 window on a K=20 step axis
+    assert not fills((0, 1), (5, 6))             # apart
+    import plotly.graph_objects as go
+    a = go.Figure(go.Bar(x=["p", "q", "r"], y=[1.0, 2.0, 3.0], name="v"), layout=dict(yaxis_title="value"))
+    near = go.Figure(go.Bar(x=["p", "q", "r"], y=[1.5, 2.0, 2.5], name="v"), layout=dict(yaxis_title="value"))
+    tiny = go.Figure(go.Bar(x=["p", "q", "r"], y=[0.01, 0.02, 0.03], name="v"), layout=dict(yaxis_title="value"))
+    auto_near, auto_tiny = side_by_side(a, near, "A", "B"), side_by_side(a, tiny, "A", "B")
+    assert auto_near.layout.yaxis2.matches == "y" and auto_near.layout.xaxis2.matches == "x"
+    assert auto_tiny.layout.yaxis2.matches is None and auto_tiny.layout.xaxis2.matches == "x"   # same categories
+    assert side_by_side(a, tiny, "A", "B", axes="shared").layout.yaxis2.matches == "y"
+    assert side_by_side(a, near, "A", "B", axes="independent").layout.yaxis2.matches is None
+    with pytest.raises(ValueError, match="axes must be one of auto, shared, independent"):
+        side_by_side(a, near, axes="both")
+
+
+def test_independent_axes_give_each_agent_its_own_range(dt, cartpole):
+    rnd = randomized_agent(dt, 0)
+    shared = compare("attention_token_types", dt, rnd, cartpole, "A", "B", episode=3, step=25, axes="shared")
+    own = compare("attention_token_types", dt, rnd, cartpole, "A", "B", episode=3, step=25, axes="independent")
+    assert shared.figure.layout.yaxis2.matches == "y" and own.figure.layout.yaxis2.matches is None
+    assert own.params["axes"] == "independent" and "axes" not in compare(
+        "attention_token_types", dt, rnd, cartpole, "A", "B", episode=3, step=25).params
+    full = own.figure.full_figure_for_development(warn=False).layout       # the ranges plotly draws
+    ra, rb = full.yaxis.range, full.yaxis2.range
+    top = lambda k: own.data[(own.data["agent"] == k)]["share"].max()   # noqa: E731  (heads averaged: below it)
+    assert ra != rb and rb[1] < ra[1] or ra[1] < rb[1]
+    assert max(ra[1], rb[1]) >= max(top("A"), top("B")) * 0.5
+    drawn = shared.figure.full_figure_for_development(warn=False).layout
+    assert drawn.yaxis.range == drawn.yaxis2.range
+    # heatmaps: independent colour scales, one bar for each panel, beside it
+    m = compare("attention_map", dt, rnd, cartpole, "A", "B", episode=3, step=25, axes="independent")
+    ha, hb, _ = m.figure.data
+    assert (ha.zmin, ha.zmax) != (hb.zmin, hb.zmax) and hb.showscale is not False
+    assert m.figure.layout.yaxis2.matches is None
+    assert len(assert_bars_beside_their_panels(m.figure)) == 3
+
+
+def test_auto_keeps_a_one_step_window_readable_beside_a_long_one(dt, cartpole):
+    """cartpole-mlp sees one step (K=1), the DT 20: on a shared step axis the MLP's credit would be one sliver."""
+    mlp = load_agent(AGENTS / "cartpole-mlp")
+    alone = catalog.make("attribution_timesteps", dt, cartpole, episode=0, step=20).figure.layout.to_plotly_json()
+    n_a = sum(k.startswith("xaxis") for k in alone)                       # A's x axes: 1..n_a, then B's
+
+    def into_a(fig) -> list[str]:   # B's step axes that follow one of A's
+        lay = fig.layout.to_plotly_json()
+        return [k for k in lay if k.startswith("xaxis") and n_a < int(k[5:] or 1) <= 2 * n_a
+                and lay[k].get("matches") and int(lay[k]["matches"][1:] or 1) <= n_a]
+
+    f = compare("attribution_timesteps", dt, mlp, cartpole, "cartpole-dt", "cartpole-mlp", episode=0, step=20)
+    assert into_a(f.figure) == []                                         # each agent's own step axis
+    steps = lambda agent: f.data[f.data["agent"] == agent]["step"]       # noqa: E731
+    assert steps("cartpole-mlp").nunique() == 1 and steps("cartpole-dt").nunique() >= 20
+    shared = compare("attribution_timesteps", dt, mlp, cartpole, "cartpole-dt", "cartpole-mlp", episode=0, step=20,
+                     axes="shared")
+    assert len(into_a(shared.figure)) == n_a
+    assert_bars_beside_their_panels(f.figure)
+
+
+def _panel_texts(fig) -> dict[str, str]:
+    """Each panel header's text -> the subtitle annotation written under it (same place, drawn just below)."""
+    anns = [a for a in fig.layout.annotations]
+    heads = {(a.x, a.y): a.text for a in anns if a.text.startswith("<b>") and a.text.endswith("</b>")}
+    return {heads[(a.x, a.y)]: a.text for a in anns if (a.x, a.y) in heads and a.text != heads[(a.x, a.y)]}
+
+
+def test_each_panel_subtitle_gives_its_own_agents_values(dt, cartpole):
+    rnd = randomized_agent(dt, 0)
+    f = compare("attribution_timesteps", dt, rnd, cartpole, "cartpole-dt", "randomized copy", episode=0, step=20)
+    alone_a = catalog.make("attribution_timesteps", dt, cartpole, episode=0, step=20)
+    alone_b = catalog.make("attribution_timesteps", rnd, cartpole, **{k: v for k, v in alone_a.params.items()})
+    _, _, own_a, own_b = split_titles(alone_a.figure.layout.title.to_plotly_json(),
+                                      alone_b.figure.layout.title.to_plotly_json())
+    value = lambda s: re.search(r"f\(x\) − f\(baseline\) = (-?[\d.e+-]+)", s).group(1)   # noqa: E731
+    assert own_a and own_b and value(" ".join(own_a)) != value(" ".join(own_b))   # the two agents' own numbers
+    subs = _panel_texts(f.figure)
+    assert value(subs["<b>cartpole-dt</b>"].replace("<br>", " ")) == value(" ".join(own_a))
+    assert value(subs["<b>randomized copy</b>"].replace("<br>", " ")) == value(" ".join(own_b))
+    title = f.figure.layout.title.text
+    assert "episode 0, step 20" in title and "f(x)" not in title        # shared in the title, own under each header
+    assert "randomized copy minus cartpole-dt" in subs[f"<b>{DIFF}</b>"]
+
+
+def test_difference_bars_are_coloured_by_sign_with_a_legend(dt, cartpole):
+    rnd = randomized_agent(dt, 0)
+    f = compare("attention_token_types", dt, rnd, cartpole, "cartpole-dt", "randomized copy", episode=3, step=25)
+    diff = [t for t in f.figure.data if t.type == "bar" and "B − A" in (t.hovertemplate or "")]
+    assert len(diff) == 3
+    signs = []
+    for t in diff:
+        want = [SIGN_COLOURS["+" if v >= 0 else "-"] for v in np.asarray(t.y, float)]
+        assert list(t.marker.color) == want
+        signs += want
+    assert set(signs) == set(SIGN_COLOURS.values())                     # both signs occur in this pair
+    legend = {t.name: t for t in f.figure.data if t.showlegend is not False and t.name}
+    assert legend[f"{DIFF} > 0: randomized copy higher"].marker.color == SIGN_COLOURS["+"]
+    assert legend[f"{DIFF} < 0: cartpole-dt higher"].marker.color == SIGN_COLOURS["-"]
+    assert f.figure.layout.yaxis3.title.text == f"{DIFF} share of attention"
+    assert f.figure.layout.legend.orientation == "h" and f.figure.layout.width <= 900
+
+
+def test_two_panels_with_short_titles_sit_side_by_side_and_exports_fit_a_blog_column(dt, cartpole, tmp_path):
+    import struct
+
+    from analysis.publish.export import figure_bytes
+
+    rnd = randomized_agent(dt, 0)
+    g = compare("rtg_shift_replay", dt, rnd, cartpole, "A", "B", episode=0)
+    lay = g.figure.layout
+    (a0, a1), (b0, b1) = lay.xaxis.domain, lay.xaxis2.domain
+    assert 0 <= a0 < a1 < b0 < b1 <= 1 and lay.yaxis.domain == lay.yaxis2.domain
+    gap_px = (b0 - a1) * (lay.width - lay.margin.l - lay.margin.r)
+    assert gap_px >= lay.margin.l                                        # room for B's ticks and axis title
+    sizes = {}
+    for name, fig in (("rows", compare("attention_map", dt, rnd, cartpole, "A", "B", episode=3, step=25).figure),
+                      ("columns", g.figure),
+                      ("overlay", compare("rtg_sweep_returns", dt, rnd, cartpole, "A", "B", targets=[25, 500],
+                                          episodes=1).figure)):
+        png = figure_bytes(fig, "png")
+        sizes[name] = struct.unpack(">II", png[16:24])                  # the PNG's IHDR: width, height
+        (tmp_path / f"{name}.png").write_bytes(png)
+    assert all(w <= 1800 for w, _ in sizes.values()), sizes
+    assert sizes["rows"][1] > sizes["rows"][0]                           # stacked: taller than wide
+
+
+def test_shared_value_axes_get_one_explicit_range_that_covers_both():
+    """A shared value axis carries the union of both agents' extents (stacked bars: their sums), so neither is cut
+    (plotly.js autoranges some matched groups to its empty default, -1…4)."""
+    import plotly.graph_objects as go
+
+    def stacked(lo, hi):
+        return go.Figure([go.Bar(x=["25", "500"], y=lo, name="left"), go.Bar(x=["25", "500"], y=hi, name="right")],
+                         layout=dict(barmode="stack", yaxis_title="share"))
+    f = side_by_side(stacked([0.5, 0.4], [0.5, 0.6]), stacked([0.3, 0.7], [0.7, 0.3]), "A", "B")
+    lo, hi = f.layout.yaxis.range
+    assert f.layout.yaxis2.matches == "y" and lo == 0 and 1.0 < hi <= 1.06      # the stacks' sums, not one trace's
+    lines = lambda ys: go.Figure(go.Scatter(x=[0, 1, 2], y=ys, name="v"), layout=dict(yaxis_title="v"))   # noqa: E731
+    g = side_by_side(lines([0.0, 2.0, 1.0]), lines([0.5, 3.0, 1.0]), "A", "B")
+    assert g.layout.yaxis2.matches == "y" and g.layout.yaxis.range[0] < 0 and g.layout.yaxis.range[1] > 3.0
+
+
+def test_overlay_title_gives_each_agents_own_values():
+    import plotly.graph_objects as go
+
+    from analysis.publish.compare_panels import overlay
+
+    def fig(err):
+        return go.Figure(go.Scatter(x=[0, 1], y=[err, err], name="predicted"),
+                         layout=dict(title=f"Predicted vs real<br><sup>episode 0 · mean error {err}</sup>"))
+    f = overlay(fig(0.25), fig(0.75), "agent-a", "agent-b")
+    title = f.layout.title.text
+    assert "episode 0" in title and "agent-a: mean error 0.25" in title and "agent-b: mean error 0.75" in title
+    assert title.count("episode 0") == 1 and f.layout.width <= 900 and f.layout.legend.orientation == "h"
+
+
+_BOXES_JS = """() => {
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const all = sel => [...document.querySelectorAll(sel)].filter(e => e.getBoundingClientRect().width > 0).map(box);
+  const svg = document.querySelector('.main-svg').getBoundingClientRect();
+  return {figure: [svg.left, svg.top, svg.right, svg.bottom], plots: all('.nsewdrag'),
+          xtitles: all('[class^="g-x"][class$="title"] text'), ytitles: all('[class^="g-y"][class$="title"] text'),
+          bars: all('.colorbar'), headers: all('.annotation-text-g')};
+}"""
+
+
+def _overlap(a, b, slack=1.0) -> bool:
+    return a[0] < b[2] - slack and b[0] < a[2] - slack and a[1] < b[3] - slack and b[1] < a[3] - slack
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.exists("/usr/bin/chromium"), reason="needs Debian's chromium")
+def test_compare_figures_drawn_in_chromium_have_no_title_or_colour_bar_on_a_neighbour(dt, cartpole, tmp_path):
+    """The boxes Chromium draws: no axis title or colour bar on another panel's plot area or on another axis title,
+    everything inside the figure, for the layouts compare mode makes (rows, side by side, overlay)."""
+    import plotly.graph_objects as go
+    from playwright.sync_api import sync_playwright
+
+    from bench.browser_pages import CHROMIUM_ARGS
+
+    rnd = randomized_agent(dt, 0)
+    mlp = load_agent(AGENTS / "cartpole-mlp")
+    figs = {"map": compare("attention_map", dt, rnd, cartpole, "A", "B", episode=3, step=25),
+            "types": compare("attention_token_types", dt, rnd, cartpole, "A", "B", episode=3, step=25),
+            "credit_k1": compare("attribution_timesteps", dt, mlp, cartpole, "cartpole-dt", "cartpole-mlp", episode=0,
+                                 step=20),
+            "replay": compare("rtg_shift_replay", dt, rnd, cartpole, "A", "B", episode=0),
+            "sweep": compare("rtg_sweep_returns", dt, rnd, cartpole, "A", "B", targets=[25, 500], episodes=1)}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        for (name, f), width in ((item, w) for item in figs.items() for w in (None, 760, 1100)):
+            html = tmp_path / f"{name}.html"   # its export width, and a page's column (the page stretches it)
+            html.write_text(go.Figure(f.figure).update_layout(width=width or f.figure.layout.width).to_html(
+                include_plotlyjs=True, full_html=True))
+            page.goto(html.as_uri())
+            page.wait_for_selector(".main-svg")
+            b = page.evaluate(_BOXES_JS)
+            fx0, fy0, fx1, fy1 = b["figure"]
+            for kind in ("xtitles", "ytitles", "bars", "headers"):
+                for box in b[kind]:
+                    assert fx0 - 1 <= box[0] and box[2] <= fx1 + 1 and fy0 - 1 <= box[1] and box[3] <= fy1 + 1, \
+                        (name, kind, box, b["figure"])
+            for kind in ("xtitles", "ytitles", "bars"):
+                for box in b[kind]:
+                    assert not any(_overlap(box, plot) for plot in b["plots"]), (name, kind, box)
+            titles = b["xtitles"] + b["ytitles"]
+            for i, t in enumerate(titles):
+                assert not any(_overlap(t, u) for u in titles[i + 1:]), (name, t)
+            assert len(b["plots"]) >= 2 and b["bars"] if name in ("map", "credit_k1") else True
+        browser.close()
+
+
+def test_cli_axes_choice_reaches_the_figure_and_its_remake_line(tmp_path, capsys):
+    out = tmp_path / "b.zip"
+    argv = ["export", "--figure", "attention_token_types", "--agent", str(AGENTS / "cartpole-dt"), "--compare", RANDOMIZED,
+            "--param", "episode=3", "--param", "step=25", "--param", "axes=independent", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["axes"] == "independent"
+    remake = json.loads(zipfile.ZipFile(out).read("manifest.json"))["figures"][0]["remake"]
+    assert "--param axes=independent" in remake and "--compare randomized" in remake
+    assert main(argv[:-5] + ["--param", "axes=both", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "axes must be one of auto, shared, independent" in err and len(err.splitlines()) == 1
+    assert main(["export", "--figure", "attention_token_types", "--agent", str(AGENTS / "cartpole-dt"), "--param",
+                 "axes=shared", "--out", str(tmp_path / "y.csv")]) == 2                 # alone: no axes to share
+    assert "not axes" in capsys.readouterr().err

@@ -114,9 +114,10 @@ def select(sel: Selection) -> Selection:
     st.session_state[WIDGET] = wanted or NONE
     chosen = st.selectbox("Compare with", [NONE] + offered, key=WIDGET, on_change=_changed,
                           format_func=lambda v: label(sel, v),
-                          help="A second agent on the same dataset, episode and step: each figure side by side on "
-                               "shared axes, with the difference (B − A) where it means something. The randomized "
-                               "copy has the same architecture with re-initialised weights (a sanity baseline).")
+                          help="A second agent on the same dataset, episode and step: each figure beside it (one "
+                               "scale where both agents' values fill it, else each its own), with the difference "
+                               "(B − A) where it means something. The randomized copy has the same architecture with "
+                               "re-initialised weights (a sanity baseline).")
     st.session_state[KEY] = chosen or None
     write()   # the URL carries the choice (ui/nav.py)
     if not chosen:
@@ -134,7 +135,8 @@ def select(sel: Selection) -> Selection:
         return sel
     st.caption(f"Comparing with **{md_escape(other.agent_name)}** ({md_escape(other.agent.kind)}, "
                f"K={md_escape(other.agent.context_length)}): each figure shows {md_escape(sel.agent_name)} (A) beside it "
-               "(B) on shared axes, with B − A where a difference means something.")
+               "(B), on one scale where both agents' values fill it (else each on its own: read the ticks), with B − A "
+               "where a difference means something.")
     return replace(sel, other=other, key="")
 
 

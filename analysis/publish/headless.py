@@ -104,6 +104,8 @@ def export_figure(figure: str | None, out, agent: str | None = None, data: str |
     entry = entries[figure]
     params = dict(params) if isinstance(params, Mapping) else parse_pairs(params, "--param")
     accepted = [p for p in inspect.signature(entry.make).parameters if p not in ("agent", "dataset")]
+    if compare:   # how B's axes relate to A's (analysis/publish/compare_mode.py)
+        accepted.append("axes")
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ExportError(f"figure '{figure}' takes {', '.join(accepted) or 'no parameters'}; not {', '.join(unknown)}.")
