@@ -26,11 +26,13 @@ AGENTS = [("cartpole-dt", "cartpole"), ("keydoor-dt", "keydoor"), ("pendulum-tt"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="run `make test`, which installs chromium")]
 
-# Streamlit idle (no run in progress, no spinner) and every chart drawn
+# Streamlit idle (its app says the script is not running: the status widget shows only after a delay; no spinner)
+# and every chart drawn (Streamlit loads plotly lazily: a skeleton stands in for it after the script has finished)
 IDLE = """() => !!document.querySelector('h1')
+    && document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'
     && !document.querySelector('[data-testid="stStatusWidget"]')
-    && !document.querySelector('[data-testid="stSpinner"]')
-    && [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"""
+    && !document.querySelector('[data-testid="stSpinner"], [data-testid="stSkeleton"]')
+    && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(p => p.querySelector('.main-svg'))"""
 
 # per chart: its SVG box and the boxes of its text; per page: headings cut by their container
 MEASURE = """() => {

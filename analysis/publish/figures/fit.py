@@ -196,9 +196,13 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
         text, n, cut = _fit_title(lay.title.text, width - 24, tsize, max_title_lines)
         if cut:
             caption = plain_text(lay.title.text)
-        title_h = n * tsize * LINE + 12
-        lay.title.update(text=text, xref="container", x=0, xanchor="left", yref="container", y=1, yanchor="top",
-                         pad=dict(t=10, l=12, r=12, b=0))
+        title_h = n * tsize * LINE + 16
+        # plotly.js 3.8 does not anchor a multi-line title's top at y: the first line's baseline sits at y (each
+        # line is a tspan with y set), while a one-line title's baseline sits 0.7 em below y. Measured in Chromium,
+        # so y is placed by hand for the glyphs' top (DejaVu's ascent: 0.93 em) to sit 8 px below the figure's top
+        title_y = 8 + 0.93 * tsize - (0.7 * tsize if n == 1 else 0)
+        lay.title.update(text=text, xref="container", x=0, xanchor="left", yref="container", y=1 - title_y / height,
+                         yanchor="top", pad=dict(t=0, l=12, r=12, b=0))
 
     # horizontal legends: a block of their own under the title
     legend_h = 0.0
@@ -272,6 +276,8 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
     lay.margin.update(t=new_t, b=new_b, l=l, r=r)
     if not keep_height:
         lay.height = height + grow
+        if title_h:
+            lay.title.y = 1 - title_y / lay.height
         if legend_h:
             lay.legend.y = 1 - (title_h + 4) / lay.height
     return Fitted(fig, caption)
