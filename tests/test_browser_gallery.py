@@ -6,7 +6,8 @@ Decision Transformer on CartPole and on Key-to-Door, a Trajectory Transformer on
 - no Streamlit exception and no error box (st.error draws `stAlertContentError`) on any of them;
 - nothing clipped: on every `.js-plotly-plot`, the title, axis titles (x/y/x2/y2…, colour-bar titles), legend and
   annotations lie inside the plot's own SVG (its `.main-svg`), the legend does not overlap the title, the SVG is not
-  wider than the chart's container, and the page's headings are not cut by their container (scrollWidth > clientWidth).
+  wider than the chart's container, and the page's headings, button labels and metrics are not cut by their container (scrollWidth >
+  clientWidth).
   Every box is written to test-artifacts/gallery/boxes.json.
 """
 import json
@@ -49,8 +50,10 @@ MEASURE = """() => {
         return {index: i, title: (p.layout && p.layout.title && p.layout.title.text) || '', svg: box(svg),
                 container: box(holder), parts};
     });
-    const cut = [...document.querySelectorAll('[data-testid="stMain"] h1, [data-testid="stMain"] h2, [data-testid="stMain"] h3')]
-        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 80));
+    // text with no other way to be read: headings, button labels, metrics (a select box shows its whole value open)
+    const cut = [...document.querySelectorAll(['h1', 'h2', 'h3', 'button p', '[data-testid="stMetricValue"] *',
+                                               '[data-testid="stMetricLabel"] p'].map(s => '[data-testid="stMain"] ' + s).join(', '))]
+        .filter(e => e.textContent.trim() && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 80));
     return {charts, cut_headings: cut,
             exceptions: document.querySelectorAll('[data-testid="stException"]').length,
             errors: [...document.querySelectorAll('[data-testid="stAlertContentError"]')].map(e => e.innerText.slice(0, 300))};
@@ -67,7 +70,7 @@ def overlap(a, b, tol=1.0) -> bool:
 
 def problems(seen: dict) -> list[str]:
     """Every clipped or overlapping text on one page at one width, as sentences."""
-    out = [f"heading cut by its container: {h!r}" for h in seen["cut_headings"]]
+    out = [f"text cut by its container: {h!r}" for h in seen["cut_headings"]]
     for c in seen["charts"]:
         name = f"chart {c['index']} ({c['title'][:60]!r})"
         if c["svg"][2] > c["container"][2] + 1 or c["svg"][0] < c["container"][0] - 1:
@@ -163,4 +166,4 @@ def test_the_measurement_finds_a_clipped_title():
     found = problems({"charts": [chart], "cut_headings": []})
     assert len(found) == 2 and "outside the SVG" in found[0] and "overlaps the title" in found[1]
     chart["parts"][0]["box"] = [10, 5, 290, 18]
-    assert problems({"charts": [chart], "cut_headings": ["x"]}) == ["heading cut by its container: 'x'"]
+    assert problems({"charts": [chart], "cut_headings": ["x"]}) == ["text cut by its container: 'x'"]

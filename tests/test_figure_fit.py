@@ -120,7 +120,17 @@ def test_axis_titles_wrap_to_their_axis_and_every_axis_may_push_its_margin():
     out = fit(fig, 360).figure
     assert out.layout.xaxis.automargin is True and out.layout.yaxis.automargin is True
     assert len(lines(out.layout.xaxis.title.text)) >= 2
-    assert all(text_width(x, 14) <= 360 - 100 for x in lines(out.layout.xaxis.title.text))
+    centre = 70 + (360 - 70 - 30) / 2                     # a title is centred under its axis, inside the figure
+    assert all(text_width(x, 14) <= 2 * (360 - centre) for x in lines(out.layout.xaxis.title.text))
+
+
+def test_a_wide_fixed_left_margin_shrinks_to_its_labels_and_a_note_left_of_the_plot_keeps_it():
+    heat = go.Figure(go.Heatmap(z=[[1, 2], [3, 4]], y=["layer 1", "layer 2"]))
+    heat.update_layout(template=TEMPLATE, margin=dict(l=190))
+    out = fit(heat, 262).figure
+    assert 50 <= out.layout.margin.l < 120 and out.layout.margin.l >= text_width("layer 1", 14)
+    heat.add_annotation(x=-0.3, y=0.5, xref="paper", yref="paper", text="rows", showarrow=False)
+    assert fit(heat, 262).figure.layout.margin.l == 190
 
 
 def test_exports_use_the_same_pass(monkeypatch):

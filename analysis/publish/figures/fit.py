@@ -171,6 +171,31 @@ def _legend_rows(fig, max_px: float, size: float, forced: bool) -> int:
     return rows
 
 
+def _left_needed(fig, font: float) -> float:
+    """The left margin the left y axes' tick labels and titles need (estimated): a figure that fixed a wide one for
+    long row labels (l=190) keeps only what its labels take, so a half-column chart keeps a plot to draw in. Plotly's
+    automargin, turned on below, pushes the margin out again wherever this estimate is short. A figure with an
+    annotation left of its plot keeps its margin."""
+    lay = fig.layout
+    if any(a.xref == "paper" and a.x is not None and float(a.x) < 0 for a in lay.annotations or []):
+        return float("inf")
+    need = 0.0
+    for name, ax in _axes(lay, "y"):
+        if ax.side == "right" or ax.overlaying:
+            continue
+        ref = "y" + name[5:]
+        labels = [str(t) for t in (ax.ticktext or [])]
+        for tr in fig.data:
+            ys = getattr(tr, "y", None)
+            if (getattr(tr, "yaxis", None) or "y") == ref and ys is not None and len(ys) and isinstance(ys[0], str):
+                labels += [str(y) for y in ys[:500]]
+        tsize = _size(ax.tickfont, font)
+        label_px = max((text_width(t, tsize) for t in labels), default=0.0) or 5 * 0.64 * tsize   # numbers: ~5 digits
+        lines = len(_BR.split(ax.title.text)) if ax.title is not None and ax.title.text else 0
+        need = max(need, label_px + 14 + lines * _size(ax.title.font if ax.title else None, font) * LINE + 12)
+    return max(need, 50.0) if need else float("inf")
+
+
 def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_height: bool = False) -> Fitted:
     """A copy of `fig` laid out for `width` px (see the module's text); the input is never changed. max_title_lines:
     cut a longer title (the page); None wraps it whole (exports). keep_height: the caller fixed the height."""
@@ -185,6 +210,7 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
     l, r = l if l is not None else 80, r if r is not None else 80
     t, b = t if t is not None else 100, b if b is not None else 80
     height = float(lay.height or DEFAULT_HEIGHT)
+    l = min(l, _left_needed(fig, font))   # automargin (below) pushes it out again where the labels need it
     plot_w, plot_h = max(width - l - r, 60.0), max(height - t - b, 60.0)
 
     # the title: wrapped to the whole width, pinned to the figure's top-left corner (not the plot's: a y axis
@@ -267,7 +293,11 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
             if ax.title is not None and ax.title.text:
                 asize = _size(ax.title.font, font)
                 d = list(ax.domain) if ax.domain else [0.0, 1.0]
-                lines = [w for part in _BR.split(ax.title.text) for w in wrap_markup(part, (d[1] - d[0]) * length - 10, asize)]
+                room = (d[1] - d[0]) * length - 10
+                if letter == "x":   # centred under its axis: it may be as wide as the figure around that centre allows
+                    centre = l + (d[0] + d[1]) / 2 * plot_w
+                    room = max(room, 2 * min(centre, width - centre) - 16)
+                lines = [w for part in _BR.split(ax.title.text) for w in wrap_markup(part, room, asize)]
                 ax.title.text = "<br>".join(lines)
                 if letter == "x":
                     xaxis_title_h = max(xaxis_title_h, (len(lines) - 1) * asize * LINE)
