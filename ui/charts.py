@@ -18,6 +18,19 @@ PAGE_WIDTH = 540
 MAX_TITLE_LINES = 4   # more than this on a page: the title is cut and shown whole in a caption
 
 
+# Streamlit draws a metric's value in one line at 2.25rem and cuts what does not fit ("termi…", "-0.064…" in a
+# quarter of the page at 1000 px): the value shrinks with the viewport down to 1.25rem and wraps rather than being cut.
+PAGE_CSS = """<style>
+[data-testid="stMetricValue"] { font-size: clamp(1.25rem, 2.4vw, 2.25rem); }
+[data-testid="stMetricValue"] > div { white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: anywhere; }
+</style>"""
+
+
+def page_style() -> None:
+    """The app's own CSS (app.py, every page)."""
+    st.html(PAGE_CSS)
+
+
 def _columns_around() -> int:
     """How many st.columns the chart is drawn in (0: the page's full width). The pages' columns that hold charts are
     halves (ui.compare.columns, Live play's two), so each halves the width. Reads Streamlit's container stack (not

@@ -192,7 +192,7 @@ def _left_needed(fig, font: float) -> float:
         tsize = _size(ax.tickfont, font)
         label_px = max((text_width(t, tsize) for t in labels), default=0.0) or 5 * 0.64 * tsize   # numbers: ~5 digits
         lines = len(_BR.split(ax.title.text)) if ax.title is not None and ax.title.text else 0
-        need = max(need, label_px + 14 + lines * _size(ax.title.font if ax.title else None, font) * LINE + 12)
+        need = max(need, label_px + 14 + lines * _size(ax.title.font if ax.title else None, round(1.2 * font)) * LINE + 12)
     return max(need, 50.0) if need else float("inf")
 
 
@@ -210,6 +210,7 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
     l, r = l if l is not None else 80, r if r is not None else 80
     t, b = t if t is not None else 100, b if b is not None else 80
     height = float(lay.height or DEFAULT_HEIGHT)
+    b0 = b   # the bottom margin as given: the height changes by what the margins gain or free
     l = min(l, _left_needed(fig, font))   # automargin (below) pushes it out again where the labels need it
     plot_w, plot_h = max(width - l - r, 60.0), max(height - t - b, 60.0)
 
@@ -237,6 +238,8 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
         rows = _legend_rows(fig, plot_w, lsize, lay.showlegend is True)
         if rows:
             legend_h = rows * (lsize * LINE + 6) + 6
+            if lay.legend.y is not None and lay.legend.y < 0 and (lay.legend.yref or "paper") == "paper":
+                b = max(b - legend_h, 60)   # the room the figure kept for it under the plot is free now
             lay.legend.update(yref="container", y=1 - (title_h + 4) / height if height else 1, yanchor="top")
 
     # what sits on the plot's top edge: annotations just above it (subplot titles, vline labels) and colour bars;
@@ -291,7 +294,7 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
         for name, ax in _axes(lay, letter):
             ax.automargin = True
             if ax.title is not None and ax.title.text:
-                asize = _size(ax.title.font, font)
+                asize = _size(ax.title.font, round(1.2 * font))   # plotly.js: an axis title is 1.2 × the font
                 d = list(ax.domain) if ax.domain else [0.0, 1.0]
                 room = (d[1] - d[0]) * length - 10
                 if letter == "x":   # centred under its axis: it may be as wide as the figure around that centre allows
@@ -302,7 +305,7 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
                 if letter == "x":
                     xaxis_title_h = max(xaxis_title_h, (len(lines) - 1) * asize * LINE)
     new_b = max(b, below + 10 + xaxis_title_h) if below else b
-    grow = (new_t - t) + (new_b - b)
+    grow = (new_t - t) + (new_b - b0)
     lay.margin.update(t=new_t, b=new_b, l=l, r=r)
     if not keep_height:
         lay.height = height + grow
