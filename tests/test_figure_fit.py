@@ -41,6 +41,13 @@ def test_wrap_breaks_at_spaces_within_the_width_and_never_inside_an_entity():
     assert len(parts) > 1 and "".join(parts) == word and all(p.count("&") == p.count(";") for p in parts)
 
 
+def test_a_tag_shown_as_text_stays_on_one_line():
+    name = '&lt;a href=&quot;https:evil.example&quot;&gt;x&lt;/a&gt;'
+    out = wrap_markup(f"Episode returns — {name} and more words", 400, 17)
+    assert any('&lt;a href=&quot;https:evil.example&quot;&gt;' in line for line in out)
+    assert " ".join(out) == f"Episode returns — {name} and more words"
+
+
 def test_a_long_title_and_subtitle_wrap_to_the_width_and_the_top_margin_holds_them():
     fig = figure(f"{LONG}<br><sup>{SUB}</sup>")
     before = fig.to_plotly_json()

@@ -43,7 +43,9 @@ LINE = 1.3            # plotly.js LINE_SPACING: a line of text is 1.3 × its fon
 SUP = 0.7             # plotly.js draws <sup> at 70% of the font size
 DEFAULT_HEIGHT = 450  # plotly's own when a layout gives none
 _TAG = re.compile(r"<[^>]*>")
-_TOKEN = re.compile(r"<[^>]*>|&#?\w+;|\s+|[^<&\s]+|[<&]")
+# words, spaces, tags and entities; a tag shown as text (a name holding "<a href=...>", escaped by text.plain) is one
+# word, so a line break never lands inside it unless it is longer than a line
+_TOKEN = re.compile(r"<[^>]*>|&lt;(?:(?!&lt;|&gt;).){1,200}?&gt;|&#?\w+;|\s+|[^<&\s]+|[<&]")
 _BR = re.compile(r"<br\s*/?>", re.I)
 
 
@@ -68,32 +70,42 @@ def _units(word: str) -> list[str]:
     return re.findall(r"<[^>]*>|&#?\w+;|.", word)
 
 
+def _words(line: str) -> list[str]:
+    """A line's words: runs of tokens between spaces (a tag shown as text counts as no space)."""
+    words, cur = [], ""
+    for tok in _TOKEN.findall(line):
+        if tok.isspace():
+            if cur:
+                words.append(cur)
+            cur = ""
+        else:
+            cur += tok
+    return words + ([cur] if cur else [])
+
+
 def wrap_markup(line: str, max_px: float, size: float) -> list[str]:
     """One line of markup (no <br>) as lines of at most max_px: breaks at spaces, and inside a word only when the
     word alone is too long (never inside a tag or an entity)."""
     max_px = max(max_px, 4 * size)
     out, cur = [], ""
-    for tok in _TOKEN.findall(line):
-        if tok.isspace():
-            if cur:
-                cur += " "
+    for word in _words(line):
+        joined = f"{cur} {word}" if cur else word
+        if text_width(joined, size) <= max_px:
+            cur = joined
             continue
-        if text_width(cur + tok, size) <= max_px:
-            cur += tok
-            continue
-        if cur.strip():
-            out.append(cur.rstrip())
+        if cur:
+            out.append(cur)
             cur = ""
-        if text_width(tok, size) <= max_px:
-            cur = tok
+        if text_width(word, size) <= max_px:
+            cur = word
             continue
-        for u in _units(tok):          # a word longer than the line: split it
+        for u in _units(word):          # a word longer than the line: split it
             if cur and text_width(cur + u, size) > max_px:
                 out.append(cur)
                 cur = ""
             cur += u
-    if cur.strip() or not out:
-        out.append(cur.rstrip())
+    if cur or not out:
+        out.append(cur)
     return out
 
 
