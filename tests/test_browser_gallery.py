@@ -51,8 +51,8 @@ MEASURE = """() => {
                 container: box(holder), parts};
     });
     // text with no other way to be read: headings, button labels, metrics (a select box shows its whole value open)
-    const cut = [...document.querySelectorAll(['h1', 'h2', 'h3', 'button p', '[data-testid="stMetricValue"] *',
-                                               '[data-testid="stMetricLabel"] p'].map(s => '[data-testid="stMain"] ' + s).join(', '))]
+    const cut = [...document.querySelectorAll(['h1', 'h2', 'h3', 'button *', '[data-testid="stMetricValue"] *',
+                                               '[data-testid="stMetricLabel"] *'].map(s => '[data-testid="stMain"] ' + s).join(', '))]
         .filter(e => e.textContent.trim() && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 80));
     return {charts, cut_headings: cut,
             exceptions: document.querySelectorAll('[data-testid="stException"]').length,

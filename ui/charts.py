@@ -18,11 +18,14 @@ PAGE_WIDTH = 540
 MAX_TITLE_LINES = 4   # more than this on a page: the title is cut and shown whole in a caption
 
 
-# Streamlit draws a metric's value in one line at 2.25rem and cuts what does not fit ("termi…", "-0.064…" in a
-# quarter of the page at 1000 px): the value shrinks with the viewport down to 1.25rem and wraps rather than being cut.
+# Streamlit draws a metric's value, a metric's label and a button's label in one line and cuts what does not fit
+# ("termi…", "Return…", "Let th…" in a quarter of a half column at 1000 px): they wrap instead (a metric's value also
+# shrinks with the viewport down to 1.25rem), so every word stays readable.
 PAGE_CSS = """<style>
 [data-testid="stMetricValue"] { font-size: clamp(1.25rem, 2.4vw, 2.25rem); }
-[data-testid="stMetricValue"] > div { white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: anywhere; }
+[data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *, [data-testid="stMain"] button * {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  overflow-wrap: anywhere; }
 </style>"""
 
 
