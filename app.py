@@ -6,8 +6,10 @@ changed the selection (an upload, Home's selects)."""
 import streamlit as st
 
 from ui import nav
+from ui.charts import page_style
 
 st.set_page_config(page_title="seqlens", layout="wide")
+page_style()   # metric values shrink and wrap instead of being cut (ui/charts.py)
 page = st.navigation(nav.pages(), position="hidden")
 nav.adopt()   # a direct link, a reload, back / forward: the URL's selection
 with st.sidebar:

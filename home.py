@@ -128,7 +128,7 @@ def home():
                                "Shipped datasets, then files opened in place on this machine, then this session's uploads.")
         ds = datasets[dataset_name]
         s = ds.summary()
-        cols = st.columns(4)
+        cols = [c for _ in range(2) for c in st.columns(2)]   # four in a row cut "Episodes" to "Ep…" at 1000 px
         cols[0].metric("Episodes", f"{s['n_episodes']:,}", help=f"{s['n_transitions']:,} steps")
         cols[1].metric("Return min", f"{s['return_min']:.4g}")
         cols[2].metric("Return mean", f"{s['return_mean']:.4g}")

@@ -18,9 +18,13 @@ def _bytes(f: Figured, fmt: str) -> bytes:
 def show(f: Figured, key: str, collected: list | None = None) -> None:
     """The figure, then a row of download buttons; `collected` gathers the page's figures for its bundle."""
     charts.plotly(f.figure, f"{key}_chart")
-    cols = st.columns(len(FORMATS) + 1, gap="small")
-    cols[0].caption("Download")
-    for col, fmt in zip(cols[1:], FORMATS):
+    if charts.width() < 400:   # a half column: six columns would cut "PNG" to "P"; the buttons go three a row
+        st.caption("Download")
+        cols = [c for _ in range(0, len(FORMATS), 3) for c in st.columns(3, gap="small")]
+    else:
+        first, *cols = st.columns(len(FORMATS) + 1, gap="small")
+        first.caption("Download")
+    for col, fmt in zip(cols, FORMATS):
         col.download_button(fmt.upper(), data=lambda fmt=fmt: _bytes(f, fmt), file_name=f"{f.name}.{fmt}",
                             mime=MIME[fmt], key=f"{key}_{fmt}", on_click="ignore", width="stretch")
     if collected is not None:

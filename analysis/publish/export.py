@@ -22,6 +22,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from analysis.publish.figures.fit import fit
+
 IMAGE_FORMATS = ("png", "svg", "pdf")
 FORMATS = IMAGE_FORMATS + ("html", "csv")
 VIDEO_FORMATS = ("gif", "mp4")   # animated figures only (episode_video: Figured.video), through analysis/media/video.py
@@ -88,13 +90,16 @@ def figure_bytes(fig: go.Figure, fmt: str, width: int | None = None, height: int
                  scale: float = DEFAULT_SCALE, data=None) -> bytes:
     """One figure in one format, as bytes (what a download button serves). csv needs `data` (a DataFrame)."""
     fmt = _check_format(fmt)
-    if fmt == "html":
+    if fmt == "html":   # laid out for the figure's own width (the page's pass, figures/fit.py, without cutting the title)
+        fig = fit(fig, fig.layout.width or DEFAULT_WIDTH).figure
         return pio.to_html(fig, include_plotlyjs=True, full_html=True).encode()
     if fmt == "csv":
         if data is None:
             raise ValueError("a CSV export needs the data behind the figure.")
         return data.to_csv(index=False).encode()
     w, h = _size(fig, width, height, scale)
+    fig = fit(fig, w, keep_height=height is not None).figure   # text wrapped to the image's width, margins to match
+    h = h if height is not None else int(round(fig.layout.height))
     with warnings.catch_warnings():   # plotly passes its plotly.js path on every call; a running server has it
         warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
         try:
