@@ -95,6 +95,11 @@ def _reset() -> None:
     write()
 
 
+AXES = {"auto": "auto", "shared": "shared", "independent": "each its own"}
+AXES_SAID = {"auto": "on one scale where both agents' values fill it (else each on its own: read the ticks)",
+             "shared": "on one scale", "independent": "each on its own scale (read the ticks)"}
+
+
 def _changed() -> None:
     st.session_state[KEY] = st.session_state.get(WIDGET) or None
 
@@ -133,11 +138,13 @@ def select(sel: Selection) -> Selection:
                    f"{md_escape(what_fits(sel, offered))}")
         _reset()
         return sel
+    axes = st.radio("Axes", AXES, horizontal=True, key="compare_axes", format_func=AXES.get,
+                    help="Auto shares an axis or colour scale where both agents' values fill at least a quarter of it, "
+                         "else gives each panel its own (analysis/publish/compare_mode.py).")
     st.caption(f"Comparing with **{md_escape(other.agent_name)}** ({md_escape(other.agent.kind)}, "
                f"K={md_escape(other.agent.context_length)}): each figure shows {md_escape(sel.agent_name)} (A) beside it "
-               "(B), on one scale where both agents' values fill it (else each on its own: read the ticks), with B − A "
-               "where a difference means something.")
-    return replace(sel, other=other, key="")
+               f"(B), {md_escape(AXES_SAID[axes])}, with B − A where a difference means something.")
+    return replace(sel, other=other, key="", axes=axes)
 
 
 def columns(sel: Selection, spec=2) -> list:

@@ -31,6 +31,7 @@ class Selection:
     needs: tuple | None = None          # the capabilities the page's agents must have (start's `needs`)
     other: "Selection | None" = None    # compare mode: the second agent on the same dataset (ui/compare.py)
     remake: str | None = None           # for a second agent: what `cli.py export --compare` names it (path, "randomized")
+    axes: str = "auto"                  # compare mode: how B's axes relate to A's (compare_mode.compare's `axes`)
 
     def __post_init__(self):
         self.key = self.key or "|".join([self.agent_name, agent_key(self.agent), self.dataset_name,
@@ -119,9 +120,9 @@ def figure(sel: Selection, name: str, progress=None, **params) -> catalog.Figure
         with context(progress, owner):
             try:
                 made = cached(f"compare:{name}", lambda: compare(name, sel.agent, other.agent, sel.dataset, sel.agent_name,
-                                                                 other.agent_name, make=one, **params),
+                                                                 other.agent_name, make=one, axes=sel.axes, **params),
                               sel.agent, sel.dataset, names=[sel.agent_name, sel.dataset_name, other.agent_name],
-                              other=agent_key(other.agent), **params)
+                              other=agent_key(other.agent), axes=sel.axes, **params)
             except CompareError as e:
                 st.warning(f"{md_escape(e)} Showing {md_escape(sel.agent_name)} alone.")
     if made is None:
