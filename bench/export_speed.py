@@ -2,7 +2,7 @@
 
 Ours: analysis.publish.export.write_figures, every image through one persistent kaleido server (one Chromium).
 Naive twin: plotly's `write_image` per figure with no server running, which starts and stops a Chromium
-for every call. Same figures, same size and scale: the PNGs must be identical in pixel size (bytes can
+for every call, after the same layout pass (analysis/publish/figures/fit.py) an export applies. Same figures, same size and scale: the PNGs must be identical in pixel size (bytes can
 differ by embedded metadata, so the check is the decoded image shape and a pixel comparison).
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def _bench(quick: bool) -> dict:
-    from analysis.publish.export import DEFAULT_SCALE, write_figures
+    from analysis.publish.export import DEFAULT_SCALE, DEFAULT_WIDTH, write_figures
+    from analysis.publish.figures.fit import fit
 
     n = 3 if quick else 10
     figs = _figures(n)
@@ -47,7 +48,9 @@ def _bench(quick: bool) -> dict:
         naive_dir.mkdir()
         def naive():
             for name, fig in figs.items():
-                fig.write_image(naive_dir / f"{name}.png", width=900, height=fig.layout.height or 450, scale=DEFAULT_SCALE)
+                fitted = fit(fig, fig.layout.width or DEFAULT_WIDTH).figure
+                fitted.write_image(naive_dir / f"{name}.png", width=fig.layout.width or DEFAULT_WIDTH,
+                                   height=int(round(fitted.layout.height)), scale=DEFAULT_SCALE)
 
         ours_s, ours = timed(lambda: write_figures(figs, ours_dir, ("png",)))
         naive_s, _ = timed(naive)

@@ -64,7 +64,9 @@ def same_as_catalog(chart: dict, name: str, agent: str, dataset: str, **params) 
 
 
 def titles(at) -> list[str]:
-    return [c["layout"]["title"]["text"] for c in charts(at)]
+    """Each chart's title as its figure wrote it (the page wraps it to the column: figures/fit.py keeps the original
+    in layout.meta)."""
+    return [(c["layout"].get("meta") or {}).get("title") or c["layout"]["title"]["text"] for c in charts(at)]
 
 
 def downloads(at) -> list[str]:

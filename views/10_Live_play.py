@@ -27,7 +27,7 @@ SPEEDS = [1, 2, 5, 10, 20, 50]   # steps per second the agent's turn is played a
 
 
 def _settings() -> dict:
-    c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
+    c1, c2, c3 = st.columns([2, 1, 1])   # four in a row cut the toggle's label at a 1000 px viewport
     default = agent.config.env_id if agent.config.env_id in envs.registry else None
     offered = [default] if default else list(envs.ENV_ALIASES.values())
     env_id = c1.selectbox("Environment", offered, key="live_env", help="The agent's own environment." if default else
@@ -41,7 +41,7 @@ def _settings() -> dict:
         out["target"] = float(c3.number_input("Target return", value=float(round(hi, 1)), key="live_target",
                                               help="The return-to-go the DT is conditioned on at the first step "
                                                    "(default: the best return of its training data)."))
-        out["sample"] = c4.toggle("Agent samples", False, key="live_sample",
+        out["sample"] = st.toggle("Agent samples", False, key="live_sample",
                                   help="Off: the agent takes its most likely action. On: it samples from its policy, "
                                        "as in evaluation.")
     return out
@@ -80,7 +80,10 @@ def _hand_over() -> None:
 def _controls(game: LiveGame) -> None:
     over = game.done
     if game.discrete:
-        cols = st.columns(len(game.labels))
+        # two to a row: the controls share half the page, and four buttons there wrapped their labels letter by letter
+        per_row = 2 if len(game.labels) > 2 else len(game.labels)
+        cols = [c for start in range(0, len(game.labels), per_row)
+                for c in st.columns(per_row)][:len(game.labels)]
         for i, (col, label) in enumerate(zip(cols, game.labels)):
             key = SHORTCUTS.get(label) if KEYS else None
             col.button(label.replace("_", " "), key=f"live_a{i}", on_click=_act, args=(game, i), disabled=over,
@@ -111,7 +114,8 @@ def _controls(game: LiveGame) -> None:
 
 
 def _status(game: LiveGame) -> None:
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)   # two by two: four metrics in half the page cut their labels
+    c3, c4 = st.columns(2)
     c1.metric("Step", game.t)
     c2.metric("Return earned", f"{game.episode_return:g}")
     if game.rtg is not None:

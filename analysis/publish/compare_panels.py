@@ -31,6 +31,7 @@ from analysis.publish.figures.style import DIVERGING, PALETTE
 from analysis.publish.figures.text import plain
 
 DIFF = "B − A"
+_SCALE_NOTE = re.compile(r"\s*\((?:0 to max shown|fixed [^)]*|fit[^)]*)\)+\s*$")
 B_COLOUR = PALETTE[4]              # overlay: the second agent's traces (reddish purple)
 AXES = ("auto", "shared", "independent")
 COLUMN_WIDTH = 900                 # layout px: exported at scale 2, 1800 px wide (a blog column at 2x)
@@ -722,6 +723,8 @@ def _difference_panel(ja, ax_a, pd_, dtraces, layout, items, label_a, label_b, p
                              if _COLORAXIS.match(k) and _bar_title(v.get("colorbar"))), "")
         for i, t in enumerate(heat):
             t.update(colorscale=DIVERGING, zmid=0.0, zmin=-m, zmax=m, zauto=False, showscale=i == 0)
+        # A's scale note ("(0 to max shown)", "(fixed 0–1)") is not the difference's: its scale is symmetric about 0
+        quantity = _SCALE_NOTE.sub("", quantity.replace("<br>", " ")).strip()
         bar = {"title": {"text": f"{DIFF} {quantity}".strip(), "side": "right"}}
         _place_bar(bar, heat, layout, plot_w)
         heat[0]["colorbar"] = bar

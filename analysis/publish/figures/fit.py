@@ -23,6 +23,8 @@ estimate errs towards wrapping early. Line height is plotly.js's LINE_SPACING (1
 """
 from __future__ import annotations
 
+import itertools
+
 import html
 import re
 from dataclasses import dataclass
@@ -199,8 +201,10 @@ def _left_needed(fig, font: float) -> float:
         labels = [str(t) for t in (ax.ticktext or [])]
         for tr in fig.data:
             ys = getattr(tr, "y", None)
-            if (getattr(tr, "yaxis", None) or "y") == ref and ys is not None and len(ys) and isinstance(ys[0], str):
-                labels += [str(y) for y in ys[:500]]
+            if (getattr(tr, "yaxis", None) or "y") == ref and ys is not None:
+                head = list(itertools.islice(iter(ys), 500))   # any sequence: tuples, arrays, a Series' values
+                if head and isinstance(head[0], str):
+                    labels += [str(y) for y in head]
         tsize = _size(ax.tickfont, font)
         label_px = max((text_width(t, tsize) for t in labels), default=0.0) or 5 * 0.64 * tsize   # numbers: ~5 digits
         lines = len(_BR.split(ax.title.text)) if ax.title is not None and ax.title.text else 0
@@ -233,6 +237,8 @@ def fit(fig: go.Figure, width: float, max_title_lines: int | None = None, keep_h
     if lay.title is not None and lay.title.text:
         tsize = _size(lay.title.font, _size(tpl.title.font if tpl is not None else None, font * 1.2))
         text, n, cut = _fit_title(lay.title.text, width - 24, tsize, max_title_lines)
+        if lay.meta is None:   # the title as the figure wrote it, for readers of the chart's JSON (tests, tools)
+            lay.meta = {"title": lay.title.text}
         if cut:
             caption = plain_text(lay.title.text)
         title_h = n * tsize * LINE + 16
