@@ -113,8 +113,11 @@ def _interactions(at, page: str) -> list[dict]:
             out.append(_timed(at, "sweep_click", None, lambda: button[0].click().run()))
     elif page.endswith("4_Credit_assignment.py"):
         change("selectbox", "attr_method", "saliency", "credit method")
-    elif page.endswith("5_Predicted_vs_real.py"):
-        change("number_input", "pvr_horizon", 10, "prediction horizon")
+    elif page.endswith("5_Predicted_vs_real.py"):   # a DT has no horizon to set (one step ahead): its episode instead
+        if any(w.key == "pvr_horizon" for w in at.number_input):
+            change("number_input", "pvr_horizon", 10, "prediction horizon")
+        else:
+            change("number_input", "pvr_episode", 1, "prediction episode")
     elif page.endswith("6_Embeddings.py"):
         change("selectbox", "emb_colour", "timestep", "embedding colour")
     return out
