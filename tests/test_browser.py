@@ -89,6 +89,9 @@ def test_direct_link_to_a_fresh_server_lists_only_the_navigation_pages(browser):
         page.get_by_role("heading", name="Dataset").first.wait_for(timeout=60_000)
         page.get_by_text("seqlens/KeyToDoor-v0").first.wait_for(timeout=60_000)
         page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+        # the links are drawn by the script (ui/nav.links), after the heading may already show: wait for the last one
+        page.locator("[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']").nth(len(expected) - 1).wait_for(
+            timeout=60_000)
         links = page.locator("[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']").evaluate_all(
             "as => as.map(a => [a.querySelector('[data-testid=stMarkdownContainer]').innerText.trim(),"
             " a.getAttribute('href').split('?')[0].replace(/^\\//, ''), getComputedStyle(a).backgroundColor])")   # Home's href: "?agent=…"

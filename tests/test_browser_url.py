@@ -130,7 +130,12 @@ def test_home_dataset_box_names_the_upload_the_pages_use(tab, tmp_path):
     page.locator("[data-testid=stSidebar] input[type=file]").first.set_input_files(str(files[1]))
     page.get_by_text("Loaded page_upload.csv").first.wait_for(timeout=60_000)
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
-    page.locator("[data-testid=stSidebar]").get_by_role("link", name="Home", exact=True).click()
+    home = page.locator("[data-testid=stSidebar]").get_by_role("link", name="Home", exact=True)
+    # the sidebar's links are redrawn when the run that took the upload ends: click the one that carries it
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stSidebar] a')].some(a => "
+                           "decodeURIComponent((a.getAttribute('href') || '').replace(/\\+/g, ' '))"
+                           ".includes('upload: page_upload.csv'))", timeout=60_000)
+    home.click()
     page.get_by_role("heading", name="seqlens").wait_for(timeout=60_000)
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
     page.wait_for_timeout(500)
