@@ -123,6 +123,7 @@ def test_home_dataset_box_names_the_upload_the_pages_use(tab, tmp_path):
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
     assert _dataset_box(page) == "upload: home_upload.csv"
     for title, path, upload in (("Embeddings", "Embeddings", "home_upload.csv"), ("Dataset", "Dataset", "home_upload.csv")):
+        _wait_for_link_carrying(page, f"upload: {upload}")   # redrawn when the run that took the upload ends
         page.locator("[data-testid=stSidebar]").get_by_role("link", name=title, exact=True).click()
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         page.get_by_text(f"upload: {upload}").first.wait_for(timeout=60_000)
@@ -132,9 +133,7 @@ def test_home_dataset_box_names_the_upload_the_pages_use(tab, tmp_path):
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
     home = page.locator("[data-testid=stSidebar]").get_by_role("link", name="Home", exact=True)
     # the sidebar's links are redrawn when the run that took the upload ends: click the one that carries it
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stSidebar] a')].some(a => "
-                           "decodeURIComponent((a.getAttribute('href') || '').replace(/\\+/g, ' '))"
-                           ".includes('upload: page_upload.csv'))", timeout=60_000)
+    _wait_for_link_carrying(page, "upload: page_upload.csv")
     home.click()
     page.get_by_role("heading", name="seqlens").wait_for(timeout=60_000)
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
@@ -142,3 +141,10 @@ def test_home_dataset_box_names_the_upload_the_pages_use(tab, tmp_path):
     assert _dataset_box(page) == "upload: page_upload.csv"
     assert parse_qs(urlparse(page.url).query)["dataset"] == ["upload: page_upload.csv"]
     page.screenshot(path=str(ARTIFACTS / "url_home_after_page_upload.png"), full_page=True)
+
+
+def _wait_for_link_carrying(page, text: str) -> None:
+    """Until the sidebar's links (ui/nav.links, redrawn at the end of a run) carry `text` in their query strings."""
+    page.wait_for_function("t => [...document.querySelectorAll('[data-testid=stSidebar] a')].some(a => "
+                           "decodeURIComponent((a.getAttribute('href') || '').replace(/\\+/g, ' ')).includes(t))",
+                           arg=text, timeout=60_000)
