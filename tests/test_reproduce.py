@@ -146,15 +146,16 @@ def _shipped(name):
 
 
 def test_key_door_patching_on_the_shipped_agent():
+    from analysis.interp.keydoor_credit import restored
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
 
     p, skipped = RP.key_door_patching(_shipped("keydoor-dt"), load_dataset(SAMPLE_DIR / "keydoor.npz"), max_pairs=2)
     assert p.shape == (2, 4) and skipped == 0 and np.isfinite(p).all()
     assert (p[:, 0] != p[:, 1]).all()                                 # key vs no key: a value difference to restore
-    span, distractor = RP._restored(p, 2), RP._restored(p, 3)
+    span, distractor = restored(p, 2), restored(p, 3)
     assert abs(distractor) < abs(span)
-    assert RP._restored(np.array([[1.0, 0.0, 0.5, 0.0], [3.0, 1.0, 2.0, 1.0]]), 2) == pytest.approx(1.5 / 3)
+    assert restored(np.array([[1.0, 0.0, 0.5, 0.0], [3.0, 1.0, 2.0, 1.0]]), 2) == pytest.approx(1.5 / 3)
 
 
 def test_key_door_credit_span_share_is_a_fraction_of_the_context():

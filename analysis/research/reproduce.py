@@ -23,6 +23,7 @@ from models.shipped import AGENT_DIR
 from analysis.behaviour.evaluate import evaluate
 
 from analysis.publish import figures as F
+from analysis.interp.keydoor_credit import restored
 from analysis.research.findings import PreRegistered, Registry, conclude, load_findings
 from analysis.research.papers import paper_rows
 from analysis.core.stats import N_BOOT, mean_ci, ratio_ci, rowwise_bootstrap_ci
@@ -289,53 +290,13 @@ PATCHING_DESIGN = {
               "difference the patch restores"}
 
 
-def _restored(p: np.ndarray, col: int) -> float:
-    gap = float(np.sum(p[:, 0] - p[:, 1]))
-    return float(np.sum(p[:, col] - p[:, 1])) / gap if gap else float("nan")
-
-
 def key_door_patching(agent, dataset, max_pairs: int = 32) -> tuple[np.ndarray, int]:
     """[pairs, 4] (clean, corrupted, span patched, distractor patched) value-head readings, and how many pairs were
-    left out because clean and corrupted gave the same value. Pairs: the first `max_pairs` episodes that took the
-    key and reached phase 3, each with an episode without the key whose phases start at the same steps (taken in
-    turn); the patch replaces the input embedding (blocks.0.resid_pre) of the chosen steps' tokens."""
-    import torch
+    left out because clean and corrupted gave the same value: the Credit page's key_span_patching for the value
+    (pairs, patch and readout are defined there once)."""
+    from analysis.interp.keydoor_credit import key_span_patching
 
-    from analysis.interp.attribution_markers import key_door_steps
-    from analysis.core.inputs import training_data
-    from analysis.interp.patching import Patcher, make_pair, readout
-
-    acts = np.asarray(dataset.actions)
-    marks = [key_door_steps(dataset.observations[s:t], acts[s:t])
-             for s, t in zip(dataset.episode_starts, dataset.episode_ends)]
-    without: dict[tuple, list[int]] = {}
-    for e, m in enumerate(marks):
-        if not m.has_key and m.phase3_step is not None and m.phase2_step is not None:
-            without.setdefault((m.phase2_step, m.phase3_step), []).append(e)
-    data, out = training_data(agent, dataset), readout(agent, "value")
-    rows, skipped = [], 0
-    for e, m in enumerate(marks):
-        if len(rows) >= max_pairs:
-            break
-        others = without.get((m.phase2_step, m.phase3_step)) if m.has_key and m.phase3_step is not None else None
-        if not others:
-            continue
-        c = others[(len(rows) + skipped) % len(others)]
-        step = m.phase3_step
-        pair = make_pair(agent, dataset, episode=e, corrupt="key", corrupt_episode=c, step=step, data=data)
-        try:
-            p = Patcher(agent, pair, out)
-        except ValueError:       # the same value with and without the key: nothing to restore
-            skipped += 1
-            continue
-        L, first = pair.steps, step - pair.steps + 1
-        masks = torch.zeros((2, p.tokens(L)), dtype=torch.bool)
-        for row, (a, b) in enumerate(((m.key_step, m.phase2_step), (m.phase2_step, step))):
-            for t in range(max(a, first), b):
-                masks[row, 3 * (t - first):3 * (t - first) + 3] = True
-        span, distractor = p.patched({"blocks.0.resid_pre": masks})
-        rows.append([p.clean, p.corrupted, span, distractor])
-    return np.array(rows, float).reshape(-1, 4), skipped
+    return key_span_patching(agent, dataset, "value", max_pairs)
 
 
 def key_to_door(dt, mlp, dataset, episodes: int = 100, credit_episodes: int = 32, seed: int = 0, k1=None,
@@ -386,8 +347,8 @@ def key_to_door(dt, mlp, dataset, episodes: int = 100, credit_episodes: int = 32
     measured = (f"success DT {nums['dt_success']:.0%}" + (f", K=1 DT {nums['k1_success']:.0%}" if k1 is not None else "")
                 + f" vs MLP {nums['mlp_success']:.0%}; ")
     if len(patching):
-        measured += (f"patching the post-pickup span restores {_restored(patching, 2):.2f} of the value difference, the "
-                     f"distractor steps {_restored(patching, 3):.2f} ({len(patching)} pairs); ")
+        measured += (f"patching the post-pickup span restores {restored(patching, 2):.2f} of the value difference, the "
+                     f"distractor steps {restored(patching, 3):.2f} ({len(patching)} pairs); ")
     measured += (f"IG at the first phase-3 step ({nums['credit_episodes']} episodes): {np.nanmean(v.span_share):.0%} of the "
                  f"value head's credit on the pickup-to-end-of-phase-1 span; credit on the key step over uniform: return "
                  f"prediction {nums['key_share_over_uniform']:g} {nums['key_share_ci']}, action "
@@ -538,9 +499,9 @@ METRICS: dict[str, dict[str, Callable]] = {
         "gru_over_mlp": lambda r: _ratio(r["gru"], r["mlp"]),
         **{f"{k}_return": (lambda r, k=k: float(np.mean(r[k]))) for k in ("k20", "k1", "gru", "mlp")}},
     "key_to_door": {
-        "patching_span_effect": lambda r: _restored(r["patching"], 2),
-        "patching_distractor_effect": lambda r: _restored(r["patching"], 3),
-        "span_minus_distractor": lambda r: _restored(r["patching"], 2) - _restored(r["patching"], 3),
+        "patching_span_effect": lambda r: restored(r["patching"], 2),
+        "patching_distractor_effect": lambda r: restored(r["patching"], 3),
+        "span_minus_distractor": lambda r: restored(r["patching"], 2) - restored(r["patching"], 3),
         "success_dt_minus_k1": lambda r: float(np.mean(r["success"]["dt"]) - np.mean(r["success"]["k1"])),
         "ig_span_share": _mean_col("ig", sub="span_share"),
         "ig_delta": _mean_col("ig", sub="delta"),
