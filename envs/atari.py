@@ -48,6 +48,8 @@ def preprocess_frame(gray: np.ndarray) -> np.ndarray:
 def _ale_games() -> dict[str, str]:
     import ale_py
 
+    # ALE prints a banner to stderr for every emulator made: the command line's errors are one sentence there
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     gym.register_envs(ale_py)
     return {m.group(1).lower(): m.group(1) for env_id in gym.registry
             if (m := re.fullmatch(r"ALE/([A-Za-z0-9]+)-v5", env_id))}
