@@ -65,9 +65,14 @@ IMAGE_ENV_ALIASES = {
     "memory-random-direction": "MiniGrid-MemoryS7RandomDirection-v0",
 }
 _MINIGRID_ACTIONS = ["left", "right", "forward", "pickup", "drop", "toggle", "done"]
+# DTI's ids of MiniGrid tasks without the "MiniGrid-" prefix (its multi-env samplers)
+GRID_ENV_IDS = ("DynamicObstaclesMultiEnv-v0", "CrossingMultiEnv-v0", "MultiRoomMultiEnv-v0")
 ACTION_LABELS.update({
     "MiniGrid-MemoryS7FixedStart-v0": _MINIGRID_ACTIONS,
     "MiniGrid-MemoryS7RandomDirection-v0": _MINIGRID_ACTIONS,
+    "CrossingMultiEnv-v0": _MINIGRID_ACTIONS,
+    "MultiRoomMultiEnv-v0": _MINIGRID_ACTIONS,
+    "DynamicObstaclesMultiEnv-v0": _MINIGRID_ACTIONS[:3],   # Dynamic-Obstacles: left, right, forward only
     # ale-py's minimal action sets (get_action_meanings(); tests/test_atari_env.py checks them)
     "seqlens/DTAtari-Breakout-v0": ["NOOP", "FIRE", "RIGHT", "LEFT"],
     "seqlens/DTAtari-Qbert-v0": ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN"],
@@ -86,6 +91,9 @@ _REGISTRATIONS = {
     # DTI's ids (its registration.py), its factories re-created; they set max_steps themselves
     "MiniGrid-MemoryS7FixedStart-v0": dict(entry_point="envs.minigrid_dti:memory_fixed_start"),
     "MiniGrid-MemoryS7RandomDirection-v0": dict(entry_point="envs.minigrid_dti:memory_random_direction"),
+    "DynamicObstaclesMultiEnv-v0": dict(entry_point="envs.minigrid_dti:dynamic_obstacles_multi"),
+    "CrossingMultiEnv-v0": dict(entry_point="envs.minigrid_dti:crossing_multi"),
+    "MultiRoomMultiEnv-v0": dict(entry_point="envs.minigrid_dti:multi_room_multi"),
     **{f"seqlens/DTAtari-{game}-v0": dict(entry_point="envs.atari:registered", kwargs={"game": game})
        for game in ATARI_GAMES},
 }
@@ -179,5 +187,5 @@ def env_spaces(env_id) -> tuple[gym.Space, gym.Space]:
 
 _SPACES: dict[str, tuple] = {}
 
-__all__ = ["ATARI_GAMES", "IMAGE_ENV_ALIASES", "ENV_ALIASES", "MUJOCO_TASKS", "dataset_env_id", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
+__all__ = ["ATARI_GAMES", "GRID_ENV_IDS", "IMAGE_ENV_ALIASES", "ENV_ALIASES", "MUJOCO_TASKS", "dataset_env_id", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
            "make", "make_vec", "resolve_env_id"]

@@ -11,10 +11,12 @@ Registered ids (envs/__init__.py registers them by name when `envs` is imported,
 - `MiniGrid-MemoryS7FixedStart-v0`: size 7, hallway end fixed, agent at (1, 3) facing right (direction 0);
 - `MiniGrid-MemoryS7RandomDirection-v0`: size 7, a random direction and a random start column 1..4 (DTI's
   `random_start_pos` default, which this variant does not override).
-Both give up to 1,000 steps (DTI's factories' `max_steps`). DTI's other registrations are not re-created: its
-multi-env samplers (`DynamicObstaclesMultiEnv-v0`, ...) draw one of many envs per reset, `FetchObstacles*` and
-`DynamicObstaclesRandGoal-v0` need DTI's own env classes or a patched minigrid, and `Probe*` are PPO probes, not
-MiniGrid. DTI's MemoryDT and Dynamic-Obstacles agents name `MiniGrid-MemoryS7FixedStart-v0` and MiniGrid's own
+- `DynamicObstaclesMultiEnv-v0`, `CrossingMultiEnv-v0`, `MultiRoomMultiEnv-v0`: DTI's MultiEnvSampler over its lists
+  of MiniGrid envs (Dynamic-Obstacles 6x6 without obstacles and 6..9 with 5..6; Crossing 5..13 odd with 0..6
+  crossings of lava, then of walls; MultiRoom 1..4 rooms of up to 5..9 cells), one drawn per reset.
+All give up to 1,000 steps (DTI's factories' `max_steps`). Not re-created: `FetchObstacles*` (DTI's own env class,
+not in the sources read) and `DynamicObstaclesRandGoal-v0` (a `rand_goal` argument minigrid's DynamicObstaclesEnv
+does not have), and `Probe*` (PPO probes, not MiniGrid). DTI's MemoryDT and Dynamic-Obstacles agents name `MiniGrid-MemoryS7FixedStart-v0` and MiniGrid's own
 `MiniGrid-Dynamic-Obstacles-8x8-v0`.
 """
 from __future__ import annotations
@@ -24,13 +26,15 @@ import numpy as np
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.core.grid import Grid
 from minigrid.core.mission import MissionSpace
-from minigrid.core.world_object import Ball, Key, Wall
+from minigrid.core.world_object import Ball, Key, Lava, Wall
+from minigrid.envs import CrossingEnv, DynamicObstaclesEnv, MultiRoomEnv
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.wrappers import FullyObsWrapper, OneHotPartialObsWrapper
 
 MISSION = "go to the matching object at the end of the hallway"
 ACTION_LABELS = ["left", "right", "forward", "pickup", "drop", "toggle", "done"]
-DTI_IDS = ("MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0")
+DTI_IDS = ("MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0", "DynamicObstaclesMultiEnv-v0",
+           "CrossingMultiEnv-v0", "MultiRoomMultiEnv-v0")
 ONE_HOT_BITS = len(OBJECT_TO_IDX) + len(COLOR_TO_IDX) + len(STATE_TO_IDX)   # 11 + 6 + 3 = 20
 
 
@@ -105,6 +109,85 @@ def memory_random_direction(render_mode="rgb_array", max_steps=1000):
                         render_mode=render_mode)
 
 
+class _AnyMission(MissionSpace):
+    """The missions of several MiniGrid envs: contains what any of them contains; samples the first's."""
+
+    def __init__(self, spaces):
+        super().__init__(mission_func=spaces[0].mission_func, ordered_placeholders=spaces[0].ordered_placeholders)
+        self.spaces = list(spaces)
+
+    def contains(self, x) -> bool:
+        return any(space.contains(x) for space in self.spaces)
+
+
+class MultiEnvSampler(gym.Env):
+    """DTI's MultiEnvSampler: each reset draws one of `envs` (with probabilities p, uniform by default) and the
+    episode plays in it; spaces must agree (mission spaces are made the first env's, as DTI does).
+
+    Two deliberate differences: DTI seeds numpy's global RNG at reset and resets the drawn env unseeded; here the
+    sampler's own seeded `np_random` draws both the env and a seed for it, so `reset(seed=s)` gives one episode and
+    nothing global changes. And DTI's sampler declares the first env's mission space, which does not contain the
+    others' missions (Crossing's wall missions under its lava one): here the mission space contains any of them."""
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, envs, p=None, render_mode="rgb_array"):
+        if len(envs) < 2:
+            raise ValueError("MultiEnvSampler needs at least two environments.")
+        self.envs = list(envs)
+        self.p = np.full(len(self.envs), 1 / len(self.envs)) if p is None else np.asarray(p, float)
+        if self.p.shape != (len(self.envs),):
+            raise ValueError(f"p has {self.p.size} probabilities for {len(self.envs)} environments.")
+        first = self.envs[0]
+        for env in self.envs[1:]:
+            same = all(env.observation_space[k] == first.observation_space[k] for k in ("image", "direction"))
+            if not same or env.action_space != first.action_space:
+                raise ValueError("the environments' observation and action spaces differ.")
+        missions = _AnyMission([env.observation_space["mission"] for env in self.envs])
+        self.observation_space = gym.spaces.Dict({**first.observation_space.spaces, "mission": missions})
+        self.action_space = first.action_space
+        self.render_mode, self.env_index = render_mode, 0
+
+    @property
+    def current(self) -> MiniGridEnv:
+        return self.envs[self.env_index]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.env_index = int(self.np_random.choice(len(self.envs), p=self.p))
+        return self.current.reset(seed=int(self.np_random.integers(2 ** 31)), options=options)
+
+    def step(self, action):
+        return self.current.step(action)
+
+    def render(self):
+        return self.current.render()
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def dynamic_obstacles_multi(render_mode="rgb_array", max_steps=1000):
+    """DTI's `get_dynamic_obstacles_multi_env`: 6x6 without obstacles, then sizes 6..9 with 5 and 6 obstacles."""
+    sizes = [(6, 0)] + [(size, n) for size in range(6, 10) for n in range(5, 7)]
+    return MultiEnvSampler([DynamicObstaclesEnv(size=size, n_obstacles=n, agent_start_pos=None, render_mode=render_mode,
+                                                max_steps=max_steps) for size, n in sizes])
+
+
+def crossing_multi(render_mode="rgb_array", max_steps=1000):
+    """DTI's `get_crossing_multi_env`: sizes 5..13 (odd) x 0..6 crossings, of lava then of walls."""
+    return MultiEnvSampler([CrossingEnv(size=size, num_crossings=n, obstacle_type=kind, render_mode=render_mode,
+                                        max_steps=max_steps)
+                            for kind in (Lava, Wall) for size in range(5, 14, 2) for n in range(0, 7)])
+
+
+def multi_room_multi(render_mode="rgb_array", max_steps=1000):
+    """DTI's `get_multi_room_env`: 1..4 to min..4 rooms of at most 5..9 cells."""
+    return MultiEnvSampler([MultiRoomEnv(minNumRooms=lo, maxNumRooms=hi, maxRoomSize=size, render_mode=render_mode,
+                                         max_steps=max_steps)
+                            for lo in range(1, 5) for hi in range(lo, 5) for size in range(5, 10)])
+
+
 class ViewSizeWrapper(gym.ObservationWrapper):
     """DTI's ViewSizeWrapper: the image is the agent's view of another (odd) size; the rest of the dict kept."""
 
@@ -135,7 +218,7 @@ def make_dti_env(env_id: str, view_size: int = 7, one_hot_obs: bool = False, ful
     if max_steps:
         kwargs["max_steps"] = int(max_steps)
     env = envs.make(env_id, **kwargs)
-    if env_id.startswith("MiniGrid"):
+    if env_id.startswith("MiniGrid") or env_id in DTI_IDS:
         if fully_observed:
             env = FullyObsWrapper(env)
         if view_size != 7:

@@ -44,9 +44,10 @@ def _record(variant, parent, drop=(), **choices) -> None:
 VECTOR, ATARI, GRID = "vector", "Atari", "MiniGrid"
 ATARI_SHAPE = (4, 84, 84)          # envs/atari.py's frame stack
 GRID_CHANNELS = (3, 20)            # MiniGrid's object/colour/state codes, or DTI's one-hot of them
-# grid environments worth offering: DTI's Memory variants and the MiniGrid task of its Dynamic-Obstacles agent
+# grid environments worth offering: DTI's registered tasks and the MiniGrid task of its Dynamic-Obstacles agent
 GRID_CANDIDATES = ("MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0",
-                   "MiniGrid-Dynamic-Obstacles-8x8-v0")
+                   "MiniGrid-Dynamic-Obstacles-8x8-v0", "DynamicObstaclesMultiEnv-v0", "CrossingMultiEnv-v0",
+                   "MultiRoomMultiEnv-v0")
 
 
 def observation_shape(agent: Agent) -> tuple[int, ...]:
@@ -70,9 +71,11 @@ def agent_family(agent: Agent) -> str | None:
 
 def env_family(env_id: str) -> str:
     """The family an id belongs to, from the id alone (nothing made, nothing imported)."""
+    import envs
+
     if env_id.startswith(("seqlens/DTAtari-", "ALE/")):
         return ATARI
-    return GRID if env_id.startswith("MiniGrid-") else VECTOR
+    return GRID if env_id.startswith("MiniGrid-") or env_id in envs.GRID_ENV_IDS else VECTOR
 
 
 def grid_wrapping(agent: Agent) -> dict:

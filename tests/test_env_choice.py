@@ -175,15 +175,18 @@ class _ShapedAgent:
 
 
 def test_families_offer_atari_to_frame_stacks_and_minigrid_to_grid_views():
-    from models.env_choice import GRID_CANDIDATES, grid_wrapping
+    from models.env_choice import GRID_CANDIDATES, env_family, grid_wrapping
 
     atari = ["seqlens/DTAtari-Breakout-v0", "seqlens/DTAtari-Qbert-v0", "seqlens/DTAtari-Pong-v0", "seqlens/DTAtari-Seaquest-v0"]
     assert fitting_envs(_ShapedAgent((4, 84, 84), n_actions=4)) == atari
     # Breakout has 4 actions: an agent choosing among 6 cannot act there
     assert fitting_envs(_ShapedAgent((4, 84, 84), n_actions=6)) == atari[1:]
-    memory = ["MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0"]
-    assert fitting_envs(_ShapedAgent((7, 7, 20), n_actions=7)) == memory   # Dynamic-Obstacles has 3 actions
+    seven = ["MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0", "CrossingMultiEnv-v0",
+             "MultiRoomMultiEnv-v0"]
+    assert fitting_envs(_ShapedAgent((7, 7, 20), n_actions=7)) == seven   # the Dynamic-Obstacles tasks have 3 actions
     assert fitting_envs(_ShapedAgent((7, 7, 3), n_actions=3)) == list(GRID_CANDIDATES)
+    assert env_family("CrossingMultiEnv-v0") == env_family("MiniGrid-Empty-5x5-v0") == "MiniGrid"
+    assert env_family("ALE/Pong-v5") == "Atari" and env_family("Hopper-v5") == "vector"
     assert grid_wrapping(_ShapedAgent((5, 5, 20))) == {"view_size": 5, "one_hot_obs": True}
     assert fitting_envs(_ShapedAgent((3, 64, 64))) == []
     vector = fitting_envs(_ShapedAgent((4,), n_actions=2))

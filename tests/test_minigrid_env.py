@@ -115,3 +115,32 @@ def test_family_ids_go_through_the_checks():
     with pytest.raises(envs.EnvIdError, match="names a module to import"):
         envs.check_env_id("minigrid.envs:MemoryEnv")
     assert envs.resolve_env_id("memory") == FIXED
+
+
+def test_dtis_multi_env_samplers():
+    expected = {   # (width, count) of each sampler's envs, from DTI's registration.py loops
+        "DynamicObstaclesMultiEnv-v0": [6] + [size for size in range(6, 10) for _ in range(5, 7)],
+        "CrossingMultiEnv-v0": [size for _ in range(2) for size in range(5, 14, 2) for _ in range(7)],
+        "MultiRoomMultiEnv-v0": [25] * 50,
+    }
+    for env_id, widths in expected.items():
+        env = envs.make(env_id)
+        sampler = env.unwrapped
+        assert [e.width for e in sampler.envs] == widths
+        assert env.observation_space["image"].shape == (7, 7, 3)
+        if env_id == "CrossingMultiEnv-v0":
+            kinds = [e.obstacle_type.__name__ for e in sampler.envs]
+            assert kinds == ["Lava"] * 35 + ["Wall"] * 35
+        global_rng = np.random.get_state()[1].copy()
+        picked, firsts = set(), {}
+        for seed in range(12):
+            obs, _ = env.reset(seed=seed)
+            assert env.observation_space.contains(obs)
+            picked.add(sampler.env_index)
+            firsts[seed] = (sampler.env_index, obs["image"].copy(), tuple(sampler.current.agent_pos))
+        for seed in (0, 7):
+            obs, _ = env.reset(seed=seed)
+            assert sampler.env_index == firsts[seed][0] and tuple(sampler.current.agent_pos) == firsts[seed][2]
+            np.testing.assert_array_equal(obs["image"], firsts[seed][1])
+        assert len(picked) >= 4
+        np.testing.assert_array_equal(np.random.get_state()[1], global_rng)   # numpy's global RNG untouched
