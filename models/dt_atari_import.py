@@ -214,3 +214,41 @@ def read_dt_atari(path, n_head: int, name: str | None = None) -> tuple[dict, dic
 
     name = name or Path(path).name
     return parse_state_dict(read_state_dict(path, name), n_head, name)
+
+
+def check_env(cfg: dict, env_id: str, name: str = "--env") -> str:
+    """The registered id a converted DT-Atari agent acts in (`convert-agent --from dt-atari FILE --env ID`): one of
+    the DT paper's four games with its preprocessing (`seqlens/DTAtari-<Game>-v0`; 'breakout' and 'ALE/Breakout-v5'
+    name it too) whose minimal action set holds the checkpoint's vocabulary. AgentError (one sentence) otherwise."""
+    import envs
+
+    from .env_choice import ATARI, env_family
+
+    text = str(env_id).strip()
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if ":" in text:
+        raise AgentError(f"{name} {shown!r} names a module to import; give a registered id such as 'breakout' or "
+                         "'seqlens/DTAtari-Breakout-v0'.")
+    try:
+        text = envs.resolve_env_id(text)
+    except ValueError:
+        pass
+    if env_family(text) != ATARI:
+        raise AgentError(f"{name} {shown!r} is not an Atari environment, and a DT-Atari checkpoint reads 4x84x84 frame "
+                         "stacks (give breakout, qbert, pong or seaquest).")
+    if text.startswith("ALE/"):
+        from envs.atari import game_of
+
+        try:
+            game = game_of(text)
+        except ValueError as e:
+            raise AgentError(f"{name}: {e}") from None
+        text = f"seqlens/DTAtari-{game}-v0"
+    if text not in {f"seqlens/DTAtari-{game}-v0" for game in envs.ATARI_GAMES}:
+        raise AgentError(f"{name} {shown!r} is not one of the DT paper's games seqlens makes with its preprocessing "
+                         f"({', '.join(envs.ATARI_GAMES)}).")
+    n = int(envs.env_spaces(text)[1].n)
+    if cfg["vocab_size"] > n:
+        raise AgentError(f"{name} {text} has {n} actions but the checkpoint's action head scores {cfg['vocab_size']}, "
+                         "so it was trained on another game.")
+    return text

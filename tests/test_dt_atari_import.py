@@ -144,3 +144,22 @@ def test_files_that_are_not_state_dicts(tmp_path, model):
     text.write_bytes(b"not a zip")
     with pytest.raises(AgentError, match="zip format"):
         read_dt_atari(text, n_head=4)
+
+
+def test_the_environment_a_converted_agent_acts_in(model):
+    from models.dt_atari_import import check_env
+
+    _, cfg, _ = parse_state_dict(_state(model), n_head=4)   # 6 actions: Qbert, Pong or Seaquest, not Breakout
+    assert check_env(cfg, "qbert") == "seqlens/DTAtari-Qbert-v0"
+    assert check_env(cfg, "ALE/Pong-v5") == check_env(cfg, "seqlens/DTAtari-Pong-v0") == "seqlens/DTAtari-Pong-v0"
+    for env_id, sentence in [
+        ("breakout", "seqlens/DTAtari-Breakout-v0 has 4 actions but the checkpoint's action head scores 6"),
+        ("CartPole-v1", "'CartPole-v1' is not an Atari environment"),
+        ("MiniGrid-MemoryS7FixedStart-v0", "is not an Atari environment"),
+        ("ALE/Tetris-v5", "is not one of the DT paper's games"),
+        ("ALE/NoSuchGame-v5", "is not an Atari game ale-py knows"),
+        ("envs.atari:registered", "names a module to import"),
+    ]:
+        with pytest.raises(AgentError, match=sentence) as err:
+            check_env(cfg, env_id)
+        assert "\n" not in str(err.value) and str(err.value).startswith("--env")
