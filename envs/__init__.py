@@ -1,7 +1,10 @@
-"""Environments beyond gymnasium's: velocity-masked CartPole / Pendulum and Key-to-Door.
+"""Environments beyond gymnasium's: velocity-masked CartPole / Pendulum and Key-to-Door; and the field's image / grid
+environments: DTI's MiniGrid Memory variants (envs/minigrid_dti.py) and Atari as the DT paper preprocessed it
+(envs/atari.py).
 
 Importing this package registers them with gymnasium (once; importing again is a no-op), so
-`gymnasium.make("seqlens/KeyToDoor-v0")` and `make_vec(...)` work anywhere after `import envs`.
+`gymnasium.make("seqlens/KeyToDoor-v0")` and `make_vec(...)` work anywhere after `import envs`. The image / grid ids
+are registered by name: minigrid, ale-py and cv2 are imported only when one of them is made.
 
 Environment ids may come from strangers (an uploaded agent's config.json, a dataset's metadata), and
 gymnasium imports the module of an id written "module:Env". So seqlens makes environments only through
@@ -54,13 +57,50 @@ ACTION_LABELS = {
     "seqlens/KeyToDoor-v0": list(_KEYDOOR_ACTIONS),
 }
 
+# image / grid environments: not in ENV_ALIASES (that is the vector envs with shipped datasets)
+ATARI_GAMES = ("Breakout", "Qbert", "Pong", "Seaquest")   # the DT paper's four games
+IMAGE_ENV_ALIASES = {
+    **{game.lower(): f"seqlens/DTAtari-{game}-v0" for game in ATARI_GAMES},
+    "memory": "MiniGrid-MemoryS7FixedStart-v0",
+    "memory-random-direction": "MiniGrid-MemoryS7RandomDirection-v0",
+}
+_MINIGRID_ACTIONS = ["left", "right", "forward", "pickup", "drop", "toggle", "done"]
+# DTI's ids of MiniGrid tasks without the "MiniGrid-" prefix (its multi-env samplers)
+GRID_ENV_IDS = ("DynamicObstaclesMultiEnv-v0", "CrossingMultiEnv-v0", "MultiRoomMultiEnv-v0")
+ACTION_LABELS.update({
+    "MiniGrid-MemoryS7FixedStart-v0": _MINIGRID_ACTIONS,
+    "MiniGrid-MemoryS7RandomDirection-v0": _MINIGRID_ACTIONS,
+    "CrossingMultiEnv-v0": _MINIGRID_ACTIONS,
+    "MultiRoomMultiEnv-v0": _MINIGRID_ACTIONS,
+    "DynamicObstaclesMultiEnv-v0": _MINIGRID_ACTIONS[:3],   # Dynamic-Obstacles: left, right, forward only
+    # ale-py's minimal action sets (get_action_meanings(); tests/test_atari_env.py checks them)
+    "seqlens/DTAtari-Breakout-v0": ["NOOP", "FIRE", "RIGHT", "LEFT"],
+    "seqlens/DTAtari-Qbert-v0": ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN"],
+    "seqlens/DTAtari-Pong-v0": ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"],
+    "seqlens/DTAtari-Seaquest-v0": ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT",
+                                    "DOWNLEFT", "UPFIRE", "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE",
+                                    "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE"],
+})
+
 _REGISTRATIONS = {
     "seqlens/MaskedCartPole-v1": dict(entry_point="envs.masked:MaskedCartPoleEnv", max_episode_steps=500,
                                       reward_threshold=475.0),
     "seqlens/MaskedPendulum-v1": dict(entry_point="envs.masked:MaskedPendulumEnv", max_episode_steps=200),
     # the env truncates itself when phase 3 runs out; the limit here only publishes the longest episode
     "seqlens/KeyToDoor-v0": dict(entry_point="envs.key_to_door:KeyToDoorEnv", max_episode_steps=7 + 8 + 10),
+    # DTI's ids (its registration.py), its factories re-created; they set max_steps themselves
+    "MiniGrid-MemoryS7FixedStart-v0": dict(entry_point="envs.minigrid_dti:memory_fixed_start"),
+    "MiniGrid-MemoryS7RandomDirection-v0": dict(entry_point="envs.minigrid_dti:memory_random_direction"),
+    "DynamicObstaclesMultiEnv-v0": dict(entry_point="envs.minigrid_dti:dynamic_obstacles_multi"),
+    "CrossingMultiEnv-v0": dict(entry_point="envs.minigrid_dti:crossing_multi"),
+    "MultiRoomMultiEnv-v0": dict(entry_point="envs.minigrid_dti:multi_room_multi"),
+    **{f"seqlens/DTAtari-{game}-v0": dict(entry_point="envs.atari:registered", kwargs={"game": game})
+       for game in ATARI_GAMES},
 }
+# Families whose own ids a package of seqlens' requirements registers on import: a "MiniGrid-..." id not yet in
+# the registry makes check_env_id import minigrid (then the id must be one of its own). The package is chosen here,
+# by seqlens, for the whole family; nothing in an id names a module that gets imported.
+_FAMILY_PACKAGES = (("MiniGrid-", "minigrid"), ("ALE/", "ale_py"))
 for _env_id, _kwargs in _REGISTRATIONS.items():
     if _env_id not in registry:  # registering twice makes gymnasium warn about overriding
         register(id=_env_id, **_kwargs)
@@ -73,6 +113,10 @@ def resolve_env_id(name_or_id: str) -> str:
     if key.lower() in ENV_ALIASES:
         return ENV_ALIASES[key.lower()]
     if key in OBS_NAMES:
+        return key
+    if key.lower() in IMAGE_ENV_ALIASES:
+        return IMAGE_ENV_ALIASES[key.lower()]
+    if key in IMAGE_ENV_ALIASES.values():
         return key
     if dataset_env_id(key):
         return dataset_env_id(key)
@@ -97,9 +141,22 @@ def check_env_id(env_id) -> str:
         raise EnvIdError(f"environment id {shown!r} names a module to import ({shown.split(':')[0]!r}); seqlens makes only "
                          "registered environments, written without a module part (such as 'CartPole-v1').")
     if env_id not in registry:
+        _register_family(env_id)
+    if env_id not in registry:
         raise EnvIdError(f"environment id {shown!r} is not registered with gymnasium here; seqlens makes only registered "
                          "environments (such as 'CartPole-v1' or 'seqlens/KeyToDoor-v0').")
     return env_id
+
+
+def _register_family(env_id: str) -> None:
+    import importlib
+
+    for prefix, package in _FAMILY_PACKAGES:
+        if env_id.startswith(prefix):
+            try:
+                importlib.import_module(package)   # registers the package's own ids (ale_py: gymnasium >= 1.0)
+            except ImportError:
+                return
 
 
 def make(env_id, **kwargs):
@@ -130,5 +187,5 @@ def env_spaces(env_id) -> tuple[gym.Space, gym.Space]:
 
 _SPACES: dict[str, tuple] = {}
 
-__all__ = ["ENV_ALIASES", "MUJOCO_TASKS", "dataset_env_id", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
+__all__ = ["ATARI_GAMES", "GRID_ENV_IDS", "IMAGE_ENV_ALIASES", "ENV_ALIASES", "MUJOCO_TASKS", "dataset_env_id", "OBS_NAMES", "ACT_NAMES", "ACTION_LABELS", "EnvIdError", "check_env_id", "env_spaces",
            "make", "make_vec", "resolve_env_id"]

@@ -1,6 +1,11 @@
 """An environment for an agent that names none (HF / CORL imports, uploads) or names one this machine cannot
 make: which registered environments fit it, and a variant of the agent that acts in the chosen one.
 
+Environments come in families by what they observe: vectors (classic control, MuJoCo, seqlens' own), Atari frame
+stacks (4x84x84, envs/atari.py) and MiniGrid views (v x v x 3 codes or 20 one-hot bits, envs/minigrid_dti.py). An
+agent's family is its observation shape (`hparams.obs_shape`, else (obs_dim,)); it is offered only its family's
+environments, and another family's id is refused with one sentence before anything is made.
+
 The variant shares the agent's weights (nothing is copied, nothing of the original changes): a shared, cached
 agent stays as it is for every other session.
 
@@ -36,21 +41,124 @@ def _record(variant, parent, drop=(), **choices) -> None:
     variant.__dict__[_CHOICES_ATTR] = {**kept, **choices}
 
 
-def candidates() -> list[str]:
-    """Environments worth offering: seqlens' own, gymnasium's classic control and the MuJoCo tasks."""
+VECTOR, ATARI, GRID = "vector", "Atari", "MiniGrid"
+ATARI_SHAPE = (4, 84, 84)          # envs/atari.py's frame stack
+GRID_CHANNELS = (3, 20)            # MiniGrid's object/colour/state codes, or DTI's one-hot of them
+# grid environments worth offering: DTI's registered tasks and the MiniGrid task of its Dynamic-Obstacles agent
+GRID_CANDIDATES = ("MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0",
+                   "MiniGrid-Dynamic-Obstacles-8x8-v0", "DynamicObstaclesMultiEnv-v0", "CrossingMultiEnv-v0",
+                   "MultiRoomMultiEnv-v0")
+
+
+def observation_shape(agent: Agent) -> tuple[int, ...]:
+    """The observation's own shape: the checkpoint's hparams `obs_shape` (image / grid agents), else (obs_dim,)."""
+    shape = (agent.config.hparams or {}).get("obs_shape") if isinstance(agent.config.hparams, dict) else None
+    return tuple(int(n) for n in shape) if shape else (int(agent.obs_dim),)
+
+
+def agent_family(agent: Agent) -> str | None:
+    """VECTOR, ATARI (4x84x84 frame stacks), GRID (a v x v MiniGrid view, 3 codes or 20 one-hot bits per cell),
+    or None for a shape no environment here gives."""
+    shape = observation_shape(agent)
+    if len(shape) == 1:
+        return VECTOR
+    if shape == ATARI_SHAPE:
+        return ATARI
+    if len(shape) == 3 and shape[0] == shape[1] and shape[0] >= 3 and shape[0] % 2 and shape[2] in GRID_CHANNELS:
+        return GRID
+    return None
+
+
+def env_family(env_id: str) -> str:
+    """The family an id belongs to, from the id alone (nothing made, nothing imported)."""
     import envs
 
+    if env_id.startswith(("seqlens/DTAtari-", "ALE/")):
+        return ATARI
+    return GRID if env_id.startswith("MiniGrid-") or env_id in envs.GRID_ENV_IDS else VECTOR
+
+
+def grid_wrapping(agent: Agent) -> dict:
+    """How a grid agent's environment is wrapped (envs.minigrid_dti.make_dti_env's view_size and one_hot_obs)."""
+    shape = observation_shape(agent)
+    return {"view_size": shape[0], "one_hot_obs": shape[2] == 20}
+
+
+def _reads(agent: Agent, family: str | None) -> str:
+    shape = observation_shape(agent)
+    shown = "x".join(map(str, shape))
+    return {VECTOR: f"vectors of {shape[0]} values", ATARI: f"{shown} Atari frame stacks",
+            GRID: f"{shown} MiniGrid views"}.get(family, f"observations of shape {shown}")
+
+
+def _offer(family: str | None) -> str:
+    return {VECTOR: "so it can act only in an environment with vector observations (such as CartPole-v1)",
+            ATARI: "so it can act only in an Atari environment (such as seqlens/DTAtari-Breakout-v0)",
+            GRID: "so it can act only in a MiniGrid environment (such as MiniGrid-MemoryS7FixedStart-v0)"}.get(
+        family, "which no environment seqlens makes gives")
+
+
+def check_fits(agent: Agent, env_id: str, name: str = "the agent") -> list[str]:
+    """Refuses (AgentError, one sentence) an environment of another family than the agent's observations, one
+    seqlens will not make (envs.check_env_id: registered ids only, never a module part), or one whose spaces do not
+    fit; returns notes (an environment not makeable here)."""
+    import envs
+
+    mine, theirs = agent_family(agent), env_family(str(env_id))
+    if ":" in str(env_id) or mine == VECTOR and theirs == VECTOR:
+        return check_env(replace(agent.config, env_id=env_id), name)   # the checks vector agents always had
+    if mine != theirs:
+        kind = {VECTOR: "an environment with vector observations", ATARI: "an Atari environment",
+                GRID: "a MiniGrid environment"}[theirs]
+        raise AgentError(f"{env_id} is {kind} but {name} reads {_reads(agent, mine)}, {_offer(mine)}.")
+    try:
+        obs_space, act_space = envs.env_spaces(env_id)
+    except envs.EnvIdError as e:
+        raise AgentError(f"{name}: {str(e)[0].lower()}{str(e)[1:]}") from None
+    except Exception as e:  # noqa: BLE001 - registered, but not makeable here (a missing package)
+        from .loading import short
+
+        return [f"The environment {env_id} is not available here ({short(e)}), so the agent can be analysed offline but not evaluated."]
+    from gymnasium import spaces
+
+    image = obs_space["image"] if isinstance(obs_space, spaces.Dict) and "image" in obs_space.spaces else obs_space
+    fits = isinstance(image, spaces.Box) and (tuple(image.shape) == ATARI_SHAPE if mine == ATARI
+                                               else len(image.shape) == 3 and image.shape[2] == 3)
+    if not fits:
+        raise AgentError(f"{env_id} gives observations of shape {tuple(getattr(image, 'shape', ()))} but {name} reads "
+                         f"{_reads(agent, mine)}.")
+    n = int(act_space.n) if isinstance(act_space, spaces.Discrete) else None
+    if not agent.config.discrete or n is None or int(agent.config.n_actions) > n:
+        has = f"{n} discrete actions" if n is not None else f"a {type(act_space).__name__} action space"
+        wants = f"{agent.config.n_actions} discrete actions" if agent.config.discrete else "continuous actions"
+        raise AgentError(f"{env_id} has {has} but {name} chooses among {wants}.")
+    return []
+
+
+def candidates(agent: Agent | None = None) -> list[str]:
+    """Environments worth offering an agent of this family: for vectors seqlens' own, gymnasium's classic control
+    and the MuJoCo tasks; for Atari frame stacks the DT paper's four games; for MiniGrid views DTI's tasks."""
+    import envs
+
+    family = VECTOR if agent is None else agent_family(agent)
+    if family == ATARI:
+        return [f"seqlens/DTAtari-{game}-v0" for game in envs.ATARI_GAMES]
+    if family == GRID:
+        return list(GRID_CANDIDATES)   # MiniGrid's own ids are registered when first checked (envs.check_env_id)
+    if family is None:
+        return []
     classic = ["CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0"]
     ids = list(dict.fromkeys(classic + list(envs.ENV_ALIASES.values()) + list(envs.MUJOCO_TASKS.values())))
     return [e for e in ids if e in envs.registry]
 
 
 def fitting_envs(agent: Agent) -> list[str]:
-    """The candidate environments whose observation and action spaces fit the agent and that can be made here."""
+    """The candidate environments of the agent's family whose observation and action spaces fit it and that can
+    be made here."""
     out = []
-    for env_id in candidates():
+    for env_id in candidates(agent):
         try:
-            if not check_env(replace(agent.config, env_id=env_id), "agent"):
+            if not check_fits(agent, env_id):
                 out.append(env_id)
         except AgentError:
             continue
@@ -58,16 +166,17 @@ def fitting_envs(agent: Agent) -> list[str]:
 
 
 def with_env(agent: Agent, env_id: str, name: str = "the agent") -> Agent:
-    """A variant of `agent` acting in env_id (weights shared, config its own); one sentence if it does not fit."""
+    """A variant of `agent` acting in env_id (weights shared, config its own); one sentence if it does not fit
+    (another family's id included: an Atari id for a MiniGrid agent)."""
     import envs
 
     try:
         env_id = envs.resolve_env_id(env_id)
     except ValueError:
-        pass   # a gymnasium id: check_env says whether it is registered and fits
+        pass   # a gymnasium id: check_fits says whether it is registered and fits
     config = replace(agent.config, env_id=env_id)
     try:
-        notes = check_env(config, name)
+        notes = check_fits(agent, env_id, name)
     except AgentError as e:   # check_env speaks of a config.json; here the user chose the environment
         raise AgentError(str(e).replace("config.json's env_id", "the environment")) from None
     if notes:

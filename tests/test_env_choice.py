@@ -156,3 +156,70 @@ def test_twins_record_the_choices_that_made_them():
                                     "normalize_path": "data/cartpole.npz", "rtg_scale": 100.0}
     assert input_choices(without_normalization(again)) == {"env": "CartPole-v1", "rtg_scale": 100.0, "raw_inputs": True}
     assert input_choices(agent) == {} and "input_choices" not in json.dumps(again.config.to_dict())
+
+
+# ---- families: image and grid agents get Atari and MiniGrid environments, vector agents never do -----------------
+class _ShapedAgent:
+    """What the environment chooser reads of an agent: its config (obs_shape in hparams) and obs_dim."""
+
+    def __init__(self, shape, n_actions=7, discrete=True):
+        from math import prod
+
+        from models.base import AgentConfig
+
+        self.obs_dim = prod(shape)
+        self.config = AgentConfig(kind="dt", obs_dim=self.obs_dim, act_dim=1 if discrete else 2, discrete=discrete,
+                                  n_actions=n_actions if discrete else None,
+                                  hparams={"obs_shape": list(shape)} if len(shape) > 1 else {})
+        self.notes = []
+
+
+def test_families_offer_atari_to_frame_stacks_and_minigrid_to_grid_views():
+    from models.env_choice import GRID_CANDIDATES, env_family, grid_wrapping
+
+    atari = ["seqlens/DTAtari-Breakout-v0", "seqlens/DTAtari-Qbert-v0", "seqlens/DTAtari-Pong-v0", "seqlens/DTAtari-Seaquest-v0"]
+    assert fitting_envs(_ShapedAgent((4, 84, 84), n_actions=4)) == atari
+    # Breakout has 4 actions: an agent choosing among 6 cannot act there
+    assert fitting_envs(_ShapedAgent((4, 84, 84), n_actions=6)) == atari[1:]
+    seven = ["MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7RandomDirection-v0", "CrossingMultiEnv-v0",
+             "MultiRoomMultiEnv-v0"]
+    assert fitting_envs(_ShapedAgent((7, 7, 20), n_actions=7)) == seven   # the Dynamic-Obstacles tasks have 3 actions
+    assert fitting_envs(_ShapedAgent((7, 7, 3), n_actions=3)) == list(GRID_CANDIDATES)
+    assert env_family("CrossingMultiEnv-v0") == env_family("MiniGrid-Empty-5x5-v0") == "MiniGrid"
+    assert env_family("ALE/Pong-v5") == "Atari" and env_family("Hopper-v5") == "vector"
+    assert grid_wrapping(_ShapedAgent((5, 5, 20))) == {"view_size": 5, "one_hot_obs": True}
+    assert fitting_envs(_ShapedAgent((3, 64, 64))) == []
+    vector = fitting_envs(_ShapedAgent((4,), n_actions=2))
+    assert vector == ["CartPole-v1"] and not any(e.startswith(("MiniGrid", "seqlens/DTAtari")) for e in vector)
+
+
+def test_another_familys_id_is_refused_with_one_sentence(tmp_path):
+    grid, atari = _ShapedAgent((7, 7, 20)), _ShapedAgent((4, 84, 84), n_actions=4)
+    cartpole = load_agent(_envless("cartpole-dt", tmp_path / "a"))
+    cases = [
+        (grid, "breakout", "seqlens/DTAtari-Breakout-v0 is an Atari environment but the agent reads 7x7x20 MiniGrid views, "
+                           "so it can act only in a MiniGrid environment (such as MiniGrid-MemoryS7FixedStart-v0)."),
+        (atari, "MiniGrid-MemoryS7FixedStart-v0", "MiniGrid-MemoryS7FixedStart-v0 is a MiniGrid environment but the agent "
+                                                  "reads 4x84x84 Atari frame stacks, so it can act only in an Atari environment"),
+        (cartpole, "seqlens/DTAtari-Pong-v0", "seqlens/DTAtari-Pong-v0 is an Atari environment but the agent reads vectors "
+                                              "of 4 values, so it can act only in an environment with vector observations"),
+        (atari, "CartPole-v1", "CartPole-v1 is an environment with vector observations but the agent reads 4x84x84"),
+        (_ShapedAgent((3, 64, 64)), "breakout", "which no environment seqlens makes gives."),
+        (atari, "seqlens/DTAtari-Tetris-v0", "is not registered with gymnasium here"),
+        (grid, "MiniGrid-Dynamic-Obstacles-8x8-v0", "has 3 discrete actions but the agent chooses among 7 discrete actions."),
+    ]
+    for agent, env_id, sentence in cases:
+        with pytest.raises(AgentError) as err:
+            with_env(agent, env_id)
+        text = str(err.value)
+        assert sentence in text and "\n" not in text and text.count(". ") == 0, text
+
+
+def test_an_image_agents_variant_and_ids_naming_modules():
+    atari = _ShapedAgent((4, 84, 84), n_actions=4)
+    variant = with_env(atari, "breakout")
+    assert variant.config.env_id == "seqlens/DTAtari-Breakout-v0" and atari.config.env_id is None and can_act(variant)
+    for agent in (atari, _ShapedAgent((7, 7, 3))):
+        with pytest.raises(AgentError, match="names a module to import"):
+            with_env(agent, "this:Breakout")
+    assert "this" not in sys.modules   # the module an id names is never imported
