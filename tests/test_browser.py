@@ -94,7 +94,7 @@ def test_direct_link_to_a_fresh_server_lists_only_the_navigation_pages(browser):
             timeout=60_000)
         links = page.locator("[data-testid='stSidebar'] [data-testid='stPageLink-NavLink']").evaluate_all(
             "as => as.map(a => [a.querySelector('[data-testid=stMarkdownContainer]').innerText.trim(),"
-            " a.getAttribute('href').split('?')[0].replace(/^\\//, ''), getComputedStyle(a).backgroundColor])")   # Home's href: "?agent=…"
+            " new URL(a.href).pathname.replace(/^\\//, ''), getComputedStyle(a).backgroundColor])")   # the page each opens
         assert [(title, path) for title, path, _ in links] == expected
         # st.page_link marks the page shown by its background (no aria-current)
         assert [title for title, _, background in links if background != "rgba(0, 0, 0, 0)"] == ["Dataset"], links
