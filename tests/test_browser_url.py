@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bench.browser_pages import CHROMIUM_ARGS, streamlit_server
+from bench.browser_pages import CHROMIUM_ARGS
 from ui.nav import PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,18 +65,15 @@ def _check(page, title: str, url_path: str | None, step: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    """(server url, browser): one server and one browser for the module."""
+def chromium(streamlit_url):
+    """(server url, browser): the browser modules' one server (tests/conftest.py), this module's browser."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        with streamlit_server() as (url, _), sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield url, browser
-            browser.close()
-    except RuntimeError as e:   # the server's own output, not a bare timeout
-        pytest.fail(str(e))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield streamlit_url, browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")

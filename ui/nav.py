@@ -90,7 +90,7 @@ def _check_names(url: dict) -> None:
                        f"{md_escape(fallback or 'nothing')} instead.")
     if (problem := _env_problem(url.get("env"))) is not None:
         st.session_state["env"] = None
-        st.warning(f"The link's environment “{md_escape(url['env'])}” {problem}; no environment is chosen (the agent's own, "
+        st.warning(f"The link's environment “{md_escape(url['env'])}” {md_escape(problem)}; no environment is chosen (the agent's own, "
                    "where it names one), and the rest of the link is kept.")
     if url.get("norm") not in (None, STORED, RAW, *datasets):
         st.session_state["norm"] = None
@@ -100,7 +100,7 @@ def _check_names(url: dict) -> None:
 
 def _env_problem(env: str | None) -> str | None:
     """Why the link's ?env= cannot be used (unknown here, or its spaces do not fit the agent shown), as the end of a
-    sentence that says what was expected (the environments that fit the agent); None when it can (or names none)."""
+    sentence that says what was expected (the environments that fit the agent), plain text; None when it can."""
     from models.env_choice import candidates, fitting_envs
     from ui.agents import NO_ENV, current_agent_name, get_agent
 
@@ -111,9 +111,9 @@ def _env_problem(env: str | None) -> str | None:
     if env in fits:
         return None
     why = "is not an environment seqlens can make here" if env not in candidates() else \
-        f"does not fit the observation and action spaces of {md_escape(name)}"
+        f"does not fit the observation and action spaces of {name}"
     expected = f"one of {', '.join(fits)}" if fits else "none: no environment here fits the agent"
-    return f"{why} (expected {md_escape(expected)}{' for ' + md_escape(name) if name and env not in candidates() else ''})"
+    return f"{why} (expected {expected}{' for ' + name if name and env not in candidates() else ''})"
 
 
 def write() -> None:
