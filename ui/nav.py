@@ -174,8 +174,10 @@ def _linked(page: StreamlitPage) -> StreamlitPage:
 
 # Streamlit pushes a history entry for every query-string change (its handlePageInfoChanged), so each episode chosen
 # on the player was a step of back. A change of the page's own parameters alone (same path, the selection as it was)
-# replaces the entry instead; a page switch or a new selection still pushes. Installed once per browser tab.
-_HISTORY = """<script>(() => {
+# replaces the entry instead; a page switch or a new selection still pushes. Installed once per browser tab; its element
+# takes no room (hidden, out of the sidebar's flex gaps).
+_HISTORY = """<style>[data-testid=stElementContainer]:has(#seqlens-history) {display: none}</style>
+<span id="seqlens-history"></span><script>(() => {
   const w = window.parent && window.parent.history ? window.parent : window;
   if (w.__seqlensHistory) return;
   w.__seqlensHistory = true;
