@@ -87,3 +87,19 @@ def fit(model, data, steps: int, rng, batch_size: int = 32, lr: float = 3e-3) ->
         opt.step()
         history.append(metrics)
     return history
+
+
+@pytest.fixture(scope="session")
+def streamlit_url():
+    """The `make app` server (bench.browser_pages.streamlit_server) every browser test module shares: started once
+    (15 s on 2 cores), its caches warm from one module to the next. Sessions are per browser tab, so tests stay apart
+    by opening their own tab or browser context; a test that needs a server no request has reached starts its own.
+    The browsers stay per module: Playwright's sync API cannot run inside another's (tests/test_compare.py and
+    tests/test_page_player.py start their own)."""
+    from bench.browser_pages import streamlit_server
+
+    try:
+        with streamlit_server(start_timeout=120) as (url, _):
+            yield url
+    except RuntimeError as e:   # the server's own output, not a bare timeout
+        pytest.fail(str(e))

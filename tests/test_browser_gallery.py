@@ -1,8 +1,10 @@
 """The page gallery (issue 27, items 3 and 8), in Debian's Chromium: every page of ui/nav.py for three agents (a
-Decision Transformer on CartPole and on Key-to-Door, a Trajectory Transformer on Pendulum), each at a viewport 1000 and
-1600 px wide. One server, one browser, one tab (each page loaded once, then resized), walked once (the `walk` fixture); the tests read what it saw.
+Decision Transformer on CartPole and on Key-to-Door, a Trajectory Transformer on Pendulum) at a viewport 1000 px wide,
+and every page at 1600 px for one of them, the agents taking turns (`widths`). The browser modules' one server, one
+browser, one tab (each page loaded once, then resized), walked once (the `walk` fixture); the tests read what it saw.
 
 - test-artifacts/gallery/<agent>/<page>.png (1000 px) and <page>_1600.png: what a person looks at;
+- the analysis pages whose agent the gallery has show their analysis (DRAWN: a text drawn with it) and the agent;
 - no Streamlit exception and no error box (st.error draws `stAlertContentError`) on any of them;
 - nothing clipped: on every `.js-plotly-plot`, the title, axis titles (x/y/x2/y2…, colour-bar titles), legend and
   annotations lie inside the plot's own SVG (its `.main-svg`), the legend does not overlap the title, the SVG is not
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.browser_pages import CHROMIUM_ARGS, streamlit_server
+from bench.browser_pages import CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "test-artifacts" / "gallery"
@@ -92,49 +94,66 @@ def pages() -> list[tuple[str, str]]:
 
 
 def wait_idle(page) -> None:
-    """The page's script finished and its charts are drawn, and it stays so for a second (a query-parameter write or
-    a fragment can start another run just after the first)."""
+    """The page's script finished and its charts are drawn, and it stays so for half a second (a query-parameter write
+    or a fragment can start another run just after the first)."""
     for _ in range(3):
         page.wait_for_function(IDLE, timeout=300_000)
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(500)
         if page.evaluate(IDLE):
             return
 
 
+def widths(agent: str, path: str) -> tuple[int, ...]:
+    """1000 px for every page of every agent; 1600 px for every page once, the agents taking turns (page i: agent
+    i mod 3), so each page and each agent is seen at both widths without walking every pair twice."""
+    i = [p for p, _ in pages()].index(path)
+    return WIDTHS if AGENTS[i % len(AGENTS)][0] == agent else WIDTHS[:1]
+
+
+# (agent, page): a text the page shows once its analysis is drawn (the walk reads it; tests/test_browser.py walks the
+# pages whose agents the gallery has not)
+DRAWN = {
+    ("cartpole-dt", "Attention"): "Where the action token looks",
+    ("cartpole-dt", "Return_conditioning"): "Return conditioning: achieved vs target return",
+    ("keydoor-dt", "Credit_assignment"): "randomized",
+    ("cartpole-dt", "Embeddings"): "hidden states (PCA)",
+    ("keydoor-dt", "Circuits"): "Activation patching: the residual stream",
+}
+
+
 @pytest.fixture(scope="module")
-def walk():
-    """{(agent, page path, width): what MEASURE saw}, screenshots saved on the way."""
+def walk(streamlit_url):
+    """{(agent, page path, width): what MEASURE saw}, screenshots saved on the way; the browser modules' one server
+    (tests/conftest.py)."""
     from playwright.sync_api import sync_playwright
 
-    seen = {}
-    try:
-        server = streamlit_server(start_timeout=120)
-        url, _ = server.__enter__()
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            tab = browser.new_page(viewport={"width": WIDTHS[0], "height": 1000})
-            for agent, dataset in AGENTS:
-                (GALLERY / agent).mkdir(parents=True, exist_ok=True)
-                for path, _ in pages():
-                    tab.set_viewport_size({"width": WIDTHS[0], "height": 1000})
-                    tab.goto(f"{url}/{path}?agent={agent}&dataset={dataset}")
-                    for w in WIDTHS:   # the same page resized: Streamlit and plotly lay it out again, no rerun
-                        tab.set_viewport_size({"width": w, "height": 1000})
-                        tab.wait_for_timeout(500)
-                        wait_idle(tab)
-                        seen[agent, path or "Home", w] = tab.evaluate(MEASURE)
-                        tall = tab.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
-                                            " return m ? m.scrollHeight : document.body.scrollHeight; }")
-                        tab.set_viewport_size({"width": w, "height": int(min(max(tall, 1000), 12_000))})
-                        tab.wait_for_timeout(300)
-                        name = (path or "Home") + ("" if w == WIDTHS[0] else f"_{w}")
-                        tab.screenshot(path=str(GALLERY / agent / f"{name}.png"), full_page=True)
-            browser.close()
-    finally:
-        server.__exit__(None, None, None)
+    import shutil
+
+    seen, url = {}, streamlit_url
+    shutil.rmtree(GALLERY, ignore_errors=True)   # the folder shows this walk only
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": WIDTHS[0], "height": 1000})
+        for agent, dataset in AGENTS:
+            (GALLERY / agent).mkdir(parents=True, exist_ok=True)
+            for path, _ in pages():
+                tab.set_viewport_size({"width": WIDTHS[0], "height": 1000})
+                tab.goto(f"{url}/{path}?agent={agent}&dataset={dataset}")
+                for w in widths(agent, path):   # the same page resized: Streamlit and plotly lay it out again, no rerun
+                    tab.set_viewport_size({"width": w, "height": 1000})
+                    tab.wait_for_timeout(300)
+                    wait_idle(tab)
+                    seen[agent, path or "Home", w] = tab.evaluate(MEASURE)
+                    if (text := DRAWN.get((agent, path))) is not None:
+                        seen[agent, path or "Home", w]["drawn"] = {text: tab.get_by_text(text).count(),
+                                                                   agent: tab.get_by_text(agent).count()}
+                    tall = tab.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                                        " return m ? m.scrollHeight : document.body.scrollHeight; }")
+                    tab.set_viewport_size({"width": w, "height": int(min(max(tall, 1000), 12_000))})
+                    tab.wait_for_timeout(300)
+                    name = (path or "Home") + ("" if w == WIDTHS[0] else f"_{w}")
+                    tab.screenshot(path=str(GALLERY / agent / f"{name}.png"), full_page=True)
+        browser.close()
     (GALLERY / "boxes.json").write_text(json.dumps({"|".join(map(str, k)): v for k, v in seen.items()}, indent=1))
     return seen
 
@@ -142,15 +161,19 @@ def walk():
 def test_gallery_has_every_page_for_three_agents_without_errors(walk):
     names = [path or "Home" for path, _ in pages()]
     assert len(names) == 11
+    assert sum(len(widths(agent, path)) for agent, _ in AGENTS for path, _ in pages()) == 3 * 11 + 11
     for agent, _ in AGENTS:
-        for name in names:
-            for suffix in ("", "_1600"):
-                shot = GALLERY / agent / f"{name}{suffix}.png"
+        for path, _ in pages():
+            for w in widths(agent, path):
+                shot = GALLERY / agent / f"{path or 'Home'}{'' if w == WIDTHS[0] else f'_{w}'}.png"
                 assert shot.stat().st_size > 10_000, shot   # a real page, not a blank one
     broken = [(k, v["exceptions"], v["errors"]) for k, v in walk.items() if v["exceptions"] or v["errors"]]
     assert not broken, broken
     drawn = sum(len(v["charts"]) for v in walk.values())
     assert drawn >= 60, f"only {drawn} charts drawn on {len(walk)} page views: the walk measured little"
+    # each analysis page drew its analysis (its own text) for the agent the URL chose, at every width
+    found = {k: v["drawn"] for k, v in walk.items() if "drawn" in v}
+    assert len(found) >= len(DRAWN) and all(n >= 1 for v in found.values() for n in v.values()), found
 
 
 def test_no_chart_text_clipped_or_overlapping_at_1000_and_1600_px(walk):

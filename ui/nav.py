@@ -15,7 +15,11 @@ with st.page_link, each link carrying the selection (and the target page's own p
 """
 from __future__ import annotations
 
+import copy
+import json
+
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from ui.text import md_escape
 
@@ -84,10 +88,32 @@ def _check_names(url: dict) -> None:
             st.warning(f"The link names the {md_escape(what)} “{md_escape(url[key])}”, which is not loaded here (uploads and files "
                        f"opened on the home page stay in the session that opened them); showing "
                        f"{md_escape(fallback or 'nothing')} instead.")
+    if (problem := _env_problem(url.get("env"))) is not None:
+        st.session_state["env"] = None
+        st.warning(f"The link's environment “{md_escape(url['env'])}” {md_escape(problem)}; no environment is chosen (the agent's own, "
+                   "where it names one), and the rest of the link is kept.")
     if url.get("norm") not in (None, STORED, RAW, *datasets):
         st.session_state["norm"] = None
         st.warning(f"The link's state normalisation “{md_escape(url['norm'])}” names no loaded dataset; the agent's "
                    "default is used instead.")
+
+
+def _env_problem(env: str | None) -> str | None:
+    """Why the link's ?env= cannot be used (unknown here, or its spaces do not fit the agent shown), as the end of a
+    sentence that says what was expected (the environments that fit the agent), plain text; None when it can."""
+    from models.env_choice import candidates, fitting_envs
+    from ui.agents import NO_ENV, current_agent_name, get_agent
+
+    if env in (None, "", NO_ENV):
+        return None
+    name = current_agent_name()
+    fits = fitting_envs(get_agent(name)) if name is not None else candidates()
+    if env in fits:
+        return None
+    why = "is not an environment seqlens can make here" if env not in candidates() else \
+        f"does not fit the observation and action spaces of {name}"
+    expected = f"one of {', '.join(fits)}" if fits else "none: no environment here fits the agent"
+    return f"{why} (expected {expected}{' for ' + name if name and env not in candidates() else ''})"
 
 
 def write() -> None:
@@ -130,10 +156,51 @@ def link_params(url_path: str | None, chosen: dict | None = None) -> dict[str, s
             **{k: kept[k] for k in PAGE_PARAMS.get(url_path or "", ()) if k in kept}}
 
 
+class _Linked(StreamlitPage):
+    """A page as its link's href names it. Streamlit's href is the page's url_path plus the query string, relative to
+    the address shown: Home's url_path is "", so its href "?agent=…" opened the page being shown in a new tab (a click
+    is routed by the page's hash, never by the href). "./" is the app's root, under any base path."""
+
+    @property
+    def url_path(self) -> str:
+        return super().url_path or "./"
+
+
+def _linked(page: StreamlitPage) -> StreamlitPage:
+    out = copy.copy(page)
+    out.__class__ = _Linked
+    return out
+
+
+# Streamlit pushes a history entry for every query-string change (its handlePageInfoChanged), so each episode chosen
+# on the player was a step of back. A change of the page's own parameters alone (same path, the selection as it was)
+# replaces the entry instead; a page switch or a new selection still pushes. Installed once per browser tab; its element
+# takes no room (hidden, out of the sidebar's flex gaps).
+_HISTORY = """<style>[data-testid=stElementContainer]:has(#seqlens-history) {display: none}</style>
+<span id="seqlens-history"></span><script>(() => {
+  const w = window.parent && window.parent.history ? window.parent : window;
+  if (w.__seqlensHistory) return;
+  w.__seqlensHistory = true;
+  const own = new Set(%s), push = w.history.pushState.bind(w.history);
+  w.history.pushState = function (state, title, url) {
+    try {
+      const next = new URL(url, w.location.href), now = new URL(w.location.href);
+      const keys = [...new Set([...next.searchParams.keys(), ...now.searchParams.keys()])];
+      const changed = keys.filter(k => next.searchParams.getAll(k).join('\u0000') !== now.searchParams.getAll(k).join('\u0000'));
+      if (next.pathname === now.pathname && changed.length && changed.every(k => own.has(k)))
+        return w.history.replaceState(state, title, url);
+    } catch (e) { /* an address URL() cannot read: Streamlit's own push */ }
+    return push(state, title, url);
+  };
+})();</script>"""
+
+
 def links(slot) -> None:
     """The sidebar's page list (in `slot`, an st.empty at the top of the sidebar): ui/nav.py's pages as st.page_link,
-    each carrying the selection in its query string."""
+    each carrying the selection in its query string and naming its page in its href (a new tab opens that page)."""
     chosen = selection()
     with slot.container():
         for page, (_, title, icon, url) in zip(pages(), PAGES):
-            st.page_link(page, label=title, icon=icon, query_params=link_params(url, chosen) or None)
+            st.page_link(_linked(page), label=title, icon=icon, query_params=link_params(url, chosen) or None)
+        st.html(_HISTORY % json.dumps(sorted({k for keys in PAGE_PARAMS.values() for k in keys})),
+                unsafe_allow_javascript=True)
