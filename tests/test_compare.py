@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+import plotly.graph_objects as go
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -57,9 +58,9 @@ def test_the_same_agent_twice_differs_by_exactly_zero(dt, cartpole, name, params
     assert (f.data["agent"] == DIFF).sum() == len(alone.data) > 0
     d = diff_values(f, name)
     assert d.shape[1] >= 1 and (d.to_numpy() == 0).all()
-    # the difference panel draws the same zeros
+    # zeros everywhere: no B − A panel of them, a line under the title says so (the CSV keeps the exact zeros)
     drawn = [t for t in f.figure.data if (t.hovertemplate or "").count("B − A")]
-    assert drawn and all((np.asarray(t.z if t.type == "heatmap" else t.y, float) == 0).all() for t in drawn)
+    assert not drawn and f"{DIFF} is 0 at every point for " in f.figure.layout.title.text
     assert f.params == {**alone.params, "compare": "B"}
 
 
@@ -438,7 +439,8 @@ def test_difference_bars_are_coloured_by_sign_with_a_legend(dt, cartpole):
     legend = {t.name: t for t in f.figure.data if t.showlegend is not False and t.name}
     assert legend[f"{DIFF} > 0: randomized copy higher"].marker.color == SIGN_COLOURS["+"]
     assert legend[f"{DIFF} < 0: cartpole-dt higher"].marker.color == SIGN_COLOURS["-"]
-    assert f.figure.layout.yaxis3.title.text == f"{DIFF} share of attention"
+    # three rows fit MAX_ROWS_PX: the shorter B − A axis puts its title on two lines
+    assert f.figure.layout.yaxis3.title.text == f"{DIFF}<br>share of attention"
     assert f.figure.layout.legend.orientation == "h" and f.figure.layout.width <= 900
 
 
@@ -567,3 +569,35 @@ def test_cli_axes_choice_reaches_the_figure_and_its_remake_line(tmp_path, capsys
     assert main(["export", "--figure", "attention_token_types", "--agent", str(AGENTS / "cartpole-dt"), "--param",
                  "axes=shared", "--out", str(tmp_path / "y.csv")]) == 2                 # alone: no axes to share
     assert "not axes" in capsys.readouterr().err
+
+
+def _heat_over_reward(z, reward):
+    """A hand-made attention-episode figure: a heatmap of the agent's weights over the logged reward's bars."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22])
+    fig.add_trace(go.Heatmap(z=z, colorbar=dict(title="weight")), 1, 1)
+    fig.add_trace(go.Bar(x=np.arange(len(reward)), y=reward, name="reward"), 2, 1)
+    fig.update_yaxes(title_text="reward", row=2, col=1)
+    fig.update_layout(height=620, title="Where the action token looks", margin=dict(t=60, b=50))
+    return fig
+
+
+def test_a_difference_that_is_zero_everywhere_is_a_line_not_a_row_of_zeros():
+    from analysis.publish.compare_panels import MAX_ROWS_PX, combine
+
+    reward = np.r_[np.zeros(9), 1.0]                       # the logged reward: the same data under both agents
+    za, zb = np.eye(10)[:5], np.eye(10)[:5] * 0.5
+    fig, n_diff = combine(_heat_over_reward(za, reward), _heat_over_reward(zb, reward), "A", "B", True)
+    assert n_diff == 2                                     # both pairs subtracted; the heatmap's drawn
+    diff = [t for t in fig.data if t.type == "heatmap"][-1]
+    assert np.allclose(np.asarray(diff.z, float), zb - za)
+    assert [t.type for t in fig.data].count("bar") == 2    # A's and B's rewards; no B − A bars of zeros
+    assert "B − A is 0 at every point for reward (the same data for both): not drawn" in fig.layout.title.text
+    # three rows of a 620 px figure: each plot shrinks so that the rows fit (the title on top), from 1,300+ px
+    rows = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    assert rows <= MAX_ROWS_PX + 15 and fig.layout.height <= 900   # each plot at MIN_PLOT_PX: the headers' lines over
+    assert fig.layout.yaxis6.visible is False           # B − A's reward axis: nothing drawn on it, no empty ticks
+    same, n_same = combine(_heat_over_reward(za, reward), _heat_over_reward(za, reward), "A", "B", True)
+    assert n_same == 2 and len(same.data) == 4          # no B − A panel at all
+    assert "B − A is 0 at every point for reward, 1 more panel (the same data for both)" in same.layout.title.text

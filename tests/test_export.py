@@ -2,6 +2,7 @@
 bundle holds every file and a manifest whose remake commands parse, and a batch shares one Chromium."""
 import io
 import json
+import shlex
 import xml.etree.ElementTree as ET
 import zipfile
 
@@ -169,3 +170,30 @@ def test_raw_inputs_and_unnamed_statistics_in_remake_lines(tmp_path, monkeypatch
                                     "--rtg-scale", "250.0"]
     with pytest.raises(cli.UserError, match="contradict"):
         cli._with_env(load_agent(shipped), None, "sample_data/datasets/cartpole.npz", raw_inputs=True)
+
+
+def test_an_environment_only_figure_names_no_dataset_in_its_manifest(figured):
+    """A return-to-go sweep runs the agent in its environment (the dataset only suggested the targets, which the
+    params name): its manifest names no dataset and its remake line takes no --data; beside a dataset figure, the
+    bundle names the dataset and only that figure's line carries it."""
+    from analysis.publish.export import manifest
+    from models import load_agent
+
+    ds, timeline = figured
+    agent_path = "sample_data/agents/cartpole-dt"
+    agent = load_agent(ROOT / agent_path)
+    sweep = catalog.make("rtg_sweep_returns", agent, ds, targets=[20.0], episodes=1)
+    assert sweep.uses_dataset is False and timeline.uses_dataset is True
+    m = manifest([sweep], agent=agent, dataset=ds, agent_path=agent_path, data_path="sample_data/datasets/cartpole.npz")
+    assert "dataset" not in m and m["agent"]["env_id"] == "CartPole-v1"
+    (entry,) = m["figures"]
+    assert entry["computed_from"] == ["agent", "environment"] and entry["params"]["targets"] == [20.0]
+    args = build_parser().parse_args(shlex.split(entry["remake"])[2:])
+    assert args.data is None and args.agent == agent_path and "targets=[20.0]" in args.param
+    both = manifest([sweep, timeline], agent=agent, dataset=ds, agent_path=agent_path,
+                    data_path="sample_data/datasets/cartpole.npz")
+    assert both["dataset"]["fingerprint"] == ds.fingerprint()
+    lines = {f["name"]: f for f in both["figures"]}
+    assert "--data" not in shlex.split(lines["rtg_sweep_returns"]["remake"])
+    assert lines["episode_timeline"]["computed_from"] == ["agent", "dataset"]
+    assert build_parser().parse_args(lines["episode_timeline"]["remake"].split()[2:]).data.endswith("cartpole.npz")

@@ -156,3 +156,24 @@ def test_exports_use_the_same_pass(monkeypatch):
     assert seen["height"] == 500                          # a height asked for is kept
     html = export.figure_bytes(fig, "html").decode()
     assert '"yref":"container"' in html.replace(" ", "")
+
+
+def test_a_page_chart_is_drawn_at_the_width_its_text_was_fitted_for(monkeypatch):
+    """ui.charts draws a chart at the width fit() wrapped it for (540 px; a wider figure's own width), centred, never
+    stretched to a wide viewport's column (a title wrapped for 540 px over a 1140 px plot)."""
+    import plotly.graph_objects as go
+
+    from ui import charts
+
+    drawn = []
+    monkeypatch.setattr(charts.st, "plotly_chart", lambda fig, **kw: drawn.append((fig, kw)))
+    monkeypatch.setattr(charts, "_columns_around", lambda: 0)
+    long_title = "A title long enough to need more than one line at five hundred and forty pixels wide, " * 2
+    charts.plotly(go.Figure(go.Scatter(y=[1, 2]), layout=dict(title=long_title)), key="k")
+    (fig, kw), = drawn
+    assert kw["width"] == charts.PAGE_WIDTH == 540 and kw["theme"] is None
+    assert fig.layout.title.text.count("<br>") >= 1          # wrapped for those 540 px
+    monkeypatch.setattr(charts, "_columns_around", lambda: 1)
+    charts.plotly(go.Figure(go.Bar(y=[1])), key="half")
+    assert drawn[-1][1]["width"] == int((540 - 16) / 2) == 262
+    assert charts.drawn_width(go.Figure(layout=dict(width=1300)), 540) == 1300   # its own, narrowed by Streamlit

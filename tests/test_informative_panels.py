@@ -11,6 +11,7 @@ import pytest
 
 from analysis.interp.attention import episode_attention, window_attention
 from analysis.publish import catalog
+from analysis.publish import figures as figs
 from analysis.publish.figures import labels as L
 from models import load_agent
 from trajectories import load_dataset
@@ -89,8 +90,10 @@ def test_attention_map_colour_scale_fits_the_data_or_is_fixed_on_request(dt, car
     w = att.weights[-1].mean(0)[np.ix_(keep, keep)]
     fig = catalog.make("attention_map", dt, cartpole, episode=0, step=100).figure
     heat = fig.data[0]
-    assert heat.zmin == 0 and heat.zmax == pytest.approx(float(w.max()), rel=1e-6) and heat.zmax < 0.2
-    assert heat.colorbar.title.text == "weight<br>(0 to max shown)"
+    earlier = w[np.tril(np.ones(w.shape, bool), -1) & (w > 0)]   # each query's weights on earlier tokens
+    cap = float(np.percentile(earlier, 99))
+    assert heat.zmin == 0 and heat.zmax == pytest.approx(cap, rel=1e-6) and cap < float(w.max()) < 0.2
+    assert heat.colorbar.title.text == f"weight<br>(colour capped<br>at p99 = {cap:.2g};<br>brighter cells<br>≥ cap)"
     made = catalog.make("attention_map", dt, cartpole, episode=0, step=100, scale="fixed")
     assert made.figure.data[0].zmax == 1.0 and made.figure.data[0].colorbar.title.text == "weight<br>(fixed 0–1)"
     assert made.params["scale"] == "fixed"
@@ -101,7 +104,12 @@ def test_attention_map_colour_scale_fits_the_data_or_is_fixed_on_request(dt, car
 def test_episode_attention_colour_scale(dt, cartpole):
     summary = episode_attention(dt, cartpole, 1).summary(None)
     heat = catalog.make("attention_episode", dt, cartpole, episode=1).figure.data[0]
-    assert heat.zmax == pytest.approx(float(np.nanmax(summary)), rel=1e-6) and "max shown" in heat.colorbar.title.text
+    T, K = summary.shape
+    t, k = np.indices((T, K))
+    seen = summary[(t >= 1) & (k <= t) & (summary > 0)]   # step 0's forced 1.0 on itself left out
+    assert summary.max() == pytest.approx(1.0) and summary[0, 0] == pytest.approx(1.0)
+    assert heat.zmax == pytest.approx(float(np.percentile(seen, 99)), rel=1e-6) and heat.zmax < 0.5
+    assert "colour capped<br>at p99 = " in heat.colorbar.title.text
     fixed = catalog.make("attention_episode", dt, cartpole, episode=1, scale="fixed").figure.data[0]
     assert fixed.zmax == 1.0 and "fixed 0–1" in fixed.colorbar.title.text
 
@@ -125,3 +133,41 @@ def test_rollout_labels_every_token(dt, cartpole):
     assert list(fig.layout.xaxis.tickvals) == want and list(fig.layout.xaxis.ticktext) == want
     assert fig.layout.xaxis.tickmode == "array"
     assert all("%{x}" in t.hovertemplate for t in fig.data)
+
+
+def test_data_cap_is_the_99th_percentile_of_the_informative_weights():
+    w = np.r_[np.arange(1, 102) / 1000, 1.0, 1.0, 0.0]            # 101 weights 0.001..0.101, two forced 1.0s, a zero
+    informative = np.r_[np.ones(101, bool), False, False, True]
+    cap = L.data_cap(w, informative)
+    assert cap.capped and cap.zmax == pytest.approx(0.1)           # index 99 of 101 sorted: 100/1000 exactly
+    assert cap.title("weight") == "weight<br>(colour capped<br>at p99 = 0.1;<br>brighter cells<br>≥ cap)"
+    whole = L.data_cap(w)                                          # with the forced 1.0s counted, p99 is near 1
+    assert whole.zmax == pytest.approx(float(np.percentile(w[w > 0], 99)))
+    flat = L.data_cap(np.full(5, 0.2))                             # nothing above the percentile: the max, no cap
+    assert not flat.capped and flat.zmax == pytest.approx(0.2) and flat.title("w") == "w<br>(0 to max shown)"
+    assert L.data_cap(np.zeros(3)) == L.Cap(1e-6, False)
+
+
+def test_episode_map_on_a_hand_made_summary_is_capped_at_p99_of_the_steps_after_the_first():
+    summary = np.zeros((102, 1))
+    summary[0, 0] = 1.0                                            # the first step attends only to itself
+    summary[1:, 0] = np.arange(1, 102) / 1000
+    heat = figs.episode_attention_map(summary, np.arange(102.0), "t").data[0]
+    assert heat.zmin == 0 and heat.zmax == pytest.approx(0.1)
+    assert "p99 = 0.1;" in heat.colorbar.title.text
+    fixed = figs.episode_attention_map(summary, np.arange(102.0), "t", scale="fixed").data[0]
+    assert fixed.zmax == 1.0 and fixed.colorbar.title.text == "weight<br>(fixed 0–1)"
+
+
+def test_window_map_on_a_hand_made_pattern_leaves_each_tokens_weight_on_itself_out_of_the_cap():
+    n = 15
+    w = np.eye(n)                                                  # a token's weight on itself: 1.0 (left out)
+    rows, cols = np.tril_indices(n, -1)                            # 105 earlier-token cells
+    vals = np.arange(1, 106) / 1000
+    vals[:4] = 0                                                   # 101 positive: 0.005..0.105
+    w[rows, cols] = vals
+    labels = [f"{'Rsa'[i % 3]} {i // 3}" for i in range(n)]
+    heat = figs.attention_map(w[None, None], labels, np.ones(n, bool), 0, 0).data[0]
+    assert heat.zmax == pytest.approx(0.104)                       # index 99 of 0.005..0.105
+    assert "p99 = 0.1;" in heat.colorbar.title.text
+    assert figs.attention_map(w[None, None], labels, np.ones(n, bool), 0, 0, scale="fixed").data[0].zmax == 1.0

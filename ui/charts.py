@@ -12,8 +12,9 @@ from ui.text import md_escape
 
 # The main column's width at the narrowest supported viewport (1000 px, sidebar open, layout="wide"), measured in
 # Chromium 1.67: 540 px (the sidebar takes 300), a half column 262 (tests/test_browser_gallery.py checks every chart's
-# text against its own box at 1000 and 1600 px). A chart stretches to its container: at 1600 px it is 1140 px wide and
-# its text has room to spare.
+# text against its own box at 1000 and 1600 px). A chart is drawn at the width its text was wrapped for, centred in
+# its container: stretched to a 1140 px column (1600 px viewport), a title wrapped for 540 read as a narrow block
+# over a wide plot. The server never learns the viewport (Streamlit does not send it), so one width serves all.
 PAGE_WIDTH = 540
 MAX_TITLE_LINES = 4   # more than this on a page: the title is cut and shown whole in a caption
 
@@ -55,10 +56,19 @@ def width() -> float:
     return w
 
 
+def drawn_width(fig, fitted_for: float) -> int:
+    """The px width a chart is drawn at: the width it was fitted for, or its own where it asks for more (a long
+    window's rollout bars); Streamlit narrows a chart wider than its container to the container."""
+    own = fig.layout.width
+    return int(max(fitted_for, own or 0))
+
+
 def plotly(fig, key: str) -> None:
-    fitted = fit(fig, width(), max_title_lines=MAX_TITLE_LINES)
+    w = width()
+    fitted = fit(fig, w, max_title_lines=MAX_TITLE_LINES)
     shown, longest = thin_figure(fitted.figure, MAX_POINTS)
-    st.plotly_chart(shown, width="stretch", theme=None, key=key)   # theme=None: the same look as exports
+    with st.container(horizontal_alignment="center"):   # theme=None: the same look as exports
+        st.plotly_chart(shown, width=drawn_width(shown, w), theme=None, key=key)
     if fitted.caption:
         st.caption(md_escape(fitted.caption))
     if longest:

@@ -63,8 +63,8 @@ def show(data) -> None:
     1.40) `st.components.v1.html`, which newer versions deprecate in st.iframe's favour."""
     import streamlit as st
 
-    if hasattr(st, "iframe"):
-        st.iframe(html(data), height=height(data))
+    if hasattr(st, "iframe"):   # sized to what the browser lays out: height() is the widest layout's, and at a
+        st.iframe(html(data), height="content")   # 1000 px viewport it left ~160 px blank under the scrubber
     else:
         import streamlit.components.v1 as components
 

@@ -99,14 +99,13 @@ def _dt():
             with st.spinner("Patching every position of every layer…"):
                 positions = figure(sel, "patching_positions", **params)
             exports.show(positions, "patch_positions", figs)
-            left, right = compare.columns(sel, 2)
-            with left:
-                exports.show(figure(sel, "patching_heads", **params), "patch_heads", figs)
-            with right:   # at the clean step the patching used (its params name it, whichever corruption)
-                dla = {"episode": positions.params["episode"], "step": positions.params["step"], "output": output}
-                exports.show(figure(sel, "direct_logit_attribution", **dla), "dla", figs)
-                st.caption("Direct logit attribution at the clean step: each head's and MLP's write, read through the "
-                           "output head with the final layer norm's scale frozen; the parts sum to the output.")
+            # full width each: a half column drew the heads grid at ~260 px, its cells and labels unreadable
+            exports.show(figure(sel, "patching_heads", **params), "patch_heads", figs)
+            # at the clean step the patching used (its params name it, whichever corruption)
+            dla = {"episode": positions.params["episode"], "step": positions.params["step"], "output": output}
+            exports.show(figure(sel, "direct_logit_attribution", **dla), "dla", figs)
+            st.caption("Direct logit attribution at the clean step: each head's and MLP's write, read through the "
+                       "output head with the final layer norm's scale frozen; the parts sum to the output.")
         except ValueError as e:
             st.error(md_escape(e))
         st.session_state["circ_figs"] = figs

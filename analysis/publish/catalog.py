@@ -30,6 +30,7 @@ class Figured:
     data: pd.DataFrame
     params: dict = field(default_factory=dict)
     video: object = None      # an animated figure's analysis.media.video.EpisodeClip (written as gif / mp4); None: a still
+    uses_dataset: bool = True  # False: computed from the agent in its environment only (its manifest names no dataset)
 
 
 @dataclass

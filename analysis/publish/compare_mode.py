@@ -182,7 +182,8 @@ def compare(name: str, agent_a, agent_b, dataset, label_a: str = "A", label_b: s
         frames.append(diff.assign(agent=DIFF))
     data = pd.concat(frames, ignore_index=True)
     data = data[["agent"] + [c for c in data.columns if c != "agent"]]
-    return Figured(name, fig, data, {**fa.params, **({"axes": axes} if axes != "auto" else {}), "compare": label_b})
+    return Figured(name, fig, data, {**fa.params, **({"axes": axes} if axes != "auto" else {}), "compare": label_b},
+                   uses_dataset=fa.uses_dataset)
 
 
 def difference_frame(a: pd.DataFrame, b: pd.DataFrame, keys=()) -> pd.DataFrame | None:

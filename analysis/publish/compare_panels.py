@@ -31,7 +31,8 @@ from analysis.publish.figures.style import DIVERGING, PALETTE
 from analysis.publish.figures.text import plain
 
 DIFF = "B − A"
-_SCALE_NOTE = re.compile(r"\s*\((?:0 to max shown|fixed [^)]*|fit[^)]*)\)+\s*$")
+_SCALE_NOTE = re.compile(r"\s*\((?:0 to max shown|fixed [^)]*|fit[^)]*|colour capped[^)]*)\)+\s*$")
+_CAP_NOTE = re.compile(r"(p\d+) = [-+0-9.e]+")   # labels.Cap's "p99 = 0.28"
 B_COLOUR = PALETTE[4]              # overlay: the second agent's traces (reddish purple)
 AXES = ("auto", "shared", "independent")
 COLUMN_WIDTH = 900                 # layout px: exported at scale 2, 1800 px wide (a blog column at 2x)
@@ -39,6 +40,8 @@ FILL = 0.25                        # "auto": share when each extent covers at le
 MIN_PANEL_PX = 320                 # side by side only when each panel keeps this much plot width
 CHAR_PX, SUB_CHAR_PX = 7.5, 6.2    # the template's 14 px font and <sup> text: width per character (an estimate)
 BAR_PX = 12                        # a colour bar's distance from its panel
+MAX_ROWS_PX = 760                  # three rows (A, B, B − A): their plots shrink to fit (MIN_PLOT_PX each); ~900 px with the title
+MIN_PLOT_PX = 160
 ROW_GAP_PX = 16                    # between one row's axis title and the next row's header
 TITLE_CHAR_PX = 10.0               # the title's 17 px font
 SIGN_COLOURS = {"+": "#B2182B", "-": "#2166AC"}   # RdBu's ends: what DIVERGING gives B − A > 0 and B − A < 0
@@ -427,6 +430,19 @@ def _same(u, v) -> bool:
     return a.shape == b.shape and all(x == y or (x != x and y != y) for x, y in zip(a.ravel(), b.ravel()))
 
 
+def _all_zero(t: dict) -> bool:
+    v = np.asarray(t.get(_value_key(t)), dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and not v.any()
+
+
+def _trace_name(t: dict, layout: dict) -> str:
+    """What a trace shows, for a sentence: its name, else its value axis' title, else its type."""
+    vk = _value_key(t)
+    axis = layout.get(_key(vk, _axis_num(t, vk)), {}) if vk in ("x", "y") else {}
+    return _TAG.sub("", str(t.get("name") or _title(axis) or "")).strip()   # figure text already
+
+
 def _difference_trace(ta: dict, tb: dict) -> dict | None:
     """B − A of one trace pair drawn like A's trace (bars coloured by sign); None where the two do not align."""
     vk = _value_key(ta)
@@ -514,6 +530,9 @@ def _join_scales(kind: str, a: dict, b: dict, ta: list, tb: list) -> None:
         holder[lo_k], holder[hi_k] = float(lo), float(hi)
         if kind == "trace":
             holder["zauto"] = False
+        title = (holder.get("colorbar") or {}).get("title") or {}
+        if isinstance(title, dict) and _CAP_NOTE.search(title.get("text") or ""):   # the cap is the higher of the two
+            title["text"] = _CAP_NOTE.sub(lambda m: f"{m.group(1)} = {hi:.2g}", title["text"])
 
 
 def side_by_side(fig_a: go.Figure, fig_b: go.Figure, label_a: str = "A", label_b: str = "B",
@@ -525,7 +544,7 @@ def side_by_side(fig_a: go.Figure, fig_b: go.Figure, label_a: str = "A", label_b
 
 def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with_difference: bool,
             axes: str = "auto") -> tuple[go.Figure, int]:
-    """side_by_side, and how many difference traces it drew."""
+    """side_by_side, and how many trace pairs it subtracted (drawn, or named in the title as 0 at every point)."""
     if axes not in AXES:
         raise ValueError(f"axes must be one of {', '.join(AXES)}, got {axes!r}.")
     ja, jb = _json(fig_a), _json(fig_b)
@@ -535,7 +554,10 @@ def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with
     diffs = []
     if with_difference and same and len(ja["data"]) == len(jb["data"]):
         diffs = [_difference_trace(ta, tb) for ta, tb in zip(ja["data"], jb["data"])]
-    dtraces_raw = [t for t in diffs if t is not None]
+    # a quantity of the data both agents read (the logged reward under an attention map) differs by 0 everywhere: a
+    # line under the title says so instead of a row of zeros
+    zero = [_trace_name(ta, la) for ta, d in zip(ja["data"], diffs) if d is not None and _all_zero(d)]
+    dtraces_raw = [t for t in diffs if t is not None and not _all_zero(t)]
     n_diff = len(dtraces_raw)
     n = 3 if n_diff else 2
     share = {(letter, k): same and _compatible(ja, jb, letter, k)
@@ -564,7 +586,7 @@ def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with
                        for t in data_a)
     right = max(m["r"], 30) if not (scales or diff_scale or marker_scale) else max(m["r"], 120)
     plot_w = width - left - right
-    plot_h = max(float(la.get("height") or 450) - m["t"] - m["b"], 160.0)
+    plot_h = max(float(la.get("height") or 450) - m["t"] - m["b"], float(MIN_PLOT_PX))
     gap = left + 10                                        # B's own tick labels and y title, as A's figure has room for
     panel_w = (plot_w - gap) / 2
     x_titles = [_visible(_title(la.get(_key("x", k), {}))) for k in ax_a["x"]]
@@ -584,12 +606,17 @@ def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with
         heads.append((DIFF, [f"{plain(label_b)} minus {plain(label_a)}"], pd_))
     sub_w = panel_w if columns else plot_w
     heads = [(label, _wrapped(own, sub_w, SUB_CHAR_PX), p) for label, own, p in heads]
-    head_px = [p.lift(plot_h) + 22 + 15 * len(own) + 4 for _, own, p in heads]
-    if columns:
-        rows = [(max(head_px), [(0.0, panel_w / plot_w), ((panel_w + gap) / plot_w, 1.0)])]
-    else:
-        rows = [(h, [(0.0, 1.0)]) for h in head_px]
-    row_px = [h + plot_h + m["b"] + extra + ROW_GAP_PX for h, _ in rows]
+    for tries in range(4):   # three rows: each plot shrinks so that the rows fit MAX_ROWS_PX (lift depends on plot_h)
+        head_px = [p.lift(plot_h) + 22 + 15 * len(own) + 4 for _, own, p in heads]
+        if columns:
+            rows = [(max(head_px), [(0.0, panel_w / plot_w), ((panel_w + gap) / plot_w, 1.0)])]
+        else:
+            rows = [(h, [(0.0, 1.0)]) for h in head_px]
+        row_px = [h + plot_h + m["b"] + extra + ROW_GAP_PX for h, _ in rows]
+        # not a figure of many small subplots: their fixed-px labels and captions would overlap
+        if len(rows) < 3 or sum(row_px) <= MAX_ROWS_PX + 0.5 or len(ax_a["y"]) > 2 or tries == 3:
+            break
+        plot_h = max(float(MIN_PLOT_PX), plot_h - (sum(row_px) - MAX_ROWS_PX) / len(rows))
     total = sum(row_px)
     boxes, top = [], 0.0
     for (h, cols), px in zip(rows, row_px):
@@ -681,6 +708,11 @@ def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with
     title = dict(la.get("title") or {})
     title.pop("subtitle", None)
     title_lines = _wrapped(main, width - left - 10, TITLE_CHAR_PX)
+    if zero:
+        named = list(dict.fromkeys(z for z in zero if z))
+        what = ", ".join(named + ([f"{len(zero) - len(named)} more panel{'s' if len(zero) - len(named) > 1 else ''}"]
+                                  if len(zero) > len(named) else []))
+        common = list(common) + [f"{DIFF} is 0 at every point for {what} (the same data for both): not drawn"]
     common = _wrapped(common, width - left - 10, SUB_CHAR_PX * 1.15)
     top_px = _title_place(len(title_lines) + len(common), 1)[1]
     legend_px = _legend_below(layout, data, plot_w)
@@ -689,7 +721,7 @@ def combine(fig_a: go.Figure, fig_b: go.Figure, label_a: str, label_b: str, with
     layout["title"] = title
     layout["margin"] = {**(la.get("margin") or {}), "l": left, "r": right, "t": int(top_px), "b": int(legend_px + 8)}
     layout["width"], layout["height"] = width, height
-    return go.Figure(data=data, layout=layout), n_diff
+    return go.Figure(data=data, layout=layout), n_diff + len(zero)
 
 
 def _difference_panel(ja, ax_a, pd_, dtraces, layout, items, label_a, label_b, plot_w, plot_px) -> list[dict]:
@@ -711,8 +743,12 @@ def _difference_panel(ja, ax_a, pd_, dtraces, layout, items, label_a, label_b, p
                 d.pop("autorange", None)
             else:                                           # coordinates (steps, tokens): A's
                 d["matches"] = _ref(letter, _root(ja["layout"], letter, n_d))
-    layout.update(axes_d)
     out = [pd_.trace(t) for t in dtraces]
+    used = {_key(letter, _axis_num(t, letter)) for t in out for letter in "xy"}
+    for k, d in axes_d.items():   # a value axis whose difference was 0 everywhere (not drawn): no empty ticks
+        if k.startswith("y") and k not in used:
+            d.update(visible=False, showgrid=False, zeroline=False)
+    layout.update(axes_d)
     heat = [t for t in out if "z" in t]
     if heat:
         z = np.concatenate([_finite(t["z"]) for t in heat])

@@ -257,6 +257,13 @@ def _compare_flags(first_inputs: list[str], second) -> list[str]:
     return out
 
 
+def _computed_from(f, agent, dataset) -> list[str]:
+    """What one figure was made from: "agent", "dataset" (the manifest's), "environment" (the agent's, acting)."""
+    used = getattr(f, "uses_dataset", True) and dataset is not None
+    return (["agent"] if agent is not None else []) + (["dataset"] if used else ["environment"] if agent is not None
+                                                      else [])
+
+
 def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path=None, page: str | None = None,
              dataset_paths=None, compare: dict | None = None) -> dict:
     """What made a bundle: agent (with the choices that made the variant in use), dataset, each figure's parameters
@@ -286,12 +293,14 @@ def manifest(figured: list, agent=None, dataset=None, agent_path=None, data_path
                          f"not carry (it gives the second agent {' '.join(carried) or 'nothing'}).")
         if notes:
             m["compare"]["notes"] = notes
-    if dataset is not None:
+    # a dataset only where a figure was computed from it (a return-to-go sweep or a rollout runs in the environment)
+    if dataset is not None and any(getattr(f, "uses_dataset", True) for f in figured):
         m["dataset"] = {"path": str(data_path) if data_path else None, "source": dataset.source,
                         "fingerprint": dataset.fingerprint(), "n_episodes": dataset.n_episodes,
                         "n_transitions": dataset.n_transitions}
-    m["figures"] = [{"name": f.name, "params": f.params,
-                     "remake": remake_command(f.name, f.params, agent_path, data_path, inputs=inputs,
+    m["figures"] = [{"name": f.name, "params": f.params, "computed_from": _computed_from(f, agent, dataset),
+                     "remake": remake_command(f.name, f.params, agent_path,
+                                              data_path if getattr(f, "uses_dataset", True) else None, inputs=inputs,
                                               compare=remake_compare)}
                     for f in figured]
     return m

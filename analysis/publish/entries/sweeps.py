@@ -12,6 +12,8 @@ from analysis.behaviour.sweeps import cached_sweep, default_shifts, default_targ
 
 
 def _sweep(agent, dataset, targets, episodes, seed):
+    """The sweep runs in the environment; the dataset only suggests the default targets, which the params then name
+    (so the figure is remade from the agent alone: Figured.uses_dataset False)."""
     targets = default_targets(agent, dataset=dataset) if targets is None else [float(t) for t in targets]
     return cached_sweep(agent, targets, episodes, seed), {"targets": targets, "episodes": int(episodes), "seed": int(seed)}
 
@@ -29,7 +31,7 @@ def make_sweep_returns(agent, dataset, targets: list | None = None, episodes: in
     s = sw.summary()
     fig = _fig.sweep_returns(s, f"Return conditioning: achieved vs target return ({plain(sw.env_id)}, {episodes} episodes per target)",
                              _range(agent, dataset))
-    return Figured("rtg_sweep_returns", fig, s, params)
+    return Figured("rtg_sweep_returns", fig, s, params, uses_dataset=False)
 
 
 @register("rtg_sweep_actions", "the actions taken, per target return")
@@ -39,7 +41,7 @@ def make_sweep_actions(agent, dataset, targets: list | None = None, episodes: in
     names = (action_labels(dataset, agent.config.n_actions, sw.env_id) if sw.discrete
              else action_dim_names(dataset, int(agent.config.act_dim), sw.env_id))
     fig = _fig.sweep_actions(dist, sw.discrete, f"Actions taken per target return ({plain(sw.env_id)})", names)
-    return Figured("rtg_sweep_actions", fig, dist, params)
+    return Figured("rtg_sweep_actions", fig, dist, params, uses_dataset=False)
 
 
 @register("rtg_sweep_attention", "where the action token looks, per target return")
@@ -47,7 +49,7 @@ def make_sweep_attention(agent, dataset, targets: list | None = None, episodes: 
     sw, params = _sweep(agent, dataset, targets, episodes, seed)
     shares = sweep_attention(agent, sw)
     fig = _fig.sweep_attention(shares, f"Where the action token looks, per target return ({plain(sw.env_id)})")
-    return Figured("rtg_sweep_attention", fig, shares, params)
+    return Figured("rtg_sweep_attention", fig, shares, params, uses_dataset=False)
 
 
 @register("rtg_shift_replay", "offline what-if: a logged episode replayed with its return-to-go shifted")

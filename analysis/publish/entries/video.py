@@ -224,4 +224,5 @@ def make_episode_video(agent, dataset, episode: int = 0, start: int = 0, steps: 
               "seed": seed, "imagine_start": imagine_start, "imagine_horizon": imagine_horizon}
     if target is not None:
         params["target_return"] = target
-    return Figured("episode_video", fig, data, {k: v for k, v in params.items() if v is not None}, video=clip)
+    return Figured("episode_video", fig, data, {k: v for k, v in params.items() if v is not None}, video=clip,
+                   uses_dataset=dataset is not None)

@@ -5,7 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .labels import add_note, check_scale, constant, constant_note, scale_title, top_margin
+from .labels import add_note, check_scale, constant, constant_note, data_cap, scale_title, top_margin
 from .style import PALETTE, SEQUENTIAL, TEMPLATE, TOKEN_COLOURS
 from .text import plain
 
@@ -25,7 +25,9 @@ def _head_label(head) -> str:
 def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, layer: int, head: int | None,
                   title_suffix: str = "", scale: str = "data", data: str = "") -> go.Figure:
     """Query x key heatmap of one layer (one head, or heads averaged); padded tokens left out. scale "data": the
-    colours span 0 to the largest weight shown (weights all under 0.2 are not a dark wall); "fixed": 0 to 1.
+    colours span 0 to the 99th percentile of the weights on earlier tokens (labels.data_cap: a token's weight on
+    itself, 1.0 for the first, does not set the scale; brighter cells drawn at the top colour, the bar says so);
+    "fixed": 0 to 1.
     data: the name of the data (figure text, escaped), as plotly's own subtitle line under the title."""
     check_scale(scale)
     w = weights[layer].mean(0) if head is None else weights[layer, head]
@@ -36,9 +38,11 @@ def attention_map(weights: np.ndarray, labels: list[str], valid: np.ndarray, lay
     ticks = [i for i, name in enumerate(lab) if name.startswith("s ")]
     text = [plain(lab[i][2:]) for i in ticks]
     lab = [plain(name) for name in lab]
-    zmax = 1.0 if scale == "fixed" else float(max(w.max(), 1e-6))
+    # informative: a query's weight on an earlier token (not itself, not a key it cannot see)
+    cap = data_cap(w, np.tril(np.ones(w.shape, bool), -1))
+    zmax, bar = (1.0, scale_title("weight", scale)) if scale == "fixed" else (cap.zmax, cap.title("weight"))
     fig = go.Figure(go.Heatmap(z=w, colorscale=SEQUENTIAL, zmin=0, zmax=zmax, customdata=np.array(
-        [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title=scale_title("weight", scale)),
+        [[f"{q} → {k}" for k in lab] for q in lab]), colorbar=dict(title=bar),
         hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(template=TEMPLATE, height=620,
                       title=dict(text=_title(f"Attention, layer {layer + 1} ({_head_label(head)})", title_suffix),
@@ -103,13 +107,17 @@ def rollout_bars(row: np.ndarray, labels: list[str], token_type: np.ndarray, val
 def episode_attention_map(summary: np.ndarray, rewards: np.ndarray, title: str, scale: str = "data") -> go.Figure:
     """summary [T, K] weight per step back at every step; the episode's rewards beneath on the same x, unless they
     never change (CartPole's 1 at every step, a failed Key-to-Door episode's 0): then a line under the title says so.
-    scale "data": colours span 0 to the largest weight shown; "fixed": 0 to 1."""
+    scale "data": colours span 0 to the 99th percentile of the informative weights (labels.data_cap), "fixed": 0 to 1."""
     check_scale(scale)
     T, K = summary.shape
     flat = constant(rewards)
-    heat = go.Heatmap(z=summary.T, x=np.arange(T), y=np.arange(K), colorscale=SEQUENTIAL, zmin=0,
-                      zmax=1.0 if scale == "fixed" else float(max(np.nanmax(summary) if summary.size else 0, 1e-6)),
-                      colorbar=dict(title=scale_title("weight", scale), len=0.75 if flat is None else 1.0,
+    # informative: steps that had an earlier step to look at (step 0's weight of 1.0 on itself is forced), on a step
+    # the query can see (k <= t)
+    t, k = np.indices((T, K))
+    cap = data_cap(summary, (t >= 1) & (k <= t))
+    zmax, bar = (1.0, scale_title("weight", scale)) if scale == "fixed" else (cap.zmax, cap.title("weight"))
+    heat = go.Heatmap(z=summary.T, x=np.arange(T), y=np.arange(K), colorscale=SEQUENTIAL, zmin=0, zmax=zmax,
+                      colorbar=dict(title=bar, len=0.75 if flat is None else 1.0,
                                     y=0.62 if flat is None else 0.5),
                       hovertemplate="step %{x}<br>%{y} steps back<br>weight %{z:.3f}<extra></extra>")
     if flat is None:

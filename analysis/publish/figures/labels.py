@@ -7,6 +7,7 @@ Names come raw from the Dataset and are returned raw: figure code passes them th
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,6 +72,41 @@ def scale_title(what: str, scale: str, low: float = 0.0, high: float = 1.0) -> s
     if scale == "fixed":
         return f"{what}<br>(fixed {low:g}–{high:g})"
     return f"{what}<br>(0 to max shown)"
+
+
+CAP_PERCENTILE = 99   # the data scale's top: this percentile of the weights that carry information
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A data-fitted colour scale's top: `zmax`, and whether cells above it exist (then drawn at the top colour)."""
+
+    zmax: float
+    capped: bool
+    q: int = CAP_PERCENTILE
+
+    def title(self, what: str) -> str:
+        if not self.capped:
+            return scale_title(what, "data")
+        return f"{what}<br>(colour capped<br>at p{self.q} = {self.zmax:.2g};<br>brighter cells<br>≥ cap)"
+
+
+def data_cap(values, informative=None, q: int = CAP_PERCENTILE) -> Cap:
+    """The top of a data-fitted colour scale: the q-th percentile of the informative cells (`informative`: a mask of
+    the cells that carry information; left out: attention to itself, a query with one key to choose from, keys it
+    cannot see). A few forced weights of 1.0 (an episode's first step attends only to itself) would otherwise set
+    the top and leave every other cell dark. No cap where the percentile reaches the largest value shown."""
+    v = np.asarray(values, dtype=float)
+    finite = np.isfinite(v)
+    top = float(v[finite].max()) if finite.any() else 0.0
+    keep = finite if informative is None else finite & np.asarray(informative, bool)
+    keep &= v > 0
+    if not keep.any():
+        return Cap(max(top, 1e-6), False, q)
+    cap = float(np.percentile(v[keep], q))
+    if cap <= 0 or cap >= top:
+        return Cap(max(top, 1e-6), False, q)
+    return Cap(cap, True, q)
 
 
 def check_scale(scale: str) -> str:
