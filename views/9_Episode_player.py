@@ -48,7 +48,8 @@ try:   # a link, a reload or back / forward may name the episode (?episode=3); e
 except (TypeError, ValueError):
     wanted = longest
 st.session_state["player_episode"] = min(max(int(wanted), 0), ds.n_episodes - 1)   # another dataset may be shorter
-c0, c1, c2, c3, c4 = st.columns([1.2, 1, 2, 1, 1])
+c0, c1 = st.columns(2)      # two to a row: at a 1000 px viewport five columns cut their labels
+c2, c3 = st.columns(2)
 source = c0.selectbox("Source", ["data", "rollout"] if acts else ["data"], key="player_source",
                       format_func={"data": "a dataset episode", "rollout": "the agent acting"}.get,
                       help="A logged episode of the dataset, or one episode of the agent acting in its environment "
@@ -84,7 +85,7 @@ if agent.has("dynamics") and length is not None:   # predicts states open loop: 
     if mode == "imagine" and length > 1:
         if st.session_state.get("player_from", 0) > length - 2:   # chosen on a longer episode
             st.session_state["player_from"] = length - 2
-        horizon = int(c4.number_input("Horizon (steps)", 1, MAX_IMAGINED_STEPS, min(20, length - 1), key="player_horizon"))
+        horizon = int(c2.number_input("Horizon (steps)", 1, MAX_IMAGINED_STEPS, min(20, length - 1), key="player_horizon"))
         first = int(c3.number_input("From step", 0, length - 2, min(default_context(agent, horizon), length - 2),
                                     key="player_from"))
         imagine = (first, horizon)
