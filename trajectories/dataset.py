@@ -186,8 +186,8 @@ class Dataset:
             return "vectors"
         if self.observations.ndim == 4 and self.obs_shape[-1] not in (1, 3, 4):
             return "frame stacks"
-        return "grids" if self.obs_extras or (self.observations.dtype == np.uint8 and max(self.obs_shape[:2]) <= 32) \
-            else "images"
+        # a grid is a few cells a side (MiniGrid's 7×7 view, a full 25×25 map); a picture has many pixels
+        return "grids" if self.observations.dtype == np.uint8 and max(self.obs_shape[:2]) <= 32 else "images"
 
     def require_vectors(self, what: str) -> None:
         """One sentence for a consumer that reads observations per dimension: '… needs vector observations; this

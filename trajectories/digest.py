@@ -24,6 +24,7 @@ _STAT = "_seqlens_file_stat"
 
 def map_array(path, offset: int, dtype: np.dtype, shape: tuple) -> np.memmap:
     """A read-only mapping of `shape` `dtype` values at byte `offset` of `path` (C order)."""
+    path = os.fspath(path)
     st = os.stat(path)
     arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape), order="C")
     setattr(arr, _STAT, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))

@@ -127,6 +127,8 @@ def read_observations(ds: h5py.Dataset, budget: Budget, what: str | None = None)
     if offset is None or ds.dtype not in SHAPED_DTYPES or ds.file.driver != "sec2" or not _on_disk(filename):
         return read_array(ds, budget, what)
     check_mapped(budget.name, ds.shape, ds.dtype.itemsize, what)
+    if offset + int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize > os.path.getsize(filename):
+        raise DatasetError(f"{budget.name}: {what} is truncated (the file ends before the {ds.shape} array it declares).")
     return map_array(filename, offset, ds.dtype, ds.shape)
 
 

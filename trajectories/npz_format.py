@@ -82,6 +82,9 @@ def _mappable(path: Path, info: zipfile.ZipInfo, header: tuple) -> int | None:
         fp.seek(start)
         if fp.read(6) != b"\x93NUMPY":
             return None
+        end = start + header_bytes + int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if end > fp.seek(0, 2):   # the zip directory overstates the member: decoding it reports the truncation
+            return None
     return start + header_bytes
 
 
