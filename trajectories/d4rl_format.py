@@ -33,8 +33,8 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         raise DatasetError(f"{name}: D4RL file has neither terminals nor timeouts, so episodes cannot be split.")
     infos = _infos(f, name)   # declared shapes checked before anything is read
     budget = Budget(name)  # read_array checks each declared size before reading
-    arrays = {k: read_array(f[k], budget) for k in ("actions", "rewards")}
-    arrays = {"observations": read_observations(f["observations"], budget), **arrays}
+    arrays = {"observations": read_observations(f["observations"], budget)}   # mapped when stored contiguous
+    arrays.update({k: read_array(f[k], budget) for k in ("actions", "rewards")})
     flags = {k: read_array(f[k], budget) for k in ("terminals", "timeouts") if k in f}
     n = len(arrays["rewards"]) if arrays["rewards"].ndim else 0
     lengths = {k: len(v) if v.ndim else 0 for k, v in {**arrays, **flags}.items()}

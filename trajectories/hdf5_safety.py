@@ -154,7 +154,7 @@ def read_strings(ds: h5py.Dataset, budget: Budget, n_rows: int, what: str) -> np
         block = [x if isinstance(x, bytes) else str(x).encode("utf-8") for x in ds[i:i + STRING_ROWS]]
         longest = max((len(x) for x in block), default=0)
         if longest > cap:
-            raise over_limit(name, f"a {what} string of {longest:,} bytes", "mission_chars", "characters per mission")
+            raise over_limit(name, f"a string of {longest:,} bytes in {what}", "mission_chars", "characters per mission")
         budget.spend(sum(len(x) for x in block), what)
         parts.append(np.array(block, dtype=f"S{max(1, longest)}"))
     width = max((p.dtype.itemsize for p in parts), default=1)
