@@ -95,7 +95,7 @@ def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndar
            "timesteps": data.timesteps[idx], "mask": mask}
     for key in ("obs", "actions", "rewards", "rtg", "timesteps"):
         arr = out[key]
-        out[key] = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 2)), arr, 0).astype(arr.dtype)
+        out[key] = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 2)), arr, 0).astype(arr.dtype, copy=False)
     return out
 
 

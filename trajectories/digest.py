@@ -18,7 +18,8 @@ import os
 import numpy as np
 import xxhash
 
-CHUNK = 64 << 20
+CHUNK = 64 << 20          # rows of an in-memory array hashed at a time
+READ_BUFFER = 16 << 20    # bytes of a mapped file read at a time (a fresh 64 MB bytes object per read ran 6x slower)
 _STAT = "_seqlens_file_stat"
 
 
@@ -40,15 +41,15 @@ def fast_digest(arr: np.ndarray) -> str:
     h = xxhash.xxh3_128()
     h.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
     if _same_file(arr):
-        left = arr.nbytes
-        with open(arr.filename, "rb") as f:
+        left, buf = arr.nbytes, memoryview(bytearray(READ_BUFFER))   # one buffer reused: no allocation per block
+        with open(arr.filename, "rb", buffering=0) as f:
             f.seek(arr.offset)
             while left:
-                block = f.read(min(CHUNK, left))
-                if not block:
+                n = f.readinto(buf[:min(READ_BUFFER, left)])
+                if not n:
                     raise OSError(f"{arr.filename} is shorter than the array mapped from it")
-                h.update(block)
-                left -= len(block)
+                h.update(buf[:n])
+                left -= n
         return h.hexdigest()
     row_bytes = max(1, arr.nbytes // max(1, len(arr))) if arr.ndim else arr.nbytes
     rows = max(1, CHUNK // row_bytes)
