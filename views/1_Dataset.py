@@ -38,7 +38,7 @@ cols[3].metric("Ends", "terminated" if ep.terminated[-1] else "truncated" if ep.
 # drawn from the dataset alone, no agent and no cached analysis behind them
 collected = []
 if ds.shaped:   # images, grids, frame stacks: a strip of pictures at chosen steps, not a line per pixel
-    st.caption(f"The observations are {ds.obs_shape_text} {ds.obs_kind}: shown as pictures at a few steps "
+    st.caption(f"The observations are {md_escape(ds.obs_shape_text)} {md_escape(ds.obs_kind)}: shown as pictures at a few steps "
                "(a line per observation feature needs vector observations).")
     c1, c2 = st.columns([3, 1])
     first, last = c1.slider("Steps shown", 0, len(ep) - 1, (0, len(ep) - 1), key="frame_steps") if len(ep) > 1 else (0, 0)
