@@ -192,3 +192,12 @@ def test_vector_consumers_refuse_images_with_one_sentence():
         with pytest.raises(DatasetError) as err:
             make_config(kind, ds)
         assert str(err.value) == f"{who} needs vector observations; this dataset's observations are 84×84×1 images."
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".json"])
+def test_tables_refuse_shaped_observations(tmp_path, ext):
+    with pytest.raises(DatasetError) as err:
+        save_dataset(grid_dataset(), tmp_path / f"g{ext}")
+    assert str(err.value) == (f"g{ext}: a {ext} table holds vector observations; this dataset's observations are "
+                              "3×2×3 grids (write .npz or .hdf5).")
+    assert not (tmp_path / f"g{ext}").exists()
