@@ -72,7 +72,9 @@ def test_npz_mapped_bytes_limit_and_decode_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("SEQLENS_MAX_DECODE_BYTES", "500")
     packed = tmp_path / "packed.npz"
     np.savez_compressed(packed, observations=np.zeros((4, 7, 7, 3), np.uint8), actions=np.zeros(4, int), rewards=np.ones(4))
-    assert "packed.npz declares 4 steps of observations (588 bytes decoded); the limit is 500 bytes per file" in _refused(packed)
+    assert _refused(packed) == ("packed.npz declares 4 steps of observations (588 bytes decoded); the limit is 500 "
+                                "bytes per file (SEQLENS_MAX_DECODE_BYTES); images stored uncompressed (np.savez) are "
+                                "memory-mapped instead.")
 
 
 def test_npz_huge_declared_image_shape_in_a_tiny_file(tmp_path):
@@ -98,8 +100,9 @@ def test_hdf5_declared_image_shapes_past_the_limits(tmp_path):
             f["rewards"] = np.ones(4)
             f["terminals"] = np.zeros(4, bool)
         assert (tmp_path / name).stat().st_size < 100_000
-    assert "frames.hdf5 declares 1,000,000 steps of observations (26.3 GiB decoded); the limit is 1 GiB per file" \
-        in _refused(tmp_path / "frames.hdf5")
+    assert _refused(tmp_path / "frames.hdf5") == (
+        "frames.hdf5 declares 1,000,000 steps of observations (26.3 GiB decoded); the limit is 1 GiB per file "
+        "(SEQLENS_MAX_DECODE_BYTES); images stored contiguous and uncompressed are memory-mapped instead.")
     assert _refused(tmp_path / "wide.hdf5") == ("wide.hdf5 declares observations of shape 4096×4096×3 (50,331,648 "
                                                 "values each); the limit is 4,194,304 values per observation "
                                                 "(SEQLENS_MAX_OBS_VALUES).")

@@ -55,6 +55,18 @@ def check_mission_width(name: str, dtype: np.dtype, key: str) -> None:
                          "mission_chars", "characters per mission")
 
 
+MAP_HINT = {"npz": "images stored uncompressed (np.savez) are memory-mapped instead",
+            "hdf5": "images stored contiguous and uncompressed are memory-mapped instead"}
+
+
+def with_map_hint(err: DatasetError, layout: str) -> DatasetError:
+    """A decode-budget refusal of shaped observations, told how the same images would be mapped instead."""
+    text = str(err)
+    if "SEQLENS_MAX_DECODE_BYTES" not in text:
+        return err
+    return DatasetError(f"{text.rstrip('.')}; {MAP_HINT[layout]}.")
+
+
 class Budget:
     """Decoded bytes one file may still produce."""
 

@@ -22,7 +22,7 @@ import os
 import h5py
 import numpy as np
 
-from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, check_rows, over_limit
+from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, check_rows, over_limit, with_map_hint
 from .dataset import SHAPED_DTYPES
 from .digest import map_array
 from .errors import DatasetError
@@ -125,7 +125,10 @@ def read_observations(ds: h5py.Dataset, budget: Budget, what: str | None = None)
     filename = ds.file.filename
     offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None and not ds.external else None
     if offset is None or ds.dtype not in SHAPED_DTYPES or ds.file.driver != "sec2" or not _on_disk(filename):
-        return read_array(ds, budget, what)
+        try:
+            return read_array(ds, budget, what)
+        except DatasetError as e:
+            raise with_map_hint(e, "hdf5") from None
     check_mapped(budget.name, ds.shape, ds.dtype.itemsize, what)
     if offset + int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize > os.path.getsize(filename):
         raise DatasetError(f"{budget.name}: {what} is truncated (the file ends before the {ds.shape} array it declares).")

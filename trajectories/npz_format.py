@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, check_rows
+from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, check_rows, with_map_hint
 from .d4rl_format import INFOS, MAX_INFO_COLUMNS
 from .dataset import SHAPED_DTYPES, Dataset, check_meta, mission_codes, starts_from_flags, starts_from_ids, whole_numbers
 from .digest import map_array
@@ -147,6 +147,11 @@ def _check_declared(headers: dict, plan: dict, name: str, mapped: bool = False) 
             check_obs_shape(name, shape)
         if field == "observations" and mapped:
             check_mapped(name, shape, dtype.itemsize, plan[field])
+        elif field == "observations" and len(shape) > 2:
+            try:
+                budget.spend_array(shape, dtype.itemsize, plan[field])
+            except DatasetError as e:
+                raise with_map_hint(e, "npz") from None
         else:
             budget.spend_array(shape, dtype.itemsize, plan[field])
     if "meta" in headers:
