@@ -40,7 +40,8 @@ def test_frames_figure_steps_labels_and_escaped_mission():
     fig = catalog.make("episode_frames", None, _minigrid(), episode=1, start=1, stop=5, frames=3)
     np.testing.assert_array_equal(fig.data["step"], [1, 3, 5])
     np.testing.assert_array_equal(fig.data["direction"], [2, 0, 2])   # steps 6, 8, 10 of the dataset
-    assert [a.text for a in fig.figure.layout.annotations] == ["step 1 · dir 2", "step 3 · dir 0", "step 5 · dir 2"]
+    assert [a.text for a in fig.figure.layout.annotations] == ["step 1<br>facing ←", "step 3<br>facing →",
+                                                              "step 5<br>facing ←"]
     assert "get the &lt;b&gt;key&lt;/b&gt;" in fig.figure.layout.title.text
     assert len(fig.figure.data) == 3 and fig.figure.data[0].type == "image"
 

@@ -69,6 +69,13 @@ def frame_steps(length: int, start: int, stop: int, frames: int) -> np.ndarray:
     return np.unique(np.linspace(start, stop, frames).round().astype(np.int64))
 
 
+FACING = "→↓←↑"   # MiniGrid's direction: 0 right (+x), 1 down (+y), 2 left, 3 up
+
+
+def _facing(direction: int) -> str:
+    return FACING[direction] if 0 <= direction < 4 else str(direction)
+
+
 @register("episode_frames", "one episode's image or grid observations at a few steps, as pictures", needs_agent=False)
 def make_episode_frames(agent, dataset, episode: int = 0, start: int = 0, stop: int = -1, frames: int = 8) -> Figured:
     if not dataset.shaped:
@@ -81,10 +88,13 @@ def make_episode_frames(agent, dataset, episode: int = 0, start: int = 0, stop: 
     pictures = frames_rgb(raw, grid)
     direction = ep.extras.get("direction")
     mission = ep.extras.get("mission")
-    labels = [f"step {int(t)}" + (f" · dir {int(direction[t])}" if direction is not None else "") for t in steps]
+    labels = [f"step {int(t)}" + (f"<br>facing {_facing(int(direction[t]))}" if direction is not None else "")
+              for t in steps]
     missions = [dataset.missions[int(c)] for c in mission[steps]] if mission is not None else None
     title = f"Observations — episode {int(episode)} of {plain(dataset.source)}<br><sup>{dataset.obs_shape_text} " \
             f"{dataset.obs_kind}"
+    if dataset.obs_kind == "frame stacks":
+        title += f", the newest of each stack of {dataset.obs_shape[0]} drawn"
     if missions:
         title += f"; mission: {plain(missions[0][:120])}" + (" (changes within the episode)" if len(set(missions)) > 1 else "")
     fig = episode_frames(pictures, labels, title + "</sup>")
