@@ -201,3 +201,23 @@ def test_tables_refuse_shaped_observations(tmp_path, ext):
     assert str(err.value) == (f"g{ext}: a {ext} table holds vector observations; this dataset's observations are "
                               "3×2×3 grids (write .npz or .hdf5).")
     assert not (tmp_path / f"g{ext}").exists()
+
+
+def test_minari_zip_with_dict_observations_is_decoded(tmp_path):
+    ds = grid_dataset()
+    _minari(tmp_path / "main_data.hdf5", ds)
+    with zipfile.ZipFile(tmp_path / "grid.zip", "w") as zf:
+        zf.write(tmp_path / "main_data.hdf5", "grid/data/main_data.hdf5")
+    back = load_dataset(tmp_path / "grid.zip")
+    assert not back.mapped   # read from the zip into memory, under the decode budget
+    np.testing.assert_array_equal(back.observations, ds.observations)
+    np.testing.assert_array_equal(back.obs_extras["mission"], ds.obs_extras["mission"])
+    assert back.missions == MISSIONS
+
+
+def test_observation_lines_refuse_images_in_one_sentence():
+    from analysis.publish import catalog
+
+    with pytest.raises(DatasetError) as err:
+        catalog.make("episode_observations", None, grid_dataset())
+    assert str(err.value) == "A line per observation feature needs vector observations; this dataset's observations are 3×2×3 grids."
