@@ -19,6 +19,8 @@ from .loading import agent_class
 from .hparams import TRAIN_DEFAULTS, resolve
 from .windows import TrainingData
 
+VECTOR_ONLY = {"tt": "The Trajectory Transformer's discretizer", "mlp": "The MLP baseline", "gru": "The GRU baseline",
+               "dynamics": "The dynamics model"}
 DEFAULTS = TRAIN_DEFAULTS   # models/hparams.py: TrainConfig per kind (context length, batch size, lr, ...)
 
 
@@ -27,6 +29,8 @@ def make_config(kind: str, ds: Dataset, context_length: int | None = None, hpara
     """Dims, normalisation, RTG scale, episode length and action bounds, all read off the data (and the env)."""
     if kind not in DEFAULTS:
         raise ValueError(f"unknown model '{kind}' (expected one of {', '.join(DEFAULTS)}).")
+    if kind in VECTOR_ONLY:   # per-dimension models: one sentence on images instead of a shape error in torch
+        ds.require_vectors(VECTOR_ONLY[kind])
     returns = ds.episode_returns
     max_ep_len = int(ds.episode_lengths.max())
     low = high = None
@@ -68,7 +72,7 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
     cls = agent_class(kind)
     agent = cls.for_dataset(config, ds) if hasattr(cls, "for_dataset") else cls(config)
     data = agent.prepare_training(TrainingData.build(ds, config.state_mean, config.state_std, config.rtg_scale,
-                                                     config.max_ep_len))
+                                                     config.max_ep_len, getattr(agent, "obs_transform", None)))
     run = DEFAULTS[kind]
     batch_size = batch_size or run.batch_size
     lr = lr or run.lr

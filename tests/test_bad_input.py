@@ -103,7 +103,7 @@ CASES = {
     "npz zero-length episode": (lambda p, t: _npz(p / "z.npz", observations=np.zeros((5, 2)), actions=np.zeros(5, int), rewards=np.zeros(5),
                                                   episode_starts=[0, 2, 2]), "z.npz: episode 1 has zero length"),
     "npz missing rewards": (lambda p, t: _npz(p / "m.npz", observations=np.zeros((5, 2)), actions=np.zeros(5)), "m.npz has no rewards array"),
-    "npz ragged obs": (lambda p, t: _npz(p / "r.npz", observations=np.zeros((5, 2, 2)), actions=np.zeros(5), rewards=np.zeros(5)),
+    "npz ragged obs": (lambda p, t: _npz(p / "r.npz", observations=np.zeros((5, 2, 2, 2, 2)), actions=np.zeros(5), rewards=np.zeros(5)),
                        "r.npz: observations must be a 2-D array"),
     "npz object array": (_pickled_npz, "obj.npz: array 'observations' holds Python objects, which could only be read with pickle"),
     "npz nan obs": (lambda p, t: _npz(p / "n.npz", observations=np.array([[0.0], [np.nan]]), actions=[0, 1], rewards=[0, 1]),

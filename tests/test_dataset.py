@@ -74,7 +74,7 @@ def test_flags_helpers():
     (dict(rewards=np.array([0, 0, 0, np.inf, 0])), "rewards has inf at row 3"),
     (dict(terminated=np.array([0, 0, 2, 0, 0])), "terminated must be 0/1"),
     (dict(actions=np.array([0, -1, 0, 0, 0])), "negative"),
-    (dict(observations=np.zeros((5, 2, 2))), "2-D array"),
+    (dict(observations=np.zeros((5, 2, 2, 2, 2))), "2-D array"),
     (dict(observations=np.zeros((0, 2)), actions=np.zeros(0, int), rewards=np.zeros(0),
           terminated=np.zeros(0), truncated=np.zeros(0)), "no steps"),
 ])

@@ -96,3 +96,65 @@ def test_damaged_files(ds, ext, cut, flips):
         for f in flips:
             data[f % len(data)] ^= 0xFF
         _read_bytes(bytes(data[: max(1, int(len(data) * cut))]) if cut < 0.9 else bytes(data), ext)
+
+
+@st.composite
+def shaped_datasets(draw):
+    """Images / grids / frame stacks (uint8 or float32), with MiniGrid's direction and missions half the time."""
+    lengths = draw(st.lists(st.integers(1, 5), min_size=1, max_size=4))
+    n = sum(lengths)
+    shape = draw(st.sampled_from([(3, 2), (2, 3, 1), (3, 3, 3), (2, 2, 4), (4, 2, 3)]))
+    if draw(st.booleans()):
+        obs = draw(arrays(np.uint8, (n, *shape)))
+    else:
+        obs = draw(arrays(np.float32, (n, *shape), elements=st.floats(-1e6, 1e6, allow_nan=False, width=32)))
+    extras, missions = {}, None
+    if draw(st.booleans()):
+        missions = sorted(set(draw(st.lists(st.text(min_size=0, max_size=12).filter(lambda t: "\0" not in t),
+                                            min_size=1, max_size=3))))
+        extras = {"direction": draw(arrays(np.int64, n, elements=st.integers(0, 3))),
+                  "mission": draw(arrays(np.int64, n, elements=st.integers(0, len(missions) - 1)))}
+    trunc = np.zeros(n, bool)
+    trunc[np.cumsum(lengths) - 1] = True   # D4RL's split needs a flag at each episode end
+    return Dataset(obs, draw(arrays(np.int64, n, elements=st.integers(0, 5))), np.ones(n), np.zeros(n, bool), trunc,
+                   np.concatenate([[0], np.cumsum(lengths)[:-1]]), obs_extras=extras, missions=missions)
+
+
+def _used(ds: Dataset) -> Dataset:
+    """The missions a reader can know: those some step uses (the files store one string per step)."""
+    if ds.missions is None:
+        return ds
+    used = np.unique(ds.obs_extras["mission"])
+    remap = np.full(len(ds.missions), -1)
+    remap[used] = np.arange(len(used))
+    return Dataset(ds.observations, ds.actions, ds.rewards, ds.terminated, ds.truncated, ds.episode_starts,
+                   obs_extras={"direction": ds.obs_extras["direction"], "mission": remap[ds.obs_extras["mission"]]},
+                   missions=[ds.missions[i] for i in used])
+
+
+@FUZZ
+@given(ds=shaped_datasets(), ext=st.sampled_from([".npz", ".hdf5"]))
+def test_shaped_round_trip_exact(ds, ext):
+    with tempfile.TemporaryDirectory() as tmp:
+        save_dataset(ds, Path(tmp) / f"d{ext}")
+        back = load_dataset(Path(tmp) / f"d{ext}")
+        assert isinstance(back.observations, np.memmap)
+        want = _used(ds)
+        np.testing.assert_array_equal(back.observations, want.observations)
+        assert back.observations.dtype == want.observations.dtype and back.missions == want.missions
+        for k, v in want.obs_extras.items():
+            np.testing.assert_array_equal(back.obs_extras[k], v)
+        np.testing.assert_array_equal(back.episode_starts, want.episode_starts)
+
+
+@FUZZ
+@given(ds=shaped_datasets(), ext=st.sampled_from([".npz", ".hdf5"]), cut=st.floats(0.05, 0.95),
+       flips=st.lists(st.integers(0, 10**6), max_size=8))
+def test_damaged_shaped_files(ds, ext, cut, flips):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"d{ext}"
+        save_dataset(ds, path)
+        data = bytearray(path.read_bytes())
+        for f in flips:
+            data[f % len(data)] ^= 0xFF
+        _read_bytes(bytes(data[: max(1, int(len(data) * cut))]) if cut < 0.9 else bytes(data), ext)

@@ -28,6 +28,45 @@ def check_width(name: str, width: int, what: str) -> None:
         raise over_limit(name, f"{width:,} {what} features", "features", "features per step")
 
 
+def check_obs_shape(name: str, shape: tuple) -> None:
+    """A declared shaped observation's size per step against limits().obs_values (before anything is read)."""
+    values = int(np.prod(shape[1:], dtype=object))
+    if values > limits().obs_values:
+        raise over_limit(name, f"observations of shape {'×'.join(map(str, shape[1:]))} ({values:,} values each)",
+                         "obs_values", "values per observation")
+
+
+def check_mapped(name: str, shape: tuple, itemsize: int, what: str) -> None:
+    """Mapped bytes against limits().mapped_bytes: not decoded, but read from disk as they are used."""
+    size = int(np.prod(shape, dtype=object)) * itemsize
+    if size > limits().mapped_bytes:
+        raise over_limit(name, f"{shape[0]:,} steps of {what} ({human_bytes(size)} to map)", "mapped_bytes",
+                         "of mapped observations per file")
+
+
+def check_mission_width(name: str, dtype: np.dtype, key: str) -> None:
+    """A fixed-width string array's width against limits().mission_chars, from its dtype alone (nothing read)."""
+    chars = dtype.itemsize // 4 if dtype.kind == "U" else dtype.itemsize
+    if dtype.kind not in "US":
+        raise DatasetError(f"{name}: {key} must be one string per step (fixed-width text), got dtype {dtype}.")
+    cap = limits().mission_chars * (1 if dtype.kind == "U" else 4)   # a UTF-8 character is at most 4 bytes
+    if chars > cap:
+        raise over_limit(name, f"{key} strings {chars:,} {'characters' if dtype.kind == 'U' else 'bytes'} wide",
+                         "mission_chars", "characters per mission")
+
+
+MAP_HINT = {"npz": "images stored uncompressed (np.savez) are memory-mapped instead",
+            "hdf5": "images stored contiguous and uncompressed are memory-mapped instead"}
+
+
+def with_map_hint(err: DatasetError, layout: str) -> DatasetError:
+    """A decode-budget refusal of shaped observations, told how the same images would be mapped instead."""
+    text = str(err)
+    if "SEQLENS_MAX_DECODE_BYTES" not in text:
+        return err
+    return DatasetError(f"{text.rstrip('.')}; {MAP_HINT[layout]}.")
+
+
 class Budget:
     """Decoded bytes one file may still produce."""
 

@@ -1,7 +1,9 @@
 """D4RL-style HDF5: flat `observations, actions, rewards, terminals, timeouts`, episodes split on
 terminals | timeouts (the step after a done flag starts a new episode). `infos/qpos` and `infos/qvel`
 (the MuJoCo state at each observation, which frames are drawn from) are kept in `Dataset.infos` when both
-are there; other infos are not read."""
+are there; other infos are not read. Shaped observations (images, frame stacks) are mapped from the file when stored
+contiguous (hdf5_safety.read_observations); a MiniGrid dict observation's other parts sit beside them as
+`observations_direction` (integers) and `observations_mission` (strings), one row per step, as in the npz layout."""
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -10,9 +12,9 @@ import h5py
 import numpy as np
 
 from .budget import Budget
-from .dataset import Dataset, starts_from_flags
+from .dataset import Dataset, mission_codes, starts_from_flags
 from .errors import DatasetError
-from .hdf5_safety import check_storage, read_array, read_attr_str
+from .hdf5_safety import check_storage, read_array, read_attr_str, read_observations, read_strings
 from .names import dataset_env_id
 
 INFOS = ("qpos", "qvel")
@@ -31,7 +33,8 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         raise DatasetError(f"{name}: D4RL file has neither terminals nor timeouts, so episodes cannot be split.")
     infos = _infos(f, name)   # declared shapes checked before anything is read
     budget = Budget(name)  # read_array checks each declared size before reading
-    arrays = {k: read_array(f[k], budget) for k in ("observations", "actions", "rewards")}
+    arrays = {"observations": read_observations(f["observations"], budget)}   # mapped when stored contiguous
+    arrays.update({k: read_array(f[k], budget) for k in ("actions", "rewards")})
     flags = {k: read_array(f[k], budget) for k in ("terminals", "timeouts") if k in f}
     n = len(arrays["rewards"]) if arrays["rewards"].ndim else 0
     lengths = {k: len(v) if v.ndim else 0 for k, v in {**arrays, **flags}.items()}
@@ -50,9 +53,29 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         bad = ~np.isfinite(v).all(axis=1)
         if bad.any():
             raise DatasetError(f"{name}: infos/{k} has NaN or inf at row {int(np.argmax(bad))}.")
+    extras, missions = _extras(f, n, budget)
     return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
                    env_id=_env_id(read_attr_str(f, "env_id"), name), source=name, metadata={"format": "d4rl-hdf5"},
-                   infos=qs)
+                   infos=qs, obs_extras=extras, missions=missions)
+
+
+def _extras(f: h5py.File, n: int, budget: Budget) -> tuple[dict, list[str] | None]:
+    """observations_direction / observations_mission beside a dict observation's image (hard links only: the file
+    was checked self-contained)."""
+    extras, missions = {}, None
+    for key in ("observations_direction", "observations_mission"):
+        if key in f and not isinstance(f[key], h5py.Dataset):
+            raise DatasetError(f"{budget.name}: {key} must be an array, not a group.")
+    if "observations_direction" in f:
+        ds = f["observations_direction"]
+        if ds.dtype.kind not in "iu" or ds.ndim != 1 or ds.shape[0] != n:
+            raise DatasetError(f"{budget.name}: observations_direction must hold one whole number per step ({n:,}), "
+                               f"got shape {ds.shape} of {ds.dtype}.")
+        extras["direction"] = read_array(ds, budget)
+    if "observations_mission" in f:
+        extras["mission"], missions = mission_codes(read_strings(f["observations_mission"], budget, n,
+                                                                 "observations_mission"), budget.name)
+    return extras, missions
 
 
 def _infos(f: h5py.File, name: str) -> dict[str, h5py.Dataset]:
@@ -99,7 +122,18 @@ def write_d4rl(ds: Dataset, path) -> None:
     last = ds.episode_ends - 1
     trunc[last] |= ~(ds.terminated[last] | ds.truncated[last])
     with h5py.File(path, "w") as f:
-        f["observations"] = ds.observations
+        if ds.shaped:   # contiguous (so the reader maps it), written a block of rows at a time
+            out = f.create_dataset("observations", shape=ds.observations.shape, dtype=ds.observations.dtype)
+            rows = max(1, (64 << 20) // max(1, ds.observations[:1].nbytes))
+            for i in range(0, ds.n_transitions, rows):
+                out[i:i + rows] = ds.observations[i:i + rows]
+        else:
+            f["observations"] = ds.observations
+        if "direction" in ds.obs_extras:
+            f["observations_direction"] = ds.obs_extras["direction"]
+        if "mission" in ds.obs_extras:
+            texts = np.array([m.encode("utf-8") for m in ds.missions] or [b""])
+            f["observations_mission"] = texts[ds.obs_extras["mission"]]
         f["actions"] = ds.actions
         f["rewards"] = ds.rewards
         f["terminals"] = ds.terminated

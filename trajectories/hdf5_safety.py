@@ -7,13 +7,24 @@ follow any of them, so `check_self_contained` walks the whole file first, by lin
 opening what a link points to, and refuses all but hard links to plain datasets and groups. The
 walk is bounded by limits().hdf5_objects and MAX_DEPTH, and visits each group once (hard links can
 form cycles). `read_array` then reads one dataset after checking its declared size and dtype.
+
+`read_observations` maps shaped observations (images, frame stacks) of uint8 / float32 in place when the dataset is
+contiguous and unfiltered in a file on disk (h5py's `id.get_offset()`: the raw bytes' file offset; external storage
+was refused above, so the bytes are this file's), counted against limits().mapped_bytes; chunked or compressed
+ones are decoded under the decode budget. `read_strings` reads per-step mission strings: fixed-length ones have
+their width checked from the dtype before reading; variable-length ones live uncompressed in the file's global
+heap, so what a block of rows allocates is bounded by the file's own size, and each block is checked as it is read.
 """
 from __future__ import annotations
+
+import os
 
 import h5py
 import numpy as np
 
-from .budget import Budget, check_rows, over_limit
+from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, check_rows, over_limit, with_map_hint
+from .dataset import SHAPED_DTYPES
+from .digest import map_array
 from .errors import DatasetError
 from .limits import limits
 
@@ -99,3 +110,55 @@ def read_attr_str(obj, key: str, max_bytes: int = 4096) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
+
+
+STRING_ROWS = 4_096   # variable-length strings read (and checked) a block of rows at a time
+
+
+def read_observations(ds: h5py.Dataset, budget: Budget, what: str | None = None) -> np.ndarray:
+    """Observations: shaped ones mapped from the file when their storage allows it, else read_array."""
+    what = what or ds.name.lstrip("/")
+    if ds.ndim < 3:
+        return read_array(ds, budget, what)
+    check_rows(budget.name, ds.shape[0], what)
+    check_obs_shape(budget.name, ds.shape)
+    filename = ds.file.filename
+    offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None and not ds.external else None
+    if offset is None or ds.dtype not in SHAPED_DTYPES or ds.file.driver != "sec2" or not _on_disk(filename):
+        try:
+            return read_array(ds, budget, what)
+        except DatasetError as e:
+            raise with_map_hint(e, "hdf5") from None
+    check_mapped(budget.name, ds.shape, ds.dtype.itemsize, what)
+    if offset + int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize > os.path.getsize(filename):
+        raise DatasetError(f"{budget.name}: {what} is truncated (the file ends before the {ds.shape} array it declares).")
+    return map_array(filename, offset, ds.dtype, ds.shape)
+
+
+def _on_disk(filename) -> bool:
+    return isinstance(filename, str) and os.path.isfile(filename)
+
+
+def read_strings(ds: h5py.Dataset, budget: Budget, n_rows: int, what: str) -> np.ndarray:
+    """One string per step as a fixed-width UTF-8 bytes array ('S'), each at most limits().mission_chars characters."""
+    name = budget.name
+    info = h5py.check_string_dtype(ds.dtype)
+    if ds.ndim != 1 or ds.shape[0] != n_rows:
+        raise DatasetError(f"{name}: {what} must hold one string per step ({n_rows:,}), got shape {ds.shape}.")
+    if info is None:
+        raise DatasetError(f"{name}: {what} must hold strings, got dtype {_dtype_name(ds.dtype)}.")
+    cap = limits().mission_chars * 4   # UTF-8 bytes
+    if info.length is not None:   # fixed-length: the width is declared
+        check_mission_width(name, np.dtype(f"S{info.length}"), what)
+        budget.spend_array(ds.shape, ds.dtype.itemsize, what)
+        return np.asarray(ds[()], dtype=f"S{max(1, info.length)}")
+    parts = []
+    for i in range(0, n_rows, STRING_ROWS):
+        block = [x if isinstance(x, bytes) else str(x).encode("utf-8") for x in ds[i:i + STRING_ROWS]]
+        longest = max((len(x) for x in block), default=0)
+        if longest > cap:
+            raise over_limit(name, f"a string of {longest:,} bytes in {what}", "mission_chars", "characters per mission")
+        budget.spend(sum(len(x) for x in block), what)
+        parts.append(np.array(block, dtype=f"S{max(1, longest)}"))
+    width = max((p.dtype.itemsize for p in parts), default=1)
+    return np.concatenate([p.astype(f"S{width}") for p in parts]) if parts else np.zeros(0, "S1")

@@ -24,6 +24,7 @@ READERS = {
 }
 WRITERS = {".npz": write_npz, ".parquet": write_parquet, ".csv": write_csv, ".json": write_json,
            ".hdf5": write_d4rl, ".h5": write_d4rl}
+SHAPED_WRITERS = (write_npz, write_d4rl)   # the formats that keep an observation's shape (and map it when read)
 EXPECTED = ".npz, .parquet, .csv, .json, .hdf5/.h5 (Minari or D4RL), a Minari dataset directory, or a .zip of one"
 
 
@@ -51,6 +52,9 @@ def save_dataset(ds: Dataset, path) -> None:
     writer = WRITERS.get(path.suffix.lower())
     if writer is None:
         raise DatasetError(f"{path.name}: cannot write '{path.suffix or '(none)'}' (expected one of {', '.join(WRITERS)}).")
+    if ds.shaped and writer not in SHAPED_WRITERS:   # a table has one column per value: a 84x84 frame is 7,056 of them
+        raise DatasetError(f"{path.name}: a {path.suffix.lower()} table holds vector observations; this dataset's "
+                           f"observations are {ds.obs_shape_text} {ds.obs_kind} (write .npz or .hdf5).")
     path.parent.mkdir(parents=True, exist_ok=True)
     writer(ds, path)
 

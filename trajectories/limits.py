@@ -33,6 +33,10 @@ class Limits:
     heavy_analyses: int = 2              # uncached analyses computed at once by the whole server (the one cache)
     walk_entries: int = 100_000          # files and folders listed in one directory walk (trajectories/walk.py)
     walk_depth: int = 8                  # folders deep one directory walk goes
+    mapped_bytes: int = 16 * GIB         # observation bytes one file may memory-map (read from disk on use, not decoded)
+    obs_values: int = 1 << 22            # values in one shaped observation (H*W*C, S*H*W): 2048x2048 gray at most
+    missions: int = 65_536               # distinct mission strings in one dataset (MiniGrid dict observations)
+    mission_chars: int = 1_024           # characters in one mission string (checked before it is decoded)
 
 
 ENV = {
@@ -53,6 +57,10 @@ ENV = {
     "heavy_analyses": "SEQLENS_MAX_HEAVY_ANALYSES",
     "walk_entries": "SEQLENS_MAX_WALK_ENTRIES",
     "walk_depth": "SEQLENS_MAX_WALK_DEPTH",
+    "mapped_bytes": "SEQLENS_MAX_MAPPED_BYTES",
+    "obs_values": "SEQLENS_MAX_OBS_VALUES",
+    "missions": "SEQLENS_MAX_MISSIONS",
+    "mission_chars": "SEQLENS_MAX_MISSION_CHARS",
 }
 
 

@@ -3,7 +3,9 @@
 
 A Minari episode stores T+1 observations (the final one included) and T actions; the Dataset keeps
 the T observations that were acted on. Dict observations (goal-conditioned layouts) are flattened in
-key order with feature names like `desired_goal[1]`.
+key order with feature names like `desired_goal[1]`; an HDF5 dict with an `image` (MiniGrid: image, direction,
+mission) keeps its shape instead: observations = the images, Dataset.obs_extras = direction and mission codes,
+Dataset.missions the distinct mission strings (hdf5_safety.read_strings checks their widths).
 
 HDF5 episodes' `infos/qpos` and `infos/qvel` (T+1 rows, the reset's info first, so row t is observation t's
 state) become `Dataset.infos` under d4rl_format's rules when every episode has both; arrow infos are not read.
@@ -21,11 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from .budget import Budget, check_rows
+from .budget import Budget, check_obs_shape, check_rows
 from .d4rl_format import INFOS, MAX_INFO_COLUMNS
-from .dataset import Dataset, check_n_actions
+from .dataset import Dataset, check_n_actions, mission_codes
 from .errors import DatasetError
-from .hdf5_safety import check_self_contained, read_array
+from .hdf5_safety import check_self_contained, read_array, read_strings
 from .limits import human_bytes, limits
 from .safe_zip import open_checked
 from .walk import Entry, refuse_link, walk
@@ -67,6 +69,7 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
     if not groups:
         raise DatasetError(f"{name} has no episode_N groups, so it is not a Minari dataset.")
     obs_parts, act_parts, rew, term, trunc, lengths, obs_names = [], [], [], [], [], [], None
+    extra_parts = {"direction": [], "mission": []}
     info_parts = {k: [] for k in INFOS} if all(_has_infos(f[g]) for g in groups) else {}
     for g in groups:
         ep = f[g]
@@ -82,14 +85,17 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
         if obs_rows not in (t, t + 1):
             raise DatasetError(f"{name}: {g} has {obs_rows} observations for {t} steps (expected {t + 1}).")
         check_rows(name, sum(lengths) + t)
-        arrays, names = _flatten_h5(ep["observations"], "", obs_rows, budget)
+        if _is_image_dict(ep["observations"]):
+            arrays, names = [_image_dict(ep["observations"], g, obs_rows, t, budget, extra_parts)], []
+        else:
+            arrays, names = _flatten_h5(ep["observations"], "", obs_rows, budget)
         if isinstance(ep["observations"], h5py.Dataset):
             names = None
         if obs_names is None:
             obs_names = names
         if not isinstance(ep["actions"], h5py.Dataset):
             raise DatasetError(f"{name}: {g} has dict actions, which seqlens does not support (expected a Box or Discrete action space).")
-        obs_parts.append(np.concatenate(arrays, axis=1)[:t])
+        obs_parts.append(np.concatenate(arrays, axis=1)[:t] if arrays[0].ndim == 2 else arrays[0][:t])
         act_parts.append(read_array(ep["actions"], budget))
         for out, key in ((rew, "rewards"), (term, "terminations"), (trunc, "truncations")):
             a = read_array(ep[key], budget)
@@ -102,15 +108,58 @@ def read_minari_h5(f: h5py.File, name: str, meta: dict) -> Dataset:
     for k, parts in info_parts.items():
         if len({p.shape[1] for p in parts}) > 1:
             raise DatasetError(f"{name}: episodes have different infos/{k} widths ({sorted({p.shape[1] for p in parts})}).")
-    widths = {p.shape[1] for p in obs_parts}
+    widths = {p.shape[1:] for p in obs_parts}
     if len(widths) > 1:
-        raise DatasetError(f"{name}: episodes have different observation widths ({sorted(widths)}).")
+        shown = sorted("×".join(map(str, w)) for w in widths)
+        raise DatasetError(f"{name}: episodes have different observation widths ({', '.join(shown)}).")
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     acts = np.concatenate(act_parts)
+    extras, missions = {}, None
+    for key, parts in extra_parts.items():
+        if parts and len(parts) != len(groups):
+            raise DatasetError(f"{name}: some episodes' image observations have a {key} and others do not.")
+    if extra_parts["direction"]:
+        extras["direction"] = np.concatenate(extra_parts["direction"])
+    if extra_parts["mission"]:
+        width = max(p.dtype.itemsize for p in extra_parts["mission"])
+        extras["mission"], missions = mission_codes(
+            np.concatenate([p.astype(f"S{width}") for p in extra_parts["mission"]]), name)
     return Dataset(np.concatenate(obs_parts), acts, np.concatenate(rew),
                    np.concatenate(term), np.concatenate(trunc), starts, obs_names, None,
                    meta.get("n_actions"), meta.get("env_id"), name, {"format": "minari", **meta.get("extra", {})},
-                   {k: np.concatenate(parts) for k, parts in info_parts.items()})
+                   {k: np.concatenate(parts) for k, parts in info_parts.items()}, extras, missions)
+
+
+IMAGE_DICT = ("image", "direction", "mission")
+
+
+def _is_image_dict(node) -> bool:
+    return isinstance(node, h5py.Group) and isinstance(node.get("image"), h5py.Dataset) and node["image"].ndim >= 3
+
+
+def _image_dict(node: h5py.Group, g: str, obs_rows: int, t: int, budget: Budget, extras: dict) -> np.ndarray:
+    """MiniGrid's dict observation of one episode: the image array (returned), direction and mission (appended to
+    `extras`), each checked to have one row per observation; any other key is refused rather than dropped."""
+    name = budget.name
+    other = [k for k in node.keys() if k not in IMAGE_DICT]
+    if other:
+        raise DatasetError(f"{name}: {g}/observations holds an image with {', '.join(other[:5])} beside it; seqlens "
+                           "reads image, direction and mission of an image observation.")
+    for key in node.keys():
+        ds = node[key]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim == 0 or ds.shape[0] != obs_rows:
+            raise DatasetError(f"{name}: {g}/observations/{key} must be an array with one row per observation ({obs_rows:,}).")
+    check_obs_shape(name, node["image"].shape)
+    image = read_array(node["image"], budget, f"{g}/observations/image")
+    if "direction" in node:
+        ds = node["direction"]
+        if ds.dtype.kind not in "iu" or ds.ndim != 1:
+            raise DatasetError(f"{name}: {g}/observations/direction must be one whole number per observation, got "
+                               f"shape {ds.shape} of {ds.dtype}.")
+        extras["direction"].append(read_array(ds, budget, f"{g}/observations/direction")[:t])
+    if "mission" in node:
+        extras["mission"].append(read_strings(node["mission"], budget, obs_rows, f"{g}/observations/mission")[:t])
+    return image
 
 
 def _has_infos(ep) -> bool:

@@ -8,6 +8,13 @@ would allocate the declared shape before reading a byte, so it is not used.
 `infos/qpos` and `infos/qvel` (the keys of D4RL's `get_dataset()` dict, so `np.savez(path, **d4rl_dict)` reads
 too) become `Dataset.infos` under d4rl_format's rules: both or neither, 2-D floats, one row per observation,
 1..MAX_INFO_COLUMNS columns, finite; anything else under infos/ is not read.
+
+Shaped observations (images [N, H, W(, C)], frame stacks [N, S, H, W]) of uint8 or float32 in a member stored
+uncompressed (np.savez, and write_npz for shaped data) are memory-mapped read-only in place (counted against
+limits().mapped_bytes, not decode_bytes); a compressed member is decoded like any other array. Dict observations
+(MiniGrid): `observations` is the image, `observations_direction` one integer per step and `observations_mission`
+one fixed-width string per step ('<U' or UTF-8 'S', never objects) whose width is checked against
+limits().mission_chars from its header before it is read.
 """
 from __future__ import annotations
 
@@ -18,16 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .budget import Budget, check_rows
+from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, check_rows, with_map_hint
 from .d4rl_format import INFOS, MAX_INFO_COLUMNS
-from .dataset import Dataset, check_meta, starts_from_flags, starts_from_ids, whole_numbers
+from .dataset import SHAPED_DTYPES, Dataset, check_meta, mission_codes, starts_from_flags, starts_from_ids, whole_numbers
+from .digest import map_array
 from .errors import DatasetError
 from .limits import human_bytes, limits
 from .names import ALIASES, first_present, jsonable
-from .safe_zip import check_count, check_entry_count
+from .safe_zip import check_count, check_entry_count, stored_data_offset
 
 META_KEY = "seqlens_meta"
-PER_STEP = ("observations", "actions", "rewards", "terminated", "truncated", "episode")
+PER_STEP = ("observations", "actions", "rewards", "terminated", "truncated", "episode", "direction", "mission")
+EXTRA_KEYS = {"observations_direction": "direction", "observations_mission": "mission"}   # archive key -> field
 INFO_KEYS = {f"infos/{k}": k for k in INFOS}   # archive key -> Dataset.infos key
 BROKEN = (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error)  # what a damaged member raises
 MAX_HEADER = 10_000  # numpy's own default bound on a .npy header
@@ -49,10 +58,34 @@ def read_npz(path: Path, name: str) -> Dataset:
         members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
         check_count(len(zf.infolist()), name, DatasetError)
         plan = _plan(members, name)
-        headers = {field: _header(zf, members[key], key, name) for field, key in plan.items()}
-        _check_declared(headers, plan, name)
-        arrays = {field: _read(zf, members[plan[field]], plan[field], name) for field in plan}
+        full = {field: _header(zf, members[key], key, name) for field, key in plan.items()}
+        headers = {field: h[:2] for field, h in full.items()}
+        mapped = _mappable(path, members[plan["observations"]], full["observations"])
+        _check_declared(headers, plan, name, mapped is not None)
+        arrays = {field: _read(zf, members[plan[field]], plan[field], name) for field in plan
+                  if not (field == "observations" and mapped is not None)}
+    if mapped is not None:
+        arrays["observations"] = map_array(path, mapped, *reversed(headers["observations"]))
     return _dataset(arrays, name)
+
+
+def _mappable(path: Path, info: zipfile.ZipInfo, header: tuple) -> int | None:
+    """The file offset of shaped observations that can be mapped in place (a stored member, C order, uint8 or
+    float32, more than one axis per step), else None (the member is decoded)."""
+    shape, dtype, fortran, header_bytes = header
+    if len(shape) < 3 or dtype not in SHAPED_DTYPES or (fortran and len(shape) > 1):
+        return None
+    with open(path, "rb") as fp:
+        start = stored_data_offset(fp, info)
+        if start is None:
+            return None
+        fp.seek(start)
+        if fp.read(6) != b"\x93NUMPY":
+            return None
+        end = start + header_bytes + int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if end > fp.seek(0, 2):   # the zip directory overstates the member: decoding it reports the truncation
+            return None
+    return start + header_bytes
 
 
 def _plan(members: dict, name: str) -> dict[str, str]:
@@ -67,6 +100,9 @@ def _plan(members: dict, name: str) -> dict[str, str]:
             plan[field] = keys[key]
         elif field in ("observations", "actions", "rewards"):
             raise DatasetError(f"{name} has no {field} array (expected one of {', '.join(ALIASES[field])}; found {', '.join(members) or 'nothing'}).")
+    for key, field in EXTRA_KEYS.items():
+        if key in keys:
+            plan[field] = keys[key]
     if META_KEY in members:
         plan["meta"] = META_KEY
     if all(key in keys for key in INFO_KEYS):   # one alone cannot set a MuJoCo state: neither is read
@@ -75,14 +111,14 @@ def _plan(members: dict, name: str) -> dict[str, str]:
 
 
 def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> tuple:
-    """(shape, dtype) from the member's .npy header, checked against its declared size."""
+    """(shape, dtype, fortran_order, header bytes) from the member's .npy header, checked against its declared size."""
     try:
         with zf.open(info) as fp:
             version = np.lib.format.read_magic(fp)
             if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fp, max_header_size=MAX_HEADER)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp, max_header_size=MAX_HEADER)
             elif version in ((2, 0), (3, 0)):  # 3.0 only differs for non-latin-1 field names (refused below)
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fp, max_header_size=MAX_HEADER)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp, max_header_size=MAX_HEADER)
             else:
                 raise ValueError(f"unknown .npy version {version}")
             header_bytes = fp.tell()
@@ -97,21 +133,47 @@ def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, name: str) -> 
     data_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if info.file_size < header_bytes + data_bytes:
         raise DatasetError(f"{name}: array '{key}' is truncated or corrupt (its header declares {data_bytes:,} bytes of data but the member holds {max(0, info.file_size - header_bytes):,}).")
-    return shape, dtype
+    return shape, dtype, fortran, header_bytes
 
 
-def _check_declared(headers: dict, plan: dict, name: str) -> None:
+def _check_declared(headers: dict, plan: dict, name: str, mapped: bool = False) -> None:
     _check_infos(headers, name)
+    _check_extras(headers, plan, name)
     budget = Budget(name)
     for field, (shape, dtype) in headers.items():
         if field in PER_STEP and shape:
             check_rows(name, shape[0], plan[field])
-        budget.spend_array(shape, dtype.itemsize, plan[field])
+        if field == "observations" and len(shape) > 2:
+            check_obs_shape(name, shape)
+        if field == "observations" and mapped:
+            check_mapped(name, shape, dtype.itemsize, plan[field])
+        elif field == "observations" and len(shape) > 2:
+            try:
+                budget.spend_array(shape, dtype.itemsize, plan[field])
+            except DatasetError as e:
+                raise with_map_hint(e, "npz") from None
+        else:
+            budget.spend_array(shape, dtype.itemsize, plan[field])
     if "meta" in headers:
         shape, dtype = headers["meta"]
         size = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if size > limits().json_bytes:
             raise DatasetError(f"{name}: the {META_KEY} entry is {human_bytes(size)}; the limit is {human_bytes(limits().json_bytes)} of JSON (SEQLENS_MAX_JSON_BYTES).")
+
+
+def _check_extras(headers: dict, plan: dict, name: str) -> None:
+    n = headers["observations"][0][0] if headers["observations"][0] else 0
+    for field in ("direction", "mission"):
+        if field not in headers:
+            continue
+        shape, dtype = headers[field]
+        key = plan[field]
+        if field == "mission":
+            check_mission_width(name, dtype, key)
+        elif dtype.kind not in "iu":
+            raise DatasetError(f"{name}: {key} must be one whole number per step, got dtype {dtype}.")
+        if len(shape) != 1 or shape[0] != n:
+            raise DatasetError(f"{name}: {key} must hold one value per step ({n:,}), got shape {shape}.")
 
 
 def _check_infos(headers: dict, name: str) -> None:
@@ -160,9 +222,14 @@ def _dataset(arrays: dict, name: str) -> Dataset:
             if bad.any():
                 raise DatasetError(f"{name}: {key} has NaN or inf at row {int(np.argmax(bad))}.")
             infos[k] = arrays[key]
+    extras, missions = {}, None
+    if "direction" in arrays:
+        extras["direction"] = arrays["direction"]
+    if "mission" in arrays:
+        extras["mission"], missions = mission_codes(arrays["mission"], name)
     return Dataset(arrays["observations"], arrays["actions"], arrays["rewards"], term, trunc, starts,
                    meta.get("obs_names"), meta.get("act_names"), meta.get("n_actions"), meta.get("env_id"),
-                   name, meta.get("metadata") or {}, infos)
+                   name, meta.get("metadata") or {}, infos, extras, missions)
 
 
 def _starts_from_grouped_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -210,10 +277,39 @@ def write_npz(ds: Dataset, path: Path, compress: bool = True) -> None:
             "env_id": ds.env_id, "metadata": ds.metadata}
     save = np.savez_compressed if compress else np.savez
     infos = {f"infos/{k}": v for k, v in written_infos(ds).items()}
+    extras = {}
+    if "direction" in ds.obs_extras:
+        extras["observations_direction"] = ds.obs_extras["direction"]
+    if "mission" in ds.obs_extras:
+        texts = np.array(ds.missions or [""], dtype=str)
+        extras["observations_mission"] = texts[ds.obs_extras["mission"]]
+    arrays = dict(observations=ds.observations, actions=ds.actions, rewards=ds.rewards, terminated=ds.terminated,
+                  truncated=ds.truncated, episode_starts=ds.episode_starts,
+                  **{META_KEY: np.array(json.dumps(meta, default=jsonable))}, **infos, **extras)
     with open(path, "wb") as f:  # a file handle stops numpy from appending ".npz" to other suffixes
-        save(f, observations=ds.observations, actions=ds.actions, rewards=ds.rewards,
-             terminated=ds.terminated, truncated=ds.truncated, episode_starts=ds.episode_starts,
-             **{META_KEY: np.array(json.dumps(meta, default=jsonable))}, **infos)
+        if ds.shaped:
+            _save_stored_observations(f, arrays, compress)
+        else:
+            save(f, **arrays)
+
+
+def _save_stored_observations(f, arrays: dict, compress: bool) -> None:
+    """np.savez's layout, with the observations stored uncompressed (so the reader maps them in place) and the
+    other arrays deflated when `compress`. Written a block of rows at a time: a mapped array is never copied whole."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if key == "observations" else method
+            with zf.open(info, "w", force_zip64=True) as out:
+                if key != "observations":
+                    np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
+                    continue
+                np.lib.format.write_array_header_2_0(out, {"descr": np.lib.format.dtype_to_descr(arr.dtype),
+                                                           "fortran_order": False, "shape": arr.shape})
+                rows = max(1, (64 << 20) // max(1, arr[:1].nbytes))
+                for i in range(0, len(arr), rows):
+                    out.write(np.ascontiguousarray(arr[i:i + rows]).tobytes())
 
 
 def written_infos(ds: Dataset) -> dict[str, np.ndarray]:

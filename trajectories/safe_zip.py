@@ -53,3 +53,21 @@ def open_checked(path, name: str, max_bytes: int, error: type[Exception]) -> tup
     except error:
         zf.close()
         raise
+
+
+LOCAL_HEADER = 30   # fixed part of a zip local file header (APPNOTE 4.3.7)
+
+
+def stored_data_offset(fp, info: zipfile.ZipInfo) -> int | None:
+    """The file offset of a member's bytes when they are stored as-is (not compressed, not encrypted), read from
+    its local header (whose name and extra-field lengths may differ from the central directory's); else None.
+    A stored member's bytes can be memory-mapped in place."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or info.compress_size != info.file_size:
+        return None
+    fp.seek(info.header_offset)
+    head = fp.read(LOCAL_HEADER)
+    if len(head) != LOCAL_HEADER or head[:4] != b"PK\x03\x04":
+        return None
+    name_len = int.from_bytes(head[26:28], "little")
+    extra_len = int.from_bytes(head[28:30], "little")
+    return info.header_offset + LOCAL_HEADER + name_len + extra_len

@@ -37,7 +37,17 @@ cols[3].metric("Ends", "terminated" if ep.terminated[-1] else "truncated" if ep.
 # the catalog's figures (the same files `cli.py export --figure NAME --data FILE` writes), each with its downloads;
 # drawn from the dataset alone, no agent and no cached analysis behind them
 collected = []
-for figure_name, key in (("episode_observations", "obs"), ("episode_actions", "act"), ("episode_timeline", "rtg")):
+if ds.shaped:   # images, grids, frame stacks: a strip of pictures at chosen steps, not a line per pixel
+    st.caption(f"The observations are {md_escape(ds.obs_shape_text)} {md_escape(ds.obs_kind)}: shown as pictures at a few steps "
+               "(a line per observation feature needs vector observations).")
+    c1, c2 = st.columns([3, 1])
+    first, last = c1.slider("Steps shown", 0, len(ep) - 1, (0, len(ep) - 1), key="frame_steps") if len(ep) > 1 else (0, 0)
+    frames = c2.selectbox("Frames", [4, 8, 12, 16], index=1, key="frame_count")
+    exports.show(catalog.make("episode_frames", None, ds, episode=index, start=first, stop=last, frames=frames),
+                 "obs", collected)
+else:
+    exports.show(catalog.make("episode_observations", None, ds, episode=index), "obs", collected)
+for figure_name, key in (("episode_actions", "act"), ("episode_timeline", "rtg")):
     exports.show(catalog.make(figure_name, None, ds, episode=index), key, collected)
 with st.expander("All episode returns"):
     exports.show(catalog.make("returns_histogram", None, ds), "dataset_hist", collected)

@@ -33,10 +33,13 @@ def training_data(agent, dataset) -> TrainingData:
            int(c.max_ep_len))
 
     def build() -> TrainingData:
-        data = TrainingData.build(dataset, mean, std, c.rtg_scale, c.max_ep_len)
+        data = TrainingData.build(dataset, mean, std, c.rtg_scale, c.max_ep_len, getattr(agent, "obs_transform", None))
         for arr in (data.obs, data.rtg, data.timesteps):
             arr.setflags(write=False)
         return data
+
+    if dataset.shaped:   # the raw (maybe mapped) array is kept, nothing is copied; the agent's obs_transform is in it
+        return build()
 
     return shared("training_data", key, build, PREPARED_KEPT)
 

@@ -222,6 +222,8 @@ RANGES: dict[str, Range] = {
 OVERRIDES: dict[tuple[str, str], Range] = {
     ("ablation", "episodes"): Range(0, 64),
     ("attention_episode", "layer"): Range(0, _ep("layers"), cap=1_000),
+    ("episode_frames", "stop"): Range(-1, _ep("last_step"), cap=20_000_000),   # -1: the episode's last step
+    ("episode_frames", "frames"): Range(1, 16),                                  # figures.dataset.MAX_STRIP pictures
     ("predicted_vs_real", "start"): Range(-1, _ep("last_step"), cap=20_000_000),
     ("tt_patching_heads", "step"): Range(-1, _ep("last_step"), cap=20_000_000),
     ("tt_patching_heads", "corrupted_episode"): Range(-1, _ep("episodes"), cap=SEED_MAX),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .labels import add_note, constant, constant_note, readable, top_margin
 from .style import PALETTE, TEMPLATE
@@ -56,4 +57,66 @@ def episode_signals(values: np.ndarray, names: list[str], title: str, y_title: s
     if discrete_labels is not None:
         fig.update_yaxes(tickmode="array", tickvals=list(range(len(discrete_labels))),
                          ticktext=[plain(readable(x)) for x in discrete_labels])
+    return fig
+
+
+# MiniGrid's encoding of a grid cell (minigrid.core.constants): [object index, colour index, state]
+GRID_OBJECTS = {0: "unseen", 1: "empty", 2: "wall", 3: "floor", 4: "door", 5: "key", 6: "ball", 7: "box", 8: "goal",
+                9: "lava", 10: "agent"}
+GRID_COLOURS = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (112, 39, 195), (255, 255, 0), (100, 100, 100)], np.uint8)
+CELL_PX = 14   # a grid cell drawn as a 14 px square with a 1 px dark border: cells stay visible at strip size
+MAX_STRIP = 16
+
+
+def is_minigrid(frames: np.ndarray) -> bool:
+    """[T, H, W, 3] integer grids whose channels fit MiniGrid's object / colour / state indices."""
+    return (frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype.kind in "iu" and frames.size > 0
+            and int(frames[..., 0].max()) <= 10 and int(frames[..., 1].max()) <= 5 and int(frames[..., 2].max()) <= 2)
+
+
+def frames_rgb(frames: np.ndarray, grid: bool) -> np.ndarray:
+    """[T, H', W', 3] uint8 pictures of observations [T, *obs_shape]: MiniGrid grids as coloured cells (unseen black,
+    empty dark, each object in its colour, lava orange; the agent's own cell, image[view // 2, view - 1], at the bottom
+    centre as MiniGrid draws its partial view); other grids and images in grey levels (the newest frame of a
+    frame stack [S, H, W]; channels 1 or 4 as grey, 3 as RGB), float images scaled to the strip's own min..max."""
+    frames = np.asarray(frames)
+    if grid and is_minigrid(frames):
+        frames = frames.transpose(0, 2, 1, 3)   # MiniGrid indexes image[x, y]: drawn with x to the right, y down
+        obj, col = frames[..., 0].astype(int), frames[..., 1].astype(int)
+        rgb = GRID_COLOURS[np.clip(col, 0, len(GRID_COLOURS) - 1)].copy()
+        rgb[obj == 0] = (0, 0, 0)
+        rgb[obj == 1] = (30, 30, 30)
+        rgb[obj == 9] = (255, 128, 0)
+        return _cells(rgb)
+    if frames.ndim == 4 and frames.shape[-1] not in (1, 3, 4):
+        frames = frames[:, -1]                # a frame stack: its newest frame
+    elif frames.ndim == 4 and frames.shape[-1] in (1, 4):
+        frames = frames[..., -1]
+    if frames.dtype != np.uint8:
+        lo, hi = float(frames.min()), float(frames.max())
+        frames = ((frames - lo) / (hi - lo if hi > lo else 1.0) * 255).round().astype(np.uint8)
+    rgb = frames if frames.ndim == 4 else np.repeat(frames[..., None], 3, axis=-1)
+    return _cells(rgb) if grid else rgb
+
+
+def _cells(rgb: np.ndarray) -> np.ndarray:
+    big = np.repeat(np.repeat(rgb, CELL_PX, axis=1), CELL_PX, axis=2)
+    big[:, ::CELL_PX, :] = 20
+    big[:, :, ::CELL_PX] = 20
+    return big
+
+
+def episode_frames(pictures: np.ndarray, labels: list[str], title: str) -> go.Figure:
+    """A strip of pictures [T, H, W, 3] uint8, one per chosen step, each under its label (markup, built by the caller)."""
+    n = len(pictures)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=labels, horizontal_spacing=0.01)
+    for i, pic in enumerate(pictures):
+        fig.add_trace(go.Image(z=pic, hovertemplate="x %{x}, y %{y}<extra></extra>"), row=1, col=i + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    width = max(400, min(1600, n * 160))
+    fig.update_layout(template=TEMPLATE, title=title, height=int(width / n * pictures.shape[1] / pictures.shape[2]) + 120,
+                      width=width, margin=dict(t=top_margin(title) + 20, l=10, r=10, b=10))
+    for a in fig.layout.annotations:
+        a.font = dict(size=11)
     return fig
