@@ -37,6 +37,7 @@ from .block import Block, allowed_keys, run_blocks
 from .configs import DTConfig
 from .dt_rollout import DTRollout
 from .hparams import defaults
+from .state_encoders import make_state_encoder
 from .windows import TrainingData, clip_timesteps, sample_windows
 
 DEFAULTS = defaults("dt")   # models/hparams.py: DTHparams holds every default, with what each means
@@ -99,11 +100,19 @@ class DecisionTransformer(Agent):
         H = cfg.hidden
         self.action_in = cfg.action_in   # one-hot width or action vector size
 
-        self.embed_timestep = nn.Embedding(cfg.max_ep_len, H)
+        # time_embedding "linear" (DTI): Linear(1, H) of the timestep as a number; otherwise a table of timesteps
+        self.embed_timestep = nn.Linear(1, H) if cfg.time_embedding == "linear" else nn.Embedding(cfg.max_ep_len, H)
         self.embed_return = nn.Linear(1, H)
-        self.embed_state = nn.Linear(cfg.obs_dim, H)
+        self.embed_state = make_state_encoder(cfg.state_encoder, cfg.shape, H)   # models/state_encoders.py
         self.embed_action = nn.Linear(self.action_in, H)
-        self.embed_ln = nn.LayerNorm(H)
+        self.embed_ln = nn.LayerNorm(H) if cfg.embed_ln else nn.Identity()
+        if cfg.position_embedding == "tokens":
+            # a learned table over token positions in the window (DTI's transformer.pos_embed.W_pos, the DT paper's
+            # Atari pos_emb); row p is added to the p-th token (R, s, a per step) counted from the window's first step
+            self.wpe_tokens = nn.Parameter(torch.zeros(cfg.positions, H))
+        if cfg.padding == "dti":
+            # DTI's pad action: row n_actions of its action embedding (initialize_padding_inputs' action_pad_token)
+            self.action_pad = nn.Parameter(torch.zeros(H))
         # Value head: with R_t as an input, predicting the return is a copy. A Key-to-Door analysis looks for
         # memory (was the key taken in phase 1?), which only shows in a prediction that must infer the return
         # from the history. So some training sequences get this learned "unknown return" embedding in
@@ -113,7 +122,11 @@ class DecisionTransformer(Agent):
             self.wpe = nn.Parameter(torch.zeros(H))
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleDict({"h": nn.ModuleList([Block(cfg.block(), i) for i in range(cfg.n_layer)]),
-                                      "ln_f": nn.LayerNorm(H, eps=cfg.layer_norm_eps)})
+                                      "ln_f": nn.LayerNorm(H, eps=cfg.layer_norm_eps) if cfg.layer_norm else nn.Identity()})
+        if not cfg.native_tokens:
+            # window-relative positions, tanh'd embeddings or attended pads: a sliding KV cache and the partial
+            # forwards would not compute this model's tokens, so analyses and rollouts take the whole forward
+            self.capabilities = type(self).capabilities - {"kv_cache", "partial_forward"}
         self.predict_state = nn.Linear(H, cfg.obs_dim)
         self.predict_action = nn.Linear(H, self.action_in)
         self.predict_return = nn.Linear(H, 1)
@@ -217,18 +230,29 @@ class DecisionTransformer(Agent):
     def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None,
                 output_attentions: bool = False, output_hidden_states: bool = False, rtg_known=True,
                 activations: ActivationRun | None = None) -> DTOutput:
-        """states [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in [-1, 1]];
-        returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
+        """states [B, L, *obs_shape] or [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in
+        [-1, 1]]; returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
         rtg_known: True, False or a [B] bool tensor — sequences marked False see `return_unknown` in
         place of every R token (use value_preds of those). activations: the per-call record/intervene
-        run of `run_with_cache` (None: the plain forward)."""
+        run of `run_with_cache` (None: the plain forward).
+
+        padding "dti" (DTI imports): the window is DTI's, always K steps: a shorter one is left-padded to K, and
+        pad steps (mask 0) are DTI's pad tokens, attended to like any other (see `_dti_window`); outputs are
+        those of the L steps given, named activations and attentions those of the K-step window."""
         run = activations
+        L_in = states.shape[1]
+        pads = None
+        if self.cfg.padding == "dti":
+            states, actions, returns_to_go, timesteps, pads = self._dti_window(states, actions, returns_to_go,
+                                                                               timesteps, attention_mask)
+            attention_mask = None   # DTI attends to its pads
         B, L = states.shape[:2]
-        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run))
+        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run,
+                                             attention_mask, pads))
         pos = torch.arange(3 * L, device=x.device)
         valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
         x, attns, _, hiddens = run_blocks(self.blocks, x, allowed_keys(pos, pos, self.band, valid, per_step=3), run=run)
-        x = layer_norm(self.ln_final, x, run, "ln_final.").reshape(B, L, 3, -1)
+        x = self._ln_final(x, run).reshape(B, L, 3, -1)[:, L - L_in:]
         out = DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
                        state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
                        attentions=tuple(attns) if output_attentions else None,
@@ -240,17 +264,88 @@ class DecisionTransformer(Agent):
             out.value_preds = run("head.value", out.value_preds)
         return out
 
-    def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run) -> torch.Tensor:
-        """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep included."""
+    def _ln_final(self, x: torch.Tensor, run: ActivationRun | None) -> torch.Tensor:
+        if self.cfg.layer_norm:
+            return layer_norm(self.ln_final, x, run, "ln_final.")
+        if run is not None:   # no final layer norm (DTI's layer_norm None): scale 1, out the stream itself
+            run("ln_final.scale", torch.ones_like(x[..., :1]))
+            x = run("ln_final.out", x)
+        return x
+
+    def _dti_window(self, states, actions, returns_to_go, timesteps, attention_mask):
+        """DTI's evaluation window (src/decision_transformer/utils.py `initialize_padding_inputs`, eval.py
+        `evaluate_dt_agent`): always K steps, left-padded with zero states, the pad action (row n_actions of DTI's
+        action embedding), the episode's first return-to-go and timestep 0, with no attention mask. Steps of a
+        shorter window are prepended as pads; steps with attention_mask 0 become pads. -> the K-step inputs and
+        pads [B, K] bool."""
         B, L = states.shape[:2]
-        t = self.embed_timestep(self._timesteps(timesteps.long()))
+        K = self.config.context_length
+        if L > K:
+            raise ValueError(f"a DTI model reads at most its {K} steps (n_ctx = {3 * K - 1} tokens), got {L}.")
+        mask = (torch.ones(B, L, dtype=torch.bool, device=states.device) if attention_mask is None
+                else attention_mask.bool())
+        if L < K:
+            def pad(x):
+                return torch.cat([torch.zeros(B, K - L, *x.shape[2:], dtype=x.dtype, device=x.device), x], 1)
+
+            states, actions, returns_to_go, timesteps, mask = (pad(states), pad(actions), pad(returns_to_go),
+                                                               pad(timesteps), pad(mask))
+        pads = ~mask
+        first = mask.int().argmax(1)   # the first real step (left padding)
+        r0 = returns_to_go.gather(1, first.view(B, 1, *([1] * (returns_to_go.dim() - 2))).expand(
+            B, 1, *returns_to_go.shape[2:]))
+        p = pads.view(B, K, *([1] * (states.dim() - 2)))
+        states = torch.where(p, torch.zeros((), dtype=states.dtype, device=states.device), states)
+        returns_to_go = torch.where(pads.view(B, K, *([1] * (returns_to_go.dim() - 2))), r0, returns_to_go)
+        timesteps = torch.where(pads, torch.zeros((), dtype=timesteps.dtype, device=timesteps.device), timesteps)
+        return states, actions, returns_to_go, timesteps, pads
+
+    def _time(self, timesteps: torch.Tensor, attention_mask) -> torch.Tensor:
+        """The time embedding added to each step's tokens [B, L, H]."""
+        kind = self.cfg.time_embedding
+        if kind == "linear":   # DTI: Linear(1, H) of the timestep as a float
+            return self.embed_timestep(self._timesteps(timesteps.long()).float()[..., None])
+        ts = self.embed_timestep(self._timesteps(timesteps.long()))
+        if kind == "window_start":   # DT paper, Atari: global_pos_emb at the window's first (real) step, every token
+            first = self._first_real(timesteps, attention_mask)
+            ts = ts.gather(1, first.view(-1, 1, 1).expand(-1, 1, ts.shape[-1])).expand_as(ts)
+        return ts
+
+    @staticmethod
+    def _first_real(x: torch.Tensor, attention_mask) -> torch.Tensor:
+        """[B] index of each window's first real step (0 without a mask)."""
+        if attention_mask is None:
+            return torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        return attention_mask.bool().int().argmax(1)
+
+    def _positions(self, B: int, L: int, attention_mask, device) -> torch.Tensor:
+        """The token position table's rows for a window [B, 3L, H]: counted from the window's first real step
+        (pads, masked as keys, take row 0), so a left-padded window reads the rows a short window would."""
+        idx = torch.arange(3 * L, device=device)[None].expand(B, -1)
+        if attention_mask is not None:
+            idx = (idx - 3 * self._first_real(idx, attention_mask)[:, None]).clamp(min=0)
+        return self.wpe_tokens[idx]
+
+    def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run, attention_mask=None,
+                pads=None) -> torch.Tensor:
+        """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep (and position) included.
+        pads [B, L] bool (DTI padding): those steps' a tokens are DTI's pad action."""
+        B, L = states.shape[:2]
+        cfg = self.cfg
+        t = self._time(timesteps, attention_mask)
+        r, s, a = self._embed_return(returns_to_go, rtg_known), self.embed_state(states), self.embed_action(actions)
+        if pads is not None:
+            a = torch.where(pads[..., None], self.action_pad, a)
+        if cfg.embed_tanh:   # DT paper, Atari: ret_emb, state_encoder and action_embeddings end in Tanh
+            r, s, a = torch.tanh(r), torch.tanh(s), torch.tanh(a)
         if run is None:
-            return torch.stack([self._embed_return(returns_to_go, rtg_known) + t, self.embed_state(states) + t,
-                                self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)
-        r = run("embed.R", self._embed_return(returns_to_go, rtg_known) + t)
-        s = run("embed.s", self.embed_state(states) + t)
-        a = run("embed.a", self.embed_action(actions) + t)
-        return torch.stack([r, s, a], dim=2).reshape(B, 3 * L, -1)
+            tok = torch.stack([r + t, s + t, a + t], dim=2).reshape(B, 3 * L, -1)
+        else:
+            tok = torch.stack([run("embed.R", r + t), run("embed.s", s + t), run("embed.a", a + t)],
+                              dim=2).reshape(B, 3 * L, -1)
+        if cfg.position_embedding == "tokens":
+            tok = tok + self._positions(B, L, attention_mask, tok.device)
+        return tok
 
     # ---- named activations ---------------------------------------------------------------------------
     def activation_names(self) -> list[str]:
