@@ -1,5 +1,6 @@
-"""`cli.py convert-agent` as a library call: a CORL dt.py checkpoint directory or an HF DecisionTransformerModel
-directory -> a seqlens checkpoint (config.json + model.safetensors), checked before anything is written.
+"""`cli.py convert-agent` as a library call: a CORL dt.py checkpoint directory, an HF DecisionTransformerModel
+directory or a DTI checkpoint file (models/dti_import.py) -> a seqlens checkpoint (config.json + model.safetensors),
+checked before anything is written.
 Every refusal is an AgentError of one sentence (the CLI prints it; bench/hostile_checkpoints.py measures it)."""
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def convert_agent(source, out, source_format: str | None = None, context: int | 
     before OUT is written, the output's size is bounded by the source's, and the checkpoint is written to a
     temporary folder beside OUT, loaded back, and only then moved into OUT (nothing is left on a refusal)."""
     src, out = Path(source), Path(out)
+    if source_format == "dti" or (source_format is None and src.is_file()):
+        return _convert_file(src, out, source_format, context, rtg_scale, force)
     if not src.is_dir():
         raise AgentError(f"{src} is not a directory (expected CORL's checkpoints_path or an HF save_pretrained directory).")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
@@ -76,6 +79,45 @@ def convert_agent(source, out, source_format: str | None = None, context: int | 
     return {"source": str(src), "from": source, "out": str(out), "kind": c.kind, "obs_dim": c.obs_dim,
               "act_dim": c.act_dim, "context_length": c.context_length, "max_ep_len": c.max_ep_len,
               "rtg_scale": c.rtg_scale, "env_id": c.env_id, "n_params": back.n_params, "notes": notes}
+
+
+def _check_out(src: Path, out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise AgentError(f"{out} exists and is not a directory.")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise AgentError(f"{out} already exists and is not empty; pass --force to overwrite it.")
+    if out.resolve() == src.resolve() or out.resolve() in src.resolve().parents:
+        raise AgentError("--out must be a new directory, not the source or a folder holding it.")
+
+
+def _convert_file(src: Path, out: Path, source_format: str | None, context, rtg_scale, force: bool) -> dict:
+    """A checkpoint file: DTI's torch.save dict (models/dti_import.py), named by --from dti or recognised by its keys."""
+    from .dti_import import CONFIG_KEYS, load_dti_decision_transformer, looks_like_dti
+    from .pt_reader import read_pt
+
+    if not src.is_file():
+        raise AgentError(f"{src} is not a file (a DTI checkpoint is the .pt file its store_transformer_model writes).")
+    if context is not None or rtg_scale is not None:
+        raise AgentError("--context and --rtg-scale apply to --from hf only; a DTI checkpoint's model_config gives n_ctx "
+                         "and DTI does not scale returns-to-go.")
+    _check_out(src, out, force)
+    obj = read_pt(src, src.name)
+    if source_format is None and not looks_like_dti(obj):
+        raise AgentError(f"cannot tell what {src.name} holds: a file converts as a DTI checkpoint (a dict of "
+                         f"{', '.join(CONFIG_KEYS)}); CORL and Hugging Face models are directories (--from corl / hf).")
+    agent, notes = load_dti_decision_transformer(src, name=src.name, obj=obj)
+    source_bytes = src.stat().st_size
+    out_bytes = sum(v.numel() * v.element_size() for v in agent.state_dict().values())
+    if out_bytes > CONVERT_SIZE_FACTOR * source_bytes + CONVERT_SIZE_SLACK:
+        raise AgentError(f"{src.name}: the converted agent would hold {out_bytes:,} bytes of weights from {source_bytes:,} "
+                         f"bytes, more than {CONVERT_SIZE_FACTOR}x + 1 MiB; refusing to write it.")
+    back = write_converted(agent, out)
+    notes += [n for n in back.notes if n not in notes]
+    c = back.config
+    return {"source": str(src), "from": "dti", "out": str(out), "kind": c.kind, "obs_dim": c.obs_dim,
+            "obs_shape": c.hparams.get("obs_shape"), "act_dim": c.act_dim, "n_actions": c.n_actions,
+            "context_length": c.context_length, "max_ep_len": c.max_ep_len, "rtg_scale": c.rtg_scale,
+            "env_id": c.env_id, "n_params": back.n_params, "notes": notes}
 
 
 def write_converted(agent, out: Path):

@@ -189,7 +189,8 @@ class DecisionTransformer(Agent):
         elif source is None:
             attention = "causal"
         else:
-            attention = "causal (CORL import)" if str(source).startswith("corl:") else "causal (HF import)"
+            attention = {"corl": "causal (CORL import)", "dti": "causal over DTI's padded K-step window (DTI import)"}.get(
+                str(source).partition(":")[0], "causal (HF import)")
         return {**super().card(), "hidden": cfg.hidden, "layers": cfg.n_layer, "heads": cfg.n_head,
                 "attention": attention, "rtg_scale": self.config.rtg_scale, "max_ep_len": cfg.max_ep_len,
                 "hf_import": cfg.hf_import}

@@ -326,14 +326,16 @@ def _env_id(env_id: str, shape, n_actions: int, name: str) -> tuple[str | None, 
     return env_id, []
 
 
-def load_dti_decision_transformer(path, name: str | None = None) -> tuple[DecisionTransformer, list[str]]:
-    """A DTI checkpoint (.pt) -> (DecisionTransformer in eval mode, notes)."""
+def load_dti_decision_transformer(path, name: str | None = None, obj=None) -> tuple[DecisionTransformer, list[str]]:
+    """A DTI checkpoint (.pt) -> (DecisionTransformer in eval mode, notes). obj: the file already read by
+    models/pt_reader.read_pt (convert-agent reads it once to recognise it)."""
     from .loading import build_meta
     from .pt_reader import read_pt
 
     path = Path(path)
     name = name or path.name
-    obj = read_pt(path, name)
+    if obj is None:
+        obj = read_pt(path, name)
     m, e = read_configs(obj, name)
     state = obj["model_state_dict"]
     shape, n_actions = check_state(state, m, e, name)
