@@ -155,18 +155,35 @@ class DTIReference(nn.Module):
         self.reward_predictor = nn.Linear(d, 1)
 
     def randomize(self, seed: int) -> "DTIReference":
-        """Seeded random weights (std 0.3 so every part moves the logits); layer norms away from 1 / 0 too."""
+        """Seeded random weights every part of the forward depends on: vectors and tables std 0.3 (layer norm
+        weights around 1), matrices std 0.7 / sqrt(fan-in), so activations stay O(1) with or without layer norms (and
+        float32 rounding well under the tests' 1e-5)."""
         g = torch.Generator().manual_seed(seed)
+        fan_in = {"W_Q": 1, "W_K": 1, "W_V": 1, "W_in": 0, "W_gate": 0, "W_out": 0}
         with torch.no_grad():
             for name, p in self.named_parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if name.endswith(".w") else 0.0))
+                last = name.rsplit(".", 1)[-1]
+                if name == "time_embedding.weight" and p.shape[1] == 1:
+                    std = 0.01   # a Linear of the raw timestep (up to max_steps): kept O(1) over an episode
+                elif last == "W_O":
+                    std = 0.7 * (p.shape[0] * p.shape[1]) ** -0.5
+                elif last in fan_in:
+                    std = 0.7 * p.shape[fan_in[last]] ** -0.5
+                elif last == "weight" and p.dim() == 2 and "embedding" not in name or name.startswith("state_emb"):
+                    std = 0.7 * p.shape[1] ** -0.5
+                else:
+                    std = 0.3
+                p.copy_(torch.randn(p.shape, generator=g) * std + (1.0 if last == "w" else 0.0))
         return self
 
-    def forward(self, states, actions, rtgs, timesteps):
+    def forward(self, states, actions, rtgs, timesteps, time_on_actions: bool = True, flatten: str = "chw"):
         """states [B, T, H, W, C]; actions [B, T - 1, 1] long (or [B, T, 1], or None with T = 1); rtgs [B, T, 1];
-        timesteps [B, T, 1] -> (state_preds, action_preds, reward_preds) as DTI's get_logits returns them."""
+        timesteps [B, T, 1] -> (state_preds, action_preds, reward_preds) as DTI's get_logits returns them.
+        time_on_actions=False / flatten="hwc": broken variants (no time embedding on action tokens; the grid
+        flattened in the observation's order), which tests use to show that each detail changes the logits."""
         B, T = states.shape[:2]
-        s = self.state_embedding(states.permute(0, 1, 4, 2, 3).reshape(B, T, -1).float())   # (c h w) order
+        grid = states.permute(0, 1, 4, 2, 3) if flatten == "chw" else states   # DTI: (channel height width)
+        s = self.state_embedding(grid.reshape(B, T, -1).float())
         if self.cfg["time_embedding_type"] == "linear":
             t = self.time_embedding(timesteps.float())
         else:
@@ -178,7 +195,7 @@ class DTIReference(nn.Module):
         else:
             a = self.action_embedding(actions.long()).flatten(2)
             n = a.shape[1]
-            a = a + t[:, :n]
+            a = a + t[:, :n] if time_on_actions else a
             tokens = torch.zeros(B, 3 * T - (T - n), r.shape[-1])
             tokens[:, ::3], tokens[:, 1::3], tokens[:, 2::3] = r, s, a
         x = self.transformer(tokens)
