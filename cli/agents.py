@@ -129,12 +129,13 @@ def cmd_convert_agent(args) -> dict:
     """A CORL or HF Decision Transformer directory, or a DTI checkpoint file -> a seqlens checkpoint (models/convert.py)."""
     from models.convert import convert_agent
 
-    result = convert_agent(args.source, args.out, args.source_format, args.context, args.rtg_scale, args.force)
+    result = convert_agent(args.source, args.out, args.source_format, args.context, args.rtg_scale, args.force,
+                           n_head=args.n_head, env=args.env)
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     if not args.json:
         r = result
-        source = {"corl": "CORL", "hf": "Hugging Face", "dti": "DTI"}[r["from"]]
+        source = {"corl": "CORL", "hf": "Hugging Face", "dti": "DTI", "dt-atari": "the DT paper's Atari code"}[r["from"]]
         states = ("x".join(map(str, r["obs_shape"])) + " observations" if r.get("obs_shape")
                   else f"{r['obs_dim']}-d states")
         actions = f"{r['n_actions']} actions" if r.get("n_actions") else f"{r['act_dim']}-d actions"
@@ -145,9 +146,12 @@ def cmd_convert_agent(args) -> dict:
 
 def _convert_agent_options(s):
     s.add_argument("source", metavar="SOURCE", help="CORL's checkpoints_path (config.yaml + dt_checkpoint.pt), an HF "
-                   "directory, or a DTI checkpoint file (.pt)")
-    s.add_argument("--from", dest="source_format", choices=["corl", "hf", "dti"],
+                   "directory, a DTI checkpoint file or the DT paper's Atari state dict (.pt)")
+    s.add_argument("--from", dest="source_format", choices=["corl", "hf", "dti", "dt-atari"],
                    help="what SOURCE holds (default: detected)")
+    s.add_argument("--n-head", type=int, help="dt-atari only: attention heads (shapes do not say; the paper used 8)")
+    s.add_argument("--env", help="the environment the agent acts in (dt-atari; for dti, instead of its env_id), kept "
+                   "where its spaces fit")
     s.add_argument("--out", required=True, help="the seqlens checkpoint directory to write")
     s.add_argument("--context", type=int, help="HF only: context length K (HF configs lack it; default 20)")
     s.add_argument("--rtg-scale", type=float, help="HF only: returns-to-go are divided by this (default 1000)")

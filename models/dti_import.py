@@ -151,7 +151,7 @@ def _expected(m: dict, e: dict, n_obs: int, n_actions: int) -> dict[str, tuple[i
 _BUFFERS = ("attn.mask", "attn.IGNORE")
 
 
-def _why(key: str, m: dict) -> str:
+def _why(key: str, m: dict, e: dict) -> str:
     """Which config field a tensor's presence or shape follows from."""
     if ".ln" in key or "ln_final" in key:
         return f"layer_norm {m.get('layer_norm')!r}"
@@ -160,7 +160,8 @@ def _why(key: str, m: dict) -> str:
     if "pos_embed" in key:
         return f"n_ctx {m['n_ctx']}"
     if "time_embedding" in key:
-        return f"time_embedding_type {m.get('time_embedding_type', 'embedding')!r} and max_steps"
+        return (f"time_embedding_type {m.get('time_embedding_type', 'embedding')!r} and environment_config's "
+                f"max_steps {e['max_steps']}")
     if "blocks." in key:
         return f"n_layers {m['n_layers']}, d_model {m['d_model']}, n_heads {m['n_heads']} and d_mlp {m['d_mlp']}"
     return f"d_model {m['d_model']}"
@@ -198,11 +199,11 @@ def check_state(state, m: dict, e: dict, name: str) -> tuple[tuple[int, int, int
                          f"{state['transformer.pos_embed.W_pos'].shape[0]} rows (one per token).")
     for key, shape_ in expected.items():
         if key not in state:
-            raise AgentError(f"{where} lacks '{key}', which a model_config of {_why(key, m)} implies.")
+            raise AgentError(f"{where} lacks '{key}', which the configs ({_why(key, m, e)}) imply.")
         t = state[key]
         if tuple(t.shape) != shape_:
-            raise AgentError(f"{where}: '{key}' has shape {list(t.shape)}, but model_config ({_why(key, m)}) "
-                             f"implies {list(shape_)}.")
+            raise AgentError(f"{where}: '{key}' has shape {list(t.shape)}, but the configs ({_why(key, m, e)}) "
+                             f"imply {list(shape_)}.")
         if not t.is_floating_point():
             raise AgentError(f"{where}: '{key}' is {t.dtype}, expected floating point weights.")
     for key, t in state.items():
@@ -218,8 +219,9 @@ def check_state(state, m: dict, e: dict, name: str) -> tuple[tuple[int, int, int
             if key.endswith("attn.IGNORE") and t.numel() != 1:
                 raise AgentError(f"{where}: '{key}' must be one number, got shape {list(t.shape)}.")
             continue
-        raise AgentError(f"{where} has '{key[:80]}', which a DTI Decision Transformer with this model_config "
-                         f"({_why(key, m)}) does not have.")
+        why = _why(key, m, e)
+        raise AgentError(f"{where} has '{key[:80]}', which a DTI Decision Transformer with this model_config"
+                         f"{'' if why.startswith('d_model') else f' ({why})'} does not have.")
     return shape, n_actions
 
 
@@ -303,7 +305,7 @@ def map_state(state: dict, m: dict, shape, n_actions: int) -> dict[str, torch.Te
     return out
 
 
-def _env_id(env_id: str, shape, n_actions: int, name: str) -> tuple[str | None, list[str]]:
+def fitting_env_id(env_id: str, shape, n_actions: int, name: str) -> tuple[str | None, list[str]]:
     """The env id when this machine registers it with spaces that fit; otherwise None and a note."""
     import envs
     from gymnasium import spaces
@@ -326,9 +328,11 @@ def _env_id(env_id: str, shape, n_actions: int, name: str) -> tuple[str | None, 
     return env_id, []
 
 
-def load_dti_decision_transformer(path, name: str | None = None, obj=None) -> tuple[DecisionTransformer, list[str]]:
+def load_dti_decision_transformer(path, name: str | None = None, obj=None, env: str | None = None
+                                  ) -> tuple[DecisionTransformer, list[str]]:
     """A DTI checkpoint (.pt) -> (DecisionTransformer in eval mode, notes). obj: the file already read by
-    models/pt_reader.read_pt (convert-agent reads it once to recognise it)."""
+    models/pt_reader.read_pt (convert-agent reads it once to recognise it); env: an environment id instead of
+    environment_config's env_id (kept only where its spaces fit)."""
     from .loading import build_meta
     from .pt_reader import read_pt
 
@@ -342,7 +346,7 @@ def load_dti_decision_transformer(path, name: str | None = None, obj=None) -> tu
     config = agent_config(m, e, shape, n_actions, path.name)
     build_meta(config, name, cls=DecisionTransformer)   # the model it describes, its size checked: no memory yet
     _check_values(state, m, name)
-    config.env_id, notes = _env_id(e["env_id"], shape, n_actions, name)
+    config.env_id, notes = fitting_env_id(env or e["env_id"], shape, n_actions, name)
     model = DecisionTransformer(config)
     try:
         model.load_state_dict(map_state(state, m, shape, n_actions), strict=True)

@@ -210,7 +210,7 @@ def _bad(ref, mc, env, state):
         "n_layers": (dict(mc, n_layers=3), env, sd, "n_layers 3"),
         "view size": (mc, dict(env, view_size=5), sd, "5x5 view"),
         "one-hot flag": (mc, dict(env, one_hot_obs=True), sd, "980 values"),
-        "max_steps vs time table": (mc, dict(env, max_steps=99), sd, "time_embedding_type 'embedding' and max_steps"),
+        "max_steps vs time table": (mc, dict(env, max_steps=99), sd, "environment_config's max_steps 99"),
         "unknown activation": (dict(mc, activation_fn="solu_ln"), env, sd, "activation_fn"),
         "non-causal mask": (mc, env, {**sd, "transformer.blocks.0.attn.mask": torch.ones(8, 8, dtype=torch.bool)},
                             "not a causal mask"),
