@@ -374,7 +374,27 @@ class DecisionTransformer(Agent):
         skip = {"head.return", "head.state"} & (run.keep | set(run.interventions))
         if skip:
             raise ValueError(f"{', '.join(sorted(skip))} read the a_t token, which last_state_only=True does not compute.")
+        if not self.cfg.native_tokens:   # imported tokens (positions, DTI pads): the whole forward, cut to match
+            return self._last_state_whole(run, inputs)
         return self._last_state(run=run, **inputs), run.cache
+
+    def _last_state_whole(self, run: ActivationRun, inputs: dict):
+        """last_state_only for models without partial forwards: the whole forward, its outputs and activations cut
+        to what `_last_state` returns (the last s token's; the tokens before it in earlier blocks)."""
+        out = self.forward(**inputs, activations=run)
+        last = f"blocks.{self.n_layer - 1}."
+        for name, t in list(run.cache.items()):
+            if name.startswith("head."):
+                run.cache[name] = t[:, -1:]
+            elif name.endswith("attn.pattern"):
+                q = slice(t.shape[2] - 2, t.shape[2] - 1) if name.startswith(last) else slice(0, t.shape[2] - 1)
+                run.cache[name] = t[:, :, q, :t.shape[3] - 1]
+            elif name.startswith("ln_final.") or (name.startswith(last) and not name.endswith("resid_pre")):
+                run.cache[name] = t[:, t.shape[1] - 2:t.shape[1] - 1]
+            elif name.startswith("blocks."):
+                run.cache[name] = t[:, :t.shape[1] - 1]
+        return DTOutput(action_preds=out.action_preds[:, -1:], return_preds=None, state_preds=None,
+                        value_preds=out.value_preds[:, -1:]), run.cache
 
     def _last_state(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True,
                     run: ActivationRun | None = None) -> DTOutput:

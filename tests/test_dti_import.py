@@ -280,3 +280,23 @@ def test_files_that_are_not_dti_checkpoints(good, tmp_path, capsys):
     assert rc == 0 and r["from"] == "dti" and r["obs_shape"] == [7, 7, 3] and r["context_length"] == 3
     rc, _, err = run_cli(capsys, "convert-agent", good_file, "--out", tmp_path / "o7")
     assert rc == 2 and "already exists" in err
+
+
+def test_last_state_only_reads_the_whole_forward(converted):
+    """Analyses that ask for the last s token alone (embeddings, ablation) get the whole forward's numbers, cut to
+    the shapes a native DT's partial forward returns."""
+    label, ref, agent, shape, n_actions, max_steps = converted
+    K, n = agent.context_length, agent.n_layer
+    states, actions, rtg, steps = inputs(shape, n_actions, max_steps, K, seed=6)
+    kw = {"states": states, "actions": F.one_hot(actions, n_actions).float(), "returns_to_go": rtg[..., None],
+          "timesteps": steps}
+    names = [f"blocks.{n - 1}.resid_post", f"blocks.{n - 1}.attn.pattern", "blocks.0.resid_pre", "ln_final.out"]
+    with torch.no_grad():
+        full, cache = agent.run_with_cache(kw, names=names)
+        part, cut = agent.run_with_cache(kw, names=names, last_state_only=True)
+    T = 3 * K
+    torch.testing.assert_close(part.action_preds, full.action_preds[:, -1:], atol=0, rtol=0)
+    torch.testing.assert_close(cut[f"blocks.{n - 1}.resid_post"], cache[f"blocks.{n - 1}.resid_post"][:, T - 2:T - 1])
+    assert cut[f"blocks.{n - 1}.attn.pattern"].shape == (3, agent.n_head, 1, T - 1)
+    assert cut["blocks.0.resid_pre"].shape[1] == T - 1 and cut["ln_final.out"].shape[1] == 1
+    assert part.return_preds is None and part.value_preds.shape == (3, 1, 1)
