@@ -84,6 +84,16 @@ def allowed_keys(q_pos: torch.Tensor, k_pos: torch.Tensor, band: int | None = No
     return (ok | (kp == qp)[None])[:, None]
 
 
+class NoNorm(nn.Identity):
+    """Where a model has no layer norm (DTI's layer_norm None): the identity, read like a LayerNorm by analyses (no
+    weight, no bias, `centres` False: its output is its input, not centred)."""
+
+    weight = None
+    bias = None
+    eps = 0.0
+    centres = False
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: BlockConfig, layer_idx: int):
         super().__init__()
@@ -168,9 +178,9 @@ class Block(nn.Module):
     def __init__(self, cfg: BlockConfig, layer_idx: int):
         super().__init__()
         self.prefix = f"blocks.{layer_idx}."
-        self.ln_1 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps) if cfg.layer_norm else nn.Identity()
+        self.ln_1 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps) if cfg.layer_norm else NoNorm()
         self.attn = Attention(cfg, layer_idx)
-        self.ln_2 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps) if cfg.layer_norm else nn.Identity()
+        self.ln_2 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps) if cfg.layer_norm else NoNorm()
         self.mlp = MLP(cfg)
 
     def keys_values(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ from torch import nn
 from . import dt_partial
 from .activations import ActivationRun, layer_norm
 from .base import Agent, AgentConfig, gpt2_init
-from .block import Block, allowed_keys, run_blocks
+from .block import Block, NoNorm, allowed_keys, run_blocks
 from .configs import DTConfig
 from .dt_rollout import DTRollout
 from .hparams import defaults
@@ -122,7 +122,7 @@ class DecisionTransformer(Agent):
             self.wpe = nn.Parameter(torch.zeros(H))
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleDict({"h": nn.ModuleList([Block(cfg.block(), i) for i in range(cfg.n_layer)]),
-                                      "ln_f": nn.LayerNorm(H, eps=cfg.layer_norm_eps) if cfg.layer_norm else nn.Identity()})
+                                      "ln_f": nn.LayerNorm(H, eps=cfg.layer_norm_eps) if cfg.layer_norm else NoNorm()})
         if not cfg.native_tokens:
             # window-relative positions, tanh'd embeddings or attended pads: a sliding KV cache and the partial
             # forwards would not compute this model's tokens, so analyses and rollouts take the whole forward
@@ -157,7 +157,8 @@ class DecisionTransformer(Agent):
 
     @property
     def ln_final(self) -> nn.LayerNorm:
-        """The final layer norm (weight, bias, eps) every output head reads."""
+        """The final layer norm (weight, bias, eps) every output head reads; a models.block.NoNorm (the identity,
+        `centres` False) where the model has none."""
         return self.encoder["ln_f"]
 
     def output_head(self, output: str) -> nn.Linear:

@@ -300,3 +300,36 @@ def test_last_state_only_reads_the_whole_forward(converted):
     assert cut[f"blocks.{n - 1}.attn.pattern"].shape == (3, agent.n_head, 1, T - 1)
     assert cut["blocks.0.resid_pre"].shape[1] == T - 1 and cut["ln_final.out"].shape[1] == 1
     assert part.return_preds is None and part.value_preds.shape == (3, 1, 1)
+
+
+def grid_dataset(shape, n_actions, seed=0):
+    """Three short episodes of grid observations (flattened in their own order) with a reward at each end."""
+    from trajectories.dataset import Dataset
+
+    rng = np.random.default_rng(seed)
+    n = 30
+    ends = np.array([9, 19, 29])
+    rewards = np.zeros(n, np.float32)
+    rewards[ends] = 0.9
+    done = np.zeros(n, bool)
+    done[ends] = True
+    obs = rng.integers(0, 2 if shape[2] == 20 else 6, size=(n, int(np.prod(shape)))).astype(np.float32)
+    return Dataset(obs, rng.integers(0, n_actions, size=n).astype(np.int64), rewards, done, np.zeros(n, bool),
+                   np.array([0, 10, 20]), n_actions=n_actions)
+
+
+def test_analyses_run_on_converted_agents(converted):
+    """Attention, DLA (its parts sum to the logit, layer norms or none), patching and ablation on a DTI agent."""
+    from analysis.interp import ablation, attention, dla, patching
+
+    label, ref, agent, shape, n_actions, max_steps = converted
+    ds = grid_dataset(shape, n_actions)
+    att = attention.window_attention(agent, ds, 0, 6)
+    assert np.isfinite(att.weights).all()
+    d = dla.direct_logit_attribution(agent, ds, 0, 6)
+    assert d.total == pytest.approx(d.output, abs=1e-5) and abs(d.output) > 1e-3
+    if agent.context_length > 1:
+        grid = patching.patch_positions(agent, patching.make_pair(agent, ds, 1, 6, corrupt="episode"))
+        assert np.isfinite(grid.patched).all() and grid.patched.shape[0] == agent.n_layer + 1
+    res = ablation.ablation(agent, ds, ["L0H0"], n_steps=20)
+    assert res is not None
