@@ -224,6 +224,15 @@ class DecisionTransformer(Agent):
             return F.one_hot(actions.long().clamp(0, self.action_in - 1), self.action_in).float()
         return self.actions_to_unit(actions)
 
+    def obs_transform(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations [..., *obs_shape] (windows of shaped data: uint8 frames, grids) -> float32 normalised with
+        the agent's state statistics laid out in the observation's shape (models/windows.py's hook): what
+        `normalize` does to flat rows."""
+        shape = self.cfg.shape
+        mean = self.state_mean.cpu().numpy().reshape(shape)
+        std = self.state_std.cpu().numpy().reshape(shape)
+        return (np.asarray(obs, np.float32) - mean) / std
+
     def env_actions(self, action_preds: torch.Tensor) -> torch.Tensor:
         """Continuous model outputs in [-1, 1] -> env actions in [action_low, action_high]."""
         return self.unit_to_actions(action_preds)

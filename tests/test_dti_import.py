@@ -333,3 +333,31 @@ def test_analyses_run_on_converted_agents(converted):
         assert np.isfinite(grid.patched).all() and grid.patched.shape[0] == agent.n_layer + 1
     res = ablation.ablation(agent, ds, ["L0H0"], n_steps=20)
     assert res is not None
+
+
+def test_obs_transform_and_shaped_states_follow_the_observations_layout():
+    """A DT whose observations have a shape: obs_transform (windows' hook for shaped data) is `normalize` laid out in
+    that shape, and states given in the shape or flattened in its C order are the same input."""
+    from models.base import AgentConfig
+    from models.decision_transformer import DecisionTransformer
+
+    rng = np.random.default_rng(0)
+    shape = (2, 3, 2)
+    config = AgentConfig(kind="dt", obs_dim=12, act_dim=1, discrete=True, n_actions=3, context_length=2,
+                         state_mean=rng.normal(size=12).tolist(), state_std=rng.uniform(1, 3, size=12).tolist(),
+                         hparams={"hidden": 8, "n_layer": 1, "obs_shape": list(shape), "state_encoder": "grid"})
+    torch.manual_seed(0)
+    agent = DecisionTransformer(config).eval()
+    raw = rng.integers(0, 256, size=(2, 2, *shape)).astype(np.uint8)
+    got = agent.obs_transform(raw)
+    want = agent.normalize(torch.as_tensor(raw.reshape(2, 2, -1), dtype=torch.float32)).numpy().reshape(raw.shape)
+    assert got.dtype == np.float32 and got.shape == raw.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    states = torch.as_tensor(got)
+    acts, rtg, ts = F.one_hot(torch.tensor([[0, 2], [1, 1]]), 3).float(), torch.ones(2, 2, 1), torch.tensor([[0, 1]] * 2)
+    with torch.no_grad():
+        a = agent(states, acts, rtg, ts).action_preds
+        b = agent(states.reshape(2, 2, 12), acts, rtg, ts).action_preds
+        c = agent(states.permute(0, 1, 4, 2, 3).reshape(2, 2, 2, 3, 2), acts, rtg, ts)   # (c, h, w) order
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert float((c.action_preds - a).abs().max()) > 0   # same numbers in another order are another observation
