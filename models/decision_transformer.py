@@ -59,6 +59,37 @@ class DTOutput:
         return getattr(self, key)
 
 
+class _CallersSteps:
+    """An ActivationRun seen through the steps a DTI window prepends (`DecisionTransformer._dti_window`): names are
+    recorded and intervened on over the caller's L steps (the last 3L tokens; attention patterns over those queries
+    and keys, so a row sums to less than 1 by the share DTI's prepended pads took), the pads computed but not shown."""
+
+    __slots__ = ("run", "steps")
+
+    def __init__(self, run: ActivationRun, steps: int):
+        self.run, self.steps = run, steps
+
+    def wants(self, name: str) -> bool:
+        return self.run.wants(name)
+
+    def __call__(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        if not self.run.wants(name):
+            return value
+        if name.startswith("embed."):
+            index = (slice(None), slice(self.steps, None))
+        elif name.endswith("attn.pattern"):
+            index = (slice(None), slice(None), slice(3 * self.steps, None), slice(3 * self.steps, None))
+        else:
+            index = (slice(None), slice(3 * self.steps, None))
+        part = value[index]
+        new = self.run(name, part)
+        if new is part:
+            return value
+        value = value.clone()
+        value[index] = new
+        return value
+
+
 class DecisionTransformer(Agent):
     """Return-conditioned sequence model. forward() is HF's signature; see DTOutput for what it returns.
 
@@ -257,6 +288,8 @@ class DecisionTransformer(Agent):
             states, actions, returns_to_go, timesteps, pads = self._dti_window(states, actions, returns_to_go,
                                                                                timesteps, attention_mask)
             attention_mask = None   # DTI attends to its pads
+            if run is not None and states.shape[1] > L_in:
+                run = _CallersSteps(run, states.shape[1] - L_in)
         B, L = states.shape[:2]
         x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run,
                                              attention_mask, pads))
@@ -264,6 +297,11 @@ class DecisionTransformer(Agent):
         valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
         x, attns, _, hiddens = run_blocks(self.blocks, x, allowed_keys(pos, pos, self.band, valid, per_step=3), run=run)
         x = self._ln_final(x, run).reshape(B, L, 3, -1)[:, L - L_in:]
+        if L > L_in:   # the caller's steps only: DTI's prepended pads stay inside
+            c = 3 * (L - L_in)
+            attns, hiddens = [a[:, :, c:, c:] for a in attns], [h[:, c:] for h in hiddens]
+        if isinstance(run, _CallersSteps):
+            run = run.run
         out = DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
                        state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
                        attentions=tuple(attns) if output_attentions else None,

@@ -333,6 +333,12 @@ def test_analyses_run_on_converted_agents(converted):
         assert np.isfinite(grid.patched).all() and grid.patched.shape[0] == agent.n_layer + 1
     res = ablation.ablation(agent, ds, ["L0H0"], n_steps=20)
     assert res is not None
+    ro = agent.start_rollout(2, [1.0, 0.5], record_attention=True)   # the player's and sweeps' recorded attention
+    for t in range(agent.context_length + 1):
+        ro.act(ds.observations[t:t + 2])
+        ro.observe(np.zeros(2))
+        assert ro.attention.shape == (2, agent.n_layer, agent.n_head, agent.context_length, 3)
+        assert np.all(ro.attention.sum((-2, -1)) <= 1 + 1e-5)
 
 
 def test_obs_transform_and_shaped_states_follow_the_observations_layout():
@@ -361,3 +367,38 @@ def test_obs_transform_and_shaped_states_follow_the_observations_layout():
         c = agent(states.permute(0, 1, 4, 2, 3).reshape(2, 2, 2, 3, 2), acts, rtg, ts)   # (c, h, w) order
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert float((c.action_preds - a).abs().max()) > 0   # same numbers in another order are another observation
+
+
+def test_short_windows_show_the_callers_steps(converted):
+    """A window of L < K steps runs as DTI's padded K-step window, but its named activations, attentions and
+    interventions cover the caller's L steps: equal to the real part of the same window given left-padded to K."""
+    label, ref, agent, shape, n_actions, max_steps = converted
+    K = agent.context_length
+    if K == 1:
+        pytest.skip("a one-step window is never padded")
+    L, c = K - 1, 3
+    states, actions, rtg, steps = inputs(shape, n_actions, max_steps, K, seed=7)
+    steps = steps - steps[:, :1]
+    onehot = F.one_hot(actions, n_actions).float()
+    masked = {"states": states, "actions": onehot, "returns_to_go": rtg[..., None], "timesteps": steps,
+              "attention_mask": (torch.arange(K) >= K - L).long().expand(3, -1)}
+    short = {"states": states[:, 1:], "actions": onehot[:, 1:], "returns_to_go": rtg[:, 1:, None],
+             "timesteps": steps[:, 1:]}
+    names = ["embed.s", "blocks.0.resid_post", "blocks.0.attn.pattern", "ln_final.out"]
+    last = {"blocks.0.resid_mid": lambda t: torch.cat([t[:, :-2], t[:, -2:-1] * 0, t[:, -1:]], 1)}
+    with torch.no_grad():
+        m_out, m = agent.run_with_cache(masked, names=names)
+        s_out, s = agent.run_with_cache(short, names=names)
+        m_int, _ = agent.run_with_cache(masked, names=[], interventions=last)
+        s_int, _ = agent.run_with_cache(short, names=[], interventions=last)
+        full = agent(**short, output_attentions=True, output_hidden_states=True)
+    assert s["embed.s"].shape[1] == L and s["blocks.0.resid_post"].shape[1] == 3 * L
+    torch.testing.assert_close(s["embed.s"], m["embed.s"][:, 1:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(s["blocks.0.resid_post"], m["blocks.0.resid_post"][:, c:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(s["blocks.0.attn.pattern"], m["blocks.0.attn.pattern"][:, :, c:, c:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(full.attentions[0], s["blocks.0.attn.pattern"], atol=0, rtol=0)
+    torch.testing.assert_close(full.hidden_states[0], s["blocks.0.resid_post"], atol=0, rtol=0)
+    assert float(s["blocks.0.attn.pattern"].sum(-1).min()) < 1 - 1e-4   # the share DTI's pads took stays out
+    torch.testing.assert_close(s_out.action_preds, m_out.action_preds[:, 1:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(s_int.action_preds, m_int.action_preds[:, 1:], atol=1e-5, rtol=0)
+    assert float((s_int.action_preds - s_out.action_preds).abs().max()) > 1e-4
