@@ -129,7 +129,12 @@ def _convert_file(src: Path, out: Path, source_format: str | None, context, rtg_
         agent, notes = load_dti_decision_transformer(src, name=src.name, obj=obj, env=env)
     else:
         from .dt_atari_agent import FRAMES, atari_agent
-        from .dt_atari_import import PAPER_SIZES, parse_state_dict
+
+        try:
+            from .dt_atari_import import PAPER_SIZES, parse_state_dict
+        except ImportError:   # the parser comes with the environments' work (issue 23, item 3)
+            raise AgentError(f"{src.name} is the DT paper's Atari model, but this seqlens has no reader for it "
+                             "(models/dt_atari_import.py).") from None
 
         if n_head is None:
             raise AgentError(f"{src.name} is the DT paper's Atari model, whose tensors do not say its number of heads: "

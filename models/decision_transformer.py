@@ -221,7 +221,8 @@ class DecisionTransformer(Agent):
         elif source is None:
             attention = "causal"
         else:
-            attention = {"corl": "causal (CORL import)", "dti": "causal over DTI's padded K-step window (DTI import)"}.get(
+            attention = {"corl": "causal (CORL import)", "dti": "causal over DTI's padded K-step window (DTI import)",
+                         "dt-atari": "causal over the last K steps (DT paper's Atari import)"}.get(
                 str(source).partition(":")[0], "causal (HF import)")
         return {**super().card(), "hidden": cfg.hidden, "layers": cfg.n_layer, "heads": cfg.n_head,
                 "attention": attention, "rtg_scale": self.config.rtg_scale, "max_ep_len": cfg.max_ep_len,

@@ -54,6 +54,7 @@ def test_config(converted):
     assert (c.obs_dim, c.n_actions, c.context_length, c.max_ep_len) == (4 * 84 * 84, 6, 4, 41)
     assert hp["state_encoder"] == "atari_conv" and hp["embed_tanh"] and hp["time_embedding"] == "window_start"
     assert hp["n_positions"] == 13 and c.state_std[0] == 255.0 and hp["hf_import"] == "dt-atari:Breakout_123.pth"
+    assert agent.card()["attention"] == "causal over the last K steps (DT paper's Atari import)"
 
 
 @pytest.mark.parametrize("L", [1, 2, 4])
