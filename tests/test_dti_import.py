@@ -402,3 +402,29 @@ def test_short_windows_show_the_callers_steps(converted):
     torch.testing.assert_close(s_out.action_preds, m_out.action_preds[:, 1:], atol=1e-5, rtol=0)
     torch.testing.assert_close(s_int.action_preds, m_int.action_preds[:, 1:], atol=1e-5, rtol=0)
     assert float((s_int.action_preds - s_out.action_preds).abs().max()) > 1e-4
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"state_encoder": "cnn"}, "field 'hparams.state_encoder' is 'cnn'"),
+    ({"padding": "zeros"}, "field 'hparams.padding' is 'zeros'"),
+    ({"obs_shape": [7, 7, 4]}, "obs_shape [7, 7, 4] holds 196 values, not obs_dim 147"),
+    ({"obs_shape": "7x7x3"}, "field 'hparams.obs_shape' must be a list"),
+    ({"n_positions": 4}, "cannot hold a window of 3 steps"),
+    ({"gated_mlp": "yes"}, "field 'hparams.gated_mlp' must be true or false"),
+    ({"padding": "dti", "banded": True}, "DTI padding needs plain causal attention"),
+])
+def test_edited_config_json_is_refused_with_one_sentence(good, tmp_path, capsys, change, expected):
+    """A converted agent's config.json is data too: the new switches are checked before anything is built."""
+    from models.errors import AgentError
+
+    ref, mc, env, state, *_ = good
+    src = tmp_path / "good.pt"
+    dti.checkpoint(src, ref, env, mc, state)
+    out = tmp_path / "agent"
+    assert run_cli(capsys, "convert-agent", src, "--out", out)[0] == 0
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["hparams"].update(change)
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(AgentError) as e:
+        load_agent(out)
+    assert expected in str(e.value) and "\n" not in str(e.value)
