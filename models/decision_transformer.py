@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import dt_partial
+from . import dt_partial, dt_tokens
 from .activations import ActivationRun, layer_norm
 from .base import Agent, AgentConfig, gpt2_init
 from .block import Block, NoNorm, allowed_keys, run_blocks
@@ -57,37 +57,6 @@ class DTOutput:
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return getattr(self, key)
-
-
-class _CallersSteps:
-    """An ActivationRun seen through the steps a DTI window prepends (`DecisionTransformer._dti_window`): names are
-    recorded and intervened on over the caller's L steps (the last 3L tokens; attention patterns over those queries
-    and keys, so a row sums to less than 1 by the share DTI's prepended pads took), the pads computed but not shown."""
-
-    __slots__ = ("run", "steps")
-
-    def __init__(self, run: ActivationRun, steps: int):
-        self.run, self.steps = run, steps
-
-    def wants(self, name: str) -> bool:
-        return self.run.wants(name)
-
-    def __call__(self, name: str, value: torch.Tensor) -> torch.Tensor:
-        if not self.run.wants(name):
-            return value
-        if name.startswith("embed."):
-            index = (slice(None), slice(self.steps, None))
-        elif name.endswith("attn.pattern"):
-            index = (slice(None), slice(None), slice(3 * self.steps, None), slice(3 * self.steps, None))
-        else:
-            index = (slice(None), slice(3 * self.steps, None))
-        part = value[index]
-        new = self.run(name, part)
-        if new is part:
-            return value
-        value = value.clone()
-        value[index] = new
-        return value
 
 
 class DecisionTransformer(Agent):
@@ -280,17 +249,17 @@ class DecisionTransformer(Agent):
         run of `run_with_cache` (None: the plain forward).
 
         padding "dti" (DTI imports): the window is DTI's, always K steps: a shorter one is left-padded to K, and
-        pad steps (mask 0) are DTI's pad tokens, attended to like any other (see `_dti_window`); outputs are
+        pad steps (mask 0) are DTI's pad tokens, attended to like any other (see `models.dt_tokens.dti_window`); outputs are
         those of the L steps given, named activations and attentions those of the K-step window."""
         run = activations
         L_in = states.shape[1]
         pads = None
         if self.cfg.padding == "dti":
-            states, actions, returns_to_go, timesteps, pads = self._dti_window(states, actions, returns_to_go,
-                                                                               timesteps, attention_mask)
+            states, actions, returns_to_go, timesteps, pads = dt_tokens.dti_window(self, states, actions, returns_to_go,
+                                                                                   timesteps, attention_mask)
             attention_mask = None   # DTI attends to its pads
             if run is not None and states.shape[1] > L_in:
-                run = _CallersSteps(run, states.shape[1] - L_in)
+                run = dt_tokens.CallersSteps(run, states.shape[1] - L_in)
         B, L = states.shape[:2]
         x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run,
                                              attention_mask, pads))
@@ -301,7 +270,7 @@ class DecisionTransformer(Agent):
         if L > L_in:   # the caller's steps only: DTI's prepended pads stay inside
             c = 3 * (L - L_in)
             attns, hiddens = [a[:, :, c:, c:] for a in attns], [h[:, c:] for h in hiddens]
-        if isinstance(run, _CallersSteps):
+        if isinstance(run, dt_tokens.CallersSteps):
             run = run.run
         out = DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
                        state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
@@ -322,67 +291,14 @@ class DecisionTransformer(Agent):
             x = run("ln_final.out", x)
         return x
 
-    def _dti_window(self, states, actions, returns_to_go, timesteps, attention_mask):
-        """DTI's evaluation window (src/decision_transformer/utils.py `initialize_padding_inputs`, eval.py
-        `evaluate_dt_agent`): always K steps, left-padded with zero states, the pad action (row n_actions of DTI's
-        action embedding), the episode's first return-to-go and timestep 0, with no attention mask. Steps of a
-        shorter window are prepended as pads; steps with attention_mask 0 become pads. -> the K-step inputs and
-        pads [B, K] bool."""
-        B, L = states.shape[:2]
-        K = self.config.context_length
-        if L > K:
-            raise ValueError(f"a DTI model reads at most its {K} steps (n_ctx = {3 * K - 1} tokens), got {L}.")
-        mask = (torch.ones(B, L, dtype=torch.bool, device=states.device) if attention_mask is None
-                else attention_mask.bool())
-        if L < K:
-            def pad(x):
-                return torch.cat([torch.zeros(B, K - L, *x.shape[2:], dtype=x.dtype, device=x.device), x], 1)
-
-            states, actions, returns_to_go, timesteps, mask = (pad(states), pad(actions), pad(returns_to_go),
-                                                               pad(timesteps), pad(mask))
-        pads = ~mask
-        first = mask.int().argmax(1)   # the first real step (left padding)
-        r0 = returns_to_go.gather(1, first.view(B, 1, *([1] * (returns_to_go.dim() - 2))).expand(
-            B, 1, *returns_to_go.shape[2:]))
-        p = pads.view(B, K, *([1] * (states.dim() - 2)))
-        states = torch.where(p, torch.zeros((), dtype=states.dtype, device=states.device), states)
-        returns_to_go = torch.where(pads.view(B, K, *([1] * (returns_to_go.dim() - 2))), r0, returns_to_go)
-        timesteps = torch.where(pads, torch.zeros((), dtype=timesteps.dtype, device=timesteps.device), timesteps)
-        return states, actions, returns_to_go, timesteps, pads
-
-    def _time(self, timesteps: torch.Tensor, attention_mask) -> torch.Tensor:
-        """The time embedding added to each step's tokens [B, L, H]."""
-        kind = self.cfg.time_embedding
-        if kind == "linear":   # DTI: Linear(1, H) of the timestep as a float
-            return self.embed_timestep(self._timesteps(timesteps.long()).float()[..., None])
-        ts = self.embed_timestep(self._timesteps(timesteps.long()))
-        if kind == "window_start":   # DT paper, Atari: global_pos_emb at the window's first (real) step, every token
-            first = self._first_real(timesteps, attention_mask)
-            ts = ts.gather(1, first.view(-1, 1, 1).expand(-1, 1, ts.shape[-1])).expand_as(ts)
-        return ts
-
-    @staticmethod
-    def _first_real(x: torch.Tensor, attention_mask) -> torch.Tensor:
-        """[B] index of each window's first real step (0 without a mask)."""
-        if attention_mask is None:
-            return torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        return attention_mask.bool().int().argmax(1)
-
-    def _positions(self, B: int, L: int, attention_mask, device) -> torch.Tensor:
-        """The token position table's rows for a window [B, 3L, H]: counted from the window's first real step
-        (pads, masked as keys, take row 0), so a left-padded window reads the rows a short window would."""
-        idx = torch.arange(3 * L, device=device)[None].expand(B, -1)
-        if attention_mask is not None:
-            idx = (idx - 3 * self._first_real(idx, attention_mask)[:, None]).clamp(min=0)
-        return self.wpe_tokens[idx]
-
     def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run, attention_mask=None,
                 pads=None) -> torch.Tensor:
         """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep (and position) included.
-        pads [B, L] bool (DTI padding): those steps' a tokens are DTI's pad action."""
+        pads [B, L] bool (DTI padding): those steps' a tokens are DTI's pad action. Imported architectures' parts
+        (time embedding kinds, the position table, DTI's window) are models/dt_tokens.py's."""
         B, L = states.shape[:2]
         cfg = self.cfg
-        t = self._time(timesteps, attention_mask)
+        t = dt_tokens.time_embedding(self, timesteps, attention_mask)
         r, s, a = self._embed_return(returns_to_go, rtg_known), self.embed_state(states), self.embed_action(actions)
         if pads is not None:
             a = torch.where(pads[..., None], self.action_pad, a)
@@ -394,7 +310,7 @@ class DecisionTransformer(Agent):
             tok = torch.stack([run("embed.R", r + t), run("embed.s", s + t), run("embed.a", a + t)],
                               dim=2).reshape(B, 3 * L, -1)
         if cfg.position_embedding == "tokens":
-            tok = tok + self._positions(B, L, attention_mask, tok.device)
+            tok = tok + dt_tokens.token_positions(self, B, L, attention_mask, tok.device)
         return tok
 
     # ---- named activations ---------------------------------------------------------------------------
@@ -424,26 +340,8 @@ class DecisionTransformer(Agent):
         if skip:
             raise ValueError(f"{', '.join(sorted(skip))} read the a_t token, which last_state_only=True does not compute.")
         if not self.cfg.native_tokens:   # imported tokens (positions, DTI pads): the whole forward, cut to match
-            return self._last_state_whole(run, inputs)
+            return dt_tokens.last_state_whole(self, run, inputs)
         return self._last_state(run=run, **inputs), run.cache
-
-    def _last_state_whole(self, run: ActivationRun, inputs: dict):
-        """last_state_only for models without partial forwards: the whole forward, its outputs and activations cut
-        to what `_last_state` returns (the last s token's; the tokens before it in earlier blocks)."""
-        out = self.forward(**inputs, activations=run)
-        last = f"blocks.{self.n_layer - 1}."
-        for name, t in list(run.cache.items()):
-            if name.startswith("head."):
-                run.cache[name] = t[:, -1:]
-            elif name.endswith("attn.pattern"):
-                q = slice(t.shape[2] - 2, t.shape[2] - 1) if name.startswith(last) else slice(0, t.shape[2] - 1)
-                run.cache[name] = t[:, :, q, :t.shape[3] - 1]
-            elif name.startswith("ln_final.") or (name.startswith(last) and not name.endswith("resid_pre")):
-                run.cache[name] = t[:, t.shape[1] - 2:t.shape[1] - 1]
-            elif name.startswith("blocks."):
-                run.cache[name] = t[:, :t.shape[1] - 1]
-        return DTOutput(action_preds=out.action_preds[:, -1:], return_preds=None, state_preds=None,
-                        value_preds=out.value_preds[:, -1:]), run.cache
 
     def _last_state(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True,
                     run: ActivationRun | None = None) -> DTOutput:
