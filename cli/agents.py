@@ -126,23 +126,32 @@ def _evaluate_options(s):
 
 
 def cmd_convert_agent(args) -> dict:
-    """A CORL or HF Decision Transformer directory -> a seqlens checkpoint (models/convert.py)."""
+    """A CORL or HF Decision Transformer directory, or a DTI checkpoint file -> a seqlens checkpoint (models/convert.py)."""
     from models.convert import convert_agent
 
-    result = convert_agent(args.source, args.out, args.source_format, args.context, args.rtg_scale, args.force)
+    result = convert_agent(args.source, args.out, args.source_format, args.context, args.rtg_scale, args.force,
+                           n_head=args.n_head, env=args.env)
     for note in result["notes"]:
         print(f"note: {note}", file=sys.stderr)
     if not args.json:
         r = result
-        print(f"wrote {r['out']}: a Decision Transformer from {'CORL' if r['from'] == 'corl' else 'Hugging Face'} "
-              f"({r['obs_dim']}-d states, {r['act_dim']}-d actions, context {r['context_length']}, rtg_scale {r['rtg_scale']:g}, "
-              f"env {r['env_id'] or 'none'}), {r['n_params']:,} parameters")
+        source = {"corl": "CORL", "hf": "Hugging Face", "dti": "DTI", "dt-atari": "the DT paper's Atari code"}[r["from"]]
+        states = ("x".join(map(str, r["obs_shape"])) + " observations" if r.get("obs_shape")
+                  else f"{r['obs_dim']}-d states")
+        actions = f"{r['n_actions']} actions" if r.get("n_actions") else f"{r['act_dim']}-d actions"
+        print(f"wrote {r['out']}: a Decision Transformer from {source} ({states}, {actions}, context "
+              f"{r['context_length']}, rtg_scale {r['rtg_scale']:g}, env {r['env_id'] or 'none'}), {r['n_params']:,} parameters")
     return result
 
 
 def _convert_agent_options(s):
-    s.add_argument("source", metavar="DIR", help="CORL's checkpoints_path (config.yaml + dt_checkpoint.pt) or an HF directory")
-    s.add_argument("--from", dest="source_format", choices=["corl", "hf"], help="what DIR holds (default: detected)")
+    s.add_argument("source", metavar="SOURCE", help="CORL's checkpoints_path (config.yaml + dt_checkpoint.pt), an HF "
+                   "directory, a DTI checkpoint file or the DT paper's Atari state dict (.pt)")
+    s.add_argument("--from", dest="source_format", choices=["corl", "hf", "dti", "dt-atari"],
+                   help="what SOURCE holds (default: detected)")
+    s.add_argument("--n-head", type=int, help="dt-atari only: attention heads (shapes do not say; the paper used 8)")
+    s.add_argument("--env", help="the environment the agent acts in (dt-atari; for dti, instead of its env_id), kept "
+                   "where its spaces fit")
     s.add_argument("--out", required=True, help="the seqlens checkpoint directory to write")
     s.add_argument("--context", type=int, help="HF only: context length K (HF configs lack it; default 20)")
     s.add_argument("--rtg-scale", type=float, help="HF only: returns-to-go are divided by this (default 1000)")
@@ -204,8 +213,8 @@ def _make_agents_options(s):
 def register(sub, names=None) -> None:
     """Add this module's subcommands (all, or those in `names`) to `sub`."""
     commands = {
-        "convert-agent": (cmd_convert_agent, "convert a CORL DT checkpoint or an HF pytorch_model.bin directory to a "
-                          "seqlens checkpoint", _convert_agent_options),
+        "convert-agent": (cmd_convert_agent, "convert a CORL DT checkpoint, an HF pytorch_model.bin directory or a DTI "
+                          "checkpoint file to a seqlens checkpoint", _convert_agent_options),
         "train": (cmd_train, "train an agent on a dataset", _train_options),
         "evaluate": (cmd_evaluate, "run an agent in its environment (one batched vector env)", _evaluate_options),
         "make-agents": (cmd_make_agents, "train and evaluate the shipped sample agents", _make_agents_options),

@@ -19,7 +19,8 @@ What differs between the two models is configuration (BlockConfig) and the mask 
 - attention scores are divided by sqrt(d_head) (scale_attn_weights, HF's switch) and by i + 1 as well in block i
   (scale_attn_by_inverse_layer_idx, HF's switch, off for native models).
 - the MLP's nonlinearity by name (ACTIVATIONS: TT uses "gelu", DT "gelu_new" unless its hparams say otherwise),
-  the layer norms' eps, dropout.
+  the layer norms' eps, dropout; imported DTI models may have no layer norms (ln_1 / ln_2 the identity) and
+  TransformerLens' gated MLP (mlp.c_gate, accessor mlp.W_gate).
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ class BlockConfig:
     layer_norm_eps: float = 1e-5
     scale_attn_weights: bool = True      # scores / sqrt(d_head)
     scale_attn_by_inverse_layer_idx: bool = False   # scores / (i + 1) as well, in block i (HF)
+    layer_norm: bool = True              # False: ln_1 / ln_2 are the identity (TransformerLens normalization None)
+    gated_mlp: bool = False              # TransformerLens' gated MLP: act(x W_gate) * (x W_in) + b_in
 
     def __post_init__(self):
         if self.hidden % self.n_head:
@@ -79,6 +82,16 @@ def allowed_keys(q_pos: torch.Tensor, k_pos: torch.Tensor, band: int | None = No
     if k_valid is not None:
         ok = ok & k_valid[:, None, :]
     return (ok | (kp == qp)[None])[:, None]
+
+
+class NoNorm(nn.Identity):
+    """Where a model has no layer norm (DTI's layer_norm None): the identity, read like a LayerNorm by analyses (no
+    weight, no bias, `centres` False: its output is its input, not centred)."""
+
+    weight = None
+    bias = None
+    eps = 0.0
+    centres = False
 
 
 class Attention(nn.Module):
@@ -140,16 +153,22 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(cfg.hidden, cfg.n_inner)
         self.c_proj = nn.Linear(cfg.n_inner, cfg.hidden)
+        # TransformerLens' GatedMLP (DTI's gated_mlp): its bias b_in is added after the product, not inside c_fc
+        self.c_gate = nn.Linear(cfg.hidden, cfg.n_inner, bias=False) if cfg.gated_mlp else None
         self.act = ACTIVATIONS[cfg.activation]
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x, run: ActivationRun | None = None, name: str = ""):
-        h = self.act(self.c_fc(x))
+        if self.c_gate is None:
+            h = self.act(self.c_fc(x))
+        else:
+            h = self.act(self.c_gate(x)) * F.linear(x, self.c_fc.weight) + self.c_fc.bias
         if run is not None:
             h = run(name + "hidden", h)
         return self.dropout(self.c_proj(h))
 
     W_in = property(lambda self: self.c_fc.weight.T)
+    W_gate = property(lambda self: None if self.c_gate is None else self.c_gate.weight.T)   # [H, d_mlp] when gated
     b_in = property(lambda self: self.c_fc.bias)
     W_out = property(lambda self: self.c_proj.weight.T)
     b_out = property(lambda self: self.c_proj.bias)
@@ -159,9 +178,9 @@ class Block(nn.Module):
     def __init__(self, cfg: BlockConfig, layer_idx: int):
         super().__init__()
         self.prefix = f"blocks.{layer_idx}."
-        self.ln_1 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.ln_1 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps) if cfg.layer_norm else NoNorm()
         self.attn = Attention(cfg, layer_idx)
-        self.ln_2 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.ln_2 = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps) if cfg.layer_norm else NoNorm()
         self.mlp = MLP(cfg)
 
     def keys_values(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -215,6 +215,21 @@ def _check_dt_hparams(c: ConfigChecker, hp: dict, context: int) -> None:
     for key in ("action_tanh", "banded", "hf_wpe", "scale_attn_weights", "scale_attn_by_inverse_layer_idx"):
         c.boolean(hp[key], f"hparams.{key}")
     c.string(hp["hf_import"], "hparams.hf_import", optional=True)
+    from .configs import PADDINGS, POSITION_EMBEDDINGS, TIME_EMBEDDINGS
+    from .state_encoders import ENCODERS
+
+    for key, choices in (("state_encoder", ENCODERS), ("time_embedding", TIME_EMBEDDINGS),
+                         ("position_embedding", POSITION_EMBEDDINGS), ("padding", PADDINGS)):
+        c.string(hp[key], f"hparams.{key}", choices=list(choices))
+    for key in ("embed_tanh", "embed_ln", "layer_norm", "gated_mlp"):
+        c.boolean(hp[key], f"hparams.{key}")
+    c.integer(hp["n_positions"], "hparams.n_positions", hi=3 * MAX_CONTEXT + 1, optional=True)
+    shape = hp["obs_shape"]
+    if shape is not None:
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
+            c.fail("field 'hparams.obs_shape' must be a list of 1 to 4 integers")
+        for n in shape:
+            c.integer(n, "hparams.obs_shape[]", limit="agent_params")
 
 
 def _check_tt_hparams(c: ConfigChecker, hp: dict, dims: int) -> None:

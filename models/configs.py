@@ -6,11 +6,16 @@ default); the model converts it once at build: `DTConfig.build(config)`, `TTConf
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from .base import AgentConfig
 from .block import BlockConfig
 from .hparams import DTHparams, TTHparams, resolve
+
+TIME_EMBEDDINGS = ("embedding", "linear", "window_start")
+POSITION_EMBEDDINGS = ("none", "tokens")
+PADDINGS = ("mask", "dti")
 
 
 @dataclass(kw_only=True)
@@ -39,7 +44,44 @@ class DTConfig(DTHparams):
         cfg = cls(**hp, obs_dim=config.obs_dim, action_in=config.n_actions if config.discrete else config.act_dim,
                   discrete=config.discrete, context_length=config.context_length, max_ep_len=config.max_ep_len)
         cfg.block()   # checks hidden / n_head and the activation's name
+        cfg._check_tokens()
         return cfg
+
+    def _check_tokens(self) -> None:
+        """The imported-architecture fields (DTHparams) name known choices and agree with the sizes."""
+        from .state_encoders import ENCODERS
+
+        for field, value, known in (("state_encoder", self.state_encoder, ENCODERS),
+                                    ("time_embedding", self.time_embedding, TIME_EMBEDDINGS),
+                                    ("position_embedding", self.position_embedding, POSITION_EMBEDDINGS),
+                                    ("padding", self.padding, PADDINGS)):
+            if value not in known:
+                raise ValueError(f"unknown {field} {value!r} (known: {', '.join(known)}).")
+        if self.obs_shape is not None and math.prod(self.obs_shape) != self.obs_dim:
+            raise ValueError(f"obs_shape {list(self.obs_shape)} holds {math.prod(self.obs_shape)} values, "
+                             f"not obs_dim {self.obs_dim}.")
+        if self.position_embedding == "tokens" and self.positions < 3 * self.context_length:
+            raise ValueError(f"a token position table of {self.positions} rows cannot hold a window of "
+                             f"{self.context_length} steps ({3 * self.context_length} tokens).")
+        if self.padding == "dti" and self.banded:
+            raise ValueError("DTI padding needs plain causal attention (banded false).")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The observation's own shape (obs_shape, or (obs_dim,))."""
+        return tuple(self.obs_shape) if self.obs_shape is not None else (self.obs_dim,)
+
+    @property
+    def positions(self) -> int:
+        """Rows of the token position table (n_positions, default 3K)."""
+        return self.n_positions or 3 * self.context_length
+
+    @property
+    def native_tokens(self) -> bool:
+        """Tokens as a native model makes them (per-step absolute timestep table, no position table, no tanh, pads
+        masked): what the KV-cached rollout step and the partial forwards (models/dt_partial.py) assume."""
+        return (self.time_embedding == "embedding" and self.position_embedding == "none" and not self.embed_tanh
+                and self.padding == "mask")
 
     def hparams(self) -> dict:
         """The checkpoint's hparams: every DTHparams field, resolved, in their order."""
@@ -49,7 +91,8 @@ class DTConfig(DTHparams):
         return BlockConfig(hidden=self.hidden, n_head=self.n_head, n_inner=self.n_inner, dropout=self.dropout,
                            activation=self.activation, layer_norm_eps=self.layer_norm_eps,
                            scale_attn_weights=self.scale_attn_weights,
-                           scale_attn_by_inverse_layer_idx=self.scale_attn_by_inverse_layer_idx)
+                           scale_attn_by_inverse_layer_idx=self.scale_attn_by_inverse_layer_idx,
+                           layer_norm=self.layer_norm, gated_mlp=self.gated_mlp)
 
     @property
     def band(self) -> int | None:

@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import dt_partial
+from . import dt_partial, dt_tokens
 from .activations import ActivationRun, layer_norm
 from .base import Agent, AgentConfig, gpt2_init
-from .block import Block, allowed_keys, run_blocks
+from .block import Block, NoNorm, allowed_keys, run_blocks
 from .configs import DTConfig
 from .dt_rollout import DTRollout
 from .hparams import defaults
+from .state_encoders import make_state_encoder
 from .windows import TrainingData, clip_timesteps, sample_windows
 
 DEFAULTS = defaults("dt")   # models/hparams.py: DTHparams holds every default, with what each means
@@ -99,11 +100,19 @@ class DecisionTransformer(Agent):
         H = cfg.hidden
         self.action_in = cfg.action_in   # one-hot width or action vector size
 
-        self.embed_timestep = nn.Embedding(cfg.max_ep_len, H)
+        # time_embedding "linear" (DTI): Linear(1, H) of the timestep as a number; otherwise a table of timesteps
+        self.embed_timestep = nn.Linear(1, H) if cfg.time_embedding == "linear" else nn.Embedding(cfg.max_ep_len, H)
         self.embed_return = nn.Linear(1, H)
-        self.embed_state = nn.Linear(cfg.obs_dim, H)
+        self.embed_state = make_state_encoder(cfg.state_encoder, cfg.shape, H)   # models/state_encoders.py
         self.embed_action = nn.Linear(self.action_in, H)
-        self.embed_ln = nn.LayerNorm(H)
+        self.embed_ln = nn.LayerNorm(H) if cfg.embed_ln else nn.Identity()
+        if cfg.position_embedding == "tokens":
+            # a learned table over token positions in the window (DTI's transformer.pos_embed.W_pos, the DT paper's
+            # Atari pos_emb); row p is added to the p-th token (R, s, a per step) counted from the window's first step
+            self.wpe_tokens = nn.Parameter(torch.zeros(cfg.positions, H))
+        if cfg.padding == "dti":
+            # DTI's pad action: row n_actions of its action embedding (initialize_padding_inputs' action_pad_token)
+            self.action_pad = nn.Parameter(torch.zeros(H))
         # Value head: with R_t as an input, predicting the return is a copy. A Key-to-Door analysis looks for
         # memory (was the key taken in phase 1?), which only shows in a prediction that must infer the return
         # from the history. So some training sequences get this learned "unknown return" embedding in
@@ -113,7 +122,11 @@ class DecisionTransformer(Agent):
             self.wpe = nn.Parameter(torch.zeros(H))
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleDict({"h": nn.ModuleList([Block(cfg.block(), i) for i in range(cfg.n_layer)]),
-                                      "ln_f": nn.LayerNorm(H, eps=cfg.layer_norm_eps)})
+                                      "ln_f": nn.LayerNorm(H, eps=cfg.layer_norm_eps) if cfg.layer_norm else NoNorm()})
+        if not cfg.native_tokens:
+            # window-relative positions, tanh'd embeddings or attended pads: a sliding KV cache and the partial
+            # forwards would not compute this model's tokens, so analyses and rollouts take the whole forward
+            self.capabilities = type(self).capabilities - {"kv_cache", "partial_forward"}
         self.predict_state = nn.Linear(H, cfg.obs_dim)
         self.predict_action = nn.Linear(H, self.action_in)
         self.predict_return = nn.Linear(H, 1)
@@ -144,7 +157,8 @@ class DecisionTransformer(Agent):
 
     @property
     def ln_final(self) -> nn.LayerNorm:
-        """The final layer norm (weight, bias, eps) every output head reads."""
+        """The final layer norm (weight, bias, eps) every output head reads; a models.block.NoNorm (the identity,
+        `centres` False) where the model has none."""
         return self.encoder["ln_f"]
 
     def output_head(self, output: str) -> nn.Linear:
@@ -176,7 +190,9 @@ class DecisionTransformer(Agent):
         elif source is None:
             attention = "causal"
         else:
-            attention = "causal (CORL import)" if str(source).startswith("corl:") else "causal (HF import)"
+            attention = {"corl": "causal (CORL import)", "dti": "causal over DTI's padded K-step window (DTI import)",
+                         "dt-atari": "causal over the last K steps (DT paper's Atari import)"}.get(
+                str(source).partition(":")[0], "causal (HF import)")
         return {**super().card(), "hidden": cfg.hidden, "layers": cfg.n_layer, "heads": cfg.n_head,
                 "attention": attention, "rtg_scale": self.config.rtg_scale, "max_ep_len": cfg.max_ep_len,
                 "hf_import": cfg.hf_import}
@@ -209,6 +225,15 @@ class DecisionTransformer(Agent):
             return F.one_hot(actions.long().clamp(0, self.action_in - 1), self.action_in).float()
         return self.actions_to_unit(actions)
 
+    def obs_transform(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations [..., *obs_shape] (windows of shaped data: uint8 frames, grids) -> float32 normalised with
+        the agent's state statistics laid out in the observation's shape (models/windows.py's hook): what
+        `normalize` does to flat rows."""
+        shape = self.cfg.shape
+        mean = self.state_mean.cpu().numpy().reshape(shape)
+        std = self.state_std.cpu().numpy().reshape(shape)
+        return (np.asarray(obs, np.float32) - mean) / std
+
     def env_actions(self, action_preds: torch.Tensor) -> torch.Tensor:
         """Continuous model outputs in [-1, 1] -> env actions in [action_low, action_high]."""
         return self.unit_to_actions(action_preds)
@@ -217,18 +242,36 @@ class DecisionTransformer(Agent):
     def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None,
                 output_attentions: bool = False, output_hidden_states: bool = False, rtg_known=True,
                 activations: ActivationRun | None = None) -> DTOutput:
-        """states [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in [-1, 1]];
-        returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
+        """states [B, L, *obs_shape] or [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in
+        [-1, 1]]; returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
         rtg_known: True, False or a [B] bool tensor — sequences marked False see `return_unknown` in
         place of every R token (use value_preds of those). activations: the per-call record/intervene
-        run of `run_with_cache` (None: the plain forward)."""
+        run of `run_with_cache` (None: the plain forward).
+
+        padding "dti" (DTI imports): the window is DTI's, always K steps: a shorter one is left-padded to K, and
+        pad steps (mask 0) are DTI's pad tokens, attended to like any other (see `models.dt_tokens.dti_window`); outputs are
+        those of the L steps given, named activations and attentions those of the K-step window."""
         run = activations
+        L_in = states.shape[1]
+        pads = None
+        if self.cfg.padding == "dti":
+            states, actions, returns_to_go, timesteps, pads = dt_tokens.dti_window(self, states, actions, returns_to_go,
+                                                                                   timesteps, attention_mask)
+            attention_mask = None   # DTI attends to its pads
+            if run is not None and states.shape[1] > L_in:
+                run = dt_tokens.CallersSteps(run, states.shape[1] - L_in)
         B, L = states.shape[:2]
-        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run))
+        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run,
+                                             attention_mask, pads))
         pos = torch.arange(3 * L, device=x.device)
         valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
         x, attns, _, hiddens = run_blocks(self.blocks, x, allowed_keys(pos, pos, self.band, valid, per_step=3), run=run)
-        x = layer_norm(self.ln_final, x, run, "ln_final.").reshape(B, L, 3, -1)
+        x = self._ln_final(x, run).reshape(B, L, 3, -1)[:, L - L_in:]
+        if L > L_in:   # the caller's steps only: DTI's prepended pads stay inside
+            c = 3 * (L - L_in)
+            attns, hiddens = [a[:, :, c:, c:] for a in attns], [h[:, c:] for h in hiddens]
+        if isinstance(run, dt_tokens.CallersSteps):
+            run = run.run
         out = DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
                        state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
                        attentions=tuple(attns) if output_attentions else None,
@@ -240,17 +283,35 @@ class DecisionTransformer(Agent):
             out.value_preds = run("head.value", out.value_preds)
         return out
 
-    def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run) -> torch.Tensor:
-        """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep included."""
+    def _ln_final(self, x: torch.Tensor, run: ActivationRun | None) -> torch.Tensor:
+        if self.cfg.layer_norm:
+            return layer_norm(self.ln_final, x, run, "ln_final.")
+        if run is not None:   # no final layer norm (DTI's layer_norm None): scale 1, out the stream itself
+            run("ln_final.scale", torch.ones_like(x[..., :1]))
+            x = run("ln_final.out", x)
+        return x
+
+    def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run, attention_mask=None,
+                pads=None) -> torch.Tensor:
+        """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep (and position) included.
+        pads [B, L] bool (DTI padding): those steps' a tokens are DTI's pad action. Imported architectures' parts
+        (time embedding kinds, the position table, DTI's window) are models/dt_tokens.py's."""
         B, L = states.shape[:2]
-        t = self.embed_timestep(self._timesteps(timesteps.long()))
+        cfg = self.cfg
+        t = dt_tokens.time_embedding(self, timesteps, attention_mask)
+        r, s, a = self._embed_return(returns_to_go, rtg_known), self.embed_state(states), self.embed_action(actions)
+        if pads is not None:
+            a = torch.where(pads[..., None], self.action_pad, a)
+        if cfg.embed_tanh:   # DT paper, Atari: ret_emb, state_encoder and action_embeddings end in Tanh
+            r, s, a = torch.tanh(r), torch.tanh(s), torch.tanh(a)
         if run is None:
-            return torch.stack([self._embed_return(returns_to_go, rtg_known) + t, self.embed_state(states) + t,
-                                self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)
-        r = run("embed.R", self._embed_return(returns_to_go, rtg_known) + t)
-        s = run("embed.s", self.embed_state(states) + t)
-        a = run("embed.a", self.embed_action(actions) + t)
-        return torch.stack([r, s, a], dim=2).reshape(B, 3 * L, -1)
+            tok = torch.stack([r + t, s + t, a + t], dim=2).reshape(B, 3 * L, -1)
+        else:
+            tok = torch.stack([run("embed.R", r + t), run("embed.s", s + t), run("embed.a", a + t)],
+                              dim=2).reshape(B, 3 * L, -1)
+        if cfg.position_embedding == "tokens":
+            tok = tok + dt_tokens.token_positions(self, B, L, attention_mask, tok.device)
+        return tok
 
     # ---- named activations ---------------------------------------------------------------------------
     def activation_names(self) -> list[str]:
@@ -278,6 +339,8 @@ class DecisionTransformer(Agent):
         skip = {"head.return", "head.state"} & (run.keep | set(run.interventions))
         if skip:
             raise ValueError(f"{', '.join(sorted(skip))} read the a_t token, which last_state_only=True does not compute.")
+        if not self.cfg.native_tokens:   # imported tokens (positions, DTI pads): the whole forward, cut to match
+            return dt_tokens.last_state_whole(self, run, inputs)
         return self._last_state(run=run, **inputs), run.cache
 
     def _last_state(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True,

@@ -97,7 +97,7 @@ class DTRollout:
                 self.actions.append(self.prev_action)
             if self.context is not None:
                 pred = self._recompute(self.context)
-            elif self.use_cache and (m.band is not None or self.t < m.context_length):
+            elif self.use_cache and m.has("kv_cache") and (m.band is not None or self.t < m.context_length):
                 pred = self._step_cached(s, ts)
             else:
                 pred = self._recompute()

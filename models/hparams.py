@@ -33,6 +33,22 @@ class DTHparams:
     scale_attn_weights: bool = True
     scale_attn_by_inverse_layer_idx: bool = False
     hf_import: str | None = None          # where an imported model came from (its value head is untrained)
+    # Imported architectures (models/dti_import.py: DTI's MiniGrid DTs; the DT paper's Atari GPT). Native models keep
+    # the defaults, which are today's model exactly; models/state_encoders.py and decision_transformer.py read them.
+    obs_shape: list[int] | None = None    # the observation's own shape (prod = obs_dim); None: (obs_dim,)
+    state_encoder: str = "linear"         # linear (flat vector, bias) | grid (DTI: no bias, flattened in the
+                                          # observation's own order) | atari_conv (DT paper: 3 convs over 4x84x84)
+    embed_tanh: bool = False              # tanh on the R, s and a embeddings (DT paper, Atari)
+    time_embedding: str = "embedding"     # embedding (a table of absolute timesteps) | linear (DTI: Linear(1, H) of t)
+                                          # | window_start (DT paper, Atari: the table at the window's first step,
+                                          # added to every token)
+    position_embedding: str = "none"      # none | tokens: a learned table over token positions in the window
+    n_positions: int | None = None        # rows of the token position table; None -> 3K
+    embed_ln: bool = True                 # LayerNorm over the tokens before the blocks (HF); DTI, Atari: none
+    layer_norm: bool = True               # ln_1, ln_2 and ln_f; False: none (DTI's layer_norm None)
+    gated_mlp: bool = False               # TransformerLens' gated MLP: act(x W_gate) * (x W_in) + b_in
+    padding: str = "mask"                 # mask: left pads masked as keys | dti: pads are DTI's pad tokens (zero
+                                          # state, pad action, the first real return-to-go, timestep 0), attended to
 
 
 @dataclass

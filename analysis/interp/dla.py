@@ -103,7 +103,7 @@ def direct_logit_attribution(agent, dataset, episode: int = 0, step: int | None 
 
         def part(v: torch.Tensor) -> float:
             v = v.double()
-            return float(((v - v.mean()) * w).sum() * scale)
+            return float(((v - v.mean() if getattr(ln, "centres", True) else v) * w).sum() * scale)
 
         heads = np.array([[part(at(f"blocks.{i}.attn.head_out")[k]) for k in range(h)] for i in range(n)])
         mlps = np.array([part(at(f"blocks.{i}.mlp.out")) for i in range(n)])
