@@ -46,9 +46,9 @@ else:
     def window_views():
         collected = list(above)   # a fragment rerun starts from the figures drawn above it
         length = int(lengths[int(episode)])
-        c1, c2, c3 = st.columns([3, 1, 1])
-        step = c1.slider("Step", 0, length - 1, min(length - 1, agent.context_length + 5), key="att_step") \
+        step = st.slider("Step", 0, length - 1, min(length - 1, agent.context_length + 5), key="att_step") \
             if length > 1 else 0
+        c2, c3 = st.columns(2)   # a third of a 540 px column cut "heads averaged"
         layer = c2.selectbox("Layer", range(n_layer), index=n_layer - 1, format_func=lambda i: f"layer {i + 1}", key="att_layer")
         head = c3.selectbox("Head", [None, *range(n_head)], format_func=lambda h: "heads averaged" if h is None else f"head {h}",
                             key="att_head")
