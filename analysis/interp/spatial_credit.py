@@ -117,6 +117,18 @@ def to_maps(attr: torch.Tensor, shape: tuple[int, ...], layout: str) -> torch.Te
     return attr.sum(-1)[:, :, None]
 
 
+def applies(agent, dataset) -> bool:
+    """True for a Decision Transformer that reads grids, images or frame stacks, with a dataset of them (the Credit
+    page shows its spatial section only then)."""
+    if agent is None or dataset is None or not agent.has("step_tokens") or not getattr(dataset, "shaped", False):
+        return False
+    try:
+        observation_layout(agent)
+    except ValueError:
+        return False
+    return True
+
+
 # ---- the core: windows already as model inputs --------------------------------------------------------------
 def _forward(model, head: str, rtg_known: bool):
     def f(states, actions, returns_to_go, timesteps, attention_mask):
