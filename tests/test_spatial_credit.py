@@ -172,3 +172,26 @@ def test_figure_overlays_the_credited_cell():
     assert len(images) == 5
     assert "grids.npz" in fig.layout.title.text and ("left" in fig.layout.title.text or "right" in fig.layout.title.text
                                                     or "forward" in fig.layout.title.text)
+
+
+def test_credit_page_shows_the_spatial_section_only_for_shaped_agents():
+    """An uploaded grid DT on an uploaded grid dataset: the page's spatial section draws the catalog's figure (one
+    picture per step and the sum); a vector agent's page has no such section."""
+    import json
+
+    from test_page_attention import page
+
+    agent, ds = one_cell_dt(), grid_dataset()
+    ds.source = "grids.npz"
+    at = page("4_Credit_assignment.py", "upload: cell.zip", "upload: grids.npz", uploads={"grids.npz": ds},
+              uploaded_agents={"cell.zip": agent}, spatial_episode=1)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    spatial = [s for s in specs if [t["type"] for t in s["data"]] == ["image"] * 5]   # K=4 steps + the sum
+    assert len(spatial) == 1 and "grids.npz" in spatial[0]["layout"]["title"]["text"]
+    assert any("credit on the observations" in h.value for h in at.subheader)
+    at.selectbox(key="spatial_method").select("ig").run()
+    assert not at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any("Integrated gradients on the observations" in s["layout"]["title"]["text"] for s in specs)
+    plain = page("4_Credit_assignment.py", "cartpole-dt", "cartpole")
+    assert not any("credit on the observations" in h.value for h in plain.subheader)

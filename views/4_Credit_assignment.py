@@ -52,9 +52,6 @@ def views():
     exports.bundle_button(collected, "Credit assignment", agent, ds, **sel.paths)
 
 
-views()
-
-
 @st.fragment
 def spatial_views():
     c1, c2, c3, c4 = st.columns([1, 2, 2, 2])
@@ -71,16 +68,21 @@ def spatial_views():
         except ValueError as e:
             st.warning(md_escape(e))
             return
-    exports.show(f, "spatial_credit")
+    collected = []
+    exports.show(f, "spatial_credit", collected)
+    exports.bundle_button(collected, "Credit assignment", agent, ds, **sel.paths)
 
 
 if spatial_applies(agent, ds):   # agents that read grids, images or frame stacks
     st.subheader("Which cells or pixels: credit on the observations")
-    st.markdown("The same question for the observation of every step in the window, through the agent's state encoder: "
+    st.markdown("This agent reads grids or images, so its credit goes to cells and pixels, not to a line per "
+                "observation value: for the observation of every step in the window, through the agent's state encoder, "
                 "which grid cells (MiniGrid: the 3 values of a cell summed) or pixels (Atari: the 4 stacked frames "
                 "summed) the output depends on. Each picture is the observation the agent saw, the credit laid over "
                 "it; the last one sums the window. Integrated gradients start from an all-zero observation.")
     spatial_views()
+else:
+    views()
 
 if all(agent.has(t) for t in TARGETS) and is_key_to_door(ds):   # credit of all three outputs
     st.subheader("Key-to-Door: does the credit reach the key?")
