@@ -200,3 +200,11 @@ def test_credit_page_shows_the_spatial_section_only_for_shaped_agents():
     assert any("Integrated gradients on the observations" in s["layout"]["title"]["text"] for s in specs)
     plain = page("4_Credit_assignment.py", "cartpole-dt", "cartpole")
     assert not any("credit on the observations" in h.value for h in plain.subheader)
+
+
+def test_compare_mode_refuses_the_picture_strip_in_one_sentence():
+    from analysis.publish.compare_mode import CompareError, compare
+
+    a, b, ds = grid_dt(seed=0), grid_dt(seed=5), grid_dataset()
+    with pytest.raises(CompareError, match=r"^figure 'spatial_credit' draws pictures .* open each agent on its own\.$"):
+        compare("spatial_credit", a, b, ds, "A", "B", episode=1, step=6)
