@@ -161,17 +161,19 @@ def test_figure_overlays_the_credited_cell():
     """The strip's picture of the current step differs from the plain picture only inside the credited cell (drawn
     where MiniGrid draws image[x, y]: column x, row y), and a summed panel closes the strip."""
     from analysis.publish.figures.dataset import CELL_PX, frames_rgb
-    from analysis.publish.figures.spatial import overlay_pictures, spatial_strip
+    from analysis.publish.figures.spatial import _muted, overlay_pictures, spatial_strip
 
     agent, ds = one_cell_dt(cell=(1, 3)), grid_dataset()
     r = sc.spatial_credit(agent, ds, [9])[0]
     pics = overlay_pictures(r)
-    plain = frames_rgb(r.observations, grid=True)
+    plain = _muted(frames_rgb(r.observations, grid=True).astype(float)).round().astype(np.uint8)
     assert pics.shape == (5, *plain.shape[1:])   # 4 steps + the sum
     changed = np.argwhere((pics[3] != plain[3]).any(-1))
     ys, xs = changed[:, 0] // CELL_PX, changed[:, 1] // CELL_PX
     assert set(zip(xs.tolist(), ys.tolist())) == {(1, 3)}   # image[x=1, y=3]
     assert np.array_equal(pics[:3], plain[:3])
+    with pytest.raises(ValueError, match="scale must be one of window, step"):
+        overlay_pictures(r, scale="global")
     fig = spatial_strip(r, data="grids.npz", action_names=["left", "right", "forward"])
     images = [t for t in fig.data if t.type == "image"]
     assert len(images) == 5
@@ -208,3 +210,19 @@ def test_compare_mode_refuses_the_picture_strip_in_one_sentence():
     a, b, ds = grid_dt(seed=0), grid_dt(seed=5), grid_dataset()
     with pytest.raises(CompareError, match=r"^figure 'spatial_credit' draws pictures .* open each agent on its own\.$"):
         compare("spatial_credit", a, b, ds, "A", "B", episode=1, step=6)
+
+
+def test_each_step_on_its_own_scale_shows_a_faint_past_step():
+    """On a model with attention, a past step's credit is a small part of the current one's: on one scale its
+    overlay is fainter than on its own (where its strongest cell gets the full opacity, as the current step's does)."""
+    from analysis.publish.figures.dataset import frames_rgb
+    from analysis.publish.figures.spatial import MAX_ALPHA, _muted, overlay_pictures
+
+    r = sc.spatial_credit(grid_dt(seed=1), grid_dataset(seed=1), [8])[0]
+    base = _muted(frames_rgb(r.observations, grid=True).astype(float))
+    change = lambda pics: np.abs(pics[:4].astype(float) - base).max((1, 2, 3))   # noqa: E731
+    one, own = change(overlay_pictures(r, scale="window")), change(overlay_pictures(r, scale="step"))
+    per = np.abs(r.maps).reshape(4, -1).max(1)
+    weakest = int(np.argmin(per))
+    assert per[weakest] < per.max() and own[weakest] > one[weakest]
+    assert own[per.argmax()] == pytest.approx(one[per.argmax()], abs=1)

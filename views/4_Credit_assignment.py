@@ -62,9 +62,13 @@ def spatial_views():
     outputs = {"action": TARGETS["action"], "value": TARGETS["value"]}
     target = c3.selectbox("Output", [t for t in outputs if agent.has(t)], format_func=outputs.get, key="spatial_target")
     method = c4.selectbox("Method", ["saliency", "ig"], format_func=METHODS.get, key="spatial_method")
+    scale = st.radio("Opacity", ["window", "step"], horizontal=True, key="spatial_scale",
+                     format_func={"window": "one scale for the window", "step": "each step on its own scale"}.get,
+                     help="One scale compares the steps; each step on its own shows where a faint step's credit is.")
     with st.spinner("Attributing every step's observation…"):
         try:
-            f = figure(sel, "spatial_credit", episode=episode, step=int(step), target=target, method=method)
+            f = figure(sel, "spatial_credit", episode=episode, step=int(step), target=target, method=method,
+                       scale=scale)
         except ValueError as e:
             st.warning(md_escape(e))
             return

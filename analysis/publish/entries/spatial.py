@@ -12,12 +12,14 @@ from analysis.publish.figures.spatial import spatial_strip
 @register("spatial_credit", "credit per grid cell or pixel of every step's observation in one DT window (saliency or "
           "integrated gradients through the state encoder), drawn over the observations, and summed over the window")
 def make_spatial_credit(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
-                        method: str = "saliency", n_steps: int = 32) -> Figured:
+                        method: str = "saliency", n_steps: int = 32,
+                        scale: str = "window") -> Figured:
     res = cached("spatial_credit", lambda: spatial_credit_step(agent, dataset, int(episode), step, target=target,
                                                                method=method, n_steps=int(n_steps)),
                  agent, dataset, episode=int(episode), step=step, target=target, method=method, n_steps=int(n_steps))
-    fig = spatial_strip(res, data=data_name(dataset), action_names=action_names(agent, dataset))
+    fig = spatial_strip(res, data=data_name(dataset), action_names=action_names(agent, dataset), scale=scale)
     data = res.to_frame()
     data.attrs.update(method=method, target=target, delta=res.delta)
     return Figured("spatial_credit", fig, data, {"episode": int(episode), "step": res.step, "target": target,
-                                                 "method": method, "n_steps": int(res.n_steps or n_steps)})
+                                                 "method": method, "n_steps": int(res.n_steps or n_steps),
+                                                 "scale": scale})

@@ -32,30 +32,46 @@ def _frame_maps(res, frame: int | None) -> np.ndarray:
     return np.concatenate([maps, maps[res.mask].sum(0, keepdims=True)], 0)
 
 
-def overlay_pictures(res, frame: int | None = None) -> np.ndarray:
-    """[L + 1, H', W', 3] uint8: each step's picture with its map blended in (alpha grows with |credit| on one scale
-    for the window's steps; the summed panel on its own scale), the summed map over the current step's picture."""
+SCALES = {"window": "one scale for the window's steps", "step": "each step on its own scale"}
+
+
+def _muted(pics: np.ndarray) -> np.ndarray:
+    """The pictures with 70% of their colour taken out and dimmed: red / blue credit stays readable over MiniGrid's
+    red and blue cells (over the full colours the overlay could not be told from the objects)."""
+    grey = pics @ np.array([0.299, 0.587, 0.114])
+    return (0.3 * pics + 0.7 * grey[..., None]) * 0.8
+
+
+def overlay_pictures(res, frame: int | None = None, scale: str = "window") -> np.ndarray:
+    """[L + 1, H', W', 3] uint8: each step's picture (muted) with its map blended in, alpha growing with |credit| on one
+    scale for the window's steps (scale="window") or each step's own (scale="step"); the window's sum on its own scale
+    over the current step's picture last."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}.")
     obs = _codes(np.asarray(res.observations))
     grid = res.layout == "cells"
-    pics = frames_rgb(obs, grid=grid).astype(float)
+    pics = _muted(frames_rgb(obs, grid=grid).astype(float))
     pics = np.concatenate([pics, pics[-1:]], 0)
     maps = _frame_maps(res, frame)
     if grid and is_minigrid(obs):
         maps = maps.transpose(0, 2, 1)   # MiniGrid's image[x, y], drawn as frames_rgb draws it
     scale_h, scale_w = pics.shape[1] // maps.shape[1], pics.shape[2] // maps.shape[2]
     big = np.repeat(np.repeat(maps, scale_h, 1), scale_w, 2)
-    top = np.abs(big[:-1]).max()
-    norm = np.concatenate([big[:-1] / (top if top > 0 else 1.0),
-                           big[-1:] / (np.abs(big[-1]).max() if np.abs(big[-1]).max() > 0 else 1.0)], 0)
+    if scale == "window":
+        top = np.concatenate([np.full(len(big) - 1, np.abs(big[:-1]).max()), [np.abs(big[-1]).max()]])
+    else:
+        top = np.abs(big).reshape(len(big), -1).max(1)
+    norm = big / np.where(top > 0, top, 1.0)[:, None, None]
     alpha = (MAX_ALPHA * np.sqrt(np.abs(norm)))[..., None]   # sqrt: weak credit stays visible beside the strongest
     colour = np.where(norm[..., None] >= 0, POSITIVE, NEGATIVE)
     out = pics * (1 - alpha) + colour * alpha
     return np.where(alpha > 0, out, pics).round().clip(0, 255).astype(np.uint8)
 
 
-def spatial_strip(res, data: str = "", action_names: list[str] | None = None, frame: int | None = None) -> go.Figure:
+def spatial_strip(res, data: str = "", action_names: list[str] | None = None, frame: int | None = None,
+                  scale: str = "window") -> go.Figure:
     """One panel per step of the window (padding left out) and a last panel with the window's sum."""
-    pics = overlay_pictures(res, frame)
+    pics = overlay_pictures(res, frame, scale)
     real = np.flatnonzero(res.mask)
     keep = np.concatenate([real, [len(pics) - 1]])
     pics = pics[keep]
@@ -81,7 +97,7 @@ def spatial_strip(res, data: str = "", action_names: list[str] | None = None, fr
                    f"baseline {plain(res.baseline)}")
     colours = "red: for the output, blue: against it" if res.method == "ig" else "red: |∂f/∂x|"
     title = (f"{method} on the observations — {what}<br><sup>{' · '.join(sub)}<br>{colours}; opacity grows with "
-             f"|credit| on one scale for the steps, the sum on its own</sup>")
+             f"|credit|, {SCALES[scale]} (the sum on its own)</sup>")
     width = min(1600, max(600, cols * 170))
     cell_h = int((width - 20) / cols * pics.shape[1] / pics.shape[2])
     fig.update_layout(template=TEMPLATE, title=title, width=width, height=rows * (cell_h + 50) + top_margin(title) + 40,
