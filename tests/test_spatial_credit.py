@@ -151,6 +151,14 @@ def test_bad_requests_get_one_sentence():
         sc.spatial_credit(agent, ds, [3], method="ablation")
     with pytest.raises(ValueError, match="steps must lie in 0..17"):
         sc.spatial_credit(agent, ds, [18])
+    from analysis.publish import catalog
+
+    for params, words in (({"scale": "global"}, "scale must be one of window, step, got 'global'."),
+                          ({"target": "return"}, "unknown target 'return' (known: action, value)."),
+                          ({"method": "ablation"}, "unknown method 'ablation' (known: saliency, ig).")):
+        with pytest.raises(ValueError) as e:
+            catalog.make("spatial_credit", agent, ds, **params)
+        assert str(e.value) == words
     vec = DecisionTransformer(AgentConfig(kind="dt", obs_dim=4, act_dim=1, discrete=True, n_actions=2,
                                           context_length=2, hparams={"hidden": 8, "n_layer": 1})).eval()
     with pytest.raises(ValueError, match="spatial credit needs an agent that reads grids"):

@@ -226,7 +226,7 @@ def baseline_input(agent, baseline, shape: tuple[int, ...]) -> tuple[torch.Tenso
         raise ValueError(f"the baseline observation must have the agent's observation shape {tuple(shape)}, got "
                          f"shape {raw.shape}.")
     transform = getattr(agent, "obs_transform", None)
-    x = transform(raw.reshape(1, *agent.config.hparams.get("obs_shape", shape))) if transform else raw
+    x = transform(raw.reshape(1, *(agent.config.hparams.get("obs_shape") or shape))) if transform else raw
     return torch.as_tensor(np.asarray(x, np.float32)).reshape(shape), "a chosen observation"
 
 

@@ -6,7 +6,7 @@ from analysis.core.cache import cached
 from analysis.interp.spatial_credit import spatial_credit_step
 from analysis.publish.catalog import Figured, register
 from analysis.publish.figures.labels import action_names, data_name
-from analysis.publish.figures.spatial import spatial_strip
+from analysis.publish.figures.spatial import SCALES, spatial_strip
 
 
 @register("spatial_credit", "credit per grid cell or pixel of every step's observation in one DT window (saliency or "
@@ -14,6 +14,8 @@ from analysis.publish.figures.spatial import spatial_strip
 def make_spatial_credit(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
                         method: str = "saliency", n_steps: int = 32,
                         scale: str = "window") -> Figured:
+    if scale not in SCALES:   # before the attribution runs
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}.")
     res = cached("spatial_credit", lambda: spatial_credit_step(agent, dataset, int(episode), step, target=target,
                                                                method=method, n_steps=int(n_steps)),
                  agent, dataset, episode=int(episode), step=step, target=target, method=method, n_steps=int(n_steps))
