@@ -76,8 +76,10 @@ def spatial_strip(res, data: str = "", action_names: list[str] | None = None, fr
     keep = np.concatenate([real, [len(pics) - 1]])
     pics = pics[keep]
     totals = res.totals
-    labels = [f"t={int(res.window_steps[i])} ({int(res.step - res.window_steps[i])} back)<br>total {totals[i]:.2g}"
-              for i in real] + ["sum over the window"]
+    # short: eight to a row must fit a page column of ~850 px without wrapping (t=12 −3 steps, then its total)
+    labels = [f"t={int(res.window_steps[i])} (−{int(res.step - res.window_steps[i])})<br>Σ {totals[i]:.2g}"
+              if res.window_steps[i] != res.step else f"t={res.step} (now)<br>Σ {totals[i]:.2g}" for i in real] \
+        + ["window sum"]
     n = len(pics)
     cols = min(PER_ROW, n)
     rows = -(-n // cols)
@@ -91,7 +93,8 @@ def spatial_strip(res, data: str = "", action_names: list[str] | None = None, fr
     what = plain(named_actions(res.target_label, action_names))
     where = {"cells": "grid cell (channels summed)", "pixels": "pixel",
              "frames": "pixel, the stack's 4 frames summed" if frame is None else f"pixel of frame {frame + 1} of 4"}[res.layout]
-    sub = [f"episode {res.episode}, step {res.step}" + (f" of {data}" if data else ""), f"credit per {where}"]
+    sub = [f"episode {res.episode}, step {res.step}" + (f" of {data}" if data else ""), f"credit per {where}",
+           "Σ: a step's total"]
     if res.delta is not None:
         sub.append(f"IG δ = {res.delta:.1e} for f(x) − f(baseline) = {res.output - res.baseline_output:.3g}, "
                    f"baseline {plain(res.baseline)}")
