@@ -234,3 +234,22 @@ def test_each_step_on_its_own_scale_shows_a_faint_past_step():
     weakest = int(np.argmin(per))
     assert per[weakest] < per.max() and own[weakest] > one[weakest]
     assert own[per.argmax()] == pytest.approx(one[per.argmax()], abs=1)
+
+
+def test_integrated_gradients_in_chunks_equal_one_batch(monkeypatch):
+    """IG's interpolated windows run in chunks of at most IG_VALUES input values: 5 windows per chunk give the
+    maps of one batch."""
+    from analysis.core.inputs import training_data
+    from analysis.interp.attribution_adapters import model_inputs
+
+    agent, ds = grid_dt(seed=2), grid_dataset(seed=2)
+    steps = np.array([4, 8, 15])
+    model, inputs, *_ = model_inputs(agent, training_data(agent, ds), steps)
+    one = sc.spatial_attribute(model, inputs, ds.actions[steps], (5, 5, 3), "cells", method="ig", n_steps=16,
+                               max_n_steps=16)
+    monkeypatch.setattr(sc, "IG_VALUES", 5 * 4 * 75)   # 5 windows of 4 steps of 5x5x3
+    chunked = sc.spatial_attribute(model, inputs, ds.actions[steps], (5, 5, 3), "cells", method="ig", n_steps=16,
+                                   max_n_steps=16)
+    assert np.abs(one["maps"]).max() > 1e-3
+    np.testing.assert_allclose(chunked["maps"], one["maps"], atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(chunked["delta"], one["delta"], atol=1e-6)

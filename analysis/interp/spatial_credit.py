@@ -35,6 +35,9 @@ from analysis.core.inputs import training_data
 from analysis.interp.attribution_adapters import model_inputs
 
 METHODS = {"saliency": "saliency |∂f/∂x|", "ig": "integrated gradients"}
+# IG's interpolated windows per forward: at most 2**26 input values (256 MB of float32) in one chunk, so 1,024 steps
+# over a 30-step Atari window (4x84x84 each: 26 GB at once) run as chunks of 79 windows
+IG_VALUES = 2 ** 26
 TARGETS = {"action": "action_preds", "value": "value_preds"}
 
 
@@ -177,9 +180,9 @@ def spatial_attribute(model, inputs: dict, target_index, shape: tuple[int, ...],
         else:   # as attribution.py: n_steps doubled until |delta| <= delta_tol * max(|f(x) - f(b)|, 0.01)
             ig = IntegratedGradients(f)
             while True:
+                rows = internal_batch_size or min(B * n_steps, max(B, IG_VALUES // max(states[0].numel(), 1)))
                 attr, delta = ig.attribute(states, base, target=tgt, additional_forward_args=extra, n_steps=n_steps,
-                                           internal_batch_size=internal_batch_size or B * n_steps,
-                                           return_convergence_delta=True)
+                                           internal_batch_size=rows, return_convergence_delta=True)
                 if (delta.abs() <= delta_tol * (fx - fb).abs().clamp(min=0.01)).all() or n_steps >= max_n_steps:
                     break
                 n_steps *= 2
