@@ -253,3 +253,21 @@ def test_integrated_gradients_in_chunks_equal_one_batch(monkeypatch):
     assert np.abs(one["maps"]).max() > 1e-3
     np.testing.assert_allclose(chunked["maps"], one["maps"], atol=1e-6, rtol=1e-5)
     np.testing.assert_allclose(chunked["delta"], one["delta"], atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, encoder, want", [
+    ((7, 7, 3), "grid", ((7, 7, 3), "cells")), ((7, 7, 20), "grid", ((7, 7, 20), "cells")),
+    ((4, 84, 84), "atari_conv", ((4, 84, 84), "frames")), (None, "atari_conv", ((4, 84, 84), "frames")),
+    ((4, 84, 84), "linear", ((4, 84, 84), "frames")), ((84, 84, 1), "linear", ((84, 84, 1), "pixels")),
+    ((64, 48), "linear", ((64, 48), "pixels"))])
+def test_observation_layouts(shape, encoder, want):
+    from types import SimpleNamespace
+
+    agent = SimpleNamespace(obs_dim=int(np.prod(shape or (4, 84, 84))),
+                            config=SimpleNamespace(hparams={"obs_shape": shape, "state_encoder": encoder}))
+    assert sc.observation_layout(agent) == want
+    attr = torch.arange(2 * 3 * int(np.prod(want[0])), dtype=torch.float32).reshape(2, 3, *want[0])
+    maps = sc.to_maps(attr, *want)
+    F = want[0][0] if want[1] == "frames" else 1
+    assert maps.shape == (2, 3, F, *(want[0][1:] if want[1] == "frames" else want[0][:2]))
+    assert float(maps.sum()) == pytest.approx(float(attr.sum()))   # channels summed, nothing lost
