@@ -4,6 +4,7 @@ import streamlit as st
 from analysis.core.cache import cached
 from analysis.interp.attribution import is_key_to_door, key_door_steps
 from analysis.interp.keydoor_credit import key_door_verdict, key_span_patching
+from analysis.interp.spatial_credit import applies as spatial_applies
 from ui import compare, exports
 from ui.page import computed, figure, start
 from ui.text import md_escape
@@ -51,7 +52,41 @@ def views():
     exports.bundle_button(collected, "Credit assignment", agent, ds, **sel.paths)
 
 
-views()
+@st.fragment
+def spatial_views():
+    c1, c2, c3, c4 = st.columns([1, 2, 2, 2])
+    episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="spatial_episode"))
+    length = int(ds.episode_lengths[episode])
+    step = c2.slider("Step to explain", 0, length - 1, length // 2, key="spatial_step",
+                     help="Default: the middle of the episode.") if length > 1 else 0
+    outputs = {"action": TARGETS["action"], "value": TARGETS["value"]}
+    target = c3.selectbox("Output", [t for t in outputs if agent.has(t)], format_func=outputs.get, key="spatial_target")
+    method = c4.selectbox("Method", ["saliency", "ig"], format_func=METHODS.get, key="spatial_method")
+    scale = st.radio("Opacity", ["window", "step"], horizontal=True, key="spatial_scale",
+                     format_func={"window": "one scale for the window", "step": "each step on its own scale"}.get,
+                     help="One scale compares the steps; each step on its own shows where a faint step's credit is.")
+    with st.spinner("Attributing every step's observation…"):
+        try:
+            f = figure(sel, "spatial_credit", episode=episode, step=int(step), target=target, method=method,
+                       scale=scale)
+        except ValueError as e:
+            st.warning(md_escape(e))
+            return
+    collected = []
+    exports.show(f, "spatial_credit", collected)
+    exports.bundle_button(collected, "Credit assignment", agent, ds, **sel.paths)
+
+
+if spatial_applies(agent, ds):   # agents that read grids, images or frame stacks
+    st.subheader("Which cells or pixels: credit on the observations")
+    st.markdown("This agent reads grids or images, so its credit goes to cells and pixels, not to a line per "
+                "observation value: for the observation of every step in the window, through the agent's state encoder, "
+                "which grid cells (MiniGrid: the 3 values of a cell summed) or pixels (Atari: the 4 stacked frames "
+                "summed) the output depends on. Each picture is the observation the agent saw, the credit laid over "
+                "it; the last one sums the window. Integrated gradients start from an all-zero observation.")
+    spatial_views()
+else:
+    views()
 
 if all(agent.has(t) for t in TARGETS) and is_key_to_door(ds):   # credit of all three outputs
     st.subheader("Key-to-Door: does the credit reach the key?")

@@ -158,6 +158,9 @@ def compare(name: str, agent_a, agent_b, dataset, label_a: str = "A", label_b: s
     check_pair(agent_a, agent_b, dataset, label_a, label_b)
     s = spec(name)
     fa = make(name, agent_a, dataset, **params)
+    if any(t.type == "image" and t.z is not None for t in fa.figure.data):   # compare_panels joins values, not pixels
+        raise CompareError(f"figure '{name}' draws pictures (observations under their credit), which compare mode does "
+                           f"not put beside another agent's; open each agent on its own.")
     accepted = set(inspect.signature(entries[name].make).parameters) - {"agent", "dataset"}
     pb = dict(params)
     for k, v in fa.params.items():   # A's resolved defaults (targets, step, start): both on the same inputs
