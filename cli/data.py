@@ -83,6 +83,9 @@ def cmd_convert(args) -> dict:
 
         ds = read_dti_trajectories(args.input)
     else:
+        if Path(args.input).suffix.lower() in (".pkl", ".gz", ".xz"):
+            raise UserError(f"{Path(args.input).name}: seqlens never unpickles a dataset; if it is a trajectory file "
+                            "written by DecisionTransformerInterpretability, pass --from dti-trajectories.")
         ds = load_dataset(args.input)
     save_dataset(ds, out)
     result = {"input": str(args.input), "output": str(out), "n_episodes": ds.n_episodes, "n_transitions": ds.n_transitions}

@@ -64,6 +64,10 @@ DROPPED = tuple(f"{pkg}.spaces.{mod}.{cls}" for pkg in ("gymnasium", "gym") for 
     "_pcg64.PCG64", "_pcg64.PCG64DXSM", "_mt19937.MT19937", "_philox.Philox", "_sfc64.SFC64", "mtrand.RandomState",
     "bit_generator.SeedSequence", "bit_generator.__pyx_unpickle_SeedSequence"))
 _NUMPY = ("numpy._core", "numpy.core")
+# MiniGrid's MissionSpace (in the observation_space DTI's EnvironmentConfig keeps) pickles its mission function by
+# name (minigrid.envs.memory.MemoryEnv._gen_mission, or one of DTI's own envs): such names become _Dropped, and
+# nothing of them is imported
+_DROPPED_NAME = re.compile(r"(minigrid|src\.environments)(\.[A-Za-z_]\w{0,63}){1,6}")
 
 
 class _Dropped:
@@ -204,16 +208,21 @@ def _globals() -> dict:
     return out
 
 
+def _lookup(key: str, table: dict):
+    if key in table:
+        return table[key]
+    if _DROPPED_NAME.fullmatch(key):
+        return _Dropped
+    raise Refused(f"holds the global {key[:120]}")
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file, table: dict):
         super().__init__(file)
         self._table = table
 
     def find_class(self, module, name):
-        key = py3_name(str(module), str(name))
-        if key not in self._table:
-            raise Refused(f"holds the global {key[:120]}")
-        return self._table[key]
+        return _lookup(py3_name(str(module), str(name)), self._table)
 
     def persistent_load(self, pid):
         raise Refused("holds a persistent id (DTI's files hold none)")
@@ -235,8 +244,7 @@ def scan(data, table: dict) -> int:
                 raise Refused(f"is a pickle of protocol {arg}, not 2 to 5")
             if op.name == "GLOBAL":
                 module, _, name = str(arg).partition(" ")
-                if py3_name(module, name) not in table:
-                    raise Refused(f"holds the global {py3_name(module, name)[:120]}")
+                _lookup(py3_name(module, name), table)
     except Refused:
         raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError, MemoryError) as e:
