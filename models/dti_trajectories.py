@@ -42,7 +42,10 @@ from .pickle_scan import ALLOWED_OPCODES, Refused, _Call, _dims, _Inert, _Ordere
 
 MAX_OPCODES = 4_000_000   # a step costs ~3 opcodes (its empty info dict) plus ~100 per episode end; 4M opcodes of
                           # empty containers cost ~0.4 GB of Python objects, the most a hostile file can make us hold
+MAX_TUPLE_DEPTH = 64       # numpy's dtype state is 2 deep
+ARGS_CHARS = 1 << 20       # metadata["args"] as JSON: a few KB in DTI's files
 CHUNK = 1 << 20
+CHECK_VALUES = 1 << 22     # observation values checked per block
 FORMAT = "dti-trajectories"
 
 # + what Python 3's pickle writes for these files beyond torch.save's set: NEWOBJ (gymnasium spaces in args, built
@@ -228,9 +231,60 @@ class _Unpickler(pickle.Unpickler):
         raise Refused("holds a persistent id (DTI's files hold none)")
 
 
+class _Depths:
+    """The unpickler's stack as tuple-nesting depths. Hashing a tuple recurses in C with no depth guard: a 1 MB
+    pickle of 1,000,000 nested TUPLE1 used as a dict key crashes CPython 3.11 (segfault), so nesting is counted here,
+    before anything is built. Only tuples nest this way (lists and dicts are unhashable; a frozenset keeps its items'
+    hashes), and a tuple's depth is fixed when it is made."""
+
+    def __init__(self):
+        self.stack, self.marks, self.memo = [], [], {}
+
+    def step(self, op, arg) -> None:
+        name, stack = op.name, self.stack
+        if name == "MARK":
+            self.marks.append(len(stack))
+            return
+        if name in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            if not stack:
+                raise Refused("is a damaged pickle (stores an empty stack)")
+            self.memo[len(self.memo) if name == "MEMOIZE" else arg] = stack[-1]
+            return
+        before = op.stack_before
+        items = []
+        if pickletools.markobject in before:
+            if not self.marks:
+                raise Refused("is a damaged pickle (a mark is missing)")
+            m = self.marks.pop()
+            items = stack[m:]
+            del stack[m:]
+            before = [b for b in before if b is not pickletools.markobject and b is not pickletools.stackslice]
+        floor = self.marks[-1] if self.marks else 0
+        if len(stack) - floor < len(before):
+            raise Refused("is a damaged pickle (its stack runs out)")
+        popped = stack[len(stack) - len(before):] if before else []
+        del stack[len(stack) - len(popped):]
+        if name == "TUPLE":
+            out = [1 + max(items, default=0)]
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            out = [1 + max(popped)]
+        elif name == "EMPTY_TUPLE":
+            out = [1]
+        elif name == "DUP":
+            out = popped * 2
+        elif name in ("BINGET", "LONG_BINGET"):
+            out = [self.memo.get(arg, 0)]
+        else:   # containers, reductions, stand-ins: not tuples (our stand-ins never return one)
+            out = [0] * len(op.stack_after)
+        if out and max(out) > MAX_TUPLE_DEPTH:
+            raise Refused(f"nests tuples more than {MAX_TUPLE_DEPTH} deep")
+        stack += out
+
+
 def scan(data, table: dict) -> int:
     """Walk the opcodes without building anything; returns their count. Raises Refused."""
     count = 0
+    depths = _Depths()
     try:
         for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
             count += 1
@@ -245,6 +299,7 @@ def scan(data, table: dict) -> int:
             if op.name == "GLOBAL":
                 module, _, name = str(arg).partition(" ")
                 _lookup(py3_name(module, name), table)
+            depths.step(op, arg)
     except Refused:
         raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError, MemoryError) as e:
@@ -254,7 +309,7 @@ def scan(data, table: dict) -> int:
     return count
 
 
-def _decompressed(path: Path, cap: int) -> bytearray:
+def _decompressed(path: Path, cap: int) -> bytes:
     """The file's pickle bytes, stopping as soon as they pass `cap`. Raises Refused."""
     with open(path, "rb") as f:
         head = f.read(6)
@@ -278,7 +333,7 @@ def _decompressed(path: Path, cap: int) -> bytearray:
         raise
     except (EOFError, OSError, lzma.LZMAError, zlib.error) as e:
         raise Refused(f"is a damaged or truncated {kind} stream ({_short(e)})") from None
-    return buf
+    return bytes(buf)   # BytesIO shares a bytes object's buffer (a bytearray it would copy, once per pass)
 
 
 def unpickle(data) -> object:
@@ -317,16 +372,16 @@ def _args(meta: dict) -> dict:
     """metadata['args'] as plain JSON values (dict, or DTI's JSON string); spaces and other stand-ins left out."""
     args = meta.get("args")
     if isinstance(args, str):
-        if len(args) > limits().json_bytes:
+        if len(args) > ARGS_CHARS:
             return {}
         try:
             args = json.loads(args)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
     if not isinstance(args, dict):
         return {}
-    return {str(k)[:100]: v if not isinstance(v, str) else v[:1000] for k, v in list(args.items())[:500]
-            if isinstance(v, (str, int, float, bool, type(None))) and not (isinstance(v, float) and not math.isfinite(v))}
+    return {k[:100]: v if not isinstance(v, str) else v[:1000] for k, v in list(args.items())[:500]
+            if isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None))) and not (isinstance(v, float) and not math.isfinite(v))}
 
 
 def _env_id(args: dict) -> tuple[str | None, str | None]:
@@ -346,12 +401,16 @@ def _observations(obs: np.ndarray, name: str) -> np.ndarray:
     """[time, env, ...] -> [env * time, ...] (env-major, as DTI's "(b t)"); uint8 where every value is a whole
     number in 0..255 (DTI writes MiniGrid's grid codes as float64), float32 otherwise."""
     moved = np.moveaxis(obs, 1, 0)
-    if obs.dtype.kind == "f":
-        if not np.isfinite(obs).all():
-            raise DatasetError(f"{name}: observations hold NaN or inf.")
-        codes = bool(((obs >= 0) & (obs <= 255) & (obs == np.floor(obs))).all())
-    else:
-        codes = obs.dtype.kind == "b" or (obs.size == 0 or (obs.min() >= 0 and obs.max() <= 255))
+    codes = True
+    rows = max(1, CHECK_VALUES // max(1, obs[0].size))   # a block of time steps at a time: no full-size temporaries
+    for i in range(0, obs.shape[0], rows):
+        block = obs[i:i + rows]
+        if block.dtype.kind == "f":
+            if not np.isfinite(block).all():
+                raise DatasetError(f"{name}: observations hold NaN or inf (from time step {i}).")
+            codes = codes and bool(((block >= 0) & (block <= 255) & (np.mod(block, 1) == 0)).all())
+        elif block.dtype.kind in "iu":
+            codes = codes and bool(block.min() >= 0 and block.max() <= 255)
     out = np.ascontiguousarray(moved, dtype=np.uint8 if codes else np.float32)
     return out.reshape(-1, *obs.shape[2:])
 

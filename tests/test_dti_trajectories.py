@@ -264,3 +264,13 @@ def test_convert_without_from_never_unpickles(tmp_path, capsys):
     path = dti_write(tmp_path / "traj.pkl", *steps(), {"x": _System(marker)})
     assert cli.main(["convert", path, str(tmp_path / "out.npz")]) == 2
     assert "pass --from dti-trajectories" in capsys.readouterr().err and not marker.exists()
+
+
+def test_deeply_nested_tuples_are_refused_before_building(tmp_path):
+    """1,000,000 nested TUPLE1 as a dict key (1 MB) crashes CPython's tuple hash (segfault) if ever built."""
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(b"\x80\x04}" + b"N" + b"\x85" * 1_000_000 + b"N" + b"s.")
+    _refused(path, "nests tuples more than 64 deep")
+    memo = tmp_path / "memo.pkl"   # the same depth reached through the memo (BINPUT / BINGET)
+    memo.write_bytes(b"\x80\x04}" + b"N" + b"\x85q\x00h\x00\x85" * 40 + b"N" + b"s.")
+    _refused(memo, "nests tuples more than 64 deep")
