@@ -38,11 +38,10 @@ from trajectories.dataset import Dataset
 from trajectories.errors import DatasetError
 from trajectories.limits import human_bytes, limits
 
-from .pickle_scan import ALLOWED_OPCODES, Refused, _Call, _dims, _Inert, _OrderedDict, _short, py3_name
+from .pickle_scan import ALLOWED_OPCODES, Refused, TupleDepths, _Call, _dims, _Inert, _OrderedDict, _short, py3_name
 
 MAX_OPCODES = 4_000_000   # a step costs ~3 opcodes (its empty info dict) plus ~100 per episode end; 4M opcodes of
                           # empty containers cost ~0.4 GB of Python objects, the most a hostile file can make us hold
-MAX_TUPLE_DEPTH = 64       # numpy's dtype state is 2 deep
 ARGS_CHARS = 1 << 20       # metadata["args"] as JSON: a few KB in DTI's files
 CHUNK = 1 << 20
 CHECK_VALUES = 1 << 22     # observation values checked per block
@@ -231,60 +230,10 @@ class _Unpickler(pickle.Unpickler):
         raise Refused("holds a persistent id (DTI's files hold none)")
 
 
-class _Depths:
-    """The unpickler's stack as tuple-nesting depths. Hashing a tuple recurses in C with no depth guard: a 1 MB
-    pickle of 1,000,000 nested TUPLE1 used as a dict key crashes CPython 3.11 (segfault), so nesting is counted here,
-    before anything is built. Only tuples nest this way (lists and dicts are unhashable; a frozenset keeps its items'
-    hashes), and a tuple's depth is fixed when it is made."""
-
-    def __init__(self):
-        self.stack, self.marks, self.memo = [], [], {}
-
-    def step(self, op, arg) -> None:
-        name, stack = op.name, self.stack
-        if name == "MARK":
-            self.marks.append(len(stack))
-            return
-        if name in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            if not stack:
-                raise Refused("is a damaged pickle (stores an empty stack)")
-            self.memo[len(self.memo) if name == "MEMOIZE" else arg] = stack[-1]
-            return
-        before = op.stack_before
-        items = []
-        if pickletools.markobject in before:
-            if not self.marks:
-                raise Refused("is a damaged pickle (a mark is missing)")
-            m = self.marks.pop()
-            items = stack[m:]
-            del stack[m:]
-            before = [b for b in before if b is not pickletools.markobject and b is not pickletools.stackslice]
-        floor = self.marks[-1] if self.marks else 0
-        if len(stack) - floor < len(before):
-            raise Refused("is a damaged pickle (its stack runs out)")
-        popped = stack[len(stack) - len(before):] if before else []
-        del stack[len(stack) - len(popped):]
-        if name == "TUPLE":
-            out = [1 + max(items, default=0)]
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            out = [1 + max(popped)]
-        elif name == "EMPTY_TUPLE":
-            out = [1]
-        elif name == "DUP":
-            out = popped * 2
-        elif name in ("BINGET", "LONG_BINGET"):
-            out = [self.memo.get(arg, 0)]
-        else:   # containers, reductions, stand-ins: not tuples (our stand-ins never return one)
-            out = [0] * len(op.stack_after)
-        if out and max(out) > MAX_TUPLE_DEPTH:
-            raise Refused(f"nests tuples more than {MAX_TUPLE_DEPTH} deep")
-        stack += out
-
-
 def scan(data, table: dict) -> int:
     """Walk the opcodes without building anything; returns their count. Raises Refused."""
     count = 0
-    depths = _Depths()
+    depths = TupleDepths()
     try:
         for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
             count += 1

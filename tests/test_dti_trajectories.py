@@ -274,3 +274,12 @@ def test_deeply_nested_tuples_are_refused_before_building(tmp_path):
     memo = tmp_path / "memo.pkl"   # the same depth reached through the memo (BINPUT / BINGET)
     memo.write_bytes(b"\x80\x04}" + b"N" + b"\x85q\x00h\x00\x85" * 40 + b"N" + b"s.")
     _refused(memo, "nests tuples more than 64 deep")
+
+
+def test_checkpoint_pickles_count_tuple_depth_too():
+    """convert-agent's data.pkl scan (models/pickle_scan.py) shares the count: 150,000 nested tuples as a dict key
+    (within its 200,000 opcodes) segfaulted the process before."""
+    from models.pickle_scan import Refused, unpickle
+
+    with pytest.raises(Refused, match="nests tuples more than 64 deep"):
+        unpickle(b"\x80\x02}" + b"N" + b"\x85" * 150_000 + b"N" + b"s.", {}, False)
