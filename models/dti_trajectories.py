@@ -9,8 +9,9 @@ dict holding gymnasium spaces (action_space, observation_space), or a JSON strin
 Nothing here calls `pickle.load` on the file's globals. Steps, each before what the file controls is built:
 1. **Decompress with a bound**: gzip / xz / plain told by the magic bytes; the decompressed size is checked against
    limits().decode_bytes as it streams (a bomb stops at the limit, never inflates whole).
-2. **Opcodes**: at most MAX_OPCODES; memo indices no larger than the opcode count; FRAME / byte lengths within the
-   data; GLOBALs on the allow-list; no persistent ids, INST / OBJ, EXT*, text ints.
+2. **Opcodes**: at most MAX_OPCODES; memo indices no larger than the opcode count; byte lengths within the data
+   (pickletools reads each one); tuples nested at most 64 deep (pickle_scan.TupleDepths: a deeper one crashes
+   CPython's hash); GLOBALs on the allow-list; no persistent ids, INST / OBJ, EXT*, text ints.
 3. **Inert unpickling**: `find_class` returns stand-ins of ours (models/pickle_scan.py's and those below); no numpy,
    gymnasium or builtin callable is ever called. Numpy arrays come back as `_Array` (dtype code, shape, the bytes the
    pickle holds, numel x itemsize checked equal to their length). Object arrays (`infos`) keep only a "dropped"
@@ -176,7 +177,7 @@ def _globals() -> dict:
     def frombuffer(buf, dtype, shape, order, *extra):   # protocol 5: numpy's in-band buffers
         if extra or order not in ("C", "F"):
             raise Refused("calls numpy's _frombuffer with arguments numpy's own pickling never writes")
-        return _Array().fill(shape, dtype, order == "F", bytes(buf) if isinstance(buf, bytearray) else buf)
+        return _Array().fill(shape, dtype, order == "F", buf)   # BYTEARRAY8's length was checked by the scan
 
     def encode(text, encoding="utf-8", *extra):
         if extra or not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
