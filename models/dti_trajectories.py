@@ -347,6 +347,17 @@ def _env_id(args: dict) -> tuple[str | None, str | None]:
         return None, str(e)
 
 
+def _action_count(env_id: str | None, actions: np.ndarray) -> int | None:
+    """The env's action count where seqlens knows it (MiniGrid: 7) and every action fits; else None (max + 1):
+    a short file need not use the last action."""
+    import envs
+
+    labels = envs.ACTION_LABELS.get(env_id or "")
+    if labels and actions.size and 0 <= actions.min() and actions.max() < len(labels):
+        return len(labels)
+    return None
+
+
 def _observations(obs: np.ndarray, name: str) -> np.ndarray:
     """[time, env, ...] -> [env * time, ...] (env-major, as DTI's "(b t)"); uint8 where every value is a whole
     number in 0..255 (DTI writes MiniGrid's grid codes as float64), float32 otherwise."""
@@ -411,7 +422,8 @@ def to_dataset(obj, name: str) -> Dataset:
     if note:
         metadata["env_id_note"] = note[:300]
     return Dataset(observations=obs, actions=actions, rewards=rewards, terminated=dones, truncated=truncated,
-                   episode_starts=starts, env_id=env_id, source=name, metadata=metadata)
+                   episode_starts=starts, env_id=env_id, source=name, metadata=metadata,
+                   n_actions=_action_count(env_id, actions))
 
 
 def read_dti_trajectories(path, name: str | None = None) -> Dataset:

@@ -142,6 +142,14 @@ def test_env_id_seqlens_does_not_make_is_left_out(tmp_path):
     assert ds.env_id is None and "names a module" in ds.metadata["env_id_note"]
 
 
+@pytest.mark.parametrize("env_id,count", [(MEMORY, 7), ("evil.module:Env", 3)])
+def test_action_count_from_the_env_where_known(tmp_path, env_id, count):
+    obs, acts, *rest = steps()
+    acts = [a % 3 for a in acts]   # a short file that never uses MiniGrid's actions 3..6
+    ds = read_dti_trajectories(dti_write(tmp_path / "traj.pkl", obs, acts, *rest, {"env_id": env_id}))
+    assert ds.n_actions == count
+
+
 def test_float_observations_stay_float(tmp_path):
     obs, *rest = steps()
     obs = [[o * 0.5 for o in row] for row in obs]   # halves are not grid codes
