@@ -68,12 +68,25 @@ def cmd_convert(args) -> dict:
     from trajectories import load_dataset, save_dataset
     from trajectories.io import WRITERS
 
-    out = Path(args.out)
+    if args.out and args.out_option and args.out != args.out_option:
+        raise UserError(f"two outputs given ({args.out} and --out {args.out_option}); give one.")
+    if not (args.out or args.out_option):
+        raise UserError("no output given: name it after the input or with --out OUT.npz.")
+    out = Path(args.out or args.out_option)
     if out.suffix.lower() not in WRITERS:
         raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
     if out.exists() and not args.force:
         raise UserError(f"{out} already exists; pass --force to overwrite it.")
-    ds = load_dataset(args.input)
+    if args.source == "dti-trajectories":
+        # DTI's TrajectoryWriter pickles: read only through models/dti_trajectories.py's allow-list, never pickle.load
+        from models.dti_trajectories import read_dti_trajectories
+
+        ds = read_dti_trajectories(args.input)
+    else:
+        if Path(args.input).suffix.lower() in (".pkl", ".gz", ".xz"):
+            raise UserError(f"{Path(args.input).name}: seqlens never unpickles a dataset; if it is a trajectory file "
+                            "written by DecisionTransformerInterpretability, pass --from dti-trajectories.")
+        ds = load_dataset(args.input)
     save_dataset(ds, out)
     result = {"input": str(args.input), "output": str(out), "n_episodes": ds.n_episodes, "n_transitions": ds.n_transitions}
     if not args.json:
@@ -83,7 +96,12 @@ def cmd_convert(args) -> dict:
 
 def _convert_options(s):
     s.add_argument("input")
-    s.add_argument("out")
+    s.add_argument("out", nargs="?")
+    s.add_argument("--out", dest="out_option", metavar="OUT", help="the output (instead of the second argument)")
+    s.add_argument("--from", dest="source", choices=["dti-trajectories"],
+                   help="read INPUT as this project's own format: dti-trajectories = a trajectory pickle written by "
+                        "DecisionTransformerInterpretability (plain, .gz or .xz; read through an allow-list, never "
+                        "unpickled; its infos are dropped)")
     s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
 

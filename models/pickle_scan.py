@@ -41,6 +41,7 @@ MAX_OPCODES = 200_000        # ~25 opcodes per tensor: 8,000 tensors (CORL's lar
                              # opcodes); 200,000 empty dicts or lists cost ~60 MB and 0.5 s to refuse
 MAX_DEPTH = 32               # nesting of containers in the unpickled object (a state dict is 2 deep)
 MAX_DIMS = 8                 # tensor / array dimensions
+MAX_TUPLE_DEPTH = 64         # tuples in tuples (numpy's dtype state is 2 deep); see TupleDepths
 
 # storage class -> (dtype name, bytes per element); the dtypes a weight file of these models holds
 STORAGE_DTYPES = {
@@ -88,12 +89,63 @@ class Refused(Exception):
 
 
 # ---- 1. opcodes ---------------------------------------------------------------------------------------------
+class TupleDepths:
+    """The unpickler's stack as tuple-nesting depths (scan_opcodes here, models/dti_trajectories.py's scan). Hashing
+    a tuple recurses in C with no depth guard: 150,000 nested TUPLE1 used as a dict key (150 KB, within MAX_OPCODES)
+    crash CPython 3.11 (segfault), so nesting is counted here, before anything is built. Only tuples nest this way (lists and dicts are unhashable; a frozenset keeps its items'
+    hashes), and a tuple's depth is fixed when it is made."""
+
+    def __init__(self):
+        self.stack, self.marks, self.memo = [], [], {}
+
+    def step(self, op, arg) -> None:
+        name, stack = op.name, self.stack
+        if name == "MARK":
+            self.marks.append(len(stack))
+            return
+        if name in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            if not stack:
+                raise Refused("is a damaged pickle (stores an empty stack)")
+            self.memo[len(self.memo) if name == "MEMOIZE" else arg] = stack[-1]
+            return
+        before = op.stack_before
+        items = []
+        if pickletools.markobject in before:
+            if not self.marks:
+                raise Refused("is a damaged pickle (a mark is missing)")
+            m = self.marks.pop()
+            items = stack[m:]
+            del stack[m:]
+            before = [b for b in before if b is not pickletools.markobject and b is not pickletools.stackslice]
+        floor = self.marks[-1] if self.marks else 0
+        if len(stack) - floor < len(before):
+            raise Refused("is a damaged pickle (its stack runs out)")
+        popped = stack[len(stack) - len(before):] if before else []
+        del stack[len(stack) - len(popped):]
+        if name == "TUPLE":
+            out = [1 + max(items, default=0)]
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            out = [1 + max(popped)]
+        elif name == "EMPTY_TUPLE":
+            out = [1]
+        elif name == "DUP":
+            out = popped * 2
+        elif name in ("BINGET", "LONG_BINGET"):
+            out = [self.memo.get(arg, 0)]
+        else:   # containers, reductions, stand-ins: not tuples (our stand-ins never return one)
+            out = [0] * len(op.stack_after)
+        if out and max(out) > MAX_TUPLE_DEPTH:
+            raise Refused(f"nests tuples more than {MAX_TUPLE_DEPTH} deep")
+        stack += out
+
+
 def scan_opcodes(data: bytes, allowed: frozenset[str]) -> int:
     """Walk data.pkl's opcodes without building anything; returns the opcode count. Raises Refused."""
     if len(data) > PICKLE_BYTES:
         raise Refused(f"has a {len(data) / MIB:.1f} MiB pickle (data.pkl), over the limit of {PICKLE_BYTES // MIB} MiB "
                       "(a real checkpoint's is a few KB: its tensors are stored beside it)")
     count = 0
+    depths = TupleDepths()
     try:
         for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
             count += 1
@@ -109,6 +161,7 @@ def scan_opcodes(data: bytes, allowed: frozenset[str]) -> int:
                 module, _, name = str(arg).partition(" ")
                 if py3_name(module, name) not in allowed:
                     raise Refused(f"holds the global {py3_name(module, name)[:120]}")
+            depths.step(op, arg)
     except Refused:
         raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError, MemoryError) as e:
