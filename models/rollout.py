@@ -67,27 +67,30 @@ class GridImage(gym.ObservationWrapper):
         return obs["image"]
 
 
-def grid_settings(agent=None) -> dict:
-    """make_dti_env's view_size / one_hot_obs for an agent: read from its obs_shape (view, view, 3 codes or 20 one-hot
-    bits); the default 7x7 coded view without an agent or for an agent whose shape is not a grid."""
+def grid_settings(shape=()) -> dict:
+    """make_dti_env's view_size / one_hot_obs for an agent's observation shape (view, view, 3 codes or 20 one-hot
+    bits); the default 7x7 coded view for any other shape."""
     from envs.minigrid_dti import ONE_HOT_BITS
 
-    from .env_choice import observation_shape
-
-    shape = observation_shape(agent) if agent is not None else ()
+    shape = tuple(int(n) for n in shape or ())
     if len(shape) == 3 and shape[0] == shape[1] and shape[2] in (3, ONE_HOT_BITS):
-        return {"view_size": int(shape[0]), "one_hot_obs": shape[2] == ONE_HOT_BITS}
+        return {"view_size": shape[0], "one_hot_obs": shape[2] == ONE_HOT_BITS}
     return {"view_size": 7, "one_hot_obs": False}
 
 
-def make_agent_env(env_id: str, agent=None, render_mode: str | None = None) -> gym.Env:
+def make_agent_env(env_id: str, agent=None, render_mode: str | None = None, obs_shape=None) -> gym.Env:
     """One environment whose observations are what the agent was trained on: a MiniGrid task wrapped as DTI wraps it
-    (envs/minigrid_dti.make_dti_env) and reduced to its image (GridImage); any other id as envs.make makes it."""
+    (envs/minigrid_dti.make_dti_env, the view's size and one-hot bits from the agent's obs_shape, or `obs_shape`
+    given instead of an agent) and reduced to its image (GridImage); any other id as envs.make makes it."""
     env_id = envs.check_env_id(env_id)
     if is_grid_env(env_id):
         from envs.minigrid_dti import make_dti_env
 
-        return GridImage(make_dti_env(env_id, render_mode=render_mode, **grid_settings(agent)))
+        if obs_shape is None and agent is not None:
+            from .env_choice import observation_shape
+
+            obs_shape = observation_shape(agent)
+        return GridImage(make_dti_env(env_id, render_mode=render_mode, **grid_settings(obs_shape)))
     return envs.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
 
 
@@ -296,6 +299,7 @@ def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, 
                       f"a rollout in {ep.env_id} (reset seed {int(env_seed)}"
                       + (f", target return {float(target_return):g})" if dt else ")"),
                       agent.config.n_actions if agent.discrete else None)
+    one.metadata["reset_seed"] = int(env_seed)   # the player replays it to draw the full state beside a grid / pixel view
     asked = None
     if dt:
         asked = float(target_return) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])

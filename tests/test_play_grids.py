@@ -107,3 +107,89 @@ def test_atari_rollout_runs_to_the_end(pixel_agent):
     assert term or trunc, "the episode was cut before its end"
     assert T < pixel_agent.config.max_ep_len   # the game ended (all lives lost), not the step limit
     env.close()
+
+
+# ---- 2. the agent's own view beside the full render ----
+
+def test_grid_view_cells_are_the_codes_colours():
+    from minigrid.core.constants import COLOR_TO_IDX, COLORS, OBJECT_TO_IDX
+
+    from analysis.media.agent_view import UNSEEN, grid_view
+    from envs.minigrid_dti import one_hot
+
+    codes = np.zeros((7, 7, 3), np.uint8)                      # [x, y] as MiniGrid encodes; object 0 = unseen
+    codes[:, 3:] = (OBJECT_TO_IDX["empty"], 0, 0)
+    codes[0, 3:] = (OBJECT_TO_IDX["wall"], COLOR_TO_IDX["grey"], 0)
+    codes[2, 4] = (OBJECT_TO_IDX["key"], COLOR_TO_IDX["green"], 0)
+    codes[4, 5] = (OBJECT_TO_IDX["ball"], COLOR_TO_IDX["blue"], 0)
+    codes[6, 3] = (OBJECT_TO_IDX["wall"], COLOR_TO_IDX["purple"], 0)
+    tile = 16
+    img = grid_view(codes, tile)
+    assert img.shape == (7 * tile, 7 * tile, 3) and img.dtype == np.uint8
+    assert np.array_equal(grid_view(one_hot(codes), tile), img)   # DTI's one-hot view draws the same
+
+    def cell(x, y):   # the tile's inside, past MiniGrid's 1-px grid lines
+        return img[y * tile + 2:(y + 1) * tile - 1, x * tile + 2:(x + 1) * tile - 1].reshape(-1, 3)
+
+    def colours(x, y):
+        return {tuple(p) for p in cell(x, y)}
+    for x in range(7):
+        for y in range(3):
+            assert colours(x, y) == {UNSEEN}                   # outside the agent's sight
+    assert colours(0, 4) == {tuple(COLORS["grey"])} and colours(6, 3) == {tuple(COLORS["purple"])}   # walls: filled
+    for x, y, name in ((2, 4, "green"), (4, 5, "blue")):   # a key, a ball: its colour on black floor (anti-aliased)
+        c = np.asarray(COLORS[name])
+        px = cell(x, y).astype(int)
+        assert tuple(c) in colours(x, y) and (0, 0, 0) in colours(x, y)
+        assert not px[:, c == 0].any()                                   # only shades of the object's colour
+    assert colours(1, 4) == {(0, 0, 0)}                                  # empty floor
+    assert tuple(COLORS["red"]) in colours(3, 6)                         # the agent, bottom centre
+
+
+def test_pixel_view_is_the_last_frame_enlarged():
+    from analysis.media.agent_view import pixel_view, view
+
+    stack = np.random.default_rng(0).integers(0, 256, (4, 84, 84)).astype(np.uint8)
+    img = pixel_view(stack, 3)
+    assert img.shape == (252, 252, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(img[..., c], np.kron(stack[3], np.ones((3, 3), np.uint8)))
+    assert view(stack, 210).shape == (168, 168, 3)       # the largest whole factor within the height asked
+
+
+@pytest.mark.parametrize("which", ["grid_agent", "onehot_agent", "pixel_agent"])
+def test_episode_frames_show_the_view_beside_the_full_render(request, which):
+    from analysis.media import agent_view, frames
+
+    agent = request.getfixturevalue(which)
+    one, _, _ = episode_dataset(agent, 7, 1.0, limit=25)
+    assert one.metadata["reset_seed"] == 7
+    fr = frames.from_data(one, 0, max_frames=4)
+    assert fr.ok and "beside" in fr.why and len(fr.steps) == 4
+    env = make_agent_env(agent.config.env_id, agent, render_mode="rgb_array")
+    env.reset(seed=7)
+    renders = {}
+    for t in range(int(fr.steps[-1]) + 1):
+        renders[t] = env.render()
+        env.step(int(one.actions[t]))
+    env.close()
+    for i, t in enumerate(fr.steps):
+        full = renders[int(t)]
+        left = agent_view.view(one.observations[int(t)], full.shape[0])
+        H = fr.frames.shape[1]
+        assert H == max(left.shape[0], full.shape[0])
+        y = (H - left.shape[0]) // 2
+        np.testing.assert_array_equal(fr.frames[i, y:y + left.shape[0], :left.shape[1]], left)
+        x = fr.frames.shape[2] - full.shape[1]   # the render ends the frame (or one column before: an even width)
+        right = fr.frames[i, (H - full.shape[0]) // 2:(H - full.shape[0]) // 2 + full.shape[0]]
+        assert any(np.array_equal(right[:, x0:x0 + full.shape[1]], full) for x0 in (x - 1, x))
+    if which == "grid_agent":
+        assert fr.frames.shape[1] == 224 and left.shape == (224, 224, 3)   # 7 tiles of 32 px beside MiniGrid's 224 px
+    if which == "pixel_agent":
+        assert full.shape == (210, 160, 3) and left.shape == (168, 168, 3)   # Atari's colour screen; 84 px x 2
+    # a dataset episode without its reset seed: the agent's view alone, and a sentence saying why
+    one.metadata.pop("reset_seed")
+    alone = frames.from_data(one, 0, max_frames=4)
+    assert alone.ok and "cannot be re-created" in alone.why
+    for i, t in enumerate(alone.steps):
+        np.testing.assert_array_equal(alone.frames[i], agent_view.view(one.observations[int(t)]))

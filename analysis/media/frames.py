@@ -361,13 +361,22 @@ def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: in
     rel, note = plan_steps(hi - lo, max_frames, "even")
     steps = rel + lo     # planned first: a failure says which steps it could not draw (callers align on them)
     env_id = env_id or dataset.env_id
-    if not env_id:
+    if not env_id and not getattr(dataset, "shaped", False):
         return _none(steps, dataset.source, "it names no environment to draw its observations with", None, T)
     infos = getattr(dataset, "infos", None) or {}
     if qpos is None and qvel is None and "qpos" in infos and "qvel" in infos:
         qpos, qvel = infos["qpos"][lo_i:hi_i], infos["qvel"][lo_i:hi_i]
     if (qpos is None) != (qvel is None) or qpos is not None and (len(qpos) != T or len(qvel) != T):
         raise FramesError(f"qpos and qvel must both be given, one row per step of the episode ({T} steps).")
+    if getattr(dataset, "shaped", False):   # grids / frame stacks: the agent's own view (analysis/media/agent_view.py)
+        from analysis.media import agent_view
+
+        if agent_view.obs_kind(dataset.obs_shape) is None:
+            return _none(steps, dataset.source, f"seqlens draws MiniGrid views and Atari frame stacks, not "
+                         f"{dataset.obs_shape_text} {dataset.obs_kind}", env_id, T)
+        drawn, why, fps = agent_view.episode_frames(obs, actions, steps, env_id, dataset.metadata.get("reset_seed"),
+                                                    height, each)
+        return Frames(drawn if each is not None else np.stack(drawn), steps, why, note, "data", env_id, T, fps)
     fam, why = _family(env_id, dataset.obs_dim, qpos, qvel)
     if fam is None:
         return _none(steps, dataset.source, why, env_id, T)
