@@ -193,3 +193,30 @@ def test_episode_frames_show_the_view_beside_the_full_render(request, which):
     assert alone.ok and "cannot be re-created" in alone.why
     for i, t in enumerate(alone.steps):
         np.testing.assert_array_equal(alone.frames[i], agent_view.view(one.observations[int(t)]))
+
+
+@pytest.mark.parametrize("source", ["rollout", "data"])
+def test_player_page_on_a_grid_agent(grid_agent, tmp_path, monkeypatch, source):
+    from trajectories.io import save_dataset
+    from ui.player import embedded
+
+    from test_page_attention import page
+
+    from models.checkpoint import save_agent
+
+    agent_dir = tmp_path / "memory-dt"
+    save_agent(grid_agent, agent_dir)
+    one, _, _ = episode_dataset(grid_agent, 2, 1.0, limit=30)
+    one.metadata.pop("reset_seed")            # a dataset episode: the agent's view alone
+    save_dataset(one, tmp_path / "memory.npz")
+    monkeypatch.setenv("SEQLENS_LOCAL_AGENT", str(agent_dir))
+    monkeypatch.setenv("SEQLENS_LOCAL_DATA", str(tmp_path / "memory.npz"))
+    at = page("9_Episode_player.py", "local: memory-dt", "local: memory.npz", player_source=source, player_seed=2,
+              player_target=1.0)
+    assert not at.error, [e.value for e in at.error]
+    data = embedded(at.get("iframe")[0].proto.srcdoc)
+    assert data["frames"] and len(data["frames"]) == len(data["steps"]) and data["obs"] == [[]] * len(data["steps"])
+    if source == "rollout":
+        assert "beside" in data["why"] and data["size"] == [458, 224]      # the 224 px view, a rule, the 224 px render
+    else:
+        assert "cannot be re-created" in data["why"] and data["size"] == [224, 224]
