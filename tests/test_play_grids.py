@@ -220,3 +220,59 @@ def test_player_page_on_a_grid_agent(grid_agent, tmp_path, monkeypatch, source):
         assert "beside" in data["why"] and data["size"] == [458, 224]      # the 224 px view, a rule, the 224 px render
     else:
         assert "cannot be re-created" in data["why"] and data["size"] == [224, 224]
+
+
+# ---- 3. live play in MiniGrid and Atari ----
+
+def _replayed(env_id, agent, seed, actions):
+    """The observations a fresh env of the agent's gives for reset(seed) and then `actions`."""
+    env = make_agent_env(env_id, agent)
+    out = [env.reset(seed=seed)[0]]
+    for a in actions:
+        out.append(env.step(int(a))[0])
+    env.close()
+    return out
+
+
+def _agent_choices(agent, target, observations, actions, by_agent, rewards):
+    """What the agent would choose at each step (argmax), fed the same observations and rewards, with the user's
+    actions taken."""
+    ro = agent.start_rollout(1, [target], sample=False, seed=0)
+    chosen = []
+    for obs, a, mine, r in zip(observations, actions, by_agent, rewards):
+        chosen.append(int(ro.act(np.asarray(obs, np.float32)[None])[0]))
+        if not mine:
+            ro.take(np.array([a]))
+        ro.observe(np.array([r], np.float32))
+    return chosen
+
+
+@pytest.mark.parametrize("which, key, n_actions", [("grid_agent", 2, 7), ("pixel_agent", 1, 4)])
+def test_live_play_in_minigrid_and_atari(request, which, key, n_actions):
+    from analysis.media.live import LiveGame
+
+    agent = request.getfixturevalue(which)
+    env_id = agent.config.env_id
+    game = LiveGame(agent, seed=4, target=1.0)
+    try:
+        assert game.env_id == env_id and game.shaped and game.discrete
+        assert game.labels == ({MEMORY: ["left", "right", "forward", "pickup", "drop", "toggle", "done"],
+                                BREAKOUT: ["NOOP", "FIRE", "RIGHT", "LEFT"]}[env_id]) and len(game.labels) == n_actions
+        np.testing.assert_array_equal(game.observations[0], _replayed(env_id, agent, 4, [])[0])
+        assert game.observations[0].shape == observation_shape(agent)
+        game.step(key)                                   # a key: MiniGrid's forward, Breakout's FIRE
+        assert game.t == 1 and game.actions == [key] and game.by_agent == [False]
+        taken = game.agent_acts(3)                       # the agent's turn
+        assert taken == 3 and game.t == 4 and game.by_agent == [False, True, True, True]
+        expected = _replayed(env_id, agent, 4, game.actions)
+        for got, want in zip(game.observations, expected):
+            np.testing.assert_array_equal(got, want)
+        chosen = _agent_choices(agent, 1.0, game.observations[:4], game.actions, game.by_agent, game.rewards)
+        assert game.actions[1:] == chosen[1:]            # the agent's steps are its own argmax choices
+        picture = game.view_frame()
+        full = game.frame()
+        assert picture.shape[0] == full.shape[0] and picture.shape[1] > full.shape[1]
+        one = game.to_dataset()
+        assert one.obs_shape == observation_shape(agent) and one.observations.dtype == np.uint8
+    finally:
+        game.close()

@@ -158,9 +158,11 @@ def _gl_reason(env_id: str, err: BaseException) -> str:
             "library is missing or unusable (install Debian's libegl1, or libosmesa6 with MUJOCO_GL=osmesa)")
 
 
-def make_render_env(env_id: str, size: tuple[int, int] | None = None):
-    """(env reset once, None) ready to render, or (None, the reason it cannot render here: a clause, no full stop)."""
+def make_render_env(env_id: str, size: tuple[int, int] | None = None, agent=None):
+    """(env reset once, None) ready to render, or (None, the reason it cannot render here: a clause, no full stop).
+    A MiniGrid task is made as `agent` sees it (models/rollout.make_agent_env: DTI's wrappers, the image)."""
     import envs
+    from models.rollout import is_grid_env, make_agent_env
 
     mujoco = is_mujoco(env_id)
     kwargs = {}
@@ -173,7 +175,10 @@ def make_render_env(env_id: str, size: tuple[int, int] | None = None):
     try:
         with warnings.catch_warnings():   # gymnasium warns of a render mode the env lacks; the sentence below says it
             warnings.filterwarnings("ignore", message=".*not in the possible render_modes")
-            env = envs.make(env_id, render_mode="rgb_array", **kwargs)
+            if is_grid_env(envs.check_env_id(env_id)):
+                env = make_agent_env(env_id, agent, render_mode="rgb_array")
+            else:
+                env = envs.make(env_id, render_mode="rgb_array", **kwargs)
     except envs.EnvIdError as e:
         return None, str(e).rstrip(".")
     except Exception as e:  # noqa: BLE001 - a missing dependency (mujoco, pygame), GL library, or rgb_array mode
