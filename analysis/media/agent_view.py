@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 UNSEEN = (40, 40, 56)      # a cell outside the agent's sight (not floor, which MiniGrid draws black)
-GAP = (38, 39, 48)         # the rule between the view and the full render (video.py's panel colour family)
+GAP = (236, 236, 240)      # the rule between the view and the full render, and the padding of the shorter one
 ATARI_SHAPE = (4, 84, 84)
 
 
@@ -126,10 +126,11 @@ def replay_renders(env_id: str, observations, actions, seed: int, steps, agent_s
     return [out[int(s)] for s in steps], f"replayed in {env_id} from reset seed {seed}"
 
 
-def episode_frames(observations, actions, steps, env_id: str | None, seed, height: int | None = None, each=None
-                   ) -> tuple[list, str, float]:
+def episode_frames(observations, actions, steps, env_id: str | None, seed, height: int | None = None, each=None,
+                   fit=None) -> tuple[list, str, float]:
     """(frames at `steps` — each the agent's view, beside the full render where the env re-creates the state — or
-    each's results of them, the sentence saying what they show, the fps) of one episode's shaped observations."""
+    each's results of them, the sentence saying what they show, the fps) of one episode's shaped observations.
+    fit: a function resizing each composed frame (a video's width)."""
     shape = np.shape(observations)[1:]
     kind = obs_kind(shape)
     full, how = None, None
@@ -148,6 +149,7 @@ def episode_frames(observations, actions, steps, env_id: str | None, seed, heigh
         right = None if full is None else full[i]
         left = view(observations[int(t)], height or (right.shape[0] if right is not None else None))
         img = beside(left, right)
+        img = img if fit is None else fit(img)
         out.append(img if each is None else each(img))
     fps = 10.0 if kind == "grid" else 15.0   # MiniGrid's render_fps; Atari: the DT paper's 4-frame steps at 60 Hz
     return out, why, fps

@@ -379,8 +379,13 @@ def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: in
         if agent_view.obs_kind(dataset.obs_shape) is None:
             return _none(steps, dataset.source, f"seqlens draws MiniGrid views and Atari frame stacks, not "
                          f"{dataset.obs_shape_text} {dataset.obs_kind}", env_id, T)
+        fit = None
+        if width is not None:   # a video's width: the view and the render scaled together (even sides for MP4)
+            def fit(img):
+                W = int(width) // 2 * 2
+                return _resize(img, (W, max(2, round(img.shape[0] * W / img.shape[1] / 2) * 2)))
         drawn, why, fps = agent_view.episode_frames(obs, actions, steps, env_id, dataset.metadata.get("reset_seed"),
-                                                    height, each)
+                                                    height, each, fit)
         return Frames(drawn if each is not None else np.stack(drawn), steps, why, note, "data", env_id, T, fps)
     fam, why = _family(env_id, dataset.obs_dim, qpos, qvel)
     if fam is None:

@@ -326,10 +326,13 @@ class LiveGame:
         if T == 0:
             raise LiveError("no step has been taken yet.")
         obs = np.stack(self.observations[:T])
-        return one_episode(self.env_id, obs if obs.dtype == np.uint8 else obs.astype(np.float32),
-                           np.asarray(self.actions, np.int64 if self.discrete else np.float32),
-                           np.asarray(self.rewards, np.float32), self.terminated,
-                           f"live play in {self.env_id} (seed {self.seed})", int(self.space.n) if self.discrete else None)
+        one = one_episode(self.env_id, obs if obs.dtype == np.uint8 else obs.astype(np.float32),
+                          np.asarray(self.actions, np.int64 if self.discrete else np.float32),
+                          np.asarray(self.rewards, np.float32), self.terminated,
+                          f"live play in {self.env_id} (seed {self.seed})", int(self.space.n) if self.discrete else None)
+        if self.shaped:   # frames of a grid / pixel game replay it to draw the full state beside the agent's view
+            one.metadata["reset_seed"] = int(self.seed)
+        return one
 
 
 def _labels(env) -> list[str]:
