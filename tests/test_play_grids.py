@@ -276,3 +276,17 @@ def test_live_play_in_minigrid_and_atari(request, which, key, n_actions):
         assert one.obs_shape == observation_shape(agent) and one.observations.dtype == np.uint8
     finally:
         game.close()
+
+
+def test_a_minigrid_env_id_for_a_view_it_cannot_give_is_one_sentence(grid_agent):
+    from dataclasses import replace
+
+    from models.checkpoint import check_env
+    from models.errors import AgentError
+
+    assert check_env(grid_agent.config, "memory-dt") == []                      # the 7x7x3 view: fits
+    bad = replace(grid_agent.config, hparams={**grid_agent.config.hparams, "obs_shape": [7, 7, 4]}, obs_dim=196)
+    with pytest.raises(AgentError) as err:
+        check_env(bad, "memory-dt")
+    assert str(err.value) == ("memory-dt: config.json's env_id MiniGrid-MemoryS7FixedStart-v0 gives a MiniGrid view of "
+                              "shape (7, 7, 3) but the agent expects (7, 7, 4).")
