@@ -290,3 +290,31 @@ def test_a_minigrid_env_id_for_a_view_it_cannot_give_is_one_sentence(grid_agent)
         check_env(bad, "memory-dt")
     assert str(err.value) == ("memory-dt: config.json's env_id MiniGrid-MemoryS7FixedStart-v0 gives a MiniGrid view of "
                               "shape (7, 7, 3) but the agent expects (7, 7, 4).")
+
+
+def test_live_play_page_on_a_grid_agent(grid_agent, tmp_path, monkeypatch):
+    from models.checkpoint import save_agent
+    from trajectories.io import save_dataset
+
+    from test_page_attention import page
+
+    save_agent(grid_agent, tmp_path / "memory-dt")
+    one, _, _ = episode_dataset(grid_agent, 2, 1.0, limit=10)
+    save_dataset(one, tmp_path / "memory.npz")
+    monkeypatch.setenv("SEQLENS_LOCAL_AGENT", str(tmp_path / "memory-dt"))
+    monkeypatch.setenv("SEQLENS_LOCAL_DATA", str(tmp_path / "memory.npz"))
+    at = page("10_Live_play.py", "local: memory-dt", "local: memory.npz", live_seed=4)
+    assert not at.error, [e.value for e in at.error]
+    assert [b.label for b in at.button if b.key[len("live_a"):].isdigit()] == ["left", "right", "forward", "pickup", "drop",
+                                                                          "toggle", "done"]
+    at.button(key="live_a2").click().run()                   # forward
+    assert not at.exception, at.exception
+    at.number_input(key="live_n").set_value(2).run()
+    at.button(key="live_agent").click().run()
+    assert not at.exception, at.exception
+    game = at.session_state["live_game"]
+    assert game.actions[0] == 2 and game.by_agent == [False, True, True]
+    for got, want in zip(game.observations, _replayed(MEMORY, grid_agent, 4, game.actions)):
+        np.testing.assert_array_equal(got, want)
+    picture = game.view_frame()
+    assert picture.shape == (224, 458, 3) and len(at.get("image")) == 1
