@@ -299,7 +299,7 @@ def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, 
                       f"a rollout in {ep.env_id} (reset seed {int(env_seed)}"
                       + (f", target return {float(target_return):g})" if dt else ")"),
                       agent.config.n_actions if agent.discrete else None)
-    one.metadata["reset_seed"] = int(env_seed)   # the player replays it to draw the full state beside a grid / pixel view
+    one.metadata["reset_seed"] = int(env_seed)   # replayed to draw the full state beside a grid / pixel view
     asked = None
     if dt:
         asked = float(target_return) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])

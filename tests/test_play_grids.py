@@ -305,8 +305,8 @@ def test_live_play_page_on_a_grid_agent(grid_agent, tmp_path, monkeypatch):
     monkeypatch.setenv("SEQLENS_LOCAL_DATA", str(tmp_path / "memory.npz"))
     at = page("10_Live_play.py", "local: memory-dt", "local: memory.npz", live_seed=4)
     assert not at.error, [e.value for e in at.error]
-    assert [b.label for b in at.button if b.key[len("live_a"):].isdigit()] == ["left", "right", "forward", "pickup", "drop",
-                                                                          "toggle", "done"]
+    actions = [b.label for b in at.button if b.key[len("live_a"):].isdigit()]
+    assert actions == ["left", "right", "forward", "pickup", "drop", "toggle", "done"]
     at.button(key="live_a2").click().run()                   # forward
     assert not at.exception, at.exception
     at.number_input(key="live_n").set_value(2).run()

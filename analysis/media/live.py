@@ -329,7 +329,8 @@ class LiveGame:
         one = one_episode(self.env_id, obs if obs.dtype == np.uint8 else obs.astype(np.float32),
                           np.asarray(self.actions, np.int64 if self.discrete else np.float32),
                           np.asarray(self.rewards, np.float32), self.terminated,
-                          f"live play in {self.env_id} (seed {self.seed})", int(self.space.n) if self.discrete else None)
+                          f"live play in {self.env_id} (seed {self.seed})",
+                          int(self.space.n) if self.discrete else None)
         if self.shaped:   # frames of a grid / pixel game replay it to draw the full state beside the agent's view
             one.metadata["reset_seed"] = int(self.seed)
         return one

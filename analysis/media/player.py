@@ -375,8 +375,9 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
     rtg = one.returns_to_go.astype(np.float64) if asked is None else asked
     if asked is not None:   # the offline panels read the rewards' own return-to-go; the agent was asked for the target
         gap = float(target) - float(one.rewards.sum(dtype=np.float64))
+        readers = "Predictions" if one.shaped else "Credit and predictions"   # no context credit on shaped data
         notes.append("Attention is the agent's as it acted; the return-to-go shown is what it was asked for (target "
-                     f"{float(target):g} less the rewards so far). Credit and predictions read the return-to-go of the "
+                     f"{float(target):g} less the rewards so far). {readers} read the return-to-go of the "
                      f"rewards it earned, as for logged data: {'the same' if abs(gap) < 1e-6 else f'{gap:+g} apart'}"
                      f" (target less the return, {float(one.rewards.sum()):g}).")
     title = f"Episode {episode} of {dataset.source}" if rollout is None else f"The agent acting: {dataset.source}"
