@@ -90,7 +90,10 @@ def make_agent_env(env_id: str, agent=None, render_mode: str | None = None, obs_
             from .env_choice import observation_shape
 
             obs_shape = observation_shape(agent)
-        return GridImage(make_dti_env(env_id, render_mode=render_mode, **grid_settings(obs_shape)))
+        hp = agent.config.hparams if agent is not None and isinstance(agent.config.hparams, dict) else {}
+        # DTI's make_env sets the episode's limit from its environment_config's max_steps (the import's max_ep_len - 1)
+        max_steps = int(agent.config.max_ep_len) - 1 if str(hp.get("hf_import", "")).startswith("dti:") else None
+        return GridImage(make_dti_env(env_id, render_mode=render_mode, max_steps=max_steps, **grid_settings(obs_shape)))
     return envs.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
 
 

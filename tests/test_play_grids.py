@@ -18,13 +18,13 @@ MEMORY = "MiniGrid-MemoryS7FixedStart-v0"
 BREAKOUT = "seqlens/DTAtari-Breakout-v0"
 
 
-def dti_agent(folder, one_hot: bool, seed: int = 0):
+def dti_agent(folder, one_hot: bool, seed: int = 0, max_steps: int = 1000):
     """A DTI MemoryDT-shaped checkpoint (tests/dti_reference.py), converted: 7x7 view, 3 codes or 20 one-hot bits."""
     mc = dti.model_config(n_ctx=8)
     shape = (7, 7, 20 if one_hot else 3)
-    ref = dti.DTIReference(mc, 7, shape, 1000).randomize(seed).eval()
+    ref = dti.DTIReference(mc, 7, shape, max_steps).randomize(seed).eval()
     path = folder / "MemoryDT.pt"
-    dti.checkpoint(path, ref, dti.environment_config(MEMORY, 1000, one_hot), mc)
+    dti.checkpoint(path, ref, dti.environment_config(MEMORY, max_steps, one_hot), mc)
     assert cli.main(["convert-agent", str(path), "--out", str(folder / "agent"), "--json"]) == 0
     return load_agent(folder / "agent")
 
@@ -84,6 +84,15 @@ def test_dti_rollout_sees_its_view(request, which):
         env.close()
     if shape[2] == 20:   # one-hot: each cell sets one bit of object, of colour and of state
         assert np.array_equal(ep.observations[0, :int(ep.lengths[0])].sum(-1), np.full((int(ep.lengths[0]), 7, 7), 3))
+
+
+def test_dti_episodes_end_at_the_agents_max_steps(tmp_path):
+    agent = dti_agent(tmp_path, one_hot=False, seed=2, max_steps=6)   # DTI's environment_config max_steps 6
+    env = make_agent_env(MEMORY, agent)
+    assert env.unwrapped.max_steps == 6
+    env.close()
+    ep = run_episodes(agent, 3, [1.0] * 3, seed=0, env_seeds=[0, 1, 2], sample=False)
+    assert ep.lengths.max() <= 6 and (ep.lengths == 6).any()   # cut at 6 steps, as in DTI's env (seeds 0-2: one is)
 
 
 def test_dti_episode_dataset_keeps_the_shape(grid_agent):
