@@ -150,7 +150,17 @@ def check_env(config: AgentConfig, name: str) -> list[str]:
     from gymnasium import spaces
 
     shown = f"{name}: config.json's env_id {env_id}"
-    if not isinstance(obs_space, spaces.Box) or tuple(obs_space.shape) != (config.obs_dim,):
+    hp_shape = config.hparams.get("obs_shape") if isinstance(config.hparams, dict) else None
+    if isinstance(obs_space, spaces.Dict) and "image" in obs_space.spaces and hp_shape:
+        # MiniGrid: the agent acts on the image through DTI's wrappers (models/rollout.make_agent_env), which set the
+        # view's size and one-hot bits from the agent's shape; the env's own image must be a coded grid
+        image, shape = obs_space["image"], tuple(hp_shape)
+        if not (len(image.shape) == 3 and image.shape[2] == 3 and len(shape) == 3 and shape[0] == shape[1]
+                and shape[2] in (3, 20)):
+            raise AgentError(f"{shown} gives a MiniGrid view of shape {tuple(image.shape)} but the agent expects "
+                             f"{shape}.")
+    elif not isinstance(obs_space, spaces.Box) or tuple(obs_space.shape) not in (
+            (config.obs_dim,), tuple(hp_shape or ())):
         got = f"shape {tuple(obs_space.shape)}" if isinstance(obs_space, spaces.Box) else f"a {type(obs_space).__name__} space"
         raise AgentError(f"{shown} gives observations of {got} but the agent expects shape ({config.obs_dim},).")
     if config.discrete:

@@ -320,7 +320,10 @@ def fitting_env_id(env_id: str, shape, n_actions: int, name: str) -> tuple[str |
         return env_id, [f"The environment {env_id} is not available here ({' '.join(str(e).split())[:120]}), so the "
                         "agent can be analysed offline but not evaluated."]
     image = obs_space["image"] if isinstance(obs_space, spaces.Dict) and "image" in obs_space.spaces else obs_space
-    fits = (tuple(getattr(image, "shape", ()) or ()) == tuple(shape) and isinstance(act_space, spaces.Discrete)
+    got = tuple(getattr(image, "shape", ()) or ())
+    # DTI's wrappers (models/rollout.make_agent_env) make a coded 3-channel grid the agent's view size and one-hot bits
+    fits = ((got == tuple(shape) or len(got) == 3 and got[2] == 3 and len(shape) == 3)
+            and isinstance(act_space, spaces.Discrete)
             and int(act_space.n) == n_actions)
     if not fits:
         return None, [f"{name}: {env_id}'s observations {getattr(image, 'shape', None)} and actions do not fit the "

@@ -16,7 +16,11 @@ benchmarks) goes through `run_episodes`:
 - `record` keeps observations, actions, rewards and the action token's attention per step;
 - `progress(fraction, message)` is called after every step (fraction = episodes finished).
 
-`episode_limit` is the one place the step limit of an episode is read. models/ never imports analysis/.
+`episode_limit` is the one place the step limit of an episode is read. `make_agent_env` is the one place an agent's
+environment is made as the agent saw it: a MiniGrid grid through DTI's wrappers (view size and one-hot read from the
+agent's obs_shape) down to the `image` the agent embeds; Atari ids already give the DT paper's (4, 84, 84) uint8 stack.
+Recorded observations keep the observation's own shape (and uint8 where the env gives uint8).
+models/ never imports analysis/.
 """
 from __future__ import annotations
 
@@ -44,6 +48,62 @@ def episode_limit(env_id: str, agent=None) -> int:
     return int(agent.config.max_ep_len)
 
 
+def is_grid_env(env_id: str) -> bool:
+    """A MiniGrid task (MiniGrid's own ids, or DTI's ids registered by envs/)."""
+    return str(env_id).startswith("MiniGrid-") or env_id in envs.GRID_ENV_IDS
+
+
+class GridImage(gym.ObservationWrapper):
+    """MiniGrid's dict observation -> its `image` alone (what a DTI agent embeds); `last_obs` keeps the whole dict
+    (direction, mission) of the latest reset / step for whoever shows it."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.observation_space = env.observation_space["image"]
+        self.last_obs = None
+
+    def observation(self, obs):
+        self.last_obs = obs
+        return obs["image"]
+
+
+def grid_settings(shape=()) -> dict:
+    """make_dti_env's view_size / one_hot_obs for an agent's observation shape (view, view, 3 codes or 20 one-hot
+    bits); the default 7x7 coded view for any other shape."""
+    from envs.minigrid_dti import ONE_HOT_BITS
+
+    shape = tuple(int(n) for n in shape or ())
+    if len(shape) == 3 and shape[0] == shape[1] and shape[2] in (3, ONE_HOT_BITS):
+        return {"view_size": shape[0], "one_hot_obs": shape[2] == ONE_HOT_BITS}
+    return {"view_size": 7, "one_hot_obs": False}
+
+
+def make_agent_env(env_id: str, agent=None, render_mode: str | None = None, obs_shape=None) -> gym.Env:
+    """One environment whose observations are what the agent was trained on: a MiniGrid task wrapped as DTI wraps it
+    (envs/minigrid_dti.make_dti_env, the view's size and one-hot bits from the agent's obs_shape, or `obs_shape`
+    given instead of an agent) and reduced to its image (GridImage); any other id as envs.make makes it."""
+    env_id = envs.check_env_id(env_id)
+    if is_grid_env(env_id):
+        from envs.minigrid_dti import make_dti_env
+
+        if obs_shape is None and agent is not None:
+            from .env_choice import observation_shape
+
+            obs_shape = observation_shape(agent)
+        hp = agent.config.hparams if agent is not None and isinstance(agent.config.hparams, dict) else {}
+        # DTI's make_env sets the episode's limit from its environment_config's max_steps (the import's max_ep_len - 1)
+        max_steps = int(agent.config.max_ep_len) - 1 if str(hp.get("hf_import", "")).startswith("dti:") else None
+        return GridImage(make_dti_env(env_id, render_mode=render_mode, max_steps=max_steps, **grid_settings(obs_shape)))
+    return envs.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+
+
+def make_agent_vec(env_id: str, n_envs: int, agent=None):
+    """n_envs of make_agent_env in one synchronous vector env (non-grid ids: envs.make_vec, as before)."""
+    if is_grid_env(envs.check_env_id(env_id)):
+        return gym.vector.SyncVectorEnv([lambda: make_agent_env(env_id, agent) for _ in range(n_envs)])
+    return envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
+
+
 def episode_uniforms(n_envs: int, steps: int, seed: int) -> np.ndarray:
     """[n_envs, steps] float32 action draws; row i depends on (seed, i) only, so episode i draws alike
     whether it runs in a batch or alone."""
@@ -57,7 +117,8 @@ class Episodes:
     returns: np.ndarray                    # [n] float64, rewards summed until the episode ended
     lengths: np.ndarray                    # [n] steps, the ending step included
     env_id: str
-    observations: np.ndarray | None = None  # [n, S, obs_dim] float32, the observation each action answered
+    observations: np.ndarray | None = None  # [n, S, *obs_shape] the observation each action answered (float32;
+                                            # uint8 where the env gives uint8: grids, Atari frame stacks)
     actions: np.ndarray | None = None       # [n, S] int64 or [n, S, act_dim] float32
     rewards: np.ndarray | None = None       # [n, S] float32
     attention: np.ndarray | None = None     # [n, S, n_layer, n_head, K, 3] the action token's attention
@@ -91,11 +152,12 @@ def _pad(a: np.ndarray, S: int) -> np.ndarray:
 class _Recorder:
     """Per-step arrays of n envs until each one's first episode ends (autoreset steps ignored)."""
 
-    def __init__(self, what, n: int, steps: int, obs_dim: int, agent):
+    def __init__(self, what, n: int, steps: int, obs: np.ndarray, agent):
         self.what = set(what)
         self.arrays = {}
         if "observations" in self.what:
-            self.arrays["observations"] = np.zeros((n, steps, obs_dim), np.float32)
+            dtype = np.uint8 if obs.dtype == np.uint8 else np.float32
+            self.arrays["observations"] = np.zeros((n, steps, *obs.shape[1:]), dtype)
         if "actions" in self.what:
             self.arrays["actions"] = (np.zeros((n, steps), np.int64) if agent.discrete
                                       else np.zeros((n, steps, agent.act_dim), np.float32))
@@ -160,11 +222,11 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
         if not (agent.has("step_tokens") and agent.has("attention")):
             raise AgentError(f"recording attention needs a Decision Transformer; this agent is a {agent.kind}.")
         options["record_attention"] = True
-    vec = envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
+    vec = make_agent_vec(env_id, n_envs, agent)
     try:
         obs, _ = vec.reset(seed=seed if env_seeds is None else [int(s) for s in env_seeds])
         ro = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed, **options)
-        rec = _Recorder(record, n_envs, steps, int(np.prod(obs.shape[1:])), agent) if record else None
+        rec = _Recorder(record, n_envs, steps, np.asarray(obs), agent) if record else None
         returns = np.zeros(n_envs)
         lengths = np.zeros(n_envs, np.int64)
         done = np.zeros(n_envs, bool)
@@ -174,7 +236,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
             ro.observe(rewards)
             live = ~done
             if rec is not None:
-                rec.add(t, live, obs.reshape(n_envs, -1), actions, rewards, ro.attention)
+                rec.add(t, live, obs, actions, rewards, ro.attention)
             returns += np.where(done, 0.0, rewards)   # envs past their episode end are autoreset: ignored
             lengths[live] = t + 1
             done |= np.asarray(term | trunc, bool)
@@ -215,7 +277,8 @@ def one_episode(env_id: str, observations, actions, rewards, terminated: bool, s
     obs_names, act_names = envs.OBS_NAMES.get(env_id), envs.ACT_NAMES.get(env_id)
     act_dim = 1 if np.ndim(actions) == 1 else np.shape(actions)[1]
     return Dataset(observations, actions, rewards, flags[True], flags[False], np.array([0]),
-                   obs_names=obs_names if obs_names and len(obs_names) == np.shape(observations)[1] else None,
+                   obs_names=obs_names if obs_names and np.ndim(observations) == 2
+                   and len(obs_names) == np.shape(observations)[1] else None,
                    act_names=act_names if act_names and len(act_names) == act_dim else None,
                    env_id=env_id, source=source, n_actions=n_actions)
 
@@ -239,6 +302,7 @@ def episode_dataset(agent, env_seed: int, target_return=None, *, seed: int = 0, 
                       f"a rollout in {ep.env_id} (reset seed {int(env_seed)}"
                       + (f", target return {float(target_return):g})" if dt else ")"),
                       agent.config.n_actions if agent.discrete else None)
+    one.metadata["reset_seed"] = int(env_seed)   # replayed to draw the full state beside a grid / pixel view
     asked = None
     if dt:
         asked = float(target_return) - np.concatenate([[0.0], np.cumsum(one.rewards[:-1], dtype=np.float64)])

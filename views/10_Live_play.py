@@ -21,7 +21,10 @@ sel = start("Live play", "Play the environment yourself, one step at a time, whi
             "reward, as when the agent plays. Hand it the controls for some steps, then take them back. An MLP or GRU "
             "policy shows what it would do (a GRU reads your actions as its own).")
 agent = sel.agent
-SHORTCUTS = {"push_left": "Left", "push_right": "Right", "left": "Left", "right": "Right", "up": "Up", "down": "Down"}
+SHORTCUTS = {"push_left": "Left", "push_right": "Right", "left": "Left", "right": "Right", "up": "Up", "down": "Down",
+             # MiniGrid (turn left / right, forward) and Atari's minimal action sets
+             "forward": "Up", "pickup": "p", "drop": "d", "toggle": "t", "done": "Enter",
+             "NOOP": "n", "FIRE": "Space", "LEFT": "Left", "RIGHT": "Right", "UP": "Up", "DOWN": "Down"}
 KEYS = "shortcut" in inspect.signature(st.button).parameters   # Streamlit >= 1.47
 SPEEDS = [1, 2, 5, 10, 20, 50]   # steps per second the agent's turn is played at
 
@@ -29,7 +32,12 @@ SPEEDS = [1, 2, 5, 10, 20, 50]   # steps per second the agent's turn is played a
 def _settings() -> dict:
     c1, c2, c3 = st.columns([2, 1, 1])   # four in a row cut the toggle's label at a 1000 px viewport
     default = agent.config.env_id if agent.config.env_id in envs.registry else None
-    offered = [default] if default else list(envs.ENV_ALIASES.values())
+    if default:
+        offered = [default]
+    else:   # the tasks that fit the agent's observations (MiniGrid views, Atari stacks), else seqlens' vector ones
+        from models.env_choice import candidates
+
+        offered = [e for e in candidates(agent) if e in envs.registry] or list(envs.ENV_ALIASES.values())
     env_id = c1.selectbox("Environment", offered, key="live_env", help="The agent's own environment." if default else
                           "The agent names no environment; play one without its view.")
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key="live_seed", help="The environment's reset seed."))
@@ -134,6 +142,13 @@ def _status(game: LiveGame) -> None:
 
 
 def _frame(game: LiveGame) -> None:
+    if game.shaped:   # a MiniGrid view / an Atari stack: the agent's own view beside the full render
+        picture = game.view_frame()
+        if picture is not None:
+            full = "" if game.render_why is None else f" (no full render: {md_escape(game.render_why)})"
+            st.image(picture, caption=f"{md_escape(game.env_id)}, step {game.t}: the agent's view (left) beside the "
+                                      f"game{full}", width="content")
+            return
     frame = game.frame()
     if frame is not None:
         k = max(1, 288 // frame.shape[0])   # pixel art (Key-to-Door, 96 px) scaled by whole pixels: crisp, not blurred

@@ -158,9 +158,11 @@ def _gl_reason(env_id: str, err: BaseException) -> str:
             "library is missing or unusable (install Debian's libegl1, or libosmesa6 with MUJOCO_GL=osmesa)")
 
 
-def make_render_env(env_id: str, size: tuple[int, int] | None = None):
-    """(env reset once, None) ready to render, or (None, the reason it cannot render here: a clause, no full stop)."""
+def make_render_env(env_id: str, size: tuple[int, int] | None = None, agent=None):
+    """(env reset once, None) ready to render, or (None, the reason it cannot render here: a clause, no full stop).
+    A MiniGrid task is made as `agent` sees it (models/rollout.make_agent_env: DTI's wrappers, the image)."""
     import envs
+    from models.rollout import is_grid_env, make_agent_env
 
     mujoco = is_mujoco(env_id)
     kwargs = {}
@@ -173,7 +175,10 @@ def make_render_env(env_id: str, size: tuple[int, int] | None = None):
     try:
         with warnings.catch_warnings():   # gymnasium warns of a render mode the env lacks; the sentence below says it
             warnings.filterwarnings("ignore", message=".*not in the possible render_modes")
-            env = envs.make(env_id, render_mode="rgb_array", **kwargs)
+            if is_grid_env(envs.check_env_id(env_id)):
+                env = make_agent_env(env_id, agent, render_mode="rgb_array")
+            else:
+                env = envs.make(env_id, render_mode="rgb_array", **kwargs)
     except envs.EnvIdError as e:
         return None, str(e).rstrip(".")
     except Exception as e:  # noqa: BLE001 - a missing dependency (mujoco, pygame), GL library, or rgb_array mode
@@ -361,13 +366,27 @@ def from_data(dataset, episode: int = 0, *, env_id: str | None = None, start: in
     rel, note = plan_steps(hi - lo, max_frames, "even")
     steps = rel + lo     # planned first: a failure says which steps it could not draw (callers align on them)
     env_id = env_id or dataset.env_id
-    if not env_id:
+    if not env_id and not getattr(dataset, "shaped", False):
         return _none(steps, dataset.source, "it names no environment to draw its observations with", None, T)
     infos = getattr(dataset, "infos", None) or {}
     if qpos is None and qvel is None and "qpos" in infos and "qvel" in infos:
         qpos, qvel = infos["qpos"][lo_i:hi_i], infos["qvel"][lo_i:hi_i]
     if (qpos is None) != (qvel is None) or qpos is not None and (len(qpos) != T or len(qvel) != T):
         raise FramesError(f"qpos and qvel must both be given, one row per step of the episode ({T} steps).")
+    if getattr(dataset, "shaped", False):   # grids / frame stacks: the agent's own view (analysis/media/agent_view.py)
+        from analysis.media import agent_view
+
+        if agent_view.obs_kind(dataset.obs_shape) is None:
+            return _none(steps, dataset.source, f"seqlens draws MiniGrid views and Atari frame stacks, not "
+                         f"{dataset.obs_shape_text} {dataset.obs_kind}", env_id, T)
+        fit = None
+        if width is not None:   # a video's width: the view and the render scaled together (even sides for MP4)
+            def fit(img):
+                W = int(width) // 2 * 2
+                return _resize(img, (W, max(2, round(img.shape[0] * W / img.shape[1] / 2) * 2)))
+        drawn, why, fps = agent_view.episode_frames(obs, actions, steps, env_id, dataset.metadata.get("reset_seed"),
+                                                    height, each, fit)
+        return Frames(drawn if each is not None else np.stack(drawn), steps, why, note, "data", env_id, T, fps)
     fam, why = _family(env_id, dataset.obs_dim, qpos, qvel)
     if fam is None:
         return _none(steps, dataset.source, why, env_id, T)

@@ -108,10 +108,12 @@ class LiveGame:
         # another, render() drew black frames): every call into the environment goes through one thread of its own.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="seqlens-live-env")
         self.env, self.render_why = self._on_env_thread(
-            lambda: make_render_env(self.env_id) if render else (None, "rendering was not asked for"))
+            lambda: make_render_env(self.env_id, agent=self.agent) if render else (None, "rendering was not asked for"))
         if self.env is None:   # no frames; the game still plays, the observation stands in
+            from models.rollout import make_agent_env
+
             try:
-                self.env = self._on_env_thread(lambda: envs.make(self.env_id))
+                self.env = self._on_env_thread(lambda: make_agent_env(self.env_id, self.agent))
             except Exception as e:  # noqa: BLE001 - a missing dependency (mujoco) or a broken registration
                 self._thread.shutdown(wait=False)
                 raise LiveError(f"{self.env_id} cannot be made here ({type(e).__name__}: {str(e)[:120]}).") from None
@@ -122,13 +124,13 @@ class LiveGame:
         self.limit = min(MAX_LIVE_STEPS, int(spec.max_episode_steps or MAX_LIVE_STEPS) if spec else MAX_LIVE_STEPS)
         self.space = self.env.action_space
         self.discrete = hasattr(self.space, "n")
-        self.labels = envs.ACTION_LABELS.get(self.env_id) or ([f"action {i}" for i in range(int(self.space.n))]
-                                                              if self.discrete else [])
+        self.labels = envs.ACTION_LABELS.get(self.env_id) or (_labels(self.env) if self.discrete else [])
         self.act_names = envs.ACT_NAMES.get(self.env_id) or [f"a{i}" for i in range(int(np.prod(self.space.shape)))]
         obs, _ = self._on_env_thread(lambda: self.env.reset(seed=self.seed))
         if self.render_why is None:   # the first frame, as the page draws it: MuJoCo's GL buffers are charged to the game
             self.frame()
-        self.observations = [np.asarray(obs, np.float64).ravel()]
+        self.shaped = np.ndim(obs) > 1   # a MiniGrid view / an Atari stack: kept as the agent reads it (uint8)
+        self.observations = [self._kept(obs)]
         self.actions, self.rewards, self.by_agent = [], [], []
         self.terminated = self.truncated = False
         self.target = None
@@ -174,6 +176,20 @@ class LiveGame:
             return None
         return self._on_env_thread(self.env.render)
 
+    def _kept(self, obs) -> np.ndarray:
+        return np.array(obs) if self.shaped else np.asarray(obs, np.float64).ravel()
+
+    def view_frame(self) -> np.ndarray | None:
+        """A grid / pixel game's picture: the agent's own observation (analysis/media/agent_view.py: the MiniGrid view
+        as cells, the last 84x84 frame enlarged) beside the full render; None for vector observations."""
+        if not self.shaped:
+            return None
+        from analysis.media import agent_view
+
+        full = self.frame()
+        mine = agent_view.view(self.observations[-1], None if full is None else full.shape[0])
+        return None if mine is None else agent_view.beside(mine, full)
+
     def action_text(self, action) -> str:
         from analysis.media.video import action_texts
 
@@ -215,7 +231,7 @@ class LiveGame:
         self.actions.append(action)
         self.by_agent.append(mine)
         self.rewards.append(float(reward))
-        self.observations.append(np.asarray(obs, np.float64).ravel())
+        self.observations.append(self._kept(obs))
         self.terminated, self.truncated = bool(term), bool(trunc)
         if self.rollout is not None:
             self.rollout.observe(np.array([reward], np.float32))
@@ -309,10 +325,30 @@ class LiveGame:
         T = self.t
         if T == 0:
             raise LiveError("no step has been taken yet.")
-        return one_episode(self.env_id, np.stack(self.observations[:T]).astype(np.float32),
-                           np.asarray(self.actions, np.int64 if self.discrete else np.float32),
-                           np.asarray(self.rewards, np.float32), self.terminated,
-                           f"live play in {self.env_id} (seed {self.seed})", int(self.space.n) if self.discrete else None)
+        obs = np.stack(self.observations[:T])
+        one = one_episode(self.env_id, obs if obs.dtype == np.uint8 else obs.astype(np.float32),
+                          np.asarray(self.actions, np.int64 if self.discrete else np.float32),
+                          np.asarray(self.rewards, np.float32), self.terminated,
+                          f"live play in {self.env_id} (seed {self.seed})",
+                          int(self.space.n) if self.discrete else None)
+        if self.shaped:   # frames of a grid / pixel game replay it to draw the full state beside the agent's view
+            one.metadata["reset_seed"] = int(self.seed)
+        return one
+
+
+def _labels(env) -> list[str]:
+    """Action names of an env the tables in envs/ do not list: a MiniGrid task's (its Actions enum), an Atari game's
+    (ale-py's action meanings), else "action i"."""
+    n = int(env.action_space.n)
+    base = env.unwrapped
+    try:
+        if hasattr(base, "get_action_meanings"):
+            return [str(m) for m in base.get_action_meanings()][:n]
+        if hasattr(base, "actions"):   # MiniGrid: left, right, forward, pickup, drop, toggle, done
+            return [base.actions(i).name for i in range(n)]
+    except Exception:  # noqa: BLE001 - the names are a nicety; the numbers still play
+        pass
+    return [f"action {i}" for i in range(n)]
 
 
 def _why_no_view(agent) -> str | None:

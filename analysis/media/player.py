@@ -345,8 +345,12 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
                 attention, why = _attention(agent, one, steps)
             panel_notes += [why] if why else []
             report(0.15, "credit (saliency)")
-            credit_rows, label, why = _credit(agent, one, steps, credit)
-            panel_notes += [why] if why else []
+            if one.shaped:   # saliency per token over a grid / frame stack: the Credit assignment page (pixel credit)
+                panel_notes.append(f"Credit over the context is not shown for {one.obs_shape_text} {one.obs_kind}: the "
+                                   "Credit assignment page splits it over cells and pixels.")
+            else:
+                credit_rows, label, why = _credit(agent, one, steps, credit)
+                panel_notes += [why] if why else []
             report(0.6, "predictions")
             if imagine is not None and agent.has("dynamics"):   # drawn after the episode, in the same thread
                 prediction, dream, s0, H = _imagined(agent, one, steps, int(imagine[0]), int(imagine[1]))
@@ -371,15 +375,18 @@ def build(agent, dataset, episode: int = 0, credit: str = "action", height: int 
     rtg = one.returns_to_go.astype(np.float64) if asked is None else asked
     if asked is not None:   # the offline panels read the rewards' own return-to-go; the agent was asked for the target
         gap = float(target) - float(one.rewards.sum(dtype=np.float64))
+        readers = "Predictions" if one.shaped else "Credit and predictions"   # no context credit on shaped data
         notes.append("Attention is the agent's as it acted; the return-to-go shown is what it was asked for (target "
-                     f"{float(target):g} less the rewards so far). Credit and predictions read the return-to-go of the "
+                     f"{float(target):g} less the rewards so far). {readers} read the return-to-go of the "
                      f"rewards it earned, as for logged data: {'the same' if abs(gap) < 1e-6 else f'{gap:+g} apart'}"
                      f" (target less the return, {float(one.rewards.sum()):g}).")
     title = f"Episode {episode} of {dataset.source}" if rollout is None else f"The agent acting: {dataset.source}"
     data = PlayerData(title, episode, T, steps, images, mime, size, display, fr.why,
                       float(fr.fps or 30.0), action_texts(one.actions[steps], labels, one.act_names),
                       one.rewards[steps].astype(np.float64), rtg[steps],
-                      one.observations[steps].astype(np.float64), list(one.obs_names), attention, credit_rows, label,
+                      # a grid / frame stack is the frame itself (the agent's view): no state lines of its values
+                      np.zeros((len(steps), 0)) if one.shaped else one.observations[steps].astype(np.float64),
+                      list(one.obs_names), attention, credit_rows, label,
                       prediction, notes, imagined)
     if agent is None:
         return data
