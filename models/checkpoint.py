@@ -150,9 +150,12 @@ def check_env(config: AgentConfig, name: str) -> list[str]:
     from gymnasium import spaces
 
     shown = f"{name}: config.json's env_id {env_id}"
-    if not isinstance(obs_space, spaces.Box) or tuple(obs_space.shape) != (config.obs_dim,):
+    shape = tuple((config.hparams or {}).get("obs_shape") or (config.obs_dim,))
+    if len(shape) > 1 and isinstance(obs_space, spaces.Dict) and "image" in obs_space.spaces:
+        obs_space = obs_space["image"]   # a MiniGrid dict: agents read its image (models/rollout.py)
+    if not isinstance(obs_space, spaces.Box) or tuple(obs_space.shape) != shape:
         got = f"shape {tuple(obs_space.shape)}" if isinstance(obs_space, spaces.Box) else f"a {type(obs_space).__name__} space"
-        raise AgentError(f"{shown} gives observations of {got} but the agent expects shape ({config.obs_dim},).")
+        raise AgentError(f"{shown} gives observations of {got} but the agent expects shape {shape}.")
     if config.discrete:
         if not isinstance(act_space, spaces.Discrete) or int(act_space.n) != config.n_actions:
             got = f"Discrete({int(act_space.n)})" if isinstance(act_space, spaces.Discrete) else f"a {type(act_space).__name__} space"

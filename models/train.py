@@ -24,6 +24,30 @@ VECTOR_ONLY = {"tt": "The Trajectory Transformer's discretizer", "mlp": "The MLP
 DEFAULTS = TRAIN_DEFAULTS   # models/hparams.py: TrainConfig per kind (context length, batch size, lr, ...)
 
 
+# Fixed scales for shaped observations (the agent's obs_transform divides by them): MiniGrid's object / colour /
+# state codes are at most 10 (so /10 keeps them in [0, 1]); 8-bit frames /255, as the DT paper's Atari code does.
+GRID_SCALE, IMAGE_SCALE = 10.0, 255.0
+ATARI_SHAPE = (4, 84, 84)
+
+
+def shaped_scale(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Mean 0 and a fixed std per observation value (obs_dim of each: models/windows.py lays them out in the
+    observation's shape), read off the dtype and kind, never off the pixels: uint8 grids /10, other uint8 /255,
+    float observations as they are."""
+    if ds.observations.dtype != np.uint8:
+        value = 1.0
+    else:
+        value = GRID_SCALE if ds.obs_kind == "grids" else IMAGE_SCALE
+    return np.zeros(ds.obs_dim), np.full(ds.obs_dim, value)
+
+
+def shaped_hparams(ds: Dataset) -> dict:
+    """The DT's state encoder chosen from the shape: the DT paper's conv stack for 4x84x84 frame stacks, else DTI's
+    bias-free Linear over the observation flattened in its own order (MiniGrid views HxWx3, one-hot HxWx20)."""
+    encoder = "atari_conv" if tuple(ds.obs_shape) == ATARI_SHAPE else "grid"
+    return {"obs_shape": list(ds.obs_shape), "state_encoder": encoder}
+
+
 def make_config(kind: str, ds: Dataset, context_length: int | None = None, hparams: dict | None = None,
                 rtg_scale: float | None = None, dataset_name: str | None = None) -> AgentConfig:
     """Dims, normalisation, RTG scale, episode length and action bounds, all read off the data (and the env)."""
@@ -45,15 +69,19 @@ def make_config(kind: str, ds: Dataset, context_length: int | None = None, hpara
             pass  # an env gymnasium does not know: bounds from the data
     if not ds.discrete and low is None:
         low, high = ds.actions.min(0).astype(float).tolist(), ds.actions.max(0).astype(float).tolist()
-    std = ds.observations.std(0)
+    if ds.shaped:   # no per-pixel statistics: they would copy the whole (maybe mapped) array to float
+        mean, std = shaped_scale(ds)
+        hparams = {**shaped_hparams(ds), **(hparams or {})}
+    else:
+        mean, std = ds.observations.mean(0).astype(float), ds.observations.std(0)
+        std = np.where(std > 1e-6, std, 1.0)
     # One scale for training and evaluation: returns-to-go of order 1 (DT: 1000 for MuJoCo, 500 for CartPole).
     scale = rtg_scale or float(max(np.abs(returns).max(), 1e-6))
     return AgentConfig(
         kind=kind, obs_dim=ds.obs_dim, act_dim=ds.act_dim, discrete=ds.discrete, n_actions=ds.n_actions,
         context_length=int(context_length or DEFAULTS[kind].context_length), max_ep_len=max_ep_len,
-        rtg_scale=scale, state_mean=ds.observations.mean(0).astype(float).tolist(),
-        state_std=np.where(std > 1e-6, std, 1.0).astype(float).tolist(), action_low=low, action_high=high,
-        env_id=ds.env_id, hparams=resolve(kind, hparams),
+        rtg_scale=scale, state_mean=np.asarray(mean, float).tolist(), state_std=np.asarray(std, float).tolist(),
+        action_low=low, action_high=high, env_id=ds.env_id, hparams=resolve(kind, hparams),
         dataset={"name": dataset_name or ds.source, "fingerprint": ds.fingerprint(), "n_episodes": ds.n_episodes,
                  "n_transitions": ds.n_transitions, "return_min": float(returns.min()),
                  "return_median": float(np.median(returns)), "return_max": float(returns.max())})
