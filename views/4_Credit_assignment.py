@@ -16,6 +16,10 @@ sel = start("Credit assignment", "Which parts of the history does a decision dep
             needs=("action",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
+if ds.shaped:   # captum's feature maps are per vector feature; credit on cells and pixels is issue 23's item 4
+    st.info(f"Credit assignment does not serve {md_escape(ds.obs_shape_text)} {md_escape(ds.obs_kind)} yet: it "
+            "attributes per vector feature. Attention, Circuits and Context & memory read this agent.")
+    st.stop()
 METHODS = {"ig": "Integrated gradients", "saliency": "Saliency (gradient)", "ablation": "Ablation (replace by baseline)"}
 TARGETS = {"action": "the action taken", "return": "the predicted return (a_t token)",
            "value": "the value: return predicted from history alone"}
