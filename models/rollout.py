@@ -123,7 +123,7 @@ class _Recorder:
         return out
 
 
-def _acted_on(obs):
+def acted_on(obs):
     """What an agent reads of a (batched) observation: a MiniGrid dict's image (as the Dataset keeps it and DTI's
     agents embed it; direction and mission are not model inputs), anything else as it is."""
     return obs["image"] if isinstance(obs, dict) and "image" in obs else obs
@@ -169,7 +169,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
     vec = envs.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync")
     try:
         obs, _ = vec.reset(seed=seed if env_seeds is None else [int(s) for s in env_seeds])
-        obs = _acted_on(obs)
+        obs = acted_on(obs)
         ro = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed, **options)
         rec = _Recorder(record, n_envs, steps, int(np.prod(obs.shape[1:])), agent) if record else None
         returns = np.zeros(n_envs)
@@ -185,7 +185,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
             returns += np.where(done, 0.0, rewards)   # envs past their episode end are autoreset: ignored
             lengths[live] = t + 1
             done |= np.asarray(term | trunc, bool)
-            obs = _acted_on(nxt)
+            obs = acted_on(nxt)
             if progress is not None:
                 progress(float(done.mean()), f"step {t + 1}: {int(done.sum())}/{n_envs} episodes finished")
             if done.all():

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.rollout import _acted_on
+from models.rollout import acted_on
 
 MAX_LIVE_STEPS = int(os.environ.get("SEQLENS_MAX_LIVE_STEPS", 2_000))   # a game's steps at most (frames kept: one)
 MAX_AGENT_STEPS = 500     # steps one "let the agent act" runs at most before handing back
@@ -130,7 +130,7 @@ class LiveGame:
         obs, _ = self._on_env_thread(lambda: self.env.reset(seed=self.seed))
         if self.render_why is None:   # the first frame, as the page draws it: MuJoCo's GL buffers are charged to the game
             self.frame()
-        self.observations = [np.asarray(_acted_on(obs), np.float64).ravel()]
+        self.observations = [np.asarray(acted_on(obs), np.float64).ravel()]
         self.actions, self.rewards, self.by_agent = [], [], []
         self.terminated = self.truncated = False
         self.target = None
@@ -217,7 +217,7 @@ class LiveGame:
         self.actions.append(action)
         self.by_agent.append(mine)
         self.rewards.append(float(reward))
-        self.observations.append(np.asarray(_acted_on(obs), np.float64).ravel())
+        self.observations.append(np.asarray(acted_on(obs), np.float64).ravel())
         self.terminated, self.truncated = bool(term), bool(trunc)
         if self.rollout is not None:
             self.rollout.observe(np.array([reward], np.float32))
