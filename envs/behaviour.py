@@ -205,10 +205,10 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
 
 # Shipped datasets with shaped observations, built by their own expert (not `collect`): alias -> (builder, episodes,
 # seed). `memory`: DTI's fixed-start Memory env, 7x7x3 MiniGrid views + direction + mission (envs/memory_expert.py).
-SHAPED_SAMPLES = {"memory": ("memory_dataset", 2000, 0)}
+SHAPED_SAMPLES = {"memory": ("memory_dataset", 1500, 0)}   # 1.7 MB: every shipped dataset < 2 MB
 
 
-def memory_dataset(n_episodes: int = 2000, seed: int = 0, p_match: float = 0.7, eps: float = 0.15) -> Dataset:
+def memory_dataset(n_episodes: int = 1500, seed: int = 0, p_match: float = 0.7, eps: float = 0.15) -> Dataset:
     """`n_episodes` of envs/memory_expert.py's behaviour in MiniGrid-MemoryS7FixedStart-v0 as a Dataset: the 7x7x3
     uint8 views as observations, direction and mission as obs_extras (one mission, code 0), MiniGrid's action labels,
     env_id set (frames and live play use the env); per episode the cue and whether the chosen end matched it."""
