@@ -139,15 +139,20 @@ def _make_data_options(s):
 
 def cmd_make_samples(args) -> dict:
     """Regenerate every shipped dataset (deterministic by seed): what `make sample-data` runs."""
-    from envs.behaviour import SAMPLE_DATASETS, collect
+    import envs.behaviour as behaviour
+    from envs.behaviour import SAMPLE_DATASETS, SHAPED_SAMPLES, collect
     from trajectories import save_dataset
 
     out_dir = Path(args.out_dir)
-    names = chosen(args.only, SAMPLE_DATASETS, "shipped dataset")
+    names = chosen(args.only, {**SAMPLE_DATASETS, **SHAPED_SAMPLES}, "shipped dataset")
     written = []
     for alias in names:
-        env_id, episodes, seed = SAMPLE_DATASETS[alias]
-        ds = collect(env_id, episodes, seed=seed, progress=not args.json)
+        if alias in SHAPED_SAMPLES:   # their own expert, not a scripted collect()
+            builder, episodes, seed = SHAPED_SAMPLES[alias]
+            ds = getattr(behaviour, builder)(episodes, seed=seed)
+        else:
+            env_id, episodes, seed = SAMPLE_DATASETS[alias]
+            ds = collect(env_id, episodes, seed=seed, progress=not args.json)
         path = out_dir / f"{alias}.npz"
         save_dataset(ds, path)
         written.append({"name": alias, "path": str(path), "bytes": path.stat().st_size, "n_episodes": ds.n_episodes,

@@ -201,3 +201,28 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
                    obs_names=list(OBS_NAMES[env_id]), act_names=list(ACT_NAMES[env_id]),
                    n_actions=sim.action_space.n if env_id in ACTION_LABELS else None,
                    env_id=env_id, source=f"collect({env_id!r}, {n_episodes}, seed={seed})", metadata=metadata)
+
+
+# Shipped datasets with shaped observations, built by their own expert (not `collect`): alias -> (builder, episodes,
+# seed). `memory`: DTI's fixed-start Memory env, 7x7x3 MiniGrid views + direction + mission (envs/memory_expert.py).
+SHAPED_SAMPLES = {"memory": ("memory_dataset", 1500, 0)}   # 1.7 MB: every shipped dataset < 2 MB
+
+
+def memory_dataset(n_episodes: int = 1500, seed: int = 0, p_match: float = 0.7, eps: float = 0.15) -> Dataset:
+    """`n_episodes` of envs/memory_expert.py's behaviour in MiniGrid-MemoryS7FixedStart-v0 as a Dataset: the 7x7x3
+    uint8 views as observations, direction and mission as obs_extras (one mission, code 0), MiniGrid's action labels,
+    env_id set (frames and live play use the env); per episode the cue and whether the chosen end matched it."""
+    from .memory_expert import memory_episodes
+    from .minigrid_dti import ACTION_LABELS as MINIGRID_ACTIONS, MISSION
+
+    env_id = "MiniGrid-MemoryS7FixedStart-v0"
+    cols = memory_episodes(n_episodes, seed=seed, p_match=p_match, eps=eps)
+    n = len(cols["actions"])
+    metadata = {"policy": "memory-expert", "policy_doc": f"shortest path to the matching end with probability "
+                f"{p_match}, else to the other; each step a random left/right/forward with probability {eps}",
+                "seed": seed, "cue": [str(c) for c in cols["cue"]], "matched": [bool(m) for m in cols["matched"]],
+                "action_labels": list(MINIGRID_ACTIONS)}
+    return Dataset(cols["image"], cols["actions"], cols["rewards"], cols["terminated"], cols["truncated"],
+                   cols["episode_starts"], act_names=["action"], n_actions=len(MINIGRID_ACTIONS), env_id=env_id,
+                   source=f"memory_dataset({n_episodes}, seed={seed})", metadata=metadata,
+                   obs_extras={"direction": cols["direction"], "mission": np.zeros(n, np.int32)}, missions=[MISSION])

@@ -162,7 +162,8 @@ def check_env(config: AgentConfig, name: str) -> list[str]:
     elif not isinstance(obs_space, spaces.Box) or tuple(obs_space.shape) not in (
             (config.obs_dim,), tuple(hp_shape or ())):
         got = f"shape {tuple(obs_space.shape)}" if isinstance(obs_space, spaces.Box) else f"a {type(obs_space).__name__} space"
-        raise AgentError(f"{shown} gives observations of {got} but the agent expects shape ({config.obs_dim},).")
+        want = tuple(hp_shape) if hp_shape else (config.obs_dim,)
+        raise AgentError(f"{shown} gives observations of {got} but the agent expects shape {want}.")
     if config.discrete:
         if not isinstance(act_space, spaces.Discrete) or int(act_space.n) != config.n_actions:
             got = f"Discrete({int(act_space.n)})" if isinstance(act_space, spaces.Discrete) else f"a {type(act_space).__name__} space"

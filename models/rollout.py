@@ -185,6 +185,12 @@ class _Recorder:
         return out
 
 
+def acted_on(obs):
+    """What an agent reads of a (batched) observation: a MiniGrid dict's image (as the Dataset keeps it and DTI's
+    agents embed it; direction and mission are not model inputs), anything else as it is."""
+    return obs["image"] if isinstance(obs, dict) and "image" in obs else obs
+
+
 def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_seeds=None, env_id: str | None = None,
                  sample: bool = True, uniforms: np.ndarray | None = None, use_cache: bool = True, context=None,
                  record=(), progress: Progress | None = None, limit: int | None = None,
@@ -225,6 +231,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
     vec = make_agent_vec(env_id, n_envs, agent)
     try:
         obs, _ = vec.reset(seed=seed if env_seeds is None else [int(s) for s in env_seeds])
+        obs = acted_on(obs)
         ro = agent.start_rollout(n_envs, target_returns, sample=sample, seed=seed, **options)
         rec = _Recorder(record, n_envs, steps, np.asarray(obs), agent) if record else None
         returns = np.zeros(n_envs)
@@ -240,7 +247,7 @@ def run_episodes(agent, n_envs: int, target_returns=None, *, seed: int = 0, env_
             returns += np.where(done, 0.0, rewards)   # envs past their episode end are autoreset: ignored
             lengths[live] = t + 1
             done |= np.asarray(term | trunc, bool)
-            obs = nxt
+            obs = acted_on(nxt)
             if progress is not None:
                 progress(float(done.mean()), f"step {t + 1}: {int(done.sum())}/{n_envs} episodes finished")
             if done.all():

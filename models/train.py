@@ -24,6 +24,42 @@ VECTOR_ONLY = {"tt": "The Trajectory Transformer's discretizer", "mlp": "The MLP
 DEFAULTS = TRAIN_DEFAULTS   # models/hparams.py: TrainConfig per kind (context length, batch size, lr, ...)
 
 
+# Shaped observations are never copied whole to float (7 GB of uint8 Atari frames would become 28 GB).
+# Images and frame stacks: a fixed scale, /255 as the DT paper's Atari code. MiniGrid grids (at most 32 cells a side,
+# so obs_dim is small): per-cell mean and std accumulated over row blocks of STATS_ROWS (float64 sums of one block at a
+# time), because a fixed scale leaves the view's constant walls and floor in every input: measured on the memory task,
+# an MLP given the step-0 view, the split view and the return stays at chance (loss 0.692 after 1,000 full-batch
+# steps) with codes as they are, and is exact with per-cell standardisation (the DT did not learn the task within
+# 3,000 steps with either: README, "The MiniGrid memory example").
+IMAGE_SCALE = 255.0
+STATS_ROWS = 65_536
+ATARI_SHAPE = (4, 84, 84)
+
+
+def shaped_scale(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per observation value (obs_dim of each: models/windows.py lays them out in the observation's
+    shape): grids' per-cell statistics streamed in blocks; other uint8 observations 0 and 255; float ones 0 and 1."""
+    obs = ds.flat_observations
+    if ds.obs_kind == "grids":
+        total, squares = np.zeros(ds.obs_dim), np.zeros(ds.obs_dim)
+        for i in range(0, len(obs), STATS_ROWS):
+            block = obs[i:i + STATS_ROWS].astype(np.float64)
+            total += block.sum(0)
+            squares += np.square(block).sum(0)
+        mean = total / max(len(obs), 1)
+        std = np.sqrt(np.maximum(squares / max(len(obs), 1) - np.square(mean), 0.0))
+        return mean, np.where(std > 1e-6, std, 1.0)
+    value = IMAGE_SCALE if obs.dtype == np.uint8 else 1.0
+    return np.zeros(ds.obs_dim), np.full(ds.obs_dim, value)
+
+
+def shaped_hparams(ds: Dataset) -> dict:
+    """The DT's state encoder chosen from the shape: the DT paper's conv stack for 4x84x84 frame stacks, else DTI's
+    bias-free Linear over the observation flattened in its own order (MiniGrid views HxWx3, one-hot HxWx20)."""
+    encoder = "atari_conv" if tuple(ds.obs_shape) == ATARI_SHAPE else "grid"
+    return {"obs_shape": list(ds.obs_shape), "state_encoder": encoder}
+
+
 def make_config(kind: str, ds: Dataset, context_length: int | None = None, hparams: dict | None = None,
                 rtg_scale: float | None = None, dataset_name: str | None = None) -> AgentConfig:
     """Dims, normalisation, RTG scale, episode length and action bounds, all read off the data (and the env)."""
@@ -45,15 +81,19 @@ def make_config(kind: str, ds: Dataset, context_length: int | None = None, hpara
             pass  # an env gymnasium does not know: bounds from the data
     if not ds.discrete and low is None:
         low, high = ds.actions.min(0).astype(float).tolist(), ds.actions.max(0).astype(float).tolist()
-    std = ds.observations.std(0)
+    if ds.shaped:   # no per-pixel statistics: they would copy the whole (maybe mapped) array to float
+        mean, std = shaped_scale(ds)
+        hparams = {**shaped_hparams(ds), **(hparams or {})}
+    else:
+        mean, std = ds.observations.mean(0).astype(float), ds.observations.std(0)
+        std = np.where(std > 1e-6, std, 1.0)
     # One scale for training and evaluation: returns-to-go of order 1 (DT: 1000 for MuJoCo, 500 for CartPole).
     scale = rtg_scale or float(max(np.abs(returns).max(), 1e-6))
     return AgentConfig(
         kind=kind, obs_dim=ds.obs_dim, act_dim=ds.act_dim, discrete=ds.discrete, n_actions=ds.n_actions,
         context_length=int(context_length or DEFAULTS[kind].context_length), max_ep_len=max_ep_len,
-        rtg_scale=scale, state_mean=ds.observations.mean(0).astype(float).tolist(),
-        state_std=np.where(std > 1e-6, std, 1.0).astype(float).tolist(), action_low=low, action_high=high,
-        env_id=ds.env_id, hparams=resolve(kind, hparams),
+        rtg_scale=scale, state_mean=np.asarray(mean, float).tolist(), state_std=np.asarray(std, float).tolist(),
+        action_low=low, action_high=high, env_id=ds.env_id, hparams=resolve(kind, hparams),
         dataset={"name": dataset_name or ds.source, "fingerprint": ds.fingerprint(), "n_episodes": ds.n_episodes,
                  "n_transitions": ds.n_transitions, "return_min": float(returns.min()),
                  "return_median": float(np.median(returns)), "return_max": float(returns.max())})

@@ -29,7 +29,7 @@ def _table(at) -> pd.DataFrame:
 
 def test_home_lists_every_shipped_dataset(app):
     shipped = sample_datasets()
-    assert len(shipped) == 6
+    assert len(shipped) == 7
     table = _table(app).set_index("dataset")
     assert list(table.index) == list(shipped)
     for name, path in shipped.items():

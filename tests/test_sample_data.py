@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.behaviour import SAMPLE_DATASETS, collect
+from envs.behaviour import SAMPLE_DATASETS, SHAPED_SAMPLES, collect
 from trajectories import load_dataset
 from trajectories.samples import SAMPLE_DIR, sample_datasets
 
@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_environment_has_a_small_dataset():
     shipped = sample_datasets()
-    assert set(shipped) == set(SAMPLE_DATASETS) == {"cartpole", "pendulum", "masked-cartpole", "masked-pendulum", "keydoor",
-                                                    "reacher"}
+    assert set(shipped) == set(SAMPLE_DATASETS) | set(SHAPED_SAMPLES) == {"cartpole", "pendulum", "masked-cartpole",
+                                                                         "masked-pendulum", "keydoor", "reacher", "memory"}
     for path in shipped.values():
         assert path.stat().st_size < 2_000_000, path
     assert sum(p.stat().st_size for p in (ROOT / "sample_data").rglob("*") if p.is_file()) < 25_000_000

@@ -17,6 +17,11 @@ sel = start("Credit assignment", "Which parts of the history does a decision dep
             needs=("action",))
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
+if ds.shaped and not spatial_applies(agent, ds):   # per-feature maps need vectors; cell / pixel credit needs a DT
+    st.info(f"Credit assignment does not serve this agent on {md_escape(ds.obs_shape_text)} {md_escape(ds.obs_kind)}: "
+            "credit on cells and pixels needs a Decision Transformer that reads them, and the per-feature maps need "
+            "vector observations. Attention, Circuits and Context & memory read this agent.")
+    st.stop()
 METHODS = {"ig": "Integrated gradients", "saliency": "Saliency (gradient)", "ablation": "Ablation (replace by baseline)"}
 TARGETS = {"action": "the action taken", "return": "the predicted return (a_t token)",
            "value": "the value: return predicted from history alone"}

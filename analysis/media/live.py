@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 MAX_LIVE_STEPS = int(os.environ.get("SEQLENS_MAX_LIVE_STEPS", 2_000))   # a game's steps at most (frames kept: one)
 MAX_AGENT_STEPS = 500     # steps one "let the agent act" runs at most before handing back
 SEED_MAX = 2**32 - 1      # a reset seed (numpy's, gymnasium's)

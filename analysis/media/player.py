@@ -187,6 +187,9 @@ def _credit(agent, one, steps: np.ndarray, target: str) -> tuple[np.ndarray | No
     if target != "action" and not agent.has(target):
         raise PlayerError(f"credit for the {target} needs a Decision Transformer; this {agent.kind} agent predicts "
                           "only actions.")
+    if one.shaped:   # saliency here is per vector feature; credit on cells and pixels is issue 23's item 4
+        return None, "", (f"Credit is not drawn for {one.obs_shape_text} {one.obs_kind} yet (it is computed per vector "
+                          "feature).")
     from analysis.interp.attribution import attribute_steps
 
     serial = agent.has("recurrent")
