@@ -129,7 +129,7 @@ def test_a_refused_or_failed_game_holds_no_place(cartpole_dt, monkeypatch):
     assert live_games()[0] == n0 + 1
     game.close()
 
-    def broken(env_id):
+    def broken(env_id, **kwargs):
         raise RuntimeError("no display")
     monkeypatch.setattr("analysis.media.frames.make_render_env", broken)
     with pytest.raises(RuntimeError):    # fails after its place was taken: the place is given back

@@ -7,7 +7,8 @@ DT: forward (actions, returns, states, values, every attention map, the last hid
 the return hidden, run_with_cache(last_state_only=True), a head's output, run_suffix from block 1 against
 cached keys / values, and rollouts (KV-cached with recorded attention, the recompute twin, a context-limited
 one, value() and policy()). TT: forward logits and attention, named activations, KV-cached decoding, a beam
-plan, an open-loop prediction, a rollout. MLP / GRU / dynamics: a forward or a rollout.
+plan, an open-loop prediction, a rollout. MLP / GRU / dynamics: a forward or a rollout. memory-dt (issue 23, a
+grid DT) was added to the file when it was shipped, the other agents' arrays left as they were recorded.
 """
 from __future__ import annotations
 
