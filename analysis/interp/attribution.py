@@ -436,6 +436,11 @@ def attribute_step(agent, dataset, episode: int = 0, step: int | None = None, ta
                    method: str = "ig", **kwargs) -> Attribution:
     """Attribution of `target` at `step` of `episode` (default: the episode's last step, where its final
     reward is earned, with the longest history). See attribute_steps for the options."""
+    return attribute_steps(agent, dataset, [absolute_step(dataset, episode, step)], target, method, **kwargs)[0]
+
+
+def absolute_step(dataset, episode: int, step: int | None) -> int:
+    """The dataset row of `step` of `episode` (None: its last step), each checked against the data."""
     starts, ends = dataset.episode_starts, dataset.episode_ends
     if not 0 <= int(episode) < len(starts):
         raise ValueError(f"episode must lie in 0..{len(starts) - 1}, got {episode}.")
@@ -443,4 +448,4 @@ def attribute_step(agent, dataset, episode: int = 0, step: int | None = None, ta
     step = length - 1 if step is None else int(step)
     if not 0 <= step < length:
         raise ValueError(f"step must lie in 0..{length - 1} for episode {episode} (length {length}), got {step}.")
-    return attribute_steps(agent, dataset, [int(starts[episode]) + step], target, method, **kwargs)[0]
+    return int(starts[episode]) + step

@@ -273,11 +273,6 @@ def spatial_credit(agent, dataset, abs_steps, target: str = "action", method: st
 
 def spatial_credit_step(agent, dataset, episode: int = 0, step: int | None = None, **kwargs) -> SpatialCredit:
     """Spatial credit at `step` of `episode` (default: the episode's last step). See spatial_credit for the options."""
-    starts, ends = dataset.episode_starts, dataset.episode_ends
-    if not 0 <= int(episode) < len(starts):
-        raise ValueError(f"episode must lie in 0..{len(starts) - 1}, got {episode}.")
-    length = int(ends[episode] - starts[episode])
-    step = length - 1 if step is None else int(step)
-    if not 0 <= step < length:
-        raise ValueError(f"step must lie in 0..{length - 1} for episode {episode} (length {length}), got {step}.")
-    return spatial_credit(agent, dataset, [int(starts[episode]) + step], **kwargs)[0]
+    from analysis.interp.attribution import absolute_step
+
+    return spatial_credit(agent, dataset, [absolute_step(dataset, episode, step)], **kwargs)[0]
