@@ -39,7 +39,8 @@ from trajectories.dataset import Dataset
 from trajectories.errors import DatasetError
 from trajectories.limits import human_bytes, limits
 
-from .pickle_scan import ALLOWED_OPCODES, Refused, TupleDepths, _Call, _dims, _Inert, _OrderedDict, _short, py3_name
+from .pickle_scan import (ALLOWED_OPCODES, Refused, TupleDepths, _Call, _dims, _Inert, _OrderedDict, _short,
+                          dtype_byteorder, py3_name)
 
 MAX_OPCODES = 4_000_000   # a step costs ~3 opcodes (its empty info dict) plus ~100 per episode end; 4M opcodes of
                           # empty containers cost ~0.4 GB of Python objects, the most a hostile file can make us hold
@@ -103,11 +104,7 @@ class _DtypeCode(_Inert):
         if _TEXT_CODE.fullmatch(self.code):   # a gymnasium Text space's dtype, or a str array: dropped, never read
             self.byteorder = "|"
             return
-        flags = 63 if self.code == _OBJECT else 0
-        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "=", "|")
-                and state[2:] == (None, None, None, -1, -1, flags)):
-            raise Refused("holds a numpy dtype with fields, a subarray or flags (only plain numbers are read)")
-        self.byteorder = state[1]
+        self.byteorder = dtype_byteorder(state, 63 if self.code == _OBJECT else 0, "plain numbers")
 
     def numpy(self) -> np.dtype:
         order = {"<": "<", ">": ">"}.get(self.byteorder or "", "=")

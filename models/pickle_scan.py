@@ -232,6 +232,15 @@ class TensorRef:
     numel: int
 
 
+def dtype_byteorder(state, flags: int, reads: str) -> str:
+    """The byte order of a numpy dtype's pickled state (version 3), refused unless it is a plain one: no fields, no
+    subarray, the given flags (0; 63 for object arrays). `reads` ends the refusal: what the reader takes."""
+    if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "=", "|")
+            and state[2:] == (None, None, None, -1, -1, flags)):
+        raise Refused(f"holds a numpy dtype with fields, a subarray or flags (only {reads} are read)")
+    return state[1]
+
+
 class _DtypeRef(_Inert):
     __slots__ = ("code", "byteorder")
 
@@ -242,10 +251,7 @@ class _DtypeRef(_Inert):
     def __setstate__(self, state):
         if self.byteorder is not None:
             raise Refused("sets a numpy dtype's state twice")
-        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "=", "|")
-                and state[2:] == (None, None, None, -1, -1, 0)):
-            raise Refused("holds a numpy dtype with fields, a subarray or flags (only plain float32 / float64 are read)")
-        self.byteorder = state[1]
+        self.byteorder = dtype_byteorder(state, 0, "plain float32 / float64")
 
 
 class ArrayRef(_Inert):
