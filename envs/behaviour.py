@@ -204,14 +204,17 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
 
 
 # Shipped datasets with shaped observations, built by their own expert (not `collect`): alias -> (builder, episodes,
-# seed). `memory`: DTI's fixed-start Memory env, 7x7x3 MiniGrid views + direction + mission (envs/memory_expert.py).
-SHAPED_SAMPLES = {"memory": ("memory_dataset", 1500, 0)}   # 1.7 MB: every shipped dataset < 2 MB
+# seed). `memory`: DTI's fixed-start Memory env, 7x7x20 one-hot MiniGrid views + direction + mission
+# (envs/memory_expert.py). 250 episodes hold every (cue, layout, chosen end) many times over (the start is fixed).
+SHAPED_SAMPLES = {"memory": ("memory_dataset", 250, 0)}   # 1.6 MB: every shipped dataset < 2 MB
 
 
-def memory_dataset(n_episodes: int = 1500, seed: int = 0, p_match: float = 0.7, eps: float = 0.15) -> Dataset:
-    """`n_episodes` of envs/memory_expert.py's behaviour in MiniGrid-MemoryS7FixedStart-v0 as a Dataset: the 7x7x3
-    uint8 views as observations, direction and mission as obs_extras (one mission, code 0), MiniGrid's action labels,
-    env_id set (frames and live play use the env); per episode the cue and whether the chosen end matched it."""
+def memory_dataset(n_episodes: int = 250, seed: int = 0, p_match: float = 0.7, eps: float = 0.05) -> Dataset:
+    """`n_episodes` of envs/memory_expert.py's behaviour in MiniGrid-MemoryS7FixedStart-v0 as a Dataset: the 7x7x20
+    one-hot uint8 views as observations, direction and mission as obs_extras (one mission, code 0), MiniGrid's action
+    labels, env_id set (frames and live play use the env); per episode the cue and whether the chosen end matched it.
+    One-hot, not the 3 codes: with codes the cue is object 5 (key) vs 6 (ball) in one input and memory-dt stayed at
+    chance at the split (README, "The MiniGrid memory example")."""
     from .memory_expert import memory_episodes
     from .minigrid_dti import ACTION_LABELS as MINIGRID_ACTIONS, MISSION
 

@@ -42,15 +42,17 @@ def next_action(env, target: tuple[int, int]) -> int:
     raise ValueError(f"no path from {start[:2]} to {target}")
 
 
-def memory_episodes(n_episodes: int, seed: int = 0, p_match: float = 0.7, eps: float = 0.15,
-                    max_steps: int = 40) -> dict[str, np.ndarray]:
-    """Per-step arrays of `n_episodes` behaviour episodes in MiniGrid-MemoryS7FixedStart-v0 (7x7x3 partial views,
-    as DTI's agents see them): image uint8 [N, 7, 7, 3], direction int64 [N], actions int64 [N], rewards float32 [N],
+def memory_episodes(n_episodes: int, seed: int = 0, p_match: float = 0.7, eps: float = 0.05,
+                    max_steps: int = 40, one_hot_obs: bool = True) -> dict[str, np.ndarray]:
+    """Per-step arrays of `n_episodes` behaviour episodes in MiniGrid-MemoryS7FixedStart-v0 (7x7 partial views as
+    DTI's agents see them, one-hot as DTI's MemoryDT saw them (20 bits a cell), or the 3 codes with one_hot_obs
+    False): image uint8 [N, 7, 7, 20 | 3], direction int64 [N], actions int64 [N], rewards float32 [N],
     terminated / truncated bool [N], episode_starts int64 [E], and per episode the cue ("key" / "ball"),
     whether the chosen end matched it, and the step the cue was last in view."""
     from envs.minigrid_dti import make_dti_env
 
-    env = make_dti_env("MiniGrid-MemoryS7FixedStart-v0", max_steps=max_steps, render_mode=None)
+    env = make_dti_env("MiniGrid-MemoryS7FixedStart-v0", max_steps=max_steps, one_hot_obs=one_hot_obs,
+                       render_mode=None)
     rng = np.random.default_rng(seed)
     cols = {k: [] for k in ("image", "direction", "actions", "rewards", "terminated", "truncated")}
     starts, cue, matched = [], [], []

@@ -73,8 +73,11 @@ def make_config(kind: str, ds: Dataset, context_length: int | None = None, hpara
     if ds.env_id:
         try:
             spec = gym.spec(envs.check_env_id(ds.env_id))
-            max_ep_len = max(max_ep_len, int(spec.max_episode_steps or 0))
-            space = envs.make(ds.env_id).action_space
+            env = envs.make(ds.env_id)
+            # MiniGrid (DTI's ids) registers no time limit: the env's own max_steps ends its episodes
+            limit = spec.max_episode_steps or getattr(env.unwrapped, "max_steps", 0)
+            max_ep_len = max(max_ep_len, int(limit or 0))
+            space = env.action_space
             if isinstance(space, gym.spaces.Box):
                 low, high = space.low.astype(float).tolist(), space.high.astype(float).tolist()
         except gym.error.Error:

@@ -26,9 +26,10 @@ def test_the_cue_is_in_view_at_the_first_step_only():
     from minigrid.core.constants import OBJECT_TO_IDX
 
     d = memory_episodes(8, seed=1, eps=0.0)
+    assert d["image"].shape[1:] == (7, 7, 20)   # one-hot: the object bits come first
     for e, s in enumerate(d["episode_starts"]):
         cue = OBJECT_TO_IDX[str(d["cue"][e])]
-        seen = [(d["image"][s + t][..., 0] == cue).sum() for t in range(6)]
+        seen = [int(d["image"][s + t][..., cue].sum()) for t in range(6)]
         # the cue and its twin at one end; down the hallway the twin only; after the turn at the split, the twin or
         # nothing (it may be behind the agent)
         assert seen[0] == 2 and seen[1:4] == [1, 1, 1] and all(n <= 1 for n in seen[4:])
@@ -37,3 +38,12 @@ def test_the_cue_is_in_view_at_the_first_step_only():
 def test_a_seed_gives_the_same_episodes():
     a, b = memory_episodes(5, seed=7), memory_episodes(5, seed=7)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_one_hot_views_are_the_coded_views_one_hot():
+    from envs.minigrid_dti import one_hot
+
+    coded, hot = memory_episodes(4, seed=2, one_hot_obs=False), memory_episodes(4, seed=2)
+    assert coded["image"].shape[1:] == (7, 7, 3) and hot["image"].dtype == np.uint8
+    assert np.array_equal(one_hot(coded["image"]), hot["image"])
+    assert all(np.array_equal(coded[k], hot[k]) for k in coded if k != "image")
