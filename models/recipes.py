@@ -29,6 +29,12 @@ TT_PENDULUM = {**TT_SMALL, "action_cdf": 0.3, "value_decoding": "quantile", "val
 # cue (step 0) at the split of every episode the agent acts in; unbanded, so the action sees exactly that window.
 DT_MEMORY = {"hidden": 64, "n_layer": 2, "n_head": 1, "activation": "gelu_pytorch_tanh", "banded": False}
 
+# issue 23: the shipped Atari example (the DT paper's conv state encoder, small) on 3,637 steps of a scripted Breakout
+# policy (sample_data/datasets/breakout.npz). Hidden 40, not 64: the DT's (untrained) state head is hidden x 28,224
+# (a frame stack's values), 82% of the weights at 48, and the dataset + agent must stay under 8 MB (~7 MB at 40).
+DT_BREAKOUT = {"hidden": 40, "n_layer": 2, "n_head": 2, "activation": "gelu_pytorch_tanh", "banded": False,
+               "state_encoder": "atari_conv"}
+
 SAMPLE_AGENTS = {
     # keeps 4000 steps: at 2000 it reached 431 [372, 481] at target 500, below the >= 450 its issue asks
     "cartpole-dt": dict(kind="dt", data="cartpole", context=20, steps=4000, hparams=DT_SMALL,
@@ -62,6 +68,9 @@ SAMPLE_AGENTS = {
     # following its knob (aims beyond the arm's reach), so the lowest targets ask for what the data cannot show
     "memory-dt": dict(kind="dt", data="memory", context=12, steps=3000, hparams=DT_MEMORY, targets=[0, 1],
                       episodes=50),
+    # episodes last at most 250 steps (the data's cap: max_ep_len bounds them); data returns 1 .. 10
+    "breakout-dt": dict(kind="dt", data="breakout", context=10, steps=1500, hparams=DT_BREAKOUT, batch_size=16,
+                        targets=[1, 4, 7, 10], episodes=8),
     "reacher-dt": dict(kind="dt", data="reacher", context=20, steps=2000, hparams=DT_SMALL,
                        targets=[-18, -15, -12, -9, -6, -3], episodes=16),
 }
