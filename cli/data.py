@@ -111,7 +111,7 @@ def _convert_dqn_replay(args, out: Path) -> dict:
         raise UserError(f"--from dqn-replay needs --game, one of the DT paper's games ({', '.join(ATARI_GAMES)}); "
                         f"got {(args.game or 'none')[:40]!r}.")
     env_id = f"seqlens/DTAtari-{games[args.game.strip().lower()]}-v0"
-    summary = convert_dqn_replay(args.input, out, buffers=args.buffers or 1,
+    summary = convert_dqn_replay(args.input, out, buffers=1 if args.buffers is None else args.buffers,
                                  trajectories_per_buffer=args.trajectories_per_buffer, env_id=env_id,
                                  n_actions=len(ACTION_LABELS[env_id]))
     ds = load_dataset(out)   # the written file read back as any upload would be (mapped, every check)

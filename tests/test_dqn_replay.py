@@ -253,3 +253,9 @@ def test_a_truncated_stream_and_bad_requests_are_one_sentence(tmp_path, capsys):
     assert cli.main(["convert", "--from", "dqn-replay", str(tmp_path / "nowhere"), "--game", "Pong", "--out",
                      str(tmp_path / "o.npz")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+    for option, value in (("--buffers", "0"), ("--trajectories-per-buffer", "0")):
+        assert cli.main(["convert", "--from", "dqn-replay", str(tmp_path), "--game", "Pong", option, value, "--out",
+                         str(tmp_path / "o.npz")]) == 2
+        assert "must be at least 1, got 0" in capsys.readouterr().err
+    assert cli.main(["convert", str(tmp_path / "x.npz"), "--buffers", "2", "--out", str(tmp_path / "o.npz")]) == 2
+    assert "go with --from dqn-replay only" in capsys.readouterr().err

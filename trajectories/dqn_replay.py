@@ -112,12 +112,12 @@ def _read_exact(stream, nbytes: int, path: Path) -> bytes:
     return data
 
 
-def _small(directory: Path, stem: str, suffix: int, max_values: int) -> np.ndarray:
+def _small(directory: Path, stem: str, suffix: int, max_values: int, kinds: str = "iu") -> np.ndarray:
     path = directory / file_name(stem, suffix)
     stream, shape, dtype = _open_npy(path)
     with stream:
-        if dtype.kind not in "iu" or int(np.prod(shape, dtype=object)) > max_values:
-            raise DatasetError(f"{path.name} should hold at most {max_values} integers, but declares {dtype} of "
+        if dtype.kind not in kinds or int(np.prod(shape, dtype=object)) > max_values:
+            raise DatasetError(f"{path.name} should hold at most {max_values} numbers, but declares {dtype} of "
                                f"shape {shape}.")
         return np.frombuffer(_read_exact(stream, int(np.prod(shape, dtype=object)) * dtype.itemsize, path), dtype)
 
@@ -142,7 +142,8 @@ def _columns(directory: Path, suffix: int, name: str) -> dict:
         raise DatasetError(f"buffer {suffix} of {name} declares a capacity of {capacity}, below the {STACK}-frame stack.")
     check_rows(f"buffer {suffix} of {name}", capacity)
     add_count = _small(directory, "add_count", suffix, 1)
-    _small(directory, "invalid_range", suffix, 64)   # present and plain, as load() requires; not needed here
+    # present and plain, as load() requires; not needed here (float64 zeros until the first add)
+    _small(directory, "invalid_range", suffix, 64, kinds="iuf")
     if add_count.size != 1 or int(add_count[0]) < 0:
         raise DatasetError(f"add_count_ckpt.{suffix}.gz should hold one count of transitions added.")
     budget = Budget(f"buffer {suffix} of {name}")
@@ -220,6 +221,8 @@ def convert_dqn_replay(directory, out, buffers: int = 1, trajectories_per_buffer
         raise DatasetError(f"{directory} is not a directory of Dopamine replay files (…/<Game>/<run>/replay_logs).")
     if int(buffers) < 1:
         raise DatasetError(f"--buffers must be at least 1, got {buffers}.")
+    if trajectories_per_buffer is not None and int(trajectories_per_buffer) < 1:
+        raise DatasetError(f"--trajectories-per-buffer must be at least 1, got {trajectories_per_buffer}.")
     found = buffer_suffixes(directory)
     if not found:
         raise DatasetError(f"{directory} holds no {STORE}observation_ckpt.N.gz file: not a Dopamine replay directory.")
