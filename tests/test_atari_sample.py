@@ -83,6 +83,17 @@ def test_breakout_dt_is_the_recipe(ds):
     assert agent.config.hparams["state_encoder"] == "atari_conv" and agent.config.hparams["obs_shape"] == [4, 84, 84]
     assert agent.config.context_length == r["context"] == 10 and agent.n_layer == 2 and agent.config.env_id == ENV_ID
     assert agent.config.state_mean[:2] == [0.0, 0.0] and agent.config.state_std[:2] == [255.0, 255.0]
+    # its conv encoder is alive (at the DT's default lr 1e-3 the third ReLU was 0 everywhere: a constant embedding,
+    # credit exactly 0 on every pixel): units on for the dataset's frames, and frames told apart
+    import torch
+
+    with torch.no_grad():
+        h = torch.tensor(ds.observations[::37][:96].astype(np.float32) / 255.0)
+        for layer in agent.embed_state:
+            h = layer(h)
+            if layer is agent.embed_state[5]:
+                assert float((h > 0).float().mean()) > 0.3
+    assert float(h.std(0).mean()) > 1e-3
 
 
 # The pages on breakout-dt + breakout: no exception, no error, and each page's main figure.
