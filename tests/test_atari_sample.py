@@ -153,3 +153,12 @@ def test_the_player_shows_the_agents_view_beside_the_screen():
     assert data["frames"] and len(data["frames"]) == len(data["steps"]) and "beside" in data["why"]
     width, height = data["size"]
     assert height == 210 and width > 168 + 160   # the 84x84 view at 2x (168 px), a rule, the 210x160 screen
+
+
+def test_live_play_shows_the_agents_view_beside_the_screen():
+    at = _open("views/10_Live_play.py")
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    game = at.session_state["live_game"]
+    picture = game.view_frame()
+    assert game.shaped and picture.shape[0] == 210 and picture.shape[1] > 168 + 160 and len(at.get("image")) == 1
+    np.testing.assert_array_equal(picture[21:189, :168, 0], np.repeat(np.repeat(game.observations[-1][-1], 2, 0), 2, 1))
