@@ -89,12 +89,16 @@ class AttributionMap:
         return np.abs(self.tokens)
 
     def per_feature(self, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """|attribution| per input feature summed over the window's (real) steps: modality -> [n_features]."""
+        """|attribution| per input feature summed over the window's (real) steps: modality -> [n_features] (NaN
+        where ablation did not measure features one by one: ABLATION_FEATURES)."""
         return {m: np.abs(a if mask is None else a[mask]).sum(0) for m, a in self.features.items()}
 
     def flat(self, mask: np.ndarray) -> np.ndarray:
-        """Every feature's attribution at real positions, in a fixed order (for rank correlations)."""
-        return np.concatenate([a[mask].ravel() for a in self.features.values()])
+        """Every feature's attribution at real positions, in a fixed order (for rank correlations); a modality whose
+        features were not measured (ablation of a large observation: NaN) is represented by its token."""
+        parts = [a[mask].ravel() if np.isfinite(a).all() else self.tokens[mask, MODALITIES.index(m)]
+                 for m, a in self.features.items()]
+        return np.concatenate(parts)
 
 
 @dataclass
@@ -204,14 +208,28 @@ class Baseline:
     """The 'absent' input, in the model's input space (normalised states, scaled return, action inputs)."""
 
     returns_to_go: float
-    states: np.ndarray      # [obs_dim]
+    states: np.ndarray      # [obs_dim] (shaped observations: flattened in their own C order, as model_inputs gives them)
     actions: np.ndarray     # [action_in]
     description: str = ""
 
 
-def dataset_baseline(agent, data: TrainingData) -> Baseline:
-    """Dataset-mean state, mean action input and mean return-to-go of the dataset's steps."""
-    states = data.obs.mean(0).astype(np.float32)
+STATE_BASELINES = ("mean", "zeros")
+MEAN_ROWS = 20_000      # shaped data: the mean observation over at most this many evenly spaced steps (1M Atari
+MEAN_CHUNK = 512        # steps are 28 GB as float32), read MEAN_CHUNK at a time through the agent's transform
+
+
+def dataset_baseline(agent, data: TrainingData, states: str = "mean") -> Baseline:
+    """Dataset-mean state (states="zeros": all zeros in the model's input space), mean action input and mean
+    return-to-go of the dataset's steps. Shaped observations: the mean observation in its own shape, i.e. the mean of
+    the agent's transform of the raw frames / grids (the transform is affine: the transform of the mean frame)."""
+    if states not in STATE_BASELINES:
+        raise ValueError(f"the state baseline must be one of {', '.join(STATE_BASELINES)}, got {states!r}.")
+    if states == "zeros":
+        state = np.zeros(int(np.prod(data.obs.shape[1:])), np.float32)
+    elif data.obs_transform is None:
+        state = data.obs.mean(0).astype(np.float32)
+    else:
+        state = shaped_mean(data).reshape(-1)
     if agent.discrete:
         n = int(agent.config.n_actions)
         actions = np.bincount(np.asarray(data.actions, np.int64).reshape(-1), minlength=n)[:n] / max(len(data.actions), 1)
@@ -219,8 +237,20 @@ def dataset_baseline(agent, data: TrainingData) -> Baseline:
         actions = agent.actions_to_unit(torch.as_tensor(data.actions, dtype=torch.float32)).mean(0).cpu().numpy()
     rtg = float(data.rtg.mean())
     what = "action frequencies" if agent.discrete else "mean action"
-    desc = f"dataset-mean state, {what}, mean return-to-go {rtg * agent.config.rtg_scale:.3g}"
-    return Baseline(rtg, states, np.asarray(actions, np.float32), desc)
+    first = "all-zero state" if states == "zeros" else "dataset-mean state"
+    desc = f"{first}, {what}, mean return-to-go {rtg * agent.config.rtg_scale:.3g}"
+    return Baseline(rtg, state, np.asarray(actions, np.float32), desc)
+
+
+def shaped_mean(data: TrainingData) -> np.ndarray:
+    """[*obs_shape] float32: the mean of the transformed observations over at most MEAN_ROWS evenly spaced steps."""
+    n = len(data.obs)
+    rows = np.unique(np.linspace(0, n - 1, min(n, MEAN_ROWS)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+    total = np.zeros(data.obs.shape[1:], np.float64)
+    for i in range(0, len(rows), MEAN_CHUNK):
+        chunk = np.asarray(data.obs[rows[i:i + MEAN_CHUNK]])
+        total += np.asarray(data.obs_transform(chunk), np.float32).sum(0)
+    return (total / max(len(rows), 1)).astype(np.float32)
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -324,7 +354,8 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
         else:
             attr, tok_attr, step_attr = _ablate(model, f, x, baselines, tgt, extra, names, modalities, perturbations_per_eval)
 
-    feats = {m: (a.detach() * real[..., None]).cpu().numpy() for m, a in zip(modalities, attr)}
+    feats = {m: torch.where(real[..., None], a.detach(), torch.zeros((), dtype=a.dtype)).cpu().numpy()
+             for m, a in zip(modalities, attr)}   # where, not *: a NaN (not measured) stays NaN only where real
     if method == "ablation":
         tokens = np.zeros((B, L, 3), np.float32)
         for m, a in zip(modalities, tok_attr):
@@ -338,16 +369,28 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
     return _Raw(feats, tokens, steps, fx.cpu().numpy(), fb.cpu().numpy(), delta, used)
 
 
+ABLATION_FEATURES = 1024   # one ablation per feature up to this many features of a modality in the window (keydoor's
+#                           20 steps of 9 values: 180); beyond that modality's features are not ablated one by one
+#                           (NaN), its tokens and steps are: memory-dt's 12 steps of 7x7x3 grids (1,764) took 16 s
+#                           with the randomized model, a 30-step window of 4x84x84 frames would be 846,720 forwards
+
+
 def _ablate(model, f, x, baselines, tgt, extra, names, modalities, ppe):
     """FeatureAblation at three granularities: each feature, each token, each whole timestep."""
     fa = FeatureAblation(f)
     L = x[0].shape[1]
     pos = torch.arange(L)[:, None]
-    feat_masks, offset = [], 0
+    feat_masks, offset, skipped = [], 0, []
     for t in x:
         n = t.shape[-1]
-        feat_masks.append((offset + pos * n + torch.arange(n)[None, :])[None])
-        offset += L * n
+        if L * n > ABLATION_FEATURES:   # one group per token here: its features are NaN below
+            feat_masks.append((offset + pos).expand(L, n)[None])
+            offset += L
+            skipped.append(True)
+        else:
+            feat_masks.append((offset + pos * n + torch.arange(n)[None, :])[None])
+            offset += L * n
+            skipped.append(False)
     tok_masks = tuple((pos * 3 + MODALITIES.index(m)).expand(L, t.shape[-1])[None] for m, t in zip(modalities, x))
     step_masks = tuple(pos.expand(L, t.shape[-1])[None] for t in x)
     kw = dict(baselines=baselines, target=tgt, additional_forward_args=extra, perturbations_per_eval=ppe)
@@ -355,6 +398,7 @@ def _ablate(model, f, x, baselines, tgt, extra, names, modalities, ppe):
         feat = fa.attribute(x, feature_mask=tuple(feat_masks), **kw)
         tok = fa.attribute(x, feature_mask=tok_masks, **kw)
         step = fa.attribute(x, feature_mask=step_masks, **kw)
+    feat = tuple(torch.full_like(a, float("nan")) if skip else a for a, skip in zip(feat, skipped))
     return feat, tok, step
 
 
@@ -372,10 +416,12 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: str = "ig", action_dim: int = 0,
                     randomized: bool = True, seed: int = 0, n_steps: int = 32, data: TrainingData | None = None,
-                    baseline: Baseline | None = None, **kwargs) -> list[Attribution]:
+                    baseline: Baseline | None = None, modalities: tuple | None = None, **kwargs) -> list[Attribution]:
     """Attribution of `target` at each absolute dataset step in `abs_steps` (one batched computation).
 
-    Discrete actions: the logit of the logged action; continuous: action dimension `action_dim`."""
+    Discrete actions: the logit of the logged action; continuous: action dimension `action_dim`.
+    modalities: attribute only these of the agent's inputs (e.g. ("state",)), the others held at their logged values
+    (IG's path then runs over the states alone, as spatial credit's does); default every input the agent reads."""
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}' (known: {', '.join(TARGETS)}).")
     if method not in METHODS:
@@ -390,8 +436,14 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         raise ValueError(f"steps must lie in 0..{len(data.obs) - 1} (dataset steps).")
     if agent.has("recurrent") and len(abs_steps) > 1:   # prefixes of different lengths: one at a time
         return [r for s in abs_steps for r in attribute_steps(agent, dataset, [s], target, method, action_dim, randomized,
-                                                              seed, n_steps, data, baseline, **kwargs)]
-    model, inputs, modalities, names, mask, act_names = model_inputs(agent, data, abs_steps)
+                                                              seed, n_steps, data, baseline, modalities, **kwargs)]
+    model, inputs, reads, names, mask, act_names = model_inputs(agent, data, abs_steps)
+    if modalities is not None:
+        if not modalities or any(m not in reads for m in modalities):
+            raise ValueError(f"modalities must be some of the inputs this agent reads ({', '.join(reads)}), got "
+                             f"{', '.join(map(str, modalities)) or 'none'}.")
+        names = {m: names[m] for m in reads if m in modalities}
+    modalities = tuple(m for m in reads if modalities is None or m in modalities)
     if target == "action" and agent.discrete:
         index = torch.as_tensor(np.asarray(data.actions)[abs_steps], dtype=torch.long)
         label = "logit of the logged action"
