@@ -132,3 +132,30 @@ def test_keydoor_page_says_what_its_own_credit_and_patching_show():
     want = key_door_verdict(f.data, patching, "integrated gradients")
     assert md_escape(" ".join(want.sentences)) in [m.value for m in at.markdown]
     print(" ".join(want.sentences))
+
+
+# ---- issue 23: per-token credit on an agent that reads grids -----------------------------------------------------------
+def test_credit_page_on_memory_dt_shows_per_token_credit_and_the_spatial_section():
+    """memory-dt (7x7x3 MiniGrid grids): the per-token map (R, s, a per step, beside the randomized model) is the
+    catalog's, every method and output gives one; no per-feature map (147 values a step: the spatial section draws
+    them over the grid), then the spatial strip."""
+    import json
+
+    at = page("4_Credit_assignment.py", "memory-dt", "memory", attr_episode=2)
+    assert not at.exception, [e.value for e in at.exception]
+    heads = [h.value for h in at.subheader]
+    assert heads[:2] == ["Which steps and tokens: credit per return, observation and action",
+                         "Which cells or pixels: credit on the observations"]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    kinds = [[t["type"] for t in s["data"]] for s in specs]
+    assert sum("heatmap" in k for k in kinds) == 1 and sum(set(k) == {"image"} for k in kinds) == 1
+    step = at.slider(key="attr_step").value
+    assert same_as_catalog(charts(at)[0], "attribution_timesteps", "memory-dt", "memory", episode=2, step=step,
+                           target="action", method="ig")
+    assert len(specs) == 2   # no per-feature map
+    for key, value in (("attr_method", "ablation"), ("attr_target", "value"), ("attr_method", "saliency")):
+        at.selectbox(key=key).select(value).run()
+        assert not at.exception, (key, value, [e.value for e in at.exception])
+    assert same_as_catalog(charts(at)[0], "attribution_timesteps", "memory-dt", "memory", episode=2, step=step,
+                           target="value", method="saliency")
+    assert not at.warning and not at.info

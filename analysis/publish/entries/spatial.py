@@ -8,20 +8,25 @@ from analysis.publish.catalog import Figured, register
 from analysis.publish.figures.labels import action_names, data_name
 from analysis.publish.figures.spatial import SCALES, spatial_strip
 
+BASELINES = ("mean", "zeros")   # IG's observation baseline: the per-token credit's default (the dataset's mean), or zeros
+
 
 @register("spatial_credit", "credit per grid cell or pixel of every step's observation in one DT window (saliency or "
           "integrated gradients through the state encoder), drawn over the observations, and summed over the window")
 def make_spatial_credit(agent, dataset, episode: int = 0, step: int | None = None, target: str = "action",
                         method: str = "saliency", n_steps: int = 32,
-                        scale: str = "window") -> Figured:
+                        scale: str = "window", baseline: str = "mean") -> Figured:
     if scale not in SCALES:   # before the attribution runs
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}.")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}.")
     res = cached("spatial_credit", lambda: spatial_credit_step(agent, dataset, int(episode), step, target=target,
-                                                               method=method, n_steps=int(n_steps)),
-                 agent, dataset, episode=int(episode), step=step, target=target, method=method, n_steps=int(n_steps))
+                                                               method=method, n_steps=int(n_steps), baseline=baseline),
+                 agent, dataset, episode=int(episode), step=step, target=target, method=method, n_steps=int(n_steps),
+                 baseline=baseline)
     fig = spatial_strip(res, data=data_name(dataset), action_names=action_names(agent, dataset), scale=scale)
     data = res.to_frame()
     data.attrs.update(method=method, target=target, delta=res.delta)
     return Figured("spatial_credit", fig, data, {"episode": int(episode), "step": res.step, "target": target,
                                                  "method": method, "n_steps": int(res.n_steps or n_steps),
-                                                 "scale": scale})
+                                                 "scale": scale, "baseline": baseline})
