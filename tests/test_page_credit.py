@@ -159,3 +159,35 @@ def test_credit_page_on_memory_dt_shows_per_token_credit_and_the_spatial_section
     assert same_as_catalog(charts(at)[0], "attribution_timesteps", "memory-dt", "memory", episode=2, step=step,
                            target="value", method="saliency")
     assert not at.warning and not at.info
+
+
+def test_credit_page_compares_memory_dt_with_its_randomized_copy():
+    """?compare=randomized on memory-dt: the per-token map gets A | B | B − A panels, the spatial section both agents'
+    credit on the explained step's observation (one scale) with B − A where it informs, as compare_mode makes it."""
+    import json
+
+    import numpy as np
+
+    from analysis.publish.compare_mode import compare, randomized_agent
+    from test_page_attention import arr
+    from models import load_agent
+    from pathlib import Path
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    at = page("4_Credit_assignment.py", "memory-dt", "memory", compare="randomized", attr_episode=2, spatial_episode=2)
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    tokens, spatial = specs
+    assert len([k for k in tokens["layout"] if k.startswith("xaxis")]) >= 3   # A | B | B − A
+    images = [t for t in spatial["data"] if t["type"] == "image"]
+    assert "memory-dt vs randomized copy of memory-dt · episode 2" in spatial["layout"]["title"]["text"]
+    agent = load_agent(Path(__file__).resolve().parent.parent / "sample_data/agents/memory-dt")
+    ds = load_dataset(sample_datasets()["memory"])
+    step = at.slider(key="spatial_step").value
+    want = compare("spatial_credit", agent, randomized_agent(agent), ds, "memory-dt", "randomized copy of memory-dt",
+                   episode=2, step=step, target="action", method="saliency", scale="window")
+    drawn = [t.z for t in want.figure.data if t.type == "image"]
+    assert len(images) == len(drawn) in (4, 6)
+    for got, z in zip(images, drawn):
+        assert np.array_equal(arr(got["z"]).reshape(np.shape(z)), np.asarray(z))

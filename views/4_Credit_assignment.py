@@ -72,9 +72,15 @@ def spatial_views():
     outputs = {"action": TARGETS["action"], "value": TARGETS["value"]}
     target = c3.selectbox("Output", [t for t in outputs if agent.has(t)], format_func=outputs.get, key="spatial_target")
     method = c4.selectbox("Method", ["saliency", "ig"], format_func=METHODS.get, key="spatial_method")
-    scale = st.radio("Opacity", ["window", "step"], horizontal=True, key="spatial_scale",
-                     format_func={"window": "one scale for the window", "step": "each step on its own scale"}.get,
-                     help="One scale compares the steps; each step on its own shows where a faint step's credit is.")
+    if sel.other is None:
+        scale = st.radio("Opacity", ["window", "step"], horizontal=True, key="spatial_scale",
+                         format_func={"window": "one scale for the window", "step": "each step on its own scale"}.get,
+                         help="One scale compares the steps; each step on its own shows where a faint step's credit is.")
+    else:   # compare mode draws both agents on one scale per row (figures/spatial.spatial_compare)
+        scale = "window"
+        st.caption("Compare mode: both agents' credit on the explained step's observation and summed over each one's "
+                   "window, one scale per row for both; B − A where each agent's strongest credit is at least a "
+                   "quarter of the other's.")
     with st.spinner("Attributing every step's observation…"):
         try:
             f = figure(sel, "spatial_credit", episode=episode, step=int(step), target=target, method=method,

@@ -190,8 +190,8 @@ def spatial_compare(res_a, res_b, label_a: str, label_b: str, data: str = "",
     scale = f"one scale per row for both agents: full opacity at |credit| {top[0]:.2g} (now), {top[1]:.2g} (window sum)"
     colours = ("red: for the output, blue: against it" if res_a.method == "ig" else "red: |∂f/∂x|") + \
         ("; B − A: red where B's credit is larger, blue where A's is" if informs else "")
-    title = (f"{method} on the observations — {what}<br><sup>{' · '.join(sub)}<br>{scale}<br>{colours}"
-             + (f"<br>{why}" if why else "") + "</sup>")
+    title = (f"{method} on the observations — {what}<br><sup>{' · '.join(sub)}" + (f"<br>{why}" if why else "")
+             + f"<br>{scale}<br>{colours}</sup>")
     width = max(720, cols * 300)
     cell_h = int((width - 20) / cols * now.shape[0] / now.shape[1])
     head_px = 40   # the first row's two-line panel headers
