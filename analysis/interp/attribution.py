@@ -26,6 +26,20 @@ f(baseline)|: action logit 0.7% with this baseline vs 3.2% with an all-zero raw 
 return 0.02% vs 0.06%. With the zero input the return prediction hardly moves (median |f(x) - f(b)| 0.002:
 most episodes there do ask for R = 0), so there is little to attribute. 8 steps gave deltas up to 400%.
 
+Shaped observations (grids, frame stacks: issue 23): the state token is the whole observation, its features the
+observation's values flattened in their own C order (named by index, "(row, col, channel)"); the state baseline is
+the dataset's mean observation in its own shape, i.e. the mean of the agent's transform of the raw grids / frames over
+at most MEAN_ROWS evenly spaced steps (`dataset_baseline(states="zeros")`: all zeros in the model's input space).
+Measured with 32 Gauss-Legendre steps (no doubling), max |delta| / |f(x) - f(b)| (median in brackets): memory-dt, 32
+episodes at their last step: action 5.6% (0.5%), value 1.2%, return 0.02%; at their middle step: action 9.8% (1.0%),
+value 0.8%, return 0.00%, the same for both baselines, since memory-dt normalises with its training data's mean (the
+mean grid is zeros in its input space, max |value| 2e-7). A random-weight atari_conv DT (2 layers, 32 wide, K=4, 4
+episodes of random 4x84x84 frames, last steps): action 20.0% (4.6%) from the mean frame vs 22.9% (8.9%) from a black
+one, value 5.1% (2.8%) vs 17.6% (6.1%), return 0.00% vs 0.01%. The doubling brings every one under 1%. The state
+token's credit equals the spatial map (analysis/interp/spatial_credit.py) summed over its cells: saliency always, IG
+when only the states are attributed (`modalities=("state",)`, the path spatial credit takes). Ablation measures each
+feature alone only up to ABLATION_FEATURES values of a modality in the window (more: NaN; tokens and steps always).
+
 Every map comes with a model-randomisation sanity check (Adebayo et al. 2018): the same map on a copy of
 the model re-initialised (seeded, GPT-2 style) and the Spearman rank correlation of the two maps'
 |attribution| over the real (unpadded) inputs. A map that survives randomisation explains the input,
