@@ -320,3 +320,19 @@ def test_per_token_credit_on_shaped_agents(shaped_pairs, name):
         A.dataset_baseline(agent, data, states="black")
     with pytest.raises(ValueError, match="modalities must be some of the inputs this agent reads"):
         A.attribute_steps(agent, ds, [step], data=data, modalities=("pixels",))
+
+
+def test_integrated_gradients_in_chunks_equal_one_batch_on_frame_stacks(shaped_pairs, monkeypatch):
+    """IG's interpolated windows run in chunks of at most IG_VALUES input values (a 30-step Atari window is 847k
+    values): chunks of 4 windows (no fewer than the batch) give the maps and delta of one batch of 64."""
+    agent, ds = shaped_pairs["atari"]
+    steps = ds.episode_ends - 1
+    kw = dict(method="ig", randomized=False, n_steps=16, max_n_steps=16)
+    one = A.attribute_steps(agent, ds, steps, **kw)
+    per_window = agent.context_length * (int(np.prod(ds.obs_shape)) + 1 + int(agent.config.n_actions))
+    monkeypatch.setattr(A, "IG_VALUES", 3 * per_window)
+    chunked = A.attribute_steps(agent, ds, steps, **kw)
+    for r, c in zip(one, chunked):
+        assert np.abs(r.trained.features["state"]).max() > 1e-6
+        np.testing.assert_allclose(c.trained.features["state"], r.trained.features["state"], atol=1e-7, rtol=1e-4)
+        assert c.trained.delta == pytest.approx(r.trained.delta, abs=1e-6)

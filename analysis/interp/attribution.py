@@ -74,6 +74,9 @@ _INPUT_NAME = {"return-to-go": "returns_to_go", "state": "states", "action": "ac
 TARGETS = {"action": "action_preds", "return": "return_preds", "value": "value_preds"}
 METHODS = {"ig": "integrated gradients", "saliency": "saliency |∂f/∂x|", "ablation": "ablation (replace by baseline)"}
 ADDITIVE = {"ig": True, "saliency": True, "ablation": False}
+# IG's interpolated windows per forward: at most 2**26 input values (256 MB of float32) a chunk, as spatial_credit's:
+# 1,024 windows of 30 Atari frame stacks at once would be 3.5 GB
+IG_VALUES = 2 ** 26
 
 
 # ---- results ----------------------------------------------------------------------------------------------
@@ -330,6 +333,7 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
     head, rtg_known = TARGETS[target], target != "value"
     x = tuple(inputs[k].float() for k in names)
     B, L = x[0].shape[:2]
+    per_window = max(sum(t[0].numel() for t in x), 1)
     real = inputs["attention_mask"].bool() if inputs.get("attention_mask") is not None else torch.ones(B, L, dtype=torch.bool)
     base_vec = {"returns_to_go": np.array([baseline.returns_to_go], np.float32), "states": baseline.states,
                 "actions": baseline.actions}
@@ -355,8 +359,9 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
             ig = IntegratedGradients(f)
             used = n_steps
             while True:
+                rows = min(internal_batch_size, max(B, IG_VALUES // per_window))   # Atari: 79 windows a chunk
                 attr, delta = ig.attribute(x, baselines, target=tgt, additional_forward_args=extra, n_steps=used,
-                                           internal_batch_size=max(internal_batch_size, B), return_convergence_delta=True)
+                                           internal_batch_size=rows, return_convergence_delta=True)
                 ok = (delta.abs() <= delta_tol * (fx - fb).abs().clamp(min=0.01)).all()
                 if ok or used >= max_n_steps:
                     break
