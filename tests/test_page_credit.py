@@ -191,3 +191,22 @@ def test_credit_page_compares_memory_dt_with_its_randomized_copy():
     assert len(images) == len(drawn) in (4, 6)
     for got, z in zip(images, drawn):
         assert np.array_equal(arr(got["z"]).reshape(np.shape(z)), np.asarray(z))
+
+
+def test_credit_page_on_an_uploaded_atari_conv_dt():
+    """A tiny atari_conv DT (4x84x84 frame stacks) on uploaded frames: the per-token map and the spatial strip (one
+    picture per real step and the window's sum), no warning."""
+    import json
+
+    from test_shaped_views import atari_dataset, atari_dt
+
+    agent, ds = atari_dt(), atari_dataset()
+    ds.source = "frames.npz"
+    at = page("4_Credit_assignment.py", "upload: atari.zip", "upload: frames.npz", uploads={"frames.npz": ds},
+              uploaded_agents={"atari.zip": agent}, attr_episode=1, spatial_episode=1)
+    assert not at.warning and not at.info, [w.value for w in (*at.warning, *at.info)]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 2 and any(t["type"] == "heatmap" for t in specs[0]["data"])
+    step = at.slider(key="spatial_step").value
+    assert [t["type"] for t in specs[1]["data"]] == ["image"] * (min(step + 1, agent.context_length) + 1)
+    assert "frames.npz" in specs[0]["layout"]["title"]["text"]
