@@ -166,8 +166,8 @@ def test_make_config_on_shaped_data(shape, encoder, mean, std, monkeypatch):
     import models.train as train
 
     # grids (3 codes or DTI's 20 one-hot bits a cell): per-cell statistics streamed in blocks (here of 3 rows: the sums
-    # span blocks); constant cells: std 1. images and frame stacks (4x84x84, grids wider than 32 cells, 20 values on a
-    # 4x5 that is no square view): the fixed 0 / 255 of the DT paper
+    # span blocks); constant cells: std 1. images and frame stacks (4x84x84, grids wider than 32 cells, 4 stacked
+    # 5x20 frames): the fixed 0 / 255 of the DT paper
     monkeypatch.setattr(train, "STATS_ROWS", 3)
     obs = np.full((8, *shape), 3, np.uint8)
     cfg = train.make_config("dt", _shaped(obs))
