@@ -289,7 +289,7 @@ def test_state_token_credit_equals_the_spatial_map_over_its_cells(shaped_pairs, 
 def test_per_token_credit_on_shaped_agents(shaped_pairs, name):
     """Every method and target on a grid / frame-stack DT: maps in the window's shape, IG complete over R, s and a
     from the dataset-mean baseline (a frame / grid of the observation's shape), ablation per token and step (per
-    feature where the window has at most ABLATION_FEATURES state values: the 147-value grid does not, so NaN)."""
+    feature where the window has at most ABLATION_FEATURES state values: the 980-value one-hot grid does not, so NaN)."""
     from analysis.core.inputs import training_data
 
     agent, ds = shaped_pairs[name]
@@ -309,7 +309,9 @@ def test_per_token_credit_on_shaped_agents(shaped_pairs, name):
         assert r.trained.steps.sum() == pytest.approx(diff, rel=1e-2, abs=1e-5)
         assert np.isfinite(r.spearman) and len(r.steps_frame()) == int(r.mask.sum())
     if name == "memory":
-        assert r.feature_names["state"][:4] == ["(0, 0, 0)", "(0, 0, 1)", "(0, 0, 2)", "(0, 1, 0)"]
+        # the observation's own C order, channels innermost (the shipped view: 7x7x20 one-hot bits)
+        assert r.feature_names["state"][:3] == ["(0, 0, 0)", "(0, 0, 1)", "(0, 0, 2)"]
+        assert r.feature_names["state"][19:21] == ["(0, 0, 19)", "(0, 1, 0)"]
     ab = A.attribute_steps(agent, ds, [step], method="ablation", data=data)[0]
     assert ab.trained.tokens.shape == (K, 3) and np.isfinite(ab.trained.tokens).all()
     assert np.isnan(ab.trained.features["state"][ab.mask]).all() and np.isfinite(ab.trained.features["action"]).all()

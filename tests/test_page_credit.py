@@ -136,8 +136,8 @@ def test_keydoor_page_says_what_its_own_credit_and_patching_show():
 
 # ---- issue 23: per-token credit on an agent that reads grids -----------------------------------------------------------
 def test_credit_page_on_memory_dt_shows_per_token_credit_and_the_spatial_section():
-    """memory-dt (7x7x3 MiniGrid grids): the per-token map (R, s, a per step, beside the randomized model) is the
-    catalog's, every method and output gives one; no per-feature map (147 values a step: the spatial section draws
+    """memory-dt (7x7x20 one-hot MiniGrid grids): the per-token map (R, s, a per step, beside the randomized model) is the
+    catalog's, every method and output gives one; no per-feature map (980 values a step: the spatial section draws
     them over the grid), then the spatial strip."""
     import json
 

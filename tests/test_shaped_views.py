@@ -1,4 +1,4 @@
-"""Per-token views on agents that read grids and frame stacks (issue 23): memory-dt (shipped, 7x7x3 MiniGrid grids) and
+"""Per-token views on agents that read grids and frame stacks (issue 23): memory-dt (shipped, 7x7x20 one-hot MiniGrid grids) and
 a tiny random-weight atari_conv DT (the DT paper's encoder over 4x84x84 frame stacks). Every analysis gives finite values
 of the shape the agent implies: attention, head/MLP ablation, direct logit attribution, activation patching,
 embeddings, the offline return-to-go replay and the return sweep."""
