@@ -40,6 +40,8 @@ SHIPPED = {"views/1_Dataset.py": ("cartpole-dt", "cartpole"), "views/2_Attention
            "views/7_Context_and_memory.py": ("masked-cartpole-dt-k20", "masked-cartpole")}
 TARGETS = {"dataset_load": 3.0, "home": 5.0, "page": 5.0, "interaction": 1.0, "shipped": 5.0}
 PEAK_MB = 2560
+HOPPER_PEAK_MB, ATARI_PEAK_MB = 2048, 2560   # issue 23 item 6: the hopper pair under 2 GB, the Atari pair under 2.5 GB
+ATARI_STEPS, ATARI_REAL = 100_000, 100_000
 
 
 def _peak_mb() -> float:
@@ -71,8 +73,12 @@ def _timed(at, name: str, target: float | None, action=None) -> dict:
     return row
 
 
-def serve_scale(data: str, agent: str) -> list[dict]:
-    """In this process (the "server"): every page of the app on the D4RL-scale pair."""
+def serve_scale(data: str, agent: str, env: str = "Hopper-v5", prefix: str = "", peak_mb: float = PEAK_MB,
+                note: str = "") -> list[dict]:
+    """In this process (the "server"): every page of the app on a pair (the D4RL-scale hopper pair; with a `prefix`,
+    the Atari pair), each row named `prefix + name`, its peak against `peak_mb`, `note` on the first row."""
+    global PEAK_MB
+    PEAK_MB = peak_mb
     os.environ["SEQLENS_LOCAL_DATA"], os.environ["SEQLENS_LOCAL_AGENT"] = data, agent
     from streamlit.testing.v1 import AppTest
 
@@ -84,13 +90,18 @@ def serve_scale(data: str, agent: str) -> list[dict]:
     t = time.perf_counter()
     load_dataset(data)
     rows = [_row("dataset_load", time.perf_counter() - t, TARGETS["dataset_load"])]
+    if note:
+        rows[0]["about"] = note
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    at.session_state["env"] = "Hopper-v5"   # the Environment select on Home (an HF agent names none)
+    at.session_state["env"] = env   # the Environment select on Home (an HF agent names none)
     rows.append(_timed(at, "home", TARGETS["home"]))
     for page in PAGES:
         at.switch_page(page)
         rows.append(_timed(at, f"page:{Path(page).stem.split('_', 1)[1]}", TARGETS["page"]))
         rows += _interactions(at, page)
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)   # progress, for whoever watches a long run
+    for r in rows:
+        r["name"], r["peak_target_mb"] = prefix + r["name"], peak_mb
     return rows
 
 
@@ -99,6 +110,8 @@ def _interactions(at, page: str) -> list[dict]:
     out = []
 
     def change(kind: str, key: str, value, name: str):
+        if not any(w.key == key for w in getattr(at, kind)):   # a shaped agent's page has other widgets
+            return
         widget = getattr(at, kind)(key=key)
         out.append(_timed(at, f"interaction:{name}", TARGETS["interaction"], lambda: widget.set_value(value).run()))
 
@@ -151,6 +164,20 @@ def _child(args: list[str]) -> list[dict]:
     return json.loads(lines[-1])["rows"]
 
 
+def atari_rows(quick: bool = False) -> list[dict]:
+    """The Atari pair (bench/scale_data.py: real Breakout frame stacks, a DT of the paper's size) on a fresh server."""
+    from .scale_data import ATARI_ENV, write_atari_pair
+
+    n_steps, n_real = (10_000, 2_000) if quick else (ATARI_STEPS, ATARI_REAL)
+    with tempfile.TemporaryDirectory(prefix="seqlens-scale-atari-") as tmp:
+        data, agent, facts = write_atari_pair(tmp, n_steps, n_real)
+        note = (f"{n_steps:,} steps of {ATARI_ENV} frame stacks (uint8 4x84x84, HDF5 mapped), {facts['episodes']:,} "
+                f"episodes; {facts['real_steps']:,} steps really played (random policy, FIRE 30%)"
+                + ("" if facts["real_steps"] >= n_steps else ", their episodes repeated in order to fill the rest")
+                + "; agent: DT of the paper's Atari size (6 layers, 8 heads, 128 dims, atari_conv, K 30), random init")
+        return _child(["--serve-atari", str(data), str(agent), ATARI_ENV, note])
+
+
 def run_scale(verbose: bool = True, quick: bool = False) -> list[dict]:
     from .scale_data import write_pair
 
@@ -158,6 +185,7 @@ def run_scale(verbose: bool = True, quick: bool = False) -> list[dict]:
         n_steps, n_eps = (100_000, 200) if quick else (1_000_000, 2_000)
         data, agent = write_pair(tmp, n_steps, n_eps)
         rows = _child(["--serve-scale", str(data), str(agent)])
+    rows += atari_rows(quick)
     for page in PAGES[:2] if quick else PAGES:
         rows += _child(["--serve-shipped", page])
     if verbose:
@@ -174,7 +202,9 @@ if __name__ == "__main__":
 
     warnings.filterwarnings("ignore")
     if sys.argv[1] == "--serve-scale":
-        out = serve_scale(sys.argv[2], sys.argv[3])
+        out = serve_scale(sys.argv[2], sys.argv[3], peak_mb=HOPPER_PEAK_MB)
+    elif sys.argv[1] == "--serve-atari":
+        out = serve_scale(sys.argv[2], sys.argv[3], sys.argv[4], "atari ", ATARI_PEAK_MB, sys.argv[5])
     else:
         out = serve_shipped(sys.argv[2])
     print(json.dumps({"rows": out}))

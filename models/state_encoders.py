@@ -68,7 +68,39 @@ class AtariConv(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat, lead = _flat(x, self.obs_shape, math.prod(ATARI_FRAMES))
-        return super().forward(flat.reshape(-1, *ATARI_FRAMES).float().contiguous()).reshape(*lead, self.hidden)
+        flat = flat.float()
+        if flat.requires_grad or len(flat) < 2:   # credit on pixels: every window's own frames get their gradient
+            return self._encode(flat).reshape(*lead, self.hidden)
+        first, inverse = distinct_rows(flat)
+        return self._encode(flat[first])[inverse].reshape(*lead, self.hidden)
+
+    def _encode(self, flat: torch.Tensor) -> torch.Tensor:
+        """[N, 28224] -> [N, H], ENCODE_ROWS frames at a time (bounded activations: 32x20x20 floats a frame)."""
+        if len(flat) <= ENCODE_ROWS:
+            return super().forward(flat.reshape(-1, *ATARI_FRAMES).contiguous())
+        return torch.cat([super(AtariConv, self).forward(flat[i:i + ENCODE_ROWS].reshape(-1, *ATARI_FRAMES).contiguous())
+                          for i in range(0, len(flat), ENCODE_ROWS)])
+
+
+ENCODE_ROWS = 512   # frames through the conv stack at once
+
+
+def distinct_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, inverse): rows `first` of `flat` [N, D] are distinct and flat[first][inverse] equals flat exactly.
+    Windows of one episode share all but one frame stack (a window of K steps per step: K-fold repeats), so the conv
+    stack runs once per distinct frame. Rows are grouped by a projection onto 4 fixed random directions, then
+    compared exactly with their group's first row; a row that differs (a projection collision) keeps its own slot."""
+    n = len(flat)
+    w = torch.randn(flat.shape[1], 4, generator=torch.Generator().manual_seed(0), dtype=flat.dtype)
+    _, group = torch.unique(flat @ w, dim=0, return_inverse=True)
+    rep = torch.full((int(group.max()) + 1,), n, dtype=torch.long).scatter_reduce_(0, group, torch.arange(n), "amin")
+    candidate = rep[group]
+    same = torch.ones(n, dtype=torch.bool)
+    for i in range(0, n, ENCODE_ROWS):   # exact check, a block at a time (no [N, D] boolean temporary)
+        same[i:i + ENCODE_ROWS] = (flat[i:i + ENCODE_ROWS] == flat[candidate[i:i + ENCODE_ROWS]]).all(1)
+    source = torch.where(same, candidate, torch.arange(n))
+    first, inverse = torch.unique(source, return_inverse=True)
+    return first, inverse
 
 
 def make_state_encoder(kind: str, obs_shape: tuple[int, ...], hidden: int) -> nn.Module:

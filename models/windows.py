@@ -90,10 +90,14 @@ def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndar
     idx = np.where(mask, idx, starts[:, None])
     obs = data.obs[idx]
     if data.obs_transform is not None:   # shaped data: only the gathered windows become float32
-        obs = np.asarray(data.obs_transform(np.asarray(obs)), np.float32)
+        obs = np.array(data.obs_transform(np.asarray(obs)), np.float32, copy=None)
+        if not obs.flags.writeable or obs.base is not None and np.shares_memory(obs, data.obs):
+            obs = obs.copy()
+        obs[~mask] = 0   # in place: a np.where copy of [B, K, 4, 84, 84] float32 windows doubled their peak
     out = {"obs": obs, "actions": data.actions[idx], "rewards": data.rewards[idx], "rtg": data.rtg[idx],
            "timesteps": data.timesteps[idx], "mask": mask}
-    for key in ("obs", "actions", "rewards", "rtg", "timesteps"):
+    for key in ("actions", "rewards", "rtg", "timesteps") if data.obs_transform is not None else \
+            ("obs", "actions", "rewards", "rtg", "timesteps"):
         arr = out[key]
         out[key] = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 2)), arr, 0).astype(arr.dtype, copy=False)
     return out

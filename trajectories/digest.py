@@ -33,11 +33,15 @@ def map_array(path, offset: int, dtype: np.dtype, shape: tuple) -> np.memmap:
 
 
 def is_mapped(arr) -> bool:
-    return isinstance(arr, np.memmap) or isinstance(getattr(arr, "base", None), (np.memmap, mmap.mmap))
+    """Read from the file on use: a memory map, or a lazily read HDF5 array (trajectories/lazy_h5.py)."""
+    return isinstance(arr, np.memmap) or isinstance(getattr(arr, "base", None), (np.memmap, mmap.mmap)) \
+        or hasattr(arr, "raw_digest")
 
 
 def fast_digest(arr: np.ndarray) -> str:
     """xxh3_128 over dtype, shape and the C-order bytes of `arr`, 64 MiB at a time (no whole copy)."""
+    if hasattr(arr, "raw_digest"):   # a lazily read HDF5 array: its stored chunks, never decoded
+        return arr.raw_digest()
     h = xxhash.xxh3_128()
     h.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
     if _same_file(arr):
