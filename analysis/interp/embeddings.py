@@ -43,7 +43,6 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_root() / "numba"))
 METHODS = ("pca", "umap")
 COLOUR_BY = ("rtg", "timestep", "action", "episode_return")
 MAX_POINTS = 20_000
-WINDOW_BYTES = 256 << 20   # float32 window bytes one batch of shaped observations may gather
 MIN_POINTS = 3   # PCA to 2-D needs more points than components
 Progress = Callable[[float, str], None]
 
@@ -127,12 +126,11 @@ def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None =
 
 
 def _dt_hidden(agent, dataset, steps, progress, batch_size):
-    from analysis.core.inputs import step_windows, training_data
+    from analysis.core.inputs import step_windows, training_data, window_rows
 
     data = training_data(agent, dataset)
     name = [n for n in agent.activation_names() if n.endswith(".resid_post")][-1]   # the last block's output
-    if dataset.shaped:   # float32 windows of frame stacks: 1,024 of K=30 4x84x84 would be 3.4 GB at once
-        batch_size = max(1, min(batch_size, WINDOW_BYTES // (agent.context_length * dataset.obs_dim * 4)))
+    batch_size = window_rows(agent, data, batch_size)   # frame stacks: 1,024 windows would be 3.4 GB at once
     out = []
     for i in range(0, len(steps), batch_size):
         inputs = step_windows(agent, data, steps[i:i + batch_size])
