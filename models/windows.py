@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from trajectories import Dataset
+from trajectories.digest import take_rows
 
 
 @dataclass
@@ -90,7 +91,7 @@ def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndar
     idx = np.where(mask, idx, starts[:, None])
     if data.obs_transform is not None:   # shaped data: each distinct frame read and transformed once, then copied
         rows, inverse = np.unique(idx, return_inverse=True)   # into its windows (an episode's windows share K-1 of K)
-        frames = np.asarray(data.obs_transform(np.asarray(data.obs[rows])), np.float32)
+        frames = np.asarray(data.obs_transform(take_rows(data.obs, rows)), np.float32)   # a map: read, not paged in
         obs = frames[inverse.reshape(idx.shape)]
         obs[~mask] = 0   # in place: a np.where copy of [B, K, 4, 84, 84] float32 windows doubled their peak
     else:

@@ -97,3 +97,15 @@ def test_blocked_statistics_equal_numpy_on_frame_stacks():
     np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-12)
     np.testing.assert_allclose(std, np.where(flat.std(0) > 1e-6, flat.std(0), 1.0), rtol=1e-9)
     assert std[0] == 1.0
+
+
+def test_rows_taken_from_a_map_equal_the_mapped_rows(tmp_path):
+    from trajectories.digest import map_array, take_rows
+
+    data = np.random.default_rng(0).integers(0, 256, (50, 3, 5), dtype=np.uint8)
+    (tmp_path / "x.bin").write_bytes(b"head" + data.tobytes())
+    arr = map_array(tmp_path / "x.bin", 4, np.uint8, data.shape)
+    rows = np.array([0, 1, 2, 7, 20, 21, 49])
+    np.testing.assert_array_equal(take_rows(arr, rows), data[rows])
+    np.testing.assert_array_equal(take_rows(arr[10:], np.array([0, 3])), data[[10, 13]])   # a slice: through the map
+    assert take_rows(arr, np.array([], np.int64)).shape == (0, 3, 5)
