@@ -11,8 +11,8 @@ form cycles). `read_array` then reads one dataset after checking its declared si
 `read_observations` maps shaped observations (images, frame stacks) of uint8 / float32 in place when the dataset is
 contiguous and unfiltered in a file on disk (h5py's `id.get_offset()`: the raw bytes' file offset; external storage
 was refused above, so the bytes are this file's), counted against limits().mapped_bytes; chunked or compressed
-uint8 ones are read lazily, a block of rows at a time (trajectories/lazy_h5.py: nothing is decoded at open); chunked
-float ones are decoded whole under the decode budget. `read_strings` reads per-step mission strings: fixed-length ones have
+uint8 ones are read lazily by the D4RL reader (trajectories/lazy_h5.py: nothing is decoded at open), other chunked or
+compressed ones are decoded whole under the decode budget. `read_strings` reads per-step mission strings: fixed-length ones have
 their width checked from the dtype before reading; variable-length ones live uncompressed in the file's global
 heap, so what a block of rows allocates is bounded by the file's own size, and each block is checked as it is read.
 """
@@ -27,7 +27,6 @@ from .budget import Budget, check_mapped, check_mission_width, check_obs_shape, 
 from .dataset import SHAPED_DTYPES
 from .digest import map_array
 from .errors import DatasetError
-from .lazy_h5 import LazyRows, check_chunked, lazy_eligible
 from .limits import limits
 
 MAX_DEPTH = 32  # Minari nests dict observations a few levels deep; nothing legitimate nests 32
@@ -125,9 +124,6 @@ def read_observations(ds: h5py.Dataset, budget: Budget, what: str | None = None)
     check_rows(budget.name, ds.shape[0], what)
     check_obs_shape(budget.name, ds.shape)
     filename = ds.file.filename
-    if lazy_eligible(ds):   # chunked / compressed uint8 images: rows decoded on request (trajectories/lazy_h5.py)
-        check_chunked(ds, budget.name, what)
-        return LazyRows(filename, ds.name, budget.name)
     offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None and not ds.external else None
     if offset is None or ds.dtype not in SHAPED_DTYPES or ds.file.driver != "sec2" or not _on_disk(filename):
         try:

@@ -31,6 +31,7 @@ import xxhash
 
 from .budget import check_mapped, check_obs_shape, check_rows, over_limit
 from .errors import DatasetError
+from .hdf5_safety import check_storage, read_observations
 from .limits import human_bytes, limits
 
 LAZY_CACHE_BYTES = 256 << 20   # decoded row blocks one lazy array keeps (least recently used dropped first)
@@ -74,8 +75,6 @@ class LazyRows:
                 ds = f[path]
                 if not isinstance(ds, h5py.Dataset) or not lazy_eligible(ds):
                     raise DatasetError(f"{name}: {path} changed while it was being opened.")
-                from .hdf5_safety import check_storage
-
                 check_storage(ds, path, name)
                 check_chunked(ds, name, path.lstrip("/"))
             except BaseException:
@@ -203,6 +202,15 @@ class LazyRows:
 
 def _reopen(filename, path, name, row_shape):
     return LazyRows(filename, path, name, row_shape)
+
+
+def lazy_observations(ds: h5py.Dataset, budget, what: str | None = None):
+    """A D4RL file's observations: chunked / compressed uint8 images as LazyRows (checked first, nothing read), else
+    hdf5_safety.read_observations (mapped when contiguous, else decoded under the budget)."""
+    if not lazy_eligible(ds):
+        return read_observations(ds, budget, what)
+    check_chunked(ds, budget.name, what or ds.name.lstrip("/"))
+    return LazyRows(ds.file.filename, ds.name, budget.name)
 
 
 def is_lazy(arr) -> bool:
