@@ -51,7 +51,7 @@ gl:
 	@ldconfig -p | grep -q 'libEGL.so.1 ' || { echo "libEGL is still missing: MuJoCo frames fall back to state plots"; exit 1; }
 
 test: $(VENV)/.dev chromium gl
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 # Everything except the browser tests (marked slow).
 test-fast: $(VENV)/.dev

@@ -77,6 +77,10 @@ def cmd_convert(args) -> dict:
         raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
     if out.exists() and not args.force:
         raise UserError(f"{out} already exists; pass --force to overwrite it.")
+    if args.source == "dqn-replay":
+        return _convert_dqn_replay(args, out)
+    if args.game or args.buffers is not None or args.trajectories_per_buffer is not None:
+        raise UserError("--game, --buffers and --trajectories-per-buffer go with --from dqn-replay only.")
     if args.source == "dti-trajectories":
         # DTI's TrajectoryWriter pickles: read only through models/dti_trajectories.py's allow-list, never pickle.load
         from models.dti_trajectories import read_dti_trajectories
@@ -94,14 +98,44 @@ def cmd_convert(args) -> dict:
     return result
 
 
+def _convert_dqn_replay(args, out: Path) -> dict:
+    """Dopamine's DQN-replay buffers (the DT paper's Atari data) streamed into an npz of mapped frame stacks."""
+    from envs import ACTION_LABELS, ATARI_GAMES
+    from trajectories import load_dataset
+    from trajectories.dqn_replay import convert_dqn_replay
+
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"cannot write {out.name}: --from dqn-replay writes an .npz (its frame stacks memory-mapped).")
+    games = {g.lower(): g for g in ATARI_GAMES}
+    if not args.game or args.game.strip().lower() not in games:
+        raise UserError(f"--from dqn-replay needs --game, one of the DT paper's games ({', '.join(ATARI_GAMES)}); "
+                        f"got {(args.game or 'none')[:40]!r}.")
+    env_id = f"seqlens/DTAtari-{games[args.game.strip().lower()]}-v0"
+    summary = convert_dqn_replay(args.input, out, buffers=1 if args.buffers is None else args.buffers,
+                                 trajectories_per_buffer=args.trajectories_per_buffer, env_id=env_id,
+                                 n_actions=len(ACTION_LABELS[env_id]))
+    ds = load_dataset(out)   # the written file read back as any upload would be (mapped, every check)
+    result = {"input": str(args.input), "output": str(out), "env_id": env_id, "buffers": summary["buffers"],
+              "n_episodes": ds.n_episodes, "n_transitions": ds.n_transitions}
+    if not args.json:
+        print(f"wrote {out} ({ds.n_episodes} episodes, {ds.n_transitions} steps of {env_id} from buffer(s) "
+              f"{', '.join(map(str, summary['buffers']))})")
+    return result
+
+
 def _convert_options(s):
     s.add_argument("input")
     s.add_argument("out", nargs="?")
     s.add_argument("--out", dest="out_option", metavar="OUT", help="the output (instead of the second argument)")
-    s.add_argument("--from", dest="source", choices=["dti-trajectories"],
+    s.add_argument("--from", dest="source", choices=["dti-trajectories", "dqn-replay"],
                    help="read INPUT as this project's own format: dti-trajectories = a trajectory pickle written by "
                         "DecisionTransformerInterpretability (plain, .gz or .xz; read through an allow-list, never "
-                        "unpickled; its infos are dropped)")
+                        "unpickled; its infos are dropped); dqn-replay = a directory of Dopamine's DQN-replay "
+                        "buffers ($store$_observation_ckpt.N.gz ..., the DT paper's Atari data)")
+    s.add_argument("--game", help="dqn-replay only: the game the buffers hold (Breakout, Qbert, Pong or Seaquest)")
+    s.add_argument("--buffers", type=int, help="dqn-replay only: read the N highest-numbered buffers (default 1)")
+    s.add_argument("--trajectories-per-buffer", type=int,
+                   help="dqn-replay only: whole episodes kept per buffer, oldest first (default: all)")
     s.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
 
@@ -140,8 +174,9 @@ def _make_data_options(s):
 def cmd_make_samples(args) -> dict:
     """Regenerate every shipped dataset (deterministic by seed): what `make sample-data` runs."""
     import envs.behaviour as behaviour
-    from envs.behaviour import SAMPLE_DATASETS, SHAPED_SAMPLES, collect
+    from envs.behaviour import DEFLATED_SAMPLES, SAMPLE_DATASETS, SHAPED_SAMPLES, collect
     from trajectories import save_dataset
+    from trajectories.npz_format import write_npz
 
     out_dir = Path(args.out_dir)
     names = chosen(args.only, {**SAMPLE_DATASETS, **SHAPED_SAMPLES}, "shipped dataset")
@@ -154,7 +189,11 @@ def cmd_make_samples(args) -> dict:
             env_id, episodes, seed = SAMPLE_DATASETS[alias]
             ds = collect(env_id, episodes, seed=seed, progress=not args.json)
         path = out_dir / f"{alias}.npz"
-        save_dataset(ds, path)
+        if alias in DEFLATED_SAMPLES:   # frames that deflate ~100x: a small file beats a mapped one here
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_npz(ds, path, map_observations=False)
+        else:
+            save_dataset(ds, path)
         written.append({"name": alias, "path": str(path), "bytes": path.stat().st_size, "n_episodes": ds.n_episodes,
                         "n_transitions": ds.n_transitions, "return_min": float(ds.episode_returns.min()),
                         "return_max": float(ds.episode_returns.max())})

@@ -226,3 +226,30 @@ def memory_dataset(n_episodes: int = 1500, seed: int = 0, p_match: float = 0.7, 
                    cols["episode_starts"], act_names=["action"], n_actions=len(MINIGRID_ACTIONS), env_id=env_id,
                    source=f"memory_dataset({n_episodes}, seed={seed})", metadata=metadata,
                    obs_extras={"direction": cols["direction"], "mission": np.zeros(n, np.int32)}, missions=[MISSION])
+
+
+# issue 23: the shipped Atari example. Its stacks are stored deflated, not memory-mapped (`DEFLATED_SAMPLES`): 3,500
+# 4x84x84 stacks are 99 MB raw but ~1 MB deflated (a stack repeats three of the previous one's frames 21 KB back,
+# inside deflate's 32 KB window, so stacks cost little more than single frames would), and the file stays an
+# ordinary frame-stack npz (obs_shape (4, 84, 84)) that every reader opens; the price is ~100 MB decoded on load.
+SHAPED_SAMPLES["breakout"] = ("breakout_dataset", 16, 0)
+DEFLATED_SAMPLES = {"breakout"}
+BREAKOUT_MAX_STEPS = 250   # steps an episode may last (then truncated): keeps the dataset to a few thousand steps
+
+
+def breakout_dataset(n_episodes: int = 16, seed: int = 0) -> Dataset:
+    """`n_episodes` of envs/atari_expert.py's frame-reading Breakout policy (per episode a share eps ~ U(0, 1) of
+    random actions) in seqlens/DTAtari-Breakout-v0 as a Dataset: the paper's uint8 4x84x84 frame stacks, Breakout's
+    action labels, env_id set (frames, the player and live play remake the env); per episode eps and no-op count."""
+    from .atari import ATARI_IDS
+    from .atari_expert import breakout_episodes, stacks
+
+    env_id = next(i for i, game in ATARI_IDS.items() if game == "Breakout")
+    cols = breakout_episodes(n_episodes, seed=seed, max_steps=BREAKOUT_MAX_STEPS)
+    metadata = {"policy": "breakout-tracker", "policy_doc": "moves the paddle under the ball read from the newest "
+                "frame, FIRE when no ball is in play; per episode a share eps ~ U(0, 1) of steps uniform random",
+                "seed": seed, "eps": [float(e) for e in cols["eps"]], "noops": [int(n) for n in cols["noops"]],
+                "action_labels": list(ACTION_LABELS[env_id])}
+    return Dataset(stacks(cols["frames"], cols["episode_starts"]), cols["actions"], cols["rewards"],
+                   cols["terminated"], cols["truncated"], cols["episode_starts"], act_names=["action"],
+                   n_actions=len(ACTION_LABELS[env_id]), env_id=env_id, source=f"breakout_dataset({n_episodes}, seed={seed})", metadata=metadata)

@@ -39,8 +39,8 @@ from trajectories.dataset import Dataset
 from trajectories.errors import DatasetError
 from trajectories.limits import human_bytes, limits
 
-from .pickle_scan import (ALLOWED_OPCODES, Refused, TupleDepths, _Call, _dims, _Inert, _OrderedDict, _short,
-                          dtype_byteorder, py3_name)
+from .pickle_scan import (ALLOWED_OPCODES, Refused, TupleDepths, _Call, _Inert, _OrderedDict, _short, array_shape,
+                          array_state, check_array_bytes, dtype_byteorder, py3_name)
 
 MAX_OPCODES = 4_000_000   # a step costs ~3 opcodes (its empty info dict) plus ~100 per episode end; 4M opcodes of
                           # empty containers cost ~0.4 GB of Python objects, the most a hostile file can make us hold
@@ -125,9 +125,7 @@ class _Array(_Inert):
             raise Refused("sets a numpy array's state twice")
         if not isinstance(dtype, _DtypeCode) or (dtype.byteorder is None and dtype.code != _OBJECT):
             raise Refused("holds a numpy array without a plain dtype")
-        shape = _dims(shape, "a numpy array's shape")
-        if not isinstance(fortran, bool):
-            raise Refused("holds a numpy array whose order flag is not true or false")
+        shape = array_shape(shape, fortran)
         if dtype.code == _OBJECT:
             if not isinstance(raw, list):
                 raise Refused("holds an object array whose items are not a list")
@@ -138,16 +136,12 @@ class _Array(_Inert):
             return self
         if not isinstance(raw, (bytes, bytearray)):
             raise Refused(f"holds a numpy array whose data is a {type(raw).__name__}, not bytes")
-        numel, size = math.prod(shape), int(dtype.code[1:])
-        if numel * size != len(raw):
-            raise Refused(f"holds a numpy array of shape {shape} ({numel:,} x {size} bytes) with {len(raw):,} bytes of data")
+        check_array_bytes(shape, int(dtype.code[1:]), raw)
         self.shape, self.dtype, self.fortran, self.raw = shape, dtype, fortran, raw
         return self
 
     def __setstate__(self, state):
-        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
-            raise Refused("holds a numpy array whose state is not numpy's (version 1, shape, dtype, order, bytes)")
-        self.fill(*state[1:])
+        self.fill(*array_state(state))
 
     def numpy(self) -> np.ndarray:
         """A read-only view of the pickle's bytes (no copy)."""

@@ -265,21 +265,36 @@ class ArrayRef(_Inert):
     def __setstate__(self, state):
         if self.raw is not None:
             raise Refused("sets a numpy array's state twice")
-        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
-            raise Refused("holds a numpy array whose state is not numpy's (version 1, shape, dtype, order, bytes)")
-        _, shape, dtype, fortran, raw = state
+        shape, dtype, fortran, raw = array_state(state)
         if not isinstance(dtype, _DtypeRef) or dtype.byteorder is None:
             raise Refused("holds a numpy array without a plain dtype")
-        shape = _dims(shape, "a numpy array's shape")
-        if not isinstance(fortran, bool):
-            raise Refused("holds a numpy array whose order flag is not true or false")
+        shape = array_shape(shape, fortran)
         if not isinstance(raw, bytes):
             raise Refused(f"holds a numpy array whose data is a {type(raw).__name__}, not bytes (an object array?)")
-        numel = math.prod(shape)
-        size = int(dtype.code[1:])
-        if numel * size != len(raw):
-            raise Refused(f"holds a numpy array of shape {shape} ({numel:,} x {size} bytes) with {len(raw):,} bytes of data")
+        check_array_bytes(shape, int(dtype.code[1:]), raw)
         self.shape, self.dtype, self.fortran, self.raw = shape, dtype, fortran, raw
+
+
+def array_state(state) -> tuple:
+    """numpy's pickled ndarray state (version 1, shape, dtype, order flag, data), its version checked: the last four."""
+    if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+        raise Refused("holds a numpy array whose state is not numpy's (version 1, shape, dtype, order, bytes)")
+    return state[1:]
+
+
+def array_shape(shape, fortran) -> tuple[int, ...]:
+    """An ndarray state's shape, checked with its order flag (a plain bool)."""
+    shape = _dims(shape, "a numpy array's shape")
+    if not isinstance(fortran, bool):
+        raise Refused("holds a numpy array whose order flag is not true or false")
+    return shape
+
+
+def check_array_bytes(shape: tuple[int, ...], itemsize: int, raw) -> None:
+    """The data an ndarray state holds must be exactly numel x itemsize bytes."""
+    numel = math.prod(shape)
+    if numel * itemsize != len(raw):
+        raise Refused(f"holds a numpy array of shape {shape} ({numel:,} x {itemsize} bytes) with {len(raw):,} bytes of data")
 
 
 def _dims(value, what: str) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """The shipped agents (sample_data/agents/): how each is trained and evaluated. `make sample-agents`.
 
-Each trains in under 10 minutes on 2 CPU cores and stays under 2 MB. Evaluation targets for DTs span
+Each trains in under 10 minutes on 2 CPU cores and stays under 2 MB (breakout-dt: 6.2 MB, its 4x84x84 state head). Evaluation targets for DTs span
 the training data's returns, so the README table shows return conditioning, not just the best case.
 """
 from __future__ import annotations
@@ -28,6 +28,12 @@ TT_PENDULUM = {**TT_SMALL, "action_cdf": 0.3, "value_decoding": "quantile", "val
 # issue 23: the MiniGrid memory example (DTI's MemoryDT task). Episodes last 6-21 steps (median 6): K=12 holds the
 # cue (step 0) at the split of every episode the agent acts in; unbanded, so the action sees exactly that window.
 DT_MEMORY = {"hidden": 64, "n_layer": 2, "n_head": 1, "activation": "gelu_pytorch_tanh", "banded": False}
+
+# issue 23: the shipped Atari example (the DT paper's conv state encoder, small) on 3,637 steps of a scripted Breakout
+# policy (sample_data/datasets/breakout.npz). Hidden 40, not 64: the DT's (untrained) state head is hidden x 28,224
+# (a frame stack's values), 82% of the weights at 48, and the dataset + agent must stay under 8 MB (~7 MB at 40).
+DT_BREAKOUT = {"hidden": 40, "n_layer": 2, "n_head": 2, "activation": "gelu_pytorch_tanh", "banded": False,
+               "state_encoder": "atari_conv"}
 
 SAMPLE_AGENTS = {
     # keeps 4000 steps: at 2000 it reached 431 [372, 481] at target 500, below the >= 450 its issue asks
@@ -62,6 +68,11 @@ SAMPLE_AGENTS = {
     # following its knob (aims beyond the arm's reach), so the lowest targets ask for what the data cannot show
     "memory-dt": dict(kind="dt", data="memory", context=12, steps=3000, hparams=DT_MEMORY, targets=[0, 1],
                       episodes=50),
+    # episodes last at most 250 steps (the data's cap: max_ep_len bounds them); data returns 1 .. 10
+    # lr 1.5e-4, not the DT default 1e-3: at 1e-3 every unit of the third conv's ReLU was dead by step 1,500 (the
+    # encoder a constant, saliency on every pixel exactly 0); at 6e-4 / 3e-4, 7% / 23% of them were alive at step 500
+    "breakout-dt": dict(kind="dt", data="breakout", context=10, steps=1500, hparams=DT_BREAKOUT, batch_size=16,
+                        lr=1.5e-4, targets=[1, 4, 7, 10], episodes=8),
     "reacher-dt": dict(kind="dt", data="reacher", context=20, steps=2000, hparams=DT_SMALL,
                        targets=[-18, -15, -12, -9, -6, -3], episodes=16),
 }

@@ -239,3 +239,100 @@ def test_key_door_credit_and_catalog(keydoor):
     assert "Spearman" in " ".join(a.text for a in fig.figure.layout.annotations)
     feats = AE.make_attribution_features(agent, ds, episode=1, step=15, target="value")
     assert len(feats.data) == 16 * 14 and len(feats.figure.data) == 2
+
+
+# ---- shaped observations (issue 23): grids and frame stacks ---------------------------------------------------------
+def _shaped_pairs():
+    from test_shaped_views import atari_dataset, atari_dt, memory
+
+    return {"memory": memory(), "atari": (atari_dt(K=4, n_layer=2, hidden=32), atari_dataset(lengths=(6, 7, 5, 8)))}
+
+
+@pytest.fixture(scope="module")
+def shaped_pairs():
+    return _shaped_pairs()
+
+
+@pytest.mark.parametrize("name", ["memory", "atari"])
+def test_state_token_credit_equals_the_spatial_map_over_its_cells(shaped_pairs, name):
+    """Per-token credit on a grid / frame-stack agent: the state token of every step gets the sum of the spatial map
+    over its cells (same method, same baseline): saliency with every input attributed, IG along the states-only path
+    spatial credit takes (return-to-go and actions held), from the dataset's mean observation and from zeros."""
+    from analysis.core.inputs import training_data
+    from analysis.interp import spatial_credit as sc
+
+    agent, ds = shaped_pairs[name]
+    data = training_data(agent, ds)
+    steps = (ds.episode_ends - 1)[:3]
+    sal = A.attribute_steps(agent, ds, steps, method="saliency", randomized=False, data=data)
+    spatial = sc.spatial_credit(agent, ds, steps, method="saliency", data=data)
+    for r, s in zip(sal, spatial):
+        assert r.trained.features["state"].shape == (agent.context_length, int(np.prod(ds.obs_shape)))
+        assert np.array_equal(r.window_steps, s.window_steps)
+        np.testing.assert_allclose(r.trained.tokens[:, 1], s.totals, rtol=1e-4, atol=1e-7)
+        assert s.totals[s.mask].min() > 0
+    for states in ("mean", "zeros"):
+        b = A.dataset_baseline(agent, data, states=states)
+        ig = A.attribute_steps(agent, ds, steps, method="ig", randomized=False, data=data, baseline=b,
+                               modalities=("state",))
+        sp = sc.spatial_credit(agent, ds, steps, method="ig", baseline=states, data=data)
+        for r, s in zip(ig, sp):
+            assert r.feature_names.keys() == {"state"} and r.trained.tokens[:, [0, 2]].sum() == 0
+            assert r.trained.output == pytest.approx(s.output, abs=1e-5)
+            assert r.trained.baseline_output == pytest.approx(s.baseline_output, abs=1e-5)
+            np.testing.assert_allclose(r.trained.tokens[:, 1], s.totals, rtol=1e-3, atol=1e-5)
+            diff = r.trained.output - r.trained.baseline_output
+            assert r.trained.steps.sum() == pytest.approx(diff, rel=1e-2, abs=1e-5)   # complete (delta_tol 1%)
+
+
+@pytest.mark.parametrize("name", ["memory", "atari"])
+def test_per_token_credit_on_shaped_agents(shaped_pairs, name):
+    """Every method and target on a grid / frame-stack DT: maps in the window's shape, IG complete over R, s and a
+    from the dataset-mean baseline (a frame / grid of the observation's shape), ablation per token and step (per
+    feature where the window has at most ABLATION_FEATURES state values: the 147-value grid does not, so NaN)."""
+    from analysis.core.inputs import training_data
+
+    agent, ds = shaped_pairs[name]
+    data = training_data(agent, ds)
+    b = A.dataset_baseline(agent, data)
+    D = int(np.prod(ds.obs_shape))
+    assert b.states.shape == (D,) and b.description.startswith("dataset-mean state")
+    raw_mean = np.asarray(ds.observations, np.float64).mean(0)
+    np.testing.assert_allclose(b.states, data.obs_transform(raw_mean[None])[0].reshape(-1), atol=1e-4)   # affine
+    assert np.all(A.dataset_baseline(agent, data, states="zeros").states == 0)
+    K = agent.context_length
+    step = int(ds.episode_ends[1] - 1)
+    for target in ("action", "value", "return"):
+        r = A.attribute_steps(agent, ds, [step], target=target, method="ig", data=data)[0]
+        assert r.trained.features["state"].shape == (K, D) and len(r.feature_names["state"]) == D
+        diff = r.trained.output - r.trained.baseline_output
+        assert r.trained.steps.sum() == pytest.approx(diff, rel=1e-2, abs=1e-5)
+        assert np.isfinite(r.spearman) and len(r.steps_frame()) == int(r.mask.sum())
+    if name == "memory":
+        assert r.feature_names["state"][:4] == ["(0, 0, 0)", "(0, 0, 1)", "(0, 0, 2)", "(0, 1, 0)"]
+    ab = A.attribute_steps(agent, ds, [step], method="ablation", data=data)[0]
+    assert ab.trained.tokens.shape == (K, 3) and np.isfinite(ab.trained.tokens).all()
+    assert np.isnan(ab.trained.features["state"][ab.mask]).all() and np.isfinite(ab.trained.features["action"]).all()
+    assert np.isfinite(ab.spearman)   # the state modality ranked by its token
+    sal = A.attribute_steps(agent, ds, [step], method="saliency", data=data)[0]
+    assert (sal.trained.per_token()[sal.mask, 1] > 0).all()
+    with pytest.raises(ValueError, match="the state baseline must be one of mean, zeros, got 'black'"):
+        A.dataset_baseline(agent, data, states="black")
+    with pytest.raises(ValueError, match="modalities must be some of the inputs this agent reads"):
+        A.attribute_steps(agent, ds, [step], data=data, modalities=("pixels",))
+
+
+def test_integrated_gradients_in_chunks_equal_one_batch_on_frame_stacks(shaped_pairs, monkeypatch):
+    """IG's interpolated windows run in chunks of at most IG_VALUES input values (a 30-step Atari window is 847k
+    values): chunks of 4 windows (no fewer than the batch) give the maps and delta of one batch of 64."""
+    agent, ds = shaped_pairs["atari"]
+    steps = ds.episode_ends - 1
+    kw = dict(method="ig", randomized=False, n_steps=16, max_n_steps=16)
+    one = A.attribute_steps(agent, ds, steps, **kw)
+    per_window = agent.context_length * (int(np.prod(ds.obs_shape)) + 1 + int(agent.config.n_actions))
+    monkeypatch.setattr(A, "IG_VALUES", 3 * per_window)
+    chunked = A.attribute_steps(agent, ds, steps, **kw)
+    for r, c in zip(one, chunked):
+        assert np.abs(r.trained.features["state"]).max() > 1e-6
+        np.testing.assert_allclose(c.trained.features["state"], r.trained.features["state"], atol=1e-7, rtol=1e-4)
+        assert c.trained.delta == pytest.approx(r.trained.delta, abs=1e-6)

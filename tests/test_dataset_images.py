@@ -221,3 +221,9 @@ def test_observation_lines_refuse_images_in_one_sentence():
     with pytest.raises(DatasetError) as err:
         catalog.make("episode_observations", None, grid_dataset())
     assert str(err.value) == "A line per observation feature needs vector observations; this dataset's observations are 3×2×3 grids."
+
+
+def test_a_one_hot_grid_is_a_grid_not_a_frame_stack():
+    """DTI's one-hot view (7×7×20 bits, channels last) was read as a 7-frame stack, and its bits scaled by 1/255."""
+    ds = Dataset(np.zeros((4, 7, 7, 20), np.uint8), [0, 1, 2, 0], np.ones(4), np.zeros(4), np.zeros(4), [0])
+    assert ds.obs_kind == "grids" and ds.obs_shape == (7, 7, 20)

@@ -132,3 +132,81 @@ def test_keydoor_page_says_what_its_own_credit_and_patching_show():
     want = key_door_verdict(f.data, patching, "integrated gradients")
     assert md_escape(" ".join(want.sentences)) in [m.value for m in at.markdown]
     print(" ".join(want.sentences))
+
+
+# ---- issue 23: per-token credit on an agent that reads grids -----------------------------------------------------------
+def test_credit_page_on_memory_dt_shows_per_token_credit_and_the_spatial_section():
+    """memory-dt (7x7x3 MiniGrid grids): the per-token map (R, s, a per step, beside the randomized model) is the
+    catalog's, every method and output gives one; no per-feature map (147 values a step: the spatial section draws
+    them over the grid), then the spatial strip."""
+    import json
+
+    at = page("4_Credit_assignment.py", "memory-dt", "memory", attr_episode=2)
+    assert not at.exception, [e.value for e in at.exception]
+    heads = [h.value for h in at.subheader]
+    assert heads[:2] == ["Which steps and tokens: credit per return, observation and action",
+                         "Which cells or pixels: credit on the observations"]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    kinds = [[t["type"] for t in s["data"]] for s in specs]
+    assert sum("heatmap" in k for k in kinds) == 1 and sum(set(k) == {"image"} for k in kinds) == 1
+    step = at.slider(key="attr_step").value
+    assert same_as_catalog(charts(at)[0], "attribution_timesteps", "memory-dt", "memory", episode=2, step=step,
+                           target="action", method="ig")
+    assert len(specs) == 2   # no per-feature map
+    for key, value in (("attr_method", "ablation"), ("attr_target", "value"), ("attr_method", "saliency")):
+        at.selectbox(key=key).select(value).run()
+        assert not at.exception, (key, value, [e.value for e in at.exception])
+    assert same_as_catalog(charts(at)[0], "attribution_timesteps", "memory-dt", "memory", episode=2, step=step,
+                           target="value", method="saliency")
+    assert not at.warning and not at.info
+
+
+def test_credit_page_compares_memory_dt_with_its_randomized_copy():
+    """?compare=randomized on memory-dt: the per-token map gets A | B | B − A panels, the spatial section both agents'
+    credit on the explained step's observation (one scale) with B − A where it informs, as compare_mode makes it."""
+    import json
+
+    import numpy as np
+
+    from analysis.publish.compare_mode import compare, randomized_agent
+    from test_page_attention import arr
+    from models import load_agent
+    from pathlib import Path
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    at = page("4_Credit_assignment.py", "memory-dt", "memory", compare="randomized", attr_episode=2, spatial_episode=2)
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    tokens, spatial = specs
+    assert len([k for k in tokens["layout"] if k.startswith("xaxis")]) >= 3   # A | B | B − A
+    images = [t for t in spatial["data"] if t["type"] == "image"]
+    assert "memory-dt vs randomized copy of memory-dt · episode 2" in spatial["layout"]["title"]["text"]
+    agent = load_agent(Path(__file__).resolve().parent.parent / "sample_data/agents/memory-dt")
+    ds = load_dataset(sample_datasets()["memory"])
+    step = at.slider(key="spatial_step").value
+    want = compare("spatial_credit", agent, randomized_agent(agent), ds, "memory-dt", "randomized copy of memory-dt",
+                   episode=2, step=step, target="action", method="saliency", scale="window")
+    drawn = [t.z for t in want.figure.data if t.type == "image"]
+    assert len(images) == len(drawn) in (4, 6)
+    for got, z in zip(images, drawn):
+        assert np.array_equal(arr(got["z"]).reshape(np.shape(z)), np.asarray(z))
+
+
+def test_credit_page_on_an_uploaded_atari_conv_dt():
+    """A tiny atari_conv DT (4x84x84 frame stacks) on uploaded frames: the per-token map and the spatial strip (one
+    picture per real step and the window's sum), no warning."""
+    import json
+
+    from test_shaped_views import atari_dataset, atari_dt
+
+    agent, ds = atari_dt(), atari_dataset()
+    ds.source = "frames.npz"
+    at = page("4_Credit_assignment.py", "upload: atari.zip", "upload: frames.npz", uploads={"frames.npz": ds},
+              uploaded_agents={"atari.zip": agent}, attr_episode=1, spatial_episode=1)
+    assert not at.warning and not at.info, [w.value for w in (*at.warning, *at.info)]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 2 and any(t["type"] == "heatmap" for t in specs[0]["data"])
+    step = at.slider(key="spatial_step").value
+    assert [t["type"] for t in specs[1]["data"]] == ["image"] * (min(step + 1, agent.context_length) + 1)
+    assert "frames.npz" in specs[0]["layout"]["title"]["text"]

@@ -22,10 +22,15 @@ def _results(name):
     return json.loads((AGENTS / name / "config.json").read_text())["evaluation"]["results"]
 
 
+# issue 23: a pixel DT's state head alone is hidden x 28,224 weights; breakout-dt's budget is dataset + agent < 8 MB
+# (tests/test_atari_sample.py checks that sum)
+SIZE_LIMIT = {"breakout-dt": 7_000_000}
+
+
 @pytest.mark.parametrize("name", list(SAMPLE_AGENTS))
 def test_every_shipped_agent_loads_and_is_small(name):
     path = AGENTS / name
-    assert sum(p.stat().st_size for p in path.iterdir()) < 2_000_000
+    assert sum(p.stat().st_size for p in path.iterdir()) < SIZE_LIMIT.get(name, 2_000_000)
     agent = load_agent(path)
     assert agent.kind == SAMPLE_AGENTS[name]["kind"]
     if agent.kind != "dynamics":

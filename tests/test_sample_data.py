@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_environment_has_a_small_dataset():
     shipped = sample_datasets()
     assert set(shipped) == set(SAMPLE_DATASETS) | set(SHAPED_SAMPLES) == {"cartpole", "pendulum", "masked-cartpole",
-                                                                         "masked-pendulum", "keydoor", "reacher", "memory"}
+                                                                         "masked-pendulum", "keydoor", "reacher", "memory",
+                                                                         "breakout"}
     for path in shipped.values():
         assert path.stat().st_size < 2_000_000, path
     assert sum(p.stat().st_size for p in (ROOT / "sample_data").rglob("*") if p.is_file()) < 25_000_000

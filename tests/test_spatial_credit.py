@@ -212,12 +212,98 @@ def test_credit_page_shows_the_spatial_section_only_for_shaped_agents():
     assert not any("credit on the observations" in h.value for h in plain.subheader)
 
 
-def test_compare_mode_refuses_the_picture_strip_in_one_sentence():
-    from analysis.publish.compare_mode import CompareError, compare
+def _changed_cells(pic, plain_pic):
+    """The MiniGrid cells (x, y) where a panel's picture differs from the plain one, and the largest change there."""
+    from analysis.publish.figures.dataset import CELL_PX
 
-    a, b, ds = grid_dt(seed=0), grid_dt(seed=5), grid_dataset()
-    with pytest.raises(CompareError, match=r"^figure 'spatial_credit' draws pictures .* open each agent on its own\.$"):
-        compare("spatial_credit", a, b, ds, "A", "B", episode=1, step=6)
+    diff = np.abs(pic.astype(float) - plain_pic.astype(float)).max(-1)
+    ys, xs = np.nonzero(diff)
+    return set(zip((xs // CELL_PX).tolist(), (ys // CELL_PX).tolist())), float(diff.max())
+
+
+def _scaled(agent, factor):
+    import copy
+
+    b = copy.deepcopy(agent)
+    with torch.no_grad():
+        b.predict_action.weight.mul_(factor)   # logits (and their gradients) scaled: the credit scaled by `factor`
+        b.predict_action.bias.mul_(factor)
+    return b
+
+
+def _panels(fig):
+    """The pictures of a compare figure, row by row (A, B[, B − A] of the current step, then of the window sum)."""
+    return [np.asarray(t.z) for t in fig.data if t.type == "image"]
+
+
+def test_compare_mode_puts_two_agents_on_one_observation_and_scale():
+    """Two one-cell DTs (A reads cell (1, 3), B cell (2, 2)): A's panels change only A's cell, B's only B's, B − A
+    both (blue where A's credit is larger, red where B's); one scale: B with half of A's credit is drawn fainter
+    (sqrt(1/2) of A's opacity); B with 10% of A's credit gets no B − A panel, and the title says why."""
+    from analysis.publish.compare_mode import compare
+    from analysis.publish.figures.dataset import frames_rgb
+    from analysis.publish.figures.spatial import MAX_ALPHA, NEGATIVE, POSITIVE, _muted
+
+    ds = grid_dataset()
+    a, b = one_cell_dt(cell=(1, 3)), one_cell_dt(cell=(2, 2))
+    f = compare("spatial_credit", a, b, ds, "A", "B", episode=1, step=6)
+    obs = ds.observations[3 + 6]
+    plain_pic = _muted(frames_rgb(obs[None], grid=True).astype(float))[0].round().astype(np.uint8)
+    panels = _panels(f.figure)
+    assert len(panels) == 6   # A, B, B − A; now and window sum (row by row)
+    now_a, now_b, now_d = panels[:3]
+    assert _changed_cells(now_a, plain_pic)[0] == {(1, 3)} and _changed_cells(now_b, plain_pic)[0] == {(2, 2)}
+    assert _changed_cells(now_d, plain_pic)[0] == {(1, 3), (2, 2)}
+    from analysis.publish.figures.dataset import CELL_PX
+    at = lambda pic, x, y: pic[y * CELL_PX + CELL_PX // 2, x * CELL_PX + CELL_PX // 2].astype(float)   # noqa: E731
+    base_a, base_b = plain_pic[3 * CELL_PX + CELL_PX // 2, 1 * CELL_PX + CELL_PX // 2], \
+        plain_pic[2 * CELL_PX + CELL_PX // 2, 2 * CELL_PX + CELL_PX // 2]
+    towards = lambda pic, x, y, base, colour: np.dot(at(pic, x, y) - base, colour - base)   # noqa: E731
+    assert towards(now_d, 1, 3, base_a, NEGATIVE) > 0 and towards(now_d, 2, 2, base_b, POSITIVE) > 0
+    data = f.data
+    assert set(data["agent"]) == {"A", "B", "B − A"}
+    d = data[data["agent"] == "B − A"].reset_index(drop=True)
+    np.testing.assert_allclose(d["credit"], data[data["agent"] == "B"]["credit"].to_numpy()
+                               - data[data["agent"] == "A"]["credit"].to_numpy())
+
+    half = compare("spatial_credit", a, _scaled(a, 0.5), ds, "A", "half", episode=1, step=6)
+    pa, pb = _panels(half.figure)[:2]
+
+    def alpha(pic):   # out = base (1 - alpha) + red alpha at the centre of A's cell, on its most telling channel
+        c = int(np.argmax(np.abs(POSITIVE - base_a)))
+        return (at(pic, 1, 3)[c] - base_a[c]) / (POSITIVE[c] - base_a[c])
+    assert alpha(pa) == pytest.approx(MAX_ALPHA, abs=0.02)
+    assert alpha(pb) == pytest.approx(MAX_ALPHA * np.sqrt(0.5), abs=0.02)   # the shared scale
+    tenth = compare("spatial_credit", a, _scaled(a, 0.1), ds, "A", "tenth", episode=1, step=6)
+    assert len(_panels(tenth.figure)) == 4 and set(tenth.data["agent"]) == {"A", "tenth"}
+    assert "no B − A: tenth's strongest credit is 10% of the other's" in tenth.figure.layout.title.text
+
+
+def test_compare_mode_on_memory_dt_against_its_randomized_copy(tmp_path):
+    """memory-dt beside its randomized copy (?compare=randomized): a PNG export of the pair through kaleido."""
+    from pathlib import Path
+
+    from analysis.publish.compare_mode import compare, randomized_agent
+    from trajectories import load_dataset
+    from trajectories.samples import sample_datasets
+
+    root = Path(__file__).resolve().parent.parent
+    agent, ds = load_agent(root / "sample_data/agents/memory-dt"), load_dataset(sample_datasets()["memory"])
+    f = compare("spatial_credit", agent, randomized_agent(agent), ds, "memory-dt", "randomized", episode=2, step=4,
+                method="ig")
+    panels = _panels(f.figure)
+    assert len(panels) in (4, 6) and all(p.shape == panels[0].shape for p in panels)
+    title = f.figure.layout.title.text
+    heads = [a.text for a in f.figure.layout.annotations]
+    assert "memory-dt vs randomized" in title and "baseline the dataset's mean observation" in title
+    assert heads[0].startswith("memory-dt: now<br>5 steps, f(x) = ") and "IG δ = " in heads[0]
+    assert heads[1].startswith("randomized: now<br>5 steps")
+    out = tmp_path / "pair.png"
+    f.figure.write_image(out, scale=1)
+    from PIL import Image
+
+    png = Image.open(out)
+    assert png.size == (int(f.figure.layout.width), int(f.figure.layout.height))
 
 
 def test_each_step_on_its_own_scale_shows_a_faint_past_step():

@@ -185,7 +185,8 @@ class Dataset:
     def obs_kind(self) -> str:
         if not self.shaped:
             return "vectors"
-        if self.observations.ndim == 4 and self.obs_shape[-1] not in (1, 3, 4):
+        # frames stacked first (the DT paper's 4×84×84); not a grid's channels last (DTI's 7×7×20 one-hot view)
+        if self.observations.ndim == 4 and self.obs_shape[0] <= 4 < self.obs_shape[-1]:
             return "frame stacks"
         # a grid is a few cells a side (MiniGrid's 7×7 view, a full 25×25 map); a picture has many pixels
         return "grids" if self.observations.dtype == np.uint8 and max(self.obs_shape[:2]) <= 32 else "images"

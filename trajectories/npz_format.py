@@ -272,7 +272,9 @@ def _parse_meta(arr: np.ndarray, name: str) -> dict:
     return check_meta(meta, name, f"the {META_KEY} entry")
 
 
-def write_npz(ds: Dataset, path: Path, compress: bool = True) -> None:
+def write_npz(ds: Dataset, path: Path, compress: bool = True, map_observations: bool = True) -> None:
+    """`map_observations` False deflates shaped observations too (read back decoded, not mapped): for small shipped
+    files whose frames compress ~100x (envs.behaviour.DEFLATED_SAMPLES)."""
     meta = {"obs_names": ds.obs_names, "act_names": ds.act_names, "n_actions": ds.n_actions,
             "env_id": ds.env_id, "metadata": ds.metadata}
     save = np.savez_compressed if compress else np.savez
@@ -287,7 +289,7 @@ def write_npz(ds: Dataset, path: Path, compress: bool = True) -> None:
                   truncated=ds.truncated, episode_starts=ds.episode_starts,
                   **{META_KEY: np.array(json.dumps(meta, default=jsonable))}, **infos, **extras)
     with open(path, "wb") as f:  # a file handle stops numpy from appending ".npz" to other suffixes
-        if ds.shaped:
+        if ds.shaped and map_observations:
             _save_stored_observations(f, arrays, compress)
         else:
             save(f, **arrays)

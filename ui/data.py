@@ -25,6 +25,10 @@ def load_sample(path: str, mtime: float) -> Dataset:  # mtime in the key: a rege
                                SHIPPED_KEPT, "Loading dataset…")
 
 
+# the default agent's (ui.agents.DEFAULT_AGENT) data; names sort "breakout" (issue 23's Atari example) first
+DEFAULT_DATASET = "cartpole"
+
+
 def shipped() -> dict[str, Dataset]:
     return {name: load_sample(str(p), p.stat().st_mtime) for name, p in sample_datasets().items()}
 
@@ -60,7 +64,8 @@ def current_dataset_name() -> str | None:
     if chosen not in names:
         chosen = st.query_params.get("dataset")
     if chosen not in names:
-        chosen = local_files.first_from_args("data") or (names[0] if names else None)
+        chosen = local_files.first_from_args("data") or (DEFAULT_DATASET if DEFAULT_DATASET in names
+                                                          else (names[0] if names else None))
     return chosen
 
 

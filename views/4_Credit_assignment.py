@@ -39,7 +39,9 @@ def _default_step(episode: int, length: int) -> tuple[int, str]:
 
 
 @st.fragment
-def views():
+def views(features: bool = True):
+    """Per-token credit (and, for vector observations, per feature: a grid's or frame's per-value map is the spatial
+    section's, drawn over the observation)."""
     collected = []
     c1, c2, c3, c4 = st.columns([1, 2, 2, 2])
     episode = int(c1.number_input("Episode", 0, ds.n_episodes - 1, 0, key="attr_episode"))
@@ -53,8 +55,11 @@ def views():
     with st.spinner("Attributing (and the randomized model)…"):
         params = dict(episode=episode, step=int(step), target=target, method=method)
         exports.show(figure(sel, "attribution_timesteps", **params), "attr_steps", collected)
-        exports.show(figure(sel, "attribution_features", **params), "attr_features", collected)
-    exports.bundle_button(collected, "Credit assignment", agent, ds, **sel.paths)
+        if features:
+            exports.show(figure(sel, "attribution_features", **params), "attr_features", collected)
+    # shaped agents: the spatial section below has the page's bundle (one bundle key per page name)
+    exports.bundle_button(collected, "Credit assignment" if features else "Credit assignment per token", agent, ds,
+                          **sel.paths)
 
 
 @st.fragment
@@ -67,9 +72,15 @@ def spatial_views():
     outputs = {"action": TARGETS["action"], "value": TARGETS["value"]}
     target = c3.selectbox("Output", [t for t in outputs if agent.has(t)], format_func=outputs.get, key="spatial_target")
     method = c4.selectbox("Method", ["saliency", "ig"], format_func=METHODS.get, key="spatial_method")
-    scale = st.radio("Opacity", ["window", "step"], horizontal=True, key="spatial_scale",
-                     format_func={"window": "one scale for the window", "step": "each step on its own scale"}.get,
-                     help="One scale compares the steps; each step on its own shows where a faint step's credit is.")
+    if sel.other is None:
+        scale = st.radio("Opacity", ["window", "step"], horizontal=True, key="spatial_scale",
+                         format_func={"window": "one scale for the window", "step": "each step on its own scale"}.get,
+                         help="One scale compares the steps; each step on its own shows where a faint step's credit is.")
+    else:   # compare mode draws both agents on one scale per row (figures/spatial.spatial_compare)
+        scale = "window"
+        st.caption("Compare mode: both agents' credit on the explained step's observation and summed over each one's "
+                   "window, one scale per row for both; B − A where each agent's strongest credit is at least a "
+                   "quarter of the other's.")
     with st.spinner("Attributing every step's observation…"):
         try:
             f = figure(sel, "spatial_credit", episode=episode, step=int(step), target=target, method=method,
@@ -83,12 +94,19 @@ def spatial_views():
 
 
 if spatial_applies(agent, ds):   # agents that read grids, images or frame stacks
+    st.subheader("Which steps and tokens: credit per return, observation and action")
+    st.markdown("The whole observation of a step is one state token here: its credit is the sum over its cells or "
+                "pixels (the section below spreads it over them). Integrated gradients and ablation start from the "
+                "dataset's mean observation, action frequencies and mean return-to-go.")
+    views(features=False)
     st.subheader("Which cells or pixels: credit on the observations")
     st.markdown("This agent reads grids or images, so its credit goes to cells and pixels, not to a line per "
                 "observation value: for the observation of every step in the window, through the agent's state encoder, "
                 "which grid cells (MiniGrid: the 3 values of a cell summed) or pixels (Atari: the 4 stacked frames "
                 "summed) the output depends on. Each picture is the observation the agent saw, the credit laid over "
-                "it; the last one sums the window. Integrated gradients start from an all-zero observation.")
+                "it; the last one sums the window. Integrated gradients start from the dataset's mean observation, "
+                "the returns-to-go and actions held at their logged values. With saliency a step's total is its state "
+                "token's credit above.")
     spatial_views()
 else:
     views()

@@ -26,6 +26,20 @@ f(baseline)|: action logit 0.7% with this baseline vs 3.2% with an all-zero raw 
 return 0.02% vs 0.06%. With the zero input the return prediction hardly moves (median |f(x) - f(b)| 0.002:
 most episodes there do ask for R = 0), so there is little to attribute. 8 steps gave deltas up to 400%.
 
+Shaped observations (grids, frame stacks: issue 23): the state token is the whole observation, its features the
+observation's values flattened in their own C order (named by index, "(row, col, channel)"); the state baseline is
+the dataset's mean observation in its own shape, i.e. the mean of the agent's transform of the raw grids / frames over
+at most MEAN_ROWS evenly spaced steps (`dataset_baseline(states="zeros")`: all zeros in the model's input space).
+Measured with 32 Gauss-Legendre steps (no doubling), max |delta| / |f(x) - f(b)| (median in brackets): memory-dt, 32
+episodes at their last step: action 5.6% (0.5%), value 1.2%, return 0.02%; at their middle step: action 9.8% (1.0%),
+value 0.8%, return 0.00%, the same for both baselines, since memory-dt normalises with its training data's mean (the
+mean grid is zeros in its input space, max |value| 2e-7). A random-weight atari_conv DT (2 layers, 32 wide, K=4, 4
+episodes of random 4x84x84 frames, last steps): action 20.0% (4.6%) from the mean frame vs 22.9% (8.9%) from a black
+one, value 5.1% (2.8%) vs 17.6% (6.1%), return 0.00% vs 0.01%. The doubling brings every one under 1%. The state
+token's credit equals the spatial map (analysis/interp/spatial_credit.py) summed over its cells: saliency always, IG
+when only the states are attributed (`modalities=("state",)`, the path spatial credit takes). Ablation measures each
+feature alone only up to ABLATION_FEATURES values of a modality in the window (more: NaN; tokens and steps always).
+
 Every map comes with a model-randomisation sanity check (Adebayo et al. 2018): the same map on a copy of
 the model re-initialised (seeded, GPT-2 style) and the Spearman rank correlation of the two maps'
 |attribution| over the real (unpadded) inputs. A map that survives randomisation explains the input,
@@ -60,6 +74,9 @@ _INPUT_NAME = {"return-to-go": "returns_to_go", "state": "states", "action": "ac
 TARGETS = {"action": "action_preds", "return": "return_preds", "value": "value_preds"}
 METHODS = {"ig": "integrated gradients", "saliency": "saliency |∂f/∂x|", "ablation": "ablation (replace by baseline)"}
 ADDITIVE = {"ig": True, "saliency": True, "ablation": False}
+# IG's interpolated windows per forward: at most 2**26 input values (256 MB of float32) a chunk, as spatial_credit's:
+# 1,024 windows of 30 Atari frame stacks at once would be 3.5 GB
+IG_VALUES = 2 ** 26
 
 
 # ---- results ----------------------------------------------------------------------------------------------
@@ -89,12 +106,16 @@ class AttributionMap:
         return np.abs(self.tokens)
 
     def per_feature(self, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """|attribution| per input feature summed over the window's (real) steps: modality -> [n_features]."""
+        """|attribution| per input feature summed over the window's (real) steps: modality -> [n_features] (NaN
+        where ablation did not measure features one by one: ABLATION_FEATURES)."""
         return {m: np.abs(a if mask is None else a[mask]).sum(0) for m, a in self.features.items()}
 
     def flat(self, mask: np.ndarray) -> np.ndarray:
-        """Every feature's attribution at real positions, in a fixed order (for rank correlations)."""
-        return np.concatenate([a[mask].ravel() for a in self.features.values()])
+        """Every feature's attribution at real positions, in a fixed order (for rank correlations); a modality whose
+        features were not measured (ablation of a large observation: NaN) is represented by its token."""
+        parts = [a[mask].ravel() if np.isfinite(a).all() else self.tokens[mask, MODALITIES.index(m)]
+                 for m, a in self.features.items()]
+        return np.concatenate(parts)
 
 
 @dataclass
@@ -204,14 +225,28 @@ class Baseline:
     """The 'absent' input, in the model's input space (normalised states, scaled return, action inputs)."""
 
     returns_to_go: float
-    states: np.ndarray      # [obs_dim]
+    states: np.ndarray      # [obs_dim] (shaped observations: flattened in their own C order, as model_inputs gives them)
     actions: np.ndarray     # [action_in]
     description: str = ""
 
 
-def dataset_baseline(agent, data: TrainingData) -> Baseline:
-    """Dataset-mean state, mean action input and mean return-to-go of the dataset's steps."""
-    states = data.obs.mean(0).astype(np.float32)
+STATE_BASELINES = ("mean", "zeros")
+MEAN_ROWS = 20_000      # shaped data: the mean observation over at most this many evenly spaced steps (1M Atari
+MEAN_CHUNK = 512        # steps are 28 GB as float32), read MEAN_CHUNK at a time through the agent's transform
+
+
+def dataset_baseline(agent, data: TrainingData, states: str = "mean") -> Baseline:
+    """Dataset-mean state (states="zeros": all zeros in the model's input space), mean action input and mean
+    return-to-go of the dataset's steps. Shaped observations: the mean observation in its own shape, i.e. the mean of
+    the agent's transform of the raw frames / grids (the transform is affine: the transform of the mean frame)."""
+    if states not in STATE_BASELINES:
+        raise ValueError(f"the state baseline must be one of {', '.join(STATE_BASELINES)}, got {states!r}.")
+    if states == "zeros":
+        state = np.zeros(int(np.prod(data.obs.shape[1:])), np.float32)
+    elif data.obs_transform is None:
+        state = data.obs.mean(0).astype(np.float32)
+    else:
+        state = shaped_mean(data).reshape(-1)
     if agent.discrete:
         n = int(agent.config.n_actions)
         actions = np.bincount(np.asarray(data.actions, np.int64).reshape(-1), minlength=n)[:n] / max(len(data.actions), 1)
@@ -219,8 +254,20 @@ def dataset_baseline(agent, data: TrainingData) -> Baseline:
         actions = agent.actions_to_unit(torch.as_tensor(data.actions, dtype=torch.float32)).mean(0).cpu().numpy()
     rtg = float(data.rtg.mean())
     what = "action frequencies" if agent.discrete else "mean action"
-    desc = f"dataset-mean state, {what}, mean return-to-go {rtg * agent.config.rtg_scale:.3g}"
-    return Baseline(rtg, states, np.asarray(actions, np.float32), desc)
+    first = "all-zero state" if states == "zeros" else "dataset-mean state"
+    desc = f"{first}, {what}, mean return-to-go {rtg * agent.config.rtg_scale:.3g}"
+    return Baseline(rtg, state, np.asarray(actions, np.float32), desc)
+
+
+def shaped_mean(data: TrainingData) -> np.ndarray:
+    """[*obs_shape] float32: the mean of the transformed observations over at most MEAN_ROWS evenly spaced steps."""
+    n = len(data.obs)
+    rows = np.unique(np.linspace(0, n - 1, min(n, MEAN_ROWS)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+    total = np.zeros(data.obs.shape[1:], np.float64)
+    for i in range(0, len(rows), MEAN_CHUNK):
+        chunk = np.asarray(data.obs[rows[i:i + MEAN_CHUNK]])
+        total += np.asarray(data.obs_transform(chunk), np.float32).sum(0)
+    return (total / max(len(rows), 1)).astype(np.float32)
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -286,6 +333,7 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
     head, rtg_known = TARGETS[target], target != "value"
     x = tuple(inputs[k].float() for k in names)
     B, L = x[0].shape[:2]
+    per_window = max(sum(t[0].numel() for t in x), 1)
     real = inputs["attention_mask"].bool() if inputs.get("attention_mask") is not None else torch.ones(B, L, dtype=torch.bool)
     base_vec = {"returns_to_go": np.array([baseline.returns_to_go], np.float32), "states": baseline.states,
                 "actions": baseline.actions}
@@ -311,8 +359,9 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
             ig = IntegratedGradients(f)
             used = n_steps
             while True:
+                rows = min(internal_batch_size, max(B, IG_VALUES // per_window))   # Atari: 79 windows a chunk
                 attr, delta = ig.attribute(x, baselines, target=tgt, additional_forward_args=extra, n_steps=used,
-                                           internal_batch_size=max(internal_batch_size, B), return_convergence_delta=True)
+                                           internal_batch_size=rows, return_convergence_delta=True)
                 ok = (delta.abs() <= delta_tol * (fx - fb).abs().clamp(min=0.01)).all()
                 if ok or used >= max_n_steps:
                     break
@@ -324,7 +373,8 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
         else:
             attr, tok_attr, step_attr = _ablate(model, f, x, baselines, tgt, extra, names, modalities, perturbations_per_eval)
 
-    feats = {m: (a.detach() * real[..., None]).cpu().numpy() for m, a in zip(modalities, attr)}
+    feats = {m: torch.where(real[..., None], a.detach(), torch.zeros((), dtype=a.dtype)).cpu().numpy()
+             for m, a in zip(modalities, attr)}   # where, not *: a NaN (not measured) stays NaN only where real
     if method == "ablation":
         tokens = np.zeros((B, L, 3), np.float32)
         for m, a in zip(modalities, tok_attr):
@@ -338,16 +388,28 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
     return _Raw(feats, tokens, steps, fx.cpu().numpy(), fb.cpu().numpy(), delta, used)
 
 
+ABLATION_FEATURES = 1024   # one ablation per feature up to this many features of a modality in the window (keydoor's
+#                           20 steps of 9 values: 180); beyond that modality's features are not ablated one by one
+#                           (NaN), its tokens and steps are: memory-dt's 12 steps of 7x7x3 grids (1,764) took 16 s
+#                           with the randomized model, a 30-step window of 4x84x84 frames would be 846,720 forwards
+
+
 def _ablate(model, f, x, baselines, tgt, extra, names, modalities, ppe):
     """FeatureAblation at three granularities: each feature, each token, each whole timestep."""
     fa = FeatureAblation(f)
     L = x[0].shape[1]
     pos = torch.arange(L)[:, None]
-    feat_masks, offset = [], 0
+    feat_masks, offset, skipped = [], 0, []
     for t in x:
         n = t.shape[-1]
-        feat_masks.append((offset + pos * n + torch.arange(n)[None, :])[None])
-        offset += L * n
+        if L * n > ABLATION_FEATURES:   # one group per token here: its features are NaN below
+            feat_masks.append((offset + pos).expand(L, n)[None])
+            offset += L
+            skipped.append(True)
+        else:
+            feat_masks.append((offset + pos * n + torch.arange(n)[None, :])[None])
+            offset += L * n
+            skipped.append(False)
     tok_masks = tuple((pos * 3 + MODALITIES.index(m)).expand(L, t.shape[-1])[None] for m, t in zip(modalities, x))
     step_masks = tuple(pos.expand(L, t.shape[-1])[None] for t in x)
     kw = dict(baselines=baselines, target=tgt, additional_forward_args=extra, perturbations_per_eval=ppe)
@@ -355,6 +417,7 @@ def _ablate(model, f, x, baselines, tgt, extra, names, modalities, ppe):
         feat = fa.attribute(x, feature_mask=tuple(feat_masks), **kw)
         tok = fa.attribute(x, feature_mask=tok_masks, **kw)
         step = fa.attribute(x, feature_mask=step_masks, **kw)
+    feat = tuple(torch.full_like(a, float("nan")) if skip else a for a, skip in zip(feat, skipped))
     return feat, tok, step
 
 
@@ -372,10 +435,12 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: str = "ig", action_dim: int = 0,
                     randomized: bool = True, seed: int = 0, n_steps: int = 32, data: TrainingData | None = None,
-                    baseline: Baseline | None = None, **kwargs) -> list[Attribution]:
+                    baseline: Baseline | None = None, modalities: tuple | None = None, **kwargs) -> list[Attribution]:
     """Attribution of `target` at each absolute dataset step in `abs_steps` (one batched computation).
 
-    Discrete actions: the logit of the logged action; continuous: action dimension `action_dim`."""
+    Discrete actions: the logit of the logged action; continuous: action dimension `action_dim`.
+    modalities: attribute only these of the agent's inputs (e.g. ("state",)), the others held at their logged values
+    (IG's path then runs over the states alone, as spatial credit's does); default every input the agent reads."""
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}' (known: {', '.join(TARGETS)}).")
     if method not in METHODS:
@@ -390,8 +455,14 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         raise ValueError(f"steps must lie in 0..{len(data.obs) - 1} (dataset steps).")
     if agent.has("recurrent") and len(abs_steps) > 1:   # prefixes of different lengths: one at a time
         return [r for s in abs_steps for r in attribute_steps(agent, dataset, [s], target, method, action_dim, randomized,
-                                                              seed, n_steps, data, baseline, **kwargs)]
-    model, inputs, modalities, names, mask, act_names = model_inputs(agent, data, abs_steps)
+                                                              seed, n_steps, data, baseline, modalities, **kwargs)]
+    model, inputs, reads, names, mask, act_names = model_inputs(agent, data, abs_steps)
+    if modalities is not None:
+        if not modalities or any(m not in reads for m in modalities):
+            raise ValueError(f"modalities must be some of the inputs this agent reads ({', '.join(reads)}), got "
+                             f"{', '.join(map(str, modalities)) or 'none'}.")
+        names = {m: names[m] for m in reads if m in modalities}
+    modalities = tuple(m for m in reads if modalities is None or m in modalities)
     if target == "action" and agent.discrete:
         index = torch.as_tensor(np.asarray(data.actions)[abs_steps], dtype=torch.long)
         label = "logit of the logged action"

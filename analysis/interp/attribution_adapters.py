@@ -8,7 +8,8 @@ model as a function of the same named inputs.
   (as its previous action) at step i + 1. One window at a time (prefixes differ in length).
 
 `model_inputs` turns windows of logged steps into (model, inputs, modalities, feature names, mask, action
-names) for analysis/interp/attribution.py.
+names) for analysis/interp/attribution.py. Shaped observations (grids, frame stacks) come flattened to [B, L, obs_dim]
+in their own C order, which every state encoder reads (models/state_encoders.py); spatial_credit reshapes them back.
 """
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ def adapter(agent):
     return lambda model: model
 
 
+def state_feature_names(ds) -> list[str]:
+    """One name per state feature: the dataset's names for vectors; for shaped observations the feature's index in
+    the observation's own shape, in the C order the flattened state keeps ("(row, col, channel)" for a grid,
+    "(frame, row, col)" for a frame stack)."""
+    if not getattr(ds, "shaped", False):
+        return list(ds.obs_names)
+    return [str(tuple(int(i) for i in idx)) for idx in np.ndindex(*ds.obs_shape)]
+
+
 def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
     """(model, inputs, modalities, feature_names, mask, action_names) for windows ending at absolute dataset steps."""
     episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
@@ -73,11 +83,15 @@ def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
         act_names = labels if len(labels) == n else [f"action {i}" for i in range(n)]
     else:
         act_names = list(ds.act_names or [f"action_{i}" for i in range(agent.act_dim)])
-    names = {"return-to-go": ["return-to-go"], "state": list(ds.obs_names), "action": act_names}
+    names = {"return-to-go": ["return-to-go"], "state": state_feature_names(ds), "action": act_names}
     # each model family reads its window differently (the wrappers put MLP / GRU behind the DT signature)
     if agent.has("step_tokens"):
         w = gather_windows(data, episodes, abs_steps, agent.context_length)
-        return agent, agent.window_inputs(w), MODALITIES, names, w["mask"], names["action"]
+        inputs = agent.window_inputs(w)
+        # shaped states (grids, frame stacks) flattened in their own C order: every state encoder reads both, and
+        # captum then sees one feature axis per token for every observation kind
+        inputs["states"] = inputs["states"].reshape(*inputs["states"].shape[:2], -1)
+        return agent, inputs, MODALITIES, names, w["mask"], names["action"]
     if agent.has("markov"):
         w = gather_windows(data, episodes, abs_steps, 1)
         B = len(abs_steps)

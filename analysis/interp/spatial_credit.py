@@ -3,8 +3,9 @@ Transformer's context window one of its outputs depends on, through its state en
 
 Methods come from captum, on the window's observation tensor only (returns-to-go, actions, timesteps held fixed):
   - "saliency": Saliency, |d output / d observation| (Simonyan et al. 2014);
-  - "ig":       IntegratedGradients from a baseline observation (zeros in the model's input space, or a chosen raw
-                observation put through the agent's own transform) at every real step; its convergence delta
+  - "ig":       IntegratedGradients from a baseline observation (zeros in the model's input space, the dataset's mean
+                observation, or a chosen raw observation put through the agent's own transform) at every real step; its
+                convergence delta
                 (sum of attributions - (f(x) - f(baseline))) is reported.
 Targets: "action", the logit of the logged action at the window's last step; "value", the value prediction with the
 return-to-go hidden (agents that have one).
@@ -235,7 +236,9 @@ def baseline_input(agent, baseline, shape: tuple[int, ...]) -> tuple[torch.Tenso
 
 def spatial_credit(agent, dataset, abs_steps, target: str = "action", method: str = "saliency", baseline="zeros",
                    n_steps: int = 32, data: TrainingData | None = None) -> list[SpatialCredit]:
-    """Spatial credit of `target` at each absolute dataset step in `abs_steps` (one batched computation)."""
+    """Spatial credit of `target` at each absolute dataset step in `abs_steps` (one batched computation).
+    baseline (IG): "zeros" (in the model's input space), "mean" (the dataset's mean observation, the per-token credit's
+    default: analysis/interp/attribution.py) or a raw observation."""
     if not agent.has("step_tokens"):
         raise ValueError("spatial credit reads a Decision Transformer's window of observations; this agent has none.")
     if target == "value" and not agent.has("value"):
@@ -249,7 +252,12 @@ def spatial_credit(agent, dataset, abs_steps, target: str = "action", method: st
         raise ValueError(f"steps must lie in 0..{dataset.n_transitions - 1} (dataset steps).")
     model, inputs, _, _, mask, act_names = model_inputs(agent, data, abs_steps)
     index = np.asarray(data.actions)[abs_steps].astype(np.int64) if agent.discrete else np.zeros(len(abs_steps), np.int64)
-    base, base_text = baseline_input(agent, baseline, shape)
+    if isinstance(baseline, str) and baseline == "mean":   # the per-token credit's default (attribution.dataset_baseline)
+        from analysis.interp.attribution import shaped_mean
+
+        base, base_text = torch.as_tensor(shaped_mean(data)).reshape(shape), "the dataset's mean observation"
+    else:
+        base, base_text = baseline_input(agent, baseline, shape)
     raw = spatial_attribute(model, inputs, index, shape, layout, target, method, base, n_steps)
     episodes = np.searchsorted(data.starts, abs_steps, side="right") - 1
     L = mask.shape[1]

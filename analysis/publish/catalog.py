@@ -233,7 +233,7 @@ OVERRIDES: dict[tuple[str, str], Range] = {
 }
 # parameters that are not numbers (names, choices, switches): checked by their entries
 NOT_NUMERIC = {"ablate", "mode", "target", "method", "at", "references", "output", "metric", "corrupt", "colour_by",
-               "decoding", "others", "label", "scale"}
+               "decoding", "others", "label", "scale", "baseline"}
 
 
 def param_range(figure: str, param: str) -> Range | None:

@@ -43,11 +43,14 @@ class CompareError(ValueError):
 class Spec:
     """How a figure is compared. mode: "difference" (A | B | B − A), "side" (A | B) or "overlay" (B's traces on A's
     axes). keys: float columns of the data that index rows (a shift, a target) rather than values to subtract.
-    own_params: parameters that name the agent (each agent gets its own label)."""
+    own_params: parameters that name the agent (each agent gets its own label). join: a figure that draws pictures
+    (go.Image, which compare_panels cannot join) pairs them itself: join(fa, fb, agent_a, agent_b, dataset, label_a,
+    label_b) -> (figure, whether it drew B − A)."""
 
     mode: str = "side"
     keys: tuple = ()
     own_params: tuple = ()
+    join: object = None
 
 
 SPECS = {
@@ -158,7 +161,7 @@ def compare(name: str, agent_a, agent_b, dataset, label_a: str = "A", label_b: s
     check_pair(agent_a, agent_b, dataset, label_a, label_b)
     s = spec(name)
     fa = make(name, agent_a, dataset, **params)
-    if any(t.type == "image" and t.z is not None for t in fa.figure.data):   # compare_panels joins values, not pixels
+    if s.join is None and any(t.type == "image" and t.z is not None for t in fa.figure.data):   # values, not pixels
         raise CompareError(f"figure '{name}' draws pictures (observations under their credit), which compare mode does "
                            f"not put beside another agent's; open each agent on its own.")
     accepted = set(inspect.signature(entries[name].make).parameters) - {"agent", "dataset"}
@@ -174,7 +177,10 @@ def compare(name: str, agent_a, agent_b, dataset, label_a: str = "A", label_b: s
     except (ValueError, IndexError, KeyError, AgentError) as e:
         raise CompareError(f"{label_b} cannot draw {name} beside {label_a}: {str(e).rstrip('.')}.") from None
     diff = difference_frame(fa.data, fb.data, s.keys) if s.mode == "difference" else None
-    if s.mode == "overlay" and axes != "independent" and same_axes(fa.figure, fb.figure):
+    if s.join is not None:
+        fig, drawn = s.join(fa, fb, agent_a, agent_b, dataset, label_a, label_b)
+        diff = difference_frame(fa.data, fb.data, s.keys) if drawn else None
+    elif s.mode == "overlay" and axes != "independent" and same_axes(fa.figure, fb.figure):
         fig = overlay(fa.figure, fb.figure, label_a, label_b)
     else:
         fig, n_diff = combine(fa.figure, fb.figure, label_a, label_b, with_difference=diff is not None, axes=axes)
