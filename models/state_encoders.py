@@ -17,8 +17,6 @@ rollout keeps flat rows) and returns [..., hidden]. Its parameters sit under `em
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -75,33 +73,8 @@ class AtariConv(nn.Sequential):
         flat = flat.float()
         if flat.requires_grad or len(flat) < 2:   # credit on pixels: every window's own frames get their gradient
             return self._encode(flat).reshape(*lead, self.hidden)
-        keys, first, inverse = distinct_rows(flat)
-        return self._remembered(flat, keys, first)[inverse].reshape(*lead, self.hidden)
-
-    def _remembered(self, flat: torch.Tensor, keys: np.ndarray, first: torch.Tensor) -> torch.Tensor:
-        """[U, H] embeddings of the distinct rows `first` (digests `keys`): those encoded by an earlier call with the
-        same weights (every parameter's version unchanged) are reused. Pages run the same frames again and again
-        (the Context page once per context length, each interaction): the conv stack is most of a window's work."""
-        if self.training:
-            return self._encode(flat[first])
-        weights = tuple(int(p._version) for p in self.parameters()) + (flat.dtype, flat.device)
-        with _MEMO_LOCK:
-            memo = self.__dict__.setdefault("_memo", OrderedDict())
-            if memo.get("weights") != weights:
-                memo.clear()
-                memo["weights"] = weights
-            hits = [memo.get(k) for k in keys]
-        todo = [i for i, h in enumerate(hits) if h is None]
-        if todo:
-            fresh = self._encode(flat[first[todo]])
-            with _MEMO_LOCK:
-                for j, i in enumerate(todo):
-                    hits[i] = fresh[j]
-                    memo[keys[i]] = fresh[j].clone()
-                while len(memo) > MEMO_ROWS + 1:   # the oldest first ("weights" stays: it is re-set on change)
-                    oldest = next(k for k in memo if k != "weights")
-                    del memo[oldest]
-        return torch.stack(hits) if hits else flat.new_zeros((0, self.hidden))
+        _, first, inverse = distinct_rows(flat)
+        return self._encode(flat[first])[inverse].reshape(*lead, self.hidden)
 
     def _encode(self, flat: torch.Tensor) -> torch.Tensor:
         """[N, 28224] -> [N, H], ENCODE_ROWS frames at a time (bounded activations: 32x20x20 floats a frame)."""
@@ -112,8 +85,6 @@ class AtariConv(nn.Sequential):
 
 
 ENCODE_ROWS = 512   # frames through the conv stack at once
-MEMO_ROWS = 65_536  # frame embeddings an encoder remembers (32 MB at H=128)
-_MEMO_LOCK = threading.Lock()
 
 
 def distinct_rows(flat: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
@@ -125,7 +96,10 @@ def distinct_rows(flat: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.T
     rows = flat.detach().contiguous().cpu().numpy()
     keys = np.array([xxhash.xxh3_128_digest(r) for r in rows.view(np.uint8).reshape(len(rows), -1)], dtype="S16")
     distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return distinct, torch.from_numpy(first), torch.from_numpy(inverse.reshape(-1))
+    order = np.argsort(first)   # the distinct rows in their first appearance's order: all-distinct rows stay as given
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return distinct[order], torch.from_numpy(first[order]), torch.from_numpy(rank[inverse.reshape(-1)])
 
 
 def make_state_encoder(kind: str, obs_shape: tuple[int, ...], hidden: int) -> nn.Module:
