@@ -76,3 +76,92 @@ def write_pair(out_dir, n_steps: int = N_STEPS, n_episodes: int = N_EPISODES, se
     write_d4rl(make_dataset(n_steps, n_episodes, seed, env_id=None), data)   # D4RL files carry no env id
     agent = save_agent(make_agent(seed), out_dir / "hopper-dt")
     return data, agent
+
+
+# ---- the Atari pair (issue 23 item 6) -------------------------------------------------------------------------
+ATARI_ENV, ATARI_STEPS = "seqlens/DTAtari-Breakout-v0", 100_000
+ATARI_DT = {"n_embd": 128, "n_layer": 6, "n_head": 8, "context_length": 30, "block_size": 90}   # the DT paper's Atari GPT
+ATARI_ROWS = 2_048   # frame stacks written a block at a time (58 MB): the whole array is never in memory
+
+
+def atari_episodes(n_real: int, seed: int = 0):
+    """Real DTAtari-Breakout frame stacks (the DT paper's preprocessing) under a random policy that presses FIRE 30% of
+    the time: yields whole episodes (obs uint8 [T, 4, 84, 84], actions int64 [T], rewards float32 [T], terminated) until
+    at least n_real steps were played."""
+    from envs.atari import make_atari
+
+    env, rng, played = make_atari(ATARI_ENV, render_mode=None), np.random.default_rng(seed), 0
+    while played < n_real:
+        o, _ = env.reset(seed=int(rng.integers(1 << 31)))
+        obs, acts, rews = [], [], []
+        while True:
+            a = 1 if rng.random() < 0.3 else int(rng.integers(4))
+            obs.append(o)
+            o, r, term, trunc, _ = env.step(a)
+            acts.append(a)
+            rews.append(r)
+            if term or trunc:
+                break
+        played += len(acts)
+        yield np.stack(obs), np.asarray(acts, np.int64), np.asarray(rews, np.float32), bool(term)
+    env.close()
+
+
+def write_atari_dataset(path, n_steps: int = ATARI_STEPS, n_real: int | None = None, seed: int = 0) -> dict:
+    """An HDF5 file in the D4RL layout whose observations (uint8 [n_steps, 4, 84, 84], contiguous: the reader maps
+    them) are real Breakout frame stacks: `n_real` steps played (default all n_steps), their episodes repeated in order
+    until n_steps are written (the last one cut short, marked a timeout). Returns {real_steps, episodes, max_len}."""
+    import h5py
+
+    n_real = n_steps if n_real is None else min(n_real, n_steps)
+    played = list(atari_episodes(n_real, seed)) if n_real < n_steps else None
+    source = iter(played) if played is not None else atari_episodes(n_steps, seed)
+    acts, rews, term, trunc = (np.zeros(n_steps, np.int64), np.zeros(n_steps, np.float32), np.zeros(n_steps, bool),
+                               np.zeros(n_steps, bool))
+    written, episodes, max_len, real = 0, 0, 0, 0
+    with h5py.File(path, "w") as f:
+        out = f.create_dataset("observations", shape=(n_steps, 4, 84, 84), dtype=np.uint8)   # contiguous, unfiltered
+        while written < n_steps:
+            try:
+                o, a, r, done = next(source)
+            except StopIteration:   # the real episodes again, in the same order
+                source = iter(played)
+                o, a, r, done = next(source)
+            if played is None:
+                real += len(a)
+            T = min(len(a), n_steps - written)
+            for i in range(0, T, ATARI_ROWS):
+                out[written + i:written + min(T, i + ATARI_ROWS)] = o[i:min(T, i + ATARI_ROWS)]
+            s = slice(written, written + T)
+            acts[s], rews[s] = a[:T], r[:T]
+            term[written + T - 1], trunc[written + T - 1] = done and T == len(a), not (done and T == len(a))
+            written, episodes, max_len = written + T, episodes + 1, max(max_len, T)
+        f["actions"], f["rewards"], f["terminals"], f["timeouts"] = acts, rews, term, trunc
+        f.attrs["env_id"] = ATARI_ENV
+    return {"real_steps": real if played is None else sum(len(e[1]) for e in played), "episodes": episodes,
+            "max_len": max_len}
+
+
+def make_atari_agent(max_timestep: int, seed: int = 0):
+    """A DT of the DT paper's Atari size (6 layers, 8 heads, 128 dims, the conv state encoder over 4x84x84, K 30),
+    randomly initialised (the benchmark times the work, which does not depend on the weights)."""
+    import torch
+
+    from models.decision_transformer import DecisionTransformer
+    from models.dt_atari_agent import atari_config
+
+    torch.manual_seed(seed)
+    cfg = {**ATARI_DT, "vocab_size": 4, "max_timestep": int(max_timestep)}
+    return DecisionTransformer(atari_config(cfg, "bench: DT paper Atari size, random init")).eval()
+
+
+def write_atari_pair(out_dir, n_steps: int = ATARI_STEPS, n_real: int | None = None, seed: int = 0) -> tuple[Path, Path, dict]:
+    """breakout-random.hdf5, an agent directory and the facts for the rows' note."""
+    from models import save_agent
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / "breakout-random.hdf5"
+    facts = write_atari_dataset(data, n_steps, n_real, seed)
+    agent = save_agent(make_atari_agent(max(1000, facts["max_len"]), seed), out_dir / "breakout-dt")
+    return data, agent, facts

@@ -58,6 +58,13 @@ class DTOutput:
     def __getitem__(self, key: str) -> torch.Tensor:
         return getattr(self, key)
 
+    def __getattribute__(self, key: str):
+        value = object.__getattribute__(self, key)
+        if key == "state_preds" and callable(value):   # the untrained state head, computed when first read: over
+            value = value()                            # frame stacks it is [B, L, 28224] floats nothing shows
+            object.__setattr__(self, key, value)
+        return value
+
 
 class DecisionTransformer(Agent):
     """Return-conditioned sequence model. forward() is HF's signature; see DTOutput for what it returns.
@@ -232,7 +239,9 @@ class DecisionTransformer(Agent):
         shape = self.cfg.shape
         mean = self.state_mean.cpu().numpy().reshape(shape)
         std = self.state_std.cpu().numpy().reshape(shape)
-        return (np.asarray(obs, np.float32) - mean) / std
+        out = np.subtract(obs, mean, dtype=np.float32)   # the same numbers as (float32(obs) - mean) / std, in two passes
+        out /= std                                        # over the frames, not three (frame stacks: 28,224 values each)
+        return out
 
     def env_actions(self, action_preds: torch.Tensor) -> torch.Tensor:
         """Continuous model outputs in [-1, 1] -> env actions in [action_low, action_high]."""
@@ -273,15 +282,26 @@ class DecisionTransformer(Agent):
         if isinstance(run, dt_tokens.CallersSteps):
             run = run.run
         out = DTOutput(action_preds=self._action_head(x[:, :, 1]), return_preds=self.predict_return(x[:, :, 2]),
-                       state_preds=self.predict_state(x[:, :, 2]), value_preds=self.predict_value(x[:, :, 1]),
+                       state_preds=self._state_head(x, run), value_preds=self.predict_value(x[:, :, 1]),
                        attentions=tuple(attns) if output_attentions else None,
                        hidden_states=tuple(hiddens) if output_hidden_states else None)
         if run is not None:
             out.action_preds = run("head.action", out.action_preds)
             out.return_preds = run("head.return", out.return_preds)
-            out.state_preds = run("head.state", out.state_preds)
+            if run.wants("head.state"):
+                out.state_preds = run("head.state", out.state_preds)
             out.value_preds = run("head.value", out.value_preds)
         return out
+
+    def _state_head(self, x: torch.Tensor, run: ActivationRun | None):
+        """predict_state on the a_t tokens, now when a run records it, else on first read (DTOutput)."""
+        if run is not None and run.wants("head.state"):
+            return self.predict_state(x[:, :, 2])
+
+        def late() -> torch.Tensor:
+            with torch.inference_mode(x.is_inference()):   # an inference-mode forward's tensors stay in that mode
+                return self.predict_state(x[:, :, 2])
+        return late
 
     def _ln_final(self, x: torch.Tensor, run: ActivationRun | None) -> torch.Tensor:
         if self.cfg.layer_norm:

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from trajectories import Dataset
+from trajectories.digest import take_rows
 
 
 @dataclass
@@ -88,12 +89,17 @@ def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndar
     idx = last_steps[:, None] - np.arange(K - 1, -1, -1)[None, :]          # [B, K]
     mask = idx >= starts[:, None]
     idx = np.where(mask, idx, starts[:, None])
-    obs = data.obs[idx]
-    if data.obs_transform is not None:   # shaped data: only the gathered windows become float32
-        obs = np.asarray(data.obs_transform(np.asarray(obs)), np.float32)
+    if data.obs_transform is not None:   # shaped data: each distinct frame read and transformed once, then copied
+        rows, inverse = np.unique(idx, return_inverse=True)   # into its windows (an episode's windows share K-1 of K)
+        frames = np.asarray(data.obs_transform(take_rows(data.obs, rows)), np.float32)   # a map: read, not paged in
+        obs = frames[inverse.reshape(idx.shape)]
+        obs[~mask] = 0   # in place: a np.where copy of [B, K, 4, 84, 84] float32 windows doubled their peak
+    else:
+        obs = data.obs[idx]
     out = {"obs": obs, "actions": data.actions[idx], "rewards": data.rewards[idx], "rtg": data.rtg[idx],
            "timesteps": data.timesteps[idx], "mask": mask}
-    for key in ("obs", "actions", "rewards", "rtg", "timesteps"):
+    for key in ("actions", "rewards", "rtg", "timesteps") if data.obs_transform is not None else \
+            ("obs", "actions", "rewards", "rtg", "timesteps"):
         arr = out[key]
         out[key] = np.where(mask.reshape(mask.shape + (1,) * (arr.ndim - 2)), arr, 0).astype(arr.dtype, copy=False)
     return out

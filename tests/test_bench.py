@@ -1,5 +1,6 @@
 """`cli.py bench --json` has the keys of docs/ARCHITECTURE.md ("CLI JSON") and both sides agree (sizes shrunk with --quick)."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,16 @@ def test_bench_scale_renders_every_page_on_a_d4rl_shaped_pair():
         assert not rows[name].get("note"), rows[name]               # an exception or st.error on the page
         assert rows[name]["ours_s"] > 0 and rows[name]["peak_mb"] > 100
     assert any(n.startswith("shipped_first_visit:") for n in rows)
+    assert rows["dataset_load"]["peak_target_mb"] == 2048
+    atari = ["atari dataset_load", "atari home", *[f"atari {p}" for p in pages]]   # the Atari pair (issue 23 item 6)
+    for name in atari:
+        assert name in rows, sorted(rows)
+        assert not rows[name].get("note"), rows[name]
+        assert rows[name]["ours_s"] > 0 and rows[name]["peak_target_mb"] == 2560
+    about = rows["atari dataset_load"]["about"]
+    played = int(re.search(r"([\d,]+) steps really played", about).group(1).replace(",", ""))
+    assert "seqlens/DTAtari-Breakout-v0" in about and 1_000 <= played < 3_000 and "repeated" in about
+    assert "random init" in about and "6 layers, 8 heads, 128 dims" in about
 
 
 def test_bench_player_first_render_same_data_with_and_without_the_frames_thread():

@@ -2,7 +2,7 @@
 terminals | timeouts (the step after a done flag starts a new episode). `infos/qpos` and `infos/qvel`
 (the MuJoCo state at each observation, which frames are drawn from) are kept in `Dataset.infos` when both
 are there; other infos are not read. Shaped observations (images, frame stacks) are mapped from the file when stored
-contiguous (hdf5_safety.read_observations); a MiniGrid dict observation's other parts sit beside them as
+contiguous (hdf5_safety.read_observations), read lazily when chunked or compressed uint8 (lazy_h5.py); a MiniGrid dict observation's other parts sit beside them as
 `observations_direction` (integers) and `observations_mission` (strings), one row per step, as in the npz layout."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 from .budget import Budget
 from .dataset import Dataset, mission_codes, starts_from_flags
 from .errors import DatasetError
-from .hdf5_safety import check_storage, read_array, read_attr_str, read_observations, read_strings
+from .hdf5_safety import check_storage, read_array, read_attr_str, read_strings
+from .lazy_h5 import lazy_observations
 from .names import dataset_env_id
 
 INFOS = ("qpos", "qvel")
@@ -33,7 +34,7 @@ def read_d4rl_h5(f: h5py.File, name: str) -> Dataset:
         raise DatasetError(f"{name}: D4RL file has neither terminals nor timeouts, so episodes cannot be split.")
     infos = _infos(f, name)   # declared shapes checked before anything is read
     budget = Budget(name)  # read_array checks each declared size before reading
-    arrays = {"observations": read_observations(f["observations"], budget)}   # mapped when stored contiguous
+    arrays = {"observations": lazy_observations(f["observations"], budget)}   # mapped if contiguous, else lazy
     arrays.update({k: read_array(f[k], budget) for k in ("actions", "rewards")})
     flags = {k: read_array(f[k], budget) for k in ("terminals", "timeouts") if k in f}
     n = len(arrays["rewards"]) if arrays["rewards"].ndim else 0

@@ -80,7 +80,8 @@ class Dataset:
 
     def __post_init__(self) -> None:
         name = self.source
-        obs = self.observations if isinstance(self.observations, np.ndarray) else np.asarray(self.observations)
+        obs = self.observations if isinstance(self.observations, np.ndarray) or is_mapped(self.observations) \
+            else np.asarray(self.observations)   # a lazily read HDF5 array (trajectories/lazy_h5.py) stays lazy
         if obs.ndim == 1:
             obs = obs.reshape(-1, 1)
         if obs.ndim not in (2, 3, 4):

@@ -33,11 +33,15 @@ def map_array(path, offset: int, dtype: np.dtype, shape: tuple) -> np.memmap:
 
 
 def is_mapped(arr) -> bool:
-    return isinstance(arr, np.memmap) or isinstance(getattr(arr, "base", None), (np.memmap, mmap.mmap))
+    """Read from the file on use: a memory map, or a lazily read HDF5 array (trajectories/lazy_h5.py)."""
+    return isinstance(arr, np.memmap) or isinstance(getattr(arr, "base", None), (np.memmap, mmap.mmap)) \
+        or hasattr(arr, "raw_digest")
 
 
 def fast_digest(arr: np.ndarray) -> str:
     """xxh3_128 over dtype, shape and the C-order bytes of `arr`, 64 MiB at a time (no whole copy)."""
+    if hasattr(arr, "raw_digest"):   # a lazily read HDF5 array: its stored chunks, never decoded
+        return arr.raw_digest()
     h = xxhash.xxh3_128()
     h.update(f"{arr.dtype.str}{tuple(arr.shape)}".encode())
     if _same_file(arr):
@@ -67,3 +71,29 @@ def _same_file(arr) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == stat
+
+
+def take_rows(arr, rows: np.ndarray) -> np.ndarray:
+    """arr[rows] for sorted distinct `rows` (1-D). From a mapping whose file is still the one mapped, the rows are
+    read with pread, a run of consecutive rows per call: pages read through the map stay in this process's resident
+    set, so windows drawn over a 2.8 GB Atari file grew the server by a gigabyte (Embeddings' 500 sampled windows)."""
+    rows = np.asarray(rows, np.int64)
+    if not isinstance(arr, np.memmap) or not _same_file(arr) or not len(rows):
+        return np.asarray(arr[rows])
+    row_bytes = arr.nbytes // max(1, len(arr))
+    out = np.empty((len(rows), *arr.shape[1:]), arr.dtype)
+    buf = memoryview(out.reshape(-1).view(np.uint8))
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    fd = os.open(arr.filename, os.O_RDONLY)
+    try:
+        for lo, hi in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]])):
+            want, got = (hi - lo) * row_bytes, 0
+            while got < want:
+                n = os.preadv(fd, [buf[lo * row_bytes + got:hi * row_bytes]], arr.offset + rows[lo] * row_bytes + got)
+                if n <= 0:
+                    raise OSError(f"{arr.filename} is shorter than the array mapped from it")
+                got += n
+    finally:
+        os.close(fd)
+    return out
+

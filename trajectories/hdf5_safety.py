@@ -11,7 +11,8 @@ form cycles). `read_array` then reads one dataset after checking its declared si
 `read_observations` maps shaped observations (images, frame stacks) of uint8 / float32 in place when the dataset is
 contiguous and unfiltered in a file on disk (h5py's `id.get_offset()`: the raw bytes' file offset; external storage
 was refused above, so the bytes are this file's), counted against limits().mapped_bytes; chunked or compressed
-ones are decoded under the decode budget. `read_strings` reads per-step mission strings: fixed-length ones have
+uint8 ones are read lazily by the D4RL reader (trajectories/lazy_h5.py: nothing is decoded at open), other chunked or
+compressed ones are decoded whole under the decode budget. `read_strings` reads per-step mission strings: fixed-length ones have
 their width checked from the dtype before reading; variable-length ones live uncompressed in the file's global
 heap, so what a block of rows allocates is bounded by the file's own size, and each block is checked as it is read.
 """

@@ -37,6 +37,7 @@ class Limits:
     obs_values: int = 1 << 22            # values in one shaped observation (H*W*C, S*H*W): 2048x2048 gray at most
     missions: int = 65_536               # distinct mission strings in one dataset (MiniGrid dict observations)
     mission_chars: int = 1_024           # characters in one mission string (checked before it is decoded)
+    chunk_bytes: int = 64 * MIB          # decoded bytes of one HDF5 chunk of a lazily read image array
 
 
 ENV = {
@@ -61,6 +62,7 @@ ENV = {
     "obs_values": "SEQLENS_MAX_OBS_VALUES",
     "missions": "SEQLENS_MAX_MISSIONS",
     "mission_chars": "SEQLENS_MAX_MISSION_CHARS",
+    "chunk_bytes": "SEQLENS_MAX_CHUNK_BYTES",
 }
 
 

@@ -104,7 +104,8 @@ def agent_in_session(name: str, agent, dataset_name: str | None):
     from ui.data import all_datasets
 
     env = st.session_state.get("env") or st.query_params.get("env")
-    norm = st.session_state.get("norm") or (STORED if agent.config.state_mean is not None else dataset_name)
+    stored = agent.config.state_mean is not None or agent.config.state_std is not None   # DT-Atari: std 255 alone
+    norm = st.session_state.get("norm") or (STORED if stored else dataset_name)
     scale = st.session_state.get("rtg_scales", {}).get(name)
     key = (name, agent_key(agent), env, norm, scale)
     use_env = env and env != NO_ENV and (not agent.config.env_id or getattr(agent, "notes", None))

@@ -32,7 +32,8 @@ from models.shipped import AGENT_DIR
 
 from analysis.core.cache import tee
 from analysis.core.stats import bootstrap_ci
-from analysis.core.inputs import action_scores, default_target, last_step_outputs, receptive_field, step_windows, training_data
+from analysis.core.inputs import (action_scores, default_target, last_step_outputs, receptive_field, step_windows,
+                                  training_data, window_rows)
 
 SHIPPED_AGENTS = AGENT_DIR
 
@@ -206,6 +207,7 @@ def policy_outputs(agent, dataset, steps: np.ndarray, context: int | None = None
         data = data if data is not None else training_data(agent, dataset)   # normalised once per agent, not per K
         if agent.has("step_tokens"):
             ctx = int(context or receptive_field(agent))
+            batch_size = window_rows(agent, data, batch_size, ctx)   # frame stacks: a batch bounded by bytes
             out = [last_step_outputs(agent, step_windows(agent, data, steps[i:i + batch_size], context=ctx)).action_preds[:, -1]
                    for i in range(0, len(steps), batch_size)]
             return torch.cat(out)

@@ -229,14 +229,15 @@ def dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.
 
 
 def _dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np.ndarray]:
-    from analysis.core.inputs import episode_steps, step_windows, training_data
+    from analysis.core.inputs import episode_steps, step_windows, training_data, window_rows
 
     data = training_data(agent, dataset)
     steps = episode_steps(data, int(episode))
+    n = window_rows(agent, data, 512)   # frame stacks: a batch bounded by bytes
     with inference(agent):
         preds = []
-        for i in range(0, len(steps), 512):
-            out = agent(**step_windows(agent, data, steps[i:i + 512]))
+        for i in range(0, len(steps), n):
+            out = agent(**step_windows(agent, data, steps[i:i + n]))
             preds.append(out.return_preds[:, -1, 0].double().numpy() * agent.config.rtg_scale)
     next_return = np.concatenate(preds)
     return next_return, dataset.returns_to_go[steps].astype(np.float64) - next_return
@@ -246,16 +247,17 @@ def return_prediction_error(agent, dataset, n_steps: int = 2000, seed: int = 0) 
     """A DT's one-step return head over the dataset: mean |error| of the predicted R_{t+1} (raw units),
     which is also the error of the implied reward R_t - R_{t+1} since R_t is given, on `n_steps` steps
     drawn uniformly (seeded), with a bootstrap 95% CI, beside the mean |reward| for scale."""
-    from analysis.core.inputs import step_windows, training_data
+    from analysis.core.inputs import step_windows, training_data, window_rows
 
     if not agent.has("return"):
         raise AgentError(f"the return head is a Decision Transformer's; got a {_kind(agent)} agent.")
     data = training_data(agent, dataset)
     n = dataset.n_transitions
     steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
+    b = window_rows(agent, data, 512)
     with inference(agent):
-        pred = np.concatenate([agent(**step_windows(agent, data, steps[i:i + 512])).return_preds[:, -1, 0].double().numpy()
-                               for i in range(0, len(steps), 512)]) * agent.config.rtg_scale
+        pred = np.concatenate([agent(**step_windows(agent, data, steps[i:i + b])).return_preds[:, -1, 0].double().numpy()
+                               for i in range(0, len(steps), b)]) * agent.config.rtg_scale
     rtg = dataset.returns_to_go[steps].astype(np.float64)
     reward = dataset.rewards[steps].astype(np.float64)
     err = np.abs(pred - (rtg - reward))      # = |implied reward - logged reward|, as R_t is known exactly

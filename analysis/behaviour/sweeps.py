@@ -22,7 +22,7 @@ from models.windows import TrainingData, gather_windows
 
 from analysis.interp.attention import TOKEN_TYPES, steps_attention
 from analysis.core.cache import cached, tee
-from analysis.core.inputs import last_step_outputs, receptive_field, training_data
+from analysis.core.inputs import last_step_outputs, receptive_field, training_data, window_rows
 from analysis.core.stats import interval_estimates, iqm  # noqa: F401 - iqm: re-exported for older imports
 
 
@@ -217,23 +217,28 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
     shown = np.arange(T) if banded or T <= max_steps else np.unique(np.linspace(0, T - 1, max_steps).round().astype(np.int64))
     steps = start + shown
     W = T if banded else receptive_field(agent)
-    preds = []
+    # windows gathered once for every shift (only their R tokens differ), in batches bounded by bytes (frame stacks)
+    n = len(steps) if banded else window_rows(agent, data, len(steps), W)
+    preds = [[] for _ in shifts]
     with inference(agent):
-        for s in shifts:
+        for i in range(0, len(steps), n):
             if banded:
-                w = gather_windows(data, np.array([episode]), np.array([end - 1]), W)
+                base = gather_windows(data, np.array([episode]), np.array([end - 1]), W)
             else:
-                w = gather_windows(data, np.full(len(steps), episode), steps, W)
-            w["rtg"] = np.where(w["mask"], w["rtg"] + np.float32(s / agent.config.rtg_scale), 0).astype(np.float32)
-            if banded:
-                p = agent(**agent.window_inputs(w)).action_preds[0]
-            else:
-                p = last_step_outputs(agent, agent.window_inputs(w)).action_preds[:, -1]
-            if agent.discrete:
-                p = p.softmax(-1)
-            else:
-                p = agent.env_actions(p)
-            preds.append(p.numpy())
+                base = gather_windows(data, np.full(len(steps[i:i + n]), episode), steps[i:i + n], W)
+            for j, s in enumerate(shifts):
+                w = {**base, "rtg": np.where(base["mask"], base["rtg"] + np.float32(s / agent.config.rtg_scale), 0)
+                     .astype(np.float32)}
+                if banded:
+                    p = agent(**agent.window_inputs(w)).action_preds[0]
+                else:
+                    p = last_step_outputs(agent, agent.window_inputs(w)).action_preds[:, -1]
+                if agent.discrete:
+                    p = p.softmax(-1)
+                else:
+                    p = agent.env_actions(p)
+                preds[j].append(p.numpy())
+    preds = [np.concatenate(p) for p in preds]
     return ShiftReplay(shifts, np.stack(preds), np.asarray(data.actions[steps]), data.rtg[steps] * agent.config.rtg_scale,
                        agent.discrete, episode, shown, T)
 

@@ -58,6 +58,18 @@ def step_windows(agent, data: TrainingData, steps: np.ndarray, context: int | No
     return agent.window_inputs(w)
 
 
+WINDOW_BYTES = 256 << 20   # float32 bytes one batch of shaped-observation windows may gather ([B, K, 4, 84, 84])
+
+
+def window_rows(agent, data: TrainingData, rows: int, context: int | None = None) -> int:
+    """`rows` windows per batch, fewer for shaped observations: 512 windows of K=30 Atari frame stacks are 1.7 GB of
+    float32, so a batch holds at most WINDOW_BYTES of them (75 at K=30)."""
+    if data.obs_transform is None:
+        return rows
+    per = int(context or agent.context_length) * int(np.prod(data.obs.shape[1:])) * 4
+    return max(1, min(rows, WINDOW_BYTES // per))
+
+
 def receptive_field(agent) -> int:
     """Steps of history a DT's action at t depends on while acting. A native (banded) DT sees K steps per
     layer, and each key was itself computed from K steps before it: n_layer * K in all (what its cached

@@ -19,7 +19,7 @@ import torch
 from models.base import inference
 from models.windows import gather_windows
 
-from analysis.core.inputs import episode_steps, receptive_field, step_windows, training_data
+from analysis.core.inputs import episode_steps, receptive_field, step_windows, training_data, window_rows
 
 TOKEN_TYPES = ("return-to-go", "state", "action")
 _SHORT = ("R", "s", "a")
@@ -169,10 +169,11 @@ def steps_attention(agent, data, steps: np.ndarray, token_budget: int = 200_000)
     out = np.zeros((len(steps), agent.n_layer, agent.n_head, K, 3), np.float32)
     with inference(agent):
         if agent.band is None:   # plain causal (HF import): it acts on its last K steps
-            for i in range(0, len(steps), 512):
-                kw = step_windows(agent, data, steps[i:i + 512])
+            n = window_rows(agent, data, 512)
+            for i in range(0, len(steps), n):
+                kw = step_windows(agent, data, steps[i:i + n])
                 rows = _last_state_rows(agent, kw, K)
-                out[i:i + 512] = _action_rows(rows, kw["attention_mask"], np.full(len(rows), K - 1), K)
+                out[i:i + n] = _action_rows(rows, kw["attention_mask"], np.full(len(rows), K - 1), K)
             return out
         episodes = np.searchsorted(data.starts, steps, side="right") - 1
         uniq = np.unique(episodes)

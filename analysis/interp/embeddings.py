@@ -126,10 +126,11 @@ def hidden_states(agent, dataset, steps: np.ndarray, progress: Progress | None =
 
 
 def _dt_hidden(agent, dataset, steps, progress, batch_size):
-    from analysis.core.inputs import step_windows, training_data
+    from analysis.core.inputs import step_windows, training_data, window_rows
 
     data = training_data(agent, dataset)
     name = [n for n in agent.activation_names() if n.endswith(".resid_post")][-1]   # the last block's output
+    batch_size = window_rows(agent, data, batch_size)   # frame stacks: 1,024 windows would be 3.4 GB at once
     out = []
     for i in range(0, len(steps), batch_size):
         inputs = step_windows(agent, data, steps[i:i + batch_size])
