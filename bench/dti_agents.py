@@ -37,17 +37,44 @@ DATA = ROOT / "tests" / "data"
 MEMORY_ID = "MiniGrid-MemoryS7FixedStart-v0"
 DYNOBS_ID = "MiniGrid-Dynamic-Obstacles-8x8-v0"
 
-# name -> (file, env_id, one_hot_obs, max_steps, model_config overrides, training settings, dataset settings)
+# name -> file, env_id, one_hot_obs, max_steps, n_actions (the env's), model_config overrides, training and data
+# settings
 AGENTS = {
-    "memory": dict(file="dti_memory.pt", env_id=MEMORY_ID, one_hot=True, max_steps=40,
-                   model=dict(d_model=64, n_heads=2, d_mlp=128, n_layers=2, n_ctx=26, layer_norm="LN"),
-                   train=dict(steps=4000, batch=128, lr=1e-3, warmup=200, weight_decay=1e-3, seed=0),
-                   data=dict(n_episodes=1500, seed=0, p_match=0.7, eps=0.15)),
+    "memory": dict(file="dti_memory.pt", env_id=MEMORY_ID, one_hot=True, max_steps=200, n_actions=7,
+                   model=dict(d_model=64, n_heads=2, d_mlp=128, n_layers=2, n_ctx=20, layer_norm="LN"),
+                   train=dict(steps=6000, batch=128, lr=3e-3, warmup=200, weight_decay=1e-3, seed=0),
+                   data=dict(n_episodes=1500, seed=0, p_match=0.9, eps=0.05)),
     "dynamic-obstacles": dict(file="dti_dynamic_obstacles.pt", env_id=DYNOBS_ID, one_hot=False, max_steps=256,
+                              n_actions=3,
                               model=dict(d_model=64, n_heads=2, d_mlp=128, n_layers=1, n_ctx=8, layer_norm="LN"),
                               train=dict(steps=3000, batch=128, lr=1e-3, warmup=200, weight_decay=1e-3, seed=0),
                               data=dict(n_episodes=1000, seed=0, eps=0.1)),
 }
+
+
+def keep_episodes(cols: dict, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-step arrays of the episodes marked `keep` (per-episode arrays cut alike)."""
+    starts = np.asarray(cols["episode_starts"])
+    ends = np.append(starts[1:], len(cols["actions"]))
+    steps = np.concatenate([np.arange(s, e) for s, e, k in zip(starts, ends, keep) if k])
+    out = {k: v[steps] for k, v in cols.items() if len(v) == len(cols["actions"])}
+    out["episode_starts"] = np.concatenate([[0], np.cumsum((ends - starts)[keep])[:-1]]).astype(np.int64)
+    out.update({k: v[keep] for k, v in cols.items() if k in ("cue", "matched")})
+    return out
+
+
+def memory_layouts(n_episodes: int, seed: int) -> np.ndarray:
+    """Per episode of memory_episodes(n_episodes, seed): True where the key is the top end's object."""
+    from envs.minigrid_dti import make_dti_env
+
+    env = make_dti_env(MEMORY_ID, render_mode=None)
+    top = []
+    for e in range(n_episodes):
+        env.reset(seed=int(seed * 1_000_003 + e))
+        u = env.unwrapped
+        top.append((u.target_obj == "key") == (u.target_pos == "top"))
+    env.close()
+    return np.asarray(top)
 
 
 def episodes(name: str) -> dict[str, np.ndarray]:
@@ -55,7 +82,14 @@ def episodes(name: str) -> dict[str, np.ndarray]:
     if name == "memory":
         from envs.memory_expert import memory_episodes
 
-        return memory_episodes(max_steps=spec["max_steps"], **spec["data"])
+        data = dict(spec["data"])
+        keep_other = data.pop("keep_ball_on_top", 1.0)
+        cols = memory_episodes(max_steps=spec["max_steps"], **data)
+        if keep_other < 1.0:
+            rng = np.random.default_rng(data["seed"])
+            key_top = memory_layouts(data["n_episodes"], data["seed"])
+            cols = keep_episodes(cols, key_top | (rng.random(len(key_top)) < keep_other))
+        return cols
     from envs.dynamic_obstacles_expert import dynamic_obstacles_episodes
 
     return dynamic_obstacles_episodes(max_steps=spec["max_steps"], **spec["data"])
@@ -124,13 +158,14 @@ def optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
                              lr=lr)
 
 
-def train(name: str, cols: dict | None = None, log=print) -> tuple[dti.DTIReference, dict, dict]:
+def train(name: str, cols: dict | None = None, log=print, check=None) -> tuple[dti.DTIReference, dict, dict]:
+    """AGENTS[name] trained; check(step, model, model_config, env_config), if given, runs every 1,000 steps."""
     spec = AGENTS[name]
     cols = episodes(name) if cols is None else cols
     mc = dti.model_config(**spec["model"])
     ec = dti.environment_config(spec["env_id"], spec["max_steps"], spec["one_hot"])
     K = 1 + mc["n_ctx"] // 3
-    n_actions = 3
+    n_actions = spec["n_actions"]   # the env's action space (DTI's memory env keeps MiniGrid's 7; the behaviour uses 3)
     win = Windows(cols, K, spec["one_hot"])
     shape = tuple(win.obs.shape[1:])
     model = dti.DTIReference(mc, n_actions, shape, spec["max_steps"])
@@ -154,6 +189,10 @@ def train(name: str, cols: dict | None = None, log=print) -> tuple[dti.DTIRefere
         sched.step()
         if step % 500 == 0 or step == tr["steps"] - 1:
             log(f"{name} step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        if check is not None and step and step % 1000 == 0:
+            model.eval()
+            check(step, model, mc, ec)
+            model.train()
     return model.eval(), mc, ec
 
 

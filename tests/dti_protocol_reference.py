@@ -70,10 +70,11 @@ def _memory_end(env) -> str | None:
 
 @torch.no_grad()
 def run_episode(ref: DTIReference, model_config: dict, env_config: dict, seed: int, initial_rtg: float,
-                decrement_rtg: bool = True, pad: bool = True) -> Episode:
-    """One greedy episode under DTI's protocol (see the module docstring). decrement_rtg=False / pad=False: broken
-    variants (the return-to-go kept at the target; windows of the real steps only) that tests use to show the
-    protocol's details change what the agent does."""
+                decrement_rtg: bool = True, pad: bool = True, pad_rtg: float | None = None) -> Episode:
+    """One greedy episode under DTI's protocol (see the module docstring). Broken variants, which tests use to show
+    that the protocol's details change what the agent does: decrement_rtg=False (the return-to-go kept at the
+    target), pad=False (windows of the real steps only), pad_rtg (the pads' return-to-go, as DTI's training pads it
+    with 0, instead of the initial one)."""
     max_len = 1 + model_config["n_ctx"] // 3
     n_actions = ref.n_actions
     env = make_env(env_config)
@@ -81,6 +82,8 @@ def run_episode(ref: DTIReference, model_config: dict, env_config: dict, seed: i
     shape = obs["image"].shape
     states = torch.cat([torch.zeros(1, max_len - 1, *shape), torch.as_tensor(obs["image"]).float()[None, None]], 1)
     rtg = torch.full((1, max_len, 1), float(initial_rtg))
+    if pad_rtg is not None:
+        rtg[:, :-1] = float(pad_rtg)
     timesteps = torch.zeros(1, max_len, 1, dtype=torch.long)
     actions = torch.full((1, max_len - 1, 1), n_actions, dtype=torch.long) if max_len > 1 else None
     if not pad:
