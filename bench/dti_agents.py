@@ -216,16 +216,21 @@ def build(names, log=print) -> None:
         log(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
-def seqlens_returns(path: Path, seeds, target: float, workdir: Path) -> np.ndarray:
-    """The agent converted with `cli.py convert-agent --from dti` and run by seqlens' rollout (greedy)."""
+def convert(path: Path, workdir: Path):
+    """The agent as `cli.py convert-agent --from dti` writes it, loaded."""
     import cli
     from models import load_agent
-    from models.rollout import run_episodes
 
     out = workdir / path.stem
     if cli.main(["convert-agent", "--from", "dti", str(path), "--out", str(out)]) != 0:
         raise SystemExit(f"convert-agent failed on {path}")
-    agent = load_agent(out)
+    return load_agent(out)
+
+
+def seqlens_returns(agent, seeds, target: float) -> np.ndarray:
+    """seqlens' rollout (models/rollout.run_episodes, greedy) of a converted agent on these reset seeds."""
+    from models.rollout import run_episodes
+
     seeds = list(seeds)
     return run_episodes(agent, len(seeds), [target] * len(seeds), env_seeds=seeds, sample=False).returns
 
@@ -239,9 +244,10 @@ def compare(n_episodes: int = 100, log=print) -> bool:
         for name, spec in AGENTS.items():
             path = DATA / spec["file"]
             ref, mc, ec = protocol.load(path)
+            agent = convert(path, Path(tmp))
             for target in (1.0, 0.0):
                 eps = protocol.evaluate(ref, mc, ec, range(n_episodes), target)
-                ours = seqlens_returns(path, range(n_episodes), target, Path(tmp))
+                ours = seqlens_returns(agent, range(n_episodes), target)
                 equal = np.array_equal(np.array([e.ret for e in eps]), ours)
                 same &= equal
                 log(f"{name} target {target:g}: DTI protocol {summary(eps)}; seqlens mean return {ours.mean():.3f}; "
