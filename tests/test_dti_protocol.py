@@ -8,7 +8,9 @@ The reference is tests/dti_protocol_reference.py, DTI's evaluate_dt_agent re-wri
 left-padded with zero states and pad actions, the return-to-go dropping by each reward, max_steps from the
 checkpoint's environment_config) running tests/dti_reference.py's module. Both run the same seeded episodes and must
 take the same actions and get the same returns, episode by episode. The test runs 20 seeds per case;
-`python -m bench.dti_agents eval` runs all 100 (README, "DTI's evaluation protocol").
+`python -m bench.dti_agents eval` runs all 100 (README, "DTI's evaluation protocol, checked on trained agents").
+The last two tests check what the agents were made from: the trainer's windows are the protocol's, and the
+Dynamic-Obstacles behaviour policy.
 """
 from __future__ import annotations
 
@@ -107,3 +109,33 @@ def test_memory_agent_remembers_the_cue(agents):
 def test_dynamic_obstacles_agent_reaches_the_goal(agents):
     returns = np.array([e.ret for e in reference_run(agents, "dynamic-obstacles", 1.0)])
     assert returns.mean() >= DYNOBS_MEAN_AT_1
+
+
+def test_training_windows_are_the_protocols_windows():
+    """bench/dti_agents.py trains on the windows DTI's evaluation builds: a 3-step episode with K = 3, at step 0 two
+    pads (zero observation, pad action, the episode's first return-to-go, timestep 0) before the real step."""
+    from bench.dti_agents import Windows
+
+    image = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * np.ones((1, 7, 7, 3), np.uint8)
+    cols = {"image": image, "actions": np.array([0, 1, 2, 1, 0]), "rewards": np.array([0, 0, 0.5, 0, 1], np.float32),
+            "episode_starts": np.array([0, 3])}
+    w = Windows(cols, K=3, one_hot=False)
+    states, actions, rtg, ts = w.batch(np.array([0, 2, 4]), n_actions=3)
+    assert states[0, :, 0, 0, 0].tolist() == [0, 0, 1] and states[1, :, 0, 0, 0].tolist() == [1, 2, 3]
+    assert states[2, :, 0, 0, 0].tolist() == [0, 4, 5]
+    assert actions.tolist() == [[3, 3, 0], [0, 1, 2], [3, 1, 0]]
+    assert rtg[..., 0].tolist() == [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [1, 1, 1]]
+    assert ts[..., 0].tolist() == [[0, 0, 0], [0, 1, 2], [0, 0, 1]]
+
+
+def test_dynamic_obstacles_expert():
+    """The scripted behaviour never walks into a ball or a wall itself (20 of 20 episodes reach the goal); its random
+    steps do (some -1 returns), so the data holds both outcomes."""
+    from envs.dynamic_obstacles_expert import dynamic_obstacles_episodes
+
+    def returns(cols):
+        return np.add.reduceat(cols["rewards"], cols["episode_starts"])
+
+    assert (returns(dynamic_obstacles_episodes(20, seed=3, eps=0.0)) > 0).all()
+    noisy = returns(dynamic_obstacles_episodes(40, seed=3, eps=0.3))
+    assert (noisy == -1).any() and (noisy > 0).any()
