@@ -132,8 +132,8 @@ class Windows:
 
 def init_weights(model: dti.DTIReference, seed: int) -> None:
     """TransformerLens' initialisation for its matrices (normal, std 0.8 / sqrt(d_model)), zero biases, layer norms
-    at identity; DTI's embeddings and heads keep torch's own initialisation."""
-    torch.manual_seed(seed)
+    at identity; DTI's embeddings and heads keep torch's own initialisation (seeded by the caller)."""
+    torch.manual_seed(seed + 1)
     std = 0.8 / math.sqrt(model.cfg["d_model"])
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -168,8 +168,9 @@ def train(name: str, cols: dict | None = None, log=print, check=None) -> tuple[d
     n_actions = spec["n_actions"]   # the env's action space (DTI's memory env keeps MiniGrid's 7; the behaviour uses 3)
     win = Windows(cols, K, spec["one_hot"])
     shape = tuple(win.obs.shape[1:])
-    model = dti.DTIReference(mc, n_actions, shape, spec["max_steps"])
     tr = spec["train"]
+    torch.manual_seed(tr["seed"])   # torch's own initialisation of the embeddings and heads, seeded
+    model = dti.DTIReference(mc, n_actions, shape, spec["max_steps"])
     init_weights(model, tr["seed"])
     opt = optimizer(model, tr["lr"], tr["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / tr["warmup"]) * 0.5 * (
