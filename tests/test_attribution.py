@@ -263,7 +263,7 @@ def test_state_token_credit_equals_the_spatial_map_over_its_cells(shaped_pairs, 
 
     agent, ds = shaped_pairs[name]
     data = training_data(agent, ds)
-    steps = (ds.episode_ends - 1)[:3]
+    steps = (ds.episode_ends - 1)[:3 if name == "memory" else 1]   # a frame-stack IG doubles its steps to ~1,024
     sal = A.attribute_steps(agent, ds, steps, method="saliency", randomized=False, data=data)
     spatial = sc.spatial_credit(agent, ds, steps, method="saliency", data=data)
     for r, s in zip(sal, spatial):

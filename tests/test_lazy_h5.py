@@ -82,18 +82,21 @@ def test_the_decoded_blocks_kept_are_bounded_by_bytes(gz, frames):
 
 
 def test_windows_from_a_lazy_array_equal_the_in_memory_ones(gz, frames):
-    from models.windows import TrainingData, episode_windows
+    from models.windows import TrainingData, gather_windows
 
     lazy = load_dataset(gz)
     mem = load_dataset(gz)
     mem.observations = frames   # the same dataset held in memory
     for ds in (lazy, mem):
         assert ds.shaped
-    a = episode_windows(TrainingData.build(lazy, 0.0, 255.0, 1.0, 1000), 1, 30)
-    b = episode_windows(TrainingData.build(mem, 0.0, 255.0, 1.0, 1000), 1, 30)
+    # episode 1's first and last 70 steps: left-padded windows, and windows across 64-row chunk boundaries
+    data = [TrainingData.build(ds, 0.0, 255.0, 1.0, 1000) for ds in (lazy, mem)]
+    steps = np.r_[data[0].starts[1]:data[0].starts[1] + 70, data[0].ends[1] - 70:data[0].ends[1]]
+    a, b = (gather_windows(d, np.full(len(steps), 1), steps, 10) for d in data)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
-    assert a["obs"].shape == (EP, 30, 4, 84, 84) and a["obs"].dtype == np.float32
+    assert a["obs"].shape == (140, 10, 4, 84, 84) and a["obs"].dtype == np.float32
+    np.testing.assert_allclose(a["obs"][-1, -1], frames[2 * EP - 1] / 255.0, rtol=1e-6)   # ends on the last frame
 
 
 def test_a_chunk_larger_than_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
