@@ -16,9 +16,10 @@ LABELS = {"rtg": "return-to-go", "timestep": "timestep", "action": "action", "ep
 
 c1, c2, c3 = st.columns(3)
 method = c1.radio("Projection", ["pca", "umap"], format_func=str.upper, horizontal=True, key="emb_method")
-# frame-stack windows cost a conv pass per frame: 500 points first there (a 6-layer Atari DT's 2,000 took ~45 s)
-points = c2.select_slider("Points (sampled steps)", [500, 2_000, 5_000, 10_000, MAX_POINTS],
-                          500 if ds.shaped else 2_000, key="emb_points",
+# frame-stack windows cost a conv pass per frame: a 6-layer Atari DT over 100k steps took ~45 s for 2,000 points and
+# 10 s for 500 (idle machine), so 200 first there; grids 500
+first = 200 if ds.obs_kind == "frame stacks" else 500 if ds.shaped else 2_000
+points = c2.select_slider("Points (sampled steps)", [200, 500, 2_000, 5_000, 10_000, MAX_POINTS], first, key="emb_points",
                           help="More points take longer the first time (hidden states of every sampled step); results are cached.")
 colour = c3.selectbox("Colour by", COLOUR_BY, format_func=LABELS.get, key="emb_colour")
 

@@ -63,6 +63,7 @@ from torch import nn
 
 from models.base import Agent, gpt2_init, inference
 from models.windows import TrainingData
+from trajectories.digest import take_rows
 
 from analysis.interp.attribution_adapters import MODALITIES, adapter, model_inputs
 from analysis.interp.attribution_markers import episode_markers
@@ -265,7 +266,7 @@ def shaped_mean(data: TrainingData) -> np.ndarray:
     rows = np.unique(np.linspace(0, n - 1, min(n, MEAN_ROWS)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
     total = np.zeros(data.obs.shape[1:], np.float64)
     for i in range(0, len(rows), MEAN_CHUNK):
-        chunk = np.asarray(data.obs[rows[i:i + MEAN_CHUNK]])
+        chunk = take_rows(data.obs, rows[i:i + MEAN_CHUNK])   # a map: read, not paged into the server's memory
         total += np.asarray(data.obs_transform(chunk), np.float32).sum(0)
     return (total / max(len(rows), 1)).astype(np.float32)
 
