@@ -31,7 +31,7 @@ if not has_mlp:
 # frame stacks: a 6-layer Atari DT's windows at every context length over 500 steps took 11 s (24 s on a loaded
 # machine); 200 steps keep the first view near 5 s
 n_steps = 200 if ds.obs_kind == "frame stacks" else 500
-with st.spinner(f"Action predictions for every context length on {n_steps} steps (and the reference agents)…"):
+with st.spinner("Action predictions for every context length (and the reference agents)…"):
     exports.show(figure(sel, "context_accuracy", n_steps=n_steps, mlp_steps=mlp_steps), "ctx_accuracy", collected)
 
 st.subheader("Return in the environment")
