@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .memory_expert import FORWARD, LEFT, RIGHT, next_action
+from .memory_expert import FORWARD, LEFT, RIGHT, EpisodeColumns, next_action
 
 ENV_ID = "MiniGrid-Dynamic-Obstacles-8x8-v0"
 
@@ -47,25 +47,10 @@ def dynamic_obstacles_episodes(n_episodes: int, seed: int = 0, eps: float = 0.1,
 
     env = make_dti_env(env_id, max_steps=max_steps, render_mode=None)
     rng = np.random.default_rng(seed)
-    cols = {k: [] for k in ("image", "direction", "actions", "rewards", "terminated", "truncated")}
-    starts = []
+    episodes = EpisodeColumns()
     for e in range(n_episodes):
         obs, _ = env.reset(seed=int(seed * 1_000_003 + e))
         u = env.unwrapped
-        starts.append(len(cols["actions"]))
-        done = False
-        while not done:
-            action = int(rng.integers(0, 3)) if rng.random() < eps else expert_action(u)
-            cols["image"].append(obs["image"])
-            cols["direction"].append(obs["direction"])
-            obs, reward, term, trunc, _ = env.step(action)
-            cols["actions"].append(action)
-            cols["rewards"].append(reward)
-            cols["terminated"].append(term)
-            cols["truncated"].append(trunc and not term)
-            done = term or trunc
+        episodes.run(env, obs, lambda: expert_action(u), rng, eps)
     env.close()
-    return {"image": np.asarray(cols["image"], np.uint8), "direction": np.asarray(cols["direction"], np.int64),
-            "actions": np.asarray(cols["actions"], np.int64), "rewards": np.asarray(cols["rewards"], np.float32),
-            "terminated": np.asarray(cols["terminated"], bool), "truncated": np.asarray(cols["truncated"], bool),
-            "episode_starts": np.asarray(starts, np.int64)}
+    return episodes.arrays()

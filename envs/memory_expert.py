@@ -42,6 +42,38 @@ def next_action(env, target: tuple[int, int]) -> int:
     raise ValueError(f"no path from {start[:2]} to {target}")
 
 
+class EpisodeColumns:
+    """Per-step columns of MiniGrid behaviour episodes (this module's and envs/dynamic_obstacles_expert.py's), one
+    episode at a time: the view and direction acted on, the action (a uniform random turn or forward with probability
+    eps, else the policy's), reward, terminated, truncated (only where not terminated)."""
+
+    def __init__(self):
+        self.cols = {k: [] for k in ("image", "direction", "actions", "rewards", "terminated", "truncated")}
+        self.starts: list[int] = []
+
+    def run(self, env, obs, policy, rng: np.random.Generator, eps: float) -> None:
+        cols = self.cols
+        self.starts.append(len(cols["actions"]))
+        done = False
+        while not done:
+            action = int(rng.integers(0, 3)) if rng.random() < eps else policy()
+            cols["image"].append(obs["image"])
+            cols["direction"].append(obs["direction"])
+            obs, reward, term, trunc, _ = env.step(action)
+            cols["actions"].append(action)
+            cols["rewards"].append(reward)
+            cols["terminated"].append(term)
+            cols["truncated"].append(trunc and not term)
+            done = term or trunc
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        c = self.cols
+        return {"image": np.asarray(c["image"], np.uint8), "direction": np.asarray(c["direction"], np.int64),
+                "actions": np.asarray(c["actions"], np.int64), "rewards": np.asarray(c["rewards"], np.float32),
+                "terminated": np.asarray(c["terminated"], bool), "truncated": np.asarray(c["truncated"], bool),
+                "episode_starts": np.asarray(self.starts, np.int64)}
+
+
 def memory_episodes(n_episodes: int, seed: int = 0, p_match: float = 0.7, eps: float = 0.05,
                     max_steps: int = 40, one_hot_obs: bool = True) -> dict[str, np.ndarray]:
     """Per-step arrays of `n_episodes` behaviour episodes in MiniGrid-MemoryS7FixedStart-v0 (7x7 partial views as
@@ -54,29 +86,15 @@ def memory_episodes(n_episodes: int, seed: int = 0, p_match: float = 0.7, eps: f
     env = make_dti_env("MiniGrid-MemoryS7FixedStart-v0", max_steps=max_steps, one_hot_obs=one_hot_obs,
                        render_mode=None)
     rng = np.random.default_rng(seed)
-    cols = {k: [] for k in ("image", "direction", "actions", "rewards", "terminated", "truncated")}
-    starts, cue, matched = [], [], []
+    episodes = EpisodeColumns()
+    cue, matched = [], []
     for e in range(n_episodes):
         obs, _ = env.reset(seed=int(seed * 1_000_003 + e))
         u = env.unwrapped
         match = bool(rng.random() < p_match)
         target = u.success_pos if match else u.failure_pos
-        starts.append(len(cols["actions"]))
         cue.append(u.target_obj)
         matched.append(match)
-        done = False
-        while not done:
-            action = int(rng.integers(0, 3)) if rng.random() < eps else next_action(u, target)
-            cols["image"].append(obs["image"])
-            cols["direction"].append(obs["direction"])
-            obs, reward, term, trunc, _ = env.step(action)
-            cols["actions"].append(action)
-            cols["rewards"].append(reward)
-            cols["terminated"].append(term)
-            cols["truncated"].append(trunc and not term)
-            done = term or trunc
+        episodes.run(env, obs, lambda: next_action(u, target), rng, eps)
     env.close()
-    return {"image": np.asarray(cols["image"], np.uint8), "direction": np.asarray(cols["direction"], np.int64),
-            "actions": np.asarray(cols["actions"], np.int64), "rewards": np.asarray(cols["rewards"], np.float32),
-            "terminated": np.asarray(cols["terminated"], bool), "truncated": np.asarray(cols["truncated"], bool),
-            "episode_starts": np.asarray(starts, np.int64), "cue": np.asarray(cue), "matched": np.asarray(matched)}
+    return {**episodes.arrays(), "cue": np.asarray(cue), "matched": np.asarray(matched)}
