@@ -39,8 +39,8 @@ from trajectories.dataset import Dataset
 from trajectories.errors import DatasetError
 from trajectories.limits import human_bytes, limits
 
-from .pickle_scan import (ALLOWED_OPCODES, Refused, TupleDepths, _Call, _Inert, _OrderedDict, _short, array_shape,
-                          array_state, check_array_bytes, dtype_byteorder, py3_name)
+from .pickle_scan import (ALLOWED_OPCODES, Refused, TupleDepths, _Call, _DtypeRef, _Inert, _OrderedDict, _short,
+                          array_shape, array_state, check_array_bytes, dtype_byteorder, py3_name)
 
 MAX_OPCODES = 4_000_000   # a step costs ~3 opcodes (its empty info dict) plus ~100 per episode end; 4M opcodes of
                           # empty containers cost ~0.4 GB of Python objects, the most a hostile file can make us hold
@@ -91,20 +91,13 @@ class _Dropped:
         raise TypeError("inert stand-in")
 
 
-class _DtypeCode(_Inert):
-    __slots__ = ("code", "byteorder")
+class _DtypeCode(_DtypeRef):
+    __slots__ = ()
 
-    def __init__(self, code: str):
-        super().__init__("a numpy dtype")
-        self.code, self.byteorder = code, None
-
-    def __setstate__(self, state):
-        if self.byteorder is not None:
-            raise Refused("sets a numpy dtype's state twice")
+    def order(self, state) -> str:
         if _TEXT_CODE.fullmatch(self.code):   # a gymnasium Text space's dtype, or a str array: dropped, never read
-            self.byteorder = "|"
-            return
-        self.byteorder = dtype_byteorder(state, 63 if self.code == _OBJECT else 0, "plain numbers")
+            return "|"
+        return dtype_byteorder(state, 63 if self.code == _OBJECT else 0, "plain numbers")
 
     def numpy(self) -> np.dtype:
         order = {"<": "<", ">": ">"}.get(self.byteorder or "", "=")

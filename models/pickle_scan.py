@@ -251,7 +251,11 @@ class _DtypeRef(_Inert):
     def __setstate__(self, state):
         if self.byteorder is not None:
             raise Refused("sets a numpy dtype's state twice")
-        self.byteorder = dtype_byteorder(state, 0, "plain float32 / float64")
+        self.byteorder = self.order(state)
+
+    def order(self, state) -> str:
+        """The byte order this reader accepts from a dtype's state (models/dti_trajectories.py reads more kinds)."""
+        return dtype_byteorder(state, 0, "plain float32 / float64")
 
 
 class ArrayRef(_Inert):
