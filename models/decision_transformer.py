@@ -250,7 +250,7 @@ class DecisionTransformer(Agent):
     # ---- forward -----------------------------------------------------------------------------------------
     def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None,
                 output_attentions: bool = False, output_hidden_states: bool = False, rtg_known=True,
-                activations: ActivationRun | None = None) -> DTOutput:
+                activations: ActivationRun | None = None, state_embeds: torch.Tensor | None = None) -> DTOutput:
         """states [B, L, *obs_shape] or [B, L, obs_dim] (normalised); actions [B, L, n_actions one-hot | act_dim in
         [-1, 1]]; returns_to_go [B, L, 1] (scaled); timesteps [B, L]; attention_mask [B, L] (1 real, 0 left pad);
         rtg_known: True, False or a [B] bool tensor — sequences marked False see `return_unknown` in
@@ -259,8 +259,13 @@ class DecisionTransformer(Agent):
 
         padding "dti" (DTI imports): the window is DTI's, always K steps: a shorter one is left-padded to K, and
         pad steps (mask 0) are DTI's pad tokens, attended to like any other (see `models.dt_tokens.dti_window`); outputs are
-        those of the L steps given, named activations and attentions those of the K-step window."""
+        those of the L steps given, named activations and attentions those of the K-step window.
+
+        state_embeds [B, L, H]: embed_state(states) computed already (states may then be None): analyses that run
+        one batch of windows at several context lengths slice them instead of re-encoding frames per length (an
+        Atari conv stack). Not with DTI padding (its pad steps are states)."""
         run = activations
+        states = _given_states(self, states, state_embeds)
         L_in = states.shape[1]
         pads = None
         if self.cfg.padding == "dti":
@@ -271,7 +276,7 @@ class DecisionTransformer(Agent):
                 run = dt_tokens.CallersSteps(run, states.shape[1] - L_in)
         B, L = states.shape[:2]
         x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run,
-                                             attention_mask, pads))
+                                             attention_mask, pads, state_embeds))
         pos = torch.arange(3 * L, device=x.device)
         valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
         x, attns, _, hiddens = run_blocks(self.blocks, x, allowed_keys(pos, pos, self.band, valid, per_step=3), run=run)
@@ -312,14 +317,15 @@ class DecisionTransformer(Agent):
         return x
 
     def _tokens(self, states, actions, returns_to_go, timesteps, rtg_known, run, attention_mask=None,
-                pads=None) -> torch.Tensor:
+                pads=None, state_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """The interleaved token embeddings [B, 3L, H] (R, s, a per step), timestep (and position) included.
         pads [B, L] bool (DTI padding): those steps' a tokens are DTI's pad action. Imported architectures' parts
         (time embedding kinds, the position table, DTI's window) are models/dt_tokens.py's."""
         B, L = states.shape[:2]
         cfg = self.cfg
         t = dt_tokens.time_embedding(self, timesteps, attention_mask)
-        r, s, a = self._embed_return(returns_to_go, rtg_known), self.embed_state(states), self.embed_action(actions)
+        s = self.embed_state(states) if state_embeds is None else state_embeds
+        r, a = self._embed_return(returns_to_go, rtg_known), self.embed_action(actions)
         if pads is not None:
             a = torch.where(pads[..., None], self.action_pad, a)
         if cfg.embed_tanh:   # DT paper, Atari: ret_emb, state_encoder and action_embeddings end in Tanh
@@ -364,10 +370,12 @@ class DecisionTransformer(Agent):
         return self._last_state(run=run, **inputs), run.cache
 
     def _last_state(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True,
-                    run: ActivationRun | None = None) -> DTOutput:
+                    run: ActivationRun | None = None, state_embeds: torch.Tensor | None = None) -> DTOutput:
+        states = _given_states(self, states, state_embeds)
         L = states.shape[1]
         # every token up to the last s_t: the last a_t comes after it, and s_t never sees it
-        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run)[:, :-1])
+        x = self._finish_tokens(self._tokens(states, actions, returns_to_go, timesteps, rtg_known, run,
+                                             state_embeds=state_embeds)[:, :-1])
         valid = None if attention_mask is None else attention_mask.bool().repeat_interleave(3, dim=1)
         y, _ = dt_partial.suffix_stream(self, 0, x, torch.arange(3 * L - 1, device=x.device), valid=valid, run=run)
         y = layer_norm(self.ln_final, y, run, "ln_final.")
@@ -493,3 +501,15 @@ class DecisionTransformer(Agent):
             raise ValueError("a Decision Transformer rollout needs target_returns (raw return units, one per env).")
         return DTRollout(self, n_envs, target_returns, sample=sample, seed=seed, use_cache=use_cache, uniforms=uniforms,
                          context=context, record_attention=record_attention, interventions=interventions)
+
+
+def _given_states(model: DecisionTransformer, states, state_embeds):
+    """states, or (given state_embeds only) a stand-in whose first two dimensions are the window's [B, L]: nothing
+    reads more of it."""
+    if state_embeds is None:
+        return states
+    if model.cfg.padding == "dti":
+        raise ValueError("state_embeds cannot be given to a DT with DTI padding: its pad steps are states.")
+    if state_embeds.dim() != 3 or state_embeds.shape[-1] != model.cfg.hidden:
+        raise ValueError(f"state_embeds must be [B, L, {model.cfg.hidden}], got {tuple(state_embeds.shape)}.")
+    return state_embeds if states is None else states

@@ -146,3 +146,20 @@ def test_return_sweep_in_the_environment(shaped):
     s = make("rtg_sweep_returns", agent, ds, episodes=1 if name == "atari" else 2, targets=[0.0, 1.0]).data
     assert list(s["target_return"]) == [0.0, 1.0] and (s["episodes"] > 0).all()
     assert s["mean"].between(0.0, 1.0 if name == "memory" else 500.0).all()
+
+
+@pytest.mark.parametrize("which", AGENTS)
+def test_context_outputs_embed_once_and_equal_each_context_alone(which):
+    """context_outputs gathers and embeds windows once at the longest K' and slices the shorter ones: the same logits
+    as policy_outputs run per K' (an Atari DT's conv stack: embedded frames differ only in float rounding)."""
+    from analysis.behaviour.context import context_outputs, policy_outputs
+
+    agent, ds = memory() if which == "memory" else (atari_dt(K=4, n_layer=2), atari_dataset())
+    steps = np.arange(ds.n_transitions)[::2] if which == "atari" else np.arange(0, ds.n_transitions, 37)
+    ks = [1, 2, 4] if which == "atari" else [1, 3, 12]
+    got = context_outputs(agent, ds, steps, ks, batch_size=3)
+    for k in ks:
+        want = policy_outputs(agent, ds, steps, k)
+        assert got[k].shape == want.shape
+        assert torch.allclose(got[k], want, atol=1e-5), (k, (got[k] - want).abs().max())
+    assert (got[ks[0]] - got[ks[-1]]).abs().max() > (1e-3 if which == "memory" else 1e-6)   # the contexts really differ
