@@ -74,6 +74,8 @@ class AtariConv(nn.Sequential):
         if flat.requires_grad or len(flat) < 2:   # credit on pixels: every window's own frames get their gradient
             return self._encode(flat).reshape(*lead, self.hidden)
         _, first, inverse = distinct_rows(flat)
+        if len(first) == len(flat):   # distinct already (frames gathered once each): no copy of every frame
+            return self._encode(flat).reshape(*lead, self.hidden)
         return self._encode(flat[first])[inverse].reshape(*lead, self.hidden)
 
     def _encode(self, flat: torch.Tensor) -> torch.Tensor:

@@ -79,11 +79,15 @@ def clip_timesteps(timesteps: np.ndarray, max_ep_len: int, warn: bool = True) ->
     return np.minimum(timesteps, max_ep_len - 1)
 
 
-def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndarray, K: int) -> dict[str, np.ndarray]:
+def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndarray, K: int,
+                   distinct_frames: bool = False) -> dict[str, np.ndarray]:
     """Windows of K steps ending (inclusive) at absolute step `last_steps[i]` of episode `episodes[i]`.
 
     Returns arrays [B, K, ...]: obs ([B, K, obs_dim], or [B, K, *obs_shape] float32 for shaped data), actions, rewards, rtg, timesteps, and mask (1 = real step, 0 = left
     padding). Padded positions hold zeros (timestep 0).
+
+    distinct_frames (shaped data): no obs windows; instead "frames" [D, *obs_shape] (each distinct frame once,
+    transformed) and "frame_index" [B, K] into them (pads: -1), for a caller that embeds each frame once.
     """
     starts = data.starts[episodes]
     idx = last_steps[:, None] - np.arange(K - 1, -1, -1)[None, :]          # [B, K]
@@ -92,12 +96,18 @@ def gather_windows(data: TrainingData, episodes: np.ndarray, last_steps: np.ndar
     if data.obs_transform is not None:   # shaped data: each distinct frame read and transformed once, then copied
         rows, inverse = np.unique(idx, return_inverse=True)   # into its windows (an episode's windows share K-1 of K)
         frames = np.asarray(data.obs_transform(take_rows(data.obs, rows)), np.float32)   # a map: read, not paged in
-        obs = frames[inverse.reshape(idx.shape)]
-        obs[~mask] = 0   # in place: a np.where copy of [B, K, 4, 84, 84] float32 windows doubled their peak
+        if distinct_frames:
+            obs = None
+        else:
+            obs = frames[inverse.reshape(idx.shape)]
+            obs[~mask] = 0   # in place: a np.where copy of [B, K, 4, 84, 84] float32 windows doubled their peak
     else:
         obs = data.obs[idx]
     out = {"obs": obs, "actions": data.actions[idx], "rewards": data.rewards[idx], "rtg": data.rtg[idx],
            "timesteps": data.timesteps[idx], "mask": mask}
+    if obs is None:
+        del out["obs"]
+        out["frames"], out["frame_index"] = frames, np.where(mask, inverse.reshape(idx.shape), -1)
     for key in ("actions", "rewards", "rtg", "timesteps") if data.obs_transform is not None else \
             ("obs", "actions", "rewards", "rtg", "timesteps"):
         arr = out[key]
