@@ -163,3 +163,24 @@ def test_context_outputs_embed_once_and_equal_each_context_alone(which):
         assert got[k].shape == want.shape
         assert torch.allclose(got[k], want, atol=1e-5), (k, (got[k] - want).abs().max())
     assert (got[ks[0]] - got[ks[-1]]).abs().max() > (1e-3 if which == "memory" else 1e-6)   # the contexts really differ
+
+
+def test_embedded_windows_give_the_same_outputs_and_attention_as_frame_windows():
+    """step_windows(embed=True) on frame stacks: each distinct frame embedded once, pads as a zero frame's embedding;
+    the same action logits, return predictions and attention as windows of frames (float rounding only)."""
+    from analysis.core.inputs import embeds_states, step_windows, training_data
+
+    agent, ds = atari_dt(K=4, n_layer=2), atari_dataset()
+    data = training_data(agent, ds)
+    assert embeds_states(agent, data)
+    steps = np.arange(ds.n_transitions)
+    plain, emb = step_windows(agent, data, steps), step_windows(agent, data, steps, embed=True)
+    assert emb["states"] is None and emb["state_embeds"].shape == (len(steps), 4, 16)
+    assert not emb["attention_mask"].all()   # short episodes: pads in the windows
+    with torch.no_grad():
+        a = agent(**plain, output_attentions=True)
+        b = agent(**emb, output_attentions=True)
+    torch.testing.assert_close(b.action_preds, a.action_preds, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.return_preds, a.return_preds, atol=1e-5, rtol=0)
+    for x, y in zip(b.attentions, a.attentions):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)

@@ -29,7 +29,6 @@ from models.base import inference
 from models.checks import check_dataset
 from models.loading import capabilities_of
 from models.rollout import episode_limit, run_episodes
-from models.windows import gather_windows
 from models.shipped import AGENT_DIR
 
 from analysis.core.cache import tee
@@ -231,37 +230,20 @@ def context_outputs(agent, dataset, steps: np.ndarray, contexts, batch_size: int
     ks = sorted({int(k) for k in contexts})
     with inference(agent):
         data = data if data is not None else training_data(agent, dataset)
-        if getattr(agent.cfg, "padding", None) == "dti" or "state_embeds" not in inspect.signature(agent.forward).parameters:
+        if agent.cfg.padding == "dti" or "state_embeds" not in inspect.signature(agent.forward).parameters:
             return {k: policy_outputs(agent, dataset, steps, k, batch_size, data) for k in ks}
         kmax, parts = ks[-1], []
         rows = window_rows(agent, data, batch_size, kmax)
         for i in range(0, len(steps), rows):
-            parts.append(_embedded_windows(agent, data, steps[i:i + rows], kmax))
+            w = step_windows(agent, data, steps[i:i + rows], context=kmax, embed=True)
+            if w["states"] is not None:   # vector observations: embedded here (a cheap Linear), sliced below alike
+                w["states"], w["state_embeds"] = None, agent.embed_state(w["states"])
+            parts.append(w)
         full = {name: torch.cat([p[name] for p in parts]) for name in parts[0] if parts[0][name] is not None}
         return {k: torch.cat([last_step_outputs(agent, {"states": None, **{name: v[i:i + batch_size, -k:] for name, v in
                                                                            full.items()}}).action_preds[:, -1]
                               for i in range(0, len(steps), batch_size)])
                 for k in ks}
-
-
-def _embedded_windows(agent, data, steps: np.ndarray, k: int) -> dict[str, torch.Tensor]:
-    """step_windows' inputs with the states embedded (`state_embeds`) and no `states`. Shaped observations: each
-    distinct frame is transformed and embedded once and the embeddings indexed into the windows (copying frames
-    into [B, K, 4, 84, 84] float32 windows was a third of gathering them); pads get the embedding of a zero state,
-    as a zero-padded window's are."""
-    if data.obs_transform is None:
-        w = step_windows(agent, data, steps, context=k)
-        w["state_embeds"] = agent.embed_state(w.pop("states"))
-        return w
-    steps = np.asarray(steps, np.int64)
-    w = gather_windows(data, np.searchsorted(data.starts, steps, side="right") - 1, steps, k, distinct_frames=True)
-    frames, index = w.pop("frames"), w.pop("frame_index")
-    pad = torch.zeros((1,) + frames.shape[1:])
-    emb = torch.cat([agent.embed_state(torch.from_numpy(frames)), agent.embed_state(pad)])
-    emb = emb[torch.from_numpy(np.where(index < 0, len(frames), index))]
-    inputs = agent.window_inputs({**w, "obs": np.zeros(index.shape + (0,), np.float32)})
-    inputs["states"], inputs["state_embeds"] = None, emb
-    return inputs
 
 
 def _gru_outputs(agent, data, steps: np.ndarray, batch_size: int) -> torch.Tensor:

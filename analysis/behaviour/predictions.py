@@ -237,7 +237,7 @@ def _dt_return_predictions(agent, dataset, episode: int) -> tuple[np.ndarray, np
     with inference(agent):
         preds = []
         for i in range(0, len(steps), n):
-            out = agent(**step_windows(agent, data, steps[i:i + n]))
+            out = agent(**step_windows(agent, data, steps[i:i + n], embed=True))
             preds.append(out.return_preds[:, -1, 0].double().numpy() * agent.config.rtg_scale)
     next_return = np.concatenate(preds)
     return next_return, dataset.returns_to_go[steps].astype(np.float64) - next_return
@@ -256,7 +256,7 @@ def return_prediction_error(agent, dataset, n_steps: int = 2000, seed: int = 0) 
     steps = np.sort(np.random.default_rng(seed).choice(n, size=min(int(n_steps), n), replace=False))
     b = window_rows(agent, data, 512)
     with inference(agent):
-        pred = np.concatenate([agent(**step_windows(agent, data, steps[i:i + b])).return_preds[:, -1, 0].double().numpy()
+        pred = np.concatenate([agent(**step_windows(agent, data, steps[i:i + b], embed=True)).return_preds[:, -1, 0].double().numpy()
                                for i in range(0, len(steps), b)]) * agent.config.rtg_scale
     rtg = dataset.returns_to_go[steps].astype(np.float64)
     reward = dataset.rewards[steps].astype(np.float64)

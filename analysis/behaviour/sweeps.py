@@ -22,7 +22,8 @@ from models.windows import TrainingData, gather_windows
 
 from analysis.interp.attention import TOKEN_TYPES, steps_attention
 from analysis.core.cache import cached, tee
-from analysis.core.inputs import last_step_outputs, receptive_field, training_data, window_rows
+from analysis.core.inputs import (embedded_inputs, embeds_states, last_step_outputs, receptive_field, shifted_rtg,
+                                  training_data, window_rows)
 from analysis.core.stats import interval_estimates, iqm  # noqa: F401 - iqm: re-exported for older imports
 
 
@@ -220,19 +221,21 @@ def rtg_shift_replay(agent, dataset, episode: int = 0, shifts=(-100.0, 0.0, 100.
     # windows gathered once for every shift (only their R tokens differ), in batches bounded by bytes (frame stacks)
     n = len(steps) if banded else window_rows(agent, data, len(steps), W)
     preds = [[] for _ in shifts]
+    embed = embeds_states(agent, data)   # frame stacks: each frame embedded once for every shift
     with inference(agent):
         for i in range(0, len(steps), n):
             if banded:
-                base = gather_windows(data, np.array([episode]), np.array([end - 1]), W)
+                base = gather_windows(data, np.array([episode]), np.array([end - 1]), W, distinct_frames=embed)
             else:
-                base = gather_windows(data, np.full(len(steps[i:i + n]), episode), steps[i:i + n], W)
+                base = gather_windows(data, np.full(len(steps[i:i + n]), episode), steps[i:i + n], W,
+                                      distinct_frames=embed)
+            inputs = embedded_inputs(agent, base) if embed else agent.window_inputs(base)
             for j, s in enumerate(shifts):
-                w = {**base, "rtg": np.where(base["mask"], base["rtg"] + np.float32(s / agent.config.rtg_scale), 0)
-                     .astype(np.float32)}
+                w = {**inputs, "returns_to_go": torch.as_tensor(shifted_rtg(agent, base, s))[..., None]}
                 if banded:
-                    p = agent(**agent.window_inputs(w)).action_preds[0]
+                    p = agent(**w).action_preds[0]
                 else:
-                    p = last_step_outputs(agent, agent.window_inputs(w)).action_preds[:, -1]
+                    p = last_step_outputs(agent, w).action_preds[:, -1]
                 if agent.discrete:
                     p = p.softmax(-1)
                 else:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import hashlib
+import inspect
 
 from models.errors import AgentError
 from models.checks import check_dataset
@@ -45,17 +46,50 @@ def training_data(agent, dataset) -> TrainingData:
 
 
 def step_windows(agent, data: TrainingData, steps: np.ndarray, context: int | None = None,
-                 rtg_shift: float = 0.0) -> dict[str, torch.Tensor]:
+                 rtg_shift: float = 0.0, embed: bool = False) -> dict[str, torch.Tensor]:
     """forward() kwargs for windows ending at absolute dataset steps `steps` [B] (one window per step).
 
     rtg_shift (raw return units) is added to every return-to-go token: the offline what-if of asking
-    for more or less return along the logged trajectory."""
+    for more or less return along the logged trajectory.
+
+    embed=True, for analyses that read outputs and activations but never take a gradient or change the states: where
+    `embeds_states` holds, the states come embedded (`state_embeds`, `states` None), each distinct frame of the batch
+    transformed and embedded once and its embedding indexed into the windows. Copying frames into [B, K, 4, 84, 84]
+    float32 windows and running the conv stack per window position were most of an Atari page's forward."""
     steps = np.asarray(steps, np.int64)
     episodes = np.searchsorted(data.starts, steps, side="right") - 1
-    w = gather_windows(data, episodes, steps, int(context or agent.context_length))
+    K = int(context or agent.context_length)
+    if embed and embeds_states(agent, data):
+        return embedded_inputs(agent, gather_windows(data, episodes, steps, K, distinct_frames=True), rtg_shift)
+    w = gather_windows(data, episodes, steps, K)
     if rtg_shift:
-        w["rtg"] = np.where(w["mask"], w["rtg"] + np.float32(rtg_shift / agent.config.rtg_scale), 0).astype(np.float32)
+        w["rtg"] = shifted_rtg(agent, w, rtg_shift)
     return agent.window_inputs(w)
+
+
+def shifted_rtg(agent, w: dict, shift: float) -> np.ndarray:
+    """A window's return-to-go with `shift` raw return units added at its real steps (pads stay 0)."""
+    return np.where(w["mask"], w["rtg"] + np.float32(shift / agent.config.rtg_scale), 0).astype(np.float32)
+
+
+def embeds_states(agent, data: TrainingData) -> bool:
+    """Whether step_windows(embed=True) embeds the states: shaped observations, a DT whose forward takes state_embeds
+    (not a user's subclass with its own forward) and no DTI padding (its pad steps are states)."""
+    return (data.obs_transform is not None and getattr(getattr(agent, "cfg", None), "padding", None) != "dti"
+            and "state_embeds" in inspect.signature(agent.forward).parameters)
+
+
+def embedded_inputs(agent, w: dict, rtg_shift: float = 0.0) -> dict[str, torch.Tensor]:
+    """forward() kwargs from a gather_windows(distinct_frames=True) dict: each frame embedded once; pads get the
+    embedding of a zero state, as a zero-padded window's do."""
+    frames, index = w["frames"], w["frame_index"]
+    rest = {k: v for k, v in w.items() if k not in ("frames", "frame_index")}
+    if rtg_shift:
+        rest["rtg"] = shifted_rtg(agent, rest, rtg_shift)
+    emb = torch.cat([agent.embed_state(torch.from_numpy(frames)), agent.embed_state(torch.zeros((1,) + frames.shape[1:]))])
+    inputs = agent.window_inputs({**rest, "obs": np.zeros(index.shape + (0,), np.float32)})
+    inputs["states"], inputs["state_embeds"] = None, emb[torch.from_numpy(np.where(index < 0, len(frames), index))]
+    return inputs
 
 
 WINDOW_BYTES = 256 << 20   # float32 bytes one batch of shaped-observation windows may gather ([B, K, 4, 84, 84])

@@ -73,7 +73,7 @@ def window_attention(agent, dataset, episode: int = 0, step: int | None = None, 
     steps = episode_steps(data, episode)
     step = len(steps) // 2 if step is None else int(np.clip(step, 0, len(steps) - 1))
     K = agent.context_length
-    kw = step_windows(agent, data, steps[step:step + 1], context=receptive_field(agent))
+    kw = step_windows(agent, data, steps[step:step + 1], context=receptive_field(agent), embed=True)
     with inference(agent):
         att = attention_patterns(agent, kw)
     weights = torch.stack(att, 0)[:, 0, :, -3 * K:, -3 * K:].numpy()   # [layers, heads, 3K, 3K]
@@ -171,7 +171,7 @@ def steps_attention(agent, data, steps: np.ndarray, token_budget: int = 200_000)
         if agent.band is None:   # plain causal (HF import): it acts on its last K steps
             n = window_rows(agent, data, 512)
             for i in range(0, len(steps), n):
-                kw = step_windows(agent, data, steps[i:i + n])
+                kw = step_windows(agent, data, steps[i:i + n], embed=True)
                 rows = _last_state_rows(agent, kw, K)
                 out[i:i + n] = _action_rows(rows, kw["attention_mask"], np.full(len(rows), K - 1), K)
             return out

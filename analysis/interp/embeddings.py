@@ -133,7 +133,7 @@ def _dt_hidden(agent, dataset, steps, progress, batch_size):
     batch_size = window_rows(agent, data, batch_size)   # frame stacks: 1,024 windows would be 3.4 GB at once
     out = []
     for i in range(0, len(steps), batch_size):
-        inputs = step_windows(agent, data, steps[i:i + batch_size])
+        inputs = step_windows(agent, data, steps[i:i + batch_size], embed=True)
         # only the last step's s_t token is read: the model skips the rest of the last block's work
         _, cache = agent.run_with_cache(inputs, names=[name], last_state_only=True)
         out.append(cache[name][:, 0].numpy())
