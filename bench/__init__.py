@@ -5,7 +5,7 @@ import importlib
 
 MODULES = ["bench.read_speed", "bench.rollout_speed", "bench.tt_speed", "bench.sweep_speed", "bench.attention_speed",
            "bench.export_speed", "bench.umap_speed", "bench.patching_speed", "bench.video_speed",
-           "bench.player_speed", "bench.spatial_speed"]
+           "bench.player_speed", "bench.spatial_speed", "bench.atari_rollout_speed"]
 
 
 def run_all(only: str | None = None, quick: bool = False, verbose: bool = True) -> list[dict]:

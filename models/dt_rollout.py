@@ -50,7 +50,11 @@ class DTRollout:
         self.prev_action = None          # model-space action of the last step [B, action_in]
         K = model.context_length
         self.window = model.receptive_field   # n_layer * K steps (banded), or K
-        self.history = deque(maxlen=self.window)   # (state, rtg, timestep) per step, for recomputes
+        self.history = deque(maxlen=self.window)   # (state, rtg, timestep, embedded state | None) per step
+        # a conv state encoder (Atari frame stacks) embeds each step's frame once, when it arrives: recomputing the
+        # window ran the conv stack over all K frames of every env at every step (a return sweep of breakout-dt took
+        # minutes). Linear encoders keep embedding the window (cheap, and their recorded outputs stay bit-identical).
+        self.embed = model.cfg.state_encoder == "atari_conv" and model.cfg.padding != "dti"
         self.actions = deque(maxlen=self.window)
         self.cache = None                # per layer (k, v) [B, H, T, hd]
         self.cache_pos = None            # token positions of the cached keys [T]
@@ -92,7 +96,7 @@ class DTRollout:
             dev = m.action_low.device
             s = m.normalize(torch.as_tensor(np.asarray(obs), device=dev, dtype=torch.float32).reshape(self.B, -1))
             ts = self._timestep(self.t)
-            self.history.append((s, self.rtg.clone(), ts))
+            self.history.append((s, self.rtg.clone(), ts, m.embed_state(s) if self.embed else None))
             if self.prev_action is not None:
                 self.actions.append(self.prev_action)
             if self.context is not None:
@@ -131,7 +135,8 @@ class DTRollout:
         if self.t == 0:
             raise ValueError("value() reads the history of the last act(); call act() first.")
         with inference(m):
-            out = m(*self._inputs(list(self.history)), rtg_known=False)
+            states, acts, rtg, ts = self._inputs(list(self.history))
+            out = m(states, acts, rtg, ts, rtg_known=False, state_embeds=self._embeds(list(self.history)))
             return (out.value_preds[:, -1, 0] * m.config.rtg_scale).cpu().numpy().astype(np.float64)
 
     def observe(self, rewards: np.ndarray) -> None:
@@ -162,13 +167,15 @@ class DTRollout:
         history = list(self.history) if ks is None else list(self.history)[-min(int(ks.max()), self.window):]
         L = len(history)
         states, acts, rtg, ts = self._inputs(history)
+        emb = self._embeds(history)
         if ks is None:
-            out = m(states, acts, rtg, ts, activations=(run := self._run()))
+            out = m(states, acts, rtg, ts, activations=(run := self._run()), state_embeds=emb)
             self._keep_attention(self._patterns(run), None, L)
             return out.action_preds[:, -1]
         rows = torch.arange(self.B) if self.live is None else torch.as_tensor(np.flatnonzero(self.live.numpy()))
         mask = (torch.arange(L, device=states.device)[None, :] >= (L - ks[rows])[:, None]).long()
-        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, activations=(run := self._run()))
+        out = m(states[rows], acts[rows], rtg[rows], ts[rows], mask, activations=(run := self._run()),
+                state_embeds=None if emb is None else emb[rows])
         pred = torch.zeros(self.B, *out.action_preds.shape[2:], device=states.device)
         pred[rows] = out.action_preds[:, -1]
         self._keep_attention(self._patterns(run), rows, L)
@@ -184,6 +191,10 @@ class DTRollout:
         acts = list(self.actions)[-(L - 1):] if L > 1 else []
         acts = torch.stack(acts + [torch.zeros(self.B, self.m.action_in, device=states.device)], 1)
         return states, acts, rtg, ts
+
+    def _embeds(self, history: list) -> torch.Tensor | None:
+        """[B, L, H] the states' embeddings kept in the history (a conv encoder), or None."""
+        return torch.stack([h[3] for h in history], 1) if self.embed else None
 
     def _keep_attention(self, attentions, rows, L: int) -> None:
         """The s_t query's row of each layer's attention [B, H, 3L, 3L] -> [B, n_layer, H, K, 3]."""
@@ -201,7 +212,7 @@ class DTRollout:
         m, t = self.m, self.t
         dev = s.device
         tok_r = m._embed_return(self.rtg[:, None], True) + m.embed_timestep.weight[ts]
-        tok_s = m.embed_state(s) + m.embed_timestep.weight[ts]
+        tok_s = (self.history[-1][3] if self.embed else m.embed_state(s)) + m.embed_timestep.weight[ts]
         new, pos = [tok_r, tok_s], [3 * t, 3 * t + 1]
         if self.prev_action is not None:
             t_prev = self._timestep(t - 1)

@@ -15,7 +15,7 @@ def test_bench_json_schema_and_same_results():
     assert {b["name"] for b in benches} == {"read_npz_1m", "read_parquet_1m", "read_d4rl_hdf5_1m", "kv_cache_rollout", "tt_beam_kv_cache",
                                             "rtg_sweep", "attention_dataset", "export_batch", "umap_20k",
                                             "patching_grid", "episode_video", "player_first_render",
-                                            "spatial_saliency_window"}
+                                            "spatial_saliency_window", "atari_rollout_embed_once"}
     for b in benches:
         assert {"name", "baseline_s", "ours_s", "ratio", "same_results"} <= set(b)
         assert b["same_results"] is True
