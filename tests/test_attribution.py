@@ -271,7 +271,9 @@ def test_state_token_credit_equals_the_spatial_map_over_its_cells(shaped_pairs, 
         assert np.array_equal(r.window_steps, s.window_steps)
         np.testing.assert_allclose(r.trained.tokens[:, 1], s.totals, rtol=1e-4, atol=1e-7)
         assert s.totals[s.mask].min() > 0
-    for states in ("mean", "zeros"):
+    # frame stacks: IG from zeros only (its steps double to 256; from the mean frame to 512, 50 s of the suite);
+    # the mean baseline's agreement between the two paths is the same code, checked on the grid agent
+    for states in ("mean", "zeros") if name == "memory" else ("zeros",):
         b = A.dataset_baseline(agent, data, states=states)
         ig = A.attribute_steps(agent, ds, steps, method="ig", randomized=False, data=data, baseline=b,
                                modalities=("state",))
