@@ -176,7 +176,7 @@ def spatial_compare(res_a, res_b, label_a: str, label_b: str, data: str = "",
     heads = names + ([f"B − A ({names[1]} − {names[0]})"] if informs else [])
     titles = [f"{h}: now" + (f"<br>{own[c]}" if c < 2 else "<br>") for c, h in enumerate(heads)] + \
         [f"{h}: window sum" for h in heads]
-    fig = make_subplots(rows=2, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1)
+    fig = make_subplots(rows=2, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.06)
     for r in range(2):   # row by row, as the subplot titles
         for c, pic in enumerate(cells):
             fig.add_trace(go.Image(z=pic[r], hovertemplate="x %{x}, y %{y}<extra></extra>"), row=r + 1, col=c + 1)
@@ -194,10 +194,10 @@ def spatial_compare(res_a, res_b, label_a: str, label_b: str, data: str = "",
              + f"<br>{scale}<br>{colours}</sup>")
     width = max(720, cols * 300)
     cell_h = int((width - 20) / cols * now.shape[0] / now.shape[1])
-    head_px = 40   # the first row's two-line panel headers
+    head_px = 40   # the first row's two-line panel headers: fit() (export, page) makes their room above the plot
     fig.update_layout(template=TEMPLATE, title=title, width=width,
-                      height=int(2 * cell_h / 0.9) + top_margin(title) + head_px + 60,
-                      margin=dict(t=top_margin(title) + head_px + 20, l=10, r=10, b=10))
+                      height=int(2 * cell_h / 0.94) + top_margin(title) + head_px,
+                      margin=dict(t=top_margin(title) - 10, l=10, r=10, b=10))
     for a in fig.layout.annotations:
         a.font = dict(size=11)
     return SpatialPair(fig, informs, why)
