@@ -182,11 +182,12 @@ def cmd_make_agents(args) -> dict:
     done = []
     for name in names:
         r = SAMPLE_AGENTS[name]
-        ds = load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
+        ds = None if r.get("online") else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")   # online: no dataset
         agent = _train_recipe(name, args.seed, progress=not args.json, ds=ds)
         if agent.has("acts"):
             results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
-            agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}
+            agent.config.evaluation = {"results": results, "seed": 1000 + args.seed,
+                                       "decoding": "greedy" if agent.has("q_values") else "sample"}
         else:
             agent.config.evaluation = {"prediction_error": prediction_error(agent, ds, seed=1000 + args.seed)}
         path = save_agent(agent, out_dir / name)
