@@ -64,7 +64,8 @@ def cmd_train(args) -> dict:
 
 
 def _train_options(s):
-    s.add_argument("--model", required=True, choices=["dt", "tt", "mlp", "gru", "dynamics"])
+    s.add_argument("--model", required=True, choices=["dt", "tt", "mlp", "gru", "dynamics", "q", "drqn"],
+                   help="q, drqn: value agents trained offline with CQL (--hparam alpha=0.1)")
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--context", type=int, help="context length K (steps; TT: transitions)")
