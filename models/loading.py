@@ -41,14 +41,15 @@ def agent_class(kind: str):
 def _continuous_q_class():
     """The continuous value agent (kind "cq") lives in models/continuous_q.py, built beside the discrete ones (issue
     24): its one Agent subclass with the "q_values" capability, or one sentence where that module is missing."""
+    import importlib
+    import importlib.util
+
     from .config_check import CQ_MISSING
 
-    try:
-        from . import continuous_q
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.continuous_q":
-            raise
-        raise AgentError(CQ_MISSING) from None
+    name = f"{__package__}.continuous_q"
+    if importlib.util.find_spec(name) is None:   # (`from . import` would meet models.__getattr__'s ImportError)
+        raise AgentError(CQ_MISSING)
+    continuous_q = importlib.import_module(name)
     found = [c for c in vars(continuous_q).values() if isinstance(c, type) and issubclass(c, Agent)
              and c.__module__ == continuous_q.__name__ and "q_values" in getattr(c, "capabilities", ())]
     if len(found) != 1:

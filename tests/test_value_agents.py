@@ -202,6 +202,19 @@ def test_cq_without_its_module_is_one_sentence(tmp_path):
         load_agent(_cq(tmp_path))
 
 
+def test_pages_name_the_families_whatever_cq_is():
+    """ui.page names the families a page needs through kinds_with, over every kind of the registry (cq too)."""
+    from models.loading import capabilities_of, family_name, kinds_with
+
+    assert {"q", "drqn"} <= set(kinds_with(("q_values", "acts")))
+    assert kinds_with(("q_values", "markov"))[0] == "q" and "drqn" in kinds_with(("q_values", "recurrent"))
+    assert family_name("drqn") == "a recurrent Q-network (DRQN)"
+    import importlib.util
+
+    if importlib.util.find_spec("models.continuous_q") is None:
+        assert capabilities_of("cq") == frozenset()
+
+
 def _cq(tmp_path):
     path = _saved(tmp_path)
     cfg = json.loads((path / "config.json").read_text())
