@@ -43,6 +43,11 @@ def train_online(kind: str, env_id: str, steps: int = 50_000, seed: int = 0, hpa
             or len(obs_space.shape) != 1:
         raise ValueError(f"online DQN needs vector observations and discrete actions; {env_id} has "
                          f"{type(obs_space).__name__} observations and {type(act_space).__name__} actions.")
+    run = TRAIN_DEFAULTS["q"]
+    batch_size, lr = batch_size or run.batch_size, lr or run.lr
+    if steps <= max(h["learning_starts"], batch_size) + h["n_envs"] * h["train_every"]:
+        raise ValueError(f"{steps} steps would run no update: the first comes after learning_starts "
+                         f"({h['learning_starts']}) steps and a batch ({batch_size}) of transitions; give more steps.")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_envs, obs_dim, n_act = h["n_envs"], int(obs_space.shape[0]), int(act_space.n)
@@ -53,8 +58,6 @@ def train_online(kind: str, env_id: str, steps: int = 50_000, seed: int = 0, hpa
                          dataset={"name": f"online in {env_id}", "n_transitions": int(steps)})
     agent = QNetwork(config)
     target = agent.target_copy()
-    run = TRAIN_DEFAULTS["q"]
-    batch_size, lr = batch_size or run.batch_size, lr or run.lr
     opt = torch.optim.AdamW(agent.parameters(), lr=lr, weight_decay=0.0)
     cap = h["buffer_size"]
     buf_obs, buf_next = np.zeros((cap, obs_dim), np.float32), np.zeros((cap, obs_dim), np.float32)

@@ -154,9 +154,10 @@ def test_save_load_round_trip_gives_equal_outputs(kind, tmp_path):
     assert set(json.loads((tmp_path / "a" / "config.json").read_text())["hparams"]) >= {"alpha", "gamma", "method"}
 
 
-def test_training_is_deterministic_by_seed():
-    ds = _dataset(CHAIN)
-    a, b = (train("q", ds, steps=30, seed=5, hparams={"hidden": 16}, progress=False) for _ in range(2))
+@pytest.mark.parametrize("kind", ["q", "drqn"])
+def test_training_is_deterministic_by_seed(kind):
+    ds = _dataset(_memory_episodes(), copies=2)
+    a, b = (train(kind, ds, steps=30, seed=5, hparams={"hidden": 16}, progress=False) for _ in range(2))
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), k
 
@@ -267,6 +268,8 @@ def test_online_training_refuses_offline_methods_and_offline_training_refuses_dq
         train_online("q", two_arms, steps=10, hparams={"method": "cql"})
     with pytest.raises(ValueError, match="learns online: train it with models.online_train.train_online"):
         train("q", _dataset(CHAIN), steps=2, hparams={"method": "dqn"}, progress=False)
+    with pytest.raises(ValueError, match="^400 steps would run no update: the first comes after learning_starts "):
+        train_online("q", two_arms, steps=400, hparams={"learning_starts": 1000})
 
 
 # ---- DT-only analyses asked of a value agent --------------------------------------------------------------
