@@ -43,12 +43,16 @@ DT_BREAKOUT = {"hidden": 40, "n_layer": 2, "n_head": 2, "activation": "gelu_pyto
 # hparams.py QHparams): its term lifts the data's action above its TD target by up to alpha, and that lift is
 # bootstrapped on. On Key-to-Door (rewards 0 / 1, rtg_scale 1) at 3,000 steps, 100 greedy episodes: alpha 1 reached
 # 0.27 with Q(s_0, a_data) ~1.0 against a discounted data return of 0.18; alpha 0.1 0.29; alpha 0 (offline double DQN)
-# 0.06. Polyak tau 0.05 instead of 0.005 diverged (Q ~9, success 0).
+# 0.06. Polyak tau 0.05 instead of 0.005 diverged (Q ~9, success 0). Seed 1 of this recipe: 0.05 (a Markov Q cannot
+# know whether the key was taken: its success is mostly where its phase-1 walk happens to cross the key).
 Q_KEYDOOR = {"method": "cql", "alpha": 0.1}
 # Online DQN on CartPole (40,000 env steps, 4 envs, one update per vector step): Polyak tau 0.005 on raw rewards
 # (Q ~100) at lr 1e-3 peaked near 250 greedy and fell to ~100 by the end; rewards / 100 (Q of order 1), hard target
 # copies every 250 updates and lr 5e-4 ended at 500 on 16 greedy episodes (its greedy return still swung between 130
-# and 460 along the way: the recipe's number is its final one, not a best checkpoint).
+# and 460 along the way: the recipe's number is its final one, not a best checkpoint). Not robust across seeds: seeds 1
+# and 2 of this recipe ended at 265 and 141 (16 greedy episodes each); 80,000 steps gave 171 / 211, gamma 0.98
+# 158 / 236 / 240 (seeds 0-2), and an SB3-zoo-like setting (256 wide, lr 2.3e-3, batch 64, a copy every 5 updates,
+# raw rewards) collapsed to 9.5 on seeds 1 and 2.
 DQN_CARTPOLE = {"method": "dqn", "eps_fraction": 0.1, "eps_end": 0.02, "tau": 1.0, "target_every": 250}
 
 # DRQN on velocity-masked CartPole (rewards / 500: Q <= 0.2 at gamma 0.99), 1,500 steps, 16 greedy episodes: gamma 0.95,
