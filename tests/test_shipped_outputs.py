@@ -151,16 +151,16 @@ def other_outputs(agent) -> dict[str, np.ndarray]:
     if agent.has("acts"):
         obs = _observations(agent, 5, 2, seed=2)
         _roll(agent.start_rollout(2, seed=0), obs, out, "rollout.")
-    if agent.has("q_values"):   # issue 24: what the value views read, on one made-up episode
-        acts = np.random.default_rng(4).integers(0, agent.config.n_actions, 6)
-        for k, v in agent.episode_values(_observations(agent, 6, 1, seed=3)[:, 0], acts).items():
-            out[f"values.{k}"] = v
     else:
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
             o = agent(torch.randn(2, agent.obs_dim, generator=g), torch.rand(2, agent.act_dim, generator=g) * 2 - 1)
         for k, v in (o.items() if isinstance(o, dict) else enumerate(o if isinstance(o, tuple) else (o,))):
             out[f"forward.{k}"] = _np(v)
+    if agent.has("q_values"):   # issue 24: what the value views read, on one made-up episode
+        acts = np.random.default_rng(4).integers(0, agent.config.n_actions, 6)
+        for k, v in agent.episode_values(_observations(agent, 6, 1, seed=3)[:, 0], acts).items():
+            out[f"values.{k}"] = v
     return out
 
 
