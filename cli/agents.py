@@ -64,7 +64,8 @@ def cmd_train(args) -> dict:
 
 
 def _train_options(s):
-    s.add_argument("--model", required=True, choices=["dt", "tt", "mlp", "gru", "dynamics"])
+    s.add_argument("--model", required=True, choices=["dt", "tt", "mlp", "gru", "dynamics", "q", "drqn"],
+                   help="q, drqn: value agents trained offline with CQL (--hparam alpha=0.1)")
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--context", type=int, help="context length K (steps; TT: transitions)")
@@ -182,11 +183,12 @@ def cmd_make_agents(args) -> dict:
     done = []
     for name in names:
         r = SAMPLE_AGENTS[name]
-        ds = load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
+        ds = None if r.get("online") else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")   # online: no dataset
         agent = _train_recipe(name, args.seed, progress=not args.json, ds=ds)
         if agent.has("acts"):
             results = evaluate(agent, r.get("targets"), episodes=r["episodes"], seed=1000 + args.seed, progress=not args.json)
-            agent.config.evaluation = {"results": results, "seed": 1000 + args.seed, "decoding": "sample"}
+            agent.config.evaluation = {"results": results, "seed": 1000 + args.seed,
+                                       "decoding": "greedy" if agent.has("q_values") else "sample"}
         else:
             agent.config.evaluation = {"prediction_error": prediction_error(agent, ds, seed=1000 + args.seed)}
         path = save_agent(agent, out_dir / name)

@@ -33,6 +33,7 @@ CAPABILITIES = {
     "step_tokens": "reads its history as return-to-go, state and action tokens per step in a window of its last K "
                    "steps (DT): analyses truncate, shift, patch and attribute those tokens",
     "markov": "acts on the current observation alone (MLP: a Markov policy, K = 1)",
+    "q_values": "predicts action values Q(s, a) and a state value V(s) (value-based agents)",
     "partial_forward": "computes part of its forward exactly (DT: run_with_cache(last_state_only=True), run_suffix, "
                        "keys_values): analyses may run only what an output reads or a patch changes",
 }
@@ -42,7 +43,7 @@ CAPABILITIES = {
 class AgentConfig:
     """Everything needed to rebuild and use an agent. Saved as config.json beside model.safetensors."""
 
-    kind: str                       # "dt" | "tt" | "mlp" | "gru" | "dynamics"
+    kind: str                       # "dt" | "tt" | "mlp" | "gru" | "dynamics" | "q" | "drqn" | "cq"
     obs_dim: int
     act_dim: int                    # action vector size; 1 for discrete actions
     discrete: bool

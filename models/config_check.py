@@ -14,7 +14,8 @@ from trajectories.limits import ENV, limits
 from .errors import AgentError
 from .hparams import FITTED, defaults
 
-KINDS = ("dt", "tt", "mlp", "gru", "dynamics")
+KINDS = ("dt", "tt", "mlp", "gru", "dynamics", "q", "drqn", "cq")
+VALUE_KINDS = ("q", "drqn", "cq")   # issue 24: discrete (q, drqn) and continuous (cq, models/continuous_q.py)
 # Sizes no limit in trajectories/limits.py bounds directly: a loop of this many layers, or a window of
 # this many steps, is refused before a model is (even meta-)built. Real agents are far below them.
 MAX_LAYERS = 256
@@ -129,7 +130,7 @@ def check_agent_config(raw: dict, where: str) -> None:
             c.fail(f"lacks '{key}', which every seqlens agent config gives")
     kind = c.string(raw["kind"], "kind")
     if kind not in KINDS:
-        raise AgentError(f"{where}: unknown agent kind '{kind[:60]}' (expected dt, tt, mlp, gru or dynamics).")
+        raise AgentError(f"{where}: unknown agent kind '{kind[:60]}' (expected {', '.join(KINDS[:-1])} or {KINDS[-1]}).")
     obs_dim = c.integer(raw["obs_dim"], "obs_dim", limit="features")
     act_dim = c.integer(raw["act_dim"], "act_dim", limit="features")
     discrete = c.boolean(raw["discrete"], "discrete")
@@ -155,6 +156,9 @@ def check_agent_config(raw: dict, where: str) -> None:
         c.dict_(raw.get(key, {}), key)
     _check_evaluation(c, raw.get("evaluation", {}))
     hp = raw.get("hparams", {})
+    if kind in VALUE_KINDS:
+        _check_value_config(c, kind, hp, discrete)
+        return
     known = set(defaults(kind)) | set(FITTED.get(kind, ()))
     unknown = sorted(set(hp) - known)
     if unknown:
@@ -173,6 +177,53 @@ def check_agent_config(raw: dict, where: str) -> None:
             c.integer(hp["max_train_len"], "hparams.max_train_len", hi=MAX_CONTEXT * 10)
         if "reward_scale" in hp:
             c.number(hp["reward_scale"], "hparams.reward_scale", positive=True)
+
+
+def _check_value_config(c: ConfigChecker, kind: str, hp: dict, discrete: bool) -> None:
+    """Value agents (issue 24): the action space their kind needs, then every hparam against the type of its default
+    (models/hparams.py) and its range; 'cq' where models/continuous_q.py exists (else one sentence, from loading)."""
+    import importlib.util
+
+    from .hparams import HPARAMS
+
+    if kind == "cq":
+        if importlib.util.find_spec(f"{__package__}.continuous_q") is None:   # found, not imported: nothing runs
+            raise AgentError(f"{c.where.rstrip(':')}: {CQ_MISSING}")
+        if discrete:
+            c.fail("says discrete is true, but a 'cq' agent acts with continuous actions (discrete ones are kind 'q')")
+    elif not discrete:
+        c.fail(f"says discrete is false, but a '{kind}' agent chooses among discrete actions (continuous: kind 'cq')")
+    if kind not in HPARAMS:
+        return
+    known = defaults(kind)
+    unknown = sorted(set(hp) - set(known))
+    if unknown:
+        c.fail(f"has unknown {kind} hparams ({', '.join(k[:40] for k in unknown[:3])})")
+    hp = {**known, **hp}
+    for key, default in known.items():
+        name = f"hparams.{key}"
+        if key in VALUE_RANGES:
+            c.number(hp[key], name, *VALUE_RANGES[key])
+        elif key == "method":
+            c.string(hp[key], name, choices=VALUE_METHODS.get(kind))
+        elif key == "loss":
+            c.string(hp[key], name, choices=("huber", "mse"))
+        elif isinstance(default, bool):
+            c.boolean(hp[key], name)
+        elif isinstance(default, int):
+            c.integer(hp[key], name, lo=0 if key in ("burn_in", "learning_starts") else 1,
+                      **({"limit": "agent_params"} if key == "hidden" else {"hi": MAX_LAYERS if key == "n_layer" else MAX_CONTEXT * 100}))
+        elif isinstance(default, float):
+            c.number(hp[key], name, lo=0)
+        elif isinstance(default, str):
+            c.string(hp[key], name)
+
+
+# (lo, hi) of the value agents' float hparams; other floats must be finite and >= 0
+VALUE_RANGES = {"gamma": (0, 1), "tau": (0, 1), "eps_start": (0, 1), "eps_end": (0, 1), "eps_fraction": (0, 1)}
+CQ_MISSING = ("a 'cq' agent (continuous CQL / IQL) needs models/continuous_q.py, which this seqlens does not have "
+              "yet.")
+VALUE_METHODS = {"q": ("cql", "dqn"), "drqn": ("cql",), "cq": ("cql", "iql")}   # how each kind is trained
 
 
 def _check_evaluation(c: ConfigChecker, evaluation: dict) -> None:

@@ -93,11 +93,54 @@ class DynamicsHparams:
     reward_scale: float = 1.0
 
 
+@dataclass
+class QHparams:
+    """The Markov Q-network (kind "q", models/q_network.py) and what trains it: offline CQL (models/train.py) or online
+    DQN (models/online_train.py). Q is learnt on rewards divided by the config's rtg_scale (the DT's scale: returns of
+    order 1, whatever the environment's units); episode_values and the rollout's value() multiply it back."""
+    hidden: int = 128
+    n_layer: int = 2
+    method: str = "cql"                   # cql (offline, models.train.train) | dqn (online, train_online)
+    alpha: float = 1.0                    # CQL: weight of logsumexp_a Q(s, a) - Q(s, a_data); 0 is offline double DQN
+    gamma: float = 0.99
+    loss: str = "huber"                   # huber | mse, on the TD error in scaled units
+    tau: float = 0.005                    # Polyak step of the target network per update; 1.0 with target_every: copies
+    target_every: int = 1                 # updates between target updates (1: every update, Polyak by tau)
+    double: bool = True                   # double DQN: the online net picks the next action, the target net values it
+    # online DQN only (models/online_train.py): the gymnasium vector env, replay and epsilon-greedy schedule
+    n_envs: int = 4
+    buffer_size: int = 50_000
+    learning_starts: int = 1_000          # env steps of uniform random actions before the first update
+    train_every: int = 1                  # vector-env steps between updates
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_fraction: float = 0.2             # share of the steps over which epsilon falls linearly to eps_end
+
+
+@dataclass
+class DRQNHparams:
+    """The recurrent Q-network (kind "drqn", models/drqn.py): a GRU over the episode's observations and previous
+    actions, Q(h_t, .). Trained offline on sampled sub-sequences whose first `burn_in` steps only warm the GRU up from
+    a zero state (no loss; Hausknecht & Stone 2015's random updates with R2D2's burn-in), CQL-regularised (offline)."""
+    hidden: int = 64
+    n_layer: int = 1
+    method: str = "cql"
+    alpha: float = 1.0
+    gamma: float = 0.99
+    loss: str = "huber"
+    tau: float = 0.005
+    target_every: int = 1
+    double: bool = True
+    seq_len: int = 40                     # steps with a loss per sampled sub-sequence
+    burn_in: int = 20                     # steps before them that only carry the GRU state (0: start at the episode)
+
+
 # Fitted from the data when a model is built (TrajectoryTransformer.for_dataset), not chosen: they pass
 # through resolve() when present and get no default.
 FITTED = {"tt": ("discretizer", "obs_quantization_floor")}
 
-HPARAMS = {"dt": DTHparams, "tt": TTHparams, "mlp": MLPHparams, "gru": GRUHparams, "dynamics": DynamicsHparams}
+HPARAMS = {"dt": DTHparams, "tt": TTHparams, "mlp": MLPHparams, "gru": GRUHparams, "dynamics": DynamicsHparams,
+           "q": QHparams, "drqn": DRQNHparams}
 
 
 @dataclass
@@ -120,6 +163,8 @@ TRAIN_DEFAULTS = {
     "mlp": TrainConfig(context_length=1, batch_size=256, lr=1e-3),
     "gru": TrainConfig(context_length=1, batch_size=16, lr=2e-3),
     "dynamics": TrainConfig(context_length=1, batch_size=256, lr=1e-3),
+    "q": TrainConfig(context_length=1, batch_size=256, lr=3e-4),
+    "drqn": TrainConfig(context_length=1, batch_size=32, lr=1e-3),
 }
 
 

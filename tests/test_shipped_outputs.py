@@ -8,7 +8,9 @@ the return hidden, run_with_cache(last_state_only=True), a head's output, run_su
 cached keys / values, and rollouts (KV-cached with recorded attention, the recompute twin, a context-limited
 one, value() and policy()). TT: forward logits and attention, named activations, KV-cached decoding, a beam
 plan, an open-loop prediction, a rollout. MLP / GRU / dynamics: a forward or a rollout. memory-dt (issue 23, a
-grid DT) was added to the file when it was shipped, the other agents' arrays left as they were recorded.
+grid DT) was added to the file when it was shipped, the other agents' arrays left as they were recorded; so were the
+value agents of issue 24 (keydoor-cql, masked-cartpole-drqn, cartpole-dqn: a rollout and episode_values), by
+`python tests/test_shipped_outputs.py NAME ...`, which adds or replaces only the named agents' arrays.
 """
 from __future__ import annotations
 
@@ -155,6 +157,10 @@ def other_outputs(agent) -> dict[str, np.ndarray]:
             o = agent(torch.randn(2, agent.obs_dim, generator=g), torch.rand(2, agent.act_dim, generator=g) * 2 - 1)
         for k, v in (o.items() if isinstance(o, dict) else enumerate(o if isinstance(o, tuple) else (o,))):
             out[f"forward.{k}"] = _np(v)
+    if agent.has("q_values"):   # issue 24: what the value views read, on one made-up episode
+        acts = np.random.default_rng(4).integers(0, agent.config.n_actions, 6)
+        for k, v in agent.episode_values(_observations(agent, 6, 1, seed=3)[:, 0], acts).items():
+            out[f"values.{k}"] = v
     return out
 
 
@@ -188,10 +194,14 @@ def test_shipped_agent_outputs_unchanged(name, reference):
         np.testing.assert_allclose(got[k], v, rtol=0, atol=1e-6, equal_nan=True, err_msg=f"{name}: {k}")
 
 
-def record() -> None:
+def record(names=None) -> None:
+    """Every agent's arrays anew, or with `names` only theirs (the other agents' arrays kept exactly as stored)."""
     torch.set_num_threads(1)
     arrays = {}
-    for name in NAMES:
+    if names:
+        with np.load(REFERENCE) as z:
+            arrays = {k: z[k] for k in z.files if k.split("/", 1)[0] not in names}
+    for name in names or NAMES:
         for k, v in outputs(name).items():
             arrays[f"{name}/{k}"] = v
     REFERENCE.parent.mkdir(exist_ok=True)
@@ -203,4 +213,4 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, str(ROOT))
-    record()
+    record(sys.argv[1:])

@@ -74,6 +74,12 @@ def train_recipe(name: str, seed: int, progress: bool = True, ds=None, steps_sca
     from trajectories.samples import SAMPLE_DIR
 
     r = recipes.SAMPLE_AGENTS[name]
+    if r.get("online"):   # issue 24: an agent that learns by acting (DQN) has no dataset
+        from models.online_train import train_online
+
+        return train_online(r["kind"], r["env"], steps=scaled_steps(r["steps"], steps_scale), seed=seed,
+                            hparams=r.get("hparams"), batch_size=r.get("batch_size"), lr=r.get("lr"),
+                            reward_scale=r.get("reward_scale", 1.0), progress=progress)
     ds = ds if ds is not None else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
     return train(r["kind"], ds, steps=scaled_steps(r["steps"], steps_scale), seed=seed, context_length=r.get("context"),
                  batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
@@ -155,7 +161,7 @@ def run_piece(name: str, seed: int, steps_scale: float = 1.0, live_log: str | No
             r = recipes.SAMPLE_AGENTS[name]
             steps = scaled_steps(r["steps"], steps_scale)
             cut = f" (the recipe's {r['steps']} x steps_scale {steps_scale:g})" if steps_scale != 1 else ""
-            print(f"seqlens: training {name} with seed {seed}: {r['kind']} on {r['data']}, {steps} steps{cut}, "
+            print(f"seqlens: training {name} with seed {seed}: {r['kind']} on {r['data'] or 'its own acting in ' + r['env']}, {steps} steps{cut}, "
                   f"1 torch thread, host {socket.gethostname()}, pid {os.getpid()}, nice {os.nice(0)}", flush=True)
             try:
                 agent = train_recipe(name, seed, progress=True, steps_scale=steps_scale)
