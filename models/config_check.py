@@ -14,7 +14,7 @@ from trajectories.limits import ENV, limits
 from .errors import AgentError
 from .hparams import FITTED, defaults
 
-KINDS = ("dt", "tt", "mlp", "gru", "dynamics")
+KINDS = ("dt", "tt", "mlp", "gru", "dynamics", "cq")
 # Sizes no limit in trajectories/limits.py bounds directly: a loop of this many layers, or a window of
 # this many steps, is refused before a model is (even meta-)built. Real agents are far below them.
 MAX_LAYERS = 256
@@ -164,6 +164,8 @@ def check_agent_config(raw: dict, where: str) -> None:
         _check_dt_hparams(c, hp, context)
     elif kind == "tt":
         _check_tt_hparams(c, hp, obs_dim + act_dim + 2)
+    elif kind == "cq":
+        _check_cq_hparams(c, hp, discrete)
     else:
         c.integer(hp["hidden"], "hparams.hidden", limit="agent_params")
         c.integer(hp["n_layer"], "hparams.n_layer", lo=1 if kind == "gru" else 0, hi=MAX_LAYERS)
@@ -173,6 +175,22 @@ def check_agent_config(raw: dict, where: str) -> None:
             c.integer(hp["max_train_len"], "hparams.max_train_len", hi=MAX_CONTEXT * 10)
         if "reward_scale" in hp:
             c.number(hp["reward_scale"], "hparams.reward_scale", positive=True)
+
+
+def _check_cq_hparams(c: ConfigChecker, hp: dict, discrete: bool) -> None:
+    """models/continuous_q.py's hparams (IQL / CQL on continuous actions)."""
+    if discrete:
+        c.fail("says discrete is true, but a 'cq' agent (IQL / CQL) acts with continuous actions")
+    c.string(hp["method"], "hparams.method", choices=("iql", "cql"))
+    c.integer(hp["hidden"], "hparams.hidden", limit="agent_params")
+    c.integer(hp["n_layer"], "hparams.n_layer", lo=0, hi=MAX_LAYERS)
+    c.number(hp["gamma"], "hparams.gamma", lo=0, hi=1)
+    c.number(hp["tau"], "hparams.tau", lo=0, hi=1)
+    c.number(hp["reward_scale"], "hparams.reward_scale", positive=True, optional=True)
+    c.number(hp["expectile"], "hparams.expectile", lo=0, hi=1)
+    for key in ("beta", "max_weight", "alpha"):
+        c.number(hp[key], f"hparams.{key}", lo=0, hi=1e6)
+    c.integer(hp["n_sampled"], "hparams.n_sampled", hi=1000)
 
 
 def _check_evaluation(c: ConfigChecker, evaluation: dict) -> None:

@@ -23,6 +23,9 @@ def agent_class(kind: str):
     if kind == "tt":
         from .trajectory_transformer import TrajectoryTransformer
         return TrajectoryTransformer
+    if kind == "cq":
+        from .continuous_q import ContinuousQ
+        return ContinuousQ
     from .baselines import DynamicsModel, GRUPolicy, MLPPolicy
     classes = {"mlp": MLPPolicy, "gru": GRUPolicy, "dynamics": DynamicsModel}
     if kind not in classes:
