@@ -225,3 +225,20 @@ def test_config_against_tensor_contradictions_are_refused_before_the_model_is_bu
     with pytest.raises(AgentError) as e:
         load_agent(path)
     assert str(e.value) == message
+
+
+# ---- the shipped agent ------------------------------------------------------------------------------------------
+def test_shipped_pendulum_iql_acts_as_stored_and_beats_the_datas_lower_quartile():
+    from pathlib import Path
+
+    from analysis.behaviour.evaluate import evaluate
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    agent = load_agent(Path(__file__).resolve().parent.parent / "sample_data" / "agents" / "pendulum-iql")
+    stored = agent.config.evaluation
+    got = evaluate(agent, episodes=16, seed=stored["seed"], progress=False)[0]
+    assert got["returns"] == stored["results"][0]["returns"]   # greedy and seeded: the same episodes
+    returns = load_dataset(SAMPLE_DIR / "pendulum.npz").episode_returns
+    assert got["ci_low"] > np.percentile(returns, 25)
+    assert got["ci_low"] < np.median(returns) < got["ci_high"]
