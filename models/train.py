@@ -20,7 +20,7 @@ from .hparams import TRAIN_DEFAULTS, resolve
 from .windows import TrainingData
 
 VECTOR_ONLY = {"tt": "The Trajectory Transformer's discretizer", "mlp": "The MLP baseline", "gru": "The GRU baseline",
-               "dynamics": "The dynamics model"}
+               "dynamics": "The dynamics model", "cq": "The continuous value learner (IQL / CQL)"}
 DEFAULTS = TRAIN_DEFAULTS   # models/hparams.py: TrainConfig per kind (context length, batch size, lr, ...)
 
 

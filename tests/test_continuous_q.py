@@ -242,3 +242,16 @@ def test_shipped_pendulum_iql_acts_as_stored_and_beats_the_datas_lower_quartile(
     returns = load_dataset(SAMPLE_DIR / "pendulum.npz").episode_returns
     assert got["ci_low"] > np.percentile(returns, 25)
     assert got["ci_low"] < np.median(returns) < got["ci_high"]
+
+
+def test_training_on_what_it_cannot_read_is_one_sentence(tiny_discrete):
+    from trajectories.dataset import DatasetError
+
+    with pytest.raises(AgentError, match=r"^a cq agent \(IQL / CQL\) acts with continuous actions; this config says "
+                                         r"discrete is true\.$"):
+        train("cq", tiny_discrete, steps=1, progress=False)
+    n = 6
+    images = Dataset(np.zeros((n, 4, 4), np.float32), np.zeros((n, 1), np.float32), np.zeros(n, np.float32),
+                     np.eye(1, n, n - 1, dtype=bool)[0], np.zeros(n, bool), np.array([0]), source="images")
+    with pytest.raises(DatasetError, match=r"^The continuous value learner \(IQL / CQL\) needs vector observations"):
+        train("cq", images, steps=1, progress=False)
