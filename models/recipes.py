@@ -46,9 +46,9 @@ CQ_IQL = {"method": "iql", "hidden": 128}
 # on Home) because at a few minutes of CPU it stayed below the data's 25th percentile, 16 greedy episodes each:
 # -1252 [-1407, -1109] (2,000 steps, hidden 128); at hidden 64, 5 samples, lr 1e-3: -1320 (3,000 steps), -1476 with
 # alpha 1 (4,000), -1380 / -1290 (alpha 5 / 1) with the SAC temperature started at 0.01 (4,000; a trial knob, removed:
-# it rose back to 0.1 and did not help). Measured why: its Q is nearly flat in the action (Q(s, +2) - Q(s, -2) ~0.17 of
-# a scaled step reward after 1,500 steps), the actor's greedy action was uncorrelated with the data's (0.008) and its
-# Q below the data action's in 82% of states.
+# it rose back to 0.1 and did not help), -1363 with raw rewards (reward_scale 1, 3,000). Measured why: its Q is
+# nearly flat in the action (Q(s, +2) - Q(s, -2) ~0.17 of a scaled step reward after 1,500 steps), the actor's greedy
+# action was uncorrelated with the data's (0.008) and its Q below the data action's in 82% of states.
 # Train it with models.train.train("cq", ds, steps=2000, hparams=CQ_CQL).
 CQ_CQL = {"method": "cql", "hidden": 128}
 
