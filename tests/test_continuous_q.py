@@ -89,8 +89,7 @@ def test_the_cql_penalty_lowers_q_off_the_datas_actions():
         q[alpha] = values_at(agent, [0.8, -1.8])["q_taken"]
     assert q[0.0][0] == pytest.approx(1.0, abs=0.2)   # TD alone: on the data, the reward
     gaps = {alpha: v[1] - v[0] for alpha, v in q.items()}
-    assert gaps[5.0] < -0.5
-    assert gaps[5.0] < gaps[0.0] - 0.5
+    assert gaps[0.0] > -1.0 and gaps[5.0] < gaps[0.0] - 5.0   # measured: -0.28 and -18.4
 
 
 # ---- the contract ------------------------------------------------------------------------------------------------
