@@ -15,7 +15,7 @@ from .errors import AgentError
 from .hparams import FITTED, defaults
 
 KINDS = ("dt", "tt", "mlp", "gru", "dynamics", "q", "drqn", "cq")
-VALUE_KINDS = ("q", "drqn", "cq")   # issue 24: discrete (q, drqn) and continuous (cq, models/continuous_q.py)
+VALUE_KINDS = ("q", "drqn")   # issue 24, discrete; continuous "cq" (models/continuous_q.py): _check_cq_hparams
 # Sizes no limit in trajectories/limits.py bounds directly: a loop of this many layers, or a window of
 # this many steps, is refused before a model is (even meta-)built. Real agents are far below them.
 MAX_LAYERS = 256
@@ -168,6 +168,8 @@ def check_agent_config(raw: dict, where: str) -> None:
         _check_dt_hparams(c, hp, context)
     elif kind == "tt":
         _check_tt_hparams(c, hp, obs_dim + act_dim + 2)
+    elif kind == "cq":
+        _check_cq_hparams(c, hp, discrete)
     else:
         c.integer(hp["hidden"], "hparams.hidden", limit="agent_params")
         c.integer(hp["n_layer"], "hparams.n_layer", lo=1 if kind == "gru" else 0, hi=MAX_LAYERS)
@@ -180,18 +182,11 @@ def check_agent_config(raw: dict, where: str) -> None:
 
 
 def _check_value_config(c: ConfigChecker, kind: str, hp: dict, discrete: bool) -> None:
-    """Value agents (issue 24): the action space their kind needs, then every hparam against the type of its default
-    (models/hparams.py) and its range; 'cq' where models/continuous_q.py exists (else one sentence, from loading)."""
-    import importlib.util
-
+    """Discrete value agents (issue 24): the action space their kind needs, then every hparam against the type of its
+    default (models/hparams.py) and its range."""
     from .hparams import HPARAMS
 
-    if kind == "cq":
-        if importlib.util.find_spec(f"{__package__}.continuous_q") is None:   # found, not imported: nothing runs
-            raise AgentError(f"{c.where.rstrip(':')}: {CQ_MISSING}")
-        if discrete:
-            c.fail("says discrete is true, but a 'cq' agent acts with continuous actions (discrete ones are kind 'q')")
-    elif not discrete:
+    if not discrete:
         c.fail(f"says discrete is false, but a '{kind}' agent chooses among discrete actions (continuous: kind 'cq')")
     if kind not in HPARAMS:
         return
@@ -221,9 +216,21 @@ def _check_value_config(c: ConfigChecker, kind: str, hp: dict, discrete: bool) -
 
 # (lo, hi) of the value agents' float hparams; other floats must be finite and >= 0
 VALUE_RANGES = {"gamma": (0, 1), "tau": (0, 1), "eps_start": (0, 1), "eps_end": (0, 1), "eps_fraction": (0, 1)}
-CQ_MISSING = ("a 'cq' agent (continuous CQL / IQL) needs models/continuous_q.py, which this seqlens does not have "
-              "yet.")
 VALUE_METHODS = {"q": ("cql", "dqn"), "drqn": ("cql",), "cq": ("cql", "iql")}   # how each kind is trained
+def _check_cq_hparams(c: ConfigChecker, hp: dict, discrete: bool) -> None:
+    """models/continuous_q.py's hparams (IQL / CQL on continuous actions)."""
+    if discrete:
+        c.fail("says discrete is true, but a 'cq' agent (IQL / CQL) acts with continuous actions")
+    c.string(hp["method"], "hparams.method", choices=("iql", "cql"))
+    c.integer(hp["hidden"], "hparams.hidden", limit="agent_params")
+    c.integer(hp["n_layer"], "hparams.n_layer", lo=0, hi=MAX_LAYERS)
+    c.number(hp["gamma"], "hparams.gamma", lo=0, hi=1)
+    c.number(hp["tau"], "hparams.tau", lo=0, hi=1)
+    c.number(hp["reward_scale"], "hparams.reward_scale", positive=True, optional=True)
+    c.number(hp["expectile"], "hparams.expectile", lo=0, hi=1)
+    for key in ("beta", "max_weight", "alpha"):
+        c.number(hp[key], f"hparams.{key}", lo=0, hi=1e6)
+    c.integer(hp["n_sampled"], "hparams.n_sampled", hi=1000)
 
 
 def _check_evaluation(c: ConfigChecker, evaluation: dict) -> None:

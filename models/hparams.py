@@ -135,12 +135,30 @@ class DRQNHparams:
     burn_in: int = 20                     # steps before them that only carry the GRU state (0: start at the episode)
 
 
+@dataclass
+class CQHparams:
+    """Continuous offline value learners (models/continuous_q.py): IQL (Kostrikov et al. 2021) or CQL(H) on SAC
+    (Kumar et al. 2020). Sizes and coefficients as the papers' D4RL settings unless noted."""
+    method: str = "iql"                   # iql | cql
+    hidden: int = 256
+    n_layer: int = 2
+    gamma: float = 0.99
+    tau: float = 0.005                    # Polyak rate of the target Q networks
+    reward_scale: float | None = None     # rewards are divided by it in training; None: the data's largest |reward|
+    expectile: float = 0.7                # IQL: V is this expectile of Q over the data's actions
+    beta: float = 3.0                     # IQL: advantage-weighted regression's inverse temperature
+    max_weight: float = 100.0             # IQL: cap on exp(beta * advantage)
+    alpha: float = 5.0                    # CQL: weight of the penalty (fixed, no Lagrange dual)
+    n_sampled: int = 10                   # CQL: actions sampled per state (uniform, pi(s), pi(s')) for the logsumexp
+
+
 # Fitted from the data when a model is built (TrajectoryTransformer.for_dataset), not chosen: they pass
 # through resolve() when present and get no default.
 FITTED = {"tt": ("discretizer", "obs_quantization_floor")}
 
 HPARAMS = {"dt": DTHparams, "tt": TTHparams, "mlp": MLPHparams, "gru": GRUHparams, "dynamics": DynamicsHparams,
-           "q": QHparams, "drqn": DRQNHparams}
+           "q": QHparams, "drqn": DRQNHparams,
+           "cq": CQHparams}
 
 
 @dataclass
@@ -165,6 +183,8 @@ TRAIN_DEFAULTS = {
     "dynamics": TrainConfig(context_length=1, batch_size=256, lr=1e-3),
     "q": TrainConfig(context_length=1, batch_size=256, lr=3e-4),
     "drqn": TrainConfig(context_length=1, batch_size=32, lr=1e-3),
+    # actor, critics and value in one AdamW: their losses touch disjoint parameters (models/continuous_q.py)
+    "cq": TrainConfig(context_length=1, batch_size=256, lr=3e-4, weight_decay=0.0, warmup_max=100, grad_clip=100.0),
 }
 
 

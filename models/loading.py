@@ -30,31 +30,13 @@ def agent_class(kind: str):
         from .drqn import DRQN
         return DRQN
     if kind == "cq":
-        return _continuous_q_class()
+        from .continuous_q import ContinuousQ
+        return ContinuousQ
     from .baselines import DynamicsModel, GRUPolicy, MLPPolicy
     classes = {"mlp": MLPPolicy, "gru": GRUPolicy, "dynamics": DynamicsModel}
     if kind not in classes:
         raise AgentError(f"unknown agent kind '{kind}' (expected dt, tt, mlp, gru, dynamics, q, drqn or cq).")
     return classes[kind]
-
-
-def _continuous_q_class():
-    """The continuous value agent (kind "cq") lives in models/continuous_q.py, built beside the discrete ones (issue
-    24): its one Agent subclass with the "q_values" capability, or one sentence where that module is missing."""
-    import importlib
-    import importlib.util
-
-    from .config_check import CQ_MISSING
-
-    name = f"{__package__}.continuous_q"
-    if importlib.util.find_spec(name) is None:   # (`from . import` would meet models.__getattr__'s ImportError)
-        raise AgentError(CQ_MISSING)
-    continuous_q = importlib.import_module(name)
-    found = [c for c in vars(continuous_q).values() if isinstance(c, type) and issubclass(c, Agent)
-             and c.__module__ == continuous_q.__name__ and "q_values" in getattr(c, "capabilities", ())]
-    if len(found) != 1:
-        raise AgentError(f"models/continuous_q.py defines {len(found)} value agent classes; a 'cq' agent needs exactly one.")
-    return found[0]
 
 
 def capabilities_of(kind) -> frozenset:

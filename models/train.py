@@ -20,7 +20,8 @@ from .hparams import TRAIN_DEFAULTS, resolve
 from .windows import TrainingData
 
 VECTOR_ONLY = {"tt": "The Trajectory Transformer's discretizer", "mlp": "The MLP baseline", "gru": "The GRU baseline",
-               "dynamics": "The dynamics model", "q": "The Q-network", "drqn": "The recurrent Q-network"}
+               "dynamics": "The dynamics model", "q": "The Q-network", "drqn": "The recurrent Q-network",
+               "cq": "The continuous value learner (IQL / CQL)"}
 DEFAULTS = TRAIN_DEFAULTS   # models/hparams.py: TrainConfig per kind (context length, batch size, lr, ...)
 
 

@@ -377,15 +377,17 @@ def test_name_matching():
 
 def test_capabilities():
     tt, _ = make_tt()
-    agents = {"dt": make_dt(), "tt": tt, "mlp": make_mlp(), "gru": make_gru(), "dynamics": make_dynamics()}
+    from models.continuous_q import ContinuousQ
+    cq = ContinuousQ(AgentConfig(kind="cq", obs_dim=3, act_dim=1, discrete=False, hparams={"hidden": 16}))
+    agents = {"dt": make_dt(), "tt": tt, "mlp": make_mlp(), "gru": make_gru(), "dynamics": make_dynamics(), "cq": cq}
     table = {c: sorted(k for k, a in agents.items() if a.has(c)) for c in
              ("action", "return", "value", "state", "attention", "kv_cache", "planning", "dynamics", "recurrent", "acts",
-              "tokens", "return_conditioned", "step_tokens", "markov", "partial_forward")}
+              "tokens", "return_conditioned", "step_tokens", "markov", "partial_forward", "q_values")}
     assert table == {"action": ["dt", "gru", "mlp"], "return": ["dt"], "value": ["dt", "tt"],
                      "state": ["dt", "dynamics", "tt"], "attention": ["dt", "tt"], "kv_cache": ["dt", "tt"],
                      "planning": ["tt"], "dynamics": ["dynamics", "tt"], "recurrent": ["gru"],
-                     "acts": ["dt", "gru", "mlp", "tt"], "tokens": ["tt"], "return_conditioned": ["dt"],
-                     "step_tokens": ["dt"], "markov": ["mlp"], "partial_forward": ["dt"]}
+                     "acts": ["cq", "dt", "gru", "mlp", "tt"], "tokens": ["tt"], "return_conditioned": ["dt"],
+                     "step_tokens": ["dt"], "markov": ["cq", "mlp"], "partial_forward": ["dt"], "q_values": ["cq"]}
     from models.base import CAPABILITIES
     assert set(table) == set(CAPABILITIES)
     with pytest.raises(ValueError, match="unknown capability"):

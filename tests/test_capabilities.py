@@ -131,7 +131,9 @@ def test_every_capability_is_declared_and_asked():
     from models.q_network import QNetwork
     from models.trajectory_transformer import TrajectoryTransformer
 
-    classes = [DecisionTransformer, TrajectoryTransformer, MLPPolicy, GRUPolicy, DynamicsModel, QNetwork, DRQN]
+    from models.continuous_q import ContinuousQ
+
+    classes = [DecisionTransformer, TrajectoryTransformer, MLPPolicy, GRUPolicy, DynamicsModel, QNetwork, DRQN, ContinuousQ]
     for c in classes:
         assert c.capabilities <= set(CAPABILITIES), (c.__name__, c.capabilities - set(CAPABILITIES))
     declared = set().union(*(c.capabilities for c in classes))

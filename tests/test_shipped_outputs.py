@@ -151,16 +151,16 @@ def other_outputs(agent) -> dict[str, np.ndarray]:
     if agent.has("acts"):
         obs = _observations(agent, 5, 2, seed=2)
         _roll(agent.start_rollout(2, seed=0), obs, out, "rollout.")
+        if agent.has("q_values"):   # value agents: the values the views read, along the first env's steps
+            a = out["rollout.actions"][:, 0]
+            values = agent.episode_values(obs[:, 0], a.astype(np.int64 if agent.discrete else np.float32))
+            out.update({f"values.{k}": v for k, v in values.items() if v is not None})
     else:
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
             o = agent(torch.randn(2, agent.obs_dim, generator=g), torch.rand(2, agent.act_dim, generator=g) * 2 - 1)
         for k, v in (o.items() if isinstance(o, dict) else enumerate(o if isinstance(o, tuple) else (o,))):
             out[f"forward.{k}"] = _np(v)
-    if agent.has("q_values"):   # issue 24: what the value views read, on one made-up episode
-        acts = np.random.default_rng(4).integers(0, agent.config.n_actions, 6)
-        for k, v in agent.episode_values(_observations(agent, 6, 1, seed=3)[:, 0], acts).items():
-            out[f"values.{k}"] = v
     return out
 
 
@@ -194,14 +194,14 @@ def test_shipped_agent_outputs_unchanged(name, reference):
         np.testing.assert_allclose(got[k], v, rtol=0, atol=1e-6, equal_nan=True, err_msg=f"{name}: {k}")
 
 
-def record(names=None) -> None:
-    """Every agent's arrays anew, or with `names` only theirs (the other agents' arrays kept exactly as stored)."""
+def record(only=None) -> None:
+    """Every agent's outputs, or with `only` (names) those agents' outputs added to the file, the rest kept as read."""
     torch.set_num_threads(1)
     arrays = {}
-    if names:
+    if only:
         with np.load(REFERENCE) as z:
-            arrays = {k: z[k] for k in z.files if k.split("/", 1)[0] not in names}
-    for name in names or NAMES:
+            arrays = {k: z[k] for k in z.files if k.split("/", 1)[0] not in only}
+    for name in only or NAMES:
         for k, v in outputs(name).items():
             arrays[f"{name}/{k}"] = v
     REFERENCE.parent.mkdir(exist_ok=True)
@@ -213,4 +213,4 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, str(ROOT))
-    record(sys.argv[1:])
+    record(sys.argv[1:] or None)   # `python tests/test_shipped_outputs.py NAME ...`: only those agents re-recorded

@@ -194,34 +194,14 @@ def test_config_and_tensor_contradictions_are_one_sentence(tmp_path, edits, says
     assert msg.count(". ") == 0 and "\n" not in msg and "Traceback" not in msg
 
 
-def test_cq_without_its_module_is_one_sentence(tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("models.continuous_q") is not None:
-        pytest.skip("models/continuous_q.py exists: the cq kind is tested with it")
-    with pytest.raises(AgentError, match=r"needs models/continuous_q\.py, which this seqlens does not have yet\.$"):
-        load_agent(_cq(tmp_path))
-
-
-def test_pages_name_the_families_whatever_cq_is():
+def test_pages_name_the_value_families():
     """ui.page names the families a page needs through kinds_with, over every kind of the registry (cq too)."""
     from models.loading import capabilities_of, family_name, kinds_with
 
     assert {"q", "drqn"} <= set(kinds_with(("q_values", "acts")))
     assert kinds_with(("q_values", "markov"))[0] == "q" and "drqn" in kinds_with(("q_values", "recurrent"))
     assert family_name("drqn") == "a recurrent Q-network (DRQN)"
-    import importlib.util
-
-    if importlib.util.find_spec("models.continuous_q") is None:
-        assert capabilities_of("cq") == frozenset()
-
-
-def _cq(tmp_path):
-    path = _saved(tmp_path)
-    cfg = json.loads((path / "config.json").read_text())
-    cfg.update(kind="cq", discrete=False, n_actions=None, hparams={})
-    (path / "config.json").write_text(json.dumps(cfg))
-    return path
+    assert "cq" in kinds_with(("q_values", "markov"))   # models/continuous_q.py
 
 
 # ---- online DQN ------------------------------------------------------------------------------------------
