@@ -35,6 +35,7 @@ CAPABILITIES = {
     "markov": "acts on the current observation alone (MLP: a Markov policy, K = 1)",
     "partial_forward": "computes part of its forward exactly (DT: run_with_cache(last_state_only=True), run_suffix, "
                        "keys_values): analyses may run only what an output reads or a patch changes",
+    "q_values": "predicts action values Q(s, a) and a state value V(s) (value-based agents)",
 }
 
 

@@ -1,0 +1,51 @@
+"""Catalog entries for value functions over a logged episode (issue 24): Q(s, ·) with the logged and greedy actions,
+V(s) and Q(s, a_logged) beside the return-to-go (a Decision Transformer's value head and return prediction in their
+place, so compare mode puts the two families side by side on one axis), and the advantage of the logged action."""
+from __future__ import annotations
+
+from models.errors import AgentError
+
+from analysis.interp.values import any_value_trace, value_trace
+from analysis.publish.catalog import Figured, register
+from analysis.publish.figures.labels import data_name
+from analysis.publish.figures.values import advantage_bars, q_heatmap, value_lines
+from analysis.publish.figures.text import plain
+
+
+def _who(agent) -> str:
+    return plain(getattr(agent, "family", None) or agent.kind)
+
+
+def _params(episode) -> dict:
+    return {"episode": int(episode)}
+
+
+@register("q_values", "a value-based agent's Q(s, a) over a logged episode, the logged and greedy actions marked",
+          compare="difference")
+def make_q_values(agent, dataset, episode: int = 0) -> Figured:
+    trace = value_trace(agent, dataset, int(episode))
+    if trace.q is None:
+        raise AgentError(f"Q(s, ·) over discrete actions needs a discrete-action value agent; {_who(agent)} acts in "
+                         f"{agent.act_dim} continuous dimensions (value_trace and advantage draw it).")
+    fig = q_heatmap(trace, f"Q(s, a) over episode {trace.episode} of {data_name(dataset)}")
+    # the logged action and Q per action only: rows two agents share (compare mode's B − A), greedy = argmax of the row
+    frame = trace.to_frame()
+    frame = frame[["episode", "step", "logged_action"] + [c for c in frame.columns if c.startswith("q[")]]
+    return Figured("q_values", fig, frame, _params(episode))
+
+
+@register("value_trace", "V(s) and Q(s, a_logged) (a DT: its value head and return prediction) beside the logged "
+          "return-to-go", compare="side")   # B's lines are other quantities: beside A's, one value axis
+def make_value_trace(agent, dataset, episode: int = 0) -> Figured:
+    trace = any_value_trace(agent, dataset, int(episode))
+    what = "Values" if trace.has_q else "Value head and return prediction"
+    fig = value_lines(trace, f"{what} over episode {trace.episode} of {data_name(dataset)}")
+    return Figured("value_trace", fig, trace.to_frame(), _params(episode))
+
+
+@register("advantage", "the advantage Q(s, a_logged) − V(s) per step, greedy and non-greedy logged actions apart",
+          compare="side")   # the bars split by each agent's own greedy action: no pair to subtract
+def make_advantage(agent, dataset, episode: int = 0) -> Figured:
+    trace = value_trace(agent, dataset, int(episode))
+    fig = advantage_bars(trace, f"Advantage of the logged action over episode {trace.episode} of {data_name(dataset)}")
+    return Figured("advantage", fig, trace.to_frame(), _params(episode))
