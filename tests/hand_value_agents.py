@@ -143,3 +143,23 @@ def hand_dt(value: float = 0.3, next_return: float = 0.2, rtg_scale: float = 10.
             head.weight.zero_()
             head.bias.fill_(b)
     return dt
+
+
+class HandCQ(Agent):
+    """A continuous value agent, kind "cq": V(s) = s0, Q(s, a) = s0 − (a − s1)², greedy a = clip(s1, −1, 1)."""
+
+    family = "a hand-made continuous Q-network"
+    capabilities = frozenset({"q_values", "acts", "markov"})
+
+    def __init__(self):
+        super().__init__(AgentConfig(kind="cq", obs_dim=2, act_dim=1, discrete=False, state_mean=[0.0, 0.0],
+                                     state_std=[1.0, 1.0], hparams={"discount": 1.0}))
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def activation_names(self) -> list[str]:
+        return ["head.q", "head.v"]
+
+    def episode_values(self, obs, actions) -> dict:
+        s, a = np.asarray(obs, np.float64), np.asarray(actions, np.float64).reshape(len(obs), 1)
+        return {"q": None, "q_taken": s[:, 0] - (a[:, 0] - s[:, 1]) ** 2, "v": s[:, 0],
+                "greedy": np.clip(s[:, 1:2], -1, 1)}
