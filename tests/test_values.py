@@ -86,7 +86,7 @@ def test_bad_input_is_one_sentence():
         with pytest.raises(ValueError) as e:
             value_trace(hand_q(), ds, bad)
         assert "episode must be a whole number from 0 to 2" in str(e.value) and "\n" not in str(e.value)
-    with pytest.raises(AgentError, match="the value views need a value-based agent"):
+    with pytest.raises(AgentError, match="Q.s, a. and the advantage need a value-based agent; a dt agent has no Q-values"):
         value_trace(hand_dt(), ds, 0)
     wide = Dataset(np.zeros((3, 4), np.float32), np.zeros(3, np.int64), np.zeros(3, np.float32), np.array([0, 0, 1], bool),
                    np.zeros(3, bool), np.array([0]), source="w.npz")
@@ -135,6 +135,12 @@ def test_value_trace_figure_for_a_value_agent_and_for_a_dt():
     assert np.allclose(by["return-to-go (logged rewards)"], ds.returns_to_go[:6])
     with pytest.raises(AgentError, match="value-based agent"):
         catalog.make("advantage", hand_dt(), ds, episode=0)
+    from models.base import AgentConfig
+    from models.baselines import MLPPolicy
+
+    mlp = MLPPolicy(AgentConfig(kind="mlp", obs_dim=2, act_dim=1, discrete=True, n_actions=3))
+    with pytest.raises(AgentError, match="value-based agent .Q and V. or a Decision Transformer .value head.; a mlp"):
+        catalog.make("value_trace", mlp, ds, episode=0)
 
 
 def test_advantage_bars_split_greedy_and_not():

@@ -128,8 +128,8 @@ def value_trace(agent, dataset, episode: int = 0) -> ValueTrace:
     """A value-based agent's values over `episode` of `dataset` (module docstring). AgentError for an agent without
     action values, ValueError for an episode the data does not have or values of the wrong shape."""
     if not agent.has("q_values"):
-        raise AgentError(f"the value views need a value-based agent (Q(s, a) and V(s)); a {agent.kind} agent has none"
-                         f"{': its value head is drawn by value_trace instead' if agent.has('value') else ''}.")
+        raise AgentError(f"Q(s, a) and the advantage need a value-based agent; a {agent.kind} agent has no Q-values"
+                         f"{' (its value head is in the value_trace figure)' if agent.has('value') else ''}.")
     check_dataset(agent, dataset)
     start, end = check_episode(dataset, episode)
     obs, actions = dataset.observations[start:end], dataset.actions[start:end]

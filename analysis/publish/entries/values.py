@@ -38,8 +38,8 @@ def make_q_values(agent, dataset, episode: int = 0) -> Figured:
           "return-to-go", compare="side")   # B's lines are other quantities: beside A's, one value axis
 def make_value_trace(agent, dataset, episode: int = 0) -> Figured:
     trace = any_value_trace(agent, dataset, int(episode))
-    what = "Values" if trace.has_q else "Value head and return prediction"
-    fig = value_lines(trace, f"{what} over episode {trace.episode} of {data_name(dataset)}")
+    # one title for every agent (what each draws is its subtitle), so compare mode's panels share it
+    fig = value_lines(trace, f"Values over episode {trace.episode} of {data_name(dataset)}")
     return Figured("value_trace", fig, trace.to_frame(), _params(episode))
 
 

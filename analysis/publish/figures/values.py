@@ -11,6 +11,7 @@ from .style import PALETTE, SEQUENTIAL, TEMPLATE
 from .text import plain
 
 V_COLOUR, Q_COLOUR, RETURN_COLOUR, TRUTH_COLOUR = PALETTE[0], PALETTE[1], PALETTE[3], PALETTE[7]
+HEAD_COLOUR = PALETTE[2]   # a DT's value head: apart from a value agent's V(s) when both are in one figure
 AGREE, DISAGREE = PALETTE[0], PALETTE[3]   # blue / vermillion: apart under the common colour-vision deficiencies
 LEGEND = dict(orientation="h", x=0, y=-0.22, xanchor="left", yanchor="top")
 
@@ -34,7 +35,7 @@ def q_heatmap(trace, title: str) -> go.Figure:
         hovertemplate="step %{x}<br>%{y}<br>Q %{z:.4g}<extra></extra>"))
     # white circles and white-edged black crosses show on every viridis cell; the subtitle names them (a legend would
     # draw a white circle on white, and a stand-in trace would be subtracted in compare mode's B − A panel)
-    shrink = min(1.0, 60 / max(len(trace.steps), 1))   # a long episode's cells are narrow: marks shrink with them
+    shrink = min(1.0, 24 / max(len(trace.steps), 1))   # cells narrow with the episode (540 px on a page): so do the marks
     for name, acts, marker in (
             ("logged action", trace.logged, dict(symbol="circle-open", size=max(4, 14 * shrink), color="white",
                                                  line=dict(width=max(1.0, 2.5 * shrink)))),
@@ -61,7 +62,7 @@ def value_lines(trace, title: str) -> go.Figure:
     if trace.has_q:
         lines = [("V(s)", trace.v, V_COLOUR, "solid"), ("Q(s, logged action)", trace.q_taken, Q_COLOUR, "dash")]
     else:
-        lines = [("value head (return-to-go hidden)", trace.v, V_COLOUR, "solid")]
+        lines = [("value head (return-to-go hidden)", trace.v, HEAD_COLOUR, "solid")]
         if trace.return_pred is not None:
             lines.append(("predicted R(t+1)", trace.return_pred, RETURN_COLOUR, "dash"))
     for name, y, colour, dash in lines:
@@ -73,7 +74,8 @@ def value_lines(trace, title: str) -> go.Figure:
                              hovertemplate=f"{truth}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>"))
     err = float(np.mean(np.abs(trace.v - trace.truth))) if len(x) else float("nan")
     what = "V(s)" if trace.has_q else "value head"
-    sub = f"mean |{what} − return-to-go| = {err:.3g}"
+    # short: on a page a compared panel's subtitle is wrapped for 540 px while its header stays over one line of it
+    sub = f"{what}: mean |error| {err:.3g}"   # the error against the return-to-go (dotted)
     if trace.truncated:
         sub += "; the episode was cut by a time limit, so the last steps' return-to-go misses what came after"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"),
