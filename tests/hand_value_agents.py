@@ -5,7 +5,8 @@ with weights set by hand so every Q, V and patching effect has a known answer.
   forward(obs_norm [..., obs_dim]) -> Q [..., n_actions] (MLPPolicy's signature); named activations hidden.0,
   head.q, head.v.
 - `HandDRQN`: a recurrent Q-network, kind "drqn", with a LINEAR recurrence so a patched state's effect is known in
-  closed form: h_t = decay * h_{t-1} + W_in s_norm_t (gru.input = W_in s_norm_t, gru.hidden = h_t), Q_t = U h_t + c.
+  closed form: h_t = decay * h_{t-1} + W_in s_norm_t + W_act onehot(a_{t-1}) (gru.input = the last two terms, W_act
+  zero: read, but worth nothing; gru.hidden = h_t), Q_t = U h_t + c.
   forward(obs_norm [B, T, d], prev_actions [B, T, n_actions], hidden [1, B, H] | None) -> (Q [B, T, A], hidden)
   (GRUPolicy's signature); named activations gru.input, gru.hidden, head.q, head.v.
 Both: `episode_values(obs, actions)` for one episode in raw return units (here no reward scaling: what the head says).
@@ -69,6 +70,9 @@ class HandDRQN(Agent):
         self.w_in = nn.Parameter(torch.as_tensor(w_in))     # [H, obs_dim]
         self.u = nn.Parameter(torch.as_tensor(u))           # [A, H]
         self.c = nn.Parameter(torch.as_tensor(np.asarray(c, np.float32)))
+        # the previous action's weight into the state: zero here (a known answer: no credit on actions), but read, as
+        # a drqn reads a_{t-1}
+        self.w_act = nn.Parameter(torch.zeros(w_in.shape[0], u.shape[0]))
         self.decay = float(decay)
         self.act_in = u.shape[0]
 
@@ -81,7 +85,7 @@ class HandDRQN(Agent):
 
     def forward(self, obs, prev_actions, hidden=None, activations: ActivationRun | None = None):
         run = activations or (lambda name, x: x)
-        x = run("gru.input", obs @ self.w_in.T)              # [B, T, H]
+        x = run("gru.input", obs @ self.w_in.T + prev_actions @ self.w_act.T)   # [B, T, H]
         h = torch.zeros(x.shape[0], x.shape[2]) if hidden is None else hidden[0]
         states = []
         for t in range(x.shape[1]):
