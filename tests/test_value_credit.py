@@ -9,6 +9,7 @@ from hand_value_agents import HandCQ, hand_dataset, hand_dt, hand_drqn, hand_q
 from analysis.core.inputs import training_data
 from analysis.interp.attribution import attribute_step, dataset_baseline, targets_of
 from analysis.publish import catalog
+from models.errors import AgentError
 
 
 def _setup(agent, episode, step):
@@ -68,3 +69,56 @@ def test_credit_figures_through_the_catalog():
     f = catalog.make("attribution_timesteps", hand_drqn(), ds, episode=1, step=4, target="q", method="ig")
     assert "Q of the logged action" in f.figure.layout.title.text
     assert f.data["step"].tolist() == [0, 1, 2, 3, 4]
+
+
+# ---- patching on Q ---------------------------------------------------------------------------------------------------
+def test_markov_unit_patching_by_hand():
+    """Q_a = w_a . relu(s) + b_a: patching unit j restores w_a[j] (s_clean_j − s_corr_j) of the difference."""
+    from analysis.interp.value_patching import patch_units
+
+    ds = hand_dataset(length=8)
+    res = patch_units(hand_q(), ds, episode=0, step=3, corrupt_episode=2)
+    clean, corr = ds.observations[3].astype(np.float64), ds.observations[16 + 3].astype(np.float64)
+    a = int(ds.actions[3])
+    w = np.array([[1, 0], [0, 1], [1, 1]], float)[a]
+    gap = w @ (clean - corr)
+    assert res.layers == ["hidden.0"] and res.clean - res.corrupted == pytest.approx(gap, abs=1e-5)
+    assert np.allclose(res.effects[0], w * (clean - corr) / gap, atol=1e-4) and res.whole[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same Q of the logged action"):
+        patch_units(hand_q(), ds, episode=0, step=3, corrupt_episode=0)
+    with pytest.raises(AgentError, match="needs a Markov value agent"):
+        patch_units(hand_drqn(), ds, 0, 3, 1)
+
+
+def test_recurrent_state_patch_decays_as_the_recurrence():
+    """h_t = 0.5 h_{t-1} + s_t: the donor's state after step t changes the receiver's Q_a(t') by
+    u_a . 0.5^(t'-t) (h_donor_t − h_receiver_t)."""
+    from analysis.interp.value_patching import patch_memory
+
+    ds = hand_dataset(length=8)
+    res = patch_memory(hand_drqn(), ds, episode=0, step=2, corrupt_episode=1, output="q")
+
+    def h(start, t):
+        return sum(0.5 ** (t - k) * ds.observations[start + k].astype(np.float64) for k in range(t + 1))
+
+    dh = h(0, 2) - h(8, 2)
+    u = np.array([[1, 0], [0, 1], [1, -1]], float)
+    want = np.array([u[ds.actions[8 + t]] @ dh * 0.5 ** (t - 2) for t in range(2, 8)])
+    assert res.steps.tolist() == list(range(2, 8)) and np.allclose(res.change, want, atol=1e-5)
+    assert res.patched[0] == pytest.approx(res.donor)
+    v = patch_memory(hand_drqn(), ds, 0, 2, 1, output="v")
+    assert len(v.change) == 6 and v.label == "V(s)"
+    with pytest.raises(ValueError, match="same episode"):
+        patch_memory(hand_drqn(), ds, 1, 2, 1)
+    with pytest.raises(ValueError, match="step must lie in 0..7"):
+        patch_memory(hand_drqn(), ds, 0, 8, 1)
+    with pytest.raises(AgentError, match="no Q-values"):
+        patch_memory(hand_dt(), ds, 0, 2, 1)
+
+
+def test_patching_figures_through_the_catalog():
+    ds = hand_dataset(length=8)
+    f = catalog.make("q_patching_memory", hand_drqn(), ds, episode=0, step=2, corrupt_episode=1)
+    assert f.data["step"].tolist() == list(range(2, 8)) and "state after step 2" in f.figure.data[1].name
+    g = catalog.make("q_patching_units", hand_q(), ds, episode=0, step=3, corrupt_episode=2)
+    assert list(g.figure.data[0].x) == ["hidden.0 · unit 0", "hidden.0 · unit 1", "hidden.0 · all"]
