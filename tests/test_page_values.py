@@ -85,3 +85,43 @@ def test_compare_a_value_agent_with_a_dt_on_the_same_steps():
     assert not at.warning and any("dt.zip has no Q-values" in c.value for c in at.caption)
     assert len(charts(at)) == 3
     assert len([k for k in charts(at)[1]["layout"] if k.startswith("xaxis")]) == 1
+
+
+# ---- the Credit and Circuits pages on value agents (issue 24, item 3) ------------------------------------------------
+def _other_page(name, agent, file, **state):
+    ds = hand_dataset(n_episodes=4, length=8)
+    return page(name, f"upload: {file}", "upload: hand.npz", uploads={"hand.npz": ds}, uploaded_agents={file: agent},
+                **state), ds
+
+
+def test_credit_page_attributes_q_and_v_of_a_value_agent():
+    from analysis.publish import catalog
+
+    at, ds = _other_page("4_Credit_assignment.py", hand_drqn(), "drqn.zip", attr_episode=1)
+    assert not at.error and not at.info, [e.value for e in (*at.error, *at.info)]
+    assert at.selectbox(key="attr_target").options == ["Q of the logged action", "V(s), the state's value"]
+    step = at.slider(key="attr_step").value
+    want = catalog.make("attribution_timesteps", hand_drqn(), ds, episode=1, step=step, target="q", method="ig")
+    got = charts(at)[0]
+    assert "Q of the logged action" in titles(at)[0]
+    heat = next(t for t in got["data"] if t["type"] == "heatmap")
+    assert np.allclose(arr(heat["z"]).astype(float).ravel(), np.asarray(want.figure.data[0].z, float).ravel(),
+                       equal_nan=True)
+    at.selectbox(key="attr_target").select("v").run()
+    assert not at.exception and "V(s)" in titles(at)[0]
+
+
+def test_circuits_page_patches_a_value_agents_q():
+    at, _ = _other_page("8_Circuits.py", hand_drqn(), "drqn.zip", qpatch_step=2)
+    assert not at.error and [h.value for h in at.subheader] == ["Patching the recurrent state"]
+    assert titles(at)[0].startswith("What the recurrent state carries")
+    at, _ = _other_page("8_Circuits.py", hand_q(), "q.zip", qpatch_step=3)
+    assert not at.error and [h.value for h in at.subheader] == ["Patching hidden units"]
+    assert titles(at)[0].startswith("Patching hidden units of Q")
+
+
+def test_circuits_and_credit_still_refuse_other_agents_with_one_sentence():
+    at = page("8_Circuits.py", "cartpole-mlp", "cartpole")
+    assert "needs a Decision Transformer or a Trajectory Transformer or a value-based agent" in at.info[0].value
+    at = page("4_Credit_assignment.py", "pendulum-tt", "pendulum")
+    assert "needs a Decision Transformer or an MLP policy or a GRU policy or a value-based agent" in at.info[0].value
