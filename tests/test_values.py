@@ -174,3 +174,20 @@ def test_compare_a_value_agent_beside_a_dt_on_one_axis():
     diff = g.data[g.data["agent"] == "B − A"]
     a, b = value_trace(hand_q(), ds, 1), value_trace(hand_drqn(), ds, 1)
     assert np.allclose(diff["q[stay]"], b.q[:, 1] - a.q[:, 1], atol=1e-6)
+
+
+def test_hostile_names_are_shown_as_text_in_every_value_figure():
+    """A dataset named like markup, with action labels that are links, TeX and template placeholders: every value
+    figure shows them escaped (tests/test_figure_text.py's check)."""
+    import dataclasses
+
+    from test_figure_text import check, evil
+
+    ds = hand_dataset()
+    ds = dataclasses.replace(ds, source=evil("file") + ".npz",
+                             metadata={"action_labels": [evil("left"), evil("stay"), evil("right")]})
+    for name, agent, params in (("q_values", hand_q(), {}), ("value_trace", hand_drqn(), {}),
+                                ("advantage", hand_q(), {}), ("value_trace", hand_dt(), {}),
+                                ("q_patching_units", hand_q(), {"step": 2, "corrupt_episode": 1}),
+                                ("q_patching_memory", hand_drqn(), {"step": 2, "corrupt_episode": 1})):
+        check(catalog.make(name, agent, ds, episode=0, **params).figure)

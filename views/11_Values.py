@@ -34,7 +34,7 @@ collected = []
 KEY = "val_episode"
 wanted = st.session_state.get(KEY, 0)
 if isinstance(wanted, bool) or not isinstance(wanted, int) or not 0 <= wanted < ds.n_episodes:
-    st.warning(f"Episode {md_escape(wanted)} is not in {md_escape(ds.source)}: pick one from 0 to {ds.n_episodes - 1}. "
+    st.warning(f"Episode {md_escape(wanted)} is not in {md_escape(ds.source)}: pick one from 0 to {md_escape(ds.n_episodes - 1)}. "
                "Showing episode 0.")
     st.session_state[KEY] = 0
 episode = int(st.number_input("Episode", 0, ds.n_episodes - 1, key=KEY,
