@@ -33,9 +33,9 @@ CAPABILITIES = {
     "step_tokens": "reads its history as return-to-go, state and action tokens per step in a window of its last K "
                    "steps (DT): analyses truncate, shift, patch and attribute those tokens",
     "markov": "acts on the current observation alone (MLP: a Markov policy, K = 1)",
+    "q_values": "predicts action values Q(s, a) and a state value V(s) (value-based agents)",
     "partial_forward": "computes part of its forward exactly (DT: run_with_cache(last_state_only=True), run_suffix, "
                        "keys_values): analyses may run only what an output reads or a patch changes",
-    "q_values": "predicts action values Q(s, a) and a state value V(s) (value-based agents)",
 }
 
 
