@@ -191,3 +191,16 @@ def test_hostile_names_are_shown_as_text_in_every_value_figure():
                                 ("q_patching_units", hand_q(), {"step": 2, "corrupt_episode": 1}),
                                 ("q_patching_memory", hand_drqn(), {"step": 2, "corrupt_episode": 1})):
         check(catalog.make(name, agent, ds, episode=0, **params).figure)
+
+
+def test_long_episodes_mark_only_where_logged_and_greedy_differ():
+    from analysis.publish.figures.values import LONG_EPISODE
+
+    ds = hand_dataset(n_episodes=2, length=LONG_EPISODE + 10)
+    tr = value_trace(hand_q(), ds, 1)
+    f = catalog.make("q_values", hand_q(), ds, episode=1)
+    _, logged, greedy = f.figure.data
+    differ = tr.steps[~tr.agrees]
+    assert 0 < len(differ) < LONG_EPISODE + 10
+    assert np.array_equal(np.asarray(logged.x), differ) and np.array_equal(np.asarray(greedy.x), differ)
+    assert "marked where they differ" in f.figure.layout.title.text

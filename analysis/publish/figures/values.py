@@ -13,6 +13,7 @@ from .text import plain
 V_COLOUR, Q_COLOUR, RETURN_COLOUR, TRUTH_COLOUR = PALETTE[0], PALETTE[1], PALETTE[3], PALETTE[7]
 HEAD_COLOUR = PALETTE[2]   # a DT's value head: apart from a value agent's V(s) when both are in one figure
 AGREE, DISAGREE = PALETTE[0], PALETTE[3]   # blue / vermillion: apart under the common colour-vision deficiencies
+LONG_EPISODE = 120   # steps past which the Q map marks only where the logged action is not the greedy one
 LEGEND = dict(orientation="h", x=0, y=-0.22, xanchor="left", yanchor="top")
 
 
@@ -35,17 +36,23 @@ def q_heatmap(trace, title: str) -> go.Figure:
         hovertemplate="step %{x}<br>%{y}<br>Q %{z:.4g}<extra></extra>"))
     # white circles and white-edged black crosses show on every viridis cell; the subtitle names them (a legend would
     # draw a white circle on white, and a stand-in trace would be subtracted in compare mode's B − A panel)
-    shrink = min(1.0, 24 / max(len(trace.steps), 1))   # cells narrow with the episode (540 px on a page): so do the marks
+    T = len(trace.steps)
+    # a long episode's cells are a pixel or two wide: marks on every step overprint, so only the steps where the
+    # logged action is not the greedy one are marked there (the news), small
+    marked = np.ones(T, bool) if T <= LONG_EPISODE else ~trace.agrees
+    shrink = min(1.0, 24 / max(T, 1))   # cells narrow with the episode (540 px on a page): so do the marks
     for name, acts, marker in (
             ("logged action", trace.logged, dict(symbol="circle-open", size=max(4, 14 * shrink), color="white",
                                                  line=dict(width=max(1.0, 2.5 * shrink)))),
             ("greedy action", trace.greedy, dict(symbol="x", size=max(4, 11 * shrink), color="black",
                                                  line=dict(width=max(0.5, 1.2 * shrink), color="white")))):
-        fig.add_trace(go.Scatter(x=trace.steps, y=[names[a] for a in acts], mode="markers", name=name, marker=marker,
-                                 showlegend=False, hovertemplate=f"step %{{x}}<br>{name}: %{{y}}<extra></extra>"))
-    agree = float(np.mean(trace.agrees)) if len(trace.steps) else float("nan")
-    sub = (f"white circles: the logged action; black crosses: the agent's greedy action (the same at {agree:.0%} of "
-           f"{len(trace.steps)} steps); Q in return units, {_gamma(trace)}")
+        fig.add_trace(go.Scatter(x=trace.steps[marked], y=[names[a] for a in acts[marked]], mode="markers", name=name,
+                                 marker=marker, showlegend=False,
+                                 hovertemplate=f"step %{{x}}<br>{name}: %{{y}}<extra></extra>"))
+    agree = float(np.mean(trace.agrees)) if T else float("nan")
+    where = "" if T <= LONG_EPISODE else ", marked where they differ"
+    sub = (f"circles: the logged action; crosses: the greedy action (the same at {agree:.0%} of {T} steps{where}); "
+           f"Q in return units, γ = {trace.discount:g}")
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"),
                       xaxis_title="step of the episode", yaxis_title="action", height=max(300, 48 * A + 180))
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=names, showgrid=False)
