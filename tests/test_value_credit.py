@@ -122,3 +122,11 @@ def test_patching_figures_through_the_catalog():
     assert f.data["step"].tolist() == list(range(2, 8)) and "state after step 2" in f.figure.data[1].name
     g = catalog.make("q_patching_units", hand_q(), ds, episode=0, step=3, corrupt_episode=2)
     assert list(g.figure.data[0].x) == ["hidden.0 · unit 0", "hidden.0 · unit 1", "hidden.0 · all"]
+
+
+def test_memory_figure_zooms_to_where_the_patch_shows():
+    ds = hand_dataset(n_episodes=2, length=60)
+    f = catalog.make("q_patching_memory", hand_drqn(), ds, episode=0, step=5, corrupt_episode=1)
+    lo, hi = f.figure.layout.xaxis.range
+    assert lo == 4.5 and 25 <= hi < 59 and f"steps 5–{int(hi - 0.5)} of 59 shown" in f.figure.layout.title.text
+    assert f.data["step"].tolist() == list(range(5, 60))   # the data keeps every step

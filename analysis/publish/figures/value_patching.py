@@ -53,4 +53,16 @@ def memory_patching_lines(res, title: str) -> go.Figure:
                       height=440, legend=dict(orientation="h", x=0, y=-0.22, xanchor="left", yanchor="top"),
                       margin=dict(b=130))
     fig.add_vline(x=res.step, line=dict(color="#444", width=1, dash="dot"))
+    # zoom to where the patch still shows (twice the steps it takes to fade, at least 20): on a 500-step episode the
+    # gap is a few pixels at the left edge; the data keeps every step
+    last = int(res.steps[-1]) if len(res.steps) else res.step
+    fade = int(res.steps[faded[0]]) if first > 0 and len(faded) else last
+    hi = min(last, res.step + max(20, 2 * (fade - res.step)))
+    if hi < last:
+        seen = res.steps <= hi
+        v = np.concatenate([res.corrupted[seen], res.patched[seen]])
+        pad = 0.08 * max(float(np.ptp(v)), 1e-6)
+        fig.update_xaxes(range=[res.step - 0.5, hi + 0.5])
+        fig.update_yaxes(range=[float(v.min()) - pad, float(v.max()) + pad])   # exports do not rescale y to the zoom
+        fig.layout.title.text = fig.layout.title.text.replace("</sup>", f"; steps {res.step}–{hi} of {last} shown</sup>")
     return fig
