@@ -2,6 +2,7 @@
 with known Q) and on a Decision Transformer: its charts are the catalog's figures, a DT gets its value head alone with
 an info line, compare mode puts a DT beside a value agent, and bad input is one sentence that keeps what was loaded."""
 import numpy as np
+import pytest
 
 from hand_value_agents import hand_dataset, hand_drqn, hand_dt, hand_q
 from test_page_attention import arr, charts, downloads, page, titles
@@ -125,3 +126,22 @@ def test_circuits_and_credit_still_refuse_other_agents_with_one_sentence():
     assert "needs a Decision Transformer or a Trajectory Transformer or a value-based agent" in at.info[0].value
     at = page("4_Credit_assignment.py", "pendulum-tt", "pendulum")
     assert "needs a Decision Transformer or an MLP policy or a GRU policy or a value-based agent" in at.info[0].value
+
+
+# ---- the shipped value agents (issue 24's vq / vc parts; skipped until they are in sample_data/agents) -----------------
+SHIPPED = [("keydoor-cql", "keydoor", 3), ("masked-cartpole-drqn", "masked-cartpole", 3), ("cartpole-dqn", "cartpole", 3)]
+
+
+@pytest.mark.parametrize("agent, dataset, n_charts", SHIPPED)
+def test_shipped_value_agents_on_values_credit_and_circuits(agent, dataset, n_charts):
+    from pathlib import Path
+
+    if not (Path(__file__).resolve().parent.parent / "sample_data" / "agents" / agent / "config.json").is_file():
+        pytest.skip(f"{agent} is not shipped on this branch")
+    at = page(PAGE, agent, dataset)
+    assert not at.error and not at.warning and len(charts(at)) == n_charts, [e.value for e in at.error]
+    at = page("4_Credit_assignment.py", agent, dataset, attr_episode=1)
+    assert not at.error and at.selectbox(key="attr_target").options == ["Q of the logged action",
+                                                                        "V(s), the state's value"]
+    at = page("8_Circuits.py", agent, dataset)
+    assert not at.error and len(charts(at)) == 1
