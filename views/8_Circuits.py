@@ -173,10 +173,15 @@ def _values():
         episode = int(c1.number_input("Clean episode", 0, ds.n_episodes - 1, 0, key="qpatch_episode"))
         length = int(ds.episode_lengths[episode])
         step = int(c2.number_input("Step", 0, length - 1, length // 2, key="qpatch_step"))
-        others = [e for e in np.flatnonzero(ds.episode_lengths > step) if e != episode]
-        corrupt = int(c3.number_input("Corrupted episode", 0, ds.n_episodes - 1, int(others[0]) if others else 0,
-                                      key="qpatch_corrupt", help="Default: the first other episode that lasts past "
-                                                                 "the step."))
+        # an episode that sees the same observation at the step gives a Markov agent the same Q: nothing to patch
+        # (Key-to-Door's first steps are alike in every episode), so the default sees another one there
+        others = [int(e) for e in np.flatnonzero(ds.episode_lengths > step) if e != episode]
+        seen = ds.observations[int(ds.episode_starts[episode]) + step]
+        unlike = [e for e in others if not np.array_equal(ds.observations[int(ds.episode_starts[e]) + step], seen)]
+        default = (unlike or others or [0])[0]
+        corrupt = int(c3.number_input("Corrupted episode", 0, ds.n_episodes - 1, default, key="qpatch_corrupt",
+                                      help="Default: the first other episode that lasts past the step and sees another "
+                                           "observation there."))
         output = c4.selectbox("Output", ["q", "v"], key="qpatch_output",
                               format_func={"q": "Q of the logged action", "v": "V(s)"}.get)
         name = "q_patching_memory" if recurrent else "q_patching_units"
