@@ -60,7 +60,8 @@ def test_continuous_value_agent_greedy_vs_logged_in_unit_actions():
     assert np.array_equal(tr.agrees, want) and want[::2].all() and np.allclose(tr.truth, cont.returns_to_go[:6])
     with pytest.raises(AgentError, match="continuous dimensions"):
         catalog.make("q_values", HandCQ(), cont, episode=0)
-    assert len(catalog.make("advantage", HandCQ(), cont, episode=0).data) == 6
+    f = catalog.make("advantage", HandCQ(), cont, episode=0)
+    assert len(f.data) == 6 and "every dimension within 0.1 of the agent's action" in f.figure.layout.title.text
 
 
 def test_dt_value_head_and_return_prediction_in_raw_units_with_the_return_hidden():

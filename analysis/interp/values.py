@@ -49,6 +49,7 @@ class ValueTrace:
     logged: np.ndarray | None = None    # [T] or [T, act_dim] the dataset's action
     return_pred: np.ndarray | None = None   # DT: predicted R_{t+1} (return-to-go known)
     truncated: bool = False             # the episode was cut by a time limit: the truth misses what came after
+    agree_tol: float = AGREE_TOL        # continuous actions: how close "the greedy action" counts
 
     @property
     def has_q(self) -> bool:
@@ -66,7 +67,7 @@ class ValueTrace:
             return None
         if self.greedy.ndim == 1:
             return self.greedy == self.logged
-        return np.all(np.abs(self.greedy - self.logged) <= AGREE_TOL, axis=1)
+        return np.all(np.abs(self.greedy - self.logged) <= self.agree_tol, axis=1)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per step: the values, the advantage, greedy vs logged, the reward and the return-to-go truth."""

@@ -101,12 +101,15 @@ def advantage_bars(trace, title: str) -> go.Figure:
                              legendgroup=name, hovertemplate=f"step %{{x}}<br>advantage %{{y:.4g}}<br>{name}<extra></extra>"))
     # a greedy step's bar is 0 tall when V = max Q: a mark at its tip shows it is there
     fig.add_trace(go.Scatter(x=trace.steps[agrees], y=adv[agrees], mode="markers", name="logged = greedy",
-                             legendgroup="logged = greedy", showlegend=False, marker=dict(symbol="diamond", size=8,
-                                                                                          color=AGREE),
+                             legendgroup="logged = greedy", showlegend=False,
+                             marker=dict(symbol="diamond", size=max(3.0, 8 * min(1.0, 40 / max(len(adv), 1))),
+                                         color=AGREE),
                              hovertemplate="step %{x}<br>advantage %{y:.4g}<br>logged = greedy<extra></extra>"))
     worst = int(trace.steps[np.argmin(adv)]) if len(adv) else 0
     sub = (f"the logged action is worse than the agent's own by {-float(np.min(adv)):.3g} at worst (step {worst})"
            if len(adv) and np.min(adv) < 0 else "the logged action is never worse than the agent's value")
+    if trace.greedy is not None and trace.greedy.ndim == 2:   # continuous: "greedy" within a tolerance
+        sub += f"; logged = greedy: every dimension within {trace.agree_tol:g} of the agent's action, in [−1, 1] units"
     fig.update_layout(template=TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"), barmode="overlay",
                       bargap=0.1, xaxis_title="step of the episode",
                       yaxis_title="advantage Q(s, a) − V(s)<br>(return units)", height=420, legend=LEGEND,
