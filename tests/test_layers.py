@@ -159,6 +159,12 @@ def test_the_graph_sees_lazy_and_relative_imports():
     assert "analysis.publish.figures.style" in graph["analysis.publish.figures"]     # from .style import ...
     assert "models.loading" in graph["models.hf_import"]                            # from .loading import ...
     assert "analysis.publish" not in graph["ui.page"] and "analysis.publish.catalog" in graph["ui.page"]
+    # the value views (issue 24): interp computes, publish draws, the page wires; none reaches up
+    assert {"analysis.core.inputs", "models.checks"} <= graph["analysis.interp.values"]
+    assert "analysis.interp.values" in graph["analysis.interp.value_patching"]
+    assert {"analysis.interp.values", "analysis.interp.value_patching", "analysis.publish.figures.values",
+            "analysis.publish.figures.value_patching"} <= graph["analysis.publish.entries.values"]
+    assert "ui.page" in graph["views.11_Values"] and not any(m.startswith("analysis.") for m in graph["views.11_Values"])
 
 
 def test_no_import_circles_between_modules():

@@ -35,6 +35,7 @@ PAGES = [
     ("views/8_Circuits.py", "Circuits", ":material/cable:", "Circuits"),
     ("views/9_Episode_player.py", "Episode player", ":material/play_circle:", "Episode_player"),
     ("views/10_Live_play.py", "Live play", ":material/sports_esports:", "Live_play"),
+    ("views/11_Values.py", "Values", ":material/trending_up:", "Values"),
 ]
 SELECTION = ("agent", "dataset", "env", "norm", "compare")   # session_state keys and URL parameters, in URL order
 PAGE_PARAMS = {"Episode_player": ("episode",)}   # a page's own parameters: in its URL and in the links to it

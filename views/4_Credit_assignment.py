@@ -1,10 +1,13 @@
 """Credit assignment: which past tokens and features an output of the agent depends on (captum)."""
+from dataclasses import replace
+
 import streamlit as st
 
 from analysis.core.cache import cached
-from analysis.interp.attribution import is_key_to_door, key_door_steps
+from analysis.interp.attribution import is_key_to_door, key_door_steps, targets_of
 from analysis.interp.keydoor_credit import key_door_verdict, key_span_patching
 from analysis.interp.spatial_credit import applies as spatial_applies
+from models.loading import family_name, kinds_with
 from ui import compare, exports
 from ui.page import computed, figure, start
 from ui.text import md_escape
@@ -13,8 +16,14 @@ sel = start("Credit assignment", "Which parts of the history does a decision dep
             "split one output of the model — the action it takes, or for a Decision Transformer the return it "
             "predicts from the history (*value*, with the return-to-go hidden) — over every input token and "
             "feature of its context. Beside each map: the same map for a randomly re-initialised model (Adebayo et "
-            "al. 2018). A map that looks alike for both says more about the input than about what the agent learned.",
-            needs=("action",))
+            "al. 2018). A map that looks alike for both says more about the input than about what the agent learned. "
+            "For a value-based agent the outputs are Q of the logged action and V(s).")
+if not (sel.agent.has("action") or sel.agent.has("q_values")):   # start(needs=) takes one set of capabilities
+    st.info(f"This page needs {md_escape(' or '.join(family_name(k) for k in kinds_with(('action',))))} or a value-based "
+            f"agent; **{md_escape(sel.agent_name)}** is {md_escape(family_name(sel.agent.kind))}. Pick another agent on the "
+            "home page (e.g. cartpole-dt).")
+    st.stop()
+sel = replace(sel, needs=("q_values",) if sel.agent.has("q_values") else ("action",))   # what compare offers
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 if ds.shaped and not spatial_applies(agent, ds):   # per-feature maps need vectors; cell / pixel credit needs a DT
@@ -25,6 +34,7 @@ if ds.shaped and not spatial_applies(agent, ds):   # per-feature maps need vecto
 METHODS = {"ig": "Integrated gradients", "saliency": "Saliency (gradient)", "ablation": "Ablation (replace by baseline)"}
 TARGETS = {"action": "the action taken", "return": "the predicted return (a_t token)",
            "value": "the value: return predicted from history alone"}
+LABELS = {**TARGETS, "q": "Q of the logged action", "v": "V(s), the state's value"}   # + a value agent's outputs
 
 
 def _default_step(episode: int, length: int) -> tuple[int, str]:
@@ -49,8 +59,8 @@ def views(features: bool = True):
     default, why = _default_step(episode, length)
     step = c2.slider("Step to explain", 0, length - 1, default, key="attr_step",
                      help=f"Default: {md_escape(why)}.") if length > 1 else 0
-    targets = [t for t in TARGETS if agent.has(t)]   # the outputs it predicts: action (+ return, value)
-    target = c3.selectbox("Output", targets, format_func=TARGETS.get, key="attr_target")
+    targets = targets_of(agent)   # the outputs it predicts: action (+ return, value), or a value agent's Q and V
+    target = c3.selectbox("Output", targets, format_func=LABELS.get, key="attr_target")
     method = c4.selectbox("Method", list(METHODS), format_func=METHODS.get, key="attr_method")
     with st.spinner("Attributing (and the randomized model)…"):
         params = dict(episode=episode, step=int(step), target=target, method=method)
@@ -111,7 +121,7 @@ if spatial_applies(agent, ds):   # agents that read grids, images or frame stack
 else:
     views()
 
-if all(agent.has(t) for t in TARGETS) and is_key_to_door(ds):   # credit of all three outputs
+if all(t in targets_of(agent) for t in TARGETS) and is_key_to_door(ds):   # credit of all three outputs
     st.subheader("Key-to-Door: does the credit reach the key?")
     st.markdown("The key is picked up in phase 1 and only matters at the door in phase 3. The design expects the "
                 "*action* to need no memory there (the return-to-go input already says whether the key was taken) and "

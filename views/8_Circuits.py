@@ -1,9 +1,13 @@
 """Circuits: causal experiments on the agent — activation patching, direct logit attribution, logit lens, ablation."""
+from dataclasses import replace
+
 import numpy as np
 import streamlit as st
 
 from analysis.interp.attribution_markers import is_key_to_door
 from models.env_choice import can_act
+from models.errors import AgentError
+from models.loading import family_name, kinds_with
 from ui import compare, exports
 from ui.page import figure, start
 from ui.text import md_escape
@@ -13,8 +17,15 @@ sel = start("Circuits", "Attention shows where information *can* flow and gradie
             "activation from a clean run into it: an activation whose patch restores the clean output carries what "
             "differs between the two. **Direct logit attribution** splits one output into each head's and MLP's "
             "write to the residual stream; the **logit lens** reads the output head off every layer; **ablation** "
-            "removes heads and MLPs and measures what is lost, on the data and in the environment.",
-            needs=("attention",))
+            "removes heads and MLPs and measures what is lost, on the data and in the environment. For a value-based "
+            "agent the same question is asked of its Q: hidden units (Markov) or the recurrent state (drqn) patched "
+            "from another episode.")
+if not (sel.agent.has("attention") or sel.agent.has("q_values")):   # start(needs=) takes one set of capabilities
+    st.info(f"This page needs {md_escape(' or '.join(family_name(k) for k in kinds_with(('attention',))))} or a "
+            f"value-based agent; **{md_escape(sel.agent_name)}** is {md_escape(family_name(sel.agent.kind))}. Pick another "
+            "agent on the home page (e.g. cartpole-dt).")
+    st.stop()
+sel = replace(sel, needs=("q_values",) if sel.agent.has("q_values") else ("attention",))   # what compare offers
 sel = compare.select(sel)   # compare mode: a second agent beside every figure (?compare=)
 agent, ds = sel.agent, sel.dataset
 collected = []
@@ -145,7 +156,48 @@ def _dt():
             bar.empty()
 
 
-if agent.has("tokens"):
+def _values():
+    recurrent = agent.has("recurrent")
+    st.subheader("Patching the recurrent state" if recurrent else "Patching hidden units")
+    st.markdown("The recurrent state after a step of the corrupted episode is replaced by the clean episode's state "
+                "after the same step, and the corrupted episode runs on: how Q of its logged action (or V) moves at "
+                "every later step says how long what the state carried lasts." if recurrent else
+                "The clean observation is a step of one episode, the corrupted one the same step of another; each "
+                "hidden unit is copied from the clean run into the corrupted one: the share of the clean Q (or V) it "
+                "restores (0 = carries none of the difference, 1 = all of it).")
+
+    @st.fragment
+    def patching():
+        figs = []
+        c1, c2, c3, c4 = st.columns(4)
+        episode = int(c1.number_input("Clean episode", 0, ds.n_episodes - 1, 0, key="qpatch_episode"))
+        length = int(ds.episode_lengths[episode])
+        step = int(c2.number_input("Step", 0, length - 1, length // 2, key="qpatch_step"))
+        # an episode that sees the same observation at the step gives a Markov agent the same Q: nothing to patch
+        # (Key-to-Door's first steps are alike in every episode), so the default sees another one there
+        others = [int(e) for e in np.flatnonzero(ds.episode_lengths > step) if e != episode]
+        seen = ds.observations[int(ds.episode_starts[episode]) + step]
+        unlike = [e for e in others if not np.array_equal(ds.observations[int(ds.episode_starts[e]) + step], seen)]
+        default = (unlike or others or [0])[0]
+        corrupt = int(c3.number_input("Corrupted episode", 0, ds.n_episodes - 1, default, key="qpatch_corrupt",
+                                      help="Default: the first other episode that lasts past the step and sees another "
+                                           "observation there."))
+        output = c4.selectbox("Output", ["q", "v"], key="qpatch_output",
+                              format_func={"q": "Q of the logged action", "v": "V(s)"}.get)
+        name = "q_patching_memory" if recurrent else "q_patching_units"
+        try:
+            with st.spinner("Patching…"):
+                exports.show(figure(sel, name, episode=episode, step=step, corrupt_episode=corrupt, output=output),
+                             "qpatch", figs)
+        except (AgentError, ValueError) as e:
+            st.error(md_escape(e))
+        st.session_state["circ_figs"] = figs
+    patching()
+
+
+if agent.has("q_values"):
+    _values()
+elif agent.has("tokens"):
     _tt()
 else:
     _dt()

@@ -15,6 +15,10 @@ prediction does):
   - "return": return_preds at the a_t token (R_{t+1}, scaled);
   - "value":  value_preds with rtg_known=False: the return inferred from the history alone (every R
               token replaced by the learned "unknown" embedding, so R inputs get no credit).
+  - "q", "v" (value-based agents, `Q_TARGETS`): Q(s, a) of the logged action and V(s), read from the agent's
+              named activations head.q / head.v (attribution_adapters.MarkovQ / RecurrentQ): a Markov agent's credit
+              goes to the current observation's features, a recurrent one's (drqn) to every past step's observation
+              and previous action, as a GRU's. `targets_of(agent)` lists an agent's targets.
 
 Baseline (what "absent" means for IG and ablation), in the model's input space: the dataset-mean state
 (normalised with the agent's statistics, so ~0 for its training data), the mean action input (action
@@ -73,6 +77,9 @@ from analysis.core.inputs import training_data
 # MODALITIES (attribution_adapters): a DT step's token order R, s, a
 _INPUT_NAME = {"return-to-go": "returns_to_go", "state": "states", "action": "actions"}
 TARGETS = {"action": "action_preds", "return": "return_preds", "value": "value_preds"}
+# value-based agents' outputs (capability "q_values", issue 24): Q of the logged action, and V(s)
+Q_TARGETS = {"q": "q_preds", "v": "v_preds"}
+HEADS = {**TARGETS, **Q_TARGETS}
 METHODS = {"ig": "integrated gradients", "saliency": "saliency |∂f/∂x|", "ablation": "ablation (replace by baseline)"}
 ADDITIVE = {"ig": True, "saliency": True, "ablation": False}
 # IG's interpolated windows per forward: at most 2**26 input values (256 MB of float32) a chunk, as spatial_credit's:
@@ -199,6 +206,14 @@ class Attribution:
             out[f"{prefix}step_total"] = per
             out[f"{prefix}step_share"] = per / per.sum() if per.sum() > 0 else np.full(len(per), np.nan)
         return pd.DataFrame(out)
+
+
+def targets_of(agent) -> list[str]:
+    """The outputs of `agent` attribution explains: "q" and "v" for a value-based agent, else those of "action",
+    "return", "value" it predicts."""
+    if agent.has("q_values"):
+        return list(Q_TARGETS)
+    return [t for t in TARGETS if agent.has(t)]
 
 
 def share_over_uniform(per_step, step_index: int, exclude_current: bool = True) -> float:
@@ -330,13 +345,13 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
     object with action_preds / return_preds / value_preds [B, L, n]. inputs: forward kwargs [B, L, ...]
     (normalised / scaled, as window_inputs gives). action_index: [B] (or int) index into action_preds.
     modalities: which of R, s, a are attributed (the others are held fixed)."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}' (known: {', '.join(TARGETS)}).")
+    if target not in HEADS:
+        raise ValueError(f"unknown target '{target}' (known: {', '.join(HEADS)}).")
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)}).")
     names = [_INPUT_NAME[m] for m in modalities]
     others = [k for k in ("states", "actions", "returns_to_go", "timesteps", "attention_mask") if k not in names]
-    head, rtg_known = TARGETS[target], target != "value"
+    head, rtg_known = HEADS[target], target != "value"
     x = tuple(inputs[k].float() for k in names)
     B, L = x[0].shape[:2]
     per_window = max(sum(t[0].numel() for t in x), 1)
@@ -347,7 +362,7 @@ def attribute_inputs(model: nn.Module, inputs: dict[str, torch.Tensor], target: 
                       for k, t in zip(names, x))
     extra = tuple(inputs[k] for k in others)
     idx = torch.zeros(B, dtype=torch.long) if action_index is None else torch.as_tensor(action_index, dtype=torch.long).expand(B)
-    tgt = idx if target == "action" else torch.zeros(B, dtype=torch.long)
+    tgt = idx if target in ("action", "q") else torch.zeros(B, dtype=torch.long)
 
     def f(*args):
         kw = dict(zip(names, args[:len(names)]))
@@ -447,13 +462,21 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     Discrete actions: the logit of the logged action; continuous: action dimension `action_dim`.
     modalities: attribute only these of the agent's inputs (e.g. ("state",)), the others held at their logged values
     (IG's path then runs over the states alone, as spatial credit's does); default every input the agent reads."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}' (known: {', '.join(TARGETS)}).")
+    if target not in HEADS:
+        raise ValueError(f"unknown target '{target}' (known: {', '.join(HEADS)}).")
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}' (known: {', '.join(METHODS)}).")
-    if agent.has("action") and not agent.has(target):
+    if target not in targets_of(agent):
+        if agent.has("q_values"):
+            raise ValueError(f"a value-based agent's outputs are Q of the logged action ('q') and V(s) ('v'), not "
+                             f"'{target}'.")
+        if target in Q_TARGETS:
+            raise ValueError(f"target '{target}' needs a value-based agent (Q-values); a {agent.kind} agent has none.")
         raise ValueError(f"the {agent.kind.upper()} baseline predicts only actions; target '{target}' needs a "
                          f"Decision Transformer.")
+    if agent.has("q_values") and not agent.discrete:
+        raise ValueError("attribution of Q and V covers discrete-action value agents (q, drqn); a continuous one reads "
+                         "the action as an input too, which these adapters do not pass.")
     data = data if data is not None else training_data(agent, dataset)
     baseline = baseline or dataset_baseline(agent, data)
     abs_steps = np.atleast_1d(np.asarray(abs_steps, np.int64))
@@ -469,9 +492,9 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
                              f"{', '.join(map(str, modalities)) or 'none'}.")
         names = {m: names[m] for m in reads if m in modalities}
     modalities = tuple(m for m in reads if modalities is None or m in modalities)
-    if target == "action" and agent.discrete:
+    if target in ("action", "q") and agent.discrete:
         index = torch.as_tensor(np.asarray(data.actions)[abs_steps], dtype=torch.long)
-        label = "logit of the logged action"
+        label = "logit of the logged action" if target == "action" else "Q of the logged action"
     elif target == "action":
         if not 0 <= action_dim < agent.act_dim:
             raise ValueError(f"action_dim must lie in 0..{agent.act_dim - 1}, got {action_dim}.")
@@ -479,7 +502,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
     else:
         index = None
         label = {"return": "return prediction for t+1 (a_t token)",
-                 "value": "value prediction (return-to-go hidden)"}[target]
+                 "value": "value prediction (return-to-go hidden)", "v": "V(s), the state's value"}[target]
     base_text = baseline.description if "return-to-go" in modalities else baseline.description.split(", mean return")[0]
     raw = attribute_inputs(model, inputs, target, method, baseline, index, modalities, n_steps=n_steps, **kwargs)
     rnd = None
@@ -494,7 +517,7 @@ def attribute_steps(agent, dataset, abs_steps, target: str = "action", method: s
         start, end = int(data.starts[e]), int(data.ends[e])
         wsteps = np.where(mask[b], s - start - np.arange(L - 1, -1, -1), -1)
         this_label = label
-        if target == "action" and agent.discrete:
+        if target in ("action", "q") and agent.discrete:
             a = int(index[b])
             this_label = f"{label} ({act_names[a]})"
         tm = raw.map(b, ADDITIVE[method])

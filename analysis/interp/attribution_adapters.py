@@ -6,6 +6,11 @@ model as a function of the same named inputs.
 - MLP (Markov, K = 1): `Markov` reads only the last state of a one-step window.
 - GRU: `Recurrent` reads the episode so far; the action input at position i is a_i, which the GRU reads
   (as its previous action) at step i + 1. One window at a time (prefixes differ in length).
+- Value-based agents (capability "q_values", issue 24): `MarkovQ` (q, on the current observation) and `RecurrentQ`
+  (drqn, the episode so far, as the GRU) read the agent's named activations `head.q` [.., n_actions] and `head.v`
+  through `run_with_cache`, so captum sees Q and V as outputs `q_preds` / `v_preds`. They call the agent's forward as
+  the MLP's and GRU's are called: forward(normalised obs) (Markov) and forward(normalised obs, prev_actions) with
+  prev_actions from `agent.prev_actions` semantics (one-hot a_{t-1}, zeros at t = 0).
 
 `model_inputs` turns windows of logged steps into (model, inputs, modalities, feature names, mask, action
 names) for analysis/interp/attribution.py. Shaped observations (grids, frame stacks) come flattened to [B, L, obs_dim]
@@ -54,9 +59,43 @@ class Recurrent(nn.Module):
         return SimpleNamespace(action_preds=out)
 
 
+def _q_outputs(cache) -> SimpleNamespace:
+    q, v = cache["head.q"], cache["head.v"]
+    return SimpleNamespace(q_preds=q, v_preds=v[..., None] if v.dim() == q.dim() - 1 else v)
+
+
+class MarkovQ(nn.Module):
+    """A Markov value agent behind the DT forward signature: Q and V of the window's last (only) state."""
+
+    def __init__(self, agent):
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
+        _, cache = self.agent.run_with_cache(states, names=["head.q", "head.v"])
+        return _q_outputs(cache)
+
+
+class RecurrentQ(nn.Module):
+    """A recurrent value agent (drqn) behind the DT forward signature: the window is the episode so far, the action
+    input at position i is a_i, read as the previous action at step i + 1 (as `Recurrent`)."""
+
+    def __init__(self, agent):
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, rtg_known=True):
+        prev = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
+        _, cache = self.agent.run_with_cache((states, prev), names=["head.q", "head.v"])
+        return _q_outputs(cache)
+
+
 def adapter(agent):
     """The wrapper that puts `agent` behind the DT signature: Markov for a policy on the current observation,
-    Recurrent for a recurrent one, none (the identity) for an agent that reads (R, s, a) step tokens itself."""
+    Recurrent for a recurrent one (MarkovQ / RecurrentQ for value agents), none (the identity) for an agent that reads
+    (R, s, a) step tokens itself."""
+    if agent.has("q_values"):
+        return RecurrentQ if agent.has("recurrent") else MarkovQ
     if agent.has("markov"):
         return Markov
     if agent.has("recurrent"):
@@ -98,10 +137,10 @@ def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
         inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32),
                   "actions": torch.zeros(B, 1, 0), "returns_to_go": torch.zeros(B, 1, 1),
                   "timesteps": torch.as_tensor(w["timesteps"]), "attention_mask": torch.ones(B, 1, dtype=torch.long)}
-        return Markov(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
+        return adapter(agent)(agent), inputs, ("state",), {"state": names["state"]}, w["mask"], names["action"]
     if agent.has("recurrent"):   # the whole episode so far (one window at a time: prefixes differ in length)
         if len(abs_steps) != 1:
-            raise ValueError("GRU attribution takes one step at a time.")
+            raise ValueError("recurrent attribution takes one step at a time.")
         K = int(abs_steps[0] - data.starts[episodes[0]] + 1)
         w = gather_windows(data, episodes, abs_steps, K)
         acts = torch.as_tensor(w["actions"])
@@ -110,7 +149,7 @@ def model_inputs(agent, data: TrainingData, abs_steps: np.ndarray):
         inputs = {"states": torch.as_tensor(w["obs"], dtype=torch.float32), "actions": acts,
                   "returns_to_go": torch.zeros(1, K, 1), "timesteps": torch.as_tensor(w["timesteps"]),
                   "attention_mask": torch.ones(1, K, dtype=torch.long)}
-        return (Recurrent(agent), inputs, ("state", "action"), {"state": names["state"], "action": names["action"]},
+        return (adapter(agent)(agent), inputs, ("state", "action"), {"state": names["state"], "action": names["action"]},
                 w["mask"], names["action"])
-    raise ValueError(f"attribution supports Decision Transformer ('dt'), MLP ('mlp') and GRU ('gru') agents, "
-                     f"not '{agent.kind}'.")
+    raise ValueError(f"attribution supports Decision Transformer ('dt'), MLP ('mlp'), GRU ('gru') and value-based "
+                     f"(Markov or recurrent) agents, not '{agent.kind}'.")

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 # the entries package (analysis/publish/entries/, one module per topic), each imported once, on first use
 MODULES = [f"analysis.publish.entries.{topic}" for topic in (
     "dataset", "attention", "sweeps", "predictions", "embeddings", "context", "attribution", "compounding", "causal",
-    "ablation", "video", "spatial")]
+    "ablation", "video", "spatial", "values")]
 
 
 @dataclass
