@@ -57,7 +57,7 @@ def log_path(out_dir, name: str, seed: int) -> Path:
 def recipe_names() -> list[str]:
     from models import recipes
 
-    return list(recipes.SAMPLE_AGENTS)
+    return list(recipes.all_recipes())
 
 
 def scaled_steps(steps: int, steps_scale: float = 1.0) -> int:
@@ -70,11 +70,9 @@ def train_recipe(name: str, seed: int, progress: bool = True, ds=None, steps_sca
     (through cli._train_recipe) and every piece train through here."""
     from models import recipes
     from models.train import train
-    from trajectories import load_dataset
-    from trajectories.samples import SAMPLE_DIR
 
-    r = recipes.SAMPLE_AGENTS[name]
-    ds = ds if ds is not None else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
+    r = recipes.all_recipes()[name]
+    ds = recipes.training_data(r, ds if ds is not None else recipes.recipe_data(r["data"]))
     return train(r["kind"], ds, steps=scaled_steps(r["steps"], steps_scale), seed=seed, context_length=r.get("context"),
                  batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
                  progress=progress, dataset_name=f"{r['data']}.npz")
@@ -152,7 +150,7 @@ def run_piece(name: str, seed: int, steps_scale: float = 1.0, live_log: str | No
         with redirect_stdout(stream), redirect_stderr(stream):
             from models import recipes, save_agent
 
-            r = recipes.SAMPLE_AGENTS[name]
+            r = recipes.all_recipes()[name]
             steps = scaled_steps(r["steps"], steps_scale)
             cut = f" (the recipe's {r['steps']} x steps_scale {steps_scale:g})" if steps_scale != 1 else ""
             print(f"seqlens: training {name} with seed {seed}: {r['kind']} on {r['data']}, {steps} steps{cut}, "
