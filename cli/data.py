@@ -140,7 +140,7 @@ def _convert_options(s):
 
 
 def cmd_make_data(args) -> dict:
-    from envs.behaviour import DELAYED_IDS, collect
+    from envs.behaviour import DELAYED_IDS, behaviour_env_id, collect
     from trajectories import save_dataset
     from trajectories.io import WRITERS
 
@@ -150,15 +150,16 @@ def cmd_make_data(args) -> dict:
     if out.suffix.lower() not in WRITERS:
         raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
     try:
+        env_id = behaviour_env_id(args.env)
+        if args.delayed_reward and env_id not in DELAYED_IDS:
+            raise ValueError(f"no delayed-reward variant of {env_id} (expected one of {', '.join(DELAYED_IDS)}).")
         ds = collect(args.env, args.episodes, seed=args.seed, progress=not args.json)
     except ValueError as e:   # an unknown environment, or one without a scripted behaviour policy
         raise UserError(str(e)) from None
-    if getattr(args, "delayed_reward", False):
+    if args.delayed_reward:
         from trajectories.transforms import delayed_rewards
 
-        if ds.env_id not in DELAYED_IDS:
-            raise UserError(f"no delayed-reward variant of {ds.env_id} (expected one of {', '.join(DELAYED_IDS)}).")
-        ds = delayed_rewards(ds, env_id=DELAYED_IDS[ds.env_id])
+        ds = delayed_rewards(ds, env_id=DELAYED_IDS[env_id])
     save_dataset(ds, out)
     result = {"output": str(out), "env_id": ds.env_id, **{k: v for k, v in ds.summary().items() if k != "env_id"}}
     if not args.json:

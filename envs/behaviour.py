@@ -225,6 +225,15 @@ DATA_RECIPES = {
 }
 
 
+def behaviour_env_id(env: str) -> str:
+    """The environment id collect(env, ...) records in: a NAMED_BEHAVIOURS name's, else resolve_env_id(env)."""
+    named = NAMED_BEHAVIOURS.get(str(env).strip().lower())
+    try:
+        return named[0] if named else resolve_env_id(env)
+    except ValueError as e:   # one sentence that also names the behaviours make-data knows
+        raise ValueError(f"{str(e).rstrip('.')}; or a named behaviour: {', '.join(NAMED_BEHAVIOURS)}.") from None
+
+
 def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> Dataset:
     """Roll out the env's scripted behaviour policy for `n_episodes`; deterministic given `seed`. `env`: an
     environment (its default behaviour) or a NAMED_BEHAVIOURS name ("keydoor-random": uniformly random actions).
@@ -233,10 +242,7 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
     with the same seed starts with exactly the episodes of a shorter one.
     """
     named = NAMED_BEHAVIOURS.get(str(env).strip().lower())
-    try:
-        env_id = named[0] if named else resolve_env_id(env)
-    except ValueError as e:   # one sentence that also names the behaviours make-data knows
-        raise ValueError(f"{str(e).rstrip('.')}; or a named behaviour: {', '.join(NAMED_BEHAVIOURS)}.") from None
+    env_id = behaviour_env_id(env)
     if int(n_episodes) < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
     if env_id not in BEHAVIOURS:

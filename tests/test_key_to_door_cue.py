@@ -176,3 +176,29 @@ def test_data_recipes_build():
     assert set(DATA_RECIPES) >= {"keydoor-random-1k", "keydoor-random-10k", "keydoor-cue-random-10k"}
     with pytest.raises(ValueError, match="keydoor-random-1k"):
         recipe_dataset("nope")
+
+
+# ---- cli.py make-data ----------------------------------------------------------------------------------------------
+def _make_data(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "cli.py", "make-data", *map(str, args)], cwd=root, capture_output=True, text=True)
+
+
+def test_make_data_named_behaviour_and_delayed_reward(tmp_path):
+    from trajectories import load_dataset
+
+    res = _make_data("--env", "keydoor-random", "--episodes", "30", "--seed", "2", "--out", tmp_path / "r.npz", "--json")
+    assert res.returncode == 0, res.stderr
+    assert load_dataset(tmp_path / "r.npz").equals(collect("keydoor-random", 30, seed=2, progress=False))
+    res = _make_data("--env", "cartpole", "--episodes", "3", "--out", tmp_path / "d.npz", "--delayed-reward", "--json")
+    assert res.returncode == 0, res.stderr
+    d, plain = load_dataset(tmp_path / "d.npz"), collect("cartpole", 3, seed=0, progress=False)
+    assert d.env_id == "seqlens/DelayedCartPole-v1" and np.count_nonzero(d.rewards) == 3
+    np.testing.assert_array_equal(d.episode_returns, plain.episode_returns)
+    res = _make_data("--env", "reacher", "--episodes", "1", "--out", tmp_path / "x.npz", "--delayed-reward")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "no delayed-reward variant" in res.stderr
+    assert not (tmp_path / "x.npz").exists()
