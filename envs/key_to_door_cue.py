@@ -26,7 +26,8 @@ _DOOR_RGB = [(170, 120, 10), (95, 30, 140)]
 
 
 class KeyToDoorCueEnv(KeyToDoorEnv):
-    """Phases and timing as KeyToDoorEnv; info adds `cue` (0 or 1) and `door` (the door reached: 0, 1 or None)."""
+    """Phases and timing as KeyToDoorEnv; info adds `cue` (0 or 1) and `door` (the door reached: 0 or 1; -1 before
+    any, never None: gymnasium's vector envs stack each info key into one array)."""
 
     def __init__(self, render_mode: str | None = None, size: int = 5, key_steps: int = 7,
                  distractor_steps: int = 8, door_steps: int = 10, cell_px: int = 16):
@@ -44,7 +45,7 @@ class KeyToDoorCueEnv(KeyToDoorEnv):
         self.key = self._other_cells[key_i].copy()
         self.doors = self._other_cells[[door_a, door_b]].copy()
         self.agent = self.centre.copy()
-        self.phase, self.phase_t, self.has_key, self.door_reached = 0, 0, False, None
+        self.phase, self.phase_t, self.has_key, self.door_reached = 0, 0, False, -1
         return self._obs(), self._info()
 
     def step(self, action):

@@ -84,6 +84,19 @@ def test_truncates_when_phase3_runs_out_and_is_registered_like_key_to_door():
     assert envs.check_env_id(CUE) == CUE and ACTION_LABELS[CUE] == ["up", "down", "left", "right"]
 
 
+def test_runs_in_a_vector_env_across_episode_ends():
+    """Infos are stacked per key across envs: `door` is an int in every step (None once broke evaluation)."""
+    vec = envs.make_vec(CUE, num_envs=4, vectorization_mode="sync")
+    vec.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(120):
+        _, _, term, trunc, info = vec.step(rng.integers(4, size=4))
+        ends += int(np.sum(term | trunc))
+        assert set(np.unique(info["door"])) <= {-1, 0, 1}
+    assert ends >= 8
+
+
 def test_reset_is_seeded_and_draws_both_cues_and_two_doors():
     a, b = gym.make(CUE), gym.make(CUE)
     firsts = [a.reset(seed=s) for s in range(40)]
