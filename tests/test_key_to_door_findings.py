@@ -138,3 +138,17 @@ def test_cql_recipes_train_a_q_agent():
     agent = train_recipe("keydoor-random-1k-cql", 0, progress=False, ds=recipe_dataset("keydoor-random-1k", episodes=100),
                          steps_scale=3 / 3000)
     assert agent.kind == "q" and agent.has("q_values")
+
+
+def test_paper_rows_set_every_table_6_number_beside_its_metric():
+    from analysis.research.papers import paper_rows
+    from analysis.research.reproduce import Finding
+
+    f = Finding("key_to_door_paper", "t", "c", "m", None, {})
+    f.pooled = {"pbc_success_10k": {"estimate": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n_seeds": 5}}
+    rows = paper_rows(f)
+    assert len(rows) == 10 and all(r["ours_metric"] in KP.METRICS for r in rows)
+    by = {r["ours_metric"]: r for r in rows}
+    assert by["dt_success_1k"]["paper_value"] == 0.718 and by["cql_success_10k"]["paper_value"] == 0.133
+    assert by["pbc_success_10k"]["paper_value"] == 0.951 and by["pbc_success_10k"]["ours"]["estimate"] == 0.9
+    assert by["data_success_1k"]["paper_value"] == 0.031 and by["bc_success_1k"]["ours"] is None
