@@ -89,9 +89,9 @@ SAMPLE_AGENTS = {
 CQL = {"method": "cql"}
 # %BC: behaviour cloning (the Markov MLP) on the best episodes only, the `best` knob (trajectories.transforms.
 # best_episodes). The DT paper's %BC is BC on the top X% of episodes by return (X = 10 on Atari); for Key-to-Door
-# its text describes %BC as trained only on the successful episodes. With 0/1 returns and 4.3% successes in our
-# uniform-random data, "top 10%" would be 57% failures picked by episode order, so the recipe keeps the successes:
-# min_return 1 (4.3% of the episodes: 43 at 1K, 430 at 10K).
+# its text describes %BC as trained only on the successful episodes (recalled, not re-read: the PDF cannot be opened
+# here). With 0/1 returns and 4-5% successes in our uniform-random data, "top 10%" would be 54% (1K) / 57% (10K)
+# failures picked by episode order, so the recipe keeps the successes: min_return 1 (46 episodes at 1K, 430 at 10K).
 PERCENT_BC = {"min_return": 1.0}
 # Key-to-Door episodes last at most 25 steps: K=25 sees the whole episode (the cue and the pickup) at every step
 KEYDOOR_PAPER = {}
