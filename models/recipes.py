@@ -93,7 +93,11 @@ CQL = {"method": "cql"}
 # here). With 0/1 returns and 4-5% successes in our uniform-random data, "top 10%" would be 54% (1K) / 57% (10K)
 # failures picked by episode order, so the recipe keeps the successes: min_return 1 (46 episodes at 1K, 430 at 10K).
 PERCENT_BC = {"min_return": 1.0}
-# Key-to-Door episodes last at most 25 steps: K=25 sees the whole episode (the cue and the pickup) at every step
+# Key-to-Door episodes last at most 25 steps: K=25 sees the whole episode (the cue and the pickup) at every step.
+# NOT YET SET: the DTs' 2,000 steps are keydoor-dt's (scripted data, 24% successes). In a seed-0 smoke check on the
+# uniform-random data (4% successes) they stayed at the data's success rate (keydoor-random-10k-dt 0.04,
+# keydoor-cue-dt 0.06, 100 episodes at target 1) while %BC was at 0.5-0.7 after 200-300 steps: the DTs' schedule
+# must be chosen (a training criterion, not a result) before the registration pins these recipes.
 KEYDOOR_PAPER = {}
 for _n in ("1k", "10k"):
     _data = f"keydoor-random-{_n}"
