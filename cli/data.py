@@ -140,8 +140,7 @@ def _convert_options(s):
 
 
 def cmd_make_data(args) -> dict:
-    from envs import resolve_env_id
-    from envs.behaviour import collect
+    from envs.behaviour import DELAYED_IDS, behaviour_env_id, collect
     from trajectories import save_dataset
     from trajectories.io import WRITERS
 
@@ -151,10 +150,16 @@ def cmd_make_data(args) -> dict:
     if out.suffix.lower() not in WRITERS:
         raise UserError(f"cannot write {out.name}: expected an output ending in {', '.join(WRITERS)}.")
     try:
-        resolve_env_id(args.env)
+        env_id = behaviour_env_id(args.env)
+        if args.delayed_reward and env_id not in DELAYED_IDS:
+            raise ValueError(f"no delayed-reward variant of {env_id} (expected one of {', '.join(DELAYED_IDS)}).")
         ds = collect(args.env, args.episodes, seed=args.seed, progress=not args.json)
     except ValueError as e:   # an unknown environment, or one without a scripted behaviour policy
         raise UserError(str(e)) from None
+    if args.delayed_reward:
+        from trajectories.transforms import delayed_rewards
+
+        ds = delayed_rewards(ds, env_id=DELAYED_IDS[env_id])
     save_dataset(ds, out)
     result = {"output": str(out), "env_id": ds.env_id, **{k: v for k, v in ds.summary().items() if k != "env_id"}}
     if not args.json:
@@ -165,10 +170,14 @@ def cmd_make_data(args) -> dict:
 
 
 def _make_data_options(s):
-    s.add_argument("--env", required=True, help="cartpole, pendulum, masked-cartpole, masked-pendulum, keydoor (or a gymnasium id)")
+    s.add_argument("--env", required=True, help="cartpole, pendulum, masked-cartpole, masked-pendulum, keydoor (or a gymnasium "
+                   "id); or a named behaviour: keydoor-random (uniformly random actions, the DT paper's Key-to-Door "
+                   "data), keydoor-cue, keydoor-cue-random (the cue variant)")
     s.add_argument("--episodes", type=int, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--delayed-reward", action="store_true", help="pay each episode's summed reward on its last step, "
+                   "0 before (the DT paper's delayed return); the data names the delayed-reward environment")
 
 
 def cmd_make_samples(args) -> dict:

@@ -17,8 +17,10 @@ from gymnasium.envs.registration import register, registry
 
 from trajectories.names import MUJOCO_TASKS, dataset_env_id
 
+from .delayed import DELAYED
 from .key_to_door import ACTION_LABELS as _KEYDOOR_ACTIONS
 from .key_to_door import OBS_NAMES as _KEYDOOR_OBS
+from .key_to_door_cue import OBS_NAMES as _KEYDOOR_CUE_OBS
 
 ENV_ALIASES = {
     "cartpole": "CartPole-v1",
@@ -37,6 +39,7 @@ OBS_NAMES = {
     "seqlens/MaskedCartPole-v1": [_CARTPOLE_OBS[0], _CARTPOLE_OBS[2]],
     "seqlens/MaskedPendulum-v1": _PENDULUM_OBS[:2],
     "seqlens/KeyToDoor-v0": list(_KEYDOOR_OBS),
+    "seqlens/KeyToDoorCue-v0": list(_KEYDOOR_CUE_OBS),
     # gymnasium's Reacher-v5 order (10 features: v5 dropped v4's always-zero fingertip-target z)
     "Reacher-v5": ["cos_shoulder", "cos_elbow", "sin_shoulder", "sin_elbow", "target_x", "target_y",
                    "shoulder_velocity", "elbow_velocity", "fingertip_minus_target_x", "fingertip_minus_target_y"],
@@ -48,6 +51,7 @@ ACT_NAMES = {
     "seqlens/MaskedCartPole-v1": ["action"],
     "seqlens/MaskedPendulum-v1": ["torque"],
     "seqlens/KeyToDoor-v0": ["action"],
+    "seqlens/KeyToDoorCue-v0": ["action"],
     "Reacher-v5": ["shoulder_torque", "elbow_torque"],
 }
 # what each discrete action index means (discrete envs only), for axis labels
@@ -55,7 +59,13 @@ ACTION_LABELS = {
     "CartPole-v1": ["push_left", "push_right"],
     "seqlens/MaskedCartPole-v1": ["push_left", "push_right"],
     "seqlens/KeyToDoor-v0": list(_KEYDOOR_ACTIONS),
+    "seqlens/KeyToDoorCue-v0": list(_KEYDOOR_ACTIONS),
 }
+# issue 24: delayed-reward variants (envs/delayed.py) observe and act as the environment they wrap
+for _delayed_id, _base in DELAYED.items():
+    for _table in (OBS_NAMES, ACT_NAMES, ACTION_LABELS):
+        if _base in _table:
+            _table[_delayed_id] = list(_table[_base])
 
 # image / grid environments: not in ENV_ALIASES (that is the vector envs with shipped datasets)
 ATARI_GAMES = ("Breakout", "Qbert", "Pong", "Seaquest")   # the DT paper's four games
@@ -82,12 +92,17 @@ ACTION_LABELS.update({
                                     "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE"],
 })
 
+_LIMITS = {"CartPole-v1": 500, "Pendulum-v1": 200, "seqlens/KeyToDoor-v0": 25, "seqlens/KeyToDoorCue-v0": 25}
 _REGISTRATIONS = {
     "seqlens/MaskedCartPole-v1": dict(entry_point="envs.masked:MaskedCartPoleEnv", max_episode_steps=500,
                                       reward_threshold=475.0),
     "seqlens/MaskedPendulum-v1": dict(entry_point="envs.masked:MaskedPendulumEnv", max_episode_steps=200),
     # the env truncates itself when phase 3 runs out; the limit here only publishes the longest episode
     "seqlens/KeyToDoor-v0": dict(entry_point="envs.key_to_door:KeyToDoorEnv", max_episode_steps=7 + 8 + 10),
+    "seqlens/KeyToDoorCue-v0": dict(entry_point="envs.key_to_door_cue:KeyToDoorCueEnv", max_episode_steps=7 + 8 + 10),
+    # the wrapped env keeps its own limit (the wrapper must see the truncation to pay); the same limit is published
+    **{d: dict(entry_point="envs.delayed:delayed", kwargs={"base": b}, max_episode_steps=_LIMITS[b])
+       for d, b in DELAYED.items()},
     # DTI's ids (its registration.py), its factories re-created; they set max_steps themselves
     "MiniGrid-MemoryS7FixedStart-v0": dict(entry_point="envs.minigrid_dti:memory_fixed_start"),
     "MiniGrid-MemoryS7RandomDirection-v0": dict(entry_point="envs.minigrid_dti:memory_random_direction"),

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from trajectories.dataset import Dataset
 
 from . import ACT_NAMES, ACTION_LABELS, ENV_ALIASES, OBS_NAMES, make, resolve_env_id
+from .delayed import DELAYED
 from .key_to_door import MOVES
 
 # Weak cart-position gains: at epsilon=0 it holds 500 steps (1000/1000 seeds), while noise makes the
@@ -31,6 +32,8 @@ REACHER_EXACT = 0.2
 REACHER_STOP_SHORT = (0.0, 0.6)
 REACHER_LINKS = (0.1, 0.11)  # upper arm, forearm (m): body1 at 0.1 from the shoulder, the fingertip 0.11 further
 REACHER_GAINS = (0.3, 0.05)  # joint PD: torque = kp * angle error - kd * joint velocity (best of a grid, mean ~ -3.9)
+
+DELAYED_IDS = {base: d for d, base in DELAYED.items()}   # environment -> its delayed-reward variant
 
 SAMPLE_DATASETS = {  # alias: (env id, episodes, seed); 45-60k steps each, every one < 2 MB compressed
     "cartpole": ("CartPole-v1", 220, 0),
@@ -111,6 +114,50 @@ class KeyDoorBehaviour:
         return int(rng.choice(good))
 
 
+class KeyDoorRandomBehaviour:
+    """Uniformly random actions at every step (the DT paper's Key-to-Door data: random-walk trajectories)."""
+
+    name = "uniform-random"
+
+    def knobs(self, rng) -> dict:
+        return {}
+
+    def act(self, env, knobs, rng):
+        return int(rng.integers(env.action_space.n))
+
+
+def _toward(e, target, seek: bool, rng) -> int:
+    """A move that brings the agent closer to `target` (seek) or not closer (avoid), chosen at random among them."""
+    here = np.abs(e.agent - target).sum()
+    after = np.abs(np.clip(e.agent + MOVES, 0, e.size - 1) - target).sum(axis=1)
+    good = np.flatnonzero(after < here) if seek else np.flatnonzero(after > here)
+    if len(good) == 0:  # cornered while avoiding (or standing on it): at least do not get closer
+        good = np.flatnonzero(after >= here)
+    return int(rng.choice(good))
+
+
+class KeyDoorCueBehaviour:
+    """The cue variant's scripted data: per episode seek or avoid the key (50/50) and, in phase 3, head for the
+    door of the key's colour, the other door, or away from both (1/3 each), with 30% random moves; random in the
+    distractor room. Reads the true state (the cue) like every scripted policy here."""
+
+    name = "keydoor-cue-seek-or-avoid"
+
+    def knobs(self, rng) -> dict:
+        return {"seek_key": bool(rng.random() < 0.5), "door": str(rng.choice(["matching", "other", "avoid"]))}
+
+    def act(self, env, knobs, rng):
+        e = env.unwrapped
+        if e.phase == 1 or (e.phase == 0 and e.has_key) or rng.random() < KEYDOOR_RANDOM_MOVE:
+            return int(rng.integers(4))
+        if e.phase == 0:
+            return _toward(e, e.key, knobs["seek_key"], rng)
+        if knobs["door"] == "avoid":
+            return _toward(e, e.doors[0] if rng.random() < 0.5 else e.doors[1], False, rng)
+        door = e.cue if knobs["door"] == "matching" else 1 - e.cue
+        return _toward(e, e.doors[door], True, rng)
+
+
 def reacher_torque(env, stop_short: float = 0.0) -> np.ndarray:
     """Joint PD toward the inverse kinematics of an aim point `stop_short` metres from the target, on the
     fingertip's side of it (0: the target itself); of the two elbow solutions, the one nearer the arm's joints."""
@@ -154,22 +201,54 @@ BEHAVIOURS = {
     "seqlens/MaskedPendulum-v1": PendulumBehaviour,
     "seqlens/KeyToDoor-v0": KeyDoorBehaviour,
     "Reacher-v5": ReacherBehaviour,
+    "seqlens/KeyToDoorCue-v0": KeyDoorCueBehaviour,
+}
+# issue 24: behaviours other than an environment's default, named for collect() / `cli.py make-data --env NAME`:
+# name -> (environment id, behaviour). The DT paper's Key-to-Door data is uniformly random (its Table 6).
+NAMED_BEHAVIOURS = {
+    "keydoor-random": ("seqlens/KeyToDoor-v0", KeyDoorRandomBehaviour),
+    "keydoor-cue": ("seqlens/KeyToDoorCue-v0", KeyDoorCueBehaviour),
+    "keydoor-cue-random": ("seqlens/KeyToDoorCue-v0", KeyDoorRandomBehaviour),
+}
+
+# issue 24: datasets the findings' recipes train on that are generated, not shipped (`recipe_dataset`; or
+# `cli.py make-data --env BEHAVIOUR --episodes N --seed 0 [--delayed-reward]` writes the same episodes to a file).
+# name -> (behaviour name or env alias, episodes, seed, delayed). One seed for 1K and 10K: collect's episode order
+# makes the 1K data the first 1,000 episodes of the 10K data, as "more data of the same behaviour" should be.
+DATA_RECIPES = {
+    "keydoor-random-1k": ("keydoor-random", 1000, 0, False),
+    "keydoor-random-10k": ("keydoor-random", 10000, 0, False),
+    "keydoor-cue-random-10k": ("keydoor-cue-random", 10000, 0, False),
+    # the delayed-reward finding runs on dense rewards: Key-to-Door pays only on its last step already, so its
+    # delayed data is the same data (tests/test_transforms.py checks it); CartPole pays 1 per step
+    "cartpole-delayed": ("cartpole", 220, 0, True),
 }
 
 
+def behaviour_env_id(env: str) -> str:
+    """The environment id collect(env, ...) records in: a NAMED_BEHAVIOURS name's, else resolve_env_id(env)."""
+    named = NAMED_BEHAVIOURS.get(str(env).strip().lower())
+    try:
+        return named[0] if named else resolve_env_id(env)
+    except ValueError as e:   # one sentence that also names the behaviours make-data knows
+        raise ValueError(f"{str(e).rstrip('.')}; or a named behaviour: {', '.join(NAMED_BEHAVIOURS)}.") from None
+
+
 def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> Dataset:
-    """Roll out the env's scripted behaviour policy for `n_episodes`; deterministic given `seed`.
+    """Roll out the env's scripted behaviour policy for `n_episodes`; deterministic given `seed`. `env`: an
+    environment (its default behaviour) or a NAMED_BEHAVIOURS name ("keydoor-random": uniformly random actions).
 
     One random stream drives env resets, knobs and actions in episode order, so a longer collection
     with the same seed starts with exactly the episodes of a shorter one.
     """
-    env_id = resolve_env_id(env)
+    named = NAMED_BEHAVIOURS.get(str(env).strip().lower())
+    env_id = behaviour_env_id(env)
     if int(n_episodes) < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}.")
     if env_id not in BEHAVIOURS:
         raise ValueError(f"no scripted behaviour policy for {env_id} (make-data knows: "
-                         f"{', '.join(a for a, e in ENV_ALIASES.items() if e in BEHAVIOURS)}).")
-    behaviour = BEHAVIOURS[env_id]()
+                         f"{', '.join([a for a, e in ENV_ALIASES.items() if e in BEHAVIOURS] + list(NAMED_BEHAVIOURS))}).")
+    behaviour = named[1]() if named else BEHAVIOURS[env_id]()
     rng = np.random.default_rng(seed)
     sim = make(env_id)
     obs, acts, rews, terms, truncs, starts = [], [], [], [], [], []
@@ -189,6 +268,8 @@ def collect(env: str, n_episodes: int, seed: int = 0, progress: bool = True) -> 
             o, done = o_next, terminated or truncated
         if "has_key" in info:
             key_taken.append(bool(info["has_key"]))
+        if "cue" in info:
+            knob_log.setdefault("cue", []).append(int(info["cue"]))   # hidden after phase 1: for analyses
     sim.close()
     metadata = {"policy": behaviour.name, "policy_doc": " ".join((behaviour.__doc__ or "").split()), "seed": seed, **knob_log}
     if key_taken:
@@ -256,3 +337,16 @@ def breakout_dataset(n_episodes: int = 16, seed: int = 0) -> Dataset:
     return Dataset(stacks(cols["frames"], cols["episode_starts"]), cols["actions"], cols["rewards"],
                    cols["terminated"], cols["truncated"], cols["episode_starts"], act_names=["action"],
                    n_actions=len(ACTION_LABELS[env_id]), env_id=env_id, source=f"breakout_dataset({n_episodes}, seed={seed})", metadata=metadata)
+
+
+def recipe_dataset(name: str, episodes: int | None = None) -> Dataset:
+    """The generated dataset DATA_RECIPES[name] (episodes: fewer, for quick runs: the recipe's first episodes)."""
+    from trajectories.transforms import delayed_rewards
+
+    if name not in DATA_RECIPES:
+        raise ValueError(f"no generated dataset named {name!r} (expected one of {', '.join(DATA_RECIPES)}).")
+    behaviour, n, seed, delayed = DATA_RECIPES[name]
+    ds = collect(behaviour, n if episodes is None else min(int(episodes), n), seed=seed, progress=False)
+    if delayed:
+        ds = delayed_rewards(ds, env_id=DELAYED_IDS.get(ds.env_id))
+    return ds

@@ -119,3 +119,73 @@ SAMPLE_AGENTS = {
     "reacher-dt": dict(kind="dt", data="reacher", context=20, steps=2000, hparams=DT_SMALL,
                        targets=[-18, -15, -12, -9, -6, -3], episodes=16),
 }
+
+# ---- issue 24: recipes the findings' seed runs train (never shipped: `all_recipes`, not SAMPLE_AGENTS) ------------
+# Their data is generated, not shipped (envs/behaviour.py DATA_RECIPES: `recipe_data`): uniformly random Key-to-Door
+# at 1K and 10K episodes as the DT paper's Table 6 (0.07 / 0.69 MB as npz), the cue variant, delayed-reward CartPole.
+# CQL is kind "q" with hparams {"method": "cql"} (models/value_agents.py, issue 24 item 1): its other
+# hyperparameters are that module's defaults, pinned when the registration hashes this file.
+CQL = {"method": "cql"}
+# %BC: behaviour cloning (the Markov MLP) on the best episodes only, the `best` knob (trajectories.transforms.
+# best_episodes). The DT paper's %BC is BC on the top X% of episodes by return (X = 10 on Atari); for Key-to-Door
+# its text describes %BC as trained only on the successful episodes (recalled, not re-read: the PDF cannot be opened
+# here). With 0/1 returns and 4-5% successes in our uniform-random data, "top 10%" would be 54% (1K) / 57% (10K)
+# failures picked by episode order, so the recipe keeps the successes: min_return 1 (46 episodes at 1K, 430 at 10K).
+PERCENT_BC = {"min_return": 1.0}
+# Key-to-Door episodes last at most 25 steps: K=25 sees the whole episode (the cue and the pickup) at every step.
+# NOT YET SET: the DTs' 2,000 steps are keydoor-dt's (scripted data, 24% successes). In a seed-0 smoke check on the
+# uniform-random data (4% successes) they stayed at the data's success rate (keydoor-random-10k-dt 0.04,
+# keydoor-cue-dt 0.06, 100 episodes at target 1) while %BC was at 0.5-0.7 after 200-300 steps: the DTs' schedule
+# must be chosen (a training criterion, not a result) before the registration pins these recipes.
+KEYDOOR_PAPER = {}
+for _n in ("1k", "10k"):
+    _data = f"keydoor-random-{_n}"
+    KEYDOOR_PAPER.update({
+        f"{_data}-dt": dict(kind="dt", data=_data, context=25, steps=2000, hparams=DT_SMALL, targets=[1], episodes=100),
+        f"{_data}-bc": dict(kind="mlp", data=_data, steps=3000, episodes=100),
+        f"{_data}-pbc": dict(kind="mlp", data=_data, steps=3000, best=PERCENT_BC, episodes=100),
+        f"{_data}-cql": dict(kind="q", data=_data, steps=3000, hparams=CQL, episodes=100)})
+FINDING_AGENTS = {
+    **KEYDOOR_PAPER,
+    # the cue variant: whole-episode context vs K=1 (as many supervised action tokens per update: 25 x 64 = 1 x 1600)
+    "keydoor-cue-dt": dict(kind="dt", data="keydoor-cue-random-10k", context=25, steps=2000, hparams=DT_SMALL,
+                           targets=[1], episodes=100),
+    "keydoor-cue-dt-k1": dict(kind="dt", data="keydoor-cue-random-10k", context=1, steps=2000, hparams=DT_SMALL,
+                              batch_size=1600, targets=[1], episodes=100),
+    "keydoor-cue-cql": dict(kind="q", data="keydoor-cue-random-10k", steps=3000, hparams=CQL, episodes=100),
+    # delayed reward: CartPole's +1 per step moved to the last step; the DT on the original data is cartpole-dt
+    "cartpole-delayed-dt": dict(kind="dt", data="cartpole-delayed", context=20, steps=4000, hparams=DT_SMALL,
+                                targets=[500], episodes=16),
+    "cartpole-cql": dict(kind="q", data="cartpole", steps=4000, hparams=CQL, episodes=16),
+    "cartpole-delayed-cql": dict(kind="q", data="cartpole-delayed", steps=4000, hparams=CQL, episodes=16),
+}
+
+
+def all_recipes() -> dict:
+    """Every recipe by name: the shipped agents' and the findings' (read at call time: tests shorten them)."""
+    return {**SAMPLE_AGENTS, **FINDING_AGENTS}
+
+
+_GENERATED: dict = {}
+
+
+def recipe_data(name: str):
+    """The dataset a recipe's `data` names: the shipped file in sample_data/datasets, else the generated one
+    (envs.behaviour.DATA_RECIPES, made once per process: ~4 s for 10K Key-to-Door episodes)."""
+    from envs.behaviour import DATA_RECIPES, recipe_dataset
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    if name in DATA_RECIPES:
+        if name not in _GENERATED:
+            _GENERATED[name] = recipe_dataset(name)
+        return _GENERATED[name]
+    return load_dataset(SAMPLE_DIR / f"{name}.npz")
+
+
+def training_data(recipe: dict, ds):
+    """What the recipe trains on: ds, or for %BC (`best`) only its best episodes."""
+    from trajectories.transforms import best_episodes
+
+    best = recipe.get("best")
+    return ds if not best else ds.select(best_episodes(ds, **best))

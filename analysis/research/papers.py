@@ -44,6 +44,16 @@ def paper_rows(f) -> list[dict]:
                 rows.append({"quantity": f"success rate, {method}", "paper": f"{DT_PAPER}, Table 6",
                              "paper_value": by[method], "setting": f"Key-to-Door, {data}",
                              "ours_metric": ours, "ours": _pooled(f, ours)})
+    elif f.id == "key_to_door_paper":   # issue 24: the paper's own setting, every method and the random policy
+        for size, data in (("1k", "1K random trajectories"), ("10k", "10K random trajectories")):
+            by = DT_KEYDOOR[data]
+            for method, ours in (("DT", "dt"), ("BC", "bc"), ("%BC", "pbc"), ("CQL", "cql")):
+                rows.append({"quantity": f"success rate, {method}", "paper": f"{DT_PAPER}, Table 6",
+                             "paper_value": by[method], "setting": f"Key-to-Door, {data}",
+                             "ours_metric": f"{ours}_success_{size}", "ours": _pooled(f, f"{ours}_success_{size}")})
+            rows.append({"quantity": "success rate, the behaviour (uniform random) policy", "paper": f"{DT_PAPER}, "
+                         "Table 6", "paper_value": by["random"], "setting": f"Key-to-Door, {data}",
+                         "ours_metric": f"data_success_{size}", "ours": _pooled(f, f"data_success_{size}")})
     elif f.id == "compounding_error":
         rows.append({"quantity": "TT error - single-step model error at a long horizon", "paper": f"{TT_PAPER}, "
                      "compounding-error figure", "paper_value": None,

@@ -155,8 +155,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     from analysis.research.reproduce import (AGENTS, NotProvided, command_line, describe_seeds, pool_runs, run_all,
                                              seed_results)
     from models import load_agent
-    from trajectories import load_dataset
-    from trajectories.samples import SAMPLE_DIR
+    from models.recipes import recipe_data
 
     o = options
     log = log or (lambda m: None)
@@ -172,7 +171,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
 
     def dataset(name):
         if name not in data:
-            data[name] = load_dataset(SAMPLE_DIR / f"{name}.npz")
+            data[name] = recipe_data(name)   # a shipped dataset, or a generated one (envs.behaviour.DATA_RECIPES)
         return data[name]
 
     t0 = time.perf_counter()

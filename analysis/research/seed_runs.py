@@ -57,7 +57,7 @@ def log_path(out_dir, name: str, seed: int) -> Path:
 def recipe_names() -> list[str]:
     from models import recipes
 
-    return list(recipes.SAMPLE_AGENTS)
+    return list(recipes.all_recipes())
 
 
 def scaled_steps(steps: int, steps_scale: float = 1.0) -> int:
@@ -70,17 +70,15 @@ def train_recipe(name: str, seed: int, progress: bool = True, ds=None, steps_sca
     (through cli._train_recipe) and every piece train through here."""
     from models import recipes
     from models.train import train
-    from trajectories import load_dataset
-    from trajectories.samples import SAMPLE_DIR
 
-    r = recipes.SAMPLE_AGENTS[name]
+    r = recipes.all_recipes()[name]
     if r.get("online"):   # issue 24: an agent that learns by acting (DQN) has no dataset
         from models.online_train import train_online
 
         return train_online(r["kind"], r["env"], steps=scaled_steps(r["steps"], steps_scale), seed=seed,
                             hparams=r.get("hparams"), batch_size=r.get("batch_size"), lr=r.get("lr"),
                             reward_scale=r.get("reward_scale", 1.0), progress=progress)
-    ds = ds if ds is not None else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
+    ds = recipes.training_data(r, ds if ds is not None else recipes.recipe_data(r["data"]))
     return train(r["kind"], ds, steps=scaled_steps(r["steps"], steps_scale), seed=seed, context_length=r.get("context"),
                  batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
                  progress=progress, dataset_name=f"{r['data']}.npz")
@@ -158,7 +156,7 @@ def run_piece(name: str, seed: int, steps_scale: float = 1.0, live_log: str | No
         with redirect_stdout(stream), redirect_stderr(stream):
             from models import recipes, save_agent
 
-            r = recipes.SAMPLE_AGENTS[name]
+            r = recipes.all_recipes()[name]
             steps = scaled_steps(r["steps"], steps_scale)
             cut = f" (the recipe's {r['steps']} x steps_scale {steps_scale:g})" if steps_scale != 1 else ""
             print(f"seqlens: training {name} with seed {seed}: {r['kind']} on {r['data'] or 'its own acting in ' + r['env']}, {steps} steps{cut}, "
