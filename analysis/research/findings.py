@@ -4,7 +4,10 @@ never eval'd), pooling a metric across training seeds, and the per-seed result f
 - `load_findings(path)`: every field of every finding checked; a malformed file is one sentence (FindingsError).
 - Rules: a conjunction (`and`) of comparisons `NAME OP NUMBER` or `NAME OP NAME`, OP one of >=, <=, >, <, ==.
   NAME is `estimate`, `ci_low`, `ci_high` (the headline metric pooled across seeds) or `<secondary>_estimate`,
-  `<secondary>_ci_low`, `<secondary>_ci_high` for a secondary metric the finding declares. A small tokenizer and
+  `<secondary>_ci_low`, `<secondary>_ci_high` for a secondary metric the finding declares. `estimate` is the mean of
+  the per-seed metric values (a point estimate); `ci_low` / `ci_high` the bounds of the across-seed interval [meta]
+  `interval` names (registration 1: the stratified bootstrap; from registration 2 on, "t_over_seeds", whose coverage
+  `stats.coverage` checks). A rule that must hold "with confidence" reads a bound (`ci_low >= 0.9`), not `estimate`. A small tokenizer and
   parser (no eval): anything else is one sentence saying what is wrong.
 - `verdict(finding, values)`: True / False from the rule, or None when a value it names was not measured.
 - `pool(per_seed, metric)`: the headline estimate is the mean of the per-seed metric; its CI a stratified (two-stage)
@@ -33,11 +36,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from analysis.core.stats import LEVEL, N_BOOT, stratified_bootstrap_ci
+from analysis.core.stats import LEVEL, N_BOOT, iqm_ci, stratified_bootstrap_ci, t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("id", "paper", "claim", "agents", "split", "metric", "secondary", "target", "rule")
-META_FIELDS = {"seeds": int, "ci_level": float, "bootstrap": str}
+META_FIELDS = {"seeds": int, "ci_level": float, "bootstrap": str, "interval": str, "reset_seeds": str}
+# [meta] interval: the across-seed interval a rule's ci_low / ci_high are ("stratified_bootstrap", registration 1's and
+# the default; "t_over_seeds": Student's t over the per-seed values, with per-seed bootstrap CIs and the IQM beside).
+# [meta] reset_seeds: where evaluation start states come from ("offset": the evaluation seed + i, registration 1's and
+# the default; "stream": a seed per training seed and finding, reproduce.evaluation_seed).
+META_CHOICES = {"interval": ("stratified_bootstrap", "t_over_seeds"), "reset_seeds": ("offset", "stream")}
+REGISTRATION_FIELDS = {"version": int, "previous_commit": str, "code_commit": str, "created": str, "disclosures": list,
+                       "code": dict, "recipes": dict}
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
 OPS = (">=", "<=", "==", ">", "<")
 PARTS = ("estimate", "ci_low", "ci_high")
 SEED_FORMAT = "seqlens-seed-results/1"
@@ -162,6 +173,15 @@ class Registry:
     path: str
     meta: dict
     findings: tuple[PreRegistered, ...]
+    registration: dict | None = None     # [registration] (analysis/research/registration.py), None: registration 1
+
+    @property
+    def interval(self) -> str:
+        return self.meta.get("interval", "stratified_bootstrap")
+
+    @property
+    def reset_seeds(self) -> str:
+        return self.meta.get("reset_seeds", "offset")
 
     def get(self, finding_id: str) -> PreRegistered:
         for f in self.findings:
@@ -185,9 +205,10 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
         raise FindingsError(f"{path} does not exist; the pre-registered findings are read from it.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise FindingsError(f"{name} is not valid TOML: {e}.") from None
-    extra = set(doc) - {"meta", "finding"}
+    extra = set(doc) - {"meta", "finding", "registration"}
     if extra:
-        raise FindingsError(f"{name} has an unknown top-level entry '{sorted(extra)[0]}'; it holds [meta] and [[finding]] tables only.")
+        raise FindingsError(f"{name} has an unknown top-level entry '{sorted(extra)[0]}'; it holds [meta], [[finding]] "
+                            "and [registration] tables only.")
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise FindingsError(f"{name}: meta must be a table ([meta]).")
@@ -199,6 +220,9 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
             v = float(v)
         if not isinstance(v, want) or isinstance(v, bool):
             raise FindingsError(f"{name}: [meta] {k} must be a{'n integer' if want is int else ' number' if want is float else ' string'}, got {v!r}.")
+    for k, choices in META_CHOICES.items():
+        if k in meta and meta[k] not in choices:
+            raise FindingsError(f"{name}: [meta] {k} must be one of {', '.join(choices)}, got {meta[k]!r}.")
     if "seeds" in meta and meta["seeds"] < 1:
         raise FindingsError(f"{name}: [meta] seeds must be at least 1, got {meta['seeds']}.")
     if "ci_level" in meta and not 0 < float(meta["ci_level"]) < 1:
@@ -239,7 +263,42 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
         rule = parse_rule(f["rule"], f["secondary"], where=f"{label}: the rule")
         out.append(PreRegistered(f["id"], f["paper"], f["claim"], tuple(f["agents"]), f["split"], f["metric"],
                                  tuple(f["secondary"]), f["target"], rule))
-    return Registry(str(path), dict(meta), tuple(out))
+    ids = [f.id for f in out]
+    return Registry(str(path), dict(meta), tuple(out), _registration(doc.get("registration"), ids, name))
+
+
+def _registration(reg, ids: list[str], name: str) -> dict | None:
+    """[registration] checked: {version, previous_commit, code_commit, created, disclosures, code, recipes}."""
+    if reg is None:
+        return None
+    if not isinstance(reg, dict):
+        raise FindingsError(f"{name}: registration must be a table ([registration]).")
+    for k in reg:
+        if k not in REGISTRATION_FIELDS:
+            raise FindingsError(f"{name}: [registration] has an unknown field '{k}'; its fields are "
+                                f"{', '.join(REGISTRATION_FIELDS)}.")
+    for k in ("version", "code", "recipes"):
+        if k not in reg:
+            raise FindingsError(f"{name}: [registration] lacks '{k}'; `python cli.py register` writes it.")
+    for k, want in REGISTRATION_FIELDS.items():
+        if k in reg and (not isinstance(reg[k], want) or isinstance(reg[k], bool)):
+            raise FindingsError(f"{name}: [registration] {k} must be a{'n integer' if want is int else ' ' + want.__name__.replace('str', 'string').replace('dict', 'table')}, got {reg[k]!r}.")
+    if reg["version"] < 2:
+        raise FindingsError(f"{name}: [registration] version must be 2 or more (version 1 is the file without the table), "
+                            f"got {reg['version']}.")
+    if not all(isinstance(d, str) and d.strip() for d in reg.get("disclosures", [])):
+        raise FindingsError(f"{name}: [registration] disclosures must be a list of non-empty strings.")
+    for k in ("code", "recipes"):
+        for fid, h in reg[k].items():
+            if fid not in ids:
+                raise FindingsError(f"{name}: [registration.{k}] pins '{fid}', which is not a finding of this file "
+                                    f"(its findings: {', '.join(ids)}).")
+            if not isinstance(h, str) or not _SHA.match(h):
+                raise FindingsError(f"{name}: [registration.{k}] {fid} must be a sha256 (64 hex digits), got {h!r}.")
+        if set(ids) - set(reg[k]):
+            raise FindingsError(f"{name}: [registration.{k}] pins no hash for '{sorted(set(ids) - set(reg[k]))[0]}'; "
+                                "`python cli.py register` writes one for every finding.")
+    return {"disclosures": [], **reg}
 
 
 def last_commit(path=ROOT / "findings.toml") -> tuple[str, str] | None:
@@ -374,32 +433,54 @@ def _default_metric(x) -> float:
     raise FindingsError("pool needs a metric for per-seed values that are neither a number nor an array.")
 
 
+INTERVAL_TEXT = {"stratified_bootstrap": "stratified bootstrap: seeds, then units within each seed",
+                 "t_over_seeds": "Student's t over the per-seed values",
+                 "within_seed": "one seed: bootstrap of its units"}
+
+
 def pool_metrics(per_seed: dict, metrics: dict[str, Callable], *, seed: int = 0, n_boot: int = N_BOOT,
-                 level: float = LEVEL) -> dict[str, dict]:
-    """Every metric pooled over the same resamples: {name: {estimate, ci_low, ci_high, n_seeds, per_seed}}.
-    per_seed: {training seed: that seed's raw values}; metrics: {name: metric(raw values of one seed) -> float}.
-    A metric that is NaN on a resample (e.g. a ratio over a zero mean) leaves that resample out of its interval."""
+                 level: float = LEVEL, interval: str = "stratified_bootstrap") -> dict[str, dict]:
+    """Every metric pooled: {name: {estimate, ci_low, ci_high, n_seeds, per_seed}}. per_seed: {training seed: that
+    seed's raw values}; metrics: {name: metric(raw values of one seed) -> float}. interval "stratified_bootstrap"
+    (registration 1): the CI of every metric from the same two-stage resamples; a metric that is NaN on a resample
+    (e.g. a ratio over a zero mean) leaves that resample out. "t_over_seeds": the CI is Student's t over the per-seed
+    values (one seed: its within-seed bootstrap), and each entry adds "interval" (the method), "per_seed_ci" {seed:
+    [low, high]} (each seed's within-seed bootstrap, the same resamples for every metric) and "iqm" {iqm, ci_low,
+    ci_high} over the seeds (rliable's aggregate)."""
     if not per_seed:
         raise FindingsError("pool needs at least one seed's values.")
+    if interval not in INTERVAL_TEXT or interval == "within_seed":
+        raise FindingsError(f"the across-seed interval must be stratified_bootstrap or t_over_seeds, got '{interval}'.")
     seeds = sorted(per_seed)
     raws = [per_seed[s] for s in seeds]
     point = {name: {s: float(fn(r)) for s, r in zip(seeds, raws)} for name, fn in metrics.items()}
     n = len(seeds)
-    cis = stratified_bootstrap_ci(raws, metrics, n_boot=n_boot, level=level, seed=seed)
+    if interval == "stratified_bootstrap":
+        cis = stratified_bootstrap_ci(raws, metrics, n_boot=n_boot, level=level, seed=seed)
+        return {name: {"estimate": float(np.mean(list(point[name].values()))), "ci_low": cis[name][0],
+                       "ci_high": cis[name][1], "n_seeds": n, "per_seed": point[name]} for name in metrics}
+    within = {s: stratified_bootstrap_ci([r], metrics, n_boot=n_boot, level=level, seed=seed)
+              for s, r in zip(seeds, raws)}
     out = {}
     for name in metrics:
-        est = float(np.mean(list(point[name].values())))
-        lo, hi = cis[name]
-        out[name] = {"estimate": est, "ci_low": lo, "ci_high": hi, "n_seeds": n, "per_seed": point[name]}
+        values = np.array(list(point[name].values()))
+        est, lo, hi = t_interval(values, level=level)
+        if n == 1:
+            lo, hi = within[seeds[0]][name]
+        out[name] = {"estimate": float(est), "ci_low": float(lo), "ci_high": float(hi), "n_seeds": n,
+                     "per_seed": point[name], "interval": "t_over_seeds" if n > 1 else "within_seed",
+                     "per_seed_ci": {s: [float(v) for v in within[s][name]] for s in seeds},
+                     "iqm": iqm_ci(values, n_boot=n_boot, level=level, seed=seed) if np.isfinite(values).all() else None}
     return out
 
 
 def pool(per_seed: dict, metric: Callable | None = None, seed: int = 0, *, n_boot: int = N_BOOT,
-         level: float = LEVEL) -> dict:
+         level: float = LEVEL, interval: str = "stratified_bootstrap") -> dict:
     """One metric pooled across seeds: {estimate (mean of the per-seed metric), ci_low, ci_high (stratified
     bootstrap: seeds, then units within each seed), n_seeds, per_seed}. metric defaults to the mean of an array
     (or the number itself)."""
-    return pool_metrics(per_seed, {"m": metric or _default_metric}, seed=seed, n_boot=n_boot, level=level)["m"]
+    return pool_metrics(per_seed, {"m": metric or _default_metric}, seed=seed, n_boot=n_boot, level=level,
+                        interval=interval)["m"]
 
 
 # ---- seed files -----------------------------------------------------------------------------------------
@@ -532,7 +613,7 @@ class Pooled:
 
 def conclude(finding: PreRegistered, per_seed: dict[int, Any], metrics: dict[str, Callable],
              not_measured: dict[int, dict] | None = None, *, seed: int = 0, n_boot: int = N_BOOT,
-             level: float = LEVEL) -> Pooled:
+             level: float = LEVEL, interval: str = "stratified_bootstrap") -> Pooled:
     """Pool every metric (the finding's headline and secondaries, and any extra rows) over the seeds that measured
     it, then apply the rule. per_seed: {seed: raw values}; metrics: {name: metric(raw) -> float}; not_measured:
     {seed: {metric: why}}. Metrics measured by the same seeds share their resamples."""
@@ -559,7 +640,8 @@ def conclude(finding: PreRegistered, per_seed: dict[int, Any], metrics: dict[str
         groups.setdefault(seeds, {})[name] = fn
     pooled = {}
     for seeds, fns in groups.items():
-        pooled.update(pool_metrics({s: per_seed[s] for s in seeds}, fns, seed=seed, n_boot=n_boot, level=level))
+        pooled.update(pool_metrics({s: per_seed[s] for s in seeds}, fns, seed=seed, n_boot=n_boot, level=level,
+                                   interval=interval))
     pooled = {name: pooled[name] for name in metrics if name in pooled}
     ok, comparisons = verdict(finding, rule_values(finding, pooled))
     reasons = {**{m: "its value is not a number" for m, p in pooled.items()
