@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from analysis.research import reproduce as RP
+from analysis.research.findings import verdict
 from analysis.research.reproduce import context_pomdp, mean_ci, ratio_ci, return_conditioning, spearman_ci, spearman_in_range
 from models.base import AgentConfig, RolloutBase
 from test_sweeps import ENV, ExactAgent
@@ -204,8 +205,19 @@ def test_quick_run_writes_the_report_with_the_design_schema(tmp_path):
     for f in out["findings"]:
         assert {"n_seeds", "per_seed", "estimate", "ci_low", "ci_high", "target", "rule", "reproduced", "claim", "metric",
                 "split", "secondary", "verdict", "comparisons"} <= set(f), f["id"]
-        assert f["reproduced"] in (True, False, None)
-        assert f["verdict"] == {True: "reproduced", False: "not reproduced"}.get(f["reproduced"], f["verdict"])
+        # the verdict is the rule applied to the pooled values the JSON reports (recomputed here); None only when
+        # a value the rule reads was not measured, and then the verdict says so
+        spec = RP.registry().get(f["id"])
+        values = {k: f[k] for k in ("estimate", "ci_low", "ci_high")}
+        values.update({f"{m}_{k}": (f["secondary"][m] or {}).get(k) for m in spec.secondary for k in ("estimate", "ci_low", "ci_high")})
+        assert f["reproduced"] is verdict(spec, values)[0], f["id"]
+        assert f["verdict"] == {True: "reproduced", False: "not reproduced"}.get(f["reproduced"]) or (
+            f["reproduced"] is None and f["verdict"].startswith("not measured: "))
+        # issue 24: where it is measured, the paper's number (or why none), the interval's method, the hashes
+        assert f["setting"] and set(f["paper_value"]) == {"value", "where", "reason"}
+        assert f["paper_value"]["value"] is not None or f["paper_value"]["reason"]
+        assert f["interval"]["method"] in ("stratified_bootstrap", "t_over_seeds", "within_seed")
+        assert len(f["registration"]["code"]["current"]) == 64 and len(f["registration"]["recipes"]["current"]) == 64
     assert set(by_id["return_conditioning"]["secondary"]) == {"slope", "calibration_mae"}
     assert by_id["return_conditioning"]["n_seeds"] >= 1 and "0" in by_id["return_conditioning"]["per_seed"]
     ce = by_id["compounding_error"]
@@ -213,7 +225,8 @@ def test_quick_run_writes_the_report_with_the_design_schema(tmp_path):
     kd = by_id["key_to_door"]
     assert {"span_effect", "distractor_effect", "span_minus_distractor"} <= set(kd["patching"])
     assert {"estimate", "ci_low", "ci_high"} <= set(kd["patching"]["span_effect"])
-    assert kd["reproduced"] in (True, False) and "success_dt_minus_k1" in kd["secondary"]
+    assert kd["reproduced"] is not None and "success_dt_minus_k1" in kd["secondary"]   # every value its rule reads measured
+    assert out["findings"] and json.loads((tmp_path / "findings.json").read_text())["meta"]["registration"]["version"] >= 1
     assert ce["secondary"]["tt_floor"]["n_seeds"] >= 1 and ce["also_measured"]["tt100_floor"]["n_seeds"] >= 1
     md = (tmp_path / "report.md").read_text()
     assert md.count("**Verdict:**") == 4 and "no target was moved" in md

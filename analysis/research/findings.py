@@ -51,7 +51,8 @@ REGISTRATION_FIELDS = {"version": int, "previous_commit": str, "code_commit": st
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 OPS = (">=", "<=", "==", ">", "<")
 PARTS = ("estimate", "ci_low", "ci_high")
-SEED_FORMAT = "seqlens-seed-results/1"
+SEED_FORMAT = "seqlens-seed-results/2"     # /2 adds code_commit, checkpoints {agent: sha256}, hashes, per-finding agents
+SEED_FORMATS = ("seqlens-seed-results/1", SEED_FORMAT)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -529,15 +530,20 @@ def seed_file(directory, seed: int) -> Path:
 
 
 def write_seed_file(directory, seed: int, findings: dict, command: str, quick: bool, agents: str = "",
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, code_commit: str | None = None, checkpoints: dict | None = None,
+                    hashes: dict | None = None) -> Path:
     """directory/seed<k>.json: {format, seed, command, created, quick, agents, findings_toml {commit, date},
-    findings: {id: {raw, not_measured, numbers}}}; findings: {id: {"raw": ..., "not_measured": {...}, "numbers": ...}}."""
+    code_commit (git HEAD, '+dirty' when it had changes), checkpoints {agent: sha256 of its checkpoint}, hashes
+    {code, recipes: {finding: sha256}} (analysis/research/registration.py), findings: {id: {raw, not_measured,
+    numbers, agents}}}; findings: {id: {"raw": ..., "not_measured": {...}, "numbers": ..., "agents": [names]}}."""
     commit = last_commit()
     doc = {"format": SEED_FORMAT, "seed": int(seed), "command": command,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": bool(quick), "agents": agents,
            "findings_toml": {"commit": commit[0], "date": commit[1]} if commit else None, **(extra or {}),
+           "code_commit": code_commit, "checkpoints": dict(checkpoints or {}), "hashes": hashes,
            "findings": {fid: {"raw": encode_raw(v.get("raw", {})), "not_measured": dict(v.get("not_measured", {})),
-                              "numbers": _clean_tree(v.get("numbers", {}))} for fid, v in findings.items()}}
+                              "numbers": _clean_tree(v.get("numbers", {})), "agents": list(v.get("agents", []))}
+                        for fid, v in findings.items()}}
     path = seed_file(directory, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -563,7 +569,7 @@ def read_seed_file(path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise FindingsError(f"{path} cannot be read as JSON: {e}.") from None
-    if not isinstance(doc, dict) or doc.get("format") != SEED_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in SEED_FORMATS:
         raise FindingsError(f"{path} is not a seed result file (format '{SEED_FORMAT}').")
     m = re.fullmatch(r"seed(\d+)\.json", path.name)
     if not m or doc.get("seed") != int(m.group(1)):
@@ -571,9 +577,23 @@ def read_seed_file(path) -> dict:
     fs = doc.get("findings")
     if not isinstance(fs, dict) or not all(isinstance(v, dict) and "raw" in v for v in fs.values()):
         raise FindingsError(f"{path}: findings must map each finding id to {{raw, not_measured, numbers}}.")
+    if doc["format"] != SEED_FORMATS[0]:
+        _check_checkpoints(path, doc)
     doc["findings"] = {k: {"raw": decode_raw(v["raw"]), "not_measured": dict(v.get("not_measured") or {}),
-                           "numbers": v.get("numbers", {})} for k, v in fs.items()}
+                           "numbers": v.get("numbers", {}), "agents": list(v.get("agents") or [])} for k, v in fs.items()}
     return doc
+
+
+def _check_checkpoints(path: Path, doc: dict) -> None:
+    """A format-2 seed file names the sha256 of every checkpoint its findings used: one sentence when one is missing."""
+    cps = doc.get("checkpoints")
+    if not isinstance(cps, dict) or not all(isinstance(h, str) and _SHA.match(h) for h in cps.values()):
+        raise FindingsError(f"{path.name}: checkpoints must map each agent to its checkpoint's sha256 (64 hex digits).")
+    for fid, v in doc["findings"].items():
+        for a in v.get("agents") or []:
+            if a not in cps:
+                raise FindingsError(f"{path.name}: finding '{fid}' was measured on {a}, but the file records no "
+                                    f"checkpoint sha256 for it; a seed file names every checkpoint its numbers come from.")
 
 
 def read_seed_files(directory, quick: bool | None = None, skip=(), log: Callable[[str], None] | None = None) -> dict[int, dict]:

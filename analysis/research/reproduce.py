@@ -74,14 +74,15 @@ class Finding:
         if self.spec is None:
             return out
         s, head = self.spec, self.pooled.get(self.spec.metric)
-        extra = {"paper": s.paper, "claim": s.claim, "finding_agents": list(s.agents), "split": s.split, "metric": s.metric,
+        extra = {"title": self.title, "paper": s.paper, "claim": s.claim, "finding_agents": list(s.agents), "split": s.split, "metric": s.metric,
                  "target": s.target, "rule": s.rule.text, "verdict": self.verdict, "comparisons": self.comparisons,
                  "n_seeds": head["n_seeds"] if head else 0, "per_seed": _per_seed(head) if head else {},
                  "estimate": head["estimate"] if head else None, "ci_low": head["ci_low"] if head else None,
                  "ci_high": head["ci_high"] if head else None,
                  "secondary": {m: _pooled_json(self.pooled.get(m)) for m in s.secondary},
                  "also_measured": {m: _pooled_json(p) for m, p in self.pooled.items() if m not in s.metrics},
-                 "not_measured": dict(self.missing), "papers": paper_rows(self), **self.flags}
+                 "not_measured": dict(self.missing), "papers": paper_rows(self), **self.flags,
+                 **_registered_fields(self, head)}
         if self.id == "key_to_door":
             extra["patching"] = {k: _pooled_json(self.pooled.get(m)) for k, m in (
                 ("span_effect", "patching_span_effect"), ("distractor_effect", "patching_distractor_effect"),
@@ -89,6 +90,32 @@ class Finding:
         clash = set(out) & set(extra)
         assert not clash, f"finding numbers and pooled fields share names: {clash}"
         return {**out, **extra, "reproduced": self.reproduced}
+
+
+def _registered_fields(f: Finding, head: dict | None) -> dict:
+    """findings.json's setting, paper_value, interval and registration of a concluded finding."""
+    from analysis.research.findings import INTERVAL_TEXT
+    from analysis.research.registration import finding_registration
+
+    reg = registry()
+    mod = finding_module(f.id)
+    method = (head or {}).get("interval") or ("within_seed" if head and head["n_seeds"] == 1 else reg.interval)
+    return {"setting": mod.setting, "paper_value": dict(mod.paper_value),
+            "interval": {"method": method, "text": INTERVAL_TEXT[method], "level": reg.level,
+                         "n_seeds": head["n_seeds"] if head else 0},
+            "registration": finding_registration(reg, f.id, _hashes(reg))}
+
+
+_HASHES: dict = {}
+
+
+def _hashes(reg: Registry) -> dict:
+    """This checkout's code and recipe hashes, once per process and findings file."""
+    from analysis.research.registration import current_hashes
+
+    if reg.path not in _HASHES:
+        _HASHES[reg.path] = current_hashes(reg)
+    return _HASHES[reg.path]
 
 
 def _per_seed(p: dict) -> dict:
@@ -614,23 +641,37 @@ class FindingModule:
     metrics: Callable[[dict], dict[str, Callable]]           # per_seed -> {metric: fn(one seed's raw) -> float}
     files: tuple[str, ...]                                   # repository-relative paths its code hash covers
     n_boot: int = N_BOOT
+    setting: str = ""                                        # where it is measured: "fully observed", "POMDP", ...
+    paper_value: dict = field(default_factory=lambda: {"value": None, "where": "", "reason": "not stated"})
 
 
 BUILTIN = (
     FindingModule("return_conditioning", "return conditioning", _measure_return_conditioning, _conditioning_metrics,
                   SHARED_CODE + ("analysis/behaviour/sweeps.py", "analysis/behaviour/evaluate.py"),
-                  N_BOOT // 4),   # a rank correlation per resample and agent: 500 resamples
+                  N_BOOT // 4,   # a rank correlation per resample and agent: 500 resamples
+                  "fully observed (CartPole, Pendulum, Reacher), online rollouts",
+                  {"value": None, "where": "Chen et al. 2021, Fig. 4", "reason": "a plot of achieved vs target return "
+                   "(Atari and D4RL); no correlation or slope is stated"}),
     FindingModule("context_pomdp", "context vs Markov: masked CartPole", _measure_context_pomdp,
-                  lambda per_seed: dict(METRICS["context_pomdp"]), SHARED_CODE + ("analysis/behaviour/evaluate.py",)),
+                  lambda per_seed: dict(METRICS["context_pomdp"]), SHARED_CODE + ("analysis/behaviour/evaluate.py",),
+                  setting="POMDP (velocity-masked CartPole)",
+                  paper_value={"value": None, "where": "Chen et al. 2021, Table 5", "reason": "Atari ratios K=30 / K=1 "
+                               "of 1.1 to 42 by game (papers rows); no POMDP CartPole number"}),
     FindingModule("key_to_door", "Key-to-Door: success, patching and credit", _measure_key_to_door,
                   lambda per_seed: dict(METRICS["key_to_door"]),
-                  SHARED_CODE + ("analysis/behaviour/evaluate.py", "analysis/interp/keydoor_credit.py")),
+                  SHARED_CODE + ("analysis/behaviour/evaluate.py", "analysis/interp/keydoor_credit.py"),
+                  setting="POMDP (Key-to-Door), scripted seek-or-avoid behaviour data, not the paper's uniform random",
+                  paper_value={"value": None, "where": "Chen et al. 2021, Table 6", "reason": "the paper reports success "
+                               "rates (DT 0.718 / 0.946 on 1K / 10K random trajectories), not activation patching"}),
     FindingModule("compounding_error", "compounding error: Pendulum and masked Pendulum (held-out episodes, paired starts)",
                   _measure_compounding_error, lambda per_seed: dict(METRICS["compounding_error"]),
-                  SHARED_CODE + ("analysis/behaviour/predictions.py",)),
+                  SHARED_CODE + ("analysis/behaviour/predictions.py",),
+                  setting="POMDP headline (velocity-masked Pendulum); fully observed Pendulum beside",
+                  paper_value={"value": None, "where": "Janner et al. 2021, compounding-error figure",
+                               "reason": "a plot (humanoid, horizons to 100); no number in text"}),
 )
 # Finding modules written as analysis/research/<id>.py (measure, METRICS; optional TITLE, CODE: extra repository-
-# relative files its numbers depend on, N_BOOT): adding one is one line here.
+# relative files its numbers depend on, N_BOOT, SETTING, PAPER_VALUE {"value", "where", "reason"}): one line here.
 MODULES: tuple[str, ...] = ()
 
 
@@ -642,7 +683,8 @@ def _from_module(path: str) -> FindingModule:
     own = path.replace(".", "/") + ".py"
     return FindingModule(fid, getattr(mod, "TITLE", fid.replace("_", " ")), mod.measure,
                          lambda per_seed, m=mod: dict(m.METRICS), (own, *SHARED_CODE, *getattr(mod, "CODE", ())),
-                         getattr(mod, "N_BOOT", N_BOOT))
+                         getattr(mod, "N_BOOT", N_BOOT), getattr(mod, "SETTING", ""),
+                         dict(getattr(mod, "PAPER_VALUE", {"value": None, "where": "", "reason": "the module states none"})))
 
 
 def finding_modules() -> dict[str, FindingModule]:
@@ -724,5 +766,6 @@ def describe_seeds(measured: dict, others: dict, how: str = "measured here") -> 
             fc = doc.get("findings_toml") or {}
             out[str(k)] = (f"seed{k}.json, made by `{doc['command']}` on {doc.get('created', '?')}"
                            + (f" (findings.toml at commit {fc['commit']})" if fc.get("commit") else "")
+                           + (f"; {doc['note']}" if doc.get("note") else "")
                            if doc.get("command") else how)
     return out
