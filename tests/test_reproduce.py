@@ -394,3 +394,26 @@ def test_reproduce_env_reaches_the_findings_and_bad_choices_stop_it_first(tmp_pa
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and sentence in err, err
     assert seen == {}                                                 # refused before any finding ran
+
+
+def test_targets_beyond_the_data_known_answers_and_kept_out_of_the_in_range_metrics():
+    """Issue 24, item 5: targets above the data's best are swept apart ("upper"); gain and slope have known answers,
+    and the in-range Spearman, slope and calibration do not see them."""
+    follows = {"targets": [0.0, 20.0, 40.0], "range": [0.0, 40.0], "returns": [np.full(2, v) for v in (0.0, 20.0, 40.0)],
+               "upper": {"targets": [50.0, 60.0], "returns": [np.full(2, 50.0), np.full(2, 60.0)]}}
+    flat = {**follows, "upper": {"targets": [50.0, 60.0], "returns": [np.full(2, 40.0), np.full(2, 40.0)]}}
+    assert RP.agent_beyond_gain(follows) == pytest.approx(15 / 40) and RP.agent_beyond_slope(follows) == pytest.approx(1.0)
+    assert RP.agent_beyond_gain(flat) == 0.0 and RP.agent_beyond_slope(flat) == pytest.approx(0.0, abs=1e-12)
+    assert RP.agent_slope(flat) == pytest.approx(1.0) and RP.agent_calibration_mae(flat) == 0.0
+    metrics = RP.finding_metrics("return_conditioning", {0: {"a": follows, "b": flat}})
+    assert metrics["beyond_gain"]({"a": follows, "b": flat}) == pytest.approx(15 / 80)       # the agents' mean
+    assert metrics["beyond_slope [b]"]({"a": follows, "b": flat}) == pytest.approx(0.0, abs=1e-12)
+    legacy = {k: v for k, v in follows.items() if k != "upper"}
+    assert "beyond_gain" not in RP.finding_metrics("return_conditioning", {0: {"a": legacy}})   # registration 1: none
+    # ExactAgent earns its target up to the Counter env's 60-step limit = the data's best: beyond it, it saturates
+    f = return_conditioning({"exact": ExactAgent()}, episodes=2, n_targets=5, beyond=(1.25, 1.5))
+    row = f.numbers["agents"][0]
+    assert row["beyond"]["targets"] == [75.0, 90.0] and row["beyond"]["achieved"] == [60.0, 60.0]
+    assert row["beyond"]["gain"] == 0.0 and row["beyond"]["slope"] == 0.0 and row["targets"] == [0.0, 15.0, 30.0, 45.0, 60.0]
+    assert f.numbers["spearman"] == 1.0 and f.pooled["beyond_gain"]["estimate"] == 0.0 and f.reproduced is True
+    assert "beyond the data's best: targets [75.0, 90.0] achieved [60.0, 60.0]" in f.measured

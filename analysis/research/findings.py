@@ -40,7 +40,10 @@ from analysis.core.stats import LEVEL, N_BOOT, iqm_ci, stratified_bootstrap_ci, 
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("id", "paper", "claim", "agents", "split", "metric", "secondary", "target", "rule")
-META_FIELDS = {"seeds": int, "ci_level": float, "bootstrap": str, "interval": str, "reset_seeds": str}
+META_FIELDS = {"seeds": int, "ci_level": float, "bootstrap": str, "interval": str, "reset_seeds": str,
+               "beyond_targets": list}
+# [meta] beyond_targets: return-conditioning targets above the data's best, as multiples x of its return range
+# (target return_min + x * range, each x > 1, e.g. [1.25, 1.5]); [] (registration 1's and the default): none.
 # [meta] interval: the across-seed interval a rule's ci_low / ci_high are ("stratified_bootstrap", registration 1's and
 # the default; "t_over_seeds": Student's t over the per-seed values, with per-seed bootstrap CIs and the IQM beside).
 # [meta] reset_seeds: where evaluation start states come from ("offset": the evaluation seed + i, registration 1's and
@@ -181,6 +184,10 @@ class Registry:
         return self.meta.get("interval", "stratified_bootstrap")
 
     @property
+    def beyond_targets(self) -> tuple[float, ...]:
+        return tuple(float(x) for x in self.meta.get("beyond_targets", ()))
+
+    @property
     def reset_seeds(self) -> str:
         return self.meta.get("reset_seeds", "offset")
 
@@ -220,7 +227,11 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, want) or isinstance(v, bool):
-            raise FindingsError(f"{name}: [meta] {k} must be a{'n integer' if want is int else ' number' if want is float else ' string'}, got {v!r}.")
+            raise FindingsError(f"{name}: [meta] {k} must be a{'n integer' if want is int else ' number' if want is float else ' list' if want is list else ' string'}, got {v!r}.")
+    bt = meta.get("beyond_targets", [])
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 1 for x in bt):
+        raise FindingsError(f"{name}: [meta] beyond_targets must be numbers above 1 (multiples of the data's return "
+                            f"range, e.g. [1.25, 1.5]), got {bt!r}.")
     for k, choices in META_CHOICES.items():
         if k in meta and meta[k] not in choices:
             raise FindingsError(f"{name}: [meta] {k} must be one of {', '.join(choices)}, got {meta[k]!r}.")

@@ -213,6 +213,24 @@ def agent_calibration_mae(a: dict) -> float:
     return float(np.mean(np.abs(m - t)) / width)
 
 
+def agent_beyond_gain(a: dict) -> float:
+    """What the agent does above the data's best return: mean achieved over the targets beyond it ("upper") minus
+    the mean achieved at the highest in-range target, as a share of the data's return range (0: it stays where the
+    data's best took it; 0.25 at a target a quarter range above: it follows)."""
+    t, m, width = _conditioning(a)
+    beyond = np.mean([np.mean(r) for r in a["upper"]["returns"]])
+    return float((beyond - m[np.argmax(t)]) / width)
+
+
+def agent_beyond_slope(a: dict) -> float:
+    """Achieved over target above the data's best: the least-squares slope of mean achieved on target over the
+    highest in-range target and the beyond targets (1: follows one for one; 0: saturates)."""
+    t, m, _ = _conditioning(a)
+    tb = np.asarray(a["upper"]["targets"], float)
+    mb = np.array([np.mean(r) for r in a["upper"]["returns"]])
+    return float(np.polyfit(np.r_[t[np.argmax(t)], tb], np.r_[m[np.argmax(t)], mb], 1)[0])
+
+
 def conditioning_spearman(raw: dict) -> float:
     """The worst agent's Spearman."""
     return min(agent_spearman(a) for a in raw.values())
@@ -229,8 +247,11 @@ def conditioning_calibration_mae(raw: dict) -> float:
     return max(agent_calibration_mae(a) for a in raw.values())
 
 
-def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targets: int = 6) -> Finding:
-    """Reset seeds 1000 + seed (the pre-registered split: never the training data's)."""
+def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targets: int = 6, beyond=()) -> Finding:
+    """Reset seeds 1000 + seed (the pre-registered split: never the training data's). beyond: targets above the
+    data's best, as multiples x of its return range (target return_min + x (return_max - return_min), e.g. 1.25,
+    1.5), swept separately (reset seeds after the in-range ones, so the in-range sweep is unchanged) and kept out of
+    the in-range metrics: raw[agent]["upper"], metrics beyond_gain and beyond_slope."""
     from analysis.behaviour.sweeps import default_targets, rtg_sweep
 
     rows, figs, raw = [], {}, {}
@@ -245,17 +266,29 @@ def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targe
         rlo, rhi = spearman_ci(targets, sw.returns, lo, hi, env_seed)
         raw[name] = {"targets": [float(t) for t in targets], "range": [float(lo), float(hi)],
                      "returns": [np.asarray(r, float) for r in sw.returns]}
-        rows.append({"agent": name, "spearman": _r(rho), "spearman_ci": [_r(rlo), _r(rhi)], "targets": targets,
+        extra = {}
+        if beyond:
+            tb = [round(float(lo + x * (hi - lo)), 1) for x in beyond]
+            swb = rtg_sweep(agent, tb, episodes, env_seed + len(targets) * episodes)
+            sb = swb.summary()
+            raw[name]["upper"] = {"targets": tb, "returns": [np.asarray(r, float) for r in swb.returns]}
+            extra = {"beyond": {"targets": tb, "achieved": [_r(v, 1) for v in sb["mean"]],
+                                "ci_low": [_r(v, 1) for v in sb["ci_low"]], "ci_high": [_r(v, 1) for v in sb["ci_high"]],
+                                "gain": _r(agent_beyond_gain(raw[name])), "slope": _r(agent_beyond_slope(raw[name]))}}
+        rows.append({"agent": name, "spearman": _r(rho), "spearman_ci": [_r(rlo), _r(rhi)], "targets": targets, **extra,
                      "achieved": [_r(v, 1) for v in s["mean"]], "ci_low": [_r(v, 1) for v in s["ci_low"]],
                      "ci_high": [_r(v, 1) for v in s["ci_high"]], "episodes": episodes, "data_range": [_r(lo, 1), _r(hi, 1)],
                      "slope": _r(agent_slope(raw[name])), "calibration_mae": _r(agent_calibration_mae(raw[name]))})
         figs[f"return_conditioning_{name}"] = F.sweep_returns(
             s, f"{name}: achieved vs target return ({sw.env_id}, {episodes} episodes per target)", (lo, hi))
     worst = min(r["spearman"] for r in rows)
+    above = "; ".join(f"{r['agent']} beyond the data's best: targets {r['beyond']['targets']} achieved "
+                      f"{r['beyond']['achieved']} (gain over the best in-range target {r['beyond']['gain']:g} of the range, "
+                      f"slope {r['beyond']['slope']:g})" for r in rows if "beyond" in r)
     measured = "; ".join(f"{r['agent']} Spearman {r['spearman']:.2f} [{r['spearman_ci'][0]:.2f}, {r['spearman_ci'][1]:.2f}], "
                          f"slope {r['slope']:.2f}, calibration error {r['calibration_mae']:.2f} of the data's range "
                          f"over targets {r['targets'][0]:g}..{r['targets'][-1]:g} (achieved {r['achieved'][0]:g}..{r['achieved'][-1]:g})"
-                         for r in rows)
+                         for r in rows) + (f". {above}" if above else "")
     f = Finding("return_conditioning", "Return conditioning (DT paper, Fig. 4)",
                 "A Decision Transformer's achieved return follows the return it is conditioned on across the "
                 "range of returns in its training data (Chen et al. 2021).",
@@ -553,11 +586,21 @@ METRICS: dict[str, dict[str, Callable]] = {
 }
 
 
+# beyond the data's best (raw[agent]["upper"], measured when [meta] beyond_targets asks): the agents' mean, and each
+# agent's own row; kept apart from the in-range metrics
+BEYOND_METRICS = {"beyond_gain": lambda raw: float(np.mean([agent_beyond_gain(a) for a in raw.values()])),
+                  "beyond_slope": lambda raw: float(np.mean([agent_beyond_slope(a) for a in raw.values()]))}
+
+
 def _conditioning_metrics(per_seed: dict) -> dict[str, Callable]:
     """METRICS["return_conditioning"] and each agent's own rows (the agents the seeds measured)."""
     out = dict(METRICS["return_conditioning"])
     agents = list(dict.fromkeys(a for raw in per_seed.values() for a in raw))
-    for what, g in (("spearman", agent_spearman), ("slope", agent_slope), ("calibration_mae", agent_calibration_mae)):
+    rows = [("spearman", agent_spearman), ("slope", agent_slope), ("calibration_mae", agent_calibration_mae)]
+    if any("upper" in a for raw in per_seed.values() for a in raw.values()):   # [meta] beyond_targets asked for them
+        out.update(BEYOND_METRICS)
+        rows += [("beyond_gain", agent_beyond_gain), ("beyond_slope", agent_beyond_slope)]
+    for what, g in rows:
         for a in agents:
             out[f"{what} [{a}]"] = lambda raw, a=a, g=g: g(raw[a]) if a in raw else float("nan")
     return out
@@ -602,7 +645,7 @@ def optional_agent(load: Callable[[str], object], name: str) -> tuple[object | N
 
 def _measure_return_conditioning(load, datasets, seed: int, quick: bool) -> Finding:
     return return_conditioning({n: load(n) for n in registry().get("return_conditioning").agents}, 4 if quick else 16,
-                               seed, 4 if quick else 6)
+                               seed, 4 if quick else 6, registry().beyond_targets)
 
 
 def _measure_context_pomdp(load, datasets, seed: int, quick: bool) -> Finding:
