@@ -163,7 +163,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     log = log or (lambda m: None)
     if o.seeds < 1:
         raise ReproduceError(f"--seeds must be at least 1, got {o.seeds}.")
-    chosen = env_choices(o.env, AGENTS)
+    chosen = env_choices(o.env, tuple(dict.fromkeys((*AGENTS, *(a for f in registry().findings for a in f.agents)))))
     shipped = {}
     for name in chosen:   # checked before anything runs; a retrained agent has its shipped variant's spaces and env
         path = AGENT_DIR / name
