@@ -210,3 +210,17 @@ def test_a_rule_reading_the_bound_fails_where_the_point_estimate_passes(tmp_path
     res = conclude(spec, per_seed, metrics, interval="t_over_seeds")
     assert res.pooled["ratio"]["estimate"] == pytest.approx(0.956) and res.pooled["ratio"]["ci_low"] < 0.9
     assert res.reproduced is False and res.comparisons[0]["left"] == "ci_low"
+
+
+def test_the_rule_thresholds_give_a_performance_profile_over_seeds(tmp_path):
+    text = GOOD.replace('rule = "estimate >= 1.5 and ci_low > 1 and slope_estimate <= gap_ci_high"',
+                        'rule = "ci_low >= 0.9 and estimate > 0.5 and slope_ci_high < 2 and gap_estimate <= slope_estimate"')
+    spec = load_findings(_write(tmp_path, text)).get("f1")
+    from analysis.research.findings import rule_thresholds
+    assert rule_thresholds(spec) == {"ratio": [0.9, 0.5], "slope": [2.0]}
+    per_seed = {k: v for k, v in enumerate([0.98, 0.97, 0.99, 0.84, 0.4])}
+    res = conclude(spec, per_seed, {"ratio": float, "slope": float, "gap": float}, interval="t_over_seeds")
+    prof = res.pooled["ratio"]["profile"]
+    assert prof["tau"] == [0.9, 0.5] and prof["profile"] == [0.6, 0.8] and prof["ci_low"][0] < 0.6 < prof["ci_high"][0]
+    assert res.pooled["slope"]["profile"]["profile"] == [0.0] and "profile" not in res.pooled["gap"]
+    assert "profile" not in conclude(spec, per_seed, {"ratio": float, "slope": float, "gap": float}).pooled["ratio"]

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from analysis.core.stats import LEVEL, N_BOOT, iqm_ci, stratified_bootstrap_ci, t_interval
+from analysis.core.stats import LEVEL, N_BOOT, iqm_ci, performance_profile, stratified_bootstrap_ci, t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("id", "paper", "claim", "agents", "split", "metric", "secondary", "target", "rule")
@@ -403,6 +403,19 @@ def rule_values(finding: PreRegistered, pooled: dict) -> dict:
     return values
 
 
+def rule_thresholds(finding: PreRegistered) -> dict[str, list[float]]:
+    """{metric: the numbers the rule compares it with}: the taus of its performance profile over seeds (the share of
+    seeds above each threshold), e.g. {"spearman": [0.9]} for `ci_low >= 0.9`."""
+    out: dict[str, list[float]] = {}
+    for c in finding.rule.comparisons:
+        if isinstance(c.right, str):
+            continue
+        m = finding.metric if c.left in PARTS else next(s for s in finding.secondary if c.left.startswith(s + "_"))
+        if c.right not in out.setdefault(m, []):
+            out[m].append(float(c.right))
+    return out
+
+
 def verdict_text(reproduced: bool | None, comparisons: list[dict], reasons: dict | None = None,
                  finding: PreRegistered | None = None) -> str:
     """'reproduced', 'not reproduced', or 'not measured: X (why)' naming the metrics whose values were missing."""
@@ -458,7 +471,8 @@ def pool_metrics(per_seed: dict, metrics: dict[str, Callable], *, seed: int = 0,
     (e.g. a ratio over a zero mean) leaves that resample out. "t_over_seeds": the CI is Student's t over the per-seed
     values (one seed: its within-seed bootstrap), and each entry adds "interval" (the method), "per_seed_ci" {seed:
     [low, high]} (each seed's within-seed bootstrap, the same resamples for every metric) and "iqm" {iqm, ci_low,
-    ci_high} over the seeds (rliable's aggregate)."""
+    ci_high} over the seeds (rliable's aggregate). `conclude` adds "profile" (stats.performance_profile over the
+    seeds at the rule's thresholds) to the metrics its rule compares with numbers."""
     if not per_seed:
         raise FindingsError("pool needs at least one seed's values.")
     if interval not in INTERVAL_TEXT or interval == "within_seed":
@@ -674,6 +688,11 @@ def conclude(finding: PreRegistered, per_seed: dict[int, Any], metrics: dict[str
         pooled.update(pool_metrics({s: per_seed[s] for s in seeds}, fns, seed=seed, n_boot=n_boot, level=level,
                                    interval=interval))
     pooled = {name: pooled[name] for name in metrics if name in pooled}
+    if interval == "t_over_seeds":
+        for m, taus in rule_thresholds(finding).items():
+            if m in pooled and np.isfinite(list(pooled[m]["per_seed"].values())).all():
+                pooled[m]["profile"] = performance_profile(list(pooled[m]["per_seed"].values()), taus, n_boot=n_boot,
+                                                           level=level, seed=seed)
     ok, comparisons = verdict(finding, rule_values(finding, pooled))
     reasons = {**{m: "its value is not a number" for m, p in pooled.items()
                   if not all(_measured(p[k]) for k in PARTS)}, **missing}

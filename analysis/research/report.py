@@ -108,6 +108,11 @@ def _finding_md(f) -> list[str]:
         f" (mean of {head['n_seeds']} seed{'s' if head['n_seeds'] != 1 else ''}; {_level()} CI: {_interval_text(head)})"
         if head else "") + (f"; IQM over seeds {_fmt(head['iqm']['iqm'])} [{_fmt(head['iqm']['ci_low'])}, "
                             f"{_fmt(head['iqm']['ci_high'])}]" if head and head.get("iqm") else "") + ".", ""]
+    profiles = [f"`{m}` > {_fmt(t)}: {v:.0%} [{lo:.0%}, {hi:.0%}]" for m in s.metrics if (f.pooled.get(m) or {}).get("profile")
+                for t, v, lo, hi in zip(*(f.pooled[m]["profile"][k] for k in ("tau", "profile", "ci_low", "ci_high")))]
+    if profiles:
+        md += ["**Share of seeds above the rule's thresholds** (performance profile, bootstrap over seeds): "
+               + "; ".join(profiles) + ".", ""]
     checks = []
     for c in f.comparisons:
         lv = "not measured" if c["left_value"] is None else _fmt(c["left_value"])
