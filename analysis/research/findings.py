@@ -227,7 +227,8 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, want) or isinstance(v, bool):
-            raise FindingsError(f"{name}: [meta] {k} must be a{'n integer' if want is int else ' number' if want is float else ' list' if want is list else ' string'}, got {v!r}.")
+            what = {int: "an integer", float: "a number", list: "a list", str: "a string"}[want]
+            raise FindingsError(f"{name}: [meta] {k} must be {what}, got {v!r}.")
     bt = meta.get("beyond_targets", [])
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 1 for x in bt):
         raise FindingsError(f"{name}: [meta] beyond_targets must be numbers above 1 (multiples of the data's return "
@@ -294,7 +295,8 @@ def _registration(reg, ids: list[str], name: str) -> dict | None:
             raise FindingsError(f"{name}: [registration] lacks '{k}'; `python cli.py register` writes it.")
     for k, want in REGISTRATION_FIELDS.items():
         if k in reg and (not isinstance(reg[k], want) or isinstance(reg[k], bool)):
-            raise FindingsError(f"{name}: [registration] {k} must be a{'n integer' if want is int else ' ' + want.__name__.replace('str', 'string').replace('dict', 'table')}, got {reg[k]!r}.")
+            what = {int: "an integer", str: "a string", list: "a list", dict: "a table"}[want]
+            raise FindingsError(f"{name}: [registration] {k} must be {what}, got {reg[k]!r}.")
     if reg["version"] < 2:
         raise FindingsError(f"{name}: [registration] version must be 2 or more (version 1 is the file without the table), "
                             f"got {reg['version']}.")
