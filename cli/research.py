@@ -17,7 +17,7 @@ def options_of(args) -> ReproduceOptions:
                             progress=not args.json)
 
 
-@sentences(ReproduceError)
+@sentences(ReproduceError, FindingsError)
 def cmd_reproduce(args) -> dict:
     import torch
 

@@ -224,3 +224,24 @@ def test_the_rule_thresholds_give_a_performance_profile_over_seeds(tmp_path):
     assert prof["tau"] == [0.9, 0.5] and prof["profile"] == [0.6, 0.8] and prof["ci_low"][0] < 0.6 < prof["ci_high"][0]
     assert res.pooled["slope"]["profile"]["profile"] == [0.0] and "profile" not in res.pooled["gap"]
     assert "profile" not in conclude(spec, per_seed, {"ratio": float, "slope": float, "gap": float}).pooled["ratio"]
+
+
+def test_reproduce_with_a_seed_file_lacking_a_checkpoint_is_one_sentence(tmp_path, monkeypatch, capsys):
+    """`cli.py reproduce` pooling docs/report/seeds where a format-2 file names no checkpoint for an agent it used:
+    exit 2 and one line, before any report is written."""
+    import cli
+    from analysis.research import pipeline, report
+    from test_reproduce import _stub_run_all
+    monkeypatch.setattr(RP, "run_all", _stub_run_all({0: 20}))
+    monkeypatch.setattr(report, "write_figures", lambda figs, *a, **k: [])
+    root = tmp_path / "root"
+    seeds = root / "docs" / "report" / "seeds"
+    write_seed_file(seeds, 1, {"context_pomdp": {"raw": {"k20": np.ones(2), "k1": np.ones(2), "gru": np.ones(2),
+                                                          "mlp": np.ones(2)}, "agents": ["masked-cartpole-gru"]}},
+                    "python cli.py reproduce --seed-list 1", quick=False, code_commit="c" * 40, checkpoints={})
+    monkeypatch.setattr(pipeline, "ROOT", root)
+    out = tmp_path / "out"
+    assert cli.main(["reproduce", "--json", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "measured on masked-cartpole-gru, but the file records no checkpoint sha256" in err
+    assert not (out / "report.md").exists()
