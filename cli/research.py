@@ -97,6 +97,7 @@ def _reproduce_options(s):
 @sentences(FindingsError)
 def cmd_register(args) -> dict:
     from analysis.research.registration import register as write
+    from analysis.research.reproduce import finding_module
 
     disclosures = None
     if args.disclosures:
@@ -106,7 +107,8 @@ def cmd_register(args) -> dict:
             raise UserError(f"--disclosures {args.disclosures} cannot be read ({e.strerror}); give a text file, one "
                             "disclosure a line.") from None
     kw = {"path": args.findings} if args.findings else {}
-    r = write(version=args.version, disclosures=disclosures, previous_commit=args.previous, **kw)
+    r = write(lambda fid: finding_module(fid).files, version=args.version, disclosures=disclosures,
+              previous_commit=args.previous, **kw)
     if not args.json:
         print(f"{r['path']}: [registration] version {r['version']} written ({len(r['code'])} findings' code and recipe hashes)")
     return r

@@ -38,8 +38,7 @@ def test_a_registration_table_loads_and_registration_1_has_none(tmp_path):
 @pytest.mark.parametrize("table, says", [
     (_reg_table(version=1), "version must be 2 or more"),
     (_reg_table(code={"f1": "xyz"}), "must be a sha256"),
-    (_reg_table(code={"f1": SHA, "other": SHA}), "pins 'other', which is not a finding"),
-    (_reg_table(recipes={}), "pins no hash for 'f1'"),
+    (_reg_table(code={'"f 1"': SHA}), "'f 1' is not a finding id"),
     (_reg_table(disclosures='["", "x"]'), "disclosures must be a list of non-empty strings"),
     (_reg_table(signed_by='"me"'), "unknown field 'signed_by'"),
     (_reg_table(version='"two"'), "version must be an integer"),
@@ -86,31 +85,44 @@ def test_register_writes_a_table_that_reads_back_and_reports_changes(tmp_path, m
     path = tmp_path / "findings.toml"
     path.write_text((RG.ROOT / "findings.toml").read_text())
     reg0 = load_findings(path)
-    assert RG.changes(reg0) == ["findings.toml has no [registration] table (registration 1 pinned no code or recipe hashes)"]
-    out = RG.register(path, previous_commit="eaca646")
+    files_of = lambda fid: RP.finding_module(fid).files   # noqa: E731
+    now = lambda reg: RG.current_hashes(reg, {f.id: files_of(f.id) for f in reg.findings})   # noqa: E731
+    assert RG.changes(reg0, now(reg0)) == ["findings.toml has no [registration] table (registration 1 pinned no code or recipe hashes)"]
+    out = RG.register(files_of, path, previous_commit="eaca646")
     reg = load_findings(path)
     assert out["version"] == 2 and reg.registration["previous_commit"] == "eaca646"
-    assert reg.registration["code"] == RG.current_hashes(reg)["code"] and RG.changes(reg) == []
+    assert reg.registration["code"] == now(reg)["code"] and RG.changes(reg, now(reg)) == []
     assert reg.registration["disclosures"] == list(RG.DISCLOSURES_V2)
     assert any("Key-to-Door metric switch" in d for d in reg.registration["disclosures"])
-    md = "\n".join(RG.report_lines(reg))
+    md = "\n".join(RG.report_lines(reg, now(reg)))
     assert "**Changed since registration:** nothing." in md and "Version 2, replacing the registration of commit eaca646" in md
     from models import recipes
     moved = {**recipes.SAMPLE_AGENTS, "keydoor-dt": {**recipes.SAMPLE_AGENTS["keydoor-dt"], "steps": 1}}
     monkeypatch.setattr(recipes, "SAMPLE_AGENTS", moved)
-    assert RG.changes(reg) == ["the recipes of key_to_door (keydoor-dt, keydoor-dt-k1, keydoor-mlp)"]
-    assert "**Changed since registration:** the recipes of key_to_door" in "\n".join(RG.report_lines(reg))
-    j = RG.registration_json(reg)
-    assert j["version"] == 2 and j["changed_since_registration"] == RG.changes(reg)
+    assert RG.changes(reg, now(reg)) == ["the recipes of key_to_door (keydoor-dt, keydoor-dt-k1, keydoor-mlp)"]
+    assert "**Changed since registration:** the recipes of key_to_door" in "\n".join(RG.report_lines(reg, now(reg)))
+    j = RG.registration_json(reg, now(reg))
+    assert j["version"] == 2 and j["changed_since_registration"] == RG.changes(reg, now(reg))
     assert RP.finding_module("key_to_door").files[0] == "analysis/research/reproduce.py"
     monkeypatch.undo()
-    assert RG.register(path)["version"] == 3
+    assert RG.register(files_of, path)["version"] == 3
     text = path.read_text()
     assert text.count("[registration]") == 1 and text.count(RG.MARKER) == 1
     assert load_findings(path).registration["disclosures"] == list(RG.DISCLOSURES_V2)   # kept from the table
-    path.write_text(text + '\n[[finding]]\nid = "late"\n')
-    with pytest.raises(FindingsError):
-        RG.register(path)
+    first = text[text.index("[[finding]]"):text.index("[[finding]]", text.index("[[finding]]") + 1)]
+    late = first.replace('id = "return_conditioning"', 'id = "late"')
+    path.write_text(text + "\n" + late)
+    with pytest.raises(FindingsError, match="a \\[\\[finding\\]\\] follows the \\[registration\\] table"):
+        RG.register(files_of, path)
+    # a finding added above the table after registration: named in the changes, then pinned by the next register
+    head = text[:text.index(RG.MARKER)]
+    path.write_text(head + late + "\n" + text[text.index(RG.MARKER):])
+    reg = load_findings(path)
+    files = {f.id: files_of(f.id if f.id != "late" else "return_conditioning") for f in reg.findings}
+    assert RG.changes(reg, RG.current_hashes(reg, files)) == ["the finding late (added after registration: no hashes pinned)"]
+    assert RG.register(lambda fid: files[fid], path)["version"] == 4 and set(load_findings(path).registration["code"]) == set(files)
+    reg = load_findings(path, path.read_text().replace(late, ""))
+    assert RG.changes(reg, RG.current_hashes(reg, files)) == ["the finding late (registered, no longer in findings.toml)"]
 
 
 def test_cli_register_is_one_sentence_on_bad_input(tmp_path):

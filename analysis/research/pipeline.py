@@ -151,10 +151,10 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     "seconds"} once the pieces are saved. Every contradiction in the request is one sentence (ReproduceError)
     before anything trains or runs."""
     from analysis.research.findings import read_seed_files, write_seed_file
-    from analysis.research.registration import checkpoint_hash, current_hashes, git_head, seed_file_note
+    from analysis.research.registration import checkpoint_hash, git_head, seed_file_note
     from analysis.research.report import write_report
-    from analysis.research.reproduce import (AGENTS, NotProvided, command_line, describe_seeds, pool_runs, registry,
-                                             run_all, seed_results)
+    from analysis.research.reproduce import (AGENTS, NotProvided, checkout_hashes, command_line, describe_seeds,
+                                             pool_runs, registry, run_all, seed_results)
     from models import load_agent
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
@@ -181,7 +181,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     if o.train_only:
         trained = [{"agent": n, "seed": k, "path": str(p)} for (n, k), p in checkpoints.items()]
         return {"trained": trained, "logs": str(Path(o.out) / "logs"), "seconds": round(time.perf_counter() - t0, 1)}
-    hashes = current_hashes(registry())
+    hashes = checkout_hashes(registry())
     runs = []
     for seed in (seeds if checkpoints is not None else [o.seed]):
         if checkpoints is not None:   # trained agents per seed (now, or earlier): the findings run on them here

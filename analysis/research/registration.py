@@ -84,15 +84,14 @@ def checkpoint_hash(directory) -> str:
     return h.hexdigest()
 
 
-def current_hashes(reg: Registry, root=ROOT) -> dict:
-    """{"code": {finding: sha256}, "recipes": {finding: sha256}, "files": {finding: [paths]}} of this checkout."""
-    from analysis.research.reproduce import finding_module
-
+def current_hashes(reg: Registry, files: dict, root=ROOT) -> dict:
+    """{"code": {finding: sha256}, "recipes": {finding: sha256}, "files": {finding: [paths]}} of this checkout.
+    files: {finding id: the repository-relative files its code hash covers} (reproduce.checkout_hashes passes each
+    finding module's; this module never imports reproduce, which imports it)."""
     out = {"code": {}, "recipes": {}, "files": {}}
     for f in reg.findings:
-        files = finding_module(f.id).files
-        out["files"][f.id] = list(files)
-        out["code"][f.id] = code_hash(files, root)
+        out["files"][f.id] = list(files[f.id])
+        out["code"][f.id] = code_hash(files[f.id], root)
         out["recipes"][f.id] = recipe_hash(f.agents)
     return out
 
@@ -111,14 +110,19 @@ def git_head(root=ROOT) -> str | None:
 
 
 # ---- what changed since ------------------------------------------------------------------------------------------
-def changes(reg: Registry, current: dict | None = None) -> list[str]:
+def changes(reg: Registry, current: dict) -> list[str]:
     """What differs from the registration: ["the code of X (files ...)", "the recipes of Y (agents ...)"]; [] when
     nothing did. A file without a registration: ["findings.toml has no [registration] ..."]."""
     if reg.registration is None:
         return ["findings.toml has no [registration] table (registration 1 pinned no code or recipe hashes)"]
-    current = current or current_hashes(reg)
-    out = []
+    pinned = reg.registration
+    out = [f"the finding {f.id} (added after registration: no hashes pinned)" for f in reg.findings
+           if f.id not in pinned["code"] or f.id not in pinned["recipes"]]
+    ids = {f.id for f in reg.findings}
+    out += [f"the finding {fid} (registered, no longer in findings.toml)" for fid in pinned["code"] if fid not in ids]
     for f in reg.findings:
+        if f.id not in pinned["code"] or f.id not in pinned["recipes"]:
+            continue
         if reg.registration["code"].get(f.id) != current["code"][f.id]:
             out.append(f"the code of {f.id} ({', '.join(current['files'][f.id])})")
         if reg.registration["recipes"].get(f.id) != current["recipes"][f.id]:
@@ -126,9 +130,9 @@ def changes(reg: Registry, current: dict | None = None) -> list[str]:
     return out
 
 
-def registration_json(reg: Registry, current: dict | None = None) -> dict:
-    """findings.json's meta["registration"]: the pinned table, this checkout's hashes and what changed."""
-    current = current or current_hashes(reg)
+def registration_json(reg: Registry, current: dict) -> dict:
+    """findings.json's meta["registration"]: the pinned table, this checkout's hashes (current_hashes) and what
+    changed."""
     pinned = reg.registration or {}
     commit = last_commit(reg.path)
     return {"version": pinned.get("version", 1), "findings_toml_commit": commit[0] if commit else None,
@@ -149,10 +153,9 @@ def finding_registration(reg: Registry, finding_id: str, current: dict) -> dict:
     return out
 
 
-def report_lines(reg: Registry, current: dict | None = None) -> list[str]:
+def report_lines(reg: Registry, current: dict) -> list[str]:
     """The report's registration paragraph: version, the pinned hashes, 'changed since registration: ...' (or none),
     and the disclosures."""
-    current = current or current_hashes(reg)
     if reg.registration is None:
         return [f"**Registration.** Version 1: findings.toml alone (no [registration] table); changed since "
                 f"registration: not checkable (code and recipes were not pinned).", ""]
@@ -188,17 +191,16 @@ def registration_block(reg: Registry, version: int, previous_commit: str | None,
     return "\n".join(lines) + "\n"
 
 
-def register(path=ROOT / "findings.toml", version: int | None = None, disclosures=None, root=ROOT,
+def register(files_of, path=ROOT / "findings.toml", version: int | None = None, disclosures=None, root=ROOT,
              previous_commit: str | None = None) -> dict:
     """Write findings.toml's [registration] from this checkout: every finding's code and recipe hashes, the next
     version (or `version`), the previous registration's commit (`previous_commit`; default: the commit that last
     changed the file's content, so register before committing new findings or name it), and the disclosures (given; else those already in
-    the table; else DISCLOSURES_V2 for version 2). Replaces an earlier table (which must be the file's end, after
+    the table; else DISCLOSURES_V2 for version 2). files_of(finding id) -> the files its code hash covers. Replaces an earlier table (which must be the file's end, after
     MARKER or starting at [registration]). Returns {"path", "version", "code", "recipes"}."""
     path = Path(path)
-    reg = load_findings(path)
+    old = load_findings(path).registration
     text = path.read_text(encoding="utf-8")
-    old = reg.registration
     at = text.find(MARKER)
     if at < 0:
         m = re.search(r"^\[registration\]", text, re.M)
@@ -207,7 +209,8 @@ def register(path=ROOT / "findings.toml", version: int | None = None, disclosure
     if at >= 0 and re.search(r"^\[\[finding\]\]", text[at:], re.M):
         raise FindingsError(f"{path.name}: a [[finding]] follows the [registration] table; the table must be the "
                             "file's end (move the finding above it).")
-    current = current_hashes(reg, root)
+    reg = load_findings(path, head)
+    current = current_hashes(reg, {f.id: files_of(f.id) for f in reg.findings}, root)
     prev = last_commit(path)
     version = int(version if version is not None else (old["version"] + 1 if old else 2))
     if disclosures is None:
@@ -221,7 +224,7 @@ def register(path=ROOT / "findings.toml", version: int | None = None, disclosure
 
 
 # ---- seed files from another commit ------------------------------------------------------------------------------
-def seed_file_note(doc: dict, current: dict | None = None, head: str | None = None, reg: Registry | None = None) -> str | None:
+def seed_file_note(doc: dict, current: dict, head: str | None = None) -> str | None:
     """One sentence when a seed file was made at another code commit than this checkout (naming the findings whose
     code or recipes differ from the hashes it recorded), or records none; None when it matches."""
     name = f"seed{doc.get('seed')}.json"
@@ -233,10 +236,6 @@ def seed_file_note(doc: dict, current: dict | None = None, head: str | None = No
     if made == head and not made.endswith("+dirty"):
         return None
     hashes = doc.get("hashes") or {}
-    if current is None:
-        from analysis.research.reproduce import registry
-
-        current = current_hashes(reg or registry())
     differ = [f"the code of {fid}" for fid, h in (hashes.get("code") or {}).items() if current["code"].get(fid) not in (None, h)]
     differ += [f"the recipes of {fid}" for fid, h in (hashes.get("recipes") or {}).items()
                if current["recipes"].get(fid) not in (None, h)]

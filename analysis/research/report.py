@@ -81,9 +81,9 @@ def _interval_text(p: dict) -> str:
 def registration_md() -> list[str]:
     """The registration paragraph (analysis/research/registration.py): pinned hashes, what changed, disclosures."""
     from analysis.research.registration import report_lines
-    from analysis.research.reproduce import registry
+    from analysis.research.reproduce import checkout_hashes, registry
 
-    return report_lines(registry())
+    return report_lines(registry(), checkout_hashes())
 
 
 def _finding_md(f) -> list[str]:
@@ -143,11 +143,12 @@ def write_report(findings: list, out_dir, per_seed: list[list] | None = None, me
     figs = {name: fig for f in findings for name, fig in f.figures.items()}
     write_figures(figs, out / "figures", ("png", "svg"))
     from analysis.research.registration import registration_json
-    from analysis.research.reproduce import registry
+    from analysis.research.reproduce import checkout_hashes, registry
 
     prereg = preregistration_line()
     meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
-            "preregistration": prereg, "registration": registration_json(registry()), **(meta or {})}
+            "preregistration": prereg, "registration": registration_json(registry(), checkout_hashes()),
+            **(meta or {})}
     payload = {"findings": [f.to_json() for f in findings], "meta": meta}
     if per_seed:
         payload["per_seed"] = [[f.to_json() for f in run] for run in per_seed]

@@ -103,18 +103,20 @@ def _registered_fields(f: Finding, head: dict | None) -> dict:
     return {"setting": mod.setting, "paper_value": dict(mod.paper_value),
             "interval": {"method": method, "text": INTERVAL_TEXT[method], "level": reg.level,
                          "n_seeds": head["n_seeds"] if head else 0},
-            "registration": finding_registration(reg, f.id, _hashes(reg))}
+            "registration": finding_registration(reg, f.id, checkout_hashes(reg))}
 
 
 _HASHES: dict = {}
 
 
-def _hashes(reg: Registry) -> dict:
-    """This checkout's code and recipe hashes, once per process and findings file."""
+def checkout_hashes(reg: Registry | None = None) -> dict:
+    """This checkout's code and recipe hashes of reg's findings (registration.current_hashes over each finding
+    module's files), once per process and findings file."""
     from analysis.research.registration import current_hashes
 
+    reg = reg or registry()
     if reg.path not in _HASHES:
-        _HASHES[reg.path] = current_hashes(reg)
+        _HASHES[reg.path] = current_hashes(reg, {f.id: finding_module(f.id).files for f in reg.findings})
     return _HASHES[reg.path]
 
 
