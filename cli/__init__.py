@@ -1,4 +1,5 @@
-"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, export, reproduce, bench.
+"""seqlens command line: inspect, convert, make-data, make-samples, train, evaluate, export, reproduce, register,
+findings-table, bench.
 
 Run as `python cli.py CMD ...` (cli.py at the repository root is the entry point) or `python -m cli CMD ...`.
 One module per group of commands, each holding its commands' handlers and, beside each, its options
@@ -6,7 +7,8 @@ One module per group of commands, each holding its commands' handlers and, besid
 - data.py        inspect, convert, make-data, make-samples
 - agents.py      train, evaluate, make-agents, convert-agent
 - figures.py     export (the work: analysis/publish/headless.py)
-- research.py    reproduce (the work: analysis/research/pipeline.py)
+- research.py    reproduce (the work: analysis/research/pipeline.py), register (analysis/research/registration.py),
+                 findings-table (analysis/research/readme_table.py)
 - benchmarks.py  bench (the code: bench/)
 - _common.py     what they share: one-line parser errors, --json (strict JSON: json_ready) and exit code 2
 
@@ -28,7 +30,8 @@ from cli.research import _agent_in_env, _reproduce_envs, _reproduce_pieces, cmd_
 # the subcommands in the order --help lists them, and the module that holds each
 COMMANDS = (("inspect", data), ("convert", data), ("convert-agent", agents), ("make-data", data), ("train", agents),
             ("evaluate", agents), ("make-samples", data), ("make-agents", agents), ("export", figures),
-            ("reproduce", research), ("bench", benchmarks))
+            ("reproduce", research), ("register", research), ("findings-table", research),
+            ("bench", benchmarks))
 
 
 def build_parser():

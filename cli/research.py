@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from analysis.research.findings import FindingsError
 from analysis.research.pipeline import ReproduceError, ReproduceOptions
 from cli._common import UserError, add_commands, sentences
 
@@ -16,7 +17,7 @@ def options_of(args) -> ReproduceOptions:
                             progress=not args.json)
 
 
-@sentences(ReproduceError)
+@sentences(ReproduceError, FindingsError)
 def cmd_reproduce(args) -> dict:
     import torch
 
@@ -93,10 +94,62 @@ def _reproduce_options(s):
     s.add_argument("--threads", type=int, default=1)
 
 
+@sentences(FindingsError)
+def cmd_register(args) -> dict:
+    from analysis.research.registration import register as write
+    from analysis.research.reproduce import finding_module
+
+    disclosures = None
+    if args.disclosures:
+        try:
+            disclosures = [line.strip() for line in Path(args.disclosures).read_text().splitlines() if line.strip()]
+        except OSError as e:
+            raise UserError(f"--disclosures {args.disclosures} cannot be read ({e.strerror}); give a text file, one "
+                            "disclosure a line.") from None
+    kw = {"path": args.findings} if args.findings else {}
+    r = write(lambda fid: finding_module(fid).files, version=args.version, disclosures=disclosures,
+              previous_commit=args.previous, **kw)
+    if not args.json:
+        print(f"{r['path']}: [registration] version {r['version']} written ({len(r['code'])} findings' code and recipe hashes)")
+    return r
+
+
+def _register_options(s):
+    s.add_argument("--findings", metavar="PATH", help="the findings file (default: findings.toml)")
+    s.add_argument("--version", type=int, help="the registration's version (default: the table's next, or 2)")
+    s.add_argument("--previous", metavar="COMMIT", help="the commit of the registration this one replaces (default: "
+                   "the commit that last changed the file's findings)")
+    s.add_argument("--disclosures", metavar="FILE", help="a text file, one disclosure a line (default: those in the "
+                   "table, or the drafted ones for version 2)")
+
+
+@sentences(FindingsError)
+def cmd_findings_table(args) -> dict:
+    from analysis.research import readme_table as T
+
+    if args.write:
+        changed = T.write()
+        if not args.json:
+            print(f"{T.README}: findings table {'rewritten' if changed else 'already current'}")
+        return {"changed": changed}
+    text = T.table(T.load())
+    if not args.json:
+        print(text, end="")
+    return {"table": text}
+
+
+def _findings_table_options(s):
+    s.add_argument("--write", action="store_true", help="rewrite the README's table (between its markers) in place")
+
+
 def register(sub, names=None) -> None:
     """Add this module's subcommands (all, or those in `names`) to `sub`."""
     commands = {
         "reproduce": (cmd_reproduce, "the papers' findings on the shipped agents, as a report (md + html + figures)",
                       _reproduce_options),
+        "findings-table": (cmd_findings_table, "the README's findings table from docs/report/findings.json",
+                           _findings_table_options),
+        "register": (cmd_register, "pin the findings' code and recipe hashes in findings.toml's [registration]",
+                     _register_options),
     }
     add_commands(sub, commands, names)

@@ -192,7 +192,6 @@ def test_last_commit_in_this_checkout_and_outside_one(tmp_path):
     c = last_commit(ROOT / "findings.toml")
     assert c is not None and len(c[0]) >= 7 and int(c[0], 16) >= 0
     assert len(c[1]) == 10 and c[1][4] == "-" and c[1][7] == "-"
-    assert changed_since_commit(ROOT / "findings.toml") in (True, False)
     p = _write(tmp_path, GOOD)                       # tmp_path is outside any checkout
     assert last_commit(p) is None and changed_since_commit(p) is None
 
@@ -353,3 +352,8 @@ def test_last_commit_is_the_one_that_changed_the_targets_not_a_comment(tmp_path)
     assert last_commit(tmp_path / "findings.toml")[0] == first
     moved = commit("# targets, see analysis/research/findings.py\n[f]\ntarget = 0.8\n", "a target")
     assert last_commit(tmp_path / "findings.toml")[0] == moved
+    # changed_since_commit: False on the committed copy, True once the working copy differs (issue 24: it replaces
+    # a check that accepted either answer)
+    assert changed_since_commit(tmp_path / "findings.toml") is False
+    (tmp_path / "findings.toml").write_text("[f]\ntarget = 0.7\n")
+    assert changed_since_commit(tmp_path / "findings.toml") is True

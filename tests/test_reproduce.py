@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from analysis.research import reproduce as RP
+from analysis.research.findings import verdict
 from analysis.research.reproduce import context_pomdp, mean_ci, ratio_ci, return_conditioning, spearman_ci, spearman_in_range
 from models.base import AgentConfig, RolloutBase
 from test_sweeps import ENV, ExactAgent
@@ -204,8 +205,19 @@ def test_quick_run_writes_the_report_with_the_design_schema(tmp_path):
     for f in out["findings"]:
         assert {"n_seeds", "per_seed", "estimate", "ci_low", "ci_high", "target", "rule", "reproduced", "claim", "metric",
                 "split", "secondary", "verdict", "comparisons"} <= set(f), f["id"]
-        assert f["reproduced"] in (True, False, None)
-        assert f["verdict"] == {True: "reproduced", False: "not reproduced"}.get(f["reproduced"], f["verdict"])
+        # the verdict is the rule applied to the pooled values the JSON reports (recomputed here); None only when
+        # a value the rule reads was not measured, and then the verdict says so
+        spec = RP.registry().get(f["id"])
+        values = {k: f[k] for k in ("estimate", "ci_low", "ci_high")}
+        values.update({f"{m}_{k}": (f["secondary"][m] or {}).get(k) for m in spec.secondary for k in ("estimate", "ci_low", "ci_high")})
+        assert f["reproduced"] is verdict(spec, values)[0], f["id"]
+        assert f["verdict"] == {True: "reproduced", False: "not reproduced"}.get(f["reproduced"]) or (
+            f["reproduced"] is None and f["verdict"].startswith("not measured: "))
+        # issue 24: where it is measured, the paper's number (or why none), the interval's method, the hashes
+        assert f["setting"] and set(f["paper_value"]) == {"value", "where", "reason"}
+        assert f["paper_value"]["value"] is not None or f["paper_value"]["reason"]
+        assert f["interval"]["method"] in ("stratified_bootstrap", "t_over_seeds", "within_seed")
+        assert len(f["registration"]["code"]["current"]) == 64 and len(f["registration"]["recipes"]["current"]) == 64
     assert set(by_id["return_conditioning"]["secondary"]) == {"slope", "calibration_mae"}
     assert by_id["return_conditioning"]["n_seeds"] >= 1 and "0" in by_id["return_conditioning"]["per_seed"]
     ce = by_id["compounding_error"]
@@ -213,7 +225,8 @@ def test_quick_run_writes_the_report_with_the_design_schema(tmp_path):
     kd = by_id["key_to_door"]
     assert {"span_effect", "distractor_effect", "span_minus_distractor"} <= set(kd["patching"])
     assert {"estimate", "ci_low", "ci_high"} <= set(kd["patching"]["span_effect"])
-    assert kd["reproduced"] in (True, False) and "success_dt_minus_k1" in kd["secondary"]
+    assert kd["reproduced"] is not None and "success_dt_minus_k1" in kd["secondary"]   # every value its rule reads measured
+    assert out["findings"] and json.loads((tmp_path / "findings.json").read_text())["meta"]["registration"]["version"] >= 1
     assert ce["secondary"]["tt_floor"]["n_seeds"] >= 1 and ce["also_measured"]["tt100_floor"]["n_seeds"] >= 1
     md = (tmp_path / "report.md").read_text()
     assert md.count("**Verdict:**") == 4 and "no target was moved" in md
@@ -381,3 +394,26 @@ def test_reproduce_env_reaches_the_findings_and_bad_choices_stop_it_first(tmp_pa
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and sentence in err, err
     assert seen == {}                                                 # refused before any finding ran
+
+
+def test_targets_beyond_the_data_known_answers_and_kept_out_of_the_in_range_metrics():
+    """Issue 24, item 5: targets above the data's best are swept apart ("upper"); gain and slope have known answers,
+    and the in-range Spearman, slope and calibration do not see them."""
+    follows = {"targets": [0.0, 20.0, 40.0], "range": [0.0, 40.0], "returns": [np.full(2, v) for v in (0.0, 20.0, 40.0)],
+               "upper": {"targets": [50.0, 60.0], "returns": [np.full(2, 50.0), np.full(2, 60.0)]}}
+    flat = {**follows, "upper": {"targets": [50.0, 60.0], "returns": [np.full(2, 40.0), np.full(2, 40.0)]}}
+    assert RP.agent_beyond_gain(follows) == pytest.approx(15 / 40) and RP.agent_beyond_slope(follows) == pytest.approx(1.0)
+    assert RP.agent_beyond_gain(flat) == 0.0 and RP.agent_beyond_slope(flat) == pytest.approx(0.0, abs=1e-12)
+    assert RP.agent_slope(flat) == pytest.approx(1.0) and RP.agent_calibration_mae(flat) == 0.0
+    metrics = RP.finding_metrics("return_conditioning", {0: {"a": follows, "b": flat}})
+    assert metrics["beyond_gain"]({"a": follows, "b": flat}) == pytest.approx(15 / 80)       # the agents' mean
+    assert metrics["beyond_slope [b]"]({"a": follows, "b": flat}) == pytest.approx(0.0, abs=1e-12)
+    legacy = {k: v for k, v in follows.items() if k != "upper"}
+    assert "beyond_gain" not in RP.finding_metrics("return_conditioning", {0: {"a": legacy}})   # registration 1: none
+    # ExactAgent earns its target up to the Counter env's 60-step limit = the data's best: beyond it, it saturates
+    f = return_conditioning({"exact": ExactAgent()}, episodes=2, n_targets=5, beyond=(1.25, 1.5))
+    row = f.numbers["agents"][0]
+    assert row["beyond"]["targets"] == [75.0, 90.0] and row["beyond"]["achieved"] == [60.0, 60.0]
+    assert row["beyond"]["gain"] == 0.0 and row["beyond"]["slope"] == 0.0 and row["targets"] == [0.0, 15.0, 30.0, 45.0, 60.0]
+    assert f.numbers["spearman"] == 1.0 and f.pooled["beyond_gain"]["estimate"] == 0.0 and f.reproduced is True
+    assert "beyond the data's best: targets [75.0, 90.0] achieved [60.0, 60.0]" in f.measured

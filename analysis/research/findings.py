@@ -4,7 +4,10 @@ never eval'd), pooling a metric across training seeds, and the per-seed result f
 - `load_findings(path)`: every field of every finding checked; a malformed file is one sentence (FindingsError).
 - Rules: a conjunction (`and`) of comparisons `NAME OP NUMBER` or `NAME OP NAME`, OP one of >=, <=, >, <, ==.
   NAME is `estimate`, `ci_low`, `ci_high` (the headline metric pooled across seeds) or `<secondary>_estimate`,
-  `<secondary>_ci_low`, `<secondary>_ci_high` for a secondary metric the finding declares. A small tokenizer and
+  `<secondary>_ci_low`, `<secondary>_ci_high` for a secondary metric the finding declares. `estimate` is the mean of
+  the per-seed metric values (a point estimate); `ci_low` / `ci_high` the bounds of the across-seed interval [meta]
+  `interval` names (registration 1: the stratified bootstrap; from registration 2 on, "t_over_seeds", whose coverage
+  `stats.coverage` checks). A rule that must hold "with confidence" reads a bound (`ci_low >= 0.9`), not `estimate`. A small tokenizer and
   parser (no eval): anything else is one sentence saying what is wrong.
 - `verdict(finding, values)`: True / False from the rule, or None when a value it names was not measured.
 - `pool(per_seed, metric)`: the headline estimate is the mean of the per-seed metric; its CI a stratified (two-stage)
@@ -33,14 +36,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from analysis.core.stats import LEVEL, N_BOOT, stratified_bootstrap_ci
+from analysis.core.stats import LEVEL, N_BOOT, iqm_ci, performance_profile, stratified_bootstrap_ci, t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("id", "paper", "claim", "agents", "split", "metric", "secondary", "target", "rule")
-META_FIELDS = {"seeds": int, "ci_level": float, "bootstrap": str}
+META_FIELDS = {"seeds": int, "ci_level": float, "bootstrap": str, "interval": str, "reset_seeds": str,
+               "beyond_targets": list}
+# [meta] beyond_targets: return-conditioning targets above the data's best, as multiples x of its return range
+# (target return_min + x * range, each x > 1, e.g. [1.25, 1.5]); [] (registration 1's and the default): none.
+# [meta] interval: the across-seed interval a rule's ci_low / ci_high are ("stratified_bootstrap", registration 1's and
+# the default; "t_over_seeds": Student's t over the per-seed values, with per-seed bootstrap CIs and the IQM beside).
+# [meta] reset_seeds: where evaluation start states come from ("offset": the evaluation seed + i, registration 1's and
+# the default; "stream": a seed per training seed and finding, reproduce.evaluation_seed).
+META_CHOICES = {"interval": ("stratified_bootstrap", "t_over_seeds"), "reset_seeds": ("offset", "stream")}
+REGISTRATION_FIELDS = {"version": int, "previous_commit": str, "code_commit": str, "created": str, "disclosures": list,
+                       "code": dict, "recipes": dict}
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
 OPS = (">=", "<=", "==", ">", "<")
 PARTS = ("estimate", "ci_low", "ci_high")
-SEED_FORMAT = "seqlens-seed-results/1"
+SEED_FORMAT = "seqlens-seed-results/2"     # /2 adds code_commit, checkpoints {agent: sha256}, hashes, per-finding agents
+SEED_FORMATS = ("seqlens-seed-results/1", SEED_FORMAT)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -162,6 +177,19 @@ class Registry:
     path: str
     meta: dict
     findings: tuple[PreRegistered, ...]
+    registration: dict | None = None     # [registration] (analysis/research/registration.py), None: registration 1
+
+    @property
+    def interval(self) -> str:
+        return self.meta.get("interval", "stratified_bootstrap")
+
+    @property
+    def beyond_targets(self) -> tuple[float, ...]:
+        return tuple(float(x) for x in self.meta.get("beyond_targets", ()))
+
+    @property
+    def reset_seeds(self) -> str:
+        return self.meta.get("reset_seeds", "offset")
 
     def get(self, finding_id: str) -> PreRegistered:
         for f in self.findings:
@@ -175,19 +203,21 @@ class Registry:
         return float(self.meta.get("ci_level", LEVEL))
 
 
-def load_findings(path=ROOT / "findings.toml") -> Registry:
-    """findings.toml checked field by field: a Registry, or a FindingsError (one sentence)."""
+def load_findings(path=ROOT / "findings.toml", text: str | None = None) -> Registry:
+    """findings.toml checked field by field: a Registry, or a FindingsError (one sentence). text: the file's
+    content as given (e.g. without its [registration], which `register` rewrites), path then only names it."""
     path = Path(path)
     name = path.name
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
     except FileNotFoundError:
         raise FindingsError(f"{path} does not exist; the pre-registered findings are read from it.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise FindingsError(f"{name} is not valid TOML: {e}.") from None
-    extra = set(doc) - {"meta", "finding"}
+    extra = set(doc) - {"meta", "finding", "registration"}
     if extra:
-        raise FindingsError(f"{name} has an unknown top-level entry '{sorted(extra)[0]}'; it holds [meta] and [[finding]] tables only.")
+        raise FindingsError(f"{name} has an unknown top-level entry '{sorted(extra)[0]}'; it holds [meta], [[finding]] "
+                            "and [registration] tables only.")
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise FindingsError(f"{name}: meta must be a table ([meta]).")
@@ -198,7 +228,15 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, want) or isinstance(v, bool):
-            raise FindingsError(f"{name}: [meta] {k} must be a{'n integer' if want is int else ' number' if want is float else ' string'}, got {v!r}.")
+            what = {int: "an integer", float: "a number", list: "a list", str: "a string"}[want]
+            raise FindingsError(f"{name}: [meta] {k} must be {what}, got {v!r}.")
+    bt = meta.get("beyond_targets", [])
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 1 for x in bt):
+        raise FindingsError(f"{name}: [meta] beyond_targets must be numbers above 1 (multiples of the data's return "
+                            f"range, e.g. [1.25, 1.5]), got {bt!r}.")
+    for k, choices in META_CHOICES.items():
+        if k in meta and meta[k] not in choices:
+            raise FindingsError(f"{name}: [meta] {k} must be one of {', '.join(choices)}, got {meta[k]!r}.")
     if "seeds" in meta and meta["seeds"] < 1:
         raise FindingsError(f"{name}: [meta] seeds must be at least 1, got {meta['seeds']}.")
     if "ci_level" in meta and not 0 < float(meta["ci_level"]) < 1:
@@ -239,7 +277,38 @@ def load_findings(path=ROOT / "findings.toml") -> Registry:
         rule = parse_rule(f["rule"], f["secondary"], where=f"{label}: the rule")
         out.append(PreRegistered(f["id"], f["paper"], f["claim"], tuple(f["agents"]), f["split"], f["metric"],
                                  tuple(f["secondary"]), f["target"], rule))
-    return Registry(str(path), dict(meta), tuple(out))
+    return Registry(str(path), dict(meta), tuple(out), _registration(doc.get("registration"), name))
+
+
+def _registration(reg, name: str) -> dict | None:
+    """[registration] checked: {version, previous_commit, code_commit, created, disclosures, code, recipes}."""
+    if reg is None:
+        return None
+    if not isinstance(reg, dict):
+        raise FindingsError(f"{name}: registration must be a table ([registration]).")
+    for k in reg:
+        if k not in REGISTRATION_FIELDS:
+            raise FindingsError(f"{name}: [registration] has an unknown field '{k}'; its fields are "
+                                f"{', '.join(REGISTRATION_FIELDS)}.")
+    for k in ("version", "code", "recipes"):
+        if k not in reg:
+            raise FindingsError(f"{name}: [registration] lacks '{k}'; `python cli.py register` writes it.")
+    for k, want in REGISTRATION_FIELDS.items():
+        if k in reg and (not isinstance(reg[k], want) or isinstance(reg[k], bool)):
+            what = {int: "an integer", str: "a string", list: "a list", dict: "a table"}[want]
+            raise FindingsError(f"{name}: [registration] {k} must be {what}, got {reg[k]!r}.")
+    if reg["version"] < 2:
+        raise FindingsError(f"{name}: [registration] version must be 2 or more (version 1 is the file without the table), "
+                            f"got {reg['version']}.")
+    if not all(isinstance(d, str) and d.strip() for d in reg.get("disclosures", [])):
+        raise FindingsError(f"{name}: [registration] disclosures must be a list of non-empty strings.")
+    for k in ("code", "recipes"):   # a finding added or removed since is not an error: the report names it
+        for fid, h in reg[k].items():
+            if not _IDENT.match(fid):
+                raise FindingsError(f"{name}: [registration.{k}] '{fid}' is not a finding id.")
+            if not isinstance(h, str) or not _SHA.match(h):
+                raise FindingsError(f"{name}: [registration.{k}] {fid} must be a sha256 (64 hex digits), got {h!r}.")
+    return {"disclosures": [], **reg}
 
 
 def last_commit(path=ROOT / "findings.toml") -> tuple[str, str] | None:
@@ -332,6 +401,19 @@ def rule_values(finding: PreRegistered, pooled: dict) -> dict:
     return values
 
 
+def rule_thresholds(finding: PreRegistered) -> dict[str, list[float]]:
+    """{metric: the numbers the rule compares it with}: the taus of its performance profile over seeds (the share of
+    seeds above each threshold), e.g. {"spearman": [0.9]} for `ci_low >= 0.9`."""
+    out: dict[str, list[float]] = {}
+    for c in finding.rule.comparisons:
+        if isinstance(c.right, str):
+            continue
+        m = finding.metric if c.left in PARTS else next(s for s in finding.secondary if c.left.startswith(s + "_"))
+        if c.right not in out.setdefault(m, []):
+            out[m].append(float(c.right))
+    return out
+
+
 def verdict_text(reproduced: bool | None, comparisons: list[dict], reasons: dict | None = None,
                  finding: PreRegistered | None = None) -> str:
     """'reproduced', 'not reproduced', or 'not measured: X (why)' naming the metrics whose values were missing."""
@@ -374,32 +456,55 @@ def _default_metric(x) -> float:
     raise FindingsError("pool needs a metric for per-seed values that are neither a number nor an array.")
 
 
+INTERVAL_TEXT = {"stratified_bootstrap": "stratified bootstrap: seeds, then units within each seed",
+                 "t_over_seeds": "Student's t over the per-seed values",
+                 "within_seed": "one seed: bootstrap of its units"}
+
+
 def pool_metrics(per_seed: dict, metrics: dict[str, Callable], *, seed: int = 0, n_boot: int = N_BOOT,
-                 level: float = LEVEL) -> dict[str, dict]:
-    """Every metric pooled over the same resamples: {name: {estimate, ci_low, ci_high, n_seeds, per_seed}}.
-    per_seed: {training seed: that seed's raw values}; metrics: {name: metric(raw values of one seed) -> float}.
-    A metric that is NaN on a resample (e.g. a ratio over a zero mean) leaves that resample out of its interval."""
+                 level: float = LEVEL, interval: str = "stratified_bootstrap") -> dict[str, dict]:
+    """Every metric pooled: {name: {estimate, ci_low, ci_high, n_seeds, per_seed}}. per_seed: {training seed: that
+    seed's raw values}; metrics: {name: metric(raw values of one seed) -> float}. interval "stratified_bootstrap"
+    (registration 1): the CI of every metric from the same two-stage resamples; a metric that is NaN on a resample
+    (e.g. a ratio over a zero mean) leaves that resample out. "t_over_seeds": the CI is Student's t over the per-seed
+    values (one seed: its within-seed bootstrap), and each entry adds "interval" (the method), "per_seed_ci" {seed:
+    [low, high]} (each seed's within-seed bootstrap, the same resamples for every metric) and "iqm" {iqm, ci_low,
+    ci_high} over the seeds (rliable's aggregate). `conclude` adds "profile" (stats.performance_profile over the
+    seeds at the rule's thresholds) to the metrics its rule compares with numbers."""
     if not per_seed:
         raise FindingsError("pool needs at least one seed's values.")
+    if interval not in INTERVAL_TEXT or interval == "within_seed":
+        raise FindingsError(f"the across-seed interval must be stratified_bootstrap or t_over_seeds, got '{interval}'.")
     seeds = sorted(per_seed)
     raws = [per_seed[s] for s in seeds]
     point = {name: {s: float(fn(r)) for s, r in zip(seeds, raws)} for name, fn in metrics.items()}
     n = len(seeds)
-    cis = stratified_bootstrap_ci(raws, metrics, n_boot=n_boot, level=level, seed=seed)
+    if interval == "stratified_bootstrap":
+        cis = stratified_bootstrap_ci(raws, metrics, n_boot=n_boot, level=level, seed=seed)
+        return {name: {"estimate": float(np.mean(list(point[name].values()))), "ci_low": cis[name][0],
+                       "ci_high": cis[name][1], "n_seeds": n, "per_seed": point[name]} for name in metrics}
+    within = {s: stratified_bootstrap_ci([r], metrics, n_boot=n_boot, level=level, seed=seed)
+              for s, r in zip(seeds, raws)}
     out = {}
     for name in metrics:
-        est = float(np.mean(list(point[name].values())))
-        lo, hi = cis[name]
-        out[name] = {"estimate": est, "ci_low": lo, "ci_high": hi, "n_seeds": n, "per_seed": point[name]}
+        values = np.array(list(point[name].values()))
+        est, lo, hi = t_interval(values, level=level)
+        if n == 1:
+            lo, hi = within[seeds[0]][name]
+        out[name] = {"estimate": float(est), "ci_low": float(lo), "ci_high": float(hi), "n_seeds": n,
+                     "per_seed": point[name], "interval": "t_over_seeds" if n > 1 else "within_seed",
+                     "per_seed_ci": {s: [float(v) for v in within[s][name]] for s in seeds},
+                     "iqm": iqm_ci(values, n_boot=n_boot, level=level, seed=seed) if np.isfinite(values).all() else None}
     return out
 
 
 def pool(per_seed: dict, metric: Callable | None = None, seed: int = 0, *, n_boot: int = N_BOOT,
-         level: float = LEVEL) -> dict:
+         level: float = LEVEL, interval: str = "stratified_bootstrap") -> dict:
     """One metric pooled across seeds: {estimate (mean of the per-seed metric), ci_low, ci_high (stratified
     bootstrap: seeds, then units within each seed), n_seeds, per_seed}. metric defaults to the mean of an array
     (or the number itself)."""
-    return pool_metrics(per_seed, {"m": metric or _default_metric}, seed=seed, n_boot=n_boot, level=level)["m"]
+    return pool_metrics(per_seed, {"m": metric or _default_metric}, seed=seed, n_boot=n_boot, level=level,
+                        interval=interval)["m"]
 
 
 # ---- seed files -----------------------------------------------------------------------------------------
@@ -448,15 +553,20 @@ def seed_file(directory, seed: int) -> Path:
 
 
 def write_seed_file(directory, seed: int, findings: dict, command: str, quick: bool, agents: str = "",
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, code_commit: str | None = None, checkpoints: dict | None = None,
+                    hashes: dict | None = None) -> Path:
     """directory/seed<k>.json: {format, seed, command, created, quick, agents, findings_toml {commit, date},
-    findings: {id: {raw, not_measured, numbers}}}; findings: {id: {"raw": ..., "not_measured": {...}, "numbers": ...}}."""
+    code_commit (git HEAD, '+dirty' when it had changes), checkpoints {agent: sha256 of its checkpoint}, hashes
+    {code, recipes: {finding: sha256}} (analysis/research/registration.py), findings: {id: {raw, not_measured,
+    numbers, agents}}}; findings: {id: {"raw": ..., "not_measured": {...}, "numbers": ..., "agents": [names]}}."""
     commit = last_commit()
     doc = {"format": SEED_FORMAT, "seed": int(seed), "command": command,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": bool(quick), "agents": agents,
            "findings_toml": {"commit": commit[0], "date": commit[1]} if commit else None, **(extra or {}),
+           "code_commit": code_commit, "checkpoints": dict(checkpoints or {}), "hashes": hashes,
            "findings": {fid: {"raw": encode_raw(v.get("raw", {})), "not_measured": dict(v.get("not_measured", {})),
-                              "numbers": _clean_tree(v.get("numbers", {}))} for fid, v in findings.items()}}
+                              "numbers": _clean_tree(v.get("numbers", {})), "agents": list(v.get("agents", []))}
+                        for fid, v in findings.items()}}
     path = seed_file(directory, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -482,7 +592,7 @@ def read_seed_file(path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise FindingsError(f"{path} cannot be read as JSON: {e}.") from None
-    if not isinstance(doc, dict) or doc.get("format") != SEED_FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in SEED_FORMATS:
         raise FindingsError(f"{path} is not a seed result file (format '{SEED_FORMAT}').")
     m = re.fullmatch(r"seed(\d+)\.json", path.name)
     if not m or doc.get("seed") != int(m.group(1)):
@@ -490,9 +600,23 @@ def read_seed_file(path) -> dict:
     fs = doc.get("findings")
     if not isinstance(fs, dict) or not all(isinstance(v, dict) and "raw" in v for v in fs.values()):
         raise FindingsError(f"{path}: findings must map each finding id to {{raw, not_measured, numbers}}.")
+    if doc["format"] != SEED_FORMATS[0]:
+        _check_checkpoints(path, doc)
     doc["findings"] = {k: {"raw": decode_raw(v["raw"]), "not_measured": dict(v.get("not_measured") or {}),
-                           "numbers": v.get("numbers", {})} for k, v in fs.items()}
+                           "numbers": v.get("numbers", {}), "agents": list(v.get("agents") or [])} for k, v in fs.items()}
     return doc
+
+
+def _check_checkpoints(path: Path, doc: dict) -> None:
+    """A format-2 seed file names the sha256 of every checkpoint its findings used: one sentence when one is missing."""
+    cps = doc.get("checkpoints")
+    if not isinstance(cps, dict) or not all(isinstance(h, str) and _SHA.match(h) for h in cps.values()):
+        raise FindingsError(f"{path.name}: checkpoints must map each agent to its checkpoint's sha256 (64 hex digits).")
+    for fid, v in doc["findings"].items():
+        for a in v.get("agents") or []:
+            if a not in cps:
+                raise FindingsError(f"{path.name}: finding '{fid}' was measured on {a}, but the file records no "
+                                    f"checkpoint sha256 for it; a seed file names every checkpoint its numbers come from.")
 
 
 def read_seed_files(directory, quick: bool | None = None, skip=(), log: Callable[[str], None] | None = None) -> dict[int, dict]:
@@ -532,7 +656,7 @@ class Pooled:
 
 def conclude(finding: PreRegistered, per_seed: dict[int, Any], metrics: dict[str, Callable],
              not_measured: dict[int, dict] | None = None, *, seed: int = 0, n_boot: int = N_BOOT,
-             level: float = LEVEL) -> Pooled:
+             level: float = LEVEL, interval: str = "stratified_bootstrap") -> Pooled:
     """Pool every metric (the finding's headline and secondaries, and any extra rows) over the seeds that measured
     it, then apply the rule. per_seed: {seed: raw values}; metrics: {name: metric(raw) -> float}; not_measured:
     {seed: {metric: why}}. Metrics measured by the same seeds share their resamples."""
@@ -559,8 +683,14 @@ def conclude(finding: PreRegistered, per_seed: dict[int, Any], metrics: dict[str
         groups.setdefault(seeds, {})[name] = fn
     pooled = {}
     for seeds, fns in groups.items():
-        pooled.update(pool_metrics({s: per_seed[s] for s in seeds}, fns, seed=seed, n_boot=n_boot, level=level))
+        pooled.update(pool_metrics({s: per_seed[s] for s in seeds}, fns, seed=seed, n_boot=n_boot, level=level,
+                                   interval=interval))
     pooled = {name: pooled[name] for name in metrics if name in pooled}
+    if interval == "t_over_seeds":
+        for m, taus in rule_thresholds(finding).items():
+            if m in pooled and np.isfinite(list(pooled[m]["per_seed"].values())).all():
+                pooled[m]["profile"] = performance_profile(list(pooled[m]["per_seed"].values()), taus, n_boot=n_boot,
+                                                           level=level, seed=seed)
     ok, comparisons = verdict(finding, rule_values(finding, pooled))
     reasons = {**{m: "its value is not a number" for m, p in pooled.items()
                   if not all(_measured(p[k]) for k in PARTS)}, **missing}

@@ -151,9 +151,10 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     "seconds"} once the pieces are saved. Every contradiction in the request is one sentence (ReproduceError)
     before anything trains or runs."""
     from analysis.research.findings import read_seed_files, write_seed_file
+    from analysis.research.registration import checkpoint_hash, git_head, seed_file_note
     from analysis.research.report import write_report
-    from analysis.research.reproduce import (AGENTS, NotProvided, command_line, describe_seeds, pool_runs, run_all,
-                                             seed_results)
+    from analysis.research.reproduce import (AGENTS, NotProvided, checkout_hashes, command_line, describe_seeds,
+                                             pool_runs, registry, run_all, seed_results)
     from models import load_agent
     from models.recipes import recipe_data
 
@@ -161,7 +162,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     log = log or (lambda m: None)
     if o.seeds < 1:
         raise ReproduceError(f"--seeds must be at least 1, got {o.seeds}.")
-    chosen = env_choices(o.env, AGENTS)
+    chosen = env_choices(o.env, tuple(dict.fromkeys((*AGENTS, *(a for f in registry().findings for a in f.agents)))))
     shipped = {}
     for name in chosen:   # checked before anything runs; a retrained agent has its shipped variant's spaces and env
         path = AGENT_DIR / name
@@ -179,6 +180,7 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
     if o.train_only:
         trained = [{"agent": n, "seed": k, "path": str(p)} for (n, k), p in checkpoints.items()]
         return {"trained": trained, "logs": str(Path(o.out) / "logs"), "seconds": round(time.perf_counter() - t0, 1)}
+    hashes = checkout_hashes(registry())
     runs = []
     for seed in (seeds if checkpoints is not None else [o.seed]):
         if checkpoints is not None:   # trained agents per seed (now, or earlier): the findings run on them here
@@ -203,11 +205,18 @@ def reproduce_report(options: ReproduceOptions, log: Callable[[str], None] | Non
         except NotProvided as e:
             raise ReproduceError(str(e)) from None
         if checkpoints is not None:   # each seed's raw values: seeds run piece by piece, committed in docs/report/seeds
-            write_seed_file(Path(o.out) / "seeds", seed, seed_results(runs[-1]), command_line(o), o.quick,
-                            agents=f"trained with seed {seed}")
+            results = seed_results(runs[-1])
+            for f in runs[-1]:
+                results[f.id]["agents"] = [a for a in (f.spec.agents if f.spec else ()) if (a, seed) in checkpoints]
+            write_seed_file(Path(o.out) / "seeds", seed, results, command_line(o), o.quick,
+                            agents=f"trained with seed {seed}", code_commit=git_head(),
+                            checkpoints={n: checkpoint_hash(p) for (n, k), p in checkpoints.items() if k == seed},
+                            hashes={k: hashes[k] for k in ("code", "recipes")})
     done = dict(zip(seeds if checkpoints is not None else [0], runs))
     others = ({k: {"findings": seed_results(r)} for k, r in list(done.items())[1:]} if checkpoints is not None else
               read_seed_files(ROOT / "docs" / "report" / "seeds", quick=o.quick, skip={0}, log=log))
+    for doc in others.values():   # seed files made at another code commit: one sentence each, in the report
+        doc["note"] = seed_file_note(doc, hashes) if doc.get("format") else None
     findings = pool_runs(runs[0], others, seed=o.seed)
     agents = pieces_text(o, seeds) if checkpoints is not None else "the shipped agents"
     if others and checkpoints is None:

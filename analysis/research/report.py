@@ -36,6 +36,14 @@ def _ci(p: dict | None) -> str:
     return f"{_fmt(p['estimate'])} [{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}]"
 
 
+def _interval_sentence() -> str:
+    from analysis.research.reproduce import registry
+
+    return {"stratified_bootstrap": "a stratified bootstrap: seeds, then episodes within each seed",
+            "t_over_seeds": "Student's t over the per-seed values; each seed's own bootstrap CI beside its value, and "
+                            "the IQM over seeds"}[registry().interval]
+
+
 def _level() -> str:
     from analysis.research.reproduce import registry
 
@@ -57,6 +65,27 @@ def preregistration_line(path=None) -> str:
     return line + "."
 
 
+def _seed_cell(p: dict, k) -> str:
+    """One seed's value, with its within-seed CI when the pooling computed one."""
+    v = _fmt(p["per_seed"].get(k))
+    ci = (p.get("per_seed_ci") or {}).get(k)
+    return v if ci is None else f"{v} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _interval_text(p: dict) -> str:
+    from analysis.research.findings import INTERVAL_TEXT
+
+    return INTERVAL_TEXT[p.get("interval", "stratified_bootstrap")]
+
+
+def registration_md() -> list[str]:
+    """The registration paragraph (analysis/research/registration.py): pinned hashes, what changed, disclosures."""
+    from analysis.research.registration import report_lines
+    from analysis.research.reproduce import checkout_hashes, registry
+
+    return report_lines(registry(), checkout_hashes())
+
+
 def _finding_md(f) -> list[str]:
     """A finding's section: the pre-registration, the per-seed table, the pooled estimate, the rule and its verdict."""
     s = f.spec
@@ -71,13 +100,19 @@ def _finding_md(f) -> list[str]:
     seeds = sorted({k for m in cols for k in f.pooled[m]["per_seed"]})
     if cols:
         md += ["| seed | " + " | ".join(f"`{m}`" for m in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        md += [f"| {k} | " + " | ".join(_fmt(f.pooled[m]["per_seed"].get(k)) for m in cols) + " |" for k in seeds]
+        md += [f"| {k} | " + " | ".join(_seed_cell(f.pooled[m], k) for m in cols) + " |" for k in seeds]
         md += [f"| pooled ({len(seeds)} seed{'s' if len(seeds) != 1 else ''}) | "
                + " | ".join(_ci(f.pooled[m]) for m in cols) + " |", ""]
     head = f.pooled.get(s.metric)
     md += [f"**Pooled estimate.** `{s.metric}` = {_ci(head)}" + (
-        f" (mean of {head['n_seeds']} seed{'s' if head['n_seeds'] != 1 else ''}; {_level()} stratified bootstrap CI: "
-        "seeds, then units within each seed)" if head else "") + ".", ""]
+        f" (mean of {head['n_seeds']} seed{'s' if head['n_seeds'] != 1 else ''}; {_level()} CI: {_interval_text(head)})"
+        if head else "") + (f"; IQM over seeds {_fmt(head['iqm']['iqm'])} [{_fmt(head['iqm']['ci_low'])}, "
+                            f"{_fmt(head['iqm']['ci_high'])}]" if head and head.get("iqm") else "") + ".", ""]
+    profiles = [f"`{m}` > {_fmt(t)}: {v:.0%} [{lo:.0%}, {hi:.0%}]" for m in s.metrics if (f.pooled.get(m) or {}).get("profile")
+                for t, v, lo, hi in zip(*(f.pooled[m]["profile"][k] for k in ("tau", "profile", "ci_low", "ci_high")))]
+    if profiles:
+        md += ["**Share of seeds above the rule's thresholds** (performance profile, bootstrap over seeds): "
+               + "; ".join(profiles) + ".", ""]
     checks = []
     for c in f.comparisons:
         lv = "not measured" if c["left_value"] is None else _fmt(c["left_value"])
@@ -107,19 +142,23 @@ def write_report(findings: list, out_dir, per_seed: list[list] | None = None, me
     out = Path(out_dir)
     figs = {name: fig for f in findings for name, fig in f.figures.items()}
     write_figures(figs, out / "figures", ("png", "svg"))
+    from analysis.research.registration import registration_json
+    from analysis.research.reproduce import checkout_hashes, registry
+
     prereg = preregistration_line()
     meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
-            "preregistration": prereg, **(meta or {})}
+            "preregistration": prereg, "registration": registration_json(registry(), checkout_hashes()),
+            **(meta or {})}
     payload = {"findings": [f.to_json() for f in findings], "meta": meta}
     if per_seed:
         payload["per_seed"] = [[f.to_json() for f in run] for run in per_seed]
     (out / "findings.json").write_text(json.dumps(payload, indent=2, default=float))
 
     seeds = meta.get("seeds") or {}
-    md = ["# The papers' findings, measured with seqlens", "", prereg, "",
+    md = ["# The papers' findings, measured with seqlens", "", prereg, "", *registration_md(),
           f"Made by `python cli.py reproduce` on {meta['created']} (seqlens {meta['versions'].get('seqlens')}, "
           f"{meta.get('agents', 'shipped agents')}). Each finding's headline is the mean of its metric over training "
-          "seeds with a 95% stratified bootstrap confidence interval (seeds, then episodes within each seed); its "
+          f"seeds with a {_level()} confidence interval ({_interval_sentence()}); its "
           "verdict is its pre-registered rule evaluated on those pooled numbers. Every figure is exported by the "
           "dashboard's own code (PNG and SVG in `figures/`) from the first seed's run. A finding that does not "
           "reproduce is reported as measured; no target was moved.", ""]

@@ -1,6 +1,6 @@
 """The papers' findings, measured on seqlens' agents: `cli.py reproduce` (report in analysis/research/report.py).
 
-Four findings, pre-registered in findings.toml (claim, metric, split, target, verdict rule; analysis/research/findings.py
+The findings pre-registered in findings.toml (claim, metric, split, target, verdict rule; analysis/research/findings.py
 reads it). Each run measures every finding on one training seed: a Finding with its numbers, its figures and the
 raw values its metrics read (`raw`: per-episode / per-pair / per-start arrays, written to a seed file). The metrics
 (METRICS: small pure functions of one seed's raw values, tested on synthetic inputs with known answers) are then
@@ -10,6 +10,7 @@ and so is a verdict whose rule reads it. The runs use the same analysis code as 
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,7 @@ from analysis.behaviour.evaluate import evaluate
 
 from analysis.publish import figures as F
 from analysis.interp.keydoor_credit import restored
-from analysis.research.findings import PreRegistered, Registry, conclude, load_findings
+from analysis.research.findings import FindingsError, PreRegistered, Registry, conclude, load_findings
 from analysis.research.papers import paper_rows
 from analysis.core.stats import N_BOOT, mean_ci, ratio_ci, rowwise_bootstrap_ci
 
@@ -73,14 +74,15 @@ class Finding:
         if self.spec is None:
             return out
         s, head = self.spec, self.pooled.get(self.spec.metric)
-        extra = {"paper": s.paper, "claim": s.claim, "finding_agents": list(s.agents), "split": s.split, "metric": s.metric,
+        extra = {"title": self.title, "paper": s.paper, "claim": s.claim, "finding_agents": list(s.agents), "split": s.split, "metric": s.metric,
                  "target": s.target, "rule": s.rule.text, "verdict": self.verdict, "comparisons": self.comparisons,
                  "n_seeds": head["n_seeds"] if head else 0, "per_seed": _per_seed(head) if head else {},
                  "estimate": head["estimate"] if head else None, "ci_low": head["ci_low"] if head else None,
                  "ci_high": head["ci_high"] if head else None,
                  "secondary": {m: _pooled_json(self.pooled.get(m)) for m in s.secondary},
                  "also_measured": {m: _pooled_json(p) for m, p in self.pooled.items() if m not in s.metrics},
-                 "not_measured": dict(self.missing), "papers": paper_rows(self), **self.flags}
+                 "not_measured": dict(self.missing), "papers": paper_rows(self), **self.flags,
+                 **_registered_fields(self, head)}
         if self.id == "key_to_door":
             extra["patching"] = {k: _pooled_json(self.pooled.get(m)) for k, m in (
                 ("span_effect", "patching_span_effect"), ("distractor_effect", "patching_distractor_effect"),
@@ -88,6 +90,34 @@ class Finding:
         clash = set(out) & set(extra)
         assert not clash, f"finding numbers and pooled fields share names: {clash}"
         return {**out, **extra, "reproduced": self.reproduced}
+
+
+def _registered_fields(f: Finding, head: dict | None) -> dict:
+    """findings.json's setting, paper_value, interval and registration of a concluded finding."""
+    from analysis.research.findings import INTERVAL_TEXT
+    from analysis.research.registration import finding_registration
+
+    reg = registry()
+    mod = finding_module(f.id)
+    method = (head or {}).get("interval") or ("within_seed" if head and head["n_seeds"] == 1 else reg.interval)
+    return {"setting": mod.setting, "paper_value": dict(mod.paper_value),
+            "interval": {"method": method, "text": INTERVAL_TEXT[method], "level": reg.level,
+                         "n_seeds": head["n_seeds"] if head else 0},
+            "registration": finding_registration(reg, f.id, checkout_hashes(reg))}
+
+
+_HASHES: dict = {}
+
+
+def checkout_hashes(reg: Registry | None = None) -> dict:
+    """This checkout's code and recipe hashes of reg's findings (registration.current_hashes over each finding
+    module's files), once per process and findings file."""
+    from analysis.research.registration import current_hashes
+
+    reg = reg or registry()
+    if reg.path not in _HASHES:
+        _HASHES[reg.path] = current_hashes(reg, {f.id: finding_module(f.id).files for f in reg.findings})
+    return _HASHES[reg.path]
 
 
 def _per_seed(p: dict) -> dict:
@@ -120,8 +150,8 @@ def conclude_finding(f: Finding, per_seed: dict[int, dict] | None = None, not_me
     spec = reg.get(f.id)
     per_seed = per_seed if per_seed is not None else {f.seed: f.raw}
     not_measured = not_measured if not_measured is not None else {f.seed: f.not_measured}
-    res = conclude(spec, per_seed, finding_metrics(f.id, per_seed), not_measured, seed=seed, n_boot=N_BOOTS.get(f.id, N_BOOT),
-                   level=reg.level)
+    res = conclude(spec, per_seed, finding_metrics(f.id, per_seed), not_measured, seed=seed,
+                   n_boot=finding_module(f.id).n_boot, level=reg.level, interval=reg.interval)
     f.spec, f.pooled, f.missing, f.reproduced, f.comparisons, f.verdict = (
         spec, res.pooled, res.not_measured, res.reproduced, res.comparisons, res.verdict)
     return f
@@ -185,6 +215,24 @@ def agent_calibration_mae(a: dict) -> float:
     return float(np.mean(np.abs(m - t)) / width)
 
 
+def agent_beyond_gain(a: dict) -> float:
+    """What the agent does above the data's best return: mean achieved over the targets beyond it ("upper") minus
+    the mean achieved at the highest in-range target, as a share of the data's return range (0: it stays where the
+    data's best took it; 0.25 at a target a quarter range above: it follows)."""
+    t, m, width = _conditioning(a)
+    beyond = np.mean([np.mean(r) for r in a["upper"]["returns"]])
+    return float((beyond - m[np.argmax(t)]) / width)
+
+
+def agent_beyond_slope(a: dict) -> float:
+    """Achieved over target above the data's best: the least-squares slope of mean achieved on target over the
+    highest in-range target and the beyond targets (1: follows one for one; 0: saturates)."""
+    t, m, _ = _conditioning(a)
+    tb = np.asarray(a["upper"]["targets"], float)
+    mb = np.array([np.mean(r) for r in a["upper"]["returns"]])
+    return float(np.polyfit(np.r_[t[np.argmax(t)], tb], np.r_[m[np.argmax(t)], mb], 1)[0])
+
+
 def conditioning_spearman(raw: dict) -> float:
     """The worst agent's Spearman."""
     return min(agent_spearman(a) for a in raw.values())
@@ -201,8 +249,11 @@ def conditioning_calibration_mae(raw: dict) -> float:
     return max(agent_calibration_mae(a) for a in raw.values())
 
 
-def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targets: int = 6) -> Finding:
-    """Reset seeds 1000 + seed (the pre-registered split: never the training data's)."""
+def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targets: int = 6, beyond=()) -> Finding:
+    """Reset seeds 1000 + seed (the pre-registered split: never the training data's). beyond: targets above the
+    data's best, as multiples x of its return range (target return_min + x (return_max - return_min), e.g. 1.25,
+    1.5), swept separately (reset seeds after the in-range ones, so the in-range sweep is unchanged) and kept out of
+    the in-range metrics: raw[agent]["upper"], metrics beyond_gain and beyond_slope."""
     from analysis.behaviour.sweeps import default_targets, rtg_sweep
 
     rows, figs, raw = [], {}, {}
@@ -217,17 +268,29 @@ def return_conditioning(agents: dict, episodes: int = 16, seed: int = 0, n_targe
         rlo, rhi = spearman_ci(targets, sw.returns, lo, hi, env_seed)
         raw[name] = {"targets": [float(t) for t in targets], "range": [float(lo), float(hi)],
                      "returns": [np.asarray(r, float) for r in sw.returns]}
-        rows.append({"agent": name, "spearman": _r(rho), "spearman_ci": [_r(rlo), _r(rhi)], "targets": targets,
+        extra = {}
+        if beyond:
+            tb = [round(float(lo + x * (hi - lo)), 1) for x in beyond]
+            swb = rtg_sweep(agent, tb, episodes, env_seed + len(targets) * episodes)
+            sb = swb.summary()
+            raw[name]["upper"] = {"targets": tb, "returns": [np.asarray(r, float) for r in swb.returns]}
+            extra = {"beyond": {"targets": tb, "achieved": [_r(v, 1) for v in sb["mean"]],
+                                "ci_low": [_r(v, 1) for v in sb["ci_low"]], "ci_high": [_r(v, 1) for v in sb["ci_high"]],
+                                "gain": _r(agent_beyond_gain(raw[name])), "slope": _r(agent_beyond_slope(raw[name]))}}
+        rows.append({"agent": name, "spearman": _r(rho), "spearman_ci": [_r(rlo), _r(rhi)], "targets": targets, **extra,
                      "achieved": [_r(v, 1) for v in s["mean"]], "ci_low": [_r(v, 1) for v in s["ci_low"]],
                      "ci_high": [_r(v, 1) for v in s["ci_high"]], "episodes": episodes, "data_range": [_r(lo, 1), _r(hi, 1)],
                      "slope": _r(agent_slope(raw[name])), "calibration_mae": _r(agent_calibration_mae(raw[name]))})
         figs[f"return_conditioning_{name}"] = F.sweep_returns(
             s, f"{name}: achieved vs target return ({sw.env_id}, {episodes} episodes per target)", (lo, hi))
     worst = min(r["spearman"] for r in rows)
+    above = "; ".join(f"{r['agent']} beyond the data's best: targets {r['beyond']['targets']} achieved "
+                      f"{r['beyond']['achieved']} (gain over the best in-range target {r['beyond']['gain']:g} of the range, "
+                      f"slope {r['beyond']['slope']:g})" for r in rows if "beyond" in r)
     measured = "; ".join(f"{r['agent']} Spearman {r['spearman']:.2f} [{r['spearman_ci'][0]:.2f}, {r['spearman_ci'][1]:.2f}], "
                          f"slope {r['slope']:.2f}, calibration error {r['calibration_mae']:.2f} of the data's range "
                          f"over targets {r['targets'][0]:g}..{r['targets'][-1]:g} (achieved {r['achieved'][0]:g}..{r['achieved'][-1]:g})"
-                         for r in rows)
+                         for r in rows) + (f". {above}" if above else "")
     f = Finding("return_conditioning", "Return conditioning (DT paper, Fig. 4)",
                 "A Decision Transformer's achieved return follows the return it is conditioned on across the "
                 "range of returns in its training data (Chen et al. 2021).",
@@ -523,21 +586,34 @@ METRICS: dict[str, dict[str, Callable]] = {
         "full_tt100_minus_one_step_h10": _diff("full_100", 0, 1), "full_tt100_h10": _mean_col("full_100", 0),
         "full_one_step_h10": _mean_col("full", 1), "tt100_floor": lambda r: float(r["tt100_floor"])},
 }
-N_BOOTS = {"return_conditioning": N_BOOT // 4}   # a rank correlation per resample and agent: 500 resamples, as before
 
 
-def finding_metrics(finding_id: str, per_seed: dict) -> dict[str, Callable]:
-    """METRICS[finding_id] and, for return conditioning, each agent's own rows (the agents the seeds measured)."""
-    out = dict(METRICS[finding_id])
-    if finding_id == "return_conditioning":
-        agents = list(dict.fromkeys(a for raw in per_seed.values() for a in raw))
-        for what, g in (("spearman", agent_spearman), ("slope", agent_slope), ("calibration_mae", agent_calibration_mae)):
-            for a in agents:
-                out[f"{what} [{a}]"] = lambda raw, a=a, g=g: g(raw[a]) if a in raw else float("nan")
+# beyond the data's best (raw[agent]["upper"], measured when [meta] beyond_targets asks): the agents' mean, and each
+# agent's own row; kept apart from the in-range metrics
+BEYOND_METRICS = {"beyond_gain": lambda raw: float(np.mean([agent_beyond_gain(a) for a in raw.values()])),
+                  "beyond_slope": lambda raw: float(np.mean([agent_beyond_slope(a) for a in raw.values()]))}
+
+
+def _conditioning_metrics(per_seed: dict) -> dict[str, Callable]:
+    """METRICS["return_conditioning"] and each agent's own rows (the agents the seeds measured)."""
+    out = dict(METRICS["return_conditioning"])
+    agents = list(dict.fromkeys(a for raw in per_seed.values() for a in raw))
+    rows = [("spearman", agent_spearman), ("slope", agent_slope), ("calibration_mae", agent_calibration_mae)]
+    if any("upper" in a for raw in per_seed.values() for a in raw.values()):   # [meta] beyond_targets asked for them
+        out.update(BEYOND_METRICS)
+        rows += [("beyond_gain", agent_beyond_gain), ("beyond_slope", agent_beyond_slope)]
+    for what, g in rows:
+        for a in agents:
+            out[f"{what} [{a}]"] = lambda raw, a=a, g=g: g(raw[a]) if a in raw else float("nan")
     return out
 
 
-# ---- all four ------------------------------------------------------------------------------------------------
+def finding_metrics(finding_id: str, per_seed: dict) -> dict[str, Callable]:
+    """The metrics of a finding's module (finding_modules()) for these seeds' raw values."""
+    return finding_module(finding_id).metrics(per_seed)
+
+
+# ---- all of them ------------------------------------------------------------------------------------------------
 # Every agent run_all asks load() for (shipped, or retrained from models/recipes.py): `cli.py reproduce --env
 # AGENT=ID` may name only these. The findings' agents are those findings.toml names (seed runs train those); OPTIONAL:
 # agents measured beside a finding when load() has them (the shipped 100-bin pendulum-tt; seed runs leave it out).
@@ -569,34 +645,141 @@ def optional_agent(load: Callable[[str], object], name: str) -> tuple[object | N
         return None, f"{name} is not trained yet"
 
 
-def run_all(load: Callable[[str], object], datasets: Callable[[str], object], seed: int = 0, quick: bool = False,
-            log: Callable[[str], None] = print, training_seed: int | None = None) -> list[Finding]:
-    """load(name) -> agent (shipped or retrained), datasets(name) -> Dataset. quick shrinks episode counts; seed
-    seeds the evaluation; training_seed (default: seed) is the seed the agents were trained with (0 for the shipped
-    ones), which the findings are filed under. Each finding comes back concluded on this seed alone (`pool_runs`
-    pools it with other seeds)."""
-    eps = 4 if quick else 16
-    out = []
-    rc = registry().get("return_conditioning").agents
-    log(f"return conditioning: {', '.join(rc)}")
-    out.append(return_conditioning({n: load(n) for n in rc}, eps, seed, 4 if quick else 6))
-    log("context vs Markov: masked CartPole")
-    out.append(context_pomdp({"k20": load("masked-cartpole-dt-k20"), "k1": load("masked-cartpole-dt-k1"),
-                              "gru": load("masked-cartpole-gru"), "mlp": load("masked-cartpole-mlp")}, eps, seed))
-    log("Key-to-Door: success, patching and credit")
-    out.append(key_to_door(load("keydoor-dt"), load("keydoor-mlp"), datasets("keydoor"), 20 if quick else 100,
-                           4 if quick else 32, seed, k1=load("keydoor-dt-k1")))
-    log("compounding error: Pendulum and masked Pendulum (held-out episodes, paired starts)")
+def _measure_return_conditioning(load, datasets, seed: int, quick: bool) -> Finding:
+    return return_conditioning({n: load(n) for n in registry().get("return_conditioning").agents}, 4 if quick else 16,
+                               seed, 4 if quick else 6, registry().beyond_targets)
+
+
+def _measure_context_pomdp(load, datasets, seed: int, quick: bool) -> Finding:
+    return context_pomdp({"k20": load("masked-cartpole-dt-k20"), "k1": load("masked-cartpole-dt-k1"),
+                          "gru": load("masked-cartpole-gru"), "mlp": load("masked-cartpole-mlp")}, 4 if quick else 16, seed)
+
+
+def _measure_key_to_door(load, datasets, seed: int, quick: bool) -> Finding:
+    return key_to_door(load("keydoor-dt"), load("keydoor-mlp"), datasets("keydoor"), 20 if quick else 100,
+                       4 if quick else 32, seed, k1=load("keydoor-dt-k1"))
+
+
+def _measure_compounding_error(load, datasets, seed: int, quick: bool) -> Finding:
     tt100, why = optional_agent(load, "pendulum-tt")
     pairs = {"full": (load("pendulum-tt-500"), load("pendulum-dynamics"), datasets("pendulum")),
              "masked": (load("masked-pendulum-tt"), load("masked-pendulum-dynamics"), datasets("masked-pendulum"))}
     held = {k: held_out_episodes(ds, seed, 8 if quick else 32) for k, (_, _, ds) in pairs.items()}
-    out.append(compounding_error(pairs, n_starts=64 if quick else 256, seed=seed, held_out=held, tt100=tt100,
-                                 missing={"pendulum-tt": why}))
-    if training_seed is not None and training_seed != seed:
-        for f in out:
-            f.seed = training_seed
+    return compounding_error(pairs, n_starts=64 if quick else 256, seed=seed, held_out=held, tt100=tt100,
+                             missing={"pendulum-tt": why})
+
+
+# ---- the registry of finding modules -------------------------------------------------------------------------
+# A finding is measured by a module: measure(load, datasets, seed, quick) -> Finding (concluded on its seed), and the
+# metrics its rule reads (pure functions of one seed's raw values). `seed` is the evaluation seed run_all draws for
+# the finding and the training seed (the registration's reset scheme); the Finding is filed under the training seed.
+# The code hash a registration pins (analysis/research/registration.py) is over `files`: the module, the pooling code
+# every finding shares (SHARED_CODE) and the analysis code the module measures with.
+SHARED_CODE = ("analysis/research/reproduce.py", "analysis/research/findings.py", "analysis/core/stats.py")
+
+
+@dataclass(frozen=True)
+class FindingModule:
+    id: str
+    title: str                                               # the progress line run_all logs
+    measure: Callable                                        # (load, datasets, seed, quick) -> Finding
+    metrics: Callable[[dict], dict[str, Callable]]           # per_seed -> {metric: fn(one seed's raw) -> float}
+    files: tuple[str, ...]                                   # repository-relative paths its code hash covers
+    n_boot: int = N_BOOT
+    setting: str = ""                                        # where it is measured: "fully observed", "POMDP", ...
+    paper_value: dict = field(default_factory=lambda: {"value": None, "where": "", "reason": "not stated"})
+
+
+BUILTIN = (
+    FindingModule("return_conditioning", "return conditioning", _measure_return_conditioning, _conditioning_metrics,
+                  SHARED_CODE + ("analysis/behaviour/sweeps.py", "analysis/behaviour/evaluate.py"),
+                  N_BOOT // 4,   # a rank correlation per resample and agent: 500 resamples
+                  "fully observed (CartPole, Pendulum, Reacher), online rollouts",
+                  {"value": None, "where": "Chen et al. 2021, Fig. 4", "reason": "a plot of achieved vs target return "
+                   "(Atari and D4RL); no correlation or slope is stated"}),
+    FindingModule("context_pomdp", "context vs Markov: masked CartPole", _measure_context_pomdp,
+                  lambda per_seed: dict(METRICS["context_pomdp"]), SHARED_CODE + ("analysis/behaviour/evaluate.py",),
+                  setting="POMDP (velocity-masked CartPole)",
+                  paper_value={"value": None, "where": "Chen et al. 2021, Table 5", "reason": "Atari ratios K=30 / K=1 "
+                               "of 1.1 to 42 by game (papers rows); no POMDP CartPole number"}),
+    FindingModule("key_to_door", "Key-to-Door: success, patching and credit", _measure_key_to_door,
+                  lambda per_seed: dict(METRICS["key_to_door"]),
+                  SHARED_CODE + ("analysis/behaviour/evaluate.py", "analysis/interp/keydoor_credit.py"),
+                  setting="POMDP (Key-to-Door), scripted seek-or-avoid behaviour data, not the paper's uniform random",
+                  paper_value={"value": None, "where": "Chen et al. 2021, Table 6", "reason": "the paper reports success "
+                               "rates (DT 0.718 / 0.946 on 1K / 10K random trajectories), not activation patching"}),
+    FindingModule("compounding_error", "compounding error: Pendulum and masked Pendulum (held-out episodes, paired starts)",
+                  _measure_compounding_error, lambda per_seed: dict(METRICS["compounding_error"]),
+                  SHARED_CODE + ("analysis/behaviour/predictions.py",),
+                  setting="POMDP headline (velocity-masked Pendulum); fully observed Pendulum beside",
+                  paper_value={"value": None, "where": "Janner et al. 2021, compounding-error figure",
+                               "reason": "a plot (humanoid, horizons to 100); no number in text"}),
+)
+# Finding modules written as analysis/research/<id>.py (measure, METRICS; optional TITLE, CODE: extra repository-
+# relative files its numbers depend on, N_BOOT, SETTING, PAPER_VALUE {"value", "where", "reason"}): one line here.
+MODULES: tuple[str, ...] = ()
+
+
+def _from_module(path: str) -> FindingModule:
+    import importlib
+
+    mod = importlib.import_module(path)
+    fid = getattr(mod, "ID", path.rsplit(".", 1)[-1])
+    own = path.replace(".", "/") + ".py"
+    return FindingModule(fid, getattr(mod, "TITLE", fid.replace("_", " ")), mod.measure,
+                         lambda per_seed, m=mod: dict(m.METRICS), (own, *SHARED_CODE, *getattr(mod, "CODE", ())),
+                         getattr(mod, "N_BOOT", N_BOOT), getattr(mod, "SETTING", ""),
+                         dict(getattr(mod, "PAPER_VALUE", {"value": None, "where": "", "reason": "the module states none"})))
+
+
+def finding_modules() -> dict[str, FindingModule]:
+    """{finding id: FindingModule}: the four built in here, then MODULES."""
+    out = {m.id: m for m in BUILTIN}
+    for path in MODULES:
+        m = _from_module(path)
+        if m.id in out:
+            raise FindingsError(f"two finding modules measure '{m.id}' ({path} and another); a finding has one.")
+        out[m.id] = m
+    return out
+
+
+def finding_module(finding_id: str) -> FindingModule:
+    mods = finding_modules()
+    if finding_id not in mods:
+        raise FindingsError(f"findings.toml registers the finding '{finding_id}', but no module measures it; add "
+                            f"analysis/research/{finding_id}.py to reproduce.MODULES (it has {', '.join(mods)}).")
+    return mods[finding_id]
+
+
+def evaluation_seed(finding_id: str, seed: int, training_seed: int | None = None, scheme: str | None = None) -> int:
+    """The seed a finding's evaluation starts from (reset seeds seed + i). Registration 1 ("offset"): `seed` itself,
+    so training seeds k and k + 1 shared all but one of their start states. "stream": drawn from
+    SeedSequence([training seed, crc32(finding id), seed]), below 2**30: each training seed and finding has its own
+    start states (blocks of 10,000 resets never overlap across 20 seeds: tests/test_reproduce.py)."""
+    scheme = scheme or registry().reset_seeds
+    if scheme == "offset":
+        return int(seed)
+    ts = int(seed if training_seed is None else training_seed)
+    return int(np.random.SeedSequence([ts, zlib.crc32(finding_id.encode()), int(seed)]).generate_state(1)[0] >> 2)
+
+
+def run_all(load: Callable[[str], object], datasets: Callable[[str], object], seed: int = 0, quick: bool = False,
+            log: Callable[[str], None] = print, training_seed: int | None = None) -> list[Finding]:
+    """load(name) -> agent (shipped or retrained), datasets(name) -> Dataset. Every finding findings.toml registers,
+    in its order, by its module (finding_modules). quick shrinks episode counts; seed seeds the evaluation (drawn
+    per finding and training seed: evaluation_seed); training_seed (default: seed) is the seed the agents were
+    trained with (0 for the shipped ones), which the findings are filed under. Each finding comes back concluded
+    on this seed alone (`pool_runs` pools it with other seeds)."""
+    out = []
+    filed = seed if training_seed is None else training_seed
+    for spec in registry().findings:
+        mod = finding_module(spec.id)
+        log(mod.title + (f": {', '.join(spec.agents)}" if spec.id == "return_conditioning" else ""))
+        f = mod.measure(load, datasets, evaluation_seed(spec.id, seed, training_seed), quick)
+        if f.seed != filed:
+            f.seed = filed
             conclude_finding(f, seed=seed)
+        out.append(f)
     return out
 
 
@@ -628,5 +811,6 @@ def describe_seeds(measured: dict, others: dict, how: str = "measured here") -> 
             fc = doc.get("findings_toml") or {}
             out[str(k)] = (f"seed{k}.json, made by `{doc['command']}` on {doc.get('created', '?')}"
                            + (f" (findings.toml at commit {fc['commit']})" if fc.get("commit") else "")
+                           + (f"; {doc['note']}" if doc.get("note") else "")
                            if doc.get("command") else how)
     return out
