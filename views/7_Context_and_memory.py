@@ -29,8 +29,9 @@ if not has_mlp:
         st.session_state["ctx_mlp_done"] = sel.key
         mlp_steps = 1000
 # frame stacks: a 6-layer Atari DT's windows at every context length over 500 steps took 11 s (24 s on a loaded
-# machine); 200 steps keep the first view near 5 s
-n_steps = 200 if ds.obs_kind == "frame stacks" else 500
+# machine); 200 steps, with each frame embedded once for every context, still took 4.8-5.9 s on a 100k-step file whose
+# frames were not yet in the page cache (a third of it reading them): 128 steps keep it under 5 s
+n_steps = 128 if ds.obs_kind == "frame stacks" else 500
 with st.spinner("Action predictions for every context length (and the reference agents)…"):
     exports.show(figure(sel, "context_accuracy", n_steps=n_steps, mlp_steps=mlp_steps), "ctx_accuracy", collected)
 
