@@ -94,3 +94,64 @@ def test_a_two_transition_tt_predicts_states_from_the_current_transition_only():
         with_past, _ = open_loop(tt, ds, starts, 6, 1)
         without, _ = open_loop(tt, ds, starts, 6, 0)
         assert np.array_equal(with_past, without) == same
+
+
+def test_a_tt_rolls_far_past_its_window_and_its_cache_stays_exact():
+    """H = 12 transitions through a K = 3 window: the window slides (oldest transitions cropped, cache rebuilt); the
+    cached decoder and the full forward per token agree on every predicted token."""
+    from analysis.behaviour.predictions import _actions
+
+    tt, ds = _tiny_tt(3)
+    starts = np.array([30, 700])
+    tok = tt.encode_transitions(ds.observations, ds.actions, ds.rewards)
+    ctx = np.concatenate([tok[starts - 1].reshape(2, -1), tok[starts, :tt.obs_dim]], 1)
+    acts = _actions(ds, starts[:, None] + np.arange(12)[None, :])
+    cached, full = tt.predict_trajectory(ctx, acts, use_cache=True), tt.predict_trajectory(ctx, acts, use_cache=False)
+    assert cached.observations.shape == (2, 12, tt.obs_dim) and np.isfinite(cached.observations).all()
+    np.testing.assert_array_equal(cached.tokens, full.tokens)
+
+
+@pytest.mark.slow   # ~1-2 min on 2 shared cores: two TTs rolled 100 steps from 32 starts
+def test_quick_measure_end_to_end_on_tiny_recipes(monkeypatch):
+    """The four recipes trained for a few steps (the TTs through the train-until rule, on few validation starts),
+    then measure(quick=True): shapes, keys, flags and what the checkpoints record; not error levels."""
+    import torch
+
+    from analysis.research.seed_runs import train_recipe
+    from models import recipes
+
+    short = {k: {**v, "until": {**v["until"], "episodes": 2, "n_starts": 16}} if v.get("until") else v
+             for k, v in recipes.SAMPLE_AGENTS.items()}
+    monkeypatch.setattr(recipes, "SAMPLE_AGENTS", short)
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    torch.set_num_threads(1)
+    data = {"pendulum": load_dataset(SAMPLE_DIR / "pendulum.npz")}
+    agents = {}
+
+    def load(name):
+        if name not in agents:
+            agents[name] = train_recipe(name, 0, progress=False, ds=data["pendulum"], steps_scale=0.0005)
+        return agents[name]
+
+    f = cp.measure(load, data.__getitem__, seed=0, quick=True)
+    e = f.raw["pendulum"]
+    assert e.shape == (32, 4, 100) and np.isfinite(e).all() and (e >= 0).all()
+    assert f.numbers["fully_observed"] is True and f.numbers["horizons"] == list(range(1, 101))
+    assert f.flags == {"held_out": True, "paired": True, "fully_observed": True}
+    row = f.numbers["pendulum"]
+    assert row["held_out"] and row["start_context"] == 11 and row["n_starts"] == 32
+    assert row["contexts"] == {"tt": 11, "tt_no_history": 1, "one_step_history": 11, "one_step": 0}
+    assert set(row["training"]) == {"tt", "tt_no_history"}
+    for m in ("tt", "tt_no_history"):
+        agent = agents[cp.TASKS["pendulum"][m]]
+        until = agent.config.training["until"]
+        assert until["reference"] == "pendulum-dynamics" and until["cap"] == 4 and until["chunk"] == 1
+        assert until["checks"][0]["step"] == 1 and until["checks"][-1]["step"] == agent.config.training["steps"]
+        assert until["reached"] == (until["one_step_error"] <= until["reference_one_step_error"])
+        assert until["validation"]["seed"] == 2_000_000 and until["validation"]["context"] == agent.context_length - 1
+        assert until["validation"]["n_starts"] == 16 and until["validation"]["episodes"] == 2
+    assert set(cp.METRICS) >= {"pendulum_tt_minus_one_step_h100", "pendulum_tt_minus_one_step_h10"}
+    assert all(np.isfinite(fn(f.raw)) for k, fn in cp.METRICS.items() if "growth" not in k)
+    assert "compounding_paper_pendulum" in f.figures
