@@ -123,3 +123,23 @@ def test_history_predicts_what_one_step_cannot(tmp_path):
     assert back.history == 1
     starts = np.array([5, 65, 200])
     np.testing.assert_array_equal(open_loop(back, held_out, starts, 4, 1)[0], open_loop(with_history, held_out, starts, 4, 1)[0])
+
+
+def test_the_player_gives_a_history_model_its_logged_history():
+    from analysis.media.player import _prediction
+    from models.train import make_config
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    torch.manual_seed(0)
+    ds = load_dataset(SAMPLE_DIR / "pendulum.npz")
+    model = DynamicsModel(make_config("dynamics", ds, hparams={"history": 2, "hidden": 16, "n_layer": 1})).eval()
+    one = ds.select([0])
+    steps = np.arange(one.n_transitions)
+    p = _prediction(model, one, steps)
+    assert "2 logged transitions of history" in p["label"]
+    for t, c in ((7, 2), (1, 1), (0, 0)):   # early steps see what there is
+        o, r = open_loop(model, one, np.array([t]), 1, c)
+        np.testing.assert_allclose(p["predicted"][t, :-1], o[0, 0]) and np.testing.assert_allclose(p["predicted"][t, -1], r[0, 0])
+    o, _ = open_loop(model, one, np.array([7]), 1, 0)
+    assert not np.allclose(p["predicted"][7, :-1], o[0, 0])   # the history changed the prediction
