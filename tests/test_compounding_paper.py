@@ -147,7 +147,7 @@ def test_quick_measure_end_to_end_on_tiny_recipes(monkeypatch):
     for m in ("tt", "tt_no_history"):
         agent = agents[cp.TASKS["pendulum"][m]]
         until = agent.config.training["until"]
-        assert until["reference"] == "pendulum-dynamics" and until["cap"] == 4 and until["chunk"] == 1
+        assert until["reference"] == "pendulum-dynamics" and until["cap"] == 3 and until["chunk"] == 1
         assert until["checks"][0]["step"] == 1 and until["checks"][-1]["step"] == agent.config.training["steps"]
         assert until["reached"] == (until["one_step_error"] <= until["reference_one_step_error"])
         assert until["validation"]["seed"] == 2_000_000 and until["validation"]["context"] == agent.context_length - 1
