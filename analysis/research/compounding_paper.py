@@ -30,8 +30,8 @@ from analysis.research.reproduce import Finding, held_out_episodes
 
 H_MAX = 100
 MODELS = ("tt", "tt_no_history", "one_step_history", "one_step")
-LABELS = {"tt": "TT (history)", "tt_no_history": "TT (no history)", "one_step_history": "one-step (TT's history)",
-          "one_step": "one-step (Markov)"}
+LABELS = {"tt": "TT, its context", "tt_no_history": "TT, no history (K = 2)",
+          "one_step_history": "one-step, the TT's history", "one_step": "one-step, no history"}
 # the recipes (models/recipes.py) of each fully observed task's four models
 TASKS = {
     "pendulum": {"data": "pendulum", "tt": "pendulum-tt-paper", "tt_no_history": "pendulum-tt-markov",
@@ -144,6 +144,11 @@ def curve_ci(errors: np.ndarray, seed: int = 0, n_boot: int = 1000, level: float
     return np.quantile(means, a, axis=0), np.quantile(means, 1 - a, axis=0)
 
 
+def _label(m: str, agent) -> str:
+    c = model_context(agent)
+    return LABELS[m] + (f" ({c} transitions)" if m in ("tt", "one_step_history") else "")
+
+
 def _until(agent) -> dict | None:
     u = (agent.config.training or {}).get("until")
     if not u:
@@ -183,11 +188,12 @@ def measure(load: Callable[[str], object], datasets: Callable[[str], object], se
             row[m] = {f"h{h}": _r(errors[:, _col(m), h - 1].mean()) for h in HORIZONS}
         nums[task] = row
         cis = [curve_ci(errors[:, j], seed) for j in range(len(MODELS))]
-        curves = [HorizonError(model=LABELS[m], kind=models[m].kind, horizons=np.arange(1, H_MAX + 1),
+        # each label says what the model reads (reads_context off: four models' contexts overflow the subtitle)
+        curves = [HorizonError(model=_label(m, models[m]), kind=models[m].kind, horizons=np.arange(1, H_MAX + 1),
                                mean_l2=errors[:, j].mean(0), ci_low=cis[j][0], ci_high=cis[j][1],
                                reward_mae=np.full(H_MAX, np.nan), errors=errors[:, j], starts=starts,
                                n_starts=len(starts), seed=seed, context=model_context(models[m]),
-                               reads_context=model_context(models[m]) > 0,
+                               reads_context=False,
                                obs_quantization_floor=raw[f"{task}_floor"] if m.startswith("tt") else None)
                   for j, m in enumerate(MODELS)]
         figs[f"compounding_paper_{task}"] = F.error_vs_horizon(
