@@ -121,8 +121,8 @@ def test_quick_measure_end_to_end_on_tiny_recipes(monkeypatch):
     from models import recipes
 
     short = {k: {**v, "until": {**v["until"], "episodes": 2, "n_starts": 16}} if v.get("until") else v
-             for k, v in recipes.SAMPLE_AGENTS.items()}
-    monkeypatch.setattr(recipes, "SAMPLE_AGENTS", short)
+             for k, v in recipes.FINDING_AGENTS.items()}
+    monkeypatch.setattr(recipes, "FINDING_AGENTS", short)
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
 

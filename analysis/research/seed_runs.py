@@ -57,7 +57,7 @@ def log_path(out_dir, name: str, seed: int) -> Path:
 def recipe_names() -> list[str]:
     from models import recipes
 
-    return list(recipes.SAMPLE_AGENTS)
+    return list(recipes.all_recipes())
 
 
 def scaled_steps(steps: int, steps_scale: float = 1.0) -> int:
@@ -73,7 +73,7 @@ def train_recipe(name: str, seed: int, progress: bool = True, ds=None, steps_sca
     from trajectories import load_dataset
     from trajectories.samples import SAMPLE_DIR
 
-    r = recipes.SAMPLE_AGENTS[name]
+    r = recipes.all_recipes()[name]
     ds = ds if ds is not None else load_dataset(SAMPLE_DIR / f"{r['data']}.npz")
     if r.get("until"):   # trained in chunks until it is as good as its reference (analysis/research/train_until.py)
         from analysis.research.train_until import train_until
@@ -158,7 +158,7 @@ def run_piece(name: str, seed: int, steps_scale: float = 1.0, live_log: str | No
         with redirect_stdout(stream), redirect_stderr(stream):
             from models import recipes, save_agent
 
-            r = recipes.SAMPLE_AGENTS[name]
+            r = recipes.all_recipes()[name]
             steps = scaled_steps(r["steps"], steps_scale)
             cut = f" (the recipe's {r['steps']} x steps_scale {steps_scale:g})" if steps_scale != 1 else ""
             print(f"seqlens: training {name} with seed {seed}: {r['kind']} on {r['data']}, {steps} steps{cut}, "
