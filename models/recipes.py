@@ -29,7 +29,7 @@ TT_PENDULUM = {**TT_SMALL, "action_cdf": 0.3, "value_decoding": "quantile", "val
 # chunks of 500 steps, `steps` the cap; the checkpoint's training["until"] says whether they got there. 100 bins, the
 # paper's N. Measured (seed 0, held out): at 100 bins no TT can get there, its next-state quantization floor (0.049)
 # is 3.5x the one-step model's one-step error (0.014); the shipped 100-bin TT is at 0.095 (1.9x its floor) after
-# 3,000 steps, a K = 2 one at 0.097 after 2,000. At 500 bins the floor (0.0096) would allow it, but the TT learns
+# 3,000 steps, a K = 2 one (batch 384) at 0.080 after 3,000. At 500 bins the floor (0.0096) would allow it, but the TT learns
 # ~5x slower (each bin sees a fifth of the data): 0.30 after 2,000 steps (hidden 48), 0.65 for K = 2 after 3,000 of
 # 256 windows. So the cap binds: 6,000 steps, twice pendulum-tt's 3,000 (~22 min a seed on a free core at K = 12).
 TT_PAPER = TT_SMALL
