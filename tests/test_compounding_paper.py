@@ -155,3 +155,17 @@ def test_quick_measure_end_to_end_on_tiny_recipes(monkeypatch):
     assert set(cp.METRICS) >= {"pendulum_tt_minus_one_step_h100", "pendulum_tt_minus_one_step_h10"}
     assert all(np.isfinite(fn(f.raw)) for k, fn in cp.METRICS.items() if "growth" not in k)
     assert "compounding_paper_pendulum" in f.figures
+
+
+def test_memory_finding_measures_the_shipped_masked_agents_on_held_out_episodes():
+    from models import load_agent
+    from models.shipped import AGENT_DIR
+    from trajectories import load_dataset
+    from trajectories.samples import SAMPLE_DIR
+
+    f = mp.measure(lambda n: load_agent(AGENT_DIR / n).eval(), lambda n: load_dataset(SAMPLE_DIR / f"{n}.npz"), 0,
+                   quick=True)
+    assert f.id == "memory_pendulum" and f.raw["masked"].shape == (64, 3) and f.raw["horizon"] == 10
+    assert f.flags == {"held_out": True, "paired": True, "fully_observed": False}
+    assert f.numbers["fully_observed"] is False and f.numbers["tt_context"] == f.raw["tt_context"] > 0
+    assert f.numbers["history_minus_no_history"] == round(mp.METRICS["history_minus_no_history"](f.raw), 4)
