@@ -30,8 +30,8 @@ TT_PENDULUM = {**TT_SMALL, "action_cdf": 0.3, "value_decoding": "quantile", "val
 # paper's N. Measured (seed 0, held out): at 100 bins no TT can get there, its next-state quantization floor (0.049)
 # is 3.5x the one-step model's one-step error (0.014); the shipped 100-bin TT is at 0.095 (1.9x its floor) after
 # 3,000 steps, a K = 2 one (batch 384) at 0.080 after 3,000. At 500 bins the floor (0.0096) would allow it, but the TT learns
-# ~5x slower (each bin sees a fifth of the data): 0.30 after 2,000 steps (hidden 48), 0.65 for K = 2 after 3,000 of
-# 256 windows. So the cap binds: 6,000 steps, twice pendulum-tt's 3,000 (~22 min a seed on a free core at K = 12).
+# ~5x slower (each bin sees a fifth of the data): hidden 64, K = 12: 0.69 / 0.28 / 0.25 / 0.22 after 500 / 1,000 /
+# 2,500 / 3,000 steps (20x the one-step model's error); K = 2: 0.65 after 3,000 of 256 windows. So the cap binds: 6,000 steps, twice pendulum-tt's 3,000 (~22 min a seed on a free core at K = 12).
 TT_PAPER = TT_SMALL
 UNTIL_ONE_STEP = {"reference": "pendulum-dynamics", "chunk": 500, "episodes": 16, "n_starts": 256}
 
