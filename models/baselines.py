@@ -241,7 +241,14 @@ class _GRURollout(_PolicyReadout):
 class DynamicsModel(_ActionHead, Agent):
     """s_t, a_t -> s_{t+1}, r_t, predicting the normalised change of state (residual) and the reward.
 
-    Named activations (`run_with_cache((obs, actions))`, models/activations.py), for inputs [..., ...]:
+    With hparams["history"] = h > 0 it also reads the h logged transitions before t, concatenated oldest first,
+    each as [normalised s, action input, present] (present 0 and the rest zeros before the episode's first step):
+    the one-step model given a TT's context, so history and sequence modelling are measured apart (issue 24).
+    Called without `past` such a model reads "no history" (every slot absent), a valid input: callers that know
+    nothing of history still get its predictions at an episode's start.
+
+    Named activations (`run_with_cache((obs, actions))` or `((obs, actions, None, past))`, models/activations.py),
+    for inputs [..., ...]:
       hidden.{i}   [..., hidden]  hidden layer i after its ReLU (i = 0..n_layer-1)
       head.out     [..., obs_dim + 1]  the output layer: the normalised change of state, then the reward
                    before reward_scale
@@ -254,19 +261,39 @@ class DynamicsModel(_ActionHead, Agent):
         config = replace(config, hparams=resolve("dynamics", config.hparams))
         super().__init__(config)
         self.cfg = h = DynamicsHparams(**config.hparams)
+        if int(h.history) < 0:
+            raise ValueError(f"a dynamics model's history is a number of transitions, 0 or more; got {h.history}.")
         self.act_in = config.n_actions if config.discrete else config.act_dim
-        self.net = _mlp(config.obs_dim + self.act_in, config.obs_dim + 1, h.hidden, h.n_layer)
+        self.history = int(h.history)
+        self.slot = config.obs_dim + self.act_in + 1          # one past transition: s, action input, present
+        d_in = config.obs_dim + self.act_in + self.history * self.slot
+        self.net = _mlp(d_in, config.obs_dim + 1, h.hidden, h.n_layer)
         self.register_buffer("reward_scale", torch.tensor(float(h.reward_scale)), persistent=False)
 
     def action_input(self, actions: torch.Tensor) -> torch.Tensor:
         """Raw actions -> what the network reads: one-hot (discrete) or mapped into [-1, 1] by the bounds."""
         return F.one_hot(actions.long(), self.act_in).float() if self.discrete else self.actions_to_unit(actions)
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor,
-                activations: ActivationRun | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised obs [..., obs_dim], raw actions -> (normalised next obs, reward). activations: the
-        per-call record/intervene run of `run_with_cache` (None: the plain forward)."""
-        out = _run_mlp(self.net, torch.cat([obs, self.action_input(actions)], -1), activations)
+    def past_slots(self, obs: torch.Tensor, actions: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Normalised obs [..., h, obs_dim], raw actions [..., h(, act_dim)], present [..., h] (bool) -> the
+        forward's `past` [..., h, obs_dim + act_in + 1], zeros where a slot is absent."""
+        p = present.to(obs.dtype)[..., None]
+        return torch.cat([obs * p, self.action_input(actions) * p, p], -1)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, activations: ActivationRun | None = None,
+                past: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised obs [..., obs_dim], raw actions, past [..., history, obs_dim + act_in + 1] (`past_slots`;
+        None: no history) -> (normalised next obs, reward). activations: the per-call record/intervene run of
+        `run_with_cache` (None: the plain forward)."""
+        x = [obs, self.action_input(actions)]
+        if self.history:
+            if past is None:
+                past = obs.new_zeros(*obs.shape[:-1], self.history, self.slot)
+            if past.shape[-2:] != (self.history, self.slot):
+                raise ValueError(f"past must be [..., {self.history}, {self.slot}] (history, obs + action + present); "
+                                 f"got {tuple(past.shape)}.")
+            x.append(past.reshape(*past.shape[:-2], self.history * self.slot))
+        out = _run_mlp(self.net, torch.cat(x, -1), activations)
         return obs + out[..., :-1], out[..., -1] * self.reward_scale
 
     def activation_names(self) -> list[str]:
@@ -278,18 +305,63 @@ class DynamicsModel(_ActionHead, Agent):
         lengths = data.ends[episodes] - data.starts[episodes]
         episodes, lengths = episodes[lengths > 1][:batch_size], lengths[lengths > 1][:batch_size]
         t = data.starts[episodes] + (rng.random(len(episodes)) * (lengths - 1)).astype(np.int64)
-        return {"obs": torch.from_numpy(data.obs[t]), "actions": torch.from_numpy(data.actions[t]),
-                "next_obs": torch.from_numpy(data.obs[t + 1]), "rewards": torch.from_numpy(data.rewards[t])}
+        batch = {"obs": torch.from_numpy(data.obs[t]), "actions": torch.from_numpy(data.actions[t]),
+                 "next_obs": torch.from_numpy(data.obs[t + 1]), "rewards": torch.from_numpy(data.rewards[t])}
+        if self.history:
+            idx = t[:, None] - np.arange(self.history, 0, -1)[None, :]          # oldest first
+            present = idx >= data.starts[episodes][:, None]
+            idx = np.maximum(idx, data.starts[episodes][:, None])
+            batch["past"] = self.past_slots(torch.from_numpy(data.obs[idx]), torch.from_numpy(data.actions[idx]),
+                                            torch.from_numpy(present))
+        return batch
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        next_obs, reward = self(batch["obs"], batch["actions"])
+        next_obs, reward = self(batch["obs"], batch["actions"], past=batch.get("past"))
         state_loss = F.mse_loss(next_obs, batch["next_obs"])
         reward_loss = F.mse_loss(reward / self.reward_scale, batch["rewards"] / self.reward_scale)
         return state_loss + reward_loss, {"state_loss": state_loss.item(), "reward_loss": reward_loss.item()}
 
+    def rollout(self, obs0: np.ndarray, actions: np.ndarray, past_obs: np.ndarray | None = None,
+                past_actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Batched open loop: raw obs0 [B, obs_dim], logged actions [B, H(, act_dim)], the logged transitions
+        before the start (raw past_obs [B, c, obs_dim], past_actions [B, c(, act_dim)], oldest first; the last
+        `history` are read, fewer are absent slots) -> predicted raw observations [B, H, obs_dim] after each action
+        and rewards [B, H] (float64). Each prediction is fed back in, and joins the history, so errors compound."""
+        with inference(self):
+            obs = self.normalize(torch.as_tensor(np.asarray(obs0), dtype=torch.float32))
+            acts = torch.as_tensor(np.asarray(actions))
+            past = self._start_past(obs, acts, past_obs, past_actions) if self.history else None
+            states, rewards = [], []
+            for h in range(acts.shape[1]):
+                nxt, r = self(obs, acts[:, h]) if past is None else self(obs, acts[:, h], past=past)
+                if self.history:
+                    new = self.past_slots(obs[:, None], acts[:, h:h + 1], torch.ones(len(obs), 1, dtype=torch.bool))
+                    past = torch.cat([past[:, 1:], new], 1)
+                obs = nxt
+                states.append(obs * self.state_std + self.state_mean)
+                rewards.append(r)
+            return (torch.stack(states, 1).numpy().astype(np.float64),
+                    torch.stack(rewards, 1).numpy().astype(np.float64))
+
+    def _start_past(self, obs, acts, past_obs, past_actions) -> torch.Tensor:
+        """The `past` of the first prediction: the last `history` logged transitions, absent slots first."""
+        B, h = len(obs), self.history
+        past = obs.new_zeros(B, h, self.slot)
+        if past_obs is None or np.shape(past_obs)[1] == 0:
+            return past
+        c = min(int(np.shape(past_obs)[1]), h)
+        po = self.normalize(torch.as_tensor(np.asarray(past_obs)[:, -c:], dtype=torch.float32))
+        pa = torch.as_tensor(np.asarray(past_actions)[:, -c:]).to(acts.dtype)
+        past[:, h - c:] = self.past_slots(po, pa, torch.ones(B, c, dtype=torch.bool))
+        return past
+
     def rollout_open_loop(self, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """From raw obs0 [obs_dim] and H logged actions, the predicted raw observations [H, obs_dim] after each
-        action and the rewards [H]: each prediction is fed back in, so errors compound."""
+        action and the rewards [H], with no history before obs0: each prediction is fed back in, so errors compound.
+        One step at a time (the batched `rollout`'s reference, tested against it)."""
+        if self.history:
+            obs, rew = self.rollout(np.asarray(obs0)[None], np.asarray(actions)[None])
+            return obs[0].astype(np.float32), rew[0].astype(np.float32)
         with inference(self):
             obs = self.normalize(torch.as_tensor(obs0, dtype=torch.float32))
             states, rewards = [], []

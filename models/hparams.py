@@ -91,6 +91,9 @@ class DynamicsHparams:
     hidden: int = 200
     n_layer: int = 3
     reward_scale: float = 1.0
+    # logged transitions before the current one the model reads, concatenated (0: the Markov one-step model); issue 24
+    # gives it a TT's context (K - 1) so history and sequence modelling are measured apart
+    history: int = 0
 
 
 @dataclass

@@ -107,7 +107,9 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
           batch_size: int | None = None, lr: float | None = None, hparams: dict | None = None,
           eval_every: int = 0, eval_fn=None, progress: bool = True, dataset_name: str | None = None,
           rtg_scale: float | None = None) -> Agent:
-    """Train an agent of `kind` on `ds`. eval_fn(agent, step) -> str runs every eval_every steps."""
+    """Train an agent of `kind` on `ds`. eval_fn(agent, step) -> str runs every eval_every steps; it may return
+    (str, stop): stop True ends training there (a recipe's "train until" rule; `steps` is then the cap, and the
+    warm-up and cosine decay are laid over the cap)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}.")
     torch.manual_seed(seed)
@@ -129,7 +131,7 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
     agent.train()
     t0 = time.perf_counter()
     bar = tqdm(range(steps), desc=f"train {kind}", file=sys.stderr, disable=not progress, unit="step")
-    ema, evals = None, []
+    ema, evals, trained = None, [], steps
     for step in bar:
         loss, metrics = agent.loss(agent.sample_batch(data, batch_size, rng))
         opt.zero_grad(set_to_none=True)
@@ -144,13 +146,17 @@ def train(kind: str, ds: Dataset, steps: int = 2000, seed: int = 0, context_leng
         if eval_fn and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
             agent.eval()
             msg = eval_fn(agent, step + 1)
+            msg, stop = msg if isinstance(msg, tuple) else (msg, False)
             agent.train()
             evals.append({"step": step + 1, "result": msg})
             if progress:
                 tqdm.write(f"step {step + 1}: {msg}", file=sys.stderr)
+            if stop:
+                trained = step + 1
+                break
     agent.eval()
     config = agent.config  # the model may complete the config (hparam defaults)
-    config.training = {"steps": steps, "seed": seed, "n_params": agent.n_params, "batch_size": batch_size, "lr": lr, "final_loss": ema,
+    config.training = {"steps": trained, "seed": seed, "n_params": agent.n_params, "batch_size": batch_size, "lr": lr, "final_loss": ema,
                        "final_metrics": metrics, "seconds": round(time.perf_counter() - t0, 1),
                        "torch_threads": torch.get_num_threads(), "periodic_evaluation": evals}
     return agent

@@ -17,6 +17,17 @@ def test_predicted_vs_real_tt_against_the_dynamics_model():
     assert any(label.startswith("Download all 2 figures") for label in downloads(at))
 
 
+def test_predicted_vs_real_error_by_horizon_reaches_100_when_asked():
+    """The first view stays at 20 horizons (fast); the TT paper's 100 on request, in the figure and the table."""
+    at = page("5_Predicted_vs_real.py", "pendulum-dynamics", "pendulum", pvr_starts=64, pvr_others=[])
+    assert at.select_slider(key="pvr_horizons").value == 20
+    assert max(arr(charts(at)[1]["data"][1]["x"])) == 20
+    at.select_slider(key="pvr_horizons").set_value(100).run()
+    assert not at.exception
+    assert max(arr(charts(at)[1]["data"][1]["x"])) == 100
+    assert list(at.dataframe[-1].value.columns) == ["H=1", "H=5", "H=10", "H=20", "H=50", "H=100"]
+
+
 def test_predicted_vs_real_dt_shows_its_return_head_only():
     at = page("5_Predicted_vs_real.py", "pendulum-dt", "pendulum")
     assert len(charts(at)) == 1 and not at.exception

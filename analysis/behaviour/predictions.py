@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from models.errors import AgentError
 from models.base import inference
@@ -101,18 +100,32 @@ def _actions(dataset, idx: np.ndarray) -> np.ndarray:
     return a.reshape(*idx.shape, -1).astype(np.float64)
 
 
-def dynamics_rollout(model, obs0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched `DynamicsModel.rollout_open_loop`: raw obs0 [B, obs_dim], logged actions [B, H(, act_dim)]
-    -> predicted raw observations [B, H, obs_dim] after each action and rewards [B, H]."""
-    with inference(model):
-        obs = model.normalize(torch.as_tensor(np.asarray(obs0), dtype=torch.float32))
-        acts = torch.as_tensor(np.asarray(actions))
-        states, rewards = [], []
-        for h in range(acts.shape[1]):
-            obs, r = model(obs, acts[:, h])
-            states.append(obs * model.state_std + model.state_mean)
-            rewards.append(r)
-        return torch.stack(states, 1).numpy().astype(np.float64), torch.stack(rewards, 1).numpy().astype(np.float64)
+def dynamics_rollout(model, obs0: np.ndarray, actions: np.ndarray, past_obs: np.ndarray | None = None,
+                     past_actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Batched open loop of a dynamics model (`DynamicsModel.rollout`): raw obs0 [B, obs_dim], logged actions
+    [B, H(, act_dim)], and for a model with history the logged transitions before the start (past_obs [B, c,
+    obs_dim], past_actions [B, c(, ...)]) -> predicted raw observations [B, H, obs_dim] after each action and
+    rewards [B, H]."""
+    return model.rollout(obs0, actions, past_obs, past_actions)
+
+
+def reads_history(agent) -> bool:
+    """The model conditions on logged transitions before a start: a TT, or a dynamics model with history."""
+    return agent.has("tokens") or int(getattr(agent.cfg, "history", 0) or 0) > 0
+
+
+def open_loop(agent, dataset, starts: np.ndarray, horizon: int, context: int, tokens: np.ndarray | None = None):
+    """Open-loop predictions of a TT or dynamics model from absolute steps `starts` (each with >= `context` logged
+    transitions before it in its episode), the logged actions fed in: [B, H, obs_dim] observations, [B, H] rewards.
+    A one-step model without history ignores `context`."""
+    starts = np.asarray(starts, np.int64)
+    H = int(horizon)
+    if agent.has("tokens"):
+        return tt_rollout(agent, dataset, starts, H, context, tokens)
+    acts = dataset.actions[starts[:, None] + np.arange(H)[None, :]]
+    c = min(int(context), int(getattr(agent.cfg, "history", 0) or 0))
+    past = starts[:, None] - np.arange(c, 0, -1)[None, :]
+    return dynamics_rollout(agent, dataset.observations[starts], acts, dataset.observations[past], dataset.actions[past])
 
 
 def tt_rollout(agent, dataset, starts: np.ndarray, horizon: int, context: int, tokens: np.ndarray | None = None):
@@ -161,9 +174,9 @@ def default_context(agent, horizon: int) -> int:
     context and the whole horizon (K - H), so nothing is cropped and the KV cache stays exact; but never
     less than the context it plans with (K - its planning horizon): with H >= K the oldest transitions are
     cropped as the prediction grows, and a partially observed task (masked velocities) needs some history
-    at the start. 0 for a one-step model."""
+    at the start. A dynamics model: the transitions it reads (its `history`; 0 for a one-step model)."""
     if not agent.has("planning"):
-        return 0
+        return int(getattr(agent.cfg, "history", 0) or 0)   # a dynamics model: its history (0: one-step)
     K = agent.context_length
     planning = K - min(int(agent.cfg.horizon), K)
     return max(K - int(horizon), min(planning, K - 1), 0)
@@ -196,10 +209,7 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     obs_pred, rew_pred = [], []
     for i in range(0, len(starts), batch_size):
         s = starts[i:i + batch_size]
-        if tokens_model:
-            o, r = tt_rollout(agent, dataset, s, H, ctx, tokens)
-        else:
-            o, r = dynamics_rollout(agent, dataset.observations[s], dataset.actions[s[:, None] + np.arange(H)[None, :]])
+        o, r = open_loop(agent, dataset, s, H, ctx, tokens)
         obs_pred.append(o)
         rew_pred.append(r)
     obs_pred, rew_pred = np.concatenate(obs_pred), np.concatenate(rew_pred)
@@ -210,7 +220,7 @@ def error_by_horizon(agent, dataset, horizons: int = 20, n_starts: int = 256, se
     return HorizonError(model=name or model_label(agent),
                         kind=kind, horizons=np.arange(1, H + 1), mean_l2=errors.mean(0), ci_low=cis[:, 0],
                         ci_high=cis[:, 1], reward_mae=reward_err.mean(0), errors=errors, starts=starts,
-                        n_starts=len(starts), seed=seed, context=ctx, reads_context=bool(tokens_model),
+                        n_starts=len(starts), seed=seed, context=ctx, reads_context=reads_history(agent),
                         obs_quantization_floor=None if floor is None else float(floor))
 
 
@@ -299,10 +309,7 @@ def predicted_vs_real(agent, dataset, episode: int = 0, start: int | None = None
     ctx = min(ctx, start)
     H = max(1, min(int(horizon), T - 1 - start))
     s = int(dataset.episode_starts[int(episode)]) + start
-    if tokens_model:
-        obs, rew = tt_rollout(agent, dataset, np.array([s]), H, ctx)
-    else:
-        obs, rew = dynamics_rollout(agent, dataset.observations[[s]], dataset.actions[s:s + H][None])
+    obs, rew = open_loop(agent, dataset, np.array([s]), H, ctx)
     names = list(dataset.obs_names) + ["reward"]
     real = np.concatenate([ep.observations, ep.rewards[:, None]], 1).astype(np.float64)
     pred = np.full_like(real, np.nan)

@@ -233,28 +233,25 @@ def _prediction(agent, one, steps: np.ndarray) -> dict | None:
                 "real": real[steps], "predicted": pred[steps], "note": DT_STATE_NOTE}
     if not agent.has("dynamics"):
         return None
-    from analysis.behaviour.predictions import default_context, dynamics_rollout, tt_rollout
+    from analysis.behaviour.predictions import default_context, open_loop
 
     obs = one.observations.astype(np.float64)
     real = np.full((T, one.obs_dim + 1), np.nan)
     real[:-1, :-1] = obs[1:]                       # the state each action led to (none after the last)
     real[:, -1] = one.rewards
     pred = np.full_like(real, np.nan)
-    if agent.has("tokens"):
-        ctx = min(default_context(agent, 1), agent.context_length - 1)
-        tokens = agent.encode_transitions(one.observations, one.actions, one.rewards)
-        groups = [(ctx, steps[steps >= ctx])] + [(int(t), np.array([t])) for t in steps[steps < ctx]]
-        for c, s in groups:                        # a step with fewer logged steps before it sees what there is
-            for i in range(0, len(s), 256):
-                o, r = tt_rollout(agent, one, s[i:i + 256], 1, c, tokens)
-                pred[s[i:i + 256], :-1], pred[s[i:i + 256], -1] = o[:, 0], r[:, 0]
-        label = "TT, one step ahead (logged history, argmax bins)"
-    else:
-        for i in range(0, len(steps), 1024):
-            s = steps[i:i + 1024]
-            o, r = dynamics_rollout(agent, one.observations[s], one.actions[s][:, None])
-            pred[s, :-1], pred[s, -1] = o[:, 0], r[:, 0]
-        label = "dynamics model, one step ahead"
+    tt = agent.has("tokens")
+    # the logged transitions the model reads: a TT's context, a dynamics model's history (0: one-step)
+    ctx = min(default_context(agent, 1), agent.context_length - 1) if tt else default_context(agent, 1)
+    tokens = agent.encode_transitions(one.observations, one.actions, one.rewards) if tt else None
+    groups = [(ctx, steps[steps >= ctx])] + [(int(t), np.array([t])) for t in steps[steps < ctx]]
+    batch = 256 if tt else 1024
+    for c, s in groups:                            # a step with fewer logged steps before it sees what there is
+        for i in range(0, len(s), batch):
+            o, r = open_loop(agent, one, s[i:i + batch], 1, c, tokens)
+            pred[s[i:i + batch], :-1], pred[s[i:i + batch], -1] = o[:, 0], r[:, 0]
+    label = ("TT, one step ahead (logged history, argmax bins)" if tt else
+             "dynamics model, one step ahead" + (f" (its {ctx} logged transitions of history)" if ctx else ""))
     pred[T - 1, :-1] = np.nan                      # nothing real to compare after the last step
     floor = agent.cfg.obs_quantization_floor if agent.has("tokens") else None
     note = "Each step: the state and reward after the logged action, predicted from the logged history." + (

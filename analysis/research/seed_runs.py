@@ -79,6 +79,12 @@ def train_recipe(name: str, seed: int, progress: bool = True, ds=None, steps_sca
                             hparams=r.get("hparams"), batch_size=r.get("batch_size"), lr=r.get("lr"),
                             reward_scale=r.get("reward_scale", 1.0), progress=progress)
     ds = recipes.training_data(r, ds if ds is not None else recipes.recipe_data(r["data"]))
+    if r.get("until"):   # trained in chunks until it is as good as its reference (analysis/research/train_until.py)
+        from analysis.research.train_until import train_until
+
+        ref = train_recipe(r["until"]["reference"], seed, progress=False, ds=ds, steps_scale=steps_scale)
+        return train_until(r, seed, ds, ref, scaled_steps(r["steps"], steps_scale),
+                           scaled_steps(r["until"]["chunk"], steps_scale), progress, f"{r['data']}.npz")
     return train(r["kind"], ds, steps=scaled_steps(r["steps"], steps_scale), seed=seed, context_length=r.get("context"),
                  batch_size=r.get("batch_size"), lr=r.get("lr"), hparams=r.get("hparams"),
                  progress=progress, dataset_name=f"{r['data']}.npz")
