@@ -92,6 +92,11 @@ def task_metrics(task: str) -> dict[str, Callable[[dict], float]]:
     return out
 
 
+TITLE = "Compounding error as the TT paper means it: fully observed, horizons to 100"
+SETTING = "fully observed (Pendulum), held-out episodes, paired starts, horizons 1..100"
+PAPER_VALUE = {"value": None, "where": "Janner et al. 2021, compounding-error figure",
+               "reason": "a plot (humanoid, horizons to 100); no number in text"}
+
 METRICS: dict[str, Callable[[dict], float]] = {k: v for t in TASKS for k, v in task_metrics(t).items()}
 
 

@@ -54,6 +54,11 @@ def drop(raw: dict, method: str) -> float:
     return score(raw, "original", method) - score(raw, "delayed", method)
 
 
+TITLE = "Delayed reward: DT vs CQL with all reward on the last step"
+SETTING = "fully observed CartPole, every episode's reward moved to its last step (the DT paper's delayed return)"
+PAPER_VALUE = {"value": None, "where": "Chen et al. 2021, delayed (sparse) return table",
+               "reason": "D4RL MuJoCo returns (DT holds, CQL collapses); no CartPole number"}
+
 METRICS: dict[str, Callable[[dict], float]] = {
     **{f"{m}_return_{v}": (lambda r, v=v, m=m: mean_return(r, v, m)) for v in VARIANTS for m in METHODS},
     **{f"{m}_score_{v}": (lambda r, v=v, m=m: score(r, v, m)) for v in VARIANTS for m in METHODS},

@@ -56,6 +56,12 @@ def cue_k1_over_full(raw: dict) -> float:
     return cue_success(raw, "k1") / full if full else float("nan")
 
 
+TITLE = "Key-to-Door as the DT paper ran it: DT vs BC vs %BC vs CQL on uniformly random data"
+SETTING = "POMDP (Key-to-Door), uniformly random behaviour data at 1K and 10K episodes; a cue variant (two doors)"
+PAPER_VALUE = {"value": None, "where": "Chen et al. 2021, Table 6",
+               "reason": "one number per agent and data size (DT 0.718 / 0.946, CQL 0.131 / 0.133, BC 0.014 / 0.016, "
+                         "%BC 0.699 / 0.951 at 1K / 10K): printed beside each metric (papers rows)"}
+
 METRICS: dict[str, Callable[[dict], float]] = {
     **{f"{m}_success_{s}": (lambda r, s=s, m=m: success(r, s, m)) for s in SIZES for m in METHODS},
     **{f"dt_minus_{m}_{s}": (lambda r, s=s, m=m: success_gap(r, s, "dt", m)) for s in SIZES for m in ("bc", "pbc", "cql")},

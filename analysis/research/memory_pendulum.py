@@ -31,6 +31,11 @@ def _diff(a: str, b: str) -> Callable[[dict], float]:
                                      - np.asarray(raw["masked"])[:, COLUMNS.index(b)]))
 
 
+TITLE = "Memory on masked Pendulum: history, not sequence modelling"
+SETTING = "POMDP (velocity-masked Pendulum), held-out episodes, paired starts, H = 10"
+PAPER_VALUE = {"value": None, "where": "", "reason": "not a paper's claim: the memory half of our earlier "
+                                                     "compounding-error finding, named for what it shows"}
+
 METRICS: dict[str, Callable[[dict], float]] = {
     "history_minus_no_history": _diff("tt", "tt_no_history"),    # < 0: history helps the TT
     "tt_minus_one_step": _diff("tt", "one_step"),

@@ -640,7 +640,7 @@ def optional_agent(load: Callable[[str], object], name: str) -> tuple[object | N
             raise
         from models import recipes
 
-        if name in recipes.SAMPLE_AGENTS:
+        if name in recipes.all_recipes():   # the findings' recipes too: the reason says whether it was ever trained
             return None, f"{name} could not be loaded ({str(e).rstrip('.')})"
         return None, f"{name} is not trained yet"
 
@@ -717,7 +717,8 @@ BUILTIN = (
 )
 # Finding modules written as analysis/research/<id>.py (measure, METRICS; optional TITLE, CODE: extra repository-
 # relative files its numbers depend on, N_BOOT, SETTING, PAPER_VALUE {"value", "where", "reason"}): one line here.
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("analysis.research.key_to_door_paper", "analysis.research.delayed_reward",
+                             "analysis.research.compounding_paper", "analysis.research.memory_pendulum")
 
 
 def _from_module(path: str) -> FindingModule:
