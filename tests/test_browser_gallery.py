@@ -160,8 +160,8 @@ def walk(streamlit_url):
 
 def test_gallery_has_every_page_for_three_agents_without_errors(walk):
     names = [path or "Home" for path, _ in pages()]
-    assert len(names) == 11
-    assert sum(len(widths(agent, path)) for agent, _ in AGENTS for path, _ in pages()) == 3 * 11 + 11
+    assert len(names) == 12
+    assert sum(len(widths(agent, path)) for agent, _ in AGENTS for path, _ in pages()) == 3 * 12 + 12
     for agent, _ in AGENTS:
         for path, _ in pages():
             for w in widths(agent, path):

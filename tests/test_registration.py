@@ -169,7 +169,10 @@ def test_a_seed_file_from_another_commit_is_one_sentence():
 def test_every_registered_finding_has_a_module_and_a_module_is_one_line(tmp_path, monkeypatch):
     mods = RP.finding_modules()
     assert list(mods)[:4] == ["return_conditioning", "context_pomdp", "key_to_door", "compounding_error"]
-    assert all(m.setting and m.files[0] == "analysis/research/reproduce.py" for m in mods.values())
+    assert all(m.setting for m in mods.values())
+    assert all(mods[f].files[0] == "analysis/research/reproduce.py" for f in list(mods)[:4])   # the four built in
+    assert {f: mods[f].files[0] for f in list(mods)[4:]} == {p.rsplit(".", 1)[1]: p.replace(".", "/") + ".py"
+                                                             for p in RP.MODULES}   # each module: its own file first
     import sys
     pkg = tmp_path / "extra_findings"
     pkg.mkdir()

@@ -21,7 +21,9 @@ def test_every_environment_has_a_small_dataset():
                                                                          "breakout"}
     for path in shipped.values():
         assert path.stat().st_size < 2_000_000, path
-    assert sum(p.stat().st_size for p in (ROOT / "sample_data").rglob("*") if p.is_file()) < 25_000_000
+    # the project's rule is 50 MB for all shipped data and agents; 30 MB here keeps room for issue 25's checkpoint
+    # histories (25.2 MB after issue 24's four value agents: 0.6 MB; breakout-dt's untrained state head is 4.6 MB)
+    assert sum(p.stat().st_size for p in (ROOT / "sample_data").rglob("*") if p.is_file()) < 30_000_000
 
 
 @pytest.mark.parametrize("alias", list(SAMPLE_DATASETS))
