@@ -33,18 +33,23 @@ def _mlp_names(net: nn.Sequential) -> list[str]:
     return [f"hidden.{i}" for i in range(sum(isinstance(m, nn.ReLU) for m in net))] + ["head.out"]
 
 
-def _run_mlp(net: nn.Sequential, x: torch.Tensor, run: ActivationRun | None) -> torch.Tensor:
-    """net(x); with a run, module by module (the same ops in the same order), recording `hidden.{i}` after
-    each ReLU and `head.out` after the last Linear."""
+def run_hidden(net: nn.Sequential, x: torch.Tensor, run: ActivationRun | None, prefix: str = "") -> torch.Tensor:
+    """net(x); with a run, module by module (the same ops in the same order), recording `{prefix}hidden.{i}` after
+    each ReLU. Every MLP family (MLP, dynamics, Q-networks, the continuous value learner's nets) runs through here."""
     if run is None:
         return net(x)
     i = 0
     for m in net:
         x = m(x)
         if isinstance(m, nn.ReLU):
-            x = run(f"hidden.{i}", x)
+            x = run(f"{prefix}hidden.{i}", x)
             i += 1
-    return run("head.out", x)
+    return x
+
+
+def _run_mlp(net: nn.Sequential, x: torch.Tensor, run: ActivationRun | None) -> torch.Tensor:
+    """net(x); with a run, `hidden.{i}` after each ReLU and `head.out` after the last Linear."""
+    return net(x) if run is None else run("head.out", run_hidden(net, x, run))
 
 
 class _ActionHead:

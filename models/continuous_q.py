@@ -35,7 +35,7 @@ from torch.func import functional_call
 
 from .activations import ActivationRun
 from .base import Agent, AgentConfig, RolloutBase, inference
-from .baselines import _mlp
+from .baselines import _mlp, run_hidden
 from .errors import AgentError
 from .hparams import CQHparams, resolve
 from .windows import TrainingData
@@ -52,16 +52,8 @@ def expectile_loss(u: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 def _run(net: nn.Sequential, x: torch.Tensor, run: ActivationRun | None, prefix: str) -> torch.Tensor:
-    """net(x), recording `{prefix}.hidden.{i}` after each ReLU when a run is given (the same ops in the same order)."""
-    if run is None:
-        return net(x)
-    i = 0
-    for m in net:
-        x = m(x)
-        if isinstance(m, nn.ReLU):
-            x = run(f"{prefix}.hidden.{i}", x)
-            i += 1
-    return x
+    """net(x), recording `{prefix}.hidden.{i}` after each ReLU when a run is given."""
+    return run_hidden(net, x, run, f"{prefix}.")
 
 
 @dataclass

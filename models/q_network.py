@@ -6,11 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from torch import nn
 
 from .activations import ActivationRun
 from .base import AgentConfig
-from .baselines import _mlp
+from .baselines import _mlp, run_hidden
 from .hparams import QHparams, resolve
 from .value_agents import ValueAgent, ValueTraining
 
@@ -38,13 +37,7 @@ class QNetwork(ValueAgent):
         run = activations
         if run is None:
             return self.net(obs) * self.q_scale
-        x, i = obs, 0
-        for m in self.net:
-            x = m(x)
-            if isinstance(m, nn.ReLU):
-                x = run(f"hidden.{i}", x)
-                i += 1
-        q = run("head.q", x * self.q_scale)
+        q = run("head.q", run_hidden(self.net, obs, run) * self.q_scale)
         run("head.v", q.max(-1).values)
         return q
 
